@@ -1,0 +1,51 @@
+# event_log: PGXS build, plus the README's two commands (demo, test) and bench.
+
+EXTENSION  = event_log
+MODULE_big = event_log
+OBJS       = src/event_log.o src/hash.o src/stream.o src/append.o src/read.o \
+             src/immutable.o
+DATA       = sql/event_log--0.1.sql
+PGFILEDESC = "event_log - event streams with commit-order offsets"
+
+# pg_regress suites (sql/NAME.sql, expected/NAME.out)
+REGRESS    = streams append immutability bad_input privileges
+# isolation specs (test/specs/NAME.spec, test/expected/NAME.out)
+ISOLATION  =
+
+PG_CONFIG ?= $(shell command -v pg_config >/dev/null 2>&1 && echo pg_config || echo /usr/lib/postgresql/15/bin/pg_config)
+
+# Our warnings on top of PGXS's; WERROR=1 (set by `make test`) makes them fatal.
+PG_CFLAGS  = -Wall -Wextra -Wno-unused-parameter
+ifeq ($(WERROR),1)
+PG_CFLAGS += -Werror
+endif
+
+# No LLVM bitcode: JIT inlining of these functions is not worth a clang dependency.
+override with_llvm = no
+
+# PGXS is only there once postgresql-server-dev-15 is installed; `deps` does that.
+PGXS := $(shell $(PG_CONFIG) --pgxs 2>/dev/null)
+ifneq ($(PGXS),)
+include $(PGXS)
+endif
+
+.PHONY: deps build demo test bench
+
+deps:
+	@bash test/deps.sh
+
+build: deps
+	$(MAKE) WERROR=$(WERROR) all
+	$(MAKE) install
+
+demo:
+	@$(MAKE) --no-print-directory build
+	@bash test/demo.sh
+
+test:
+	@$(MAKE) --no-print-directory build WERROR=1
+	@REGRESS="$(REGRESS)" ISOLATION="$(ISOLATION)" bash test/run_tests.sh
+
+bench:
+	@$(MAKE) --no-print-directory build
+	@bash test/bench/run.sh

@@ -1,0 +1,100 @@
+-- event_log.append(): optimistic concurrency, idempotency, and density
+-- across rollbacks and savepoints.
+CREATE EXTENSION event_log;
+SELECT event_log.create_stream('accounts', 2);
+
+-- expected_version 0: the key must have no events yet.
+SELECT * FROM event_log.append('accounts', 'acc-1', 'Opened', '{"owner": "ann"}', expected_version => 0);
+-- expected_version N: the key's current version must be N.
+SELECT * FROM event_log.append('accounts', 'acc-1', 'Deposited', '{"amount": 10}', expected_version => 1);
+-- NULL (the default): any version.
+SELECT * FROM event_log.append('accounts', 'acc-1', 'Deposited', '{"amount": 5}');
+
+-- A stale expected version fails with SQLSTATE EL001 and changes nothing.
+SELECT * FROM event_log.append('accounts', 'acc-1', 'Withdrawn', '{"amount": 1}', expected_version => 1);
+\echo :LAST_ERROR_SQLSTATE
+SELECT * FROM event_log.append('accounts', 'acc-2', 'Deposited', '{}', expected_version => 3);
+SELECT count(*) FROM accounts;
+
+-- Applications catch it by SQLSTATE.
+DO $$
+BEGIN
+  PERFORM event_log.append('accounts', 'acc-1', 'Opened', '{}', expected_version => 0);
+EXCEPTION WHEN SQLSTATE 'EL001' THEN
+  RAISE NOTICE 'conflict caught: %', SQLERRM;
+END $$;
+
+-- Idempotency: the same event_id again returns the first append's position.
+SELECT * FROM event_log.append('accounts', 'acc-2', 'Opened', '{}',
+  event_id => '11111111-1111-4111-8111-111111111111');
+SELECT * FROM event_log.append('accounts', 'acc-2', 'Opened', '{}',
+  event_id => '11111111-1111-4111-8111-111111111111');
+-- ... even when its expected_version no longer matches (a retried command).
+SELECT * FROM event_log.append('accounts', 'acc-2', 'Opened', '{}',
+  expected_version => 0, event_id => '11111111-1111-4111-8111-111111111111');
+-- A plain INSERT of a known event_id appends nothing.
+INSERT INTO accounts (key, type, payload, event_id)
+  VALUES ('acc-2', 'Opened', '{}', '11111111-1111-4111-8111-111111111111');
+SELECT count(*) FROM accounts WHERE key = 'acc-2';
+-- The same event_id under another key is an error, not a silent success.
+SELECT * FROM event_log.append('accounts', 'acc-3', 'Opened', '{}',
+  event_id => '11111111-1111-4111-8111-111111111111');
+
+-- Rolled-back appends free their numbers: seq stays dense.
+BEGIN;
+SELECT * FROM event_log.append('accounts', 'acc-1', 'Deposited', '{"amount": 99}');
+ROLLBACK;
+SELECT * FROM event_log.append('accounts', 'acc-1', 'Deposited', '{"amount": 1}');
+
+-- So do appends rolled back to a savepoint, within a transaction that goes on.
+BEGIN;
+SELECT * FROM event_log.append('accounts', 'acc-1', 'Deposited', '{"amount": 2}');
+SAVEPOINT s1;
+SELECT * FROM event_log.append('accounts', 'acc-1', 'Deposited', '{"amount": 3}');
+INSERT INTO accounts (key, type, payload) VALUES ('acc-1', 'Deposited', '{"amount": 4}');
+ROLLBACK TO SAVEPOINT s1;
+SELECT * FROM event_log.append('accounts', 'acc-1', 'Deposited', '{"amount": 5}');
+COMMIT;
+
+-- A savepoint whose first append took the shard lock, then rolled back.
+BEGIN;
+SAVEPOINT s1;
+INSERT INTO accounts (key, type, payload) VALUES ('acc-9', 'Opened', '{}');
+ROLLBACK TO SAVEPOINT s1;
+INSERT INTO accounts (key, type, payload) VALUES ('acc-9', 'Opened', '{}');
+COMMIT;
+
+-- An exception block inside a batch: the failed row leaves no hole.
+DO $$
+BEGIN
+  FOR i IN 1..3 LOOP
+    BEGIN
+      PERFORM event_log.append('accounts', 'acc-1', 'Deposited', jsonb_build_object('amount', i),
+                               expected_version => CASE WHEN i = 2 THEN 0 END);
+    EXCEPTION WHEN SQLSTATE 'EL001' THEN NULL;
+    END;
+  END LOOP;
+END $$;
+
+SELECT shard, seq, key, version, payload FROM accounts ORDER BY shard, seq;
+SELECT shard, max(seq) = count(*) AS dense FROM accounts GROUP BY shard ORDER BY shard;
+
+-- INSERT ... ON CONFLICT DO NOTHING that skips a row leaves no hole either.
+CREATE UNIQUE INDEX accounts_ref ON accounts ((payload ->> 'ref'));
+INSERT INTO accounts (key, type, payload) VALUES ('acc-1', 'Deposited', '{"ref": "r1"}');
+INSERT INTO accounts (key, type, payload) VALUES
+  ('acc-1', 'Deposited', '{"ref": "r1"}'),
+  ('acc-1', 'Deposited', '{"ref": "r2"}')
+ON CONFLICT DO NOTHING;
+SELECT seq, version, payload FROM accounts WHERE payload ? 'ref' ORDER BY seq;
+SELECT shard, max(seq) = count(*) AS dense FROM accounts GROUP BY shard ORDER BY shard;
+
+-- A large batch in one statement.
+INSERT INTO accounts (key, type, payload)
+SELECT 'bulk-' || (i % 50), 'Deposited', jsonb_build_object('i', i)
+FROM generate_series(1, 5000) i;
+SELECT shard, max(seq) = count(*) AS dense, count(*) FROM accounts GROUP BY shard ORDER BY shard;
+SELECT count(*) AS keys, bool_and(n = mx) AS versions_dense
+FROM (SELECT key, count(*) n, max(version) mx FROM accounts GROUP BY key) k;
+SELECT event_log.drop_stream('accounts');
+DROP EXTENSION event_log;

@@ -1,0 +1,125 @@
+/* event_log--0.1.sql: streams (sharded append-only logs with commit-order offsets) */
+
+\echo Use "CREATE EXTENSION event_log" to load this file. \quit
+
+-- The registry of streams.  user_catalog_table lets the logical decoding
+-- output plugin read it under a historic snapshot.  Rows are written only by
+-- the extension's C code; everybody may read it.
+CREATE TABLE event_log.streams (
+    stream      regclass    PRIMARY KEY,
+    shards      integer     NOT NULL CHECK (shards BETWEEN 1 AND 1024),
+    created_at  timestamptz NOT NULL DEFAULT now(),
+    created_by  name        NOT NULL DEFAULT current_user
+) WITH (user_catalog_table = true);
+
+-- Streams removed with event_log.drop_stream(): the record of what went.
+CREATE TABLE event_log.dropped_streams (
+    stream      text        NOT NULL,
+    shards      integer     NOT NULL,
+    events      bigint      NOT NULL,
+    dropped_at  timestamptz NOT NULL DEFAULT now(),
+    dropped_by  name        NOT NULL DEFAULT current_user
+);
+
+SELECT pg_catalog.pg_extension_config_dump('event_log.streams', '');
+SELECT pg_catalog.pg_extension_config_dump('event_log.dropped_streams', '');
+
+REVOKE ALL ON event_log.streams, event_log.dropped_streams FROM PUBLIC;
+GRANT SELECT ON event_log.streams, event_log.dropped_streams TO PUBLIC;
+
+-- The row type every stream shares: what read() and replay() return.
+CREATE TYPE event_log.event AS (
+    shard       integer,
+    seq         bigint,
+    key         text,
+    version     bigint,
+    type        text,
+    payload     jsonb,
+    metadata    jsonb,
+    event_id    uuid,
+    recorded_at timestamptz
+);
+
+CREATE FUNCTION event_log.shard_for(key text, shards integer)
+RETURNS integer
+AS 'MODULE_PATHNAME', 'el_shard_for'
+LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE;
+
+CREATE FUNCTION event_log.create_stream(stream text, shards integer DEFAULT 1)
+RETURNS regclass
+AS 'MODULE_PATHNAME', 'el_create_stream'
+LANGUAGE C VOLATILE;
+
+CREATE FUNCTION event_log.drop_stream(stream regclass)
+RETURNS bigint
+AS 'MODULE_PATHNAME', 'el_drop_stream'
+LANGUAGE C VOLATILE;
+
+CREATE FUNCTION event_log.append(
+    stream regclass,
+    key text,
+    type text,
+    payload jsonb,
+    metadata jsonb DEFAULT NULL,
+    expected_version bigint DEFAULT NULL,
+    event_id uuid DEFAULT NULL,
+    OUT shard integer,
+    OUT seq bigint,
+    OUT version bigint)
+RETURNS record
+AS 'MODULE_PATHNAME', 'el_append'
+LANGUAGE C VOLATILE;
+
+CREATE FUNCTION event_log.read(
+    stream regclass,
+    shard integer,
+    after_seq bigint DEFAULT 0,
+    max_count integer DEFAULT 1000)
+RETURNS SETOF event_log.event
+AS 'MODULE_PATHNAME', 'el_read'
+LANGUAGE C STABLE;
+
+CREATE FUNCTION event_log.replay(
+    stream regclass,
+    key text,
+    after_version bigint DEFAULT 0)
+RETURNS SETOF event_log.event
+AS 'MODULE_PATHNAME', 'el_replay'
+LANGUAGE C STABLE;
+
+-- Trigger functions installed on every stream by create_stream().
+CREATE FUNCTION event_log.assign_position()
+RETURNS trigger
+AS 'MODULE_PATHNAME', 'el_assign_position'
+LANGUAGE C;
+
+CREATE FUNCTION event_log.refuse_change()
+RETURNS trigger
+AS 'MODULE_PATHNAME', 'el_refuse_change'
+LANGUAGE C;
+
+-- Event triggers: the DDL guard that keeps stream tables append-only even
+-- for their owners.  Event triggers fire for every role, superusers too.
+CREATE FUNCTION event_log.guard_ddl()
+RETURNS event_trigger
+AS 'MODULE_PATHNAME', 'el_guard_ddl'
+LANGUAGE C;
+
+CREATE FUNCTION event_log.guard_rewrite()
+RETURNS event_trigger
+AS 'MODULE_PATHNAME', 'el_guard_rewrite'
+LANGUAGE C;
+
+CREATE FUNCTION event_log.guard_drop()
+RETURNS event_trigger
+AS 'MODULE_PATHNAME', 'el_guard_drop'
+LANGUAGE C;
+
+CREATE EVENT TRIGGER event_log_guard_ddl ON ddl_command_end
+    EXECUTE FUNCTION event_log.guard_ddl();
+CREATE EVENT TRIGGER event_log_guard_rewrite ON table_rewrite
+    EXECUTE FUNCTION event_log.guard_rewrite();
+CREATE EVENT TRIGGER event_log_guard_drop ON sql_drop
+    EXECUTE FUNCTION event_log.guard_drop();
+
+GRANT USAGE ON SCHEMA event_log TO PUBLIC;

@@ -1,0 +1,534 @@
+/*
+ * append.c
+ *	  Appending events: the BEFORE INSERT trigger that assigns shard, seq,
+ *	  version, event_id and recorded_at to every new row (plain INSERT, COPY
+ *	  and append() all go through it), and event_log.append().
+ *
+ *	  The ordering argument is in docs/design/offsets.md.  In short: the first
+ *	  append of a transaction to a shard takes that shard's lock and keeps it
+ *	  to the end of the transaction; seq and version are read, under the lock,
+ *	  from the stream's own indexes with a snapshot that sees every committed
+ *	  row whatever the transaction's isolation level.
+ */
+#include "postgres.h"
+
+#include "access/genam.h"
+#include "access/relscan.h"
+#include "access/table.h"
+#include "access/tableam.h"
+#include "access/detoast.h"
+#include "access/xact.h"
+#include "commands/trigger.h"
+#include "common/pg_prng.h"
+#include "executor/spi.h"
+#include "executor/tuptable.h"
+#include "fmgr.h"
+#include "funcapi.h"
+#include "miscadmin.h"
+#include "port/pg_bswap.h"
+#include "storage/lmgr.h"
+#include "storage/lock.h"
+#include "utils/acl.h"
+#include "utils/builtins.h"
+#include "utils/fmgroids.h"
+#include "utils/jsonb.h"
+#include "utils/lsyscache.h"
+#include "utils/snapmgr.h"
+#include "utils/timestamp.h"
+#include "utils/uuid.h"
+
+#include "event_log.h"
+
+PG_FUNCTION_INFO_V1(el_assign_position);
+PG_FUNCTION_INFO_V1(el_append);
+
+/*
+ * append() checks idempotency and the expected version itself, then inserts
+ * through SPI.  It tells the trigger which row is its own so the trigger
+ * neither repeats the event_id check nor loses the position it assigned.
+ */
+static bool el_pending_active = false;
+static pg_uuid_t el_pending_event_id;
+static int32 el_pending_shard;
+static int64 el_pending_seq;
+static int64 el_pending_version;
+
+/*
+ * Take the shard's lock for the rest of the transaction.
+ *
+ * This lock is what orders a shard: whoever holds it is the only transaction
+ * that can append to the shard, and it is released only after the holder's
+ * commit (or abort) is visible to every new snapshot, because the lock
+ * manager releases transaction locks after ProcArrayEndTransaction.  So seq
+ * numbers are handed out in commit order.  Locks on different shards never
+ * conflict.  A transaction that appends to several shards takes their locks
+ * in the order it first touches them; two such transactions touching the same
+ * shards in opposite orders deadlock, and the deadlock detector aborts one.
+ * Re-acquiring a lock already held is a local hash lookup.
+ */
+static void
+el_lock_shard(Oid relid, int shard)
+{
+	LOCKTAG		tag;
+
+	SET_LOCKTAG_ADVISORY(tag, MyDatabaseId, relid, (uint32) shard,
+						 EL_LOCKTAG_SPACE);
+	(void) LockAcquire(&tag, ExclusiveLock, false, false);
+}
+
+/*
+ * Highest value of column `attnum` among the rows whose first index column
+ * equals `key`, read backwards through the index with a dirty snapshot: it
+ * sees every committed row and our own, whatever our transaction's snapshot,
+ * and skips rows of aborted (sub)transactions.  Under the shard lock no other
+ * transaction can have an uncommitted row in the range.  0 if there is none.
+ */
+static int64
+el_index_max(Relation rel, Oid indexoid, Datum key, RegProcedure eqproc,
+			 AttrNumber attnum)
+{
+	Relation	index = index_open(indexoid, AccessShareLock);
+	SnapshotData dirty;
+	ScanKeyData skey;
+	IndexScanDesc scan;
+	TupleTableSlot *slot;
+	int64		result = 0;
+
+	InitDirtySnapshot(dirty);
+	ScanKeyEntryInitialize(&skey, 0, 1, BTEqualStrategyNumber, InvalidOid,
+						   index->rd_indcollation[0], eqproc, key);
+	slot = table_slot_create(rel, NULL);
+	scan = index_beginscan(rel, index, &dirty, 1, 0);
+	index_rescan(scan, &skey, 1, NULL, 0);
+	if (index_getnext_slot(scan, BackwardScanDirection, slot))
+	{
+		bool		isnull;
+
+		result = DatumGetInt64(slot_getattr(slot, attnum, &isnull));
+	}
+	index_endscan(scan);
+	ExecDropSingleTupleTableSlot(slot);
+	index_close(index, AccessShareLock);
+	return result;
+}
+
+/*
+ * Look up an event by event_id.  If another transaction is still inserting
+ * it, wait for that transaction and look again, as a unique index would.
+ */
+static bool
+el_find_event(Relation rel, Oid indexoid, pg_uuid_t *event_id,
+			  int32 *shard, int64 *seq, int64 *version, text **key)
+{
+	Relation	index = index_open(indexoid, AccessShareLock);
+	TupleTableSlot *slot = table_slot_create(rel, NULL);
+	bool		found = false;
+
+	for (;;)
+	{
+		SnapshotData dirty;
+		ScanKeyData skey;
+		IndexScanDesc scan;
+		TransactionId wait_xid = InvalidTransactionId;
+		ItemPointerData wait_tid;
+
+		InitDirtySnapshot(dirty);
+		ScanKeyInit(&skey, 1, BTEqualStrategyNumber, F_UUID_EQ,
+					UUIDPGetDatum(event_id));
+		scan = index_beginscan(rel, index, &dirty, 1, 0);
+		index_rescan(scan, &skey, 1, NULL, 0);
+		if (index_getnext_slot(scan, ForwardScanDirection, slot))
+		{
+			if (TransactionIdIsValid(dirty.xmin))
+			{
+				wait_xid = dirty.xmin;
+				wait_tid = slot->tts_tid;
+			}
+			else
+			{
+				bool		isnull;
+
+				found = true;
+				*shard = DatumGetInt32(slot_getattr(slot, Anum_el_shard, &isnull));
+				*seq = DatumGetInt64(slot_getattr(slot, Anum_el_seq, &isnull));
+				*version = DatumGetInt64(slot_getattr(slot, Anum_el_version, &isnull));
+				if (key)
+					*key = DatumGetTextPCopy(slot_getattr(slot, Anum_el_key, &isnull));
+			}
+		}
+		index_endscan(scan);
+		if (!TransactionIdIsValid(wait_xid))
+			break;
+		XactLockTableWait(wait_xid, rel, &wait_tid, XLTW_InsertIndex);
+	}
+	ExecDropSingleTupleTableSlot(slot);
+	index_close(index, AccessShareLock);
+	return found;
+}
+
+/* Key checks shared by the trigger and append(). */
+void
+el_check_key(text *key)
+{
+	int			len = VARSIZE_ANY_EXHDR(key);
+
+	if (len == 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("event key must not be empty")));
+	if (len > EL_MAX_KEY_BYTES)
+		ereport(ERROR,
+				(errcode(ERRCODE_PROGRAM_LIMIT_EXCEEDED),
+				 errmsg("event key is too long"),
+				 errdetail("Keys are limited to %d bytes; this one has %d.",
+						   EL_MAX_KEY_BYTES, len)));
+}
+
+static void
+el_check_type(text *type)
+{
+	int			len = VARSIZE_ANY_EXHDR(type);
+
+	if (len == 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("event type must not be empty")));
+	if (len > EL_MAX_TYPE_BYTES)
+		ereport(ERROR,
+				(errcode(ERRCODE_PROGRAM_LIMIT_EXCEEDED),
+				 errmsg("event type is too long"),
+				 errdetail("Event types are limited to %d bytes; this one has %d.",
+						   EL_MAX_TYPE_BYTES, len)));
+}
+
+static void
+el_check_document(Datum doc, const char *what)
+{
+	Size		size = toast_raw_datum_size(doc) - VARHDRSZ;
+
+	if (size > (Size) el_max_payload_size * 1024)
+		ereport(ERROR,
+				(errcode(ERRCODE_PROGRAM_LIMIT_EXCEEDED),
+				 errmsg("event %s is too large", what),
+				 errdetail("It has %zu bytes; event_log.max_payload_size allows %d kB.",
+						   size, el_max_payload_size),
+				 errhint("Store large documents elsewhere and reference them from the event.")));
+}
+
+static void
+el_refuse_supplied(Relation rel, int attnum)
+{
+	const char *col = NameStr(TupleDescAttr(RelationGetDescr(rel), attnum - 1)->attname);
+
+	ereport(ERROR,
+			(errcode(ERRCODE_GENERATED_ALWAYS),
+			 errmsg("cannot insert a value into column \"%s\" of event stream \"%s\"",
+					col, RelationGetRelationName(rel)),
+			 errdetail("Column \"%s\" is assigned by event_log when an event is appended.",
+					   col),
+			 errhint("Insert only key, type, payload, metadata and event_id.")));
+}
+
+static void
+el_refuse_null(Relation rel, int attnum)
+{
+	ereport(ERROR,
+			(errcode(ERRCODE_NOT_NULL_VIOLATION),
+			 errmsg("null value in column \"%s\" of event stream \"%s\"",
+					NameStr(TupleDescAttr(RelationGetDescr(rel), attnum - 1)->attname),
+					RelationGetRelationName(rel))));
+}
+
+/* A version 4 UUID, as gen_random_uuid() makes. */
+static pg_uuid_t *
+el_new_uuid(void)
+{
+	pg_uuid_t  *uuid = palloc(UUID_LEN);
+
+	if (!pg_strong_random(uuid->data, UUID_LEN))
+		ereport(ERROR,
+				(errcode(ERRCODE_INTERNAL_ERROR),
+				 errmsg("could not generate random values")));
+	uuid->data[6] = (uuid->data[6] & 0x0f) | 0x40;
+	uuid->data[8] = (uuid->data[8] & 0x3f) | 0x80;
+	return uuid;
+}
+
+static int
+el_trigger_shards(Trigger *trigger, Relation rel)
+{
+	int			shards = -1;
+
+	if (trigger->tgnargs == 1)
+		shards = pg_strtoint32(trigger->tgargs[0]);
+	if (shards < 1 || shards > EL_MAX_SHARDS)
+		ereport(ERROR,
+				(errcode(ERRCODE_E_R_I_E_TRIGGER_PROTOCOL_VIOLATED),
+				 errmsg("trigger \"%s\" on \"%s\" has a bad shard count",
+						trigger->tgname, RelationGetRelationName(rel))));
+	return shards;
+}
+
+/*
+ * event_log.assign_position(): BEFORE INSERT FOR EACH ROW on every stream.
+ */
+Datum
+el_assign_position(PG_FUNCTION_ARGS)
+{
+	TriggerData *trigdata = (TriggerData *) fcinfo->context;
+	Relation	rel;
+	TupleTableSlot *slot;
+	Datum	   *values;
+	bool	   *isnull;
+	int			shards;
+	text	   *key;
+	int32		shard;
+	int64		seq;
+	int64		version;
+	pg_uuid_t  *event_id;
+	bool		own_append = false;
+	const ElStreamIndexes *idx;
+	int			cols[5] = {Anum_el_shard, Anum_el_seq, Anum_el_version,
+	Anum_el_event_id, Anum_el_recorded_at};
+	Datum		newvals[5];
+	bool		newnulls[5] = {0};
+
+	if (!CALLED_AS_TRIGGER(fcinfo) ||
+		!TRIGGER_FIRED_BEFORE(trigdata->tg_event) ||
+		!TRIGGER_FIRED_FOR_ROW(trigdata->tg_event) ||
+		!TRIGGER_FIRED_BY_INSERT(trigdata->tg_event))
+		ereport(ERROR,
+				(errcode(ERRCODE_E_R_I_E_TRIGGER_PROTOCOL_VIOLATED),
+				 errmsg("event_log.assign_position() must run as a BEFORE INSERT row trigger")));
+
+	rel = trigdata->tg_relation;
+	if (RelationGetDescr(rel)->natts < EL_NATTS)
+		ereport(ERROR,
+				(errcode(ERRCODE_E_R_I_E_TRIGGER_PROTOCOL_VIOLATED),
+				 errmsg("\"%s\" does not have the columns of an event stream",
+						RelationGetRelationName(rel))));
+	shards = el_trigger_shards(trigdata->tg_trigger, rel);
+
+	slot = trigdata->tg_trigslot;
+	slot_getsomeattrs(slot, EL_NATTS);
+	values = slot->tts_values;
+	isnull = slot->tts_isnull;
+
+	/*
+	 * A logical replication subscriber (or a superuser restoring a copy) runs
+	 * with session_replication_role = replica and brings complete rows: keep
+	 * them as they are.  Only superusers can set that role.
+	 */
+	if (SessionReplicationRole == SESSION_REPLICATION_ROLE_REPLICA &&
+		!isnull[Anum_el_shard - 1] && !isnull[Anum_el_seq - 1] &&
+		!isnull[Anum_el_version - 1] && !isnull[Anum_el_event_id - 1] &&
+		!isnull[Anum_el_recorded_at - 1])
+		return PointerGetDatum(trigdata->tg_trigtuple);
+
+	/* Values the extension assigns may not come from the user. */
+	if (!isnull[Anum_el_shard - 1])
+		el_refuse_supplied(rel, Anum_el_shard);
+	if (!isnull[Anum_el_seq - 1])
+		el_refuse_supplied(rel, Anum_el_seq);
+	if (!isnull[Anum_el_version - 1])
+		el_refuse_supplied(rel, Anum_el_version);
+	if (!isnull[Anum_el_recorded_at - 1])
+		el_refuse_supplied(rel, Anum_el_recorded_at);
+
+	if (isnull[Anum_el_key - 1])
+		el_refuse_null(rel, Anum_el_key);
+	if (isnull[Anum_el_type - 1])
+		el_refuse_null(rel, Anum_el_type);
+	if (isnull[Anum_el_payload - 1])
+		el_refuse_null(rel, Anum_el_payload);
+	key = DatumGetTextPP(values[Anum_el_key - 1]);
+	el_check_key(key);
+	el_check_type(DatumGetTextPP(values[Anum_el_type - 1]));
+	el_check_document(values[Anum_el_payload - 1], "payload");
+	if (!isnull[Anum_el_metadata - 1])
+		el_check_document(values[Anum_el_metadata - 1], "metadata");
+
+	idx = el_stream_indexes(rel);
+
+	shard = el_shard_for_key(VARDATA_ANY(key), VARSIZE_ANY_EXHDR(key), shards);
+	el_lock_shard(RelationGetRelid(rel), shard);
+
+	if (isnull[Anum_el_event_id - 1])
+		event_id = el_new_uuid();
+	else
+	{
+		int32		old_shard;
+		int64		old_seq,
+					old_version;
+
+		event_id = DatumGetUUIDP(values[Anum_el_event_id - 1]);
+		own_append = el_pending_active &&
+			memcmp(event_id, &el_pending_event_id, UUID_LEN) == 0;
+
+		/*
+		 * An event_id that is already there makes the append idempotent: the
+		 * row is skipped (append() reports the existing position).
+		 */
+		if (!own_append &&
+			el_find_event(rel, idx->event_id, event_id,
+						  &old_shard, &old_seq, &old_version, NULL))
+			return PointerGetDatum(NULL);
+	}
+
+	/* Under the shard lock, the last seq and version cannot move. */
+	seq = el_index_max(rel, idx->pk, Int32GetDatum(shard), F_INT4EQ,
+					   Anum_el_seq) + 1;
+	version = el_index_max(rel, idx->key_version, PointerGetDatum(key),
+						   F_TEXTEQ, Anum_el_version) + 1;
+
+	newvals[0] = Int32GetDatum(shard);
+	newvals[1] = Int64GetDatum(seq);
+	newvals[2] = Int64GetDatum(version);
+	newvals[3] = UUIDPGetDatum(event_id);
+	newvals[4] = TimestampTzGetDatum(GetCurrentTransactionStartTimestamp());
+
+	if (own_append)
+	{
+		el_pending_active = false;
+		el_pending_shard = shard;
+		el_pending_seq = seq;
+		el_pending_version = version;
+	}
+
+	return PointerGetDatum(heap_modify_tuple_by_cols(trigdata->tg_trigtuple,
+													 RelationGetDescr(rel),
+													 5, cols, newvals, newnulls));
+}
+
+/*
+ * event_log.append(stream, key, type, payload, metadata, expected_version,
+ *					event_id) RETURNS (shard, seq, version)
+ */
+Datum
+el_append(PG_FUNCTION_ARGS)
+{
+	Oid			relid;
+	int			shards;
+	text	   *key;
+	int32		shard;
+	pg_uuid_t  *event_id;
+	Relation	rel;
+	const ElStreamIndexes *idx;
+	int64		current;
+	TupleDesc	tupdesc;
+	Datum		result[3];
+	bool		result_null[3] = {0};
+	AclResult	aclresult;
+
+	el_require_arg(fcinfo, 0, "stream");
+	el_require_arg(fcinfo, 1, "key");
+	el_require_arg(fcinfo, 2, "type");
+	el_require_arg(fcinfo, 3, "payload");
+	relid = PG_GETARG_OID(0);
+	key = PG_GETARG_TEXT_PP(1);
+	if (!PG_ARGISNULL(5) && PG_GETARG_INT64(5) < 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("expected_version must not be negative"),
+				 errhint("Use 0 for \"the key has no events yet\" and NULL for \"any version\".")));
+
+	shards = el_require_stream(relid);
+	aclresult = pg_class_aclcheck(relid, GetUserId(), ACL_INSERT);
+	if (aclresult != ACLCHECK_OK)
+		aclcheck_error(aclresult, OBJECT_TABLE, get_rel_name(relid));
+	el_check_key(key);
+	el_check_type(PG_GETARG_TEXT_PP(2));
+	el_check_document(PG_GETARG_DATUM(3), "payload");
+	if (!PG_ARGISNULL(4))
+		el_check_document(PG_GETARG_DATUM(4), "metadata");
+
+	if (get_call_result_type(fcinfo, NULL, &tupdesc) != TYPEFUNC_COMPOSITE)
+		elog(ERROR, "return type must be a row type");
+
+	rel = table_open(relid, RowExclusiveLock);
+	idx = el_stream_indexes(rel);
+
+	shard = el_shard_for_key(VARDATA_ANY(key), VARSIZE_ANY_EXHDR(key), shards);
+	el_lock_shard(relid, shard);
+
+	if (PG_ARGISNULL(6))
+		event_id = el_new_uuid();
+	else
+	{
+		int32		old_shard;
+		int64		old_seq,
+					old_version;
+		text	   *old_key;
+
+		event_id = PG_GETARG_UUID_P(6);
+		if (el_find_event(rel, idx->event_id, event_id,
+						  &old_shard, &old_seq, &old_version, &old_key))
+		{
+			if (VARSIZE_ANY_EXHDR(old_key) != VARSIZE_ANY_EXHDR(key) ||
+				memcmp(VARDATA_ANY(old_key), VARDATA_ANY(key),
+					   VARSIZE_ANY_EXHDR(key)) != 0)
+				ereport(ERROR,
+						(errcode(ERRCODE_UNIQUE_VIOLATION),
+						 errmsg("event_id %s is already used by an event with another key",
+								DatumGetCString(DirectFunctionCall1(uuid_out,
+																	UUIDPGetDatum(event_id)))),
+						 errdetail("Appending the same event_id again is idempotent only for the same key.")));
+			table_close(rel, NoLock);
+			result[0] = Int32GetDatum(old_shard);
+			result[1] = Int64GetDatum(old_seq);
+			result[2] = Int64GetDatum(old_version);
+			PG_RETURN_DATUM(HeapTupleGetDatum(heap_form_tuple(tupdesc, result,
+															  result_null)));
+		}
+	}
+
+	current = el_index_max(rel, idx->key_version, PointerGetDatum(key),
+						   F_TEXTEQ, Anum_el_version);
+	if (!PG_ARGISNULL(5) && PG_GETARG_INT64(5) != current)
+		ereport(ERROR,
+				(errcode(ERRCODE_EL_VERSION_CONFLICT),
+				 errmsg("version conflict on key \"%s\" of event stream \"%s\"",
+						text_to_cstring(key), RelationGetRelationName(rel)),
+				 errdetail("Expected version " INT64_FORMAT ", but the current version is " INT64_FORMAT ".",
+						   PG_GETARG_INT64(5), current),
+				 errhint("Reload the entity's events and retry the command.")));
+	table_close(rel, NoLock);
+
+	/* Insert through the executor, so constraints, indexes and triggers run. */
+	{
+		Datum		args[5];
+		char		nulls[5] = {' ', ' ', ' ', ' ', ' '};
+		int			rc;
+
+		args[0] = PointerGetDatum(key);
+		args[1] = PG_GETARG_DATUM(2);
+		args[2] = PG_GETARG_DATUM(3);
+		args[3] = PG_ARGISNULL(4) ? (Datum) 0 : PG_GETARG_DATUM(4);
+		if (PG_ARGISNULL(4))
+			nulls[3] = 'n';
+		args[4] = UUIDPGetDatum(event_id);
+
+		SPI_connect();
+		memcpy(&el_pending_event_id, event_id, UUID_LEN);
+		el_pending_active = true;
+		el_pending_seq = 0;
+		PG_TRY();
+		{
+			rc = SPI_execute_plan(el_stream_plan(relid, EL_PLAN_INSERT), args,
+								  nulls, false, 0);
+		}
+		PG_FINALLY();
+		{
+			el_pending_active = false;
+		}
+		PG_END_TRY();
+		if (rc != SPI_OK_INSERT || SPI_processed != 1 || el_pending_seq == 0)
+			elog(ERROR, "append to \"%s\" inserted no row", get_rel_name(relid));
+		SPI_finish();
+	}
+
+	result[0] = Int32GetDatum(el_pending_shard);
+	result[1] = Int64GetDatum(el_pending_seq);
+	result[2] = Int64GetDatum(el_pending_version);
+	PG_RETURN_DATUM(HeapTupleGetDatum(heap_form_tuple(tupdesc, result, result_null)));
+}

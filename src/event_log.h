@@ -1,0 +1,91 @@
+/*
+ * event_log.h
+ *	  Declarations shared by the event_log extension's source files: the
+ *	  stream table's shape, our SQLSTATEs, and the helpers each file exports.
+ */
+#ifndef EVENT_LOG_H
+#define EVENT_LOG_H
+
+#include "postgres.h"
+
+#include "executor/spi.h"
+#include "fmgr.h"
+#include "utils/rel.h"
+#include "utils/uuid.h"
+
+/* Limits that input is checked against. */
+#define EL_MAX_SHARDS		1024
+#define EL_MAX_KEY_BYTES	1024
+#define EL_MAX_TYPE_BYTES	256
+
+/*
+ * Shard locks are advisory-type heavyweight locks in a key space of our own:
+ * (database, stream oid, shard, EL_LOCKTAG_SPACE).  The SQL advisory lock
+ * functions only ever use 1 or 2 in the last field, so they cannot collide.
+ * In pg_locks a shard lock shows as locktype 'advisory' with classid = the
+ * stream's oid, objid = the shard and objsubid = 17740.
+ */
+#define EL_LOCKTAG_SPACE	0x454C
+
+/* Attribute numbers of the contract columns of every stream table. */
+#define Anum_el_shard		1
+#define Anum_el_seq			2
+#define Anum_el_key			3
+#define Anum_el_version		4
+#define Anum_el_type		5
+#define Anum_el_payload		6
+#define Anum_el_metadata	7
+#define Anum_el_event_id	8
+#define Anum_el_recorded_at 9
+#define EL_NATTS			9
+
+/* Names of the triggers create_stream() installs. */
+#define EL_APPEND_TRIGGER		"event_log_append"
+#define EL_IMMUTABLE_TRIGGER	"event_log_immutable"
+
+/* Our own error conditions (documented in docs/streams.md). */
+#define ERRCODE_EL_VERSION_CONFLICT	MAKE_SQLSTATE('E','L','0','0','1')
+#define ERRCODE_EL_IMMUTABLE		MAKE_SQLSTATE('E','L','0','0','2')
+
+/* event_log.c: GUCs and small shared helpers */
+extern int	el_max_payload_size;
+extern void el_require_arg(FunctionCallInfo fcinfo, int argno, const char *name);
+
+/* stream.c: the stream registry */
+typedef struct ElStreamIndexes
+{
+	Oid			pk;				/* unique (shard, seq) */
+	Oid			event_id;		/* unique (event_id) */
+	Oid			key_version;	/* unique (key, version) */
+} ElStreamIndexes;
+
+extern Oid	el_schema_oid(void);
+extern Oid	el_registry_oid(bool missing_ok);
+extern int	el_registry_shards(Oid relid);
+extern int	el_stream_shards(Oid relid);
+extern int	el_require_stream(Oid relid);
+extern bool el_find_stream_indexes(Relation rel, ElStreamIndexes *out);
+extern const ElStreamIndexes *el_stream_indexes(Relation rel);
+
+typedef enum ElPlanKind
+{
+	EL_PLAN_INSERT,				/* append(): INSERT (key, type, payload, ...) */
+	EL_PLAN_READ,				/* read(): one shard after a seq */
+	EL_PLAN_REPLAY,				/* replay(): one key after a version */
+	EL_NUM_PLANS
+} ElPlanKind;
+
+extern SPIPlanPtr el_stream_plan(Oid relid, ElPlanKind kind);
+extern void el_stream_cache_init(void);
+extern char *el_stream_name(Oid relid);
+
+/* hash.c */
+extern int	el_shard_for_key(const char *key, int len, int shards);
+
+/* append.c: position assignment */
+extern void el_check_key(text *key);
+
+/* immutable.c */
+extern Oid	el_drop_allowed_relid;
+
+#endif							/* EVENT_LOG_H */

@@ -1,0 +1,304 @@
+/*
+ * immutable.c
+ *	  What keeps a stream append-only, for its owner too: the statement
+ *	  trigger refusing UPDATE, DELETE and TRUNCATE, and three event triggers
+ *	  that refuse DDL which would get around it (disabling or dropping our
+ *	  triggers, rules, inheritance, column changes, rewrites, DROP TABLE).
+ *
+ *	  The DDL guard checks the result, not the command: after every DDL
+ *	  command it re-verifies the shape of each stream the transaction holds a
+ *	  lock on, so a route we did not think of is caught as well.
+ */
+#include "postgres.h"
+
+#include "access/genam.h"
+#include "access/htup_details.h"
+#include "access/table.h"
+#include "access/relation.h"
+#include "catalog/pg_inherits.h"
+#include "catalog/pg_trigger.h"
+#include "catalog/pg_type.h"
+#include "commands/event_trigger.h"
+#include "commands/trigger.h"
+#include "executor/spi.h"
+#include "fmgr.h"
+#include "nodes/makefuncs.h"
+#include "parser/parse_func.h"
+#include "storage/lmgr.h"
+#include "utils/builtins.h"
+#include "utils/fmgroids.h"
+#include "utils/rel.h"
+
+#include "event_log.h"
+
+PG_FUNCTION_INFO_V1(el_refuse_change);
+PG_FUNCTION_INFO_V1(el_guard_ddl);
+PG_FUNCTION_INFO_V1(el_guard_rewrite);
+PG_FUNCTION_INFO_V1(el_guard_drop);
+
+/* Set by drop_stream() around its DROP TABLE: the one drop we allow. */
+Oid			el_drop_allowed_relid = InvalidOid;
+
+/* The contract columns, in order. */
+static const struct
+{
+	const char *name;
+	Oid			type;
+}			el_columns[EL_NATTS] =
+{
+	{"shard", INT4OID},
+	{"seq", INT8OID},
+	{"key", TEXTOID},
+	{"version", INT8OID},
+	{"type", TEXTOID},
+	{"payload", JSONBOID},
+	{"metadata", JSONBOID},
+	{"event_id", UUIDOID},
+	{"recorded_at", TIMESTAMPTZOID},
+};
+
+/*
+ * event_log.refuse_change(): BEFORE UPDATE OR DELETE OR TRUNCATE FOR EACH
+ * STATEMENT on every stream, enabled ALWAYS.  A statement trigger fires
+ * before any row is touched, also when no row matches, and also for
+ * INSERT ... ON CONFLICT DO UPDATE and MERGE with an UPDATE or DELETE action.
+ */
+Datum
+el_refuse_change(PG_FUNCTION_ARGS)
+{
+	TriggerData *trigdata = (TriggerData *) fcinfo->context;
+	const char *op;
+
+	if (!CALLED_AS_TRIGGER(fcinfo))
+		ereport(ERROR,
+				(errcode(ERRCODE_E_R_I_E_TRIGGER_PROTOCOL_VIOLATED),
+				 errmsg("event_log.refuse_change() must run as a trigger")));
+
+	if (TRIGGER_FIRED_BY_UPDATE(trigdata->tg_event))
+		op = "UPDATE";
+	else if (TRIGGER_FIRED_BY_DELETE(trigdata->tg_event))
+		op = "DELETE";
+	else if (TRIGGER_FIRED_BY_TRUNCATE(trigdata->tg_event))
+		op = "TRUNCATE";
+	else
+		op = "this command";
+
+	ereport(ERROR,
+			(errcode(ERRCODE_EL_IMMUTABLE),
+			 errmsg("cannot %s event stream \"%s\"", op,
+					el_stream_name(RelationGetRelid(trigdata->tg_relation))),
+			 errdetail("Events are immutable: UPDATE, DELETE and TRUNCATE are refused for every role."),
+			 errhint("Append a new event that records the correction.")));
+	PG_RETURN_NULL();
+}
+
+static Oid
+el_function_oid(const char *name)
+{
+	return LookupFuncName(list_make2(makeString("event_log"), makeString((char *) name)),
+						  0, NULL, false);
+}
+
+static void
+el_shape_violation(Relation rel, const char *detail)
+{
+	ereport(ERROR,
+			(errcode(ERRCODE_EL_IMMUTABLE),
+			 errmsg("cannot change event stream \"%s\" this way",
+					el_stream_name(RelationGetRelid(rel))),
+			 errdetail_internal("%s", detail),
+			 errhint("Event streams are append-only: their contract columns, triggers and unique indexes stay as event_log.create_stream() made them.")));
+}
+
+/* Verify that a stream still has the shape that makes it append-only. */
+static void
+el_check_stream_shape(Oid relid, int shards, Oid append_fn, Oid refuse_fn)
+{
+	Relation	rel = try_relation_open(relid, NoLock);
+	TupleDesc	desc;
+	TriggerDesc *trigdesc;
+	ElStreamIndexes idx;
+	bool		have_append = false;
+	bool		have_refuse = false;
+	const int16 refuse_type = TRIGGER_TYPE_BEFORE | TRIGGER_TYPE_UPDATE |
+		TRIGGER_TYPE_DELETE | TRIGGER_TYPE_TRUNCATE;
+	const int16 append_type = TRIGGER_TYPE_BEFORE | TRIGGER_TYPE_ROW |
+		TRIGGER_TYPE_INSERT;
+
+	if (rel == NULL)
+		return;
+
+	if (rel->rd_rel->relkind != RELKIND_RELATION || rel->rd_rel->relispartition)
+		el_shape_violation(rel, "An event stream must stay a plain table, not a partition.");
+	if (rel->rd_rel->relpersistence != RELPERSISTENCE_PERMANENT)
+		el_shape_violation(rel, "An event stream must stay a logged table.");
+	if (rel->rd_rel->relhasrules || rel->rd_rules != NULL)
+		el_shape_violation(rel, "Rules are not allowed on event streams.");
+	if (has_superclass(relid) || find_inheritance_children(relid, NoLock) != NIL)
+		el_shape_violation(rel, "Event streams cannot take part in table inheritance.");
+
+	desc = RelationGetDescr(rel);
+	for (int i = 0; i < EL_NATTS; i++)
+	{
+		Form_pg_attribute att;
+
+		if (i >= desc->natts)
+			el_shape_violation(rel, "A contract column is missing.");
+		att = TupleDescAttr(desc, i);
+		if (att->attisdropped || att->atttypid != el_columns[i].type ||
+			strcmp(NameStr(att->attname), el_columns[i].name) != 0)
+			el_shape_violation(rel, psprintf("Column %d must stay \"%s\" of type %s.",
+											 i + 1, el_columns[i].name,
+											 format_type_be(el_columns[i].type)));
+	}
+
+	trigdesc = rel->trigdesc;
+	for (int i = 0; trigdesc && i < trigdesc->numtriggers; i++)
+	{
+		Trigger    *t = &trigdesc->triggers[i];
+
+		if (strcmp(t->tgname, EL_APPEND_TRIGGER) == 0)
+			have_append = t->tgfoid == append_fn &&
+				t->tgenabled == TRIGGER_FIRES_ALWAYS &&
+				t->tgtype == append_type && t->tgnargs == 1 &&
+				pg_strtoint32(t->tgargs[0]) == shards;
+		else if (strcmp(t->tgname, EL_IMMUTABLE_TRIGGER) == 0)
+			have_refuse = t->tgfoid == refuse_fn &&
+				t->tgenabled == TRIGGER_FIRES_ALWAYS &&
+				t->tgtype == refuse_type && t->tgnargs == 0;
+		else if (TRIGGER_FOR_ROW(t->tgtype) && TRIGGER_FOR_BEFORE(t->tgtype) &&
+				 TRIGGER_FOR_INSERT(t->tgtype))
+			ereport(ERROR,
+					(errcode(ERRCODE_EL_IMMUTABLE),
+					 errmsg("cannot change event stream \"%s\" this way",
+							el_stream_name(relid)),
+					 errdetail("BEFORE INSERT row trigger \"%s\" could change or drop rows after event_log has assigned their positions.",
+							   t->tgname),
+					 errhint("Use an AFTER INSERT trigger instead.")));
+	}
+	if (!have_append)
+		el_shape_violation(rel, "Trigger \"" EL_APPEND_TRIGGER "\" must stay, unchanged and enabled ALWAYS.");
+	if (!have_refuse)
+		el_shape_violation(rel, "Trigger \"" EL_IMMUTABLE_TRIGGER "\" must stay, unchanged and enabled ALWAYS.");
+
+	if (!el_find_stream_indexes(rel, &idx))
+		el_shape_violation(rel, "The unique indexes on (shard, seq), (event_id) and (key, version) must stay.");
+
+	relation_close(rel, NoLock);
+}
+
+/*
+ * event_log.guard_ddl(): ddl_command_end.  Streams the transaction holds no
+ * lock on cannot have been changed by it, so only those are checked; the
+ * registry is small and read with the catalog snapshot.
+ */
+Datum
+el_guard_ddl(PG_FUNCTION_ARGS)
+{
+	Oid			regid;
+	Relation	reg;
+	SysScanDesc scan;
+	HeapTuple	tup;
+	Oid			append_fn = InvalidOid;
+	Oid			refuse_fn = InvalidOid;
+
+	if (!CALLED_AS_EVENT_TRIGGER(fcinfo))
+		ereport(ERROR,
+				(errcode(ERRCODE_E_R_I_E_TRIGGER_PROTOCOL_VIOLATED),
+				 errmsg("event_log.guard_ddl() must run as an event trigger")));
+
+	regid = el_registry_oid(true);
+	if (!OidIsValid(regid))
+		PG_RETURN_NULL();
+
+	reg = table_open(regid, AccessShareLock);
+	scan = systable_beginscan(reg, InvalidOid, false, NULL, 0, NULL);
+	while (HeapTupleIsValid(tup = systable_getnext(scan)))
+	{
+		bool		isnull;
+		Oid			relid = DatumGetObjectId(heap_getattr(tup, 1, RelationGetDescr(reg), &isnull));
+		int			shards = DatumGetInt32(heap_getattr(tup, 2, RelationGetDescr(reg), &isnull));
+
+		if (!CheckRelationOidLockedByMe(relid, AccessShareLock, true))
+			continue;
+		if (!OidIsValid(append_fn))
+		{
+			append_fn = el_function_oid("assign_position");
+			refuse_fn = el_function_oid("refuse_change");
+		}
+		el_check_stream_shape(relid, shards, append_fn, refuse_fn);
+	}
+	systable_endscan(scan);
+	table_close(reg, AccessShareLock);
+	PG_RETURN_NULL();
+}
+
+/*
+ * event_log.guard_rewrite(): table_rewrite.  A rewrite (ALTER COLUMN TYPE
+ * ... USING, a volatile column default, SET LOGGED/UNLOGGED, SET ACCESS
+ * METHOD) would change every stored event.
+ */
+Datum
+el_guard_rewrite(PG_FUNCTION_ARGS)
+{
+	Oid			relid;
+
+	if (!CALLED_AS_EVENT_TRIGGER(fcinfo))
+		ereport(ERROR,
+				(errcode(ERRCODE_E_R_I_E_TRIGGER_PROTOCOL_VIOLATED),
+				 errmsg("event_log.guard_rewrite() must run as an event trigger")));
+
+	relid = DatumGetObjectId(OidFunctionCall0(F_PG_EVENT_TRIGGER_TABLE_REWRITE_OID));
+	if (el_registry_shards(relid) > 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_EL_IMMUTABLE),
+				 errmsg("cannot rewrite event stream \"%s\"", el_stream_name(relid)),
+				 errdetail("This command would rewrite every stored event."),
+				 errhint("Add columns without a volatile default, or create a new stream.")));
+	PG_RETURN_NULL();
+}
+
+/*
+ * event_log.guard_drop(): sql_drop.  Dropping a stream (DROP TABLE, DROP
+ * SCHEMA ... CASCADE, DROP OWNED) is refused unless drop_stream() asked.
+ */
+Datum
+el_guard_drop(PG_FUNCTION_ARGS)
+{
+	int			rc;
+
+	if (!CALLED_AS_EVENT_TRIGGER(fcinfo))
+		ereport(ERROR,
+				(errcode(ERRCODE_E_R_I_E_TRIGGER_PROTOCOL_VIOLATED),
+				 errmsg("event_log.guard_drop() must run as an event trigger")));
+
+	/* Dropping the extension itself drops the registry first. */
+	if (!OidIsValid(el_registry_oid(true)))
+		PG_RETURN_NULL();
+
+	SPI_connect();
+	rc = SPI_execute("SELECT objid, object_identity"
+					 " FROM pg_catalog.pg_event_trigger_dropped_objects()"
+					 " WHERE classid OPERATOR(pg_catalog.=) 'pg_catalog.pg_class'::pg_catalog.regclass"
+					 " AND objsubid OPERATOR(pg_catalog.=) 0",
+					 true, 0);
+	if (rc != SPI_OK_SELECT)
+		elog(ERROR, "SPI_execute failed: %s", SPI_result_code_string(rc));
+	for (uint64 i = 0; i < SPI_processed; i++)
+	{
+		bool		isnull;
+		Oid			relid = DatumGetObjectId(SPI_getbinval(SPI_tuptable->vals[i],
+														   SPI_tuptable->tupdesc,
+														   1, &isnull));
+
+		if (relid != el_drop_allowed_relid && el_registry_shards(relid) > 0)
+			ereport(ERROR,
+					(errcode(ERRCODE_EL_IMMUTABLE),
+					 errmsg("cannot drop event stream \"%s\"",
+							SPI_getvalue(SPI_tuptable->vals[i], SPI_tuptable->tupdesc, 2)),
+					 errdetail("Dropping a stream would delete its events."),
+					 errhint("Use event_log.drop_stream(), which records what it removes.")));
+	}
+	SPI_finish();
+	PG_RETURN_NULL();
+}

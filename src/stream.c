@@ -1,0 +1,690 @@
+/*
+ * stream.c
+ *	  Creating and dropping streams, and the registry (event_log.streams) that
+ *	  says which tables are streams and how many shards each has.
+ *
+ *	  The registry is written only here, with the executor-free catalog
+ *	  routines, so users need no privileges on it.  Lookups go through a small
+ *	  per-backend cache keyed by relation OID and flushed by relcache
+ *	  invalidations.
+ */
+#include "postgres.h"
+
+#include <ctype.h>
+
+#include "access/genam.h"
+#include "access/htup_details.h"
+#include "access/table.h"
+#include "catalog/indexing.h"
+#include "catalog/namespace.h"
+#include "catalog/pg_index.h"
+#include "catalog/pg_type.h"
+#include "executor/spi.h"
+#include "fmgr.h"
+#include "miscadmin.h"
+#include "nodes/makefuncs.h"
+#include "storage/lmgr.h"
+#include "utils/acl.h"
+#include "utils/builtins.h"
+#include "utils/fmgroids.h"
+#include "utils/hsearch.h"
+#include "utils/inval.h"
+#include "utils/lsyscache.h"
+#include "utils/syscache.h"
+#include "utils/timestamp.h"
+#include "utils/varlena.h"
+
+#include "event_log.h"
+
+PG_FUNCTION_INFO_V1(el_create_stream);
+PG_FUNCTION_INFO_V1(el_drop_stream);
+
+/* Registry columns (event_log.streams) */
+#define Anum_reg_stream		1
+#define Anum_reg_shards		2
+#define Anum_reg_created_at 3
+#define Anum_reg_created_by 4
+#define Natts_reg			4
+
+/* event_log.dropped_streams columns */
+#define Natts_dropped		5
+
+/*
+ * Per-backend cache of what we know about a relation: whether it is a stream,
+ * its unique indexes and the SPI plans run against it.  Entries are marked
+ * stale by relcache invalidations (creating or dropping an index, renaming,
+ * create_stream() and drop_stream() all send one) and rebuilt on next use.
+ */
+typedef struct ElStreamCacheEntry
+{
+	Oid			relid;			/* hash key */
+	bool		valid;
+	int			shards;			/* -1: not a stream */
+	bool		have_indexes;
+	ElStreamIndexes indexes;
+	SPIPlanPtr	plans[EL_NUM_PLANS];
+} ElStreamCacheEntry;
+
+static HTAB *el_stream_cache = NULL;
+
+static void
+el_stream_cache_callback(Datum arg, Oid relid)
+{
+	HASH_SEQ_STATUS status;
+	ElStreamCacheEntry *entry;
+
+	if (el_stream_cache == NULL)
+		return;
+	if (OidIsValid(relid))
+	{
+		entry = hash_search(el_stream_cache, &relid, HASH_FIND, NULL);
+		if (entry)
+			entry->valid = false;
+		return;
+	}
+	hash_seq_init(&status, el_stream_cache);
+	while ((entry = hash_seq_search(&status)) != NULL)
+		entry->valid = false;
+}
+
+void
+el_stream_cache_init(void)
+{
+	HASHCTL		ctl;
+
+	ctl.keysize = sizeof(Oid);
+	ctl.entrysize = sizeof(ElStreamCacheEntry);
+	el_stream_cache = hash_create("event_log stream cache", 64, &ctl,
+								  HASH_ELEM | HASH_BLOBS);
+	CacheRegisterRelcacheCallback(el_stream_cache_callback, (Datum) 0);
+}
+
+/*
+ * The cache entry for relid, rebuilt if stale.  The entry is marked valid
+ * before the registry is read, so an invalidation that arrives during the
+ * read leaves it stale for the next caller.
+ */
+static ElStreamCacheEntry *
+el_stream_entry(Oid relid)
+{
+	ElStreamCacheEntry *entry;
+	bool		found;
+	int			shards;
+
+	entry = hash_search(el_stream_cache, &relid, HASH_ENTER, &found);
+	if (found && entry->valid)
+		return entry;
+	if (!found)
+		memset(entry->plans, 0, sizeof(entry->plans));
+	for (int i = 0; i < EL_NUM_PLANS; i++)
+	{
+		if (entry->plans[i])
+			SPI_freeplan(entry->plans[i]);
+		entry->plans[i] = NULL;
+	}
+	entry->valid = true;
+	entry->have_indexes = false;
+	entry->shards = -1;
+
+	/* Reading the registry may process invalidations: look the entry up again. */
+	shards = el_registry_shards(relid);
+	entry = hash_search(el_stream_cache, &relid, HASH_FIND, NULL);
+	entry->shards = shards;
+	return entry;
+}
+
+Oid
+el_schema_oid(void)
+{
+	return get_namespace_oid("event_log", false);
+}
+
+/* OID of event_log.streams; InvalidOid if missing_ok and it is not there. */
+Oid
+el_registry_oid(bool missing_ok)
+{
+	Oid			nsp = get_namespace_oid("event_log", missing_ok);
+	Oid			relid = InvalidOid;
+
+	if (OidIsValid(nsp))
+		relid = get_relname_relid("streams", nsp);
+	if (!OidIsValid(relid) && !missing_ok)
+		ereport(ERROR,
+				(errcode(ERRCODE_UNDEFINED_TABLE),
+				 errmsg("event_log.streams does not exist"),
+				 errhint("Is the event_log extension installed in this database?")));
+	return relid;
+}
+
+/*
+ * Read the registry: the stream's shard count, or -1 when relid is not a
+ * stream.  Uses the catalog snapshot, which during logical decoding is the
+ * historic one (the registry is a user_catalog_table for that reason).
+ */
+int
+el_registry_shards(Oid relid)
+{
+	Oid			regid = el_registry_oid(true);
+	Relation	reg;
+	SysScanDesc scan;
+	ScanKeyData key;
+	HeapTuple	tup;
+	int			shards = -1;
+
+	if (!OidIsValid(regid))
+		return -1;
+
+	reg = table_open(regid, AccessShareLock);
+	ScanKeyInit(&key, Anum_reg_stream, BTEqualStrategyNumber, F_OIDEQ,
+				ObjectIdGetDatum(relid));
+	scan = systable_beginscan(reg, InvalidOid, false, NULL, 1, &key);
+	if (HeapTupleIsValid(tup = systable_getnext(scan)))
+	{
+		bool		isnull;
+		Datum		d = heap_getattr(tup, Anum_reg_shards, RelationGetDescr(reg),
+									 &isnull);
+
+		shards = isnull ? -1 : DatumGetInt32(d);
+	}
+	systable_endscan(scan);
+	table_close(reg, AccessShareLock);
+	return shards;
+}
+
+/* Cached form of el_registry_shards(). */
+int
+el_stream_shards(Oid relid)
+{
+	return el_stream_entry(relid)->shards;
+}
+
+/* Schema-qualified, quoted name of a relation, for messages and SQL. */
+char *
+el_stream_name(Oid relid)
+{
+	char	   *relname = get_rel_name(relid);
+	char	   *nspname;
+
+	if (relname == NULL)
+		return psprintf("%u", relid);
+	nspname = get_namespace_name(get_rel_namespace(relid));
+	return quote_qualified_identifier(nspname, relname);
+}
+
+/* Shard count of a stream; a clear error if relid is not one. */
+int
+el_require_stream(Oid relid)
+{
+	int			shards = el_stream_shards(relid);
+
+	if (shards < 1)
+	{
+		if (get_rel_name(relid) == NULL)
+			ereport(ERROR,
+					(errcode(ERRCODE_UNDEFINED_TABLE),
+					 errmsg("relation with OID %u does not exist", relid)));
+		ereport(ERROR,
+				(errcode(ERRCODE_WRONG_OBJECT_TYPE),
+				 errmsg("\"%s\" is not an event stream", el_stream_name(relid)),
+				 errhint("Create streams with event_log.create_stream().")));
+	}
+	return shards;
+}
+
+/*
+ * Find the three unique indexes every stream relies on.  Returns false if any
+ * is missing (the DDL guard reports that; lookups need them).
+ */
+bool
+el_find_stream_indexes(Relation rel, ElStreamIndexes *out)
+{
+	List	   *indexes = RelationGetIndexList(rel);
+	ListCell   *lc;
+
+	memset(out, 0, sizeof(*out));
+	foreach(lc, indexes)
+	{
+		Oid			indexoid = lfirst_oid(lc);
+		HeapTuple	tup = SearchSysCache1(INDEXRELID, ObjectIdGetDatum(indexoid));
+		Form_pg_index idx;
+
+		if (!HeapTupleIsValid(tup))
+			continue;
+		idx = (Form_pg_index) GETSTRUCT(tup);
+		if (idx->indisunique && idx->indisvalid && idx->indimmediate &&
+			heap_attisnull(tup, Anum_pg_index_indexprs, NULL) &&
+			heap_attisnull(tup, Anum_pg_index_indpred, NULL))
+		{
+			int			n = idx->indnkeyatts;
+			int16	   *k = idx->indkey.values;
+
+			if (n == 2 && k[0] == Anum_el_shard && k[1] == Anum_el_seq)
+				out->pk = indexoid;
+			else if (n == 1 && k[0] == Anum_el_event_id)
+				out->event_id = indexoid;
+			else if (n == 2 && k[0] == Anum_el_key && k[1] == Anum_el_version)
+				out->key_version = indexoid;
+		}
+		ReleaseSysCache(tup);
+	}
+	list_free(indexes);
+	return OidIsValid(out->pk) && OidIsValid(out->event_id) &&
+		OidIsValid(out->key_version);
+}
+
+/* The stream's unique indexes, cached; an error if one is missing. */
+const ElStreamIndexes *
+el_stream_indexes(Relation rel)
+{
+	ElStreamCacheEntry *entry = el_stream_entry(RelationGetRelid(rel));
+
+	if (!entry->have_indexes)
+	{
+		ElStreamIndexes found;
+
+		if (!el_find_stream_indexes(rel, &found))
+			ereport(ERROR,
+					(errcode(ERRCODE_EL_IMMUTABLE),
+					 errmsg("event stream \"%s\" is missing one of its unique indexes",
+							RelationGetRelationName(rel)),
+					 errdetail("Every stream needs unique indexes on (shard, seq), (event_id) and (key, version).")));
+		entry = el_stream_entry(RelationGetRelid(rel));
+		entry->indexes = found;
+		entry->have_indexes = true;
+	}
+	return &entry->indexes;
+}
+
+/*
+ * A kept SPI plan for one of the statements we run against a stream.  The
+ * caller must be connected to SPI.  Names are quoted and operators spelled
+ * with their schema, so search_path cannot change what the plan means.
+ */
+SPIPlanPtr
+el_stream_plan(Oid relid, ElPlanKind kind)
+{
+	ElStreamCacheEntry *entry = el_stream_entry(relid);
+	const char *name;
+	char	   *sql = NULL;
+	int			nargs = 0;
+	Oid			argtypes[5];
+	SPIPlanPtr	plan;
+
+	if (entry->plans[kind])
+		return entry->plans[kind];
+
+	name = el_stream_name(relid);
+	switch (kind)
+	{
+		case EL_PLAN_INSERT:
+			sql = psprintf("INSERT INTO %s (key, type, payload, metadata, event_id)"
+						   " VALUES ($1, $2, $3, $4, $5)", name);
+			nargs = 5;
+			argtypes[0] = TEXTOID;
+			argtypes[1] = TEXTOID;
+			argtypes[2] = JSONBOID;
+			argtypes[3] = JSONBOID;
+			argtypes[4] = UUIDOID;
+			break;
+		case EL_PLAN_READ:
+			sql = psprintf("SELECT shard, seq, key, version, type, payload, metadata,"
+						   " event_id, recorded_at FROM %s"
+						   " WHERE shard OPERATOR(pg_catalog.=) $1"
+						   " AND seq OPERATOR(pg_catalog.>) $2"
+						   " ORDER BY seq LIMIT $3", name);
+			nargs = 3;
+			argtypes[0] = INT4OID;
+			argtypes[1] = INT8OID;
+			argtypes[2] = INT8OID;
+			break;
+		case EL_PLAN_REPLAY:
+			sql = psprintf("SELECT shard, seq, key, version, type, payload, metadata,"
+						   " event_id, recorded_at FROM %s"
+						   " WHERE key OPERATOR(pg_catalog.=) $1"
+						   " AND version OPERATOR(pg_catalog.>) $2"
+						   " ORDER BY version", name);
+			nargs = 2;
+			argtypes[0] = TEXTOID;
+			argtypes[1] = INT8OID;
+			break;
+		case EL_NUM_PLANS:
+			elog(ERROR, "bad plan kind");
+	}
+
+	plan = SPI_prepare(sql, nargs, argtypes);
+	if (plan == NULL)
+		elog(ERROR, "SPI_prepare failed for \"%s\": %s", sql,
+			 SPI_result_code_string(SPI_result));
+
+	/*
+	 * Preparing may have processed invalidations.  Keep the plan only if the
+	 * entry is still fresh; otherwise it is used once and freed by
+	 * SPI_finish().
+	 */
+	entry = hash_search(el_stream_cache, &relid, HASH_FIND, NULL);
+	if (entry && entry->valid)
+	{
+		SPI_keepplan(plan);
+		entry->plans[kind] = plan;
+	}
+	return plan;
+}
+
+/*
+ * Split a possibly qualified name the way the SQL parser would, refusing
+ * (instead of silently truncating) any part of NAMEDATALEN bytes or more.
+ */
+static List *
+el_parse_name(const char *name)
+{
+	const char *p = name;
+	char	   *copy;
+	List	   *names;
+	List	   *result = NIL;
+	ListCell   *lc;
+
+	/* First pass: measure each part before SplitIdentifierString truncates. */
+	for (;;)
+	{
+		int			len = 0;
+
+		while (isspace((unsigned char) *p))
+			p++;
+		if (*p == '"')
+		{
+			for (p++; *p; p++)
+			{
+				if (*p == '"')
+				{
+					if (p[1] != '"')
+					{
+						p++;
+						break;
+					}
+					p++;
+				}
+				len++;
+			}
+		}
+		else
+		{
+			while (*p && *p != '.' && !isspace((unsigned char) *p))
+			{
+				len++;
+				p++;
+			}
+		}
+		if (len >= NAMEDATALEN)
+			ereport(ERROR,
+					(errcode(ERRCODE_NAME_TOO_LONG),
+					 errmsg("stream name \"%s\" is too long", name),
+					 errdetail("Each part of a name must be shorter than %d bytes.",
+							   NAMEDATALEN)));
+		while (isspace((unsigned char) *p))
+			p++;
+		if (*p != '.')
+			break;
+		p++;
+	}
+
+	copy = pstrdup(name);
+	if (!SplitIdentifierString(copy, '.', &names) || names == NIL ||
+		list_length(names) > 3)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_NAME),
+				 errmsg("invalid stream name \"%s\"", name),
+				 errhint("Give a table name, optionally schema-qualified, such as \"shop.carts\".")));
+	foreach(lc, names)
+	{
+		char	   *part = (char *) lfirst(lc);
+
+		if (part[0] == '\0')
+			ereport(ERROR,
+					(errcode(ERRCODE_INVALID_NAME),
+					 errmsg("invalid stream name \"%s\"", name),
+					 errdetail("Names must not be empty.")));
+		result = lappend(result, makeString(part));
+	}
+	return result;
+}
+
+/* Run one SQL command through SPI, expecting a utility or DML result. */
+static void
+el_spi_exec(const char *sql, int expected)
+{
+	int			rc = SPI_execute(sql, false, 0);
+
+	if (rc != expected)
+		elog(ERROR, "SPI_execute failed on \"%s\": %s", sql,
+			 SPI_result_code_string(rc));
+}
+
+static void
+el_registry_insert(Oid relid, int shards)
+{
+	Relation	reg = table_open(el_registry_oid(false), RowExclusiveLock);
+	Datum		values[Natts_reg];
+	bool		nulls[Natts_reg] = {0};
+	NameData	creator;
+	HeapTuple	tup;
+
+	namestrcpy(&creator, GetUserNameFromId(GetUserId(), false));
+	values[Anum_reg_stream - 1] = ObjectIdGetDatum(relid);
+	values[Anum_reg_shards - 1] = Int32GetDatum(shards);
+	values[Anum_reg_created_at - 1] =
+		TimestampTzGetDatum(GetCurrentTransactionStartTimestamp());
+	values[Anum_reg_created_by - 1] = NameGetDatum(&creator);
+	tup = heap_form_tuple(RelationGetDescr(reg), values, nulls);
+	CatalogTupleInsert(reg, tup);
+	table_close(reg, NoLock);
+	CacheInvalidateRelcacheByRelid(relid);
+	CommandCounterIncrement();
+}
+
+static void
+el_registry_delete(Oid relid)
+{
+	Relation	reg = table_open(el_registry_oid(false), RowExclusiveLock);
+	SysScanDesc scan;
+	ScanKeyData key;
+	HeapTuple	tup;
+
+	ScanKeyInit(&key, Anum_reg_stream, BTEqualStrategyNumber, F_OIDEQ,
+				ObjectIdGetDatum(relid));
+	scan = systable_beginscan(reg, InvalidOid, false, NULL, 1, &key);
+	while (HeapTupleIsValid(tup = systable_getnext(scan)))
+		CatalogTupleDelete(reg, &tup->t_self);
+	systable_endscan(scan);
+	table_close(reg, NoLock);
+	CacheInvalidateRelcacheByRelid(relid);
+	CommandCounterIncrement();
+}
+
+static void
+el_record_drop(const char *name, int shards, int64 events)
+{
+	Oid			relid = get_relname_relid("dropped_streams", el_schema_oid());
+	Relation	rel = table_open(relid, RowExclusiveLock);
+	Datum		values[Natts_dropped];
+	bool		nulls[Natts_dropped] = {0};
+	NameData	who;
+
+	namestrcpy(&who, GetUserNameFromId(GetUserId(), false));
+	values[0] = CStringGetTextDatum(name);
+	values[1] = Int32GetDatum(shards);
+	values[2] = Int64GetDatum(events);
+	values[3] = TimestampTzGetDatum(GetCurrentTransactionStartTimestamp());
+	values[4] = NameGetDatum(&who);
+	CatalogTupleInsert(rel, heap_form_tuple(RelationGetDescr(rel), values, nulls));
+	table_close(rel, NoLock);
+}
+
+/*
+ * event_log.create_stream(stream text, shards int DEFAULT 1) RETURNS regclass
+ *
+ * The table is created by the calling role (so it needs CREATE on the schema
+ * and owns the result, and can GRANT it); only the registry row is written
+ * with the extension's rights.
+ */
+Datum
+el_create_stream(PG_FUNCTION_ARGS)
+{
+	char	   *name;
+	int32		shards;
+	RangeVar   *rv;
+	Oid			nspid;
+	char	   *qname;
+	Oid			relid;
+	AclResult	aclresult;
+	StringInfoData sql;
+
+	if (PG_ARGISNULL(0))
+		ereport(ERROR,
+				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
+				 errmsg("stream name must not be null")));
+	if (PG_ARGISNULL(1))
+		ereport(ERROR,
+				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
+				 errmsg("shard count must not be null")));
+
+	name = text_to_cstring(PG_GETARG_TEXT_PP(0));
+	shards = PG_GETARG_INT32(1);
+	if (shards < 1 || shards > EL_MAX_SHARDS)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("shard count must be between 1 and %d", EL_MAX_SHARDS),
+				 errdetail("The requested shard count was %d.", shards)));
+
+	rv = makeRangeVarFromNameList(el_parse_name(name));
+	nspid = RangeVarGetCreationNamespace(rv);
+	if (isAnyTempNamespace(nspid) || rv->relpersistence == RELPERSISTENCE_TEMP)
+		ereport(ERROR,
+				(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
+				 errmsg("event streams cannot be temporary tables")));
+	if (nspid == el_schema_oid())
+		ereport(ERROR,
+				(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
+				 errmsg("cannot create a stream in schema \"event_log\""),
+				 errhint("Create streams in a schema of your own.")));
+
+	/* Check what CREATE TABLE would, so errors read well and cite no SQL. */
+	aclresult = pg_namespace_aclcheck(nspid, GetUserId(), ACL_CREATE);
+	if (aclresult != ACLCHECK_OK)
+		aclcheck_error(aclresult, OBJECT_SCHEMA, get_namespace_name(nspid));
+	if (OidIsValid(get_relname_relid(rv->relname, nspid)))
+		ereport(ERROR,
+				(errcode(ERRCODE_DUPLICATE_TABLE),
+				 errmsg("relation \"%s\" already exists",
+						quote_qualified_identifier(get_namespace_name(nspid), rv->relname)),
+				 errhint("Existing streams are listed in event_log.streams.")));
+
+	qname = quote_qualified_identifier(get_namespace_name(nspid), rv->relname);
+
+	/*
+	 * Every type and function is schema-qualified so the caller's search_path
+	 * cannot substitute its own.
+	 */
+	initStringInfo(&sql);
+	appendStringInfo(&sql,
+					 "CREATE TABLE %s ("
+					 " shard pg_catalog.int4 NOT NULL,"
+					 " seq pg_catalog.int8 NOT NULL,"
+					 " key pg_catalog.text NOT NULL,"
+					 " version pg_catalog.int8 NOT NULL,"
+					 " type pg_catalog.text NOT NULL,"
+					 " payload pg_catalog.jsonb NOT NULL,"
+					 " metadata pg_catalog.jsonb,"
+					 " event_id pg_catalog.uuid NOT NULL,"
+					 " recorded_at pg_catalog.timestamptz NOT NULL,"
+					 " PRIMARY KEY (shard, seq),"
+					 " UNIQUE (event_id),"
+					 " UNIQUE (key, version))", qname);
+
+	SPI_connect();
+	el_spi_exec(sql.data, SPI_OK_UTILITY);
+
+	resetStringInfo(&sql);
+	appendStringInfo(&sql,
+					 "CREATE TRIGGER " EL_APPEND_TRIGGER " BEFORE INSERT ON %s"
+					 " FOR EACH ROW EXECUTE FUNCTION event_log.assign_position('%d')",
+					 qname, shards);
+	el_spi_exec(sql.data, SPI_OK_UTILITY);
+
+	resetStringInfo(&sql);
+	appendStringInfo(&sql,
+					 "CREATE TRIGGER " EL_IMMUTABLE_TRIGGER
+					 " BEFORE UPDATE OR DELETE OR TRUNCATE ON %s"
+					 " FOR EACH STATEMENT EXECUTE FUNCTION event_log.refuse_change()",
+					 qname);
+	el_spi_exec(sql.data, SPI_OK_UTILITY);
+
+	/* ALWAYS: fire under session_replication_role = replica too. */
+	resetStringInfo(&sql);
+	appendStringInfo(&sql,
+					 "ALTER TABLE %s ENABLE ALWAYS TRIGGER " EL_APPEND_TRIGGER ","
+					 " ENABLE ALWAYS TRIGGER " EL_IMMUTABLE_TRIGGER, qname);
+	el_spi_exec(sql.data, SPI_OK_UTILITY);
+
+	relid = get_relname_relid(rv->relname, nspid);
+	if (!OidIsValid(relid))
+		elog(ERROR, "stream table %s vanished after creation", qname);
+
+	el_registry_insert(relid, shards);
+	SPI_finish();
+
+	PG_RETURN_OID(relid);
+}
+
+/*
+ * event_log.drop_stream(stream regclass) RETURNS bigint
+ *
+ * The only way to remove a stream: its owner drops it and a row in
+ * event_log.dropped_streams records what went.  Returns the number of events
+ * removed.
+ */
+Datum
+el_drop_stream(PG_FUNCTION_ARGS)
+{
+	Oid			relid;
+	int			shards;
+	char	   *qname;
+	char	   *sql;
+	int64		events;
+	bool		isnull;
+
+	if (PG_ARGISNULL(0))
+		ereport(ERROR,
+				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
+				 errmsg("stream must not be null")));
+	relid = PG_GETARG_OID(0);
+	shards = el_require_stream(relid);
+	if (!pg_class_ownercheck(relid, GetUserId()))
+		aclcheck_error(ACLCHECK_NOT_OWNER, OBJECT_TABLE, get_rel_name(relid));
+
+	/* No appends may slip in between the count and the drop. */
+	LockRelationOid(relid, AccessExclusiveLock);
+	qname = el_stream_name(relid);
+
+	SPI_connect();
+	sql = psprintf("SELECT pg_catalog.count(*) FROM %s", qname);
+	el_spi_exec(sql, SPI_OK_SELECT);
+	events = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0],
+										 SPI_tuptable->tupdesc, 1, &isnull));
+
+	el_registry_delete(relid);
+	el_record_drop(qname, shards, events);
+
+	el_drop_allowed_relid = relid;
+	PG_TRY();
+	{
+		el_spi_exec(psprintf("DROP TABLE %s", qname), SPI_OK_UTILITY);
+	}
+	PG_FINALLY();
+	{
+		el_drop_allowed_relid = InvalidOid;
+	}
+	PG_END_TRY();
+	SPI_finish();
+
+	PG_RETURN_INT64(events);
+}

@@ -1,0 +1,2 @@
+CREATE EXTENSION event_log;
+SELECT 1;
