@@ -10,7 +10,7 @@ PGFILEDESC = "event_log - event streams with commit-order offsets"
 # pg_regress suites (sql/NAME.sql, expected/NAME.out)
 REGRESS    = streams append immutability bad_input privileges
 # isolation specs (test/specs/NAME.spec, test/expected/NAME.out)
-ISOLATION  =
+ISOLATION  = commit_order rollback repeatable_read prepared shards_independent
 
 PG_CONFIG ?= $(shell command -v pg_config >/dev/null 2>&1 && echo pg_config || echo /usr/lib/postgresql/15/bin/pg_config)
 

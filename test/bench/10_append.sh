@@ -1,0 +1,293 @@
+#!/usr/bin/env bash
+# 10_append.sh: append throughput of a stream against its physical limit, a
+# plain INSERT into a table of the same shape (bench_plain), as ratios.
+#
+# Run by test/bench/run.sh (`make bench`), which exports PGHOST PGPORT PGUSER
+# PGDATABASE and PATH for a throwaway cluster.  Three measurements:
+#   1. one client, one event per transaction: INSERT into the stream, and
+#      event_log.append(), against INSERT into bench_plain      target >= 0.85
+#   2. 4 clients on a 4-shard stream, each client appending only to keys of
+#      its own shard (so no two clients want the same shard lock), the same
+#      two paths against the same lookup + INSERT into bench_plain
+#                                                                target >= 0.60
+#   3. one INSERT ... SELECT of BENCH_BATCH events, median of 3 runs
+#                                                                target >= 0.70
+#
+# Every path of 1 and 2 runs twice for half of BENCH_SECONDS, in the order
+# stream INSERT, append(), plain, then plain, append(), stream INSERT; the
+# figure is the mean of the two rounds.  Each run starts after a CHECKPOINT
+# with its target table empty (the stream dropped and created again, the plain
+# table truncated), so drift and table growth weigh the same on both sides.
+# The batch runs alternate the same way (stream first, then plain first, ...).
+#
+# Environment:
+#   BENCH_SECONDS      seconds per measured path (default 15)
+#   BENCH_BATCH        events in the batch INSERT (default 200000)
+#   BENCH_SYNC_COMMIT  synchronous_commit of every benchmark session, both
+#                      sides alike (default off: with on, each single-event
+#                      transaction waits for a WAL flush that costs both sides
+#                      the same and would hide what the stream itself costs)
+#
+# Exits non-zero only if something fails to run.  A ratio below its target is
+# printed with MISSED.
+set -euo pipefail
+shopt -s inherit_errexit
+
+secs=${BENCH_SECONDS:-15}
+batch=${BENCH_BATCH:-200000}
+sync_commit=${BENCH_SYNC_COMMIT:-off}
+if ! [[ $secs =~ ^[1-9][0-9]*$ && $batch =~ ^[1-9][0-9]*$ ]]; then
+    echo "10_append: BENCH_SECONDS and BENCH_BATCH must be positive integers" >&2
+    exit 2
+fi
+round_secs=$(((secs + 1) / 2))
+shards=4
+keys_per_shard=2500
+single_keys=10000
+threads_max=2                   # pgbench threads: sized for 2 cores
+
+admin_db=${PGDATABASE:-postgres}
+db=event_log_bench_append
+work=$(mktemp -d /tmp/event_log_bench.XXXXXX)
+trap 'rm -rf "$work"' EXIT
+
+sql() { psql -X -q -At -v ON_ERROR_STOP=1 "$@"; }
+
+sql -d "$admin_db" -c "SET client_min_messages = warning" \
+    -c "DROP DATABASE IF EXISTS $db" -c "CREATE DATABASE $db"
+export PGDATABASE=$db
+export PGOPTIONS="${PGOPTIONS:+$PGOPTIONS }-c synchronous_commit=$sync_commit"
+
+sql <<SQL
+CREATE EXTENSION event_log;
+CREATE TABLE bench_plain (
+    id bigserial PRIMARY KEY,
+    shard int,
+    seq bigint,
+    key text,
+    version bigint,
+    type text,
+    payload jsonb,
+    metadata jsonb,
+    event_id uuid NOT NULL DEFAULT gen_random_uuid() UNIQUE,
+    recorded_at timestamptz DEFAULT now());
+CREATE INDEX ON bench_plain (key);
+
+-- keys_per_shard keys of each shard, numbered 1.. within their shard
+CREATE TABLE bench_keys (shard int, n int, key text, PRIMARY KEY (shard, n));
+INSERT INTO bench_keys (shard, n, key)
+SELECT shard, n, key
+FROM (SELECT key, shard,
+             row_number() OVER (PARTITION BY shard ORDER BY i) AS n
+      FROM (SELECT i, 'cart-' || i AS key,
+                   event_log.shard_for('cart-' || i, $shards) AS shard
+            FROM generate_series(1, $((shards * keys_per_shard * 4))) i) c) r
+WHERE n <= $keys_per_shard;
+ANALYZE bench_keys;
+SQL
+
+bad=$(sql -c "SELECT count(*) FILTER (WHERE event_log.shard_for(key, $shards) <> shard)
+                     + abs(count(*) - $((shards * keys_per_shard)))
+              FROM bench_keys")
+if [[ $bad != 0 ]]; then
+    echo "10_append: bench_keys does not hold $keys_per_shard keys of each shard" >&2
+    exit 1
+fi
+
+# The pgbench scripts.  pgbench's :client_id is 0..clients-1, so with 4
+# clients client c appends only to keys of shard c.
+payload="jsonb_build_object('sku', 'sku-' || :sku, 'qty', CAST(:qty AS int))"
+vars="\\set sku random(1, 1000)
+\\set qty random(1, 5)"
+
+cat >"$work/single_insert.sql" <<EOF
+\\set k random(1, $single_keys)
+$vars
+INSERT INTO bench_stream (key, type, payload) VALUES ('cart-' || :k, 'ItemAdded', $payload);
+EOF
+cat >"$work/single_append.sql" <<EOF
+\\set k random(1, $single_keys)
+$vars
+SELECT * FROM event_log.append('bench_stream', 'cart-' || :k, 'ItemAdded', $payload);
+EOF
+cat >"$work/single_plain.sql" <<EOF
+\\set k random(1, $single_keys)
+$vars
+INSERT INTO bench_plain (key, type, payload) VALUES ('cart-' || :k, 'ItemAdded', $payload);
+EOF
+
+cat >"$work/sharded_insert.sql" <<EOF
+\\set shard :client_id % $shards
+\\set n random(1, $keys_per_shard)
+$vars
+INSERT INTO bench_stream (key, type, payload)
+SELECT key, 'ItemAdded', $payload
+FROM bench_keys WHERE shard = :shard AND n = :n;
+EOF
+cat >"$work/sharded_append.sql" <<EOF
+\\set shard :client_id % $shards
+\\set n random(1, $keys_per_shard)
+$vars
+SELECT a.*
+FROM bench_keys k,
+     LATERAL event_log.append('bench_stream', k.key, 'ItemAdded', $payload) a
+WHERE k.shard = :shard AND k.n = :n;
+EOF
+cat >"$work/sharded_plain.sql" <<EOF
+\\set shard :client_id % $shards
+\\set n random(1, $keys_per_shard)
+$vars
+INSERT INTO bench_plain (key, type, payload)
+SELECT key, 'ItemAdded', $payload
+FROM bench_keys WHERE shard = :shard AND n = :n;
+EOF
+
+# Empty target tables.  A stream cannot be truncated: drop and create it.
+fresh_stream() {
+    sql -c "SELECT event_log.drop_stream(stream) FROM event_log.streams
+            WHERE stream = to_regclass('bench_stream')" \
+        -c "SELECT event_log.create_stream('bench_stream', $shards)" >/dev/null
+}
+fresh_plain() {
+    sql -c 'TRUNCATE bench_plain RESTART IDENTITY'
+}
+fresh() {
+    if [[ $1 == bench_stream ]]; then fresh_stream; else fresh_plain; fi
+}
+
+# run_pgbench SCRIPT CLIENTS SECONDS: sets tps and txns.
+run_pgbench() {
+    local script=$1 clients=$2 t=$3 threads out failed
+    threads=$((clients < threads_max ? clients : threads_max))
+    sql -c CHECKPOINT
+    if ! out=$(pgbench -n -M prepared -f "$script" -c "$clients" -j "$threads" \
+            -T "$t" 2>&1); then
+        echo "$out" >&2
+        echo "10_append: pgbench failed on $(basename "$script")" >&2
+        return 1
+    fi
+    tps=$(sed -n 's/^tps = \([0-9.]*\) .*/\1/p' <<<"$out")
+    txns=$(sed -n 's/^number of transactions actually processed: \([0-9]*\).*/\1/p' <<<"$out")
+    failed=$(sed -n 's/^number of failed transactions: \([0-9]*\).*/\1/p' <<<"$out")
+    if [[ -z $tps || -z $txns || ${failed:-0} != 0 ]]; then
+        echo "$out" >&2
+        echo "10_append: pgbench on $(basename "$script") did not run cleanly" >&2
+        return 1
+    fi
+}
+
+# measure PATH SCRIPT TABLE CLIENTS: one round of one path; appends the tps
+# to ROUNDS[PATH].  Checks that every transaction appended one event.
+declare -A ROUNDS=()
+measure() {
+    local path=$1 script=$2 table=$3 clients=$4 rows
+    fresh "$table"
+    run_pgbench "$script" "$clients" "$round_secs"
+    rows=$(sql -c "SELECT count(*) FROM $table")
+    if ((rows < txns || rows > txns + clients)); then
+        echo "10_append: $path: $txns transactions but $rows rows in $table" >&2
+        return 1
+    fi
+    ROUNDS[$path]+="$tps "
+}
+
+# the numbers in $1, rounded, separated by slashes
+ints() { awk -v l="$1" 'BEGIN { n = split(l, a, " "); for (i = 1; i <= n; i++) printf "%s%.0f", (i > 1 ? "/" : ""), a[i] }'; }
+
+# mean of the numbers in $1
+mean() { awk -v l="$1" 'BEGIN { n = split(l, a, " "); s = 0; for (i = 1; i <= n; i++) s += a[i]; printf "%.1f", s / n }'; }
+
+SUMMARY=()
+missed=0
+# report LABEL STREAM PLAIN UNIT TARGET [DETAIL]: one result line.
+report() {
+    local label=$1 stream=$2 plain=$3 unit=$4 target=$5 detail=${6:-} ratio mark=""
+    ratio=$(awk -v s="$stream" -v p="$plain" 'BEGIN { printf "%.2f", s / p }')
+    if awk -v r="$ratio" -v t="$target" 'BEGIN { exit !(r < t) }'; then
+        mark="  MISSED"
+        missed=$((missed + 1))
+    fi
+    printf '%-32s stream %8.0f %s  plain %8.0f %s  ratio %.2f  (target %.2f)%s\n' \
+        "$label" "$stream" "$unit" "$plain" "$unit" "$ratio" "$target" "$mark"
+    [[ -z $detail ]] || printf '%-32s   %s\n' "" "$detail"
+    SUMMARY+=("$(printf '| %s | %.0f %s | %.0f %s | %.2f | %.2f | %s |' \
+        "$label" "$stream" "$unit" "$plain" "$unit" "$ratio" "$target" \
+        "${mark:+MISSED}")")
+}
+
+# pgbench_section LABEL CLIENTS PREFIX TARGET: the three paths, two rounds.
+pgbench_section() {
+    local label=$1 clients=$2 prefix=$3 target=$4 ins app pla
+    ROUNDS=()
+    measure insert "$work/${prefix}_insert.sql" bench_stream "$clients"
+    measure append "$work/${prefix}_append.sql" bench_stream "$clients"
+    measure plain "$work/${prefix}_plain.sql" bench_plain "$clients"
+    measure plain "$work/${prefix}_plain.sql" bench_plain "$clients"
+    measure append "$work/${prefix}_append.sql" bench_stream "$clients"
+    measure insert "$work/${prefix}_insert.sql" bench_stream "$clients"
+    ins=$(mean "${ROUNDS[insert]}")
+    app=$(mean "${ROUNDS[append]}")
+    pla=$(mean "${ROUNDS[plain]}")
+    report "$label INSERT" "$ins" "$pla" tps "$target" \
+        "rounds (tps): stream $(ints "${ROUNDS[insert]}"), plain $(ints "${ROUNDS[plain]}")"
+    report "$label append()" "$app" "$pla" tps "$target" \
+        "rounds (tps): append $(ints "${ROUNDS[append]}"), plain $(ints "${ROUNDS[plain]}")"
+}
+
+# batch_once TABLE: seconds for one INSERT ... SELECT of $batch events into an
+# empty TABLE, commit included, timed inside the session.
+batch_once() {
+    local table=$1 t rows
+    fresh "$table"
+    t=$(sql <<SQL
+CHECKPOINT;
+SELECT clock_timestamp() AS t0 \gset
+INSERT INTO $table (key, type, payload)
+SELECT 'cart-' || (i % 20000), 'ItemAdded', jsonb_build_object('i', i)
+FROM generate_series(1, $batch) i;
+SELECT extract(epoch FROM clock_timestamp() - :'t0'::timestamptz);
+SQL
+)
+    rows=$(sql -c "SELECT count(*) FROM $table")
+    if [[ $rows != "$batch" || -z $t ]]; then
+        echo "10_append: batch into $table left $rows rows, expected $batch" >&2
+        return 1
+    fi
+    echo "$t"
+}
+
+median3() { tr ' ' '\n' <<<"$1" | grep . | sort -g | sed -n 2p; }
+
+server=$(sql -c 'SHOW server_version')
+echo "PostgreSQL $server, $(nproc) CPUs, ${secs}s per path (2 rounds of ${round_secs}s)," \
+    "batch $batch, synchronous_commit=$sync_commit"
+
+pgbench_section "1 client" 1 single 0.85
+pgbench_section "$shards clients, $shards shards" "$shards" sharded 0.60
+
+stream_times="" plain_times=""
+for r in 1 2 3; do
+    if ((r % 2)); then
+        stream_times+="$(batch_once bench_stream) "
+        plain_times+="$(batch_once bench_plain) "
+    else
+        plain_times+="$(batch_once bench_plain) "
+        stream_times+="$(batch_once bench_stream) "
+    fi
+done
+stream_med=$(median3 "$stream_times")
+plain_med=$(median3 "$plain_times")
+report "batch of $batch INSERT...SELECT" \
+    "$(awk -v b="$batch" -v t="$stream_med" 'BEGIN { printf "%.1f", b / t }')" \
+    "$(awk -v b="$batch" -v t="$plain_med" 'BEGIN { printf "%.1f", b / t }')" \
+    ev/s 0.70 "seconds: stream ${stream_times% }, plain ${plain_times% }"
+
+echo
+echo "summary: PostgreSQL $server, $(nproc) CPUs, BENCH_SECONDS=$secs," \
+    "BENCH_BATCH=$batch, synchronous_commit=$sync_commit"
+echo "| measurement | stream | plain | ratio | target | |"
+echo "|---|---|---|---|---|---|"
+printf '%s\n' "${SUMMARY[@]}"
+((missed == 0)) || echo "$missed ratio(s) below target"
+
+sql -d "$admin_db" -c "DROP DATABASE $db"
