@@ -28,6 +28,8 @@
 #include "port/pg_bswap.h"
 #include "storage/lmgr.h"
 #include "storage/lock.h"
+#include "storage/proc.h"
+#include "utils/hsearch.h"
 #include "utils/acl.h"
 #include "utils/builtins.h"
 #include "utils/fmgroids.h"
@@ -110,6 +112,114 @@ el_index_max(Relation rel, Oid indexoid, Datum key, RegProcedure eqproc,
 	ExecDropSingleTupleTableSlot(slot);
 	index_close(index, AccessShareLock);
 	return result;
+}
+
+/*
+ * The last seq this transaction assigned in each shard it appends to.  It is
+ * only a hint: el_last_seq() confirms it with a short forward index probe
+ * from the hinted seq, which is far cheaper than finding the shard's end by
+ * a backward scan (that reads every entry of the shard on the last leaf
+ * page).  A wrong hint (rows skipped by INSERT ... ON CONFLICT DO NOTHING,
+ * a rolled-back savepoint) is detected by the probe and falls back to the
+ * full lookup, so correctness never depends on the hint.
+ */
+typedef struct ElSeqHintKey
+{
+	Oid			relid;
+	int32		shard;
+} ElSeqHintKey;
+
+typedef struct ElSeqHint
+{
+	ElSeqHintKey key;
+	LocalTransactionId lxid;	/* transaction the hint belongs to */
+	int64		last_seq;
+} ElSeqHint;
+
+static HTAB *el_seq_hints = NULL;
+
+static ElSeqHint *
+el_seq_hint(Oid relid, int32 shard)
+{
+	ElSeqHintKey key;
+	ElSeqHint  *hint;
+	bool		found;
+
+	if (el_seq_hints == NULL)
+	{
+		HASHCTL		ctl;
+
+		ctl.keysize = sizeof(ElSeqHintKey);
+		ctl.entrysize = sizeof(ElSeqHint);
+		el_seq_hints = hash_create("event_log seq hints", 64, &ctl,
+								   HASH_ELEM | HASH_BLOBS);
+	}
+	memset(&key, 0, sizeof(key));
+	key.relid = relid;
+	key.shard = shard;
+	hint = hash_search(el_seq_hints, &key, HASH_ENTER, &found);
+	if (!found)
+		hint->lxid = InvalidLocalTransactionId;
+	return hint;
+}
+
+/*
+ * Highest seq in the shard among rows with seq >= from, by a forward scan
+ * with the same dirty snapshot as el_index_max(); -1 if there is none.
+ */
+static int64
+el_max_seq_from(Relation rel, Oid indexoid, int32 shard, int64 from)
+{
+	Relation	index = index_open(indexoid, AccessShareLock);
+	SnapshotData dirty;
+	ScanKeyData skeys[2];
+	IndexScanDesc scan;
+	TupleTableSlot *slot;
+	int64		result = -1;
+
+	InitDirtySnapshot(dirty);
+	ScanKeyInit(&skeys[0], 1, BTEqualStrategyNumber, F_INT4EQ,
+				Int32GetDatum(shard));
+	ScanKeyInit(&skeys[1], 2, BTGreaterEqualStrategyNumber, F_INT8GE,
+				Int64GetDatum(from));
+	slot = table_slot_create(rel, NULL);
+	scan = index_beginscan(rel, index, &dirty, 2, 0);
+	index_rescan(scan, skeys, 2, NULL, 0);
+	while (index_getnext_slot(scan, ForwardScanDirection, slot))
+	{
+		bool		isnull;
+
+		result = DatumGetInt64(slot_getattr(slot, Anum_el_seq, &isnull));
+	}
+	index_endscan(scan);
+	ExecDropSingleTupleTableSlot(slot);
+	index_close(index, AccessShareLock);
+	return result;
+}
+
+/* The shard's last seq; the caller holds the shard lock. */
+static int64
+el_last_seq(Relation rel, Oid pk, int32 shard)
+{
+	ElSeqHint  *hint = el_seq_hint(RelationGetRelid(rel), shard);
+	int64		last = -1;
+
+	if (hint->lxid == MyProc->lxid)
+		last = el_max_seq_from(rel, pk, shard, hint->last_seq);
+	if (last < 0)
+		last = el_index_max(rel, pk, Int32GetDatum(shard), F_INT4EQ,
+							Anum_el_seq);
+	return last;
+}
+
+/* Remember the seq just assigned, for the next append of this transaction. */
+static void
+el_remember_seq(Oid relid, int32 shard, int64 seq)
+{
+	ElSeqHint  *hint = el_seq_hint(relid, shard);
+
+	hint->lxid = MyProc->lxid;
+	hint->last_seq = seq;
 }
 
 /*
@@ -376,8 +486,7 @@ el_assign_position(PG_FUNCTION_ARGS)
 	}
 
 	/* Under the shard lock, the last seq and version cannot move. */
-	seq = el_index_max(rel, idx->pk, Int32GetDatum(shard), F_INT4EQ,
-					   Anum_el_seq) + 1;
+	seq = el_last_seq(rel, idx->pk, shard) + 1;
 	version = el_index_max(rel, idx->key_version, PointerGetDatum(key),
 						   F_TEXTEQ, Anum_el_version) + 1;
 
@@ -386,6 +495,8 @@ el_assign_position(PG_FUNCTION_ARGS)
 	newvals[2] = Int64GetDatum(version);
 	newvals[3] = UUIDPGetDatum(event_id);
 	newvals[4] = TimestampTzGetDatum(GetCurrentTransactionStartTimestamp());
+
+	el_remember_seq(RelationGetRelid(rel), shard, seq);
 
 	if (own_append)
 	{
@@ -482,9 +593,10 @@ el_append(PG_FUNCTION_ARGS)
 		}
 	}
 
-	current = el_index_max(rel, idx->key_version, PointerGetDatum(key),
-						   F_TEXTEQ, Anum_el_version);
-	if (!PG_ARGISNULL(5) && PG_GETARG_INT64(5) != current)
+	/* Under the shard lock the key's version cannot move until we insert. */
+	if (!PG_ARGISNULL(5) &&
+		(current = el_index_max(rel, idx->key_version, PointerGetDatum(key),
+								F_TEXTEQ, Anum_el_version)) != PG_GETARG_INT64(5))
 		ereport(ERROR,
 				(errcode(ERRCODE_EL_VERSION_CONFLICT),
 				 errmsg("version conflict on key \"%s\" of event stream \"%s\"",
