@@ -600,7 +600,7 @@ el_append(PG_FUNCTION_ARGS)
 		ereport(ERROR,
 				(errcode(ERRCODE_EL_VERSION_CONFLICT),
 				 errmsg("version conflict on key \"%s\" of event stream \"%s\"",
-						text_to_cstring(key), RelationGetRelationName(rel)),
+						text_to_cstring(key), el_stream_name(relid)),
 				 errdetail("Expected version " INT64_FORMAT ", but the current version is " INT64_FORMAT ".",
 						   PG_GETARG_INT64(5), current),
 				 errhint("Reload the entity's events and retry the command.")));
