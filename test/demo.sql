@@ -6,6 +6,11 @@
 CREATE EXTENSION event_log;
 CREATE SCHEMA shop;
 
+-- 0. The warehouse team will follow every event from outside the database,
+--    through a logical replication slot served by the event_log output plugin.
+--    A slot sees what is committed after it was created, so create it first.
+SELECT 'slot created' AS shop_feed FROM pg_create_logical_replication_slot('shop_feed', 'event_log');
+
 -- 1. A stream with 4 shards. A cart's key decides its shard, forever.
 SELECT event_log.create_stream('shop.cart_events', shards => 4);
 SELECT key, event_log.shard_for(key, 4) AS shard
@@ -74,3 +79,15 @@ ALTER TABLE shop.cart_events DISABLE TRIGGER ALL;
 INSERT INTO shop.cart_events (key, type, payload)
 VALUES ('cart-hal', 'ItemRemoved', '{"sku": "bread", "reason": "out of stock"}');
 SELECT shard, seq, key, version, type FROM shop.cart_events ORDER BY shard, seq;
+
+-- 8. CDC: every committed event is one JSON line in the slot, in commit order.
+--    Rolled-back appends and the refused UPDATE/DELETE above left nothing.
+SELECT data FROM pg_logical_slot_peek_changes('shop_feed', NULL, NULL) LIMIT 1;
+SELECT d ->> 'stream' AS stream, d -> 'shard' AS shard, d -> 'seq' AS seq, d ->> 'key' AS key, d ->> 'type' AS type
+FROM (SELECT data::jsonb AS d FROM pg_logical_slot_peek_changes('shop_feed', NULL, NULL)) s;
+
+--    A consumer outside the database uses the replication protocol, here
+--    pg_recvlogical; a Kafka producer would use key = "key", partition = "shard".
+\! pg_recvlogical -d shop -S shop_feed --start -o types=CheckedOut -f - --endpos "$(psql -XAt -d shop -c 'SELECT pg_current_wal_lsn()')"
+
+SELECT pg_drop_replication_slot('shop_feed');
