@@ -39,6 +39,8 @@ SELECT count(*) FROM accounts WHERE key = 'acc-2';
 -- The same event_id under another key is an error, not a silent success.
 SELECT * FROM event_log.append('accounts', 'acc-3', 'Opened', '{}',
   event_id => '11111111-1111-4111-8111-111111111111');
+INSERT INTO accounts (key, type, payload, event_id)
+  VALUES ('acc-3', 'Opened', '{}', '11111111-1111-4111-8111-111111111111');
 
 -- Rolled-back appends free their numbers: seq stays dense.
 BEGIN;

@@ -122,4 +122,9 @@ CREATE EVENT TRIGGER event_log_guard_rewrite ON table_rewrite
 CREATE EVENT TRIGGER event_log_guard_drop ON sql_drop
     EXECUTE FUNCTION event_log.guard_drop();
 
+-- Also under session_replication_role = replica, which a superuser can grant.
+ALTER EVENT TRIGGER event_log_guard_ddl ENABLE ALWAYS;
+ALTER EVENT TRIGGER event_log_guard_rewrite ENABLE ALWAYS;
+ALTER EVENT TRIGGER event_log_guard_drop ENABLE ALWAYS;
+
 GRANT USAGE ON SCHEMA event_log TO PUBLIC;

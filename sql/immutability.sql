@@ -47,6 +47,7 @@ ALTER TABLE app.ledger RENAME COLUMN payload TO body;
 ALTER TABLE app.ledger DROP COLUMN metadata;
 ALTER TABLE app.ledger ADD COLUMN n float8 DEFAULT random();
 ALTER TABLE app.ledger SET UNLOGGED;
+ALTER TABLE app.ledger ALTER COLUMN key TYPE text COLLATE "C";
 -- ... nor by dropping the unique indexes the positions rely on ...
 ALTER TABLE app.ledger DROP CONSTRAINT ledger_pkey;
 -- ... nor by a BEFORE INSERT trigger that could rewrite positions ...
@@ -59,6 +60,23 @@ DROP TABLE app.ledger;
 DROP SCHEMA app CASCADE;
 RESET ROLE;
 DROP OWNED BY regress_el_owner;
+SET ROLE regress_el_owner;
+
+-- Replica mode (logical replication's apply role) changes none of this, even
+-- for a role that was granted it.
+RESET ROLE;
+GRANT SET ON PARAMETER session_replication_role TO regress_el_owner;
+SET ROLE regress_el_owner;
+SET session_replication_role = replica;
+DELETE FROM app.ledger;
+ALTER TABLE app.ledger DISABLE TRIGGER event_log_immutable;
+DROP TABLE app.ledger;
+-- Only a superuser (the apply worker) may bring rows with their positions.
+INSERT INTO app.ledger (shard, seq, key, version, type, payload, event_id, recorded_at)
+VALUES (0, 99, 'k2', 7, 'Forged', '{}', gen_random_uuid(), now());
+RESET session_replication_role;
+RESET ROLE;
+REVOKE SET ON PARAMETER session_replication_role FROM regress_el_owner;
 SET ROLE regress_el_owner;
 
 -- Nothing above changed a single event.

@@ -276,6 +276,23 @@ el_find_event(Relation rel, Oid indexoid, pg_uuid_t *event_id,
 	return found;
 }
 
+/*
+ * A repeated event_id is idempotent only for the same key; under another
+ * key it is a client bug, not a retry.
+ */
+static void
+el_check_same_key(pg_uuid_t *event_id, text *old_key, text *key)
+{
+	if (VARSIZE_ANY_EXHDR(old_key) != VARSIZE_ANY_EXHDR(key) ||
+		memcmp(VARDATA_ANY(old_key), VARDATA_ANY(key), VARSIZE_ANY_EXHDR(key)) != 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_UNIQUE_VIOLATION),
+				 errmsg("event_id %s is already used by an event with another key",
+						DatumGetCString(DirectFunctionCall1(uuid_out,
+															UUIDPGetDatum(event_id)))),
+				 errdetail("Appending the same event_id again is idempotent only for the same key.")));
+}
+
 /* Key checks shared by the trigger and append(). */
 void
 el_check_key(text *key)
@@ -333,7 +350,7 @@ el_refuse_supplied(Relation rel, int attnum)
 	ereport(ERROR,
 			(errcode(ERRCODE_GENERATED_ALWAYS),
 			 errmsg("cannot insert a value into column \"%s\" of event stream \"%s\"",
-					col, RelationGetRelationName(rel)),
+					col, el_stream_name(RelationGetRelid(rel))),
 			 errdetail("Column \"%s\" is assigned by event_log when an event is appended.",
 					   col),
 			 errhint("Insert only key, type, payload, metadata and event_id.")));
@@ -346,7 +363,7 @@ el_refuse_null(Relation rel, int attnum)
 			(errcode(ERRCODE_NOT_NULL_VIOLATION),
 			 errmsg("null value in column \"%s\" of event stream \"%s\"",
 					NameStr(TupleDescAttr(RelationGetDescr(rel), attnum - 1)->attname),
-					RelationGetRelationName(rel))));
+					el_stream_name(RelationGetRelid(rel)))));
 }
 
 /* A version 4 UUID, as gen_random_uuid() makes. */
@@ -425,15 +442,27 @@ el_assign_position(PG_FUNCTION_ARGS)
 	isnull = slot->tts_isnull;
 
 	/*
-	 * A logical replication subscriber (or a superuser restoring a copy) runs
-	 * with session_replication_role = replica and brings complete rows: keep
-	 * them as they are.  Only superusers can set that role.
+	 * A logical replication subscriber's apply worker runs with
+	 * session_replication_role = replica as a superuser and brings complete
+	 * rows from the publisher's stream: keep their positions.  The role can be
+	 * granted to others (GRANT SET ON PARAMETER), so it is not enough alone.
 	 */
 	if (SessionReplicationRole == SESSION_REPLICATION_ROLE_REPLICA &&
 		!isnull[Anum_el_shard - 1] && !isnull[Anum_el_seq - 1] &&
 		!isnull[Anum_el_version - 1] && !isnull[Anum_el_event_id - 1] &&
-		!isnull[Anum_el_recorded_at - 1])
+		!isnull[Anum_el_recorded_at - 1] && !isnull[Anum_el_key - 1] &&
+		superuser())
+	{
+		key = DatumGetTextPP(values[Anum_el_key - 1]);
+		if (DatumGetInt32(values[Anum_el_shard - 1]) !=
+			el_shard_for_key(VARDATA_ANY(key), VARSIZE_ANY_EXHDR(key), shards))
+			ereport(ERROR,
+					(errcode(ERRCODE_CHECK_VIOLATION),
+					 errmsg("replicated event for key \"%s\" is in the wrong shard of \"%s\"",
+							text_to_cstring(key), el_stream_name(RelationGetRelid(rel))),
+					 errdetail("The publisher's stream has another shard count than this one.")));
 		return PointerGetDatum(trigdata->tg_trigtuple);
+	}
 
 	/* Values the extension assigns may not come from the user. */
 	if (!isnull[Anum_el_shard - 1])
@@ -470,6 +499,7 @@ el_assign_position(PG_FUNCTION_ARGS)
 		int32		old_shard;
 		int64		old_seq,
 					old_version;
+		text	   *old_key;
 
 		event_id = DatumGetUUIDP(values[Anum_el_event_id - 1]);
 		own_append = el_pending_active &&
@@ -481,8 +511,11 @@ el_assign_position(PG_FUNCTION_ARGS)
 		 */
 		if (!own_append &&
 			el_find_event(rel, idx->event_id, event_id,
-						  &old_shard, &old_seq, &old_version, NULL))
+						  &old_shard, &old_seq, &old_version, &old_key))
+		{
+			el_check_same_key(event_id, old_key, key);
 			return PointerGetDatum(NULL);
+		}
 	}
 
 	/* Under the shard lock, the last seq and version cannot move. */
@@ -575,15 +608,7 @@ el_append(PG_FUNCTION_ARGS)
 		if (el_find_event(rel, idx->event_id, event_id,
 						  &old_shard, &old_seq, &old_version, &old_key))
 		{
-			if (VARSIZE_ANY_EXHDR(old_key) != VARSIZE_ANY_EXHDR(key) ||
-				memcmp(VARDATA_ANY(old_key), VARDATA_ANY(key),
-					   VARSIZE_ANY_EXHDR(key)) != 0)
-				ereport(ERROR,
-						(errcode(ERRCODE_UNIQUE_VIOLATION),
-						 errmsg("event_id %s is already used by an event with another key",
-								DatumGetCString(DirectFunctionCall1(uuid_out,
-																	UUIDPGetDatum(event_id)))),
-						 errdetail("Appending the same event_id again is idempotent only for the same key.")));
+			el_check_same_key(event_id, old_key, key);
 			table_close(rel, NoLock);
 			result[0] = Int32GetDatum(old_shard);
 			result[1] = Int64GetDatum(old_seq);

@@ -15,6 +15,7 @@
 #include "access/htup_details.h"
 #include "access/table.h"
 #include "access/relation.h"
+#include "catalog/pg_collation.h"
 #include "catalog/pg_inherits.h"
 #include "catalog/pg_trigger.h"
 #include "catalog/pg_type.h"
@@ -145,11 +146,20 @@ el_check_stream_shape(Oid relid, int shards, Oid append_fn, Oid refuse_fn)
 		if (i >= desc->natts)
 			el_shape_violation(rel, "A contract column is missing.");
 		att = TupleDescAttr(desc, i);
+
+		/*
+		 * Collation too: keys are hashed and compared as bytes, which the
+		 * default (deterministic) collation agrees with.
+		 */
 		if (att->attisdropped || att->atttypid != el_columns[i].type ||
-			strcmp(NameStr(att->attname), el_columns[i].name) != 0)
-			el_shape_violation(rel, psprintf("Column %d must stay \"%s\" of type %s.",
+			strcmp(NameStr(att->attname), el_columns[i].name) != 0 ||
+			(OidIsValid(att->attcollation) &&
+			 att->attcollation != DEFAULT_COLLATION_OID))
+			el_shape_violation(rel, psprintf("Column %d must stay \"%s\" of type %s%s.",
 											 i + 1, el_columns[i].name,
-											 format_type_be(el_columns[i].type)));
+											 format_type_be(el_columns[i].type),
+											 el_columns[i].type == TEXTOID ?
+											 " with the default collation" : ""));
 	}
 
 	trigdesc = rel->trigdesc;

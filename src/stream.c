@@ -286,7 +286,7 @@ el_stream_indexes(Relation rel)
 			ereport(ERROR,
 					(errcode(ERRCODE_EL_IMMUTABLE),
 					 errmsg("event stream \"%s\" is missing one of its unique indexes",
-							RelationGetRelationName(rel)),
+							el_stream_name(RelationGetRelid(rel))),
 					 errdetail("Every stream needs unique indexes on (shard, seq), (event_id) and (key, version).")));
 		entry = el_stream_entry(RelationGetRelid(rel));
 		entry->indexes = found;
