@@ -18,6 +18,7 @@
 #include "access/tableam.h"
 #include "access/detoast.h"
 #include "access/xact.h"
+#include "catalog/pg_collation.h"
 #include "commands/trigger.h"
 #include "common/pg_prng.h"
 #include "executor/spi.h"
@@ -79,39 +80,52 @@ el_lock_shard(Oid relid, int shard)
 }
 
 /*
- * Highest value of column `attnum` among the rows whose first index column
- * equals `key`, read backwards through the index with a dirty snapshot: it
- * sees every committed row and our own, whatever our transaction's snapshot,
- * and skips rows of aborted (sub)transactions.  Under the shard lock no other
- * transaction can have an uncommitted row in the range.  0 if there is none.
+ * Highest value of column `attnum` among the rows an index scan with `keys`
+ * returns, read with a dirty snapshot: it sees every committed row and our
+ * own, whatever our transaction's snapshot, and skips rows of aborted
+ * (sub)transactions.  Under the shard lock no other transaction can have an
+ * uncommitted row in the range.  A backward scan stops at the first row; a
+ * forward scan (for short ranges) reads to the end.  -1 if there is none.
  */
 static int64
-el_index_max(Relation rel, Oid indexoid, Datum key, RegProcedure eqproc,
-			 AttrNumber attnum)
+el_index_last(Relation rel, Oid indexoid, ScanKey keys, int nkeys,
+			  AttrNumber attnum, ScanDirection dir)
 {
 	Relation	index = index_open(indexoid, AccessShareLock);
 	SnapshotData dirty;
-	ScanKeyData skey;
 	IndexScanDesc scan;
-	TupleTableSlot *slot;
-	int64		result = 0;
+	TupleTableSlot *slot = table_slot_create(rel, NULL);
+	int64		result = -1;
 
 	InitDirtySnapshot(dirty);
-	ScanKeyEntryInitialize(&skey, 0, 1, BTEqualStrategyNumber, InvalidOid,
-						   index->rd_indcollation[0], eqproc, key);
-	slot = table_slot_create(rel, NULL);
-	scan = index_beginscan(rel, index, &dirty, 1, 0);
-	index_rescan(scan, &skey, 1, NULL, 0);
-	if (index_getnext_slot(scan, BackwardScanDirection, slot))
+	scan = index_beginscan(rel, index, &dirty, nkeys, 0);
+	index_rescan(scan, keys, nkeys, NULL, 0);
+	while (index_getnext_slot(scan, dir, slot))
 	{
 		bool		isnull;
 
 		result = DatumGetInt64(slot_getattr(slot, attnum, &isnull));
+		if (ScanDirectionIsBackward(dir))
+			break;
 	}
 	index_endscan(scan);
 	ExecDropSingleTupleTableSlot(slot);
 	index_close(index, AccessShareLock);
 	return result;
+}
+
+/* The key's current version (0 if it has no events); under the shard lock. */
+static int64
+el_last_version(Relation rel, Oid indexoid, text *key)
+{
+	ScanKeyData skey;
+	int64		last;
+
+	ScanKeyEntryInitialize(&skey, 0, 1, BTEqualStrategyNumber, InvalidOid,
+						   DEFAULT_COLLATION_OID, F_TEXTEQ, PointerGetDatum(key));
+	last = el_index_last(rel, indexoid, &skey, 1, Anum_el_version,
+						 BackwardScanDirection);
+	return Max(last, 0);
 }
 
 /*
@@ -164,52 +178,29 @@ el_seq_hint(Oid relid, int32 shard)
 }
 
 /*
- * Highest seq in the shard among rows with seq >= from, by a forward scan
- * with the same dirty snapshot as el_index_max(); -1 if there is none.
+ * The shard's last seq (0 if empty); the caller holds the shard lock.  With a
+ * hint, only the index entries from the hinted seq on are read.
  */
-static int64
-el_max_seq_from(Relation rel, Oid indexoid, int32 shard, int64 from)
-{
-	Relation	index = index_open(indexoid, AccessShareLock);
-	SnapshotData dirty;
-	ScanKeyData skeys[2];
-	IndexScanDesc scan;
-	TupleTableSlot *slot;
-	int64		result = -1;
-
-	InitDirtySnapshot(dirty);
-	ScanKeyInit(&skeys[0], 1, BTEqualStrategyNumber, F_INT4EQ,
-				Int32GetDatum(shard));
-	ScanKeyInit(&skeys[1], 2, BTGreaterEqualStrategyNumber, F_INT8GE,
-				Int64GetDatum(from));
-	slot = table_slot_create(rel, NULL);
-	scan = index_beginscan(rel, index, &dirty, 2, 0);
-	index_rescan(scan, skeys, 2, NULL, 0);
-	while (index_getnext_slot(scan, ForwardScanDirection, slot))
-	{
-		bool		isnull;
-
-		result = DatumGetInt64(slot_getattr(slot, Anum_el_seq, &isnull));
-	}
-	index_endscan(scan);
-	ExecDropSingleTupleTableSlot(slot);
-	index_close(index, AccessShareLock);
-	return result;
-}
-
-/* The shard's last seq; the caller holds the shard lock. */
 static int64
 el_last_seq(Relation rel, Oid pk, int32 shard)
 {
 	ElSeqHint  *hint = el_seq_hint(RelationGetRelid(rel), shard);
+	ScanKeyData skeys[2];
 	int64		last = -1;
 
+	ScanKeyInit(&skeys[0], 1, BTEqualStrategyNumber, F_INT4EQ,
+				Int32GetDatum(shard));
 	if (hint->lxid == MyProc->lxid)
-		last = el_max_seq_from(rel, pk, shard, hint->last_seq);
+	{
+		ScanKeyInit(&skeys[1], 2, BTGreaterEqualStrategyNumber, F_INT8GE,
+					Int64GetDatum(hint->last_seq));
+		last = el_index_last(rel, pk, skeys, 2, Anum_el_seq,
+							 ForwardScanDirection);
+	}
 	if (last < 0)
-		last = el_index_max(rel, pk, Int32GetDatum(shard), F_INT4EQ,
-							Anum_el_seq);
-	return last;
+		last = el_index_last(rel, pk, skeys, 1, Anum_el_seq,
+							 BackwardScanDirection);
+	return Max(last, 0);
 }
 
 /* Remember the seq just assigned, for the next append of this transaction. */
@@ -520,8 +511,7 @@ el_assign_position(PG_FUNCTION_ARGS)
 
 	/* Under the shard lock, the last seq and version cannot move. */
 	seq = el_last_seq(rel, idx->pk, shard) + 1;
-	version = el_index_max(rel, idx->key_version, PointerGetDatum(key),
-						   F_TEXTEQ, Anum_el_version) + 1;
+	version = el_last_version(rel, idx->key_version, key) + 1;
 
 	newvals[0] = Int32GetDatum(shard);
 	newvals[1] = Int64GetDatum(seq);
@@ -620,8 +610,7 @@ el_append(PG_FUNCTION_ARGS)
 
 	/* Under the shard lock the key's version cannot move until we insert. */
 	if (!PG_ARGISNULL(5) &&
-		(current = el_index_max(rel, idx->key_version, PointerGetDatum(key),
-								F_TEXTEQ, Anum_el_version)) != PG_GETARG_INT64(5))
+		(current = el_last_version(rel, idx->key_version, key)) != PG_GETARG_INT64(5))
 		ereport(ERROR,
 				(errcode(ERRCODE_EL_VERSION_CONFLICT),
 				 errmsg("version conflict on key \"%s\" of event stream \"%s\"",
