@@ -110,6 +110,20 @@ INSERT INTO shop.carts (key, type, payload) VALUES ('cart-5', 'AfterDrop', '{}')
 SELECT data::jsonb ->> 'stream' AS stream, data::jsonb ->> 'type' AS type
 FROM pg_logical_slot_get_changes('cdc', NULL, NULL);
 
+-- A payload large enough to be stored out of line (TOAST) comes out whole,
+-- and a stream created in the same transaction as its first events is seen.
+BEGIN;
+SELECT event_log.create_stream('shop.new_in_txn');
+INSERT INTO shop.new_in_txn (key, type, payload) VALUES ('k', 'SameTransaction', '{}');
+COMMIT;
+INSERT INTO shop.carts (key, type, payload)
+SELECT 'cart-6', 'Large', jsonb_build_object('blob', string_agg(md5(i::text), '')) FROM generate_series(1, 3000) i;
+SELECT data::jsonb ->> 'stream' AS stream, data::jsonb ->> 'type' AS type,
+       length(data::jsonb -> 'payload' ->> 'blob') AS blob_length,
+       (data::jsonb -> 'payload') = (SELECT payload FROM shop.carts WHERE key = 'cart-6') AS payload_matches
+FROM pg_logical_slot_get_changes('cdc', NULL, NULL);
+SELECT event_log.drop_stream('shop.new_in_txn');
+
 -- A big transaction is many small messages, not one big one.
 INSERT INTO shop.carts (key, type, payload)
 SELECT 'bulk-' || (i % 100), 'Bulk', jsonb_build_object('i', i) FROM generate_series(1, 20000) i;

@@ -30,7 +30,9 @@
 #include "storage/lmgr.h"
 #include "storage/lock.h"
 #include "storage/proc.h"
+#include "common/hashfn.h"
 #include "utils/hsearch.h"
+#include "utils/memutils.h"
 #include "utils/acl.h"
 #include "utils/builtins.h"
 #include "utils/fmgroids.h"
@@ -116,7 +118,7 @@ el_index_last(Relation rel, Oid indexoid, ScanKey keys, int nkeys,
 
 /* The key's current version (0 if it has no events); under the shard lock. */
 static int64
-el_last_version(Relation rel, Oid indexoid, text *key)
+el_probe_version(Relation rel, Oid indexoid, text *key)
 {
 	ScanKeyData skey;
 	int64		last;
@@ -126,6 +128,123 @@ el_last_version(Relation rel, Oid indexoid, text *key)
 	last = el_index_last(rel, indexoid, &skey, 1, Anum_el_version,
 						 BackwardScanDirection);
 	return Max(last, 0);
+}
+
+/*
+ * Versions this transaction assigned, per (stream, key), so that a key
+ * appended to again in the same transaction (a batch) needs no index probe.
+ * Valid only while nothing this transaction numbered can have vanished:
+ * el_forget_positions() empties it (and the seq hints below) when a
+ * subtransaction aborts, and el_last_seq() does when its hint turns out to
+ * be gone (a row skipped by ON CONFLICT DO NOTHING, a rolled-back
+ * savepoint).  Every such loss leaves the hinted last row of its shard
+ * missing, and every key lives in one shard, so the next append to that
+ * shard, which comes before any stale version could be used, notices it.
+ */
+typedef struct ElVersionKey
+{
+	Oid			relid;
+	uint32		keylen;
+	uint64		keyhash;
+} ElVersionKey;
+
+typedef struct ElVersion
+{
+	ElVersionKey hkey;
+	char	   *key;			/* the key's bytes, to rule out collisions */
+	int64		version;
+} ElVersion;
+
+#define EL_VERSION_CACHE_MAX	65536
+
+static MemoryContext el_version_cxt = NULL;
+static HTAB *el_versions = NULL;
+static LocalTransactionId el_versions_lxid = InvalidLocalTransactionId;
+
+static void el_forget_positions(void);
+
+static void
+el_subxact_callback(SubXactEvent event, SubTransactionId mySubid,
+					SubTransactionId parentSubid, void *arg)
+{
+	if (event == SUBXACT_EVENT_ABORT_SUB)
+		el_forget_positions();
+}
+
+static HTAB *
+el_version_cache(void)
+{
+	if (el_version_cxt == NULL)
+	{
+		el_version_cxt = AllocSetContextCreate(TopMemoryContext,
+											   "event_log version cache",
+											   ALLOCSET_DEFAULT_SIZES);
+		RegisterSubXactCallback(el_subxact_callback, NULL);
+	}
+	if (el_versions != NULL &&
+		(el_versions_lxid != MyProc->lxid ||
+		 hash_get_num_entries(el_versions) >= EL_VERSION_CACHE_MAX))
+	{
+		MemoryContextReset(el_version_cxt);
+		el_versions = NULL;
+	}
+	if (el_versions == NULL)
+	{
+		HASHCTL		ctl;
+
+		ctl.keysize = sizeof(ElVersionKey);
+		ctl.entrysize = sizeof(ElVersion);
+		ctl.hcxt = el_version_cxt;
+		el_versions = hash_create("event_log versions", 1024, &ctl,
+								  HASH_ELEM | HASH_BLOBS | HASH_CONTEXT);
+		el_versions_lxid = MyProc->lxid;
+	}
+	return el_versions;
+}
+
+static ElVersion *
+el_version_entry(Oid relid, text *key, bool create)
+{
+	ElVersionKey hkey;
+	ElVersion  *entry;
+	bool		found;
+	uint32		len = VARSIZE_ANY_EXHDR(key);
+
+	memset(&hkey, 0, sizeof(hkey));
+	hkey.relid = relid;
+	hkey.keylen = len;
+	hkey.keyhash = hash_bytes_extended((const unsigned char *) VARDATA_ANY(key),
+									   len, 0);
+	entry = hash_search(el_version_cache(), &hkey,
+						create ? HASH_ENTER : HASH_FIND, &found);
+	if (entry == NULL)
+		return NULL;
+	if (found && memcmp(entry->key, VARDATA_ANY(key), len) == 0)
+		return entry;
+	if (!create)
+		return NULL;
+	/* New, or a hash collision: (re)take the slot for this key. */
+	entry->key = MemoryContextAlloc(el_version_cxt, Max(len, 1));
+	memcpy(entry->key, VARDATA_ANY(key), len);
+	entry->version = -1;
+	return entry;
+}
+
+/* The key's current version (0 if it has no events); under the shard lock. */
+static int64
+el_last_version(Relation rel, Oid indexoid, text *key)
+{
+	ElVersion  *entry = el_version_entry(RelationGetRelid(rel), key, false);
+
+	if (entry)
+		return entry->version;
+	return el_probe_version(rel, indexoid, key);
+}
+
+static void
+el_remember_version(Oid relid, text *key, int64 version)
+{
+	el_version_entry(relid, key, true)->version = version;
 }
 
 /*
@@ -198,9 +317,34 @@ el_last_seq(Relation rel, Oid pk, int32 shard)
 							 ForwardScanDirection);
 	}
 	if (last < 0)
+	{
+		/* A hinted row that vanished: what we remember may be stale. */
+		if (hint->lxid == MyProc->lxid)
+			el_forget_positions();
 		last = el_index_last(rel, pk, skeys, 1, Anum_el_seq,
 							 BackwardScanDirection);
+	}
 	return Max(last, 0);
+}
+
+/* Forget every seq hint and cached version (see el_version_cache()). */
+static void
+el_forget_positions(void)
+{
+	HASH_SEQ_STATUS status;
+	ElSeqHint  *hint;
+
+	if (el_versions != NULL)
+	{
+		MemoryContextReset(el_version_cxt);
+		el_versions = NULL;
+	}
+	if (el_seq_hints != NULL)
+	{
+		hash_seq_init(&status, el_seq_hints);
+		while ((hint = hash_seq_search(&status)) != NULL)
+			hint->lxid = InvalidLocalTransactionId;
+	}
 }
 
 /* Remember the seq just assigned, for the next append of this transaction. */
@@ -452,6 +596,7 @@ el_assign_position(PG_FUNCTION_ARGS)
 					 errmsg("replicated event for key \"%s\" is in the wrong shard of \"%s\"",
 							text_to_cstring(key), el_stream_name(RelationGetRelid(rel))),
 					 errdetail("The publisher's stream has another shard count than this one.")));
+		el_forget_positions();
 		return PointerGetDatum(trigdata->tg_trigtuple);
 	}
 
@@ -520,6 +665,7 @@ el_assign_position(PG_FUNCTION_ARGS)
 	newvals[4] = TimestampTzGetDatum(GetCurrentTransactionStartTimestamp());
 
 	el_remember_seq(RelationGetRelid(rel), shard, seq);
+	el_remember_version(RelationGetRelid(rel), key, version);
 
 	if (own_append)
 	{

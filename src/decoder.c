@@ -269,8 +269,8 @@ el_decoder_change(LogicalDecodingContext *ctx, ReorderBufferTXN *txn,
 	Oid			relid = RelationGetRelid(relation);
 	TupleDesc	desc = RelationGetDescr(relation);
 	HeapTuple	tuple;
-	Datum		values[EL_NATTS];
-	bool		isnull[EL_NATTS];
+	Datum	   *values;
+	bool	   *isnull;
 	MemoryContext old;
 	StringInfo	out;
 	char		uuid[UUID_LEN * 2 + 5];
@@ -285,9 +285,11 @@ el_decoder_change(LogicalDecodingContext *ctx, ReorderBufferTXN *txn,
 
 	old = MemoryContextSwitchTo(data->context);
 
+	/* Deform once: columns after the first varlena have no cached offset. */
 	tuple = &change->data.tp.newtuple->tuple;
-	for (int i = 0; i < EL_NATTS; i++)
-		values[i] = heap_getattr(tuple, i + 1, desc, &isnull[i]);
+	values = palloc(desc->natts * sizeof(Datum));
+	isnull = palloc(desc->natts * sizeof(bool));
+	heap_deform_tuple(tuple, desc, values, isnull);
 	if (isnull[Anum_el_shard - 1] || isnull[Anum_el_seq - 1] ||
 		isnull[Anum_el_key - 1] || isnull[Anum_el_version - 1] ||
 		isnull[Anum_el_type - 1] || isnull[Anum_el_payload - 1] ||
