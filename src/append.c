@@ -87,11 +87,12 @@ el_lock_shard(Oid relid, int shard)
  * own, whatever our transaction's snapshot, and skips rows of aborted
  * (sub)transactions.  Under the shard lock no other transaction can have an
  * uncommitted row in the range.  A backward scan stops at the first row; a
- * forward scan (for short ranges) reads to the end.  -1 if there is none.
+ * forward scan (for short ranges) reads to the end, or gives up after
+ * max_rows rows.  -1 if there is none (or it gave up).
  */
 static int64
 el_index_last(Relation rel, Oid indexoid, ScanKey keys, int nkeys,
-			  AttrNumber attnum, ScanDirection dir)
+			  AttrNumber attnum, ScanDirection dir, int max_rows)
 {
 	Relation	index = index_open(indexoid, AccessShareLock);
 	SnapshotData dirty;
@@ -109,6 +110,11 @@ el_index_last(Relation rel, Oid indexoid, ScanKey keys, int nkeys,
 		result = DatumGetInt64(slot_getattr(slot, attnum, &isnull));
 		if (ScanDirectionIsBackward(dir))
 			break;
+		if (--max_rows <= 0)
+		{
+			result = -1;		/* too far: let the caller look from the end */
+			break;
+		}
 	}
 	index_endscan(scan);
 	ExecDropSingleTupleTableSlot(slot);
@@ -126,7 +132,7 @@ el_probe_version(Relation rel, Oid indexoid, text *key)
 	ScanKeyEntryInitialize(&skey, 0, 1, BTEqualStrategyNumber, InvalidOid,
 						   DEFAULT_COLLATION_OID, F_TEXTEQ, PointerGetDatum(key));
 	last = el_index_last(rel, indexoid, &skey, 1, Anum_el_version,
-						 BackwardScanDirection);
+						 BackwardScanDirection, 1);
 	return Max(last, 0);
 }
 
@@ -248,13 +254,15 @@ el_remember_version(Oid relid, text *key, int64 version)
 }
 
 /*
- * The last seq this transaction assigned in each shard it appends to.  It is
- * only a hint: el_last_seq() confirms it with a short forward index probe
- * from the hinted seq, which is far cheaper than finding the shard's end by
- * a backward scan (that reads every entry of the shard on the last leaf
- * page).  A wrong hint (rows skipped by INSERT ... ON CONFLICT DO NOTHING,
- * a rolled-back savepoint) is detected by the probe and falls back to the
- * full lookup, so correctness never depends on the hint.
+ * The last seq this backend assigned in each shard.  It is only a hint:
+ * el_last_seq() reads forward from it, which is far cheaper than finding the
+ * shard's end by a backward scan (that reads every entry of the shard on the
+ * last leaf page).  Within the transaction that assigned it, the hinted row
+ * is the shard's end unless it vanished (skipped by INSERT ... ON CONFLICT
+ * DO NOTHING, rolled back with a savepoint); in a later transaction it is a
+ * lower bound, since other backends may have appended since.  A probe that
+ * finds nothing, or too much, falls back to the full lookup, so correctness
+ * never depends on the hint.
  */
 typedef struct ElSeqHintKey
 {
@@ -265,9 +273,16 @@ typedef struct ElSeqHintKey
 typedef struct ElSeqHint
 {
 	ElSeqHintKey key;
-	LocalTransactionId lxid;	/* transaction the hint belongs to */
-	int64		last_seq;
+	LocalTransactionId lxid;	/* transaction that assigned last_seq */
+	int64		last_seq;		/* 0: no hint */
 } ElSeqHint;
+
+/*
+ * A hint from an earlier transaction is a lower bound: other backends may
+ * have appended since.  The forward probe reads what they added, up to this
+ * many rows, before falling back to the backward scan.
+ */
+#define EL_SEQ_PROBE_MAX_ROWS	32
 
 static HTAB *el_seq_hints = NULL;
 
@@ -292,7 +307,10 @@ el_seq_hint(Oid relid, int32 shard)
 	key.shard = shard;
 	hint = hash_search(el_seq_hints, &key, HASH_ENTER, &found);
 	if (!found)
+	{
 		hint->lxid = InvalidLocalTransactionId;
+		hint->last_seq = 0;
+	}
 	return hint;
 }
 
@@ -309,20 +327,20 @@ el_last_seq(Relation rel, Oid pk, int32 shard)
 
 	ScanKeyInit(&skeys[0], 1, BTEqualStrategyNumber, F_INT4EQ,
 				Int32GetDatum(shard));
-	if (hint->lxid == MyProc->lxid)
+	if (hint->last_seq > 0)
 	{
 		ScanKeyInit(&skeys[1], 2, BTGreaterEqualStrategyNumber, F_INT8GE,
 					Int64GetDatum(hint->last_seq));
 		last = el_index_last(rel, pk, skeys, 2, Anum_el_seq,
-							 ForwardScanDirection);
+							 ForwardScanDirection, EL_SEQ_PROBE_MAX_ROWS);
 	}
 	if (last < 0)
 	{
-		/* A hinted row that vanished: what we remember may be stale. */
+		/* A row this transaction numbered vanished: forget what we know. */
 		if (hint->lxid == MyProc->lxid)
 			el_forget_positions();
 		last = el_index_last(rel, pk, skeys, 1, Anum_el_seq,
-							 BackwardScanDirection);
+							 BackwardScanDirection, 1);
 	}
 	return Max(last, 0);
 }
@@ -343,7 +361,10 @@ el_forget_positions(void)
 	{
 		hash_seq_init(&status, el_seq_hints);
 		while ((hint = hash_seq_search(&status)) != NULL)
+		{
 			hint->lxid = InvalidLocalTransactionId;
+			hint->last_seq = 0;
+		}
 	}
 }
 
