@@ -91,6 +91,49 @@ ON CONFLICT DO NOTHING;
 SELECT seq, version, payload FROM accounts WHERE payload ? 'ref' ORDER BY seq;
 SELECT shard, max(seq) = count(*) AS dense FROM accounts GROUP BY shard ORDER BY shard;
 
+-- expected_version sees through a row ON CONFLICT skipped in the same transaction.
+BEGIN;
+INSERT INTO accounts (key, type, payload) VALUES ('acc-1', 'Deposited', '{"ref": "r2"}')
+ON CONFLICT DO NOTHING;
+SELECT version AS current FROM accounts WHERE key = 'acc-1' ORDER BY version DESC LIMIT 1 \gset
+SELECT version = :current + 1 AS next_version
+FROM event_log.append('accounts', 'acc-1', 'Deposited', '{}', expected_version => :current);
+COMMIT;
+
+-- A shard lock belongs to the transaction, even when the append ran in a
+-- cursor whose later FETCH failed under a savepoint.
+BEGIN;
+DECLARE c CURSOR FOR
+  SELECT (event_log.append('accounts', 'acc-1', 'Deposited', '{}',
+                           expected_version => CASE WHEN i = 2 THEN 0 END)).seq IS NOT NULL AS appended
+  FROM generate_series(1, 2) i;
+FETCH 1 FROM c;
+SAVEPOINT sp;
+FETCH 1 FROM c;
+ROLLBACK TO SAVEPOINT sp;
+SELECT count(*) AS shard_locks_held FROM pg_locks
+WHERE locktype = 'advisory' AND objsubid = 17740 AND pid = pg_backend_pid();
+ROLLBACK;
+
+-- append() called by a trigger inside another append() returns its own
+-- position, and the outer call returns the outer one.
+SELECT event_log.create_stream('audit');
+CREATE FUNCTION audit_accounts() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+  PERFORM event_log.append('audit', 'accounts', 'Seen', jsonb_build_object('seq', NEW.seq));
+  RETURN NULL;
+END $$;
+CREATE TRIGGER audit_accounts AFTER INSERT ON accounts FOR EACH ROW EXECUTE FUNCTION audit_accounts();
+SELECT shard AS a_shard, seq AS a_seq, version AS a_version
+FROM event_log.append('accounts', 'acc-2', 'Audited', '{}') \gset
+SELECT :a_seq = max(seq) AS outer_seq_returned, :a_shard = 0 AS outer_shard_returned
+FROM accounts WHERE shard = :a_shard;
+SELECT :a_version = max(version) AS outer_version_returned FROM accounts WHERE key = 'acc-2';
+SELECT count(*) AS audit_events FROM audit;
+DROP TRIGGER audit_accounts ON accounts;
+DROP FUNCTION audit_accounts();
+SELECT event_log.drop_stream('audit');
+
 -- A large batch in one statement.
 INSERT INTO accounts (key, type, payload)
 SELECT 'bulk-' || (i % 50), 'Deposited', jsonb_build_object('i', i)

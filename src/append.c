@@ -52,11 +52,21 @@ PG_FUNCTION_INFO_V1(el_append);
  * through SPI.  It tells the trigger which row is its own so the trigger
  * neither repeats the event_id check nor loses the position it assigned.
  */
-static bool el_pending_active = false;
-static pg_uuid_t el_pending_event_id;
-static int32 el_pending_shard;
-static int64 el_pending_seq;
-static int64 el_pending_version;
+typedef struct ElPending
+{
+	bool		active;			/* waiting for the trigger to see our row */
+	pg_uuid_t	event_id;		/* which row is ours */
+	int32		shard;			/* what the trigger assigned to it */
+	int64		seq;
+	int64		version;
+} ElPending;
+
+/*
+ * The innermost append() in progress.  A trigger on the stream may call
+ * append() again while the outer one runs, so each call saves the outer
+ * state and puts it back when done.
+ */
+static ElPending el_pending = {false};
 
 /*
  * Take the shard's lock for the rest of the transaction.
@@ -75,10 +85,27 @@ static void
 el_lock_shard(Oid relid, int shard)
 {
 	LOCKTAG		tag;
+	ResourceOwner save = CurrentResourceOwner;
 
 	SET_LOCKTAG_ADVISORY(tag, MyDatabaseId, relid, (uint32) shard,
 						 EL_LOCKTAG_SPACE);
-	(void) LockAcquire(&tag, ExclusiveLock, false, false);
+
+	/*
+	 * The lock must live exactly as long as the rows it covers, which belong
+	 * to the current (sub)transaction.  When the append runs inside a cursor,
+	 * CurrentResourceOwner is the portal's, and a later failed FETCH under a
+	 * savepoint would release the lock while our rows survive.
+	 */
+	CurrentResourceOwner = CurTransactionResourceOwner;
+	PG_TRY();
+	{
+		(void) LockAcquire(&tag, ExclusiveLock, false, false);
+	}
+	PG_FINALLY();
+	{
+		CurrentResourceOwner = save;
+	}
+	PG_END_TRY();
 }
 
 /*
@@ -95,34 +122,56 @@ el_index_last(Relation rel, Oid indexoid, ScanKey keys, int nkeys,
 			  AttrNumber attnum, ScanDirection dir, int max_rows)
 {
 	Relation	index = index_open(indexoid, AccessShareLock);
-	SnapshotData dirty;
-	IndexScanDesc scan;
 	TupleTableSlot *slot = table_slot_create(rel, NULL);
-	int64		result = -1;
+	int64		result;
 
-	InitDirtySnapshot(dirty);
-	scan = index_beginscan(rel, index, &dirty, nkeys, 0);
-	index_rescan(scan, keys, nkeys, NULL, 0);
-	while (index_getnext_slot(scan, dir, slot))
+	for (;;)
 	{
-		bool		isnull;
+		SnapshotData dirty;
+		IndexScanDesc scan;
+		TransactionId wait_xid = InvalidTransactionId;
+		ItemPointerData wait_tid;
+		int			rows = max_rows;
 
-		result = DatumGetInt64(slot_getattr(slot, attnum, &isnull));
-		if (ScanDirectionIsBackward(dir))
-			break;
-		if (--max_rows <= 0)
+		InitDirtySnapshot(dirty);
+		scan = index_beginscan(rel, index, &dirty, nkeys, 0);
+		index_rescan(scan, keys, nkeys, NULL, 0);
+		result = -1;
+		while (index_getnext_slot(scan, dir, slot))
 		{
-			result = -1;		/* too far: let the caller look from the end */
-			break;
+			bool		isnull;
+
+			/*
+			 * Another transaction's uncommitted row in our range means it
+			 * appended without holding the shard lock, which our own paths
+			 * never do; numbering after it could break commit order, so wait
+			 * for it to finish and look again.
+			 */
+			if (TransactionIdIsValid(dirty.xmin))
+			{
+				wait_xid = dirty.xmin;
+				wait_tid = slot->tts_tid;
+				break;
+			}
+			result = DatumGetInt64(slot_getattr(slot, attnum, &isnull));
+			if (ScanDirectionIsBackward(dir))
+				break;
+			if (--rows <= 0)
+			{
+				result = -1;	/* too far: let the caller look from the end */
+				break;
+			}
 		}
+		index_endscan(scan);
+		if (!TransactionIdIsValid(wait_xid))
+			break;
+		XactLockTableWait(wait_xid, rel, &wait_tid, XLTW_None);
 	}
-	index_endscan(scan);
 	ExecDropSingleTupleTableSlot(slot);
 	index_close(index, AccessShareLock);
 	return result;
 }
 
-/* The key's current version (0 if it has no events); under the shard lock. */
 static int64
 el_probe_version(Relation rel, Oid indexoid, text *key)
 {
@@ -617,6 +666,8 @@ el_assign_position(PG_FUNCTION_ARGS)
 					 errmsg("replicated event for key \"%s\" is in the wrong shard of \"%s\"",
 							text_to_cstring(key), el_stream_name(RelationGetRelid(rel))),
 					 errdetail("The publisher's stream has another shard count than this one.")));
+		/* Keep replicated appends in commit order against local ones too. */
+		el_lock_shard(RelationGetRelid(rel), DatumGetInt32(values[Anum_el_shard - 1]));
 		el_forget_positions();
 		return PointerGetDatum(trigdata->tg_trigtuple);
 	}
@@ -659,8 +710,8 @@ el_assign_position(PG_FUNCTION_ARGS)
 		text	   *old_key;
 
 		event_id = DatumGetUUIDP(values[Anum_el_event_id - 1]);
-		own_append = el_pending_active &&
-			memcmp(event_id, &el_pending_event_id, UUID_LEN) == 0;
+		own_append = el_pending.active &&
+			memcmp(event_id, &el_pending.event_id, UUID_LEN) == 0;
 
 		/*
 		 * An event_id that is already there makes the append idempotent: the
@@ -690,10 +741,10 @@ el_assign_position(PG_FUNCTION_ARGS)
 
 	if (own_append)
 	{
-		el_pending_active = false;
-		el_pending_shard = shard;
-		el_pending_seq = seq;
-		el_pending_version = version;
+		el_pending.active = false;
+		el_pending.shard = shard;
+		el_pending.seq = seq;
+		el_pending.version = version;
 	}
 
 	return PointerGetDatum(heap_modify_tuple_by_cols(trigdata->tg_trigtuple,
@@ -775,9 +826,14 @@ el_append(PG_FUNCTION_ARGS)
 		}
 	}
 
-	/* Under the shard lock the key's version cannot move until we insert. */
+	/*
+	 * Under the shard lock the key's version cannot move until we insert.  It
+	 * is read from the index, not the version cache: a row skipped by ON
+	 * CONFLICT earlier in this transaction is only noticed by the next append
+	 * to the shard, which is the one we are about to make.
+	 */
 	if (!PG_ARGISNULL(5) &&
-		(current = el_last_version(rel, idx->key_version, key)) != PG_GETARG_INT64(5))
+		(current = el_probe_version(rel, idx->key_version, key)) != PG_GETARG_INT64(5))
 		ereport(ERROR,
 				(errcode(ERRCODE_EL_VERSION_CONFLICT),
 				 errmsg("version conflict on key \"%s\" of event stream \"%s\"",
@@ -792,6 +848,8 @@ el_append(PG_FUNCTION_ARGS)
 		Datum		args[5];
 		char		nulls[5] = {' ', ' ', ' ', ' ', ' '};
 		int			rc;
+		ElPending	outer = el_pending;
+		ElPending	mine;
 
 		args[0] = PointerGetDatum(key);
 		args[1] = PG_GETARG_DATUM(2);
@@ -802,26 +860,28 @@ el_append(PG_FUNCTION_ARGS)
 		args[4] = UUIDPGetDatum(event_id);
 
 		SPI_connect();
-		memcpy(&el_pending_event_id, event_id, UUID_LEN);
-		el_pending_active = true;
-		el_pending_seq = 0;
+		memset(&el_pending, 0, sizeof(el_pending));
+		memcpy(&el_pending.event_id, event_id, UUID_LEN);
+		el_pending.active = true;
 		PG_TRY();
 		{
 			rc = SPI_execute_plan(el_stream_plan(relid, EL_PLAN_INSERT), args,
 								  nulls, false, 0);
+			mine = el_pending;
 		}
 		PG_FINALLY();
 		{
-			el_pending_active = false;
+			el_pending = outer;
 		}
 		PG_END_TRY();
-		if (rc != SPI_OK_INSERT || SPI_processed != 1 || el_pending_seq == 0)
+		if (rc != SPI_OK_INSERT || SPI_processed != 1 || mine.seq == 0)
 			elog(ERROR, "append to \"%s\" inserted no row", get_rel_name(relid));
 		SPI_finish();
+
+		result[0] = Int32GetDatum(mine.shard);
+		result[1] = Int64GetDatum(mine.seq);
+		result[2] = Int64GetDatum(mine.version);
 	}
 
-	result[0] = Int32GetDatum(el_pending_shard);
-	result[1] = Int64GetDatum(el_pending_seq);
-	result[2] = Int64GetDatum(el_pending_version);
 	PG_RETURN_DATUM(HeapTupleGetDatum(heap_form_tuple(tupdesc, result, result_null)));
 }
