@@ -128,3 +128,120 @@ ALTER EVENT TRIGGER event_log_guard_rewrite ENABLE ALWAYS;
 ALTER EVENT TRIGGER event_log_guard_drop ENABLE ALWAYS;
 
 GRANT USAGE ON SCHEMA event_log TO PUBLIC;
+
+-- Projections: read models kept from a stream, queried through a view of
+-- the projection's name over its current build table.  Rows are written only
+-- by the extension's C functions; everybody may read them.
+CREATE TABLE event_log.projections (
+    projection  regclass    PRIMARY KEY,
+    stream      regclass    NOT NULL,
+    mode        text        NOT NULL CHECK (mode IN ('inline', 'async')),
+    columns     text        NOT NULL,
+    handlers    jsonb       NOT NULL,
+    reducer     text,
+    initial     jsonb,
+    build_table regclass    NOT NULL,
+    generation  integer     NOT NULL,
+    events      bigint      NOT NULL,
+    created_at  timestamptz NOT NULL DEFAULT now(),
+    rebuilt_at  timestamptz
+);
+
+-- Checkpoints of async projections: the last seq applied per shard, and the
+-- error that stopped a shard, if any.
+CREATE TABLE event_log.projection_offsets (
+    projection  regclass    NOT NULL
+                REFERENCES event_log.projections ON DELETE CASCADE,
+    shard       integer     NOT NULL,
+    seq         bigint      NOT NULL,
+    applied_at  timestamptz,
+    error       text,
+    error_seq   bigint,
+    error_at    timestamptz,
+    PRIMARY KEY (projection, shard)
+);
+
+SELECT pg_catalog.pg_extension_config_dump('event_log.projections', '');
+SELECT pg_catalog.pg_extension_config_dump('event_log.projection_offsets', '');
+REVOKE ALL ON event_log.projections, event_log.projection_offsets FROM PUBLIC;
+GRANT SELECT ON event_log.projections, event_log.projection_offsets TO PUBLIC;
+
+CREATE FUNCTION event_log.create_projection(
+    name text,
+    stream regclass,
+    columns text DEFAULT NULL,
+    handlers jsonb DEFAULT NULL,
+    mode text DEFAULT 'inline',
+    reducer text DEFAULT NULL,
+    initial jsonb DEFAULT '{}')
+RETURNS regclass
+AS 'MODULE_PATHNAME', 'el_create_projection'
+LANGUAGE C VOLATILE;
+
+CREATE FUNCTION event_log.rebuild_projection(
+    name text,
+    columns text DEFAULT NULL,
+    handlers jsonb DEFAULT NULL,
+    reducer text DEFAULT NULL,
+    initial jsonb DEFAULT NULL)
+RETURNS bigint
+AS 'MODULE_PATHNAME', 'el_rebuild_projection'
+LANGUAGE C VOLATILE;
+
+CREATE FUNCTION event_log.alter_projection(
+    name text,
+    handlers jsonb DEFAULT NULL,
+    reducer text DEFAULT NULL,
+    initial jsonb DEFAULT NULL)
+RETURNS void
+AS 'MODULE_PATHNAME', 'el_alter_projection'
+LANGUAGE C VOLATILE;
+
+CREATE FUNCTION event_log.drop_projection(name text)
+RETURNS void
+AS 'MODULE_PATHNAME', 'el_drop_projection'
+LANGUAGE C VOLATILE;
+
+CREATE FUNCTION event_log.run_projections(
+    projection text DEFAULT NULL,
+    max_events integer DEFAULT 10000)
+RETURNS bigint
+AS 'MODULE_PATHNAME', 'el_run_projections'
+LANGUAGE C VOLATILE;
+
+-- The trigger create_projection() puts on a stream for an inline projection.
+CREATE FUNCTION event_log.project()
+RETURNS trigger
+AS 'MODULE_PATHNAME', 'el_project'
+LANGUAGE C;
+
+CREATE FUNCTION event_log.shard_position(
+    stream regclass,
+    shard integer,
+    after_seq bigint,
+    OUT last_seq bigint,
+    OUT next_recorded_at timestamptz)
+RETURNS record
+AS 'MODULE_PATHNAME', 'el_shard_position'
+LANGUAGE C STABLE;
+
+-- Where each async projection stands, per shard.
+CREATE VIEW event_log.projection_lag AS
+SELECT p.projection,
+       p.stream,
+       o.shard,
+       o.seq AS applied_seq,
+       s.last_seq,
+       s.last_seq - o.seq AS lag_events,
+       CASE WHEN s.last_seq > o.seq THEN now() - s.next_recorded_at
+            ELSE interval '0' END AS lag_time,
+       o.applied_at,
+       o.error,
+       o.error_seq,
+       o.error_at
+  FROM event_log.projections p
+  JOIN event_log.projection_offsets o ON o.projection = p.projection
+  CROSS JOIN LATERAL event_log.shard_position(p.stream, o.shard, o.seq) s
+ WHERE p.mode = 'async';
+
+GRANT SELECT ON event_log.projection_lag TO PUBLIC;

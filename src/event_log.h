@@ -27,6 +27,13 @@
  */
 #define EL_LOCKTAG_SPACE	0x454C
 
+/*
+ * A projection's lock, in the same way: (database, view oid, 0, 0x4550).
+ * Rebuilds, alter_projection(), drop_projection() and async runs of the
+ * projection take it until their transaction ends.
+ */
+#define EL_PROJECTION_LOCK_SPACE	0x4550
+
 /* Attribute numbers of the contract columns of every stream table. */
 #define Anum_el_shard		1
 #define Anum_el_seq			2
@@ -38,6 +45,14 @@
 #define Anum_el_event_id	8
 #define Anum_el_recorded_at 9
 #define EL_NATTS			9
+
+/* The contract columns' names and types, in order (immutable.c). */
+typedef struct ElColumn
+{
+	const char *name;
+	Oid			type;
+} ElColumn;
+extern const ElColumn el_columns[EL_NATTS];
 
 /* Names of the triggers create_stream() installs. */
 #define EL_APPEND_TRIGGER		"event_log_append"
@@ -78,6 +93,7 @@ typedef enum ElPlanKind
 extern SPIPlanPtr el_stream_plan(Oid relid, ElPlanKind kind);
 extern void el_stream_cache_init(void);
 extern char *el_stream_name(Oid relid);
+extern List *el_parse_name(const char *name, const char *what);
 
 /* hash.c */
 extern int	el_shard_for_key(const char *key, int len, int shards);
@@ -87,5 +103,12 @@ extern void el_check_key(text *key);
 
 /* immutable.c */
 extern Oid	el_drop_allowed_relid;
+
+/* projection.c */
+#define EL_PROJECTION_TRIGGER	"event_log_projection_"
+extern bool el_projection_ddl;
+extern bool el_is_projection_relation(Oid relid);
+extern int	el_inline_projections(Oid stream);
+extern char *el_projections_of_stream(Oid stream);
 
 #endif							/* EVENT_LOG_H */

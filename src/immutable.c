@@ -40,12 +40,8 @@ PG_FUNCTION_INFO_V1(el_guard_drop);
 /* Set by drop_stream() around its DROP TABLE: the one drop we allow. */
 Oid			el_drop_allowed_relid = InvalidOid;
 
-/* The contract columns, in order. */
-static const struct
-{
-	const char *name;
-	Oid			type;
-}			el_columns[EL_NATTS] =
+/* The contract columns, in order: also the fields of event_log.event. */
+const ElColumn el_columns[EL_NATTS] =
 {
 	{"shard", INT4OID},
 	{"seq", INT8OID},
@@ -125,6 +121,9 @@ el_check_stream_shape(Oid relid, int shards, Oid append_fn, Oid refuse_fn)
 		TRIGGER_TYPE_DELETE | TRIGGER_TYPE_TRUNCATE;
 	const int16 append_type = TRIGGER_TYPE_BEFORE | TRIGGER_TYPE_ROW |
 		TRIGGER_TYPE_INSERT;
+	const int16 project_type = TRIGGER_TYPE_ROW | TRIGGER_TYPE_INSERT;
+	Oid			project_fn = el_function_oid("project");
+	int			nproject = 0;
 
 	if (rel == NULL)
 		return;
@@ -176,6 +175,16 @@ el_check_stream_shape(Oid relid, int shards, Oid append_fn, Oid refuse_fn)
 			have_refuse = t->tgfoid == refuse_fn &&
 				t->tgenabled == TRIGGER_FIRES_ALWAYS &&
 				t->tgtype == refuse_type && t->tgnargs == 0;
+		else if (t->tgfoid == project_fn)
+		{
+			if (!el_projection_ddl &&
+				(t->tgenabled != TRIGGER_FIRES_ALWAYS || t->tgtype != project_type ||
+				 t->tgnargs != 1 ||
+				 strncmp(t->tgname, EL_PROJECTION_TRIGGER, strlen(EL_PROJECTION_TRIGGER)) != 0))
+				el_shape_violation(rel, psprintf("Inline projection trigger \"%s\" must stay, unchanged and enabled ALWAYS.",
+												 t->tgname));
+			nproject++;
+		}
 		else if (TRIGGER_FOR_ROW(t->tgtype) && TRIGGER_FOR_BEFORE(t->tgtype) &&
 				 TRIGGER_FOR_INSERT(t->tgtype))
 			ereport(ERROR,
@@ -190,6 +199,9 @@ el_check_stream_shape(Oid relid, int shards, Oid append_fn, Oid refuse_fn)
 		el_shape_violation(rel, "Trigger \"" EL_APPEND_TRIGGER "\" must stay, unchanged and enabled ALWAYS.");
 	if (!have_refuse)
 		el_shape_violation(rel, "Trigger \"" EL_IMMUTABLE_TRIGGER "\" must stay, unchanged and enabled ALWAYS.");
+
+	if (!el_projection_ddl && nproject != el_inline_projections(relid))
+		el_shape_violation(rel, "Each inline projection's trigger must stay; drop a projection with event_log.drop_projection().");
 
 	if (!el_find_stream_indexes(rel, &idx))
 		el_shape_violation(rel, "The unique indexes on (shard, seq), (event_id) and (key, version) must stay.");
@@ -233,6 +245,7 @@ el_guard_ddl(PG_FUNCTION_ARGS)
 			continue;
 		if (!OidIsValid(append_fn))
 		{
+			SPI_connect();
 			append_fn = el_function_oid("assign_position");
 			refuse_fn = el_function_oid("refuse_change");
 		}
@@ -240,6 +253,8 @@ el_guard_ddl(PG_FUNCTION_ARGS)
 	}
 	systable_endscan(scan);
 	table_close(reg, AccessShareLock);
+	if (OidIsValid(append_fn))
+		SPI_finish();
 	PG_RETURN_NULL();
 }
 
@@ -276,6 +291,8 @@ Datum
 el_guard_drop(PG_FUNCTION_ARGS)
 {
 	int			rc;
+	SPITupleTable *dropped;
+	uint64		ndropped;
 
 	if (!CALLED_AS_EVENT_TRIGGER(fcinfo))
 		ereport(ERROR,
@@ -294,18 +311,26 @@ el_guard_drop(PG_FUNCTION_ARGS)
 					 true, 0);
 	if (rc != SPI_OK_SELECT)
 		elog(ERROR, "SPI_execute failed: %s", SPI_result_code_string(rc));
-	for (uint64 i = 0; i < SPI_processed; i++)
+	dropped = SPI_tuptable;
+	ndropped = SPI_processed;
+	for (uint64 i = 0; i < ndropped; i++)
 	{
 		bool		isnull;
-		Oid			relid = DatumGetObjectId(SPI_getbinval(SPI_tuptable->vals[i],
-														   SPI_tuptable->tupdesc,
+		Oid			relid = DatumGetObjectId(SPI_getbinval(dropped->vals[i],
+														   dropped->tupdesc,
 														   1, &isnull));
 
+		if (!el_projection_ddl && el_is_projection_relation(relid))
+			ereport(ERROR,
+					(errcode(ERRCODE_DEPENDENT_OBJECTS_STILL_EXIST),
+					 errmsg("cannot drop %s: it belongs to a projection",
+							SPI_getvalue(dropped->vals[i], dropped->tupdesc, 2)),
+					 errhint("Use event_log.drop_projection().")));
 		if (relid != el_drop_allowed_relid && el_registry_shards(relid) > 0)
 			ereport(ERROR,
 					(errcode(ERRCODE_EL_IMMUTABLE),
 					 errmsg("cannot drop event stream \"%s\"",
-							SPI_getvalue(SPI_tuptable->vals[i], SPI_tuptable->tupdesc, 2)),
+							SPI_getvalue(dropped->vals[i], dropped->tupdesc, 2)),
 					 errdetail("Dropping a stream would delete its events."),
 					 errhint("Use event_log.drop_stream(), which records what it removes.")));
 	}

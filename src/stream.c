@@ -374,8 +374,8 @@ el_stream_plan(Oid relid, ElPlanKind kind)
  * Split a possibly qualified name the way the SQL parser would, refusing
  * (instead of silently truncating) any part of NAMEDATALEN bytes or more.
  */
-static List *
-el_parse_name(const char *name)
+List *
+el_parse_name(const char *name, const char *what)
 {
 	const char *p = name;
 	char	   *copy;
@@ -417,7 +417,7 @@ el_parse_name(const char *name)
 		if (len >= NAMEDATALEN)
 			ereport(ERROR,
 					(errcode(ERRCODE_NAME_TOO_LONG),
-					 errmsg("stream name \"%s\" is too long", name),
+					 errmsg("%s name \"%s\" is too long", what, name),
 					 errdetail("Each part of a name must be shorter than %d bytes.",
 							   NAMEDATALEN)));
 		while (isspace((unsigned char) *p))
@@ -432,7 +432,7 @@ el_parse_name(const char *name)
 		list_length(names) > 3)
 		ereport(ERROR,
 				(errcode(ERRCODE_INVALID_NAME),
-				 errmsg("invalid stream name \"%s\"", name),
+				 errmsg("invalid %s name \"%s\"", what, name),
 				 errhint("Give a table name, optionally schema-qualified, such as \"shop.carts\".")));
 	foreach(lc, names)
 	{
@@ -441,7 +441,7 @@ el_parse_name(const char *name)
 		if (part[0] == '\0')
 			ereport(ERROR,
 					(errcode(ERRCODE_INVALID_NAME),
-					 errmsg("invalid stream name \"%s\"", name),
+					 errmsg("invalid %s name \"%s\"", what, name),
 					 errdetail("Names must not be empty.")));
 		result = lappend(result, makeString(part));
 	}
@@ -555,7 +555,7 @@ el_create_stream(PG_FUNCTION_ARGS)
 				 errmsg("shard count must be between 1 and %d", EL_MAX_SHARDS),
 				 errdetail("The requested shard count was %d.", shards)));
 
-	rv = makeRangeVarFromNameList(el_parse_name(name));
+	rv = makeRangeVarFromNameList(el_parse_name(name, "stream"));
 	nspid = RangeVarGetCreationNamespace(rv);
 	if (isAnyTempNamespace(nspid) || rv->relpersistence == RELPERSISTENCE_TEMP)
 		ereport(ERROR,
@@ -666,6 +666,16 @@ el_drop_stream(PG_FUNCTION_ARGS)
 	qname = el_stream_name(relid);
 
 	SPI_connect();
+	{
+		char	   *projections = el_projections_of_stream(relid);
+
+		if (projections != NULL)
+			ereport(ERROR,
+					(errcode(ERRCODE_DEPENDENT_OBJECTS_STILL_EXIST),
+					 errmsg("cannot drop event stream %s because projections depend on it", qname),
+					 errdetail("Projections fed by it: %s.", projections),
+					 errhint("Drop them first with event_log.drop_projection().")));
+	}
 	sql = psprintf("SELECT pg_catalog.count(*) FROM %s", qname);
 	el_spi_exec(sql, SPI_OK_SELECT);
 	events = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0],

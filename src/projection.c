@@ -1,0 +1,1815 @@
+/*
+ * projection.c
+ *	  Projections: read models kept from a stream.  A projection is a view
+ *	  over a build table.  Its handlers are SQL statements per event type
+ *	  that see the event as `e` and write to the view by its name; they run
+ *	  as the projection's owner, inline (an AFTER INSERT trigger on the
+ *	  stream) or async (from a checkpoint per shard).  A rebuild replays the
+ *	  stream into a new build table, reached through a temporary view of the
+ *	  same name, and swaps the real view over to it in the same transaction.
+ *	  docs/design/projections.md has the reasoning.
+ */
+#include "postgres.h"
+
+#include "access/genam.h"
+#include "access/htup_details.h"
+#include "access/stratnum.h"
+#include "access/table.h"
+#include "access/xact.h"
+#include "catalog/namespace.h"
+#include "catalog/pg_class.h"
+#include "catalog/pg_type.h"
+#include "commands/trigger.h"
+#include "executor/executor.h"
+#include "executor/spi.h"
+#include "funcapi.h"
+#include "miscadmin.h"
+#include "nodes/makefuncs.h"
+#include "nodes/params.h"
+#include "parser/parse_node.h"
+#include "parser/parser.h"
+#include "storage/lmgr.h"
+#include "tcop/cmdtag.h"
+#include "utils/acl.h"
+#include "utils/builtins.h"
+#include "utils/fmgroids.h"
+#include "utils/hsearch.h"
+#include "utils/inval.h"
+#include "utils/jsonb.h"
+#include "utils/lsyscache.h"
+#include "utils/memutils.h"
+#include "utils/plancache.h"
+#include "utils/rel.h"
+#include "utils/snapmgr.h"
+#include "utils/syscache.h"
+#include "utils/typcache.h"
+
+#include "event_log.h"
+
+PG_FUNCTION_INFO_V1(el_create_projection);
+PG_FUNCTION_INFO_V1(el_rebuild_projection);
+PG_FUNCTION_INFO_V1(el_alter_projection);
+PG_FUNCTION_INFO_V1(el_drop_projection);
+PG_FUNCTION_INFO_V1(el_run_projections);
+PG_FUNCTION_INFO_V1(el_project);
+PG_FUNCTION_INFO_V1(el_shard_position);
+
+#define EL_PARAM_ROW			(EL_NATTS + 1)	/* $n of the whole event */
+#define EL_ASYNC_BATCH			1000
+
+/* Set while our own code drops a projection's relations or trigger. */
+bool		el_projection_ddl = false;
+
+/* A projection's row in event_log.projections. */
+typedef struct ElProjection
+{
+	Oid			view;
+	Oid			stream;
+	bool		inline_mode;
+	char	   *columns;
+	Jsonb	   *handlers;
+	char	   *reducer;		/* NULL unless a state projection */
+	Jsonb	   *initial;
+	Oid			build_table;
+	int32		generation;
+} ElProjection;
+
+/* One event type's handler, prepared. */
+typedef struct ElHandler
+{
+	char	   *type;
+	int			typelen;
+	SPIPlanPtr	plan;
+} ElHandler;
+
+/*
+ * A projection's handlers, ready to run: prepared plans, the identity and
+ * search path they run under, and the parameters an event is passed in.
+ */
+typedef struct ElHandlerSet
+{
+	MemoryContext cxt;
+	Oid			view;
+	char	   *name;			/* qualified view name, for messages */
+	Oid			owner;
+	OverrideSearchPath *path;
+	int			nhandlers;
+	ElHandler  *handlers;
+	SPIPlanPtr	any;			/* the "*" handler, if any */
+	bool		keep;			/* plans saved with SPI_keepplan */
+	bool		uses_row;		/* some handler uses the whole event `e` */
+	TupleDesc	rowdesc;		/* event_log.event */
+	ParamListInfo params;
+	int			refcount;		/* running now (for the live cache) */
+	bool		orphaned;		/* replaced in the cache while running */
+	/* the event being applied, for the error context */
+	int32		cur_shard;
+	int64		cur_seq;
+	const char *cur_type;
+	int			cur_typelen;
+	/* saved by el_apply_begin() */
+	Oid			save_user;
+	int			save_sec;
+} ElHandlerSet;
+
+/* Live handler sets by view oid, for the inline trigger and async runs. */
+typedef struct ElLiveEntry
+{
+	Oid			view;
+	ElHandlerSet *set;
+	bool		valid;
+} ElLiveEntry;
+
+static HTAB *el_live = NULL;
+
+/* ---------------------------------------------------------------------
+ * Running SQL as someone else
+ * ---------------------------------------------------------------------
+ */
+
+static Oid
+el_rel_owner(Oid relid)
+{
+	HeapTuple	tup = SearchSysCache1(RELOID, ObjectIdGetDatum(relid));
+	Oid			owner;
+
+	if (!HeapTupleIsValid(tup))
+		elog(ERROR, "cache lookup failed for relation %u", relid);
+	owner = ((Form_pg_class) GETSTRUCT(tup))->relowner;
+	ReleaseSysCache(tup);
+	return owner;
+}
+
+/*
+ * Run fixed SQL on our catalog tables as their owner (the extension's
+ * owner), with only pg_catalog on the search path.  Callers are our C
+ * functions, after their own privilege checks; users never write to the
+ * catalog directly.  Returns SPI_processed.
+ */
+static uint64
+el_catalog_exec(const char *sql, int nargs, Oid *types, Datum *values,
+				const char *nulls, int expected)
+{
+	Oid			save_user;
+	int			save_sec;
+	OverrideSearchPath path = {.schemas = NIL, .addCatalog = true, .addTemp = false};
+	int			rc;
+
+	GetUserIdAndSecContext(&save_user, &save_sec);
+	SetUserIdAndSecContext(el_rel_owner(el_registry_oid(false)),
+						   save_sec | SECURITY_LOCAL_USERID_CHANGE |
+						   SECURITY_RESTRICTED_OPERATION);
+	PushOverrideSearchPath(&path);
+	rc = SPI_execute_with_args(sql, nargs, types, values, nulls, false, 0);
+	PopOverrideSearchPath();
+	SetUserIdAndSecContext(save_user, save_sec);
+	if (rc != expected)
+		elog(ERROR, "SPI_execute_with_args failed on \"%s\": %s", sql,
+			 SPI_result_code_string(rc));
+	return SPI_processed;
+}
+
+/* Run one utility command as `role` (our own generated DDL). */
+static void
+el_exec_as(Oid role, const char *sql)
+{
+	Oid			save_user;
+	int			save_sec;
+	int			rc;
+
+	GetUserIdAndSecContext(&save_user, &save_sec);
+	SetUserIdAndSecContext(role, save_sec | SECURITY_LOCAL_USERID_CHANGE);
+	rc = SPI_execute(sql, false, 0);
+	SetUserIdAndSecContext(save_user, save_sec);
+	if (rc != SPI_OK_UTILITY)
+		elog(ERROR, "SPI_execute failed on \"%s\": %s", sql,
+			 SPI_result_code_string(rc));
+}
+
+/* ---------------------------------------------------------------------
+ * The catalog
+ * ---------------------------------------------------------------------
+ */
+
+static char *
+el_spi_text(int row, int col)
+{
+	bool		isnull;
+	Datum		d = SPI_getbinval(SPI_tuptable->vals[row], SPI_tuptable->tupdesc,
+								  col, &isnull);
+
+	return isnull ? NULL : TextDatumGetCString(d);
+}
+
+static Jsonb *
+el_spi_jsonb(int row, int col)
+{
+	bool		isnull;
+	Datum		d = SPI_getbinval(SPI_tuptable->vals[row], SPI_tuptable->tupdesc,
+								  col, &isnull);
+
+	return isnull ? NULL : DatumGetJsonbPCopy(d);
+}
+
+static int64
+el_spi_int8(int row, int col)
+{
+	bool		isnull;
+	Datum		d = SPI_getbinval(SPI_tuptable->vals[row], SPI_tuptable->tupdesc,
+								  col, &isnull);
+
+	return isnull ? -1 : DatumGetInt64(d);
+}
+
+/* Read a projection's row (SPI connected); NULL if there is none. */
+static ElProjection *
+el_projection_load(Oid view)
+{
+	Oid			types[1] = {OIDOID};
+	Datum		values[1] = {ObjectIdGetDatum(view)};
+	ElProjection *p;
+	bool		isnull;
+	int			rc;
+
+	rc = SPI_execute_with_args("SELECT stream, mode, columns, handlers, reducer,"
+							   " initial, build_table, generation"
+							   " FROM event_log.projections WHERE projection = $1",
+							   1, types, values, NULL, true, 1);
+	if (rc != SPI_OK_SELECT)
+		elog(ERROR, "SPI_execute_with_args failed: %s", SPI_result_code_string(rc));
+	if (SPI_processed == 0)
+		return NULL;
+
+	p = palloc0(sizeof(ElProjection));
+	p->view = view;
+	p->stream = DatumGetObjectId(SPI_getbinval(SPI_tuptable->vals[0],
+											   SPI_tuptable->tupdesc, 1, &isnull));
+	p->inline_mode = strcmp(el_spi_text(0, 2), "inline") == 0;
+	p->columns = el_spi_text(0, 3);
+	p->handlers = el_spi_jsonb(0, 4);
+	p->reducer = el_spi_text(0, 5);
+	p->initial = el_spi_jsonb(0, 6);
+	p->build_table = DatumGetObjectId(SPI_getbinval(SPI_tuptable->vals[0],
+													SPI_tuptable->tupdesc, 7, &isnull));
+	p->generation = DatumGetInt32(SPI_getbinval(SPI_tuptable->vals[0],
+												SPI_tuptable->tupdesc, 8, &isnull));
+	return p;
+}
+
+/* Resolve a projection's name to its view, refusing other names. */
+static Oid
+el_projection_oid(text *name)
+{
+	RangeVar   *rv;
+	Oid			view;
+	Oid			types[1] = {OIDOID};
+	Datum		values[1];
+
+	rv = makeRangeVarFromNameList(el_parse_name(text_to_cstring(name), "projection"));
+	view = RangeVarGetRelid(rv, NoLock, true);
+	if (OidIsValid(view))
+	{
+		values[0] = ObjectIdGetDatum(view);
+		if (SPI_execute_with_args("SELECT 1 FROM event_log.projections WHERE projection = $1",
+								  1, types, values, NULL, true, 1) != SPI_OK_SELECT)
+			elog(ERROR, "SPI_execute_with_args failed");
+		if (SPI_processed == 1)
+			return view;
+	}
+	ereport(ERROR,
+			(errcode(ERRCODE_UNDEFINED_OBJECT),
+			 errmsg("projection \"%s\" does not exist", text_to_cstring(name)),
+			 errhint("Projections are listed in event_log.projections.")));
+	return InvalidOid;			/* keep compiler quiet */
+}
+
+/*
+ * The projection lock: rebuild, alter, drop and async runs of one projection
+ * take it for the rest of their transaction, so only one of them changes the
+ * projection's build table and checkpoints at a time.  It is a heavyweight
+ * lock in our own key space (see event_log.h), independent of shard locks
+ * and of locks on the view, which readers and appenders take; holders take
+ * shard-level locks (the stream's) only after it, so no cycle forms.
+ */
+static bool
+el_lock_projection(Oid view, bool wait)
+{
+	LOCKTAG		tag;
+	ResourceOwner save = CurrentResourceOwner;
+	LockAcquireResult res;
+
+	SET_LOCKTAG_ADVISORY(tag, MyDatabaseId, view, 0, EL_PROJECTION_LOCK_SPACE);
+	CurrentResourceOwner = CurTransactionResourceOwner;
+	PG_TRY();
+	{
+		res = LockAcquire(&tag, ExclusiveLock, false, !wait);
+	}
+	PG_FINALLY();
+	{
+		CurrentResourceOwner = save;
+	}
+	PG_END_TRY();
+	return res != LOCKACQUIRE_NOT_AVAIL;
+}
+
+/* True if relid is a projection's view or build table (SPI connected). */
+bool
+el_is_projection_relation(Oid relid)
+{
+	Oid			types[1] = {OIDOID};
+	Datum		values[1] = {ObjectIdGetDatum(relid)};
+
+	if (SPI_execute_with_args("SELECT 1 FROM event_log.projections"
+							  " WHERE projection = $1 OR build_table = $1",
+							  1, types, values, NULL, true, 1) != SPI_OK_SELECT)
+		elog(ERROR, "SPI_execute_with_args failed");
+	return SPI_processed > 0;
+}
+
+/* Number of inline projections fed by a stream (SPI connected). */
+int
+el_inline_projections(Oid stream)
+{
+	Oid			types[1] = {OIDOID};
+	Datum		values[1] = {ObjectIdGetDatum(stream)};
+	bool		isnull;
+
+	if (SPI_execute_with_args("SELECT pg_catalog.count(*) FROM event_log.projections"
+							  " WHERE stream = $1 AND mode = 'inline'",
+							  1, types, values, NULL, true, 1) != SPI_OK_SELECT)
+		elog(ERROR, "SPI_execute_with_args failed");
+	return (int) DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0],
+											 SPI_tuptable->tupdesc, 1, &isnull));
+}
+
+/* Names of the projections fed by a stream, comma-separated, or NULL. */
+char *
+el_projections_of_stream(Oid stream)
+{
+	Oid			types[1] = {OIDOID};
+	Datum		values[1] = {ObjectIdGetDatum(stream)};
+
+	if (SPI_execute_with_args("SELECT pg_catalog.string_agg(projection::pg_catalog.text, ', '"
+							  " ORDER BY projection::pg_catalog.text)"
+							  " FROM event_log.projections WHERE stream = $1",
+							  1, types, values, NULL, true, 1) != SPI_OK_SELECT)
+		elog(ERROR, "SPI_execute_with_args failed");
+	return el_spi_text(0, 1);
+}
+
+/* ---------------------------------------------------------------------
+ * Compiling handlers
+ * ---------------------------------------------------------------------
+ */
+
+/*
+ * Parser hook: `e.field` is the event's field, a parameter; `e` alone is the
+ * whole event as event_log.event.  A table column reachable the same way
+ * makes the reference ambiguous, as PL/pgSQL would say.
+ */
+static Node *
+el_columnref_hook(ParseState *pstate, ColumnRef *cref, Node *var)
+{
+	ElHandlerSet *set = (ElHandlerSet *) pstate->p_ref_hook_state;
+	Node	   *first = linitial(cref->fields);
+	Param	   *param;
+	int			paramid = 0;
+	Oid			type = InvalidOid;
+
+	if (!IsA(first, String) || strcmp(strVal(first), "e") != 0)
+		return NULL;
+
+	if (list_length(cref->fields) == 1)
+	{
+		paramid = EL_PARAM_ROW;
+		type = set->rowdesc->tdtypeid;
+		set->uses_row = true;
+	}
+	else if (list_length(cref->fields) == 2 && IsA(lsecond(cref->fields), String))
+	{
+		const char *field = strVal(lsecond(cref->fields));
+
+		for (int i = 0; i < EL_NATTS; i++)
+			if (strcmp(field, el_columns[i].name) == 0)
+			{
+				paramid = i + 1;
+				type = el_columns[i].type;
+			}
+		if (paramid == 0 && var == NULL)
+			ereport(ERROR,
+					(errcode(ERRCODE_UNDEFINED_COLUMN),
+					 errmsg("event has no field \"%s\"", field),
+					 errhint("An event's fields are shard, seq, key, version, type, payload, metadata, event_id and recorded_at."),
+					 parser_errposition(pstate, cref->location)));
+	}
+	if (paramid == 0)
+		return NULL;
+	if (var != NULL)
+		ereport(ERROR,
+				(errcode(ERRCODE_AMBIGUOUS_COLUMN),
+				 errmsg("reference \"%s\" is ambiguous", NameListToString(cref->fields)),
+				 errdetail("It could refer to the event or to a table column."),
+				 errhint("Give the table another alias than \"e\"."),
+				 parser_errposition(pstate, cref->location)));
+
+	param = makeNode(Param);
+	param->paramkind = PARAM_EXTERN;
+	param->paramid = paramid;
+	param->paramtype = type;
+	param->paramtypmod = -1;
+	param->paramcollid = get_typcollation(type);
+	param->location = cref->location;
+	return (Node *) param;
+}
+
+static void
+el_parser_setup(ParseState *pstate, void *arg)
+{
+	pstate->p_post_columnref_hook = el_columnref_hook;
+	pstate->p_ref_hook_state = arg;
+}
+
+/* Error context while compiling or running a handler. */
+static void
+el_handler_context(void *arg)
+{
+	ElHandlerSet *set = (ElHandlerSet *) arg;
+
+	if (set->cur_seq > 0)
+		errcontext("projection \"%s\", handler for event type \"%.*s\", event at shard %d seq " INT64_FORMAT,
+				   set->name, set->cur_typelen, set->cur_type,
+				   set->cur_shard, set->cur_seq);
+	else
+		errcontext("projection \"%s\", handler for event type \"%.*s\"",
+				   set->name, set->cur_typelen, set->cur_type);
+}
+
+/*
+ * Start running handlers: as the projection's owner, with the projection's
+ * schema (and pg_catalog) as the search path.  A redirecting set puts the
+ * session's temporary schema first, where a rebuild's temporary view of the
+ * same name leads to the new build table.  After an error, transaction or
+ * subtransaction abort restores both.
+ */
+static void
+el_apply_begin(ElHandlerSet *set)
+{
+	GetUserIdAndSecContext(&set->save_user, &set->save_sec);
+	SetUserIdAndSecContext(set->owner, set->save_sec | SECURITY_LOCAL_USERID_CHANGE);
+	PushOverrideSearchPath(set->path);
+}
+
+static void
+el_apply_end(ElHandlerSet *set)
+{
+	PopOverrideSearchPath();
+	SetUserIdAndSecContext(set->save_user, set->save_sec);
+}
+
+/* Only these statements make sense in a handler. */
+static void
+el_check_handler_plan(SPIPlanPtr plan, const char *type)
+{
+	ListCell   *lc;
+
+	foreach(lc, SPI_plan_get_plan_sources(plan))
+	{
+		CachedPlanSource *ps = (CachedPlanSource *) lfirst(lc);
+
+		if (ps->commandTag != CMDTAG_SELECT && ps->commandTag != CMDTAG_INSERT &&
+			ps->commandTag != CMDTAG_UPDATE && ps->commandTag != CMDTAG_DELETE)
+			ereport(ERROR,
+					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+					 errmsg("handler for event type \"%s\" contains a %s statement",
+							type, GetCommandTagName(ps->commandTag)),
+					 errhint("Handlers may use SELECT, INSERT, UPDATE and DELETE.")));
+	}
+}
+
+static Oid
+el_event_type_oid(void)
+{
+	Oid			typid = GetSysCacheOid2(TYPENAMENSP, Anum_pg_type_oid,
+										CStringGetDatum("event"),
+										ObjectIdGetDatum(el_schema_oid()));
+
+	if (!OidIsValid(typid))
+		elog(ERROR, "type event_log.event does not exist");
+	return typid;
+}
+
+/*
+ * Check a handlers object: {"EventType": "SQL", ...}, "*" for any type.
+ */
+static void
+el_check_handlers(Jsonb *handlers)
+{
+	JsonbIterator *it;
+	JsonbValue	v;
+	JsonbIteratorToken tok;
+	int			n = 0;
+
+	if (!JB_ROOT_IS_OBJECT(handlers) || JB_ROOT_IS_SCALAR(handlers))
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("handlers must be a JSON object"),
+				 errhint("Map event types to SQL, as in jsonb_build_object('ItemAdded', 'INSERT INTO ...').")));
+	it = JsonbIteratorInit(&handlers->root);
+	while ((tok = JsonbIteratorNext(&it, &v, true)) != WJB_DONE)
+	{
+		if (tok == WJB_KEY && v.val.string.len == 0)
+			ereport(ERROR,
+					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+					 errmsg("handlers must not have an empty event type")));
+		if (tok == WJB_KEY && v.val.string.len > EL_MAX_TYPE_BYTES)
+			ereport(ERROR,
+					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+					 errmsg("event type in handlers is too long"),
+					 errdetail("Event types are at most %d bytes.", EL_MAX_TYPE_BYTES)));
+		if (tok == WJB_VALUE)
+		{
+			if (v.type != jbvString)
+				ereport(ERROR,
+						(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+						 errmsg("each handler must be a string of SQL")));
+			n++;
+		}
+	}
+	if (n == 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("handlers must not be empty")));
+}
+
+/*
+ * Prepare a projection's handlers (SPI connected).  keep: save the plans
+ * for later transactions; otherwise they go with the SPI connection.
+ */
+static ElHandlerSet *
+el_compile(ElProjection *p, Jsonb *handlers, bool redirect, bool keep,
+		   MemoryContext parent)
+{
+	MemoryContext cxt = AllocSetContextCreate(parent, "event_log handlers",
+											  ALLOCSET_SMALL_SIZES);
+	MemoryContext old = MemoryContextSwitchTo(cxt);
+	ElHandlerSet *set = palloc0(sizeof(ElHandlerSet));
+	JsonbIterator *it;
+	JsonbValue	v;
+	JsonbIteratorToken tok;
+	char	   *type = NULL;
+	int			n = 0;
+	ErrorContextCallback errcb;
+	Oid			nsp = get_rel_namespace(p->view);
+
+	set->cxt = cxt;
+	set->view = p->view;
+	set->name = quote_qualified_identifier(get_namespace_name(nsp),
+										   get_rel_name(p->view));
+	set->owner = el_rel_owner(p->view);
+	set->keep = keep;
+	set->path = palloc0(sizeof(OverrideSearchPath));
+	set->path->schemas = list_make1_oid(nsp);
+	set->path->addCatalog = true;
+	set->path->addTemp = redirect;
+	set->rowdesc = lookup_rowtype_tupdesc_copy(el_event_type_oid(), -1);
+	set->params = makeParamList(EL_PARAM_ROW);
+	set->params->numParams = EL_PARAM_ROW;
+	for (int i = 0; i < EL_NATTS; i++)
+		set->params->params[i].ptype = el_columns[i].type;
+	set->params->params[EL_PARAM_ROW - 1].ptype = set->rowdesc->tdtypeid;
+	set->handlers = palloc0(sizeof(ElHandler) * JsonContainerSize(&handlers->root));
+	MemoryContextSwitchTo(old);
+
+	errcb.callback = el_handler_context;
+	errcb.arg = set;
+	errcb.previous = error_context_stack;
+	error_context_stack = &errcb;
+
+	el_apply_begin(set);
+	it = JsonbIteratorInit(&handlers->root);
+	while ((tok = JsonbIteratorNext(&it, &v, true)) != WJB_DONE)
+	{
+		SPIPlanPtr	plan;
+		char	   *sql;
+
+		if (tok == WJB_KEY)
+		{
+			type = pnstrdup(v.val.string.val, v.val.string.len);
+			set->cur_type = type;
+			set->cur_typelen = v.val.string.len;
+			continue;
+		}
+		if (tok != WJB_VALUE)
+			continue;
+		sql = pnstrdup(v.val.string.val, v.val.string.len);
+		plan = SPI_prepare_params(sql, el_parser_setup, set, 0);
+		if (plan == NULL)
+			elog(ERROR, "SPI_prepare_params failed: %s",
+				 SPI_result_code_string(SPI_result));
+		el_check_handler_plan(plan, type);
+		if (keep)
+			SPI_keepplan(plan);
+		if (strcmp(type, "*") == 0)
+			set->any = plan;
+		else
+		{
+			set->handlers[n].type = MemoryContextStrdup(cxt, type);
+			set->handlers[n].typelen = strlen(type);
+			set->handlers[n].plan = plan;
+			n++;
+		}
+	}
+	el_apply_end(set);
+	error_context_stack = errcb.previous;
+	set->nhandlers = n;
+	set->cur_type = NULL;
+	return set;
+}
+
+static void
+el_free_set(ElHandlerSet *set)
+{
+	if (set->keep)
+	{
+		for (int i = 0; i < set->nhandlers; i++)
+			SPI_freeplan(set->handlers[i].plan);
+		if (set->any)
+			SPI_freeplan(set->any);
+	}
+	MemoryContextDelete(set->cxt);
+}
+
+/* ---------------------------------------------------------------------
+ * Applying events
+ * ---------------------------------------------------------------------
+ */
+
+static SPIPlanPtr
+el_find_handler(ElHandlerSet *set, text *type)
+{
+	const char *t = VARDATA_ANY(type);
+	int			len = VARSIZE_ANY_EXHDR(type);
+
+	for (int i = 0; i < set->nhandlers; i++)
+		if (set->handlers[i].typelen == len &&
+			memcmp(set->handlers[i].type, t, len) == 0)
+			return set->handlers[i].plan;
+	return set->any;
+}
+
+/*
+ * Apply one event (the stream's first EL_NATTS columns) between
+ * el_apply_begin() and el_apply_end().  Returns false if no handler wants
+ * the event's type.
+ */
+static bool
+el_apply(ElHandlerSet *set, Datum *values, bool *nulls)
+{
+	text	   *type = DatumGetTextPP(values[Anum_el_type - 1]);
+	SPIPlanPtr	plan = el_find_handler(set, type);
+	ErrorContextCallback errcb;
+	int			rc;
+
+	if (plan == NULL)
+		return false;
+
+	for (int i = 0; i < EL_NATTS; i++)
+	{
+		set->params->params[i].value = values[i];
+		set->params->params[i].isnull = nulls[i];
+		set->params->params[i].pflags = PARAM_FLAG_CONST;
+	}
+	if (set->uses_row)
+	{
+		HeapTuple	row = heap_form_tuple(set->rowdesc, values, nulls);
+
+		set->params->params[EL_PARAM_ROW - 1].value = HeapTupleGetDatum(row);
+		set->params->params[EL_PARAM_ROW - 1].isnull = false;
+		set->params->params[EL_PARAM_ROW - 1].pflags = PARAM_FLAG_CONST;
+	}
+	else
+		set->params->params[EL_PARAM_ROW - 1].isnull = true;
+
+	set->cur_shard = DatumGetInt32(values[Anum_el_shard - 1]);
+	set->cur_seq = DatumGetInt64(values[Anum_el_seq - 1]);
+	set->cur_type = VARDATA_ANY(type);
+	set->cur_typelen = VARSIZE_ANY_EXHDR(type);
+	errcb.callback = el_handler_context;
+	errcb.arg = set;
+	errcb.previous = error_context_stack;
+	error_context_stack = &errcb;
+
+	rc = SPI_execute_plan_with_paramlist(plan, set->params, false, 0);
+	if (rc < 0)
+		elog(ERROR, "SPI_execute_plan_with_paramlist failed: %s",
+			 SPI_result_code_string(rc));
+
+	error_context_stack = errcb.previous;
+	return true;
+}
+
+static void
+el_live_invalidate(Datum arg, Oid relid)
+{
+	HASH_SEQ_STATUS status;
+	ElLiveEntry *entry;
+
+	hash_seq_init(&status, el_live);
+	while ((entry = hash_seq_search(&status)) != NULL)
+		if (relid == InvalidOid || entry->view == relid)
+			entry->valid = false;
+}
+
+/*
+ * The handlers of a live projection, compiled once per backend and kept
+ * until the view's relcache entry is invalidated: a rebuild, an
+ * alter_projection() or a change of owner all do that.  SPI connected.
+ */
+static ElHandlerSet *
+el_live_handlers(Oid view)
+{
+	ElLiveEntry *entry;
+	bool		found;
+
+	if (el_live == NULL)
+	{
+		HASHCTL		ctl;
+
+		ctl.keysize = sizeof(Oid);
+		ctl.entrysize = sizeof(ElLiveEntry);
+		el_live = hash_create("event_log projections", 16, &ctl,
+							  HASH_ELEM | HASH_BLOBS);
+		CacheRegisterRelcacheCallback(el_live_invalidate, (Datum) 0);
+	}
+	entry = hash_search(el_live, &view, HASH_ENTER, &found);
+	if (!found)
+	{
+		entry->set = NULL;
+		entry->valid = false;
+	}
+	if (!entry->valid)
+	{
+		ElHandlerSet *old = entry->set;
+		ElProjection *p = el_projection_load(view);
+
+		entry->set = NULL;
+		if (old != NULL)
+		{
+			if (old->refcount == 0)
+				el_free_set(old);
+			else
+				old->orphaned = true;
+		}
+		if (p == NULL)
+			ereport(ERROR,
+					(errcode(ERRCODE_UNDEFINED_OBJECT),
+					 errmsg("projection with view oid %u does not exist", view)));
+		entry->set = el_compile(p, p->handlers, false, true, CacheMemoryContext);
+		entry->valid = true;
+	}
+	return entry->set;
+}
+
+static void
+el_release_set(ElHandlerSet *set)
+{
+	if (--set->refcount == 0 && set->orphaned)
+		el_free_set(set);
+}
+
+/*
+ * event_log.project(): AFTER INSERT FOR EACH ROW on a stream, one per inline
+ * projection, enabled ALWAYS.  It runs the projection's handler for the new
+ * event in the appending transaction.
+ */
+Datum
+el_project(PG_FUNCTION_ARGS)
+{
+	TriggerData *trigdata = (TriggerData *) fcinfo->context;
+	TupleTableSlot *slot;
+	ElHandlerSet *set;
+	Oid			view;
+
+	if (!CALLED_AS_TRIGGER(fcinfo) ||
+		!TRIGGER_FIRED_AFTER(trigdata->tg_event) ||
+		!TRIGGER_FIRED_FOR_ROW(trigdata->tg_event) ||
+		!TRIGGER_FIRED_BY_INSERT(trigdata->tg_event) ||
+		trigdata->tg_trigger->tgnargs != 1)
+		ereport(ERROR,
+				(errcode(ERRCODE_E_R_I_E_TRIGGER_PROTOCOL_VIOLATED),
+				 errmsg("event_log.project() must run as an AFTER INSERT row trigger created by event_log.create_projection()")));
+	view = atooid(trigdata->tg_trigger->tgargs[0]);
+	slot = trigdata->tg_trigslot;
+	slot_getsomeattrs(slot, EL_NATTS);
+
+	SPI_connect();
+	set = el_live_handlers(view);
+	if (el_find_handler(set, DatumGetTextPP(slot->tts_values[Anum_el_type - 1])))
+	{
+		set->refcount++;
+		el_apply_begin(set);
+		el_apply(set, slot->tts_values, slot->tts_isnull);
+		el_apply_end(set);
+		el_release_set(set);
+	}
+	SPI_finish();
+	return PointerGetDatum(NULL);
+}
+
+/* An index scan over one shard's events with seq > after, in seq order. */
+static IndexScanDesc
+el_shard_scan(Relation stream, Relation pk, Snapshot snap, int32 shard,
+			  int64 after)
+{
+	ScanKeyData keys[2];
+	IndexScanDesc scan;
+
+	ScanKeyInit(&keys[0], 1, BTEqualStrategyNumber, F_INT4EQ, Int32GetDatum(shard));
+	ScanKeyInit(&keys[1], 2, BTGreaterStrategyNumber, F_INT8GT, Int64GetDatum(after));
+	scan = index_beginscan(stream, pk, snap, 2, 0);
+	index_rescan(scan, keys, 2, NULL, 0);
+	return scan;
+}
+
+/*
+ * Apply one shard's events with seq > after, in seq order, read with a new
+ * snapshot: under the commit-order guarantee the events it sees are a
+ * prefix of the shard, so nothing is skipped.  Between el_apply_begin() and
+ * el_apply_end().  *last gets the last seq read; returns events applied.
+ */
+static int64
+el_replay_shard(ElHandlerSet *set, Relation stream, Relation pk, int32 shard,
+				int64 after, int64 *last)
+{
+	Snapshot	snap = RegisterSnapshot(GetTransactionSnapshot());
+	IndexScanDesc scan = el_shard_scan(stream, pk, snap, shard, after);
+	TupleTableSlot *slot = table_slot_create(stream, NULL);
+	int64		n = 0;
+
+	*last = after;
+	while (index_getnext_slot(scan, ForwardScanDirection, slot))
+	{
+		slot_getsomeattrs(slot, EL_NATTS);
+		*last = DatumGetInt64(slot->tts_values[Anum_el_seq - 1]);
+		if (el_apply(set, slot->tts_values, slot->tts_isnull))
+			n++;
+		CHECK_FOR_INTERRUPTS();
+	}
+	index_endscan(scan);
+	ExecDropSingleTupleTableSlot(slot);
+	UnregisterSnapshot(snap);
+	return n;
+}
+
+/* ---------------------------------------------------------------------
+ * Creating and rebuilding
+ * ---------------------------------------------------------------------
+ */
+
+/* The handler a state projection's reducer becomes. */
+static char *
+el_reducer_handler(const char *relname, const char *reducer, Jsonb *initial)
+{
+	const char *rel = quote_identifier(relname);
+	char	   *init = quote_literal_cstr(JsonbToCString(NULL, &initial->root,
+														 VARSIZE(initial)));
+	char	   *sql;
+	List	   *parsed;
+
+	sql = psprintf("INSERT INTO %s AS el_s (key, version, state)"
+				   " SELECT e.key, e.version, (%s)"
+				   " FROM (SELECT COALESCE("
+				   "(SELECT el_p.state FROM %s el_p WHERE el_p.key OPERATOR(pg_catalog.=) e.key),"
+				   " %s::pg_catalog.jsonb) AS state) AS el_prev"
+				   " ON CONFLICT (key) DO UPDATE"
+				   " SET version = EXCLUDED.version, state = EXCLUDED.state",
+				   rel, reducer, rel, init);
+	parsed = raw_parser(sql, RAW_PARSE_DEFAULT);
+	if (list_length(parsed) != 1)
+		ereport(ERROR,
+				(errcode(ERRCODE_SYNTAX_ERROR),
+				 errmsg("reducer must be a single SQL expression")));
+	return sql;
+}
+
+static Jsonb *el_state_handlers(ElProjection *p);
+
+#define EL_STATE_COLUMNS "key pg_catalog.text PRIMARY KEY, version pg_catalog.int8 NOT NULL, state pg_catalog.jsonb"
+
+/* The CREATE TABLE for a build table, refusing column lists that are not. */
+static char *
+el_create_table_sql(const char *qbuild, const char *columns)
+{
+	char	   *sql = psprintf("CREATE TABLE %s (%s)", qbuild, columns);
+	List	   *parsed = raw_parser(sql, RAW_PARSE_DEFAULT);
+
+	if (list_length(parsed) != 1 ||
+		!IsA(((RawStmt *) linitial(parsed))->stmt, CreateStmt))
+		ereport(ERROR,
+				(errcode(ERRCODE_SYNTAX_ERROR),
+				 errmsg("columns must be a list of column definitions"),
+				 errhint("Write what goes between the parentheses of CREATE TABLE, as in 'cart text, sku text, qty int, PRIMARY KEY (cart, sku)'.")));
+	return sql;
+}
+
+/* name$generation, the build table's name; refused if too long. */
+static char *
+el_build_name(const char *relname, int32 generation)
+{
+	char	   *name = psprintf("%s$%d", relname, generation);
+
+	if (strlen(name) >= NAMEDATALEN)
+		ereport(ERROR,
+				(errcode(ERRCODE_NAME_TOO_LONG),
+				 errmsg("projection name \"%s\" is too long", relname),
+				 errdetail("The name of its build table, \"%s\", would be %d bytes or longer.",
+						   name, NAMEDATALEN)));
+	return name;
+}
+
+static void
+el_check_mode(const char *mode)
+{
+	if (strcmp(mode, "inline") != 0 && strcmp(mode, "async") != 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("invalid projection mode \"%s\"", mode),
+				 errhint("Use 'inline' (in the appending transaction) or 'async' (after commit, from a checkpoint).")));
+}
+
+/*
+ * Inline projections must see every event, so the tail of a build is read
+ * with a snapshot taken after the stream is locked.  Under REPEATABLE READ
+ * the transaction's snapshot would hide it.
+ */
+static void
+el_require_read_committed(const char *what)
+{
+	if (IsolationUsesXactSnapshot())
+		ereport(ERROR,
+				(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
+				 errmsg("%s of an inline projection must run in READ COMMITTED", what),
+				 errdetail("Events committed after the transaction's snapshot would be missed."),
+				 errhint("Run it in a READ COMMITTED transaction.")));
+}
+
+/*
+ * Replay the whole stream through `set` (which must write to the new build
+ * table).  For an inline projection the tail is replayed after locking the
+ * stream against appends (SHARE ROW EXCLUSIVE, held to commit: it waits for
+ * appending transactions to finish, and new appends wait for us).  Fills
+ * last[shard]; returns the events applied.
+ */
+static int64
+el_replay_all(ElHandlerSet *set, Oid streamid, int shards, int64 *last)
+{
+	Relation	stream = table_open(streamid, AccessShareLock);
+	Relation	pk = index_open(el_stream_indexes(stream)->pk, AccessShareLock);
+	int64		n = 0;
+
+	el_apply_begin(set);
+	for (int s = 0; s < shards; s++)
+		n += el_replay_shard(set, stream, pk, s, last[s], &last[s]);
+	el_apply_end(set);
+	index_close(pk, AccessShareLock);
+	table_close(stream, AccessShareLock);
+	return n;
+}
+
+static int64
+el_build(ElHandlerSet *set, ElProjection *p, int64 *last, bool create)
+{
+	int			shards = el_stream_shards(p->stream);
+	int64		n;
+
+	n = el_replay_all(set, p->stream, shards, last);
+	if (!p->inline_mode)
+		return n;
+
+	if (create)
+	{
+		Oid			view = p->view;
+		char	   *qstream = el_stream_name(p->stream);
+
+		/*
+		 * CREATE TRIGGER takes SHARE ROW EXCLUSIVE on the stream.  The DDL
+		 * guard lets the trigger be, between its creation and its ENABLE
+		 * ALWAYS, which only the stream's owner may set.
+		 */
+		el_projection_ddl = true;
+		PG_TRY();
+		{
+			el_exec_as(GetUserId(),
+					   psprintf("CREATE TRIGGER " EL_PROJECTION_TRIGGER "%u"
+								" AFTER INSERT ON %s FOR EACH ROW"
+								" EXECUTE FUNCTION event_log.project('%u')",
+								view, qstream, view));
+			el_exec_as(el_rel_owner(p->stream),
+					   psprintf("ALTER TABLE %s ENABLE ALWAYS TRIGGER " EL_PROJECTION_TRIGGER "%u",
+								qstream, view));
+		}
+		PG_FINALLY();
+		{
+			el_projection_ddl = false;
+		}
+		PG_END_TRY();
+	}
+	else
+		LockRelationOid(p->stream, ShareRowExclusiveLock);
+
+	return n + el_replay_all(set, p->stream, shards, last);
+}
+
+/* Set each shard's checkpoint of an async projection, clearing errors. */
+static void
+el_set_checkpoints(Oid view, int shards, int64 *last)
+{
+	for (int s = 0; s < shards; s++)
+	{
+		Oid			types[3] = {OIDOID, INT4OID, INT8OID};
+		Datum		values[3] = {ObjectIdGetDatum(view), Int32GetDatum(s),
+		Int64GetDatum(last[s])};
+
+		el_catalog_exec("INSERT INTO event_log.projection_offsets AS o"
+						" (projection, shard, seq, applied_at)"
+						" VALUES ($1, $2, $3, now())"
+						" ON CONFLICT (projection, shard) DO UPDATE"
+						" SET seq = EXCLUDED.seq, applied_at = EXCLUDED.applied_at,"
+						" error = NULL, error_seq = NULL, error_at = NULL",
+						3, types, values, NULL, SPI_OK_INSERT);
+	}
+}
+
+/*
+ * event_log.create_projection(name text, stream regclass, columns text,
+ *     handlers jsonb, mode text, reducer text, initial jsonb)
+ * RETURNS regclass
+ *
+ * Either columns and handlers, or a reducer (a state projection with
+ * columns key, version, state).  Builds the projection from the stream's
+ * history and returns its view.
+ */
+Datum
+el_create_projection(PG_FUNCTION_ARGS)
+{
+	char	   *name;
+	Oid			stream;
+	char	   *mode;
+	RangeVar   *rv;
+	Oid			nsp;
+	char	   *nspname;
+	char	   *qview;
+	char	   *qbuild;
+	AclResult	aclresult;
+	ElProjection p = {0};
+	ElHandlerSet *set;
+	int64	   *last;
+	int64		n;
+	int			shards;
+
+	el_require_arg(fcinfo, 0, "name");
+	el_require_arg(fcinfo, 1, "stream");
+	el_require_arg(fcinfo, 4, "mode");
+	name = text_to_cstring(PG_GETARG_TEXT_PP(0));
+	stream = PG_GETARG_OID(1);
+	mode = text_to_cstring(PG_GETARG_TEXT_PP(4));
+	shards = el_require_stream(stream);
+	el_check_mode(mode);
+
+	p.stream = stream;
+	p.inline_mode = strcmp(mode, "inline") == 0;
+	p.generation = 1;
+	if (!PG_ARGISNULL(5))
+	{
+		if (!PG_ARGISNULL(2) || !PG_ARGISNULL(3))
+			ereport(ERROR,
+					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+					 errmsg("a projection has either a reducer or columns and handlers, not both")));
+		el_require_arg(fcinfo, 6, "initial");
+		p.reducer = text_to_cstring(PG_GETARG_TEXT_PP(5));
+		p.initial = PG_GETARG_JSONB_P(6);
+		p.columns = EL_STATE_COLUMNS;
+	}
+	else
+	{
+		if (PG_ARGISNULL(2) || PG_ARGISNULL(3))
+			ereport(ERROR,
+					(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
+					 errmsg("a projection needs columns and handlers, or a reducer"),
+					 errhint("Give columns => 'col type, ...' and handlers => jsonb_build_object('EventType', 'SQL', ...).")));
+		p.columns = text_to_cstring(PG_GETARG_TEXT_PP(2));
+		p.handlers = PG_GETARG_JSONB_P(3);
+		el_check_handlers(p.handlers);
+	}
+
+	rv = makeRangeVarFromNameList(el_parse_name(name, "projection"));
+	nsp = RangeVarGetCreationNamespace(rv);
+	if (isAnyTempNamespace(nsp) || rv->relpersistence == RELPERSISTENCE_TEMP)
+		ereport(ERROR,
+				(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
+				 errmsg("projections cannot be temporary")));
+	if (nsp == el_schema_oid())
+		ereport(ERROR,
+				(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
+				 errmsg("cannot create a projection in schema \"event_log\""),
+				 errhint("Create projections in a schema of your own.")));
+	aclresult = pg_namespace_aclcheck(nsp, GetUserId(), ACL_CREATE);
+	if (aclresult != ACLCHECK_OK)
+		aclcheck_error(aclresult, OBJECT_SCHEMA, get_namespace_name(nsp));
+	aclresult = pg_class_aclcheck(stream, GetUserId(), ACL_SELECT);
+	if (aclresult != ACLCHECK_OK)
+		aclcheck_error(aclresult, OBJECT_TABLE, get_rel_name(stream));
+	if (p.inline_mode && pg_class_aclcheck(stream, GetUserId(), ACL_TRIGGER) != ACLCHECK_OK)
+		ereport(ERROR,
+				(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
+				 errmsg("permission denied to create an inline projection of stream \"%s\"",
+						el_stream_name(stream)),
+				 errdetail("Inline projections run in every appending transaction."),
+				 errhint("The stream's owner can grant the TRIGGER privilege, or create an async projection.")));
+	if (p.inline_mode)
+		el_require_read_committed("creation");
+
+	nspname = get_namespace_name(nsp);
+	qview = quote_qualified_identifier(nspname, rv->relname);
+	qbuild = quote_qualified_identifier(nspname, el_build_name(rv->relname, 1));
+	if (OidIsValid(get_relname_relid(rv->relname, nsp)))
+		ereport(ERROR,
+				(errcode(ERRCODE_DUPLICATE_TABLE),
+				 errmsg("relation \"%s\" already exists", qview)));
+	SPI_connect();
+	el_exec_as(GetUserId(), el_create_table_sql(qbuild, p.columns));
+	el_exec_as(GetUserId(), psprintf("CREATE VIEW %s AS SELECT * FROM %s", qview, qbuild));
+	p.view = get_relname_relid(rv->relname, nsp);
+	p.build_table = get_relname_relid(el_build_name(rv->relname, 1), nsp);
+	if (p.reducer)
+		p.handlers = el_state_handlers(&p);
+
+	{
+		Oid			types[9] = {OIDOID, OIDOID, TEXTOID, TEXTOID, JSONBOID, TEXTOID,
+		JSONBOID, OIDOID, INT4OID};
+		Datum		values[9];
+		char		nulls[9] = "         ";
+
+		values[0] = ObjectIdGetDatum(p.view);
+		values[1] = ObjectIdGetDatum(stream);
+		values[2] = CStringGetTextDatum(mode);
+		values[3] = CStringGetTextDatum(p.columns);
+		values[4] = JsonbPGetDatum(p.handlers);
+		values[5] = p.reducer ? CStringGetTextDatum(p.reducer) : (Datum) 0;
+		values[6] = p.reducer ? JsonbPGetDatum(p.initial) : (Datum) 0;
+		values[7] = ObjectIdGetDatum(p.build_table);
+		values[8] = Int32GetDatum(1);
+		if (!p.reducer)
+			nulls[5] = nulls[6] = 'n';
+		el_catalog_exec("INSERT INTO event_log.projections (projection, stream, mode,"
+						" columns, handlers, reducer, initial, build_table, generation, events)"
+						" VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, 0)",
+						9, types, values, nulls, SPI_OK_INSERT);
+	}
+	el_lock_projection(p.view, true);
+
+	set = el_compile(&p, p.handlers, false, false, CurrentMemoryContext);
+	last = palloc0(sizeof(int64) * shards);
+	n = el_build(set, &p, last, true);
+	if (!p.inline_mode)
+		el_set_checkpoints(p.view, shards, last);
+	{
+		Oid			types[2] = {OIDOID, INT8OID};
+		Datum		values[2] = {ObjectIdGetDatum(p.view), Int64GetDatum(n)};
+
+		el_catalog_exec("UPDATE event_log.projections SET events = $2 WHERE projection = $1",
+						2, types, values, NULL, SPI_OK_UPDATE);
+	}
+	SPI_finish();
+	PG_RETURN_OID(p.view);
+}
+
+/* Only the view's owner (or a superuser) manages a projection. */
+static void
+el_require_owner(Oid view)
+{
+	if (!pg_class_ownercheck(view, GetUserId()))
+		aclcheck_error(ACLCHECK_NOT_OWNER, OBJECT_VIEW, get_rel_name(view));
+}
+
+/* New handlers, reducer or initial state for an existing projection. */
+static void
+el_new_logic(ElProjection *p, FunctionCallInfo fcinfo, int handlers_arg,
+			 int reducer_arg, int initial_arg)
+{
+	if (p->reducer == NULL)
+	{
+		if (!PG_ARGISNULL(reducer_arg) || !PG_ARGISNULL(initial_arg))
+			ereport(ERROR,
+					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+					 errmsg("projection \"%s\" has handlers, not a reducer",
+							get_rel_name(p->view))));
+		if (!PG_ARGISNULL(handlers_arg))
+		{
+			p->handlers = PG_GETARG_JSONB_P(handlers_arg);
+			el_check_handlers(p->handlers);
+		}
+	}
+	else
+	{
+		if (!PG_ARGISNULL(handlers_arg))
+			ereport(ERROR,
+					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+					 errmsg("projection \"%s\" has a reducer, not handlers",
+							get_rel_name(p->view))));
+		if (!PG_ARGISNULL(reducer_arg))
+			p->reducer = text_to_cstring(PG_GETARG_TEXT_PP(reducer_arg));
+		if (!PG_ARGISNULL(initial_arg))
+			p->initial = PG_GETARG_JSONB_P(initial_arg);
+	}
+}
+
+/* The handlers object of a state projection, from its reducer. */
+static Jsonb *
+el_state_handlers(ElProjection *p)
+{
+	JsonbParseState *state = NULL;
+	JsonbValue	k,
+				v;
+
+	k.type = jbvString;
+	k.val.string.val = "*";
+	k.val.string.len = 1;
+	v.type = jbvString;
+	v.val.string.val = el_reducer_handler(get_rel_name(p->view), p->reducer, p->initial);
+	v.val.string.len = strlen(v.val.string.val);
+	pushJsonbValue(&state, WJB_BEGIN_OBJECT, NULL);
+	pushJsonbValue(&state, WJB_KEY, &k);
+	pushJsonbValue(&state, WJB_VALUE, &v);
+	return JsonbValueToJsonb(pushJsonbValue(&state, WJB_END_OBJECT, NULL));
+}
+
+/* Write a projection's logic and build state back to the catalog. */
+static void
+el_update_projection(ElProjection *p, int64 events, bool rebuilt)
+{
+	Oid			types[7] = {OIDOID, TEXTOID, JSONBOID, TEXTOID, JSONBOID, OIDOID, INT4OID};
+	Datum		values[7];
+	char		nulls[7] = "       ";
+
+	values[0] = ObjectIdGetDatum(p->view);
+	values[1] = CStringGetTextDatum(p->columns);
+	values[2] = JsonbPGetDatum(p->handlers);
+	values[3] = p->reducer ? CStringGetTextDatum(p->reducer) : (Datum) 0;
+	values[4] = p->reducer ? JsonbPGetDatum(p->initial) : (Datum) 0;
+	values[5] = ObjectIdGetDatum(p->build_table);
+	values[6] = Int32GetDatum(p->generation);
+	if (!p->reducer)
+		nulls[3] = nulls[4] = 'n';
+	el_catalog_exec("UPDATE event_log.projections SET columns = $2, handlers = $3,"
+					" reducer = $4, initial = $5, build_table = $6, generation = $7"
+					" WHERE projection = $1",
+					7, types, values, nulls, SPI_OK_UPDATE);
+	if (rebuilt)
+	{
+		types[1] = INT8OID;
+		values[1] = Int64GetDatum(events);
+		el_catalog_exec("UPDATE event_log.projections SET events = $2, rebuilt_at = now()"
+						" WHERE projection = $1",
+						2, types, values, NULL, SPI_OK_UPDATE);
+	}
+	/* Every backend recompiles the handlers at its next use. */
+	CacheInvalidateRelcacheByRelid(p->view);
+}
+
+/*
+ * event_log.rebuild_projection(name text, columns text, handlers jsonb,
+ *     reducer text, initial jsonb) RETURNS bigint
+ *
+ * Replays the stream into a new build table (with new logic, if given)
+ * while readers keep the old one, then swaps the view over to it, all in
+ * the caller's transaction.  Returns the number of events replayed.
+ */
+Datum
+el_rebuild_projection(PG_FUNCTION_ARGS)
+{
+	Oid			view;
+	ElProjection *p;
+	ElHandlerSet *set;
+	char	   *relname;
+	char	   *nspname;
+	char	   *newname;
+	char	   *qbuild;
+	char	   *qold;
+	Oid			owner;
+	int			shards;
+	int64	   *last;
+	int64		n;
+
+	el_require_arg(fcinfo, 0, "name");
+	SPI_connect();
+	view = el_projection_oid(PG_GETARG_TEXT_PP(0));
+	el_require_owner(view);
+
+	/* Waits for a running async batch or another rebuild of it. */
+	el_lock_projection(view, true);
+	p = el_projection_load(view);
+	if (p == NULL)
+		ereport(ERROR,
+				(errcode(ERRCODE_UNDEFINED_OBJECT),
+				 errmsg("projection \"%s\" was dropped", text_to_cstring(PG_GETARG_TEXT_PP(0)))));
+	if (p->inline_mode)
+		el_require_read_committed("a rebuild");
+	if (!PG_ARGISNULL(1))
+	{
+		if (p->reducer)
+			ereport(ERROR,
+					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+					 errmsg("the columns of a state projection are fixed")));
+		p->columns = text_to_cstring(PG_GETARG_TEXT_PP(1));
+	}
+	el_new_logic(p, fcinfo, 2, 3, 4);
+	if (p->reducer)
+		p->handlers = el_state_handlers(p);
+
+	owner = el_rel_owner(view);
+	relname = get_rel_name(view);
+	nspname = get_namespace_name(get_rel_namespace(view));
+	qold = quote_qualified_identifier(nspname, get_rel_name(p->build_table));
+	p->generation++;
+	newname = el_build_name(relname, p->generation);
+	qbuild = quote_qualified_identifier(nspname, newname);
+
+	/*
+	 * The new table, and a temporary view of the projection's name over it:
+	 * the handlers, run with the temporary schema first, write there.
+	 */
+	el_exec_as(owner, el_create_table_sql(qbuild, p->columns));
+	el_exec_as(owner, psprintf("CREATE TEMPORARY VIEW %s AS SELECT * FROM %s",
+							   quote_identifier(relname), qbuild));
+	set = el_compile(p, p->handlers, true, false, CurrentMemoryContext);
+
+	shards = el_stream_shards(p->stream);
+	last = palloc0(sizeof(int64) * shards);
+	n = el_build(set, p, last, false);
+
+	/* The swap: readers wait for our commit, then see the new table. */
+	el_exec_as(owner, psprintf("DROP VIEW pg_temp.%s", quote_identifier(relname)));
+	PG_TRY();
+	{
+		el_exec_as(owner, psprintf("CREATE OR REPLACE VIEW %s AS SELECT * FROM %s",
+								   quote_qualified_identifier(nspname, relname), qbuild));
+	}
+	PG_CATCH();
+	{
+		ErrorData  *edata;
+
+		MemoryContextSwitchTo(CurTransactionContext);
+		edata = CopyErrorData();
+		FlushErrorState();
+		ereport(ERROR,
+				(errcode(edata->sqlerrcode),
+				 errmsg("cannot swap in the rebuilt projection \"%s\": %s",
+						relname, edata->message),
+				 errhint("A rebuild may add columns at the end; to change or drop columns, create a new projection.")));
+	}
+	PG_END_TRY();
+	p->build_table = get_relname_relid(newname, get_rel_namespace(view));
+	el_update_projection(p, n, true);
+	if (!p->inline_mode)
+		el_set_checkpoints(view, shards, last);
+
+	el_projection_ddl = true;
+	PG_TRY();
+	{
+		el_exec_as(owner, psprintf("DROP TABLE %s", qold));
+	}
+	PG_FINALLY();
+	{
+		el_projection_ddl = false;
+	}
+	PG_END_TRY();
+	SPI_finish();
+	PG_RETURN_INT64(n);
+}
+
+/*
+ * event_log.alter_projection(name text, handlers jsonb, reducer text,
+ *     initial jsonb) RETURNS void
+ *
+ * New logic for events from now on, without a rebuild: for fixing a handler
+ * an async projection stopped at.  rebuild_projection() applies new logic
+ * to history too.
+ */
+Datum
+el_alter_projection(PG_FUNCTION_ARGS)
+{
+	Oid			view;
+	ElProjection *p;
+
+	el_require_arg(fcinfo, 0, "name");
+	SPI_connect();
+	view = el_projection_oid(PG_GETARG_TEXT_PP(0));
+	el_require_owner(view);
+	el_lock_projection(view, true);
+	p = el_projection_load(view);
+	el_new_logic(p, fcinfo, 1, 2, 3);
+	if (p->reducer)
+		p->handlers = el_state_handlers(p);
+	/* Compile to report mistakes now rather than at the next event. */
+	(void) el_compile(p, p->handlers, false, false, CurrentMemoryContext);
+	el_update_projection(p, 0, false);
+	SPI_finish();
+	PG_RETURN_VOID();
+}
+
+/*
+ * event_log.drop_projection(name text) RETURNS void
+ */
+Datum
+el_drop_projection(PG_FUNCTION_ARGS)
+{
+	Oid			view;
+	ElProjection *p;
+	Oid			types[1] = {OIDOID};
+	Datum		values[1];
+	char	   *nspname;
+
+	el_require_arg(fcinfo, 0, "name");
+	SPI_connect();
+	view = el_projection_oid(PG_GETARG_TEXT_PP(0));
+	el_require_owner(view);
+	el_lock_projection(view, true);
+	p = el_projection_load(view);
+	values[0] = ObjectIdGetDatum(view);
+	el_catalog_exec("DELETE FROM event_log.projections WHERE projection = $1",
+					1, types, values, NULL, SPI_OK_DELETE);
+
+	nspname = get_namespace_name(get_rel_namespace(view));
+	el_projection_ddl = true;
+	PG_TRY();
+	{
+		/* Only the stream's owner may drop a trigger on it. */
+		if (p->inline_mode)
+			el_exec_as(el_rel_owner(p->stream),
+					   psprintf("DROP TRIGGER " EL_PROJECTION_TRIGGER "%u ON %s",
+								view, el_stream_name(p->stream)));
+		el_exec_as(GetUserId(), psprintf("DROP VIEW %s",
+										 quote_qualified_identifier(nspname, get_rel_name(view))));
+		el_exec_as(GetUserId(), psprintf("DROP TABLE %s",
+										 quote_qualified_identifier(nspname, get_rel_name(p->build_table))));
+	}
+	PG_FINALLY();
+	{
+		el_projection_ddl = false;
+	}
+	PG_END_TRY();
+	SPI_finish();
+	PG_RETURN_VOID();
+}
+
+/* ---------------------------------------------------------------------
+ * Async projections
+ * ---------------------------------------------------------------------
+ */
+
+/* Read up to max events of a shard after seq `after`, copied. */
+static int
+el_read_batch(Relation stream, Relation pk, int32 shard, int64 after,
+			  int max, HeapTuple *out)
+{
+	Snapshot	snap = RegisterSnapshot(GetTransactionSnapshot());
+	IndexScanDesc scan = el_shard_scan(stream, pk, snap, shard, after);
+	TupleTableSlot *slot = table_slot_create(stream, NULL);
+	int			n = 0;
+
+	while (n < max && index_getnext_slot(scan, ForwardScanDirection, slot))
+		out[n++] = ExecCopySlotHeapTuple(slot);
+	index_endscan(scan);
+	ExecDropSingleTupleTableSlot(slot);
+	UnregisterSnapshot(snap);
+	return n;
+}
+
+/*
+ * Apply events[0..count) in a subtransaction.  Returns -1 if all went
+ * through, else the index of the event that failed, with its error in
+ * *error (the subtransaction rolled back).
+ */
+static int
+el_apply_batch(ElHandlerSet *set, TupleDesc desc, HeapTuple *events, int count,
+			   ErrorData **error)
+{
+	MemoryContext cxt = CurrentMemoryContext;
+	ResourceOwner owner = CurrentResourceOwner;
+	volatile int i = 0;
+	volatile int failed = -1;
+	Datum		values[EL_NATTS];
+	bool		nulls[EL_NATTS];
+
+	BeginInternalSubTransaction(NULL);
+	MemoryContextSwitchTo(cxt);
+	PG_TRY();
+	{
+		el_apply_begin(set);
+		for (i = 0; i < count; i++)
+		{
+			heap_deform_tuple(events[i], desc, values, nulls);
+			el_apply(set, values, nulls);
+		}
+		el_apply_end(set);
+		ReleaseCurrentSubTransaction();
+		MemoryContextSwitchTo(cxt);
+		CurrentResourceOwner = owner;
+	}
+	PG_CATCH();
+	{
+		/* Abort restores the user and search path el_apply_begin() set. */
+		MemoryContextSwitchTo(cxt);
+		*error = CopyErrorData();
+		FlushErrorState();
+		RollbackAndReleaseCurrentSubTransaction();
+		MemoryContextSwitchTo(cxt);
+		CurrentResourceOwner = owner;
+		failed = i;
+	}
+	PG_END_TRY();
+	return failed;
+}
+
+static int64
+el_tuple_seq(HeapTuple tup, TupleDesc desc)
+{
+	bool		isnull;
+
+	return DatumGetInt64(heap_getattr(tup, Anum_el_seq, desc, &isnull));
+}
+
+static void
+el_checkpoint(Oid view, int32 shard, int64 seq)
+{
+	Oid			types[3] = {OIDOID, INT4OID, INT8OID};
+	Datum		values[3] = {ObjectIdGetDatum(view), Int32GetDatum(shard), Int64GetDatum(seq)};
+
+	el_catalog_exec("UPDATE event_log.projection_offsets"
+					" SET seq = $3, applied_at = now(),"
+					" error = NULL, error_seq = NULL, error_at = NULL"
+					" WHERE projection = $1 AND shard = $2",
+					3, types, values, NULL, SPI_OK_UPDATE);
+}
+
+static void
+el_record_error(ElHandlerSet *set, int32 shard, int64 seq, ErrorData *edata)
+{
+	Oid			types[4] = {OIDOID, INT4OID, INT8OID, TEXTOID};
+	Datum		values[4] = {ObjectIdGetDatum(set->view), Int32GetDatum(shard),
+	Int64GetDatum(seq), CStringGetTextDatum(edata->message)};
+
+	el_catalog_exec("UPDATE event_log.projection_offsets"
+					" SET error = $4, error_seq = $3, error_at = now()"
+					" WHERE projection = $1 AND shard = $2",
+					4, types, values, NULL, SPI_OK_UPDATE);
+	ereport(WARNING,
+			(errcode(edata->sqlerrcode),
+			 errmsg("projection \"%s\" stopped at shard %d seq " INT64_FORMAT ": %s",
+					set->name, shard, seq, edata->message),
+			 errhint("Fix the handler with event_log.alter_projection() (or what it depends on); the next run resumes at this event.")));
+}
+
+/*
+ * Catch one async projection up by up to max_events events, shard by shard
+ * in batches, each batch and its checkpoint in one subtransaction: an event
+ * is applied exactly when its checkpoint moves past it.  A failing event
+ * stops its shard there, with the error recorded; the batch's earlier
+ * events are applied again without it.
+ */
+static int64
+el_run_async(Oid view, int64 max_events)
+{
+	ElHandlerSet *set = el_live_handlers(view);
+	ElProjection *p = el_projection_load(view);
+	Relation	stream;
+	Relation	pk;
+	TupleDesc	desc;
+	int			shards;
+	int64	   *seqs;
+	bool	   *done;
+	HeapTuple  *batch = palloc(sizeof(HeapTuple) * EL_ASYNC_BATCH);
+	MemoryContext batchcxt;
+	Oid			types[1] = {OIDOID};
+	Datum		values[1] = {ObjectIdGetDatum(view)};
+	int64		total = 0;
+	bool		progress = true;
+
+	shards = el_stream_shards(p->stream);
+	seqs = palloc0(sizeof(int64) * shards);
+	done = palloc0(sizeof(bool) * shards);
+	if (SPI_execute_with_args("SELECT shard::pg_catalog.int8, seq FROM event_log.projection_offsets"
+							  " WHERE projection = $1",
+							  1, types, values, NULL, true, 0) != SPI_OK_SELECT)
+		elog(ERROR, "SPI_execute_with_args failed");
+	for (uint64 r = 0; r < SPI_processed; r++)
+	{
+		int64		shard = el_spi_int8(r, 1);
+
+		if (shard >= 0 && shard < shards)
+			seqs[shard] = el_spi_int8(r, 2);
+	}
+
+	stream = table_open(p->stream, AccessShareLock);
+	pk = index_open(el_stream_indexes(stream)->pk, AccessShareLock);
+	desc = RelationGetDescr(stream);
+	batchcxt = AllocSetContextCreate(CurrentMemoryContext, "event_log batch",
+									 ALLOCSET_DEFAULT_SIZES);
+	set->refcount++;
+	while (progress && total < max_events)
+	{
+		progress = false;
+		for (int s = 0; s < shards && total < max_events; s++)
+		{
+			MemoryContext old;
+			int			count;
+			int			failed;
+			ErrorData  *edata = NULL;
+
+			if (done[s])
+				continue;
+			MemoryContextReset(batchcxt);
+			old = MemoryContextSwitchTo(batchcxt);
+			count = el_read_batch(stream, pk, s, seqs[s],
+								  (int) Min(EL_ASYNC_BATCH, max_events - total), batch);
+			MemoryContextSwitchTo(old);
+			if (count == 0)
+			{
+				done[s] = true;
+				continue;
+			}
+			failed = el_apply_batch(set, desc, batch, count, &edata);
+			if (failed < 0)
+			{
+				seqs[s] = el_tuple_seq(batch[count - 1], desc);
+				el_checkpoint(view, s, seqs[s]);
+				total += count;
+				progress = true;
+				continue;
+			}
+
+			/*
+			 * Stop the shard at the failing event; apply again what came
+			 * before it (which may fail in turn, and then stops earlier).
+			 */
+			while (failed > 0)
+			{
+				int			again = el_apply_batch(set, desc, batch, failed, &edata);
+
+				if (again < 0)
+				{
+					seqs[s] = el_tuple_seq(batch[failed - 1], desc);
+					el_checkpoint(view, s, seqs[s]);
+					total += failed;
+					break;
+				}
+				failed = again;
+			}
+			el_record_error(set, s, el_tuple_seq(batch[failed], desc), edata);
+			done[s] = true;
+		}
+	}
+	el_release_set(set);
+	MemoryContextDelete(batchcxt);
+	index_close(pk, AccessShareLock);
+	table_close(stream, AccessShareLock);
+	return total;
+}
+
+/*
+ * event_log.run_projections(projection text DEFAULT NULL,
+ *     max_events integer DEFAULT 10000) RETURNS bigint
+ *
+ * Catches up the async projections the caller owns (all of them for a
+ * superuser), or the one named, by up to max_events events each.  A
+ * projection another session is running or rebuilding is skipped.  Returns
+ * the number of events applied.
+ */
+Datum
+el_run_projections(PG_FUNCTION_ARGS)
+{
+	int64		max_events;
+	int64		total = 0;
+	Oid			named = InvalidOid;
+	List	   *views = NIL;
+	ListCell   *lc;
+
+	el_require_arg(fcinfo, 1, "max_events");
+	max_events = PG_GETARG_INT32(1);
+	if (max_events < 1)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("max_events must be at least 1")));
+
+	SPI_connect();
+	if (!PG_ARGISNULL(0))
+	{
+		named = el_projection_oid(PG_GETARG_TEXT_PP(0));
+		el_require_owner(named);
+		views = list_make1_oid(named);
+	}
+	else
+	{
+		if (SPI_execute("SELECT projection FROM event_log.projections"
+						" WHERE mode = 'async' ORDER BY projection", true, 0) != SPI_OK_SELECT)
+			elog(ERROR, "SPI_execute failed");
+		for (uint64 r = 0; r < SPI_processed; r++)
+		{
+			bool		isnull;
+			Oid			view = DatumGetObjectId(SPI_getbinval(SPI_tuptable->vals[r],
+															  SPI_tuptable->tupdesc, 1, &isnull));
+
+			if (has_privs_of_role(GetUserId(), el_rel_owner(view)))
+				views = lappend_oid(views, view);
+		}
+	}
+
+	foreach(lc, views)
+	{
+		Oid			view = lfirst_oid(lc);
+		ElProjection *p;
+
+		if (!el_lock_projection(view, false))
+			continue;
+		p = el_projection_load(view);
+		if (p == NULL)
+			continue;
+		if (p->inline_mode)
+		{
+			if (OidIsValid(named))
+				ereport(ERROR,
+						(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+						 errmsg("projection \"%s\" is inline", get_rel_name(view)),
+						 errdetail("Inline projections are applied by the appending transaction.")));
+			continue;
+		}
+		total += el_run_async(view, max_events);
+	}
+	SPI_finish();
+	PG_RETURN_INT64(total);
+}
+
+/*
+ * event_log.shard_position(stream regclass, shard integer, after_seq bigint,
+ *     OUT last_seq bigint, OUT next_recorded_at timestamptz)
+ *
+ * The end of a shard, and when the first event after after_seq was
+ * recorded: what the lag views need.  NULLs if the caller may not read the
+ * stream.
+ */
+Datum
+el_shard_position(PG_FUNCTION_ARGS)
+{
+	Oid			relid;
+	int32		shard;
+	int64		after;
+	TupleDesc	tupdesc;
+	Datum		values[2] = {0};
+	bool		nulls[2] = {true, true};
+	Relation	rel;
+	Relation	pk;
+	Snapshot	snap;
+	ScanKeyData keys[2];
+	IndexScanDesc scan;
+	TupleTableSlot *slot;
+
+	if (get_call_result_type(fcinfo, NULL, &tupdesc) != TYPEFUNC_COMPOSITE)
+		elog(ERROR, "return type must be a row type");
+	tupdesc = BlessTupleDesc(tupdesc);
+	if (PG_ARGISNULL(0) || PG_ARGISNULL(1) || PG_ARGISNULL(2))
+		PG_RETURN_NULL();
+	relid = PG_GETARG_OID(0);
+	shard = PG_GETARG_INT32(1);
+	after = PG_GETARG_INT64(2);
+	if (el_stream_shards(relid) <= 0 ||
+		pg_class_aclcheck(relid, GetUserId(), ACL_SELECT) != ACLCHECK_OK)
+		PG_RETURN_DATUM(HeapTupleGetDatum(heap_form_tuple(tupdesc, values, nulls)));
+
+	rel = table_open(relid, AccessShareLock);
+	pk = index_open(el_stream_indexes(rel)->pk, AccessShareLock);
+	snap = RegisterSnapshot(GetTransactionSnapshot());
+	slot = table_slot_create(rel, NULL);
+
+	ScanKeyInit(&keys[0], 1, BTEqualStrategyNumber, F_INT4EQ, Int32GetDatum(shard));
+	scan = index_beginscan(rel, pk, snap, 1, 0);
+	index_rescan(scan, keys, 1, NULL, 0);
+	values[0] = Int64GetDatum(0);
+	nulls[0] = false;
+	if (index_getnext_slot(scan, BackwardScanDirection, slot))
+		values[0] = slot_getattr(slot, Anum_el_seq, &nulls[0]);
+	index_endscan(scan);
+
+	ScanKeyInit(&keys[1], 2, BTEqualStrategyNumber, F_INT8EQ, Int64GetDatum(after + 1));
+	scan = index_beginscan(rel, pk, snap, 2, 0);
+	index_rescan(scan, keys, 2, NULL, 0);
+	if (index_getnext_slot(scan, ForwardScanDirection, slot))
+		values[1] = slot_getattr(slot, Anum_el_recorded_at, &nulls[1]);
+	index_endscan(scan);
+
+	ExecDropSingleTupleTableSlot(slot);
+	UnregisterSnapshot(snap);
+	index_close(pk, AccessShareLock);
+	table_close(rel, AccessShareLock);
+	PG_RETURN_DATUM(HeapTupleGetDatum(heap_form_tuple(tupdesc, values, nulls)));
+}
