@@ -10,7 +10,8 @@ PGFILEDESC = "event_log - event streams with commit-order offsets"
 # pg_regress suites (sql/NAME.sql, expected/NAME.out)
 REGRESS    = streams append immutability bad_input privileges cdc projections
 # isolation specs (test/specs/NAME.spec, test/expected/NAME.out)
-ISOLATION  = commit_order rollback repeatable_read prepared shards_independent
+ISOLATION  = commit_order rollback repeatable_read prepared shards_independent \
+             projection_async projection_rebuild
 
 PG_CONFIG ?= $(shell command -v pg_config >/dev/null 2>&1 && echo pg_config || echo /usr/lib/postgresql/15/bin/pg_config)
 
