@@ -703,6 +703,8 @@ el_apply(ElHandlerSet *set, Datum *values, bool *nulls)
 	if (rc < 0)
 		elog(ERROR, "SPI_execute_plan_with_paramlist failed: %s",
 			 SPI_result_code_string(rc));
+	/* A SELECT's rows would pile up until SPI_finish(). */
+	SPI_freetuptable(SPI_tuptable);
 
 	error_context_stack = errcb.previous;
 	return true;

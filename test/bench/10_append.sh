@@ -51,7 +51,7 @@ db=event_log_bench_append
 work=$(mktemp -d /tmp/event_log_bench.XXXXXX)
 trap 'rm -rf "$work"' EXIT
 
-sql() { psql -X -q -At -v ON_ERROR_STOP=1 "$@"; }
+source "$(dirname "${BASH_SOURCE[0]}")/common.bash"
 
 sql -d "$admin_db" -c "SET client_min_messages = warning" \
     -c "DROP DATABASE IF EXISTS $db" -c "CREATE DATABASE $db"
@@ -191,30 +191,6 @@ measure() {
     ROUNDS[$path]+="$tps "
 }
 
-# the numbers in $1, rounded, separated by slashes
-ints() { awk -v l="$1" 'BEGIN { n = split(l, a, " "); for (i = 1; i <= n; i++) printf "%s%.0f", (i > 1 ? "/" : ""), a[i] }'; }
-
-# mean of the numbers in $1
-mean() { awk -v l="$1" 'BEGIN { n = split(l, a, " "); s = 0; for (i = 1; i <= n; i++) s += a[i]; printf "%.1f", s / n }'; }
-
-SUMMARY=()
-missed=0
-# report LABEL STREAM PLAIN UNIT TARGET [DETAIL]: one result line.
-report() {
-    local label=$1 stream=$2 plain=$3 unit=$4 target=$5 detail=${6:-} ratio mark=""
-    ratio=$(awk -v s="$stream" -v p="$plain" 'BEGIN { printf "%.2f", s / p }')
-    if awk -v r="$ratio" -v t="$target" 'BEGIN { exit !(r < t) }'; then
-        mark="  MISSED"
-        missed=$((missed + 1))
-    fi
-    printf '%-32s stream %8.0f %s  plain %8.0f %s  ratio %.2f  (target %.2f)%s\n' \
-        "$label" "$stream" "$unit" "$plain" "$unit" "$ratio" "$target" "$mark"
-    [[ -z $detail ]] || printf '%-32s   %s\n' "" "$detail"
-    SUMMARY+=("$(printf '| %s | %.0f %s | %.0f %s | %.2f | %.2f | %s |' \
-        "$label" "$stream" "$unit" "$plain" "$unit" "$ratio" "$target" \
-        "${mark:+MISSED}")")
-}
-
 # pgbench_section LABEL CLIENTS PREFIX TARGET: the three paths, two rounds.
 pgbench_section() {
     local label=$1 clients=$2 prefix=$3 target=$4 ins app pla
@@ -256,8 +232,6 @@ SQL
     echo "$t"
 }
 
-median3() { tr ' ' '\n' <<<"$1" | grep . | sort -g | sed -n 2p; }
-
 server=$(sql -c 'SHOW server_version')
 echo "PostgreSQL $server, $(nproc) CPUs, ${secs}s per path (2 rounds of ${round_secs}s)," \
     "batch $batch, synchronous_commit=$sync_commit"
@@ -282,12 +256,6 @@ report "batch of $batch INSERT...SELECT" \
     "$(awk -v b="$batch" -v t="$plain_med" 'BEGIN { printf "%.1f", b / t }')" \
     ev/s 0.70 "seconds: stream ${stream_times% }, plain ${plain_times% }"
 
-echo
-echo "summary: PostgreSQL $server, $(nproc) CPUs, BENCH_SECONDS=$secs," \
-    "BENCH_BATCH=$batch, synchronous_commit=$sync_commit"
-echo "| measurement | stream | plain | ratio | target | |"
-echo "|---|---|---|---|---|---|"
-printf '%s\n' "${SUMMARY[@]}"
-((missed == 0)) || echo "$missed ratio(s) below target"
+print_summary "PostgreSQL $server, $(nproc) CPUs, BENCH_SECONDS=$secs, BENCH_BATCH=$batch, synchronous_commit=$sync_commit"
 
 sql -d "$admin_db" -c "DROP DATABASE $db"

@@ -1,0 +1,42 @@
+# common.bash: helpers the benchmarks share (sourced, not run).
+# The sourcing script sets BENCH_NAME (for messages) before using them.
+
+sql() { psql -X -q -At -v ON_ERROR_STOP=1 "$@"; }
+
+# the numbers in $1, rounded, separated by slashes
+ints() { awk -v l="$1" 'BEGIN { n = split(l, a, " "); for (i = 1; i <= n; i++) printf "%s%.0f", (i > 1 ? "/" : ""), a[i] }'; }
+
+# mean of the numbers in $1
+mean() { awk -v l="$1" 'BEGIN { n = split(l, a, " "); s = 0; for (i = 1; i <= n; i++) s += a[i]; printf "%.1f", s / n }'; }
+
+# median of the three numbers in $1
+median3() { tr ' ' '\n' <<<"$1" | grep . | sort -g | sed -n 2p; }
+
+SUMMARY=()
+missed=0
+# report LABEL MEASURED LIMIT UNIT TARGET [DETAIL]: one result line, and a
+# row of the markdown summary.  A ratio below its target is marked MISSED.
+report() {
+    local label=$1 stream=$2 plain=$3 unit=$4 target=$5 detail=${6:-} ratio mark=""
+    ratio=$(awk -v s="$stream" -v p="$plain" 'BEGIN { printf "%.2f", s / p }')
+    if awk -v r="$ratio" -v t="$target" 'BEGIN { exit !(r < t) }'; then
+        mark="  MISSED"
+        missed=$((missed + 1))
+    fi
+    printf '%-32s stream %8.0f %s  plain %8.0f %s  ratio %.2f  (target %.2f)%s\n' \
+        "$label" "$stream" "$unit" "$plain" "$unit" "$ratio" "$target" "$mark"
+    [[ -z $detail ]] || printf '%-32s   %s\n' "" "$detail"
+    SUMMARY+=("$(printf '| %s | %.0f %s | %.0f %s | %.2f | %.2f | %s |' \
+        "$label" "$stream" "$unit" "$plain" "$unit" "$ratio" "$target" \
+        "${mark:+MISSED}")")
+}
+
+# print_summary HEADER: the markdown table of every report so far.
+print_summary() {
+    echo
+    echo "summary: $1"
+    echo "| measurement | measured | limit | ratio | target | |"
+    echo "|---|---|---|---|---|---|"
+    printf '%s\n' "${SUMMARY[@]}"
+    ((missed == 0)) || echo "$missed ratio(s) below target"
+}
