@@ -4,8 +4,9 @@
 #
 # Usage: test/demo.sh [FILE.sql]      (default: test/demo.sql)
 # demo.sql runs in database "shop"; PGHOST/PGPORT/PGUSER, EVENT_LOG_TMP (a
-# scratch dir) and PATH (PostgreSQL bin first) are exported, so its \! lines
-# can run e.g. pg_recvlogical -d shop against the same server.
+# scratch dir), EVENT_LOG_ROOT (the repo) and PATH (PostgreSQL bin first) are
+# exported, so its \! lines can run e.g. pg_recvlogical -d shop against the
+# same server.
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -18,6 +19,6 @@ trap 'exit 130' INT TERM
 cluster_start
 
 psql -X -q -c 'CREATE DATABASE shop'
-export PGDATABASE=shop
+export PGDATABASE=shop EVENT_LOG_ROOT=$ROOT
 # -a echoes every input line (comments too) before its output.
 psql -X -a -v ON_ERROR_STOP=1 -P pager=off -d shop -f "$SQL"
