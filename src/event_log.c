@@ -6,6 +6,7 @@
 #include "postgres.h"
 
 #include "fmgr.h"
+#include "miscadmin.h"
 #include "utils/guc.h"
 #include "utils/memutils.h"
 
@@ -32,9 +33,46 @@ _PG_init(void)
 							GUC_UNIT_KB,
 							NULL, NULL, NULL);
 
+	DefineCustomIntVariable("event_log.retry_interval",
+							"How long an async projection stopped by a handler error waits before retrying.",
+							"The shard's failing event is tried again by the first run after this interval.",
+							&el_retry_interval,
+							10000,
+							0,
+							24 * 3600 * 1000,
+							PGC_SUSET,
+							GUC_UNIT_MS,
+							NULL, NULL, NULL);
+
+	DefineCustomIntVariable("event_log.worker_naptime",
+							"How long the background worker sleeps when no event is waiting.",
+							"Appending transactions wake it when they commit; this bounds the wait otherwise.",
+							&el_worker_naptime,
+							1000,
+							10,
+							3600 * 1000,
+							PGC_SIGHUP,
+							GUC_UNIT_MS,
+							NULL, NULL, NULL);
+
+	DefineCustomIntVariable("event_log.worker_batch_size",
+							"Events the background worker applies per async projection and round.",
+							NULL,
+							&el_worker_batch_size,
+							10000,
+							1,
+							INT_MAX,
+							PGC_SIGHUP,
+							0,
+							NULL, NULL, NULL);
+
 	MarkGUCPrefixReserved("event_log");
 
 	el_stream_cache_init();
+
+	/* The launcher of the background workers needs preloading. */
+	if (process_shared_preload_libraries_in_progress)
+		el_register_launcher();
 }
 
 /* Refuse a NULL argument of a non-strict SQL function. */

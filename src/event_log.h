@@ -107,6 +107,14 @@ extern Oid	el_drop_allowed_relid;
 /* projection.c */
 #define EL_PROJECTION_TRIGGER	"event_log_projection_"
 extern bool el_projection_ddl;
+extern int	el_retry_interval;
+
+/* worker.c */
+extern int	el_worker_naptime;
+extern int	el_worker_batch_size;
+extern void el_register_launcher(void);
+extern void el_take_wait_lock(Oid stream);
+extern void el_release_wait_lock(Oid stream);
 extern bool el_is_projection_relation(Oid relid);
 extern int	el_inline_projections(Oid stream);
 extern char *el_projections_of_stream(Oid stream);

@@ -60,6 +60,9 @@ PG_FUNCTION_INFO_V1(el_shard_position);
 /* Set while our own code drops a projection's relations or trigger. */
 bool		el_projection_ddl = false;
 
+/* How long an async shard stopped by an error waits before a retry, in ms. */
+int			el_retry_interval = 10000;
+
 /* A projection's row in event_log.projections. */
 typedef struct ElProjection
 {
@@ -1416,6 +1419,12 @@ el_alter_projection(PG_FUNCTION_ARGS)
 	/* Compile to report mistakes now rather than at the next event. */
 	(void) el_compile(p, p->handlers, false, false, CurrentMemoryContext);
 	el_update_projection(p, 0, false);
+	/* Stopped shards retry at the next run. */
+	el_catalog_exec("UPDATE event_log.projection_offsets"
+					" SET error = NULL, error_seq = NULL, error_at = NULL"
+					" WHERE projection = $1 AND error IS NOT NULL",
+					1, (Oid[]) {OIDOID}, (Datum[]) {ObjectIdGetDatum(view)},
+					NULL, SPI_OK_UPDATE);
 	SPI_finish();
 	PG_RETURN_VOID();
 }
@@ -1593,24 +1602,34 @@ el_run_async(Oid view, int64 max_events)
 	bool	   *done;
 	HeapTuple  *batch = palloc(sizeof(HeapTuple) * EL_ASYNC_BATCH);
 	MemoryContext batchcxt;
-	Oid			types[1] = {OIDOID};
-	Datum		values[1] = {ObjectIdGetDatum(view)};
 	int64		total = 0;
 	bool		progress = true;
 
 	shards = el_stream_shards(p->stream);
 	seqs = palloc0(sizeof(int64) * shards);
 	done = palloc0(sizeof(bool) * shards);
-	if (SPI_execute_with_args("SELECT shard::pg_catalog.int8, seq FROM event_log.projection_offsets"
+	/*
+	 * A shard stopped by an error is retried once event_log.retry_interval
+	 * has passed since the error was recorded (alter_projection() clears
+	 * it, for an immediate retry).
+	 */
+	if (SPI_execute_with_args("SELECT shard::pg_catalog.int8, seq,"
+							  " CASE WHEN error_at > now() - $2 * interval '1 ms' THEN 1 ELSE 0 END::pg_catalog.int8"
+							  " FROM event_log.projection_offsets"
 							  " WHERE projection = $1",
-							  1, types, values, NULL, true, 0) != SPI_OK_SELECT)
+							  2, (Oid[]) {OIDOID, INT4OID},
+							  (Datum[]) {ObjectIdGetDatum(view), Int32GetDatum(el_retry_interval)},
+							  NULL, true, 0) != SPI_OK_SELECT)
 		elog(ERROR, "SPI_execute_with_args failed");
 	for (uint64 r = 0; r < SPI_processed; r++)
 	{
 		int64		shard = el_spi_int8(r, 1);
 
 		if (shard >= 0 && shard < shards)
+		{
 			seqs[shard] = el_spi_int8(r, 2);
+			done[shard] = el_spi_int8(r, 3) == 1;
+		}
 	}
 
 	stream = table_open(p->stream, AccessShareLock);

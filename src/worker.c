@@ -1,0 +1,348 @@
+/*
+ * worker.c
+ *	  The background worker that keeps async projections caught up.  With
+ *	  event_log in shared_preload_libraries, a launcher starts one worker
+ *	  per database that has the extension; each calls run_projections() and
+ *	  sleeps on its latch, which appending transactions set when they commit.
+ */
+#include "postgres.h"
+
+#include "access/heapam.h"
+#include "access/htup_details.h"
+#include "access/table.h"
+#include "access/tableam.h"
+#include "access/xact.h"
+#include "catalog/pg_database.h"
+#include "commands/extension.h"
+#include "executor/spi.h"
+#include "miscadmin.h"
+#include "pgstat.h"
+#include "postmaster/bgworker.h"
+#include "postmaster/interrupt.h"
+#include "storage/ipc.h"
+#include "storage/latch.h"
+#include "storage/lmgr.h"
+#include "storage/proc.h"
+#include "tcop/tcopprot.h"
+#include "utils/builtins.h"
+#include "utils/memutils.h"
+#include "utils/snapmgr.h"
+#include "utils/timestamp.h"
+
+#include "event_log.h"
+
+PGDLLEXPORT void el_launcher_main(Datum arg);
+PGDLLEXPORT void el_worker_main(Datum arg);
+
+int			el_worker_naptime = 1000;	/* ms */
+int			el_worker_batch_size = 10000;	/* events per projection per run */
+
+/* How long the launcher waits before looking at a database again. */
+#define EL_LAUNCHER_NAPTIME_MS	10000
+#define EL_MAX_DATABASES		64
+
+static void
+el_fill_worker(BackgroundWorker *w, const char *function, const char *name)
+{
+	memset(w, 0, sizeof(BackgroundWorker));
+	w->bgw_flags = BGWORKER_SHMEM_ACCESS | BGWORKER_BACKEND_DATABASE_CONNECTION;
+	w->bgw_start_time = BgWorkerStart_RecoveryFinished;
+	snprintf(w->bgw_library_name, BGW_MAXLEN, "event_log");
+	snprintf(w->bgw_function_name, BGW_MAXLEN, "%s", function);
+	snprintf(w->bgw_name, BGW_MAXLEN, "%s", name);
+	snprintf(w->bgw_type, BGW_MAXLEN, "%s", name);
+}
+
+/* Called from _PG_init() when loaded by shared_preload_libraries. */
+void
+el_register_launcher(void)
+{
+	BackgroundWorker w;
+
+	el_fill_worker(&w, "el_launcher_main", "event_log launcher");
+	w.bgw_restart_time = 10;
+	RegisterBackgroundWorker(&w);
+}
+
+/* ---------------------------------------------------------------------
+ * The launcher
+ * ---------------------------------------------------------------------
+ */
+
+typedef struct ElDatabase
+{
+	Oid			dboid;
+	BackgroundWorkerHandle *handle;
+	TimestampTz next_start;		/* do not start a worker before this */
+	bool		complained;		/* logged that no worker slot was free */
+} ElDatabase;
+
+static ElDatabase el_databases[EL_MAX_DATABASES];
+static int	el_ndatabases = 0;
+
+static ElDatabase *
+el_database(Oid dboid)
+{
+	for (int i = 0; i < el_ndatabases; i++)
+		if (el_databases[i].dboid == dboid)
+			return &el_databases[i];
+	if (el_ndatabases == EL_MAX_DATABASES)
+		return NULL;
+	el_databases[el_ndatabases].dboid = dboid;
+	el_databases[el_ndatabases].handle = NULL;
+	el_databases[el_ndatabases].next_start = 0;
+	el_databases[el_ndatabases].complained = false;
+	return &el_databases[el_ndatabases++];
+}
+
+/*
+ * Start a worker for every database that accepts connections and has none
+ * running.  A worker for a database without the extension, or without
+ * async projections, exits at once; the database is looked at again after
+ * the launcher's naptime.
+ */
+static void
+el_launch_workers(void)
+{
+	Relation	rel;
+	TableScanDesc scan;
+	HeapTuple	tup;
+	List	   *dbs = NIL;
+	ListCell   *lc;
+	TimestampTz now = GetCurrentTimestamp();
+
+	StartTransactionCommand();
+	(void) GetTransactionSnapshot();
+	rel = table_open(DatabaseRelationId, AccessShareLock);
+	scan = table_beginscan_catalog(rel, 0, NULL);
+	while (HeapTupleIsValid(tup = heap_getnext(scan, ForwardScanDirection)))
+	{
+		Form_pg_database db = (Form_pg_database) GETSTRUCT(tup);
+
+		if (db->datallowconn && !db->datistemplate)
+			dbs = lappend_oid(dbs, db->oid);
+	}
+	table_endscan(scan);
+	table_close(rel, AccessShareLock);
+	CommitTransactionCommand();
+
+	foreach(lc, dbs)
+	{
+		ElDatabase *d = el_database(lfirst_oid(lc));
+		BackgroundWorker w;
+		pid_t		pid;
+
+		if (d == NULL)
+			break;
+		if (d->handle != NULL &&
+			GetBackgroundWorkerPid(d->handle, &pid) != BGWH_STOPPED)
+			continue;
+		if (d->handle != NULL)
+		{
+			pfree(d->handle);
+			d->handle = NULL;
+			d->next_start = TimestampTzPlusMilliseconds(now, EL_LAUNCHER_NAPTIME_MS);
+		}
+		if (now < d->next_start)
+			continue;
+
+		el_fill_worker(&w, "el_worker_main", "event_log worker");
+		w.bgw_restart_time = BGW_NEVER_RESTART;
+		w.bgw_main_arg = ObjectIdGetDatum(d->dboid);
+		w.bgw_notify_pid = MyProcPid;
+		if (RegisterDynamicBackgroundWorker(&w, &d->handle))
+			d->complained = false;
+		else
+		{
+			d->handle = NULL;
+			if (!d->complained)
+				ereport(LOG,
+						(errmsg("event_log launcher could not start a worker for database %u",
+								d->dboid),
+						 errhint("Raise max_worker_processes.")));
+			d->complained = true;
+		}
+	}
+}
+
+void
+el_launcher_main(Datum arg)
+{
+	pqsignal(SIGHUP, SignalHandlerForConfigReload);
+	pqsignal(SIGTERM, die);
+	BackgroundWorkerUnblockSignals();
+	BackgroundWorkerInitializeConnection(NULL, NULL, 0);
+
+	for (;;)
+	{
+		CHECK_FOR_INTERRUPTS();
+		if (ConfigReloadPending)
+		{
+			ConfigReloadPending = false;
+			ProcessConfigFile(PGC_SIGHUP);
+		}
+		el_launch_workers();
+
+		/* A worker stopping sets our latch too (bgw_notify_pid). */
+		(void) WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH,
+						 EL_LAUNCHER_NAPTIME_MS, PG_WAIT_EXTENSION);
+		ResetLatch(MyLatch);
+	}
+}
+
+/* ---------------------------------------------------------------------
+ * A database's worker
+ * ---------------------------------------------------------------------
+ */
+
+#ifndef EL_WAIT_LOCKTAG_SPACE
+#define EL_WAIT_LOCKTAG_SPACE	0x4557
+#endif
+
+/*
+ * A stream's wait lock, held for the session in ACCESS SHARE mode.
+ * Appending transactions set the latch of every holder when they commit.
+ */
+void
+el_take_wait_lock(Oid stream)
+{
+	LOCKTAG		tag;
+
+	SET_LOCKTAG_ADVISORY(tag, MyDatabaseId, stream, 0, EL_WAIT_LOCKTAG_SPACE);
+	(void) LockAcquire(&tag, AccessShareLock, true, false);
+}
+
+void
+el_release_wait_lock(Oid stream)
+{
+	LOCKTAG		tag;
+
+	SET_LOCKTAG_ADVISORY(tag, MyDatabaseId, stream, 0, EL_WAIT_LOCKTAG_SPACE);
+	(void) LockRelease(&tag, AccessShareLock, true);
+}
+
+/* Streams whose wait lock we hold. */
+static List *el_watched = NIL;
+
+/*
+ * Hold the wait lock of every stream an async projection follows, for the
+ * session: an appending transaction that commits sets the latch of every
+ * holder (consumer.c), so the worker wakes on new events instead of
+ * sleeping its naptime out.  Taken before run_projections() reads, so a
+ * commit in between still wakes us.  Locks of streams no longer followed
+ * are released.  Returns false if no async projection exists.
+ */
+static bool
+el_watch_streams(void)
+{
+	List	   *streams = NIL;
+	ListCell   *lc;
+	MemoryContext old;
+
+	if (SPI_execute("SELECT DISTINCT stream FROM event_log.projections"
+					" WHERE mode = 'async'", true, 0) != SPI_OK_SELECT)
+		elog(ERROR, "SPI_execute failed");
+	for (uint64 i = 0; i < SPI_processed; i++)
+	{
+		bool		isnull;
+
+		streams = lappend_oid(streams,
+							  DatumGetObjectId(SPI_getbinval(SPI_tuptable->vals[i],
+															 SPI_tuptable->tupdesc,
+															 1, &isnull)));
+	}
+
+	foreach(lc, el_watched)
+		if (!list_member_oid(streams, lfirst_oid(lc)))
+			el_release_wait_lock(lfirst_oid(lc));
+	foreach(lc, streams)
+		if (!list_member_oid(el_watched, lfirst_oid(lc)))
+			el_take_wait_lock(lfirst_oid(lc));
+
+	list_free(el_watched);
+	old = MemoryContextSwitchTo(TopMemoryContext);
+	el_watched = list_copy(streams);
+	MemoryContextSwitchTo(old);
+	return streams != NIL;
+}
+
+/*
+ * One round: returns the events applied, or -1 if there is nothing to do
+ * here (no extension, or no async projection).
+ */
+static int64
+el_worker_round(void)
+{
+	int64		applied = 0;
+	bool		isnull;
+	char	   *sql;
+
+	SetCurrentStatementStartTimestamp();
+	StartTransactionCommand();
+	PushActiveSnapshot(GetTransactionSnapshot());
+	if (!OidIsValid(get_extension_oid("event_log", true)))
+	{
+		PopActiveSnapshot();
+		CommitTransactionCommand();
+		return -1;
+	}
+	pgstat_report_activity(STATE_RUNNING, "event_log: running async projections");
+	SPI_connect();
+	if (!el_watch_streams())
+	{
+		SPI_finish();
+		PopActiveSnapshot();
+		CommitTransactionCommand();
+		return -1;
+	}
+	sql = psprintf("SELECT event_log.run_projections(max_events => %d)",
+				   el_worker_batch_size);
+	if (SPI_execute(sql, false, 1) != SPI_OK_SELECT)
+		elog(ERROR, "SPI_execute failed on \"%s\"", sql);
+	applied = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0],
+										  SPI_tuptable->tupdesc, 1, &isnull));
+	SPI_finish();
+	PopActiveSnapshot();
+	CommitTransactionCommand();
+	pgstat_report_stat(false);
+	pgstat_report_activity(STATE_IDLE, NULL);
+	return applied;
+}
+
+void
+el_worker_main(Datum arg)
+{
+	Oid			dboid = DatumGetObjectId(arg);
+
+	pqsignal(SIGHUP, SignalHandlerForConfigReload);
+	pqsignal(SIGTERM, die);
+	BackgroundWorkerUnblockSignals();
+	BackgroundWorkerInitializeConnectionByOid(dboid, InvalidOid, 0);
+
+	for (;;)
+	{
+		int64		applied;
+
+		ResetLatch(MyLatch);
+		CHECK_FOR_INTERRUPTS();
+		if (ConfigReloadPending)
+		{
+			ConfigReloadPending = false;
+			ProcessConfigFile(PGC_SIGHUP);
+		}
+
+		/*
+		 * Errors a handler raises are recorded by run_projections() and do
+		 * not reach us; anything else ends the worker (with exit code 1),
+		 * and the launcher starts a new one after its naptime.
+		 */
+		applied = el_worker_round();
+		if (applied < 0)
+			proc_exit(0);		/* nothing to do here, for now */
+		if (applied > 0)
+			continue;			/* more may be waiting */
+
+		(void) WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH,
+						 el_worker_naptime, PG_WAIT_EXTENSION);
+	}
+}
