@@ -233,11 +233,22 @@ el_projection_load(Oid view)
 	ElProjection *p;
 	bool		isnull;
 	int			rc;
+	SPIPlanPtr	plan;
 
-	rc = SPI_execute_with_args("SELECT stream, mode, columns, handlers, reducer,"
-							   " initial, build_table, generation"
-							   " FROM event_log.projections WHERE projection = $1",
-							   1, types, values, NULL, true, 1);
+	/*
+	 * Read with the latest snapshot, as catalogs are: a REPEATABLE READ
+	 * appender whose snapshot predates a projection's creation still fires
+	 * its trigger and must find its row.
+	 */
+	plan = SPI_prepare("SELECT stream, mode, columns, handlers, reducer,"
+					   " initial, build_table, generation"
+					   " FROM event_log.projections WHERE projection = $1",
+					   1, types);
+	if (plan == NULL)
+		elog(ERROR, "SPI_prepare failed: %s", SPI_result_code_string(SPI_result));
+	rc = SPI_execute_snapshot(plan, values, NULL, GetLatestSnapshot(),
+							  InvalidSnapshot, true, false, 1);
+	SPI_freeplan(plan);
 	if (rc != SPI_OK_SELECT)
 		elog(ERROR, "SPI_execute_with_args failed: %s", SPI_result_code_string(rc));
 	if (SPI_processed == 0)
