@@ -3,7 +3,7 @@
 EXTENSION  = event_log
 MODULE_big = event_log
 OBJS       = src/event_log.o src/hash.o src/stream.o src/append.o src/read.o \
-             src/immutable.o src/decoder.o
+             src/immutable.o src/decoder.o src/consumer.o
 DATA       = sql/event_log--0.1.sql
 PGFILEDESC = "event_log - event streams with commit-order offsets"
 

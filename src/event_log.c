@@ -16,6 +16,9 @@ PG_MODULE_MAGIC;
 /* Largest payload or metadata document accepted in one event, in kB. */
 int			el_max_payload_size = 16 * 1024;
 
+/* How long a consumer group member's lease lasts without a poll, in ms. */
+int			el_lease_timeout = 30000;
+
 void		_PG_init(void);
 
 void
@@ -32,9 +35,21 @@ _PG_init(void)
 							GUC_UNIT_KB,
 							NULL, NULL, NULL);
 
+	DefineCustomIntVariable("event_log.lease_timeout",
+							"How long a consumer group member keeps its shards without polling.",
+							"A member that has not polled for this long loses its shards to the other members.",
+							&el_lease_timeout,
+							30000,
+							100,
+							24 * 3600 * 1000,
+							PGC_USERSET,
+							GUC_UNIT_MS,
+							NULL, NULL, NULL);
+
 	MarkGUCPrefixReserved("event_log");
 
 	el_stream_cache_init();
+	el_consumer_init();
 }
 
 /* Refuse a NULL argument of a non-strict SQL function. */

@@ -46,9 +46,14 @@
 /* Our own error conditions (documented in docs/streams.md). */
 #define ERRCODE_EL_VERSION_CONFLICT	MAKE_SQLSTATE('E','L','0','0','1')
 #define ERRCODE_EL_IMMUTABLE		MAKE_SQLSTATE('E','L','0','0','2')
+/* ... and in docs/consumers.md */
+#define ERRCODE_EL_LEASE_HELD		MAKE_SQLSTATE('E','L','0','0','3')
+#define ERRCODE_EL_OFFSET_BACKWARDS	MAKE_SQLSTATE('E','L','0','0','4')
+#define ERRCODE_EL_MEMBER_IN_USE	MAKE_SQLSTATE('E','L','0','0','5')
 
 /* event_log.c: GUCs and small shared helpers */
 extern int	el_max_payload_size;
+extern int	el_lease_timeout;
 extern void el_require_arg(FunctionCallInfo fcinfo, int argno, const char *name);
 
 /* stream.c: the stream registry */
@@ -72,18 +77,33 @@ typedef enum ElPlanKind
 	EL_PLAN_INSERT,				/* append(): INSERT (key, type, payload, ...) */
 	EL_PLAN_READ,				/* read(): one shard after a seq */
 	EL_PLAN_REPLAY,				/* replay(): one key after a version */
+	EL_PLAN_LAST,				/* the last seq of one shard */
 	EL_NUM_PLANS
 } ElPlanKind;
 
 extern SPIPlanPtr el_stream_plan(Oid relid, ElPlanKind kind);
 extern void el_stream_cache_init(void);
 extern char *el_stream_name(Oid relid);
+extern bool el_stream_has_consumers(Oid relid);
 
 /* hash.c */
 extern int	el_shard_for_key(const char *key, int len, int shards);
 
 /* append.c: position assignment */
 extern void el_check_key(text *key);
+
+/* read.c */
+extern uint64 el_read_shard(Oid relid, int32 shard, int64 after_seq,
+							int64 max_count, DestReceiver *dest);
+extern int64 el_shard_end(Oid relid, int32 shard);
+extern void el_check_shard(Oid relid, int shards, int32 shard);
+extern void el_check_select(Oid relid);
+
+/* consumer.c: consumer groups */
+extern void el_consumer_init(void);
+extern void el_consumer_note_append(Oid relid);
+extern bool el_consumer_groups_exist(Oid relid);
+extern void el_consumer_forget_stream(Oid relid);
 
 /* immutable.c */
 extern Oid	el_drop_allowed_relid;
