@@ -8,9 +8,10 @@ DATA       = sql/event_log--0.1.sql
 PGFILEDESC = "event_log - event streams with commit-order offsets"
 
 # pg_regress suites (sql/NAME.sql, expected/NAME.out)
-REGRESS    = streams append immutability bad_input privileges cdc
+REGRESS    = streams append immutability bad_input privileges cdc consumers
 # isolation specs (test/specs/NAME.spec, test/expected/NAME.out)
-ISOLATION  = commit_order rollback repeatable_read prepared shards_independent
+ISOLATION  = commit_order rollback repeatable_read prepared shards_independent \
+             consumer_members consumer_commit consumer_poll_race
 
 PG_CONFIG ?= $(shell command -v pg_config >/dev/null 2>&1 && echo pg_config || echo /usr/lib/postgresql/15/bin/pg_config)
 
