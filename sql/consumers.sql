@@ -76,7 +76,7 @@ FROM event_log.consumer_members m JOIN event_log.consumer_groups g ON g.id = m.g
 WHERE g.group_name = 'mailer' ORDER BY member;
 -- Each member holds a session-level lock while its session lives.
 SELECT count(*) FROM pg_locks
-WHERE locktype = 'object' AND classid = 'event_log.consumer_members'::regclass
+WHERE locktype = 'advisory' AND objsubid = 17741
   AND pid = pg_backend_pid() AND mode = 'AccessExclusiveLock';
 
 -- Dropping a group removes its offsets and members.

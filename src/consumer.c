@@ -491,21 +491,24 @@ el_consumer_forget_stream(Oid relid)
  * Members and their locks
  *
  * A member holds, for as long as its session lives, a session-level
- * AccessExclusiveLock on the object ('event_log.consumer_members'::regclass,
- * lock_id).  That lock is what tells other members that it is alive: when
- * its backend exits, however it exits, the lock manager releases it at once.
- * Others test it with a conditional AccessShareLock that they release right
- * away; testers never conflict with each other and never wait, so these
- * locks cannot take part in a deadlock.  A session lock is untouched by
- * transaction ends and by pg_advisory_unlock_all().
+ * AccessExclusiveLock on the advisory-type tag (database, lock_id, 0,
+ * EL_MEMBER_LOCKTAG_SPACE).  That lock is what tells other members that it
+ * is alive: when its backend exits, however it exits, the lock is released
+ * (by the lock manager at process exit, or with the process when the
+ * postmaster resets shared memory after a crash).  A transaction abort keeps
+ * it; pg_advisory_unlock_all() and DISCARD ALL drop it, and the member's
+ * next poll takes it again.  Others test it with a conditional session
+ * AccessShareLock that they release right away; testers never conflict with
+ * each other and nobody ever waits for these locks, so they cannot take
+ * part in a deadlock.
  * ----------------------------------------------------------------
  */
 
 static void
 el_member_tag(LOCKTAG *tag, int32 lock_id)
 {
-	SET_LOCKTAG_OBJECT(*tag, MyDatabaseId, el_catalog_relid("consumer_members"),
-					   (uint32) lock_id, 0);
+	SET_LOCKTAG_ADVISORY(*tag, MyDatabaseId, (uint32) lock_id, 0,
+						 EL_MEMBER_LOCKTAG_SPACE);
 }
 
 /* Whether this session holds the member lock lock_id. */
@@ -839,16 +842,16 @@ el_poll_once(ElGroup *g, const char *me, int max_count, DestReceiver *dest)
 
 /*
  * The lock a waiting poll() holds while it waits for events of a stream:
- * ('event_log.consumer_groups'::regclass, stream oid), AccessShareLock, for
- * the transaction or until the poll releases it.  An appending transaction
- * looks the holders up after its commit and sets their latches.  Nobody ever
- * acquires this lock in a conflicting mode (appenders only list holders), so
- * it never blocks anyone.
+ * the advisory-type tag (database, stream oid, 0, EL_WAIT_LOCKTAG_SPACE) in
+ * AccessShareLock, for the transaction or until the poll releases it.  An
+ * appending transaction lists the holders after its commit and sets their
+ * latches.  Nobody ever acquires this lock in a conflicting mode (appenders
+ * only list holders), so it never blocks anyone.
  */
 static void
-el_wait_tag(LOCKTAG *tag, Oid classid, Oid relid)
+el_wait_tag(LOCKTAG *tag, Oid relid)
 {
-	SET_LOCKTAG_OBJECT(*tag, MyDatabaseId, classid, relid, 0);
+	SET_LOCKTAG_ADVISORY(*tag, MyDatabaseId, relid, 0, EL_WAIT_LOCKTAG_SPACE);
 }
 
 /* Milliseconds in an interval, or -1 if it is out of our range. */
@@ -928,7 +931,7 @@ el_poll(PG_FUNCTION_ARGS)
 	 */
 	if (wait_ms > 0)
 	{
-		el_wait_tag(&wait_tag, el_catalog_relid("consumer_groups"), g.relid);
+		el_wait_tag(&wait_tag, g.relid);
 		(void) LockAcquire(&wait_tag, AccessShareLock, false, false);
 		deadline = TimestampTzPlusMilliseconds(GetCurrentTimestamp(), wait_ms);
 	}
@@ -1326,7 +1329,7 @@ el_shard_status(PG_FUNCTION_ARGS)
 static List *el_appended = NIL; /* in TopTransactionContext */
 static Oid	el_noted_relid = InvalidOid;
 static LocalTransactionId el_noted_lxid = InvalidLocalTransactionId;
-static Oid	el_wait_classid = InvalidOid;
+static bool el_wake = false;	/* set at pre-commit: wake at commit */
 
 void
 el_consumer_note_append(Oid relid)
@@ -1351,7 +1354,7 @@ el_wake_waiters(Oid relid)
 	LOCKTAG		tag;
 	VirtualTransactionId *vxids;
 
-	el_wait_tag(&tag, el_wait_classid, relid);
+	el_wait_tag(&tag, relid);
 	vxids = GetLockConflicts(&tag, AccessExclusiveLock, NULL);
 	for (; VirtualTransactionIdIsValid(*vxids); vxids++)
 	{
@@ -1372,14 +1375,7 @@ el_consumer_xact_callback(XactEvent event, void *arg)
 		case XACT_EVENT_PRE_COMMIT:
 			if (el_appended == NIL)
 				break;
-			{
-				Oid			nsp = get_namespace_oid("event_log", true);
-
-				el_wait_classid = OidIsValid(nsp) ?
-					get_relname_relid("consumer_groups", nsp) : InvalidOid;
-			}
-			if (!OidIsValid(el_wait_classid))
-				break;
+			el_wake = true;
 			foreach(lc, el_appended)
 			{
 				Oid			relid = lfirst_oid(lc);
@@ -1390,7 +1386,7 @@ el_consumer_xact_callback(XactEvent event, void *arg)
 			break;
 		case XACT_EVENT_COMMIT:
 			/* Nothing here may fail: the transaction is already committed. */
-			if (OidIsValid(el_wait_classid))
+			if (el_wake)
 				foreach(lc, el_appended)
 					el_wake_waiters(lfirst_oid(lc));
 			/* FALLTHROUGH */
@@ -1400,7 +1396,7 @@ el_consumer_xact_callback(XactEvent event, void *arg)
 		case XACT_EVENT_PARALLEL_ABORT:
 			el_appended = NIL;
 			el_noted_relid = InvalidOid;
-			el_wait_classid = InvalidOid;
+			el_wake = false;
 			break;
 		default:
 			break;

@@ -27,6 +27,16 @@
  */
 #define EL_LOCKTAG_SPACE	0x454C
 
+/*
+ * Consumer groups use two more spaces of the same kind (docs/consumers.md):
+ * a member's liveness lock (database, lock_id, 0, 17741) and the lock a
+ * waiting poll() holds on a stream (database, stream oid, 0, 17751).
+ * Advisory-type locks because only those are session locks that the
+ * backend's exit releases and a transaction abort keeps.
+ */
+#define EL_MEMBER_LOCKTAG_SPACE	0x454D
+#define EL_WAIT_LOCKTAG_SPACE	0x4557
+
 /* Attribute numbers of the contract columns of every stream table. */
 #define Anum_el_shard		1
 #define Anum_el_seq			2
