@@ -210,6 +210,8 @@ typedef struct ElLease
 	int64		committed_seq;
 } ElLease;
 
+static void el_group_check_owner(ElGroup *g);
+
 /* ----------------------------------------------------------------
  * The group catalog
  * ----------------------------------------------------------------
@@ -372,15 +374,57 @@ el_member_arg(FunctionCallInfo fcinfo, int argno)
  * start notifying its channel.  Returns false if it does not exist and
  * create is not set.  The caller is connected to SPI.
  */
+/*
+ * The last group this backend opened, so that a consumer's loop does not
+ * look it up on every call.  A stale entry (the group was dropped, or its
+ * creation rolled back) is noticed by the next statement that finds no row
+ * for its id, which calls el_group_forget() and opens the group again.
+ */
+static struct
+{
+	Oid			relid;
+	char		name[EL_MAX_NAME_BYTES + 1];
+	int32		id;
+	Oid			owner;
+}			el_last_group;
+
+static void
+el_group_forget(void)
+{
+	el_last_group.id = 0;
+}
+
+static void
+el_group_remember(ElGroup *g)
+{
+	int			len = VARSIZE_ANY_EXHDR(g->name);
+
+	el_last_group.relid = g->relid;
+	memcpy(el_last_group.name, VARDATA_ANY(g->name), len);
+	el_last_group.name[len] = '\0';
+	el_last_group.id = g->id;
+	el_last_group.owner = g->owner;
+}
+
 static bool
 el_group_open(ElGroup *g, text *name, Oid relid, int shards, bool create)
 {
 	Datum		values[3];
 	bool		isnull;
+	int			len = VARSIZE_ANY_EXHDR(name);
 
 	g->relid = relid;
 	g->shards = shards;
 	g->name = name;
+	if (el_last_group.id != 0 && el_last_group.relid == relid &&
+		strlen(el_last_group.name) == (size_t) len &&
+		memcmp(el_last_group.name, VARDATA_ANY(name), len) == 0)
+	{
+		g->id = el_last_group.id;
+		g->owner = el_last_group.owner;
+		return true;
+	}
+	el_group_forget();
 	values[0] = ObjectIdGetDatum(relid);
 	values[1] = PointerGetDatum(name);
 	values[2] = ObjectIdGetDatum(GetUserId());
@@ -404,6 +448,7 @@ el_group_open(ElGroup *g, text *name, Oid relid, int shards, bool create)
 			args[1] = Int32GetDatum(shards);
 			el_query(Q_OFFSETS_CREATE, args, NULL, 0);
 			CacheInvalidateRelcacheByRelid(relid);
+			el_group_remember(g);
 			return true;
 		}
 		if (el_query(Q_GROUP_FIND, values, NULL, 1) == 0)
@@ -416,6 +461,7 @@ el_group_open(ElGroup *g, text *name, Oid relid, int shards, bool create)
 	}
 	g->id = DatumGetInt32(el_result(0, 1, &isnull));
 	g->owner = DatumGetObjectId(el_result(0, 2, &isnull));
+	el_group_remember(g);
 	return true;
 }
 
@@ -447,6 +493,8 @@ el_group_begin(ElGroup *g, FunctionCallInfo fcinfo, bool create)
 	shards = el_require_stream(relid);
 	el_check_select(relid);
 	SPI_connect();
+	if (!create)
+		el_group_forget();		/* look it up: no stale entry may recreate it */
 	if (!el_group_open(g, PG_GETARG_TEXT_PP(0), relid, shards, create))
 		g->id = 0;
 	else
@@ -485,6 +533,7 @@ el_consumer_forget_stream(Oid relid)
 
 	values[0] = ObjectIdGetDatum(relid);
 	el_query(Q_STREAM_FORGET, values, NULL, 0);
+	el_group_forget();
 }
 
 /* ----------------------------------------------------------------
@@ -673,12 +722,12 @@ typedef enum ElShardPlan
  * shards up to my share.  Fills shards[] and after[] with the shards I hold,
  * and their committed offsets, and returns how many.
  *
- * Locking: the decision is made from an unlocked read, then the rows
- * concerned are locked FOR UPDATE SKIP LOCKED and checked again.  A row
- * another transaction holds (its member polling or committing in an open
- * transaction, or a reset) is skipped, never waited for; so poll never
- * blocks on other members, and the lock on my rows keeps others from
- * claiming them until my transaction ends.  Rows are locked in shard order.
+ * Locking: the decision is made from an unlocked read, then the rows to
+ * claim or release are locked FOR UPDATE SKIP LOCKED and checked again.  A
+ * row another transaction holds (its member claiming or committing in an
+ * open transaction, or a reset) is skipped, never waited for; so poll never
+ * blocks on other members and cannot deadlock with them.  Rows are locked in
+ * shard order.  Returns -1 if the group is gone (stale cache).
  */
 static int
 el_settle_shards(ElGroup *g, const char *me, int32 *shards, int64 *after)
@@ -721,13 +770,35 @@ el_settle_shards(ElGroup *g, const char *me, int32 *shards, int64 *after)
 			kept++;
 		}
 	}
-	SPI_freetuptable(SPI_tuptable);
 
+	if (n == 0)
+	{
+		/* The group is gone (a stale cache entry): the caller retries. */
+		el_group_forget();
+		return -1;
+	}
+
+	/*
+	 * Kept shards are read without a row lock: another member claims a
+	 * shard only when my lease is not live, and if that happens while I
+	 * read, its events are delivered twice and my commit is refused.
+	 */
+	for (uint64 i = 0; i < n; i++)
+	{
+		el_result_lease(i, &lease);
+		if (plan[lease.shard] == SP_KEEP)
+		{
+			shards[nheld] = lease.shard;
+			after[nheld] = lease.committed_seq;
+			nheld++;
+		}
+	}
+	SPI_freetuptable(SPI_tuptable);
 	for (int s = 0; s < g->shards; s++)
-		if (plan[s] != SP_NONE)
+		if (plan[s] == SP_RELEASE || plan[s] == SP_CLAIM)
 			lock[nlock++] = s;
 	if (nlock == 0)
-		return 0;
+		return nheld;
 
 	values[1] = el_int4_array(lock, nlock);
 	n = el_query(Q_SHARDS_LOCK, values, NULL, 0);
@@ -739,10 +810,6 @@ el_settle_shards(ElGroup *g, const char *me, int32 *shards, int64 *after)
 		is_mine = lease.member != NULL && strcmp(lease.member, me) == 0;
 		switch (plan[lease.shard])
 		{
-			case SP_KEEP:
-				if (!is_mine)
-					continue;
-				break;
 			case SP_RELEASE:
 				if (is_mine)
 					release[nrelease++] = lease.shard;
@@ -753,6 +820,7 @@ el_settle_shards(ElGroup *g, const char *me, int32 *shards, int64 *after)
 				if (!is_mine)
 					claim[nclaim++] = lease.shard;
 				break;
+			case SP_KEEP:
 			case SP_NONE:
 				continue;
 		}
@@ -805,7 +873,14 @@ el_poll_once(ElGroup *g, const char *me, int max_count, DestReceiver *dest)
 	uint64		total = 0;
 
 	nheld = el_settle_shards(g, me, shards, after);
-	if (nheld == 0)
+	if (nheld < 0)
+	{
+		/* A stale group id: open the group again, once. */
+		if (!el_group_open(g, g->name, g->relid, g->shards, true))
+			return 0;
+		nheld = el_settle_shards(g, me, shards, after);
+	}
+	if (nheld <= 0)
 		return 0;
 
 	PushActiveSnapshot(GetTransactionSnapshot());
@@ -983,7 +1058,16 @@ el_lock_offset(ElGroup *g, int32 shard, ElLease *lease)
 	values[0] = Int32GetDatum(g->id);
 	values[1] = Int32GetDatum(shard);
 	if (el_query(Q_OFFSET_LOCK, values, NULL, 1) != 1)
-		elog(ERROR, "consumer group %d has no row for shard %d", g->id, shard);
+	{
+		/* A stale group id: open the group again, once. */
+		el_group_forget();
+		if (!el_group_open(g, g->name, g->relid, g->shards, true))
+			elog(ERROR, "consumer group vanished");
+		el_group_check_owner(g);
+		values[0] = Int32GetDatum(g->id);
+		if (el_query(Q_OFFSET_LOCK, values, NULL, 1) != 1)
+			elog(ERROR, "consumer group %d has no row for shard %d", g->id, shard);
+	}
 	el_result_lease(0, lease);
 	SPI_freetuptable(SPI_tuptable);
 }
@@ -1252,6 +1336,7 @@ el_drop_group(PG_FUNCTION_ARGS)
 	}
 	values[0] = Int32GetDatum(g.id);
 	el_query(Q_GROUP_DROP, values, NULL, 0);
+	el_group_forget();
 	CacheInvalidateRelcacheByRelid(g.relid);
 	SPI_finish();
 	PG_RETURN_BOOL(true);
