@@ -91,3 +91,32 @@ FROM (SELECT data::jsonb AS d FROM pg_logical_slot_peek_changes('shop_feed', NUL
 \! pg_recvlogical -d shop -S shop_feed --start -o types=CheckedOut -f - --endpos "$(psql -XAt -d shop -c 'SELECT pg_current_wal_lsn()')"
 
 SELECT pg_drop_replication_slot('shop_feed');
+
+-- 9. Consumer groups: an "abandoned cart mailer" reads the cart events at
+--    least once, remembers per shard where it stopped, and resumes there.
+--    Its first poll creates the group at the start of every shard.
+SELECT shard, seq, key, type FROM event_log.poll('abandoned_cart_mailer', 'shop.cart_events', max_count => 5);
+
+--    Nothing moves until it commits.  A real mailer sends its mails, then
+--    commits the last seq it handled in each shard, in the same transaction
+--    as its own bookkeeping; here one statement does both for a batch.
+WITH batch AS (SELECT * FROM event_log.poll('abandoned_cart_mailer', 'shop.cart_events', max_count => 5))
+SELECT shard, string_agg(key || ' ' || type, ', ' ORDER BY seq) AS handled, max(seq) AS up_to,
+       (SELECT true FROM event_log.commit_offset('abandoned_cart_mailer', 'shop.cart_events', shard, max(seq))) AS committed
+FROM batch GROUP BY shard ORDER BY shard;
+
+--    How far behind is it?
+SELECT shard, committed_seq, log_end, lag_events FROM event_log.consumer_lag
+WHERE group_name = 'abandoned_cart_mailer' ORDER BY shard;
+
+--    A new cart is left behind; the mailer (after a restart, say) resumes
+--    after its committed offsets: the rest of the old events, then the new one.
+INSERT INTO shop.cart_events (key, type, payload) VALUES ('cart-eve', 'ItemAdded', '{"sku": "jam", "qty": 1}');
+SELECT shard, seq, key, type FROM event_log.poll('abandoned_cart_mailer', 'shop.cart_events');
+
+--    A blocking poll waits (here up to 1 s) for new events instead of spinning;
+--    consumers outside the database can LISTEN on the stream's channel.
+SELECT event_log.commit_offset('abandoned_cart_mailer', 'shop.cart_events', shard, max(seq))
+FROM event_log.poll('abandoned_cart_mailer', 'shop.cart_events') GROUP BY shard;
+SELECT count(*) AS new_events FROM event_log.poll('abandoned_cart_mailer', 'shop.cart_events', wait => '1 second');
+SELECT event_log.channel('shop.cart_events') LIKE 'event_log_%' AS has_channel;
