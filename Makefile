@@ -3,16 +3,18 @@
 EXTENSION  = event_log
 MODULE_big = event_log
 OBJS       = src/event_log.o src/hash.o src/stream.o src/append.o src/read.o \
-             src/immutable.o src/decoder.o src/projection.o \
+             src/immutable.o src/decoder.o src/projection.o src/consumer.o \
              src/worker.o
 DATA       = sql/event_log--0.1.sql
 PGFILEDESC = "event_log - event streams with commit-order offsets"
 
 # pg_regress suites (sql/NAME.sql, expected/NAME.out)
-REGRESS    = streams append immutability bad_input privileges cdc projections
+REGRESS    = streams append immutability bad_input privileges cdc projections \
+             consumers
 # isolation specs (test/specs/NAME.spec, test/expected/NAME.out)
 ISOLATION  = commit_order rollback repeatable_read prepared shards_independent \
-             projection_async projection_rebuild
+             projection_async projection_rebuild \
+             consumer_members consumer_commit consumer_poll_race
 
 PG_CONFIG ?= $(shell command -v pg_config >/dev/null 2>&1 && echo pg_config || echo /usr/lib/postgresql/15/bin/pg_config)
 

@@ -129,6 +129,153 @@ ALTER EVENT TRIGGER event_log_guard_drop ENABLE ALWAYS;
 
 GRANT USAGE ON SCHEMA event_log TO PUBLIC;
 
+-- ==========================================================================
+-- Consumer groups (docs/consumers.md, docs/design/consumers.md)
+-- ==========================================================================
+
+-- One row per (stream, group name).  A group belongs to the role that
+-- created it (by its first poll, commit_offset or reset_offsets); only that
+-- role and its members may use it.  Rows are written only by the extension's
+-- C code, which runs those statements as the extension's owner.
+CREATE SEQUENCE event_log.consumer_group_ids AS integer;
+CREATE TABLE event_log.consumer_groups (
+    id          integer     PRIMARY KEY DEFAULT nextval('event_log.consumer_group_ids'),
+    stream      regclass    NOT NULL,
+    group_name  text        NOT NULL CHECK (group_name <> '' AND octet_length(group_name) <= 200),
+    owner       regrole     NOT NULL,
+    created_at  timestamptz NOT NULL DEFAULT now(),
+    UNIQUE (stream, group_name)
+);
+ALTER SEQUENCE event_log.consumer_group_ids OWNED BY event_log.consumer_groups.id;
+
+-- Committed offset and current lease holder of each shard of each group.
+CREATE TABLE event_log.consumer_offsets (
+    group_id      integer     NOT NULL REFERENCES event_log.consumer_groups (id) ON DELETE CASCADE,
+    shard         integer     NOT NULL CHECK (shard >= 0),
+    committed_seq bigint      NOT NULL DEFAULT 0 CHECK (committed_seq >= 0),
+    committed_at  timestamptz,
+    member        text,
+    PRIMARY KEY (group_id, shard)
+);
+
+-- The live members of each group.  A member holds a session-level lock on
+-- ('event_log.consumer_members'::regclass, lock_id) while its session lives,
+-- and renews expires_at when it polls.
+CREATE SEQUENCE event_log.consumer_member_locks AS integer CYCLE;
+CREATE TABLE event_log.consumer_members (
+    group_id    integer     NOT NULL REFERENCES event_log.consumer_groups (id) ON DELETE CASCADE,
+    member      text        NOT NULL,
+    lock_id     integer     NOT NULL DEFAULT nextval('event_log.consumer_member_locks'),
+    pid         integer     NOT NULL,
+    joined_at   timestamptz NOT NULL DEFAULT clock_timestamp(),
+    expires_at  timestamptz NOT NULL,
+    PRIMARY KEY (group_id, member)
+);
+ALTER SEQUENCE event_log.consumer_member_locks OWNED BY event_log.consumer_members.lock_id;
+
+SELECT pg_catalog.pg_extension_config_dump('event_log.consumer_groups', '');
+SELECT pg_catalog.pg_extension_config_dump('event_log.consumer_group_ids', '');
+SELECT pg_catalog.pg_extension_config_dump('event_log.consumer_offsets', '');
+
+REVOKE ALL ON event_log.consumer_groups, event_log.consumer_offsets,
+              event_log.consumer_members FROM PUBLIC;
+GRANT SELECT ON event_log.consumer_groups, event_log.consumer_offsets,
+                event_log.consumer_members TO PUBLIC;
+
+CREATE FUNCTION event_log.poll(
+    group_name text,
+    stream regclass,
+    max_count integer DEFAULT 100,
+    member text DEFAULT NULL,
+    wait interval DEFAULT NULL)
+RETURNS SETOF event_log.event
+AS 'MODULE_PATHNAME', 'el_poll'
+LANGUAGE C VOLATILE
+SET search_path = pg_catalog, pg_temp;
+
+CREATE FUNCTION event_log.commit_offset(
+    group_name text,
+    stream regclass,
+    shard integer,
+    seq bigint,
+    member text DEFAULT NULL)
+RETURNS void
+AS 'MODULE_PATHNAME', 'el_commit_offset'
+LANGUAGE C VOLATILE
+SET search_path = pg_catalog, pg_temp;
+
+CREATE FUNCTION event_log.committed_offset(
+    group_name text,
+    stream regclass,
+    shard integer)
+RETURNS bigint
+AS 'MODULE_PATHNAME', 'el_committed_offset'
+LANGUAGE C STABLE
+SET search_path = pg_catalog, pg_temp;
+
+CREATE FUNCTION event_log.reset_offsets(
+    group_name text,
+    stream regclass,
+    to_position text DEFAULT NULL,
+    to_seq bigint DEFAULT NULL,
+    to_time timestamptz DEFAULT NULL,
+    only_shard integer DEFAULT NULL)
+RETURNS TABLE (shard integer, old_seq bigint, new_seq bigint)
+AS 'MODULE_PATHNAME', 'el_reset_offsets'
+LANGUAGE C VOLATILE
+SET search_path = pg_catalog, pg_temp;
+
+CREATE FUNCTION event_log.drop_group(group_name text, stream regclass)
+RETURNS boolean
+AS 'MODULE_PATHNAME', 'el_drop_group'
+LANGUAGE C VOLATILE
+SET search_path = pg_catalog, pg_temp;
+
+-- The LISTEN channel of a stream: notified once per committed transaction
+-- that appended to it, while the stream has at least one consumer group.
+CREATE FUNCTION event_log.channel(stream regclass)
+RETURNS text
+AS 'MODULE_PATHNAME', 'el_channel'
+LANGUAGE C STABLE STRICT;
+
+-- For consumer_lag: a shard's last seq and the recorded_at of the first
+-- event after after_seq.  NULLs when the caller may not read the stream.
+CREATE FUNCTION event_log.shard_status(
+    stream regclass,
+    shard integer,
+    after_seq bigint,
+    OUT log_end bigint,
+    OUT next_recorded_at timestamptz)
+RETURNS record
+AS 'MODULE_PATHNAME', 'el_shard_status'
+LANGUAGE C STABLE STRICT
+SET search_path = pg_catalog, pg_temp;
+
+CREATE VIEW event_log.consumer_lag AS
+SELECT g.group_name,
+       g.stream,
+       o.shard,
+       o.committed_seq,
+       s.log_end,
+       s.log_end - o.committed_seq AS lag_events,
+       CASE WHEN s.log_end IS NULL THEN NULL
+            WHEN s.next_recorded_at IS NULL THEN interval '0'
+            ELSE greatest(now() - s.next_recorded_at, interval '0')
+       END AS lag_time,
+       o.committed_at,
+       o.member,
+       m.expires_at AS lease_expires_at
+FROM event_log.consumer_groups g
+JOIN event_log.consumer_offsets o ON o.group_id = g.id
+LEFT JOIN event_log.consumer_members m ON m.group_id = o.group_id AND m.member = o.member
+CROSS JOIN LATERAL event_log.shard_status(g.stream, o.shard, o.committed_seq) s;
+
+GRANT SELECT ON event_log.consumer_lag TO PUBLIC;
+
+-- ==========================================================================
+-- Projections (docs/projections.md, docs/design/projections.md)
+-- ==========================================================================
+
 -- Projections: read models kept from a stream, queried through a view of
 -- the projection's name over its current build table.  Rows are written only
 -- by the extension's C functions; everybody may read them.
@@ -215,25 +362,15 @@ RETURNS trigger
 AS 'MODULE_PATHNAME', 'el_project'
 LANGUAGE C;
 
-CREATE FUNCTION event_log.shard_position(
-    stream regclass,
-    shard integer,
-    after_seq bigint,
-    OUT last_seq bigint,
-    OUT next_recorded_at timestamptz)
-RETURNS record
-AS 'MODULE_PATHNAME', 'el_shard_position'
-LANGUAGE C STABLE;
-
 -- Where each async projection stands, per shard.
 CREATE VIEW event_log.projection_lag AS
 SELECT p.projection,
        p.stream,
        o.shard,
        o.seq AS applied_seq,
-       s.last_seq,
-       s.last_seq - o.seq AS lag_events,
-       CASE WHEN s.last_seq > o.seq THEN now() - s.next_recorded_at
+       s.log_end AS last_seq,
+       s.log_end - o.seq AS lag_events,
+       CASE WHEN s.log_end > o.seq THEN now() - s.next_recorded_at
             ELSE interval '0' END AS lag_time,
        o.applied_at,
        o.error,
@@ -241,7 +378,7 @@ SELECT p.projection,
        o.error_at
   FROM event_log.projections p
   JOIN event_log.projection_offsets o ON o.projection = p.projection
-  CROSS JOIN LATERAL event_log.shard_position(p.stream, o.shard, o.seq) s
+  CROSS JOIN LATERAL event_log.shard_status(p.stream, o.shard, o.seq) s
  WHERE p.mode = 'async';
 
 GRANT SELECT ON event_log.projection_lag TO PUBLIC;

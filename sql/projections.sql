@@ -1,5 +1,5 @@
 -- Projections: read models kept from a stream, queried as views.
-CREATE EXTENSION IF NOT EXISTS event_log;
+CREATE EXTENSION event_log;
 CREATE SCHEMA shop;
 SELECT event_log.create_stream('shop.carts', 4);
 
@@ -260,3 +260,4 @@ SELECT event_log.drop_stream('shop.carts') > 0 AS dropped;
 DROP SCHEMA shop CASCADE;
 DROP ROLE el_clerk;
 DROP ROLE el_analyst;
+DROP EXTENSION event_log;

@@ -669,6 +669,7 @@ el_assign_position(PG_FUNCTION_ARGS)
 		/* Keep replicated appends in commit order against local ones too. */
 		el_lock_shard(RelationGetRelid(rel), DatumGetInt32(values[Anum_el_shard - 1]));
 		el_forget_positions();
+		el_consumer_note_append(RelationGetRelid(rel));
 		return PointerGetDatum(trigdata->tg_trigtuple);
 	}
 
@@ -699,6 +700,7 @@ el_assign_position(PG_FUNCTION_ARGS)
 
 	shard = el_shard_for_key(VARDATA_ANY(key), VARSIZE_ANY_EXHDR(key), shards);
 	el_lock_shard(RelationGetRelid(rel), shard);
+	el_consumer_note_append(RelationGetRelid(rel));
 
 	if (isnull[Anum_el_event_id - 1])
 		event_id = el_new_uuid();

@@ -17,6 +17,9 @@ PG_MODULE_MAGIC;
 /* Largest payload or metadata document accepted in one event, in kB. */
 int			el_max_payload_size = 16 * 1024;
 
+/* How long a consumer group member's lease lasts without a poll, in ms. */
+int			el_lease_timeout = 30000;
+
 void		_PG_init(void);
 
 void
@@ -66,9 +69,21 @@ _PG_init(void)
 							0,
 							NULL, NULL, NULL);
 
+	DefineCustomIntVariable("event_log.lease_timeout",
+							"How long a consumer group member keeps its shards without polling.",
+							"A member that has not polled for this long loses its shards to the other members.",
+							&el_lease_timeout,
+							30000,
+							100,
+							24 * 3600 * 1000,
+							PGC_USERSET,
+							GUC_UNIT_MS,
+							NULL, NULL, NULL);
+
 	MarkGUCPrefixReserved("event_log");
 
 	el_stream_cache_init();
+	el_consumer_init();
 
 	/* The launcher of the background workers needs preloading. */
 	if (process_shared_preload_libraries_in_progress)

@@ -9,6 +9,7 @@
 #include "postgres.h"
 
 #include "executor/spi.h"
+#include "storage/lock.h"
 #include "fmgr.h"
 #include "utils/rel.h"
 #include "utils/uuid.h"
@@ -33,6 +34,16 @@
  * projection take it until their transaction ends.
  */
 #define EL_PROJECTION_LOCK_SPACE	0x4550
+
+/*
+ * Consumer groups use two more spaces of the same kind (docs/consumers.md):
+ * a member's liveness lock (database, lock_id, 0, 17741) and the lock a
+ * waiting poll() holds on a stream (database, stream oid, 0, 17751).
+ * Advisory-type locks because only those are session locks that the
+ * backend's exit releases and a transaction abort keeps.
+ */
+#define EL_MEMBER_LOCKTAG_SPACE	0x454D
+#define EL_WAIT_LOCKTAG_SPACE	0x4557
 
 /* Attribute numbers of the contract columns of every stream table. */
 #define Anum_el_shard		1
@@ -61,9 +72,14 @@ extern const ElColumn el_columns[EL_NATTS];
 /* Our own error conditions (documented in docs/streams.md). */
 #define ERRCODE_EL_VERSION_CONFLICT	MAKE_SQLSTATE('E','L','0','0','1')
 #define ERRCODE_EL_IMMUTABLE		MAKE_SQLSTATE('E','L','0','0','2')
+/* ... and in docs/consumers.md */
+#define ERRCODE_EL_LEASE_HELD		MAKE_SQLSTATE('E','L','0','0','3')
+#define ERRCODE_EL_OFFSET_BACKWARDS	MAKE_SQLSTATE('E','L','0','0','4')
+#define ERRCODE_EL_MEMBER_IN_USE	MAKE_SQLSTATE('E','L','0','0','5')
 
 /* event_log.c: GUCs and small shared helpers */
 extern int	el_max_payload_size;
+extern int	el_lease_timeout;
 extern void el_require_arg(FunctionCallInfo fcinfo, int argno, const char *name);
 
 /* stream.c: the stream registry */
@@ -87,6 +103,7 @@ typedef enum ElPlanKind
 	EL_PLAN_INSERT,				/* append(): INSERT (key, type, payload, ...) */
 	EL_PLAN_READ,				/* read(): one shard after a seq */
 	EL_PLAN_REPLAY,				/* replay(): one key after a version */
+	EL_PLAN_LAST,				/* the last seq of one shard */
 	EL_NUM_PLANS
 } ElPlanKind;
 
@@ -94,12 +111,27 @@ extern SPIPlanPtr el_stream_plan(Oid relid, ElPlanKind kind);
 extern void el_stream_cache_init(void);
 extern char *el_stream_name(Oid relid);
 extern List *el_parse_name(const char *name, const char *what);
+extern bool el_stream_has_consumers(Oid relid);
 
 /* hash.c */
 extern int	el_shard_for_key(const char *key, int len, int shards);
 
 /* append.c: position assignment */
 extern void el_check_key(text *key);
+
+/* read.c */
+extern uint64 el_read_shard(Oid relid, int32 shard, int64 after_seq,
+							int64 max_count, DestReceiver *dest);
+extern int64 el_shard_end(Oid relid, int32 shard);
+extern void el_check_shard(Oid relid, int shards, int32 shard);
+extern void el_check_select(Oid relid);
+
+/* consumer.c: consumer groups */
+extern void el_consumer_init(void);
+extern void el_consumer_note_append(Oid relid);
+extern void el_wait_tag(LOCKTAG *tag, Oid relid);
+extern bool el_consumer_groups_exist(Oid relid);
+extern void el_consumer_forget_stream(Oid relid);
 
 /* immutable.c */
 extern Oid	el_drop_allowed_relid;
@@ -113,8 +145,6 @@ extern int	el_retry_interval;
 extern int	el_worker_naptime;
 extern int	el_worker_batch_size;
 extern void el_register_launcher(void);
-extern void el_take_wait_lock(Oid stream);
-extern void el_release_wait_lock(Oid stream);
 extern bool el_is_projection_relation(Oid relid);
 extern int	el_inline_projections(Oid stream);
 extern char *el_projections_of_stream(Oid stream);

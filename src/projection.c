@@ -52,7 +52,6 @@ PG_FUNCTION_INFO_V1(el_alter_projection);
 PG_FUNCTION_INFO_V1(el_drop_projection);
 PG_FUNCTION_INFO_V1(el_run_projections);
 PG_FUNCTION_INFO_V1(el_project);
-PG_FUNCTION_INFO_V1(el_shard_position);
 
 #define EL_PARAM_ROW			(EL_NATTS + 1)	/* $n of the whole event */
 #define EL_ASYNC_BATCH			1000
@@ -1430,7 +1429,11 @@ el_alter_projection(PG_FUNCTION_ARGS)
 	/* Compile to report mistakes now rather than at the next event. */
 	(void) el_compile(p, p->handlers, false, false, CurrentMemoryContext);
 	el_update_projection(p, 0, false);
-	/* Stopped shards retry at the next run. */
+	/*
+	 * Stopped shards retry at the next run; wake the background worker at
+	 * commit, as an append to the stream would.
+	 */
+	el_consumer_note_append(p->stream);
 	el_catalog_exec("UPDATE event_log.projection_offsets"
 					" SET error = NULL, error_seq = NULL, error_at = NULL"
 					" WHERE projection = $1 AND error IS NOT NULL",
@@ -1780,68 +1783,4 @@ el_run_projections(PG_FUNCTION_ARGS)
 	}
 	SPI_finish();
 	PG_RETURN_INT64(total);
-}
-
-/*
- * event_log.shard_position(stream regclass, shard integer, after_seq bigint,
- *     OUT last_seq bigint, OUT next_recorded_at timestamptz)
- *
- * The end of a shard, and when the first event after after_seq was
- * recorded: what the lag views need.  NULLs if the caller may not read the
- * stream.
- */
-Datum
-el_shard_position(PG_FUNCTION_ARGS)
-{
-	Oid			relid;
-	int32		shard;
-	int64		after;
-	TupleDesc	tupdesc;
-	Datum		values[2] = {0};
-	bool		nulls[2] = {true, true};
-	Relation	rel;
-	Relation	pk;
-	Snapshot	snap;
-	ScanKeyData keys[2];
-	IndexScanDesc scan;
-	TupleTableSlot *slot;
-
-	if (get_call_result_type(fcinfo, NULL, &tupdesc) != TYPEFUNC_COMPOSITE)
-		elog(ERROR, "return type must be a row type");
-	tupdesc = BlessTupleDesc(tupdesc);
-	if (PG_ARGISNULL(0) || PG_ARGISNULL(1) || PG_ARGISNULL(2))
-		PG_RETURN_NULL();
-	relid = PG_GETARG_OID(0);
-	shard = PG_GETARG_INT32(1);
-	after = PG_GETARG_INT64(2);
-	if (el_stream_shards(relid) <= 0 ||
-		pg_class_aclcheck(relid, GetUserId(), ACL_SELECT) != ACLCHECK_OK)
-		PG_RETURN_DATUM(HeapTupleGetDatum(heap_form_tuple(tupdesc, values, nulls)));
-
-	rel = table_open(relid, AccessShareLock);
-	pk = index_open(el_stream_indexes(rel)->pk, AccessShareLock);
-	snap = RegisterSnapshot(GetTransactionSnapshot());
-	slot = table_slot_create(rel, NULL);
-
-	ScanKeyInit(&keys[0], 1, BTEqualStrategyNumber, F_INT4EQ, Int32GetDatum(shard));
-	scan = index_beginscan(rel, pk, snap, 1, 0);
-	index_rescan(scan, keys, 1, NULL, 0);
-	values[0] = Int64GetDatum(0);
-	nulls[0] = false;
-	if (index_getnext_slot(scan, BackwardScanDirection, slot))
-		values[0] = slot_getattr(slot, Anum_el_seq, &nulls[0]);
-	index_endscan(scan);
-
-	ScanKeyInit(&keys[1], 2, BTEqualStrategyNumber, F_INT8EQ, Int64GetDatum(after + 1));
-	scan = index_beginscan(rel, pk, snap, 2, 0);
-	index_rescan(scan, keys, 2, NULL, 0);
-	if (index_getnext_slot(scan, ForwardScanDirection, slot))
-		values[1] = slot_getattr(slot, Anum_el_recorded_at, &nulls[1]);
-	index_endscan(scan);
-
-	ExecDropSingleTupleTableSlot(slot);
-	UnregisterSnapshot(snap);
-	index_close(pk, AccessShareLock);
-	table_close(rel, AccessShareLock);
-	PG_RETURN_DATUM(HeapTupleGetDatum(heap_form_tuple(tupdesc, values, nulls)));
 }

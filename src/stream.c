@@ -62,6 +62,8 @@ typedef struct ElStreamCacheEntry
 	int			shards;			/* -1: not a stream */
 	bool		have_indexes;
 	ElStreamIndexes indexes;
+	bool		consumers_known;	/* has_consumers is up to date */
+	bool		has_consumers;	/* the stream has a consumer group */
 	SPIPlanPtr	plans[EL_NUM_PLANS];
 } ElStreamCacheEntry;
 
@@ -124,6 +126,7 @@ el_stream_entry(Oid relid)
 	}
 	entry->valid = true;
 	entry->have_indexes = false;
+	entry->consumers_known = false;
 	entry->shards = -1;
 
 	/* Reading the registry may process invalidations: look the entry up again. */
@@ -196,6 +199,30 @@ int
 el_stream_shards(Oid relid)
 {
 	return el_stream_entry(relid)->shards;
+}
+
+/*
+ * Whether the stream has at least one consumer group (for the commit-time
+ * NOTIFY).  Read lazily, not when the entry is rebuilt: the output plugin
+ * uses these entries under a historic snapshot, where the group catalog
+ * cannot be read.  Creating or dropping a group sends a relcache
+ * invalidation for its stream, which resets this.
+ */
+bool
+el_stream_has_consumers(Oid relid)
+{
+	ElStreamCacheEntry *entry = el_stream_entry(relid);
+	bool		exists;
+
+	if (entry->consumers_known)
+		return entry->has_consumers;
+	/* As in el_stream_entry(): an invalidation during the read leaves it stale. */
+	entry->consumers_known = true;
+	exists = el_consumer_groups_exist(relid);
+	entry = hash_search(el_stream_cache, &relid, HASH_FIND, NULL);
+	if (entry)
+		entry->has_consumers = exists;
+	return exists;
 }
 
 /* Schema-qualified, quoted name of a relation, for messages and SQL. */
@@ -336,6 +363,13 @@ el_stream_plan(Oid relid, ElPlanKind kind)
 			argtypes[0] = INT4OID;
 			argtypes[1] = INT8OID;
 			argtypes[2] = INT8OID;
+			break;
+		case EL_PLAN_LAST:
+			sql = psprintf("SELECT seq FROM %s"
+						   " WHERE shard OPERATOR(pg_catalog.=) $1"
+						   " ORDER BY seq DESC LIMIT 1", name);
+			nargs = 1;
+			argtypes[0] = INT4OID;
 			break;
 		case EL_PLAN_REPLAY:
 			sql = psprintf("SELECT shard, seq, key, version, type, payload, metadata,"
@@ -683,6 +717,7 @@ el_drop_stream(PG_FUNCTION_ARGS)
 
 	el_registry_delete(relid);
 	el_record_drop(qname, shards, events);
+	el_consumer_forget_stream(relid);
 
 	el_drop_allowed_relid = relid;
 	PG_TRY();

@@ -195,49 +195,11 @@ el_launcher_main(Datum arg)
  * ---------------------------------------------------------------------
  */
 
-#ifndef EL_WAIT_LOCKTAG_SPACE
-#define EL_WAIT_LOCKTAG_SPACE	0x4557
-#endif
-
-/*
- * A stream's wait lock, held for the session in ACCESS SHARE mode.
- * Appending transactions set the latch of every holder when they commit.
- */
-void
-el_take_wait_lock(Oid stream)
-{
-	LOCKTAG		tag;
-
-	SET_LOCKTAG_ADVISORY(tag, MyDatabaseId, stream, 0, EL_WAIT_LOCKTAG_SPACE);
-	(void) LockAcquire(&tag, AccessShareLock, true, false);
-}
-
-void
-el_release_wait_lock(Oid stream)
-{
-	LOCKTAG		tag;
-
-	SET_LOCKTAG_ADVISORY(tag, MyDatabaseId, stream, 0, EL_WAIT_LOCKTAG_SPACE);
-	(void) LockRelease(&tag, AccessShareLock, true);
-}
-
-/* Streams whose wait lock we hold. */
-static List *el_watched = NIL;
-
-/*
- * Hold the wait lock of every stream an async projection follows, for the
- * session: an appending transaction that commits sets the latch of every
- * holder (consumer.c), so the worker wakes on new events instead of
- * sleeping its naptime out.  Taken before run_projections() reads, so a
- * commit in between still wakes us.  Locks of streams no longer followed
- * are released.  Returns false if no async projection exists.
- */
-static bool
-el_watch_streams(void)
+/* The streams async projections follow (SPI connected). */
+static List *
+el_followed_streams(void)
 {
 	List	   *streams = NIL;
-	ListCell   *lc;
-	MemoryContext old;
 
 	if (SPI_execute("SELECT DISTINCT stream FROM event_log.projections"
 					" WHERE mode = 'async'", true, 0) != SPI_OK_SELECT)
@@ -251,19 +213,59 @@ el_watch_streams(void)
 															 SPI_tuptable->tupdesc,
 															 1, &isnull)));
 	}
+	return streams;
+}
 
-	foreach(lc, el_watched)
-		if (!list_member_oid(streams, lfirst_oid(lc)))
-			el_release_wait_lock(lfirst_oid(lc));
-	foreach(lc, streams)
-		if (!list_member_oid(el_watched, lfirst_oid(lc)))
-			el_take_wait_lock(lfirst_oid(lc));
+/*
+ * Sleep until an append to a followed stream commits, or the naptime ends.
+ *
+ * In a transaction, take the wait lock of every followed stream (as a
+ * waiting poll() does, consumer.c): a transaction that appends to one of
+ * them and commits after that sets our latch.  Then look whether anything
+ * is waiting already: that sees every commit from before the locks.  Only
+ * if nothing is, sleep, still in the transaction (an appender finds the
+ * lock holders through their transaction) but without a snapshot, so the
+ * sleep holds back no vacuum.  A shard stopped by an error is waiting too,
+ * once event_log.retry_interval has passed; the sleep is no longer than
+ * that while one is stopped.
+ */
+static void
+el_wait_for_appends(void)
+{
+	ListCell   *lc;
+	bool		pending;
+	bool		stopped;
+	bool		isnull;
+	long		timeout = el_worker_naptime;
 
-	list_free(el_watched);
-	old = MemoryContextSwitchTo(TopMemoryContext);
-	el_watched = list_copy(streams);
-	MemoryContextSwitchTo(old);
-	return streams != NIL;
+	StartTransactionCommand();
+	PushActiveSnapshot(GetTransactionSnapshot());
+	SPI_connect();
+	foreach(lc, el_followed_streams())
+	{
+		LOCKTAG		tag;
+
+		el_wait_tag(&tag, lfirst_oid(lc));
+		(void) LockAcquire(&tag, AccessShareLock, false, false);
+	}
+	if (SPI_execute_with_args("SELECT pg_catalog.count(*) FILTER (WHERE lag_events > 0"
+							  "   AND (error_at IS NULL OR error_at <= now() - $1 * interval '1 ms')) > 0,"
+							  " pg_catalog.count(*) FILTER (WHERE error IS NOT NULL) > 0"
+							  " FROM event_log.projection_lag",
+							  1, (Oid[]) {INT4OID}, (Datum[]) {Int32GetDatum(el_retry_interval)},
+							  NULL, true, 1) != SPI_OK_SELECT)
+		elog(ERROR, "SPI_execute_with_args failed");
+	pending = DatumGetBool(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
+	stopped = DatumGetBool(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 2, &isnull));
+	SPI_finish();
+	PopActiveSnapshot();
+
+	if (stopped)
+		timeout = Min(timeout, Max(el_retry_interval, 10));
+	if (!pending)
+		(void) WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH,
+						 timeout, PG_WAIT_EXTENSION);
+	CommitTransactionCommand();
 }
 
 /*
@@ -288,7 +290,7 @@ el_worker_round(void)
 	}
 	pgstat_report_activity(STATE_RUNNING, "event_log: running async projections");
 	SPI_connect();
-	if (!el_watch_streams())
+	if (el_followed_streams() == NIL)
 	{
 		SPI_finish();
 		PopActiveSnapshot();
@@ -341,8 +343,6 @@ el_worker_main(Datum arg)
 			proc_exit(0);		/* nothing to do here, for now */
 		if (applied > 0)
 			continue;			/* more may be waiting */
-
-		(void) WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH,
-						 el_worker_naptime, PG_WAIT_EXTENSION);
+		el_wait_for_appends();
 	}
 }

@@ -92,10 +92,39 @@ FROM (SELECT data::jsonb AS d FROM pg_logical_slot_peek_changes('shop_feed', NUL
 
 SELECT pg_drop_replication_slot('shop_feed');
 
--- 9. Read models. cart_items is a projection: a view kept from the stream by
---    handlers written in SQL, one per event type, that see the event as e and
---    write to the view by its name. It is built from history, then kept
---    inline: in the same transaction as every append.
+-- 9. Consumer groups: an "abandoned cart mailer" reads the cart events at
+--    least once, remembers per shard where it stopped, and resumes there.
+--    Its first poll creates the group at the start of every shard.
+SELECT shard, seq, key, type FROM event_log.poll('abandoned_cart_mailer', 'shop.cart_events', max_count => 5);
+
+--    Nothing moves until it commits.  A real mailer sends its mails, then
+--    commits the last seq it handled in each shard, in the same transaction
+--    as its own bookkeeping; here one statement does both for a batch.
+WITH batch AS (SELECT * FROM event_log.poll('abandoned_cart_mailer', 'shop.cart_events', max_count => 5))
+SELECT shard, string_agg(key || ' ' || type, ', ' ORDER BY seq) AS handled, max(seq) AS up_to,
+       (SELECT true FROM event_log.commit_offset('abandoned_cart_mailer', 'shop.cart_events', shard, max(seq))) AS committed
+FROM batch GROUP BY shard ORDER BY shard;
+
+--    How far behind is it?
+SELECT shard, committed_seq, log_end, lag_events FROM event_log.consumer_lag
+WHERE group_name = 'abandoned_cart_mailer' ORDER BY shard;
+
+--    A new cart is left behind; the mailer (after a restart, say) resumes
+--    after its committed offsets: the rest of the old events, then the new one.
+INSERT INTO shop.cart_events (key, type, payload) VALUES ('cart-eve', 'ItemAdded', '{"sku": "jam", "qty": 1}');
+SELECT shard, seq, key, type FROM event_log.poll('abandoned_cart_mailer', 'shop.cart_events');
+
+--    A blocking poll waits (here up to 1 s) for new events instead of spinning;
+--    consumers outside the database can LISTEN on the stream's channel.
+SELECT event_log.commit_offset('abandoned_cart_mailer', 'shop.cart_events', shard, max(seq))
+FROM event_log.poll('abandoned_cart_mailer', 'shop.cart_events') GROUP BY shard;
+SELECT count(*) AS new_events FROM event_log.poll('abandoned_cart_mailer', 'shop.cart_events', wait => '1 second');
+SELECT event_log.channel('shop.cart_events') LIKE 'event_log_%' AS has_channel;
+
+-- 10. Read models. cart_items is a projection: a view kept from the stream by
+--     handlers written in SQL, one per event type, that see the event as e and
+--     write to the view by its name. It is built from history, then kept
+--     inline: in the same transaction as every append.
 SELECT event_log.create_projection('shop.cart_items', 'shop.cart_events',
   columns  => 'cart text, sku text, qty int NOT NULL, price numeric, PRIMARY KEY (cart, sku)',
   handlers => jsonb_build_object(
@@ -110,7 +139,7 @@ INSERT INTO shop.cart_events (key, type, payload)
 VALUES ('cart-dee', 'ItemAdded', '{"sku": "milk", "qty": 2, "price": 1.10}');
 SELECT * FROM shop.cart_items WHERE cart = 'cart-dee' ORDER BY sku;
 
--- 10. Aggregate state: each cart folded by a reducer (state, event -> state),
+-- 11. Aggregate state: each cart folded by a reducer (state, event -> state),
 --     stored with the version it reflects. A command handler loads a cart in
 --     one indexed read, then appends with that version as expected_version.
 SELECT event_log.create_projection('shop.cart_state', 'shop.cart_events',
@@ -127,7 +156,7 @@ SELECT * FROM event_log.append('shop.cart_events', 'cart-dee', 'CheckedOut', '{}
                                expected_version => :dee_version);
 SELECT key, version, state FROM shop.cart_state WHERE key = 'cart-dee';
 
--- 11. An async projection follows the log after commit, from a checkpoint per
+-- 12. An async projection follows the log after commit, from a checkpoint per
 --     shard: units sold per sku. Its lag is a view; run_projections() (or the
 --     background worker) catches it up, never skipping an event.
 SELECT event_log.create_projection('shop.sku_units', 'shop.cart_events',
@@ -155,7 +184,7 @@ SELECT event_log.run_projections(max_events => 100000);
 SELECT sum(lag_events) AS events_behind FROM event_log.projection_lag;
 SELECT * FROM shop.sku_units ORDER BY units DESC, sku LIMIT 3;
 
--- 12. New logic, applied to history. The shop decides a removal takes away
+-- 13. New logic, applied to history. The shop decides a removal takes away
 --     one unit instead of the whole line. rebuild_projection() replays the
 --     stream into a new table with the new handlers while readers go on
 --     querying the old one, then swaps the view in one transaction. A reader
@@ -176,4 +205,3 @@ SELECT pg_sleep(2.5);
 \! awk '$0 != last { n[++k] = $0; last = $0 } { c[k]++ } END { for (i = 1; i <= k; i++) print "   reader: " n[i] "  (" c[i] " answers)" }' "$EVENT_LOG_TMP/reader.log"
 SELECT * FROM shop.cart_items WHERE cart = 'cart-1' ORDER BY sku;
 SELECT projection, mode, build_table, generation, events FROM event_log.projections ORDER BY projection;
-
