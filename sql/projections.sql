@@ -177,6 +177,41 @@ SELECT event_log.rebuild_projection('shop.sku_sales') = count(*) AS replayed_all
 SELECT sum(lag_events) AS lag FROM event_log.projection_lag
  WHERE projection = 'shop.sku_sales'::regclass;
 
+-- Handlers run sandboxed: as the projection's owner, with settings they
+-- change undone afterwards; a handler may call PL/pgSQL with the whole
+-- event, and may append (here, a gift for big lines), which runs the same
+-- handler inside itself, without mixing up the two events or whose rights
+-- the appender has afterwards.
+CREATE FUNCTION shop.big_line(e event_log.event) RETURNS boolean
+LANGUAGE plpgsql AS $$
+BEGIN
+    PERFORM pg_catalog.set_config('search_path', 'nowhere', false);
+    RETURN (e.payload->>'qty')::int >= 10;
+END $$;
+SELECT event_log.create_projection('shop.big_lines', 'shop.carts',
+    columns  => 'cart text, sku text, PRIMARY KEY (cart, sku)',
+    handlers => jsonb_build_object('ItemAdded', $$
+        SELECT event_log.append('shop.carts', e.key, 'ItemAdded', '{"sku": "gift", "qty": 1}')
+         WHERE shop.big_line(e);
+        INSERT INTO big_lines SELECT e.key, e.payload->>'sku' WHERE shop.big_line(e)
+        ON CONFLICT DO NOTHING $$));
+CREATE ROLE el_buyer;
+GRANT USAGE ON SCHEMA shop TO el_buyer;
+GRANT INSERT ON shop.carts TO el_buyer;
+SET ROLE el_buyer;
+SHOW search_path;
+INSERT INTO shop.carts (key, type, payload) VALUES ('cart-10', 'ItemAdded', '{"sku": "melon", "qty": 12}');
+SELECT current_user;
+SHOW search_path;
+RESET ROLE;
+SELECT * FROM shop.big_lines;
+SELECT key, version, type, payload->>'sku' AS sku FROM shop.carts WHERE key = 'cart-10' ORDER BY version;
+SELECT event_log.drop_projection('shop.big_lines');
+DROP FUNCTION shop.big_line(event_log.event);
+REVOKE ALL ON shop.carts FROM el_buyer;
+REVOKE ALL ON SCHEMA shop FROM el_buyer;
+DROP ROLE el_buyer;
+
 -- What belongs to a projection is guarded like a stream.
 DROP VIEW shop.cart_items;
 DROP TABLE shop."cart_items$3" CASCADE;

@@ -45,6 +45,9 @@
 #define EL_MEMBER_LOCKTAG_SPACE	0x454D
 #define EL_WAIT_LOCKTAG_SPACE	0x4557
 
+/* The background worker of a database: (database, 0, 0, 0x5752). */
+#define EL_WORKER_LOCKTAG_SPACE	0x5752
+
 /* Attribute numbers of the contract columns of every stream table. */
 #define Anum_el_shard		1
 #define Anum_el_seq			2
@@ -139,6 +142,7 @@ extern Oid	el_drop_allowed_relid;
 /* projection.c */
 #define EL_PROJECTION_TRIGGER	"event_log_projection_"
 extern bool el_projection_ddl;
+extern void el_push_catalog_path(void);
 extern int	el_retry_interval;
 
 /* worker.c */

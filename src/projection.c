@@ -22,6 +22,7 @@
 #include "commands/trigger.h"
 #include "executor/executor.h"
 #include "executor/spi.h"
+#include "executor/spi_priv.h"
 #include "funcapi.h"
 #include "miscadmin.h"
 #include "nodes/makefuncs.h"
@@ -33,6 +34,7 @@
 #include "utils/acl.h"
 #include "utils/builtins.h"
 #include "utils/fmgroids.h"
+#include "utils/guc.h"
 #include "utils/hsearch.h"
 #include "utils/inval.h"
 #include "utils/jsonb.h"
@@ -101,18 +103,27 @@ typedef struct ElHandlerSet
 	bool		keep;			/* plans saved with SPI_keepplan */
 	bool		uses_row;		/* some handler uses the whole event `e` */
 	TupleDesc	rowdesc;		/* event_log.event */
-	ParamListInfo params;
+	Oid			argtypes[EL_PARAM_ROW];	/* of $1..$10 */
 	int			refcount;		/* running now (for the live cache) */
 	bool		orphaned;		/* replaced in the cache while running */
-	/* the event being applied, for the error context */
-	int32		cur_shard;
-	int64		cur_seq;
-	const char *cur_type;
-	int			cur_typelen;
-	/* saved by el_apply_begin() */
+} ElHandlerSet;
+
+/*
+ * One use of a handler set, on the caller's stack: what el_apply_begin()
+ * saved, and the event being applied, for the error context.  A handler
+ * may append, and so run a handler of the same set, inside another one.
+ */
+typedef struct ElApplyState
+{
+	ElHandlerSet *set;
 	Oid			save_user;
 	int			save_sec;
-} ElHandlerSet;
+	int			nestlevel;
+	int32		shard;
+	int64		seq;
+	const char *type;
+	int			typelen;
+} ElApplyState;
 
 /* Live handler sets by view oid, for the inline trigger and async runs. */
 typedef struct ElLiveEntry
@@ -188,6 +199,33 @@ el_exec_as(Oid role, const char *sql)
 			 SPI_result_code_string(rc));
 }
 
+/*
+ * Our own reads of the catalog resolve operators and functions in
+ * pg_catalog only, whatever the caller's search_path (which a superuser's,
+ * or the worker's, session may not want to trust).
+ */
+void
+el_push_catalog_path(void)
+{
+	static OverrideSearchPath path = {.schemas = NIL, .addCatalog = true, .addTemp = false};
+
+	PushOverrideSearchPath(&path);
+}
+
+/* SPI_execute_with_args() of a read-only query, under el_push_catalog_path(). */
+static void
+el_catalog_read(const char *sql, int nargs, Oid *types, Datum *values)
+{
+	int			rc;
+
+	el_push_catalog_path();
+	rc = SPI_execute_with_args(sql, nargs, types, values, NULL, true, 0);
+	PopOverrideSearchPath();
+	if (rc != SPI_OK_SELECT)
+		elog(ERROR, "SPI_execute_with_args failed on \"%s\": %s", sql,
+			 SPI_result_code_string(rc));
+}
+
 /* ---------------------------------------------------------------------
  * The catalog
  * ---------------------------------------------------------------------
@@ -239,10 +277,12 @@ el_projection_load(Oid view)
 	 * appender whose snapshot predates a projection's creation still fires
 	 * its trigger and must find its row.
 	 */
+	el_push_catalog_path();
 	plan = SPI_prepare("SELECT stream, mode, columns, handlers, reducer,"
 					   " initial, build_table, generation"
 					   " FROM event_log.projections WHERE projection = $1",
 					   1, types);
+	PopOverrideSearchPath();
 	if (plan == NULL)
 		elog(ERROR, "SPI_prepare failed: %s", SPI_result_code_string(SPI_result));
 	rc = SPI_execute_snapshot(plan, values, NULL, GetLatestSnapshot(),
@@ -283,9 +323,8 @@ el_projection_oid(text *name)
 	if (OidIsValid(view))
 	{
 		values[0] = ObjectIdGetDatum(view);
-		if (SPI_execute_with_args("SELECT 1 FROM event_log.projections WHERE projection = $1",
-								  1, types, values, NULL, true, 1) != SPI_OK_SELECT)
-			elog(ERROR, "SPI_execute_with_args failed");
+		el_catalog_read("SELECT 1 FROM event_log.projections WHERE projection = $1",
+						1, types, values);
 		if (SPI_processed == 1)
 			return view;
 	}
@@ -332,10 +371,9 @@ el_is_projection_relation(Oid relid)
 	Oid			types[1] = {OIDOID};
 	Datum		values[1] = {ObjectIdGetDatum(relid)};
 
-	if (SPI_execute_with_args("SELECT 1 FROM event_log.projections"
-							  " WHERE projection = $1 OR build_table = $1",
-							  1, types, values, NULL, true, 1) != SPI_OK_SELECT)
-		elog(ERROR, "SPI_execute_with_args failed");
+	el_catalog_read("SELECT 1 FROM event_log.projections"
+					" WHERE projection = $1 OR build_table = $1",
+					1, types, values);
 	return SPI_processed > 0;
 }
 
@@ -347,10 +385,9 @@ el_inline_projections(Oid stream)
 	Datum		values[1] = {ObjectIdGetDatum(stream)};
 	bool		isnull;
 
-	if (SPI_execute_with_args("SELECT pg_catalog.count(*) FROM event_log.projections"
-							  " WHERE stream = $1 AND mode = 'inline'",
-							  1, types, values, NULL, true, 1) != SPI_OK_SELECT)
-		elog(ERROR, "SPI_execute_with_args failed");
+	el_catalog_read("SELECT pg_catalog.count(*) FROM event_log.projections"
+					" WHERE stream = $1 AND mode = 'inline'",
+					1, types, values);
 	return (int) DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0],
 											 SPI_tuptable->tupdesc, 1, &isnull));
 }
@@ -362,11 +399,10 @@ el_projections_of_stream(Oid stream)
 	Oid			types[1] = {OIDOID};
 	Datum		values[1] = {ObjectIdGetDatum(stream)};
 
-	if (SPI_execute_with_args("SELECT pg_catalog.string_agg(projection::pg_catalog.text, ', '"
-							  " ORDER BY projection::pg_catalog.text)"
-							  " FROM event_log.projections WHERE stream = $1",
-							  1, types, values, NULL, true, 1) != SPI_OK_SELECT)
-		elog(ERROR, "SPI_execute_with_args failed");
+	el_catalog_read("SELECT pg_catalog.string_agg(projection::pg_catalog.text, ', '"
+					" ORDER BY projection::pg_catalog.text)"
+					" FROM event_log.projections WHERE stream = $1",
+					1, types, values);
 	return el_spi_text(0, 1);
 }
 
@@ -446,37 +482,47 @@ el_parser_setup(ParseState *pstate, void *arg)
 static void
 el_handler_context(void *arg)
 {
-	ElHandlerSet *set = (ElHandlerSet *) arg;
+	ElApplyState *st = (ElApplyState *) arg;
 
-	if (set->cur_seq > 0)
+	if (st->type == NULL)
+		return;
+	if (st->seq > 0)
 		errcontext("projection \"%s\", handler for event type \"%.*s\", event at shard %d seq " INT64_FORMAT,
-				   set->name, set->cur_typelen, set->cur_type,
-				   set->cur_shard, set->cur_seq);
+				   st->set->name, st->typelen, st->type, st->shard, st->seq);
 	else
 		errcontext("projection \"%s\", handler for event type \"%.*s\"",
-				   set->name, set->cur_typelen, set->cur_type);
+				   st->set->name, st->typelen, st->type);
 }
 
 /*
- * Start running handlers: as the projection's owner, with the projection's
- * schema (and pg_catalog) as the search path.  A redirecting set puts the
- * session's temporary schema first, where a rebuild's temporary view of the
- * same name leads to the new build table.  After an error, transaction or
- * subtransaction abort restores both.
+ * Start running handlers: as the projection's owner, in a restricted
+ * operation (no temporary objects, no SET ROLE), with settings a handler
+ * changes undone at el_apply_end(), and with the projection's schema (and
+ * pg_catalog) as the search path.  So a handler can neither act with the
+ * caller's rights nor leave anything behind for the caller (who may be a
+ * superuser, or the background worker) to trip over.  A redirecting set
+ * puts the session's temporary schema first, where a rebuild's temporary
+ * view of the same name leads to the new build table.  After an error,
+ * transaction or subtransaction abort restores all of it.
  */
 static void
-el_apply_begin(ElHandlerSet *set)
+el_apply_begin(ElHandlerSet *set, ElApplyState *st)
 {
-	GetUserIdAndSecContext(&set->save_user, &set->save_sec);
-	SetUserIdAndSecContext(set->owner, set->save_sec | SECURITY_LOCAL_USERID_CHANGE);
+	memset(st, 0, sizeof(ElApplyState));
+	st->set = set;
+	GetUserIdAndSecContext(&st->save_user, &st->save_sec);
+	SetUserIdAndSecContext(set->owner, st->save_sec | SECURITY_LOCAL_USERID_CHANGE |
+						   SECURITY_RESTRICTED_OPERATION);
+	st->nestlevel = NewGUCNestLevel();
 	PushOverrideSearchPath(set->path);
 }
 
 static void
-el_apply_end(ElHandlerSet *set)
+el_apply_end(ElApplyState *st)
 {
 	PopOverrideSearchPath();
-	SetUserIdAndSecContext(set->save_user, set->save_sec);
+	AtEOXact_GUC(false, st->nestlevel);
+	SetUserIdAndSecContext(st->save_user, st->save_sec);
 }
 
 /* Only these statements make sense in a handler. */
@@ -572,6 +618,7 @@ el_compile(ElProjection *p, Jsonb *handlers, bool redirect, bool keep,
 	char	   *type = NULL;
 	int			n = 0;
 	ErrorContextCallback errcb;
+	ElApplyState st;
 	Oid			nsp = get_rel_namespace(p->view);
 
 	set->cxt = cxt;
@@ -585,20 +632,18 @@ el_compile(ElProjection *p, Jsonb *handlers, bool redirect, bool keep,
 	set->path->addCatalog = true;
 	set->path->addTemp = redirect;
 	set->rowdesc = lookup_rowtype_tupdesc_copy(el_event_type_oid(), -1);
-	set->params = makeParamList(EL_PARAM_ROW);
-	set->params->numParams = EL_PARAM_ROW;
 	for (int i = 0; i < EL_NATTS; i++)
-		set->params->params[i].ptype = el_columns[i].type;
-	set->params->params[EL_PARAM_ROW - 1].ptype = set->rowdesc->tdtypeid;
+		set->argtypes[i] = el_columns[i].type;
+	set->argtypes[EL_PARAM_ROW - 1] = set->rowdesc->tdtypeid;
 	set->handlers = palloc0(sizeof(ElHandler) * JsonContainerSize(&handlers->root));
 	MemoryContextSwitchTo(old);
 
+	el_apply_begin(set, &st);
 	errcb.callback = el_handler_context;
-	errcb.arg = set;
+	errcb.arg = &st;
 	errcb.previous = error_context_stack;
 	error_context_stack = &errcb;
 
-	el_apply_begin(set);
 	it = JsonbIteratorInit(&handlers->root);
 	while ((tok = JsonbIteratorNext(&it, &v, true)) != WJB_DONE)
 	{
@@ -608,8 +653,8 @@ el_compile(ElProjection *p, Jsonb *handlers, bool redirect, bool keep,
 		if (tok == WJB_KEY)
 		{
 			type = pnstrdup(v.val.string.val, v.val.string.len);
-			set->cur_type = type;
-			set->cur_typelen = v.val.string.len;
+			st.type = type;
+			st.typelen = v.val.string.len;
 			continue;
 		}
 		if (tok != WJB_VALUE)
@@ -620,6 +665,14 @@ el_compile(ElProjection *p, Jsonb *handlers, bool redirect, bool keep,
 			elog(ERROR, "SPI_prepare_params failed: %s",
 				 SPI_result_code_string(SPI_result));
 		el_check_handler_plan(plan, type);
+
+		/*
+		 * Declare $1..$10, which the parser hook produced, so that the plan
+		 * runs with SPI_execute_snapshot() (see el_apply()).
+		 */
+		plan->nargs = EL_PARAM_ROW;
+		plan->argtypes = MemoryContextAlloc(plan->plancxt, sizeof(set->argtypes));
+		memcpy(plan->argtypes, set->argtypes, sizeof(set->argtypes));
 		if (keep)
 			SPI_keepplan(plan);
 		if (strcmp(type, "*") == 0)
@@ -632,10 +685,9 @@ el_compile(ElProjection *p, Jsonb *handlers, bool redirect, bool keep,
 			n++;
 		}
 	}
-	el_apply_end(set);
 	error_context_stack = errcb.previous;
+	el_apply_end(&st);
 	set->nhandlers = n;
-	set->cur_type = NULL;
 	return set;
 }
 
@@ -673,14 +725,25 @@ el_find_handler(ElHandlerSet *set, text *type)
 /*
  * Apply one event (the stream's first EL_NATTS columns) between
  * el_apply_begin() and el_apply_end().  Returns false if no handler wants
- * the event's type.
+ * the event's type.  Allocates in the current memory context, which
+ * callers that loop reset per event.
+ *
+ * Under REPEATABLE READ or SERIALIZABLE the handler's statements read with
+ * a fresh snapshot, as foreign-key checks do: the transaction's snapshot
+ * may predate projection rows that earlier appends (or a rebuild)
+ * committed, and a handler that cannot see the row it should update would
+ * silently miss the event.  Concurrent changes to the same row still raise
+ * serialization failures at those levels.
  */
 static bool
-el_apply(ElHandlerSet *set, Datum *values, bool *nulls)
+el_apply(ElApplyState *st, Datum *values, bool *nulls)
 {
+	ElHandlerSet *set = st->set;
 	text	   *type = DatumGetTextPP(values[Anum_el_type - 1]);
 	SPIPlanPtr	plan = el_find_handler(set, type);
 	ErrorContextCallback errcb;
+	Datum		args[EL_PARAM_ROW];
+	char		argnulls[EL_PARAM_ROW];
 	int			rc;
 
 	if (plan == NULL)
@@ -688,34 +751,32 @@ el_apply(ElHandlerSet *set, Datum *values, bool *nulls)
 
 	for (int i = 0; i < EL_NATTS; i++)
 	{
-		set->params->params[i].value = values[i];
-		set->params->params[i].isnull = nulls[i];
-		set->params->params[i].pflags = PARAM_FLAG_CONST;
+		args[i] = values[i];
+		argnulls[i] = nulls[i] ? 'n' : ' ';
 	}
+	args[EL_PARAM_ROW - 1] = (Datum) 0;
+	argnulls[EL_PARAM_ROW - 1] = 'n';
 	if (set->uses_row)
 	{
-		HeapTuple	row = heap_form_tuple(set->rowdesc, values, nulls);
-
-		set->params->params[EL_PARAM_ROW - 1].value = HeapTupleGetDatum(row);
-		set->params->params[EL_PARAM_ROW - 1].isnull = false;
-		set->params->params[EL_PARAM_ROW - 1].pflags = PARAM_FLAG_CONST;
+		args[EL_PARAM_ROW - 1] = HeapTupleGetDatum(heap_form_tuple(set->rowdesc,
+																   values, nulls));
+		argnulls[EL_PARAM_ROW - 1] = ' ';
 	}
-	else
-		set->params->params[EL_PARAM_ROW - 1].isnull = true;
 
-	set->cur_shard = DatumGetInt32(values[Anum_el_shard - 1]);
-	set->cur_seq = DatumGetInt64(values[Anum_el_seq - 1]);
-	set->cur_type = VARDATA_ANY(type);
-	set->cur_typelen = VARSIZE_ANY_EXHDR(type);
+	st->shard = DatumGetInt32(values[Anum_el_shard - 1]);
+	st->seq = DatumGetInt64(values[Anum_el_seq - 1]);
+	st->type = VARDATA_ANY(type);
+	st->typelen = VARSIZE_ANY_EXHDR(type);
 	errcb.callback = el_handler_context;
-	errcb.arg = set;
+	errcb.arg = st;
 	errcb.previous = error_context_stack;
 	error_context_stack = &errcb;
 
-	rc = SPI_execute_plan_with_paramlist(plan, set->params, false, 0);
+	rc = SPI_execute_snapshot(plan, args, argnulls,
+							  IsolationUsesXactSnapshot() ? GetLatestSnapshot() : InvalidSnapshot,
+							  InvalidSnapshot, false, true, 0);
 	if (rc < 0)
-		elog(ERROR, "SPI_execute_plan_with_paramlist failed: %s",
-			 SPI_result_code_string(rc));
+		elog(ERROR, "SPI_execute_snapshot failed: %s", SPI_result_code_string(rc));
 	/* A SELECT's rows would pile up until SPI_finish(). */
 	SPI_freetuptable(SPI_tuptable);
 
@@ -821,10 +882,21 @@ el_project(PG_FUNCTION_ARGS)
 	set = el_live_handlers(view);
 	if (el_find_handler(set, DatumGetTextPP(slot->tts_values[Anum_el_type - 1])))
 	{
+		ElApplyState st;
+
 		set->refcount++;
-		el_apply_begin(set);
-		el_apply(set, slot->tts_values, slot->tts_isnull);
-		el_apply_end(set);
+		PG_TRY();
+		{
+			el_apply_begin(set, &st);
+			el_apply(&st, slot->tts_values, slot->tts_isnull);
+			el_apply_end(&st);
+		}
+		PG_CATCH();
+		{
+			el_release_set(set);
+			PG_RE_THROW();
+		}
+		PG_END_TRY();
 		el_release_set(set);
 	}
 	SPI_finish();
@@ -853,25 +925,33 @@ el_shard_scan(Relation stream, Relation pk, Snapshot snap, int32 shard,
  * el_apply_end().  *last gets the last seq read; returns events applied.
  */
 static int64
-el_replay_shard(ElHandlerSet *set, Relation stream, Relation pk, int32 shard,
+el_replay_shard(ElApplyState *st, Relation stream, Relation pk, int32 shard,
 				int64 after, int64 *last)
 {
 	Snapshot	snap = RegisterSnapshot(GetTransactionSnapshot());
 	IndexScanDesc scan = el_shard_scan(stream, pk, snap, shard, after);
 	TupleTableSlot *slot = table_slot_create(stream, NULL);
+	MemoryContext evcxt = AllocSetContextCreate(CurrentMemoryContext,
+												"event_log event",
+												ALLOCSET_DEFAULT_SIZES);
 	int64		n = 0;
 
 	*last = after;
 	while (index_getnext_slot(scan, ForwardScanDirection, slot))
 	{
+		MemoryContext old = MemoryContextSwitchTo(evcxt);
+
 		slot_getsomeattrs(slot, EL_NATTS);
 		*last = DatumGetInt64(slot->tts_values[Anum_el_seq - 1]);
-		if (el_apply(set, slot->tts_values, slot->tts_isnull))
+		if (el_apply(st, slot->tts_values, slot->tts_isnull))
 			n++;
+		MemoryContextSwitchTo(old);
+		MemoryContextReset(evcxt);
 		CHECK_FOR_INTERRUPTS();
 	}
 	index_endscan(scan);
 	ExecDropSingleTupleTableSlot(slot);
+	MemoryContextDelete(evcxt);
 	UnregisterSnapshot(snap);
 	return n;
 }
@@ -981,11 +1061,12 @@ el_replay_all(ElHandlerSet *set, Oid streamid, int shards, int64 *last)
 	Relation	stream = table_open(streamid, AccessShareLock);
 	Relation	pk = index_open(el_stream_indexes(stream)->pk, AccessShareLock);
 	int64		n = 0;
+	ElApplyState st;
 
-	el_apply_begin(set);
+	el_apply_begin(set, &st);
 	for (int s = 0; s < shards; s++)
-		n += el_replay_shard(set, stream, pk, s, last[s], &last[s]);
-	el_apply_end(set);
+		n += el_replay_shard(&st, stream, pk, s, last[s], &last[s]);
+	el_apply_end(&st);
 	index_close(pk, AccessShareLock);
 	table_close(stream, AccessShareLock);
 	return n;
@@ -1199,6 +1280,24 @@ el_create_projection(PG_FUNCTION_ARGS)
 	PG_RETURN_OID(p.view);
 }
 
+/*
+ * Take a projection's lock and read its row: it may have been dropped by
+ * the transaction we waited for.
+ */
+static ElProjection *
+el_lock_and_load(Oid view, text *name)
+{
+	ElProjection *p;
+
+	el_lock_projection(view, true);
+	p = el_projection_load(view);
+	if (p == NULL)
+		ereport(ERROR,
+				(errcode(ERRCODE_UNDEFINED_OBJECT),
+				 errmsg("projection \"%s\" was dropped", text_to_cstring(name))));
+	return p;
+}
+
 /* Only the view's owner (or a superuser) manages a projection. */
 static void
 el_require_owner(Oid view)
@@ -1322,12 +1421,7 @@ el_rebuild_projection(PG_FUNCTION_ARGS)
 	el_require_owner(view);
 
 	/* Waits for a running async batch or another rebuild of it. */
-	el_lock_projection(view, true);
-	p = el_projection_load(view);
-	if (p == NULL)
-		ereport(ERROR,
-				(errcode(ERRCODE_UNDEFINED_OBJECT),
-				 errmsg("projection \"%s\" was dropped", text_to_cstring(PG_GETARG_TEXT_PP(0)))));
+	p = el_lock_and_load(view, PG_GETARG_TEXT_PP(0));
 	if (p->inline_mode)
 		el_require_read_committed("a rebuild");
 	if (!PG_ARGISNULL(1))
@@ -1421,8 +1515,7 @@ el_alter_projection(PG_FUNCTION_ARGS)
 	SPI_connect();
 	view = el_projection_oid(PG_GETARG_TEXT_PP(0));
 	el_require_owner(view);
-	el_lock_projection(view, true);
-	p = el_projection_load(view);
+	p = el_lock_and_load(view, PG_GETARG_TEXT_PP(0));
 	el_new_logic(p, fcinfo, 1, 2, 3);
 	if (p->reducer)
 		p->handlers = el_state_handlers(p);
@@ -1459,8 +1552,7 @@ el_drop_projection(PG_FUNCTION_ARGS)
 	SPI_connect();
 	view = el_projection_oid(PG_GETARG_TEXT_PP(0));
 	el_require_owner(view);
-	el_lock_projection(view, true);
-	p = el_projection_load(view);
+	p = el_lock_and_load(view, PG_GETARG_TEXT_PP(0));
 	values[0] = ObjectIdGetDatum(view);
 	el_catalog_exec("DELETE FROM event_log.projections WHERE projection = $1",
 					1, types, values, NULL, SPI_OK_DELETE);
@@ -1512,6 +1604,28 @@ el_read_batch(Relation stream, Relation pk, int32 shard, int64 after,
 }
 
 /*
+ * Whether an error a handler raised belongs to the event (and stops the
+ * shard there), or to the circumstances: a cancel or statement timeout, a
+ * shutdown, a deadlock or serialization failure, a lock timeout, lack of
+ * resources or an internal error, which fail the run instead.
+ */
+static bool
+el_handler_error(int sqlerrcode)
+{
+	switch (ERRCODE_TO_CATEGORY(sqlerrcode))
+	{
+		case ERRCODE_TO_CATEGORY(ERRCODE_TRANSACTION_ROLLBACK):
+		case ERRCODE_TO_CATEGORY(ERRCODE_INSUFFICIENT_RESOURCES):
+		case ERRCODE_TO_CATEGORY(ERRCODE_OPERATOR_INTERVENTION):
+		case ERRCODE_TO_CATEGORY(ERRCODE_SYSTEM_ERROR):
+		case ERRCODE_TO_CATEGORY(ERRCODE_INTERNAL_ERROR):
+			return false;
+		default:
+			return sqlerrcode != ERRCODE_LOCK_NOT_AVAILABLE;
+	}
+}
+
+/*
  * Apply events[0..count) in a subtransaction.  Returns -1 if all went
  * through, else the index of the event that failed, with its error in
  * *error (the subtransaction rolled back).
@@ -1526,18 +1640,25 @@ el_apply_batch(ElHandlerSet *set, TupleDesc desc, HeapTuple *events, int count,
 	volatile int failed = -1;
 	Datum		values[EL_NATTS];
 	bool		nulls[EL_NATTS];
+	MemoryContext evcxt = AllocSetContextCreate(cxt, "event_log event",
+												ALLOCSET_DEFAULT_SIZES);
 
 	BeginInternalSubTransaction(NULL);
 	MemoryContextSwitchTo(cxt);
 	PG_TRY();
 	{
-		el_apply_begin(set);
+		ElApplyState st;
+
+		el_apply_begin(set, &st);
 		for (i = 0; i < count; i++)
 		{
+			MemoryContextSwitchTo(evcxt);
 			heap_deform_tuple(events[i], desc, values, nulls);
-			el_apply(set, values, nulls);
+			el_apply(&st, values, nulls);
+			MemoryContextSwitchTo(cxt);
+			MemoryContextReset(evcxt);
 		}
-		el_apply_end(set);
+		el_apply_end(&st);
 		ReleaseCurrentSubTransaction();
 		MemoryContextSwitchTo(cxt);
 		CurrentResourceOwner = owner;
@@ -1551,9 +1672,13 @@ el_apply_batch(ElHandlerSet *set, TupleDesc desc, HeapTuple *events, int count,
 		RollbackAndReleaseCurrentSubTransaction();
 		MemoryContextSwitchTo(cxt);
 		CurrentResourceOwner = owner;
+		/* Cancels, shutdowns, deadlocks are not the handler's to record. */
+		if (!el_handler_error((*error)->sqlerrcode))
+			ReThrowError(*error);
 		failed = i;
 	}
 	PG_END_TRY();
+	MemoryContextDelete(evcxt);
 	return failed;
 }
 
@@ -1565,17 +1690,25 @@ el_tuple_seq(HeapTuple tup, TupleDesc desc)
 	return DatumGetInt64(heap_getattr(tup, Anum_el_seq, desc, &isnull));
 }
 
+/*
+ * Move a shard's checkpoint from `from` to `seq`.  Only the holder of the
+ * projection lock moves it, so it must still be at `from`; anything else
+ * would mean events applied twice, and is an error.
+ */
 static void
-el_checkpoint(Oid view, int32 shard, int64 seq)
+el_checkpoint(Oid view, int32 shard, int64 from, int64 seq)
 {
-	Oid			types[3] = {OIDOID, INT4OID, INT8OID};
-	Datum		values[3] = {ObjectIdGetDatum(view), Int32GetDatum(shard), Int64GetDatum(seq)};
+	Oid			types[4] = {OIDOID, INT4OID, INT8OID, INT8OID};
+	Datum		values[4] = {ObjectIdGetDatum(view), Int32GetDatum(shard),
+	Int64GetDatum(seq), Int64GetDatum(from)};
 
-	el_catalog_exec("UPDATE event_log.projection_offsets"
-					" SET seq = $3, applied_at = now(),"
-					" error = NULL, error_seq = NULL, error_at = NULL"
-					" WHERE projection = $1 AND shard = $2",
-					3, types, values, NULL, SPI_OK_UPDATE);
+	if (el_catalog_exec("UPDATE event_log.projection_offsets"
+						" SET seq = $3, applied_at = now(),"
+						" error = NULL, error_seq = NULL, error_at = NULL"
+						" WHERE projection = $1 AND shard = $2 AND seq = $4",
+						4, types, values, NULL, SPI_OK_UPDATE) != 1)
+		elog(ERROR, "checkpoint of shard %d of projection %u moved under a run",
+			 shard, view);
 }
 
 static void
@@ -1616,8 +1749,8 @@ el_run_async(Oid view, int64 max_events)
 	bool	   *done;
 	HeapTuple  *batch = palloc(sizeof(HeapTuple) * EL_ASYNC_BATCH);
 	MemoryContext batchcxt;
-	int64		total = 0;
-	bool		progress = true;
+	volatile int64 total = 0;
+	volatile bool progress = true;
 
 	shards = el_stream_shards(p->stream);
 	seqs = palloc0(sizeof(int64) * shards);
@@ -1627,14 +1760,31 @@ el_run_async(Oid view, int64 max_events)
 	 * has passed since the error was recorded (alter_projection() clears
 	 * it, for an immediate retry).
 	 */
-	if (SPI_execute_with_args("SELECT shard::pg_catalog.int8, seq,"
-							  " CASE WHEN error_at > now() - $2 * interval '1 ms' THEN 1 ELSE 0 END::pg_catalog.int8"
-							  " FROM event_log.projection_offsets"
-							  " WHERE projection = $1",
-							  2, (Oid[]) {OIDOID, INT4OID},
-							  (Datum[]) {ObjectIdGetDatum(view), Int32GetDatum(el_retry_interval)},
-							  NULL, true, 0) != SPI_OK_SELECT)
-		elog(ERROR, "SPI_execute_with_args failed");
+	{
+		/*
+		 * With the latest snapshot, not the statement's: it was taken before
+		 * we got the projection lock, and another run may have moved the
+		 * checkpoints since.
+		 */
+		Oid			types[2] = {OIDOID, INT4OID};
+		Datum		values[2] = {ObjectIdGetDatum(view), Int32GetDatum(el_retry_interval)};
+		SPIPlanPtr	plan;
+		int			rc;
+
+		el_push_catalog_path();
+		plan = SPI_prepare("SELECT shard::int8, seq,"
+						   " CASE WHEN error_at > now() - $2 * interval '1 ms' THEN 1 ELSE 0 END::int8"
+						   " FROM event_log.projection_offsets WHERE projection = $1",
+						   2, types);
+		PopOverrideSearchPath();
+		if (plan == NULL)
+			elog(ERROR, "SPI_prepare failed: %s", SPI_result_code_string(SPI_result));
+		rc = SPI_execute_snapshot(plan, values, NULL, GetLatestSnapshot(),
+								  InvalidSnapshot, true, false, 0);
+		SPI_freeplan(plan);
+		if (rc != SPI_OK_SELECT)
+			elog(ERROR, "SPI_execute_snapshot failed: %s", SPI_result_code_string(rc));
+	}
 	for (uint64 r = 0; r < SPI_processed; r++)
 	{
 		int64		shard = el_spi_int8(r, 1);
@@ -1652,64 +1802,122 @@ el_run_async(Oid view, int64 max_events)
 	batchcxt = AllocSetContextCreate(CurrentMemoryContext, "event_log batch",
 									 ALLOCSET_DEFAULT_SIZES);
 	set->refcount++;
-	while (progress && total < max_events)
+	PG_TRY();
 	{
-		progress = false;
-		for (int s = 0; s < shards && total < max_events; s++)
+		while (progress && total < max_events)
 		{
-			MemoryContext old;
-			int			count;
-			int			failed;
-			ErrorData  *edata = NULL;
-
-			if (done[s])
-				continue;
-			MemoryContextReset(batchcxt);
-			old = MemoryContextSwitchTo(batchcxt);
-			count = el_read_batch(stream, pk, s, seqs[s],
-								  (int) Min(EL_ASYNC_BATCH, max_events - total), batch);
-			MemoryContextSwitchTo(old);
-			if (count == 0)
+			progress = false;
+			for (int s = 0; s < shards && total < max_events; s++)
 			{
-				done[s] = true;
-				continue;
-			}
-			failed = el_apply_batch(set, desc, batch, count, &edata);
-			if (failed < 0)
-			{
-				seqs[s] = el_tuple_seq(batch[count - 1], desc);
-				el_checkpoint(view, s, seqs[s]);
-				total += count;
-				progress = true;
-				continue;
-			}
+				MemoryContext old;
+				int			count;
+				int			failed;
+				ErrorData  *edata = NULL;
 
-			/*
-			 * Stop the shard at the failing event; apply again what came
-			 * before it (which may fail in turn, and then stops earlier).
-			 */
-			while (failed > 0)
-			{
-				int			again = el_apply_batch(set, desc, batch, failed, &edata);
-
-				if (again < 0)
+				if (done[s])
+					continue;
+				MemoryContextReset(batchcxt);
+				old = MemoryContextSwitchTo(batchcxt);
+				count = el_read_batch(stream, pk, s, seqs[s],
+									  (int) Min(EL_ASYNC_BATCH, max_events - total), batch);
+				MemoryContextSwitchTo(old);
+				if (count == 0)
 				{
-					seqs[s] = el_tuple_seq(batch[failed - 1], desc);
-					el_checkpoint(view, s, seqs[s]);
-					total += failed;
-					break;
+					done[s] = true;
+					continue;
 				}
-				failed = again;
+				failed = el_apply_batch(set, desc, batch, count, &edata);
+				if (failed < 0)
+				{
+					el_checkpoint(view, s, seqs[s], el_tuple_seq(batch[count - 1], desc));
+					seqs[s] = el_tuple_seq(batch[count - 1], desc);
+					total += count;
+					progress = true;
+					continue;
+				}
+
+				/*
+				 * Stop the shard at the failing event; apply again what came
+				 * before it (which may fail in turn, and then stops earlier).
+				 */
+				while (failed > 0)
+				{
+					int			again = el_apply_batch(set, desc, batch, failed, &edata);
+
+					if (again < 0)
+					{
+						el_checkpoint(view, s, seqs[s], el_tuple_seq(batch[failed - 1], desc));
+						seqs[s] = el_tuple_seq(batch[failed - 1], desc);
+						total += failed;
+						break;
+					}
+					failed = again;
+				}
+				el_record_error(set, s, el_tuple_seq(batch[failed], desc), edata);
+				done[s] = true;
 			}
-			el_record_error(set, s, el_tuple_seq(batch[failed], desc), edata);
-			done[s] = true;
 		}
 	}
-	el_release_set(set);
+	PG_FINALLY();
+	{
+		el_release_set(set);
+	}
+	PG_END_TRY();
 	MemoryContextDelete(batchcxt);
 	index_close(pk, AccessShareLock);
 	table_close(stream, AccessShareLock);
 	return total;
+}
+
+/*
+ * el_run_async() in a subtransaction.  An error that escapes it is the
+ * projection's, not the event's: its handlers no longer compile (a table
+ * they use was dropped, say).  It is recorded on every shard, and the
+ * other projections go on.  Cancels and the like fail the whole run.
+ */
+static int64
+el_run_async_guarded(Oid view, int64 max_events)
+{
+	MemoryContext cxt = CurrentMemoryContext;
+	ResourceOwner owner = CurrentResourceOwner;
+	volatile int64 n = 0;
+
+	BeginInternalSubTransaction(NULL);
+	MemoryContextSwitchTo(cxt);
+	PG_TRY();
+	{
+		n = el_run_async(view, max_events);
+		ReleaseCurrentSubTransaction();
+		MemoryContextSwitchTo(cxt);
+		CurrentResourceOwner = owner;
+	}
+	PG_CATCH();
+	{
+		ErrorData  *edata;
+
+		MemoryContextSwitchTo(cxt);
+		edata = CopyErrorData();
+		FlushErrorState();
+		RollbackAndReleaseCurrentSubTransaction();
+		MemoryContextSwitchTo(cxt);
+		CurrentResourceOwner = owner;
+		if (!el_handler_error(edata->sqlerrcode))
+			ReThrowError(edata);
+		el_catalog_exec("UPDATE event_log.projection_offsets"
+						" SET error = $2, error_seq = NULL, error_at = now()"
+						" WHERE projection = $1",
+						2, (Oid[]) {OIDOID, TEXTOID},
+						(Datum[]) {ObjectIdGetDatum(view), CStringGetTextDatum(edata->message)},
+						NULL, SPI_OK_UPDATE);
+		ereport(WARNING,
+				(errcode(edata->sqlerrcode),
+				 errmsg("projection \"%s\" could not run: %s",
+						el_stream_name(view), edata->message),
+				 errhint("Fix the projection with event_log.alter_projection() or what its handlers depend on.")));
+		n = 0;
+	}
+	PG_END_TRY();
+	return n;
 }
 
 /*
@@ -1746,9 +1954,8 @@ el_run_projections(PG_FUNCTION_ARGS)
 	}
 	else
 	{
-		if (SPI_execute("SELECT projection FROM event_log.projections"
-						" WHERE mode = 'async' ORDER BY projection", true, 0) != SPI_OK_SELECT)
-			elog(ERROR, "SPI_execute failed");
+		el_catalog_read("SELECT projection FROM event_log.projections"
+						" WHERE mode = 'async' ORDER BY projection", 0, NULL, NULL);
 		for (uint64 r = 0; r < SPI_processed; r++)
 		{
 			bool		isnull;
@@ -1779,7 +1986,7 @@ el_run_projections(PG_FUNCTION_ARGS)
 						 errdetail("Inline projections are applied by the appending transaction.")));
 			continue;
 		}
-		total += el_run_async(view, max_events);
+		total += el_run_async_guarded(view, max_events);
 	}
 	SPI_finish();
 	PG_RETURN_INT64(total);

@@ -12,6 +12,7 @@
 #include "access/table.h"
 #include "access/tableam.h"
 #include "access/xact.h"
+#include "catalog/namespace.h"
 #include "catalog/pg_database.h"
 #include "commands/extension.h"
 #include "executor/spi.h"
@@ -110,6 +111,7 @@ el_launch_workers(void)
 	List	   *dbs = NIL;
 	ListCell   *lc;
 	TimestampTz now = GetCurrentTimestamp();
+	MemoryContext cxt = CurrentMemoryContext;	/* outlives the transaction */
 
 	StartTransactionCommand();
 	(void) GetTransactionSnapshot();
@@ -120,11 +122,35 @@ el_launch_workers(void)
 		Form_pg_database db = (Form_pg_database) GETSTRUCT(tup);
 
 		if (db->datallowconn && !db->datistemplate)
+		{
+			MemoryContext old = MemoryContextSwitchTo(cxt);
+
 			dbs = lappend_oid(dbs, db->oid);
+			MemoryContextSwitchTo(old);
+		}
 	}
 	table_endscan(scan);
 	table_close(rel, AccessShareLock);
 	CommitTransactionCommand();
+
+	/* Forget databases that are gone (and whose worker has stopped). */
+	{
+		int			keep = 0;
+
+		for (int i = 0; i < el_ndatabases; i++)
+		{
+			ElDatabase *d = &el_databases[i];
+			pid_t		pid;
+			bool		running = d->handle != NULL &&
+				GetBackgroundWorkerPid(d->handle, &pid) != BGWH_STOPPED;
+
+			if (running || list_member_oid(dbs, d->dboid))
+				el_databases[keep++] = *d;
+			else if (d->handle != NULL)
+				pfree(d->handle);
+		}
+		el_ndatabases = keep;
+	}
 
 	foreach(lc, dbs)
 	{
@@ -163,6 +189,7 @@ el_launch_workers(void)
 			d->complained = true;
 		}
 	}
+	list_free(dbs);
 }
 
 void
@@ -232,6 +259,9 @@ el_followed_streams(void)
 static void
 el_wait_for_appends(void)
 {
+	MemoryContext cxt;
+	ResourceOwner owner;
+	List	   *streams;
 	ListCell   *lc;
 	bool		pending;
 	bool		stopped;
@@ -239,18 +269,41 @@ el_wait_for_appends(void)
 	long		timeout = el_worker_naptime;
 
 	StartTransactionCommand();
+	el_push_catalog_path();
+	cxt = CurrentMemoryContext;
+	owner = CurrentResourceOwner;
+
+	/*
+	 * The looks run in subtransactions that are rolled back, to release
+	 * the locks on the tables they read: while we sleep, we must hold
+	 * nothing that DDL on a stream or on our catalog would queue behind.
+	 */
+	BeginInternalSubTransaction(NULL);
 	PushActiveSnapshot(GetTransactionSnapshot());
 	SPI_connect();
-	foreach(lc, el_followed_streams())
+	streams = el_followed_streams();
+	MemoryContextSwitchTo(cxt);
+	streams = list_copy(streams);
+	SPI_finish();
+	PopActiveSnapshot();
+	RollbackAndReleaseCurrentSubTransaction();
+	MemoryContextSwitchTo(cxt);
+	CurrentResourceOwner = owner;
+
+	foreach(lc, streams)
 	{
 		LOCKTAG		tag;
 
 		el_wait_tag(&tag, lfirst_oid(lc));
 		(void) LockAcquire(&tag, AccessShareLock, false, false);
 	}
-	if (SPI_execute_with_args("SELECT pg_catalog.count(*) FILTER (WHERE lag_events > 0"
+
+	BeginInternalSubTransaction(NULL);
+	PushActiveSnapshot(GetTransactionSnapshot());
+	SPI_connect();
+	if (SPI_execute_with_args("SELECT count(*) FILTER (WHERE lag_events > 0"
 							  "   AND (error_at IS NULL OR error_at <= now() - $1 * interval '1 ms')) > 0,"
-							  " pg_catalog.count(*) FILTER (WHERE error IS NOT NULL) > 0"
+							  " count(*) FILTER (WHERE error IS NOT NULL) > 0"
 							  " FROM event_log.projection_lag",
 							  1, (Oid[]) {INT4OID}, (Datum[]) {Int32GetDatum(el_retry_interval)},
 							  NULL, true, 1) != SPI_OK_SELECT)
@@ -259,6 +312,10 @@ el_wait_for_appends(void)
 	stopped = DatumGetBool(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 2, &isnull));
 	SPI_finish();
 	PopActiveSnapshot();
+	RollbackAndReleaseCurrentSubTransaction();
+	MemoryContextSwitchTo(cxt);
+	CurrentResourceOwner = owner;
+	PopOverrideSearchPath();
 
 	if (stopped)
 		timeout = Min(timeout, Max(el_retry_interval, 10));
@@ -289,10 +346,12 @@ el_worker_round(void)
 		return -1;
 	}
 	pgstat_report_activity(STATE_RUNNING, "event_log: running async projections");
+	el_push_catalog_path();
 	SPI_connect();
 	if (el_followed_streams() == NIL)
 	{
 		SPI_finish();
+		PopOverrideSearchPath();
 		PopActiveSnapshot();
 		CommitTransactionCommand();
 		return -1;
@@ -304,6 +363,7 @@ el_worker_round(void)
 	applied = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0],
 										  SPI_tuptable->tupdesc, 1, &isnull));
 	SPI_finish();
+	PopOverrideSearchPath();
 	PopActiveSnapshot();
 	CommitTransactionCommand();
 	pgstat_report_stat(false);
@@ -320,6 +380,24 @@ el_worker_main(Datum arg)
 	pqsignal(SIGTERM, die);
 	BackgroundWorkerUnblockSignals();
 	BackgroundWorkerInitializeConnectionByOid(dboid, InvalidOid, 0);
+
+	/*
+	 * One worker per database: a launcher that restarted does not know the
+	 * workers its predecessor started.  The lock is the session's, so it
+	 * goes with the process.
+	 */
+	StartTransactionCommand();
+	{
+		LOCKTAG		tag;
+
+		SET_LOCKTAG_ADVISORY(tag, MyDatabaseId, 0, 0, EL_WORKER_LOCKTAG_SPACE);
+		if (LockAcquire(&tag, ExclusiveLock, true, true) == LOCKACQUIRE_NOT_AVAIL)
+		{
+			CommitTransactionCommand();
+			proc_exit(0);
+		}
+	}
+	CommitTransactionCommand();
 
 	for (;;)
 	{
