@@ -13,7 +13,7 @@ REGRESS    = streams append immutability bad_input privileges cdc projections \
              consumers
 # isolation specs (test/specs/NAME.spec, test/expected/NAME.out)
 ISOLATION  = commit_order rollback repeatable_read prepared shards_independent \
-             projection_async projection_rebuild \
+             projection_async projection_rebuild projection_inline_rr \
              consumer_members consumer_commit consumer_poll_race
 
 PG_CONFIG ?= $(shell command -v pg_config >/dev/null 2>&1 && echo pg_config || echo /usr/lib/postgresql/15/bin/pg_config)
