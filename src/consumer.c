@@ -233,15 +233,7 @@ el_catalog_relid(const char *name)
 static Oid
 el_catalog_owner(void)
 {
-	Oid			relid = el_catalog_relid("consumer_groups");
-	HeapTuple	tup = SearchSysCache1(RELOID, ObjectIdGetDatum(relid));
-	Oid			owner;
-
-	if (!HeapTupleIsValid(tup))
-		elog(ERROR, "cache lookup failed for relation %u", relid);
-	owner = ((Form_pg_class) GETSTRUCT(tup))->relowner;
-	ReleaseSysCache(tup);
-	return owner;
+	return el_rel_owner(el_catalog_relid("consumer_groups"));
 }
 
 /*

@@ -142,6 +142,7 @@ extern Oid	el_drop_allowed_relid;
 /* projection.c */
 #define EL_PROJECTION_TRIGGER	"event_log_projection_"
 extern bool el_projection_ddl;
+extern Oid	el_rel_owner(Oid relid);
 extern void el_push_catalog_path(void);
 extern int	el_retry_interval;
 

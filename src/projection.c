@@ -140,7 +140,8 @@ static HTAB *el_live = NULL;
  * ---------------------------------------------------------------------
  */
 
-static Oid
+/* The owner of a relation (the projection's owner is its view's). */
+Oid
 el_rel_owner(Oid relid)
 {
 	HeapTuple	tup = SearchSysCache1(RELOID, ObjectIdGetDatum(relid));
@@ -165,14 +166,13 @@ el_catalog_exec(const char *sql, int nargs, Oid *types, Datum *values,
 {
 	Oid			save_user;
 	int			save_sec;
-	OverrideSearchPath path = {.schemas = NIL, .addCatalog = true, .addTemp = false};
 	int			rc;
 
 	GetUserIdAndSecContext(&save_user, &save_sec);
 	SetUserIdAndSecContext(el_rel_owner(el_registry_oid(false)),
 						   save_sec | SECURITY_LOCAL_USERID_CHANGE |
 						   SECURITY_RESTRICTED_OPERATION);
-	PushOverrideSearchPath(&path);
+	el_push_catalog_path();
 	rc = SPI_execute_with_args(sql, nargs, types, values, nulls, false, 0);
 	PopOverrideSearchPath();
 	SetUserIdAndSecContext(save_user, save_sec);
