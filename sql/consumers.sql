@@ -143,6 +143,43 @@ UPDATE event_log.consumer_offsets SET committed_seq = 0;
 RESET ROLE;
 SELECT group_name, owner FROM event_log.consumer_groups ORDER BY 1;
 
+-- An event a transaction saw and then rolled back proves nothing about the
+-- shard: commit_offset() still refuses an offset beyond the shard's end.
+BEGIN;
+INSERT INTO orders (key, type, payload) VALUES ('order-9', 'Placed', '{}');
+SELECT shard AS s9, seq AS seq9 FROM event_log.poll('audit', 'orders', 100)
+WHERE key = 'order-9' \gset
+ROLLBACK;
+SELECT event_log.commit_offset('audit', 'orders', :s9, :seq9);
+SELECT count(*) FROM orders WHERE key = 'order-9';
+-- Committed, the same offset is accepted, and moving it again works.
+INSERT INTO orders (key, type, payload) VALUES ('order-9', 'Placed', '{}');
+SELECT count(*) FROM event_log.poll('audit', 'orders', 100);
+SELECT event_log.commit_offset('audit', 'orders', :s9, :seq9 - 1);
+SELECT event_log.commit_offset('audit', 'orders', :s9, :seq9);
+SELECT event_log.committed_offset('audit', 'orders', :s9) = :seq9 AS committed;
+
+-- The rows of read(), replay() and poll() outlive failures: two reads in one
+-- query, a query that fails while it reads them, one that fails inside a
+-- PL/pgSQL exception block, then reads that work.
+SELECT count(*) FROM event_log.read('orders', 0) a, event_log.read('orders', 1) b;
+SELECT seq, 10 / (seq - 2) FROM event_log.read('orders', 0);
+DO $$
+BEGIN
+    PERFORM seq / (seq - 1) FROM event_log.read('orders', 1);
+EXCEPTION WHEN division_by_zero THEN
+    RAISE WARNING 'caught';
+END $$;
+SELECT shard, count(*), min(seq), max(seq) FROM event_log.read('orders', 0) GROUP BY shard
+UNION ALL
+SELECT shard, count(*), min(seq), max(seq) FROM event_log.read('orders', 1) GROUP BY shard;
+BEGIN;
+DECLARE c CURSOR FOR SELECT shard, seq FROM event_log.read('orders', 1);
+FETCH 2 FROM c;
+SELECT count(*) FROM event_log.read('orders', 0);
+FETCH ALL FROM c;
+COMMIT;
+
 -- Dropping the stream drops its groups.
 SELECT event_log.drop_stream('orders');
 SELECT count(*) FROM event_log.consumer_groups;

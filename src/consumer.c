@@ -74,6 +74,7 @@ typedef enum ElQuery
 	Q_SHARDS_ASSIGN,
 	Q_OFFSET_LOCK,
 	Q_OFFSET_SET,
+	Q_OFFSET_ADVANCE,
 	Q_OFFSET_GET,
 	EL_NUM_QUERIES
 } ElQuery;
@@ -89,7 +90,7 @@ static const struct
 {
 	const char *sql;
 	int			nargs;
-	Oid			types[3];
+	Oid			types[4];
 }			el_queries[EL_NUM_QUERIES] =
 {
 	[Q_GROUP_FIND] = {
@@ -179,6 +180,13 @@ static const struct
 		" WHERE group_id = $1 AND shard = $2",
 		3, {INT4OID, INT4OID, INT8OID}
 	},
+	/* commit_offset()'s common case: my shard, forwards, within the shard. */
+	[Q_OFFSET_ADVANCE] = {
+		"UPDATE event_log.consumer_offsets"
+		" SET committed_seq = $3, committed_at = clock_timestamp()"
+		" WHERE group_id = $1 AND shard = $2 AND member = $4 AND committed_seq < $3",
+		4, {INT4OID, INT4OID, INT8OID, TEXTOID}
+	},
 	[Q_OFFSET_GET] = {
 		"SELECT o.committed_seq FROM event_log.consumer_offsets o"
 		" JOIN event_log.consumer_groups g ON g.id = o.group_id"
@@ -255,8 +263,10 @@ el_query(ElQuery q, Datum *values, const char *nulls, long tcount)
 						   SECURITY_RESTRICTED_OPERATION);
 	if (el_query_plans[q] == NULL)
 	{
-		SPIPlanPtr	plan = SPI_prepare(el_queries[q].sql, el_queries[q].nargs,
-									   (Oid *) el_queries[q].types);
+		/* Key lookups on small tables: the generic plan, never replanned. */
+		SPIPlanPtr	plan = SPI_prepare_cursor(el_queries[q].sql, el_queries[q].nargs,
+											  (Oid *) el_queries[q].types,
+											  CURSOR_OPT_GENERIC_PLAN);
 
 		if (plan == NULL)
 			elog(ERROR, "SPI_prepare failed for \"%s\": %s", el_queries[q].sql,
@@ -894,6 +904,8 @@ el_poll_once(ElGroup *g, const char *me, int max_count, DestReceiver *dest)
 				continue;
 			got = el_read_shard(g->relid, shards[i], after[i], ask, dest);
 			after[i] += got;
+			if (got > 0)
+				el_shard_saw(g->relid, shards[i], after[i]);
 			left -= got;
 			total += got;
 			if ((int64) got < ask)
@@ -982,9 +994,8 @@ el_poll(PG_FUNCTION_ARGS)
 
 	el_group_begin(&g, fcinfo, true);
 
-	InitMaterializedSRF(fcinfo, MAT_SRF_USE_EXPECTED_DESC);
 	dest = CreateDestReceiver(DestTuplestore);
-	SetTuplestoreDestReceiverParams(dest, rsinfo->setResult,
+	SetTuplestoreDestReceiverParams(dest, el_result_store(fcinfo, true),
 									rsinfo->econtext->ecxt_per_query_memory,
 									false, NULL, NULL);
 	attempt_cxt = AllocSetContextCreate(CurrentMemoryContext,
@@ -1080,8 +1091,12 @@ el_set_offset(ElGroup *g, int32 shard, int64 seq)
 static void
 el_check_within(ElGroup *g, int32 shard, int64 seq)
 {
-	int64		end = el_shard_end(g->relid, shard);
+	int64		end;
 
+	if (seq <= el_shard_seen_end(g->relid, shard))
+		return;
+	end = el_shard_end(g->relid, shard);
+	el_shard_saw(g->relid, shard, end);
 	if (seq > end)
 		ereport(ERROR,
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
@@ -1123,6 +1138,30 @@ el_commit_offset(PG_FUNCTION_ARGS)
 				 errmsg("seq must not be negative")));
 
 	el_group_begin(&g, fcinfo, true);
+
+	/*
+	 * The common case in one statement: the shard is leased to me, the
+	 * offset moves forwards and stays within what this backend has seen of
+	 * the shard.  The UPDATE waits for the row's lock and rechecks its
+	 * conditions on the newest version, as the FOR UPDATE below would;
+	 * anything else (another holder, no holder, the same or a lower offset,
+	 * an offset not seen yet, a stale group id) takes the full path.
+	 */
+	if (seq <= el_shard_seen_end(g.relid, shard))
+	{
+		Datum		values[4];
+
+		values[0] = Int32GetDatum(g.id);
+		values[1] = Int32GetDatum(shard);
+		values[2] = Int64GetDatum(seq);
+		values[3] = CStringGetTextDatum(me);
+		if (el_query(Q_OFFSET_ADVANCE, values, NULL, 0) == 1)
+		{
+			SPI_finish();
+			PG_RETURN_VOID();
+		}
+	}
+
 	el_lock_offset(&g, shard, &lease);
 	el_check_lease(&g, &lease, me);
 	if (seq < lease.committed_seq)

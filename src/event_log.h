@@ -12,6 +12,7 @@
 #include "storage/lock.h"
 #include "fmgr.h"
 #include "utils/rel.h"
+#include "utils/tuplestore.h"
 #include "utils/uuid.h"
 
 /* Limits that input is checked against. */
@@ -97,6 +98,8 @@ extern Oid	el_schema_oid(void);
 extern Oid	el_registry_oid(bool missing_ok);
 extern int	el_registry_shards(Oid relid);
 extern int	el_stream_shards(Oid relid);
+extern int64 el_shard_seen_end(Oid relid, int32 shard);
+extern void el_shard_saw(Oid relid, int32 shard, int64 seq);
 extern int	el_require_stream(Oid relid);
 extern bool el_find_stream_indexes(Relation rel, ElStreamIndexes *out);
 extern const ElStreamIndexes *el_stream_indexes(Relation rel);
@@ -128,6 +131,8 @@ extern uint64 el_read_shard(Oid relid, int32 shard, int64 after_seq,
 extern int64 el_shard_end(Oid relid, int32 shard);
 extern void el_check_shard(Oid relid, int shards, int32 shard);
 extern void el_check_select(Oid relid);
+extern Tuplestorestate *el_result_store(FunctionCallInfo fcinfo,
+										bool expected_desc);
 
 /* consumer.c: consumer groups */
 extern void el_consumer_init(void);

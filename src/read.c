@@ -16,6 +16,8 @@
 #include "nodes/params.h"
 #include "utils/acl.h"
 #include "utils/lsyscache.h"
+#include "utils/memutils.h"
+#include "utils/tuplestore.h"
 
 #include "event_log.h"
 
@@ -65,6 +67,95 @@ el_check_select(Oid relid)
 		aclcheck_error(aclresult, OBJECT_TABLE, get_rel_name(relid));
 }
 
+/*
+ * Result rows of read(), replay() and poll().
+ *
+ * A set-returning function hands its rows to the executor in a tuplestore,
+ * which PostgreSQL's own helper (InitMaterializedSRF) keeps in the query's
+ * memory.  A batch of a thousand events fills a few hundred kilobytes there,
+ * in blocks big enough that glibc maps them freshly for every query and
+ * unmaps them after it: the page faults that follow cost as much as reading
+ * the events (see docs/design/consumers.md, "Where poll's time goes").
+ *
+ * So the tuplestores live in a pool of this backend instead, whose first
+ * block (EL_ROWS_POOL_KEEP bytes) is kept across queries.  The pool is reset
+ * only when no tuplestore in it can be in use: each one counts as live until
+ * the memory of the query that called the function goes away, which happens
+ * after the executor is done with it, whether the query ended or failed.
+ * Resetting then also frees the rows of a tuplestore a failed query never
+ * ended.
+ */
+#define EL_ROWS_POOL_KEEP	(1024 * 1024)
+
+static MemoryContext el_rows_pool = NULL;
+static int	el_rows_live = 0;
+
+static void
+el_rows_release(void *arg)
+{
+	Assert(el_rows_live > 0);
+	if (--el_rows_live == 0)
+		MemoryContextReset(el_rows_pool);
+}
+
+/*
+ * Set a set-returning function up to return a tuplestore from the pool, with
+ * the tuple descriptor the caller expects (or the function's own result
+ * type if expected_desc is false).  Returns the tuplestore.
+ */
+Tuplestorestate *
+el_result_store(FunctionCallInfo fcinfo, bool expected_desc)
+{
+	ReturnSetInfo *rsinfo = (ReturnSetInfo *) fcinfo->resultinfo;
+	MemoryContext query_cxt;
+	MemoryContext old;
+	MemoryContextCallback *release;
+	TupleDesc	desc;
+	Tuplestorestate *store;
+
+	if (rsinfo == NULL || !IsA(rsinfo, ReturnSetInfo))
+		ereport(ERROR,
+				(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
+				 errmsg("set-valued function called in context that cannot accept a set")));
+	if (!(rsinfo->allowedModes & SFRM_Materialize) ||
+		(expected_desc && rsinfo->expectedDesc == NULL))
+		ereport(ERROR,
+				(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
+				 errmsg("materialize mode required, but it is not allowed in this context")));
+
+	query_cxt = rsinfo->econtext->ecxt_per_query_memory;
+	old = MemoryContextSwitchTo(query_cxt);
+	if (expected_desc)
+		desc = CreateTupleDescCopy(rsinfo->expectedDesc);
+	else if (get_call_result_type(fcinfo, NULL, &desc) != TYPEFUNC_COMPOSITE)
+		elog(ERROR, "return type must be a row type");
+	release = palloc(sizeof(MemoryContextCallback));
+	MemoryContextSwitchTo(old);
+
+	if (el_rows_pool == NULL)
+		el_rows_pool = AllocSetContextCreate(TopMemoryContext,
+											 "event_log result rows",
+											 EL_ROWS_POOL_KEEP,
+											 ALLOCSET_DEFAULT_INITSIZE,
+											 ALLOCSET_DEFAULT_MAXSIZE);
+
+	/* Count the store as live before it exists, so it is never missed. */
+	release->func = el_rows_release;
+	release->arg = NULL;
+	MemoryContextRegisterResetCallback(query_cxt, release);
+	el_rows_live++;
+
+	old = MemoryContextSwitchTo(el_rows_pool);
+	store = tuplestore_begin_heap((rsinfo->allowedModes & SFRM_Materialize_Random) != 0,
+								  false, work_mem);
+	MemoryContextSwitchTo(old);
+
+	rsinfo->returnMode = SFRM_Materialize;
+	rsinfo->setResult = store;
+	rsinfo->setDesc = desc;
+	return store;
+}
+
 /* Run one of the stream's read plans into the SRF's tuplestore. */
 static void
 el_run_plan(FunctionCallInfo fcinfo, Oid relid, ElPlanKind kind,
@@ -75,9 +166,8 @@ el_run_plan(FunctionCallInfo fcinfo, Oid relid, ElPlanKind kind,
 
 	el_check_select(relid);
 
-	InitMaterializedSRF(fcinfo, MAT_SRF_USE_EXPECTED_DESC);
 	dest = CreateDestReceiver(DestTuplestore);
-	SetTuplestoreDestReceiverParams(dest, rsinfo->setResult,
+	SetTuplestoreDestReceiverParams(dest, el_result_store(fcinfo, true),
 									rsinfo->econtext->ecxt_per_query_memory,
 									false, NULL, NULL);
 

@@ -15,6 +15,7 @@
 #include "access/genam.h"
 #include "access/htup_details.h"
 #include "access/table.h"
+#include "access/xact.h"
 #include "catalog/indexing.h"
 #include "catalog/namespace.h"
 #include "catalog/pg_index.h"
@@ -30,6 +31,7 @@
 #include "utils/hsearch.h"
 #include "utils/inval.h"
 #include "utils/lsyscache.h"
+#include "utils/memutils.h"
 #include "utils/syscache.h"
 #include "utils/timestamp.h"
 #include "utils/varlena.h"
@@ -64,6 +66,7 @@ typedef struct ElStreamCacheEntry
 	ElStreamIndexes indexes;
 	bool		consumers_known;	/* has_consumers is up to date */
 	bool		has_consumers;	/* the stream has a consumer group */
+	int64	   *seen_end;		/* per shard: a seq known to be committed */
 	SPIPlanPtr	plans[EL_NUM_PLANS];
 } ElStreamCacheEntry;
 
@@ -117,7 +120,13 @@ el_stream_entry(Oid relid)
 	if (found && entry->valid)
 		return entry;
 	if (!found)
+	{
 		memset(entry->plans, 0, sizeof(entry->plans));
+		entry->seen_end = NULL;
+	}
+	if (entry->seen_end)
+		pfree(entry->seen_end);
+	entry->seen_end = NULL;
 	for (int i = 0; i < EL_NUM_PLANS; i++)
 	{
 		if (entry->plans[i])
@@ -199,6 +208,44 @@ int
 el_stream_shards(Oid relid)
 {
 	return el_stream_entry(relid)->shards;
+}
+
+/*
+ * The highest seq of a shard this backend has seen committed (0 if none),
+ * which lets commit_offset() skip probing the shard's end: a committed event
+ * never goes away, and a dropped stream's entry is reset by the relcache
+ * invalidation drop_stream() sends.
+ */
+int64
+el_shard_seen_end(Oid relid, int32 shard)
+{
+	ElStreamCacheEntry *entry = el_stream_entry(relid);
+
+	if (entry->seen_end == NULL || shard < 0 || shard >= entry->shards)
+		return 0;
+	return entry->seen_end[shard];
+}
+
+/*
+ * Record that seq of a shard was read.  The caller makes sure it was
+ * committed: a transaction that may have appended (it has a transaction id)
+ * could roll its own events back, so what it reads is not recorded.
+ */
+void
+el_shard_saw(Oid relid, int32 shard, int64 seq)
+{
+	ElStreamCacheEntry *entry;
+
+	if (TransactionIdIsValid(GetTopTransactionIdIfAny()))
+		return;
+	entry = el_stream_entry(relid);
+	if (shard < 0 || shard >= entry->shards)
+		return;
+	if (entry->seen_end == NULL)
+		entry->seen_end = MemoryContextAllocZero(TopMemoryContext,
+												 sizeof(int64) * entry->shards);
+	if (seq > entry->seen_end[shard])
+		entry->seen_end[shard] = seq;
 }
 
 /*
@@ -385,7 +432,13 @@ el_stream_plan(Oid relid, ElPlanKind kind)
 			elog(ERROR, "bad plan kind");
 	}
 
-	plan = SPI_prepare(sql, nargs, argtypes);
+	/*
+	 * Always the generic plan: each of these has one sensible plan (an index
+	 * scan in key order), and with a custom plan every call would be planned
+	 * again (a LIMIT given as a parameter makes the generic plan look costly
+	 * to the plan cache, which then never switches to it).
+	 */
+	plan = SPI_prepare_cursor(sql, nargs, argtypes, CURSOR_OPT_GENERIC_PLAN);
 	if (plan == NULL)
 		elog(ERROR, "SPI_prepare failed for \"%s\": %s", sql,
 			 SPI_result_code_string(SPI_result));
