@@ -159,6 +159,45 @@ SELECT event_log.commit_offset('audit', 'orders', :s9, :seq9 - 1);
 SELECT event_log.commit_offset('audit', 'orders', :s9, :seq9);
 SELECT event_log.committed_offset('audit', 'orders', :s9) = :seq9 AS committed;
 
+-- auto_commit: each poll first commits what the previous poll of the session
+-- returned (same group, stream and member), as Kafka's auto-commit does.
+SELECT * FROM event_log.reset_offsets('auto', 'orders', 'start');
+SELECT shard, seq FROM event_log.poll('auto', 'orders', 3, auto_commit => true);
+SELECT shard, committed_seq FROM event_log.consumer_lag WHERE group_name = 'auto' ORDER BY shard;
+SELECT shard, seq FROM event_log.poll('auto', 'orders', 3, auto_commit => true);
+SELECT shard, committed_seq FROM event_log.consumer_lag WHERE group_name = 'auto' ORDER BY shard;
+-- A poll without it commits nothing, but is remembered by the next one.
+SELECT shard, seq FROM event_log.poll('auto', 'orders', 2);
+SELECT shard, committed_seq FROM event_log.consumer_lag WHERE group_name = 'auto' ORDER BY shard;
+SELECT count(*) FROM event_log.poll('auto', 'orders', 2, auto_commit => true);
+SELECT shard, committed_seq FROM event_log.consumer_lag WHERE group_name = 'auto' ORDER BY shard;
+-- An offset moved since (here by a reset) stays where it was moved to.
+SELECT count(*) FROM event_log.reset_offsets('auto', 'orders', 'start');
+SELECT count(*) FROM event_log.poll('auto', 'orders', 100, auto_commit => true);
+SELECT shard, committed_seq FROM event_log.consumer_lag WHERE group_name = 'auto' ORDER BY shard;
+-- Another group, or another member, in between: the previous poll is theirs,
+-- so there is nothing to commit; the poll after that commits.
+SELECT count(*) FROM event_log.poll('billing2', 'orders', 1);
+SELECT count(*) FROM event_log.poll('auto', 'orders', 100, auto_commit => true);
+SELECT shard, committed_seq FROM event_log.consumer_lag WHERE group_name = 'auto' ORDER BY shard;
+SELECT count(*) FROM event_log.poll('auto', 'orders', 100, auto_commit => true);
+SELECT shard, committed_seq FROM event_log.consumer_lag WHERE group_name = 'auto' ORDER BY shard;
+SELECT count(*) FROM event_log.poll('auto2', 'orders', 100, member => 'm2');
+SELECT count(*) FROM event_log.poll('auto2', 'orders', 100, member => 'm3');
+SELECT count(*) FROM event_log.poll('auto2', 'orders', 100, member => 'm2', auto_commit => true);
+SELECT shard, committed_seq, member FROM event_log.consumer_lag WHERE group_name = 'auto2' ORDER BY shard;
+-- Events a transaction appended itself are never auto-committed: it could
+-- still roll them back.
+SELECT count(*) FROM event_log.poll('auto3', 'orders', 100, member => 'm4');
+SELECT count(*) FROM event_log.poll('auto3', 'orders', 100, member => 'm4', auto_commit => true);
+BEGIN;
+INSERT INTO orders (key, type, payload) VALUES ('order-10', 'Placed', '{}');
+SELECT key FROM event_log.poll('auto3', 'orders', 100, member => 'm4');
+ROLLBACK;
+SELECT count(*) FROM event_log.poll('auto3', 'orders', 100, member => 'm4', auto_commit => true);
+SELECT shard, committed_seq, log_end FROM event_log.consumer_lag WHERE group_name = 'auto3' ORDER BY shard;
+SELECT count(*) FROM event_log.poll('auto', 'orders', 100, auto_commit => NULL);
+
 -- The rows of read(), replay() and poll() outlive failures: two reads in one
 -- query, a query that fails while it reads them, one that fails inside a
 -- PL/pgSQL exception block, then reads that work.

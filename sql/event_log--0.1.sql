@@ -187,7 +187,8 @@ CREATE FUNCTION event_log.poll(
     stream regclass,
     max_count integer DEFAULT 100,
     member text DEFAULT NULL,
-    wait interval DEFAULT NULL)
+    wait interval DEFAULT NULL,
+    auto_commit boolean DEFAULT false)
 RETURNS SETOF event_log.event
 AS 'MODULE_PATHNAME', 'el_poll'
 LANGUAGE C VOLATILE

@@ -75,6 +75,7 @@ typedef enum ElQuery
 	Q_OFFSET_LOCK,
 	Q_OFFSET_SET,
 	Q_OFFSET_ADVANCE,
+	Q_OFFSETS_AUTO,
 	Q_OFFSET_GET,
 	EL_NUM_QUERIES
 } ElQuery;
@@ -90,7 +91,7 @@ static const struct
 {
 	const char *sql;
 	int			nargs;
-	Oid			types[4];
+	Oid			types[5];
 }			el_queries[EL_NUM_QUERIES] =
 {
 	[Q_GROUP_FIND] = {
@@ -186,6 +187,19 @@ static const struct
 		" SET committed_seq = $3, committed_at = clock_timestamp()"
 		" WHERE group_id = $1 AND shard = $2 AND member = $4 AND committed_seq < $3",
 		4, {INT4OID, INT4OID, INT8OID, TEXTOID}
+	},
+	/*
+	 * poll(auto_commit): move each shard from where the previous poll read
+	 * it to where that poll stopped, if it is still where that poll found
+	 * it and still mine.
+	 */
+	[Q_OFFSETS_AUTO] = {
+		"UPDATE event_log.consumer_offsets o"
+		" SET committed_seq = c.to_seq, committed_at = clock_timestamp()"
+		" FROM unnest($2::int4[], $3::int8[], $4::int8[]) AS c(shard, from_seq, to_seq)"
+		" WHERE o.group_id = $1 AND o.shard = c.shard AND o.member = $5"
+		" AND o.committed_seq = c.from_seq",
+		5, {INT4OID, INT4ARRAYOID, INT8ARRAYOID, INT8ARRAYOID, TEXTOID}
 	},
 	[Q_OFFSET_GET] = {
 		"SELECT o.committed_seq FROM event_log.consumer_offsets o"
@@ -315,6 +329,17 @@ el_int4_array(const int32 *items, int n)
 	for (int i = 0; i < n; i++)
 		d[i] = Int32GetDatum(items[i]);
 	return PointerGetDatum(construct_array(d, n, INT4OID, 4, true, TYPALIGN_INT));
+}
+
+static Datum
+el_int8_array(const int64 *items, int n)
+{
+	Datum	   *d = palloc(sizeof(Datum) * Max(n, 1));
+
+	for (int i = 0; i < n; i++)
+		d[i] = Int64GetDatum(items[i]);
+	return PointerGetDatum(construct_array(d, n, INT8OID, 8, FLOAT8PASSBYVAL,
+										   TYPALIGN_DOUBLE));
 }
 
 /* ----------------------------------------------------------------
@@ -850,6 +875,100 @@ el_settle_shards(ElGroup *g, const char *me, int32 *shards, int64 *after)
 }
 
 /*
+ * What this session's last poll() returned, per shard: the events after
+ * from[i] up to to[i] of shard[i], for a poll(auto_commit => true) of the
+ * same group, stream and member to commit.
+ */
+static struct
+{
+	int32		group_id;		/* 0: nothing remembered */
+	Oid			relid;
+	char		member[EL_MAX_NAME_BYTES + 1];
+	bool		committed;		/* what it reads is committed */
+	int			n;
+	int32	   *shard;
+	int64	   *from;
+	int64	   *to;
+}			el_last_poll;
+
+/*
+ * Start remembering a poll of g by me (forgetting the previous one).
+ * committed tells whether what the poll reads is known to be committed (see
+ * el_poll).
+ */
+static void
+el_last_poll_begin(ElGroup *g, const char *me, bool committed)
+{
+	el_last_poll.committed = committed;
+	el_last_poll.group_id = 0;
+	el_last_poll.n = 0;
+	if (el_last_poll.shard != NULL)
+	{
+		pfree(el_last_poll.shard);
+		pfree(el_last_poll.from);
+		pfree(el_last_poll.to);
+	}
+	el_last_poll.shard = MemoryContextAlloc(TopMemoryContext, sizeof(int32) * g->shards);
+	el_last_poll.from = MemoryContextAlloc(TopMemoryContext, sizeof(int64) * g->shards);
+	el_last_poll.to = MemoryContextAlloc(TopMemoryContext, sizeof(int64) * g->shards);
+	el_last_poll.relid = g->relid;
+	strlcpy(el_last_poll.member, me, sizeof(el_last_poll.member));
+	el_last_poll.group_id = g->id;
+}
+
+/*
+ * Remember that a poll returned the events of shard after from up to to.
+ * Not when the poll's transaction may have appended: it could roll its own
+ * events back, and they must not be committed.
+ */
+static void
+el_last_poll_add(Oid relid, int32 shard, int64 from, int64 to)
+{
+	int			i;
+
+	if (el_last_poll.group_id == 0 || !el_last_poll.committed)
+		return;
+	el_shard_saw(relid, shard, to);
+	/* A shard read in several rounds of one look continues where it was. */
+	for (i = 0; i < el_last_poll.n; i++)
+		if (el_last_poll.shard[i] == shard && el_last_poll.to[i] == from)
+		{
+			el_last_poll.to[i] = to;
+			return;
+		}
+	el_last_poll.shard[i] = shard;
+	el_last_poll.from[i] = from;
+	el_last_poll.to[i] = to;
+	el_last_poll.n++;
+}
+
+/*
+ * poll(auto_commit => true): commit what the previous poll of this session
+ * returned for the same group, stream and member, as if the consumer had
+ * called commit_offset() for each shard's last event.  A shard is moved only
+ * if its offset is still where that poll read it from and the shard is
+ * still leased to me; otherwise someone moved it meanwhile (a commit, a
+ * reset, a member that took the shard over), and their word stands: the
+ * events are delivered again if need be, which at least once allows.
+ */
+static void
+el_auto_commit(ElGroup *g, const char *me)
+{
+	Datum		values[5];
+
+	if (el_last_poll.group_id != g->id || el_last_poll.relid != g->relid ||
+		strcmp(el_last_poll.member, me) != 0 || el_last_poll.n == 0)
+		return;
+	values[0] = Int32GetDatum(g->id);
+	values[1] = el_int4_array(el_last_poll.shard, el_last_poll.n);
+	values[2] = el_int8_array(el_last_poll.from, el_last_poll.n);
+	values[3] = el_int8_array(el_last_poll.to, el_last_poll.n);
+	values[4] = CStringGetTextDatum(me);
+	el_last_poll.group_id = 0;
+	el_query(Q_OFFSETS_AUTO, values, NULL, 0);
+}
+
+/*
  * One look: settle my shards, then read up to max_count events after their
  * committed offsets into dest, with a new snapshot (in READ COMMITTED; the
  * transaction's in REPEATABLE READ and SERIALIZABLE).
@@ -903,9 +1022,9 @@ el_poll_once(ElGroup *g, const char *me, int max_count, DestReceiver *dest)
 			if (!active[i])
 				continue;
 			got = el_read_shard(g->relid, shards[i], after[i], ask, dest);
-			after[i] += got;
 			if (got > 0)
-				el_shard_saw(g->relid, shards[i], after[i]);
+				el_last_poll_add(g->relid, shards[i], after[i], after[i] + got);
+			after[i] += got;
 			left -= got;
 			total += got;
 			if ((int64) got < ask)
@@ -951,8 +1070,14 @@ el_interval_ms(Interval *iv)
 
 /*
  * event_log.poll(group_name text, stream regclass, max_count int DEFAULT 100,
- *				  member text DEFAULT NULL, wait interval DEFAULT NULL)
+ *				  member text DEFAULT NULL, wait interval DEFAULT NULL,
+ *				  auto_commit boolean DEFAULT false)
  *		RETURNS SETOF event_log.event
+ *
+ * With auto_commit, the events the previous poll of this session returned
+ * (same group, stream and member) are committed first (el_auto_commit).
+ * The rows it updates stay locked until the transaction ends, through a
+ * wait too: other sessions' commits and resets of those shards wait for it.
  */
 Datum
 el_poll(PG_FUNCTION_ARGS)
@@ -961,6 +1086,8 @@ el_poll(PG_FUNCTION_ARGS)
 	int32		max_count;
 	char	   *me;
 	int64		wait_ms = 0;
+	bool		auto_commit;
+	bool		reads_committed;
 	ElGroup		g;
 	DestReceiver *dest;
 	LOCKTAG		wait_tag;
@@ -977,6 +1104,8 @@ el_poll(PG_FUNCTION_ARGS)
 				 errmsg("max_count must be between 1 and %d", EL_MAX_POLL),
 				 errdetail("The requested max_count was %d.", max_count)));
 	me = el_member_arg(fcinfo, 3);
+	el_require_arg(fcinfo, 5, "auto_commit");
+	auto_commit = PG_GETARG_BOOL(5);
 	if (!PG_ARGISNULL(4))
 	{
 		wait_ms = el_interval_ms(PG_GETARG_INTERVAL_P(4));
@@ -992,7 +1121,16 @@ el_poll(PG_FUNCTION_ARGS)
 					 errhint("Poll with wait in READ COMMITTED, or poll without wait.")));
 	}
 
+	/*
+	 * Whether the transaction may have appended events, which it would see
+	 * before they are committed, is decided before the poll writes anything
+	 * itself: its own catalog writes give it a transaction id too.
+	 */
+	reads_committed = !el_may_have_appended();
 	el_group_begin(&g, fcinfo, true);
+	if (auto_commit)
+		el_auto_commit(&g, me);
+	el_last_poll_begin(&g, me, reads_committed);
 
 	dest = CreateDestReceiver(DestTuplestore);
 	SetTuplestoreDestReceiverParams(dest, el_result_store(fcinfo, true),
@@ -1096,7 +1234,8 @@ el_check_within(ElGroup *g, int32 shard, int64 seq)
 	if (seq <= el_shard_seen_end(g->relid, shard))
 		return;
 	end = el_shard_end(g->relid, shard);
-	el_shard_saw(g->relid, shard, end);
+	if (!el_may_have_appended())
+		el_shard_saw(g->relid, shard, end);
 	if (seq > end)
 		ereport(ERROR,
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),

@@ -211,6 +211,16 @@ el_stream_shards(Oid relid)
 }
 
 /*
+ * Whether the current transaction may have appended events, which it sees
+ * before they are committed: true once it has a transaction id.
+ */
+bool
+el_may_have_appended(void)
+{
+	return TransactionIdIsValid(GetTopTransactionIdIfAny());
+}
+
+/*
  * The highest seq of a shard this backend has seen committed (0 if none),
  * which lets commit_offset() skip probing the shard's end: a committed event
  * never goes away, and a dropped stream's entry is reset by the relcache
@@ -228,17 +238,14 @@ el_shard_seen_end(Oid relid, int32 shard)
 
 /*
  * Record that seq of a shard was read.  The caller makes sure it was
- * committed: a transaction that may have appended (it has a transaction id)
- * could roll its own events back, so what it reads is not recorded.
+ * committed: a transaction that may have appended (el_may_have_appended())
+ * could roll its own events back, so what it reads must not be recorded.
  */
 void
 el_shard_saw(Oid relid, int32 shard, int64 seq)
 {
-	ElStreamCacheEntry *entry;
+	ElStreamCacheEntry *entry = el_stream_entry(relid);
 
-	if (TransactionIdIsValid(GetTopTransactionIdIfAny()))
-		return;
-	entry = el_stream_entry(relid);
 	if (shard < 0 || shard >= entry->shards)
 		return;
 	if (entry->seen_end == NULL)

@@ -11,12 +11,15 @@
 #          (two autocommit statements, the usual consumer loop);
 #   plain: SELECT seq, * FROM stream WHERE shard = 0 AND seq > :last
 #          ORDER BY seq LIMIT 1000, with :last kept by the client (\aset).
-# Each side makes one pass over the stream (events/batch transactions) six
-# times, in three rounds of plain, group, group, plain; the figure is each
-# side's median pass (this VM's passes vary by up to half from one to the
-# next, so a mean of two was at the mercy of one slow pass).  The group side
-# must end every pass with its offset at the end of the stream.
-#                                                              target >= 0.80
+#   auto:  SELECT seq, * FROM event_log.poll('bench', stream, 1000,
+#          auto_commit => true), which commits the previous poll's events
+#          (one statement per batch, as Kafka's auto-commit does).
+# Each side makes one pass over the stream (events/batch transactions) four
+# times, in two rounds of plain, group, auto, auto, group, plain; the figure
+# is each side's median pass (this VM's passes vary by up to half from one
+# to the next, so a mean of two was at the mercy of one slow pass).  The
+# group sides must end every pass with their offset at the end of the stream.
+#                                                   target >= 0.80 for each
 #
 # Environment:
 #   CONSUME_EVENTS     events in the stream (default 1000000)
@@ -66,16 +69,21 @@ printf '%s\n' \
     "SELECT seq AS last, * FROM event_log.poll('bench', 'bench_stream', $batch) \\aset" \
     "SELECT event_log.commit_offset('bench', 'bench_stream', 0, :last);" \
     >"$work/group.sql"
+printf '%s\n' \
+    "SELECT seq AS last, * FROM event_log.poll('bench', 'bench_stream', $batch, auto_commit => true) \\aset" \
+    >"$work/auto.sql"
 txns=$(((events + batch - 1) / batch))
 
-# run_pass SIDE: seconds for one pass over the stream.
+# run_pass SIDE: seconds for one pass over the stream.  The auto side polls
+# once more at the end: that poll commits the last batch and finds nothing.
 run_pass() {
-    local side=$1 out tps
-    if [[ $side == group ]]; then
+    local side=$1 out tps n=$txns
+    if [[ $side != plain ]]; then
         sql -c "SELECT FROM event_log.reset_offsets('bench', 'bench_stream', 'start')" >/dev/null
     fi
+    [[ $side == auto ]] && n=$((txns + 1))
     sql -c CHECKPOINT
-    if ! out=$(pgbench -n -M prepared -D last=0 -t "$txns" -f "$work/$side.sql" 2>&1); then
+    if ! out=$(pgbench -n -M prepared -D last=0 -t "$n" -f "$work/$side.sql" 2>&1); then
         echo "$out" >&2
         echo "30_consume: pgbench failed on $side" >&2
         return 1
@@ -86,20 +94,19 @@ run_pass() {
         echo "30_consume: no tps from pgbench on $side" >&2
         return 1
     fi
-    if [[ $side == group &&
+    if [[ $side != plain &&
           $(sql -c "SELECT event_log.committed_offset('bench', 'bench_stream', 0)") != "$events" ]]; then
-        echo "30_consume: the group did not reach the end of the stream" >&2
+        echo "30_consume: the group ($side) did not reach the end of the stream" >&2
         return 1
     fi
-    awk -v n="$txns" -v t="$tps" 'BEGIN { printf "%.3f", n / t }'
+    awk -v n="$n" -v t="$tps" 'BEGIN { printf "%.3f", n / t }'
 }
 
-plain_times="" group_times=""
-for round in 1 2 3; do
-    plain_times+="$(run_pass plain) "
-    group_times+="$(run_pass group) "
-    group_times+="$(run_pass group) "
-    plain_times+="$(run_pass plain) "
+declare -A times=([plain]="" [group]="" [auto]="")
+for round in 1 2; do
+    for side in plain group auto auto group plain; do
+        times[$side]+="$(run_pass "$side") "
+    done
 done
 
 # The median of an even count: the mean of the middle two.
@@ -107,25 +114,34 @@ median() {
     tr ' ' '\n' <<<"$1" | grep . | sort -g |
         awk '{ a[NR] = $1 } END { m = NR / 2; printf "%.3f", NR % 2 ? a[m + 0.5] : (a[m] + a[m + 1]) / 2 }'
 }
-pt=$(median "$plain_times")
-gt=$(median "$group_times")
-plain_rate=$(awk -v e="$events" -v t="$pt" 'BEGIN { printf "%.0f", e / t }')
-group_rate=$(awk -v e="$events" -v t="$gt" 'BEGIN { printf "%.0f", e / t }')
-ratio=$(awk -v g="$group_rate" -v p="$plain_rate" 'BEGIN { printf "%.2f", g / p }')
-mark=""
-if awk -v r="$ratio" 'BEGIN { exit !(r < 0.80) }'; then
-    mark="  MISSED"
-fi
+rate() { awk -v e="$events" -v t="$(median "${times[$1]}")" 'BEGIN { printf "%.0f", e / t }'; }
+plain_rate=$(rate plain)
 
 server=$(sql -c 'SHOW server_version')
 echo "PostgreSQL $server, $(nproc) CPUs, $events events, batches of $batch," \
     "synchronous_commit=$sync_commit"
-printf '%-28s group %8s ev/s  plain %8s ev/s  ratio %s  (target 0.80)%s\n' \
-    "poll + commit_offset" "$group_rate" "$plain_rate" "$ratio" "$mark"
-printf '%-28s   seconds per pass: group %s, plain %s\n' "" "${group_times% }" "${plain_times% }"
+table=""
+for side in group auto; do
+    if [[ $side == group ]]; then
+        label="poll + commit_offset"
+    else
+        label="poll(auto_commit => true)"
+    fi
+    r=$(rate "$side")
+    ratio=$(awk -v g="$r" -v p="$plain_rate" 'BEGIN { printf "%.2f", g / p }')
+    mark=""
+    if awk -v r="$ratio" 'BEGIN { exit !(r < 0.80) }'; then
+        mark="  MISSED"
+    fi
+    printf '%-28s group %8s ev/s  plain %8s ev/s  ratio %s  (target 0.80)%s\n' \
+        "$label" "$r" "$plain_rate" "$ratio" "$mark"
+    printf '%-28s   seconds per pass: %s\n' "" "${times[$side]% }"
+    table+="| $events events, batches of $batch: $label | $r ev/s | $plain_rate ev/s | $ratio | 0.80 | ${mark:+MISSED} |"$'\n'
+done
+printf '%-28s   seconds per pass: %s\n' "plain" "${times[plain]% }"
 echo
 echo "| measurement | group | plain | ratio | target | |"
 echo "|---|---|---|---|---|---|"
-echo "| $events events, batches of $batch: poll + commit_offset | $group_rate ev/s | $plain_rate ev/s | $ratio | 0.80 | ${mark:+MISSED} |"
+printf '%s' "$table"
 
 sql -d "$admin_db" -c "DROP DATABASE $db"
