@@ -12,7 +12,7 @@ PGFILEDESC = "event_log - event streams with commit-order offsets"
 REGRESS    = streams append immutability bad_input privileges cdc projections \
              consumers
 # isolation specs (test/specs/NAME.spec, test/expected/NAME.out)
-ISOLATION  = commit_order rollback repeatable_read prepared shards_independent \
+ISOLATION  = commit_order rollback repeatable_read prepared shards_independent version_cache \
              projection_async projection_rebuild projection_inline_rr \
              consumer_members consumer_commit consumer_poll_race
 

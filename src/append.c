@@ -186,15 +186,21 @@ el_probe_version(Relation rel, Oid indexoid, text *key)
 }
 
 /*
- * Versions this transaction assigned, per (stream, key), so that a key
- * appended to again in the same transaction (a batch) needs no index probe.
- * Valid only while nothing this transaction numbered can have vanished:
- * el_forget_positions() empties it (and the seq hints below) when a
- * subtransaction aborts, and el_last_seq() does when its hint turns out to
- * be gone (a row skipped by ON CONFLICT DO NOTHING, a rolled-back
- * savepoint).  Every such loss leaves the hinted last row of its shard
- * missing, and every key lives in one shard, so the next append to that
- * shard, which comes before any stale version could be used, notices it.
+ * Versions this backend assigned, per (stream, key), so that a key appended
+ * to again needs no index probe: in the same transaction (a batch), and in
+ * later ones as long as nobody else appended to the key's shard meanwhile.
+ *
+ * An entry is valid only while its shard's seq hint (below) has the
+ * generation the entry was made under.  The generation moves on whenever
+ * el_last_seq() finds anything but the hinted row at the shard's end: then
+ * another backend appended (and may have appended to our keys), or the
+ * hinted row vanished.  Within the transaction that made the hint it can
+ * vanish by a row skipped by ON CONFLICT DO NOTHING or a rolled-back
+ * savepoint; across transactions, by an abort or a ROLLBACK PREPARED, so
+ * el_forget_positions() empties both caches when a transaction or
+ * subtransaction aborts and when one is prepared.  Every key lives in one
+ * shard, and the next append to a shard looks at its end before any
+ * version of a key in it is used, so a stale version is never used.
  */
 typedef struct ElVersionKey
 {
@@ -208,15 +214,23 @@ typedef struct ElVersion
 	ElVersionKey hkey;
 	char	   *key;			/* the key's bytes, to rule out collisions */
 	int64		version;
+	uint64		generation;		/* of the shard's seq hint when assigned */
 } ElVersion;
 
 #define EL_VERSION_CACHE_MAX	65536
 
 static MemoryContext el_version_cxt = NULL;
 static HTAB *el_versions = NULL;
-static LocalTransactionId el_versions_lxid = InvalidLocalTransactionId;
 
 static void el_forget_positions(void);
+
+static void
+el_xact_callback(XactEvent event, void *arg)
+{
+	if (event == XACT_EVENT_ABORT || event == XACT_EVENT_PARALLEL_ABORT ||
+		event == XACT_EVENT_PREPARE)
+		el_forget_positions();
+}
 
 static void
 el_subxact_callback(SubXactEvent event, SubTransactionId mySubid,
@@ -226,19 +240,29 @@ el_subxact_callback(SubXactEvent event, SubTransactionId mySubid,
 		el_forget_positions();
 }
 
+/* Register the callbacks above, once, before either cache is filled. */
+static void
+el_positions_init(void)
+{
+	static bool done = false;
+
+	if (done)
+		return;
+	RegisterXactCallback(el_xact_callback, NULL);
+	RegisterSubXactCallback(el_subxact_callback, NULL);
+	done = true;
+}
+
 static HTAB *
 el_version_cache(void)
 {
+	el_positions_init();
 	if (el_version_cxt == NULL)
-	{
 		el_version_cxt = AllocSetContextCreate(TopMemoryContext,
 											   "event_log version cache",
 											   ALLOCSET_DEFAULT_SIZES);
-		RegisterSubXactCallback(el_subxact_callback, NULL);
-	}
 	if (el_versions != NULL &&
-		(el_versions_lxid != MyProc->lxid ||
-		 hash_get_num_entries(el_versions) >= EL_VERSION_CACHE_MAX))
+		hash_get_num_entries(el_versions) >= EL_VERSION_CACHE_MAX)
 	{
 		MemoryContextReset(el_version_cxt);
 		el_versions = NULL;
@@ -252,7 +276,6 @@ el_version_cache(void)
 		ctl.hcxt = el_version_cxt;
 		el_versions = hash_create("event_log versions", 1024, &ctl,
 								  HASH_ELEM | HASH_BLOBS | HASH_CONTEXT);
-		el_versions_lxid = MyProc->lxid;
 	}
 	return el_versions;
 }
@@ -285,23 +308,6 @@ el_version_entry(Oid relid, text *key, bool create)
 	return entry;
 }
 
-/* The key's current version (0 if it has no events); under the shard lock. */
-static int64
-el_last_version(Relation rel, Oid indexoid, text *key)
-{
-	ElVersion  *entry = el_version_entry(RelationGetRelid(rel), key, false);
-
-	if (entry)
-		return entry->version;
-	return el_probe_version(rel, indexoid, key);
-}
-
-static void
-el_remember_version(Oid relid, text *key, int64 version)
-{
-	el_version_entry(relid, key, true)->version = version;
-}
-
 /*
  * The last seq this backend assigned in each shard.  It is only a hint:
  * el_last_seq() reads forward from it, which is far cheaper than finding the
@@ -324,6 +330,7 @@ typedef struct ElSeqHint
 	ElSeqHintKey key;
 	LocalTransactionId lxid;	/* transaction that assigned last_seq */
 	int64		last_seq;		/* 0: no hint */
+	uint64		generation;		/* see ElVersion */
 } ElSeqHint;
 
 /*
@@ -346,6 +353,7 @@ el_seq_hint(Oid relid, int32 shard)
 	{
 		HASHCTL		ctl;
 
+		el_positions_init();
 		ctl.keysize = sizeof(ElSeqHintKey);
 		ctl.entrysize = sizeof(ElSeqHint);
 		el_seq_hints = hash_create("event_log seq hints", 64, &ctl,
@@ -359,8 +367,32 @@ el_seq_hint(Oid relid, int32 shard)
 	{
 		hint->lxid = InvalidLocalTransactionId;
 		hint->last_seq = 0;
+		hint->generation = 0;
 	}
 	return hint;
+}
+
+/*
+ * The key's current version (0 if it has no events); under the shard lock,
+ * after el_last_seq() has looked at the end of the key's shard.
+ */
+static int64
+el_last_version(Relation rel, Oid indexoid, text *key, int32 shard)
+{
+	ElVersion  *entry = el_version_entry(RelationGetRelid(rel), key, false);
+
+	if (entry && entry->generation == el_seq_hint(RelationGetRelid(rel), shard)->generation)
+		return entry->version;
+	return el_probe_version(rel, indexoid, key);
+}
+
+static void
+el_remember_version(Oid relid, text *key, int32 shard, int64 version)
+{
+	ElVersion  *entry = el_version_entry(relid, key, true);
+
+	entry->version = version;
+	entry->generation = el_seq_hint(relid, shard)->generation;
 }
 
 /*
@@ -383,6 +415,14 @@ el_last_seq(Relation rel, Oid pk, int32 shard)
 		last = el_index_last(rel, pk, skeys, 2, Anum_el_seq,
 							 ForwardScanDirection, EL_SEQ_PROBE_MAX_ROWS);
 	}
+
+	/*
+	 * Unless the hinted row is still the shard's end, somebody else appended
+	 * (or our row vanished): the versions we know of this shard's keys may
+	 * be stale.
+	 */
+	if (hint->last_seq == 0 || last != hint->last_seq)
+		hint->generation++;
 	if (last < 0)
 	{
 		/* A row this transaction numbered vanished: forget what we know. */
@@ -730,7 +770,7 @@ el_assign_position(PG_FUNCTION_ARGS)
 
 	/* Under the shard lock, the last seq and version cannot move. */
 	seq = el_last_seq(rel, idx->pk, shard) + 1;
-	version = el_last_version(rel, idx->key_version, key) + 1;
+	version = el_last_version(rel, idx->key_version, key, shard) + 1;
 
 	newvals[0] = Int32GetDatum(shard);
 	newvals[1] = Int64GetDatum(seq);
@@ -739,7 +779,7 @@ el_assign_position(PG_FUNCTION_ARGS)
 	newvals[4] = TimestampTzGetDatum(GetCurrentTransactionStartTimestamp());
 
 	el_remember_seq(RelationGetRelid(rel), shard, seq);
-	el_remember_version(RelationGetRelid(rel), key, version);
+	el_remember_version(RelationGetRelid(rel), key, shard, version);
 
 	if (own_append)
 	{
