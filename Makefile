@@ -4,13 +4,13 @@ EXTENSION  = event_log
 MODULE_big = event_log
 OBJS       = src/event_log.o src/hash.o src/stream.o src/append.o src/read.o \
              src/immutable.o src/decoder.o src/projection.o src/consumer.o \
-             src/worker.o
+             src/worker.o src/batch.o
 DATA       = sql/event_log--0.1.sql
 PGFILEDESC = "event_log - event streams with commit-order offsets"
 
 # pg_regress suites (sql/NAME.sql, expected/NAME.out)
 REGRESS    = streams append immutability bad_input privileges cdc projections \
-             consumers
+             projection_builds consumers
 # isolation specs (test/specs/NAME.spec, test/expected/NAME.out)
 ISOLATION  = commit_order rollback repeatable_read prepared shards_independent version_cache \
              projection_async projection_rebuild projection_inline_rr \

@@ -292,7 +292,10 @@ CREATE TABLE event_log.projections (
     generation  integer     NOT NULL,
     events      bigint      NOT NULL,
     created_at  timestamptz NOT NULL DEFAULT now(),
-    rebuilt_at  timestamptz
+    rebuilt_at  timestamptz,
+    -- how the last build replayed the stream: 'set-based', or 'event by
+    -- event: ' and the reason (docs/projections.md, "Fast builds")
+    build_method text
 );
 
 -- Checkpoints of async projections: the last seq applied per shard, and the

@@ -160,4 +160,11 @@ extern bool el_is_projection_relation(Oid relid);
 extern int	el_inline_projections(Oid stream);
 extern char *el_projections_of_stream(Oid stream);
 
+/* batch.c: set-based replay of projection builds */
+typedef struct ElBatchPlan ElBatchPlan;
+extern ElBatchPlan *el_batch_prepare(SPIPlanPtr plan, Oid *table, AttrNumber *keycol,
+									 const char **why);
+extern const char *el_batch_table_ok(Oid table, AttrNumber keycol);
+extern void el_batch_run(ElBatchPlan *bp, int count, Datum **cols, bool **nulls);
+
 #endif							/* EVENT_LOG_H */

@@ -12,12 +12,15 @@
 #include "postgres.h"
 
 #include "access/genam.h"
+#include "common/hashfn.h"
 #include "access/htup_details.h"
 #include "access/stratnum.h"
 #include "access/table.h"
 #include "access/xact.h"
 #include "catalog/namespace.h"
 #include "catalog/pg_class.h"
+#include "catalog/pg_collation.h"
+#include "catalog/pg_operator.h"
 #include "catalog/pg_type.h"
 #include "commands/trigger.h"
 #include "executor/executor.h"
@@ -33,6 +36,7 @@
 #include "tcop/cmdtag.h"
 #include "utils/acl.h"
 #include "utils/builtins.h"
+#include "utils/datum.h"
 #include "utils/fmgroids.h"
 #include "utils/guc.h"
 #include "utils/hsearch.h"
@@ -43,6 +47,7 @@
 #include "utils/plancache.h"
 #include "utils/rel.h"
 #include "utils/snapmgr.h"
+#include "utils/sortsupport.h"
 #include "utils/syscache.h"
 #include "utils/typcache.h"
 
@@ -106,6 +111,11 @@ typedef struct ElHandlerSet
 	Oid			argtypes[EL_PARAM_ROW];	/* of $1..$10 */
 	int			refcount;		/* running now (for the live cache) */
 	bool		orphaned;		/* replaced in the cache while running */
+	/* Set-based replay for builds (batch.c): per handler, and for "*". */
+	bool		batchable;
+	ElBatchPlan **batch;
+	ElBatchPlan *any_batch;
+	const char *batch_why;		/* why not (projections.build_method) */
 } ElHandlerSet;
 
 /*
@@ -956,6 +966,293 @@ el_replay_shard(ElApplyState *st, Relation stream, Relation pk, int32 shard,
 	return n;
 }
 
+static bool el_handler_error(int sqlerrcode);
+
+/*
+ * Run fn(arg) in a subtransaction.  Returns NULL if it went through.  If it
+ * failed with an error a handler can raise (el_handler_error()), rolls the
+ * subtransaction back and returns the error; any other error is rethrown
+ * after the rollback.  Abort restores the user, settings and search path
+ * el_apply_begin() set inside.
+ */
+static ErrorData *
+el_in_subxact(void (*fn) (void *), void *arg)
+{
+	MemoryContext cxt = CurrentMemoryContext;
+	ResourceOwner owner = CurrentResourceOwner;
+	ErrorData  *volatile edata = NULL;
+
+	BeginInternalSubTransaction(NULL);
+	MemoryContextSwitchTo(cxt);
+	PG_TRY();
+	{
+		fn(arg);
+		ReleaseCurrentSubTransaction();
+		MemoryContextSwitchTo(cxt);
+		CurrentResourceOwner = owner;
+	}
+	PG_CATCH();
+	{
+		MemoryContextSwitchTo(cxt);
+		edata = CopyErrorData();
+		FlushErrorState();
+		RollbackAndReleaseCurrentSubTransaction();
+		MemoryContextSwitchTo(cxt);
+		CurrentResourceOwner = owner;
+		/* Cancels, shutdowns, deadlocks are not the handler's to record. */
+		if (!el_handler_error(edata->sqlerrcode))
+			ReThrowError(edata);
+	}
+	PG_END_TRY();
+	return edata;
+}
+
+/*
+ * Set-based replay for builds: whether every handler of the set qualifies
+ * (batch.c), and their batch forms.  In the set's memory.
+ */
+static void
+el_prepare_batches(ElHandlerSet *set)
+{
+	MemoryContext old = MemoryContextSwitchTo(set->cxt);
+	Oid			table = InvalidOid;
+	AttrNumber	keycol = 0;
+	const char *why = NULL;
+
+	set->batchable = false;
+	set->batch = palloc0(sizeof(ElBatchPlan *) * Max(set->nhandlers, 1));
+	for (int i = 0; i < set->nhandlers && why == NULL; i++)
+		set->batch[i] = el_batch_prepare(set->handlers[i].plan, &table, &keycol, &why);
+	if (set->any && why == NULL)
+		set->any_batch = el_batch_prepare(set->any, &table, &keycol, &why);
+	if (why == NULL && OidIsValid(table))
+		why = el_batch_table_ok(table, keycol);
+	else if (why == NULL)
+		why = "no handler writes";
+	MemoryContextSwitchTo(old);
+	set->batch_why = why;
+	set->batchable = (why == NULL);
+}
+
+/* Events collected for one set-based step, in seq order. */
+#define EL_BATCH_MAX	16384
+
+typedef struct ElBatch
+{
+	int			n;
+	Datum	   *cols[EL_NATTS];
+	bool	   *nulls[EL_NATTS];
+	int		   *handler;		/* index in set->handlers, -1 for "*" */
+	HTAB	   *keys;			/* hashes of the keys in the batch */
+	MemoryContext cxt;			/* the events' copies, reset per batch */
+	SortSupportData keysort;	/* text order, to sort a step by key */
+} ElBatch;
+
+/* The handler index of an event's type: -1 for "*", -2 for none. */
+static int
+el_handler_index(ElHandlerSet *set, text *type)
+{
+	const char *t = VARDATA_ANY(type);
+	int			len = VARSIZE_ANY_EXHDR(type);
+
+	for (int i = 0; i < set->nhandlers; i++)
+		if (set->handlers[i].typelen == len &&
+			memcmp(set->handlers[i].type, t, len) == 0)
+			return i;
+	return set->any ? -1 : -2;
+}
+
+/* qsort_arg() comparator of event indexes by key. */
+static int
+el_batch_key_cmp(const void *a, const void *b, void *arg)
+{
+	ElBatch    *batch = (ElBatch *) arg;
+
+	return ApplySortComparator(batch->cols[Anum_el_key - 1][*(const int *) a], false,
+							   batch->cols[Anum_el_key - 1][*(const int *) b], false,
+							   &batch->keysort);
+}
+
+/*
+ * Run one handler's statements over its events of the batch, in key order:
+ * the keys are distinct, so any order gives the same result, and in key
+ * order the statements' index probes walk the table's key index forwards
+ * instead of jumping about it.
+ */
+static void
+el_batch_step(ElHandlerSet *set, ElBatch *b, int h)
+{
+	ElBatchPlan *bp = h < 0 ? set->any_batch : set->batch[h];
+	Datum	   *cols[EL_NATTS];
+	bool	   *nulls[EL_NATTS];
+	int		   *order = palloc(sizeof(int) * b->n);
+	int			count = 0;
+
+	for (int i = 0; i < b->n; i++)
+		if (b->handler[i] == h)
+			order[count++] = i;
+	if (count == 0)
+		return;
+	qsort_arg(order, count, sizeof(int), el_batch_key_cmp, b);
+	for (int f = 0; f < EL_NATTS; f++)
+	{
+		cols[f] = palloc(sizeof(Datum) * count);
+		nulls[f] = palloc(sizeof(bool) * count);
+		for (int k = 0; k < count; k++)
+		{
+			cols[f][k] = b->cols[f][order[k]];
+			nulls[f][k] = b->nulls[f][order[k]];
+		}
+	}
+	el_batch_run(bp, count, cols, nulls);
+}
+
+/*
+ * Apply the batch: each handler once over its events, in a subtransaction.
+ * If that fails with an error a handler can raise, replay the batch event
+ * by event instead, which raises the error a per-event build would, for the
+ * event it would, or goes through.
+ */
+typedef struct ElBatchCall
+{
+	ElHandlerSet *set;
+	ElBatch    *batch;
+} ElBatchCall;
+
+static void
+el_batch_steps(void *arg)
+{
+	ElBatchCall *call = (ElBatchCall *) arg;
+
+	for (int h = 0; h < call->set->nhandlers; h++)
+		el_batch_step(call->set, call->batch, h);
+	if (call->set->any)
+		el_batch_step(call->set, call->batch, -1);
+}
+
+static void
+el_batch_flush(ElApplyState *st, ElBatch *b)
+{
+	ElBatchCall call = {st->set, b};
+	bool		failed;
+
+	if (b->n == 0)
+		return;
+	failed = el_in_subxact(el_batch_steps, &call) != NULL;
+
+	if (failed)
+	{
+		Datum		values[EL_NATTS];
+		bool		nulls[EL_NATTS];
+
+		for (int i = 0; i < b->n; i++)
+		{
+			for (int f = 0; f < EL_NATTS; f++)
+			{
+				values[f] = b->cols[f][i];
+				nulls[f] = b->nulls[f][i];
+			}
+			el_apply(st, values, nulls);
+		}
+	}
+	b->n = 0;
+	hash_destroy(b->keys);
+	b->keys = NULL;
+	MemoryContextReset(b->cxt);
+}
+
+/*
+ * el_replay_shard() for a set whose handlers run set-based: events are
+ * collected into batches of distinct keys (a key seen again ends the
+ * batch), each applied by el_batch_flush().
+ */
+static int64
+el_replay_shard_batched(ElApplyState *st, Relation stream, Relation pk,
+						int32 shard, int64 after, int64 *last)
+{
+	ElHandlerSet *set = st->set;
+	Snapshot	snap = RegisterSnapshot(GetTransactionSnapshot());
+	IndexScanDesc scan = el_shard_scan(stream, pk, snap, shard, after);
+	TupleTableSlot *slot = table_slot_create(stream, NULL);
+	TupleDesc	desc = RelationGetDescr(stream);
+	ElBatch		b;
+	int64		n = 0;
+
+	memset(&b, 0, sizeof(b));
+	b.cxt = AllocSetContextCreate(CurrentMemoryContext, "event_log batch",
+								  ALLOCSET_DEFAULT_SIZES);
+	b.keysort.ssup_cxt = CurrentMemoryContext;
+	b.keysort.ssup_collation = DEFAULT_COLLATION_OID;
+	PrepareSortSupportFromOrderingOp(TextLessOperator, &b.keysort);
+	for (int f = 0; f < EL_NATTS; f++)
+	{
+		b.cols[f] = palloc(sizeof(Datum) * EL_BATCH_MAX);
+		b.nulls[f] = palloc(sizeof(bool) * EL_BATCH_MAX);
+	}
+	b.handler = palloc(sizeof(int) * EL_BATCH_MAX);
+
+	*last = after;
+	while (index_getnext_slot(scan, ForwardScanDirection, slot))
+	{
+		text	   *key;
+		uint64		hash;
+		bool		seen;
+		int			h;
+
+		slot_getsomeattrs(slot, EL_NATTS);
+		*last = DatumGetInt64(slot->tts_values[Anum_el_seq - 1]);
+		h = el_handler_index(set, DatumGetTextPP(slot->tts_values[Anum_el_type - 1]));
+		if (h == -2)
+			continue;
+		n++;
+
+		key = DatumGetTextPP(slot->tts_values[Anum_el_key - 1]);
+		hash = hash_bytes_extended((const unsigned char *) VARDATA_ANY(key),
+								   VARSIZE_ANY_EXHDR(key), 0);
+		if (b.keys != NULL)
+			(void) hash_search(b.keys, &hash, HASH_FIND, &seen);
+		else
+			seen = false;
+		/* A key seen again (or a hash collision) starts the next batch. */
+		if (seen || b.n == EL_BATCH_MAX)
+			el_batch_flush(st, &b);
+		if (b.keys == NULL)
+		{
+			HASHCTL		ctl;
+
+			ctl.keysize = sizeof(uint64);
+			ctl.entrysize = sizeof(uint64);
+			ctl.hcxt = b.cxt;
+			b.keys = hash_create("event_log batch keys", EL_BATCH_MAX, &ctl,
+								 HASH_ELEM | HASH_BLOBS | HASH_CONTEXT);
+		}
+		(void) hash_search(b.keys, &hash, HASH_ENTER, NULL);
+
+		{
+			MemoryContext old = MemoryContextSwitchTo(b.cxt);
+
+			for (int f = 0; f < EL_NATTS; f++)
+			{
+				Form_pg_attribute att = TupleDescAttr(desc, f);
+
+				b.nulls[f][b.n] = slot->tts_isnull[f];
+				b.cols[f][b.n] = slot->tts_isnull[f] ? (Datum) 0 :
+					datumCopy(slot->tts_values[f], att->attbyval, att->attlen);
+			}
+			MemoryContextSwitchTo(old);
+		}
+		b.handler[b.n] = h;
+		b.n++;
+		CHECK_FOR_INTERRUPTS();
+	}
+	el_batch_flush(st, &b);
+	index_endscan(scan);
+	ExecDropSingleTupleTableSlot(slot);
+	MemoryContextDelete(b.cxt);
+	UnregisterSnapshot(snap);
+	return n;
+}
+
 /* ---------------------------------------------------------------------
  * Creating and rebuilding
  * ---------------------------------------------------------------------
@@ -1065,7 +1362,12 @@ el_replay_all(ElHandlerSet *set, Oid streamid, int shards, int64 *last)
 
 	el_apply_begin(set, &st);
 	for (int s = 0; s < shards; s++)
-		n += el_replay_shard(&st, stream, pk, s, last[s], &last[s]);
+	{
+		if (set->batchable)
+			n += el_replay_shard_batched(&st, stream, pk, s, last[s], &last[s]);
+		else
+			n += el_replay_shard(&st, stream, pk, s, last[s], &last[s]);
+	}
 	el_apply_end(&st);
 	index_close(pk, AccessShareLock);
 	table_close(stream, AccessShareLock);
@@ -1078,6 +1380,17 @@ el_build(ElHandlerSet *set, ElProjection *p, int64 *last, bool create)
 	int			shards = el_stream_shards(p->stream);
 	int64		n;
 
+	el_prepare_batches(set);
+	{
+		Oid			types[2] = {OIDOID, TEXTOID};
+		Datum		values[2];
+
+		values[0] = ObjectIdGetDatum(p->view);
+		values[1] = CStringGetTextDatum(set->batchable ? "set-based" :
+										psprintf("event by event: %s", set->batch_why));
+		el_catalog_exec("UPDATE event_log.projections SET build_method = $2"
+						" WHERE projection = $1", 2, types, values, NULL, SPI_OK_UPDATE);
+	}
 	n = el_replay_all(set, p->stream, shards, last);
 	if (!p->inline_mode)
 		return n;
@@ -1625,6 +1938,37 @@ el_handler_error(int sqlerrcode)
 	}
 }
 
+typedef struct ElApplyCall
+{
+	ElHandlerSet *set;
+	TupleDesc	desc;
+	HeapTuple  *events;
+	int			count;
+	int			done;			/* events applied so far */
+	MemoryContext evcxt;		/* per event, reset after each */
+} ElApplyCall;
+
+static void
+el_apply_events(void *arg)
+{
+	ElApplyCall *call = (ElApplyCall *) arg;
+	MemoryContext cxt = CurrentMemoryContext;
+	Datum		values[EL_NATTS];
+	bool		nulls[EL_NATTS];
+	ElApplyState st;
+
+	el_apply_begin(call->set, &st);
+	for (call->done = 0; call->done < call->count; call->done++)
+	{
+		MemoryContextSwitchTo(call->evcxt);
+		heap_deform_tuple(call->events[call->done], call->desc, values, nulls);
+		el_apply(&st, values, nulls);
+		MemoryContextSwitchTo(cxt);
+		MemoryContextReset(call->evcxt);
+	}
+	el_apply_end(&st);
+}
+
 /*
  * Apply events[0..count) in a subtransaction.  Returns -1 if all went
  * through, else the index of the event that failed, with its error in
@@ -1634,52 +1978,17 @@ static int
 el_apply_batch(ElHandlerSet *set, TupleDesc desc, HeapTuple *events, int count,
 			   ErrorData **error)
 {
-	MemoryContext cxt = CurrentMemoryContext;
-	ResourceOwner owner = CurrentResourceOwner;
-	volatile int i = 0;
-	volatile int failed = -1;
-	Datum		values[EL_NATTS];
-	bool		nulls[EL_NATTS];
-	MemoryContext evcxt = AllocSetContextCreate(cxt, "event_log event",
-												ALLOCSET_DEFAULT_SIZES);
+	ElApplyCall call = {set, desc, events, count, 0, NULL};
+	ErrorData  *edata;
 
-	BeginInternalSubTransaction(NULL);
-	MemoryContextSwitchTo(cxt);
-	PG_TRY();
-	{
-		ElApplyState st;
-
-		el_apply_begin(set, &st);
-		for (i = 0; i < count; i++)
-		{
-			MemoryContextSwitchTo(evcxt);
-			heap_deform_tuple(events[i], desc, values, nulls);
-			el_apply(&st, values, nulls);
-			MemoryContextSwitchTo(cxt);
-			MemoryContextReset(evcxt);
-		}
-		el_apply_end(&st);
-		ReleaseCurrentSubTransaction();
-		MemoryContextSwitchTo(cxt);
-		CurrentResourceOwner = owner;
-	}
-	PG_CATCH();
-	{
-		/* Abort restores the user and search path el_apply_begin() set. */
-		MemoryContextSwitchTo(cxt);
-		*error = CopyErrorData();
-		FlushErrorState();
-		RollbackAndReleaseCurrentSubTransaction();
-		MemoryContextSwitchTo(cxt);
-		CurrentResourceOwner = owner;
-		/* Cancels, shutdowns, deadlocks are not the handler's to record. */
-		if (!el_handler_error((*error)->sqlerrcode))
-			ReThrowError(*error);
-		failed = i;
-	}
-	PG_END_TRY();
-	MemoryContextDelete(evcxt);
-	return failed;
+	call.evcxt = AllocSetContextCreate(CurrentMemoryContext, "event_log event",
+									   ALLOCSET_DEFAULT_SIZES);
+	edata = el_in_subxact(el_apply_events, &call);
+	MemoryContextDelete(call.evcxt);
+	if (edata == NULL)
+		return -1;
+	*error = edata;				/* left alone when all went through */
+	return call.done;
 }
 
 static int64
@@ -1869,6 +2178,21 @@ el_run_async(Oid view, int64 max_events)
 	return total;
 }
 
+typedef struct ElRunCall
+{
+	Oid			view;
+	int64		max_events;
+	int64		n;
+} ElRunCall;
+
+static void
+el_run_async_call(void *arg)
+{
+	ElRunCall  *call = (ElRunCall *) arg;
+
+	call->n = el_run_async(call->view, call->max_events);
+}
+
 /*
  * el_run_async() in a subtransaction.  An error that escapes it is the
  * projection's, not the event's: its handlers no longer compile (a table
@@ -1878,46 +2202,23 @@ el_run_async(Oid view, int64 max_events)
 static int64
 el_run_async_guarded(Oid view, int64 max_events)
 {
-	MemoryContext cxt = CurrentMemoryContext;
-	ResourceOwner owner = CurrentResourceOwner;
-	volatile int64 n = 0;
+	ElRunCall	call = {view, max_events, 0};
+	ErrorData  *edata = el_in_subxact(el_run_async_call, &call);
 
-	BeginInternalSubTransaction(NULL);
-	MemoryContextSwitchTo(cxt);
-	PG_TRY();
-	{
-		n = el_run_async(view, max_events);
-		ReleaseCurrentSubTransaction();
-		MemoryContextSwitchTo(cxt);
-		CurrentResourceOwner = owner;
-	}
-	PG_CATCH();
-	{
-		ErrorData  *edata;
-
-		MemoryContextSwitchTo(cxt);
-		edata = CopyErrorData();
-		FlushErrorState();
-		RollbackAndReleaseCurrentSubTransaction();
-		MemoryContextSwitchTo(cxt);
-		CurrentResourceOwner = owner;
-		if (!el_handler_error(edata->sqlerrcode))
-			ReThrowError(edata);
-		el_catalog_exec("UPDATE event_log.projection_offsets"
-						" SET error = $2, error_seq = NULL, error_at = now()"
-						" WHERE projection = $1",
-						2, (Oid[]) {OIDOID, TEXTOID},
-						(Datum[]) {ObjectIdGetDatum(view), CStringGetTextDatum(edata->message)},
-						NULL, SPI_OK_UPDATE);
-		ereport(WARNING,
-				(errcode(edata->sqlerrcode),
-				 errmsg("projection \"%s\" could not run: %s",
-						el_stream_name(view), edata->message),
-				 errhint("Fix the projection with event_log.alter_projection() or what its handlers depend on.")));
-		n = 0;
-	}
-	PG_END_TRY();
-	return n;
+	if (edata == NULL)
+		return call.n;
+	el_catalog_exec("UPDATE event_log.projection_offsets"
+					" SET error = $2, error_seq = NULL, error_at = now()"
+					" WHERE projection = $1",
+					2, (Oid[]) {OIDOID, TEXTOID},
+					(Datum[]) {ObjectIdGetDatum(view), CStringGetTextDatum(edata->message)},
+					NULL, SPI_OK_UPDATE);
+	ereport(WARNING,
+			(errcode(edata->sqlerrcode),
+			 errmsg("projection \"%s\" could not run: %s",
+					el_stream_name(view), edata->message),
+			 errhint("Fix the projection with event_log.alter_projection() or what its handlers depend on.")));
+	return 0;
 }
 
 /*

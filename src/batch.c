@@ -1,0 +1,508 @@
+/*
+ * batch.c
+ *	  Set-based replay for projection builds: a handler statement run once
+ *	  over a batch of events instead of once per event.
+ *
+ * A projection build (create_projection(), rebuild_projection()) replays
+ * every event of the stream through the handlers.  Run per event, each
+ * statement pays for starting the executor, which is most of the cost.  For
+ * handlers whose statements provably touch only rows of their own event's
+ * key, a batch of events with distinct keys can instead run each statement
+ * once, joined with the batch: the result is the same as running them event
+ * by event, because statements for different keys touch disjoint rows.
+ *
+ * A statement qualifies (el_batch_prepare) when, after rewriting, it is
+ *	 - an INSERT of one VALUES row that sets a key column to e.key, with an
+ *	   ON CONFLICT target (if any) that includes that column and an ON
+ *	   CONFLICT clause that does not use the event;
+ *	 - or an UPDATE or DELETE whose WHERE clause has "column = e.key" as a
+ *	   top-level AND condition, and which does not change that column;
+ * on one table, with no subqueries, WITH, RETURNING, set-returning functions,
+ * other relations or the whole event `e`, and with immutable functions
+ * only (a stable function could read other keys' rows).  All statements of
+ * all handlers must agree on the table and the key column, and the table
+ * (el_batch_table_ok) must have no triggers, no row-level security and no
+ * unique or exclusion index without the key column: then no two keys'
+ * rows can ever meet.  See docs/design/projections.md, "Set-based
+ * rebuilds".
+ *
+ * The batch is passed as arrays, one per event field, and the statement
+ * reads them through unnest() as a relation `e`; each of its references to
+ * an event field becomes a reference to that relation's column.
+ */
+#include "postgres.h"
+
+#include "access/genam.h"
+#include "access/table.h"
+#include "catalog/pg_class.h"
+#include "catalog/pg_am.h"
+#include "catalog/pg_index.h"
+#include "catalog/pg_operator.h"
+#include "catalog/pg_type.h"
+#include "executor/executor.h"
+#include "executor/spi.h"
+#include "jit/jit.h"
+#include "nodes/makefuncs.h"
+#include "nodes/nodeFuncs.h"
+#include "nodes/params.h"
+#include "optimizer/optimizer.h"
+#include "parser/analyze.h"
+#include "parser/parser.h"
+#include "parser/parsetree.h"
+#include "tcop/pquery.h"
+#include "tcop/tcopprot.h"
+#include "utils/array.h"
+#include "utils/guc.h"
+#include "utils/lsyscache.h"
+#include "utils/memutils.h"
+#include "utils/plancache.h"
+#include "utils/rel.h"
+#include "utils/snapmgr.h"
+
+#include "event_log.h"
+
+/* $n of the batch arrays: after the handlers' own $1..$10. */
+#define EL_BATCH_PARAM0		(EL_NATTS + 1)
+#define EL_BATCH_NPARAMS	(EL_BATCH_PARAM0 + EL_NATTS)
+
+/* One handler's statements, rewritten to run over a batch. */
+struct ElBatchPlan
+{
+	List	   *queries;		/* Query per statement, e.field as batch Vars */
+	List	   *sources;		/* the statements' text, for messages */
+	bool		used[EL_NATTS];	/* fields the statements read */
+};
+
+/* The batch relation `e`, as the parser makes it (built once). */
+static RangeTblEntry *
+el_batch_rte(void)
+{
+	StringInfoData sql;
+	Oid			types[EL_BATCH_NPARAMS];
+	List	   *raw;
+	Query	   *q;
+
+	initStringInfo(&sql);
+	appendStringInfoString(&sql, "SELECT * FROM ROWS FROM (");
+	for (int i = 0; i < EL_NATTS; i++)
+	{
+		types[i] = el_columns[i].type;
+		types[EL_BATCH_PARAM0 + i] = get_array_type(el_columns[i].type);
+		appendStringInfo(&sql, "%spg_catalog.unnest($%d)", i > 0 ? ", " : "",
+						 EL_BATCH_PARAM0 + i + 1);
+	}
+	types[EL_BATCH_PARAM0 - 1] = RECORDOID;
+	appendStringInfoString(&sql, ") AS e(");
+	for (int i = 0; i < EL_NATTS; i++)
+		appendStringInfo(&sql, "%s%s", i > 0 ? ", " : "", el_columns[i].name);
+	appendStringInfoString(&sql, ")");
+
+	raw = raw_parser(sql.data, RAW_PARSE_DEFAULT);
+	q = parse_analyze_fixedparams(linitial_node(RawStmt, raw), sql.data,
+								  types, EL_BATCH_NPARAMS, NULL);
+	return linitial_node(RangeTblEntry, q->rtable);
+}
+
+/* Whether a node tree contains a Param (of the event). */
+static bool
+el_has_param(Node *node, void *context)
+{
+	if (node == NULL)
+		return false;
+	if (IsA(node, Param))
+		return true;
+	return expression_tree_walker(node, el_has_param, context);
+}
+
+/* A Param of the event's key, under any relabeling. */
+static bool
+el_is_key_param(Node *node)
+{
+	while (node && IsA(node, RelabelType))
+		node = (Node *) ((RelabelType *) node)->arg;
+	return node && IsA(node, Param) &&
+		((Param *) node)->paramkind == PARAM_EXTERN &&
+		((Param *) node)->paramid == Anum_el_key;
+}
+
+/* A plain column of the result relation: its number, else 0. */
+static AttrNumber
+el_result_column(Node *node, int rti)
+{
+	while (node && IsA(node, RelabelType))
+		node = (Node *) ((RelabelType *) node)->arg;
+	if (node && IsA(node, Var) && ((Var *) node)->varno == rti &&
+		((Var *) node)->varlevelsup == 0 && ((Var *) node)->varattno > 0)
+		return ((Var *) node)->varattno;
+	return 0;
+}
+
+/* The column a WHERE clause ties to e.key with a top-level "=", else 0. */
+static AttrNumber
+el_key_condition(Node *quals, int rti)
+{
+	ListCell   *lc;
+
+	foreach(lc, make_ands_implicit((Expr *) quals))
+	{
+		OpExpr	   *op = (OpExpr *) lfirst(lc);
+		Node	   *l,
+				   *r;
+		AttrNumber	col;
+
+		if (!IsA(op, OpExpr) || list_length(op->args) != 2 ||
+			op->opno != TextEqualOperator || !OidIsValid(op->inputcollid) ||
+			!get_collation_isdeterministic(op->inputcollid))
+			continue;
+		l = linitial(op->args);
+		r = lsecond(op->args);
+		if ((col = el_result_column(l, rti)) != 0 && el_is_key_param(r))
+			return col;
+		if ((col = el_result_column(r, rti)) != 0 && el_is_key_param(l))
+			return col;
+	}
+	return 0;
+}
+
+/* Whether a target list assigns the column (ignoring junk entries). */
+static bool
+el_assigns(List *tlist, AttrNumber col)
+{
+	ListCell   *lc;
+
+	foreach(lc, tlist)
+	{
+		TargetEntry *te = lfirst_node(TargetEntry, lc);
+
+		if (!te->resjunk && te->resno == col)
+			return true;
+	}
+	return false;
+}
+
+/*
+ * Check one rewritten statement; on success set *table and *keycol.
+ * Returns NULL if it qualifies, else why not.
+ */
+static const char *
+el_check_query(Query *q, Oid *table, AttrNumber *keycol)
+{
+	RangeTblEntry *target;
+	AttrNumber	col = 0;
+	ListCell   *lc;
+	int			rti = 0;
+
+	if (q->commandType != CMD_INSERT && q->commandType != CMD_UPDATE &&
+		q->commandType != CMD_DELETE)
+		return "a statement other than INSERT, UPDATE or DELETE";
+	if (q->hasSubLinks || q->cteList || q->returningList || q->hasTargetSRFs ||
+		q->hasAggs || q->hasWindowFuncs || q->rowMarks || q->setOperations ||
+		q->withCheckOptions || q->hasModifyingCTE || q->hasRecursive ||
+		q->groupClause || q->havingQual || q->sortClause || q->limitCount ||
+		q->limitOffset || q->distinctClause)
+		return "a subquery, WITH, RETURNING or a clause other than WHERE";
+	if (contain_mutable_functions((Node *) q))
+		return "a function that is not immutable";
+
+	target = rt_fetch(q->resultRelation, q->rtable);
+	foreach(lc, q->rtable)
+	{
+		RangeTblEntry *rte = lfirst_node(RangeTblEntry, lc);
+
+		rti++;
+		if (rte->rtekind != RTE_RELATION || rte->securityQuals != NIL)
+			return "another relation";
+		/* The view the statement named, kept for its permission check. */
+		/* ON CONFLICT's EXCLUDED, as the parser and the view rewrite make it. */
+		if (rte->relkind == RELKIND_COMPOSITE_TYPE && q->onConflict != NULL)
+			continue;
+		if (rti != q->resultRelation && rte->relid != target->relid &&
+			(rte->relkind != RELKIND_VIEW || rte->inFromCl))
+			return "another relation";
+	}
+
+	if (q->commandType == CMD_INSERT)
+	{
+		if (q->jointree->fromlist != NIL)
+			return "an INSERT of more than one VALUES row or of a SELECT";
+		foreach(lc, q->targetList)
+		{
+			TargetEntry *te = lfirst_node(TargetEntry, lc);
+
+			if (!te->resjunk && el_is_key_param((Node *) te->expr))
+				col = te->resno;
+		}
+		if (col == 0)
+			return "an INSERT that does not set a column to e.key";
+		if (q->onConflict)
+		{
+			OnConflictExpr *oc = q->onConflict;
+			bool		has_key = false;
+
+			if (OidIsValid(oc->constraint) || oc->arbiterElems == NIL)
+				return "ON CONFLICT without a column list";
+			foreach(lc, oc->arbiterElems)
+			{
+				InferenceElem *ie = lfirst_node(InferenceElem, lc);
+
+				if (el_result_column(ie->expr, q->resultRelation) == col)
+					has_key = true;
+			}
+			if (!has_key)
+				return "an ON CONFLICT target without the key column";
+			if (el_has_param((Node *) oc->onConflictSet, NULL) ||
+				el_has_param(oc->onConflictWhere, NULL) ||
+				el_has_param(oc->arbiterWhere, NULL))
+				return "an ON CONFLICT clause that uses the event";
+			if (el_assigns(oc->onConflictSet, col))
+				return "an ON CONFLICT clause that changes the key column";
+		}
+	}
+	else
+	{
+		foreach(lc, q->jointree->fromlist)
+		{
+			Node	   *item = lfirst(lc);
+
+			if (!IsA(item, RangeTblRef) ||
+				((RangeTblRef *) item)->rtindex != q->resultRelation)
+				return "another relation";
+		}
+		col = el_key_condition(q->jointree->quals, q->resultRelation);
+		if (col == 0)
+			return "a WHERE clause without \"column = e.key\"";
+		if (q->commandType == CMD_UPDATE && el_assigns(q->targetList, col))
+			return "an UPDATE of the key column";
+	}
+
+	if (OidIsValid(*table) && (*table != target->relid || *keycol != col))
+		return "statements on different tables or key columns";
+	*table = target->relid;
+	*keycol = col;
+	return NULL;
+}
+
+/* Mutator: the event's fields ($1..$9) become columns of the batch. */
+static int	el_batch_rti;
+static bool *el_batch_used;
+
+static Node *
+el_params_to_batch(Node *node, void *context)
+{
+	if (node == NULL)
+		return NULL;
+	if (IsA(node, Param) && ((Param *) node)->paramkind == PARAM_EXTERN &&
+		((Param *) node)->paramid >= 1 && ((Param *) node)->paramid <= EL_NATTS)
+	{
+		Param	   *p = (Param *) node;
+		Var		   *v = makeVar(el_batch_rti, p->paramid, p->paramtype, -1,
+								p->paramcollid, 0);
+
+		el_batch_used[p->paramid - 1] = true;
+
+		v->location = p->location;
+		return (Node *) v;
+	}
+	return expression_tree_mutator(node, el_params_to_batch, context);
+}
+
+/*
+ * The batch form of a prepared handler, or NULL (with *why) if one of its
+ * statements does not qualify.  *table and *keycol collect what the
+ * statements agree on (InvalidOid and 0 before the first).  Allocates in
+ * the current memory context.
+ */
+ElBatchPlan *
+el_batch_prepare(SPIPlanPtr plan, Oid *table, AttrNumber *keycol,
+				 const char **why)
+{
+	ElBatchPlan *bp = palloc0(sizeof(ElBatchPlan));
+	ListCell   *lc;
+
+	foreach(lc, SPI_plan_get_plan_sources(plan))
+	{
+		CachedPlanSource *ps = (CachedPlanSource *) lfirst(lc);
+		Query	   *q;
+		RangeTblEntry *rte;
+		RangeTblRef *ref;
+		int			rti;
+
+		if (list_length(ps->query_list) != 1)
+		{
+			*why = "a statement that rules rewrite into several";
+			return NULL;
+		}
+		q = copyObject(linitial_node(Query, ps->query_list));
+		if ((*why = el_check_query(q, table, keycol)) != NULL)
+			return NULL;
+
+		rte = el_batch_rte();
+		q->rtable = lappend(q->rtable, rte);
+		rti = list_length(q->rtable);
+		ref = makeNode(RangeTblRef);
+		ref->rtindex = rti;
+		q->jointree->fromlist = lappend(q->jointree->fromlist, ref);
+		el_batch_rti = rti;
+		el_batch_used = bp->used;
+		q->targetList = (List *) el_params_to_batch((Node *) q->targetList, NULL);
+		q->jointree->quals = el_params_to_batch(q->jointree->quals, NULL);
+		if (el_has_param((Node *) q->targetList, NULL) ||
+			el_has_param(q->jointree->quals, NULL))
+		{
+			*why = "the whole event e";
+			return NULL;
+		}
+		bp->queries = lappend(bp->queries, q);
+		bp->sources = lappend(bp->sources, pstrdup(ps->query_string));
+	}
+	*why = NULL;
+	return bp;
+}
+
+/* Whether a btree index of the table has the key column first. */
+static bool
+el_leading_index(Relation rel, AttrNumber keycol)
+{
+	ListCell   *lc;
+	bool		found = false;
+
+	foreach(lc, RelationGetIndexList(rel))
+	{
+		Relation	index = index_open(lfirst_oid(lc), AccessShareLock);
+
+		if (index->rd_rel->relam == BTREE_AM_OID && index->rd_index->indnkeyatts > 0 &&
+			index->rd_index->indkey.values[0] == keycol && index->rd_indpred == NIL &&
+			index->rd_index->indisvalid)
+			found = true;
+		index_close(index, AccessShareLock);
+	}
+	return found;
+}
+
+/*
+ * Whether the table keeps different keys' rows apart: no triggers, no
+ * row-level security, and every unique or exclusion index has the key
+ * column.  Else NULL-terminated why.
+ */
+const char *
+el_batch_table_ok(Oid table, AttrNumber keycol)
+{
+	Relation	rel = table_open(table, AccessShareLock);
+	const char *why = NULL;
+	ListCell   *lc;
+
+	if (rel->trigdesc != NULL)
+		why = "the table has triggers";
+	else if (keycol > RelationGetDescr(rel)->natts ||
+			 !OidIsValid(TupleDescAttr(RelationGetDescr(rel), keycol - 1)->attcollation) ||
+			 !get_collation_isdeterministic(TupleDescAttr(RelationGetDescr(rel), keycol - 1)->attcollation))
+		why = "the key column has a nondeterministic collation";
+	else if (!el_leading_index(rel, keycol))
+		why = "no index of the table starts with the key column";
+	else if (rel->rd_rel->relrowsecurity)
+		why = "the table has row-level security";
+	foreach(lc, RelationGetIndexList(rel))
+	{
+		Relation	index = index_open(lfirst_oid(lc), AccessShareLock);
+		Form_pg_index form = index->rd_index;
+		bool		has_key = false;
+
+		for (int i = 0; i < form->indnkeyatts; i++)
+			if (form->indkey.values[i] == keycol)
+				has_key = true;
+		if ((form->indisunique || form->indisexclusion) && !has_key && why == NULL)
+			why = "the table has a unique index without the key column";
+		index_close(index, AccessShareLock);
+	}
+	table_close(rel, AccessShareLock);
+	return why;
+}
+
+/*
+ * Plan a statement over a batch the way it runs event by event: for each
+ * event, index probes of the table by its key.  The planner, left to
+ * itself, knows nothing yet of a table being built and guesses that a key
+ * matches thousands of rows, and so scans or sorts the whole table for every
+ * batch; so joins other than nested loops, and scans other than index
+ * scans, are off while it plans (el_batch_table_ok() made sure there is an
+ * index that leads with the key column).
+ */
+static PlannedStmt *
+el_batch_plan(Query *q, const char *sql, ParamListInfo params)
+{
+	static const char *const off[] = {
+		"enable_hashjoin", "enable_mergejoin", "enable_seqscan", "enable_bitmapscan"
+	};
+	int			level = NewGUCNestLevel();
+	PlannedStmt *stmt;
+
+	for (int i = 0; i < (int) lengthof(off); i++)
+		(void) set_config_option(off[i], "off", PGC_USERSET, PGC_S_SESSION,
+								 GUC_ACTION_SAVE, true, 0, false);
+	stmt = pg_plan_query(q, sql, 0, params);
+	AtEOXact_GUC(true, level);
+	return stmt;
+}
+
+/*
+ * Run a handler's statements over a batch: count events, their fields in
+ * cols[field][i] and nulls[field][i], keys all distinct.  The caller holds
+ * the handler identity (el_apply_begin) and runs this in a subtransaction.
+ */
+void
+el_batch_run(ElBatchPlan *bp, int count, Datum **cols, bool **nulls)
+{
+	ParamListInfo params = makeParamList(EL_BATCH_NPARAMS);
+	ListCell   *lq,
+			   *ls;
+
+	for (int i = 0; i < EL_BATCH_PARAM0; i++)
+	{
+		params->params[i].isnull = true;
+		params->params[i].ptype = i < EL_NATTS ? el_columns[i].type : RECORDOID;
+	}
+	for (int f = 0; f < EL_NATTS; f++)
+	{
+		Oid			type = el_columns[f].type;
+		int16		typlen;
+		bool		typbyval;
+		char		typalign;
+		/* A field no statement reads: an empty array, which unnest pads. */
+		int			dims[1] = {bp->used[f] ? count : 0};
+		int			lbs[1] = {1};
+		ParamExternData *prm = &params->params[EL_BATCH_PARAM0 + f];
+
+		get_typlenbyvalalign(type, &typlen, &typbyval, &typalign);
+		prm->value = PointerGetDatum(construct_md_array(cols[f], nulls[f], dims[0] > 0 ? 1 : 0,
+														dims, lbs, type, typlen, typbyval,
+														typalign));
+		prm->isnull = false;
+		prm->pflags = PARAM_FLAG_CONST;
+		prm->ptype = get_array_type(type);
+	}
+
+	forboth(lq, bp->queries, ls, bp->sources)
+	{
+		Query	   *q = copyObject(lfirst_node(Query, lq));
+		const char *sql = (const char *) lfirst(ls);
+		PlannedStmt *stmt;
+		QueryDesc  *qd;
+
+		/* A new snapshot per statement, as SPI takes for each handler's. */
+		PushActiveSnapshot(IsolationUsesXactSnapshot() ? GetLatestSnapshot()
+						   : GetTransactionSnapshot());
+		UpdateActiveSnapshotCommandId();
+		stmt = el_batch_plan(q, sql, params);
+		/* Compiling would cost more than the batch's expressions save. */
+		stmt->jitFlags = PGJIT_NONE;
+		qd = CreateQueryDesc(stmt, sql, GetActiveSnapshot(), InvalidSnapshot,
+							 None_Receiver, params, NULL, 0);
+		ExecutorStart(qd, 0);
+		ExecutorRun(qd, ForwardScanDirection, 0, true);
+		ExecutorFinish(qd);
+		ExecutorEnd(qd);
+		FreeQueryDesc(qd);
+		PopActiveSnapshot();
+		CommandCounterIncrement();
+	}
+}
