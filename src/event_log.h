@@ -156,6 +156,7 @@ extern int	el_retry_interval;
 extern int	el_worker_naptime;
 extern int	el_worker_batch_size;
 extern void el_register_launcher(void);
+extern void el_wake_launcher_at_commit(void);
 extern bool el_is_projection_relation(Oid relid);
 extern int	el_inline_projections(Oid stream);
 extern char *el_projections_of_stream(Oid stream);

@@ -1487,6 +1487,8 @@ el_create_projection(PG_FUNCTION_ARGS)
 
 	p.stream = stream;
 	p.inline_mode = strcmp(mode, "inline") == 0;
+	if (!p.inline_mode)
+		el_wake_launcher_at_commit();
 	p.generation = 1;
 	if (!PG_ARGISNULL(5))
 	{

@@ -38,9 +38,22 @@ PGDLLEXPORT void el_worker_main(Datum arg);
 int			el_worker_naptime = 1000;	/* ms */
 int			el_worker_batch_size = 10000;	/* events per projection per run */
 
-/* How long the launcher waits before looking at a database again. */
-#define EL_LAUNCHER_NAPTIME_MS	10000
-#define EL_MAX_DATABASES		64
+/*
+ * How long the launcher waits before starting a database's worker again
+ * after it stopped.  A worker that stopped soon after it started found
+ * nothing to do (no extension, no async projection) or failed at once: the
+ * wait doubles each time, up to EL_LAUNCHER_MAX_BACKOFF_MS, so databases
+ * without async projections cost a process start every five minutes, not
+ * every ten seconds.  create_projection() of an async projection wakes the
+ * launcher when it commits (el_wake_launcher_at_commit()), which starts
+ * every database's worker at once.
+ */
+#define EL_LAUNCHER_NAPTIME_MS		10000
+#define EL_LAUNCHER_MAX_BACKOFF_MS	(5 * 60 * 1000)
+#define EL_WORKER_SHORT_LIFE_MS		5000
+#define EL_MAX_DATABASES			64
+
+static volatile sig_atomic_t el_launcher_woken = false;
 
 static void
 el_fill_worker(BackgroundWorker *w, const char *function, const char *name)
@@ -75,6 +88,8 @@ typedef struct ElDatabase
 	Oid			dboid;
 	BackgroundWorkerHandle *handle;
 	TimestampTz next_start;		/* do not start a worker before this */
+	TimestampTz started_at;		/* of the last worker */
+	int			backoff_ms;		/* the wait after a short-lived worker */
 	bool		complained;		/* logged that no worker slot was free */
 } ElDatabase;
 
@@ -92,6 +107,8 @@ el_database(Oid dboid)
 	el_databases[el_ndatabases].dboid = dboid;
 	el_databases[el_ndatabases].handle = NULL;
 	el_databases[el_ndatabases].next_start = 0;
+	el_databases[el_ndatabases].started_at = 0;
+	el_databases[el_ndatabases].backoff_ms = EL_LAUNCHER_NAPTIME_MS;
 	el_databases[el_ndatabases].complained = false;
 	return &el_databases[el_ndatabases++];
 }
@@ -103,7 +120,7 @@ el_database(Oid dboid)
  * the launcher's naptime.
  */
 static void
-el_launch_workers(void)
+el_launch_workers(bool woken)
 {
 	Relation	rel;
 	TableScanDesc scan;
@@ -167,7 +184,16 @@ el_launch_workers(void)
 		{
 			pfree(d->handle);
 			d->handle = NULL;
-			d->next_start = TimestampTzPlusMilliseconds(now, EL_LAUNCHER_NAPTIME_MS);
+			if (TimestampDifferenceExceeds(d->started_at, now, EL_WORKER_SHORT_LIFE_MS))
+				d->backoff_ms = EL_LAUNCHER_NAPTIME_MS;
+			else
+				d->backoff_ms = Min(d->backoff_ms * 2, EL_LAUNCHER_MAX_BACKOFF_MS);
+			d->next_start = TimestampTzPlusMilliseconds(now, d->backoff_ms);
+		}
+		if (woken)
+		{
+			d->next_start = 0;
+			d->backoff_ms = EL_LAUNCHER_NAPTIME_MS;
 		}
 		if (now < d->next_start)
 			continue;
@@ -177,7 +203,10 @@ el_launch_workers(void)
 		w.bgw_main_arg = ObjectIdGetDatum(d->dboid);
 		w.bgw_notify_pid = MyProcPid;
 		if (RegisterDynamicBackgroundWorker(&w, &d->handle))
+		{
 			d->complained = false;
+			d->started_at = now;
+		}
 		else
 		{
 			d->handle = NULL;
@@ -192,11 +221,23 @@ el_launch_workers(void)
 	list_free(dbs);
 }
 
+/* SIGUSR2: a backend committed a new async projection. */
+static void
+el_launcher_sigusr2(SIGNAL_ARGS)
+{
+	int			save_errno = errno;
+
+	el_launcher_woken = true;
+	SetLatch(MyLatch);
+	errno = save_errno;
+}
+
 void
 el_launcher_main(Datum arg)
 {
 	pqsignal(SIGHUP, SignalHandlerForConfigReload);
 	pqsignal(SIGTERM, die);
+	pqsignal(SIGUSR2, el_launcher_sigusr2);
 	BackgroundWorkerUnblockSignals();
 	BackgroundWorkerInitializeConnection(NULL, NULL, 0);
 
@@ -208,13 +249,72 @@ el_launcher_main(Datum arg)
 			ConfigReloadPending = false;
 			ProcessConfigFile(PGC_SIGHUP);
 		}
-		el_launch_workers();
+		if (el_launcher_woken)
+		{
+			el_launcher_woken = false;
+			el_launch_workers(true);
+		}
+		else
+			el_launch_workers(false);
 
 		/* A worker stopping sets our latch too (bgw_notify_pid). */
 		(void) WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH,
 						 EL_LAUNCHER_NAPTIME_MS, PG_WAIT_EXTENSION);
 		ResetLatch(MyLatch);
 	}
+}
+
+/*
+ * Wake the launcher when the current transaction commits, so that a new
+ * async projection gets its worker at once even if the launcher had backed
+ * off from the database.  Nothing happens without the launcher (no
+ * shared_preload_libraries) or on abort.
+ */
+static bool el_wake_pending = false;
+
+static void
+el_wake_launcher(void)
+{
+	int			n = pgstat_fetch_stat_numbackends();
+
+	for (int i = 1; i <= n; i++)
+	{
+		LocalPgBackendStatus *local = pgstat_fetch_stat_local_beentry(i);
+		const char *type;
+
+		if (local == NULL || local->backendStatus.st_backendType != B_BG_WORKER)
+			continue;
+		type = GetBackgroundWorkerTypeByPid(local->backendStatus.st_procpid);
+		if (type != NULL && strcmp(type, "event_log launcher") == 0)
+			(void) kill(local->backendStatus.st_procpid, SIGUSR2);
+	}
+}
+
+static void
+el_wake_xact_callback(XactEvent event, void *arg)
+{
+	if (!el_wake_pending)
+		return;
+	if (event == XACT_EVENT_COMMIT)
+	{
+		el_wake_pending = false;
+		el_wake_launcher();
+	}
+	else if (event == XACT_EVENT_ABORT || event == XACT_EVENT_PARALLEL_ABORT)
+		el_wake_pending = false;
+}
+
+void
+el_wake_launcher_at_commit(void)
+{
+	static bool registered = false;
+
+	if (!registered)
+	{
+		RegisterXactCallback(el_wake_xact_callback, NULL);
+		registered = true;
+	}
+	el_wake_pending = true;
 }
 
 /* ---------------------------------------------------------------------
