@@ -204,4 +204,7 @@ SELECT pg_sleep(2.5);
 --     What the reader saw, in order (each distinct answer once):
 \! awk '$0 != last { n[++k] = $0; last = $0 } { c[k]++ } END { for (i = 1; i <= k; i++) print "   reader: " n[i] "  (" c[i] " answers)" }' "$EVENT_LOG_TMP/reader.log"
 SELECT * FROM shop.cart_items WHERE cart = 'cart-1' ORDER BY sku;
-SELECT projection, mode, build_table, generation, events FROM event_log.projections ORDER BY projection;
+--     build_method: how the last build replayed the log.  cart_items' handlers
+--     touch only their own cart's rows, so it ran each one once per batch.
+SELECT projection, mode, build_table, generation, events, build_method
+  FROM event_log.projections ORDER BY projection;
