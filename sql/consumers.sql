@@ -196,7 +196,18 @@ SELECT key FROM event_log.poll('auto3', 'orders', 100, member => 'm4');
 ROLLBACK;
 SELECT count(*) FROM event_log.poll('auto3', 'orders', 100, member => 'm4', auto_commit => true);
 SELECT shard, committed_seq, log_end FROM event_log.consumer_lag WHERE group_name = 'auto3' ORDER BY shard;
+-- A poll in a statement that fails delivered nothing: what it read is not
+-- committed by the next poll.
+SELECT count(*) FROM event_log.reset_offsets('auto4', 'orders', 'start');
+SELECT seq, 1 / (seq - seq) FROM event_log.poll('auto4', 'orders', 3, member => 'm5', auto_commit => true);
+SELECT count(*) FROM event_log.poll('auto4', 'orders', 3, member => 'm5', auto_commit => true);
+SELECT shard, committed_seq FROM event_log.consumer_lag WHERE group_name = 'auto4' ORDER BY shard;
 SELECT count(*) FROM event_log.poll('auto', 'orders', 100, auto_commit => NULL);
+-- A group whose creation rolled back is created again by the next poll.
+BEGIN;
+SELECT count(*) FROM event_log.poll('fresh', 'orders', 1);
+ROLLBACK;
+SELECT count(*) FROM event_log.poll('fresh', 'orders', 1);
 
 -- The rows of read(), replay() and poll() outlive failures: two reads in one
 -- query, a query that fails while it reads them, one that fails inside a

@@ -123,6 +123,33 @@ SELECT try($$ INSERT INTO p (n, cart) VALUES (e.version, e.key) ON CONFLICT (n, 
 SELECT try($$ INSERT INTO p (n, cart) VALUES (e.version, e.key) ON CONFLICT (n, cart) DO NOTHING $$,
            'n int, cart text, PRIMARY KEY (cart, n)');
 
+SELECT try($$ INSERT INTO p VALUES (e.key, 1) ON CONFLICT (cart) DO NOTHING $$,
+           'cart bpchar PRIMARY KEY, n int');
+CREATE COLLATION nocase (provider = icu, locale = 'und-u-ks-level2', deterministic = false);
+SELECT try($$ INSERT INTO p VALUES (e.key, 1) ON CONFLICT (cart) DO NOTHING $$,
+           'cart text COLLATE nocase PRIMARY KEY, n int');
+SELECT try($$ INSERT INTO p VALUES (e.key, 1) ON CONFLICT (cart) DO NOTHING $$,
+           'cart text PRIMARY KEY, n int, EXCLUDE USING btree (cart COLLATE nocase WITH =)');
+DROP COLLATION nocase;
+
+-- Few keys make small batches (a key seen again ends one), which are
+-- applied event by event: no subtransaction, no plan per batch.
+SELECT event_log.create_stream('pairs', 1);
+INSERT INTO pairs (key, type, payload)
+SELECT 'k' || i % 2, 'Added', '{}' FROM generate_series(1, 2000) i;
+SELECT event_log.create_projection('pair_counts', 'pairs',
+    columns  => 'k text PRIMARY KEY, n int NOT NULL',
+    handlers => jsonb_build_object('Added', $$
+        INSERT INTO pair_counts AS c VALUES (e.key, 1)
+        ON CONFLICT (k) DO UPDATE SET n = c.n + 1 $$));
+SELECT pg_current_xact_id() AS before \gset
+SELECT event_log.rebuild_projection('pair_counts');
+SELECT pg_current_xact_id()::text::bigint - :'before'::text::bigint < 10 AS few_transaction_ids;
+SELECT build_method FROM event_log.projections WHERE projection = 'pair_counts'::regclass;
+TABLE pair_counts;
+SELECT event_log.drop_projection('pair_counts');
+SELECT event_log.drop_stream('pairs');
+
 -- A state projection (reducer) reads its previous state in a subquery:
 -- built event by event.
 SELECT event_log.create_projection('cart_state', 'carts',

@@ -119,7 +119,8 @@ el_lock_shard(Oid relid, int shard)
  */
 static int64
 el_index_last(Relation rel, Oid indexoid, ScanKey keys, int nkeys,
-			  AttrNumber attnum, ScanDirection dir, int max_rows)
+			  AttrNumber attnum, ScanDirection dir, int max_rows,
+			  const pg_uuid_t *first_id, bool *first_matches)
 {
 	Relation	index = index_open(indexoid, AccessShareLock);
 	TupleTableSlot *slot = table_slot_create(rel, NULL);
@@ -153,6 +154,11 @@ el_index_last(Relation rel, Oid indexoid, ScanKey keys, int nkeys,
 				wait_tid = slot->tts_tid;
 				break;
 			}
+			/* Whether the first row read is the one the caller expects. */
+			if (first_id != NULL && result < 0)
+				*first_matches =
+					memcmp(DatumGetUUIDP(slot_getattr(slot, Anum_el_event_id, &isnull)),
+						   first_id, UUID_LEN) == 0;
 			result = DatumGetInt64(slot_getattr(slot, attnum, &isnull));
 			if (ScanDirectionIsBackward(dir))
 				break;
@@ -181,7 +187,7 @@ el_probe_version(Relation rel, Oid indexoid, text *key)
 	ScanKeyEntryInitialize(&skey, 0, 1, BTEqualStrategyNumber, InvalidOid,
 						   DEFAULT_COLLATION_OID, F_TEXTEQ, PointerGetDatum(key));
 	last = el_index_last(rel, indexoid, &skey, 1, Anum_el_version,
-						 BackwardScanDirection, 1);
+						 BackwardScanDirection, 1, NULL, NULL);
 	return Max(last, 0);
 }
 
@@ -330,6 +336,7 @@ typedef struct ElSeqHint
 	ElSeqHintKey key;
 	LocalTransactionId lxid;	/* transaction that assigned last_seq */
 	int64		last_seq;		/* 0: no hint */
+	pg_uuid_t	event_id;		/* of the row at last_seq */
 	uint64		generation;		/* see ElVersion */
 } ElSeqHint;
 
@@ -405,6 +412,7 @@ el_last_seq(Relation rel, Oid pk, int32 shard)
 	ElSeqHint  *hint = el_seq_hint(RelationGetRelid(rel), shard);
 	ScanKeyData skeys[2];
 	int64		last = -1;
+	bool		hinted_row = false;
 
 	ScanKeyInit(&skeys[0], 1, BTEqualStrategyNumber, F_INT4EQ,
 				Int32GetDatum(shard));
@@ -413,15 +421,18 @@ el_last_seq(Relation rel, Oid pk, int32 shard)
 		ScanKeyInit(&skeys[1], 2, BTGreaterEqualStrategyNumber, F_INT8GE,
 					Int64GetDatum(hint->last_seq));
 		last = el_index_last(rel, pk, skeys, 2, Anum_el_seq,
-							 ForwardScanDirection, EL_SEQ_PROBE_MAX_ROWS);
+							 ForwardScanDirection, EL_SEQ_PROBE_MAX_ROWS,
+							 &hint->event_id, &hinted_row);
 	}
 
 	/*
 	 * Unless the hinted row is still the shard's end, somebody else appended
 	 * (or our row vanished): the versions we know of this shard's keys may
-	 * be stale.
+	 * be stale.  The row at the hinted seq must be ours (same event_id): a
+	 * row of ours skipped by ON CONFLICT DO NOTHING leaves its seq free for
+	 * the next appender, whose row would otherwise pass for ours.
 	 */
-	if (hint->last_seq == 0 || last != hint->last_seq)
+	if (hint->last_seq == 0 || last != hint->last_seq || !hinted_row)
 		hint->generation++;
 	if (last < 0)
 	{
@@ -429,7 +440,7 @@ el_last_seq(Relation rel, Oid pk, int32 shard)
 		if (hint->lxid == MyProc->lxid)
 			el_forget_positions();
 		last = el_index_last(rel, pk, skeys, 1, Anum_el_seq,
-							 BackwardScanDirection, 1);
+							 BackwardScanDirection, 1, NULL, NULL);
 	}
 	return Max(last, 0);
 }
@@ -459,12 +470,13 @@ el_forget_positions(void)
 
 /* Remember the seq just assigned, for the next append of this transaction. */
 static void
-el_remember_seq(Oid relid, int32 shard, int64 seq)
+el_remember_seq(Oid relid, int32 shard, int64 seq, const pg_uuid_t *event_id)
 {
 	ElSeqHint  *hint = el_seq_hint(relid, shard);
 
 	hint->lxid = MyProc->lxid;
 	hint->last_seq = seq;
+	memcpy(&hint->event_id, event_id, UUID_LEN);
 }
 
 /*
@@ -778,7 +790,7 @@ el_assign_position(PG_FUNCTION_ARGS)
 	newvals[3] = UUIDPGetDatum(event_id);
 	newvals[4] = TimestampTzGetDatum(GetCurrentTransactionStartTimestamp());
 
-	el_remember_seq(RelationGetRelid(rel), shard, seq);
+	el_remember_seq(RelationGetRelid(rel), shard, seq, event_id);
 	el_remember_version(RelationGetRelid(rel), key, shard, version);
 
 	if (own_append)

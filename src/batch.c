@@ -38,6 +38,7 @@
 #include "catalog/pg_am.h"
 #include "catalog/pg_index.h"
 #include "catalog/pg_operator.h"
+#include "catalog/pg_opfamily.h"
 #include "catalog/pg_type.h"
 #include "executor/executor.h"
 #include "executor/spi.h"
@@ -359,46 +360,46 @@ el_batch_prepare(SPIPlanPtr plan, Oid *table, AttrNumber *keycol,
 	return bp;
 }
 
-/* Whether a btree index of the table has the key column first. */
+/*
+ * Whether column i of an index compares the key column as the handlers'
+ * "= e.key" does: the column itself, with the text B-tree operator family
+ * and a deterministic collation, so that equal means equal bytes.
+ */
 static bool
-el_leading_index(Relation rel, AttrNumber keycol)
+el_index_column_is_key(Relation index, int i, AttrNumber keycol)
 {
-	ListCell   *lc;
-	bool		found = false;
+	Oid			coll = index->rd_indcollation[i];
 
-	foreach(lc, RelationGetIndexList(rel))
-	{
-		Relation	index = index_open(lfirst_oid(lc), AccessShareLock);
-
-		if (index->rd_rel->relam == BTREE_AM_OID && index->rd_index->indnkeyatts > 0 &&
-			index->rd_index->indkey.values[0] == keycol && index->rd_indpred == NIL &&
-			index->rd_index->indisvalid)
-			found = true;
-		index_close(index, AccessShareLock);
-	}
-	return found;
+	return index->rd_index->indkey.values[i] == keycol &&
+		index->rd_opfamily[i] == TEXT_BTREE_FAM_OID &&
+		OidIsValid(coll) && get_collation_isdeterministic(coll);
 }
 
 /*
- * Whether the table keeps different keys' rows apart: no triggers, no
- * row-level security, and every unique or exclusion index has the key
- * column.  Else NULL-terminated why.
+ * Whether the table keeps different keys' rows apart, and lets a batch look
+ * keys up by index: the key column is text (or varchar) with a
+ * deterministic collation, so keys that differ as text never match or
+ * conflict; no triggers, no row-level security, no exclusion constraint;
+ * every unique index has the key column, compared as text; and a valid
+ * B-tree index starts with it.  Returns NULL if so, else why not.
  */
 const char *
 el_batch_table_ok(Oid table, AttrNumber keycol)
 {
 	Relation	rel = table_open(table, AccessShareLock);
+	TupleDesc	desc = RelationGetDescr(rel);
+	Form_pg_attribute att = keycol <= desc->natts ? TupleDescAttr(desc, keycol - 1) : NULL;
 	const char *why = NULL;
+	bool		leading = false;
 	ListCell   *lc;
 
-	if (rel->trigdesc != NULL)
-		why = "the table has triggers";
-	else if (keycol > RelationGetDescr(rel)->natts ||
-			 !OidIsValid(TupleDescAttr(RelationGetDescr(rel), keycol - 1)->attcollation) ||
-			 !get_collation_isdeterministic(TupleDescAttr(RelationGetDescr(rel), keycol - 1)->attcollation))
+	if (att == NULL || (att->atttypid != TEXTOID && att->atttypid != VARCHAROID))
+		why = "the key column is not of type text";
+	else if (!OidIsValid(att->attcollation) ||
+			 !get_collation_isdeterministic(att->attcollation))
 		why = "the key column has a nondeterministic collation";
-	else if (!el_leading_index(rel, keycol))
-		why = "no index of the table starts with the key column";
+	else if (rel->trigdesc != NULL)
+		why = "the table has triggers";
 	else if (rel->rd_rel->relrowsecurity)
 		why = "the table has row-level security";
 	foreach(lc, RelationGetIndexList(rel))
@@ -408,12 +409,20 @@ el_batch_table_ok(Oid table, AttrNumber keycol)
 		bool		has_key = false;
 
 		for (int i = 0; i < form->indnkeyatts; i++)
-			if (form->indkey.values[i] == keycol)
+			if (el_index_column_is_key(index, i, keycol))
 				has_key = true;
-		if ((form->indisunique || form->indisexclusion) && !has_key && why == NULL)
+		if (why == NULL && form->indisexclusion)
+			why = "the table has an exclusion constraint";
+		else if (why == NULL && form->indisunique && !has_key)
 			why = "the table has a unique index without the key column";
+		if (index->rd_rel->relam == BTREE_AM_OID && form->indisvalid &&
+			form->indnkeyatts > 0 && index->rd_indpred == NIL &&
+			el_index_column_is_key(index, 0, keycol))
+			leading = true;
 		index_close(index, AccessShareLock);
 	}
+	if (why == NULL && !leading)
+		why = "no index of the table starts with the key column";
 	table_close(rel, AccessShareLock);
 	return why;
 }

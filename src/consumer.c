@@ -1225,16 +1225,20 @@ el_set_offset(ElGroup *g, int32 shard, int64 seq)
 	el_query(Q_OFFSET_SET, values, NULL, 0);
 }
 
-/* Refuse an offset beyond what the shard holds. */
+/*
+ * Refuse an offset beyond what the shard holds.  committed: the transaction
+ * had not appended when the calling function started (see el_poll()), so
+ * the end it sees is committed and can be remembered.
+ */
 static void
-el_check_within(ElGroup *g, int32 shard, int64 seq)
+el_check_within(ElGroup *g, int32 shard, int64 seq, bool committed)
 {
 	int64		end;
 
 	if (seq <= el_shard_seen_end(g->relid, shard))
 		return;
 	end = el_shard_end(g->relid, shard);
-	if (!el_may_have_appended())
+	if (committed)
 		el_shard_saw(g->relid, shard, end);
 	if (seq > end)
 		ereport(ERROR,
@@ -1257,6 +1261,7 @@ el_check_within(ElGroup *g, int32 shard, int64 seq)
 Datum
 el_commit_offset(PG_FUNCTION_ARGS)
 {
+	bool		committed;
 	ElGroup		g;
 	ElLease		lease;
 	int32		shard;
@@ -1276,6 +1281,7 @@ el_commit_offset(PG_FUNCTION_ARGS)
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 				 errmsg("seq must not be negative")));
 
+	committed = !el_may_have_appended();
 	el_group_begin(&g, fcinfo, true);
 
 	/*
@@ -1313,7 +1319,7 @@ el_commit_offset(PG_FUNCTION_ARGS)
 				 errhint("To process events again, use event_log.reset_offsets().")));
 	if (seq > lease.committed_seq)
 	{
-		el_check_within(&g, shard, seq);
+		el_check_within(&g, shard, seq, committed);
 		el_set_offset(&g, shard, seq);
 	}
 	SPI_finish();
@@ -1401,6 +1407,7 @@ el_reset_offsets(PG_FUNCTION_ARGS)
 	int64	   *new_seq;
 	ElLease    *old;
 	char	   *me = el_session_member();
+	bool		committed = !el_may_have_appended();
 
 	el_require_arg(fcinfo, 0, "group_name");
 	el_require_arg(fcinfo, 1, "stream");
@@ -1450,7 +1457,7 @@ el_reset_offsets(PG_FUNCTION_ARGS)
 		else if (!PG_ARGISNULL(3))
 		{
 			new_seq[s] = PG_GETARG_INT64(3);
-			el_check_within(&g, s, new_seq[s]);
+			el_check_within(&g, s, new_seq[s], committed);
 		}
 		else
 			new_seq[s] = el_offset_at_time(g.relid, s, PG_GETARG_DATUM(4));
@@ -1604,6 +1611,19 @@ el_consumer_note_append(Oid relid)
 }
 
 /* Set the latch of every backend waiting in poll() on the stream. */
+/*
+ * After an abort: the remembered group may have been created by the aborted
+ * transaction, and the last poll's events may never have reached the
+ * consumer (the statement failed after the poll read them), so neither may
+ * be used again.
+ */
+static void
+el_forget_on_abort(void)
+{
+	el_group_forget();
+	el_last_poll.group_id = 0;
+}
+
 static void
 el_wake_waiters(Oid relid)
 {
@@ -1645,11 +1665,16 @@ el_consumer_xact_callback(XactEvent event, void *arg)
 			if (el_wake)
 				foreach(lc, el_appended)
 					el_wake_waiters(lfirst_oid(lc));
-			/* FALLTHROUGH */
+			el_appended = NIL;
+			el_noted_relid = InvalidOid;
+			el_wake = false;
+			break;
 		case XACT_EVENT_ABORT:
+		case XACT_EVENT_PARALLEL_ABORT:
+			el_forget_on_abort();
+			/* FALLTHROUGH */
 		case XACT_EVENT_PREPARE:
 		case XACT_EVENT_PARALLEL_COMMIT:
-		case XACT_EVENT_PARALLEL_ABORT:
 			el_appended = NIL;
 			el_noted_relid = InvalidOid;
 			el_wake = false;
@@ -1659,8 +1684,17 @@ el_consumer_xact_callback(XactEvent event, void *arg)
 	}
 }
 
+static void
+el_consumer_subxact_callback(SubXactEvent event, SubTransactionId mySubid,
+							 SubTransactionId parentSubid, void *arg)
+{
+	if (event == SUBXACT_EVENT_ABORT_SUB)
+		el_forget_on_abort();
+}
+
 void
 el_consumer_init(void)
 {
 	RegisterXactCallback(el_consumer_xact_callback, NULL);
+	RegisterSubXactCallback(el_consumer_subxact_callback, NULL);
 }

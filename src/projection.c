@@ -1036,6 +1036,7 @@ el_prepare_batches(ElHandlerSet *set)
 
 /* Events collected for one set-based step, in seq order. */
 #define EL_BATCH_MAX	16384
+#define EL_BATCH_MIN	64		/* smaller batches go event by event */
 
 typedef struct ElBatch
 {
@@ -1045,6 +1046,7 @@ typedef struct ElBatch
 	int		   *handler;		/* index in set->handlers, -1 for "*" */
 	HTAB	   *keys;			/* hashes of the keys in the batch */
 	MemoryContext cxt;			/* the events' copies, reset per batch */
+	MemoryContext stepcxt;		/* plans and arrays, reset per flush */
 	SortSupportData keysort;	/* text order, to sort a step by key */
 } ElBatch;
 
@@ -1134,13 +1136,25 @@ static void
 el_batch_flush(ElApplyState *st, ElBatch *b)
 {
 	ElBatchCall call = {st->set, b};
-	bool		failed;
+	MemoryContext old;
+	bool		one_by_one = true;
 
 	if (b->n == 0)
 		return;
-	failed = el_in_subxact(el_batch_steps, &call) != NULL;
 
-	if (failed)
+	/*
+	 * A small batch (a stream with few keys, or a key's events in a row)
+	 * would pay for planning and a subtransaction per event or two, and
+	 * repeated subtransactions updating one row pile up multixacts: apply
+	 * it event by event instead.
+	 */
+	old = MemoryContextSwitchTo(b->stepcxt);
+	if (b->n >= EL_BATCH_MIN)
+		one_by_one = el_in_subxact(el_batch_steps, &call) != NULL;
+	MemoryContextSwitchTo(old);
+	MemoryContextReset(b->stepcxt);
+
+	if (one_by_one)
 	{
 		Datum		values[EL_NATTS];
 		bool		nulls[EL_NATTS];
@@ -1152,7 +1166,10 @@ el_batch_flush(ElApplyState *st, ElBatch *b)
 				values[f] = b->cols[f][i];
 				nulls[f] = b->nulls[f][i];
 			}
+			old = MemoryContextSwitchTo(b->stepcxt);
 			el_apply(st, values, nulls);
+			MemoryContextSwitchTo(old);
+			MemoryContextReset(b->stepcxt);
 		}
 	}
 	b->n = 0;
@@ -1181,6 +1198,8 @@ el_replay_shard_batched(ElApplyState *st, Relation stream, Relation pk,
 	memset(&b, 0, sizeof(b));
 	b.cxt = AllocSetContextCreate(CurrentMemoryContext, "event_log batch",
 								  ALLOCSET_DEFAULT_SIZES);
+	b.stepcxt = AllocSetContextCreate(CurrentMemoryContext, "event_log batch step",
+									  ALLOCSET_DEFAULT_SIZES);
 	b.keysort.ssup_cxt = CurrentMemoryContext;
 	b.keysort.ssup_collation = DEFAULT_COLLATION_OID;
 	PrepareSortSupportFromOrderingOp(TextLessOperator, &b.keysort);
@@ -1249,6 +1268,7 @@ el_replay_shard_batched(ElApplyState *st, Relation stream, Relation pk,
 	index_endscan(scan);
 	ExecDropSingleTupleTableSlot(slot);
 	MemoryContextDelete(b.cxt);
+	MemoryContextDelete(b.stepcxt);
 	UnregisterSnapshot(snap);
 	return n;
 }
