@@ -230,6 +230,25 @@ SELECT count(*) FROM event_log.read('orders', 0);
 FETCH ALL FROM c;
 COMMIT;
 
+-- Row-level security: a role polls only the events its policies show, each
+-- once, and its offsets move past the ones it cannot see.
+SELECT event_log.create_stream('secret', 1);
+INSERT INTO secret (key, type, payload)
+SELECT 'k' || i, CASE WHEN i % 2 = 0 THEN 'Public' ELSE 'Private' END, '{}'
+FROM generate_series(1, 10) i;
+ALTER TABLE secret ENABLE ROW LEVEL SECURITY;
+CREATE POLICY public_events ON secret FOR SELECT USING (type = 'Public');
+CREATE ROLE regress_el_rls;
+GRANT SELECT ON secret TO regress_el_rls;
+SET ROLE regress_el_rls;
+SELECT seq FROM event_log.poll('rls', 'secret', 4, auto_commit => true);
+SELECT seq FROM event_log.poll('rls', 'secret', 4, auto_commit => true);
+SELECT seq FROM event_log.poll('rls', 'secret', 4, auto_commit => true);
+SELECT event_log.committed_offset('rls', 'secret', 0);
+RESET ROLE;
+SELECT event_log.drop_stream('secret');
+DROP ROLE regress_el_rls;
+
 -- Dropping the stream drops its groups.
 SELECT event_log.drop_stream('orders');
 SELECT count(*) FROM event_log.consumer_groups;

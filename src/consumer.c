@@ -976,13 +976,59 @@ el_auto_commit(ElGroup *g, const char *me)
  * Fairness: each pass gives every shard that still has events an equal
  * share of what is left of max_count, starting from a shard that rotates
  * from call to call, until max_count is reached or every shard is drained.
- * Within a shard events come in seq order.  Offsets are dense and the
- * visible part of a shard is a prefix, so k events read after seq a end at
- * seq a + k.
+ * Within a shard events come in seq order.  Each read goes on after the
+ * last seq the previous one returned (see ElSeqDest).
  */
+/*
+ * A receiver in front of the poll's tuplestore that notes the seq of the
+ * last row passed on.  Offsets are dense, but what a role sees of a shard
+ * need not be: row-level security may hide some events, so where a read
+ * stopped is the last seq it returned, not where it started plus the count.
+ */
+typedef struct ElSeqDest
+{
+	DestReceiver pub;
+	DestReceiver *inner;
+	int64		last;
+} ElSeqDest;
+
+static bool
+el_seq_receive(TupleTableSlot *slot, DestReceiver *self)
+{
+	ElSeqDest  *d = (ElSeqDest *) self;
+	bool		isnull;
+
+	/* The read plans return the event's columns: seq is the second. */
+	d->last = DatumGetInt64(slot_getattr(slot, 2, &isnull));
+	return d->inner->receiveSlot(slot, d->inner);
+}
+
+static void
+el_seq_startup(DestReceiver *self, int operation, TupleDesc typeinfo)
+{
+	ElSeqDest  *d = (ElSeqDest *) self;
+
+	d->inner->rStartup(d->inner, operation, typeinfo);
+}
+
+static void
+el_seq_shutdown(DestReceiver *self)
+{
+	ElSeqDest  *d = (ElSeqDest *) self;
+
+	d->inner->rShutdown(d->inner);
+}
+
+static void
+el_seq_destroy(DestReceiver *self)
+{
+}
+
 static uint64
 el_poll_once(ElGroup *g, const char *me, int max_count, DestReceiver *dest)
 {
+	ElSeqDest	seqdest = {{el_seq_receive, el_seq_startup, el_seq_shutdown,
+	el_seq_destroy, DestTuplestore}, dest, 0};
 	static uint32 rotation = 0;
 	int32	   *shards = palloc(sizeof(int32) * g->shards);
 	int64	   *after = palloc(sizeof(int64) * g->shards);
@@ -1021,10 +1067,12 @@ el_poll_once(ElGroup *g, const char *me, int max_count, DestReceiver *dest)
 
 			if (!active[i])
 				continue;
-			got = el_read_shard(g->relid, shards[i], after[i], ask, dest);
+			seqdest.last = after[i];
+			got = el_read_shard(g->relid, shards[i], after[i], ask,
+								(DestReceiver *) &seqdest);
 			if (got > 0)
-				el_last_poll_add(g->relid, shards[i], after[i], after[i] + got);
-			after[i] += got;
+				el_last_poll_add(g->relid, shards[i], after[i], seqdest.last);
+			after[i] = seqdest.last;
 			left -= got;
 			total += got;
 			if ((int64) got < ask)
