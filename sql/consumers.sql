@@ -203,6 +203,34 @@ SELECT seq, 1 / (seq - seq) FROM event_log.poll('auto4', 'orders', 3, member => 
 SELECT count(*) FROM event_log.poll('auto4', 'orders', 3, member => 'm5', auto_commit => true);
 SELECT shard, committed_seq FROM event_log.consumer_lag WHERE group_name = 'auto4' ORDER BY shard;
 SELECT count(*) FROM event_log.poll('auto', 'orders', 100, auto_commit => NULL);
+-- An abort elsewhere (a failed statement, an exception block around one
+-- event's processing) does not make the next poll forget the previous one.
+SELECT count(*) FROM event_log.reset_offsets('auto5', 'orders', 'start');
+SELECT count(*) FROM event_log.poll('auto5', 'orders', 4, member => 'm6', auto_commit => true);
+SELECT 1 / 0;
+DO $$
+BEGIN
+    PERFORM 1 / 0;
+EXCEPTION WHEN division_by_zero THEN
+    NULL;
+END $$;
+SELECT count(*) FROM event_log.poll('auto5', 'orders', 4, member => 'm6', auto_commit => true);
+SELECT sum(committed_seq) AS committed FROM event_log.consumer_lag WHERE group_name = 'auto5';
+-- A poll whose own subtransaction rolls back is forgotten, though.
+BEGIN;
+SAVEPOINT s;
+SELECT count(*) FROM event_log.poll('auto5', 'orders', 4, member => 'm6', auto_commit => true);
+ROLLBACK TO SAVEPOINT s;
+SELECT count(*) FROM event_log.poll('auto5', 'orders', 4, member => 'm6', auto_commit => true);
+COMMIT;
+SELECT sum(committed_seq) AS committed FROM event_log.consumer_lag WHERE group_name = 'auto5';
+-- Several auto-committing polls in one transaction commit as they go.
+BEGIN;
+SELECT count(*) FROM event_log.poll('auto5', 'orders', 2, member => 'm6', auto_commit => true);
+SELECT count(*) FROM event_log.poll('auto5', 'orders', 2, member => 'm6', auto_commit => true);
+SELECT count(*) FROM event_log.poll('auto5', 'orders', 2, member => 'm6', auto_commit => true);
+COMMIT;
+SELECT sum(committed_seq) AS committed FROM event_log.consumer_lag WHERE group_name = 'auto5';
 -- A group whose creation rolled back is created again by the next poll.
 BEGIN;
 SELECT count(*) FROM event_log.poll('fresh', 'orders', 1);

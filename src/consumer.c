@@ -874,6 +874,8 @@ el_settle_shards(ElGroup *g, const char *me, int32 *shards, int64 *after)
 	return nheld;
 }
 
+static bool el_appended_here(Oid relid);
+
 /*
  * What this session's last poll() returned, per shard: the events after
  * from[i] up to to[i] of shard[i], for a poll(auto_commit => true) of the
@@ -885,6 +887,8 @@ static struct
 	Oid			relid;
 	char		member[EL_MAX_NAME_BYTES + 1];
 	bool		committed;		/* what it reads is committed */
+	bool		in_xact;		/* its transaction has not ended yet */
+	SubTransactionId subid;		/* the subtransaction it ran in */
 	int			n;
 	int32	   *shard;
 	int64	   *from;
@@ -900,6 +904,8 @@ static void
 el_last_poll_begin(ElGroup *g, const char *me, bool committed)
 {
 	el_last_poll.committed = committed;
+	el_last_poll.in_xact = true;
+	el_last_poll.subid = GetCurrentSubTransactionId();
 	el_last_poll.group_id = 0;
 	el_last_poll.n = 0;
 	if (el_last_poll.shard != NULL)
@@ -1169,12 +1175,8 @@ el_poll(PG_FUNCTION_ARGS)
 					 errhint("Poll with wait in READ COMMITTED, or poll without wait.")));
 	}
 
-	/*
-	 * Whether the transaction may have appended events, which it would see
-	 * before they are committed, is decided before the poll writes anything
-	 * itself: its own catalog writes give it a transaction id too.
-	 */
-	reads_committed = !el_may_have_appended();
+	/* What the poll reads is committed unless we appended to the stream. */
+	reads_committed = !el_appended_here(PG_GETARG_OID(1));
 	el_group_begin(&g, fcinfo, true);
 	if (auto_commit)
 		el_auto_commit(&g, me);
@@ -1275,8 +1277,8 @@ el_set_offset(ElGroup *g, int32 shard, int64 seq)
 
 /*
  * Refuse an offset beyond what the shard holds.  committed: the transaction
- * had not appended when the calling function started (see el_poll()), so
- * the end it sees is committed and can be remembered.
+ * has not appended to the stream (el_appended_here()), so the end it sees
+ * is committed and can be remembered.
  */
 static void
 el_check_within(ElGroup *g, int32 shard, int64 seq, bool committed)
@@ -1329,7 +1331,7 @@ el_commit_offset(PG_FUNCTION_ARGS)
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 				 errmsg("seq must not be negative")));
 
-	committed = !el_may_have_appended();
+	committed = !el_appended_here(PG_GETARG_OID(1));
 	el_group_begin(&g, fcinfo, true);
 
 	/*
@@ -1455,10 +1457,11 @@ el_reset_offsets(PG_FUNCTION_ARGS)
 	int64	   *new_seq;
 	ElLease    *old;
 	char	   *me = el_session_member();
-	bool		committed = !el_may_have_appended();
+	bool		committed;
 
 	el_require_arg(fcinfo, 0, "group_name");
 	el_require_arg(fcinfo, 1, "stream");
+	committed = !el_appended_here(PG_GETARG_OID(1));
 	for (int i = 2; i <= 4; i++)
 		targets += PG_ARGISNULL(i) ? 0 : 1;
 	if (targets != 1)
@@ -1638,6 +1641,17 @@ el_shard_status(PG_FUNCTION_ARGS)
  */
 
 static List *el_appended = NIL; /* in TopTransactionContext */
+
+/*
+ * Whether this transaction appended to the stream (in any subtransaction,
+ * also one rolled back): then it may see events of its own that are not
+ * committed, and a rollback could remove them.
+ */
+static bool
+el_appended_here(Oid relid)
+{
+	return list_member_oid(el_appended, relid);
+}
 static Oid	el_noted_relid = InvalidOid;
 static LocalTransactionId el_noted_lxid = InvalidLocalTransactionId;
 static bool el_wake = false;	/* set at pre-commit: wake at commit */
@@ -1661,15 +1675,22 @@ el_consumer_note_append(Oid relid)
 /* Set the latch of every backend waiting in poll() on the stream. */
 /*
  * After an abort: the remembered group may have been created by the aborted
- * transaction, and the last poll's events may never have reached the
- * consumer (the statement failed after the poll read them), so neither may
- * be used again.
+ * transaction, so it is looked up again.  The last poll is forgotten only if
+ * it ran in what aborted (the transaction, or the subtransaction subid or
+ * one inside it): the statement may have failed after the poll read its
+ * events and before they reached the consumer.  An abort elsewhere (a
+ * consumer's savepoint around one event's processing, say) leaves it.
  */
 static void
-el_forget_on_abort(void)
+el_forget_on_abort(SubTransactionId subid)
 {
 	el_group_forget();
-	el_last_poll.group_id = 0;
+	if (el_last_poll.in_xact &&
+		(subid == InvalidSubTransactionId || el_last_poll.subid >= subid))
+	{
+		el_last_poll.group_id = 0;
+		el_last_poll.in_xact = false;
+	}
 }
 
 static void
@@ -1713,16 +1734,18 @@ el_consumer_xact_callback(XactEvent event, void *arg)
 			if (el_wake)
 				foreach(lc, el_appended)
 					el_wake_waiters(lfirst_oid(lc));
+			el_last_poll.in_xact = false;
 			el_appended = NIL;
 			el_noted_relid = InvalidOid;
 			el_wake = false;
 			break;
 		case XACT_EVENT_ABORT:
 		case XACT_EVENT_PARALLEL_ABORT:
-			el_forget_on_abort();
+			el_forget_on_abort(InvalidSubTransactionId);
 			/* FALLTHROUGH */
 		case XACT_EVENT_PREPARE:
 		case XACT_EVENT_PARALLEL_COMMIT:
+			el_last_poll.in_xact = false;
 			el_appended = NIL;
 			el_noted_relid = InvalidOid;
 			el_wake = false;
@@ -1737,7 +1760,7 @@ el_consumer_subxact_callback(SubXactEvent event, SubTransactionId mySubid,
 							 SubTransactionId parentSubid, void *arg)
 {
 	if (event == SUBXACT_EVENT_ABORT_SUB)
-		el_forget_on_abort();
+		el_forget_on_abort(mySubid);
 }
 
 void

@@ -15,7 +15,6 @@
 #include "access/genam.h"
 #include "access/htup_details.h"
 #include "access/table.h"
-#include "access/xact.h"
 #include "catalog/indexing.h"
 #include "catalog/namespace.h"
 #include "catalog/pg_index.h"
@@ -211,16 +210,6 @@ el_stream_shards(Oid relid)
 }
 
 /*
- * Whether the current transaction may have appended events, which it sees
- * before they are committed: true once it has a transaction id.
- */
-bool
-el_may_have_appended(void)
-{
-	return TransactionIdIsValid(GetTopTransactionIdIfAny());
-}
-
-/*
  * The highest seq of a shard this backend has seen committed (0 if none),
  * which lets commit_offset() skip probing the shard's end: a committed event
  * never goes away, and a dropped stream's entry is reset by the relcache
@@ -238,8 +227,8 @@ el_shard_seen_end(Oid relid, int32 shard)
 
 /*
  * Record that seq of a shard was read.  The caller makes sure it was
- * committed: a transaction that may have appended (el_may_have_appended())
- * could roll its own events back, so what it reads must not be recorded.
+ * committed: a transaction that appended to the stream could roll its own
+ * events back, so what it reads must not be recorded.
  */
 void
 el_shard_saw(Oid relid, int32 shard, int64 seq)

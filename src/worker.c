@@ -90,6 +90,7 @@ typedef struct ElDatabase
 	TimestampTz next_start;		/* do not start a worker before this */
 	TimestampTz started_at;		/* of the last worker */
 	int			backoff_ms;		/* the wait after a short-lived worker */
+	bool		rewake;			/* woken while its worker ran: restart it */
 	bool		complained;		/* logged that no worker slot was free */
 } ElDatabase;
 
@@ -109,6 +110,7 @@ el_database(Oid dboid)
 	el_databases[el_ndatabases].next_start = 0;
 	el_databases[el_ndatabases].started_at = 0;
 	el_databases[el_ndatabases].backoff_ms = EL_LAUNCHER_NAPTIME_MS;
+	el_databases[el_ndatabases].rewake = false;
 	el_databases[el_ndatabases].complained = false;
 	return &el_databases[el_ndatabases++];
 }
@@ -179,7 +181,15 @@ el_launch_workers(bool woken)
 			break;
 		if (d->handle != NULL &&
 			GetBackgroundWorkerPid(d->handle, &pid) != BGWH_STOPPED)
+		{
+			/*
+			 * A worker that looked before the commit that woke us may be
+			 * about to exit for want of work: start another when it does.
+			 */
+			if (woken)
+				d->rewake = true;
 			continue;
+		}
 		if (d->handle != NULL)
 		{
 			pfree(d->handle);
@@ -190,10 +200,11 @@ el_launch_workers(bool woken)
 				d->backoff_ms = Min(d->backoff_ms * 2, EL_LAUNCHER_MAX_BACKOFF_MS);
 			d->next_start = TimestampTzPlusMilliseconds(now, d->backoff_ms);
 		}
-		if (woken)
+		if (woken || d->rewake)
 		{
 			d->next_start = 0;
 			d->backoff_ms = EL_LAUNCHER_NAPTIME_MS;
+			d->rewake = false;
 		}
 		if (now < d->next_start)
 			continue;
@@ -300,8 +311,9 @@ el_wake_xact_callback(XactEvent event, void *arg)
 		el_wake_pending = false;
 		el_wake_launcher();
 	}
-	else if (event == XACT_EVENT_ABORT || event == XACT_EVENT_PARALLEL_ABORT)
-		el_wake_pending = false;
+	else if (event == XACT_EVENT_ABORT || event == XACT_EVENT_PARALLEL_ABORT ||
+			 event == XACT_EVENT_PREPARE)
+		el_wake_pending = false;	/* a prepared one is not woken for */
 }
 
 void
