@@ -5,7 +5,7 @@
  *
  * A projection build (create_projection(), rebuild_projection()) replays
  * every event of the stream through the handlers.  Run per event, each
- * statement pays for starting the executor, which is most of the cost.  For
+ * statement pays for SPI and starting the executor.  For
  * handlers whose statements provably touch only rows of their own event's
  * key, a batch of events with distinct keys can instead run each statement
  * once, joined with the batch: the result is the same as running them event
@@ -21,9 +21,10 @@
  * other relations or the whole event `e`, and with immutable functions
  * only (a stable function could read other keys' rows).  All statements of
  * all handlers must agree on the table and the key column, and the table
- * (el_batch_table_ok) must have no triggers, no row-level security and no
- * unique or exclusion index without the key column: then no two keys'
- * rows can ever meet.  See docs/design/projections.md, "Set-based
+ * (el_batch_table_ok) must keep keys apart: a text key column with a
+ * deterministic collation, every unique index on it compared as text, no
+ * exclusion constraint, no triggers, no row-level security.  Then no two
+ * keys' rows can ever meet.  See docs/design/projections.md, "Set-based
  * rebuilds".
  *
  * The batch is passed as arrays, one per event field, and the statement
