@@ -975,17 +975,6 @@ el_auto_commit(ElGroup *g, const char *me)
 }
 
 /*
- * One look: settle my shards, then read up to max_count events after their
- * committed offsets into dest, with a new snapshot (in READ COMMITTED; the
- * transaction's in REPEATABLE READ and SERIALIZABLE).
- *
- * Fairness: each pass gives every shard that still has events an equal
- * share of what is left of max_count, starting from a shard that rotates
- * from call to call, until max_count is reached or every shard is drained.
- * Within a shard events come in seq order.  Each read goes on after the
- * last seq the previous one returned (see ElSeqDest).
- */
-/*
  * A receiver in front of the poll's tuplestore that notes the seq of the
  * last row passed on.  Offsets are dense, but what a role sees of a shard
  * need not be: row-level security may hide some events, so where a read
@@ -1030,6 +1019,17 @@ el_seq_destroy(DestReceiver *self)
 {
 }
 
+/*
+ * One look: settle my shards, then read up to max_count events after their
+ * committed offsets into dest, with a new snapshot (in READ COMMITTED; the
+ * transaction's in REPEATABLE READ and SERIALIZABLE).
+ *
+ * Fairness: each pass gives every shard that still has events an equal
+ * share of what is left of max_count, starting from a shard that rotates
+ * from call to call, until max_count is reached or every shard is drained.
+ * Within a shard events come in seq order.  Each read goes on after the
+ * last seq the previous one returned (see ElSeqDest).
+ */
 static uint64
 el_poll_once(ElGroup *g, const char *me, int max_count, DestReceiver *dest)
 {

@@ -236,6 +236,32 @@ el_catalog_read(const char *sql, int nargs, Oid *types, Datum *values)
 			 SPI_result_code_string(rc));
 }
 
+/*
+ * el_catalog_read() with the latest snapshot instead of the statement's,
+ * for catalog rows that may have changed since the statement began.  At
+ * most tcount rows (0: all).
+ */
+static void
+el_catalog_read_latest(const char *sql, int nargs, Oid *types, Datum *values,
+					   long tcount)
+{
+	SPIPlanPtr	plan;
+	int			rc;
+
+	el_push_catalog_path();
+	plan = SPI_prepare(sql, nargs, types);
+	PopOverrideSearchPath();
+	if (plan == NULL)
+		elog(ERROR, "SPI_prepare failed for \"%s\": %s", sql,
+			 SPI_result_code_string(SPI_result));
+	rc = SPI_execute_snapshot(plan, values, NULL, GetLatestSnapshot(),
+							  InvalidSnapshot, true, false, tcount);
+	SPI_freeplan(plan);
+	if (rc != SPI_OK_SELECT)
+		elog(ERROR, "SPI_execute_snapshot failed on \"%s\": %s", sql,
+			 SPI_result_code_string(rc));
+}
+
 /* ---------------------------------------------------------------------
  * The catalog
  * ---------------------------------------------------------------------
@@ -279,27 +305,16 @@ el_projection_load(Oid view)
 	Datum		values[1] = {ObjectIdGetDatum(view)};
 	ElProjection *p;
 	bool		isnull;
-	int			rc;
-	SPIPlanPtr	plan;
 
 	/*
 	 * Read with the latest snapshot, as catalogs are: a REPEATABLE READ
 	 * appender whose snapshot predates a projection's creation still fires
 	 * its trigger and must find its row.
 	 */
-	el_push_catalog_path();
-	plan = SPI_prepare("SELECT stream, mode, columns, handlers, reducer,"
-					   " initial, build_table, generation"
-					   " FROM event_log.projections WHERE projection = $1",
-					   1, types);
-	PopOverrideSearchPath();
-	if (plan == NULL)
-		elog(ERROR, "SPI_prepare failed: %s", SPI_result_code_string(SPI_result));
-	rc = SPI_execute_snapshot(plan, values, NULL, GetLatestSnapshot(),
-							  InvalidSnapshot, true, false, 1);
-	SPI_freeplan(plan);
-	if (rc != SPI_OK_SELECT)
-		elog(ERROR, "SPI_execute_with_args failed: %s", SPI_result_code_string(rc));
+	el_catalog_read_latest("SELECT stream, mode, columns, handlers, reducer,"
+						   " initial, build_table, generation"
+						   " FROM event_log.projections WHERE projection = $1",
+						   1, types, values, 1);
 	if (SPI_processed == 0)
 		return NULL;
 
@@ -719,8 +734,9 @@ el_free_set(ElHandlerSet *set)
  * ---------------------------------------------------------------------
  */
 
-static SPIPlanPtr
-el_find_handler(ElHandlerSet *set, text *type)
+/* The handler index of an event's type: -1 for "*", -2 for none. */
+static int
+el_handler_index(ElHandlerSet *set, text *type)
 {
 	const char *t = VARDATA_ANY(type);
 	int			len = VARSIZE_ANY_EXHDR(type);
@@ -728,8 +744,17 @@ el_find_handler(ElHandlerSet *set, text *type)
 	for (int i = 0; i < set->nhandlers; i++)
 		if (set->handlers[i].typelen == len &&
 			memcmp(set->handlers[i].type, t, len) == 0)
-			return set->handlers[i].plan;
-	return set->any;
+			return i;
+	return set->any ? -1 : -2;
+}
+
+/* The plan of an event type's handler: its own, else "*", else NULL. */
+static SPIPlanPtr
+el_find_handler(ElHandlerSet *set, text *type)
+{
+	int			h = el_handler_index(set, type);
+
+	return h >= 0 ? set->handlers[h].plan : set->any;
 }
 
 /*
@@ -1050,19 +1075,6 @@ typedef struct ElBatch
 	SortSupportData keysort;	/* text order, to sort a step by key */
 } ElBatch;
 
-/* The handler index of an event's type: -1 for "*", -2 for none. */
-static int
-el_handler_index(ElHandlerSet *set, text *type)
-{
-	const char *t = VARDATA_ANY(type);
-	int			len = VARSIZE_ANY_EXHDR(type);
-
-	for (int i = 0; i < set->nhandlers; i++)
-		if (set->handlers[i].typelen == len &&
-			memcmp(set->handlers[i].type, t, len) == 0)
-			return i;
-	return set->any ? -1 : -2;
-}
 
 /* qsort_arg() comparator of event indexes by key. */
 static int
@@ -2099,22 +2111,11 @@ el_run_async(Oid view, int64 max_events)
 		 */
 		Oid			types[2] = {OIDOID, INT4OID};
 		Datum		values[2] = {ObjectIdGetDatum(view), Int32GetDatum(el_retry_interval)};
-		SPIPlanPtr	plan;
-		int			rc;
 
-		el_push_catalog_path();
-		plan = SPI_prepare("SELECT shard::int8, seq,"
-						   " CASE WHEN error_at > now() - $2 * interval '1 ms' THEN 1 ELSE 0 END::int8"
-						   " FROM event_log.projection_offsets WHERE projection = $1",
-						   2, types);
-		PopOverrideSearchPath();
-		if (plan == NULL)
-			elog(ERROR, "SPI_prepare failed: %s", SPI_result_code_string(SPI_result));
-		rc = SPI_execute_snapshot(plan, values, NULL, GetLatestSnapshot(),
-								  InvalidSnapshot, true, false, 0);
-		SPI_freeplan(plan);
-		if (rc != SPI_OK_SELECT)
-			elog(ERROR, "SPI_execute_snapshot failed: %s", SPI_result_code_string(rc));
+		el_catalog_read_latest("SELECT shard::int8, seq,"
+							   " CASE WHEN error_at > now() - $2 * interval '1 ms' THEN 1 ELSE 0 END::int8"
+							   " FROM event_log.projection_offsets WHERE projection = $1",
+							   2, types, values, 0);
 	}
 	for (uint64 r = 0; r < SPI_processed; r++)
 	{
