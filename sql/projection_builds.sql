@@ -132,7 +132,7 @@ SELECT try($$ INSERT INTO p VALUES (e.key, 1) ON CONFLICT (cart) DO NOTHING $$,
            'cart text PRIMARY KEY, n int, EXCLUDE USING btree (cart COLLATE nocase WITH =)');
 DROP COLLATION nocase;
 
--- Few keys make small batches (a key seen again ends one), which are
+-- Few keys make small batches (a batch holds one event per key), which are
 -- applied event by event: no subtransaction, no plan per batch.
 SELECT event_log.create_stream('pairs', 1);
 INSERT INTO pairs (key, type, payload)
@@ -146,9 +146,43 @@ SELECT pg_current_xact_id() AS before \gset
 SELECT event_log.rebuild_projection('pair_counts');
 SELECT pg_current_xact_id()::text::bigint - :'before'::text::bigint < 10 AS few_transaction_ids;
 SELECT build_method FROM event_log.projections WHERE projection = 'pair_counts'::regclass;
-TABLE pair_counts;
+SELECT * FROM pair_counts ORDER BY k;
 SELECT event_log.drop_projection('pair_counts');
 SELECT event_log.drop_stream('pairs');
+
+-- A long stream with many keys: the build reads it in chunks, sorts each by
+-- key and applies it by ranges of keys, and runs INSERT ... ON CONFLICT as a
+-- plain INSERT until one conflicts.  'lines' never conflicts; 'totals'
+-- conflicts only near the end of the stream.  Both equal their
+-- event-by-event twins (made so by a stable function).
+SELECT event_log.create_stream('orders', 1);
+INSERT INTO orders (key, type, payload)
+SELECT 'order-' || o, 'Line', jsonb_build_object('line', step, 'qty', 1 + (o + step) % 5)
+FROM generate_series(1, 60) step, generate_series(1, 2000) o
+ORDER BY step, o;
+CREATE FUNCTION order_handlers(target text, tag text) RETURNS jsonb LANGUAGE sql AS $f$
+SELECT jsonb_build_object('Line', format($$
+    INSERT INTO %1$s AS t (o, line, qty)
+    VALUES (e.key, (e.payload->>'line')::int %% %2$s, (e.payload->>'qty')::int)
+    ON CONFLICT (o, line) DO UPDATE SET qty = t.qty + excluded.qty %3$s $$,
+    target, CASE WHEN target LIKE 'totals%' THEN '58' ELSE '1000' END, tag))
+$f$;
+SELECT event_log.create_projection(name, 'orders',
+           columns  => 'o text, line int, qty int NOT NULL, PRIMARY KEY (o, line)',
+           handlers => order_handlers(name, tag))
+  FROM (VALUES ('lines', ''), ('lines_ref', 'WHERE now() IS NOT NULL'),
+               ('totals', ''), ('totals_ref', 'WHERE now() IS NOT NULL')) v(name, tag);
+SELECT projection, build_method FROM event_log.projections
+ WHERE projection::text IN ('lines', 'totals') ORDER BY 1::text;
+SELECT (SELECT count(*) FROM lines) AS lines, (SELECT sum(qty) FROM lines) AS line_qty,
+       (SELECT count(*) FROM totals) AS totals, (SELECT sum(qty) FROM totals) AS total_qty;
+SELECT count(*) AS differences
+  FROM ((TABLE lines EXCEPT TABLE lines_ref) UNION ALL (TABLE lines_ref EXCEPT TABLE lines)
+        UNION ALL (TABLE totals EXCEPT TABLE totals_ref)
+        UNION ALL (TABLE totals_ref EXCEPT TABLE totals)) d;
+SELECT count(event_log.drop_projection(p))
+  FROM unnest('{lines,lines_ref,totals,totals_ref}'::text[]) p;
+SELECT event_log.drop_stream('orders');
 
 -- A state projection (reducer) reads its previous state in a subquery:
 -- built event by event.

@@ -27,9 +27,11 @@
  * keys' rows can ever meet.  See docs/design/projections.md, "Set-based
  * rebuilds".
  *
- * The batch is passed as arrays, one per event field, and the statement
- * reads them through unnest() as a relation `e`; each of its references to
- * an event field becomes a reference to that relation's column.
+ * The batch is passed as a tuplestore of events, which the statement reads
+ * as an ephemeral named relation `e` (as trigger transition tables are
+ * read); each of its references to an event field becomes a reference to
+ * that relation's column.  Each statement is planned once per build and
+ * run once per batch.
  */
 #include "postgres.h"
 
@@ -53,55 +55,78 @@
 #include "parser/parsetree.h"
 #include "tcop/pquery.h"
 #include "tcop/tcopprot.h"
-#include "utils/array.h"
 #include "utils/guc.h"
 #include "utils/lsyscache.h"
 #include "utils/memutils.h"
 #include "utils/plancache.h"
+#include "utils/queryenvironment.h"
 #include "utils/rel.h"
 #include "utils/snapmgr.h"
+#include "utils/tuplestore.h"
 
 #include "event_log.h"
 
-/* $n of the batch arrays: after the handlers' own $1..$10. */
-#define EL_BATCH_PARAM0		(EL_NATTS + 1)
-#define EL_BATCH_NPARAMS	(EL_BATCH_PARAM0 + EL_NATTS)
+/* The name the batch relation `e` has in the statements' query environment. */
+#define EL_BATCH_ENR		"event_log_batch"
 
 /* One handler's statements, rewritten to run over a batch. */
 struct ElBatchPlan
 {
 	List	   *queries;		/* Query per statement, e.field as batch Vars */
 	List	   *sources;		/* the statements' text, for messages */
+	List	   *stmts;			/* their plans, made on first use */
+	List	   *plain_stmts;	/* the same without ON CONFLICT, likewise */
+	MemoryContext cxt;			/* where the plans go */
 	bool		used[EL_NATTS];	/* fields the statements read */
 };
 
-/* The batch relation `e`, as the parser makes it (built once). */
+/* The batch's row type: the event's fields, as in a stream. */
+static TupleDesc
+el_batch_desc(void)
+{
+	static TupleDesc desc = NULL;
+
+	if (desc == NULL)
+	{
+		MemoryContext old = MemoryContextSwitchTo(TopMemoryContext);
+		TupleDesc	d = CreateTemplateTupleDesc(EL_NATTS);
+
+		for (int i = 0; i < EL_NATTS; i++)
+			TupleDescInitEntry(d, i + 1, el_columns[i].name, el_columns[i].type, -1, 0);
+		MemoryContextSwitchTo(old);
+		desc = d;
+	}
+	return desc;
+}
+
+/* A query environment holding the batch relation, with `rows` as its contents. */
+static QueryEnvironment *
+el_batch_env(Tuplestorestate *rows, double count)
+{
+	QueryEnvironment *env = create_queryEnv();
+	EphemeralNamedRelation enr = palloc0(sizeof(EphemeralNamedRelationData));
+
+	enr->md.name = EL_BATCH_ENR;
+	enr->md.reliddesc = InvalidOid;
+	enr->md.tupdesc = el_batch_desc();
+	enr->md.enrtype = ENR_NAMED_TUPLESTORE;
+	enr->md.enrtuples = count;
+	enr->reldata = rows;
+	register_ENR(env, enr);
+	return env;
+}
+
+/* The batch relation `e`, as the parser makes it. */
 static RangeTblEntry *
 el_batch_rte(void)
 {
-	StringInfoData sql;
-	Oid			types[EL_BATCH_NPARAMS];
-	List	   *raw;
+	const char *sql = "SELECT * FROM " EL_BATCH_ENR " AS e";
+	List	   *raw = raw_parser(sql, RAW_PARSE_DEFAULT);
 	Query	   *q;
 
-	initStringInfo(&sql);
-	appendStringInfoString(&sql, "SELECT * FROM ROWS FROM (");
-	for (int i = 0; i < EL_NATTS; i++)
-	{
-		types[i] = el_columns[i].type;
-		types[EL_BATCH_PARAM0 + i] = get_array_type(el_columns[i].type);
-		appendStringInfo(&sql, "%spg_catalog.unnest($%d)", i > 0 ? ", " : "",
-						 EL_BATCH_PARAM0 + i + 1);
-	}
-	types[EL_BATCH_PARAM0 - 1] = RECORDOID;
-	appendStringInfoString(&sql, ") AS e(");
-	for (int i = 0; i < EL_NATTS; i++)
-		appendStringInfo(&sql, "%s%s", i > 0 ? ", " : "", el_columns[i].name);
-	appendStringInfoString(&sql, ")");
-
-	raw = raw_parser(sql.data, RAW_PARSE_DEFAULT);
-	q = parse_analyze_fixedparams(linitial_node(RawStmt, raw), sql.data,
-								  types, EL_BATCH_NPARAMS, NULL);
+	/* A typical batch's size, for the planner's estimates. */
+	q = parse_analyze_fixedparams(linitial_node(RawStmt, raw), sql, NULL, 0,
+								  el_batch_env(NULL, 1000));
 	return linitial_node(RangeTblEntry, q->rtable);
 }
 
@@ -321,6 +346,7 @@ el_batch_prepare(SPIPlanPtr plan, Oid *table, AttrNumber *keycol,
 	ElBatchPlan *bp = palloc0(sizeof(ElBatchPlan));
 	ListCell   *lc;
 
+	bp->cxt = CurrentMemoryContext;
 	foreach(lc, SPI_plan_get_plan_sources(plan))
 	{
 		CachedPlanSource *ps = (CachedPlanSource *) lfirst(lc);
@@ -435,10 +461,11 @@ el_batch_table_ok(Oid table, AttrNumber keycol)
  * matches thousands of rows, and so scans or sorts the whole table for every
  * batch; so joins other than nested loops, and scans other than index
  * scans, are off while it plans (el_batch_table_ok() made sure there is an
- * index that leads with the key column).
+ * index that leads with the key column).  The plan holds no parameters, so
+ * one plan serves every batch of the build.
  */
 static PlannedStmt *
-el_batch_plan(Query *q, const char *sql, ParamListInfo params)
+el_batch_plan(Query *q, const char *sql)
 {
 	static const char *const off[] = {
 		"enable_hashjoin", "enable_mergejoin", "enable_seqscan", "enable_bitmapscan"
@@ -449,64 +476,92 @@ el_batch_plan(Query *q, const char *sql, ParamListInfo params)
 	for (int i = 0; i < (int) lengthof(off); i++)
 		(void) set_config_option(off[i], "off", PGC_USERSET, PGC_S_SESSION,
 								 GUC_ACTION_SAVE, true, 0, false);
-	stmt = pg_plan_query(q, sql, 0, params);
+	stmt = pg_plan_query(q, sql, 0, NULL);
 	AtEOXact_GUC(true, level);
+	/* Compiling would cost more than a batch's expressions save. */
+	stmt->jitFlags = PGJIT_NONE;
 	return stmt;
 }
 
 /*
- * Run a handler's statements over a batch: count events, their fields in
- * cols[field][i] and nulls[field][i], keys all distinct.  The caller holds
- * the handler identity (el_apply_begin) and runs this in a subtransaction.
+ * The plans of a handler's statements, made on first use and kept for the
+ * build.  With plain, an INSERT's ON CONFLICT clause is left out.
  */
-void
-el_batch_run(ElBatchPlan *bp, int count, Datum **cols, bool **nulls)
+static List *
+el_batch_plans(ElBatchPlan *bp, bool plain)
 {
-	ParamListInfo params = makeParamList(EL_BATCH_NPARAMS);
+	List	   *stmts = NIL;
+	MemoryContext old;
 	ListCell   *lq,
 			   *ls;
 
-	for (int i = 0; i < EL_BATCH_PARAM0; i++)
-	{
-		params->params[i].isnull = true;
-		params->params[i].ptype = i < EL_NATTS ? el_columns[i].type : RECORDOID;
-	}
-	for (int f = 0; f < EL_NATTS; f++)
-	{
-		Oid			type = el_columns[f].type;
-		int16		typlen;
-		bool		typbyval;
-		char		typalign;
-		/* A field no statement reads: an empty array, which unnest pads. */
-		int			dims[1] = {bp->used[f] ? count : 0};
-		int			lbs[1] = {1};
-		ParamExternData *prm = &params->params[EL_BATCH_PARAM0 + f];
+	if (!plain && bp->stmts != NIL)
+		return bp->stmts;
+	if (plain && bp->plain_stmts != NIL)
+		return bp->plain_stmts;
 
-		get_typlenbyvalalign(type, &typlen, &typbyval, &typalign);
-		prm->value = PointerGetDatum(construct_md_array(cols[f], nulls[f], dims[0] > 0 ? 1 : 0,
-														dims, lbs, type, typlen, typbyval,
-														typalign));
-		prm->isnull = false;
-		prm->pflags = PARAM_FLAG_CONST;
-		prm->ptype = get_array_type(type);
-	}
-
+	old = MemoryContextSwitchTo(bp->cxt);
+	PushActiveSnapshot(GetTransactionSnapshot());
 	forboth(lq, bp->queries, ls, bp->sources)
 	{
 		Query	   *q = copyObject(lfirst_node(Query, lq));
-		const char *sql = (const char *) lfirst(ls);
-		PlannedStmt *stmt;
+
+		if (plain)
+			q->onConflict = NULL;
+		stmts = lappend(stmts, el_batch_plan(q, (const char *) lfirst(ls)));
+	}
+	PopActiveSnapshot();
+	MemoryContextSwitchTo(old);
+	if (plain)
+		bp->plain_stmts = stmts;
+	else
+		bp->stmts = stmts;
+	return stmts;
+}
+
+/*
+ * Run a handler's statements over a batch: count events, the k-th one's
+ * fields in cols[field][order[k]] and nulls[field][order[k]], keys all
+ * distinct.  With plain, an INSERT ... ON CONFLICT runs as a plain INSERT
+ * (see el_batch_flush() in projection.c).  The caller holds the handler
+ * identity (el_apply_begin) and runs this in a subtransaction.
+ */
+void
+el_batch_run(ElBatchPlan *bp, int count, const int *order, Datum **cols,
+			 bool **nulls, bool plain)
+{
+	TupleDesc	desc = el_batch_desc();
+	/* The events are in memory already; their copies here may be too. */
+	Tuplestorestate *rows = tuplestore_begin_heap(false, false, MAX_KILOBYTES);
+	QueryEnvironment *env = el_batch_env(rows, count);
+	ListCell   *lp,
+			   *ls;
+
+	for (int k = 0; k < count; k++)
+	{
+		Datum		values[EL_NATTS];
+		bool		isnull[EL_NATTS];
+
+		/* A field no statement reads stays NULL. */
+		for (int f = 0; f < EL_NATTS; f++)
+		{
+			isnull[f] = !bp->used[f] || nulls[f][order[k]];
+			values[f] = isnull[f] ? (Datum) 0 : cols[f][order[k]];
+		}
+		tuplestore_putvalues(rows, desc, values, isnull);
+	}
+
+	forboth(lp, el_batch_plans(bp, plain), ls, bp->sources)
+	{
+		PlannedStmt *stmt = lfirst_node(PlannedStmt, lp);
 		QueryDesc  *qd;
 
 		/* A new snapshot per statement, as SPI takes for each handler's. */
 		PushActiveSnapshot(IsolationUsesXactSnapshot() ? GetLatestSnapshot()
 						   : GetTransactionSnapshot());
 		UpdateActiveSnapshotCommandId();
-		stmt = el_batch_plan(q, sql, params);
-		/* Compiling would cost more than the batch's expressions save. */
-		stmt->jitFlags = PGJIT_NONE;
-		qd = CreateQueryDesc(stmt, sql, GetActiveSnapshot(), InvalidSnapshot,
-							 None_Receiver, params, NULL, 0);
+		qd = CreateQueryDesc(stmt, (const char *) lfirst(ls), GetActiveSnapshot(),
+							 InvalidSnapshot, None_Receiver, NULL, env, 0);
 		ExecutorStart(qd, 0);
 		ExecutorRun(qd, ForwardScanDirection, 0, true);
 		ExecutorFinish(qd);
@@ -515,4 +570,5 @@ el_batch_run(ElBatchPlan *bp, int count, Datum **cols, bool **nulls)
 		PopActiveSnapshot();
 		CommandCounterIncrement();
 	}
+	tuplestore_end(rows);
 }

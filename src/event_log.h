@@ -165,6 +165,7 @@ typedef struct ElBatchPlan ElBatchPlan;
 extern ElBatchPlan *el_batch_prepare(SPIPlanPtr plan, Oid *table, AttrNumber *keycol,
 									 const char **why);
 extern const char *el_batch_table_ok(Oid table, AttrNumber keycol);
-extern void el_batch_run(ElBatchPlan *bp, int count, Datum **cols, bool **nulls);
+extern void el_batch_run(ElBatchPlan *bp, int count, const int *order, Datum **cols,
+						 bool **nulls, bool plain);
 
 #endif							/* EVENT_LOG_H */

@@ -116,6 +116,7 @@ typedef struct ElHandlerSet
 	ElBatchPlan **batch;
 	ElBatchPlan *any_batch;
 	const char *batch_why;		/* why not (projections.build_method) */
+	bool		batch_plain;	/* INSERT ... ON CONFLICT runs as INSERT */
 } ElHandlerSet;
 
 /*
@@ -1057,68 +1058,90 @@ el_prepare_batches(ElHandlerSet *set)
 	MemoryContextSwitchTo(old);
 	set->batch_why = why;
 	set->batchable = (why == NULL);
-}
-
-/* Events collected for one set-based step, in seq order. */
-#define EL_BATCH_MAX	16384
-#define EL_BATCH_MIN	64		/* smaller batches go event by event */
-
-typedef struct ElBatch
-{
-	int			n;
-	Datum	   *cols[EL_NATTS];
-	bool	   *nulls[EL_NATTS];
-	int		   *handler;		/* index in set->handlers, -1 for "*" */
-	HTAB	   *keys;			/* hashes of the keys in the batch */
-	MemoryContext cxt;			/* the events' copies, reset per batch */
-	MemoryContext stepcxt;		/* plans and arrays, reset per flush */
-	SortSupportData keysort;	/* text order, to sort a step by key */
-} ElBatch;
-
-
-/* qsort_arg() comparator of event indexes by key. */
-static int
-el_batch_key_cmp(const void *a, const void *b, void *arg)
-{
-	ElBatch    *batch = (ElBatch *) arg;
-
-	return ApplySortComparator(batch->cols[Anum_el_key - 1][*(const int *) a], false,
-							   batch->cols[Anum_el_key - 1][*(const int *) b], false,
-							   &batch->keysort);
+	set->batch_plain = true;
 }
 
 /*
- * Run one handler's statements over its events of the batch, in key order:
- * the keys are distinct, so any order gives the same result, and in key
- * order the statements' index probes walk the table's key index forwards
- * instead of jumping about it.
+ * Set-based replay reads a shard in chunks of events, in seq order.  It
+ * sorts each chunk by key (a key's events stay in seq order) and cuts it
+ * into ranges of neighbouring keys.  Within a range, the first events of
+ * every key form one batch, their second events the next, and so on: each
+ * batch has distinct keys, in key order, and each key's events are applied
+ * in seq order.  Statements for different keys touch disjoint rows, so the
+ * result is that of applying the chunk in seq order.  A range's rows sit
+ * together in the table's key index, so its batches keep finding the pages
+ * they need already in the CPU's caches, where batches spread over all keys
+ * would miss on nearly every probe.
  */
+#define EL_CHUNK_BYTES	(16 * 1024 * 1024)	/* a chunk's events and arrays */
+#define EL_RANGE_KEYS	512		/* keys per range: the most events in a batch */
+#define EL_BATCH_MIN	64		/* smaller batches go event by event */
+#define EL_BATCH_KEEP	(8 * 1024 * 1024)	/* memory kept from batch to batch */
+
+typedef struct ElBatch
+{
+	int			n;				/* events in the chunk */
+	int			cap;			/* room in the arrays */
+	Size		bytes;			/* the events' copies' size */
+	Datum	   *cols[EL_NATTS];
+	bool	   *nulls[EL_NATTS];
+	int		   *handler;		/* index in set->handlers, -1 for "*" */
+	int		   *sorted;			/* the chunk's events by key, then seq */
+	int		   *rank;			/* of each sorted[i]: its n-th event of the key */
+	int		   *batch;			/* the batch being applied, in key order */
+	int			nbatch;
+	MemoryContext cxt;			/* the events' copies, reset per chunk */
+	MemoryContext stepcxt;		/* per batch */
+	SortSupportData keysort;	/* text order */
+} ElBatch;
+
+/* Room for cap events in the chunk's arrays (in the current context). */
+#define EL_CHUNK_PER_EVENT	(EL_NATTS * (sizeof(Datum) + sizeof(bool)) + 4 * sizeof(int))
+
+static void
+el_chunk_grow(ElBatch *b, int cap)
+{
+	for (int f = 0; f < EL_NATTS; f++)
+	{
+		b->cols[f] = b->cols[f] ? repalloc(b->cols[f], sizeof(Datum) * cap)
+			: palloc(sizeof(Datum) * cap);
+		b->nulls[f] = b->nulls[f] ? repalloc(b->nulls[f], sizeof(bool) * cap)
+			: palloc(sizeof(bool) * cap);
+	}
+	b->handler = b->handler ? repalloc(b->handler, sizeof(int) * cap) : palloc(sizeof(int) * cap);
+	b->sorted = b->sorted ? repalloc(b->sorted, sizeof(int) * cap) : palloc(sizeof(int) * cap);
+	b->rank = b->rank ? repalloc(b->rank, sizeof(int) * cap) : palloc(sizeof(int) * cap);
+	b->batch = b->batch ? repalloc(b->batch, sizeof(int) * cap) : palloc(sizeof(int) * cap);
+	b->cap = cap;
+}
+
+/* qsort_arg() comparator of event indexes: by key, then by seq. */
+static int
+el_chunk_cmp(const void *a, const void *b, void *arg)
+{
+	ElBatch    *chunk = (ElBatch *) arg;
+	int			i = *(const int *) a;
+	int			j = *(const int *) b;
+	int			c = ApplySortComparator(chunk->cols[Anum_el_key - 1][i], false,
+										chunk->cols[Anum_el_key - 1][j], false,
+										&chunk->keysort);
+
+	return c != 0 ? c : (i > j) - (i < j);
+}
+
+/* Run one handler's statements over its events of the batch. */
 static void
 el_batch_step(ElHandlerSet *set, ElBatch *b, int h)
 {
 	ElBatchPlan *bp = h < 0 ? set->any_batch : set->batch[h];
-	Datum	   *cols[EL_NATTS];
-	bool	   *nulls[EL_NATTS];
-	int		   *order = palloc(sizeof(int) * b->n);
+	int		   *order = palloc(sizeof(int) * b->nbatch);
 	int			count = 0;
 
-	for (int i = 0; i < b->n; i++)
-		if (b->handler[i] == h)
-			order[count++] = i;
-	if (count == 0)
-		return;
-	qsort_arg(order, count, sizeof(int), el_batch_key_cmp, b);
-	for (int f = 0; f < EL_NATTS; f++)
-	{
-		cols[f] = palloc(sizeof(Datum) * count);
-		nulls[f] = palloc(sizeof(bool) * count);
-		for (int k = 0; k < count; k++)
-		{
-			cols[f][k] = b->cols[f][order[k]];
-			nulls[f][k] = b->nulls[f][order[k]];
-		}
-	}
-	el_batch_run(bp, count, cols, nulls);
+	for (int i = 0; i < b->nbatch; i++)
+		if (b->handler[b->batch[i]] == h)
+			order[count++] = b->batch[i];
+	if (count > 0)
+		el_batch_run(bp, count, order, b->cols, b->nulls, set->batch_plain);
 }
 
 /*
@@ -1126,6 +1149,14 @@ el_batch_step(ElHandlerSet *set, ElBatch *b, int h)
  * If that fails with an error a handler can raise, replay the batch event
  * by event instead, which raises the error a per-event build would, for the
  * event it would, or goes through.
+ *
+ * A build first runs each INSERT ... ON CONFLICT as a plain INSERT: most
+ * batches of most streams conflict with nothing (every key's first event
+ * does not; nor does an upsert that only guards against replays), and a
+ * plain INSERT skips the speculative insertion's extra index probe.  When
+ * nothing conflicts, both insert the same rows.  The first batch that hits
+ * a unique violation that way is run again with the ON CONFLICT clauses,
+ * and so is the rest of the build.
  */
 typedef struct ElBatchCall
 {
@@ -1145,24 +1176,37 @@ el_batch_steps(void *arg)
 }
 
 static void
-el_batch_flush(ElApplyState *st, ElBatch *b)
+el_batch_apply(ElApplyState *st, ElBatch *b)
 {
 	ElBatchCall call = {st->set, b};
 	MemoryContext old;
 	bool		one_by_one = true;
 
-	if (b->n == 0)
-		return;
-
 	/*
 	 * A small batch (a stream with few keys, or a key's events in a row)
-	 * would pay for planning and a subtransaction per event or two, and
-	 * repeated subtransactions updating one row pile up multixacts: apply
-	 * it event by event instead.
+	 * would pay for a subtransaction per event or two, and repeated
+	 * subtransactions updating one row pile up multixacts: apply it event by
+	 * event instead.
 	 */
 	old = MemoryContextSwitchTo(b->stepcxt);
-	if (b->n >= EL_BATCH_MIN)
-		one_by_one = el_in_subxact(el_batch_steps, &call) != NULL;
+	if (b->nbatch >= EL_BATCH_MIN)
+	{
+		ErrorData  *edata = el_in_subxact(el_batch_steps, &call);
+
+		if (edata != NULL && edata->sqlerrcode == ERRCODE_UNIQUE_VIOLATION &&
+			st->set->batch_plain)
+		{
+			elog(DEBUG1, "event_log: a batch of %d events conflicts, running ON CONFLICT from now on",
+				 b->nbatch);
+			st->set->batch_plain = false;
+			FreeErrorData(edata);
+			edata = el_in_subxact(el_batch_steps, &call);
+		}
+		one_by_one = (edata != NULL);
+		if (edata != NULL)
+			elog(DEBUG1, "event_log: a batch of %d events failed (%s), replaying it event by event",
+				 b->nbatch, edata->message);
+	}
 	MemoryContextSwitchTo(old);
 	MemoryContextReset(b->stepcxt);
 
@@ -1171,12 +1215,12 @@ el_batch_flush(ElApplyState *st, ElBatch *b)
 		Datum		values[EL_NATTS];
 		bool		nulls[EL_NATTS];
 
-		for (int i = 0; i < b->n; i++)
+		for (int i = 0; i < b->nbatch; i++)
 		{
 			for (int f = 0; f < EL_NATTS; f++)
 			{
-				values[f] = b->cols[f][i];
-				nulls[f] = b->nulls[f][i];
+				values[f] = b->cols[f][b->batch[i]];
+				nulls[f] = b->nulls[f][b->batch[i]];
 			}
 			old = MemoryContextSwitchTo(b->stepcxt);
 			el_apply(st, values, nulls);
@@ -1184,16 +1228,71 @@ el_batch_flush(ElApplyState *st, ElBatch *b)
 			MemoryContextReset(b->stepcxt);
 		}
 	}
+	b->nbatch = 0;
+}
+
+/* Whether two keys (not null) are the same bytes. */
+static bool
+el_same_key(Datum a, Datum b)
+{
+	text	   *x = DatumGetTextPP(a);
+	text	   *y = DatumGetTextPP(b);
+
+	return VARSIZE_ANY_EXHDR(x) == VARSIZE_ANY_EXHDR(y) &&
+		memcmp(VARDATA_ANY(x), VARDATA_ANY(y), VARSIZE_ANY_EXHDR(x)) == 0;
+}
+
+/* Apply the chunk's events: sorted by key, by ranges of keys and ranks. */
+static void
+el_chunk_flush(ElApplyState *st, ElBatch *b)
+{
+	Datum	   *keys = b->cols[Anum_el_key - 1];
+	int			lo = 0;
+
+	for (int i = 0; i < b->n; i++)
+		b->sorted[i] = i;
+	qsort_arg(b->sorted, b->n, sizeof(int), el_chunk_cmp, b);
+
+	/*
+	 * Ranks by bytes: keys equal as text are equal bytes (a deterministic
+	 * collation), and unequal bytes that the collation calls equal, if it
+	 * could, would only split a key's events over more batches, in order.
+	 */
+	for (int i = 0; i < b->n; i++)
+		b->rank[i] = (i > 0 && el_same_key(keys[b->sorted[i]], keys[b->sorted[i - 1]]))
+			? b->rank[i - 1] + 1 : 1;
+
+	while (lo < b->n)
+	{
+		int			hi = lo;
+		int			nkeys = 0;
+		int			ranks = 0;
+
+		/* The next range: up to EL_RANGE_KEYS keys, whole. */
+		while (hi < b->n && (b->rank[hi] > 1 || nkeys < EL_RANGE_KEYS))
+		{
+			nkeys += (b->rank[hi] == 1);
+			ranks = Max(ranks, b->rank[hi]);
+			hi++;
+		}
+		for (int r = 1; r <= ranks; r++)
+		{
+			for (int i = lo; i < hi; i++)
+				if (b->rank[i] == r)
+					b->batch[b->nbatch++] = b->sorted[i];
+			el_batch_apply(st, b);
+			CHECK_FOR_INTERRUPTS();
+		}
+		lo = hi;
+	}
 	b->n = 0;
-	hash_destroy(b->keys);
-	b->keys = NULL;
+	b->bytes = 0;
 	MemoryContextReset(b->cxt);
 }
 
 /*
  * el_replay_shard() for a set whose handlers run set-based: events are
- * collected into batches of distinct keys (a key seen again ends the
- * batch), each applied by el_batch_flush().
+ * collected into chunks, each applied by el_chunk_flush().
  */
 static int64
 el_replay_shard_batched(ElApplyState *st, Relation stream, Relation pk,
@@ -1204,30 +1303,33 @@ el_replay_shard_batched(ElApplyState *st, Relation stream, Relation pk,
 	IndexScanDesc scan = el_shard_scan(stream, pk, snap, shard, after);
 	TupleTableSlot *slot = table_slot_create(stream, NULL);
 	TupleDesc	desc = RelationGetDescr(stream);
+	MemoryContext replaycxt = AllocSetContextCreate(CurrentMemoryContext,
+													"event_log replay",
+													ALLOCSET_DEFAULT_SIZES);
+	MemoryContext old = MemoryContextSwitchTo(replaycxt);
 	ElBatch		b;
 	int64		n = 0;
 
 	memset(&b, 0, sizeof(b));
-	b.cxt = AllocSetContextCreate(CurrentMemoryContext, "event_log batch",
-								  ALLOCSET_DEFAULT_SIZES);
-	b.stepcxt = AllocSetContextCreate(CurrentMemoryContext, "event_log batch step",
-									  ALLOCSET_DEFAULT_SIZES);
-	b.keysort.ssup_cxt = CurrentMemoryContext;
+
+	/*
+	 * Both contexts keep a block across resets: freeing and mapping it again
+	 * for every chunk or batch costs more in page faults than the work.
+	 */
+	b.cxt = AllocSetContextCreate(replaycxt, "event_log chunk",
+								  EL_CHUNK_BYTES, ALLOCSET_DEFAULT_INITSIZE, EL_CHUNK_BYTES);
+	b.stepcxt = AllocSetContextCreate(replaycxt, "event_log batch",
+									  EL_BATCH_KEEP, ALLOCSET_DEFAULT_INITSIZE,
+									  EL_BATCH_KEEP);
+	b.keysort.ssup_cxt = replaycxt;
 	b.keysort.ssup_collation = DEFAULT_COLLATION_OID;
 	PrepareSortSupportFromOrderingOp(TextLessOperator, &b.keysort);
-	for (int f = 0; f < EL_NATTS; f++)
-	{
-		b.cols[f] = palloc(sizeof(Datum) * EL_BATCH_MAX);
-		b.nulls[f] = palloc(sizeof(bool) * EL_BATCH_MAX);
-	}
-	b.handler = palloc(sizeof(int) * EL_BATCH_MAX);
+	el_chunk_grow(&b, 8192);
+	MemoryContextSwitchTo(old);
 
 	*last = after;
 	while (index_getnext_slot(scan, ForwardScanDirection, slot))
 	{
-		text	   *key;
-		uint64		hash;
-		bool		seen;
 		int			h;
 
 		slot_getsomeattrs(slot, EL_NATTS);
@@ -1237,50 +1339,38 @@ el_replay_shard_batched(ElApplyState *st, Relation stream, Relation pk,
 			continue;
 		n++;
 
-		key = DatumGetTextPP(slot->tts_values[Anum_el_key - 1]);
-		hash = hash_bytes_extended((const unsigned char *) VARDATA_ANY(key),
-								   VARSIZE_ANY_EXHDR(key), 0);
-		if (b.keys != NULL)
-			(void) hash_search(b.keys, &hash, HASH_FIND, &seen);
-		else
-			seen = false;
-		/* A key seen again (or a hash collision) starts the next batch. */
-		if (seen || b.n == EL_BATCH_MAX)
-			el_batch_flush(st, &b);
-		if (b.keys == NULL)
+		if (b.n > 0 && b.bytes + (Size) b.n * EL_CHUNK_PER_EVENT >= EL_CHUNK_BYTES)
+			el_chunk_flush(st, &b);
+		if (b.n == b.cap)
 		{
-			HASHCTL		ctl;
-
-			ctl.keysize = sizeof(uint64);
-			ctl.entrysize = sizeof(uint64);
-			ctl.hcxt = b.cxt;
-			b.keys = hash_create("event_log batch keys", EL_BATCH_MAX, &ctl,
-								 HASH_ELEM | HASH_BLOBS | HASH_CONTEXT);
-		}
-		(void) hash_search(b.keys, &hash, HASH_ENTER, NULL);
-
-		{
-			MemoryContext old = MemoryContextSwitchTo(b.cxt);
-
-			for (int f = 0; f < EL_NATTS; f++)
-			{
-				Form_pg_attribute att = TupleDescAttr(desc, f);
-
-				b.nulls[f][b.n] = slot->tts_isnull[f];
-				b.cols[f][b.n] = slot->tts_isnull[f] ? (Datum) 0 :
-					datumCopy(slot->tts_values[f], att->attbyval, att->attlen);
-			}
+			old = MemoryContextSwitchTo(replaycxt);
+			el_chunk_grow(&b, b.cap * 2);
 			MemoryContextSwitchTo(old);
 		}
+		old = MemoryContextSwitchTo(b.cxt);
+		for (int f = 0; f < EL_NATTS; f++)
+		{
+			Form_pg_attribute att = TupleDescAttr(desc, f);
+
+			b.nulls[f][b.n] = slot->tts_isnull[f];
+			b.cols[f][b.n] = (Datum) 0;
+			if (!slot->tts_isnull[f])
+			{
+				b.cols[f][b.n] = datumCopy(slot->tts_values[f], att->attbyval,
+										   att->attlen);
+				if (!att->attbyval)
+					b.bytes += datumGetSize(b.cols[f][b.n], false, att->attlen);
+			}
+		}
+		MemoryContextSwitchTo(old);
 		b.handler[b.n] = h;
 		b.n++;
 		CHECK_FOR_INTERRUPTS();
 	}
-	el_batch_flush(st, &b);
+	el_chunk_flush(st, &b);
 	index_endscan(scan);
 	ExecDropSingleTupleTableSlot(slot);
-	MemoryContextDelete(b.cxt);
-	MemoryContextDelete(b.stepcxt);
+	MemoryContextDelete(replaycxt);
 	UnregisterSnapshot(snap);
 	return n;
 }
