@@ -77,7 +77,6 @@ struct ElBatchPlan
 	List	   *stmts;			/* their plans, made on first use */
 	List	   *plain_stmts;	/* the same without ON CONFLICT, likewise */
 	MemoryContext cxt;			/* where the plans go */
-	bool		used[EL_NATTS];	/* fields the statements read */
 };
 
 /* The batch's row type: the event's fields, as in a stream. */
@@ -311,7 +310,6 @@ el_check_query(Query *q, Oid *table, AttrNumber *keycol)
 
 /* Mutator: the event's fields ($1..$9) become columns of the batch. */
 static int	el_batch_rti;
-static bool *el_batch_used;
 
 static Node *
 el_params_to_batch(Node *node, void *context)
@@ -324,8 +322,6 @@ el_params_to_batch(Node *node, void *context)
 		Param	   *p = (Param *) node;
 		Var		   *v = makeVar(el_batch_rti, p->paramid, p->paramtype, -1,
 								p->paramcollid, 0);
-
-		el_batch_used[p->paramid - 1] = true;
 
 		v->location = p->location;
 		return (Node *) v;
@@ -371,7 +367,6 @@ el_batch_prepare(SPIPlanPtr plan, Oid *table, AttrNumber *keycol,
 		ref->rtindex = rti;
 		q->jointree->fromlist = lappend(q->jointree->fromlist, ref);
 		el_batch_rti = rti;
-		el_batch_used = bp->used;
 		q->targetList = (List *) el_params_to_batch((Node *) q->targetList, NULL);
 		q->jointree->quals = el_params_to_batch(q->jointree->quals, NULL);
 		if (el_has_param((Node *) q->targetList, NULL) ||
@@ -520,15 +515,13 @@ el_batch_plans(ElBatchPlan *bp, bool plain)
 }
 
 /*
- * Run a handler's statements over a batch: count events, the k-th one's
- * fields in cols[field][order[k]] and nulls[field][order[k]], keys all
+ * Run a handler's statements over a batch: count events, keys all
  * distinct.  With plain, an INSERT ... ON CONFLICT runs as a plain INSERT
- * (see el_batch_flush() in projection.c).  The caller holds the handler
+ * (see el_batch_apply() in projection.c).  The caller holds the handler
  * identity (el_apply_begin) and runs this in a subtransaction.
  */
 void
-el_batch_run(ElBatchPlan *bp, int count, const int *order, Datum **cols,
-			 bool **nulls, bool plain)
+el_batch_run(ElBatchPlan *bp, int count, ElBatchEvent **events, bool plain)
 {
 	TupleDesc	desc = el_batch_desc();
 	/* The events are in memory already; their copies here may be too. */
@@ -542,11 +535,22 @@ el_batch_run(ElBatchPlan *bp, int count, const int *order, Datum **cols,
 		Datum		values[EL_NATTS];
 		bool		isnull[EL_NATTS];
 
-		/* A field no statement reads stays NULL. */
+		/* The stream's tuple as it is, if it is laid out as the batch's. */
+		if (events[k]->tuple != NULL)
+		{
+			HeapTupleData tuple;
+
+			tuple.t_len = events[k]->len;
+			ItemPointerSetInvalid(&tuple.t_self);
+			tuple.t_tableOid = InvalidOid;
+			tuple.t_data = events[k]->tuple;
+			tuplestore_puttuple(rows, &tuple);
+			continue;
+		}
 		for (int f = 0; f < EL_NATTS; f++)
 		{
-			isnull[f] = !bp->used[f] || nulls[f][order[k]];
-			values[f] = isnull[f] ? (Datum) 0 : cols[f][order[k]];
+			isnull[f] = events[k]->nulls[f];
+			values[f] = isnull[f] ? (Datum) 0 : events[k]->values[f];
 		}
 		tuplestore_putvalues(rows, desc, values, isnull);
 	}

@@ -162,10 +162,21 @@ extern char *el_projections_of_stream(Oid stream);
 
 /* batch.c: set-based replay of projection builds */
 typedef struct ElBatchPlan ElBatchPlan;
+/*
+ * An event of a batch: its fields, the stream's tuple they are in (if it
+ * has the event's columns and no others), and the handler it goes to.
+ */
+typedef struct ElBatchEvent
+{
+	Datum		values[EL_NATTS];
+	bool		nulls[EL_NATTS];
+	HeapTupleHeader tuple;		/* or NULL */
+	uint32		len;			/* of tuple */
+	int			handler;		/* the caller's */
+} ElBatchEvent;
 extern ElBatchPlan *el_batch_prepare(SPIPlanPtr plan, Oid *table, AttrNumber *keycol,
 									 const char **why);
 extern const char *el_batch_table_ok(Oid table, AttrNumber keycol);
-extern void el_batch_run(ElBatchPlan *bp, int count, const int *order, Datum **cols,
-						 bool **nulls, bool plain);
+extern void el_batch_run(ElBatchPlan *bp, int count, ElBatchEvent **events, bool plain);
 
 #endif							/* EVENT_LOG_H */

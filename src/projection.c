@@ -47,7 +47,6 @@
 #include "utils/plancache.h"
 #include "utils/rel.h"
 #include "utils/snapmgr.h"
-#include "utils/sortsupport.h"
 #include "utils/syscache.h"
 #include "utils/typcache.h"
 
@@ -1062,8 +1061,8 @@ el_prepare_batches(ElHandlerSet *set)
 }
 
 /*
- * Set-based replay reads a shard in chunks of events, in seq order.  It
- * sorts each chunk by key (a key's events stay in seq order) and cuts it
+ * Set-based replay reads the stream in chunks of events, each shard's in
+ * seq order.  It sorts each chunk by key (a key's events stay in seq order) and cuts it
  * into ranges of neighbouring keys.  Within a range, the first events of
  * every key form one batch, their second events the next, and so on: each
  * batch has distinct keys, in key order, and each key's events are applied
@@ -1072,61 +1071,101 @@ el_prepare_batches(ElHandlerSet *set)
  * together in the table's key index, so its batches keep finding the pages
  * they need already in the CPU's caches, where batches spread over all keys
  * would miss on nearly every probe.
+ *
+ * A chunk's events are copied, tuple by tuple, into one arena; their fields
+ * point into the copies.  The arena and arrays are allocated once per
+ * build.
  */
-#define EL_CHUNK_BYTES	(16 * 1024 * 1024)	/* a chunk's events and arrays */
+#define EL_CHUNK_EVENTS	65536	/* events per chunk, at most */
+#define EL_CHUNK_ARENA	(12 * 1024 * 1024)	/* bytes of their tuples, at most */
 #define EL_RANGE_KEYS	512		/* keys per range: the most events in a batch */
+#define EL_SHARD_RUN	256		/* events read from a shard in a row */
 #define EL_BATCH_MIN	64		/* smaller batches go event by event */
-#define EL_BATCH_KEEP	(8 * 1024 * 1024)	/* memory kept from batch to batch */
+#define EL_BATCH_KEEP	(1024 * 1024)	/* memory kept from batch to batch */
+
+/*
+ * An event's place in the sorted chunk.  Chunks are sorted by the keys'
+ * bytes: the key index's order under the C collation (and C.UTF-8), close
+ * to it under others, and cheap; any order that keeps a key's events
+ * together and in seq order is correct.
+ */
+typedef struct ElSortItem
+{
+	uint64		prefix;			/* the key's first 8 bytes, big-endian */
+	const char *key;			/* its bytes */
+	int32		len;
+	int32		event;			/* index in the chunk: seq order */
+} ElSortItem;
+
+static inline int
+el_sort_item_cmp(const ElSortItem *a, const ElSortItem *b)
+{
+	int			c;
+
+	if (a->prefix != b->prefix)
+		return a->prefix < b->prefix ? -1 : 1;
+	c = memcmp(a->key, b->key, Min(a->len, b->len));
+	if (c == 0)
+		c = (a->len > b->len) - (a->len < b->len);
+	return c != 0 ? c : (a->event > b->event) - (a->event < b->event);
+}
+
+#define ST_SORT el_sort_items
+#define ST_ELEMENT_TYPE ElSortItem
+#define ST_COMPARE(a, b) el_sort_item_cmp(a, b)
+#define ST_SCOPE static
+#define ST_DEFINE
+#include "lib/sort_template.h"
 
 typedef struct ElBatch
 {
-	int			n;				/* events in the chunk */
-	int			cap;			/* room in the arrays */
-	Size		bytes;			/* the events' copies' size */
-	Datum	   *cols[EL_NATTS];
-	bool	   *nulls[EL_NATTS];
-	int		   *handler;		/* index in set->handlers, -1 for "*" */
-	int		   *sorted;			/* the chunk's events by key, then seq */
-	int		   *rank;			/* of each sorted[i]: its n-th event of the key */
-	int		   *batch;			/* the batch being applied, in key order */
-	int			nbatch;
-	MemoryContext cxt;			/* the events' copies, reset per chunk */
+	MemoryContext cxt;			/* everything below, for the build */
+	MemoryContext chunkcxt;		/* per chunk: fields that are not in a copy */
 	MemoryContext stepcxt;		/* per batch */
-	SortSupportData keysort;	/* text order */
+	int			n;				/* events in the chunk */
+	ElBatchEvent *events;		/* [EL_CHUNK_EVENTS], in seq order */
+	char	   *arena;			/* [EL_CHUNK_ARENA]: their tuples */
+	Size		used;			/* of the arena */
+	ElSortItem *sorted;			/* the chunk's events by key, then seq */
+	int		   *rank;			/* of each sorted[i]: its n-th event of the key */
+	ElBatchEvent **batch;		/* the batch being applied, in key order */
+	int			nbatch;
+	/* Working arrays of el_apply_ranks(), of sorted positions. */
+	int		   *positions;		/* 0, 1, 2, ... */
+	int		   *positions2;
+	int		   *byrank;
+	int		   *rankstart;		/* [EL_CHUNK_EVENTS + 2] */
+	int		   *deferred;
+	int			ndeferred;
 } ElBatch;
 
-/* Room for cap events in the chunk's arrays (in the current context). */
-#define EL_CHUNK_PER_EVENT	(EL_NATTS * (sizeof(Datum) + sizeof(bool)) + 4 * sizeof(int))
-
-static void
-el_chunk_grow(ElBatch *b, int cap)
+static ElBatch *
+el_batch_create(void)
 {
-	for (int f = 0; f < EL_NATTS; f++)
-	{
-		b->cols[f] = b->cols[f] ? repalloc(b->cols[f], sizeof(Datum) * cap)
-			: palloc(sizeof(Datum) * cap);
-		b->nulls[f] = b->nulls[f] ? repalloc(b->nulls[f], sizeof(bool) * cap)
-			: palloc(sizeof(bool) * cap);
-	}
-	b->handler = b->handler ? repalloc(b->handler, sizeof(int) * cap) : palloc(sizeof(int) * cap);
-	b->sorted = b->sorted ? repalloc(b->sorted, sizeof(int) * cap) : palloc(sizeof(int) * cap);
-	b->rank = b->rank ? repalloc(b->rank, sizeof(int) * cap) : palloc(sizeof(int) * cap);
-	b->batch = b->batch ? repalloc(b->batch, sizeof(int) * cap) : palloc(sizeof(int) * cap);
-	b->cap = cap;
-}
+	MemoryContext cxt = AllocSetContextCreate(CurrentMemoryContext, "event_log build",
+											  ALLOCSET_DEFAULT_SIZES);
+	MemoryContext old = MemoryContextSwitchTo(cxt);
+	ElBatch    *b = palloc0(sizeof(ElBatch));
 
-/* qsort_arg() comparator of event indexes: by key, then by seq. */
-static int
-el_chunk_cmp(const void *a, const void *b, void *arg)
-{
-	ElBatch    *chunk = (ElBatch *) arg;
-	int			i = *(const int *) a;
-	int			j = *(const int *) b;
-	int			c = ApplySortComparator(chunk->cols[Anum_el_key - 1][i], false,
-										chunk->cols[Anum_el_key - 1][j], false,
-										&chunk->keysort);
-
-	return c != 0 ? c : (i > j) - (i < j);
+	b->cxt = cxt;
+	b->chunkcxt = AllocSetContextCreate(cxt, "event_log chunk", ALLOCSET_DEFAULT_SIZES);
+	/* Keeps its block across resets: mapping it anew costs page faults. */
+	b->stepcxt = AllocSetContextCreate(cxt, "event_log batch", EL_BATCH_KEEP,
+									   ALLOCSET_DEFAULT_INITSIZE, EL_BATCH_KEEP);
+	b->events = palloc(sizeof(ElBatchEvent) * EL_CHUNK_EVENTS);
+	b->arena = palloc(EL_CHUNK_ARENA);
+	b->sorted = palloc(sizeof(ElSortItem) * EL_CHUNK_EVENTS);
+	b->rank = palloc(sizeof(int) * EL_CHUNK_EVENTS);
+	b->batch = palloc(sizeof(ElBatchEvent *) * EL_CHUNK_EVENTS);
+	b->positions = palloc(sizeof(int) * EL_CHUNK_EVENTS);
+	for (int i = 0; i < EL_CHUNK_EVENTS; i++)
+		b->positions[i] = i;
+	b->positions2 = palloc(sizeof(int) * EL_CHUNK_EVENTS);
+	b->byrank = palloc(sizeof(int) * EL_CHUNK_EVENTS);
+	b->rankstart = palloc(sizeof(int) * (EL_CHUNK_EVENTS + 2));
+	b->deferred = palloc(sizeof(int) * EL_CHUNK_EVENTS);
+	MemoryContextSwitchTo(old);
+	return b;
 }
 
 /* Run one handler's statements over its events of the batch. */
@@ -1134,30 +1173,17 @@ static void
 el_batch_step(ElHandlerSet *set, ElBatch *b, int h)
 {
 	ElBatchPlan *bp = h < 0 ? set->any_batch : set->batch[h];
-	int		   *order = palloc(sizeof(int) * b->nbatch);
+	ElBatchEvent **events = palloc(sizeof(ElBatchEvent *) * b->nbatch);
 	int			count = 0;
 
 	for (int i = 0; i < b->nbatch; i++)
-		if (b->handler[b->batch[i]] == h)
-			order[count++] = b->batch[i];
+		if (b->batch[i]->handler == h)
+			events[count++] = b->batch[i];
 	if (count > 0)
-		el_batch_run(bp, count, order, b->cols, b->nulls, set->batch_plain);
+		el_batch_run(bp, count, events, set->batch_plain);
 }
 
-/*
- * Apply the batch: each handler once over its events, in a subtransaction.
- * If that fails with an error a handler can raise, replay the batch event
- * by event instead, which raises the error a per-event build would, for the
- * event it would, or goes through.
- *
- * A build first runs each INSERT ... ON CONFLICT as a plain INSERT: most
- * batches of most streams conflict with nothing (every key's first event
- * does not; nor does an upsert that only guards against replays), and a
- * plain INSERT skips the speculative insertion's extra index probe.  When
- * nothing conflicts, both insert the same rows.  The first batch that hits
- * a unique violation that way is run again with the ON CONFLICT clauses,
- * and so is the rest of the build.
- */
+/* Run each handler's statements over its events of the batch. */
 typedef struct ElBatchCall
 {
 	ElHandlerSet *set;
@@ -1175,93 +1201,128 @@ el_batch_steps(void *arg)
 		el_batch_step(call->set, call->batch, -1);
 }
 
+/*
+ * Apply the batch: each handler once over its events.  A small batch (a
+ * stream with few keys, or a key with many events) would pay more for
+ * executor start-up than it saves: it goes event by event.
+ */
 static void
 el_batch_apply(ElApplyState *st, ElBatch *b)
 {
 	ElBatchCall call = {st->set, b};
-	MemoryContext old;
-	bool		one_by_one = true;
+	MemoryContext old = MemoryContextSwitchTo(b->stepcxt);
 
-	/*
-	 * A small batch (a stream with few keys, or a key's events in a row)
-	 * would pay for a subtransaction per event or two, and repeated
-	 * subtransactions updating one row pile up multixacts: apply it event by
-	 * event instead.
-	 */
-	old = MemoryContextSwitchTo(b->stepcxt);
 	if (b->nbatch >= EL_BATCH_MIN)
-	{
-		ErrorData  *edata = el_in_subxact(el_batch_steps, &call);
-
-		if (edata != NULL && edata->sqlerrcode == ERRCODE_UNIQUE_VIOLATION &&
-			st->set->batch_plain)
-		{
-			elog(DEBUG1, "event_log: a batch of %d events conflicts, running ON CONFLICT from now on",
-				 b->nbatch);
-			st->set->batch_plain = false;
-			FreeErrorData(edata);
-			edata = el_in_subxact(el_batch_steps, &call);
-		}
-		one_by_one = (edata != NULL);
-		if (edata != NULL)
-			elog(DEBUG1, "event_log: a batch of %d events failed (%s), replaying it event by event",
-				 b->nbatch, edata->message);
-	}
-	MemoryContextSwitchTo(old);
-	MemoryContextReset(b->stepcxt);
-
-	if (one_by_one)
-	{
-		Datum		values[EL_NATTS];
-		bool		nulls[EL_NATTS];
-
+		el_batch_steps(&call);
+	else
 		for (int i = 0; i < b->nbatch; i++)
 		{
-			for (int f = 0; f < EL_NATTS; f++)
-			{
-				values[f] = b->cols[f][b->batch[i]];
-				nulls[f] = b->nulls[f][b->batch[i]];
-			}
-			old = MemoryContextSwitchTo(b->stepcxt);
-			el_apply(st, values, nulls);
-			MemoryContextSwitchTo(old);
+			el_apply(st, b->batch[i]->values, b->batch[i]->nulls);
 			MemoryContextReset(b->stepcxt);
 		}
-	}
+	MemoryContextSwitchTo(old);
+	MemoryContextReset(b->stepcxt);
 	b->nbatch = 0;
 }
 
-/* Whether two keys (not null) are the same bytes. */
-static bool
-el_same_key(Datum a, Datum b)
+/*
+ * Apply the events at sorted positions pos[0..n) (in key order), rank by
+ * rank, each rank's as a batch (in key order).  With defer, a rank above
+ * the first with fewer than EL_BATCH_MIN events is not applied: it and the
+ * ranks above it go to b->deferred instead.  Linear in n and ranks.
+ */
+static void
+el_apply_ranks(ElApplyState *st, ElBatch *b, const int *pos, int n, int ranks, bool defer)
 {
-	text	   *x = DatumGetTextPP(a);
-	text	   *y = DatumGetTextPP(b);
+	int		   *start = b->rankstart;	/* [ranks + 2] */
 
-	return VARSIZE_ANY_EXHDR(x) == VARSIZE_ANY_EXHDR(y) &&
-		memcmp(VARDATA_ANY(x), VARDATA_ANY(y), VARSIZE_ANY_EXHDR(x)) == 0;
+	memset(start, 0, sizeof(int) * (ranks + 2));
+	for (int i = 0; i < n; i++)
+		start[b->rank[pos[i]] + 1]++;
+	for (int r = 1; r <= ranks; r++)
+		start[r + 1] += start[r];
+	/* byrank: the positions by rank, in key order within a rank. */
+	for (int i = 0; i < n; i++)
+		b->byrank[start[b->rank[pos[i]]]++] = pos[i];
+	/* start[r] is now the end of rank r's events, and start[r - 1] its start. */
+	for (int r = 1; r <= ranks; r++)
+	{
+		int			first = start[r - 1];
+		int			end = start[r];
+
+		if (defer && r > 1 && end - first < EL_BATCH_MIN)
+		{
+			memcpy(b->deferred + b->ndeferred, b->byrank + first,
+				   sizeof(int) * (n - first));
+			b->ndeferred += n - first;
+			return;
+		}
+		for (int i = first; i < end; i++)
+			b->batch[b->nbatch++] = &b->events[b->sorted[b->byrank[i]].event];
+		el_batch_apply(st, b);
+		CHECK_FOR_INTERRUPTS();
+	}
 }
+
+typedef struct ElChunkCall
+{
+	ElApplyState *st;
+	ElBatch    *b;
+} ElChunkCall;
+
+static void el_chunk_run(ElApplyState *st, ElBatch *b);
 
 /* Apply the chunk's events: sorted by key, by ranges of keys and ranks. */
 static void
 el_chunk_flush(ElApplyState *st, ElBatch *b)
 {
-	Datum	   *keys = b->cols[Anum_el_key - 1];
-	int			lo = 0;
+	if (b->n == 0)
+		return;
+	for (int i = 0; i < b->n; i++)
+	{
+		/* el_chunk_add() made the key plain. */
+		text	   *key = (text *) DatumGetPointer(b->events[i].values[Anum_el_key - 1]);
+		ElSortItem *item = &b->sorted[i];
+		uint64		prefix = 0;
+
+		item->key = VARDATA_ANY(key);
+		item->len = VARSIZE_ANY_EXHDR(key);
+		item->event = i;
+		for (int j = 0; j < 8; j++)
+			prefix = (prefix << 8) | (j < item->len ? (unsigned char) item->key[j] : 0);
+		item->prefix = prefix;
+	}
+	el_sort_items(b->sorted, b->n);
 
 	for (int i = 0; i < b->n; i++)
-		b->sorted[i] = i;
-	qsort_arg(b->sorted, b->n, sizeof(int), el_chunk_cmp, b);
-
-	/*
-	 * Ranks by bytes: keys equal as text are equal bytes (a deterministic
-	 * collation), and unequal bytes that the collation calls equal, if it
-	 * could, would only split a key's events over more batches, in order.
-	 */
-	for (int i = 0; i < b->n; i++)
-		b->rank[i] = (i > 0 && el_same_key(keys[b->sorted[i]], keys[b->sorted[i - 1]]))
+		b->rank[i] = (i > 0 && b->sorted[i].len == b->sorted[i - 1].len &&
+					  memcmp(b->sorted[i].key, b->sorted[i - 1].key, b->sorted[i].len) == 0)
 			? b->rank[i - 1] + 1 : 1;
 
+	el_chunk_run(st, b);
+	b->n = 0;
+	b->used = 0;
+	MemoryContextReset(b->chunkcxt);
+}
+
+/*
+ * Apply the sorted chunk: ranges, each rank by rank.  A rank with fewer than
+ * EL_BATCH_MIN events (keys with more events than most in the range) is put
+ * off, with the range's higher ranks, until all ranges are done: then the
+ * put-off events of all ranges go rank by rank, as fuller batches.  Keys
+ * never span ranges, so each key's events stay in order.
+ */
+static void
+el_chunk_apply(void *arg)
+{
+	ElApplyState *st = ((ElChunkCall *) arg)->st;
+	ElBatch    *b = ((ElChunkCall *) arg)->b;
+	int			lo = 0;
+
+	/* Anew, if a first try failed half-way. */
+	b->nbatch = 0;
+	b->ndeferred = 0;
+	MemoryContextReset(b->stepcxt);
 	while (lo < b->n)
 	{
 		int			hi = lo;
@@ -1275,102 +1336,199 @@ el_chunk_flush(ElApplyState *st, ElBatch *b)
 			ranks = Max(ranks, b->rank[hi]);
 			hi++;
 		}
-		for (int r = 1; r <= ranks; r++)
-		{
-			for (int i = lo; i < hi; i++)
-				if (b->rank[i] == r)
-					b->batch[b->nbatch++] = b->sorted[i];
-			el_batch_apply(st, b);
-			CHECK_FOR_INTERRUPTS();
-		}
+		el_apply_ranks(st, b, b->positions + lo, hi - lo, ranks, true);
 		lo = hi;
 	}
-	b->n = 0;
-	b->bytes = 0;
-	MemoryContextReset(b->cxt);
+	if (b->ndeferred > 0)
+	{
+		int			ranks = 0;
+
+		/* el_apply_ranks() reads its input only before it appends to it. */
+		memcpy(b->positions2, b->deferred, sizeof(int) * b->ndeferred);
+		for (int i = 0; i < b->ndeferred; i++)
+			ranks = Max(ranks, b->rank[b->deferred[i]]);
+		el_apply_ranks(st, b, b->positions2, b->ndeferred, ranks, false);
+	}
 }
 
 /*
- * el_replay_shard() for a set whose handlers run set-based: events are
- * collected into chunks, each applied by el_chunk_flush().
+ * Apply the sorted chunk in a subtransaction.  All of the chunk's changes
+ * carry that one subtransaction's xid: rows changed by several
+ * subtransactions of one transaction get multixacts, which make every
+ * later visibility check of their versions slow (a subtransaction per batch
+ * made a stream with a few busy keys build slower than event by event).
+ *
+ * If the chunk fails with an error a handler can raise, it is rolled back
+ * and replayed event by event, in the order it was read (seq order within
+ * each shard), which raises the error for the first failing event, with
+ * the event named in the context.  While plain INSERTs stand in for
+ * INSERT ... ON CONFLICT (el_batch_run()), a unique violation is no
+ * handler's error: the chunk is run again with the ON CONFLICT clauses, and
+ * so is the rest of the build.
+ */
+static void
+el_chunk_run(ElApplyState *st, ElBatch *b)
+{
+	ElChunkCall call = {st, b};
+	ErrorData  *edata = el_in_subxact(el_chunk_apply, &call);
+
+	if (edata != NULL && edata->sqlerrcode == ERRCODE_UNIQUE_VIOLATION &&
+		st->set->batch_plain)
+	{
+		elog(DEBUG1, "event_log: a chunk of %d events conflicts, running ON CONFLICT from now on",
+			 b->n);
+		st->set->batch_plain = false;
+		FreeErrorData(edata);
+		edata = el_in_subxact(el_chunk_apply, &call);
+	}
+	if (edata == NULL)
+		return;
+	elog(DEBUG1, "event_log: a chunk of %d events failed (%s), replaying it event by event",
+		 b->n, edata->message);
+	FreeErrorData(edata);
+	for (int i = 0; i < b->n; i++)
+	{
+		MemoryContext old = MemoryContextSwitchTo(b->stepcxt);
+
+		el_apply(st, b->events[i].values, b->events[i].nulls);
+		MemoryContextSwitchTo(old);
+		MemoryContextReset(b->stepcxt);
+	}
+}
+
+/*
+ * Copy the slot's event into the chunk: its tuple into the arena, its
+ * fields pointing into the copy.  False if the chunk has no room for it.
+ */
+static bool
+el_chunk_add(ElBatch *b, TupleTableSlot *slot, int handler)
+{
+	HeapTuple	tuple = ExecFetchSlotHeapTuple(slot, false, NULL);
+	char	   *from = (char *) tuple->t_data;
+	Size		len = tuple->t_len;
+	ElBatchEvent *ev;
+	char	   *copy;
+
+	if (b->n == EL_CHUNK_EVENTS || b->used + MAXALIGN(len) > EL_CHUNK_ARENA)
+		return false;
+	copy = b->arena + b->used;
+	memcpy(copy, from, len);
+	b->used += MAXALIGN(len);
+
+	ev = &b->events[b->n++];
+	ev->handler = handler;
+	/* The batch relation has the stream's columns: its tuple can go as is. */
+	ev->tuple = (slot->tts_tupleDescriptor->natts == EL_NATTS &&
+				 HeapTupleHeaderGetNatts((HeapTupleHeader) copy) == EL_NATTS)
+		? (HeapTupleHeader) copy : NULL;
+	ev->len = len;
+	for (int f = 0; f < EL_NATTS; f++)
+	{
+		Datum		v = slot->tts_values[f];
+
+		ev->nulls[f] = slot->tts_isnull[f];
+		ev->values[f] = v;
+		if (!ev->nulls[f] && !TupleDescAttr(slot->tts_tupleDescriptor, f)->attbyval)
+		{
+			char	   *p = DatumGetPointer(v);
+
+			/* Fields point into the tuple; anything else gets a copy. */
+			if (p >= from && p < from + len)
+				ev->values[f] = PointerGetDatum(copy + (p - from));
+			else
+			{
+				Form_pg_attribute att = TupleDescAttr(slot->tts_tupleDescriptor, f);
+				MemoryContext old = MemoryContextSwitchTo(b->chunkcxt);
+
+				ev->values[f] = datumCopy(v, false, att->attlen);
+				MemoryContextSwitchTo(old);
+			}
+		}
+	}
+
+	/*
+	 * The sort reads the key's bytes: a compressed or toasted key, rare as
+	 * it is (keys are short), is expanded.
+	 */
+	if (VARATT_IS_EXTENDED(DatumGetPointer(ev->values[Anum_el_key - 1])) &&
+		!VARATT_IS_SHORT(DatumGetPointer(ev->values[Anum_el_key - 1])))
+	{
+		MemoryContext old = MemoryContextSwitchTo(b->chunkcxt);
+
+		ev->values[Anum_el_key - 1] =
+			PointerGetDatum(PG_DETOAST_DATUM_PACKED(ev->values[Anum_el_key - 1]));
+		MemoryContextSwitchTo(old);
+	}
+	return true;
+}
+
+/*
+ * el_replay_shard() for a set whose handlers run set-based, over all shards
+ * at once: each shard's events with seq > last[shard], read with one
+ * snapshot (of which each shard's events are a prefix), and applied by
+ * chunks.  A chunk takes events from every shard in turn, each shard's in
+ * seq order, so its keys are spread over the whole key space and its
+ * ranges of neighbouring keys are as narrow as can be; keys never span
+ * shards, so each key's events stay in seq order.  Fills last[shard];
+ * returns the events applied.
  */
 static int64
-el_replay_shard_batched(ElApplyState *st, Relation stream, Relation pk,
-						int32 shard, int64 after, int64 *last)
+el_replay_batched(ElApplyState *st, ElBatch *b, Relation stream, Relation pk,
+				  int shards, int64 *last)
 {
 	ElHandlerSet *set = st->set;
 	Snapshot	snap = RegisterSnapshot(GetTransactionSnapshot());
-	IndexScanDesc scan = el_shard_scan(stream, pk, snap, shard, after);
+	IndexScanDesc *scans = palloc(sizeof(IndexScanDesc) * shards);
 	TupleTableSlot *slot = table_slot_create(stream, NULL);
-	TupleDesc	desc = RelationGetDescr(stream);
-	MemoryContext replaycxt = AllocSetContextCreate(CurrentMemoryContext,
-													"event_log replay",
-													ALLOCSET_DEFAULT_SIZES);
-	MemoryContext old = MemoryContextSwitchTo(replaycxt);
-	ElBatch		b;
+	int			live = shards;
 	int64		n = 0;
 
-	memset(&b, 0, sizeof(b));
-
-	/*
-	 * Both contexts keep a block across resets: freeing and mapping it again
-	 * for every chunk or batch costs more in page faults than the work.
-	 */
-	b.cxt = AllocSetContextCreate(replaycxt, "event_log chunk",
-								  EL_CHUNK_BYTES, ALLOCSET_DEFAULT_INITSIZE, EL_CHUNK_BYTES);
-	b.stepcxt = AllocSetContextCreate(replaycxt, "event_log batch",
-									  EL_BATCH_KEEP, ALLOCSET_DEFAULT_INITSIZE,
-									  EL_BATCH_KEEP);
-	b.keysort.ssup_cxt = replaycxt;
-	b.keysort.ssup_collation = DEFAULT_COLLATION_OID;
-	PrepareSortSupportFromOrderingOp(TextLessOperator, &b.keysort);
-	el_chunk_grow(&b, 8192);
-	MemoryContextSwitchTo(old);
-
-	*last = after;
-	while (index_getnext_slot(scan, ForwardScanDirection, slot))
+	for (int s = 0; s < shards; s++)
+		scans[s] = el_shard_scan(stream, pk, snap, s, last[s]);
+	while (live > 0)
 	{
-		int			h;
-
-		slot_getsomeattrs(slot, EL_NATTS);
-		*last = DatumGetInt64(slot->tts_values[Anum_el_seq - 1]);
-		h = el_handler_index(set, DatumGetTextPP(slot->tts_values[Anum_el_type - 1]));
-		if (h == -2)
-			continue;
-		n++;
-
-		if (b.n > 0 && b.bytes + (Size) b.n * EL_CHUNK_PER_EVENT >= EL_CHUNK_BYTES)
-			el_chunk_flush(st, &b);
-		if (b.n == b.cap)
+		for (int s = 0; s < shards; s++)
 		{
-			old = MemoryContextSwitchTo(replaycxt);
-			el_chunk_grow(&b, b.cap * 2);
-			MemoryContextSwitchTo(old);
-		}
-		old = MemoryContextSwitchTo(b.cxt);
-		for (int f = 0; f < EL_NATTS; f++)
-		{
-			Form_pg_attribute att = TupleDescAttr(desc, f);
+			/*
+			 * The shard's next EL_SHARD_RUN events that a handler takes, if
+			 * any: a run, so that its scan stays on a heap page for the
+			 * shard's events there, instead of switching pages (and
+			 * checking each for pruning) on every event.
+			 */
+			int			run = 0;
 
-			b.nulls[f][b.n] = slot->tts_isnull[f];
-			b.cols[f][b.n] = (Datum) 0;
-			if (!slot->tts_isnull[f])
+			while (scans[s] != NULL && run < EL_SHARD_RUN)
 			{
-				b.cols[f][b.n] = datumCopy(slot->tts_values[f], att->attbyval,
-										   att->attlen);
-				if (!att->attbyval)
-					b.bytes += datumGetSize(b.cols[f][b.n], false, att->attlen);
+				int			h;
+
+				if (!index_getnext_slot(scans[s], ForwardScanDirection, slot))
+				{
+					index_endscan(scans[s]);
+					scans[s] = NULL;
+					live--;
+					break;
+				}
+				slot_getsomeattrs(slot, EL_NATTS);
+				last[s] = DatumGetInt64(slot->tts_values[Anum_el_seq - 1]);
+				h = el_handler_index(set, DatumGetTextPP(slot->tts_values[Anum_el_type - 1]));
+				if (h == -2)
+					continue;
+				n++;
+				run++;
+				if (!el_chunk_add(b, slot, h))
+				{
+					el_chunk_flush(st, b);
+					if (!el_chunk_add(b, slot, h))
+						elog(ERROR, "event of %u bytes does not fit a build chunk",
+							 ExecFetchSlotHeapTuple(slot, false, NULL)->t_len);
+				}
 			}
+			CHECK_FOR_INTERRUPTS();
 		}
-		MemoryContextSwitchTo(old);
-		b.handler[b.n] = h;
-		b.n++;
-		CHECK_FOR_INTERRUPTS();
 	}
-	el_chunk_flush(st, &b);
-	index_endscan(scan);
+	el_chunk_flush(st, b);
 	ExecDropSingleTupleTableSlot(slot);
-	MemoryContextDelete(replaycxt);
+	pfree(scans);
 	UnregisterSnapshot(snap);
 	return n;
 }
@@ -1481,16 +1639,17 @@ el_replay_all(ElHandlerSet *set, Oid streamid, int shards, int64 *last)
 	Relation	pk = index_open(el_stream_indexes(stream)->pk, AccessShareLock);
 	int64		n = 0;
 	ElApplyState st;
+	ElBatch    *b = set->batchable ? el_batch_create() : NULL;
 
 	el_apply_begin(set, &st);
-	for (int s = 0; s < shards; s++)
-	{
-		if (set->batchable)
-			n += el_replay_shard_batched(&st, stream, pk, s, last[s], &last[s]);
-		else
+	if (b != NULL)
+		n = el_replay_batched(&st, b, stream, pk, shards, last);
+	else
+		for (int s = 0; s < shards; s++)
 			n += el_replay_shard(&st, stream, pk, s, last[s], &last[s]);
-	}
 	el_apply_end(&st);
+	if (b != NULL)
+		MemoryContextDelete(b->cxt);
 	index_close(pk, AccessShareLock);
 	table_close(stream, AccessShareLock);
 	return n;
