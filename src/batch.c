@@ -495,6 +495,14 @@ el_batch_plans(ElBatchPlan *bp, bool plain)
 	if (plain && bp->plain_stmts != NIL)
 		return bp->plain_stmts;
 
+	/*
+	 * The statements as written are planned first, even when only their
+	 * plain form runs: planning checks what parsing does not, such as an
+	 * ON CONFLICT target that no unique index matches.
+	 */
+	if (plain)
+		(void) el_batch_plans(bp, false);
+
 	old = MemoryContextSwitchTo(bp->cxt);
 	PushActiveSnapshot(GetTransactionSnapshot());
 	forboth(lq, bp->queries, ls, bp->sources)
@@ -517,7 +525,7 @@ el_batch_plans(ElBatchPlan *bp, bool plain)
 /*
  * Run a handler's statements over a batch: count events, keys all
  * distinct.  With plain, an INSERT ... ON CONFLICT runs as a plain INSERT
- * (see el_batch_apply() in projection.c).  The caller holds the handler
+ * (see el_replay_batched() in projection.c).  The caller holds the handler
  * identity (el_apply_begin) and runs this in a subtransaction.
  */
 void

@@ -1078,7 +1078,7 @@ el_prepare_batches(ElHandlerSet *set)
  */
 #define EL_CHUNK_EVENTS	65536	/* events per chunk, at most */
 #define EL_CHUNK_ARENA	(12 * 1024 * 1024)	/* bytes of their tuples, at most */
-#define EL_RANGE_KEYS	512		/* keys per range: the most events in a batch */
+#define EL_RANGE_KEYS	512		/* keys per range */
 #define EL_SHARD_RUN	256		/* events read from a shard in a row */
 #define EL_BATCH_MIN	64		/* smaller batches go event by event */
 #define EL_BATCH_KEEP	(1024 * 1024)	/* memory kept from batch to batch */
@@ -1137,6 +1137,7 @@ typedef struct ElBatch
 	int		   *rankstart;		/* [EL_CHUNK_EVENTS + 2] */
 	int		   *deferred;
 	int			ndeferred;
+	bool		tuples_ok;		/* the stream's tuples fit the batch relation */
 } ElBatch;
 
 static ElBatch *
@@ -1264,13 +1265,7 @@ el_apply_ranks(ElApplyState *st, ElBatch *b, const int *pos, int n, int ranks, b
 	}
 }
 
-typedef struct ElChunkCall
-{
-	ElApplyState *st;
-	ElBatch    *b;
-} ElChunkCall;
-
-static void el_chunk_run(ElApplyState *st, ElBatch *b);
+static void el_chunk_apply(ElApplyState *st, ElBatch *b);
 
 /* Apply the chunk's events: sorted by key, by ranges of keys and ranks. */
 static void
@@ -1299,7 +1294,7 @@ el_chunk_flush(ElApplyState *st, ElBatch *b)
 					  memcmp(b->sorted[i].key, b->sorted[i - 1].key, b->sorted[i].len) == 0)
 			? b->rank[i - 1] + 1 : 1;
 
-	el_chunk_run(st, b);
+	el_chunk_apply(st, b);
 	b->n = 0;
 	b->used = 0;
 	MemoryContextReset(b->chunkcxt);
@@ -1313,13 +1308,11 @@ el_chunk_flush(ElApplyState *st, ElBatch *b)
  * never span ranges, so each key's events stay in order.
  */
 static void
-el_chunk_apply(void *arg)
+el_chunk_apply(ElApplyState *st, ElBatch *b)
 {
-	ElApplyState *st = ((ElChunkCall *) arg)->st;
-	ElBatch    *b = ((ElChunkCall *) arg)->b;
 	int			lo = 0;
 
-	/* Anew, if a first try failed half-way. */
+	/* Anew, if a try failed half-way. */
 	b->nbatch = 0;
 	b->ndeferred = 0;
 	MemoryContextReset(b->stepcxt);
@@ -1352,51 +1345,6 @@ el_chunk_apply(void *arg)
 }
 
 /*
- * Apply the sorted chunk in a subtransaction.  All of the chunk's changes
- * carry that one subtransaction's xid: rows changed by several
- * subtransactions of one transaction get multixacts, which make every
- * later visibility check of their versions slow (a subtransaction per batch
- * made a stream with a few busy keys build slower than event by event).
- *
- * If the chunk fails with an error a handler can raise, it is rolled back
- * and replayed event by event, in the order it was read (seq order within
- * each shard), which raises the error for the first failing event, with
- * the event named in the context.  While plain INSERTs stand in for
- * INSERT ... ON CONFLICT (el_batch_run()), a unique violation is no
- * handler's error: the chunk is run again with the ON CONFLICT clauses, and
- * so is the rest of the build.
- */
-static void
-el_chunk_run(ElApplyState *st, ElBatch *b)
-{
-	ElChunkCall call = {st, b};
-	ErrorData  *edata = el_in_subxact(el_chunk_apply, &call);
-
-	if (edata != NULL && edata->sqlerrcode == ERRCODE_UNIQUE_VIOLATION &&
-		st->set->batch_plain)
-	{
-		elog(DEBUG1, "event_log: a chunk of %d events conflicts, running ON CONFLICT from now on",
-			 b->n);
-		st->set->batch_plain = false;
-		FreeErrorData(edata);
-		edata = el_in_subxact(el_chunk_apply, &call);
-	}
-	if (edata == NULL)
-		return;
-	elog(DEBUG1, "event_log: a chunk of %d events failed (%s), replaying it event by event",
-		 b->n, edata->message);
-	FreeErrorData(edata);
-	for (int i = 0; i < b->n; i++)
-	{
-		MemoryContext old = MemoryContextSwitchTo(b->stepcxt);
-
-		el_apply(st, b->events[i].values, b->events[i].nulls);
-		MemoryContextSwitchTo(old);
-		MemoryContextReset(b->stepcxt);
-	}
-}
-
-/*
  * Copy the slot's event into the chunk: its tuple into the arena, its
  * fields pointing into the copy.  False if the chunk has no room for it.
  */
@@ -1418,7 +1366,7 @@ el_chunk_add(ElBatch *b, TupleTableSlot *slot, int handler)
 	ev = &b->events[b->n++];
 	ev->handler = handler;
 	/* The batch relation has the stream's columns: its tuple can go as is. */
-	ev->tuple = (slot->tts_tupleDescriptor->natts == EL_NATTS &&
+	ev->tuple = (b->tuples_ok &&
 				 HeapTupleHeaderGetNatts((HeapTupleHeader) copy) == EL_NATTS)
 		? (HeapTupleHeader) copy : NULL;
 	ev->len = len;
@@ -1463,31 +1411,49 @@ el_chunk_add(ElBatch *b, TupleTableSlot *slot, int handler)
 }
 
 /*
- * el_replay_shard() for a set whose handlers run set-based, over all shards
- * at once: each shard's events with seq > last[shard], read with one
- * snapshot (of which each shard's events are a prefix), and applied by
- * chunks.  A chunk takes events from every shard in turn, each shard's in
- * seq order, so its keys are spread over the whole key space and its
- * ranges of neighbouring keys are as narrow as can be; keys never span
- * shards, so each key's events stay in seq order.  Fills last[shard];
- * returns the events applied.
+ * Set-based replay of groups of chunks, each group in one subtransaction
+ * (see el_replay_batched()).  A group reads every shard's events with
+ * seq > last[shard], with the build's one snapshot (of which each shard's
+ * events are a prefix), into chunks and applies them, until it has applied
+ * `chunks` chunks or read the whole stream.  A chunk takes runs of events
+ * from each shard in turn, each shard's in seq order; keys never span
+ * shards, so each key's events stay in seq order.
  */
-static int64
-el_replay_batched(ElApplyState *st, ElBatch *b, Relation stream, Relation pk,
-				  int shards, int64 *last)
+typedef struct ElGroupCall
 {
-	ElHandlerSet *set = st->set;
-	Snapshot	snap = RegisterSnapshot(GetTransactionSnapshot());
-	IndexScanDesc *scans = palloc(sizeof(IndexScanDesc) * shards);
-	TupleTableSlot *slot = table_slot_create(stream, NULL);
-	int			live = shards;
-	int64		n = 0;
+	ElApplyState *st;
+	ElBatch    *b;
+	Relation	stream;
+	Relation	pk;
+	Snapshot	snap;
+	int			shards;
+	int64	   *last;			/* in: where to start; out: where it stopped */
+	int			chunks;			/* how many chunks to apply */
+	int64		n;				/* out: events applied */
+	bool		done;			/* out: the stream was read to its end */
+} ElGroupCall;
 
-	for (int s = 0; s < shards; s++)
-		scans[s] = el_shard_scan(stream, pk, snap, s, last[s]);
-	while (live > 0)
+static void
+el_replay_group(void *arg)
+{
+	ElGroupCall *g = (ElGroupCall *) arg;
+	ElBatch    *b = g->b;
+	IndexScanDesc *scans = palloc(sizeof(IndexScanDesc) * g->shards);
+	TupleTableSlot *slot = table_slot_create(g->stream, NULL);
+	int			live = g->shards;
+	int			flushed = 0;
+
+	/* Anew, if a first try failed half-way. */
+	b->n = 0;
+	b->used = 0;
+	MemoryContextReset(b->chunkcxt);
+	g->n = 0;
+	g->done = false;
+	for (int s = 0; s < g->shards; s++)
+		scans[s] = el_shard_scan(g->stream, g->pk, g->snap, s, g->last[s]);
+	while (live > 0 && flushed < g->chunks)
 	{
-		for (int s = 0; s < shards; s++)
+		for (int s = 0; s < g->shards && flushed < g->chunks; s++)
 		{
 			/*
 			 * The shard's next EL_SHARD_RUN events that a handler takes, if
@@ -1499,6 +1465,7 @@ el_replay_batched(ElApplyState *st, ElBatch *b, Relation stream, Relation pk,
 
 			while (scans[s] != NULL && run < EL_SHARD_RUN)
 			{
+				int64		seq;
 				int			h;
 
 				if (!index_getnext_slot(scans[s], ForwardScanDirection, slot))
@@ -1509,27 +1476,119 @@ el_replay_batched(ElApplyState *st, ElBatch *b, Relation stream, Relation pk,
 					break;
 				}
 				slot_getsomeattrs(slot, EL_NATTS);
-				last[s] = DatumGetInt64(slot->tts_values[Anum_el_seq - 1]);
-				h = el_handler_index(set, DatumGetTextPP(slot->tts_values[Anum_el_type - 1]));
-				if (h == -2)
-					continue;
-				n++;
-				run++;
-				if (!el_chunk_add(b, slot, h))
+				seq = DatumGetInt64(slot->tts_values[Anum_el_seq - 1]);
+				h = el_handler_index(g->st->set,
+									 DatumGetTextPP(slot->tts_values[Anum_el_type - 1]));
+				if (h != -2)
 				{
-					el_chunk_flush(st, b);
 					if (!el_chunk_add(b, slot, h))
-						elog(ERROR, "event of %u bytes does not fit a build chunk",
-							 ExecFetchSlotHeapTuple(slot, false, NULL)->t_len);
+					{
+						el_chunk_flush(g->st, b);
+						/* At the group's end this event starts the next. */
+						if (++flushed == g->chunks)
+							break;
+						if (!el_chunk_add(b, slot, h))
+							elog(ERROR, "event of %u bytes does not fit a build chunk",
+								 ExecFetchSlotHeapTuple(slot, false, NULL)->t_len);
+					}
+					g->n++;
+					run++;
 				}
+				g->last[s] = seq;
 			}
 			CHECK_FOR_INTERRUPTS();
 		}
 	}
-	el_chunk_flush(st, b);
+	if (live == 0)
+	{
+		el_chunk_flush(g->st, b);
+		g->done = true;
+	}
+	for (int s = 0; s < g->shards; s++)
+		if (scans[s] != NULL)
+			index_endscan(scans[s]);
 	ExecDropSingleTupleTableSlot(slot);
 	pfree(scans);
-	UnregisterSnapshot(snap);
+}
+
+/*
+ * el_replay_shard() for a set whose handlers run set-based, over all shards
+ * at once, from last[shard]; fills last[shard] and returns the events
+ * applied.
+ *
+ * The replay runs in groups of chunks, each group in one subtransaction:
+ * one chunk, then two, four, up to EL_GROUP_MAX.  One subtransaction per
+ * group, not per batch or per chunk, because rows changed by several
+ * subtransactions of one transaction get multixacts, which make every
+ * later visibility check of their versions slow, and because a transaction
+ * with more than 64 subtransactions overflows its backend's cache of them,
+ * which slows visibility checks in every other session until it ends.
+ *
+ * If a group fails with an error a handler can raise, it is rolled back and
+ * the rest of the stream, from the group's start, is replayed event by
+ * event, shard by shard: that raises the error an event-by-event build
+ * raises, for the same event, with the event named; or, if the error was
+ * the set-based form's own, finishes the build event by event.  While
+ * plain INSERTs stand in for INSERT ... ON CONFLICT (el_batch_run()), a
+ * unique violation is no handler's error: the group is run again with the
+ * ON CONFLICT clauses, and so is the rest of the build.
+ */
+#define EL_GROUP_MAX	32
+
+static int64
+el_replay_batched(ElApplyState *st, ElBatch *b, Relation stream, Relation pk,
+				  int shards, int64 *last)
+{
+	ElGroupCall g;
+	int64	   *start = palloc(sizeof(int64) * shards);
+	TupleDesc	desc = RelationGetDescr(stream);
+	int64		n = 0;
+
+	/* Stream tuples go to the batch relation as they are if laid out alike. */
+	b->tuples_ok = (desc->natts == EL_NATTS);
+	for (int i = 0; i < desc->natts && b->tuples_ok; i++)
+		b->tuples_ok = !TupleDescAttr(desc, i)->attisdropped &&
+			TupleDescAttr(desc, i)->atttypid == el_columns[i].type;
+
+	memset(&g, 0, sizeof(g));
+	g.st = st;
+	g.b = b;
+	g.stream = stream;
+	g.pk = pk;
+	g.snap = RegisterSnapshot(GetTransactionSnapshot());
+	g.shards = shards;
+	g.last = last;
+	g.chunks = 1;
+	while (!g.done)
+	{
+		ErrorData  *edata;
+
+		memcpy(start, last, sizeof(int64) * shards);
+		edata = el_in_subxact(el_replay_group, &g);
+		if (edata != NULL && edata->sqlerrcode == ERRCODE_UNIQUE_VIOLATION &&
+			st->set->batch_plain)
+		{
+			elog(DEBUG1, "event_log: a plain INSERT conflicts, running ON CONFLICT from now on");
+			st->set->batch_plain = false;
+			FreeErrorData(edata);
+			memcpy(last, start, sizeof(int64) * shards);
+			edata = el_in_subxact(el_replay_group, &g);
+		}
+		if (edata != NULL)
+		{
+			elog(DEBUG1, "event_log: set-based replay failed (%s), going on event by event",
+				 edata->message);
+			FreeErrorData(edata);
+			memcpy(last, start, sizeof(int64) * shards);
+			for (int s = 0; s < shards; s++)
+				n += el_replay_shard(st, stream, pk, s, last[s], &last[s]);
+			break;
+		}
+		n += g.n;
+		g.chunks = Min(g.chunks * 2, EL_GROUP_MAX);
+	}
+	UnregisterSnapshot(g.snap);
+	pfree(start);
 	return n;
 }
 
