@@ -63,8 +63,8 @@ SELECT count(*) AS differences
         UNION ALL (TABLE cart_items_ref EXCEPT TABLE cart_items)) d;
 
 -- An error in a set-based build is the error the event-by-event build
--- raises, for the same event: the failed batch is replayed event by event.
--- Nothing changes.
+-- raises, for the same event: the failed group of chunks is rolled back and
+-- the rest of the stream replayed event by event.  Nothing changes.
 SELECT event_log.rebuild_projection('cart_items', handlers => cart_handlers('cart_items')
     || jsonb_build_object('ItemAdded', $$
         INSERT INTO cart_items (cart, sku, qty)

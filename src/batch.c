@@ -501,7 +501,16 @@ el_batch_plans(ElBatchPlan *bp, bool plain)
 	 * ON CONFLICT target that no unique index matches.
 	 */
 	if (plain)
+	{
+		bool		any = false;
+
 		(void) el_batch_plans(bp, false);
+		foreach(lq, bp->queries)
+			any |= (lfirst_node(Query, lq)->onConflict != NULL);
+		/* Without an ON CONFLICT clause the plain form is the same. */
+		if (!any)
+			return bp->plain_stmts = bp->stmts;
+	}
 
 	old = MemoryContextSwitchTo(bp->cxt);
 	PushActiveSnapshot(GetTransactionSnapshot());

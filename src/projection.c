@@ -116,6 +116,7 @@ typedef struct ElHandlerSet
 	ElBatchPlan *any_batch;
 	const char *batch_why;		/* why not (projections.build_method) */
 	bool		batch_plain;	/* INSERT ... ON CONFLICT runs as INSERT */
+	char	   *batch_fallback;	/* the build went on event by event: why */
 } ElHandlerSet;
 
 /*
@@ -1058,6 +1059,7 @@ el_prepare_batches(ElHandlerSet *set)
 	set->batch_why = why;
 	set->batchable = (why == NULL);
 	set->batch_plain = true;
+	set->batch_fallback = NULL;
 }
 
 /*
@@ -1483,18 +1485,20 @@ el_replay_group(void *arg)
 				{
 					if (!el_chunk_add(b, slot, h))
 					{
+						if (b->n == 0)
+							elog(ERROR, "event of %u bytes does not fit a build chunk",
+								 ExecFetchSlotHeapTuple(slot, false, NULL)->t_len);
 						el_chunk_flush(g->st, b);
 						/* At the group's end this event starts the next. */
 						if (++flushed == g->chunks)
 							break;
-						if (!el_chunk_add(b, slot, h))
-							elog(ERROR, "event of %u bytes does not fit a build chunk",
-								 ExecFetchSlotHeapTuple(slot, false, NULL)->t_len);
+						(void) el_chunk_add(b, slot, h);
 					}
 					g->n++;
-					run++;
 				}
 				g->last[s] = seq;
+				/* Events no handler takes count too, for the interrupt check. */
+				run++;
 			}
 			CHECK_FOR_INTERRUPTS();
 		}
@@ -1517,10 +1521,10 @@ el_replay_group(void *arg)
  * applied.
  *
  * The replay runs in groups of chunks, each group in one subtransaction:
- * one chunk, then two, four, up to EL_GROUP_MAX.  One subtransaction per
- * group, not per batch or per chunk, because rows changed by several
- * subtransactions of one transaction get multixacts, which make every
- * later visibility check of their versions slow, and because a transaction
+ * one chunk, then two, four, and so on, so a replay of c chunks takes about
+ * log2(c) subtransactions.  Not one per batch or per chunk: rows changed by
+ * several subtransactions of one transaction get multixacts, which make
+ * every later visibility check of their versions slow, and a transaction
  * with more than 64 subtransactions overflows its backend's cache of them,
  * which slows visibility checks in every other session until it ends.
  *
@@ -1528,13 +1532,12 @@ el_replay_group(void *arg)
  * the rest of the stream, from the group's start, is replayed event by
  * event, shard by shard: that raises the error an event-by-event build
  * raises, for the same event, with the event named; or, if the error was
- * the set-based form's own, finishes the build event by event.  While
+ * the set-based form's own, finishes the build event by event (and says so
+ * in build_method).  While
  * plain INSERTs stand in for INSERT ... ON CONFLICT (el_batch_run()), a
  * unique violation is no handler's error: the group is run again with the
  * ON CONFLICT clauses, and so is the rest of the build.
  */
-#define EL_GROUP_MAX	32
-
 static int64
 el_replay_batched(ElApplyState *st, ElBatch *b, Relation stream, Relation pk,
 				  int shards, int64 *last)
@@ -1578,6 +1581,8 @@ el_replay_batched(ElApplyState *st, ElBatch *b, Relation stream, Relation pk,
 		{
 			elog(DEBUG1, "event_log: set-based replay failed (%s), going on event by event",
 				 edata->message);
+			st->set->batch_fallback = psprintf("set-based, then event by event: %s",
+											   edata->message);
 			FreeErrorData(edata);
 			memcpy(last, start, sizeof(int64) * shards);
 			for (int s = 0; s < shards; s++)
@@ -1585,7 +1590,8 @@ el_replay_batched(ElApplyState *st, ElBatch *b, Relation stream, Relation pk,
 			break;
 		}
 		n += g.n;
-		g.chunks = Min(g.chunks * 2, EL_GROUP_MAX);
+		if (g.chunks < INT_MAX / 2)
+			g.chunks *= 2;
 	}
 	UnregisterSnapshot(g.snap);
 	pfree(start);
@@ -1714,6 +1720,21 @@ el_replay_all(ElHandlerSet *set, Oid streamid, int shards, int64 *last)
 	return n;
 }
 
+/* Record in the catalog how the build replayed: projections.build_method. */
+static void
+el_set_build_method(ElHandlerSet *set, Oid view)
+{
+	Oid			types[2] = {OIDOID, TEXTOID};
+	Datum		values[2];
+
+	values[0] = ObjectIdGetDatum(view);
+	values[1] = CStringGetTextDatum(!set->batchable ?
+									psprintf("event by event: %s", set->batch_why) :
+									set->batch_fallback ? set->batch_fallback : "set-based");
+	el_catalog_exec("UPDATE event_log.projections SET build_method = $2"
+					" WHERE projection = $1", 2, types, values, NULL, SPI_OK_UPDATE);
+}
+
 static int64
 el_build(ElHandlerSet *set, ElProjection *p, int64 *last, bool create)
 {
@@ -1721,19 +1742,12 @@ el_build(ElHandlerSet *set, ElProjection *p, int64 *last, bool create)
 	int64		n;
 
 	el_prepare_batches(set);
-	{
-		Oid			types[2] = {OIDOID, TEXTOID};
-		Datum		values[2];
-
-		values[0] = ObjectIdGetDatum(p->view);
-		values[1] = CStringGetTextDatum(set->batchable ? "set-based" :
-										psprintf("event by event: %s", set->batch_why));
-		el_catalog_exec("UPDATE event_log.projections SET build_method = $2"
-						" WHERE projection = $1", 2, types, values, NULL, SPI_OK_UPDATE);
-	}
 	n = el_replay_all(set, p->stream, shards, last);
 	if (!p->inline_mode)
+	{
+		el_set_build_method(set, p->view);
 		return n;
+	}
 
 	if (create)
 	{
@@ -1766,7 +1780,9 @@ el_build(ElHandlerSet *set, ElProjection *p, int64 *last, bool create)
 	else
 		LockRelationOid(p->stream, ShareRowExclusiveLock);
 
-	return n + el_replay_all(set, p->stream, shards, last);
+	n += el_replay_all(set, p->stream, shards, last);
+	el_set_build_method(set, p->view);
+	return n;
 }
 
 /* Set each shard's checkpoint of an async projection, clearing errors. */
