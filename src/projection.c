@@ -1064,11 +1064,11 @@ el_prepare_batches(ElHandlerSet *set)
 
 /*
  * Set-based replay reads the stream in chunks of events, each shard's in
- * seq order.  It sorts each chunk by key (a key's events stay in seq order) and cuts it
- * into ranges of neighbouring keys.  Within a range, the first events of
- * every key form one batch, their second events the next, and so on: each
- * batch has distinct keys, in key order, and each key's events are applied
- * in seq order.  Statements for different keys touch disjoint rows, so the
+ * seq order.  It sorts each chunk by key (a key's events stay in seq
+ * order) and cuts it into ranges of neighbouring keys.  Within a range, the
+ * first events of every key form one batch, their second events the next,
+ * and so on: each batch has distinct keys, in key order, and each key's
+ * events are applied in seq order.  Statements for different keys touch disjoint rows, so the
  * result is that of applying the chunk in seq order.  A range's rows sit
  * together in the table's key index, so its batches keep finding the pages
  * they need already in the CPU's caches, where batches spread over all keys
