@@ -549,9 +549,6 @@ el_batch_run(ElBatchPlan *bp, int count, ElBatchEvent **events, bool plain)
 
 	for (int k = 0; k < count; k++)
 	{
-		Datum		values[EL_NATTS];
-		bool		isnull[EL_NATTS];
-
 		/* The stream's tuple as it is, if it is laid out as the batch's. */
 		if (events[k]->tuple != NULL)
 		{
@@ -562,14 +559,9 @@ el_batch_run(ElBatchPlan *bp, int count, ElBatchEvent **events, bool plain)
 			tuple.t_tableOid = InvalidOid;
 			tuple.t_data = events[k]->tuple;
 			tuplestore_puttuple(rows, &tuple);
-			continue;
 		}
-		for (int f = 0; f < EL_NATTS; f++)
-		{
-			isnull[f] = events[k]->nulls[f];
-			values[f] = isnull[f] ? (Datum) 0 : events[k]->values[f];
-		}
-		tuplestore_putvalues(rows, desc, values, isnull);
+		else
+			tuplestore_putvalues(rows, desc, events[k]->values, events[k]->nulls);
 	}
 
 	forboth(lp, el_batch_plans(bp, plain), ls, bp->sources)

@@ -1068,11 +1068,11 @@ el_prepare_batches(ElHandlerSet *set)
  * order) and cuts it into ranges of neighbouring keys.  Within a range, the
  * first events of every key form one batch, their second events the next,
  * and so on: each batch has distinct keys, in key order, and each key's
- * events are applied in seq order.  Statements for different keys touch disjoint rows, so the
- * result is that of applying the chunk in seq order.  A range's rows sit
- * together in the table's key index, so its batches keep finding the pages
- * they need already in the CPU's caches, where batches spread over all keys
- * would miss on nearly every probe.
+ * events are applied in seq order.  Statements for different keys touch
+ * disjoint rows, so the result is that of applying the chunk in seq order.
+ * A range's rows sit together in the table's key index, so its batches keep
+ * finding the pages they need already in the CPU's caches, where batches
+ * spread over all keys would miss on nearly every probe.
  *
  * A chunk's events are copied, tuple by tuple, into one arena; their fields
  * point into the copies.  The arena and arrays are allocated once per
@@ -1134,7 +1134,6 @@ typedef struct ElBatch
 	int			nbatch;
 	/* Working arrays of el_apply_ranks(), of sorted positions. */
 	int		   *positions;		/* 0, 1, 2, ... */
-	int		   *positions2;
 	int		   *byrank;
 	int		   *rankstart;		/* [EL_CHUNK_EVENTS + 2] */
 	int		   *deferred;
@@ -1163,7 +1162,6 @@ el_batch_create(void)
 	b->positions = palloc(sizeof(int) * EL_CHUNK_EVENTS);
 	for (int i = 0; i < EL_CHUNK_EVENTS; i++)
 		b->positions[i] = i;
-	b->positions2 = palloc(sizeof(int) * EL_CHUNK_EVENTS);
 	b->byrank = palloc(sizeof(int) * EL_CHUNK_EVENTS);
 	b->rankstart = palloc(sizeof(int) * (EL_CHUNK_EVENTS + 2));
 	b->deferred = palloc(sizeof(int) * EL_CHUNK_EVENTS);
@@ -1186,24 +1184,6 @@ el_batch_step(ElHandlerSet *set, ElBatch *b, int h)
 		el_batch_run(bp, count, events, set->batch_plain);
 }
 
-/* Run each handler's statements over its events of the batch. */
-typedef struct ElBatchCall
-{
-	ElHandlerSet *set;
-	ElBatch    *batch;
-} ElBatchCall;
-
-static void
-el_batch_steps(void *arg)
-{
-	ElBatchCall *call = (ElBatchCall *) arg;
-
-	for (int h = 0; h < call->set->nhandlers; h++)
-		el_batch_step(call->set, call->batch, h);
-	if (call->set->any)
-		el_batch_step(call->set, call->batch, -1);
-}
-
 /*
  * Apply the batch: each handler once over its events.  A small batch (a
  * stream with few keys, or a key with many events) would pay more for
@@ -1212,11 +1192,16 @@ el_batch_steps(void *arg)
 static void
 el_batch_apply(ElApplyState *st, ElBatch *b)
 {
-	ElBatchCall call = {st->set, b};
+	ElHandlerSet *set = st->set;
 	MemoryContext old = MemoryContextSwitchTo(b->stepcxt);
 
 	if (b->nbatch >= EL_BATCH_MIN)
-		el_batch_steps(&call);
+	{
+		for (int h = 0; h < set->nhandlers; h++)
+			el_batch_step(set, b, h);
+		if (set->any)
+			el_batch_step(set, b, -1);
+	}
 	else
 		for (int i = 0; i < b->nbatch; i++)
 		{
@@ -1314,10 +1299,7 @@ el_chunk_apply(ElApplyState *st, ElBatch *b)
 {
 	int			lo = 0;
 
-	/* Anew, if a try failed half-way. */
-	b->nbatch = 0;
 	b->ndeferred = 0;
-	MemoryContextReset(b->stepcxt);
 	while (lo < b->n)
 	{
 		int			hi = lo;
@@ -1338,11 +1320,10 @@ el_chunk_apply(ElApplyState *st, ElBatch *b)
 	{
 		int			ranks = 0;
 
-		/* el_apply_ranks() reads its input only before it appends to it. */
-		memcpy(b->positions2, b->deferred, sizeof(int) * b->ndeferred);
 		for (int i = 0; i < b->ndeferred; i++)
 			ranks = Max(ranks, b->rank[b->deferred[i]]);
-		el_apply_ranks(st, b, b->positions2, b->ndeferred, ranks, false);
+		/* Without defer it does not write b->deferred, its input here. */
+		el_apply_ranks(st, b, b->deferred, b->ndeferred, ranks, false);
 	}
 }
 
@@ -1448,7 +1429,9 @@ el_replay_group(void *arg)
 	/* Anew, if a first try failed half-way. */
 	b->n = 0;
 	b->used = 0;
+	b->nbatch = 0;
 	MemoryContextReset(b->chunkcxt);
+	MemoryContextReset(b->stepcxt);
 	g->n = 0;
 	g->done = false;
 	for (int s = 0; s < g->shards; s++)
@@ -1533,10 +1516,10 @@ el_replay_group(void *arg)
  * event, shard by shard: that raises the error an event-by-event build
  * raises, for the same event, with the event named; or, if the error was
  * the set-based form's own, finishes the build event by event (and says so
- * in build_method).  While
- * plain INSERTs stand in for INSERT ... ON CONFLICT (el_batch_run()), a
- * unique violation is no handler's error: the group is run again with the
- * ON CONFLICT clauses, and so is the rest of the build.
+ * in build_method).  While plain INSERTs stand in for INSERT ... ON
+ * CONFLICT (el_batch_run()), a unique violation is no handler's error: the
+ * group is run again with the ON CONFLICT clauses, and so is the rest of
+ * the build.
  */
 static int64
 el_replay_batched(ElApplyState *st, ElBatch *b, Relation stream, Relation pk,
