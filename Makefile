@@ -5,7 +5,7 @@ MODULE_big = event_log
 OBJS       = src/event_log.o src/hash.o src/stream.o src/append.o src/read.o \
              src/immutable.o src/decoder.o src/projection.o src/consumer.o \
              src/worker.o src/batch.o
-DATA       = sql/event_log--0.1.sql
+DATA       = sql/event_log--0.1.sql sql/event_log--0.1--0.2.sql
 PGFILEDESC = "event_log - event streams with commit-order offsets"
 
 # pg_regress suites (sql/NAME.sql, expected/NAME.out)
