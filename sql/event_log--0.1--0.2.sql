@@ -2,3 +2,44 @@
 \echo Use "ALTER EXTENSION event_log UPDATE TO '0.2'" to load this file. \quit
 
 -- Each change below says which part of docs/security.md it belongs to.
+
+-- ---------------------------------------------------------------------
+-- Projections (docs/security.md, "Projections")
+-- ---------------------------------------------------------------------
+
+-- What a state projection's handler stores: the reducer's result, never
+-- NULL (a NULL would silently restart the key from `initial`).
+CREATE FUNCTION event_log.reducer_result(state jsonb)
+RETURNS jsonb
+AS 'MODULE_PATHNAME', 'el_reducer_result'
+LANGUAGE C IMMUTABLE PARALLEL SAFE;
+
+-- The error that stopped a shard may quote an event (a handler's "invalid
+-- input syntax for type integer: ..." does): only roles that may read the
+-- stream's events see it.  The table's other columns stay readable by all.
+REVOKE SELECT ON event_log.projection_offsets FROM PUBLIC;
+GRANT SELECT (projection, shard, seq, applied_at, error_seq, error_at)
+    ON event_log.projection_offsets TO PUBLIC;
+
+CREATE OR REPLACE VIEW event_log.projection_lag AS
+SELECT p.projection,
+       p.stream,
+       o.shard,
+       o.seq AS applied_seq,
+       s.log_end AS last_seq,
+       s.log_end - o.seq AS lag_events,
+       CASE WHEN s.log_end > o.seq THEN now() - s.next_recorded_at
+            ELSE interval '0' END AS lag_time,
+       o.applied_at,
+       CASE WHEN pg_catalog.has_table_privilege(p.stream, 'SELECT')
+                 AND pg_catalog.row_security_active(p.stream) IS NOT TRUE
+            THEN o.error
+            WHEN o.error IS NOT NULL
+            THEN '(hidden: you may not read this stream''s events)'
+       END AS error,
+       o.error_seq,
+       o.error_at
+  FROM event_log.projections p
+  JOIN event_log.projection_offsets o ON o.projection = p.projection
+  CROSS JOIN LATERAL event_log.shard_status(p.stream, o.shard, o.seq) s
+ WHERE p.mode = 'async';

@@ -69,6 +69,7 @@ SELECT event_log.create_projection('shop.cart_state', 'shop.carts',
             to_jsonb((state #>> ARRAY['items', e.payload->>'sku'])::int
                      - (e.payload->>'qty')::int))
         WHEN 'CheckedOut' THEN state || '{"checked_out": true}'
+        ELSE state
         END $$,
     initial => '{"items": {}, "checked_out": false}');
 SELECT key, version, state FROM shop.cart_state ORDER BY key;

@@ -47,6 +47,17 @@ _PG_init(void)
 							GUC_UNIT_MS,
 							NULL, NULL, NULL);
 
+	DefineCustomIntVariable("event_log.handler_timeout",
+							"How long a projection's handler may run for one event of an async run.",
+							"A handler that runs longer is cancelled and its event stops its shard, as an error would. 0 turns the limit off.",
+							&el_handler_timeout,
+							5000,
+							0,
+							INT_MAX,
+							PGC_SUSET,
+							GUC_UNIT_MS,
+							NULL, NULL, NULL);
+
 	DefineCustomIntVariable("event_log.worker_naptime",
 							"How long the background worker sleeps when no event is waiting.",
 							"Appending transactions wake it when they commit; this bounds the wait otherwise.",

@@ -12,6 +12,7 @@
 #include "storage/lock.h"
 #include "fmgr.h"
 #include "utils/rel.h"
+#include "utils/timestamp.h"
 #include "utils/tuplestore.h"
 #include "utils/uuid.h"
 
@@ -80,6 +81,8 @@ extern const ElColumn el_columns[EL_NATTS];
 #define ERRCODE_EL_LEASE_HELD		MAKE_SQLSTATE('E','L','0','0','3')
 #define ERRCODE_EL_OFFSET_BACKWARDS	MAKE_SQLSTATE('E','L','0','0','4')
 #define ERRCODE_EL_MEMBER_IN_USE	MAKE_SQLSTATE('E','L','0','0','5')
+/* ... and in docs/projections.md */
+#define ERRCODE_EL_HANDLER_TIMEOUT	MAKE_SQLSTATE('E','L','0','1','0')
 
 /* event_log.c: GUCs and small shared helpers */
 extern int	el_max_payload_size;
@@ -150,6 +153,8 @@ extern bool el_projection_ddl;
 extern Oid	el_rel_owner(Oid relid);
 extern void el_push_catalog_path(void);
 extern int	el_retry_interval;
+extern int	el_handler_timeout;
+extern int64 el_run_projection_turn(Oid view, int64 max_events, TimestampTz deadline);
 
 /* worker.c */
 extern int	el_worker_naptime;

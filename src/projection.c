@@ -29,11 +29,16 @@
 #include "funcapi.h"
 #include "miscadmin.h"
 #include "nodes/makefuncs.h"
+#include "nodes/nodeFuncs.h"
 #include "nodes/params.h"
+#include "parser/parse_func.h"
 #include "parser/parse_node.h"
 #include "parser/parser.h"
+#include "storage/latch.h"
 #include "storage/lmgr.h"
+#include "storage/proc.h"
 #include "tcop/cmdtag.h"
+#include "tcop/utility.h"
 #include "utils/acl.h"
 #include "utils/builtins.h"
 #include "utils/datum.h"
@@ -46,8 +51,10 @@
 #include "utils/memutils.h"
 #include "utils/plancache.h"
 #include "utils/rel.h"
+#include "utils/rls.h"
 #include "utils/snapmgr.h"
 #include "utils/syscache.h"
+#include "utils/timeout.h"
 #include "utils/typcache.h"
 
 #include "event_log.h"
@@ -58,6 +65,7 @@ PG_FUNCTION_INFO_V1(el_alter_projection);
 PG_FUNCTION_INFO_V1(el_drop_projection);
 PG_FUNCTION_INFO_V1(el_run_projections);
 PG_FUNCTION_INFO_V1(el_project);
+PG_FUNCTION_INFO_V1(el_reducer_result);
 
 #define EL_PARAM_ROW			(EL_NATTS + 1)	/* $n of the whole event */
 #define EL_ASYNC_BATCH			1000
@@ -67,6 +75,43 @@ bool		el_projection_ddl = false;
 
 /* How long an async shard stopped by an error waits before a retry, in ms. */
 int			el_retry_interval = 10000;
+
+/* How long one handler may run for one event of an async run, in ms. */
+int			el_handler_timeout = 5000;
+
+/*
+ * The handler timeout: our own timer (statement_timeout is armed per
+ * top-level statement only, and a handler is not one), which cancels the
+ * handler as a cancel request would; el_in_subxact() then makes the
+ * cancel the event's error.
+ */
+static TimeoutId el_timeout_id = MAX_TIMEOUTS;
+static volatile sig_atomic_t el_timed_out = false;
+
+static void
+el_handler_timeout_fired(void)
+{
+	el_timed_out = true;
+	InterruptPending = true;
+	QueryCancelPending = true;
+	SetLatch(MyLatch);
+}
+
+static void
+el_arm_handler_timeout(void)
+{
+	if (el_timeout_id == MAX_TIMEOUTS)
+		el_timeout_id = RegisterTimeout(USER_TIMEOUT, el_handler_timeout_fired);
+	el_timed_out = false;
+	enable_timeout_after(el_timeout_id, el_handler_timeout);
+}
+
+static void
+el_disarm_handler_timeout(void)
+{
+	if (el_timeout_id != MAX_TIMEOUTS && get_timeout_active(el_timeout_id))
+		disable_timeout(el_timeout_id, false);
+}
 
 /* A projection's row in event_log.projections. */
 typedef struct ElProjection
@@ -109,6 +154,8 @@ typedef struct ElHandlerSet
 	TupleDesc	rowdesc;		/* event_log.event */
 	Oid			argtypes[EL_PARAM_ROW];	/* of $1..$10 */
 	int			refcount;		/* running now (for the live cache) */
+	LocalTransactionId checked_lxid;	/* inline: the statement whose */
+	TimestampTz checked_at;		/* read privileges were checked last */
 	bool		orphaned;		/* replaced in the cache while running */
 	/* Set-based replay for builds (batch.c): per handler, and for "*". */
 	bool		batchable;
@@ -134,6 +181,7 @@ typedef struct ElApplyState
 	int64		seq;
 	const char *type;
 	int			typelen;
+	bool		timed;			/* each handler run under handler_timeout */
 } ElApplyState;
 
 /* Live handler sets by view oid, for the inline trigger and async runs. */
@@ -145,6 +193,8 @@ typedef struct ElLiveEntry
 } ElLiveEntry;
 
 static HTAB *el_live = NULL;
+
+static Jsonb *el_state_handlers(ElProjection *p);
 
 /* ---------------------------------------------------------------------
  * Running SQL as someone else
@@ -193,17 +243,27 @@ el_catalog_exec(const char *sql, int nargs, Oid *types, Datum *values,
 	return SPI_processed;
 }
 
-/* Run one utility command as `role` (our own generated DDL). */
+/*
+ * Run one utility command as `role` (our own generated DDL), with schema
+ * `nsp` (the projection's) and pg_catalog as the search path: the names we
+ * generate are qualified, and the column types a user gives resolve the
+ * way the handlers' names do, not through whatever path the caller (who
+ * may be a superuser acting on someone else's projection) has set.
+ */
 static void
-el_exec_as(Oid role, const char *sql)
+el_exec_as(Oid role, Oid nsp, const char *sql)
 {
+	OverrideSearchPath path = {.schemas = list_make1_oid(nsp), .addCatalog = true,
+	.addTemp = false};
 	Oid			save_user;
 	int			save_sec;
 	int			rc;
 
 	GetUserIdAndSecContext(&save_user, &save_sec);
 	SetUserIdAndSecContext(role, save_sec | SECURITY_LOCAL_USERID_CHANGE);
+	PushOverrideSearchPath(&path);
 	rc = SPI_execute(sql, false, 0);
+	PopOverrideSearchPath();
 	SetUserIdAndSecContext(save_user, save_sec);
 	if (rc != SPI_OK_UTILITY)
 		elog(ERROR, "SPI_execute failed on \"%s\": %s", sql,
@@ -249,14 +309,19 @@ el_catalog_read_latest(const char *sql, int nargs, Oid *types, Datum *values,
 	SPIPlanPtr	plan;
 	int			rc;
 
+	/*
+	 * The path stays pinned through the execution too: a plan whose
+	 * creation path differs from the current one is analyzed anew, under
+	 * the current one.
+	 */
 	el_push_catalog_path();
 	plan = SPI_prepare(sql, nargs, types);
-	PopOverrideSearchPath();
 	if (plan == NULL)
 		elog(ERROR, "SPI_prepare failed for \"%s\": %s", sql,
 			 SPI_result_code_string(SPI_result));
 	rc = SPI_execute_snapshot(plan, values, NULL, GetLatestSnapshot(),
 							  InvalidSnapshot, true, false, tcount);
+	PopOverrideSearchPath();
 	SPI_freeplan(plan);
 	if (rc != SPI_OK_SELECT)
 		elog(ERROR, "SPI_execute_snapshot failed on \"%s\": %s", sql,
@@ -332,6 +397,9 @@ el_projection_load(Oid view)
 													SPI_tuptable->tupdesc, 7, &isnull));
 	p->generation = DatumGetInt32(SPI_getbinval(SPI_tuptable->vals[0],
 												SPI_tuptable->tupdesc, 8, &isnull));
+	/* Handlers stored by version 0.1 lack the null check: make them anew. */
+	if (p->reducer != NULL)
+		p->handlers = el_state_handlers(p);
 	return p;
 }
 
@@ -418,18 +486,66 @@ el_inline_projections(Oid stream)
 											 SPI_tuptable->tupdesc, 1, &isnull));
 }
 
-/* Names of the projections fed by a stream, comma-separated, or NULL. */
+/*
+ * Names of the projections fed by a stream, comma-separated, or NULL.  With
+ * the latest snapshot: drop_stream() asks after waiting for its lock, and a
+ * projection created meanwhile must be seen.
+ */
 char *
 el_projections_of_stream(Oid stream)
 {
 	Oid			types[1] = {OIDOID};
 	Datum		values[1] = {ObjectIdGetDatum(stream)};
 
-	el_catalog_read("SELECT pg_catalog.string_agg(projection::pg_catalog.text, ', '"
+	el_catalog_read_latest("SELECT pg_catalog.string_agg(projection::pg_catalog.text, ', '"
 					" ORDER BY projection::pg_catalog.text)"
 					" FROM event_log.projections WHERE stream = $1",
-					1, types, values);
+					1, types, values, 1);
 	return el_spi_text(0, 1);
+}
+
+/*
+ * Lock a projection's stream against drop_stream() (which takes ACCESS
+ * EXCLUSIVE) for the rest of the transaction, then make sure it is still
+ * a stream: a drop that committed while we waited leaves only its oid.
+ * Returns its shard count.
+ */
+static int
+el_lock_stream(Oid stream, const char *projection)
+{
+	LockRelationOid(stream, AccessShareLock);
+	if (!SearchSysCacheExists1(RELOID, ObjectIdGetDatum(stream)))
+		ereport(ERROR,
+				(errcode(ERRCODE_UNDEFINED_TABLE),
+				 errmsg("the stream of projection \"%s\" no longer exists", projection)));
+	return el_require_stream(stream);
+}
+
+/*
+ * The projection's owner must be able to read every event of the stream,
+ * now: SELECT on it, and no row-level security that hides events from the
+ * owner (a projection replays whole shards; it cannot apply a policy's
+ * filter and still keep its checkpoints dense).  Every build, rebuild,
+ * async run and inline application checks this again, since privileges
+ * and policies change after creation.  The messages name no event.
+ */
+static void
+el_check_stream_read(Oid stream, Oid owner, const char *projection)
+{
+	if (pg_class_aclcheck(stream, owner, ACL_SELECT) != ACLCHECK_OK)
+		ereport(ERROR,
+				(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
+				 errmsg("permission denied for stream %s", el_stream_name(stream)),
+				 errdetail("The owner of projection \"%s\", role \"%s\", may not read the stream it is fed from.",
+						   projection, GetUserNameFromId(owner, false)),
+				 errhint("Grant SELECT on the stream to the projection's owner, or drop the projection.")));
+	if (check_enable_rls(stream, owner, true) == RLS_ENABLED)
+		ereport(ERROR,
+				(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
+				 errmsg("projection \"%s\" cannot read stream %s: row-level security applies to its owner",
+						projection, el_stream_name(stream)),
+				 errdetail("A projection replays every event of its stream; a policy that hides events from its owner would leave it incomplete."),
+				 errhint("Disable row-level security on the stream, or let a role that policies do not restrict (the stream's owner, or one with BYPASSRLS) own the projection.")));
 }
 
 /* ---------------------------------------------------------------------
@@ -521,9 +637,58 @@ el_handler_context(void *arg)
 }
 
 /*
+ * The settings handlers are compiled and run under, whatever the session
+ * that runs them (an appender, the background worker, a rebuild) has set:
+ * the same event must give the same rows inline, async and in a rebuild.
+ * These are the settings that change how SQL text parses or how values
+ * read and print.  docs/projections.md lists them.
+ */
+static const struct
+{
+	const char *name;
+	const char *value;
+}			el_handler_settings[] =
+{
+	{"standard_conforming_strings", "on"},
+	{"backslash_quote", "safe_encoding"},
+	{"array_nulls", "on"},
+	{"transform_null_equals", "off"},
+	{"TimeZone", "UTC"},
+	{"timezone_abbreviations", "Default"},
+	{"DateStyle", "ISO, MDY"},
+	{"IntervalStyle", "postgres"},
+	{"extra_float_digits", "1"},
+	{"bytea_output", "hex"},
+	{"xmlbinary", "base64"},
+	{"xmloption", "content"},
+	{"lc_monetary", "C"},
+	{"lc_numeric", "C"},
+	{"lc_time", "C"},
+	{"default_text_search_config", "pg_catalog.simple"},
+	{"row_security", "on"},
+};
+
+/* Set the handler settings that differ, in the current GUC nest level. */
+static void
+el_pin_settings(void)
+{
+	for (int i = 0; i < (int) lengthof(el_handler_settings); i++)
+	{
+		const char *name = el_handler_settings[i].name;
+		const char *value = el_handler_settings[i].value;
+		const char *now = GetConfigOption(name, false, false);
+
+		if (now == NULL || strcmp(now, value) != 0)
+			(void) set_config_option(name, value, PGC_SUSET, PGC_S_SESSION,
+									 GUC_ACTION_SAVE, true, 0, false);
+	}
+}
+
+/*
  * Start running handlers: as the projection's owner, in a restricted
- * operation (no temporary objects, no SET ROLE), with settings a handler
- * changes undone at el_apply_end(), and with the projection's schema (and
+ * operation (no temporary objects, no SET ROLE), under fixed settings
+ * (el_pin_settings()), with settings a handler changes undone at
+ * el_apply_end(), and with the projection's schema (and
  * pg_catalog) as the search path.  So a handler can neither act with the
  * caller's rights nor leave anything behind for the caller (who may be a
  * superuser, or the background worker) to trip over.  A redirecting set
@@ -540,6 +705,7 @@ el_apply_begin(ElHandlerSet *set, ElApplyState *st)
 	SetUserIdAndSecContext(set->owner, st->save_sec | SECURITY_LOCAL_USERID_CHANGE |
 						   SECURITY_RESTRICTED_OPERATION);
 	st->nestlevel = NewGUCNestLevel();
+	el_pin_settings();
 	PushOverrideSearchPath(set->path);
 }
 
@@ -551,24 +717,76 @@ el_apply_end(ElApplyState *st)
 	SetUserIdAndSecContext(st->save_user, st->save_sec);
 }
 
-/* Only these statements make sense in a handler. */
+/*
+ * The session-level advisory lock functions (pg_advisory_lock() and its
+ * kin, pg_advisory_unlock_all() included; fmgroids.h numbers them
+ * 2880-2892).  A handler calling them would take locks that outlive it in
+ * the appender's or the worker's session, or release that session's own.
+ * The transaction-level ones are fine.
+ */
+static bool
+el_session_lock_function(Oid funcid, void *context)
+{
+	return funcid >= F_PG_ADVISORY_LOCK_INT8 && funcid <= F_PG_ADVISORY_UNLOCK_ALL;
+}
+
+static bool
+el_session_lock_walker(Node *node, void *context)
+{
+	if (node == NULL)
+		return false;
+	if (check_functions_in_node(node, el_session_lock_function, context))
+		return true;
+	if (IsA(node, Query))
+		return query_tree_walker((Query *) node, el_session_lock_walker, context, 0);
+	return expression_tree_walker(node, el_session_lock_walker, context);
+}
+
+/*
+ * Only plain SELECT, INSERT, UPDATE and DELETE make sense in a handler, and
+ * at least one of them.  Checked on the analyzed statements: SELECT ... INTO
+ * parses as a SELECT but is a CREATE TABLE AS.
+ */
 static void
 el_check_handler_plan(SPIPlanPtr plan, const char *type)
 {
 	ListCell   *lc;
+	int			nstmts = 0;
 
 	foreach(lc, SPI_plan_get_plan_sources(plan))
 	{
 		CachedPlanSource *ps = (CachedPlanSource *) lfirst(lc);
+		ListCell   *qc;
 
-		if (ps->commandTag != CMDTAG_SELECT && ps->commandTag != CMDTAG_INSERT &&
-			ps->commandTag != CMDTAG_UPDATE && ps->commandTag != CMDTAG_DELETE)
-			ereport(ERROR,
-					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-					 errmsg("handler for event type \"%s\" contains a %s statement",
-							type, GetCommandTagName(ps->commandTag)),
-					 errhint("Handlers may use SELECT, INSERT, UPDATE and DELETE.")));
+		foreach(qc, ps->query_list)
+		{
+			Query	   *q = lfirst_node(Query, qc);
+
+			if (q->utilityStmt != NULL ||
+				(q->commandType != CMD_SELECT && q->commandType != CMD_INSERT &&
+				 q->commandType != CMD_UPDATE && q->commandType != CMD_DELETE))
+				ereport(ERROR,
+						(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+						 errmsg("handler for event type \"%s\" contains a %s statement",
+								type, GetCommandTagName(q->utilityStmt ?
+														CreateCommandTag(q->utilityStmt) :
+														ps->commandTag)),
+						 errhint("Handlers may use SELECT, INSERT, UPDATE and DELETE.")));
+			if (el_session_lock_walker((Node *) q, NULL))
+				ereport(ERROR,
+						(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+						 errmsg("handler for event type \"%s\" takes or releases a session-level advisory lock",
+								type),
+						 errdetail("Such a lock would outlive the handler in the session that ran it."),
+						 errhint("Use the transaction-level functions, such as pg_advisory_xact_lock().")));
+			nstmts++;
+		}
 	}
+	if (nstmts == 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("handler for event type \"%s\" is empty", type),
+				 errhint("A handler is one or more SQL statements; leave out event types that need none.")));
 }
 
 static Oid
@@ -808,9 +1026,13 @@ el_apply(ElApplyState *st, Datum *values, bool *nulls)
 	errcb.previous = error_context_stack;
 	error_context_stack = &errcb;
 
+	if (st->timed && el_handler_timeout > 0)
+		el_arm_handler_timeout();
 	rc = SPI_execute_snapshot(plan, args, argnulls,
 							  IsolationUsesXactSnapshot() ? GetLatestSnapshot() : InvalidSnapshot,
 							  InvalidSnapshot, false, true, 0);
+	if (st->timed && el_handler_timeout > 0)
+		el_disarm_handler_timeout();
 	if (rc < 0)
 		elog(ERROR, "SPI_execute_snapshot failed: %s", SPI_result_code_string(rc));
 	/* A SELECT's rows would pile up until SPI_finish(). */
@@ -920,6 +1142,19 @@ el_project(PG_FUNCTION_ARGS)
 	{
 		ElApplyState st;
 
+		/*
+		 * Checked once per statement and projection, as the executor checks
+		 * a statement's permissions once: a multi-row INSERT or COPY does
+		 * not pay for it per row.
+		 */
+		if (set->checked_lxid != MyProc->lxid ||
+			set->checked_at != GetCurrentStatementStartTimestamp())
+		{
+			el_check_stream_read(RelationGetRelid(trigdata->tg_relation), set->owner,
+								 set->name);
+			set->checked_lxid = MyProc->lxid;
+			set->checked_at = GetCurrentStatementStartTimestamp();
+		}
 		set->refcount++;
 		PG_TRY();
 		{
@@ -1019,12 +1254,22 @@ el_in_subxact(void (*fn) (void *), void *arg)
 	}
 	PG_CATCH();
 	{
+		el_disarm_handler_timeout();
 		MemoryContextSwitchTo(cxt);
 		edata = CopyErrorData();
 		FlushErrorState();
 		RollbackAndReleaseCurrentSubTransaction();
 		MemoryContextSwitchTo(cxt);
 		CurrentResourceOwner = owner;
+		/* Our timer's cancel: the handler took too long for this event. */
+		if (el_timed_out && edata->sqlerrcode == ERRCODE_QUERY_CANCELED)
+		{
+			edata->sqlerrcode = ERRCODE_EL_HANDLER_TIMEOUT;
+			edata->message = psprintf("handler ran longer than event_log.handler_timeout (%d ms)",
+									  el_handler_timeout);
+			edata->detail = NULL;
+		}
+		el_timed_out = false;
 		/* Cancels, shutdowns, deadlocks are not the handler's to record. */
 		if (!el_handler_error(edata->sqlerrcode))
 			ReThrowError(edata);
@@ -1586,6 +1831,26 @@ el_replay_batched(ElApplyState *st, ElBatch *b, Relation stream, Relation pk,
  * ---------------------------------------------------------------------
  */
 
+/*
+ * event_log.reducer_result(state jsonb) RETURNS jsonb
+ *
+ * What a state projection's handler stores: the reducer's result, which
+ * must not be NULL.  A reducer without an ELSE branch returns NULL for the
+ * events it does not handle, and storing that would silently start the
+ * key over from `initial` at its next event.
+ */
+Datum
+el_reducer_result(PG_FUNCTION_ARGS)
+{
+	if (PG_ARGISNULL(0))
+		ereport(ERROR,
+				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
+				 errmsg("reducer returned null"),
+				 errdetail("A reducer returns the key's new state; null would discard the state so far."),
+				 errhint("Return the state unchanged for events the reducer does not handle, as in CASE ... ELSE state END.")));
+	PG_RETURN_DATUM(PG_GETARG_DATUM(0));
+}
+
 /* The handler a state projection's reducer becomes. */
 static char *
 el_reducer_handler(const char *relname, const char *reducer, Jsonb *initial)
@@ -1593,9 +1858,24 @@ el_reducer_handler(const char *relname, const char *reducer, Jsonb *initial)
 	const char *rel = quote_identifier(relname);
 	char	   *init = quote_literal_cstr(JsonbToCString(NULL, &initial->root,
 														 VARSIZE(initial)));
+	Oid			argtype = JSONBOID;
 	char	   *sql;
 	List	   *parsed;
 
+	/* An expression, not a way to end the statement and start others. */
+	if (list_length(raw_parser(psprintf("SELECT (%s)", reducer), RAW_PARSE_DEFAULT)) != 1)
+		ereport(ERROR,
+				(errcode(ERRCODE_SYNTAX_ERROR),
+				 errmsg("reducer must be a single SQL expression")));
+
+	/*
+	 * The null check is a function of version 0.2; under 0.1's catalog
+	 * (the library updated, ALTER EXTENSION not yet run) go without it.
+	 */
+	if (OidIsValid(LookupFuncName(list_make2(makeString("event_log"),
+											 makeString("reducer_result")),
+								  1, &argtype, true)))
+		reducer = psprintf("event_log.reducer_result((%s))", reducer);
 	sql = psprintf("INSERT INTO %s AS el_s (key, version, state)"
 				   " SELECT e.key, e.version, (%s)"
 				   " FROM (SELECT COALESCE("
@@ -1611,8 +1891,6 @@ el_reducer_handler(const char *relname, const char *reducer, Jsonb *initial)
 				 errmsg("reducer must be a single SQL expression")));
 	return sql;
 }
-
-static Jsonb *el_state_handlers(ElProjection *p);
 
 #define EL_STATE_COLUMNS "key pg_catalog.text PRIMARY KEY, version pg_catalog.int8 NOT NULL, state pg_catalog.jsonb"
 
@@ -1721,9 +1999,10 @@ el_set_build_method(ElHandlerSet *set, Oid view)
 static int64
 el_build(ElHandlerSet *set, ElProjection *p, int64 *last, bool create)
 {
-	int			shards = el_stream_shards(p->stream);
+	int			shards = el_lock_stream(p->stream, set->name);
 	int64		n;
 
+	el_check_stream_read(p->stream, set->owner, set->name);
 	el_prepare_batches(set);
 	n = el_replay_all(set, p->stream, shards, last);
 	if (!p->inline_mode)
@@ -1745,12 +2024,12 @@ el_build(ElHandlerSet *set, ElProjection *p, int64 *last, bool create)
 		el_projection_ddl = true;
 		PG_TRY();
 		{
-			el_exec_as(GetUserId(),
+			el_exec_as(GetUserId(), get_rel_namespace(p->view),
 					   psprintf("CREATE TRIGGER " EL_PROJECTION_TRIGGER "%u"
 								" AFTER INSERT ON %s FOR EACH ROW"
 								" EXECUTE FUNCTION event_log.project('%u')",
 								view, qstream, view));
-			el_exec_as(el_rel_owner(p->stream),
+			el_exec_as(el_rel_owner(p->stream), get_rel_namespace(p->view),
 					   psprintf("ALTER TABLE %s ENABLE ALWAYS TRIGGER " EL_PROJECTION_TRIGGER "%u",
 								qstream, view));
 		}
@@ -1821,6 +2100,16 @@ el_create_projection(PG_FUNCTION_ARGS)
 	name = text_to_cstring(PG_GETARG_TEXT_PP(0));
 	stream = PG_GETARG_OID(1);
 	mode = text_to_cstring(PG_GETARG_TEXT_PP(4));
+
+	/*
+	 * Hold the stream until commit: drop_stream() waits for us and then
+	 * finds the projection, or we wait for it and find no stream.
+	 */
+	LockRelationOid(stream, AccessShareLock);
+	if (!SearchSysCacheExists1(RELOID, ObjectIdGetDatum(stream)))
+		ereport(ERROR,
+				(errcode(ERRCODE_UNDEFINED_TABLE),
+				 errmsg("the stream of projection \"%s\" was dropped", name)));
 	shards = el_require_stream(stream);
 	el_check_mode(mode);
 
@@ -1887,8 +2176,8 @@ el_create_projection(PG_FUNCTION_ARGS)
 				(errcode(ERRCODE_DUPLICATE_TABLE),
 				 errmsg("relation \"%s\" already exists", qview)));
 	SPI_connect();
-	el_exec_as(GetUserId(), el_create_table_sql(qbuild, p.columns));
-	el_exec_as(GetUserId(), psprintf("CREATE VIEW %s AS SELECT * FROM %s", qview, qbuild));
+	el_exec_as(GetUserId(), nsp, el_create_table_sql(qbuild, p.columns));
+	el_exec_as(GetUserId(), nsp, psprintf("CREATE VIEW %s AS SELECT * FROM %s", qview, qbuild));
 	p.view = get_relname_relid(rv->relname, nsp);
 	p.build_table = get_relname_relid(el_build_name(rv->relname, 1), nsp);
 	if (p.reducer)
@@ -2102,8 +2391,8 @@ el_rebuild_projection(PG_FUNCTION_ARGS)
 	 * The new table, and a temporary view of the projection's name over it:
 	 * the handlers, run with the temporary schema first, write there.
 	 */
-	el_exec_as(owner, el_create_table_sql(qbuild, p->columns));
-	el_exec_as(owner, psprintf("CREATE TEMPORARY VIEW %s AS SELECT * FROM %s",
+	el_exec_as(owner, get_rel_namespace(view), el_create_table_sql(qbuild, p->columns));
+	el_exec_as(owner, get_rel_namespace(view), psprintf("CREATE TEMPORARY VIEW %s AS SELECT * FROM %s",
 							   quote_identifier(relname), qbuild));
 	set = el_compile(p, p->handlers, true, false, CurrentMemoryContext);
 
@@ -2112,10 +2401,10 @@ el_rebuild_projection(PG_FUNCTION_ARGS)
 	n = el_build(set, p, last, false);
 
 	/* The swap: readers wait for our commit, then see the new table. */
-	el_exec_as(owner, psprintf("DROP VIEW pg_temp.%s", quote_identifier(relname)));
+	el_exec_as(owner, get_rel_namespace(view), psprintf("DROP VIEW pg_temp.%s", quote_identifier(relname)));
 	PG_TRY();
 	{
-		el_exec_as(owner, psprintf("CREATE OR REPLACE VIEW %s AS SELECT * FROM %s",
+		el_exec_as(owner, get_rel_namespace(view), psprintf("CREATE OR REPLACE VIEW %s AS SELECT * FROM %s",
 								   quote_qualified_identifier(nspname, relname), qbuild));
 	}
 	PG_CATCH();
@@ -2140,7 +2429,7 @@ el_rebuild_projection(PG_FUNCTION_ARGS)
 	el_projection_ddl = true;
 	PG_TRY();
 	{
-		el_exec_as(owner, psprintf("DROP TABLE %s", qold));
+		el_exec_as(owner, get_rel_namespace(view), psprintf("DROP TABLE %s", qold));
 	}
 	PG_FINALLY();
 	{
@@ -2192,11 +2481,18 @@ el_alter_projection(PG_FUNCTION_ARGS)
 
 /*
  * event_log.drop_projection(name text) RETURNS void
+ *
+ * The projection's owner may drop it, and so may the owner of its stream:
+ * an inline projection runs in every append, and one whose handler always
+ * fails would otherwise hold the stream hostage (DROP TABLE ... CASCADE
+ * drops other roles' views on a table the same way).  The view and build
+ * table are dropped as their owner.
  */
 Datum
 el_drop_projection(PG_FUNCTION_ARGS)
 {
 	Oid			view;
+	Oid			owner;
 	ElProjection *p;
 	Oid			types[1] = {OIDOID};
 	Datum		values[1];
@@ -2205,7 +2501,13 @@ el_drop_projection(PG_FUNCTION_ARGS)
 	el_require_arg(fcinfo, 0, "name");
 	SPI_connect();
 	view = el_projection_oid(PG_GETARG_TEXT_PP(0));
-	el_require_owner(view);
+	if (!pg_class_ownercheck(view, GetUserId()))
+	{
+		p = el_projection_load(view);
+		if (p == NULL || !pg_class_ownercheck(p->stream, GetUserId()))
+			aclcheck_error(ACLCHECK_NOT_OWNER, OBJECT_VIEW, get_rel_name(view));
+	}
+	owner = el_rel_owner(view);
 	p = el_lock_and_load(view, PG_GETARG_TEXT_PP(0));
 	values[0] = ObjectIdGetDatum(view);
 	el_catalog_exec("DELETE FROM event_log.projections WHERE projection = $1",
@@ -2217,13 +2519,13 @@ el_drop_projection(PG_FUNCTION_ARGS)
 	{
 		/* Only the stream's owner may drop a trigger on it. */
 		if (p->inline_mode)
-			el_exec_as(el_rel_owner(p->stream),
+			el_exec_as(el_rel_owner(p->stream), get_rel_namespace(view),
 					   psprintf("DROP TRIGGER " EL_PROJECTION_TRIGGER "%u ON %s",
 								view, el_stream_name(p->stream)));
-		el_exec_as(GetUserId(), psprintf("DROP VIEW %s",
-										 quote_qualified_identifier(nspname, get_rel_name(view))));
-		el_exec_as(GetUserId(), psprintf("DROP TABLE %s",
-										 quote_qualified_identifier(nspname, get_rel_name(p->build_table))));
+		el_exec_as(owner, get_rel_namespace(view), psprintf("DROP VIEW %s",
+								   quote_qualified_identifier(nspname, get_rel_name(view))));
+		el_exec_as(owner, get_rel_namespace(view), psprintf("DROP TABLE %s",
+								   quote_qualified_identifier(nspname, get_rel_name(p->build_table))));
 	}
 	PG_FINALLY();
 	{
@@ -2285,6 +2587,7 @@ typedef struct ElApplyCall
 	TupleDesc	desc;
 	HeapTuple  *events;
 	int			count;
+	TimestampTz deadline;		/* stop after an event once passed; 0: never */
 	int			done;			/* events applied so far */
 	MemoryContext evcxt;		/* per event, reset after each */
 } ElApplyCall;
@@ -2294,13 +2597,24 @@ el_apply_events(void *arg)
 {
 	ElApplyCall *call = (ElApplyCall *) arg;
 	MemoryContext cxt = CurrentMemoryContext;
-	Datum		values[EL_NATTS];
-	bool		nulls[EL_NATTS];
+	int			natts = call->desc->natts;
+	Datum	   *values = palloc(sizeof(Datum) * natts);
+	bool	   *nulls = palloc(sizeof(bool) * natts);
 	ElApplyState st;
 
+	/*
+	 * The stream may have columns after the contract's (docs/streams.md):
+	 * deform into arrays sized from its descriptor, of which handlers see
+	 * the first EL_NATTS.
+	 */
+	Assert(natts >= EL_NATTS);
 	el_apply_begin(call->set, &st);
+	st.timed = true;
 	for (call->done = 0; call->done < call->count; call->done++)
 	{
+		if (call->deadline != 0 && call->done > 0 &&
+			GetCurrentTimestamp() >= call->deadline)
+			break;
 		MemoryContextSwitchTo(call->evcxt);
 		heap_deform_tuple(call->events[call->done], call->desc, values, nulls);
 		el_apply(&st, values, nulls);
@@ -2311,21 +2625,23 @@ el_apply_events(void *arg)
 }
 
 /*
- * Apply events[0..count) in a subtransaction.  Returns -1 if all went
- * through, else the index of the event that failed, with its error in
- * *error (the subtransaction rolled back).
+ * Apply events[0..count) in a subtransaction, or the first *applied of
+ * them if the deadline (0: none) passes first (never fewer than one).
+ * Returns -1 if they went through, else the index of the event that
+ * failed, with its error in *error (the subtransaction rolled back).
  */
 static int
 el_apply_batch(ElHandlerSet *set, TupleDesc desc, HeapTuple *events, int count,
-			   ErrorData **error)
+			   TimestampTz deadline, int *applied, ErrorData **error)
 {
-	ElApplyCall call = {set, desc, events, count, 0, NULL};
+	ElApplyCall call = {set, desc, events, count, deadline, 0, NULL};
 	ErrorData  *edata;
 
 	call.evcxt = AllocSetContextCreate(CurrentMemoryContext, "event_log event",
 									   ALLOCSET_DEFAULT_SIZES);
 	edata = el_in_subxact(el_apply_events, &call);
 	MemoryContextDelete(call.evcxt);
+	*applied = call.done;
 	if (edata == NULL)
 		return -1;
 	*error = edata;				/* left alone when all went through */
@@ -2387,9 +2703,9 @@ el_record_error(ElHandlerSet *set, int32 shard, int64 seq, ErrorData *edata)
  * events are applied again without it.
  */
 static int64
-el_run_async(Oid view, int64 max_events)
+el_run_async(Oid view, int64 max_events, TimestampTz deadline)
 {
-	ElHandlerSet *set = el_live_handlers(view);
+	ElHandlerSet *set;
 	ElProjection *p = el_projection_load(view);
 	Relation	stream;
 	Relation	pk;
@@ -2401,8 +2717,11 @@ el_run_async(Oid view, int64 max_events)
 	MemoryContext batchcxt;
 	volatile int64 total = 0;
 	volatile bool progress = true;
+	volatile bool out_of_time = false;
 
-	shards = el_stream_shards(p->stream);
+	shards = el_lock_stream(p->stream, get_rel_name(view));
+	set = el_live_handlers(view);
+	el_check_stream_read(p->stream, set->owner, set->name);
 	seqs = palloc0(sizeof(int64) * shards);
 	done = palloc0(sizeof(bool) * shards);
 	/*
@@ -2443,14 +2762,15 @@ el_run_async(Oid view, int64 max_events)
 	set->refcount++;
 	PG_TRY();
 	{
-		while (progress && total < max_events)
+		while (progress && total < max_events && !out_of_time)
 		{
 			progress = false;
-			for (int s = 0; s < shards && total < max_events; s++)
+			for (int s = 0; s < shards && total < max_events && !out_of_time; s++)
 			{
 				MemoryContext old;
 				int			count;
 				int			failed;
+				int			applied;
 				ErrorData  *edata = NULL;
 
 				if (done[s])
@@ -2465,13 +2785,14 @@ el_run_async(Oid view, int64 max_events)
 					done[s] = true;
 					continue;
 				}
-				failed = el_apply_batch(set, desc, batch, count, &edata);
+				failed = el_apply_batch(set, desc, batch, count, deadline, &applied, &edata);
 				if (failed < 0)
 				{
-					el_checkpoint(view, s, seqs[s], el_tuple_seq(batch[count - 1], desc));
-					seqs[s] = el_tuple_seq(batch[count - 1], desc);
-					total += count;
+					el_checkpoint(view, s, seqs[s], el_tuple_seq(batch[applied - 1], desc));
+					seqs[s] = el_tuple_seq(batch[applied - 1], desc);
+					total += applied;
 					progress = true;
+					out_of_time = applied < count;
 					continue;
 				}
 
@@ -2481,7 +2802,8 @@ el_run_async(Oid view, int64 max_events)
 				 */
 				while (failed > 0)
 				{
-					int			again = el_apply_batch(set, desc, batch, failed, &edata);
+					int			again = el_apply_batch(set, desc, batch, failed, 0,
+													   &applied, &edata);
 
 					if (again < 0)
 					{
@@ -2512,6 +2834,7 @@ typedef struct ElRunCall
 {
 	Oid			view;
 	int64		max_events;
+	TimestampTz deadline;
 	int64		n;
 } ElRunCall;
 
@@ -2520,7 +2843,7 @@ el_run_async_call(void *arg)
 {
 	ElRunCall  *call = (ElRunCall *) arg;
 
-	call->n = el_run_async(call->view, call->max_events);
+	call->n = el_run_async(call->view, call->max_events, call->deadline);
 }
 
 /*
@@ -2530,9 +2853,9 @@ el_run_async_call(void *arg)
  * other projections go on.  Cancels and the like fail the whole run.
  */
 static int64
-el_run_async_guarded(Oid view, int64 max_events)
+el_run_async_guarded(Oid view, int64 max_events, TimestampTz deadline)
 {
-	ElRunCall	call = {view, max_events, 0};
+	ElRunCall	call = {view, max_events, deadline, 0};
 	ErrorData  *edata = el_in_subxact(el_run_async_call, &call);
 
 	if (edata == NULL)
@@ -2549,6 +2872,26 @@ el_run_async_guarded(Oid view, int64 max_events)
 					el_stream_name(view), edata->message),
 			 errhint("Fix the projection with event_log.alter_projection() or what its handlers depend on.")));
 	return 0;
+}
+
+/*
+ * One async projection's turn in the background worker (worker.c), in a
+ * transaction of its own: up to max_events events, and no further event
+ * once the deadline has passed, so one slow projection cannot hold back
+ * the others for long.  Skipped (returns 0) if another session holds the
+ * projection or it is gone.  SPI connected.
+ */
+int64
+el_run_projection_turn(Oid view, int64 max_events, TimestampTz deadline)
+{
+	ElProjection *p;
+
+	if (!el_lock_projection(view, false))
+		return 0;
+	p = el_projection_load(view);
+	if (p == NULL || p->inline_mode)
+		return 0;
+	return el_run_async_guarded(view, max_events, deadline);
 }
 
 /*
@@ -2617,7 +2960,7 @@ el_run_projections(PG_FUNCTION_ARGS)
 						 errdetail("Inline projections are applied by the appending transaction.")));
 			continue;
 		}
-		total += el_run_async_guarded(view, max_events);
+		total += el_run_async_guarded(view, max_events, 0);
 	}
 	SPI_finish();
 	PG_RETURN_INT64(total);

@@ -334,25 +334,32 @@ el_wake_launcher_at_commit(void)
  * ---------------------------------------------------------------------
  */
 
-/* The streams async projections follow (SPI connected). */
+/* The oids a catalog query returns in its first column (SPI connected). */
 static List *
-el_followed_streams(void)
+el_catalog_oids(const char *sql)
 {
-	List	   *streams = NIL;
+	List	   *oids = NIL;
 
-	if (SPI_execute("SELECT DISTINCT stream FROM event_log.projections"
-					" WHERE mode = 'async'", true, 0) != SPI_OK_SELECT)
-		elog(ERROR, "SPI_execute failed");
+	if (SPI_execute(sql, true, 0) != SPI_OK_SELECT)
+		elog(ERROR, "SPI_execute failed on \"%s\"", sql);
 	for (uint64 i = 0; i < SPI_processed; i++)
 	{
 		bool		isnull;
 
-		streams = lappend_oid(streams,
-							  DatumGetObjectId(SPI_getbinval(SPI_tuptable->vals[i],
-															 SPI_tuptable->tupdesc,
-															 1, &isnull)));
+		oids = lappend_oid(oids,
+						   DatumGetObjectId(SPI_getbinval(SPI_tuptable->vals[i],
+														  SPI_tuptable->tupdesc,
+														  1, &isnull)));
 	}
-	return streams;
+	return oids;
+}
+
+/* The streams async projections follow. */
+static List *
+el_followed_streams(void)
+{
+	return el_catalog_oids("SELECT DISTINCT stream FROM event_log.projections"
+						   " WHERE mode = 'async'");
 }
 
 /*
@@ -438,15 +445,36 @@ el_wait_for_appends(void)
 }
 
 /*
- * One round: returns the events applied, or -1 if there is nothing to do
- * here (no extension, or no async projection).
+ * How long one async projection may run per round before the next gets
+ * its turn, in ms.  With event_log.handler_timeout it bounds how far one
+ * slow projection holds back the others.
+ */
+#define EL_WORKER_SLICE_MS	1000
+
+/* The async projections of this database, in a fixed order. */
+static List *
+el_async_projections(void)
+{
+	return el_catalog_oids("SELECT projection FROM event_log.projections"
+						   " WHERE mode = 'async' ORDER BY projection");
+}
+
+/*
+ * One round: each async projection in a transaction of its own, for up to
+ * event_log.worker_batch_size events or EL_WORKER_SLICE_MS.  Its own
+ * transaction, so that a projection that has had its turn is free for a
+ * manual run_projections() or a rebuild while the others run, and its
+ * work is committed whatever the next one does.  Returns the events
+ * applied, or -1 if there is nothing to do here (no extension, or no
+ * async projection).
  */
 static int64
 el_worker_round(void)
 {
+	MemoryContext cxt = CurrentMemoryContext;
+	List	   *views;
+	ListCell   *lc;
 	int64		applied = 0;
-	bool		isnull;
-	char	   *sql;
 
 	SetCurrentStatementStartTimestamp();
 	StartTransactionCommand();
@@ -457,27 +485,40 @@ el_worker_round(void)
 		CommitTransactionCommand();
 		return -1;
 	}
-	pgstat_report_activity(STATE_RUNNING, "event_log: running async projections");
 	el_push_catalog_path();
 	SPI_connect();
-	if (el_followed_streams() == NIL)
-	{
-		SPI_finish();
-		PopOverrideSearchPath();
-		PopActiveSnapshot();
-		CommitTransactionCommand();
-		return -1;
-	}
-	sql = psprintf("SELECT event_log.run_projections(max_events => %d)",
-				   el_worker_batch_size);
-	if (SPI_execute(sql, false, 1) != SPI_OK_SELECT)
-		elog(ERROR, "SPI_execute failed on \"%s\"", sql);
-	applied = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0],
-										  SPI_tuptable->tupdesc, 1, &isnull));
+	views = el_async_projections();
+	MemoryContextSwitchTo(cxt);
+	views = list_copy(views);
 	SPI_finish();
 	PopOverrideSearchPath();
 	PopActiveSnapshot();
 	CommitTransactionCommand();
+	MemoryContextSwitchTo(cxt);
+	if (views == NIL)
+		return -1;
+
+	foreach(lc, views)
+	{
+		Oid			view = lfirst_oid(lc);
+
+		CHECK_FOR_INTERRUPTS();
+		SetCurrentStatementStartTimestamp();
+		StartTransactionCommand();
+		pgstat_report_activity(STATE_RUNNING, "event_log: running an async projection");
+		PushActiveSnapshot(GetTransactionSnapshot());
+		el_push_catalog_path();
+		SPI_connect();
+		applied += el_run_projection_turn(view, el_worker_batch_size,
+										  TimestampTzPlusMilliseconds(GetCurrentTimestamp(),
+																	  EL_WORKER_SLICE_MS));
+		SPI_finish();
+		PopOverrideSearchPath();
+		PopActiveSnapshot();
+		CommitTransactionCommand();
+		MemoryContextSwitchTo(cxt);
+	}
+	list_free(views);
 	pgstat_report_stat(false);
 	pgstat_report_activity(STATE_IDLE, NULL);
 	return applied;
@@ -492,6 +533,13 @@ el_worker_main(Datum arg)
 	pqsignal(SIGTERM, die);
 	BackgroundWorkerUnblockSignals();
 	BackgroundWorkerInitializeConnectionByOid(dboid, InvalidOid, 0);
+
+	/*
+	 * Nothing we run resolves names through a schema a user could create
+	 * objects in (our SQL also pins pg_catalog; handlers run under their
+	 * projection's own path).
+	 */
+	SetConfigOption("search_path", "pg_catalog, pg_temp", PGC_SUSET, PGC_S_OVERRIDE);
 
 	/*
 	 * One worker per database: a launcher that restarted does not know the

@@ -1,0 +1,104 @@
+# Upgrade in place: a database filled under version 0.1 is updated with
+# ALTER EXTENSION event_log UPDATE, keeps its data, works, and ends with the
+# same catalog as a fresh install of the current version.
+use strict;
+use warnings;
+use PostgreSQL::Test::Cluster;
+use PostgreSQL::Test::Utils;
+use Test::More;
+
+my $node = PostgreSQL::Test::Cluster->new('upgrade');
+$node->init;
+$node->start;
+$node->safe_psql('postgres', 'CREATE DATABASE old_db');
+$node->safe_psql('postgres', 'CREATE DATABASE fresh_db');
+
+# Fill a 0.1 database with one of everything.
+$node->safe_psql('old_db', q{
+	CREATE EXTENSION event_log VERSION '0.1';
+	SELECT event_log.create_stream('public.carts', 2);
+	INSERT INTO carts (key, type, payload)
+	SELECT 'cart-' || i % 5, 'ItemAdded', jsonb_build_object('n', i) FROM generate_series(1, 20) i;
+	SELECT event_log.create_projection('cart_state', 'carts',
+		reducer => $$CASE WHEN e.type = 'ItemAdded'
+		             THEN jsonb_build_object('n', coalesce((state->>'n')::int, 0) + 1) END$$,
+		initial => '{}');
+	SELECT event_log.create_projection('cart_log', 'carts',
+		columns  => 'key text, seq bigint',
+		handlers => jsonb_build_object('*', 'INSERT INTO cart_log VALUES (e.key, e.seq)'),
+		mode     => 'async');
+	SELECT count(*) FROM event_log.poll('mailer', 'carts', 5);
+});
+is($node->safe_psql('old_db',
+		q{SELECT extversion FROM pg_extension WHERE extname = 'event_log'}),
+	'0.1', 'installed at 0.1');
+
+$node->safe_psql('old_db', 'ALTER EXTENSION event_log UPDATE');
+is($node->safe_psql('old_db',
+		q{SELECT extversion FROM pg_extension WHERE extname = 'event_log'}),
+	'0.2', 'updated to 0.2');
+
+# Data and behaviour survive.
+is($node->safe_psql('old_db', 'SELECT count(*) FROM carts'), '20', 'events kept');
+$node->safe_psql('old_db', q{
+	INSERT INTO carts (key, type, payload) VALUES ('cart-1', 'ItemAdded', '{}');
+	SELECT event_log.run_projections();
+});
+is($node->safe_psql('old_db', q{SELECT state->>'n' FROM cart_state WHERE key = 'cart-1'}),
+	'5', 'the state projection goes on from its 0.1 state');
+is($node->safe_psql('old_db', 'SELECT count(*) FROM cart_log'), '21',
+	'the async projection catches up');
+my ($rc, $out, $err) = $node->psql('old_db',
+	q{INSERT INTO carts (key, type, payload) VALUES ('cart-1', 'Other', '{}')});
+like($err, qr/reducer returned null/,
+	'a 0.1 state projection gets the 0.2 null check after the update');
+$node->safe_psql('old_db', q{SELECT event_log.commit_offset('mailer', 'carts', 0, 1)});
+is($node->safe_psql('old_db', q{SELECT event_log.committed_offset('mailer', 'carts', 0)}),
+	'1', 'consumer groups work');
+
+# The catalog matches a fresh install: every member object of the
+# extension, with its definition, privileges and settings.
+$node->safe_psql('fresh_db', 'CREATE EXTENSION event_log');
+my $describe = q{
+	SELECT pg_describe_object(d.classid, d.objid, d.objsubid) || ' => ' ||
+	  CASE d.classid
+	    WHEN 'pg_proc'::regclass THEN
+	      (SELECT pg_get_functiondef(p.oid) || coalesce(array_to_string(p.proacl, ','), '')
+	         FROM pg_proc p WHERE p.oid = d.objid)
+	    WHEN 'pg_class'::regclass THEN
+	      (SELECT c.relkind::text || ' ' || coalesce(array_to_string(c.relacl, ','), '') || ' ' ||
+	              CASE WHEN c.relkind = 'v' THEN pg_get_viewdef(c.oid) ELSE '' END || ' ' ||
+	              coalesce((SELECT string_agg(a.attname || ' ' || format_type(a.atttypid, a.atttypmod)
+	                                          || ' ' || a.attnotnull::text || ' '
+	                                          || coalesce(array_to_string(a.attacl, ','), ''),
+	                                          ', ' ORDER BY a.attnum)
+	                          FROM pg_attribute a
+	                         WHERE a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped), '') || ' ' ||
+	              coalesce((SELECT string_agg(pg_get_constraintdef(k.oid), '; ' ORDER BY k.conname)
+	                          FROM pg_constraint k WHERE k.conrelid = c.oid), '') || ' ' ||
+	              coalesce((SELECT string_agg(pg_get_indexdef(i.indexrelid), '; '
+	                                          ORDER BY pg_get_indexdef(i.indexrelid))
+	                          FROM pg_index i WHERE i.indrelid = c.oid), '')
+	         FROM pg_class c WHERE c.oid = d.objid)
+	    WHEN 'pg_event_trigger'::regclass THEN
+	      (SELECT e.evtevent || ' ' || e.evtenabled::text || ' ' || e.evtfoid::regproc::text
+	         FROM pg_event_trigger e WHERE e.oid = d.objid)
+	    ELSE ''
+	  END
+	  FROM pg_depend d
+	 WHERE d.refclassid = 'pg_extension'::regclass AND d.deptype = 'e'
+	   AND d.refobjid = (SELECT oid FROM pg_extension WHERE extname = 'event_log')
+	 ORDER BY 1;
+};
+my $old = $node->safe_psql('old_db', $describe);
+my $fresh = $node->safe_psql('fresh_db', $describe);
+isnt($fresh, '', 'the description lists the extension\'s objects');
+is($old, $fresh, 'the updated catalog matches a fresh install');
+is($node->safe_psql('old_db', q{
+		SELECT array_to_string(extconfig::regclass[], ',') FROM pg_extension WHERE extname = 'event_log'}),
+	$node->safe_psql('fresh_db', q{
+		SELECT array_to_string(extconfig::regclass[], ',') FROM pg_extension WHERE extname = 'event_log'}),
+	'the same tables are dumped with the extension');
+
+$node->stop;
+done_testing();
