@@ -425,10 +425,11 @@ el_stream_indexes(Relation rel)
  * parameters have the exact types of the columns they meet (no cast or
  * coercion function is looked up), and ORDER BY uses the column type's
  * default btree operator class, which is found by type, not by name.  The
- * plan is also prepared with only pg_catalog on the path.  The path is not
- * pinned while the plan runs: that would also pin it for the caller's own
- * triggers and policies on the stream, which run as the caller and may rely
- * on the caller's path.
+ * plan is prepared with only pg_catalog on the path, and its first run under
+ * the caller's path analyses it again (once per path and backend), to the
+ * same plan.  The path is not pinned while the plan runs: that would also
+ * pin it for the caller's own triggers and policies on the stream, which run
+ * as the caller and may rely on the caller's path.
  */
 SPIPlanPtr
 el_stream_plan(Oid relid, ElPlanKind kind)
