@@ -135,6 +135,11 @@ ALTER TABLE hs.s DISABLE TRIGGER ALL;
 DROP TABLE hs.s;
 UPDATE hs.s SET type = 'x';
 SELECT event_log.create_stream('hs.scratch');
+SELECT event_log.create_stream('hs."Odd ""name"", with.dots; --"', 3);
+INSERT INTO hs."Odd ""name"", with.dots; --" (key, type, payload) VALUES ('k', 'Opened', '{}');
+SELECT shard, seq, version FROM event_log.append('hs."Odd ""name"", with.dots; --"', 'k', 'Noted', '{}');
+SELECT key, version FROM event_log.replay('hs."Odd ""name"", with.dots; --"', 'k');
+SELECT event_log.drop_stream('hs."Odd ""name"", with.dots; --"');
 
 -- The reader reads and replays, and polls: that creates a consumer group,
 -- after which every appending transaction's commit looks groups up as the

@@ -125,6 +125,10 @@ ALTER TABLE app.empty ADD COLUMN maybe int;
 ALTER TABLE app.empty ALTER COLUMN maybe SET NOT NULL;
 -- (metadata is the one contract column that must stay nullable)
 ALTER TABLE app.empty ALTER COLUMN metadata SET NOT NULL;
+-- (and a domain made NOT NULL later counts as well: ALTER DOMAIN locks the stream)
+CREATE DOMAIN app.maybe_int AS int;
+ALTER TABLE app.empty ADD COLUMN dm app.maybe_int;
+ALTER DOMAIN app.maybe_int SET NOT NULL;
 -- With a default, an identity or no NOT NULL, appends keep working.
 ALTER TABLE app.empty ADD COLUMN id bigint;
 ALTER TABLE app.empty ALTER COLUMN id SET NOT NULL,
@@ -140,7 +144,7 @@ ALTER TABLE app.empty ALTER COLUMN must DROP NOT NULL, ALTER COLUMN must DROP DE
 INSERT INTO app.empty (key, type, payload) VALUES ('e1', 'Booked', '{}');
 SELECT seq, key, version, must, maybe, id FROM app.empty ORDER BY seq;
 SELECT event_log.drop_stream('app.empty');
-DROP DOMAIN app.nn_int;
+DROP DOMAIN app.nn_int, app.maybe_int;
 
 -- What is allowed: adding columns and indexes, AFTER triggers, renaming.
 CREATE TABLE app.audit (seq bigint);
