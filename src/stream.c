@@ -327,19 +327,33 @@ el_require_stream(Oid relid)
  * it sent, so the checks below see the drop, and the command fails cleanly
  * with 42P01 instead of tripping over a relation that is no longer there.
  * The lock is kept to the end of the transaction, so the stream cannot go
- * away afterwards either.
+ * away afterwards either.  It is the lock the command's own statement takes
+ * on the table anyway (RowExclusiveLock for append()'s INSERT,
+ * AccessShareLock for the reads, AccessExclusiveLock for the drop), taken
+ * first, before any other lock of the command (append() takes its shard lock
+ * after it, as before), so no new lock order and no new deadlock arises.
  */
 int
 el_lock_stream(Oid relid, LOCKMODE lockmode)
 {
-	char	   *name = el_stream_name(relid);	/* while it still has one */
+	char	   *name = NULL;
 	int			shards;
 
-	LockRelationOid(relid, lockmode);
+	/* The name, for the error, only when we have to wait (and it may go). */
+	if (!ConditionalLockRelationOid(relid, lockmode))
+	{
+		name = el_stream_name(relid);
+		LockRelationOid(relid, lockmode);
+	}
 	if (!SearchSysCacheExists1(RELOID, ObjectIdGetDatum(relid)) ||
 		(shards = el_stream_shards(relid)) < 1)
 	{
 		UnlockRelationOid(relid, lockmode);
+		if (name == NULL)
+			ereport(ERROR,
+					(errcode(ERRCODE_UNDEFINED_TABLE),
+					 errmsg("event stream with OID %u does not exist", relid),
+					 errdetail("It was dropped while this command ran.")));
 		ereport(ERROR,
 				(errcode(ERRCODE_UNDEFINED_TABLE),
 				 errmsg("event stream \"%s\" does not exist", name),
