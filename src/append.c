@@ -851,7 +851,9 @@ el_append(PG_FUNCTION_ARGS)
 	if (get_call_result_type(fcinfo, NULL, &tupdesc) != TYPEFUNC_COMPOSITE)
 		elog(ERROR, "return type must be a row type");
 
-	rel = table_open(relid, RowExclusiveLock);
+	/* As INSERT would; a concurrent drop_stream() is reported as 42P01. */
+	shards = el_lock_stream(relid, RowExclusiveLock);
+	rel = table_open(relid, NoLock);
 	idx = el_stream_indexes(rel);
 
 	shard = el_shard_for_key(VARDATA_ANY(key), VARSIZE_ANY_EXHDR(key), shards);

@@ -104,6 +104,7 @@ extern int	el_stream_shards(Oid relid);
 extern int64 el_shard_seen_end(Oid relid, int32 shard);
 extern void el_shard_saw(Oid relid, int32 shard, int64 seq);
 extern int	el_require_stream(Oid relid);
+extern int	el_lock_stream(Oid relid, LOCKMODE lockmode);
 extern bool el_find_stream_indexes(Relation rel, ElStreamIndexes *out);
 extern const ElStreamIndexes *el_stream_indexes(Relation rel);
 

@@ -28,7 +28,9 @@
 #include "storage/lmgr.h"
 #include "utils/builtins.h"
 #include "utils/fmgroids.h"
+#include "utils/lsyscache.h"
 #include "utils/rel.h"
+#include "utils/syscache.h"
 
 #include "event_log.h"
 
@@ -97,14 +99,107 @@ el_function_oid(const char *name)
 }
 
 static void
-el_shape_violation(Relation rel, const char *detail)
+el_shape_violation_hint(Relation rel, const char *detail, const char *hint)
 {
 	ereport(ERROR,
 			(errcode(ERRCODE_EL_IMMUTABLE),
 			 errmsg("cannot change event stream \"%s\" this way",
 					el_stream_name(RelationGetRelid(rel))),
 			 errdetail_internal("%s", detail),
-			 errhint("Event streams are append-only: their contract columns, triggers and unique indexes stay as event_log.create_stream() made them.")));
+			 errhint("%s", hint)));
+}
+
+static void
+el_shape_violation(Relation rel, const char *detail)
+{
+	el_shape_violation_hint(rel, detail,
+							"Event streams are append-only: their contract columns, triggers and unique indexes stay as event_log.create_stream() made them.");
+}
+
+/* Whether a value of the type may never be NULL (a NOT NULL domain). */
+static bool
+el_type_not_null(Oid typid)
+{
+	for (;;)
+	{
+		HeapTuple	tup = SearchSysCache1(TYPEOID, ObjectIdGetDatum(typid));
+		Form_pg_type typ;
+		bool		notnull;
+		Oid			base;
+
+		if (!HeapTupleIsValid(tup))
+			return false;
+		typ = (Form_pg_type) GETSTRUCT(tup);
+		notnull = typ->typtype == TYPTYPE_DOMAIN && typ->typnotnull;
+		base = typ->typtype == TYPTYPE_DOMAIN ? typ->typbasetype : InvalidOid;
+		ReleaseSysCache(tup);
+		if (notnull)
+			return true;
+		if (!OidIsValid(base))
+			return false;
+		typid = base;
+	}
+}
+
+/*
+ * The contract columns' properties besides name, type and collation, each
+ * of which some ALTER TABLE ... ALTER COLUMN subcommand can change:
+ *
+ * - no default, identity or generation expression (SET DEFAULT, ADD
+ *	 GENERATED ... AS IDENTITY): event_log assigns shard, seq, version,
+ *	 event_id and recorded_at, and refuses values it did not assign, so a
+ *	 default there makes every append fail; on key, type, payload and
+ *	 metadata a default would stand in for what the appender left out;
+ * - NOT NULL as create_stream() made it (DROP/SET NOT NULL): metadata is
+ *	 the one column append() may leave NULL;
+ * - not storage PLAIN (SET STORAGE PLAIN): a large event would no longer
+ *	 fit in a row.  MAIN and EXTERNAL, compression and statistics settings
+ *	 change no value and break no append.
+ *
+ * Columns added by the user may be anything an append can leave out: a
+ * column that is NOT NULL (or of a NOT NULL domain) without a default would
+ * make append() and every INSERT that does not name it fail.
+ */
+static void
+el_check_columns(Relation rel)
+{
+	TupleDesc	desc = RelationGetDescr(rel);
+
+	for (int i = 0; i < desc->natts; i++)
+	{
+		Form_pg_attribute att = TupleDescAttr(desc, i);
+		const char *name = NameStr(att->attname);
+
+		if (att->attisdropped)
+			continue;
+		if (i >= EL_NATTS)
+		{
+			if ((att->attnotnull || el_type_not_null(att->atttypid)) &&
+				!att->atthasdef && att->attidentity == '\0' &&
+				att->attgenerated == '\0')
+				el_shape_violation_hint(rel,
+										psprintf("Column \"%s\" is NOT NULL without a default, so appends that leave it out would fail.",
+												 name),
+										"Give the column a default, or let it be NULL.");
+			continue;
+		}
+		if (att->atthasdef || att->attidentity != '\0' ||
+			att->attgenerated != '\0')
+			el_shape_violation(rel,
+							   psprintf("Column \"%s\" must not have a default, an identity or a generation expression: event_log fills the contract columns itself or takes them from the appender.",
+										name));
+		if (att->attnotnull != (i + 1 != Anum_el_metadata))
+			el_shape_violation(rel,
+							   i + 1 == Anum_el_metadata ?
+							   psprintf("Column \"%s\" must stay nullable: append() stores NULL when no metadata is given.",
+										name) :
+							   psprintf("Column \"%s\" must stay NOT NULL.", name));
+		if (att->attstorage == TYPSTORAGE_PLAIN &&
+			get_typstorage(att->atttypid) != TYPSTORAGE_PLAIN)
+			el_shape_violation(rel,
+							   psprintf("Column \"%s\" cannot use storage PLAIN: large events would no longer fit in a row.",
+										name));
+	}
 }
 
 /* Verify that a stream still has the shape that makes it append-only. */
@@ -160,6 +255,8 @@ el_check_stream_shape(Oid relid, int shards, Oid append_fn, Oid refuse_fn)
 											 el_columns[i].type == TEXTOID ?
 											 " with the default collation" : ""));
 	}
+
+	el_check_columns(rel);
 
 	trigdesc = rel->trigdesc;
 	for (int i = 0; trigdesc && i < trigdesc->numtriggers; i++)
@@ -233,6 +330,14 @@ el_guard_ddl(PG_FUNCTION_ARGS)
 	if (!OidIsValid(regid))
 		PG_RETURN_NULL();
 
+	/*
+	 * Event trigger functions run as the role that issued the DDL, with its
+	 * session's search_path; that role may be a superuser whose path a
+	 * hostile role can write to.  Only pg_catalog resolves what the checks
+	 * look up (projection.c's catalog reads pin it as well).  An error pops
+	 * the path with the transaction.
+	 */
+	el_push_catalog_path();
 	reg = table_open(regid, AccessShareLock);
 	scan = systable_beginscan(reg, InvalidOid, false, NULL, 0, NULL);
 	while (HeapTupleIsValid(tup = systable_getnext(scan)))
@@ -255,6 +360,7 @@ el_guard_ddl(PG_FUNCTION_ARGS)
 	table_close(reg, AccessShareLock);
 	if (OidIsValid(append_fn))
 		SPI_finish();
+	PopOverrideSearchPath();
 	PG_RETURN_NULL();
 }
 
@@ -304,6 +410,8 @@ el_guard_drop(PG_FUNCTION_ARGS)
 		PG_RETURN_NULL();
 
 	SPI_connect();
+	/* As in guard_ddl(): the query below is qualified, and pinned too. */
+	el_push_catalog_path();
 	rc = SPI_execute("SELECT objid, object_identity"
 					 " FROM pg_catalog.pg_event_trigger_dropped_objects()"
 					 " WHERE classid OPERATOR(pg_catalog.=) 'pg_catalog.pg_class'::pg_catalog.regclass"
@@ -334,6 +442,7 @@ el_guard_drop(PG_FUNCTION_ARGS)
 					 errdetail("Dropping a stream would delete its events."),
 					 errhint("Use event_log.drop_stream(), which records what it removes.")));
 	}
+	PopOverrideSearchPath();
 	SPI_finish();
 	PG_RETURN_NULL();
 }

@@ -2,8 +2,10 @@
  * read.c
  *	  event_log.read() (a shard by offset) and event_log.replay() (one key's
  *	  history), and the shard reads consumer groups use.  All run a kept plan
- *	  through SPI, so the caller's privileges and row-level security apply,
- *	  and stream the rows straight into the caller's tuplestore.
+ *	  through SPI as the caller, so the caller's current privileges and
+ *	  row-level security apply on every call (the plan cache plans again when
+ *	  the user or the policies change), and stream the rows straight into the
+ *	  caller's tuplestore.  No C scan reads a stream on a reader's behalf.
  */
 #include "postgres.h"
 
@@ -17,6 +19,7 @@
 #include "utils/acl.h"
 #include "utils/lsyscache.h"
 #include "utils/memutils.h"
+#include "utils/rls.h"
 #include "utils/tuplestore.h"
 
 #include "event_log.h"
@@ -56,15 +59,24 @@ el_exec_plan(Oid relid, ElPlanKind kind, int nargs, const Oid *types,
 	return SPI_processed;
 }
 
-/* Refuse to read a stream the user may not SELECT from. */
+/*
+ * Refuse to read a stream the user may not SELECT from, now: callers check
+ * on every call, never once for a session.  The query that then reads runs
+ * as the user, so the executor checks again and applies row-level security.
+ * Checked here too so the error does not cite our internal query.  SELECT
+ * granted on each of the nine columns read is enough, as for the query.
+ */
 void
 el_check_select(Oid relid)
 {
-	AclResult	aclresult = pg_class_aclcheck(relid, GetUserId(), ACL_SELECT);
+	Oid			user = GetUserId();
+	AclResult	aclresult = pg_class_aclcheck(relid, user, ACL_SELECT);
 
-	/* Checked here too so the error does not cite our internal query. */
-	if (aclresult != ACLCHECK_OK)
-		aclcheck_error(aclresult, OBJECT_TABLE, get_rel_name(relid));
+	if (aclresult == ACLCHECK_OK)
+		return;
+	for (AttrNumber attnum = 1; attnum <= EL_NATTS; attnum++)
+		if (pg_attribute_aclcheck(relid, attnum, user, ACL_SELECT) != ACLCHECK_OK)
+			aclcheck_error(aclresult, OBJECT_TABLE, get_rel_name(relid));
 }
 
 /*
@@ -165,6 +177,9 @@ el_run_plan(FunctionCallInfo fcinfo, Oid relid, ElPlanKind kind,
 	DestReceiver *dest;
 
 	el_check_select(relid);
+	/* With row_security off, refuse here rather than in our query's context. */
+	(void) check_enable_rls(relid, InvalidOid, false);
+	(void) el_lock_stream(relid, AccessShareLock);
 
 	dest = CreateDestReceiver(DestTuplestore);
 	SetTuplestoreDestReceiverParams(dest, el_result_store(fcinfo, true),

@@ -255,13 +255,28 @@ bool
 el_stream_has_consumers(Oid relid)
 {
 	ElStreamCacheEntry *entry = el_stream_entry(relid);
-	bool		exists;
+	volatile bool exists;
 
 	if (entry->consumers_known)
 		return entry->has_consumers;
 	/* As in el_stream_entry(): an invalidation during the read leaves it stale. */
 	entry->consumers_known = true;
-	exists = el_consumer_groups_exist(relid);
+
+	/*
+	 * The lookup runs as the catalog's owner, also at the pre-commit of any
+	 * transaction that appended: whatever the appender's search_path says,
+	 * only pg_catalog may resolve its operators and functions.
+	 */
+	el_push_catalog_path();
+	PG_TRY();
+	{
+		exists = el_consumer_groups_exist(relid);
+	}
+	PG_FINALLY();
+	{
+		PopOverrideSearchPath();
+	}
+	PG_END_TRY();
 	entry = hash_search(el_stream_cache, &relid, HASH_FIND, NULL);
 	if (entry)
 		entry->has_consumers = exists;
@@ -297,6 +312,52 @@ el_require_stream(Oid relid)
 				(errcode(ERRCODE_WRONG_OBJECT_TYPE),
 				 errmsg("\"%s\" is not an event stream", el_stream_name(relid)),
 				 errhint("Create streams with event_log.create_stream().")));
+	}
+	return shards;
+}
+
+/*
+ * Lock a stream for a command and make sure it is still a stream once the
+ * lock is held; returns its shard count.
+ *
+ * Callers check what they can (that relid is a stream, the caller's
+ * privileges) before calling, so a role without privileges cannot queue
+ * behind other transactions' locks.  Waiting for the lock lets a concurrent
+ * drop_stream() commit: LockRelationOid() then processes the invalidations
+ * it sent, so the checks below see the drop, and the command fails cleanly
+ * with 42P01 instead of tripping over a relation that is no longer there.
+ * The lock is kept to the end of the transaction, so the stream cannot go
+ * away afterwards either.  It is the lock the command's own statement takes
+ * on the table anyway (RowExclusiveLock for append()'s INSERT,
+ * AccessShareLock for the reads, AccessExclusiveLock for the drop), taken
+ * first, before any other lock of the command (append() takes its shard lock
+ * after it, as before), so no new lock order and no new deadlock arises.
+ */
+int
+el_lock_stream(Oid relid, LOCKMODE lockmode)
+{
+	char	   *name = NULL;
+	int			shards;
+
+	/* The name, for the error, only when we have to wait (and it may go). */
+	if (!ConditionalLockRelationOid(relid, lockmode))
+	{
+		name = el_stream_name(relid);
+		LockRelationOid(relid, lockmode);
+	}
+	if (!SearchSysCacheExists1(RELOID, ObjectIdGetDatum(relid)) ||
+		(shards = el_stream_shards(relid)) < 1)
+	{
+		UnlockRelationOid(relid, lockmode);
+		if (name == NULL)
+			ereport(ERROR,
+					(errcode(ERRCODE_UNDEFINED_TABLE),
+					 errmsg("event stream with OID %u does not exist", relid),
+					 errdetail("It was dropped while this command ran.")));
+		ereport(ERROR,
+				(errcode(ERRCODE_UNDEFINED_TABLE),
+				 errmsg("event stream \"%s\" does not exist", name),
+				 errdetail("It was dropped while this command waited for it.")));
 	}
 	return shards;
 }
@@ -367,8 +428,22 @@ el_stream_indexes(Relation rel)
 
 /*
  * A kept SPI plan for one of the statements we run against a stream.  The
- * caller must be connected to SPI.  Names are quoted and operators spelled
- * with their schema, so search_path cannot change what the plan means.
+ * caller must be connected to SPI.
+ *
+ * These statements run as the caller (append(), read(), replay(), and the
+ * consumer functions after their own checks), but they must mean the same
+ * under any search_path: the plan cache analyses a kept plan again whenever
+ * it runs under another search_path than the one it was made under.  So
+ * nothing in them is resolved through the path: the table name is
+ * schema-qualified and quoted, operators are spelled OPERATOR(pg_catalog.x),
+ * parameters have the exact types of the columns they meet (no cast or
+ * coercion function is looked up), and ORDER BY uses the column type's
+ * default btree operator class, which is found by type, not by name.  The
+ * plan is prepared with only pg_catalog on the path, and its first run under
+ * the caller's path analyses it again (once per path and backend), to the
+ * same plan.  The path is not pinned while the plan runs: that would also
+ * pin it for the caller's own triggers and policies on the stream, which run
+ * as the caller and may rely on the caller's path.
  */
 SPIPlanPtr
 el_stream_plan(Oid relid, ElPlanKind kind)
@@ -378,7 +453,7 @@ el_stream_plan(Oid relid, ElPlanKind kind)
 	char	   *sql = NULL;
 	int			nargs = 0;
 	Oid			argtypes[5];
-	SPIPlanPtr	plan;
+	volatile SPIPlanPtr plan;
 
 	if (entry->plans[kind])
 		return entry->plans[kind];
@@ -434,7 +509,16 @@ el_stream_plan(Oid relid, ElPlanKind kind)
 	 * again (a LIMIT given as a parameter makes the generic plan look costly
 	 * to the plan cache, which then never switches to it).
 	 */
-	plan = SPI_prepare_cursor(sql, nargs, argtypes, CURSOR_OPT_GENERIC_PLAN);
+	el_push_catalog_path();
+	PG_TRY();
+	{
+		plan = SPI_prepare_cursor(sql, nargs, argtypes, CURSOR_OPT_GENERIC_PLAN);
+	}
+	PG_FINALLY();
+	{
+		PopOverrideSearchPath();
+	}
+	PG_END_TRY();
 	if (plan == NULL)
 		elog(ERROR, "SPI_prepare failed for \"%s\": %s", sql,
 			 SPI_result_code_string(SPI_result));
@@ -740,15 +824,29 @@ el_drop_stream(PG_FUNCTION_ARGS)
 				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
 				 errmsg("stream must not be null")));
 	relid = PG_GETARG_OID(0);
-	shards = el_require_stream(relid);
+	(void) el_require_stream(relid);
 	if (!pg_class_ownercheck(relid, GetUserId()))
 		aclcheck_error(ACLCHECK_NOT_OWNER, OBJECT_TABLE, get_rel_name(relid));
 
-	/* No appends may slip in between the count and the drop. */
-	LockRelationOid(relid, AccessExclusiveLock);
+	/*
+	 * No appends may slip in between the count and the drop.  Waiting for
+	 * the lock may let another drop_stream() or an ALTER ... OWNER commit:
+	 * check again under the lock.
+	 */
+	shards = el_lock_stream(relid, AccessExclusiveLock);
+	if (!pg_class_ownercheck(relid, GetUserId()))
+		aclcheck_error(ACLCHECK_NOT_OWNER, OBJECT_TABLE, get_rel_name(relid));
 	qname = el_stream_name(relid);
 
 	SPI_connect();
+
+	/*
+	 * Some of what follows runs as the extension's owner (forgetting the
+	 * stream's consumer groups): none of it may resolve an operator or a
+	 * function through the caller's search_path.  Our own statements below
+	 * are schema-qualified as well.  Abort pops the path if anything fails.
+	 */
+	el_push_catalog_path();
 	{
 		char	   *projections = el_projections_of_stream(relid);
 
@@ -767,7 +865,13 @@ el_drop_stream(PG_FUNCTION_ARGS)
 	el_registry_delete(relid);
 	el_record_drop(qname, shards, events);
 	el_consumer_forget_stream(relid);
+	PopOverrideSearchPath();
 
+	/*
+	 * DROP TABLE of a qualified name resolves nothing through the path, and
+	 * runs as the caller; other roles' event triggers that fire for it keep
+	 * the session's path, as for any DROP TABLE.
+	 */
 	el_drop_allowed_relid = relid;
 	PG_TRY();
 	{
