@@ -511,7 +511,7 @@ el_projections_of_stream(Oid stream)
  * Returns its shard count.
  */
 static int
-el_lock_stream(Oid stream, const char *projection)
+el_lock_source(Oid stream, const char *projection)
 {
 	LockRelationOid(stream, AccessShareLock);
 	if (!SearchSysCacheExists1(RELOID, ObjectIdGetDatum(stream)))
@@ -1999,7 +1999,7 @@ el_set_build_method(ElHandlerSet *set, Oid view)
 static int64
 el_build(ElHandlerSet *set, ElProjection *p, int64 *last, bool create)
 {
-	int			shards = el_lock_stream(p->stream, set->name);
+	int			shards = el_lock_source(p->stream, set->name);
 	int64		n;
 
 	el_check_stream_read(p->stream, set->owner, set->name);
@@ -2719,7 +2719,7 @@ el_run_async(Oid view, int64 max_events, TimestampTz deadline)
 	volatile bool progress = true;
 	volatile bool out_of_time = false;
 
-	shards = el_lock_stream(p->stream, get_rel_name(view));
+	shards = el_lock_source(p->stream, get_rel_name(view));
 	set = el_live_handlers(view);
 	el_check_stream_read(p->stream, set->owner, set->name);
 	seqs = palloc0(sizeof(int64) * shards);
