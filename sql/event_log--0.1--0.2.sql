@@ -43,3 +43,11 @@ SELECT p.projection,
   JOIN event_log.projection_offsets o ON o.projection = p.projection
   CROSS JOIN LATERAL event_log.shard_status(p.stream, o.shard, o.seq) s
  WHERE p.mode = 'async';
+
+-- A projection by its view's oid, as event_log.projections lists it: the
+-- owner of a stream may drop any projection fed by it, even one in a schema
+-- it may not look names up in.
+CREATE FUNCTION event_log.drop_projection(projection regclass)
+RETURNS void
+AS 'MODULE_PATHNAME', 'el_drop_projection_oid'
+LANGUAGE C VOLATILE;

@@ -9,6 +9,7 @@ CREATE ROLE regress_hp_nobody;		-- may read nothing
 CREATE SCHEMA hp AUTHORIZATION regress_hp_owner;
 CREATE SCHEMA hp_proj AUTHORIZATION regress_hp_proj;
 CREATE SCHEMA evil AUTHORIZATION regress_hp_app;
+CREATE SCHEMA hp_private AUTHORIZATION regress_hp_proj;	-- no USAGE for others
 GRANT USAGE ON SCHEMA hp, hp_proj TO PUBLIC;
 GRANT USAGE ON SCHEMA evil TO PUBLIC;
 RESET client_min_messages;
@@ -103,7 +104,7 @@ SELECT event_log.create_projection('hp_proj.rendered', 'hp.orders',
         INSERT INTO rendered VALUES (e.key,
             '2024-03-01 12:00:00+00'::timestamptz::text, 'a\b',
             (0.1::float8 + 0.2::float8)::text, '1 day 02:00:00'::interval::text,
-            to_char(1234.5, '9G999D9'))$$));
+            to_char(1234.5, '9G999D9') || quote_ident('q'))$$));
 SET ROLE regress_hp_owner;
 SET standard_conforming_strings = off;
 SET escape_string_warning = off;
@@ -111,6 +112,7 @@ SET TimeZone = 'America/New_York';
 SET DateStyle = 'German, DMY';
 SET IntervalStyle = 'sql_standard';
 SET extra_float_digits = -3;
+SET quote_all_identifiers = on;
 INSERT INTO hp.orders (key, type, payload) VALUES ('r1', 'Rendered', '{}');
 RESET standard_conforming_strings;
 RESET escape_string_warning;
@@ -118,6 +120,7 @@ RESET TimeZone;
 RESET DateStyle;
 RESET IntervalStyle;
 RESET extra_float_digits;
+RESET quote_all_identifiers;
 SET ROLE regress_hp_proj;
 CREATE TABLE hp_proj.before AS SELECT * FROM hp_proj.rendered;
 SELECT event_log.rebuild_projection('hp_proj.rendered');
@@ -286,10 +289,99 @@ SELECT event_log.rebuild_projection('hp_proj.placed') AS replayed;
 SELECT event_log.rebuild_projection('hp_proj.totals') AS replayed;
 SELECT count(*) FROM hp_proj.totals;
 
+-- 11. The owner's code reachable from a build table's DDL (a generated
+-- column's expression) runs restricted: it cannot queue a trigger that
+-- would fire at commit as whoever ran the build, so such columns can never
+-- be stored for a superuser's routine rebuild to run.
+SET ROLE regress_hp_proj;
+CREATE TABLE hp_proj.armed (x int);
+CREATE FUNCTION hp_proj.up() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    IF (SELECT rolsuper FROM pg_catalog.pg_roles WHERE rolname = current_user) THEN
+        EXECUTE 'ALTER ROLE regress_hp_proj SUPERUSER';
+    END IF;
+    RETURN NULL;
+END $$;
+CREATE CONSTRAINT TRIGGER armed AFTER INSERT ON hp_proj.armed
+    DEFERRABLE INITIALLY DEFERRED FOR EACH ROW EXECUTE FUNCTION hp_proj.up();
+CREATE FUNCTION hp_proj.arm() RETURNS int LANGUAGE plpgsql AS $$
+BEGIN INSERT INTO hp_proj.armed VALUES (1); RETURN 0; END $$;
+CREATE FUNCTION hp_proj.k(int) RETURNS int LANGUAGE plpgsql IMMUTABLE AS $$
+BEGIN RETURN hp_proj.arm(); END $$;
+SELECT event_log.create_projection('hp_proj.trap', 'hp.orders',
+    columns  => 'id text',
+    handlers => jsonb_build_object('Placed', 'INSERT INTO trap VALUES (e.key)'),
+    mode => 'async');
+SELECT event_log.rebuild_projection('hp_proj.trap',
+    columns => 'id text, g int GENERATED ALWAYS AS (hp_proj.k(1)) STORED');
+RESET ROLE;
+SELECT event_log.rebuild_projection('hp_proj.trap');
+SELECT rolname, rolsuper FROM pg_roles WHERE rolname = 'regress_hp_proj';
+
+-- 12. An inline handler's error shown to an appender that does not act as
+-- the projection's owner names the projection and event type, not the
+-- owner's data (a constraint's failing row); the server log has it all.
+SET ROLE regress_hp_proj;
+SELECT event_log.create_projection('hp_proj.balances', 'hp.orders',
+    columns  => 'id text PRIMARY KEY, address text, balance int CHECK (balance >= 0)',
+    handlers => jsonb_build_object(
+        'Deposit', $$INSERT INTO balances VALUES (e.key, e.payload->>'address', (e.payload->>'amount')::int)$$,
+        'Withdraw', $$UPDATE balances SET balance = balance - (e.payload->>'amount')::int WHERE id = e.key$$));
+SET ROLE regress_hp_owner;
+INSERT INTO hp.orders (key, type, payload) VALUES ('alice', 'Deposit', '{"address": "12 Secret Lane", "amount": 100}');
+SET ROLE regress_hp_app;
+INSERT INTO hp.orders (key, type, payload) VALUES ('alice', 'Withdraw', '{"amount": 1000000}');
+SET ROLE regress_hp_proj;
+SELECT event_log.drop_projection('hp_proj.balances');
+
+-- 13. A handler that raises a "circumstance" SQLSTATE itself (serialization
+-- failure) stops its own shard like any handler error; the run goes on with
+-- the other projections.
+SET ROLE regress_hp_proj;
+CREATE FUNCTION hp_proj.boom() RETURNS int LANGUAGE plpgsql AS $$
+BEGIN RAISE EXCEPTION 'not really a conflict' USING ERRCODE = '40001'; END $$;
+SELECT event_log.create_projection('hp_proj.boom', 'hp.orders',
+    columns  => 'id text',
+    handlers => jsonb_build_object('Boom', 'SELECT hp_proj.boom()'),
+    mode => 'async');
+SET ROLE regress_hp_owner;
+INSERT INTO hp.orders (key, type, payload) VALUES ('b1', 'Boom', '{}'), ('o10', 'Placed', '{"total": 100}');
+SET ROLE regress_hp_proj;
+SET client_min_messages = error;
+SELECT event_log.run_projections() >= 1 AS others_went_on;
+RESET client_min_messages;
+SELECT error FROM event_log.projection_lag
+ WHERE projection = 'hp_proj.boom'::regclass AND error IS NOT NULL;
+SELECT * FROM hp_proj.placed WHERE id = 'o10';
+
+-- 14. The stream's owner can drop a projection of its stream that lives in
+-- a schema it may not use, by the oid event_log.projections lists, also
+-- after the view was moved to another schema; and a projection's owner
+-- needs USAGE on the stream's schema, as a query would.
+SET ROLE regress_hp_proj;
+SELECT event_log.create_projection('hp_proj.stuck', 'hp.orders',
+    columns  => 'id text',
+    handlers => jsonb_build_object('*', $$SELECT 1 / (SELECT count(*) FROM (SELECT WHERE e.key NOT LIKE 'z%') x)::int$$));
+ALTER VIEW hp_proj.stuck SET SCHEMA hp_private;
+SET ROLE regress_hp_owner;
+INSERT INTO hp.orders (key, type, payload) VALUES ('z1', 'Placed', '{"total": 1}');
+SELECT event_log.drop_projection('hp_private.stuck');
+SELECT event_log.drop_projection(projection) FROM event_log.projections
+ WHERE stream = 'hp.orders'::regclass AND build_table::text LIKE '%stuck%';
+INSERT INTO hp.orders (key, type, payload) VALUES ('z1', 'Placed', '{"total": 1}');
+SELECT count(*) AS stuck_left FROM pg_class WHERE relname LIKE 'stuck%';
+RESET ROLE;
+REVOKE USAGE ON SCHEMA hp FROM PUBLIC;
+GRANT USAGE ON SCHEMA hp TO regress_hp_app;
+SET ROLE regress_hp_proj;
+SELECT event_log.rebuild_projection('hp_proj.placed');
+RESET ROLE;
+GRANT USAGE ON SCHEMA hp TO PUBLIC;
+
 RESET ROLE;
 SET client_min_messages = warning;
 SELECT event_log.drop_projection(p.projection::text) FROM event_log.projections p;
 SELECT event_log.drop_stream('hp.orders');
-DROP SCHEMA hp, hp_proj, evil CASCADE;
+DROP SCHEMA hp, hp_proj, hp_private, evil CASCADE;
 DROP ROLE regress_hp_owner, regress_hp_proj, regress_hp_app, regress_hp_nobody;
 DROP EXTENSION event_log;

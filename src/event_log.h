@@ -156,6 +156,8 @@ extern void el_push_catalog_path(void);
 extern int	el_retry_interval;
 extern int	el_handler_timeout;
 extern int64 el_run_projection_turn(Oid view, int64 max_events, TimestampTz deadline);
+extern void el_worker_exit(int code, Datum arg);
+extern void el_note_overrun(void);
 
 /* worker.c */
 extern int	el_worker_naptime;

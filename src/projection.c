@@ -63,6 +63,7 @@ PG_FUNCTION_INFO_V1(el_create_projection);
 PG_FUNCTION_INFO_V1(el_rebuild_projection);
 PG_FUNCTION_INFO_V1(el_alter_projection);
 PG_FUNCTION_INFO_V1(el_drop_projection);
+PG_FUNCTION_INFO_V1(el_drop_projection_oid);
 PG_FUNCTION_INFO_V1(el_run_projections);
 PG_FUNCTION_INFO_V1(el_project);
 PG_FUNCTION_INFO_V1(el_reducer_result);
@@ -76,6 +77,10 @@ bool		el_projection_ddl = false;
 /* How long an async shard stopped by an error waits before a retry, in ms. */
 int			el_retry_interval = 10000;
 
+static void el_drop(Oid view, text *name);
+static uint64 el_catalog_exec(const char *sql, int nargs, Oid *types, Datum *values,
+							  const char *nulls, int expected);
+
 /* How long one handler may run for one event of an async run, in ms. */
 int			el_handler_timeout = 5000;
 
@@ -84,9 +89,22 @@ int			el_handler_timeout = 5000;
  * top-level statement only, and a handler is not one), which cancels the
  * handler as a cancel request would; el_in_subxact() then makes the
  * cancel the event's error.
+ *
+ * A handler can catch that cancel (EXCEPTION WHEN query_canceled) and go
+ * on.  In the background worker a second timer, at twice the timeout,
+ * then ends the worker as pg_terminate_backend() would, which no handler
+ * can catch; el_worker_exit() leaves a note naming the projection, and the
+ * next worker records it as the projection's error (el_note_overrun()), so
+ * the projection waits out event_log.retry_interval like any failed one
+ * instead of taking the worker down at every turn.
  */
 static TimeoutId el_timeout_id = MAX_TIMEOUTS;
+static TimeoutId el_kill_timeout_id = MAX_TIMEOUTS;
 static volatile sig_atomic_t el_timed_out = false;
+static volatile sig_atomic_t el_overran = false;
+
+/* The async projection being run, for el_worker_exit(). */
+static Oid	el_running_view = InvalidOid;
 
 static void
 el_handler_timeout_fired(void)
@@ -98,12 +116,28 @@ el_handler_timeout_fired(void)
 }
 
 static void
+el_handler_kill_fired(void)
+{
+	el_overran = true;
+	InterruptPending = true;
+	ProcDiePending = true;
+	SetLatch(MyLatch);
+}
+
+static void
 el_arm_handler_timeout(void)
 {
 	if (el_timeout_id == MAX_TIMEOUTS)
 		el_timeout_id = RegisterTimeout(USER_TIMEOUT, el_handler_timeout_fired);
 	el_timed_out = false;
 	enable_timeout_after(el_timeout_id, el_handler_timeout);
+	if (IsBackgroundWorker)
+	{
+		if (el_kill_timeout_id == MAX_TIMEOUTS)
+			el_kill_timeout_id = RegisterTimeout(USER_TIMEOUT, el_handler_kill_fired);
+		enable_timeout_after(el_kill_timeout_id,
+							 el_handler_timeout > INT_MAX / 2 ? INT_MAX : 2 * el_handler_timeout);
+	}
 }
 
 static void
@@ -111,6 +145,60 @@ el_disarm_handler_timeout(void)
 {
 	if (el_timeout_id != MAX_TIMEOUTS && get_timeout_active(el_timeout_id))
 		disable_timeout(el_timeout_id, false);
+	if (el_kill_timeout_id != MAX_TIMEOUTS && get_timeout_active(el_kill_timeout_id))
+		disable_timeout(el_kill_timeout_id, false);
+}
+
+/* Where a worker ended by the second timer names the projection. */
+static char *
+el_overrun_note_path(void)
+{
+	return psprintf("pg_stat_tmp/event_log_overrun.%u", MyDatabaseId);
+}
+
+/*
+ * on_proc_exit callback of the background worker: if the second timer
+ * ended it, leave the note.  No database access here, only a file.
+ */
+void
+el_worker_exit(int code, Datum arg)
+{
+	FILE	   *f;
+
+	if (!el_overran || !OidIsValid(el_running_view))
+		return;
+	f = fopen(el_overrun_note_path(), "w");
+	if (f != NULL)
+	{
+		fprintf(f, "%u\n", el_running_view);
+		fclose(f);
+	}
+}
+
+/*
+ * At a worker's start, in a transaction (SPI connected): record the
+ * projection a predecessor's note names as failed on all its shards.
+ */
+void
+el_note_overrun(void)
+{
+	char	   *path = el_overrun_note_path();
+	FILE	   *f = fopen(path, "r");
+	unsigned int view;
+
+	if (f == NULL)
+		return;
+	if (fscanf(f, "%u", &view) == 1 && OidIsValid(view))
+		el_catalog_exec("UPDATE event_log.projection_offsets"
+						" SET error = $2, error_seq = NULL, error_at = pg_catalog.now()"
+						" WHERE projection = $1",
+						2, (Oid[]) {OIDOID, TEXTOID},
+						(Datum[]) {ObjectIdGetDatum(view),
+						CStringGetTextDatum(psprintf("a handler ignored the cancel of event_log.handler_timeout (%d ms); the worker had to end",
+													 el_handler_timeout))},
+						NULL, SPI_OK_UPDATE);
+	fclose(f);
+	(void) unlink(path);
 }
 
 /* A projection's row in event_log.projections. */
@@ -196,6 +284,7 @@ static HTAB *el_live = NULL;
 
 static Jsonb *el_state_handlers(ElProjection *p);
 
+
 /* ---------------------------------------------------------------------
  * Running SQL as someone else
  * ---------------------------------------------------------------------
@@ -249,25 +338,43 @@ el_catalog_exec(const char *sql, int nargs, Oid *types, Datum *values,
  * generate are qualified, and the column types a user gives resolve the
  * way the handlers' names do, not through whatever path the caller (who
  * may be a superuser acting on someone else's projection) has set.
+ *
+ * As a security-restricted operation, with settings restored afterwards,
+ * as handlers run: the command may run the role's own code (CREATE TABLE
+ * computes a generated column's expression), which must not act in the
+ * caller's session beyond the command (queue a deferred trigger that
+ * fires as the caller at commit, create temporary objects, change
+ * settings).  Only the rebuild's temporary view needs `restricted` false:
+ * our own text, which runs no user code.
  */
 static void
-el_exec_as(Oid role, Oid nsp, const char *sql)
+el_exec_as_ext(Oid role, Oid nsp, const char *sql, bool restricted)
 {
 	OverrideSearchPath path = {.schemas = list_make1_oid(nsp), .addCatalog = true,
 	.addTemp = false};
 	Oid			save_user;
 	int			save_sec;
+	int			nestlevel;
 	int			rc;
 
 	GetUserIdAndSecContext(&save_user, &save_sec);
-	SetUserIdAndSecContext(role, save_sec | SECURITY_LOCAL_USERID_CHANGE);
+	SetUserIdAndSecContext(role, save_sec | SECURITY_LOCAL_USERID_CHANGE |
+						   (restricted ? SECURITY_RESTRICTED_OPERATION : 0));
+	nestlevel = NewGUCNestLevel();
 	PushOverrideSearchPath(&path);
 	rc = SPI_execute(sql, false, 0);
 	PopOverrideSearchPath();
+	AtEOXact_GUC(false, nestlevel);
 	SetUserIdAndSecContext(save_user, save_sec);
 	if (rc != SPI_OK_UTILITY)
 		elog(ERROR, "SPI_execute failed on \"%s\": %s", sql,
 			 SPI_result_code_string(rc));
+}
+
+static void
+el_exec_as(Oid role, Oid nsp, const char *sql)
+{
+	el_exec_as_ext(role, nsp, sql, true);
 }
 
 /*
@@ -532,13 +639,14 @@ el_lock_source(Oid stream, const char *projection)
 static void
 el_check_stream_read(Oid stream, Oid owner, const char *projection)
 {
-	if (pg_class_aclcheck(stream, owner, ACL_SELECT) != ACLCHECK_OK)
+	if (pg_class_aclcheck(stream, owner, ACL_SELECT) != ACLCHECK_OK ||
+		pg_namespace_aclcheck(get_rel_namespace(stream), owner, ACL_USAGE) != ACLCHECK_OK)
 		ereport(ERROR,
 				(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
 				 errmsg("permission denied for stream %s", el_stream_name(stream)),
 				 errdetail("The owner of projection \"%s\", role \"%s\", may not read the stream it is fed from.",
 						   projection, GetUserNameFromId(owner, false)),
-				 errhint("Grant SELECT on the stream to the projection's owner, or drop the projection.")));
+				 errhint("Grant SELECT on the stream, and USAGE on its schema, to the projection's owner, or drop the projection.")));
 	if (check_enable_rls(stream, owner, true) == RLS_ENABLED)
 		ereport(ERROR,
 				(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
@@ -650,6 +758,7 @@ static const struct
 }			el_handler_settings[] =
 {
 	{"standard_conforming_strings", "on"},
+	{"quote_all_identifiers", "off"},
 	{"backslash_quote", "safe_encoding"},
 	{"array_nulls", "on"},
 	{"transform_null_equals", "off"},
@@ -867,8 +976,6 @@ el_compile(ElProjection *p, Jsonb *handlers, bool redirect, bool keep,
 
 	set->cxt = cxt;
 	set->view = p->view;
-	set->name = quote_qualified_identifier(get_namespace_name(nsp),
-										   get_rel_name(p->view));
 	set->owner = el_rel_owner(p->view);
 	set->keep = keep;
 	set->path = palloc0(sizeof(OverrideSearchPath));
@@ -883,6 +990,9 @@ el_compile(ElProjection *p, Jsonb *handlers, bool redirect, bool keep,
 	MemoryContextSwitchTo(old);
 
 	el_apply_begin(set, &st);
+	/* Under the pinned settings: quote_all_identifiers is one of them. */
+	set->name = MemoryContextStrdup(cxt, quote_qualified_identifier(get_namespace_name(nsp),
+																	get_rel_name(p->view)));
 	errcb.callback = el_handler_context;
 	errcb.arg = &st;
 	errcb.previous = error_context_stack;
@@ -1112,6 +1222,38 @@ el_release_set(ElHandlerSet *set)
 }
 
 /*
+ * An inline handler failed in a transaction of a role that does not act as
+ * the projection's owner.  Its error may show the owner's data that the
+ * appender may not read (a constraint's "Failing row contains (...)", a
+ * value of another key's row in a message): the appender gets the SQLSTATE
+ * and which projection and event type failed; the server log gets the
+ * whole error.  Called in PG_CATCH; does not return.
+ */
+static void
+el_rethrow_for_appender(ElHandlerSet *set, ElApplyState *st, MemoryContext cxt)
+{
+	ErrorData  *edata;
+	const char *type = st->type ? st->type : "";
+	int			typelen = st->type ? st->typelen : 0;
+
+	MemoryContextSwitchTo(cxt);
+	edata = CopyErrorData();
+	FlushErrorState();
+	ereport(LOG,
+			(errcode(edata->sqlerrcode),
+			 errmsg("inline projection \"%s\" failed on an event of type \"%.*s\": %s",
+					set->name, typelen, type, edata->message),
+			 edata->detail ? errdetail_internal("%s", edata->detail) : 0,
+			 edata->context ? errcontext("%s", edata->context) : 0));
+	ereport(ERROR,
+			(errcode(edata->sqlerrcode),
+			 errmsg("handler of inline projection \"%s\" failed on an event of type \"%.*s\"",
+					set->name, typelen, type),
+			 errdetail("The handler's error is shown only to roles that act as the projection's owner; the server log has it."),
+			 errhint("The projection's owner can fix it with event_log.alter_projection(); the stream's owner can drop the projection with event_log.drop_projection().")));
+}
+
+/*
  * event_log.project(): AFTER INSERT FOR EACH ROW on a stream, one per inline
  * projection, enabled ALWAYS.  It runs the projection's handler for the new
  * event in the appending transaction.
@@ -1123,6 +1265,8 @@ el_project(PG_FUNCTION_ARGS)
 	TupleTableSlot *slot;
 	ElHandlerSet *set;
 	Oid			view;
+	Oid			appender;
+	MemoryContext cxt;
 
 	if (!CALLED_AS_TRIGGER(fcinfo) ||
 		!TRIGGER_FIRED_AFTER(trigdata->tg_event) ||
@@ -1133,6 +1277,8 @@ el_project(PG_FUNCTION_ARGS)
 				(errcode(ERRCODE_E_R_I_E_TRIGGER_PROTOCOL_VIOLATED),
 				 errmsg("event_log.project() must run as an AFTER INSERT row trigger created by event_log.create_projection()")));
 	view = atooid(trigdata->tg_trigger->tgargs[0]);
+	appender = GetUserId();
+	cxt = CurrentMemoryContext;
 	slot = trigdata->tg_trigslot;
 	slot_getsomeattrs(slot, EL_NATTS);
 
@@ -1165,6 +1311,8 @@ el_project(PG_FUNCTION_ARGS)
 		PG_CATCH();
 		{
 			el_release_set(set);
+			if (!has_privs_of_role(appender, set->owner))
+				el_rethrow_for_appender(set, &st, cxt);
 			PG_RE_THROW();
 		}
 		PG_END_TRY();
@@ -1270,8 +1418,15 @@ el_in_subxact(void (*fn) (void *), void *arg)
 			edata->detail = NULL;
 		}
 		el_timed_out = false;
-		/* Cancels, shutdowns, deadlocks are not the handler's to record. */
-		if (!el_handler_error(edata->sqlerrcode))
+
+		/*
+		 * Cancels, shutdowns, deadlocks are not the handler's to record.
+		 * Unless a handler raised one itself (RAISE ... USING ERRCODE
+		 * '40001'): that is its event's error like any other, or any
+		 * handler could stop every async projection of the database.
+		 */
+		if (!el_handler_error(edata->sqlerrcode) &&
+			!(edata->filename && strcmp(edata->filename, "pl_exec.c") == 0))
 			ReThrowError(edata);
 	}
 	PG_END_TRY();
@@ -2382,7 +2537,8 @@ el_rebuild_projection(PG_FUNCTION_ARGS)
 	owner = el_rel_owner(view);
 	relname = get_rel_name(view);
 	nspname = get_namespace_name(get_rel_namespace(view));
-	qold = quote_qualified_identifier(nspname, get_rel_name(p->build_table));
+	qold = quote_qualified_identifier(get_namespace_name(get_rel_namespace(p->build_table)),
+									  get_rel_name(p->build_table));
 	p->generation++;
 	newname = el_build_name(relname, p->generation);
 	qbuild = quote_qualified_identifier(nspname, newname);
@@ -2392,8 +2548,8 @@ el_rebuild_projection(PG_FUNCTION_ARGS)
 	 * the handlers, run with the temporary schema first, write there.
 	 */
 	el_exec_as(owner, get_rel_namespace(view), el_create_table_sql(qbuild, p->columns));
-	el_exec_as(owner, get_rel_namespace(view), psprintf("CREATE TEMPORARY VIEW %s AS SELECT * FROM %s",
-							   quote_identifier(relname), qbuild));
+	el_exec_as_ext(owner, get_rel_namespace(view), psprintf("CREATE TEMPORARY VIEW %s AS SELECT * FROM %s",
+							   quote_identifier(relname), qbuild), false);
 	set = el_compile(p, p->handlers, true, false, CurrentMemoryContext);
 
 	shards = el_stream_shards(p->stream);
@@ -2401,7 +2557,8 @@ el_rebuild_projection(PG_FUNCTION_ARGS)
 	n = el_build(set, p, last, false);
 
 	/* The swap: readers wait for our commit, then see the new table. */
-	el_exec_as(owner, get_rel_namespace(view), psprintf("DROP VIEW pg_temp.%s", quote_identifier(relname)));
+	el_exec_as_ext(owner, get_rel_namespace(view),
+				   psprintf("DROP VIEW pg_temp.%s", quote_identifier(relname)), false);
 	PG_TRY();
 	{
 		el_exec_as(owner, get_rel_namespace(view), psprintf("CREATE OR REPLACE VIEW %s AS SELECT * FROM %s",
@@ -2491,16 +2648,48 @@ el_alter_projection(PG_FUNCTION_ARGS)
 Datum
 el_drop_projection(PG_FUNCTION_ARGS)
 {
+	el_require_arg(fcinfo, 0, "name");
+	SPI_connect();
+	el_drop(el_projection_oid(PG_GETARG_TEXT_PP(0)), PG_GETARG_TEXT_PP(0));
+	SPI_finish();
+	PG_RETURN_VOID();
+}
+
+/*
+ * event_log.drop_projection(projection regclass) RETURNS void
+ *
+ * The same, by the view's oid (event_log.projections lists them): a stream's
+ * owner may not be allowed to look up names in the schema of a projection
+ * of its stream, and must still be able to drop it.
+ */
+Datum
+el_drop_projection_oid(PG_FUNCTION_ARGS)
+{
 	Oid			view;
+
+	el_require_arg(fcinfo, 0, "projection");
+	view = PG_GETARG_OID(0);
+	SPI_connect();
+	if (el_projection_load(view) == NULL)
+		ereport(ERROR,
+				(errcode(ERRCODE_UNDEFINED_OBJECT),
+				 errmsg("relation with OID %u is not a projection", view),
+				 errhint("Projections are listed in event_log.projections.")));
+	el_drop(view, cstring_to_text(get_rel_name(view)));
+	SPI_finish();
+	PG_RETURN_VOID();
+}
+
+/* Drop a projection: its catalog row, trigger, view and build table. */
+static void
+el_drop(Oid view, text *name)
+{
 	Oid			owner;
 	ElProjection *p;
 	Oid			types[1] = {OIDOID};
 	Datum		values[1];
-	char	   *nspname;
+	Oid			buildnsp;
 
-	el_require_arg(fcinfo, 0, "name");
-	SPI_connect();
-	view = el_projection_oid(PG_GETARG_TEXT_PP(0));
 	if (!pg_class_ownercheck(view, GetUserId()))
 	{
 		p = el_projection_load(view);
@@ -2508,12 +2697,13 @@ el_drop_projection(PG_FUNCTION_ARGS)
 			aclcheck_error(ACLCHECK_NOT_OWNER, OBJECT_VIEW, get_rel_name(view));
 	}
 	owner = el_rel_owner(view);
-	p = el_lock_and_load(view, PG_GETARG_TEXT_PP(0));
+	p = el_lock_and_load(view, name);
 	values[0] = ObjectIdGetDatum(view);
 	el_catalog_exec("DELETE FROM event_log.projections WHERE projection = $1",
 					1, types, values, NULL, SPI_OK_DELETE);
 
-	nspname = get_namespace_name(get_rel_namespace(view));
+	/* Each by its own schema: the view may have been moved (SET SCHEMA). */
+	buildnsp = get_rel_namespace(p->build_table);
 	el_projection_ddl = true;
 	PG_TRY();
 	{
@@ -2523,17 +2713,17 @@ el_drop_projection(PG_FUNCTION_ARGS)
 					   psprintf("DROP TRIGGER " EL_PROJECTION_TRIGGER "%u ON %s",
 								view, el_stream_name(p->stream)));
 		el_exec_as(owner, get_rel_namespace(view), psprintf("DROP VIEW %s",
-								   quote_qualified_identifier(nspname, get_rel_name(view))));
-		el_exec_as(owner, get_rel_namespace(view), psprintf("DROP TABLE %s",
-								   quote_qualified_identifier(nspname, get_rel_name(p->build_table))));
+								   quote_qualified_identifier(get_namespace_name(get_rel_namespace(view)),
+															  get_rel_name(view))));
+		el_exec_as(owner, buildnsp, psprintf("DROP TABLE %s",
+											 quote_qualified_identifier(get_namespace_name(buildnsp),
+																		get_rel_name(p->build_table))));
 	}
 	PG_FINALLY();
 	{
 		el_projection_ddl = false;
 	}
 	PG_END_TRY();
-	SPI_finish();
-	PG_RETURN_VOID();
 }
 
 /* ---------------------------------------------------------------------
@@ -2760,6 +2950,7 @@ el_run_async(Oid view, int64 max_events, TimestampTz deadline)
 	batchcxt = AllocSetContextCreate(CurrentMemoryContext, "event_log batch",
 									 ALLOCSET_DEFAULT_SIZES);
 	set->refcount++;
+	el_running_view = view;
 	PG_TRY();
 	{
 		while (progress && total < max_events && !out_of_time)
@@ -2821,6 +3012,7 @@ el_run_async(Oid view, int64 max_events, TimestampTz deadline)
 	}
 	PG_FINALLY();
 	{
+		el_running_view = InvalidOid;
 		el_release_set(set);
 	}
 	PG_END_TRY();

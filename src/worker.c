@@ -559,6 +559,22 @@ el_worker_main(Datum arg)
 	}
 	CommitTransactionCommand();
 
+	/*
+	 * A predecessor ended by a handler that ignored its cancel left a note:
+	 * record it, and leave one ourselves if it happens again.
+	 */
+	on_proc_exit(el_worker_exit, (Datum) 0);
+	StartTransactionCommand();
+	PushActiveSnapshot(GetTransactionSnapshot());
+	if (OidIsValid(get_extension_oid("event_log", true)))
+	{
+		SPI_connect();
+		el_note_overrun();
+		SPI_finish();
+	}
+	PopActiveSnapshot();
+	CommitTransactionCommand();
+
 	for (;;)
 	{
 		int64		applied;

@@ -5,6 +5,8 @@
 #    projection keeps up within seconds.
 #  - While the slow one is running, a manual run_projections() of the other
 #    projection is not blocked by the worker.
+#  - A handler that catches the cancel and goes on ends the worker at twice
+#    the timeout; the next worker records the projection as failed.
 use strict;
 use warnings;
 use PostgreSQL::Test::Cluster;
@@ -77,6 +79,42 @@ $took = time() - $start;
 ok($n =~ /25$/ || $node->poll_query_until('postgres', q{SELECT count(*) = 25 FROM q.fast}),
 	'the quick projection has the late event');
 cmp_ok($took, '<', 3, "a manual run did not wait for the worker's slow handler (took ${took}s)");
+
+# A handler that catches the timeout's cancel and goes on: the worker ends
+# itself at twice the timeout, the next worker records the projection as
+# failed, and the other projections go on.
+$node->safe_psql('postgres', q{
+	SET ROLE slowpoke;
+	CREATE FUNCTION s.stubborn() RETURNS int LANGUAGE plpgsql AS $$
+	BEGIN
+		LOOP
+			BEGIN
+				PERFORM pg_sleep(3600);
+			EXCEPTION WHEN query_canceled THEN
+				NULL;
+			END;
+		END LOOP;
+	END $$;
+	SELECT event_log.create_projection('s.stubborn', 'ev',
+		columns  => 'key text',
+		handlers => jsonb_build_object('Stubborn', 'SELECT s.stubborn()'),
+		mode     => 'async');
+});
+$node->safe_psql('postgres', q{
+	INSERT INTO ev (key, type, payload) VALUES ('st', 'Stubborn', '{}');
+	INSERT INTO ev (key, type, payload) VALUES ('after', 'Fast', '{}');
+});
+ok( $node->poll_query_until('postgres', q{
+		SELECT count(*) > 0 FROM event_log.projection_lag
+		 WHERE projection = 's.stubborn'::regclass
+		   AND error LIKE 'a handler ignored the cancel of event_log.handler_timeout%'
+	}),
+	'a handler that ignores the cancel ends the worker, and the next one records it');
+ok($node->poll_query_until('postgres',
+		q{SELECT count(*) = 1 FROM q.fast WHERE key = 'after'}),
+	'the other projection goes on');
+ok($node->log_contains('terminating background worker "event_log worker"'),
+	'the worker was ended, not left spinning');
 
 $node->stop;
 done_testing();
