@@ -113,6 +113,11 @@ typedef enum ElQuery
 	" ON m.group_id OPERATOR(pg_catalog.=) o.group_id" \
 	" AND m.member OPERATOR(pg_catalog.=) o.member"
 
+/* A new lease's end: now plus $3 (the lease timeout) milliseconds. */
+#define EL_LEASE_END_3 \
+	"pg_catalog.clock_timestamp()" \
+	" OPERATOR(pg_catalog.+) ($3 OPERATOR(pg_catalog.*) interval '1 ms')"
+
 static const struct
 {
 	const char *sql;
@@ -171,7 +176,7 @@ static const struct
 	[Q_MEMBER_JOIN] = {
 		"INSERT INTO event_log.consumer_members (group_id, member, pid, expires_at)"
 		" SELECT g.id, $2, pg_catalog.pg_backend_pid(),"
-		" pg_catalog.clock_timestamp() OPERATOR(pg_catalog.+) ($3 OPERATOR(pg_catalog.*) interval '1 ms')"
+		" " EL_LEASE_END_3
 		" FROM event_log.consumer_groups g WHERE g.id OPERATOR(pg_catalog.=) $1"
 		" FOR KEY SHARE"
 		" ON CONFLICT (group_id, member) DO UPDATE"
@@ -182,7 +187,7 @@ static const struct
 	[Q_MEMBER_RENEW] = {
 		"UPDATE event_log.consumer_members"
 		" SET pid = pg_catalog.pg_backend_pid(),"
-		" expires_at = pg_catalog.clock_timestamp() OPERATOR(pg_catalog.+) ($3 OPERATOR(pg_catalog.*) interval '1 ms')"
+		" expires_at = " EL_LEASE_END_3
 		" WHERE group_id OPERATOR(pg_catalog.=) $1 AND member OPERATOR(pg_catalog.=) $2"
 		" RETURNING lock_id",
 		3, {INT4OID, TEXTOID, INT4OID}
@@ -197,7 +202,7 @@ static const struct
 		"UPDATE event_log.consumer_members"
 		" SET pid = pg_catalog.pg_backend_pid(),"
 		" lock_id = pg_catalog.nextval('event_log.consumer_member_locks'::pg_catalog.regclass),"
-		" expires_at = pg_catalog.clock_timestamp() OPERATOR(pg_catalog.+) ($3 OPERATOR(pg_catalog.*) interval '1 ms')"
+		" expires_at = " EL_LEASE_END_3
 		" WHERE group_id OPERATOR(pg_catalog.=) $1 AND member OPERATOR(pg_catalog.=) $2"
 		" RETURNING lock_id",
 		3, {INT4OID, TEXTOID, INT4OID}
