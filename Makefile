@@ -10,11 +10,12 @@ PGFILEDESC = "event_log - event streams with commit-order offsets"
 
 # pg_regress suites (sql/NAME.sql, expected/NAME.out)
 REGRESS    = streams append immutability bad_input privileges hostile_streams cdc projections \
-             hostile_projections projection_builds consumers
+             hostile_projections projection_builds consumers hostile_consumers
 # isolation specs (test/specs/NAME.spec, test/expected/NAME.out)
 ISOLATION  = commit_order rollback repeatable_read prepared shards_independent version_cache \
              projection_async projection_rebuild projection_inline_rr projection_drop_race \
-             consumer_members consumer_commit consumer_poll_race stream_drop_race
+             consumer_members consumer_commit consumer_poll_race consumer_group_drop \
+             stream_drop_race
 
 PG_CONFIG ?= $(shell command -v pg_config >/dev/null 2>&1 && echo pg_config || echo /usr/lib/postgresql/15/bin/pg_config)
 

@@ -26,6 +26,7 @@
 #include "storage/lock.h"
 #include "storage/proc.h"
 #include "storage/sinvaladt.h"
+#include "tcop/tcopprot.h"
 #include "utils/acl.h"
 #include "utils/array.h"
 #include "utils/builtins.h"
@@ -38,6 +39,19 @@
 #include "utils/wait_event.h"
 
 #include "event_log.h"
+
+/*
+ * From libpq/libpq.h, which we cannot include: it includes libpq-be.h, which
+ * needs GSSAPI headers (libkrb5-dev) that nothing else here needs.  The
+ * backend's wait set for its client connection, and where pq_init() puts
+ * the socket in it (PostgreSQL 14 to 17 alike).
+ */
+#if PG_VERSION_NUM < 140000 || PG_VERSION_NUM >= 180000
+#error "check FeBeWaitSet in libpq/libpq.h for this PostgreSQL version"
+#endif
+extern PGDLLIMPORT WaitEventSet *FeBeWaitSet;
+#define EL_FEBE_SOCKET_POS	0	/* FeBeWaitSetSocketPos */
+#define EL_FEBE_NEVENTS		3	/* FeBeWaitSetNEvents */
 
 PG_FUNCTION_INFO_V1(el_poll);
 PG_FUNCTION_INFO_V1(el_commit_offset);
@@ -53,9 +67,18 @@ PG_FUNCTION_INFO_V1(el_shard_status);
 #define EL_MAX_WAIT_MS		(3600 * 1000)	/* wait of one poll() */
 
 /*
- * The statements we run against the group catalog.  Each is prepared once
- * per backend and kept.  They name the catalog tables schema-qualified and
- * run under the functions' pinned search_path.
+ * The statements we run against the group catalog, as its owner (see
+ * el_query()).  Each is prepared once per backend and kept.
+ *
+ * They must mean the same whoever calls and whatever the caller's
+ * search_path: a role's own =(regclass, regclass) in a schema on its path
+ * beats pg_catalog's binary-coercible one, and would run as the catalog's
+ * owner.  So el_query() pins the path to pg_catalog alone around preparing
+ * and running them, and they also name every table, type, operator,
+ * function and collation schema-qualified (operators as
+ * OPERATOR(pg_catalog.op)), so that nothing depends on the path, not even a
+ * kept plan that the plan cache analyzes again after an invalidation.
+ * sql/hostile_consumers.sql shadows each of these names.
  */
 typedef enum ElQuery
 {
@@ -68,6 +91,7 @@ typedef enum ElQuery
 	Q_MEMBERS,
 	Q_MEMBER_JOIN,
 	Q_MEMBER_RENEW,
+	Q_MEMBER_TAKE_OVER,
 	Q_MEMBERS_EXPIRE,
 	Q_SHARDS,
 	Q_SHARDS_LOCK,
@@ -82,10 +106,17 @@ typedef enum ElQuery
 
 /* The columns of Q_SHARDS, Q_SHARDS_LOCK and Q_OFFSET_LOCK start alike. */
 #define EL_LEASE_COLUMNS \
-	"o.shard, o.member, m.lock_id, m.expires_at > clock_timestamp(), o.committed_seq" \
+	"o.shard, o.member, m.lock_id," \
+	" m.expires_at OPERATOR(pg_catalog.>) pg_catalog.clock_timestamp(), o.committed_seq" \
 	" FROM event_log.consumer_offsets o" \
 	" LEFT JOIN event_log.consumer_members m" \
-	" ON m.group_id = o.group_id AND m.member = o.member"
+	" ON m.group_id OPERATOR(pg_catalog.=) o.group_id" \
+	" AND m.member OPERATOR(pg_catalog.=) o.member"
+
+/* A new lease's end: now plus $3 (the lease timeout) milliseconds. */
+#define EL_LEASE_END_3 \
+	"pg_catalog.clock_timestamp()" \
+	" OPERATOR(pg_catalog.+) ($3 OPERATOR(pg_catalog.*) interval '1 ms')"
 
 static const struct
 {
@@ -95,45 +126,59 @@ static const struct
 }			el_queries[EL_NUM_QUERIES] =
 {
 	[Q_GROUP_FIND] = {
-		"SELECT id, owner::oid FROM event_log.consumer_groups"
-		" WHERE stream = $1 AND group_name = $2",
+		"SELECT id, owner::pg_catalog.oid FROM event_log.consumer_groups"
+		" WHERE stream OPERATOR(pg_catalog.=) $1"
+		" AND group_name OPERATOR(pg_catalog.=) $2",
 		2, {REGCLASSOID, TEXTOID}
 	},
 	[Q_GROUP_CREATE] = {
 		"INSERT INTO event_log.consumer_groups (stream, group_name, owner)"
-		" VALUES ($1, $2, $3::regrole)"
+		" VALUES ($1, $2, $3::pg_catalog.regrole)"
 		" ON CONFLICT (stream, group_name) DO NOTHING"
-		" RETURNING id, owner::oid",
+		" RETURNING id, owner::pg_catalog.oid",
 		3, {REGCLASSOID, TEXTOID, OIDOID}
 	},
 	[Q_OFFSETS_CREATE] = {
 		"INSERT INTO event_log.consumer_offsets (group_id, shard)"
-		" SELECT $1, s FROM generate_series(0, $2 - 1) s",
+		" SELECT $1, s FROM pg_catalog.generate_series(0, $2 OPERATOR(pg_catalog.-) 1) s",
 		2, {INT4OID, INT4OID}
 	},
 	[Q_GROUP_DROP] = {
-		"DELETE FROM event_log.consumer_groups WHERE id = $1",
+		"DELETE FROM event_log.consumer_groups WHERE id OPERATOR(pg_catalog.=) $1",
 		1, {INT4OID}
 	},
 	[Q_GROUPS_EXIST] = {
-		"SELECT 1 FROM event_log.consumer_groups WHERE stream = $1 LIMIT 1",
+		"SELECT 1 FROM event_log.consumer_groups"
+		" WHERE stream OPERATOR(pg_catalog.=) $1 LIMIT 1",
 		1, {REGCLASSOID}
 	},
 	[Q_STREAM_FORGET] = {
-		"DELETE FROM event_log.consumer_groups WHERE stream = $1",
+		"DELETE FROM event_log.consumer_groups WHERE stream OPERATOR(pg_catalog.=) $1",
 		1, {REGCLASSOID}
 	},
 	/* member, lock_id, pid, unexpired, less than half the lease left */
 	[Q_MEMBERS] = {
-		"SELECT member, lock_id, pid, expires_at > clock_timestamp(),"
-		" expires_at < clock_timestamp() + $2 * interval '0.5 ms'"
-		" FROM event_log.consumer_members WHERE group_id = $1"
-		" ORDER BY member COLLATE \"C\"",
+		"SELECT member, lock_id, pid,"
+		" expires_at OPERATOR(pg_catalog.>) pg_catalog.clock_timestamp(),"
+		" expires_at OPERATOR(pg_catalog.<) (pg_catalog.clock_timestamp()"
+		" OPERATOR(pg_catalog.+) ($2 OPERATOR(pg_catalog.*) interval '0.5 ms'))"
+		" FROM event_log.consumer_members WHERE group_id OPERATOR(pg_catalog.=) $1"
+		" ORDER BY member COLLATE pg_catalog.\"C\"",
 		2, {INT4OID, INT4OID}
 	},
+
+	/*
+	 * Only while the group exists: its row is locked (FOR KEY SHARE, as the
+	 * foreign key check would) before the insert, so a group that a
+	 * concurrent drop_group() deleted yields no row (or, in REPEATABLE READ,
+	 * a serialization failure) rather than a foreign key violation.
+	 */
 	[Q_MEMBER_JOIN] = {
 		"INSERT INTO event_log.consumer_members (group_id, member, pid, expires_at)"
-		" VALUES ($1, $2, pg_backend_pid(), clock_timestamp() + $3 * interval '1 ms')"
+		" SELECT g.id, $2, pg_catalog.pg_backend_pid(),"
+		" " EL_LEASE_END_3
+		" FROM event_log.consumer_groups g WHERE g.id OPERATOR(pg_catalog.=) $1"
+		" FOR KEY SHARE"
 		" ON CONFLICT (group_id, member) DO UPDATE"
 		" SET pid = excluded.pid, expires_at = excluded.expires_at"
 		" RETURNING lock_id",
@@ -141,53 +186,76 @@ static const struct
 	},
 	[Q_MEMBER_RENEW] = {
 		"UPDATE event_log.consumer_members"
-		" SET pid = pg_backend_pid(), expires_at = clock_timestamp() + $3 * interval '1 ms'"
-		" WHERE group_id = $1 AND member = $2 RETURNING lock_id",
+		" SET pid = pg_catalog.pg_backend_pid(),"
+		" expires_at = " EL_LEASE_END_3
+		" WHERE group_id OPERATOR(pg_catalog.=) $1 AND member OPERATOR(pg_catalog.=) $2"
+		" RETURNING lock_id",
+		3, {INT4OID, TEXTOID, INT4OID}
+	},
+
+	/*
+	 * A new session takes a member name over whose previous session still
+	 * holds the old lock (its lease ran out): a new lock_id, which is the
+	 * new session's alone.
+	 */
+	[Q_MEMBER_TAKE_OVER] = {
+		"UPDATE event_log.consumer_members"
+		" SET pid = pg_catalog.pg_backend_pid(),"
+		" lock_id = pg_catalog.nextval('event_log.consumer_member_locks'::pg_catalog.regclass),"
+		" expires_at = " EL_LEASE_END_3
+		" WHERE group_id OPERATOR(pg_catalog.=) $1 AND member OPERATOR(pg_catalog.=) $2"
+		" RETURNING lock_id",
 		3, {INT4OID, TEXTOID, INT4OID}
 	},
 	/* SKIP LOCKED: a member renewing its row in an open transaction stays. */
 	[Q_MEMBERS_EXPIRE] = {
-		"DELETE FROM event_log.consumer_members WHERE (group_id, member) IN"
-		" (SELECT group_id, member FROM event_log.consumer_members"
-		"  WHERE group_id = $1 AND expires_at < clock_timestamp()"
+		"DELETE FROM event_log.consumer_members"
+		" WHERE group_id OPERATOR(pg_catalog.=) $1 AND member OPERATOR(pg_catalog.=) ANY"
+		" (SELECT member FROM event_log.consumer_members"
+		"  WHERE group_id OPERATOR(pg_catalog.=) $1"
+		"  AND expires_at OPERATOR(pg_catalog.<) pg_catalog.clock_timestamp()"
 		"  FOR UPDATE SKIP LOCKED)",
 		1, {INT4OID}
 	},
 	[Q_SHARDS] = {
 		"SELECT " EL_LEASE_COLUMNS
-		" WHERE o.group_id = $1 ORDER BY o.shard",
+		" WHERE o.group_id OPERATOR(pg_catalog.=) $1 ORDER BY o.shard",
 		1, {INT4OID}
 	},
 	/* SKIP LOCKED: a row another transaction holds is not ours to take. */
 	[Q_SHARDS_LOCK] = {
 		"SELECT " EL_LEASE_COLUMNS
-		" WHERE o.group_id = $1 AND o.shard = ANY ($2) ORDER BY o.shard"
+		" WHERE o.group_id OPERATOR(pg_catalog.=) $1"
+		" AND o.shard OPERATOR(pg_catalog.=) ANY ($2) ORDER BY o.shard"
 		" FOR UPDATE OF o SKIP LOCKED",
 		2, {INT4OID, INT4ARRAYOID}
 	},
 	[Q_SHARDS_ASSIGN] = {
 		"UPDATE event_log.consumer_offsets SET member = $3"
-		" WHERE group_id = $1 AND shard = ANY ($2)",
+		" WHERE group_id OPERATOR(pg_catalog.=) $1 AND shard OPERATOR(pg_catalog.=) ANY ($2)",
 		3, {INT4OID, INT4ARRAYOID, TEXTOID}
 	},
 	[Q_OFFSET_LOCK] = {
 		"SELECT " EL_LEASE_COLUMNS
-		" WHERE o.group_id = $1 AND o.shard = $2 FOR UPDATE OF o",
+		" WHERE o.group_id OPERATOR(pg_catalog.=) $1 AND o.shard OPERATOR(pg_catalog.=) $2"
+		" FOR UPDATE OF o",
 		2, {INT4OID, INT4OID}
 	},
 	[Q_OFFSET_SET] = {
 		"UPDATE event_log.consumer_offsets"
-		" SET committed_seq = $3, committed_at = clock_timestamp()"
-		" WHERE group_id = $1 AND shard = $2",
+		" SET committed_seq = $3, committed_at = pg_catalog.clock_timestamp()"
+		" WHERE group_id OPERATOR(pg_catalog.=) $1 AND shard OPERATOR(pg_catalog.=) $2",
 		3, {INT4OID, INT4OID, INT8OID}
 	},
 	/* commit_offset()'s common case: my shard, forwards, within the shard. */
 	[Q_OFFSET_ADVANCE] = {
 		"UPDATE event_log.consumer_offsets"
-		" SET committed_seq = $3, committed_at = clock_timestamp()"
-		" WHERE group_id = $1 AND shard = $2 AND member = $4 AND committed_seq < $3",
+		" SET committed_seq = $3, committed_at = pg_catalog.clock_timestamp()"
+		" WHERE group_id OPERATOR(pg_catalog.=) $1 AND shard OPERATOR(pg_catalog.=) $2"
+		" AND member OPERATOR(pg_catalog.=) $4 AND committed_seq OPERATOR(pg_catalog.<) $3",
 		4, {INT4OID, INT4OID, INT8OID, TEXTOID}
 	},
+
 	/*
 	 * poll(auto_commit): move each shard from where the previous poll read
 	 * it to where that poll stopped, if it is still where that poll found
@@ -195,16 +263,19 @@ static const struct
 	 */
 	[Q_OFFSETS_AUTO] = {
 		"UPDATE event_log.consumer_offsets o"
-		" SET committed_seq = c.to_seq, committed_at = clock_timestamp()"
-		" FROM unnest($2::int4[], $3::int8[], $4::int8[]) AS c(shard, from_seq, to_seq)"
-		" WHERE o.group_id = $1 AND o.shard = c.shard AND o.member = $5"
-		" AND o.committed_seq = c.from_seq",
+		" SET committed_seq = c.to_seq, committed_at = pg_catalog.clock_timestamp()"
+		" FROM ROWS FROM (pg_catalog.unnest($2), pg_catalog.unnest($3), pg_catalog.unnest($4))"
+		" AS c(shard, from_seq, to_seq)"
+		" WHERE o.group_id OPERATOR(pg_catalog.=) $1 AND o.shard OPERATOR(pg_catalog.=) c.shard"
+		" AND o.member OPERATOR(pg_catalog.=) $5"
+		" AND o.committed_seq OPERATOR(pg_catalog.=) c.from_seq",
 		5, {INT4OID, INT4ARRAYOID, INT8ARRAYOID, INT8ARRAYOID, TEXTOID}
 	},
 	[Q_OFFSET_GET] = {
 		"SELECT o.committed_seq FROM event_log.consumer_offsets o"
-		" JOIN event_log.consumer_groups g ON g.id = o.group_id"
-		" WHERE g.stream = $1 AND g.group_name = $2 AND o.shard = $3",
+		" JOIN event_log.consumer_groups g ON g.id OPERATOR(pg_catalog.=) o.group_id"
+		" WHERE g.stream OPERATOR(pg_catalog.=) $1 AND g.group_name OPERATOR(pg_catalog.=) $2"
+		" AND o.shard OPERATOR(pg_catalog.=) $3",
 		3, {REGCLASSOID, TEXTOID, INT4OID}
 	},
 };
@@ -261,8 +332,13 @@ el_catalog_owner(void)
 /*
  * Run one catalog statement as the catalog's owner, so callers need no
  * privileges on the catalog (the SQL functions check what they allow).
- * The caller is connected to SPI.  If the statement fails, transaction (or
- * subtransaction) abort restores the user.
+ * The caller is connected to SPI.
+ *
+ * Nothing of the caller's may run as the owner: the statement is prepared
+ * and run (which may analyze a kept plan again) with pg_catalog as the
+ * whole search_path, and in a security-restricted operation.  If the
+ * statement fails, transaction (or subtransaction) abort restores the user
+ * and pops the search path.
  */
 static uint64
 el_query(ElQuery q, Datum *values, const char *nulls, long tcount)
@@ -275,6 +351,7 @@ el_query(ElQuery q, Datum *values, const char *nulls, long tcount)
 	SetUserIdAndSecContext(el_catalog_owner(),
 						   save_sec | SECURITY_LOCAL_USERID_CHANGE |
 						   SECURITY_RESTRICTED_OPERATION);
+	el_push_catalog_path();
 	if (el_query_plans[q] == NULL)
 	{
 		/* Key lookups on small tables: the generic plan, never replanned. */
@@ -289,6 +366,7 @@ el_query(ElQuery q, Datum *values, const char *nulls, long tcount)
 		el_query_plans[q] = plan;
 	}
 	rc = SPI_execute_plan(el_query_plans[q], values, nulls, false, tcount);
+	PopOverrideSearchPath();
 	SetUserIdAndSecContext(save_userid, save_sec);
 	if (rc < 0)
 		elog(ERROR, "SPI_execute_plan failed on \"%s\": %s", el_queries[q].sql,
@@ -529,6 +607,19 @@ el_group_begin(ElGroup *g, FunctionCallInfo fcinfo, bool create)
 }
 
 /*
+ * The group g named is gone (a statement found no row for its id): open it
+ * again by name, creating it if need be (as any first use of a group
+ * does), and check that the caller may use what is there now.
+ */
+static void
+el_group_reopen(ElGroup *g)
+{
+	el_group_forget();
+	(void) el_group_open(g, g->name, g->relid, g->shards, true);
+	el_group_check_owner(g);
+}
+
+/*
  * Whether a group has consumer groups (for appenders' NOTIFY).  Called
  * through the stream cache, also at pre-commit, when no SPI connection is
  * open.  False if the extension's catalog is gone (being dropped).
@@ -657,17 +748,55 @@ el_check_lease(ElGroup *g, const ElLease *lease, const char *me)
 }
 
 /*
- * Join the group as `me`, or renew my membership.  Returns the number of
- * live members and my rank among them in name order (C collation), which
- * decide my share of the shards.
+ * The pid of the backend holding member lock lock_id, or 0 if none does.
+ * Asked of the lock manager (as pg_locks is), not of consumer_members,
+ * whose pid column another session may be changing in a transaction that
+ * has not committed yet.  Only for error messages: it looks at every lock.
  */
-static void
+static int
+el_member_lock_holder(int32 lock_id)
+{
+	LOCKTAG		tag;
+	LockData   *locks;
+
+	el_member_tag(&tag, lock_id);
+	locks = GetLockStatusData();
+	for (int i = 0; i < locks->nelements; i++)
+	{
+		LockInstanceData *l = &locks->locks[i];
+
+		if (l->locktag.locktag_type == tag.locktag_type &&
+			l->locktag.locktag_lockmethodid == tag.locktag_lockmethodid &&
+			l->locktag.locktag_field1 == tag.locktag_field1 &&
+			l->locktag.locktag_field2 == tag.locktag_field2 &&
+			l->locktag.locktag_field3 == tag.locktag_field3 &&
+			l->locktag.locktag_field4 == tag.locktag_field4 &&
+			(l->holdMask & LOCKBIT_ON(AccessExclusiveLock)) != 0)
+			return l->pid;
+	}
+	return 0;
+}
+
+/*
+ * Join the group as `me`, or renew my membership.  Sets the number of live
+ * members and my rank among them in name order (C collation), which decide
+ * my share of the shards.  Returns false if the group is gone (dropped
+ * since this backend looked it up).
+ *
+ * A member name that a new session reuses is taken over when its previous
+ * session is gone, or still there but out of lease (hung): the row then
+ * names the new session's pid, and gets a new lock_id when the old session
+ * still holds the old one, so that the two never count as one live member.
+ * The old session, should it poll again, finds the name in use (EL005).
+ */
+static bool
 el_member_heartbeat(ElGroup *g, const char *me, int *live, int *rank)
 {
 	Datum		values[3];
 	uint64		n;
 	bool		found = false;
 	bool		renew = true;
+	bool		take_over = false;
 	bool		any_expired = false;
 	int32		my_lock = 0;
 	bool		isnull;
@@ -688,21 +817,27 @@ el_member_heartbeat(ElGroup *g, const char *me, int *live, int *rank)
 		if (strcmp(name, me) == 0)
 		{
 			found = true;
-			my_lock = lock_id;
-			renew = stale || pid != MyProcPid;
+			if (el_member_lock_take(lock_id))
+				renew = stale || pid != MyProcPid;
+			else if (unexpired)
+			{
+				/*
+				 * Another session that is still alive and within its lease
+				 * is this member already; two sessions as one member would
+				 * both process its shards.
+				 */
+				int			holder = el_member_lock_holder(lock_id);
 
-			/*
-			 * Another session that is still alive and within its lease is
-			 * this member already; two sessions as one member would both
-			 * process its shards.
-			 */
-			if (!el_member_lock_take(lock_id) && unexpired)
 				ereport(ERROR,
 						(errcode(ERRCODE_EL_MEMBER_IN_USE),
 						 errmsg("member \"%s\" of consumer group \"%s\" is in use by another session",
 								me, text_to_cstring(g->name)),
-						 errdetail("Backend %d holds the member's lock.", pid),
+						 errdetail("Backend %d holds the member's lock.",
+								   holder != 0 ? holder : pid),
 						 errhint("Give each consumer session its own member name, or end the other session.")));
+			}
+			else
+				take_over = true;
 			continue;
 		}
 		if (!unexpired)
@@ -720,14 +855,24 @@ el_member_heartbeat(ElGroup *g, const char *me, int *live, int *rank)
 	{
 		values[1] = CStringGetTextDatum(me);
 		values[2] = Int32GetDatum(el_lease_timeout);
-		if (!found || el_query(Q_MEMBER_RENEW, values, NULL, 1) == 0)
-			el_query(Q_MEMBER_JOIN, values, NULL, 1);
+		if (!found ||
+			el_query(take_over ? Q_MEMBER_TAKE_OVER : Q_MEMBER_RENEW,
+					 values, NULL, 1) == 0)
+		{
+			/* No row (the group may be gone, see Q_MEMBER_JOIN). */
+			if (el_query(Q_MEMBER_JOIN, values, NULL, 1) == 0)
+			{
+				el_group_forget();
+				return false;
+			}
+		}
 		my_lock = DatumGetInt32(el_result(0, 1, &isnull));
 		SPI_freetuptable(SPI_tuptable);
 		(void) el_member_lock_take(my_lock);
 	}
 	if (any_expired)
 		el_query(Q_MEMBERS_EXPIRE, values, NULL, 0);
+	return true;
 }
 
 /* ----------------------------------------------------------------
@@ -776,7 +921,8 @@ el_settle_shards(ElGroup *g, const char *me, int32 *shards, int64 *after)
 	uint64		n;
 	ElLease		lease;
 
-	el_member_heartbeat(g, me, &live, &rank);
+	if (!el_member_heartbeat(g, me, &live, &rank))
+		return -1;				/* the group is gone: the caller retries */
 	target = g->shards / live + (rank < g->shards % live ? 1 : 0);
 
 	values[0] = Int32GetDatum(g->id);
@@ -1048,9 +1194,8 @@ el_poll_once(ElGroup *g, const char *me, int max_count, DestReceiver *dest)
 	nheld = el_settle_shards(g, me, shards, after);
 	if (nheld < 0)
 	{
-		/* A stale group id: open the group again, once. */
-		if (!el_group_open(g, g->name, g->relid, g->shards, true))
-			return 0;
+		/* The group is gone: open (create) it again, once. */
+		el_group_reopen(g);
 		nheld = el_settle_shards(g, me, shards, after);
 	}
 	if (nheld <= 0)
@@ -1105,6 +1250,59 @@ void
 el_wait_tag(LOCKTAG *tag, Oid relid)
 {
 	SET_LOCKTAG_ADVISORY(*tag, MyDatabaseId, relid, 0, EL_WAIT_LOCKTAG_SPACE);
+}
+
+/*
+ * Sleep until the latch is set or timeout_ms have passed, for a waiting
+ * poll().  Also wakes when the client's connection is closed (a consumer
+ * killed or gone while it waits): the session then ends at once, as
+ * PostgreSQL's client_connection_check_interval would end it, so that its
+ * member lock, and with it its shards, go now and not when the wait (up to
+ * an hour) is over.  Returns false if the wait should end anyway (the
+ * client is gone but interrupts are held off).
+ *
+ * A client that vanished without closing its connection (a machine that
+ * lost power, a network cut) is not noticed here; TCP keepalives
+ * (tcp_keepalives_idle) and the lease timeout cover it.
+ */
+static bool
+el_wait(long timeout_ms)
+{
+	WaitEvent	events[EL_FEBE_NEVENTS];
+	int			n;
+
+	/* No client connection (a background worker, single-user mode). */
+	if (whereToSendOutput != DestRemote || MyProcPort == NULL || FeBeWaitSet == NULL)
+	{
+		(void) WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH,
+						 timeout_ms, PG_WAIT_EXTENSION);
+		return true;
+	}
+
+	/*
+	 * The backend's own wait set: its socket, its latch and postmaster
+	 * death.  Every user of the set sets the socket's events it waits for,
+	 * as pq_check_connection() does, so we need not restore them.
+	 */
+	ModifyWaitEvent(FeBeWaitSet, EL_FEBE_SOCKET_POS, WL_SOCKET_CLOSED, NULL);
+	n = WaitEventSetWait(FeBeWaitSet, timeout_ms, events, lengthof(events),
+						 PG_WAIT_EXTENSION);
+	for (int i = 0; i < n; i++)
+	{
+		if (events[i].events & WL_POSTMASTER_DEATH)
+			ereport(FATAL,
+					(errcode(ERRCODE_ADMIN_SHUTDOWN),
+					 errmsg("terminating connection due to unexpected postmaster exit")));
+		if (events[i].events & WL_SOCKET_CLOSED)
+		{
+			/* What ProcessInterrupts() does with a lost connection. */
+			ClientConnectionLost = true;
+			InterruptPending = true;
+			CHECK_FOR_INTERRUPTS();
+			return false;
+		}
+	}
+	return true;
 }
 
 /* Milliseconds in an interval, or -1 if it is out of our range. */
@@ -1223,9 +1421,8 @@ el_poll(PG_FUNCTION_ARGS)
 		 * Wake up at least every third of the lease to renew it and to take
 		 * over shards freed meanwhile.
 		 */
-		(void) WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH,
-						 Min(left, Max(el_lease_timeout / 3, 10)),
-						 PG_WAIT_EXTENSION);
+		if (!el_wait(Min(left, Max(el_lease_timeout / 3, 10))))
+			break;
 		CHECK_FOR_INTERRUPTS();
 	}
 	if (wait_ms > 0)
@@ -1241,9 +1438,15 @@ el_poll(PG_FUNCTION_ARGS)
  * ----------------------------------------------------------------
  */
 
-/* Lock a shard's row of the group (waiting for other transactions). */
-static void
-el_lock_offset(ElGroup *g, int32 shard, ElLease *lease)
+/*
+ * Lock a shard's row of the group (waiting for other transactions).  If
+ * the group is gone (dropped since this backend looked it up, or by a
+ * transaction that committed while we waited for the row): with create, it
+ * is opened again by name, and created if need be, as the first use of a
+ * group creates it; without, returns false.
+ */
+static bool
+el_lock_offset(ElGroup *g, int32 shard, ElLease *lease, bool create)
 {
 	Datum		values[2];
 
@@ -1251,17 +1454,16 @@ el_lock_offset(ElGroup *g, int32 shard, ElLease *lease)
 	values[1] = Int32GetDatum(shard);
 	if (el_query(Q_OFFSET_LOCK, values, NULL, 1) != 1)
 	{
-		/* A stale group id: open the group again, once. */
-		el_group_forget();
-		if (!el_group_open(g, g->name, g->relid, g->shards, true))
-			elog(ERROR, "consumer group vanished");
-		el_group_check_owner(g);
+		if (!create)
+			return false;
+		el_group_reopen(g);
 		values[0] = Int32GetDatum(g->id);
 		if (el_query(Q_OFFSET_LOCK, values, NULL, 1) != 1)
 			elog(ERROR, "consumer group %d has no row for shard %d", g->id, shard);
 	}
 	el_result_lease(0, lease);
 	SPI_freetuptable(SPI_tuptable);
+	return true;
 }
 
 static void
@@ -1357,7 +1559,7 @@ el_commit_offset(PG_FUNCTION_ARGS)
 		}
 	}
 
-	el_lock_offset(&g, shard, &lease);
+	(void) el_lock_offset(&g, shard, &lease, true);
 	el_check_lease(&g, &lease, me);
 	if (seq < lease.committed_seq)
 		ereport(ERROR,
@@ -1412,14 +1614,17 @@ el_committed_offset(PG_FUNCTION_ARGS)
  * one before the first such event, or the end of the shard if there is
  * none.  recorded_at is not ordered by seq (it is the appending
  * transaction's start), so "the last event before t" would skip events.
+ * Read as the caller (privileges and row-level security apply), with the
+ * operators spelled out and the path pinned like the catalog statements'.
  */
 static int64
 el_offset_at_time(Oid relid, int32 shard, Datum t)
 {
 	char	   *name = el_stream_name(relid);
-	char	   *sql = psprintf("SELECT COALESCE(pg_catalog.min(seq) - 1,"
-							   " (SELECT pg_catalog.max(seq) FROM %s WHERE shard = $1), 0)"
-							   " FROM %s WHERE shard = $1 AND recorded_at >= $2",
+	char	   *sql = psprintf("SELECT COALESCE(pg_catalog.min(seq) OPERATOR(pg_catalog.-) 1,"
+							   " (SELECT pg_catalog.max(seq) FROM %s WHERE shard OPERATOR(pg_catalog.=) $1), 0)"
+							   " FROM %s WHERE shard OPERATOR(pg_catalog.=) $1"
+							   " AND recorded_at OPERATOR(pg_catalog.>=) $2",
 							   name, name);
 	Oid			types[2] = {INT4OID, TIMESTAMPTZOID};
 	Datum		values[2];
@@ -1428,7 +1633,9 @@ el_offset_at_time(Oid relid, int32 shard, Datum t)
 
 	values[0] = Int32GetDatum(shard);
 	values[1] = t;
+	el_push_catalog_path();
 	rc = SPI_execute_with_args(sql, 2, types, values, NULL, true, 1);
+	PopOverrideSearchPath();
 	if (rc != SPI_OK_SELECT || SPI_processed != 1)
 		elog(ERROR, "SPI_execute_with_args failed on \"%s\": %s", sql,
 			 SPI_result_code_string(rc));
@@ -1515,7 +1722,7 @@ el_reset_offsets(PG_FUNCTION_ARGS)
 	}
 	for (int32 s = first; s <= last; s++)
 	{
-		el_lock_offset(&g, s, &old[s]);
+		(void) el_lock_offset(&g, s, &old[s], true);
 		el_check_lease(&g, &old[s], me);
 	}
 
@@ -1560,7 +1767,12 @@ el_drop_group(PG_FUNCTION_ARGS)
 	}
 	for (int32 s = 0; s < g.shards; s++)
 	{
-		el_lock_offset(&g, s, &lease);
+		if (!el_lock_offset(&g, s, &lease, false))
+		{
+			/* Dropped meanwhile, by a transaction that has committed. */
+			SPI_finish();
+			PG_RETURN_BOOL(false);
+		}
 		el_check_lease(&g, &lease, me);
 	}
 	values[0] = Int32GetDatum(g.id);
