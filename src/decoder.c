@@ -469,6 +469,39 @@ el_append_json_text(StringInfo out, Datum d)
 	escape_json(out, TextDatumGetCString(d));
 }
 
+/*
+ * Refuse to read a relation as a stream unless its first columns are the
+ * contract columns, with their types: the tuple is deformed and its values
+ * used as those types, and anything else (a text where an int4 is expected)
+ * would crash the server.  The registry and the guards keep streams in this
+ * shape; the check stops a registry that says otherwise, such as a look-alike
+ * event_log.streams created by a role in a database without the extension.
+ * An error, not a skip: the slot stops at the change until someone looks.
+ */
+static void
+el_check_stream_shape(Relation relation, TupleDesc desc)
+{
+	for (int i = 0; i < EL_NATTS; i++)
+	{
+		Form_pg_attribute att;
+
+		if (i < desc->natts)
+		{
+			att = TupleDescAttr(desc, i);
+			if (!att->attisdropped && att->atttypid == el_columns[i].type)
+				continue;
+		}
+		ereport(ERROR,
+				(errcode(ERRCODE_WRONG_OBJECT_TYPE),
+				 errmsg("relation \"%s.%s\" is registered as an event stream but lacks its columns",
+						get_namespace_name(RelationGetNamespace(relation)),
+						RelationGetRelationName(relation)),
+				 errdetail("Column %d must be \"%s\" of type %s.",
+						   i + 1, el_columns[i].name,
+						   format_type_be(el_columns[i].type))));
+	}
+}
+
 static void
 el_decoder_change(LogicalDecodingContext *ctx, ReorderBufferTXN *txn,
 				  Relation relation, ReorderBufferChange *change)
@@ -489,8 +522,9 @@ el_decoder_change(LogicalDecodingContext *ctx, ReorderBufferTXN *txn,
 		return;
 	if (!el_stream_wanted(data, relid))
 		return;
-	if (el_stream_shards(relid) < 1 || desc->natts < EL_NATTS)
+	if (el_stream_shards(relid) < 1)
 		return;
+	el_check_stream_shape(relation, desc);
 
 	old = MemoryContextSwitchTo(data->context);
 
