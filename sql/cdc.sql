@@ -90,6 +90,53 @@ SELECT data FROM pg_logical_slot_peek_changes('cdc', NULL, NULL, 'streams', 'sho
 SELECT data FROM pg_logical_slot_peek_changes('cdc', NULL, NULL, 'streams', '');
 SELECT data FROM pg_logical_slot_peek_changes('cdc', NULL, NULL, 'include-transaction', 'sometimes');
 SELECT data FROM pg_logical_slot_peek_changes('cdc', NULL, NULL, 'format-version', '2');
+SELECT data FROM pg_logical_slot_peek_changes('cdc', NULL, NULL, 'include-transaction', 'on', 'include-transaction', 'off');
+
+-- streams takes names as SQL writes them: double quotes keep case, commas,
+-- dots and blanks inside a name; unquoted names are folded to lower case.
+-- Names are never looked up through search_path, so a table of the same
+-- name first on the path changes nothing.
+SELECT event_log.create_stream('shop."Cart Events"');
+SELECT event_log.create_stream('shop."a,b"');
+SELECT event_log.create_stream('shop."x.y z"');
+SELECT event_log.create_stream('shop."say ""hi"""');
+CREATE SCHEMA decoy;
+SELECT event_log.create_stream('decoy.carts');
+SET search_path = decoy, public;
+INSERT INTO shop."Cart Events" (key, type, payload) VALUES ('c', 'Quoted', '{}');
+INSERT INTO shop."a,b" (key, type, payload) VALUES ('c', 'Comma', '{}');
+INSERT INTO shop."x.y z" (key, type, payload) VALUES ('c', 'DotSpace', '{}');
+INSERT INTO shop."say ""hi""" (key, type, payload) VALUES ('c', 'DoubleQuote', '{}');
+INSERT INTO decoy.carts (key, type, payload) VALUES ('c', 'Decoy', '{}');
+SELECT data::jsonb ->> 'stream' AS stream, data::jsonb ->> 'type' AS type
+FROM pg_logical_slot_peek_changes('cdc', NULL, NULL, 'streams', 'shop."a,b", shop."x.y z" ,SHOP."Cart Events"');
+SELECT data::jsonb ->> 'stream' AS stream, data::jsonb ->> 'type' AS type
+FROM pg_logical_slot_peek_changes('cdc', NULL, NULL, 'streams', 'shop."say ""hi"""');
+-- The "stream" field of a message, given back as the option, selects that
+-- stream and nothing else.
+SELECT s.stream, count(*) AS events, bool_and(c.data::jsonb ->> 'stream' = s.stream) AS only_it
+FROM (SELECT DISTINCT data::jsonb ->> 'stream' AS stream
+      FROM pg_logical_slot_peek_changes('cdc', NULL, NULL)) s,
+     LATERAL pg_logical_slot_peek_changes('cdc', NULL, NULL, 'streams', s.stream) c
+GROUP BY s.stream ORDER BY s.stream COLLATE "C";
+-- Three-part names may name the current database.
+SELECT count(*) FROM pg_logical_slot_peek_changes('cdc', NULL, NULL, 'streams',
+  quote_ident(current_database()) || '.shop."a,b"');
+RESET search_path;
+
+-- Names that cannot be read, or that name no stream, are refused.
+SELECT data FROM pg_logical_slot_peek_changes('cdc', NULL, NULL, 'streams', 'shop."Cart Events');
+SELECT data FROM pg_logical_slot_peek_changes('cdc', NULL, NULL, 'streams', 'shop.carts,,shop.orders');
+SELECT data FROM pg_logical_slot_peek_changes('cdc', NULL, NULL, 'streams', 'shop.carts shop.orders');
+SELECT data FROM pg_logical_slot_peek_changes('cdc', NULL, NULL, 'streams', 'shop.a,b');
+SELECT data FROM pg_logical_slot_peek_changes('cdc', NULL, NULL, 'streams', 'shop.Cart Events');
+SELECT data FROM pg_logical_slot_peek_changes('cdc', NULL, NULL, 'streams', 'nowhere.carts');
+SELECT data FROM pg_logical_slot_peek_changes('cdc', NULL, NULL, 'streams', 'otherdb.shop.carts');
+SELECT data FROM pg_logical_slot_peek_changes('cdc', NULL, NULL, 'streams', 'shop.' || repeat('x', 64));
+SELECT data FROM pg_logical_slot_peek_changes('cdc', NULL, NULL, 'streams', 'shop.carts', 'streams', 'shop.orders');
+SELECT event_log.drop_stream(s::regclass) FROM unnest(ARRAY['shop."Cart Events"', 'shop."a,b"', 'shop."x.y z"',
+  'shop."say ""hi"""', 'decoy.carts']) s;
+DROP SCHEMA decoy;
 SELECT count(*) FROM pg_logical_slot_get_changes('cdc', NULL, NULL);
 
 -- A prepared transaction appears once, at COMMIT PREPARED.

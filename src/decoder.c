@@ -9,6 +9,10 @@
  *	  user_catalog_table, under the historic snapshot, and cached per
  *	  relation by stream.c (flushed by relcache invalidations, which decoding
  *	  replays in WAL order).
+ *
+ *	  Options are read in the startup callback, which runs inside the
+ *	  caller's transaction for SQL and outside any transaction in a
+ *	  walsender; el_resolve_streams() says what that means for memory.
  */
 #include "postgres.h"
 
@@ -16,7 +20,10 @@
 #include "access/xact.h"
 #include "catalog/namespace.h"
 #include "catalog/pg_type.h"
+#include "commands/dbcommands.h"
 #include "mb/pg_wchar.h"
+#include "miscadmin.h"
+#include "parser/scansup.h"
 #include "replication/logical.h"
 #include "replication/output_plugin.h"
 #include "utils/builtins.h"
@@ -25,7 +32,6 @@
 #include "utils/jsonb.h"
 #include "utils/lsyscache.h"
 #include "utils/memutils.h"
-#include "utils/regproc.h"
 #include "utils/rel.h"
 #include "utils/uuid.h"
 #include "utils/varlena.h"
@@ -38,7 +44,9 @@ typedef struct ElDecoderData
 {
 	MemoryContext context;		/* reset after every change */
 	bool		include_transaction;
-	List	   *stream_oids;	/* option "streams"; NIL = every stream */
+	Oid		   *stream_oids;	/* option "streams", sorted; NULL = every
+								 * stream */
+	int			nstream_oids;
 	List	   *types;			/* option "types"; NIL = every type */
 } ElDecoderData;
 
@@ -48,84 +56,269 @@ typedef struct ElTxnData
 	int64		events;
 } ElTxnData;
 
+/*
+ * The option's value as a C string, or NULL when it has none: a bare option
+ * over the replication protocol ("include-transaction" without a value) has
+ * no argument at all.
+ */
+static const char *
+el_option_value(DefElem *elem)
+{
+	if (elem->arg == NULL)
+		return NULL;
+	return strVal(elem->arg);
+}
+
 static bool
 el_parse_bool_option(DefElem *elem)
 {
+	const char *value = el_option_value(elem);
 	bool		result;
 
-	if (elem->arg == NULL)
+	if (value == NULL)
 		return true;			/* a bare option name means true */
-	if (!parse_bool(strVal(elem->arg), &result))
+	if (!parse_bool(value, &result))
 		ereport(ERROR,
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 				 errmsg("could not parse value \"%s\" for parameter \"%s\"",
-						strVal(elem->arg), elem->defname),
+						value, elem->defname),
 				 errhint("Use true or false.")));
 	return result;
+}
+
+static const char *
+el_required_value(DefElem *elem)
+{
+	const char *value = el_option_value(elem);
+
+	if (value == NULL || value[0] == '\0')
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("parameter \"%s\" needs a value", elem->defname)));
+	return value;
 }
 
 static List *
 el_split_list_option(DefElem *elem)
 {
-	char	   *raw;
+	const char *value = el_required_value(elem);
+	char	   *raw = pstrdup(value);
 	List	   *items;
 
-	if (elem->arg == NULL || strVal(elem->arg)[0] == '\0')
-		ereport(ERROR,
-				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-				 errmsg("parameter \"%s\" needs a value", elem->defname)));
-	raw = pstrdup(strVal(elem->arg));
 	if (!SplitGUCList(raw, ',', &items))
 		ereport(ERROR,
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 				 errmsg("could not parse value \"%s\" for parameter \"%s\"",
-						strVal(elem->arg), elem->defname)));
+						value, elem->defname)));
+	return items;
+}
+
+static void el_bad_name_list(DefElem *elem, const char *value,
+							 const char *detail) pg_attribute_noreturn();
+
+static void
+el_bad_name_list(DefElem *elem, const char *value, const char *detail)
+{
+	ereport(ERROR,
+			(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+			 errmsg("could not parse value \"%s\" for parameter \"%s\"",
+					value, elem->defname),
+			 errdetail_internal("%s", detail),
+			 errhint("Separate schema-qualified names with commas, and double-quote a name as in SQL when it holds upper case, commas, dots or spaces, such as app.\"Cart Events\".")));
+}
+
+/*
+ * Split the value of the "streams" option into its names, each returned as
+ * written (a qualified name, maybe with double-quoted parts), without the
+ * blanks around it.  A comma separates names unless it is inside double
+ * quotes.  The parts themselves are read afterwards by el_parse_name(), the
+ * reader create_stream() uses, so a name means here what it meant there.
+ * This only finds where each name ends, following the same grammar: a part
+ * is double-quoted ("" stands for one quote) or runs to the next dot, comma
+ * or blank.
+ */
+static List *
+el_split_name_list(DefElem *elem)
+{
+	const char *value = el_required_value(elem);
+	const char *p = value;
+	List	   *items = NIL;
+
+	for (;;)
+	{
+		const char *start;
+		const char *end;
+
+		while (scanner_isspace(*p))
+			p++;
+		start = p;
+		for (;;)
+		{
+			while (scanner_isspace(*p))
+				p++;
+			if (*p == '"')
+			{
+				for (p++; *p; p++)
+				{
+					if (*p == '"')
+					{
+						if (p[1] != '"')
+							break;
+						p++;
+					}
+				}
+				if (*p != '"')
+					el_bad_name_list(elem, value,
+									 "A double-quoted name is not closed.");
+				p++;
+			}
+			else
+			{
+				while (*p && *p != '.' && *p != ',' && !scanner_isspace(*p))
+					p++;
+			}
+			end = p;
+			while (scanner_isspace(*p))
+				p++;
+			if (*p != '.')
+				break;
+			p++;
+		}
+		if (end == start)
+			el_bad_name_list(elem, value, "The list contains an empty name.");
+		items = lappend(items, pnstrdup(start, end - start));
+		if (*p == '\0')
+			break;
+		if (*p != ',')
+			el_bad_name_list(elem, value,
+							 "Two names are separated by something other than a comma.");
+		p++;
+	}
 	return items;
 }
 
 /*
- * Resolve the "streams" option now, so that a misspelt name is an error
- * instead of a silently empty feed.  Names must be schema-qualified.
+ * Resolve the "streams" option to the OIDs of the streams it names, so that
+ * a misspelt name is an error instead of a silently empty feed.  Fills
+ * data->stream_oids, sorted, allocated in the current memory context.
+ *
+ * Each name is read by el_parse_name(), as create_stream() reads it, and
+ * must be schema-qualified: it is looked up in the catalog directly, never
+ * through search_path, so the feed is the same whoever consumes it and
+ * whatever their session settings.  No privilege is checked: a role that
+ * may use a replication slot reads every stream through it anyway.
+ *
+ * Over the replication protocol (walsender) no transaction is open when the
+ * startup callback runs, so the catalog is read in one of our own.  Its
+ * commit frees everything allocated while it was open, and leaves
+ * CurrentMemoryContext at TopMemoryContext and no resource owner: the
+ * result is therefore allocated before the transaction starts, and the
+ * caller's context and resource owner are restored after it ends.  (The
+ * result once lived in the transaction's memory: the walsender then
+ * filtered against freed memory and sent nothing, while SQL callers, whose
+ * transaction was already open, got the right events.)
+ *
+ * No lock is taken on the named tables: a stream dropped right after this
+ * only means its OID matches nothing written afterwards.
  */
-static List *
-el_resolve_streams(DefElem *elem)
+static void
+el_resolve_streams(ElDecoderData *data, DefElem *elem)
 {
-	List	   *names = el_split_list_option(elem);
-	List	   *oids = NIL;
+	List	   *items = el_split_name_list(elem);
+	MemoryContext cxt = CurrentMemoryContext;
+	ResourceOwner owner = CurrentResourceOwner;
+	bool		own_xact = !IsTransactionState();
+	Oid		   *oids;
+	int			n = 0;
 	ListCell   *lc;
-	bool		started = false;
 
-	if (!IsTransactionState())
-	{
+	oids = palloc(sizeof(Oid) * list_length(items));
+
+	if (own_xact)
 		StartTransactionCommand();
-		started = true;
-	}
-	foreach(lc, names)
+	foreach(lc, items)
 	{
-		char	   *name = (char *) lfirst(lc);
-		List	   *qualified = stringToQualifiedNameList(name);
+		const char *item = lfirst(lc);
+		List	   *parts = el_parse_name(item, "stream");
+		const char *schema;
+		const char *relname;
+		Oid			nspid;
 		Oid			relid;
 
-		if (list_length(qualified) != 2)
+		if (list_length(parts) == 1)
 			ereport(ERROR,
 					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 					 errmsg("stream name \"%s\" in parameter \"streams\" must be schema-qualified",
-							name)));
-		relid = RangeVarGetRelid(makeRangeVarFromNameList(qualified), NoLock, true);
+							item),
+					 errdetail("Names in this option are not looked up through search_path."),
+					 errhint("Write it as schema.table, such as public.carts.")));
+		if (list_length(parts) == 3)
+		{
+			char	   *dbname = get_database_name(MyDatabaseId);
+
+			if (dbname == NULL || strcmp(strVal(linitial(parts)), dbname) != 0)
+				ereport(ERROR,
+						(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
+						 errmsg("cross-database references are not implemented: \"%s\"",
+								item)));
+			parts = list_delete_first(parts);
+		}
+		schema = strVal(linitial(parts));
+		relname = strVal(lsecond(parts));
+
+		nspid = get_namespace_oid(schema, true);
+		if (!OidIsValid(nspid))
+			ereport(ERROR,
+					(errcode(ERRCODE_UNDEFINED_SCHEMA),
+					 errmsg("schema \"%s\" does not exist", schema),
+					 errdetail("Parameter \"streams\" names \"%s\".", item)));
+		relid = get_relname_relid(relname, nspid);
 		if (!OidIsValid(relid))
 			ereport(ERROR,
 					(errcode(ERRCODE_UNDEFINED_TABLE),
-					 errmsg("event stream \"%s\" does not exist", name),
+					 errmsg("event stream \"%s.%s\" does not exist", schema, relname),
+					 errdetail("Parameter \"streams\" names \"%s\".", item),
 					 errhint("Streams are listed in event_log.streams.")));
 		if (el_registry_shards(relid) < 1)
 			ereport(ERROR,
 					(errcode(ERRCODE_WRONG_OBJECT_TYPE),
-					 errmsg("\"%s\" is not an event stream", name)));
-		oids = lappend_oid(oids, relid);
+					 errmsg("\"%s.%s\" is not an event stream", schema, relname),
+					 errdetail("Parameter \"streams\" names \"%s\".", item),
+					 errhint("Streams are listed in event_log.streams.")));
+		oids[n++] = relid;
 	}
-	if (started)
+	if (own_xact)
+	{
 		CommitTransactionCommand();
-	return oids;
+		MemoryContextSwitchTo(cxt);
+		CurrentResourceOwner = owner;
+	}
+
+	qsort(oids, n, sizeof(Oid), oid_cmp);
+	data->stream_oids = oids;
+	data->nstream_oids = n;
+}
+
+static bool
+el_stream_wanted(ElDecoderData *data, Oid relid)
+{
+	if (data->stream_oids == NULL)
+		return true;
+	return bsearch(&relid, data->stream_oids, data->nstream_oids,
+				   sizeof(Oid), oid_cmp) != NULL;
+}
+
+/* Refuse an option given twice, as CREATE and COPY do. */
+static void
+el_option_once(DefElem *elem, bool *seen)
+{
+	if (*seen)
+		ereport(ERROR,
+				(errcode(ERRCODE_SYNTAX_ERROR),
+				 errmsg("conflicting or redundant options"),
+				 errdetail("Parameter \"%s\" is given more than once.",
+						   elem->defname)));
+	*seen = true;
 }
 
 static void
@@ -133,6 +326,10 @@ el_decoder_startup(LogicalDecodingContext *ctx, OutputPluginOptions *opt,
 				   bool is_init)
 {
 	ElDecoderData *data = palloc0(sizeof(ElDecoderData));
+	DefElem    *streams = NULL;
+	bool		seen_transaction = false;
+	bool		seen_streams = false;
+	bool		seen_types = false;
 	ListCell   *lc;
 
 	data->context = AllocSetContextCreate(ctx->context,
@@ -147,15 +344,20 @@ el_decoder_startup(LogicalDecodingContext *ctx, OutputPluginOptions *opt,
 		DefElem    *elem = lfirst(lc);
 
 		if (strcmp(elem->defname, "include-transaction") == 0)
+		{
+			el_option_once(elem, &seen_transaction);
 			data->include_transaction = el_parse_bool_option(elem);
+		}
 		else if (strcmp(elem->defname, "streams") == 0)
 		{
-			/* Slot creation passes no options; nothing to resolve then. */
-			if (!is_init)
-				data->stream_oids = el_resolve_streams(elem);
+			el_option_once(elem, &seen_streams);
+			streams = elem;
 		}
 		else if (strcmp(elem->defname, "types") == 0)
+		{
+			el_option_once(elem, &seen_types);
 			data->types = el_split_list_option(elem);
+		}
 		else
 			ereport(ERROR,
 					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
@@ -163,6 +365,13 @@ el_decoder_startup(LogicalDecodingContext *ctx, OutputPluginOptions *opt,
 							elem->defname),
 					 errhint("Known options: streams, types, include-transaction.")));
 	}
+
+	/*
+	 * Resolved last, after every option was checked.  Slot creation passes
+	 * no options; nothing to resolve then.
+	 */
+	if (streams && !is_init)
+		el_resolve_streams(data, streams);
 }
 
 static void
@@ -260,6 +469,39 @@ el_append_json_text(StringInfo out, Datum d)
 	escape_json(out, TextDatumGetCString(d));
 }
 
+/*
+ * Refuse to read a relation as a stream unless its first columns are the
+ * contract columns, with their types: the tuple is deformed and its values
+ * used as those types, and anything else (a text where an int4 is expected)
+ * would crash the server.  The registry and the guards keep streams in this
+ * shape; the check stops a registry that says otherwise, such as a look-alike
+ * event_log.streams created by a role in a database without the extension.
+ * An error, not a skip: the slot stops at the change until someone looks.
+ */
+static void
+el_check_stream_shape(Relation relation, TupleDesc desc)
+{
+	for (int i = 0; i < EL_NATTS; i++)
+	{
+		Form_pg_attribute att;
+
+		if (i < desc->natts)
+		{
+			att = TupleDescAttr(desc, i);
+			if (!att->attisdropped && att->atttypid == el_columns[i].type)
+				continue;
+		}
+		ereport(ERROR,
+				(errcode(ERRCODE_WRONG_OBJECT_TYPE),
+				 errmsg("relation \"%s.%s\" is registered as an event stream but lacks its columns",
+						get_namespace_name(RelationGetNamespace(relation)),
+						RelationGetRelationName(relation)),
+				 errdetail("Column %d must be \"%s\" of type %s.",
+						   i + 1, el_columns[i].name,
+						   format_type_be(el_columns[i].type))));
+	}
+}
+
 static void
 el_decoder_change(LogicalDecodingContext *ctx, ReorderBufferTXN *txn,
 				  Relation relation, ReorderBufferChange *change)
@@ -278,10 +520,11 @@ el_decoder_change(LogicalDecodingContext *ctx, ReorderBufferTXN *txn,
 	if (change->action != REORDER_BUFFER_CHANGE_INSERT ||
 		change->data.tp.newtuple == NULL)
 		return;
-	if (data->stream_oids != NIL && !list_member_oid(data->stream_oids, relid))
+	if (!el_stream_wanted(data, relid))
 		return;
-	if (el_stream_shards(relid) < 1 || desc->natts < EL_NATTS)
+	if (el_stream_shards(relid) < 1)
 		return;
+	el_check_stream_shape(relation, desc);
 
 	old = MemoryContextSwitchTo(data->context);
 
