@@ -25,6 +25,22 @@ ifeq ($(WERROR),1)
 PG_CFLAGS += -Werror
 endif
 
+# SANITIZE=1 builds with AddressSanitizer and UBSan (whose checks trap, for
+# ASan to report); only a server started with libasan preloaded can load
+# that build, as `make test-sanitize` does (docs/security.md, "Sanitizer
+# builds"). The stamp file records the kind of build, so switching SANITIZE
+# rebuilds every object.
+SANITIZE_CFLAGS = -fsanitize=address,undefined -fsanitize-undefined-trap-on-error \
+                  -fno-omit-frame-pointer
+ifeq ($(SANITIZE),1)
+PG_CFLAGS += $(SANITIZE_CFLAGS)
+BUILD_KIND = sanitize
+else
+BUILD_KIND = plain
+endif
+BUILD_STAMP = src/.build-kind
+EXTRA_CLEAN = $(BUILD_STAMP)
+
 # No LLVM bitcode: JIT inlining of these functions is not worth a clang dependency.
 override with_llvm = no
 
@@ -34,7 +50,12 @@ ifneq ($(PGXS),)
 include $(PGXS)
 endif
 
-.PHONY: deps build demo test bench
+.PHONY: deps build demo test test-sanitize bench
+
+ifneq ($(PGXS),)
+$(shell echo $(BUILD_KIND) | cmp -s - $(BUILD_STAMP) || echo $(BUILD_KIND) > $(BUILD_STAMP))
+$(OBJS): $(BUILD_STAMP)
+endif
 
 deps:
 	@bash test/deps.sh
@@ -50,6 +71,17 @@ demo:
 test:
 	@$(MAKE) --no-print-directory build WERROR=1
 	@REGRESS="$(REGRESS)" ISOLATION="$(ISOLATION)" bash test/run_tests.sh
+
+# The whole suite against a SANITIZE=1 build; fails on any sanitizer report.
+# Afterwards the plain build is installed again, whatever the outcome.
+test-sanitize:
+	@status=0; \
+	$(MAKE) --no-print-directory build WERROR=1 SANITIZE=1 && \
+	REGRESS="$(REGRESS)" ISOLATION="$(ISOLATION)" EVENT_LOG_SANITIZE=1 \
+		bash test/run_tests.sh || status=$$?; \
+	echo "test-sanitize: reinstalling the plain build"; \
+	$(MAKE) --no-print-directory build SANITIZE= >/dev/null || status=1; \
+	exit $$status
 
 bench:
 	@$(MAKE) --no-print-directory build

@@ -19,6 +19,14 @@
 # (1 if the server knows output_plugin_libraries, i.e. 15.19+, else 0).
 # The other functions only read those exported variables, so they also work
 # from child scripts. KEEP_CLUSTER=1 keeps the temp dir after cluster_stop.
+#
+# EVENT_LOG_SANITIZE=1 (set by `make test-sanitize`, for an extension built
+# with SANITIZE=1): servers are started through a pg_ctl wrapper that
+# preloads the AddressSanitizer runtime and sends its reports (UBSan's too)
+# to files in $EVENT_LOG_SANITIZER_DIR. The wrapper's directory comes first
+# in PATH, so servers that tests start themselves (TAP) run the same way.
+# cluster_sanitizer_reports lists the reports. See docs/security.md,
+# "Sanitizer builds".
 
 PG_BINDIR=${PG_BINDIR:-/usr/lib/postgresql/15/bin}
 
@@ -58,12 +66,95 @@ cluster_has_opl() {
     fi
 }
 
+# Sanitizer mode: write $EVENT_LOG_TMP/sanitizer/bin/pg_ctl, a pg_ctl whose
+# servers run with libasan preloaded (it must come first in the process, or
+# the instrumented event_log.so refuses to load), and create the report
+# directory. Exports EVENT_LOG_SANITIZER_DIR and points EVENT_LOG_PG_CTL at
+# the wrapper.
+cluster_sanitizer_setup() {
+    local dir=$EVENT_LOG_TMP/sanitizer cc=${CC:-gcc} asan
+    # gcc prints the bare name back when it has no such library.
+    asan=$("$cc" -print-file-name=libasan.so)
+    if [[ $asan != /* || ! -e $asan ]]; then
+        echo "cluster.sh: $cc has no libasan.so (Debian: libasan8, from gcc)" >&2
+        return 1
+    fi
+    asan=$(readlink -f "$asan")
+    mkdir -p "$dir/bin" "$dir/lib" "$dir/reports"
+    # A preloaded libasan initialises lazily, on the first malloc. In the
+    # Debian server that malloc happens inside libgpg-error's constructor,
+    # in bindtextdomain() with glibc's gettext lock held; the runtime's
+    # start-up then looks up swift_demangle, the failed dlsym() makes
+    # dlerror() call gettext, which takes that same lock again, and the
+    # process hangs (even `postgres -V`). With the symbol defined, the
+    # lookup succeeds and gettext is never called. ASan only calls it for
+    # Swift names, which never occur here; NULL means "not demangled".
+    "$cc" -shared -fPIC -O2 -x c -o "$dir/lib/swift_demangle_stub.so" - <<'EOF' || return 1
+#include <stddef.h>
+char *swift_demangle(const char *name, size_t len, char *out, size_t *outlen,
+                     unsigned flags);
+char *
+swift_demangle(const char *name, size_t len, char *out, size_t *outlen,
+               unsigned flags)
+{
+    return NULL;
+}
+EOF
+    # halt_on_error, abort_on_error: the first report kills the process (and
+    # the postmaster then restarts the cluster, so the test fails too).
+    # handle_sigill: UBSan checks are built to trap (SIGILL); ASan reports
+    # the trap with its stack. (UBSan's own runtime would read its options
+    # from /proc/self/environ only at the first report, after the server
+    # has overwritten that area with its process title: no stack, no log.)
+    # detect_leaks=0: backends leave their memory to process exit on purpose.
+    # log_path: each process writes its reports to PREFIX.PID, which
+    # survives the process and is listed by cluster_sanitizer_reports.
+    {
+        echo '#!/bin/sh'
+        echo '# Written by test/cluster.sh (EVENT_LOG_SANITIZE=1): servers started'
+        echo '# by this pg_ctl run with the AddressSanitizer runtime preloaded.'
+        echo "LD_PRELOAD=\"$asan $dir/lib/swift_demangle_stub.so\${LD_PRELOAD:+ \$LD_PRELOAD}\""
+        echo "ASAN_OPTIONS='detect_leaks=0:halt_on_error=1:abort_on_error=1:handle_sigill=1:log_path=$dir/reports/asan'"
+        echo 'export LD_PRELOAD ASAN_OPTIONS'
+        echo "exec '$PG_BINDIR/pg_ctl' \"\$@\""
+    } >"$dir/bin/pg_ctl"
+    chmod 755 "$dir/bin/pg_ctl"
+    chown -R postgres: "$dir"
+    export EVENT_LOG_SANITIZER_DIR=$dir/reports EVENT_LOG_PG_CTL=$dir/bin/pg_ctl
+}
+
+# Fail unless the server of $EVENT_LOG_DATA runs with libasan mapped: a
+# wrapper that did not take effect must not pass for a sanitized run.
+cluster_sanitizer_check() {
+    local pid
+    pid=$(head -n 1 "$EVENT_LOG_DATA/postmaster.pid" 2>/dev/null) || pid=
+    if [[ -z $pid ]] || ! grep -q '/libasan\.so' "/proc/$pid/maps" 2>/dev/null; then
+        echo "cluster.sh: the server (pid ${pid:-?}) runs without libasan" >&2
+        return 1
+    fi
+}
+
+# Print the paths of the sanitizer reports written so far (none: nothing):
+# the report files, and any server log under $EVENT_LOG_TMP (TAP nodes'
+# too) in which a sanitizer wrote to stderr instead, as it does when it
+# cannot start (e.g. "ASan runtime does not come first").
+cluster_sanitizer_reports() {
+    [[ -n ${EVENT_LOG_SANITIZER_DIR:-} ]] || return 0
+    find "$EVENT_LOG_SANITIZER_DIR" -type f | sort
+    find "$EVENT_LOG_TMP" -name '*.log' -type f -not -path '*/pgdata/*' \
+        -exec grep -lE 'AddressSanitizer|ASan runtime|runtime error:' {} + 2>/dev/null | sort
+}
+
 cluster_start() {
     local tmp port
     tmp=$(mktemp -d /tmp/event_log.XXXXXX) || return 1
     chown postgres: "$tmp"
     chmod 755 "$tmp"
     export EVENT_LOG_TMP=$tmp EVENT_LOG_DATA=$tmp/data
+    export EVENT_LOG_PG_CTL=$PG_BINDIR/pg_ctl
+    if [[ ${EVENT_LOG_SANITIZE:-0} == 1 ]]; then
+        cluster_sanitizer_setup || return 1
+    fi
 
     if ! as_postgres "$PG_BINDIR/initdb" -D "$EVENT_LOG_DATA" -A trust \
             -U postgres --no-sync --locale=C -E UTF8 >"$tmp/initdb.log" 2>&1; then
@@ -98,7 +189,7 @@ cluster_start() {
         for line in "$@"; do echo "$line"; done
     } >>"$EVENT_LOG_DATA/postgresql.conf"
 
-    if ! as_postgres "$PG_BINDIR/pg_ctl" -D "$EVENT_LOG_DATA" -w \
+    if ! as_postgres "$EVENT_LOG_PG_CTL" -D "$EVENT_LOG_DATA" -w \
             -l "$tmp/server.log" start >/dev/null; then
         echo "cluster.sh: server failed to start; server.log:" >&2
         cat "$tmp/server.log" >&2 || true
@@ -110,16 +201,29 @@ cluster_start() {
         *":$PG_BINDIR:"*) ;;
         *) export PATH=$PG_BINDIR:$PATH ;;
     esac
+    if [[ ${EVENT_LOG_SANITIZE:-0} == 1 ]]; then
+        export PATH=${EVENT_LOG_PG_CTL%/pg_ctl}:$PATH
+        cluster_sanitizer_check || return 1
+    fi
 }
 
 # Restart the running cluster; MODE is a pg_ctl shutdown mode (default fast).
 cluster_restart() {
     local mode=${1:-fast}
-    if ! as_postgres "$PG_BINDIR/pg_ctl" -D "$EVENT_LOG_DATA" -w -m "$mode" \
+    if ! as_postgres "${EVENT_LOG_PG_CTL:-$PG_BINDIR/pg_ctl}" -D "$EVENT_LOG_DATA" -w -m "$mode" \
             -l "$EVENT_LOG_TMP/server.log" restart >/dev/null; then
         echo "cluster.sh: restart failed; server.log:" >&2
         cat "$EVENT_LOG_TMP/server.log" >&2 || true
         return 1
+    fi
+}
+
+# Stop the server (fast shutdown) but keep the temp dir; cluster_stop
+# still removes it. A no-op when the server is not running.
+cluster_stop_server() {
+    if [[ -f ${EVENT_LOG_DATA:-}/postmaster.pid ]]; then
+        as_postgres "$PG_BINDIR/pg_ctl" -D "$EVENT_LOG_DATA" -w -m fast stop \
+            >/dev/null || echo "cluster.sh: pg_ctl stop failed" >&2
     fi
 }
 
@@ -128,10 +232,7 @@ cluster_restart() {
 cluster_stop() {
     local tmp=${EVENT_LOG_TMP:-}
     [[ -n $tmp && -d $tmp ]] || return 0
-    if [[ -f $EVENT_LOG_DATA/postmaster.pid ]]; then
-        as_postgres "$PG_BINDIR/pg_ctl" -D "$EVENT_LOG_DATA" -w -m fast stop \
-            >/dev/null || echo "cluster.sh: pg_ctl stop failed" >&2
-    fi
+    cluster_stop_server
     # Servers that tests started under our temp dir (e.g. TAP nodes of an
     # interrupted run) would outlive their deleted data dirs: stop them too.
     local pidfile
@@ -157,6 +258,11 @@ if [[ ${BASH_SOURCE[0]} == "$0" ]]; then
             for v in PGHOST PGPORT PGUSER PGDATABASE EVENT_LOG_TMP EVENT_LOG_DATA EVENT_LOG_HAS_OPL; do
                 printf 'export %s=%q\n' "$v" "${!v}"
             done
+            if [[ ${EVENT_LOG_SANITIZE:-0} == 1 ]]; then
+                for v in EVENT_LOG_SANITIZER_DIR EVENT_LOG_PG_CTL PATH; do
+                    printf 'export %s=%q\n' "$v" "${!v}"
+                done
+            fi
             ;;
         stop)
             [[ -n ${EVENT_LOG_TMP:-} ]] || { echo "cluster.sh: EVENT_LOG_TMP not set" >&2; exit 1; }

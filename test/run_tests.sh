@@ -8,6 +8,10 @@
 #   REGRESS_OPTS, ISOLATION_OPTS   extra options for pg_regress / pg_isolation_regress
 #   PROVE_FLAGS    extra prove options (e.g. -v); TAP tests are test/t/*.pl
 #   KEEP_CLUSTER=1 keep the temp dir (logs, results) afterwards
+#   EVENT_LOG_SANITIZE=1  the installed extension is a SANITIZE=1 build: run
+#                  every server with the sanitizer runtimes (test/cluster.sh)
+#                  and fail if any sanitizer report was written, even when
+#                  every test passed (`make test-sanitize` sets this)
 # All three suites always run; exits 1 if any of them failed.
 set -euo pipefail
 
@@ -34,6 +38,22 @@ read -ra prove_flags <<<"${PROVE_FLAGS:-}"
 shopt -s nullglob
 tap_tests=("$ROOT"/test/t/*.pl)
 shopt -u nullglob
+
+# The installed build must match the mode: an instrumented event_log.so
+# cannot load without the sanitizer runtimes, and a plain one would make a
+# sanitizer run check nothing.
+sanitize=${EVENT_LOG_SANITIZE:-0}
+installed=$(dirname "$PGXS_DIR")/event_log.so
+if grep -q __asan_init "$installed" 2>/dev/null; then
+    if [[ $sanitize != 1 ]]; then
+        echo "run_tests: $installed is a SANITIZE=1 build; reinstall with make build," >&2
+        echo "run_tests: or run it with EVENT_LOG_SANITIZE=1 (make test-sanitize)" >&2
+        exit 1
+    fi
+elif [[ $sanitize == 1 ]]; then
+    echo "run_tests: EVENT_LOG_SANITIZE=1 but $installed is not a SANITIZE=1 build" >&2
+    exit 1
+fi
 
 source "$ROOT/test/cluster.sh"
 trap cluster_stop EXIT
@@ -69,8 +89,12 @@ run_isolation() {
 # TAP tests start their own clusters (PostgreSQL::Test::Cluster); they run
 # from the copy of test/, with logs under $TMP/tap/tmp_check/log. TMPDIR
 # keeps their socket dirs inside $TMP too, so an interrupted run leaves none.
+# In sanitizer mode the pg_ctl wrapper stays first in PATH: the servers the
+# tests start must get the sanitizer runtimes too.
+tap_path=$PG_BINDIR:$PATH
+[[ $sanitize == 1 ]] && tap_path=$(dirname "$EVENT_LOG_PG_CTL"):$tap_path
 run_tap() {
-    in_copy test env PATH="$PG_BINDIR:$PATH" PG_REGRESS="$PG_REGRESS" \
+    in_copy test env PATH="$tap_path" PG_REGRESS="$PG_REGRESS" \
         TESTDIR="$TMP/tap" TMPDIR="$TMP/tap" PGXS="$PGXS_DIR/src/makefiles/pgxs.mk" \
         EVENT_LOG_HAS_OPL="$EVENT_LOG_HAS_OPL" EVENT_LOG_SRC="$SRC" \
         prove -I "$TAP_PERL" -I . "${prove_flags[@]}" "${tap_tests[@]#"$ROOT"/test/}"
@@ -107,11 +131,33 @@ run_suite regress ${#regress_tests[@]}
 run_suite isolation ${#isolation_tests[@]}
 run_suite tap ${#tap_tests[@]}
 
+# Sanitizer mode: a report fails the run even if every test passed. Stop
+# the server first: its processes may still write one while exiting.
+if [[ $sanitize == 1 ]]; then
+    cluster_stop_server
+    mapfile -t reports < <(cluster_sanitizer_reports)
+    if ((${#reports[@]})); then
+        failed+=(sanitizer)
+    else
+        echo "== sanitizer: no AddressSanitizer or UBSan reports"
+    fi
+fi
+
 # Show what went wrong, suite by suite.
 for name in "${failed[@]}"; do
     echo
     echo "==================== $name FAILED ===================="
-    if [[ $name == tap ]]; then
+    if [[ $name == sanitizer ]]; then
+        echo "${#reports[@]} file(s) with AddressSanitizer or UBSan reports:"
+        for r in "${reports[@]}"; do
+            echo "---- $r"
+            if [[ $r == "$EVENT_LOG_SANITIZER_DIR"/* ]]; then
+                cat "$r"
+            else  # a server log: only the sanitizer's lines
+                grep -E -A 30 'AddressSanitizer|ASan runtime|runtime error:' "$r" | head -n 200
+            fi
+        done
+    elif [[ $name == tap ]]; then
         # prove's summary names the failed scripts; show each one's log tail.
         scripts=$(sed -n 's|^\(t/[^ ]*\.pl\) (Wstat.*|\1|p' "$TMP/tap.out")
         [[ -n $scripts ]] || tail -n 40 "$TMP/tap.out"
