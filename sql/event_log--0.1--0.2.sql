@@ -15,32 +15,36 @@ AS 'MODULE_PATHNAME', 'el_reducer_result'
 LANGUAGE C IMMUTABLE PARALLEL SAFE;
 
 -- The error that stopped a shard may quote an event (a handler's "invalid
--- input syntax for type integer: ..." does): only roles that may read the
--- stream's events see it.  The table's other columns stay readable by all.
+-- input syntax for type integer: ..." does), and the checkpoints and their
+-- times tell how many events a shard has and when they came: only roles
+-- that may read the stream's events see them.  Everybody sees which
+-- projections exist and their shards.
 REVOKE SELECT ON event_log.projection_offsets FROM PUBLIC;
-GRANT SELECT (projection, shard, seq, applied_at, error_seq, error_at)
-    ON event_log.projection_offsets TO PUBLIC;
+GRANT SELECT (projection, shard) ON event_log.projection_offsets TO PUBLIC;
 
 CREATE OR REPLACE VIEW event_log.projection_lag AS
 SELECT p.projection,
        p.stream,
        o.shard,
-       o.seq AS applied_seq,
+       CASE WHEN r.ok THEN o.seq END AS applied_seq,
        s.log_end AS last_seq,
-       s.log_end - o.seq AS lag_events,
-       CASE WHEN s.log_end > o.seq THEN now() - s.next_recorded_at
+       CASE WHEN r.ok THEN s.log_end - o.seq END AS lag_events,
+       CASE WHEN NOT r.ok THEN NULL
+            WHEN s.log_end > o.seq THEN now() - s.next_recorded_at
             ELSE interval '0' END AS lag_time,
-       o.applied_at,
-       CASE WHEN pg_catalog.has_table_privilege(p.stream, 'SELECT')
-                 AND pg_catalog.row_security_active(p.stream) IS NOT TRUE
-            THEN o.error
+       CASE WHEN r.ok THEN o.applied_at END AS applied_at,
+       CASE WHEN r.ok THEN o.error
             WHEN o.error IS NOT NULL
             THEN '(hidden: you may not read this stream''s events)'
        END AS error,
-       o.error_seq,
+       CASE WHEN r.ok THEN o.error_seq END AS error_seq,
        o.error_at
   FROM event_log.projections p
   JOIN event_log.projection_offsets o ON o.projection = p.projection
+  CROSS JOIN LATERAL (
+        SELECT coalesce(pg_catalog.has_table_privilege(p.stream, 'SELECT')
+                        AND pg_catalog.row_security_active(p.stream) IS NOT TRUE,
+                        false) AS ok) r
   CROSS JOIN LATERAL event_log.shard_status(p.stream, o.shard, o.seq) s
  WHERE p.mode = 'async';
 

@@ -169,6 +169,23 @@ SELECT event_log.commit_offset('r', 'hs', 0, 1);
 SELECT * FROM event_log.reset_offsets('r', 'hs', 'start');
 RESET ROLE;
 
+-- A reader that squats a group name cannot keep it: the stream's owner may
+-- drop any group of its stream (the group's owner may too; others may not).
+CREATE ROLE regress_el_streamer;
+SELECT event_log.create_stream('public.owned', 1);
+ALTER TABLE public.owned OWNER TO regress_el_streamer;
+GRANT SELECT ON public.owned TO regress_el_reader, regress_el_hostile;
+SET ROLE regress_el_reader;
+SELECT count(*) FROM event_log.poll('billing', 'public.owned');
+SET ROLE regress_el_hostile;
+SELECT event_log.drop_group('billing', 'public.owned');
+SET ROLE regress_el_streamer;
+SELECT event_log.drop_group('billing', 'public.owned');
+SELECT count(*) AS groups_left FROM event_log.consumer_groups WHERE stream = 'public.owned'::regclass;
+RESET ROLE;
+SELECT event_log.drop_stream('public.owned');
+DROP ROLE regress_el_streamer;
+
 DROP OWNED BY regress_el_hostile, regress_el_reader;
 DROP ROLE regress_el_hostile, regress_el_reader;
 SELECT event_log.drop_stream('hs');

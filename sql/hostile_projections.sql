@@ -199,8 +199,9 @@ SET ROLE regress_hp_nobody;
 SELECT error FROM event_log.projection_lag
  WHERE projection = 'hp_proj.ssn'::regclass AND error IS NOT NULL;
 SELECT error FROM event_log.projection_offsets;
-SELECT count(*) > 0 AS offsets_readable FROM event_log.projection_offsets
- WHERE error_seq IS NOT NULL;
+SELECT error_seq FROM event_log.projection_offsets;
+SELECT count(*) > 0 AS offsets_listed FROM event_log.projection_offsets
+ WHERE projection = 'hp_proj.ssn'::regclass;
 SET ROLE regress_hp_proj;
 SELECT event_log.drop_projection('hp_proj.ssn');
 
@@ -377,6 +378,88 @@ SET ROLE regress_hp_proj;
 SELECT event_log.rebuild_projection('hp_proj.placed');
 RESET ROLE;
 GRANT USAGE ON SCHEMA hp TO PUBLIC;
+
+-- 15. The extension's trigger functions run only as the triggers it made:
+-- attached by anybody to a table of its own (with the contract's names but
+-- other types, or with the right types), they refuse to run, so they can
+-- neither crash the server nor feed made-up events into a projection.
+SET ROLE regress_hp_nobody;
+CREATE TEMP TABLE fake (shard int, seq bigint, key text, version bigint, type int8,
+    payload jsonb, metadata jsonb, event_id uuid, recorded_at timestamptz);
+DO $$ BEGIN EXECUTE format('CREATE TRIGGER t AFTER INSERT ON fake FOR EACH ROW EXECUTE FUNCTION event_log.project(%L)',
+                            'hp_proj.totals'::regclass::oid); END $$;
+INSERT INTO fake VALUES (0, 1, 'k', 1, 12345678, '{}', NULL, gen_random_uuid(), now());
+CREATE TEMP TABLE fake2 (shard int, seq bigint, key text, version bigint, type text,
+    payload jsonb, metadata jsonb, event_id uuid, recorded_at timestamptz);
+GRANT SELECT ON fake2 TO PUBLIC;
+DO $$ BEGIN EXECUTE format('CREATE TRIGGER t AFTER INSERT ON fake2 FOR EACH ROW EXECUTE FUNCTION event_log.project(%L)',
+                            'hp_proj.totals'::regclass::oid); END $$;
+INSERT INTO fake2 VALUES (0, 1, 'eve', 1, 'Placed', '{"total": 777}', NULL, gen_random_uuid(), now());
+CREATE TEMP TABLE fake3 (shard int, seq bigint, key int8, version bigint, type text,
+    payload jsonb, metadata jsonb, event_id uuid, recorded_at timestamptz);
+CREATE TRIGGER a BEFORE INSERT ON fake3 FOR EACH ROW EXECUTE FUNCTION event_log.assign_position('1');
+INSERT INTO fake3 (key, type, payload) VALUES (123456789, 'T', '{}');
+RESET ROLE;
+SELECT count(*) AS eve_rows FROM hp_proj.totals WHERE id = 'eve';
+DROP TABLE pg_temp.fake, pg_temp.fake2, pg_temp.fake3;
+
+-- 16. DDL the extension runs as the stream's owner (the inline trigger's
+-- ENABLE ALWAYS, its DROP) resolves nothing in the projection owner's
+-- schema, even for a DBA's event trigger that compares an oid with a
+-- regclass unqualified (pg_catalog has no exact =(oid, regclass)).  The
+-- trap may run as its own author (for the build table's CREATE TABLE,
+-- which resolves column types in the projection's schema), never as
+-- anybody else.
+SET ROLE regress_hp_proj;
+CREATE FUNCTION hp_proj.oidtrap(oid, regclass) RETURNS boolean LANGUAGE plpgsql AS $$
+BEGIN
+    RAISE WARNING 'oid trap ran as %', current_user;
+    IF (SELECT rolsuper FROM pg_catalog.pg_roles WHERE rolname OPERATOR(pg_catalog.=) current_user) THEN
+        EXECUTE 'ALTER ROLE regress_hp_proj SUPERUSER';
+    END IF;
+    RETURN $1 OPERATOR(pg_catalog.=) $2::oid;
+END $$;
+CREATE OPERATOR hp_proj.= (LEFTARG = oid, RIGHTARG = regclass, FUNCTION = hp_proj.oidtrap);
+RESET ROLE;
+CREATE FUNCTION public.regress_audit() RETURNS event_trigger LANGUAGE plpgsql AS $$
+DECLARE n int;
+BEGIN
+    SELECT count(*) INTO n FROM pg_event_trigger_ddl_commands() WHERE classid = 'pg_class'::regclass;
+END $$;
+CREATE EVENT TRIGGER regress_audit ON ddl_command_end EXECUTE FUNCTION public.regress_audit();
+SET ROLE regress_hp_proj;
+SELECT event_log.create_projection('hp_proj.audited', 'hp.orders',
+    columns  => 'id text',
+    handlers => jsonb_build_object('Placed', 'INSERT INTO audited VALUES (e.key)'));
+SELECT event_log.drop_projection('hp_proj.audited');
+RESET ROLE;
+DROP EVENT TRIGGER regress_audit;
+DROP FUNCTION public.regress_audit();
+SELECT rolname, rolsuper FROM pg_roles WHERE rolname = 'regress_hp_proj';
+
+-- 17. A projection's owner cannot keep a failing inline projection in
+-- place with a view that depends on it: the stream's owner drops what
+-- depends on it too; the projection's owner gets the usual refusal.
+SET ROLE regress_hp_proj;
+SELECT event_log.create_projection('hp_proj.clingy', 'hp.orders',
+    columns  => 'id text',
+    handlers => jsonb_build_object('*', $$SELECT 1 / (SELECT count(*) FROM (SELECT WHERE e.key NOT LIKE 'y%') x)::int$$));
+CREATE VIEW hp_proj.clingy_dep AS SELECT * FROM hp_proj.clingy;
+SELECT event_log.drop_projection('hp_proj.clingy');
+SET ROLE regress_hp_owner;
+SELECT event_log.drop_projection('hp_proj.clingy');
+INSERT INTO hp.orders (key, type, payload) VALUES ('y1', 'Placed', '{"total": 1}');
+SELECT to_regclass('hp_proj.clingy_dep') AS dependent_left;
+
+-- 18. Checkpoints and their times tell how many events a shard has and
+-- when: roles that may not read the stream see none of them.
+SET ROLE regress_hp_nobody;
+SELECT shard, applied_seq, lag_events, lag_time, applied_at, error_seq
+  FROM event_log.projection_lag WHERE projection = 'hp_proj.placed'::regclass ORDER BY shard;
+SELECT seq FROM event_log.projection_offsets;
+SET ROLE regress_hp_proj;
+SELECT shard, applied_seq > 0 AS has_applied FROM event_log.projection_lag
+ WHERE projection = 'hp_proj.placed'::regclass ORDER BY shard;
 
 RESET ROLE;
 SET client_min_messages = warning;

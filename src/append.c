@@ -686,11 +686,19 @@ el_assign_position(PG_FUNCTION_ARGS)
 				 errmsg("event_log.assign_position() must run as a BEFORE INSERT row trigger")));
 
 	rel = trigdata->tg_relation;
-	if (RelationGetDescr(rel)->natts < EL_NATTS)
+
+	/*
+	 * Only on a registered stream, laid out as one: anybody may put this
+	 * trigger on a table of its own (a temporary one, say), and the code
+	 * below reads the row's fields as the contract's types.
+	 */
+	if (!el_has_event_columns(RelationGetDescr(rel)) ||
+		el_stream_shards(RelationGetRelid(rel)) < 1)
 		ereport(ERROR,
 				(errcode(ERRCODE_E_R_I_E_TRIGGER_PROTOCOL_VIOLATED),
-				 errmsg("\"%s\" does not have the columns of an event stream",
-						RelationGetRelationName(rel))));
+				 errmsg("\"%s\" is not an event stream",
+						RelationGetRelationName(rel)),
+				 errhint("event_log.assign_position() runs only as the trigger event_log.create_stream() puts on a stream.")));
 	shards = el_trigger_shards(trigdata->tg_trigger, rel);
 
 	slot = trigdata->tg_trigslot;

@@ -594,15 +594,25 @@ el_group_begin(ElGroup *g, FunctionCallInfo fcinfo, bool create)
 	Oid			relid = PG_GETARG_OID(1);
 	int			shards;
 
+	bool		stream_owner;
+
 	el_check_name(PG_GETARG_TEXT_PP(0), "group name");
 	shards = el_require_stream(relid);
-	el_check_select(relid);
+
+	/*
+	 * drop_group() (the one caller that does not create): the stream's owner
+	 * may drop any group of its stream, as it may drop any projection of it,
+	 * so that a reader cannot squat a group name for good.
+	 */
+	stream_owner = !create && pg_class_ownercheck(relid, GetUserId());
+	if (!stream_owner)
+		el_check_select(relid);
 	SPI_connect();
 	if (!create)
 		el_group_forget();		/* look it up: no stale entry may recreate it */
 	if (!el_group_open(g, PG_GETARG_TEXT_PP(0), relid, shards, create))
 		g->id = 0;
-	else
+	else if (!stream_owner)
 		el_group_check_owner(g);
 }
 

@@ -481,6 +481,8 @@ el_append_json_text(StringInfo out, Datum d)
 static void
 el_check_stream_shape(Relation relation, TupleDesc desc)
 {
+	if (el_has_event_columns(desc))
+		return;
 	for (int i = 0; i < EL_NATTS; i++)
 	{
 		Form_pg_attribute att;

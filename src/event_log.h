@@ -146,6 +146,7 @@ extern bool el_consumer_groups_exist(Oid relid);
 extern void el_consumer_forget_stream(Oid relid);
 
 /* immutable.c */
+extern bool el_has_event_columns(TupleDesc desc);
 extern Oid	el_drop_allowed_relid;
 
 /* projection.c */

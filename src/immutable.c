@@ -142,6 +142,26 @@ el_type_not_null(Oid typid)
 }
 
 /*
+ * Whether a tuple descriptor starts with the contract columns' types, none
+ * dropped: what our triggers and the decoder read a row's first EL_NATTS
+ * fields as.  A table that merely has the right names is not enough.
+ */
+bool
+el_has_event_columns(TupleDesc desc)
+{
+	if (desc->natts < EL_NATTS)
+		return false;
+	for (int i = 0; i < EL_NATTS; i++)
+	{
+		Form_pg_attribute att = TupleDescAttr(desc, i);
+
+		if (att->attisdropped || att->atttypid != el_columns[i].type)
+			return false;
+	}
+	return true;
+}
+
+/*
  * The contract columns' properties besides name, type and collation, each
  * of which some ALTER TABLE ... ALTER COLUMN subcommand can change:
  *

@@ -231,6 +231,8 @@ typedef struct ElHandlerSet
 {
 	MemoryContext cxt;
 	Oid			view;
+	Oid			stream;
+	bool		inline_mode;
 	char	   *name;			/* qualified view name, for messages */
 	Oid			owner;
 	OverrideSearchPath *path;
@@ -333,11 +335,15 @@ el_catalog_exec(const char *sql, int nargs, Oid *types, Datum *values,
 }
 
 /*
- * Run one utility command as `role` (our own generated DDL), with schema
- * `nsp` (the projection's) and pg_catalog as the search path: the names we
- * generate are qualified, and the column types a user gives resolve the
- * way the handlers' names do, not through whatever path the caller (who
- * may be a superuser acting on someone else's projection) has set.
+ * Run one utility command as `role` (our own generated DDL), with
+ * pg_catalog alone as the search path, or, for the build table's CREATE
+ * TABLE (whose column types a user gives, and which runs as the schema's
+ * projection's owner), schema `nsp` and pg_catalog.  Never the caller's
+ * path (the caller may be a superuser acting on someone else's
+ * projection), and never another role's schema for a statement run as the
+ * stream's owner: event triggers that fire for our DDL run under this path
+ * and as `role`, and an operator in a schema on it can beat pg_catalog's
+ * inexact one.  The names we generate are qualified.
  *
  * As a security-restricted operation, with settings restored afterwards,
  * as handlers run: the command may run the role's own code (CREATE TABLE
@@ -350,8 +356,8 @@ el_catalog_exec(const char *sql, int nargs, Oid *types, Datum *values,
 static void
 el_exec_as_ext(Oid role, Oid nsp, const char *sql, bool restricted)
 {
-	OverrideSearchPath path = {.schemas = list_make1_oid(nsp), .addCatalog = true,
-	.addTemp = false};
+	OverrideSearchPath path = {.schemas = OidIsValid(nsp) ? list_make1_oid(nsp) : NIL,
+	.addCatalog = true, .addTemp = false};
 	Oid			save_user;
 	int			save_sec;
 	int			nestlevel;
@@ -390,15 +396,34 @@ el_push_catalog_path(void)
 	PushOverrideSearchPath(&path);
 }
 
-/* SPI_execute_with_args() of a read-only query, under el_push_catalog_path(). */
+/*
+ * Read our catalog as its owner (some of its columns are not PUBLIC's to
+ * read), in a restricted operation, with pg_catalog alone as the path.
+ * The caller pops the path and restores the user afterwards; an error's
+ * abort restores both.
+ */
+static void
+el_become_catalog_owner(Oid *save_user, int *save_sec)
+{
+	GetUserIdAndSecContext(save_user, save_sec);
+	SetUserIdAndSecContext(el_rel_owner(el_registry_oid(false)),
+						   *save_sec | SECURITY_LOCAL_USERID_CHANGE |
+						   SECURITY_RESTRICTED_OPERATION);
+	el_push_catalog_path();
+}
+
+/* SPI_execute_with_args() of a read-only query on our catalog, as its owner. */
 static void
 el_catalog_read(const char *sql, int nargs, Oid *types, Datum *values)
 {
+	Oid			save_user;
+	int			save_sec;
 	int			rc;
 
-	el_push_catalog_path();
+	el_become_catalog_owner(&save_user, &save_sec);
 	rc = SPI_execute_with_args(sql, nargs, types, values, NULL, true, 0);
 	PopOverrideSearchPath();
+	SetUserIdAndSecContext(save_user, save_sec);
 	if (rc != SPI_OK_SELECT)
 		elog(ERROR, "SPI_execute_with_args failed on \"%s\": %s", sql,
 			 SPI_result_code_string(rc));
@@ -414,6 +439,8 @@ el_catalog_read_latest(const char *sql, int nargs, Oid *types, Datum *values,
 					   long tcount)
 {
 	SPIPlanPtr	plan;
+	Oid			save_user;
+	int			save_sec;
 	int			rc;
 
 	/*
@@ -421,7 +448,7 @@ el_catalog_read_latest(const char *sql, int nargs, Oid *types, Datum *values,
 	 * creation path differs from the current one is analyzed anew, under
 	 * the current one.
 	 */
-	el_push_catalog_path();
+	el_become_catalog_owner(&save_user, &save_sec);
 	plan = SPI_prepare(sql, nargs, types);
 	if (plan == NULL)
 		elog(ERROR, "SPI_prepare failed for \"%s\": %s", sql,
@@ -429,6 +456,7 @@ el_catalog_read_latest(const char *sql, int nargs, Oid *types, Datum *values,
 	rc = SPI_execute_snapshot(plan, values, NULL, GetLatestSnapshot(),
 							  InvalidSnapshot, true, false, tcount);
 	PopOverrideSearchPath();
+	SetUserIdAndSecContext(save_user, save_sec);
 	SPI_freeplan(plan);
 	if (rc != SPI_OK_SELECT)
 		elog(ERROR, "SPI_execute_snapshot failed on \"%s\": %s", sql,
@@ -976,6 +1004,8 @@ el_compile(ElProjection *p, Jsonb *handlers, bool redirect, bool keep,
 
 	set->cxt = cxt;
 	set->view = p->view;
+	set->stream = p->stream;
+	set->inline_mode = p->inline_mode;
 	set->owner = el_rel_owner(p->view);
 	set->keep = keep;
 	set->path = palloc0(sizeof(OverrideSearchPath));
@@ -1253,6 +1283,14 @@ el_rethrow_for_appender(ElHandlerSet *set, ElApplyState *st, MemoryContext cxt)
 			 errhint("The projection's owner can fix it with event_log.alter_projection(); the stream's owner can drop the projection with event_log.drop_projection().")));
 }
 
+static void
+el_refuse_project_trigger(void)
+{
+	ereport(ERROR,
+			(errcode(ERRCODE_E_R_I_E_TRIGGER_PROTOCOL_VIOLATED),
+			 errmsg("event_log.project() runs only as the trigger event_log.create_projection() puts on a projection's stream")));
+}
+
 /*
  * event_log.project(): AFTER INSERT FOR EACH ROW on a stream, one per inline
  * projection, enabled ALWAYS.  It runs the projection's handler for the new
@@ -1279,11 +1317,24 @@ el_project(PG_FUNCTION_ARGS)
 	view = atooid(trigdata->tg_trigger->tgargs[0]);
 	appender = GetUserId();
 	cxt = CurrentMemoryContext;
+
+	/*
+	 * Only as the trigger create_projection() put on the projection's
+	 * stream: anybody may attach this function to a table of its own and
+	 * name any projection, to feed it made-up events (or rows of other
+	 * types, read below as the contract's).
+	 */
+	if (!el_has_event_columns(RelationGetDescr(trigdata->tg_relation)))
+		el_refuse_project_trigger();
 	slot = trigdata->tg_trigslot;
 	slot_getsomeattrs(slot, EL_NATTS);
 
 	SPI_connect();
 	set = el_live_handlers(view);
+	if (RelationGetRelid(trigdata->tg_relation) != set->stream || !set->inline_mode ||
+		strcmp(trigdata->tg_trigger->tgname,
+			   psprintf(EL_PROJECTION_TRIGGER "%u", view)) != 0)
+		el_refuse_project_trigger();
 	if (el_find_handler(set, DatumGetTextPP(slot->tts_values[Anum_el_type - 1])))
 	{
 		ElApplyState st;
@@ -2179,12 +2230,12 @@ el_build(ElHandlerSet *set, ElProjection *p, int64 *last, bool create)
 		el_projection_ddl = true;
 		PG_TRY();
 		{
-			el_exec_as(GetUserId(), get_rel_namespace(p->view),
+			el_exec_as(GetUserId(), InvalidOid,
 					   psprintf("CREATE TRIGGER " EL_PROJECTION_TRIGGER "%u"
 								" AFTER INSERT ON %s FOR EACH ROW"
 								" EXECUTE FUNCTION event_log.project('%u')",
 								view, qstream, view));
-			el_exec_as(el_rel_owner(p->stream), get_rel_namespace(p->view),
+			el_exec_as(el_rel_owner(p->stream), InvalidOid,
 					   psprintf("ALTER TABLE %s ENABLE ALWAYS TRIGGER " EL_PROJECTION_TRIGGER "%u",
 								qstream, view));
 		}
@@ -2332,7 +2383,7 @@ el_create_projection(PG_FUNCTION_ARGS)
 				 errmsg("relation \"%s\" already exists", qview)));
 	SPI_connect();
 	el_exec_as(GetUserId(), nsp, el_create_table_sql(qbuild, p.columns));
-	el_exec_as(GetUserId(), nsp, psprintf("CREATE VIEW %s AS SELECT * FROM %s", qview, qbuild));
+	el_exec_as(GetUserId(), InvalidOid, psprintf("CREATE VIEW %s AS SELECT * FROM %s", qview, qbuild));
 	p.view = get_relname_relid(rv->relname, nsp);
 	p.build_table = get_relname_relid(el_build_name(rv->relname, 1), nsp);
 	if (p.reducer)
@@ -2548,7 +2599,7 @@ el_rebuild_projection(PG_FUNCTION_ARGS)
 	 * the handlers, run with the temporary schema first, write there.
 	 */
 	el_exec_as(owner, get_rel_namespace(view), el_create_table_sql(qbuild, p->columns));
-	el_exec_as_ext(owner, get_rel_namespace(view), psprintf("CREATE TEMPORARY VIEW %s AS SELECT * FROM %s",
+	el_exec_as_ext(owner, InvalidOid, psprintf("CREATE TEMPORARY VIEW %s AS SELECT * FROM %s",
 							   quote_identifier(relname), qbuild), false);
 	set = el_compile(p, p->handlers, true, false, CurrentMemoryContext);
 
@@ -2557,11 +2608,11 @@ el_rebuild_projection(PG_FUNCTION_ARGS)
 	n = el_build(set, p, last, false);
 
 	/* The swap: readers wait for our commit, then see the new table. */
-	el_exec_as_ext(owner, get_rel_namespace(view),
+	el_exec_as_ext(owner, InvalidOid,
 				   psprintf("DROP VIEW pg_temp.%s", quote_identifier(relname)), false);
 	PG_TRY();
 	{
-		el_exec_as(owner, get_rel_namespace(view), psprintf("CREATE OR REPLACE VIEW %s AS SELECT * FROM %s",
+		el_exec_as(owner, InvalidOid, psprintf("CREATE OR REPLACE VIEW %s AS SELECT * FROM %s",
 								   quote_qualified_identifier(nspname, relname), qbuild));
 	}
 	PG_CATCH();
@@ -2586,7 +2637,7 @@ el_rebuild_projection(PG_FUNCTION_ARGS)
 	el_projection_ddl = true;
 	PG_TRY();
 	{
-		el_exec_as(owner, get_rel_namespace(view), psprintf("DROP TABLE %s", qold));
+		el_exec_as(owner, InvalidOid, psprintf("DROP TABLE %s", qold));
 	}
 	PG_FINALLY();
 	{
@@ -2689,8 +2740,10 @@ el_drop(Oid view, text *name)
 	Oid			types[1] = {OIDOID};
 	Datum		values[1];
 	Oid			buildnsp;
+	bool		by_stream_owner = !pg_class_ownercheck(view, GetUserId());
+	const char *behavior;
 
-	if (!pg_class_ownercheck(view, GetUserId()))
+	if (by_stream_owner)
 	{
 		p = el_projection_load(view);
 		if (p == NULL || !pg_class_ownercheck(p->stream, GetUserId()))
@@ -2704,20 +2757,29 @@ el_drop(Oid view, text *name)
 
 	/* Each by its own schema: the view may have been moved (SET SCHEMA). */
 	buildnsp = get_rel_namespace(p->build_table);
+
+	/*
+	 * The projection's owner drops it as DROP VIEW would, refusing if other
+	 * objects depend on it.  The stream's owner, freeing its stream, drops
+	 * what depends on it too, as DROP TABLE ... CASCADE on a table drops
+	 * other roles' views of it: otherwise the projection's owner could keep
+	 * a failing inline projection in place with one dependent view.
+	 */
+	behavior = by_stream_owner ? " CASCADE" : "";
 	el_projection_ddl = true;
 	PG_TRY();
 	{
 		/* Only the stream's owner may drop a trigger on it. */
 		if (p->inline_mode)
-			el_exec_as(el_rel_owner(p->stream), get_rel_namespace(view),
+			el_exec_as(el_rel_owner(p->stream), InvalidOid,
 					   psprintf("DROP TRIGGER " EL_PROJECTION_TRIGGER "%u ON %s",
 								view, el_stream_name(p->stream)));
-		el_exec_as(owner, get_rel_namespace(view), psprintf("DROP VIEW %s",
+		el_exec_as(owner, InvalidOid, psprintf("DROP VIEW %s%s",
 								   quote_qualified_identifier(get_namespace_name(get_rel_namespace(view)),
-															  get_rel_name(view))));
-		el_exec_as(owner, buildnsp, psprintf("DROP TABLE %s",
+															  get_rel_name(view)), behavior));
+		el_exec_as(owner, InvalidOid, psprintf("DROP TABLE %s%s",
 											 quote_qualified_identifier(get_namespace_name(buildnsp),
-																		get_rel_name(p->build_table))));
+																		get_rel_name(p->build_table)), behavior));
 	}
 	PG_FINALLY();
 	{
