@@ -1305,6 +1305,7 @@ el_project(PG_FUNCTION_ARGS)
 	Oid			view;
 	Oid			appender;
 	MemoryContext cxt;
+	char		tgname[NAMEDATALEN];
 
 	if (!CALLED_AS_TRIGGER(fcinfo) ||
 		!TRIGGER_FIRED_AFTER(trigdata->tg_event) ||
@@ -1331,9 +1332,9 @@ el_project(PG_FUNCTION_ARGS)
 
 	SPI_connect();
 	set = el_live_handlers(view);
+	snprintf(tgname, sizeof(tgname), EL_PROJECTION_TRIGGER "%u", view);
 	if (RelationGetRelid(trigdata->tg_relation) != set->stream || !set->inline_mode ||
-		strcmp(trigdata->tg_trigger->tgname,
-			   psprintf(EL_PROJECTION_TRIGGER "%u", view)) != 0)
+		strcmp(trigdata->tg_trigger->tgname, tgname) != 0)
 		el_refuse_project_trigger();
 	if (el_find_handler(set, DatumGetTextPP(slot->tts_values[Anum_el_type - 1])))
 	{
