@@ -55,3 +55,37 @@ CREATE FUNCTION event_log.drop_projection(projection regclass)
 RETURNS void
 AS 'MODULE_PATHNAME', 'el_drop_projection_oid'
 LANGUAGE C VOLATILE;
+
+-- ---------------------------------------------------------------------
+-- Consumer groups (docs/security.md, "Consumer groups")
+-- ---------------------------------------------------------------------
+
+-- A committed offset that has caught up is the shard's end, and its time
+-- says when events came: like projection checkpoints, only for roles that
+-- may read the stream.  Everybody still sees which groups, shards and
+-- members exist.
+REVOKE SELECT ON event_log.consumer_offsets FROM PUBLIC;
+GRANT SELECT (group_id, shard, member) ON event_log.consumer_offsets TO PUBLIC;
+
+CREATE OR REPLACE VIEW event_log.consumer_lag AS
+SELECT g.group_name,
+       g.stream,
+       o.shard,
+       CASE WHEN r.ok THEN o.committed_seq END AS committed_seq,
+       s.log_end,
+       s.log_end - o.committed_seq AS lag_events,
+       CASE WHEN s.log_end IS NULL THEN NULL
+            WHEN s.next_recorded_at IS NULL THEN interval '0'
+            ELSE greatest(now() - s.next_recorded_at, interval '0')
+       END AS lag_time,
+       CASE WHEN r.ok THEN o.committed_at END AS committed_at,
+       o.member,
+       m.expires_at AS lease_expires_at
+FROM event_log.consumer_groups g
+JOIN event_log.consumer_offsets o ON o.group_id = g.id
+LEFT JOIN event_log.consumer_members m ON m.group_id = o.group_id AND m.member = o.member
+CROSS JOIN LATERAL (
+      SELECT coalesce(pg_catalog.has_table_privilege(g.stream, 'SELECT')
+                      AND pg_catalog.row_security_active(g.stream) IS NOT TRUE,
+                      false) AS ok) r
+CROSS JOIN LATERAL event_log.shard_status(g.stream, o.shard, o.committed_seq) s;

@@ -172,6 +172,7 @@ RESET ROLE;
 -- A reader that squats a group name cannot keep it: the stream's owner may
 -- drop any group of its stream (the group's owner may too; others may not).
 CREATE ROLE regress_el_streamer;
+CREATE ROLE regress_el_nobody;
 SELECT event_log.create_stream('public.owned', 1);
 ALTER TABLE public.owned OWNER TO regress_el_streamer;
 GRANT SELECT ON public.owned TO regress_el_reader, regress_el_hostile;
@@ -179,12 +180,22 @@ SET ROLE regress_el_reader;
 SELECT count(*) FROM event_log.poll('billing', 'public.owned');
 SET ROLE regress_el_hostile;
 SELECT event_log.drop_group('billing', 'public.owned');
+-- Offsets tell how far the stream goes: not for roles that may not read it.
+SET ROLE regress_el_reader;
+SELECT event_log.commit_offset('billing', 'public.owned', 0, 0);
+SET ROLE regress_el_nobody;
+SELECT event_log.committed_offset('billing', 'public.owned', 0);
+SELECT shard, committed_seq, committed_at, log_end, lag_events FROM event_log.consumer_lag
+ WHERE stream = 'public.owned'::regclass;
+SELECT committed_seq FROM event_log.consumer_offsets;
+SELECT count(*) AS shards_listed FROM event_log.consumer_offsets o
+  JOIN event_log.consumer_groups g ON g.id = o.group_id WHERE g.stream = 'public.owned'::regclass;
 SET ROLE regress_el_streamer;
 SELECT event_log.drop_group('billing', 'public.owned');
 SELECT count(*) AS groups_left FROM event_log.consumer_groups WHERE stream = 'public.owned'::regclass;
 RESET ROLE;
 SELECT event_log.drop_stream('public.owned');
-DROP ROLE regress_el_streamer;
+DROP ROLE regress_el_streamer, regress_el_nobody;
 
 DROP OWNED BY regress_el_hostile, regress_el_reader;
 DROP ROLE regress_el_hostile, regress_el_reader;

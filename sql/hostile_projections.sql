@@ -354,6 +354,21 @@ RESET client_min_messages;
 SELECT error FROM event_log.projection_lag
  WHERE projection = 'hp_proj.boom'::regclass AND error IS NOT NULL;
 SELECT * FROM hp_proj.placed WHERE id = 'o10';
+-- Nor does an internal error of a function PostgreSQL raises for it.
+SET ROLE regress_hp_proj;
+CREATE TABLE hp_proj.x (a int, b int, c int, d int, e int CONSTRAINT hp_xe CHECK (e > 0));
+SELECT event_log.alter_projection('hp_proj.boom', handlers => jsonb_build_object(
+    'Boom', $$SELECT pg_get_expr(conbin, 'pg_am'::regclass) FROM pg_constraint WHERE conname = 'hp_xe'$$));
+SET ROLE regress_hp_owner;
+INSERT INTO hp.orders (key, type, payload) VALUES ('o11', 'Placed', '{"total": 110}');
+SET ROLE regress_hp_proj;
+SET client_min_messages = error;
+SELECT event_log.run_projections() >= 1 AS others_went_on;
+RESET client_min_messages;
+SELECT error FROM event_log.projection_lag
+ WHERE projection = 'hp_proj.boom'::regclass AND error IS NOT NULL;
+SELECT * FROM hp_proj.placed WHERE id = 'o11';
+SELECT event_log.drop_projection('hp_proj.boom');
 
 -- 14. The stream's owner can drop a projection of its stream that lives in
 -- a schema it may not use, by the oid event_log.projections lists, also
@@ -438,8 +453,10 @@ DROP FUNCTION public.regress_audit();
 SELECT rolname, rolsuper FROM pg_roles WHERE rolname = 'regress_hp_proj';
 
 -- 17. A projection's owner cannot keep a failing inline projection in
--- place with a view that depends on it: the stream's owner drops what
--- depends on it too; the projection's owner gets the usual refusal.
+-- place with a view that depends on it: the stream's owner drops the
+-- projection (its trigger goes, the stream is free), and the view and
+-- table that others depend on stay as plain relations of their owner; the
+-- projection's owner gets the usual refusal.
 SET ROLE regress_hp_proj;
 SELECT event_log.create_projection('hp_proj.clingy', 'hp.orders',
     columns  => 'id text',
@@ -450,6 +467,37 @@ SET ROLE regress_hp_owner;
 SELECT event_log.drop_projection('hp_proj.clingy');
 INSERT INTO hp.orders (key, type, payload) VALUES ('y1', 'Placed', '{"total": 1}');
 SELECT to_regclass('hp_proj.clingy_dep') AS dependent_left;
+SET ROLE regress_hp_proj;
+DROP VIEW hp_proj.clingy_dep, hp_proj.clingy;
+DROP TABLE hp_proj."clingy$1";
+-- Objects of a third role that depend on a projection are not the stream
+-- owner's to drop: the projection goes, its view and table stay as plain
+-- relations of their owner.
+SET ROLE regress_hp_proj;
+SELECT event_log.create_projection('hp_proj.shared', 'hp.orders',
+    columns  => 'id text',
+    handlers => jsonb_build_object('Placed', 'INSERT INTO shared VALUES (e.key)'));
+GRANT SELECT ON hp_proj.shared TO regress_hp_nobody;
+SET ROLE regress_hp_nobody;
+CREATE VIEW pg_temp.nobody_view AS SELECT * FROM hp_proj.shared;
+SET ROLE regress_hp_owner;
+SELECT event_log.drop_projection('hp_proj.shared');
+SELECT count(*) AS still_a_projection FROM event_log.projections
+ WHERE projection::text = 'hp_proj.shared';
+INSERT INTO hp.orders (key, type, payload) VALUES ('o12', 'Placed', '{"total": 1}');
+SET ROLE regress_hp_nobody;
+SELECT count(*) > 0 AS third_party_view_works FROM pg_temp.nobody_view;
+RESET ROLE;
+DROP VIEW pg_temp.nobody_view;
+DROP VIEW hp_proj.shared;
+DROP TABLE hp_proj."shared$1";
+
+-- 18a. Trigger names of inline projections are reserved on streams: a role
+-- with TRIGGER cannot squat the name of a future projection.
+SET ROLE regress_hp_proj;
+CREATE FUNCTION hp_proj.noop() RETURNS trigger LANGUAGE plpgsql AS $$BEGIN RETURN NULL; END$$;
+CREATE TRIGGER event_log_projection_999999 AFTER TRUNCATE ON hp.orders
+    FOR EACH STATEMENT EXECUTE FUNCTION hp_proj.noop();
 
 -- 18. Checkpoints and their times tell how many events a shard has and
 -- when: roles that may not read the stream see none of them.

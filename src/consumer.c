@@ -1608,6 +1608,8 @@ el_committed_offset(PG_FUNCTION_ARGS)
 	shard = PG_GETARG_INT32(2);
 	el_check_name(PG_GETARG_TEXT_PP(0), "group name");
 	el_check_shard(relid, el_require_stream(relid), shard);
+	/* An offset tells how far the stream goes: for its readers only. */
+	el_check_select(relid);
 
 	values[0] = ObjectIdGetDatum(relid);
 	values[1] = PG_GETARG_DATUM(0);

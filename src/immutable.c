@@ -302,6 +302,10 @@ el_check_stream_shape(Oid relid, int shards, Oid append_fn, Oid refuse_fn)
 												 t->tgname));
 			nproject++;
 		}
+		else if (!el_projection_ddl &&
+				 strncmp(t->tgname, EL_PROJECTION_TRIGGER, strlen(EL_PROJECTION_TRIGGER)) == 0)
+			el_shape_violation(rel, psprintf("Trigger names beginning with \"%s\" are for inline projections; \"%s\" would keep a projection from being created.",
+											 EL_PROJECTION_TRIGGER, t->tgname));
 		else if (TRIGGER_FOR_ROW(t->tgtype) && TRIGGER_FOR_BEFORE(t->tgtype) &&
 				 TRIGGER_FOR_INSERT(t->tgtype))
 			ereport(ERROR,

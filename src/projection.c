@@ -1427,13 +1427,24 @@ el_replay_shard(ElApplyState *st, Relation stream, Relation pk, int32 shard,
 	return n;
 }
 
-static bool el_handler_error(int sqlerrcode);
+/*
+ * Whether an error is a cancel of the running statement that the session
+ * was asked for, which no handler can raise: it comes from
+ * ProcessInterrupts(), and is not the lock timeout a handler can set.
+ */
+static bool
+el_interrupted(ErrorData *edata)
+{
+	return edata->funcname != NULL &&
+		strcmp(edata->funcname, "ProcessInterrupts") == 0 &&
+		edata->sqlerrcode != ERRCODE_LOCK_NOT_AVAILABLE;
+}
 
 /*
  * Run fn(arg) in a subtransaction.  Returns NULL if it went through.  If it
- * failed with an error a handler can raise (el_handler_error()), rolls the
- * subtransaction back and returns the error; any other error is rethrown
- * after the rollback.  Abort restores the user, settings and search path
+ * failed, rolls the subtransaction back and returns the error, unless it
+ * is a cancel of the session's statement (el_interrupted()), which is
+ * rethrown after the rollback.  Abort restores the user, settings and search path
  * el_apply_begin() set inside.
  */
 static ErrorData *
@@ -1468,17 +1479,22 @@ el_in_subxact(void (*fn) (void *), void *arg)
 			edata->message = psprintf("handler ran longer than event_log.handler_timeout (%d ms)",
 									  el_handler_timeout);
 			edata->detail = NULL;
+			edata->funcname = NULL; /* not a cancel of the session's statement */
 		}
 		el_timed_out = false;
 
 		/*
-		 * Cancels, shutdowns, deadlocks are not the handler's to record.
-		 * Unless a handler raised one itself (RAISE ... USING ERRCODE
-		 * '40001'): that is its event's error like any other, or any
-		 * handler could stop every async projection of the database.
+		 * A cancel (of the caller's statement: pg_cancel_backend(), Ctrl-C)
+		 * ends the run.  Any other error raised while the handler ran is its
+		 * event's, whatever its SQLSTATE: a handler can raise a
+		 * serialization failure, an internal error or a lock timeout on
+		 * purpose (RAISE, a function PostgreSQL fails in, SET lock_timeout),
+		 * and an error that ended the run would let one projection stop
+		 * every other of the database, at every turn of the worker.  A
+		 * genuine deadlock or serialization failure then stops the shard
+		 * until event_log.retry_interval has passed, which is a retry.
 		 */
-		if (!el_handler_error(edata->sqlerrcode) &&
-			!(edata->filename && strcmp(edata->filename, "pl_exec.c") == 0))
+		if (el_interrupted(edata))
 			ReThrowError(edata);
 	}
 	PG_END_TRY();
@@ -2732,6 +2748,23 @@ el_drop_projection_oid(PG_FUNCTION_ARGS)
 	PG_RETURN_VOID();
 }
 
+/* A projection's view and build table, to drop as their owner. */
+typedef struct ElDropCall
+{
+	Oid			owner;
+	const char *view;
+	const char *table;
+} ElDropCall;
+
+static void
+el_drop_relations(void *arg)
+{
+	ElDropCall *drop = (ElDropCall *) arg;
+
+	el_exec_as(drop->owner, InvalidOid, psprintf("DROP VIEW %s", drop->view));
+	el_exec_as(drop->owner, InvalidOid, psprintf("DROP TABLE %s", drop->table));
+}
+
 /* Drop a projection: its catalog row, trigger, view and build table. */
 static void
 el_drop(Oid view, text *name)
@@ -2742,7 +2775,7 @@ el_drop(Oid view, text *name)
 	Datum		values[1];
 	Oid			buildnsp;
 	bool		by_stream_owner = !pg_class_ownercheck(view, GetUserId());
-	const char *behavior;
+	ElDropCall	drop;
 
 	if (by_stream_owner)
 	{
@@ -2761,12 +2794,14 @@ el_drop(Oid view, text *name)
 
 	/*
 	 * The projection's owner drops it as DROP VIEW would, refusing if other
-	 * objects depend on it.  The stream's owner, freeing its stream, drops
-	 * what depends on it too, as DROP TABLE ... CASCADE on a table drops
-	 * other roles' views of it: otherwise the projection's owner could keep
-	 * a failing inline projection in place with one dependent view.
+	 * objects depend on it.  The stream's owner frees its stream whatever
+	 * depends on the projection: the trigger goes; the view and build table
+	 * go too unless other objects (another role's, maybe, that the stream's
+	 * owner has no say over) depend on them, in which case they stay as
+	 * plain relations of their owner, no longer maintained.  So one
+	 * dependent view cannot keep a failing inline projection in place, and
+	 * the stream's owner destroys nothing beyond the projection.
 	 */
-	behavior = by_stream_owner ? " CASCADE" : "";
 	el_projection_ddl = true;
 	PG_TRY();
 	{
@@ -2775,12 +2810,25 @@ el_drop(Oid view, text *name)
 			el_exec_as(el_rel_owner(p->stream), InvalidOid,
 					   psprintf("DROP TRIGGER " EL_PROJECTION_TRIGGER "%u ON %s",
 								view, el_stream_name(p->stream)));
-		el_exec_as(owner, InvalidOid, psprintf("DROP VIEW %s%s",
-								   quote_qualified_identifier(get_namespace_name(get_rel_namespace(view)),
-															  get_rel_name(view)), behavior));
-		el_exec_as(owner, InvalidOid, psprintf("DROP TABLE %s%s",
-											 quote_qualified_identifier(get_namespace_name(buildnsp),
-																		get_rel_name(p->build_table)), behavior));
+		drop.owner = owner;
+		drop.view = quote_qualified_identifier(get_namespace_name(get_rel_namespace(view)),
+											   get_rel_name(view));
+		drop.table = quote_qualified_identifier(get_namespace_name(buildnsp),
+												get_rel_name(p->build_table));
+		if (!by_stream_owner)
+			el_drop_relations(&drop);
+		else
+		{
+			ErrorData  *edata = el_in_subxact(el_drop_relations, &drop);
+
+			if (edata != NULL && edata->sqlerrcode != ERRCODE_DEPENDENT_OBJECTS_STILL_EXIST)
+				ReThrowError(edata);
+			if (edata != NULL)
+				ereport(NOTICE,
+						(errmsg("view %s and table %s stay, no longer a projection: other objects depend on them",
+								drop.view, drop.table),
+						 errhint("Their owner can drop them.")));
+		}
 	}
 	PG_FINALLY();
 	{
@@ -2810,28 +2858,6 @@ el_read_batch(Relation stream, Relation pk, int32 shard, int64 after,
 	ExecDropSingleTupleTableSlot(slot);
 	UnregisterSnapshot(snap);
 	return n;
-}
-
-/*
- * Whether an error a handler raised belongs to the event (and stops the
- * shard there), or to the circumstances: a cancel or statement timeout, a
- * shutdown, a deadlock or serialization failure, a lock timeout, lack of
- * resources or an internal error, which fail the run instead.
- */
-static bool
-el_handler_error(int sqlerrcode)
-{
-	switch (ERRCODE_TO_CATEGORY(sqlerrcode))
-	{
-		case ERRCODE_TO_CATEGORY(ERRCODE_TRANSACTION_ROLLBACK):
-		case ERRCODE_TO_CATEGORY(ERRCODE_INSUFFICIENT_RESOURCES):
-		case ERRCODE_TO_CATEGORY(ERRCODE_OPERATOR_INTERVENTION):
-		case ERRCODE_TO_CATEGORY(ERRCODE_SYSTEM_ERROR):
-		case ERRCODE_TO_CATEGORY(ERRCODE_INTERNAL_ERROR):
-			return false;
-		default:
-			return sqlerrcode != ERRCODE_LOCK_NOT_AVAILABLE;
-	}
 }
 
 typedef struct ElApplyCall
@@ -3105,7 +3131,8 @@ el_run_async_call(void *arg)
  * el_run_async() in a subtransaction.  An error that escapes it is the
  * projection's, not the event's: its handlers no longer compile (a table
  * they use was dropped, say).  It is recorded on every shard, and the
- * other projections go on.  Cancels and the like fail the whole run.
+ * other projections go on.  A cancel of the running statement fails the
+ * whole run.
  */
 static int64
 el_run_async_guarded(Oid view, int64 max_events, TimestampTz deadline)
