@@ -470,6 +470,22 @@ SELECT to_regclass('hp_proj.clingy_dep') AS dependent_left;
 SET ROLE regress_hp_proj;
 DROP VIEW hp_proj.clingy_dep, hp_proj.clingy;
 DROP TABLE hp_proj."clingy$1";
+-- Nor by taking away its own USAGE on the projection's schema, which the
+-- drop of the view and table (run as their owner) needs.
+SELECT event_log.create_projection('hp_private.locked_in', 'hp.orders',
+    columns  => 'id text',
+    handlers => jsonb_build_object('*', $$SELECT 1 / (SELECT count(*) FROM (SELECT WHERE e.key NOT LIKE 'x%') x)::int$$));
+REVOKE USAGE ON SCHEMA hp_private FROM regress_hp_proj;
+SET ROLE regress_hp_owner;
+INSERT INTO hp.orders (key, type, payload) VALUES ('x1', 'Placed', '{"total": 1}');
+SELECT event_log.drop_projection(projection) FROM event_log.projections
+ WHERE build_table::text LIKE '%locked_in%';
+INSERT INTO hp.orders (key, type, payload) VALUES ('x1', 'Placed', '{"total": 1}');
+RESET ROLE;
+GRANT USAGE ON SCHEMA hp_private TO regress_hp_proj;
+SET ROLE regress_hp_proj;
+DROP VIEW hp_private.locked_in;
+DROP TABLE hp_private."locked_in$1";
 -- Objects of a third role that depend on a projection are not the stream
 -- owner's to drop: the projection goes, its view and table stay as plain
 -- relations of their owner.

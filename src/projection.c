@@ -2819,14 +2819,18 @@ el_drop(Oid view, text *name)
 			el_drop_relations(&drop);
 		else
 		{
+			/*
+			 * Whatever keeps them (dependents, or their owner taking away
+			 * its own USAGE on their schema, or giving the view and the
+			 * table to different roles), the trigger and the catalog row
+			 * still go: only a cancel stops the drop.
+			 */
 			ErrorData  *edata = el_in_subxact(el_drop_relations, &drop);
 
-			if (edata != NULL && edata->sqlerrcode != ERRCODE_DEPENDENT_OBJECTS_STILL_EXIST)
-				ReThrowError(edata);
 			if (edata != NULL)
 				ereport(NOTICE,
-						(errmsg("view %s and table %s stay, no longer a projection: other objects depend on them",
-								drop.view, drop.table),
+						(errmsg("view %s and table %s stay, no longer a projection: %s",
+								drop.view, drop.table, edata->message),
 						 errhint("Their owner can drop them.")));
 		}
 	}
