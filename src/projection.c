@@ -78,8 +78,7 @@ bool		el_projection_ddl = false;
 int			el_retry_interval = 10000;
 
 static void el_drop(Oid view, text *name);
-static uint64 el_catalog_exec(const char *sql, int nargs, Oid *types, Datum *values,
-							  const char *nulls, int expected);
+static void el_record_projection_error(Oid view, const char *message);
 
 /* How long one handler may run for one event of an async run, in ms. */
 int			el_handler_timeout = 5000;
@@ -189,14 +188,9 @@ el_note_overrun(void)
 	if (f == NULL)
 		return;
 	if (fscanf(f, "%u", &view) == 1 && OidIsValid(view))
-		el_catalog_exec("UPDATE event_log.projection_offsets"
-						" SET error = $2, error_seq = NULL, error_at = pg_catalog.now()"
-						" WHERE projection = $1",
-						2, (Oid[]) {OIDOID, TEXTOID},
-						(Datum[]) {ObjectIdGetDatum(view),
-						CStringGetTextDatum(psprintf("a handler ignored the cancel of event_log.handler_timeout (%d ms); the worker had to end",
-													 el_handler_timeout))},
-						NULL, SPI_OK_UPDATE);
+		el_record_projection_error(view,
+								   psprintf("a handler ignored the cancel of event_log.handler_timeout (%d ms); the worker had to end",
+											el_handler_timeout));
 	fclose(f);
 	(void) unlink(path);
 }
@@ -307,6 +301,23 @@ el_rel_owner(Oid relid)
 }
 
 /*
+ * Act on our catalog as its owner (users may not write it, nor read some
+ * of its columns), in a restricted operation, with pg_catalog alone as the
+ * path.
+ * The caller pops the path and restores the user afterwards; an error's
+ * abort restores both.
+ */
+static void
+el_become_catalog_owner(Oid *save_user, int *save_sec)
+{
+	GetUserIdAndSecContext(save_user, save_sec);
+	SetUserIdAndSecContext(el_rel_owner(el_registry_oid(false)),
+						   *save_sec | SECURITY_LOCAL_USERID_CHANGE |
+						   SECURITY_RESTRICTED_OPERATION);
+	el_push_catalog_path();
+}
+
+/*
  * Run fixed SQL on our catalog tables as their owner (the extension's
  * owner), with only pg_catalog on the search path.  Callers are our C
  * functions, after their own privilege checks; users never write to the
@@ -320,11 +331,7 @@ el_catalog_exec(const char *sql, int nargs, Oid *types, Datum *values,
 	int			save_sec;
 	int			rc;
 
-	GetUserIdAndSecContext(&save_user, &save_sec);
-	SetUserIdAndSecContext(el_rel_owner(el_registry_oid(false)),
-						   save_sec | SECURITY_LOCAL_USERID_CHANGE |
-						   SECURITY_RESTRICTED_OPERATION);
-	el_push_catalog_path();
+	el_become_catalog_owner(&save_user, &save_sec);
 	rc = SPI_execute_with_args(sql, nargs, types, values, nulls, false, 0);
 	PopOverrideSearchPath();
 	SetUserIdAndSecContext(save_user, save_sec);
@@ -394,22 +401,6 @@ el_push_catalog_path(void)
 	static OverrideSearchPath path = {.schemas = NIL, .addCatalog = true, .addTemp = false};
 
 	PushOverrideSearchPath(&path);
-}
-
-/*
- * Read our catalog as its owner (some of its columns are not PUBLIC's to
- * read), in a restricted operation, with pg_catalog alone as the path.
- * The caller pops the path and restores the user afterwards; an error's
- * abort restores both.
- */
-static void
-el_become_catalog_owner(Oid *save_user, int *save_sec)
-{
-	GetUserIdAndSecContext(save_user, save_sec);
-	SetUserIdAndSecContext(el_rel_owner(el_registry_oid(false)),
-						   *save_sec | SECURITY_LOCAL_USERID_CHANGE |
-						   SECURITY_RESTRICTED_OPERATION);
-	el_push_catalog_path();
 }
 
 /* SPI_execute_with_args() of a read-only query on our catalog, as its owner. */
@@ -637,23 +628,6 @@ el_projections_of_stream(Oid stream)
 					" FROM event_log.projections WHERE stream = $1",
 					1, types, values, 1);
 	return el_spi_text(0, 1);
-}
-
-/*
- * Lock a projection's stream against drop_stream() (which takes ACCESS
- * EXCLUSIVE) for the rest of the transaction, then make sure it is still
- * a stream: a drop that committed while we waited leaves only its oid.
- * Returns its shard count.
- */
-static int
-el_lock_source(Oid stream, const char *projection)
-{
-	LockRelationOid(stream, AccessShareLock);
-	if (!SearchSysCacheExists1(RELOID, ObjectIdGetDatum(stream)))
-		ereport(ERROR,
-				(errcode(ERRCODE_UNDEFINED_TABLE),
-				 errmsg("the stream of projection \"%s\" no longer exists", projection)));
-	return el_require_stream(stream);
 }
 
 /*
@@ -1321,21 +1295,19 @@ el_project(PG_FUNCTION_ARGS)
 
 	/*
 	 * Only as the trigger create_projection() put on the projection's
-	 * stream: anybody may attach this function to a table of its own and
-	 * name any projection, to feed it made-up events (or rows of other
-	 * types, read below as the contract's).
+	 * stream, checked before the row is read: anybody may attach this
+	 * function to a table of its own and name any projection, to feed it
+	 * made-up events, or rows of other types read as the contract's.  The
+	 * stream itself keeps the contract's layout (the DDL guard).
 	 */
-	if (!el_has_event_columns(RelationGetDescr(trigdata->tg_relation)))
-		el_refuse_project_trigger();
-	slot = trigdata->tg_trigslot;
-	slot_getsomeattrs(slot, EL_NATTS);
-
 	SPI_connect();
 	set = el_live_handlers(view);
 	snprintf(tgname, sizeof(tgname), EL_PROJECTION_TRIGGER "%u", view);
 	if (RelationGetRelid(trigdata->tg_relation) != set->stream || !set->inline_mode ||
 		strcmp(trigdata->tg_trigger->tgname, tgname) != 0)
 		el_refuse_project_trigger();
+	slot = trigdata->tg_trigslot;
+	slot_getsomeattrs(slot, EL_NATTS);
 	if (el_find_handler(set, DatumGetTextPP(slot->tts_values[Anum_el_type - 1])))
 	{
 		ElApplyState st;
@@ -2222,7 +2194,7 @@ el_set_build_method(ElHandlerSet *set, Oid view)
 static int64
 el_build(ElHandlerSet *set, ElProjection *p, int64 *last, bool create)
 {
-	int			shards = el_lock_source(p->stream, set->name);
+	int			shards = el_lock_stream(p->stream, AccessShareLock);
 	int64		n;
 
 	el_check_stream_read(p->stream, set->owner, set->name);
@@ -2960,6 +2932,21 @@ el_checkpoint(Oid view, int32 shard, int64 from, int64 seq)
 			 shard, view);
 }
 
+/*
+ * Record an error of a whole projection (not of one event) on every shard:
+ * each waits out event_log.retry_interval from now.
+ */
+static void
+el_record_projection_error(Oid view, const char *message)
+{
+	el_catalog_exec("UPDATE event_log.projection_offsets"
+					" SET error = $2, error_seq = NULL, error_at = now()"
+					" WHERE projection = $1",
+					2, (Oid[]) {OIDOID, TEXTOID},
+					(Datum[]) {ObjectIdGetDatum(view), CStringGetTextDatum(message)},
+					NULL, SPI_OK_UPDATE);
+}
+
 static void
 el_record_error(ElHandlerSet *set, int32 shard, int64 seq, ErrorData *edata)
 {
@@ -3002,7 +2989,8 @@ el_run_async(Oid view, int64 max_events, TimestampTz deadline)
 	volatile bool progress = true;
 	volatile bool out_of_time = false;
 
-	shards = el_lock_source(p->stream, get_rel_name(view));
+	/* Held against drop_stream() to the end of the run's transaction. */
+	shards = el_lock_stream(p->stream, AccessShareLock);
 	set = el_live_handlers(view);
 	el_check_stream_read(p->stream, set->owner, set->name);
 	seqs = palloc0(sizeof(int64) * shards);
@@ -3146,12 +3134,7 @@ el_run_async_guarded(Oid view, int64 max_events, TimestampTz deadline)
 
 	if (edata == NULL)
 		return call.n;
-	el_catalog_exec("UPDATE event_log.projection_offsets"
-					" SET error = $2, error_seq = NULL, error_at = now()"
-					" WHERE projection = $1",
-					2, (Oid[]) {OIDOID, TEXTOID},
-					(Datum[]) {ObjectIdGetDatum(view), CStringGetTextDatum(edata->message)},
-					NULL, SPI_OK_UPDATE);
+	el_record_projection_error(view, edata->message);
 	ereport(WARNING,
 			(errcode(edata->sqlerrcode),
 			 errmsg("projection \"%s\" could not run: %s",
@@ -3227,27 +3210,18 @@ el_run_projections(PG_FUNCTION_ARGS)
 		}
 	}
 
-	foreach(lc, views)
+	if (OidIsValid(named))
 	{
-		Oid			view = lfirst_oid(lc);
-		ElProjection *p;
+		ElProjection *p = el_projection_load(named);
 
-		if (!el_lock_projection(view, false))
-			continue;
-		p = el_projection_load(view);
-		if (p == NULL)
-			continue;
-		if (p->inline_mode)
-		{
-			if (OidIsValid(named))
-				ereport(ERROR,
-						(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-						 errmsg("projection \"%s\" is inline", get_rel_name(view)),
-						 errdetail("Inline projections are applied by the appending transaction.")));
-			continue;
-		}
-		total += el_run_async_guarded(view, max_events, 0);
+		if (p != NULL && p->inline_mode)
+			ereport(ERROR,
+					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+					 errmsg("projection \"%s\" is inline", get_rel_name(named)),
+					 errdetail("Inline projections are applied by the appending transaction.")));
 	}
+	foreach(lc, views)
+		total += el_run_projection_turn(lfirst_oid(lc), max_events, 0);
 	SPI_finish();
 	PG_RETURN_INT64(total);
 }

@@ -255,7 +255,7 @@ bool
 el_stream_has_consumers(Oid relid)
 {
 	ElStreamCacheEntry *entry = el_stream_entry(relid);
-	volatile bool exists;
+	bool		exists;
 
 	if (entry->consumers_known)
 		return entry->has_consumers;
@@ -264,19 +264,10 @@ el_stream_has_consumers(Oid relid)
 
 	/*
 	 * The lookup runs as the catalog's owner, also at the pre-commit of any
-	 * transaction that appended: whatever the appender's search_path says,
-	 * only pg_catalog may resolve its operators and functions.
+	 * transaction that appended; consumer.c's el_query() pins pg_catalog as
+	 * the path for it, whatever the appender's search_path says.
 	 */
-	el_push_catalog_path();
-	PG_TRY();
-	{
-		exists = el_consumer_groups_exist(relid);
-	}
-	PG_FINALLY();
-	{
-		PopOverrideSearchPath();
-	}
-	PG_END_TRY();
+	exists = el_consumer_groups_exist(relid);
 	entry = hash_search(el_stream_cache, &relid, HASH_FIND, NULL);
 	if (entry)
 		entry->has_consumers = exists;
@@ -841,12 +832,11 @@ el_drop_stream(PG_FUNCTION_ARGS)
 	SPI_connect();
 
 	/*
-	 * Some of what follows runs as the extension's owner (forgetting the
-	 * stream's consumer groups): none of it may resolve an operator or a
-	 * function through the caller's search_path.  Our own statements below
-	 * are schema-qualified as well.  Abort pops the path if anything fails.
+	 * What follows as the extension's owner (the projections lookup,
+	 * forgetting the stream's consumer groups) pins pg_catalog as its path
+	 * itself (projection.c, consumer.c); the count runs as the caller, and
+	 * names its function and table in full.
 	 */
-	el_push_catalog_path();
 	{
 		char	   *projections = el_projections_of_stream(relid);
 
@@ -865,7 +855,6 @@ el_drop_stream(PG_FUNCTION_ARGS)
 	el_registry_delete(relid);
 	el_record_drop(qname, shards, events);
 	el_consumer_forget_stream(relid);
-	PopOverrideSearchPath();
 
 	/*
 	 * DROP TABLE of a qualified name resolves nothing through the path, and
