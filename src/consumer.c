@@ -280,8 +280,6 @@ static const struct
 	},
 };
 
-static SPIPlanPtr el_query_plans[EL_NUM_QUERIES];
-
 /* A group as the functions below use it. */
 typedef struct ElGroup
 {
@@ -310,68 +308,15 @@ static void el_group_check_owner(ElGroup *g);
  * ----------------------------------------------------------------
  */
 
-static Oid
-el_catalog_relid(const char *name)
-{
-	Oid			relid = get_relname_relid(name, el_schema_oid());
-
-	if (!OidIsValid(relid))
-		ereport(ERROR,
-				(errcode(ERRCODE_UNDEFINED_TABLE),
-				 errmsg("event_log.%s does not exist", name),
-				 errhint("Is the event_log extension installed in this database?")));
-	return relid;
-}
-
-static Oid
-el_catalog_owner(void)
-{
-	return el_rel_owner(el_catalog_relid("consumer_groups"));
-}
-
 /*
- * Run one catalog statement as the catalog's owner, so callers need no
- * privileges on the catalog (the SQL functions check what they allow).
- * The caller is connected to SPI.
- *
- * Nothing of the caller's may run as the owner: the statement is prepared
- * and run (which may analyze a kept plan again) with pg_catalog as the
- * whole search_path, and in a security-restricted operation.  If the
- * statement fails, transaction (or subtransaction) abort restores the user
- * and pops the search path.
+ * Run one of the statements above on the group catalog, as its owner
+ * (catalog.c), with a kept plan.  The caller is connected to SPI.
  */
 static uint64
 el_query(ElQuery q, Datum *values, const char *nulls, long tcount)
 {
-	Oid			save_userid;
-	int			save_sec;
-	int			rc;
-
-	GetUserIdAndSecContext(&save_userid, &save_sec);
-	SetUserIdAndSecContext(el_catalog_owner(),
-						   save_sec | SECURITY_LOCAL_USERID_CHANGE |
-						   SECURITY_RESTRICTED_OPERATION);
-	el_push_catalog_path();
-	if (el_query_plans[q] == NULL)
-	{
-		/* Key lookups on small tables: the generic plan, never replanned. */
-		SPIPlanPtr	plan = SPI_prepare_cursor(el_queries[q].sql, el_queries[q].nargs,
-											  (Oid *) el_queries[q].types,
-											  CURSOR_OPT_GENERIC_PLAN);
-
-		if (plan == NULL)
-			elog(ERROR, "SPI_prepare failed for \"%s\": %s", el_queries[q].sql,
-				 SPI_result_code_string(SPI_result));
-		SPI_keepplan(plan);
-		el_query_plans[q] = plan;
-	}
-	rc = SPI_execute_plan(el_query_plans[q], values, nulls, false, tcount);
-	PopOverrideSearchPath();
-	SetUserIdAndSecContext(save_userid, save_sec);
-	if (rc < 0)
-		elog(ERROR, "SPI_execute_plan failed on \"%s\": %s", el_queries[q].sql,
-			 SPI_result_code_string(rc));
-	return SPI_processed;
+	return el_catalog_sql(el_queries[q].sql, el_queries[q].nargs,
+						  el_queries[q].types, values, nulls, 0, tcount);
 }
 
 static Datum
@@ -1641,16 +1586,12 @@ el_offset_at_time(Oid relid, int32 shard, Datum t)
 	Oid			types[2] = {INT4OID, TIMESTAMPTZOID};
 	Datum		values[2];
 	bool		isnull;
-	int			rc;
 
 	values[0] = Int32GetDatum(shard);
 	values[1] = t;
 	el_push_catalog_path();
-	rc = SPI_execute_with_args(sql, 2, types, values, NULL, true, 1);
+	(void) el_exec_as_caller(sql, 2, types, values, true, 1);
 	PopOverrideSearchPath();
-	if (rc != SPI_OK_SELECT || SPI_processed != 1)
-		elog(ERROR, "SPI_execute_with_args failed on \"%s\": %s", sql,
-			 SPI_result_code_string(rc));
 	return DatumGetInt64(el_result(0, 1, &isnull));
 }
 

@@ -16,6 +16,8 @@
 #include "utils/tuplestore.h"
 #include "utils/uuid.h"
 
+#include "catalog.h"
+
 /* Limits that input is checked against. */
 #define EL_MAX_SHARDS		1024
 #define EL_MAX_KEY_BYTES	1024
@@ -97,8 +99,6 @@ typedef struct ElStreamIndexes
 	Oid			key_version;	/* unique (key, version) */
 } ElStreamIndexes;
 
-extern Oid	el_schema_oid(void);
-extern Oid	el_registry_oid(bool missing_ok);
 extern int	el_registry_shards(Oid relid);
 extern int	el_stream_shards(Oid relid);
 extern int64 el_shard_seen_end(Oid relid, int32 shard);
@@ -152,8 +152,8 @@ extern Oid	el_drop_allowed_relid;
 /* projection.c */
 #define EL_PROJECTION_TRIGGER	"event_log_projection_"
 extern bool el_projection_ddl;
-extern Oid	el_rel_owner(Oid relid);
-extern void el_push_catalog_path(void);
+
+
 extern int	el_retry_interval;
 extern int	el_handler_timeout;
 extern int64 el_run_projection_turn(Oid view, int64 max_events, TimestampTz deadline);
@@ -169,23 +169,23 @@ extern bool el_is_projection_relation(Oid relid);
 extern int	el_inline_projections(Oid stream);
 extern char *el_projections_of_stream(Oid stream);
 
-/* batch.c: set-based replay of projection builds */
-typedef struct ElBatchPlan ElBatchPlan;
+/* projection_setplan.c: set-based replay of projection builds */
+typedef struct ElSetPlan ElSetPlan;
 /*
  * An event of a batch: its fields, the stream's tuple they are in (if it
  * has the event's columns and no others), and the handler it goes to.
  */
-typedef struct ElBatchEvent
+typedef struct ElSetEvent
 {
 	Datum		values[EL_NATTS];
 	bool		nulls[EL_NATTS];
 	HeapTupleHeader tuple;		/* or NULL */
 	uint32		len;			/* of tuple */
 	int			handler;		/* the caller's */
-} ElBatchEvent;
-extern ElBatchPlan *el_batch_prepare(SPIPlanPtr plan, Oid *table, AttrNumber *keycol,
+} ElSetEvent;
+extern ElSetPlan *el_setplan_prepare(SPIPlanPtr plan, Oid *table, AttrNumber *keycol,
 									 const char **why);
-extern const char *el_batch_table_ok(Oid table, AttrNumber keycol);
-extern void el_batch_run(ElBatchPlan *bp, int count, ElBatchEvent **events, bool plain);
+extern const char *el_setplan_table_ok(Oid table, AttrNumber keycol);
+extern void el_setplan_run(ElSetPlan *bp, int count, ElSetEvent **events, bool plain);
 
 #endif							/* EVENT_LOG_H */

@@ -420,7 +420,6 @@ el_guard_rewrite(PG_FUNCTION_ARGS)
 Datum
 el_guard_drop(PG_FUNCTION_ARGS)
 {
-	int			rc;
 	SPITupleTable *dropped;
 	uint64		ndropped;
 
@@ -436,13 +435,11 @@ el_guard_drop(PG_FUNCTION_ARGS)
 	SPI_connect();
 	/* As in guard_ddl(): the query below is qualified, and pinned too. */
 	el_push_catalog_path();
-	rc = SPI_execute("SELECT objid, object_identity"
-					 " FROM pg_catalog.pg_event_trigger_dropped_objects()"
-					 " WHERE classid OPERATOR(pg_catalog.=) 'pg_catalog.pg_class'::pg_catalog.regclass"
-					 " AND objsubid OPERATOR(pg_catalog.=) 0",
-					 true, 0);
-	if (rc != SPI_OK_SELECT)
-		elog(ERROR, "SPI_execute failed: %s", SPI_result_code_string(rc));
+	(void) el_exec_as_caller("SELECT objid, object_identity"
+							 " FROM pg_catalog.pg_event_trigger_dropped_objects()"
+							 " WHERE classid OPERATOR(pg_catalog.=) 'pg_catalog.pg_class'::pg_catalog.regclass"
+							 " AND objsubid OPERATOR(pg_catalog.=) 0",
+							 0, NULL, NULL, true, 0);
 	dropped = SPI_tuptable;
 	ndropped = SPI_processed;
 	for (uint64 i = 0; i < ndropped; i++)

@@ -144,29 +144,6 @@ el_stream_entry(Oid relid)
 	return entry;
 }
 
-Oid
-el_schema_oid(void)
-{
-	return get_namespace_oid("event_log", false);
-}
-
-/* OID of event_log.streams; InvalidOid if missing_ok and it is not there. */
-Oid
-el_registry_oid(bool missing_ok)
-{
-	Oid			nsp = get_namespace_oid("event_log", missing_ok);
-	Oid			relid = InvalidOid;
-
-	if (OidIsValid(nsp))
-		relid = get_relname_relid("streams", nsp);
-	if (!OidIsValid(relid) && !missing_ok)
-		ereport(ERROR,
-				(errcode(ERRCODE_UNDEFINED_TABLE),
-				 errmsg("event_log.streams does not exist"),
-				 errhint("Is the event_log extension installed in this database?")));
-	return relid;
-}
-
 /*
  * Read the registry: the stream's shard count, or -1 when relid is not a
  * stream.  Uses the catalog snapshot, which during logical decoding is the
@@ -606,17 +583,6 @@ el_parse_name(const char *name, const char *what)
 	return result;
 }
 
-/* Run one SQL command through SPI, expecting a utility or DML result. */
-static void
-el_spi_exec(const char *sql, int expected)
-{
-	int			rc = SPI_execute(sql, false, 0);
-
-	if (rc != expected)
-		elog(ERROR, "SPI_execute failed on \"%s\": %s", sql,
-			 SPI_result_code_string(rc));
-}
-
 static void
 el_registry_insert(Oid relid, int shards)
 {
@@ -759,14 +725,14 @@ el_create_stream(PG_FUNCTION_ARGS)
 					 " UNIQUE (key, version))", qname);
 
 	SPI_connect();
-	el_spi_exec(sql.data, SPI_OK_UTILITY);
+	(void) el_exec_as_caller(sql.data, 0, NULL, NULL, false, 0);
 
 	resetStringInfo(&sql);
 	appendStringInfo(&sql,
 					 "CREATE TRIGGER " EL_APPEND_TRIGGER " BEFORE INSERT ON %s"
 					 " FOR EACH ROW EXECUTE FUNCTION event_log.assign_position('%d')",
 					 qname, shards);
-	el_spi_exec(sql.data, SPI_OK_UTILITY);
+	(void) el_exec_as_caller(sql.data, 0, NULL, NULL, false, 0);
 
 	resetStringInfo(&sql);
 	appendStringInfo(&sql,
@@ -774,14 +740,14 @@ el_create_stream(PG_FUNCTION_ARGS)
 					 " BEFORE UPDATE OR DELETE OR TRUNCATE ON %s"
 					 " FOR EACH STATEMENT EXECUTE FUNCTION event_log.refuse_change()",
 					 qname);
-	el_spi_exec(sql.data, SPI_OK_UTILITY);
+	(void) el_exec_as_caller(sql.data, 0, NULL, NULL, false, 0);
 
 	/* ALWAYS: fire under session_replication_role = replica too. */
 	resetStringInfo(&sql);
 	appendStringInfo(&sql,
 					 "ALTER TABLE %s ENABLE ALWAYS TRIGGER " EL_APPEND_TRIGGER ","
 					 " ENABLE ALWAYS TRIGGER " EL_IMMUTABLE_TRIGGER, qname);
-	el_spi_exec(sql.data, SPI_OK_UTILITY);
+	(void) el_exec_as_caller(sql.data, 0, NULL, NULL, false, 0);
 
 	relid = get_relname_relid(rv->relname, nspid);
 	if (!OidIsValid(relid))
@@ -848,7 +814,7 @@ el_drop_stream(PG_FUNCTION_ARGS)
 					 errhint("Drop them first with event_log.drop_projection().")));
 	}
 	sql = psprintf("SELECT pg_catalog.count(*) FROM %s", qname);
-	el_spi_exec(sql, SPI_OK_SELECT);
+	(void) el_exec_as_caller(sql, 0, NULL, NULL, true, 0);
 	events = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0],
 										 SPI_tuptable->tupdesc, 1, &isnull));
 
@@ -864,7 +830,7 @@ el_drop_stream(PG_FUNCTION_ARGS)
 	el_drop_allowed_relid = relid;
 	PG_TRY();
 	{
-		el_spi_exec(psprintf("DROP TABLE %s", qname), SPI_OK_UTILITY);
+		(void) el_exec_as_caller(psprintf("DROP TABLE %s", qname), 0, NULL, NULL, false, 0);
 	}
 	PG_FINALLY();
 	{

@@ -340,8 +340,7 @@ el_catalog_oids(const char *sql)
 {
 	List	   *oids = NIL;
 
-	if (SPI_execute(sql, true, 0) != SPI_OK_SELECT)
-		elog(ERROR, "SPI_execute failed on \"%s\"", sql);
+	(void) el_exec_as_caller(sql, 0, NULL, NULL, true, 0);
 	for (uint64 i = 0; i < SPI_processed; i++)
 	{
 		bool		isnull;
@@ -420,13 +419,12 @@ el_wait_for_appends(void)
 	BeginInternalSubTransaction(NULL);
 	PushActiveSnapshot(GetTransactionSnapshot());
 	SPI_connect();
-	if (SPI_execute_with_args("SELECT count(*) FILTER (WHERE lag_events > 0"
-							  "   AND (error_at IS NULL OR error_at <= now() - $1 * interval '1 ms')) > 0,"
-							  " count(*) FILTER (WHERE error IS NOT NULL) > 0"
-							  " FROM event_log.projection_lag",
-							  1, (Oid[]) {INT4OID}, (Datum[]) {Int32GetDatum(el_retry_interval)},
-							  NULL, true, 1) != SPI_OK_SELECT)
-		elog(ERROR, "SPI_execute_with_args failed");
+	(void) el_exec_as_caller("SELECT count(*) FILTER (WHERE lag_events > 0"
+							 "   AND (error_at IS NULL OR error_at <= now() - $1 * interval '1 ms')) > 0,"
+							 " count(*) FILTER (WHERE error IS NOT NULL) > 0"
+							 " FROM event_log.projection_lag",
+							 1, (Oid[]) {INT4OID}, (Datum[]) {Int32GetDatum(el_retry_interval)},
+							 true, 1);
 	pending = DatumGetBool(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
 	stopped = DatumGetBool(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 2, &isnull));
 	SPI_finish();

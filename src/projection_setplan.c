@@ -1,5 +1,5 @@
 /*
- * batch.c
+ * projection_setplan.c
  *	  Set-based replay for projection builds: a handler statement run once
  *	  over a batch of events instead of once per event.
  *
@@ -11,7 +11,7 @@
  * once, joined with the batch: the result is the same as running them event
  * by event, because statements for different keys touch disjoint rows.
  *
- * A statement qualifies (el_batch_prepare) when, after rewriting, it is
+ * A statement qualifies (el_setplan_prepare) when, after rewriting, it is
  *	 - an INSERT of one VALUES row that sets a key column to e.key, with an
  *	   ON CONFLICT target (if any) that includes that column and an ON
  *	   CONFLICT clause that does not use the event;
@@ -21,7 +21,7 @@
  * other relations or the whole event `e`, and with immutable functions
  * only (a stable function could read other keys' rows).  All statements of
  * all handlers must agree on the table and the key column, and the table
- * (el_batch_table_ok) must keep keys apart: a text key column with a
+ * (el_setplan_table_ok) must keep keys apart: a text key column with a
  * deterministic collation, every unique index on it compared as text, no
  * exclusion constraint, no triggers, no row-level security.  Then no two
  * keys' rows can ever meet.  See docs/design/projections.md, "Set-based
@@ -70,7 +70,7 @@
 #define EL_BATCH_ENR		"event_log_batch"
 
 /* One handler's statements, rewritten to run over a batch. */
-struct ElBatchPlan
+struct ElSetPlan
 {
 	List	   *queries;		/* Query per statement, e.field as batch Vars */
 	List	   *sources;		/* the statements' text, for messages */
@@ -81,7 +81,7 @@ struct ElBatchPlan
 
 /* The batch's row type: the event's fields, as in a stream. */
 static TupleDesc
-el_batch_desc(void)
+el_setplan_desc(void)
 {
 	static TupleDesc desc = NULL;
 
@@ -100,14 +100,14 @@ el_batch_desc(void)
 
 /* A query environment holding the batch relation, with `rows` as its contents. */
 static QueryEnvironment *
-el_batch_env(Tuplestorestate *rows, double count)
+el_setplan_env(Tuplestorestate *rows, double count)
 {
 	QueryEnvironment *env = create_queryEnv();
 	EphemeralNamedRelation enr = palloc0(sizeof(EphemeralNamedRelationData));
 
 	enr->md.name = EL_BATCH_ENR;
 	enr->md.reliddesc = InvalidOid;
-	enr->md.tupdesc = el_batch_desc();
+	enr->md.tupdesc = el_setplan_desc();
 	enr->md.enrtype = ENR_NAMED_TUPLESTORE;
 	enr->md.enrtuples = count;
 	enr->reldata = rows;
@@ -117,7 +117,7 @@ el_batch_env(Tuplestorestate *rows, double count)
 
 /* The batch relation `e`, as the parser makes it. */
 static RangeTblEntry *
-el_batch_rte(void)
+el_setplan_rte(void)
 {
 	const char *sql = "SELECT * FROM " EL_BATCH_ENR " AS e";
 	List	   *raw = raw_parser(sql, RAW_PARSE_DEFAULT);
@@ -125,7 +125,7 @@ el_batch_rte(void)
 
 	/* A typical batch's size, for the planner's estimates. */
 	q = parse_analyze_fixedparams(linitial_node(RawStmt, raw), sql, NULL, 0,
-								  el_batch_env(NULL, 1000));
+								  el_setplan_env(NULL, 1000));
 	return linitial_node(RangeTblEntry, q->rtable);
 }
 
@@ -309,7 +309,7 @@ el_check_query(Query *q, Oid *table, AttrNumber *keycol)
 }
 
 /* Mutator: the event's fields ($1..$9) become columns of the batch. */
-static int	el_batch_rti;
+static int	el_setplan_rti;
 
 static Node *
 el_params_to_batch(Node *node, void *context)
@@ -320,7 +320,7 @@ el_params_to_batch(Node *node, void *context)
 		((Param *) node)->paramid >= 1 && ((Param *) node)->paramid <= EL_NATTS)
 	{
 		Param	   *p = (Param *) node;
-		Var		   *v = makeVar(el_batch_rti, p->paramid, p->paramtype, -1,
+		Var		   *v = makeVar(el_setplan_rti, p->paramid, p->paramtype, -1,
 								p->paramcollid, 0);
 
 		v->location = p->location;
@@ -335,11 +335,11 @@ el_params_to_batch(Node *node, void *context)
  * statements agree on (InvalidOid and 0 before the first).  Allocates in
  * the current memory context.
  */
-ElBatchPlan *
-el_batch_prepare(SPIPlanPtr plan, Oid *table, AttrNumber *keycol,
+ElSetPlan *
+el_setplan_prepare(SPIPlanPtr plan, Oid *table, AttrNumber *keycol,
 				 const char **why)
 {
-	ElBatchPlan *bp = palloc0(sizeof(ElBatchPlan));
+	ElSetPlan *bp = palloc0(sizeof(ElSetPlan));
 	ListCell   *lc;
 
 	bp->cxt = CurrentMemoryContext;
@@ -360,13 +360,13 @@ el_batch_prepare(SPIPlanPtr plan, Oid *table, AttrNumber *keycol,
 		if ((*why = el_check_query(q, table, keycol)) != NULL)
 			return NULL;
 
-		rte = el_batch_rte();
+		rte = el_setplan_rte();
 		q->rtable = lappend(q->rtable, rte);
 		rti = list_length(q->rtable);
 		ref = makeNode(RangeTblRef);
 		ref->rtindex = rti;
 		q->jointree->fromlist = lappend(q->jointree->fromlist, ref);
-		el_batch_rti = rti;
+		el_setplan_rti = rti;
 		q->targetList = (List *) el_params_to_batch((Node *) q->targetList, NULL);
 		q->jointree->quals = el_params_to_batch(q->jointree->quals, NULL);
 		if (el_has_param((Node *) q->targetList, NULL) ||
@@ -406,7 +406,7 @@ el_index_column_is_key(Relation index, int i, AttrNumber keycol)
  * B-tree index starts with it.  Returns NULL if so, else why not.
  */
 const char *
-el_batch_table_ok(Oid table, AttrNumber keycol)
+el_setplan_table_ok(Oid table, AttrNumber keycol)
 {
 	Relation	rel = table_open(table, AccessShareLock);
 	TupleDesc	desc = RelationGetDescr(rel);
@@ -455,12 +455,12 @@ el_batch_table_ok(Oid table, AttrNumber keycol)
  * itself, knows nothing yet of a table being built and guesses that a key
  * matches thousands of rows, and so scans or sorts the whole table for every
  * batch; so joins other than nested loops, and scans other than index
- * scans, are off while it plans (el_batch_table_ok() made sure there is an
+ * scans, are off while it plans (el_setplan_table_ok() made sure there is an
  * index that leads with the key column).  The plan holds no parameters, so
  * one plan serves every batch of the build.
  */
 static PlannedStmt *
-el_batch_plan(Query *q, const char *sql)
+el_setplan_plan(Query *q, const char *sql)
 {
 	static const char *const off[] = {
 		"enable_hashjoin", "enable_mergejoin", "enable_seqscan", "enable_bitmapscan"
@@ -483,7 +483,7 @@ el_batch_plan(Query *q, const char *sql)
  * build.  With plain, an INSERT's ON CONFLICT clause is left out.
  */
 static List *
-el_batch_plans(ElBatchPlan *bp, bool plain)
+el_setplan_plans(ElSetPlan *bp, bool plain)
 {
 	List	   *stmts = NIL;
 	MemoryContext old;
@@ -504,7 +504,7 @@ el_batch_plans(ElBatchPlan *bp, bool plain)
 	{
 		bool		any = false;
 
-		(void) el_batch_plans(bp, false);
+		(void) el_setplan_plans(bp, false);
 		foreach(lq, bp->queries)
 			any |= (lfirst_node(Query, lq)->onConflict != NULL);
 		/* Without an ON CONFLICT clause the plain form is the same. */
@@ -520,7 +520,7 @@ el_batch_plans(ElBatchPlan *bp, bool plain)
 
 		if (plain)
 			q->onConflict = NULL;
-		stmts = lappend(stmts, el_batch_plan(q, (const char *) lfirst(ls)));
+		stmts = lappend(stmts, el_setplan_plan(q, (const char *) lfirst(ls)));
 	}
 	PopActiveSnapshot();
 	MemoryContextSwitchTo(old);
@@ -534,16 +534,16 @@ el_batch_plans(ElBatchPlan *bp, bool plain)
 /*
  * Run a handler's statements over a batch: count events, keys all
  * distinct.  With plain, an INSERT ... ON CONFLICT runs as a plain INSERT
- * (see el_replay_batched() in projection.c).  The caller holds the handler
+ * (see el_replay_setbased() in projection.c).  The caller holds the handler
  * identity (el_apply_begin) and runs this in a subtransaction.
  */
 void
-el_batch_run(ElBatchPlan *bp, int count, ElBatchEvent **events, bool plain)
+el_setplan_run(ElSetPlan *bp, int count, ElSetEvent **events, bool plain)
 {
-	TupleDesc	desc = el_batch_desc();
+	TupleDesc	desc = el_setplan_desc();
 	/* The events are in memory already; their copies here may be too. */
 	Tuplestorestate *rows = tuplestore_begin_heap(false, false, MAX_KILOBYTES);
-	QueryEnvironment *env = el_batch_env(rows, count);
+	QueryEnvironment *env = el_setplan_env(rows, count);
 	ListCell   *lp,
 			   *ls;
 
@@ -564,7 +564,7 @@ el_batch_run(ElBatchPlan *bp, int count, ElBatchEvent **events, bool plain)
 			tuplestore_putvalues(rows, desc, events[k]->values, events[k]->nulls);
 	}
 
-	forboth(lp, el_batch_plans(bp, plain), ls, bp->sources)
+	forboth(lp, el_setplan_plans(bp, plain), ls, bp->sources)
 	{
 		PlannedStmt *stmt = lfirst_node(PlannedStmt, lp);
 		QueryDesc  *qd;

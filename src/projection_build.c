@@ -1,0 +1,784 @@
+/*
+ * projection_build.c
+ *	  Builds: replaying a whole stream into a projection's new build table,
+ *	  for create_projection() and rebuild_projection().
+ *
+ *	  Event by event, or set-based when every handler qualifies
+ *	  (projection_setplan.c): events are read in chunks, sorted by key and
+ *	  applied in ranks of distinct keys, in groups of chunks under one
+ *	  subtransaction each.  A failed group is replayed event by event, which
+ *	  gives the same error for the same event.  docs/design/projections.md,
+ *	  "Set-based rebuilds", has the reasoning.
+ */
+#include "postgres.h"
+
+#include "postgres.h"
+
+#include "access/genam.h"
+#include "common/hashfn.h"
+#include "access/htup_details.h"
+#include "access/stratnum.h"
+#include "access/table.h"
+#include "access/xact.h"
+#include "catalog/namespace.h"
+#include "catalog/pg_class.h"
+#include "catalog/pg_collation.h"
+#include "catalog/pg_operator.h"
+#include "catalog/pg_type.h"
+#include "commands/trigger.h"
+#include "executor/executor.h"
+#include "executor/spi.h"
+#include "funcapi.h"
+#include "miscadmin.h"
+#include "nodes/makefuncs.h"
+#include "nodes/nodeFuncs.h"
+#include "nodes/params.h"
+#include "parser/parse_func.h"
+#include "parser/parse_node.h"
+#include "parser/parser.h"
+#include "storage/latch.h"
+#include "storage/lmgr.h"
+#include "storage/proc.h"
+#include "tcop/cmdtag.h"
+#include "tcop/utility.h"
+#include "utils/acl.h"
+#include "utils/builtins.h"
+#include "utils/datum.h"
+#include "utils/fmgroids.h"
+#include "utils/guc.h"
+#include "utils/hsearch.h"
+#include "utils/inval.h"
+#include "utils/jsonb.h"
+#include "utils/lsyscache.h"
+#include "utils/memutils.h"
+#include "utils/plancache.h"
+#include "utils/rel.h"
+#include "utils/rls.h"
+#include "utils/snapmgr.h"
+#include "utils/syscache.h"
+#include "utils/timeout.h"
+#include "utils/typcache.h"
+
+#include "catalog.h"
+#include "event_log.h"
+#include "projection.h"
+
+
+/* An index scan over one shard's events with seq > after, in seq order. */
+IndexScanDesc
+el_shard_scan(Relation stream, Relation pk, Snapshot snap, int32 shard,
+			  int64 after)
+{
+	ScanKeyData keys[2];
+	IndexScanDesc scan;
+
+	ScanKeyInit(&keys[0], 1, BTEqualStrategyNumber, F_INT4EQ, Int32GetDatum(shard));
+	ScanKeyInit(&keys[1], 2, BTGreaterStrategyNumber, F_INT8GT, Int64GetDatum(after));
+	scan = index_beginscan(stream, pk, snap, 2, 0);
+	index_rescan(scan, keys, 2, NULL, 0);
+	return scan;
+}
+
+/*
+ * Apply one shard's events with seq > after, in seq order, read with a new
+ * snapshot: under the commit-order guarantee the events it sees are a
+ * prefix of the shard, so nothing is skipped.  Between el_apply_begin() and
+ * el_apply_end().  *last gets the last seq read; returns events applied.
+ */
+static int64
+el_replay_shard(ElApplyState *st, Relation stream, Relation pk, int32 shard,
+				int64 after, int64 *last)
+{
+	Snapshot	snap = RegisterSnapshot(GetTransactionSnapshot());
+	IndexScanDesc scan = el_shard_scan(stream, pk, snap, shard, after);
+	TupleTableSlot *slot = table_slot_create(stream, NULL);
+	MemoryContext evcxt = AllocSetContextCreate(CurrentMemoryContext,
+												"event_log event",
+												ALLOCSET_DEFAULT_SIZES);
+	int64		n = 0;
+
+	*last = after;
+	while (index_getnext_slot(scan, ForwardScanDirection, slot))
+	{
+		MemoryContext old = MemoryContextSwitchTo(evcxt);
+
+		slot_getsomeattrs(slot, EL_NATTS);
+		*last = DatumGetInt64(slot->tts_values[Anum_el_seq - 1]);
+		if (el_apply(st, slot->tts_values, slot->tts_isnull))
+			n++;
+		MemoryContextSwitchTo(old);
+		MemoryContextReset(evcxt);
+		CHECK_FOR_INTERRUPTS();
+	}
+	index_endscan(scan);
+	ExecDropSingleTupleTableSlot(slot);
+	MemoryContextDelete(evcxt);
+	UnregisterSnapshot(snap);
+	return n;
+}
+
+
+/*
+ * Set-based replay for builds: whether every handler of the set qualifies
+ * (projection_setplan.c), and their batch forms.  In the set's memory.
+ */
+static void
+el_prepare_setplans(ElHandlerSet *set)
+{
+	MemoryContext old = MemoryContextSwitchTo(set->cxt);
+	Oid			table = InvalidOid;
+	AttrNumber	keycol = 0;
+	const char *why = NULL;
+
+	set->setbased = false;
+	set->setplans = palloc0(sizeof(ElSetPlan *) * Max(set->nhandlers, 1));
+	for (int i = 0; i < set->nhandlers && why == NULL; i++)
+		set->setplans[i] = el_setplan_prepare(set->handlers[i].plan, &table, &keycol, &why);
+	if (set->any && why == NULL)
+		set->any_setplan = el_setplan_prepare(set->any, &table, &keycol, &why);
+	if (why == NULL && OidIsValid(table))
+		why = el_setplan_table_ok(table, keycol);
+	else if (why == NULL)
+		why = "no handler writes";
+	MemoryContextSwitchTo(old);
+	set->setbased_why = why;
+	set->setbased = (why == NULL);
+	set->setbased_plain = true;
+	set->setbased_fallback = NULL;
+}
+
+/*
+ * Set-based replay reads the stream in chunks of events, each shard's in
+ * seq order.  It sorts each chunk by key (a key's events stay in seq
+ * order) and cuts it into ranges of neighbouring keys.  Within a range, the
+ * first events of every key form one batch, their second events the next,
+ * and so on: each batch has distinct keys, in key order, and each key's
+ * events are applied in seq order.  Statements for different keys touch
+ * disjoint rows, so the result is that of applying the chunk in seq order.
+ * A range's rows sit together in the table's key index, so its batches keep
+ * finding the pages they need already in the CPU's caches, where batches
+ * spread over all keys would miss on nearly every probe.
+ *
+ * A chunk's events are copied, tuple by tuple, into one arena; their fields
+ * point into the copies.  The arena and arrays are allocated once per
+ * build.
+ */
+#define EL_CHUNK_EVENTS	65536	/* events per chunk, at most */
+#define EL_CHUNK_ARENA	(12 * 1024 * 1024)	/* bytes of their tuples, at most */
+#define EL_RANGE_KEYS	512		/* keys per range */
+#define EL_SHARD_RUN	256		/* events read from a shard in a row */
+#define EL_BATCH_MIN	64		/* smaller batches go event by event */
+#define EL_BATCH_KEEP	(1024 * 1024)	/* memory kept from batch to batch */
+
+/*
+ * An event's place in the sorted chunk.  Chunks are sorted by the keys'
+ * bytes: the key index's order under the C collation (and C.UTF-8), close
+ * to it under others, and cheap; any order that keeps a key's events
+ * together and in seq order is correct.
+ */
+typedef struct ElSortItem
+{
+	uint64		prefix;			/* the key's first 8 bytes, big-endian */
+	const char *key;			/* its bytes */
+	int32		len;
+	int32		event;			/* index in the chunk: seq order */
+} ElSortItem;
+
+static inline int
+el_sort_item_cmp(const ElSortItem *a, const ElSortItem *b)
+{
+	int			c;
+
+	if (a->prefix != b->prefix)
+		return a->prefix < b->prefix ? -1 : 1;
+	c = memcmp(a->key, b->key, Min(a->len, b->len));
+	if (c == 0)
+		c = (a->len > b->len) - (a->len < b->len);
+	return c != 0 ? c : (a->event > b->event) - (a->event < b->event);
+}
+
+#define ST_SORT el_sort_items
+#define ST_ELEMENT_TYPE ElSortItem
+#define ST_COMPARE(a, b) el_sort_item_cmp(a, b)
+#define ST_SCOPE static
+#define ST_DEFINE
+#include "lib/sort_template.h"
+
+typedef struct ElSetReplay
+{
+	MemoryContext cxt;			/* everything below, for the build */
+	MemoryContext chunkcxt;		/* per chunk: fields that are not in a copy */
+	MemoryContext stepcxt;		/* per batch */
+	int			n;				/* events in the chunk */
+	ElSetEvent *events;		/* [EL_CHUNK_EVENTS], in seq order */
+	char	   *arena;			/* [EL_CHUNK_ARENA]: their tuples */
+	Size		used;			/* of the arena */
+	ElSortItem *sorted;			/* the chunk's events by key, then seq */
+	int		   *rank;			/* of each sorted[i]: its n-th event of the key */
+	ElSetEvent **batch;		/* the batch being applied, in key order */
+	int			nbatch;
+	/* Working arrays of el_apply_ranks(), of sorted positions. */
+	int		   *positions;		/* 0, 1, 2, ... */
+	int		   *byrank;
+	int		   *rankstart;		/* [EL_CHUNK_EVENTS + 2] */
+	int		   *deferred;
+	int			ndeferred;
+	bool		tuples_ok;		/* the stream's tuples fit the batch relation */
+} ElSetReplay;
+
+static ElSetReplay *
+el_set_replay_create(void)
+{
+	MemoryContext cxt = AllocSetContextCreate(CurrentMemoryContext, "event_log build",
+											  ALLOCSET_DEFAULT_SIZES);
+	MemoryContext old = MemoryContextSwitchTo(cxt);
+	ElSetReplay    *b = palloc0(sizeof(ElSetReplay));
+
+	b->cxt = cxt;
+	b->chunkcxt = AllocSetContextCreate(cxt, "event_log chunk", ALLOCSET_DEFAULT_SIZES);
+	/* Keeps its block across resets: mapping it anew costs page faults. */
+	b->stepcxt = AllocSetContextCreate(cxt, "event_log batch", EL_BATCH_KEEP,
+									   ALLOCSET_DEFAULT_INITSIZE, EL_BATCH_KEEP);
+	b->events = palloc(sizeof(ElSetEvent) * EL_CHUNK_EVENTS);
+	b->arena = palloc(EL_CHUNK_ARENA);
+	b->sorted = palloc(sizeof(ElSortItem) * EL_CHUNK_EVENTS);
+	b->rank = palloc(sizeof(int) * EL_CHUNK_EVENTS);
+	b->batch = palloc(sizeof(ElSetEvent *) * EL_CHUNK_EVENTS);
+	b->positions = palloc(sizeof(int) * EL_CHUNK_EVENTS);
+	for (int i = 0; i < EL_CHUNK_EVENTS; i++)
+		b->positions[i] = i;
+	b->byrank = palloc(sizeof(int) * EL_CHUNK_EVENTS);
+	b->rankstart = palloc(sizeof(int) * (EL_CHUNK_EVENTS + 2));
+	b->deferred = palloc(sizeof(int) * EL_CHUNK_EVENTS);
+	MemoryContextSwitchTo(old);
+	return b;
+}
+
+/* Run one handler's statements over its events of the batch. */
+static void
+el_set_step(ElHandlerSet *set, ElSetReplay *b, int h)
+{
+	ElSetPlan *bp = h < 0 ? set->any_setplan : set->setplans[h];
+	ElSetEvent **events = palloc(sizeof(ElSetEvent *) * b->nbatch);
+	int			count = 0;
+
+	for (int i = 0; i < b->nbatch; i++)
+		if (b->batch[i]->handler == h)
+			events[count++] = b->batch[i];
+	if (count > 0)
+		el_setplan_run(bp, count, events, set->setbased_plain);
+}
+
+/*
+ * Apply the batch: each handler once over its events.  A small batch (a
+ * stream with few keys, or a key with many events) would pay more for
+ * executor start-up than it saves: it goes event by event.
+ */
+static void
+el_set_apply(ElApplyState *st, ElSetReplay *b)
+{
+	ElHandlerSet *set = st->set;
+	MemoryContext old = MemoryContextSwitchTo(b->stepcxt);
+
+	if (b->nbatch >= EL_BATCH_MIN)
+	{
+		for (int h = 0; h < set->nhandlers; h++)
+			el_set_step(set, b, h);
+		if (set->any)
+			el_set_step(set, b, -1);
+	}
+	else
+		for (int i = 0; i < b->nbatch; i++)
+		{
+			el_apply(st, b->batch[i]->values, b->batch[i]->nulls);
+			MemoryContextReset(b->stepcxt);
+		}
+	MemoryContextSwitchTo(old);
+	MemoryContextReset(b->stepcxt);
+	b->nbatch = 0;
+}
+
+/*
+ * Apply the events at sorted positions pos[0..n) (in key order), rank by
+ * rank, each rank's as a batch (in key order).  With defer, a rank above
+ * the first with fewer than EL_BATCH_MIN events is not applied: it and the
+ * ranks above it go to b->deferred instead.  Linear in n and ranks.
+ */
+static void
+el_apply_ranks(ElApplyState *st, ElSetReplay *b, const int *pos, int n, int ranks, bool defer)
+{
+	int		   *start = b->rankstart;	/* [ranks + 2] */
+
+	memset(start, 0, sizeof(int) * (ranks + 2));
+	for (int i = 0; i < n; i++)
+		start[b->rank[pos[i]] + 1]++;
+	for (int r = 1; r <= ranks; r++)
+		start[r + 1] += start[r];
+	/* byrank: the positions by rank, in key order within a rank. */
+	for (int i = 0; i < n; i++)
+		b->byrank[start[b->rank[pos[i]]]++] = pos[i];
+	/* start[r] is now the end of rank r's events, and start[r - 1] its start. */
+	for (int r = 1; r <= ranks; r++)
+	{
+		int			first = start[r - 1];
+		int			end = start[r];
+
+		if (defer && r > 1 && end - first < EL_BATCH_MIN)
+		{
+			memcpy(b->deferred + b->ndeferred, b->byrank + first,
+				   sizeof(int) * (n - first));
+			b->ndeferred += n - first;
+			return;
+		}
+		for (int i = first; i < end; i++)
+			b->batch[b->nbatch++] = &b->events[b->sorted[b->byrank[i]].event];
+		el_set_apply(st, b);
+		CHECK_FOR_INTERRUPTS();
+	}
+}
+
+static void el_chunk_apply(ElApplyState *st, ElSetReplay *b);
+
+/* Apply the chunk's events: sorted by key, by ranges of keys and ranks. */
+static void
+el_chunk_flush(ElApplyState *st, ElSetReplay *b)
+{
+	if (b->n == 0)
+		return;
+	for (int i = 0; i < b->n; i++)
+	{
+		/* el_chunk_add() made the key plain. */
+		text	   *key = (text *) DatumGetPointer(b->events[i].values[Anum_el_key - 1]);
+		ElSortItem *item = &b->sorted[i];
+		uint64		prefix = 0;
+
+		item->key = VARDATA_ANY(key);
+		item->len = VARSIZE_ANY_EXHDR(key);
+		item->event = i;
+		for (int j = 0; j < 8; j++)
+			prefix = (prefix << 8) | (j < item->len ? (unsigned char) item->key[j] : 0);
+		item->prefix = prefix;
+	}
+	el_sort_items(b->sorted, b->n);
+
+	for (int i = 0; i < b->n; i++)
+		b->rank[i] = (i > 0 && b->sorted[i].len == b->sorted[i - 1].len &&
+					  memcmp(b->sorted[i].key, b->sorted[i - 1].key, b->sorted[i].len) == 0)
+			? b->rank[i - 1] + 1 : 1;
+
+	el_chunk_apply(st, b);
+	b->n = 0;
+	b->used = 0;
+	MemoryContextReset(b->chunkcxt);
+}
+
+/*
+ * Apply the sorted chunk: ranges, each rank by rank.  A rank with fewer than
+ * EL_BATCH_MIN events (keys with more events than most in the range) is put
+ * off, with the range's higher ranks, until all ranges are done: then the
+ * put-off events of all ranges go rank by rank, as fuller batches.  Keys
+ * never span ranges, so each key's events stay in order.
+ */
+static void
+el_chunk_apply(ElApplyState *st, ElSetReplay *b)
+{
+	int			lo = 0;
+
+	b->ndeferred = 0;
+	while (lo < b->n)
+	{
+		int			hi = lo;
+		int			nkeys = 0;
+		int			ranks = 0;
+
+		/* The next range: up to EL_RANGE_KEYS keys, whole. */
+		while (hi < b->n && (b->rank[hi] > 1 || nkeys < EL_RANGE_KEYS))
+		{
+			nkeys += (b->rank[hi] == 1);
+			ranks = Max(ranks, b->rank[hi]);
+			hi++;
+		}
+		el_apply_ranks(st, b, b->positions + lo, hi - lo, ranks, true);
+		lo = hi;
+	}
+	if (b->ndeferred > 0)
+	{
+		int			ranks = 0;
+
+		for (int i = 0; i < b->ndeferred; i++)
+			ranks = Max(ranks, b->rank[b->deferred[i]]);
+		/* Without defer it does not write b->deferred, its input here. */
+		el_apply_ranks(st, b, b->deferred, b->ndeferred, ranks, false);
+	}
+}
+
+/*
+ * Copy the slot's event into the chunk: its tuple into the arena, its
+ * fields pointing into the copy.  False if the chunk has no room for it.
+ */
+static bool
+el_chunk_add(ElSetReplay *b, TupleTableSlot *slot, int handler)
+{
+	HeapTuple	tuple = ExecFetchSlotHeapTuple(slot, false, NULL);
+	char	   *from = (char *) tuple->t_data;
+	Size		len = tuple->t_len;
+	ElSetEvent *ev;
+	char	   *copy;
+
+	if (b->n == EL_CHUNK_EVENTS || b->used + MAXALIGN(len) > EL_CHUNK_ARENA)
+		return false;
+	copy = b->arena + b->used;
+	memcpy(copy, from, len);
+	b->used += MAXALIGN(len);
+
+	ev = &b->events[b->n++];
+	ev->handler = handler;
+	/* The batch relation has the stream's columns: its tuple can go as is. */
+	ev->tuple = (b->tuples_ok &&
+				 HeapTupleHeaderGetNatts((HeapTupleHeader) copy) == EL_NATTS)
+		? (HeapTupleHeader) copy : NULL;
+	ev->len = len;
+	for (int f = 0; f < EL_NATTS; f++)
+	{
+		Datum		v = slot->tts_values[f];
+
+		ev->nulls[f] = slot->tts_isnull[f];
+		ev->values[f] = v;
+		if (!ev->nulls[f] && !TupleDescAttr(slot->tts_tupleDescriptor, f)->attbyval)
+		{
+			char	   *p = DatumGetPointer(v);
+
+			/* Fields point into the tuple; anything else gets a copy. */
+			if (p >= from && p < from + len)
+				ev->values[f] = PointerGetDatum(copy + (p - from));
+			else
+			{
+				Form_pg_attribute att = TupleDescAttr(slot->tts_tupleDescriptor, f);
+				MemoryContext old = MemoryContextSwitchTo(b->chunkcxt);
+
+				ev->values[f] = datumCopy(v, false, att->attlen);
+				MemoryContextSwitchTo(old);
+			}
+		}
+	}
+
+	/*
+	 * The sort reads the key's bytes: a compressed or toasted key, rare as
+	 * it is (keys are short), is expanded.
+	 */
+	if (VARATT_IS_EXTENDED(DatumGetPointer(ev->values[Anum_el_key - 1])) &&
+		!VARATT_IS_SHORT(DatumGetPointer(ev->values[Anum_el_key - 1])))
+	{
+		MemoryContext old = MemoryContextSwitchTo(b->chunkcxt);
+
+		ev->values[Anum_el_key - 1] =
+			PointerGetDatum(PG_DETOAST_DATUM_PACKED(ev->values[Anum_el_key - 1]));
+		MemoryContextSwitchTo(old);
+	}
+	return true;
+}
+
+/*
+ * Set-based replay of groups of chunks, each group in one subtransaction
+ * (see el_replay_setbased()).  A group reads every shard's events with
+ * seq > last[shard], with the build's one snapshot (of which each shard's
+ * events are a prefix), into chunks and applies them, until it has applied
+ * `chunks` chunks or read the whole stream.  A chunk takes runs of events
+ * from each shard in turn, each shard's in seq order; keys never span
+ * shards, so each key's events stay in seq order.
+ */
+typedef struct ElGroupCall
+{
+	ElApplyState *st;
+	ElSetReplay    *b;
+	Relation	stream;
+	Relation	pk;
+	Snapshot	snap;
+	int			shards;
+	int64	   *last;			/* in: where to start; out: where it stopped */
+	int			chunks;			/* how many chunks to apply */
+	int64		n;				/* out: events applied */
+	bool		done;			/* out: the stream was read to its end */
+} ElGroupCall;
+
+static void
+el_replay_group(void *arg)
+{
+	ElGroupCall *g = (ElGroupCall *) arg;
+	ElSetReplay    *b = g->b;
+	IndexScanDesc *scans = palloc(sizeof(IndexScanDesc) * g->shards);
+	TupleTableSlot *slot = table_slot_create(g->stream, NULL);
+	int			live = g->shards;
+	int			flushed = 0;
+
+	/* Anew, if a first try failed half-way. */
+	b->n = 0;
+	b->used = 0;
+	b->nbatch = 0;
+	MemoryContextReset(b->chunkcxt);
+	MemoryContextReset(b->stepcxt);
+	g->n = 0;
+	g->done = false;
+	for (int s = 0; s < g->shards; s++)
+		scans[s] = el_shard_scan(g->stream, g->pk, g->snap, s, g->last[s]);
+	while (live > 0 && flushed < g->chunks)
+	{
+		for (int s = 0; s < g->shards && flushed < g->chunks; s++)
+		{
+			/*
+			 * The shard's next EL_SHARD_RUN events that a handler takes, if
+			 * any: a run, so that its scan stays on a heap page for the
+			 * shard's events there, instead of switching pages (and
+			 * checking each for pruning) on every event.
+			 */
+			int			run = 0;
+
+			while (scans[s] != NULL && run < EL_SHARD_RUN)
+			{
+				int64		seq;
+				int			h;
+
+				if (!index_getnext_slot(scans[s], ForwardScanDirection, slot))
+				{
+					index_endscan(scans[s]);
+					scans[s] = NULL;
+					live--;
+					break;
+				}
+				slot_getsomeattrs(slot, EL_NATTS);
+				seq = DatumGetInt64(slot->tts_values[Anum_el_seq - 1]);
+				h = el_handler_index(g->st->set,
+									 DatumGetTextPP(slot->tts_values[Anum_el_type - 1]));
+				if (h != -2)
+				{
+					if (!el_chunk_add(b, slot, h))
+					{
+						if (b->n == 0)
+							elog(ERROR, "event of %u bytes does not fit a build chunk",
+								 ExecFetchSlotHeapTuple(slot, false, NULL)->t_len);
+						el_chunk_flush(g->st, b);
+						/* At the group's end this event starts the next. */
+						if (++flushed == g->chunks)
+							break;
+						(void) el_chunk_add(b, slot, h);
+					}
+					g->n++;
+				}
+				g->last[s] = seq;
+				/* Events no handler takes count too, for the interrupt check. */
+				run++;
+			}
+			CHECK_FOR_INTERRUPTS();
+		}
+	}
+	if (live == 0)
+	{
+		el_chunk_flush(g->st, b);
+		g->done = true;
+	}
+	for (int s = 0; s < g->shards; s++)
+		if (scans[s] != NULL)
+			index_endscan(scans[s]);
+	ExecDropSingleTupleTableSlot(slot);
+	pfree(scans);
+}
+
+/*
+ * el_replay_shard() for a set whose handlers run set-based, over all shards
+ * at once, from last[shard]; fills last[shard] and returns the events
+ * applied.
+ *
+ * The replay runs in groups of chunks, each group in one subtransaction:
+ * one chunk, then two, four, and so on, so a replay of c chunks takes about
+ * log2(c) subtransactions.  Not one per batch or per chunk: rows changed by
+ * several subtransactions of one transaction get multixacts, which make
+ * every later visibility check of their versions slow, and a transaction
+ * with more than 64 subtransactions overflows its backend's cache of them,
+ * which slows visibility checks in every other session until it ends.
+ *
+ * If a group fails with an error a handler can raise, it is rolled back and
+ * the rest of the stream, from the group's start, is replayed event by
+ * event, shard by shard: that raises the error an event-by-event build
+ * raises, for the same event, with the event named; or, if the error was
+ * the set-based form's own, finishes the build event by event (and says so
+ * in build_method).  While plain INSERTs stand in for INSERT ... ON
+ * CONFLICT (el_setplan_run()), a unique violation is no handler's error: the
+ * group is run again with the ON CONFLICT clauses, and so is the rest of
+ * the build.
+ */
+static int64
+el_replay_setbased(ElApplyState *st, ElSetReplay *b, Relation stream, Relation pk,
+				  int shards, int64 *last)
+{
+	ElGroupCall g;
+	int64	   *start = palloc(sizeof(int64) * shards);
+	TupleDesc	desc = RelationGetDescr(stream);
+	int64		n = 0;
+
+	/* Stream tuples go to the batch relation as they are if laid out alike. */
+	b->tuples_ok = (desc->natts == EL_NATTS);
+	for (int i = 0; i < desc->natts && b->tuples_ok; i++)
+		b->tuples_ok = !TupleDescAttr(desc, i)->attisdropped &&
+			TupleDescAttr(desc, i)->atttypid == el_columns[i].type;
+
+	memset(&g, 0, sizeof(g));
+	g.st = st;
+	g.b = b;
+	g.stream = stream;
+	g.pk = pk;
+	g.snap = RegisterSnapshot(GetTransactionSnapshot());
+	g.shards = shards;
+	g.last = last;
+	g.chunks = 1;
+	while (!g.done)
+	{
+		ErrorData  *edata;
+
+		memcpy(start, last, sizeof(int64) * shards);
+		edata = el_in_subxact(el_replay_group, &g);
+		if (edata != NULL && edata->sqlerrcode == ERRCODE_UNIQUE_VIOLATION &&
+			st->set->setbased_plain)
+		{
+			elog(DEBUG1, "event_log: a plain INSERT conflicts, running ON CONFLICT from now on");
+			st->set->setbased_plain = false;
+			FreeErrorData(edata);
+			memcpy(last, start, sizeof(int64) * shards);
+			edata = el_in_subxact(el_replay_group, &g);
+		}
+		if (edata != NULL)
+		{
+			elog(DEBUG1, "event_log: set-based replay failed (%s), going on event by event",
+				 edata->message);
+			st->set->setbased_fallback = psprintf("set-based, then event by event: %s",
+											   edata->message);
+			FreeErrorData(edata);
+			memcpy(last, start, sizeof(int64) * shards);
+			for (int s = 0; s < shards; s++)
+				n += el_replay_shard(st, stream, pk, s, last[s], &last[s]);
+			break;
+		}
+		n += g.n;
+		if (g.chunks < INT_MAX / 2)
+			g.chunks *= 2;
+	}
+	UnregisterSnapshot(g.snap);
+	pfree(start);
+	return n;
+}
+
+/*
+ * Replay the whole stream through `set` (which must write to the new build
+ * table).  For an inline projection the tail is replayed after locking the
+ * stream against appends (SHARE ROW EXCLUSIVE, held to commit: it waits for
+ * appending transactions to finish, and new appends wait for us).  Fills
+ * last[shard]; returns the events applied.
+ */
+static int64
+el_replay_all(ElHandlerSet *set, Oid streamid, int shards, int64 *last)
+{
+	Relation	stream = table_open(streamid, AccessShareLock);
+	Relation	pk = index_open(el_stream_indexes(stream)->pk, AccessShareLock);
+	int64		n = 0;
+	ElApplyState st;
+	ElSetReplay    *b = set->setbased ? el_set_replay_create() : NULL;
+
+	el_apply_begin(set, &st);
+	if (b != NULL)
+		n = el_replay_setbased(&st, b, stream, pk, shards, last);
+	else
+		for (int s = 0; s < shards; s++)
+			n += el_replay_shard(&st, stream, pk, s, last[s], &last[s]);
+	el_apply_end(&st);
+	if (b != NULL)
+		MemoryContextDelete(b->cxt);
+	index_close(pk, AccessShareLock);
+	table_close(stream, AccessShareLock);
+	return n;
+}
+
+/* Record in the catalog how the build replayed: projections.build_method. */
+static void
+el_set_build_method(ElHandlerSet *set, Oid view)
+{
+	Oid			types[2] = {OIDOID, TEXTOID};
+	Datum		values[2];
+
+	values[0] = ObjectIdGetDatum(view);
+	values[1] = CStringGetTextDatum(!set->setbased ?
+									psprintf("event by event: %s", set->setbased_why) :
+									set->setbased_fallback ? set->setbased_fallback : "set-based");
+	el_catalog_sql("UPDATE event_log.projections SET build_method = $2"
+					" WHERE projection = $1", 2, types, values, NULL, 0, 0);
+}
+
+int64
+el_build(ElHandlerSet *set, ElProjection *p, int64 *last, bool create)
+{
+	int			shards = el_lock_stream(p->stream, AccessShareLock);
+	int64		n;
+
+	el_check_stream_read(p->stream, set->owner, set->name);
+	el_prepare_setplans(set);
+	n = el_replay_all(set, p->stream, shards, last);
+	if (!p->inline_mode)
+	{
+		el_set_build_method(set, p->view);
+		return n;
+	}
+
+	if (create)
+	{
+		Oid			view = p->view;
+		char	   *qstream = el_stream_name(p->stream);
+
+		/*
+		 * CREATE TRIGGER takes SHARE ROW EXCLUSIVE on the stream.  The DDL
+		 * guard lets the trigger be, between its creation and its ENABLE
+		 * ALWAYS, which only the stream's owner may set.
+		 */
+		el_projection_ddl = true;
+		PG_TRY();
+		{
+			el_exec_as(GetUserId(), InvalidOid,
+					   psprintf("CREATE TRIGGER " EL_PROJECTION_TRIGGER "%u"
+								" AFTER INSERT ON %s FOR EACH ROW"
+								" EXECUTE FUNCTION event_log.project('%u')",
+								view, qstream, view), true);
+			el_exec_as(el_rel_owner(p->stream), InvalidOid,
+					   psprintf("ALTER TABLE %s ENABLE ALWAYS TRIGGER " EL_PROJECTION_TRIGGER "%u",
+								qstream, view), true);
+		}
+		PG_FINALLY();
+		{
+			el_projection_ddl = false;
+		}
+		PG_END_TRY();
+	}
+	else
+		LockRelationOid(p->stream, ShareRowExclusiveLock);
+
+	n += el_replay_all(set, p->stream, shards, last);
+	el_set_build_method(set, p->view);
+	return n;
+}
+
+/* Set each shard's checkpoint of an async projection, clearing errors. */
+void
+el_set_checkpoints(Oid view, int shards, int64 *last)
+{
+	for (int s = 0; s < shards; s++)
+	{
+		Oid			types[3] = {OIDOID, INT4OID, INT8OID};
+		Datum		values[3] = {ObjectIdGetDatum(view), Int32GetDatum(s),
+		Int64GetDatum(last[s])};
+
+		el_catalog_sql("INSERT INTO event_log.projection_offsets AS o"
+						" (projection, shard, seq, applied_at)"
+						" VALUES ($1, $2, $3, now())"
+						" ON CONFLICT (projection, shard) DO UPDATE"
+						" SET seq = EXCLUDED.seq, applied_at = EXCLUDED.applied_at,"
+						" error = NULL, error_seq = NULL, error_at = NULL",
+						3, types, values, NULL, 0, 0);
+	}
+}
+
