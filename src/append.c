@@ -13,36 +13,28 @@
 #include "postgres.h"
 
 #include "access/genam.h"
-#include "access/relscan.h"
 #include "access/table.h"
-#include "access/tableam.h"
 #include "access/detoast.h"
-#include "access/xact.h"
 #include "catalog/pg_collation.h"
-#include "commands/trigger.h"
-#include "common/pg_prng.h"
-#include "executor/spi.h"
-#include "executor/tuptable.h"
 #include "fmgr.h"
 #include "funcapi.h"
 #include "miscadmin.h"
-#include "port/pg_bswap.h"
 #include "storage/lmgr.h"
-#include "storage/lock.h"
 #include "storage/proc.h"
 #include "common/hashfn.h"
-#include "utils/hsearch.h"
-#include "utils/memutils.h"
 #include "utils/acl.h"
 #include "utils/builtins.h"
 #include "utils/fmgroids.h"
-#include "utils/jsonb.h"
 #include "utils/lsyscache.h"
 #include "utils/snapmgr.h"
-#include "utils/timestamp.h"
 #include "utils/uuid.h"
 
+#include "catalog.h"
 #include "event_log.h"
+#include "immutable.h"
+#include "key.h"
+#include "registry.h"
+#include "wake.h"
 
 PG_FUNCTION_INFO_V1(el_assign_position);
 PG_FUNCTION_INFO_V1(el_append);
@@ -550,24 +542,6 @@ el_check_same_key(pg_uuid_t *event_id, text *old_key, text *key)
 				 errdetail("Appending the same event_id again is idempotent only for the same key.")));
 }
 
-/* Key checks shared by the trigger and append(). */
-void
-el_check_key(text *key)
-{
-	int			len = VARSIZE_ANY_EXHDR(key);
-
-	if (len == 0)
-		ereport(ERROR,
-				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-				 errmsg("event key must not be empty")));
-	if (len > EL_MAX_KEY_BYTES)
-		ereport(ERROR,
-				(errcode(ERRCODE_PROGRAM_LIMIT_EXCEEDED),
-				 errmsg("event key is too long"),
-				 errdetail("Keys are limited to %d bytes; this one has %d.",
-						   EL_MAX_KEY_BYTES, len)));
-}
-
 static void
 el_check_type(text *type)
 {
@@ -607,7 +581,7 @@ el_refuse_supplied(Relation rel, int attnum)
 	ereport(ERROR,
 			(errcode(ERRCODE_GENERATED_ALWAYS),
 			 errmsg("cannot insert a value into column \"%s\" of event stream \"%s\"",
-					col, el_stream_name(RelationGetRelid(rel))),
+					col, el_qualified_name(RelationGetRelid(rel))),
 			 errdetail("Column \"%s\" is assigned by event_log when an event is appended.",
 					   col),
 			 errhint("Insert only key, type, payload, metadata and event_id.")));
@@ -620,7 +594,7 @@ el_refuse_null(Relation rel, int attnum)
 			(errcode(ERRCODE_NOT_NULL_VIOLATION),
 			 errmsg("null value in column \"%s\" of event stream \"%s\"",
 					NameStr(TupleDescAttr(RelationGetDescr(rel), attnum - 1)->attname),
-					el_stream_name(RelationGetRelid(rel)))));
+					el_qualified_name(RelationGetRelid(rel)))));
 }
 
 /* A version 4 UUID, as gen_random_uuid() makes. */
@@ -724,12 +698,12 @@ el_assign_position(PG_FUNCTION_ARGS)
 			ereport(ERROR,
 					(errcode(ERRCODE_CHECK_VIOLATION),
 					 errmsg("replicated event for key \"%s\" is in the wrong shard of \"%s\"",
-							text_to_cstring(key), el_stream_name(RelationGetRelid(rel))),
+							text_to_cstring(key), el_qualified_name(RelationGetRelid(rel))),
 					 errdetail("The publisher's stream has another shard count than this one.")));
 		/* Keep replicated appends in commit order against local ones too. */
 		el_lock_shard(RelationGetRelid(rel), DatumGetInt32(values[Anum_el_shard - 1]));
 		el_forget_positions();
-		el_consumer_note_append(RelationGetRelid(rel));
+		el_note_append(RelationGetRelid(rel));
 		return PointerGetDatum(trigdata->tg_trigtuple);
 	}
 
@@ -760,7 +734,7 @@ el_assign_position(PG_FUNCTION_ARGS)
 
 	shard = el_shard_for_key(VARDATA_ANY(key), VARSIZE_ANY_EXHDR(key), shards);
 	el_lock_shard(RelationGetRelid(rel), shard);
-	el_consumer_note_append(RelationGetRelid(rel));
+	el_note_append(RelationGetRelid(rel));
 
 	if (isnull[Anum_el_event_id - 1])
 		event_id = el_new_uuid();
@@ -901,7 +875,7 @@ el_append(PG_FUNCTION_ARGS)
 		ereport(ERROR,
 				(errcode(ERRCODE_EL_VERSION_CONFLICT),
 				 errmsg("version conflict on key \"%s\" of event stream \"%s\"",
-						text_to_cstring(key), el_stream_name(relid)),
+						text_to_cstring(key), el_qualified_name(relid)),
 				 errdetail("Expected version " INT64_FORMAT ", but the current version is " INT64_FORMAT ".",
 						   PG_GETARG_INT64(5), current),
 				 errhint("Reload the entity's events and retry the command.")));

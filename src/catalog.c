@@ -32,21 +32,19 @@
  */
 #include "postgres.h"
 
-#include "access/xact.h"
 #include "catalog/namespace.h"
-#include "catalog/pg_class.h"
 #include "common/hashfn.h"
 #include "executor/spi.h"
 #include "miscadmin.h"
 #include "utils/builtins.h"
-#include "utils/guc.h"
-#include "utils/hsearch.h"
 #include "utils/lsyscache.h"
 #include "utils/memutils.h"
 #include "utils/snapmgr.h"
 #include "utils/syscache.h"
+#include "utils/varlena.h"
 
 #include "catalog.h"
+#include "event_log.h"
 
 /* ----------------------------------------------------------------
  * Where the catalog is
@@ -293,6 +291,102 @@ el_exec_as_caller(const char *sql, int nargs, Oid *types, Datum *values,
 		elog(ERROR, "SPI_execute failed on \"%s\": %s", sql,
 			 SPI_result_code_string(rc));
 	return SPI_processed;
+}
+
+/* ----------------------------------------------------------------
+ * Names
+ * ----------------------------------------------------------------
+ */
+
+/* Schema-qualified, quoted name of a relation, for messages and SQL. */
+char *
+el_qualified_name(Oid relid)
+{
+	char	   *relname = get_rel_name(relid);
+	char	   *nspname;
+
+	if (relname == NULL)
+		return psprintf("%u", relid);
+	nspname = get_namespace_name(get_rel_namespace(relid));
+	return quote_qualified_identifier(nspname, relname);
+}
+
+/*
+ * Split a possibly qualified name the way the SQL parser would, refusing
+ * (instead of silently truncating) any part of NAMEDATALEN bytes or more.
+ */
+List *
+el_parse_name(const char *name, const char *what)
+{
+	const char *p = name;
+	char	   *copy;
+	List	   *names;
+	List	   *result = NIL;
+	ListCell   *lc;
+
+	/* First pass: measure each part before SplitIdentifierString truncates. */
+	for (;;)
+	{
+		int			len = 0;
+
+		while (isspace((unsigned char) *p))
+			p++;
+		if (*p == '"')
+		{
+			for (p++; *p; p++)
+			{
+				if (*p == '"')
+				{
+					if (p[1] != '"')
+					{
+						p++;
+						break;
+					}
+					p++;
+				}
+				len++;
+			}
+		}
+		else
+		{
+			while (*p && *p != '.' && !isspace((unsigned char) *p))
+			{
+				len++;
+				p++;
+			}
+		}
+		if (len >= NAMEDATALEN)
+			ereport(ERROR,
+					(errcode(ERRCODE_NAME_TOO_LONG),
+					 errmsg("%s name \"%s\" is too long", what, name),
+					 errdetail("Each part of a name must be shorter than %d bytes.",
+							   NAMEDATALEN)));
+		while (isspace((unsigned char) *p))
+			p++;
+		if (*p != '.')
+			break;
+		p++;
+	}
+
+	copy = pstrdup(name);
+	if (!SplitIdentifierString(copy, '.', &names) || names == NIL ||
+		list_length(names) > 3)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_NAME),
+				 errmsg("invalid %s name \"%s\"", what, name),
+				 errhint("Give a table name, optionally schema-qualified, such as \"shop.carts\".")));
+	foreach(lc, names)
+	{
+		char	   *part = (char *) lfirst(lc);
+
+		if (part[0] == '\0')
+			ereport(ERROR,
+					(errcode(ERRCODE_INVALID_NAME),
+					 errmsg("invalid %s name \"%s\"", what, name),
+					 errdetail("Names must not be empty.")));
+		result = lappend(result, makeString(part));
+	}
+	return result;
 }
 
 /* ----------------------------------------------------------------

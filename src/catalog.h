@@ -9,6 +9,7 @@
 
 #include "postgres.h"
 
+#include "nodes/pg_list.h"
 #include "utils/jsonb.h"
 
 /* The catalog's tables, by name in the event_log schema. */
@@ -19,6 +20,10 @@ extern Oid	el_catalog_relid(const char *name);
 /* Owners: of any relation, and of our catalog (the extension's owner). */
 extern Oid	el_rel_owner(Oid relid);
 extern Oid	el_catalog_owner(void);
+
+/* Names: a relation's, quoted and qualified; a name given as text, parsed. */
+extern char *el_qualified_name(Oid relid);
+extern List *el_parse_name(const char *name, const char *what);
 
 /* Pin pg_catalog as the whole search_path; PopOverrideSearchPath() undoes it. */
 extern void el_push_catalog_path(void);

@@ -16,12 +16,8 @@
  */
 #include "postgres.h"
 
-#include "access/htup_details.h"
-#include "access/xact.h"
 #include "catalog/namespace.h"
-#include "catalog/pg_type.h"
 #include "commands/dbcommands.h"
-#include "mb/pg_wchar.h"
 #include "miscadmin.h"
 #include "parser/scansup.h"
 #include "replication/logical.h"
@@ -29,14 +25,15 @@
 #include "utils/builtins.h"
 #include "utils/datetime.h"
 #include "utils/json.h"
-#include "utils/jsonb.h"
 #include "utils/lsyscache.h"
 #include "utils/memutils.h"
-#include "utils/rel.h"
 #include "utils/uuid.h"
 #include "utils/varlena.h"
 
+#include "catalog.h"
 #include "event_log.h"
+#include "immutable.h"
+#include "registry.h"
 
 extern void _PG_output_plugin_init(OutputPluginCallbacks *cb);
 

@@ -1,24 +1,30 @@
 /*
  * event_log.c
- *	  Module entry point: the GUCs and the one-time set-up of the caches and
- *	  transaction callbacks the other files need.
+ *	  Module entry point: the settings, and the one-time set-up of the
+ *	  caches, callbacks and hooks of each module, bottom layer first.
  */
 #include "postgres.h"
 
 #include "fmgr.h"
 #include "miscadmin.h"
-#include "utils/guc.h"
 #include "utils/memutils.h"
 
+#include "consumer.h"
 #include "event_log.h"
+#include "projection.h"
+#include "registry.h"
+#include "wake.h"
+#include "worker.h"
 
 PG_MODULE_MAGIC;
 
-/* Largest payload or metadata document accepted in one event, in kB. */
-int			el_max_payload_size = 16 * 1024;
-
-/* How long a consumer group member's lease lasts without a poll, in ms. */
-int			el_lease_timeout = 30000;
+/* The settings, all of them (event_log.h has their boot values). */
+int			el_max_payload_size = EL_DEFAULT_MAX_PAYLOAD_SIZE;	/* kB */
+int			el_lease_timeout = EL_DEFAULT_LEASE_TIMEOUT;	/* ms */
+int			el_retry_interval = EL_DEFAULT_RETRY_INTERVAL;	/* ms */
+int			el_handler_timeout = EL_DEFAULT_HANDLER_TIMEOUT;	/* ms */
+int			el_worker_naptime = EL_DEFAULT_WORKER_NAPTIME;	/* ms */
+int			el_worker_batch_size = EL_DEFAULT_WORKER_BATCH_SIZE;	/* events */
 
 void		_PG_init(void);
 
@@ -29,7 +35,7 @@ _PG_init(void)
 							"Largest payload or metadata document of one event.",
 							"Appends whose payload or metadata is larger are refused.",
 							&el_max_payload_size,
-							16 * 1024,
+							EL_DEFAULT_MAX_PAYLOAD_SIZE,
 							1,
 							MaxAllocSize / 1024,
 							PGC_SUSET,
@@ -40,7 +46,7 @@ _PG_init(void)
 							"How long an async projection stopped by a handler error waits before retrying.",
 							"The shard's failing event is tried again by the first run after this interval.",
 							&el_retry_interval,
-							10000,
+							EL_DEFAULT_RETRY_INTERVAL,
 							0,
 							24 * 3600 * 1000,
 							PGC_SUSET,
@@ -51,7 +57,7 @@ _PG_init(void)
 							"How long a projection's handler may run for one event of an async run.",
 							"A handler that runs longer is cancelled and its event stops its shard, as an error would. 0 turns the limit off.",
 							&el_handler_timeout,
-							5000,
+							EL_DEFAULT_HANDLER_TIMEOUT,
 							0,
 							INT_MAX,
 							PGC_SUSET,
@@ -62,7 +68,7 @@ _PG_init(void)
 							"How long the background worker sleeps when no event is waiting.",
 							"Appending transactions wake it when they commit; this bounds the wait otherwise.",
 							&el_worker_naptime,
-							1000,
+							EL_DEFAULT_WORKER_NAPTIME,
 							10,
 							3600 * 1000,
 							PGC_SIGHUP,
@@ -73,7 +79,7 @@ _PG_init(void)
 							"Events the background worker applies per async projection and round.",
 							NULL,
 							&el_worker_batch_size,
-							10000,
+							EL_DEFAULT_WORKER_BATCH_SIZE,
 							1,
 							INT_MAX,
 							PGC_SIGHUP,
@@ -84,7 +90,7 @@ _PG_init(void)
 							"How long a consumer group member keeps its shards without polling.",
 							"A member that has not polled for this long loses its shards to the other members.",
 							&el_lease_timeout,
-							30000,
+							EL_DEFAULT_LEASE_TIMEOUT,
 							100,
 							24 * 3600 * 1000,
 							PGC_USERSET,
@@ -94,6 +100,8 @@ _PG_init(void)
 	MarkGUCPrefixReserved("event_log");
 
 	el_stream_cache_init();
+	el_wake_init();
+	el_projection_init();
 	el_consumer_init();
 
 	/* The launcher of the background workers needs preloading. */

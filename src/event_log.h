@@ -1,22 +1,16 @@
 /*
  * event_log.h
- *	  Declarations shared by the event_log extension's source files: the
- *	  stream table's shape, our SQLSTATEs, and the helpers each file exports.
+ *	  What every file of the extension shares: the stream contract (its
+ *	  columns, limits, trigger names), our lock-tag spaces and SQLSTATEs,
+ *	  and the settings.  Each module's own exports are in its header;
+ *	  docs/design/architecture.md shows the layers.
  */
 #ifndef EVENT_LOG_H
 #define EVENT_LOG_H
 
 #include "postgres.h"
 
-#include "executor/spi.h"
-#include "storage/lock.h"
 #include "fmgr.h"
-#include "utils/rel.h"
-#include "utils/timestamp.h"
-#include "utils/tuplestore.h"
-#include "utils/uuid.h"
-
-#include "catalog.h"
 
 /* Limits that input is checked against. */
 #define EL_MAX_SHARDS		1024
@@ -72,9 +66,14 @@ typedef struct ElColumn
 } ElColumn;
 extern const ElColumn el_columns[EL_NATTS];
 
-/* Names of the triggers create_stream() installs. */
+/*
+ * Names of the triggers create_stream() installs, and the prefix of the
+ * names of inline projections' triggers on a stream (reserved: the guards
+ * refuse other triggers so named).
+ */
 #define EL_APPEND_TRIGGER		"event_log_append"
 #define EL_IMMUTABLE_TRIGGER	"event_log_immutable"
+#define EL_PROJECTION_TRIGGER	"event_log_projection_"
 
 /* Our own error conditions (documented in docs/streams.md). */
 #define ERRCODE_EL_VERSION_CONFLICT	MAKE_SQLSTATE('E','L','0','0','1')
@@ -86,106 +85,25 @@ extern const ElColumn el_columns[EL_NATTS];
 /* ... and in docs/projections.md */
 #define ERRCODE_EL_HANDLER_TIMEOUT	MAKE_SQLSTATE('E','L','0','1','0')
 
-/* event_log.c: GUCs and small shared helpers */
+/*
+ * Settings (event_log.c defines them all; docs/ lists them with their
+ * meaning).  Boot values here, once.
+ */
+#define EL_DEFAULT_MAX_PAYLOAD_SIZE		(16 * 1024)	/* kB */
+#define EL_DEFAULT_LEASE_TIMEOUT		30000	/* ms */
+#define EL_DEFAULT_RETRY_INTERVAL		10000	/* ms */
+#define EL_DEFAULT_HANDLER_TIMEOUT		5000	/* ms */
+#define EL_DEFAULT_WORKER_NAPTIME		1000	/* ms */
+#define EL_DEFAULT_WORKER_BATCH_SIZE	10000	/* events */
+
 extern int	el_max_payload_size;
 extern int	el_lease_timeout;
-extern void el_require_arg(FunctionCallInfo fcinfo, int argno, const char *name);
-
-/* stream.c: the stream registry */
-typedef struct ElStreamIndexes
-{
-	Oid			pk;				/* unique (shard, seq) */
-	Oid			event_id;		/* unique (event_id) */
-	Oid			key_version;	/* unique (key, version) */
-} ElStreamIndexes;
-
-extern int	el_registry_shards(Oid relid);
-extern int	el_stream_shards(Oid relid);
-extern int64 el_shard_seen_end(Oid relid, int32 shard);
-extern void el_shard_saw(Oid relid, int32 shard, int64 seq);
-extern int	el_require_stream(Oid relid);
-extern int	el_lock_stream(Oid relid, LOCKMODE lockmode);
-extern bool el_find_stream_indexes(Relation rel, ElStreamIndexes *out);
-extern const ElStreamIndexes *el_stream_indexes(Relation rel);
-
-typedef enum ElPlanKind
-{
-	EL_PLAN_INSERT,				/* append(): INSERT (key, type, payload, ...) */
-	EL_PLAN_READ,				/* read(): one shard after a seq */
-	EL_PLAN_REPLAY,				/* replay(): one key after a version */
-	EL_PLAN_LAST,				/* the last seq of one shard */
-	EL_NUM_PLANS
-} ElPlanKind;
-
-extern SPIPlanPtr el_stream_plan(Oid relid, ElPlanKind kind);
-extern void el_stream_cache_init(void);
-extern char *el_stream_name(Oid relid);
-extern List *el_parse_name(const char *name, const char *what);
-extern bool el_stream_has_consumers(Oid relid);
-
-/* hash.c */
-extern int	el_shard_for_key(const char *key, int len, int shards);
-
-/* append.c: position assignment */
-extern void el_check_key(text *key);
-
-/* read.c */
-extern uint64 el_read_shard(Oid relid, int32 shard, int64 after_seq,
-							int64 max_count, DestReceiver *dest);
-extern int64 el_shard_end(Oid relid, int32 shard);
-extern void el_check_shard(Oid relid, int shards, int32 shard);
-extern void el_check_select(Oid relid);
-extern Tuplestorestate *el_result_store(FunctionCallInfo fcinfo,
-										bool expected_desc);
-
-/* consumer.c: consumer groups */
-extern void el_consumer_init(void);
-extern void el_consumer_note_append(Oid relid);
-extern void el_wait_tag(LOCKTAG *tag, Oid relid);
-extern bool el_consumer_groups_exist(Oid relid);
-extern void el_consumer_forget_stream(Oid relid);
-
-/* immutable.c */
-extern bool el_has_event_columns(TupleDesc desc);
-extern Oid	el_drop_allowed_relid;
-
-/* projection.c */
-#define EL_PROJECTION_TRIGGER	"event_log_projection_"
-extern bool el_projection_ddl;
-
-
 extern int	el_retry_interval;
 extern int	el_handler_timeout;
-extern int64 el_run_projection_turn(Oid view, int64 max_events, TimestampTz deadline);
-extern void el_worker_exit(int code, Datum arg);
-extern void el_note_overrun(void);
-
-/* worker.c */
 extern int	el_worker_naptime;
 extern int	el_worker_batch_size;
-extern void el_register_launcher(void);
-extern void el_wake_launcher_at_commit(void);
-extern bool el_is_projection_relation(Oid relid);
-extern int	el_inline_projections(Oid stream);
-extern char *el_projections_of_stream(Oid stream);
 
-/* projection_setplan.c: set-based replay of projection builds */
-typedef struct ElSetPlan ElSetPlan;
-/*
- * An event of a batch: its fields, the stream's tuple they are in (if it
- * has the event's columns and no others), and the handler it goes to.
- */
-typedef struct ElSetEvent
-{
-	Datum		values[EL_NATTS];
-	bool		nulls[EL_NATTS];
-	HeapTupleHeader tuple;		/* or NULL */
-	uint32		len;			/* of tuple */
-	int			handler;		/* the caller's */
-} ElSetEvent;
-extern ElSetPlan *el_setplan_prepare(SPIPlanPtr plan, Oid *table, AttrNumber *keycol,
-									 const char **why);
-extern const char *el_setplan_table_ok(Oid table, AttrNumber keycol);
-extern void el_setplan_run(ElSetPlan *bp, int count, ElSetEvent **events, bool plain);
+/* event_log.c: small helpers every SQL function may use */
+extern void el_require_arg(FunctionCallInfo fcinfo, int argno, const char *name);
 
 #endif							/* EVENT_LOG_H */

@@ -12,7 +12,6 @@
 #include "postgres.h"
 
 #include "access/genam.h"
-#include "access/htup_details.h"
 #include "access/table.h"
 #include "access/relation.h"
 #include "catalog/pg_collation.h"
@@ -20,27 +19,78 @@
 #include "catalog/pg_trigger.h"
 #include "catalog/pg_type.h"
 #include "commands/event_trigger.h"
-#include "commands/trigger.h"
-#include "executor/spi.h"
 #include "fmgr.h"
-#include "nodes/makefuncs.h"
 #include "parser/parse_func.h"
 #include "storage/lmgr.h"
 #include "utils/builtins.h"
 #include "utils/fmgroids.h"
 #include "utils/lsyscache.h"
-#include "utils/rel.h"
 #include "utils/syscache.h"
 
+#include "catalog.h"
 #include "event_log.h"
+#include "immutable.h"
+#include "registry.h"
 
 PG_FUNCTION_INFO_V1(el_refuse_change);
 PG_FUNCTION_INFO_V1(el_guard_ddl);
 PG_FUNCTION_INFO_V1(el_guard_rewrite);
 PG_FUNCTION_INFO_V1(el_guard_drop);
 
-/* Set by drop_stream() around its DROP TABLE: the one drop we allow. */
-Oid			el_drop_allowed_relid = InvalidOid;
+/*
+ * The layers above register what they keep: projections' relations, which
+ * only drop_projection() may drop, and the inline projection triggers a
+ * stream must have.
+ */
+el_guard_relation_hook_type el_guard_owned_relation_hook = NULL;
+el_guard_triggers_hook_type el_guard_stream_triggers_hook = NULL;
+
+/*
+ * Our own DDL that the guards let through, by relation: set around the
+ * statement by the code that runs it (el_guard_allow()), cleared after it,
+ * whether it succeeded or not (el_guard_disallow()).
+ */
+typedef struct ElGuardExemption
+{
+	Oid			relid;
+	int			what;			/* EL_GUARD_* */
+} ElGuardExemption;
+
+#define EL_MAX_EXEMPTIONS	4
+static ElGuardExemption el_exempt[EL_MAX_EXEMPTIONS];
+static int	el_nexempt = 0;
+
+/* Let our own DDL of kind `what` on relid through, until el_guard_disallow(). */
+void
+el_guard_allow(Oid relid, int what)
+{
+	if (el_nexempt >= EL_MAX_EXEMPTIONS)
+		elog(ERROR, "too many guard exemptions");
+	el_exempt[el_nexempt].relid = relid;
+	el_exempt[el_nexempt].what = what;
+	el_nexempt++;
+}
+
+/* End the last el_guard_allow() of relid. */
+void
+el_guard_disallow(Oid relid)
+{
+	for (int i = el_nexempt - 1; i >= 0; i--)
+		if (el_exempt[i].relid == relid)
+		{
+			el_exempt[i] = el_exempt[--el_nexempt];
+			return;
+		}
+}
+
+static bool
+el_guard_exempt(Oid relid, int what)
+{
+	for (int i = 0; i < el_nexempt; i++)
+		if (el_exempt[i].relid == relid && (el_exempt[i].what & what) != 0)
+			return true;
+	return false;
+}
 
 /* The contract columns, in order: also the fields of event_log.event. */
 const ElColumn el_columns[EL_NATTS] =
@@ -85,7 +135,7 @@ el_refuse_change(PG_FUNCTION_ARGS)
 	ereport(ERROR,
 			(errcode(ERRCODE_EL_IMMUTABLE),
 			 errmsg("cannot %s event stream \"%s\"", op,
-					el_stream_name(RelationGetRelid(trigdata->tg_relation))),
+					el_qualified_name(RelationGetRelid(trigdata->tg_relation))),
 			 errdetail("Events are immutable: UPDATE, DELETE and TRUNCATE are refused for every role."),
 			 errhint("Append a new event that records the correction.")));
 	PG_RETURN_NULL();
@@ -104,7 +154,7 @@ el_shape_violation_hint(Relation rel, const char *detail, const char *hint)
 	ereport(ERROR,
 			(errcode(ERRCODE_EL_IMMUTABLE),
 			 errmsg("cannot change event stream \"%s\" this way",
-					el_stream_name(RelationGetRelid(rel))),
+					el_qualified_name(RelationGetRelid(rel))),
 			 errdetail_internal("%s", detail),
 			 errhint("%s", hint)));
 }
@@ -239,6 +289,7 @@ el_check_stream_shape(Oid relid, int shards, Oid append_fn, Oid refuse_fn)
 	const int16 project_type = TRIGGER_TYPE_ROW | TRIGGER_TYPE_INSERT;
 	Oid			project_fn = el_function_oid("project");
 	int			nproject = 0;
+	bool		projection_ddl = el_guard_exempt(relid, EL_GUARD_PROJECTION_DDL);
 
 	if (rel == NULL)
 		return;
@@ -294,7 +345,7 @@ el_check_stream_shape(Oid relid, int shards, Oid append_fn, Oid refuse_fn)
 				t->tgtype == refuse_type && t->tgnargs == 0;
 		else if (t->tgfoid == project_fn)
 		{
-			if (!el_projection_ddl &&
+			if (!projection_ddl &&
 				(t->tgenabled != TRIGGER_FIRES_ALWAYS || t->tgtype != project_type ||
 				 t->tgnargs != 1 ||
 				 strncmp(t->tgname, EL_PROJECTION_TRIGGER, strlen(EL_PROJECTION_TRIGGER)) != 0))
@@ -302,7 +353,7 @@ el_check_stream_shape(Oid relid, int shards, Oid append_fn, Oid refuse_fn)
 												 t->tgname));
 			nproject++;
 		}
-		else if (!el_projection_ddl &&
+		else if (!projection_ddl &&
 				 strncmp(t->tgname, EL_PROJECTION_TRIGGER, strlen(EL_PROJECTION_TRIGGER)) == 0)
 			el_shape_violation(rel, psprintf("Trigger names beginning with \"%s\" are for inline projections; \"%s\" would keep a projection from being created.",
 											 EL_PROJECTION_TRIGGER, t->tgname));
@@ -311,7 +362,7 @@ el_check_stream_shape(Oid relid, int shards, Oid append_fn, Oid refuse_fn)
 			ereport(ERROR,
 					(errcode(ERRCODE_EL_IMMUTABLE),
 					 errmsg("cannot change event stream \"%s\" this way",
-							el_stream_name(relid)),
+							el_qualified_name(relid)),
 					 errdetail("BEFORE INSERT row trigger \"%s\" could change or drop rows after event_log has assigned their positions.",
 							   t->tgname),
 					 errhint("Use an AFTER INSERT trigger instead.")));
@@ -321,7 +372,8 @@ el_check_stream_shape(Oid relid, int shards, Oid append_fn, Oid refuse_fn)
 	if (!have_refuse)
 		el_shape_violation(rel, "Trigger \"" EL_IMMUTABLE_TRIGGER "\" must stay, unchanged and enabled ALWAYS.");
 
-	if (!el_projection_ddl && nproject != el_inline_projections(relid))
+	if (!projection_ddl &&
+		nproject != (el_guard_stream_triggers_hook ? el_guard_stream_triggers_hook(relid) : 0))
 		el_shape_violation(rel, "Each inline projection's trigger must stay; drop a projection with event_log.drop_projection().");
 
 	if (!el_find_stream_indexes(rel, &idx))
@@ -407,7 +459,7 @@ el_guard_rewrite(PG_FUNCTION_ARGS)
 	if (el_registry_shards(relid) > 0)
 		ereport(ERROR,
 				(errcode(ERRCODE_EL_IMMUTABLE),
-				 errmsg("cannot rewrite event stream \"%s\"", el_stream_name(relid)),
+				 errmsg("cannot rewrite event stream \"%s\"", el_qualified_name(relid)),
 				 errdetail("This command would rewrite every stored event."),
 				 errhint("Add columns without a volatile default, or create a new stream.")));
 	PG_RETURN_NULL();
@@ -449,13 +501,16 @@ el_guard_drop(PG_FUNCTION_ARGS)
 														   dropped->tupdesc,
 														   1, &isnull));
 
-		if (!el_projection_ddl && el_is_projection_relation(relid))
+		if (el_guard_owned_relation_hook != NULL &&
+			!el_guard_exempt(relid, EL_GUARD_PROJECTION_DDL) &&
+			el_guard_owned_relation_hook(relid))
 			ereport(ERROR,
 					(errcode(ERRCODE_DEPENDENT_OBJECTS_STILL_EXIST),
 					 errmsg("cannot drop %s: it belongs to a projection",
 							SPI_getvalue(dropped->vals[i], dropped->tupdesc, 2)),
 					 errhint("Use event_log.drop_projection().")));
-		if (relid != el_drop_allowed_relid && el_registry_shards(relid) > 0)
+		if (!el_guard_exempt(relid, EL_GUARD_DROP_STREAM) &&
+			el_registry_shards(relid) > 0)
 			ereport(ERROR,
 					(errcode(ERRCODE_EL_IMMUTABLE),
 					 errmsg("cannot drop event stream \"%s\"",

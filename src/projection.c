@@ -23,56 +23,25 @@
  */
 #include "postgres.h"
 
-#include "postgres.h"
-
-#include "access/genam.h"
-#include "common/hashfn.h"
-#include "access/htup_details.h"
-#include "access/stratnum.h"
-#include "access/table.h"
-#include "access/xact.h"
-#include "catalog/namespace.h"
-#include "catalog/pg_class.h"
-#include "catalog/pg_collation.h"
-#include "catalog/pg_operator.h"
-#include "catalog/pg_type.h"
-#include "commands/trigger.h"
-#include "executor/executor.h"
-#include "executor/spi.h"
 #include "funcapi.h"
 #include "miscadmin.h"
-#include "nodes/makefuncs.h"
 #include "nodes/nodeFuncs.h"
-#include "nodes/params.h"
 #include "parser/parse_func.h"
-#include "parser/parse_node.h"
-#include "parser/parser.h"
-#include "storage/latch.h"
 #include "storage/lmgr.h"
-#include "storage/proc.h"
-#include "tcop/cmdtag.h"
-#include "tcop/utility.h"
 #include "utils/acl.h"
 #include "utils/builtins.h"
-#include "utils/datum.h"
-#include "utils/fmgroids.h"
-#include "utils/guc.h"
-#include "utils/hsearch.h"
 #include "utils/inval.h"
-#include "utils/jsonb.h"
 #include "utils/lsyscache.h"
-#include "utils/memutils.h"
-#include "utils/plancache.h"
-#include "utils/rel.h"
 #include "utils/rls.h"
-#include "utils/snapmgr.h"
 #include "utils/syscache.h"
-#include "utils/timeout.h"
-#include "utils/typcache.h"
 
 #include "catalog.h"
 #include "event_log.h"
+#include "immutable.h"
 #include "projection.h"
+#include "registry.h"
+#include "stream.h"
+#include "wake.h"
 
 PG_FUNCTION_INFO_V1(el_create_projection);
 PG_FUNCTION_INFO_V1(el_rebuild_projection);
@@ -81,15 +50,9 @@ PG_FUNCTION_INFO_V1(el_drop_projection);
 PG_FUNCTION_INFO_V1(el_drop_projection_oid);
 PG_FUNCTION_INFO_V1(el_reducer_result);
 
-
-
-/* Set while our own code drops a projection's relations or trigger. */
-bool		el_projection_ddl = false;
-
 static void el_drop(Oid view, text *name);
 
 static Jsonb *el_state_handlers(ElProjection *p);
-
 
 /* ---------------------------------------------------------------------
  * The catalog
@@ -192,7 +155,7 @@ el_lock_projection(Oid view, bool wait)
 }
 
 /* True if relid is a projection's view or build table (SPI connected). */
-bool
+static bool
 el_is_projection_relation(Oid relid)
 {
 	Oid			types[1] = {OIDOID};
@@ -205,7 +168,7 @@ el_is_projection_relation(Oid relid)
 }
 
 /* Number of inline projections fed by a stream (SPI connected). */
-int
+static int
 el_inline_projections(Oid stream)
 {
 	Oid			types[1] = {OIDOID};
@@ -224,7 +187,7 @@ el_inline_projections(Oid stream)
  * the latest snapshot: drop_stream() asks after waiting for its lock, and a
  * projection created meanwhile must be seen.
  */
-char *
+static char *
 el_projections_of_stream(Oid stream)
 {
 	Oid			types[1] = {OIDOID};
@@ -235,6 +198,32 @@ el_projections_of_stream(Oid stream)
 					" FROM event_log.projections WHERE stream = $1",
 					1, types, values, NULL, EL_CAT_READ | EL_CAT_LATEST, 1);
 	return el_spi_text(0, 1);
+}
+
+/* drop_stream() of a stream: refused while projections are fed by it. */
+static void
+el_refuse_stream_drop(Oid relid, const char *qname)
+{
+	char	   *projections = el_projections_of_stream(relid);
+
+	if (projections != NULL)
+		ereport(ERROR,
+				(errcode(ERRCODE_DEPENDENT_OBJECTS_STILL_EXIST),
+				 errmsg("cannot drop event stream %s because projections depend on it", qname),
+				 errdetail("Projections fed by it: %s.", projections),
+				 errhint("Drop them first with event_log.drop_projection().")));
+}
+
+/*
+ * At load time: tell the guards what projections own (their relations, the
+ * stream's inline triggers), and drop_stream() to ask first.
+ */
+void
+el_projection_init(void)
+{
+	el_guard_owned_relation_hook = el_is_projection_relation;
+	el_guard_stream_triggers_hook = el_inline_projections;
+	el_on_stream_drop(el_refuse_stream_drop);
 }
 
 /*
@@ -252,7 +241,7 @@ el_check_stream_read(Oid stream, Oid owner, const char *projection)
 		pg_namespace_aclcheck(get_rel_namespace(stream), owner, ACL_USAGE) != ACLCHECK_OK)
 		ereport(ERROR,
 				(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
-				 errmsg("permission denied for stream %s", el_stream_name(stream)),
+				 errmsg("permission denied for stream %s", el_qualified_name(stream)),
 				 errdetail("The owner of projection \"%s\", role \"%s\", may not read the stream it is fed from.",
 						   projection, GetUserNameFromId(owner, false)),
 				 errhint("Grant SELECT on the stream, and USAGE on its schema, to the projection's owner, or drop the projection.")));
@@ -260,11 +249,10 @@ el_check_stream_read(Oid stream, Oid owner, const char *projection)
 		ereport(ERROR,
 				(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
 				 errmsg("projection \"%s\" cannot read stream %s: row-level security applies to its owner",
-						projection, el_stream_name(stream)),
+						projection, el_qualified_name(stream)),
 				 errdetail("A projection replays every event of its stream; a policy that hides events from its owner would leave it incomplete."),
 				 errhint("Disable row-level security on the stream, or let a role that policies do not restrict (the stream's owner, or one with BYPASSRLS) own the projection.")));
 }
-
 
 /* ---------------------------------------------------------------------
  * Creating and rebuilding
@@ -486,7 +474,7 @@ el_create_projection(PG_FUNCTION_ARGS)
 		ereport(ERROR,
 				(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
 				 errmsg("permission denied to create an inline projection of stream \"%s\"",
-						el_stream_name(stream)),
+						el_qualified_name(stream)),
 				 errdetail("Inline projections run in every appending transaction."),
 				 errhint("The stream's owner can grant the TRIGGER privilege, or create an async projection.")));
 	if (p.inline_mode)
@@ -658,6 +646,22 @@ el_update_projection(ElProjection *p, int64 events, bool rebuilt)
 	CacheInvalidateRelcacheByRelid(p->view);
 }
 
+/* Drop a projection's build table that our own code replaced. */
+static void
+el_drop_projection_table(Oid owner, Oid table, const char *qname)
+{
+	el_guard_allow(table, EL_GUARD_PROJECTION_DDL);
+	PG_TRY();
+	{
+		el_exec_as(owner, InvalidOid, psprintf("DROP TABLE %s", qname), true);
+	}
+	PG_FINALLY();
+	{
+		el_guard_disallow(table);
+	}
+	PG_END_TRY();
+}
+
 /*
  * event_log.rebuild_projection(name text, columns text, handlers jsonb,
  *     reducer text, initial jsonb) RETURNS bigint
@@ -677,6 +681,7 @@ el_rebuild_projection(PG_FUNCTION_ARGS)
 	char	   *newname;
 	char	   *qbuild;
 	char	   *qold;
+	Oid			old_table;
 	Oid			owner;
 	int			shards;
 	int64	   *last;
@@ -706,6 +711,7 @@ el_rebuild_projection(PG_FUNCTION_ARGS)
 	owner = el_rel_owner(view);
 	relname = get_rel_name(view);
 	nspname = get_namespace_name(get_rel_namespace(view));
+	old_table = p->build_table;
 	qold = quote_qualified_identifier(get_namespace_name(get_rel_namespace(p->build_table)),
 									  get_rel_name(p->build_table));
 	p->generation++;
@@ -752,16 +758,7 @@ el_rebuild_projection(PG_FUNCTION_ARGS)
 	if (!p->inline_mode)
 		el_set_checkpoints(view, shards, last);
 
-	el_projection_ddl = true;
-	PG_TRY();
-	{
-		el_exec_as(owner, InvalidOid, psprintf("DROP TABLE %s", qold), true);
-	}
-	PG_FINALLY();
-	{
-		el_projection_ddl = false;
-	}
-	PG_END_TRY();
+	el_drop_projection_table(owner, old_table, qold);
 	SPI_finish();
 	PG_RETURN_INT64(n);
 }
@@ -795,7 +792,7 @@ el_alter_projection(PG_FUNCTION_ARGS)
 	 * Stopped shards retry at the next run; wake the background worker at
 	 * commit, as an append to the stream would.
 	 */
-	el_consumer_note_append(p->stream);
+	el_note_append(p->stream);
 	el_catalog_sql("UPDATE event_log.projection_offsets"
 					" SET error = NULL, error_seq = NULL, error_at = NULL"
 					" WHERE projection = $1 AND error IS NOT NULL",
@@ -903,14 +900,16 @@ el_drop(Oid view, text *name)
 	 * dependent view cannot keep a failing inline projection in place, and
 	 * the stream's owner destroys nothing beyond the projection.
 	 */
-	el_projection_ddl = true;
+	el_guard_allow(p->stream, EL_GUARD_PROJECTION_DDL);
+	el_guard_allow(view, EL_GUARD_PROJECTION_DDL);
+	el_guard_allow(p->build_table, EL_GUARD_PROJECTION_DDL);
 	PG_TRY();
 	{
 		/* Only the stream's owner may drop a trigger on it. */
 		if (p->inline_mode)
 			el_exec_as(el_rel_owner(p->stream), InvalidOid,
 					   psprintf("DROP TRIGGER " EL_PROJECTION_TRIGGER "%u ON %s",
-								view, el_stream_name(p->stream)), true);
+								view, el_qualified_name(p->stream)), true);
 		drop.owner = owner;
 		drop.view = quote_qualified_identifier(get_namespace_name(get_rel_namespace(view)),
 											   get_rel_name(view));
@@ -937,8 +936,9 @@ el_drop(Oid view, text *name)
 	}
 	PG_FINALLY();
 	{
-		el_projection_ddl = false;
+		el_guard_disallow(p->build_table);
+		el_guard_disallow(view);
+		el_guard_disallow(p->stream);
 	}
 	PG_END_TRY();
 }
-

@@ -16,6 +16,22 @@
 #include "utils/jsonb.h"
 
 #include "event_log.h"
+#include "utils/timestamp.h"
+
+/* ---- What the rest of the extension uses ---- */
+
+/* At load time: the guard hooks and drop_stream() callback (projection.c). */
+extern void el_projection_init(void);
+
+/* The background worker's side (projection_async.c). */
+extern int64 el_run_projection_turn(Oid view, int64 max_events, TimestampTz deadline);
+extern void el_worker_exit(int code, Datum arg);
+extern void el_note_overrun(void);
+
+/* ---- Inside the subsystem ---- */
+
+/* A handler's statements in their set-based form (projection_setplan.c). */
+typedef struct ElSetPlan ElSetPlan;
 
 #define EL_PARAM_ROW			(EL_NATTS + 1)	/* $n of the whole event */
 
@@ -92,7 +108,6 @@ typedef struct ElApplyState
 	bool		timed;			/* each handler run under handler_timeout */
 } ElApplyState;
 
-
 /* projection.c */
 extern ElProjection *el_projection_load(Oid view);
 extern Oid el_projection_oid(text *name);
@@ -121,8 +136,22 @@ extern IndexScanDesc el_shard_scan(Relation stream, Relation pk, Snapshot snap, 
 extern int64 el_build(ElHandlerSet *set, ElProjection *p, int64 *last, bool create);
 extern void el_set_checkpoints(Oid view, int shards, int64 *last);
 
-/* projection_async.c */
-extern void el_worker_exit(int code, Datum arg);
-extern void el_note_overrun(void);
+/* projection_setplan.c: set-based replay of builds */
+/*
+ * An event of a batch: its fields, the stream's tuple they are in (if it
+ * has the event's columns and no others), and the handler it goes to.
+ */
+typedef struct ElSetEvent
+{
+	Datum		values[EL_NATTS];
+	bool		nulls[EL_NATTS];
+	HeapTupleHeader tuple;		/* or NULL */
+	uint32		len;			/* of tuple */
+	int			handler;		/* the caller's */
+} ElSetEvent;
+extern ElSetPlan *el_setplan_prepare(SPIPlanPtr plan, Oid *table, AttrNumber *keycol,
+									 const char **why);
+extern const char *el_setplan_table_ok(Oid table, AttrNumber keycol);
+extern void el_setplan_run(ElSetPlan *bp, int count, ElSetEvent **events, bool plain);
 
 #endif							/* EL_PROJECTION_H */

@@ -10,63 +10,23 @@
  */
 #include "postgres.h"
 
-#include "postgres.h"
-
-#include "access/genam.h"
-#include "common/hashfn.h"
-#include "access/htup_details.h"
-#include "access/stratnum.h"
 #include "access/table.h"
-#include "access/xact.h"
-#include "catalog/namespace.h"
-#include "catalog/pg_class.h"
-#include "catalog/pg_collation.h"
-#include "catalog/pg_operator.h"
-#include "catalog/pg_type.h"
-#include "commands/trigger.h"
-#include "executor/executor.h"
-#include "executor/spi.h"
 #include "funcapi.h"
 #include "miscadmin.h"
-#include "nodes/makefuncs.h"
 #include "nodes/nodeFuncs.h"
-#include "nodes/params.h"
-#include "parser/parse_func.h"
-#include "parser/parse_node.h"
-#include "parser/parser.h"
-#include "storage/latch.h"
-#include "storage/lmgr.h"
-#include "storage/proc.h"
-#include "tcop/cmdtag.h"
-#include "tcop/utility.h"
 #include "utils/acl.h"
 #include "utils/builtins.h"
-#include "utils/datum.h"
-#include "utils/fmgroids.h"
-#include "utils/guc.h"
-#include "utils/hsearch.h"
-#include "utils/inval.h"
-#include "utils/jsonb.h"
 #include "utils/lsyscache.h"
-#include "utils/memutils.h"
-#include "utils/plancache.h"
-#include "utils/rel.h"
-#include "utils/rls.h"
 #include "utils/snapmgr.h"
-#include "utils/syscache.h"
-#include "utils/timeout.h"
-#include "utils/typcache.h"
 
 #include "catalog.h"
 #include "event_log.h"
 #include "projection.h"
+#include "registry.h"
 
 PG_FUNCTION_INFO_V1(el_run_projections);
 
 #define EL_ASYNC_BATCH			1000	/* events read per shard at a time */
-
-/* How long an async shard stopped by an error waits before a retry, in ms. */
-int			el_retry_interval = 10000;
 
 static void el_record_projection_error(Oid view, const char *message);
 
@@ -119,7 +79,6 @@ el_note_overrun(void)
 	fclose(f);
 	(void) unlink(path);
 }
-
 
 /* ---------------------------------------------------------------------
  * Async projections
@@ -446,7 +405,7 @@ el_run_async_guarded(Oid view, int64 max_events, TimestampTz deadline)
 	ereport(WARNING,
 			(errcode(edata->sqlerrcode),
 			 errmsg("projection \"%s\" could not run: %s",
-					el_stream_name(view), edata->message),
+					el_qualified_name(view), edata->message),
 			 errhint("Fix the projection with event_log.alter_projection() or what its handlers depend on.")));
 	return 0;
 }
@@ -533,4 +492,3 @@ el_run_projections(PG_FUNCTION_ARGS)
 	SPI_finish();
 	PG_RETURN_INT64(total);
 }
-

@@ -12,57 +12,21 @@
  */
 #include "postgres.h"
 
-#include "postgres.h"
-
-#include "access/genam.h"
-#include "common/hashfn.h"
-#include "access/htup_details.h"
-#include "access/stratnum.h"
 #include "access/table.h"
-#include "access/xact.h"
-#include "catalog/namespace.h"
-#include "catalog/pg_class.h"
-#include "catalog/pg_collation.h"
-#include "catalog/pg_operator.h"
-#include "catalog/pg_type.h"
-#include "commands/trigger.h"
-#include "executor/executor.h"
-#include "executor/spi.h"
 #include "funcapi.h"
 #include "miscadmin.h"
-#include "nodes/makefuncs.h"
 #include "nodes/nodeFuncs.h"
-#include "nodes/params.h"
-#include "parser/parse_func.h"
-#include "parser/parse_node.h"
-#include "parser/parser.h"
-#include "storage/latch.h"
 #include "storage/lmgr.h"
-#include "storage/proc.h"
-#include "tcop/cmdtag.h"
-#include "tcop/utility.h"
-#include "utils/acl.h"
 #include "utils/builtins.h"
 #include "utils/datum.h"
 #include "utils/fmgroids.h"
-#include "utils/guc.h"
-#include "utils/hsearch.h"
-#include "utils/inval.h"
-#include "utils/jsonb.h"
-#include "utils/lsyscache.h"
-#include "utils/memutils.h"
-#include "utils/plancache.h"
-#include "utils/rel.h"
-#include "utils/rls.h"
 #include "utils/snapmgr.h"
-#include "utils/syscache.h"
-#include "utils/timeout.h"
-#include "utils/typcache.h"
 
 #include "catalog.h"
 #include "event_log.h"
+#include "immutable.h"
 #include "projection.h"
-
+#include "registry.h"
 
 /* An index scan over one shard's events with seq > after, in seq order. */
 IndexScanDesc
@@ -116,7 +80,6 @@ el_replay_shard(ElApplyState *st, Relation stream, Relation pk, int32 shard,
 	UnregisterSnapshot(snap);
 	return n;
 }
-
 
 /*
  * Set-based replay for builds: whether every handler of the set qualifies
@@ -711,6 +674,41 @@ el_set_build_method(ElHandlerSet *set, Oid view)
 					" WHERE projection = $1", 2, types, values, NULL, 0, 0);
 }
 
+/*
+ * Create an inline projection's trigger on its stream.  CREATE TRIGGER
+ * takes SHARE ROW EXCLUSIVE on the stream.  The DDL guard lets the trigger
+ * be, between its creation and its ENABLE ALWAYS, which only the stream's
+ * owner may set.
+ */
+static void
+el_create_inline_trigger(Oid stream, Oid view)
+{
+	char	   *qstream = el_qualified_name(stream);
+
+	el_guard_allow(stream, EL_GUARD_PROJECTION_DDL);
+	PG_TRY();
+	{
+		el_exec_as(GetUserId(), InvalidOid,
+				   psprintf("CREATE TRIGGER " EL_PROJECTION_TRIGGER "%u"
+							" AFTER INSERT ON %s FOR EACH ROW"
+							" EXECUTE FUNCTION event_log.project('%u')",
+							view, qstream, view), true);
+		el_exec_as(el_rel_owner(stream), InvalidOid,
+				   psprintf("ALTER TABLE %s ENABLE ALWAYS TRIGGER " EL_PROJECTION_TRIGGER "%u",
+							qstream, view), true);
+	}
+	PG_FINALLY();
+	{
+		el_guard_disallow(stream);
+	}
+	PG_END_TRY();
+}
+
+/*
+ * Build a projection: replay the stream into the set's build table (for an
+ * inline projection, the tail again once appends are held off, after its
+ * trigger exists).  Fills last[shard]; returns the events applied.
+ */
 int64
 el_build(ElHandlerSet *set, ElProjection *p, int64 *last, bool create)
 {
@@ -727,33 +725,7 @@ el_build(ElHandlerSet *set, ElProjection *p, int64 *last, bool create)
 	}
 
 	if (create)
-	{
-		Oid			view = p->view;
-		char	   *qstream = el_stream_name(p->stream);
-
-		/*
-		 * CREATE TRIGGER takes SHARE ROW EXCLUSIVE on the stream.  The DDL
-		 * guard lets the trigger be, between its creation and its ENABLE
-		 * ALWAYS, which only the stream's owner may set.
-		 */
-		el_projection_ddl = true;
-		PG_TRY();
-		{
-			el_exec_as(GetUserId(), InvalidOid,
-					   psprintf("CREATE TRIGGER " EL_PROJECTION_TRIGGER "%u"
-								" AFTER INSERT ON %s FOR EACH ROW"
-								" EXECUTE FUNCTION event_log.project('%u')",
-								view, qstream, view), true);
-			el_exec_as(el_rel_owner(p->stream), InvalidOid,
-					   psprintf("ALTER TABLE %s ENABLE ALWAYS TRIGGER " EL_PROJECTION_TRIGGER "%u",
-								qstream, view), true);
-		}
-		PG_FINALLY();
-		{
-			el_projection_ddl = false;
-		}
-		PG_END_TRY();
-	}
+		el_create_inline_trigger(p->stream, p->view);
 	else
 		LockRelationOid(p->stream, ShareRowExclusiveLock);
 
@@ -781,4 +753,3 @@ el_set_checkpoints(Oid view, int shards, int64 *last)
 						3, types, values, NULL, 0, 0);
 	}
 }
-

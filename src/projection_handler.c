@@ -13,49 +13,16 @@
  */
 #include "postgres.h"
 
-#include "postgres.h"
-
-#include "access/genam.h"
-#include "common/hashfn.h"
-#include "access/htup_details.h"
-#include "access/stratnum.h"
-#include "access/table.h"
-#include "access/xact.h"
-#include "catalog/namespace.h"
-#include "catalog/pg_class.h"
-#include "catalog/pg_collation.h"
-#include "catalog/pg_operator.h"
-#include "catalog/pg_type.h"
-#include "commands/trigger.h"
-#include "executor/executor.h"
-#include "executor/spi.h"
 #include "executor/spi_priv.h"
 #include "funcapi.h"
 #include "miscadmin.h"
-#include "nodes/makefuncs.h"
 #include "nodes/nodeFuncs.h"
-#include "nodes/params.h"
-#include "parser/parse_func.h"
-#include "parser/parse_node.h"
-#include "parser/parser.h"
-#include "storage/latch.h"
-#include "storage/lmgr.h"
 #include "storage/proc.h"
-#include "tcop/cmdtag.h"
 #include "tcop/utility.h"
 #include "utils/acl.h"
 #include "utils/builtins.h"
-#include "utils/datum.h"
 #include "utils/fmgroids.h"
-#include "utils/guc.h"
-#include "utils/hsearch.h"
-#include "utils/inval.h"
-#include "utils/jsonb.h"
 #include "utils/lsyscache.h"
-#include "utils/memutils.h"
-#include "utils/plancache.h"
-#include "utils/rel.h"
-#include "utils/rls.h"
 #include "utils/snapmgr.h"
 #include "utils/syscache.h"
 #include "utils/timeout.h"
@@ -64,9 +31,6 @@
 #include "catalog.h"
 #include "event_log.h"
 #include "projection.h"
-
-/* How long one handler may run for one event of an async run, in ms. */
-int			el_handler_timeout = 5000;
 
 /*
  * The handler timeout: our own timer (statement_timeout is armed per
@@ -555,7 +519,6 @@ el_free_set(ElHandlerSet *set)
 	MemoryContextDelete(set->cxt);
 }
 
-
 /* ---------------------------------------------------------------------
  * Applying events
  * ---------------------------------------------------------------------
@@ -723,4 +686,3 @@ el_in_subxact(void (*fn) (void *), void *arg)
 	PG_END_TRY();
 	return edata;
 }
-

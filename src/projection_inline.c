@@ -7,54 +7,13 @@
  */
 #include "postgres.h"
 
-#include "postgres.h"
-
-#include "access/genam.h"
-#include "common/hashfn.h"
-#include "access/htup_details.h"
-#include "access/stratnum.h"
-#include "access/table.h"
-#include "access/xact.h"
-#include "catalog/namespace.h"
-#include "catalog/pg_class.h"
-#include "catalog/pg_collation.h"
-#include "catalog/pg_operator.h"
-#include "catalog/pg_type.h"
-#include "commands/trigger.h"
-#include "executor/executor.h"
-#include "executor/spi.h"
 #include "funcapi.h"
 #include "miscadmin.h"
-#include "nodes/makefuncs.h"
 #include "nodes/nodeFuncs.h"
-#include "nodes/params.h"
-#include "parser/parse_func.h"
-#include "parser/parse_node.h"
-#include "parser/parser.h"
-#include "storage/latch.h"
-#include "storage/lmgr.h"
 #include "storage/proc.h"
-#include "tcop/cmdtag.h"
-#include "tcop/utility.h"
 #include "utils/acl.h"
-#include "utils/builtins.h"
-#include "utils/datum.h"
-#include "utils/fmgroids.h"
-#include "utils/guc.h"
-#include "utils/hsearch.h"
 #include "utils/inval.h"
-#include "utils/jsonb.h"
-#include "utils/lsyscache.h"
-#include "utils/memutils.h"
-#include "utils/plancache.h"
-#include "utils/rel.h"
-#include "utils/rls.h"
-#include "utils/snapmgr.h"
-#include "utils/syscache.h"
-#include "utils/timeout.h"
-#include "utils/typcache.h"
 
-#include "catalog.h"
 #include "event_log.h"
 #include "projection.h"
 
@@ -69,7 +28,6 @@ typedef struct ElLiveEntry
 } ElLiveEntry;
 
 static HTAB *el_live = NULL;
-
 
 static void
 el_live_invalidate(Datum arg, Oid relid)
@@ -260,4 +218,3 @@ el_project(PG_FUNCTION_ARGS)
 	SPI_finish();
 	return PointerGetDatum(NULL);
 }
-

@@ -9,20 +9,19 @@
  */
 #include "postgres.h"
 
-#include "catalog/pg_type.h"
-#include "executor/spi.h"
 #include "executor/tstoreReceiver.h"
 #include "fmgr.h"
 #include "funcapi.h"
 #include "miscadmin.h"
-#include "nodes/params.h"
 #include "utils/acl.h"
 #include "utils/lsyscache.h"
-#include "utils/memutils.h"
 #include "utils/rls.h"
-#include "utils/tuplestore.h"
 
+#include "catalog.h"
 #include "event_log.h"
+#include "key.h"
+#include "read.h"
+#include "registry.h"
 
 PG_FUNCTION_INFO_V1(el_read);
 PG_FUNCTION_INFO_V1(el_replay);
@@ -236,9 +235,10 @@ el_check_shard(Oid relid, int shards, int32 shard)
 		ereport(ERROR,
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 				 errmsg("shard %d does not exist in event stream \"%s\"",
-						shard, el_stream_name(relid)),
-				 errdetail("The stream has %d shard%s, numbered 0 to %d.",
-						   shards, shards == 1 ? "" : "s", shards - 1)));
+						shard, el_qualified_name(relid)),
+				 errdetail_plural("The stream has %d shard, numbered 0 to %d.",
+								  "The stream has %d shards, numbered 0 to %d.",
+								  shards, shards, shards - 1)));
 }
 
 /*

@@ -8,35 +8,25 @@
 #include "postgres.h"
 
 #include "access/heapam.h"
-#include "access/htup_details.h"
-#include "access/table.h"
-#include "access/tableam.h"
-#include "access/xact.h"
-#include "catalog/namespace.h"
 #include "catalog/pg_database.h"
 #include "commands/extension.h"
-#include "executor/spi.h"
 #include "miscadmin.h"
 #include "pgstat.h"
 #include "postmaster/bgworker.h"
 #include "postmaster/interrupt.h"
 #include "storage/ipc.h"
-#include "storage/latch.h"
-#include "storage/lmgr.h"
 #include "storage/proc.h"
 #include "tcop/tcopprot.h"
-#include "utils/builtins.h"
-#include "utils/memutils.h"
 #include "utils/snapmgr.h"
-#include "utils/timestamp.h"
 
+#include "catalog.h"
 #include "event_log.h"
+#include "projection.h"
+#include "wake.h"
+#include "worker.h"
 
 PGDLLEXPORT void el_launcher_main(Datum arg);
 PGDLLEXPORT void el_worker_main(Datum arg);
-
-int			el_worker_naptime = 1000;	/* ms */
-int			el_worker_batch_size = 10000;	/* events per projection per run */
 
 /*
  * How long the launcher waits before starting a database's worker again
@@ -73,7 +63,7 @@ el_register_launcher(void)
 {
 	BackgroundWorker w;
 
-	el_fill_worker(&w, "el_launcher_main", "event_log launcher");
+	el_fill_worker(&w, "el_launcher_main", EL_LAUNCHER_TYPE);
 	w.bgw_restart_time = 10;
 	RegisterBackgroundWorker(&w);
 }
@@ -273,60 +263,6 @@ el_launcher_main(Datum arg)
 						 EL_LAUNCHER_NAPTIME_MS, PG_WAIT_EXTENSION);
 		ResetLatch(MyLatch);
 	}
-}
-
-/*
- * Wake the launcher when the current transaction commits, so that a new
- * async projection gets its worker at once even if the launcher had backed
- * off from the database.  Nothing happens without the launcher (no
- * shared_preload_libraries) or on abort.
- */
-static bool el_wake_pending = false;
-
-static void
-el_wake_launcher(void)
-{
-	int			n = pgstat_fetch_stat_numbackends();
-
-	for (int i = 1; i <= n; i++)
-	{
-		LocalPgBackendStatus *local = pgstat_fetch_stat_local_beentry(i);
-		const char *type;
-
-		if (local == NULL || local->backendStatus.st_backendType != B_BG_WORKER)
-			continue;
-		type = GetBackgroundWorkerTypeByPid(local->backendStatus.st_procpid);
-		if (type != NULL && strcmp(type, "event_log launcher") == 0)
-			(void) kill(local->backendStatus.st_procpid, SIGUSR2);
-	}
-}
-
-static void
-el_wake_xact_callback(XactEvent event, void *arg)
-{
-	if (!el_wake_pending)
-		return;
-	if (event == XACT_EVENT_COMMIT)
-	{
-		el_wake_pending = false;
-		el_wake_launcher();
-	}
-	else if (event == XACT_EVENT_ABORT || event == XACT_EVENT_PARALLEL_ABORT ||
-			 event == XACT_EVENT_PREPARE)
-		el_wake_pending = false;	/* a prepared one is not woken for */
-}
-
-void
-el_wake_launcher_at_commit(void)
-{
-	static bool registered = false;
-
-	if (!registered)
-	{
-		RegisterXactCallback(el_wake_xact_callback, NULL);
-		registered = true;
-	}
-	el_wake_pending = true;
 }
 
 /* ---------------------------------------------------------------------

@@ -1,6 +1,7 @@
 /*
- * hash.c
- *	  The stable key-to-shard function.  It is part of the on-disk format:
+ * key.c
+ *	  Event keys: the checks every key passes (append paths, replay()), and
+ *	  the stable key-to-shard function.  It is part of the on-disk format:
  *	  an event's shard must never change, so this is spelled out byte by byte
  *	  (no dependence on the server's hash functions, word size or endianness).
  *
@@ -9,9 +10,9 @@
 #include "postgres.h"
 
 #include "fmgr.h"
-#include "utils/builtins.h"
 
 #include "event_log.h"
+#include "key.h"
 
 PG_FUNCTION_INFO_V1(el_shard_for);
 
@@ -55,4 +56,22 @@ el_shard_for(PG_FUNCTION_ARGS)
 
 	PG_RETURN_INT32(el_shard_for_key(VARDATA_ANY(key), VARSIZE_ANY_EXHDR(key),
 									 shards));
+}
+
+/* The checks of a key: the append paths' and replay()'s. */
+void
+el_check_key(text *key)
+{
+	int			len = VARSIZE_ANY_EXHDR(key);
+
+	if (len == 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("event key must not be empty")));
+	if (len > EL_MAX_KEY_BYTES)
+		ereport(ERROR,
+				(errcode(ERRCODE_PROGRAM_LIMIT_EXCEEDED),
+				 errmsg("event key is too long"),
+				 errdetail("Keys are limited to %d bytes; this one has %d.",
+						   EL_MAX_KEY_BYTES, len)));
 }

@@ -1,0 +1,633 @@
+/*
+ * consumer_group.c
+ *	  Consumer groups' catalog (event_log.consumer_groups, consumer_offsets,
+ *	  consumer_members): the statements run on it as its owner, input checks,
+ *	  opening a group for a call, and what this backend knows of a stream's
+ *	  consumers.
+ */
+#include "postgres.h"
+
+#include "catalog/namespace.h"
+#include "executor/tstoreReceiver.h"
+#include "fmgr.h"
+#include "funcapi.h"
+#include "miscadmin.h"
+#include "utils/acl.h"
+#include "utils/builtins.h"
+#include "utils/inval.h"
+#include "utils/lsyscache.h"
+#include "utils/snapmgr.h"
+
+#include "catalog.h"
+#include "consumer.h"
+#include "event_log.h"
+#include "read.h"
+#include "registry.h"
+
+/* The statements of ElQuery (consumer.h), by number. */
+
+/* The columns of Q_SHARDS, Q_SHARDS_LOCK and Q_OFFSET_LOCK start alike. */
+#define EL_LEASE_COLUMNS \
+	"o.shard, o.member, m.lock_id," \
+	" m.expires_at OPERATOR(pg_catalog.>) pg_catalog.clock_timestamp(), o.committed_seq" \
+	" FROM event_log.consumer_offsets o" \
+	" LEFT JOIN event_log.consumer_members m" \
+	" ON m.group_id OPERATOR(pg_catalog.=) o.group_id" \
+	" AND m.member OPERATOR(pg_catalog.=) o.member"
+
+/* A new lease's end: now plus $3 (the lease timeout) milliseconds. */
+#define EL_LEASE_END_3 \
+	"pg_catalog.clock_timestamp()" \
+	" OPERATOR(pg_catalog.+) ($3 OPERATOR(pg_catalog.*) interval '1 ms')"
+
+static const struct
+{
+	const char *sql;
+	int			nargs;
+	Oid			types[5];
+}			el_queries[EL_NUM_QUERIES] =
+{
+	[Q_GROUP_FIND] = {
+		"SELECT id, owner::pg_catalog.oid FROM event_log.consumer_groups"
+		" WHERE stream OPERATOR(pg_catalog.=) $1"
+		" AND group_name OPERATOR(pg_catalog.=) $2",
+		2, {REGCLASSOID, TEXTOID}
+	},
+	[Q_GROUP_CREATE] = {
+		"INSERT INTO event_log.consumer_groups (stream, group_name, owner)"
+		" VALUES ($1, $2, $3::pg_catalog.regrole)"
+		" ON CONFLICT (stream, group_name) DO NOTHING"
+		" RETURNING id, owner::pg_catalog.oid",
+		3, {REGCLASSOID, TEXTOID, OIDOID}
+	},
+	[Q_OFFSETS_CREATE] = {
+		"INSERT INTO event_log.consumer_offsets (group_id, shard)"
+		" SELECT $1, s FROM pg_catalog.generate_series(0, $2 OPERATOR(pg_catalog.-) 1) s",
+		2, {INT4OID, INT4OID}
+	},
+	[Q_GROUP_DROP] = {
+		"DELETE FROM event_log.consumer_groups WHERE id OPERATOR(pg_catalog.=) $1",
+		1, {INT4OID}
+	},
+	[Q_GROUPS_EXIST] = {
+		"SELECT 1 FROM event_log.consumer_groups"
+		" WHERE stream OPERATOR(pg_catalog.=) $1 LIMIT 1",
+		1, {REGCLASSOID}
+	},
+	[Q_STREAM_FORGET] = {
+		"DELETE FROM event_log.consumer_groups WHERE stream OPERATOR(pg_catalog.=) $1",
+		1, {REGCLASSOID}
+	},
+	/* member, lock_id, pid, unexpired, less than half the lease left */
+	[Q_MEMBERS] = {
+		"SELECT member, lock_id, pid,"
+		" expires_at OPERATOR(pg_catalog.>) pg_catalog.clock_timestamp(),"
+		" expires_at OPERATOR(pg_catalog.<) (pg_catalog.clock_timestamp()"
+		" OPERATOR(pg_catalog.+) ($2 OPERATOR(pg_catalog.*) interval '0.5 ms'))"
+		" FROM event_log.consumer_members WHERE group_id OPERATOR(pg_catalog.=) $1"
+		" ORDER BY member COLLATE pg_catalog.\"C\"",
+		2, {INT4OID, INT4OID}
+	},
+
+	/*
+	 * Only while the group exists: its row is locked (FOR KEY SHARE, as the
+	 * foreign key check would) before the insert, so a group that a
+	 * concurrent drop_group() deleted yields no row (or, in REPEATABLE READ,
+	 * a serialization failure) rather than a foreign key violation.
+	 */
+	[Q_MEMBER_JOIN] = {
+		"INSERT INTO event_log.consumer_members (group_id, member, pid, expires_at)"
+		" SELECT g.id, $2, pg_catalog.pg_backend_pid(),"
+		" " EL_LEASE_END_3
+		" FROM event_log.consumer_groups g WHERE g.id OPERATOR(pg_catalog.=) $1"
+		" FOR KEY SHARE"
+		" ON CONFLICT (group_id, member) DO UPDATE"
+		" SET pid = excluded.pid, expires_at = excluded.expires_at"
+		" RETURNING lock_id",
+		3, {INT4OID, TEXTOID, INT4OID}
+	},
+	[Q_MEMBER_RENEW] = {
+		"UPDATE event_log.consumer_members"
+		" SET pid = pg_catalog.pg_backend_pid(),"
+		" expires_at = " EL_LEASE_END_3
+		" WHERE group_id OPERATOR(pg_catalog.=) $1 AND member OPERATOR(pg_catalog.=) $2"
+		" RETURNING lock_id",
+		3, {INT4OID, TEXTOID, INT4OID}
+	},
+
+	/*
+	 * A new session takes a member name over whose previous session still
+	 * holds the old lock (its lease ran out): a new lock_id, which is the
+	 * new session's alone.
+	 */
+	[Q_MEMBER_TAKE_OVER] = {
+		"UPDATE event_log.consumer_members"
+		" SET pid = pg_catalog.pg_backend_pid(),"
+		" lock_id = pg_catalog.nextval('event_log.consumer_member_locks'::pg_catalog.regclass),"
+		" expires_at = " EL_LEASE_END_3
+		" WHERE group_id OPERATOR(pg_catalog.=) $1 AND member OPERATOR(pg_catalog.=) $2"
+		" RETURNING lock_id",
+		3, {INT4OID, TEXTOID, INT4OID}
+	},
+	/* SKIP LOCKED: a member renewing its row in an open transaction stays. */
+	[Q_MEMBERS_EXPIRE] = {
+		"DELETE FROM event_log.consumer_members"
+		" WHERE group_id OPERATOR(pg_catalog.=) $1 AND member OPERATOR(pg_catalog.=) ANY"
+		" (SELECT member FROM event_log.consumer_members"
+		"  WHERE group_id OPERATOR(pg_catalog.=) $1"
+		"  AND expires_at OPERATOR(pg_catalog.<) pg_catalog.clock_timestamp()"
+		"  FOR UPDATE SKIP LOCKED)",
+		1, {INT4OID}
+	},
+	[Q_SHARDS] = {
+		"SELECT " EL_LEASE_COLUMNS
+		" WHERE o.group_id OPERATOR(pg_catalog.=) $1 ORDER BY o.shard",
+		1, {INT4OID}
+	},
+	/* SKIP LOCKED: a row another transaction holds is not ours to take. */
+	[Q_SHARDS_LOCK] = {
+		"SELECT " EL_LEASE_COLUMNS
+		" WHERE o.group_id OPERATOR(pg_catalog.=) $1"
+		" AND o.shard OPERATOR(pg_catalog.=) ANY ($2) ORDER BY o.shard"
+		" FOR UPDATE OF o SKIP LOCKED",
+		2, {INT4OID, INT4ARRAYOID}
+	},
+	[Q_SHARDS_ASSIGN] = {
+		"UPDATE event_log.consumer_offsets SET member = $3"
+		" WHERE group_id OPERATOR(pg_catalog.=) $1 AND shard OPERATOR(pg_catalog.=) ANY ($2)",
+		3, {INT4OID, INT4ARRAYOID, TEXTOID}
+	},
+	[Q_OFFSET_LOCK] = {
+		"SELECT " EL_LEASE_COLUMNS
+		" WHERE o.group_id OPERATOR(pg_catalog.=) $1 AND o.shard OPERATOR(pg_catalog.=) $2"
+		" FOR UPDATE OF o",
+		2, {INT4OID, INT4OID}
+	},
+	[Q_OFFSET_SET] = {
+		"UPDATE event_log.consumer_offsets"
+		" SET committed_seq = $3, committed_at = pg_catalog.clock_timestamp()"
+		" WHERE group_id OPERATOR(pg_catalog.=) $1 AND shard OPERATOR(pg_catalog.=) $2",
+		3, {INT4OID, INT4OID, INT8OID}
+	},
+	/* commit_offset()'s common case: my shard, forwards, within the shard. */
+	[Q_OFFSET_ADVANCE] = {
+		"UPDATE event_log.consumer_offsets"
+		" SET committed_seq = $3, committed_at = pg_catalog.clock_timestamp()"
+		" WHERE group_id OPERATOR(pg_catalog.=) $1 AND shard OPERATOR(pg_catalog.=) $2"
+		" AND member OPERATOR(pg_catalog.=) $4 AND committed_seq OPERATOR(pg_catalog.<) $3",
+		4, {INT4OID, INT4OID, INT8OID, TEXTOID}
+	},
+
+	/*
+	 * poll(auto_commit): move each shard from where the previous poll read
+	 * it to where that poll stopped, if it is still where that poll found
+	 * it and still mine.
+	 */
+	[Q_OFFSETS_AUTO] = {
+		"UPDATE event_log.consumer_offsets o"
+		" SET committed_seq = c.to_seq, committed_at = pg_catalog.clock_timestamp()"
+		" FROM ROWS FROM (pg_catalog.unnest($2), pg_catalog.unnest($3), pg_catalog.unnest($4))"
+		" AS c(shard, from_seq, to_seq)"
+		" WHERE o.group_id OPERATOR(pg_catalog.=) $1 AND o.shard OPERATOR(pg_catalog.=) c.shard"
+		" AND o.member OPERATOR(pg_catalog.=) $5"
+		" AND o.committed_seq OPERATOR(pg_catalog.=) c.from_seq",
+		5, {INT4OID, INT4ARRAYOID, INT8ARRAYOID, INT8ARRAYOID, TEXTOID}
+	},
+	[Q_OFFSET_GET] = {
+		"SELECT o.committed_seq FROM event_log.consumer_offsets o"
+		" JOIN event_log.consumer_groups g ON g.id OPERATOR(pg_catalog.=) o.group_id"
+		" WHERE g.stream OPERATOR(pg_catalog.=) $1 AND g.group_name OPERATOR(pg_catalog.=) $2"
+		" AND o.shard OPERATOR(pg_catalog.=) $3",
+		3, {REGCLASSOID, TEXTOID, INT4OID}
+	},
+};
+
+/* ----------------------------------------------------------------
+ * The group catalog
+ * ----------------------------------------------------------------
+ */
+
+/*
+ * Run one of the statements above on the group catalog, as its owner
+ * (catalog.c), with a kept plan.  The caller is connected to SPI.
+ */
+uint64
+el_query(ElQuery q, Datum *values, const char *nulls, long tcount)
+{
+	return el_catalog_sql(el_queries[q].sql, el_queries[q].nargs,
+						  el_queries[q].types, values, nulls, 0, tcount);
+}
+
+Datum
+el_result(uint64 row, int col, bool *isnull)
+{
+	return SPI_getbinval(SPI_tuptable->vals[row], SPI_tuptable->tupdesc, col,
+						 isnull);
+}
+
+/* Read the lease columns of one result row (EL_LEASE_COLUMNS). */
+void
+el_result_lease(uint64 row, ElLease *lease)
+{
+	bool		isnull;
+	Datum		d;
+
+	lease->shard = DatumGetInt32(el_result(row, 1, &isnull));
+	d = el_result(row, 2, &isnull);
+	lease->member = isnull ? NULL : TextDatumGetCString(d);
+	d = el_result(row, 3, &isnull);
+	lease->has_member_row = !isnull;
+	lease->lock_id = isnull ? 0 : DatumGetInt32(d);
+	d = el_result(row, 4, &isnull);
+	lease->unexpired = !isnull && DatumGetBool(d);
+	lease->committed_seq = DatumGetInt64(el_result(row, 5, &isnull));
+}
+
+Datum
+el_int4_array(const int32 *items, int n)
+{
+	Datum	   *d = palloc(sizeof(Datum) * Max(n, 1));
+
+	for (int i = 0; i < n; i++)
+		d[i] = Int32GetDatum(items[i]);
+	return PointerGetDatum(construct_array(d, n, INT4OID, 4, true, TYPALIGN_INT));
+}
+
+Datum
+el_int8_array(const int64 *items, int n)
+{
+	Datum	   *d = palloc(sizeof(Datum) * Max(n, 1));
+
+	for (int i = 0; i < n; i++)
+		d[i] = Int64GetDatum(items[i]);
+	return PointerGetDatum(construct_array(d, n, INT8OID, 8, FLOAT8PASSBYVAL,
+										   TYPALIGN_DOUBLE));
+}
+
+/* ----------------------------------------------------------------
+ * Input checks
+ * ----------------------------------------------------------------
+ */
+
+void
+el_check_name(text *name, const char *what)
+{
+	int			len = VARSIZE_ANY_EXHDR(name);
+
+	if (len == 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("%s must not be empty", what)));
+	if (len > EL_MAX_NAME_BYTES)
+		ereport(ERROR,
+				(errcode(ERRCODE_NAME_TOO_LONG),
+				 errmsg("%s is too long", what),
+				 errdetail("It is limited to %d bytes; this one has %d.",
+						   EL_MAX_NAME_BYTES, len)));
+}
+
+/*
+ * The session's own member identity: backend pid and start time, unique for
+ * the life of the cluster.
+ */
+char *
+el_session_member(void)
+{
+	static char *session_member = NULL;
+
+	if (session_member == NULL)
+		session_member = MemoryContextStrdup(TopMemoryContext,
+											 psprintf("%d@%s", MyProcPid,
+													  timestamptz_to_str(MyStartTimestamp)));
+	return session_member;
+}
+
+/* The member a call acts for: the argument, or the session's identity. */
+char *
+el_member_arg(FunctionCallInfo fcinfo, int argno)
+{
+	if (PG_ARGISNULL(argno))
+		return el_session_member();
+	el_check_name(PG_GETARG_TEXT_PP(argno), "member name");
+	return text_to_cstring(PG_GETARG_TEXT_PP(argno));
+}
+
+/* ----------------------------------------------------------------
+ * Groups
+ * ----------------------------------------------------------------
+ */
+
+/*
+ * Find the group, or create it (with a row per shard) when create is set.
+ * Creating sends a relcache invalidation for the stream, so that appenders
+ * start notifying its channel.  Returns false if it does not exist and
+ * create is not set.  The caller is connected to SPI.
+ */
+/*
+ * The last group this backend opened, so that a consumer's loop does not
+ * look it up on every call.  A stale entry (the group was dropped, or its
+ * creation rolled back) is noticed by the next statement that finds no row
+ * for its id, which calls el_group_forget() and opens the group again.
+ */
+static struct
+{
+	Oid			relid;
+	char		name[EL_MAX_NAME_BYTES + 1];
+	int32		id;
+	Oid			owner;
+}			el_last_group;
+
+void
+el_group_forget(void)
+{
+	el_last_group.id = 0;
+}
+
+static void
+el_group_remember(ElGroup *g)
+{
+	int			len = VARSIZE_ANY_EXHDR(g->name);
+
+	el_last_group.relid = g->relid;
+	memcpy(el_last_group.name, VARDATA_ANY(g->name), len);
+	el_last_group.name[len] = '\0';
+	el_last_group.id = g->id;
+	el_last_group.owner = g->owner;
+}
+
+static bool
+el_group_open(ElGroup *g, text *name, Oid relid, int shards, bool create)
+{
+	Datum		values[3];
+	bool		isnull;
+	int			len = VARSIZE_ANY_EXHDR(name);
+
+	g->relid = relid;
+	g->shards = shards;
+	g->name = name;
+	if (el_last_group.id != 0 && el_last_group.relid == relid &&
+		strlen(el_last_group.name) == (size_t) len &&
+		memcmp(el_last_group.name, VARDATA_ANY(name), len) == 0)
+	{
+		g->id = el_last_group.id;
+		g->owner = el_last_group.owner;
+		return true;
+	}
+	el_group_forget();
+	values[0] = ObjectIdGetDatum(relid);
+	values[1] = PointerGetDatum(name);
+	values[2] = ObjectIdGetDatum(GetUserId());
+	if (el_query(Q_GROUP_FIND, values, NULL, 1) == 0)
+	{
+		if (!create)
+			return false;
+
+		/*
+		 * Two sessions creating the same group: ON CONFLICT makes the second
+		 * wait for the first and then insert nothing; it finds the first's
+		 * row with its next statement's snapshot.
+		 */
+		if (el_query(Q_GROUP_CREATE, values, NULL, 1) == 1)
+		{
+			Datum		args[2];
+
+			g->id = DatumGetInt32(el_result(0, 1, &isnull));
+			g->owner = DatumGetObjectId(el_result(0, 2, &isnull));
+			args[0] = Int32GetDatum(g->id);
+			args[1] = Int32GetDatum(shards);
+			el_query(Q_OFFSETS_CREATE, args, NULL, 0);
+			CacheInvalidateRelcacheByRelid(relid);
+			el_group_remember(g);
+			return true;
+		}
+		if (el_query(Q_GROUP_FIND, values, NULL, 1) == 0)
+			ereport(ERROR,
+					(errcode(ERRCODE_T_R_SERIALIZATION_FAILURE),
+					 errmsg("could not create consumer group \"%s\" of event stream \"%s\"",
+							text_to_cstring(name), el_qualified_name(relid)),
+					 errdetail("Another transaction created it concurrently."),
+					 errhint("Retry the transaction.")));
+	}
+	g->id = DatumGetInt32(el_result(0, 1, &isnull));
+	g->owner = DatumGetObjectId(el_result(0, 2, &isnull));
+	el_group_remember(g);
+	return true;
+}
+
+/* Only the group's owner role (and roles that have its privileges) use it. */
+static void
+el_group_check_owner(ElGroup *g)
+{
+	if (!has_privs_of_role(GetUserId(), g->owner))
+	{
+		char	   *owner = GetUserNameFromId(g->owner, true);
+
+		ereport(ERROR,
+				(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
+				 errmsg("permission denied for consumer group \"%s\" of event stream \"%s\"",
+						text_to_cstring(g->name), el_qualified_name(g->relid)),
+				 owner ? errdetail("The group belongs to role \"%s\".", owner) : 0,
+				 errhint("Use the group as its owner or a member of the owner role, or use another group name.")));
+	}
+}
+
+/* Common start of the functions that act on a group: checks, SPI, group. */
+void
+el_group_begin(ElGroup *g, FunctionCallInfo fcinfo, bool create)
+{
+	Oid			relid = PG_GETARG_OID(1);
+	int			shards;
+
+	bool		stream_owner;
+
+	el_check_name(PG_GETARG_TEXT_PP(0), "group name");
+	shards = el_require_stream(relid);
+
+	/*
+	 * drop_group() (the one caller that does not create): the stream's owner
+	 * may drop any group of its stream, as it may drop any projection of it,
+	 * so that a reader cannot squat a group name for good.
+	 */
+	stream_owner = !create && pg_class_ownercheck(relid, GetUserId());
+	if (!stream_owner)
+		el_check_select(relid);
+	SPI_connect();
+	if (!create)
+		el_group_forget();		/* look it up: no stale entry may recreate it */
+	if (!el_group_open(g, PG_GETARG_TEXT_PP(0), relid, shards, create))
+		g->id = 0;
+	else if (!stream_owner)
+		el_group_check_owner(g);
+}
+
+/*
+ * The group g named is gone (a statement found no row for its id): open it
+ * again by name, creating it if need be (as any first use of a group
+ * does), and check that the caller may use what is there now.
+ */
+void
+el_group_reopen(ElGroup *g)
+{
+	el_group_forget();
+	(void) el_group_open(g, g->name, g->relid, g->shards, true);
+	el_group_check_owner(g);
+}
+
+/*
+ * Whether a stream has consumer groups (for appenders' NOTIFY).  Called
+ * through the stream cache, also at pre-commit, when no SPI connection is
+ * open.  False if the extension's catalog is gone (being dropped).
+ */
+bool
+el_consumer_groups_exist(Oid relid)
+{
+	Oid			nsp = get_namespace_oid("event_log", true);
+	Datum		values[1];
+	bool		exists;
+
+	if (!OidIsValid(nsp) || !OidIsValid(get_relname_relid("consumer_groups", nsp)))
+		return false;
+	values[0] = ObjectIdGetDatum(relid);
+	SPI_connect();
+	/* At pre-commit no snapshot is active; any recent one will do. */
+	PushActiveSnapshot(GetTransactionSnapshot());
+	exists = el_query(Q_GROUPS_EXIST, values, NULL, 1) > 0;
+	PopActiveSnapshot();
+	SPI_finish();
+	return exists;
+}
+
+/* drop_stream(): its groups go with it.  The caller is connected to SPI. */
+void
+el_consumer_forget_stream(Oid relid, const char *qname)
+{
+	Datum		values[1];
+
+	values[0] = ObjectIdGetDatum(relid);
+	el_query(Q_STREAM_FORGET, values, NULL, 0);
+	el_group_forget();
+}
+
+/* ----------------------------------------------------------------
+ * What this backend knows of a stream's consumers
+ *
+ * Per stream: whether it has a consumer group (for the commit-time NOTIFY),
+ * and per shard the highest seq seen committed (which lets commit_offset()
+ * skip probing the shard's end: a committed event never goes away).
+ * Entries are reset by relcache invalidations of the stream, which creating
+ * or dropping a group and drop_stream() send.  An entry is marked valid
+ * before it is filled, so an invalidation that arrives meanwhile leaves it
+ * stale for the next caller; entries are never removed, so pointers to
+ * them stay good.
+ * ----------------------------------------------------------------
+ */
+
+typedef struct ElConsumerStream
+{
+	Oid			relid;			/* hash key */
+	bool		valid;
+	int			shards;
+	bool		consumers_known;	/* has_consumers is up to date */
+	bool		has_consumers;
+	int64	   *seen_end;		/* [shards], or NULL */
+} ElConsumerStream;
+
+static HTAB *el_consumer_streams = NULL;
+
+static void
+el_consumer_streams_callback(Datum arg, Oid relid)
+{
+	HASH_SEQ_STATUS status;
+	ElConsumerStream *entry;
+
+	if (OidIsValid(relid))
+	{
+		entry = hash_search(el_consumer_streams, &relid, HASH_FIND, NULL);
+		if (entry)
+			entry->valid = false;
+		return;
+	}
+	hash_seq_init(&status, el_consumer_streams);
+	while ((entry = hash_seq_search(&status)) != NULL)
+		entry->valid = false;
+}
+
+void
+el_consumer_cache_init(void)
+{
+	HASHCTL		ctl;
+
+	ctl.keysize = sizeof(Oid);
+	ctl.entrysize = sizeof(ElConsumerStream);
+	el_consumer_streams = hash_create("event_log consumer streams", 64, &ctl,
+									  HASH_ELEM | HASH_BLOBS);
+	CacheRegisterRelcacheCallback(el_consumer_streams_callback, (Datum) 0);
+}
+
+static ElConsumerStream *
+el_consumer_stream(Oid relid)
+{
+	ElConsumerStream *entry;
+	bool		found;
+
+	entry = hash_search(el_consumer_streams, &relid, HASH_ENTER, &found);
+	if (found && entry->valid)
+		return entry;
+	if (found && entry->seen_end)
+		pfree(entry->seen_end);
+	entry->seen_end = NULL;
+	entry->consumers_known = false;
+	entry->valid = true;
+	entry->shards = el_stream_shards(relid);
+	return entry;
+}
+
+/* The highest seq of a shard this backend has seen committed (0 if none). */
+int64
+el_shard_seen_end(Oid relid, int32 shard)
+{
+	ElConsumerStream *entry = el_consumer_stream(relid);
+
+	if (entry->seen_end == NULL || shard < 0 || shard >= entry->shards)
+		return 0;
+	return entry->seen_end[shard];
+}
+
+/*
+ * Record that seq of a shard was read.  The caller makes sure it was
+ * committed: a transaction that appended to the stream could roll its own
+ * events back, so what it reads must not be recorded.
+ */
+void
+el_shard_saw(Oid relid, int32 shard, int64 seq)
+{
+	ElConsumerStream *entry = el_consumer_stream(relid);
+
+	if (shard < 0 || shard >= entry->shards)
+		return;
+	if (entry->seen_end == NULL)
+		entry->seen_end = MemoryContextAllocZero(TopMemoryContext,
+												 sizeof(int64) * entry->shards);
+	if (seq > entry->seen_end[shard])
+		entry->seen_end[shard] = seq;
+}
+
+/*
+ * Whether the stream has at least one consumer group.  The lookup runs as
+ * the catalog's owner, also at the pre-commit of any transaction that
+ * appended, with pg_catalog pinned as the path whatever the appender's
+ * search_path says (catalog.c).
+ */
+bool
+el_stream_has_consumers(Oid relid)
+{
+	ElConsumerStream *entry = el_consumer_stream(relid);
+	bool		exists;
+
+	if (entry->consumers_known)
+		return entry->has_consumers;
+	entry->consumers_known = true;
+	exists = el_consumer_groups_exist(relid);
+	entry->has_consumers = exists;
+	return exists;
+}

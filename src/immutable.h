@@ -1,0 +1,41 @@
+/*
+ * immutable.h
+ *	  The guards that keep streams append-only (immutable.c): the check of
+ *	  an event's columns, the hooks through which the layers above say what
+ *	  they own, and the exemptions our own DDL runs under.
+ */
+#ifndef EL_IMMUTABLE_H
+#define EL_IMMUTABLE_H
+
+#include "postgres.h"
+
+#include "access/tupdesc.h"
+
+extern bool el_has_event_columns(TupleDesc desc);
+
+/*
+ * Set at load time by the layers above.  owned_relation: whether a relation
+ * belongs to them and may be dropped only through their own functions
+ * (projections' views and build tables).  stream_triggers: how many inline
+ * projection triggers the stream must have.
+ */
+typedef bool (*el_guard_relation_hook_type) (Oid relid);
+typedef int (*el_guard_triggers_hook_type) (Oid stream);
+extern PGDLLIMPORT el_guard_relation_hook_type el_guard_owned_relation_hook;
+extern PGDLLIMPORT el_guard_triggers_hook_type el_guard_stream_triggers_hook;
+
+/*
+ * Our own DDL that the guards let through, per relation, for the duration
+ * of one statement: the caller clears it with el_guard_disallow() in a
+ * PG_FINALLY block.
+ *	 EL_GUARD_PROJECTION_DDL: a projection's trigger on the stream may be
+ *		created or dropped; a projection's relation may be dropped.
+ *	 EL_GUARD_DROP_STREAM: the stream may be dropped (drop_stream()).
+ */
+#define EL_GUARD_PROJECTION_DDL	0x01
+#define EL_GUARD_DROP_STREAM	0x02
+
+extern void el_guard_allow(Oid relid, int what);
+extern void el_guard_disallow(Oid relid);
+
+#endif							/* EL_IMMUTABLE_H */

@@ -1,0 +1,23 @@
+/*
+ * read.h
+ *	  Reading a stream as the caller (read.c): one shard after a seq, the
+ *	  end of a shard, and the checks and result set-up the readers share.
+ */
+#ifndef EL_READ_H
+#define EL_READ_H
+
+#include "postgres.h"
+
+#include "fmgr.h"
+#include "tcop/dest.h"
+#include "utils/tuplestore.h"
+
+extern uint64 el_read_shard(Oid relid, int32 shard, int64 after_seq,
+							int64 max_count, DestReceiver *dest);
+extern int64 el_shard_end(Oid relid, int32 shard);
+extern void el_check_shard(Oid relid, int shards, int32 shard);
+extern void el_check_select(Oid relid);
+extern Tuplestorestate *el_result_store(FunctionCallInfo fcinfo,
+										bool expected_desc);
+
+#endif							/* EL_READ_H */

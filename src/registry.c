@@ -1,0 +1,449 @@
+/*
+ * registry.c
+ *	  The stream registry (event_log.streams), which says which tables are
+ *	  streams and how many shards each has, and what each backend caches
+ *	  about a stream: its unique indexes and the plans run against it.
+ *
+ *	  The registry is written only here (for create_stream() and
+ *	  drop_stream(), stream.c), with the executor-free catalog routines, so
+ *	  users need no privileges on it.  Lookups go through a small
+ *	  per-backend cache keyed by relation OID and flushed by relcache
+ *	  invalidations.
+ */
+#include "postgres.h"
+
+#include <ctype.h>
+
+#include "access/genam.h"
+#include "access/table.h"
+#include "catalog/indexing.h"
+#include "catalog/namespace.h"
+#include "fmgr.h"
+#include "miscadmin.h"
+#include "storage/lmgr.h"
+#include "utils/builtins.h"
+#include "utils/fmgroids.h"
+#include "utils/inval.h"
+#include "utils/lsyscache.h"
+#include "utils/syscache.h"
+
+#include "catalog.h"
+#include "event_log.h"
+#include "registry.h"
+
+/* Registry columns (event_log.streams) */
+#define Anum_reg_stream		1
+#define Anum_reg_shards		2
+#define Anum_reg_created_at 3
+#define Anum_reg_created_by 4
+#define Natts_reg			4
+
+/*
+ * Per-backend cache of what we know about a relation: whether it is a stream,
+ * its unique indexes and the SPI plans run against it.  Entries are marked
+ * stale by relcache invalidations (creating or dropping an index, renaming,
+ * create_stream() and drop_stream() all send one) and rebuilt on next use.
+ */
+typedef struct ElStreamCacheEntry
+{
+	Oid			relid;			/* hash key */
+	bool		valid;
+	int			shards;			/* -1: not a stream */
+	bool		have_indexes;
+	ElStreamIndexes indexes;
+	SPIPlanPtr	plans[EL_NUM_PLANS];
+} ElStreamCacheEntry;
+
+static HTAB *el_stream_cache = NULL;
+
+static void
+el_stream_cache_callback(Datum arg, Oid relid)
+{
+	HASH_SEQ_STATUS status;
+	ElStreamCacheEntry *entry;
+
+	if (el_stream_cache == NULL)
+		return;
+	if (OidIsValid(relid))
+	{
+		entry = hash_search(el_stream_cache, &relid, HASH_FIND, NULL);
+		if (entry)
+			entry->valid = false;
+		return;
+	}
+	hash_seq_init(&status, el_stream_cache);
+	while ((entry = hash_seq_search(&status)) != NULL)
+		entry->valid = false;
+}
+
+void
+el_stream_cache_init(void)
+{
+	HASHCTL		ctl;
+
+	ctl.keysize = sizeof(Oid);
+	ctl.entrysize = sizeof(ElStreamCacheEntry);
+	el_stream_cache = hash_create("event_log stream cache", 64, &ctl,
+								  HASH_ELEM | HASH_BLOBS);
+	CacheRegisterRelcacheCallback(el_stream_cache_callback, (Datum) 0);
+}
+
+/*
+ * The cache entry for relid, rebuilt if stale.  The entry is marked valid
+ * before the registry is read, so an invalidation that arrives during the
+ * read leaves it stale for the next caller.
+ */
+static ElStreamCacheEntry *
+el_stream_entry(Oid relid)
+{
+	ElStreamCacheEntry *entry;
+	bool		found;
+	int			shards;
+
+	entry = hash_search(el_stream_cache, &relid, HASH_ENTER, &found);
+	if (found && entry->valid)
+		return entry;
+	if (!found)
+		memset(entry->plans, 0, sizeof(entry->plans));
+	for (int i = 0; i < EL_NUM_PLANS; i++)
+	{
+		if (entry->plans[i])
+			SPI_freeplan(entry->plans[i]);
+		entry->plans[i] = NULL;
+	}
+	entry->valid = true;
+	entry->have_indexes = false;
+	entry->shards = -1;
+
+	/* Reading the registry may process invalidations: look the entry up again. */
+	shards = el_registry_shards(relid);
+	entry = hash_search(el_stream_cache, &relid, HASH_FIND, NULL);
+	entry->shards = shards;
+	return entry;
+}
+
+/*
+ * Read the registry: the stream's shard count, or -1 when relid is not a
+ * stream.  Uses the catalog snapshot, which during logical decoding is the
+ * historic one (the registry is a user_catalog_table for that reason).
+ */
+int
+el_registry_shards(Oid relid)
+{
+	Oid			regid = el_registry_oid(true);
+	Relation	reg;
+	SysScanDesc scan;
+	ScanKeyData key;
+	HeapTuple	tup;
+	int			shards = -1;
+
+	if (!OidIsValid(regid))
+		return -1;
+
+	reg = table_open(regid, AccessShareLock);
+	ScanKeyInit(&key, Anum_reg_stream, BTEqualStrategyNumber, F_OIDEQ,
+				ObjectIdGetDatum(relid));
+	scan = systable_beginscan(reg, InvalidOid, false, NULL, 1, &key);
+	if (HeapTupleIsValid(tup = systable_getnext(scan)))
+	{
+		bool		isnull;
+		Datum		d = heap_getattr(tup, Anum_reg_shards, RelationGetDescr(reg),
+									 &isnull);
+
+		shards = isnull ? -1 : DatumGetInt32(d);
+	}
+	systable_endscan(scan);
+	table_close(reg, AccessShareLock);
+	return shards;
+}
+
+/* Cached form of el_registry_shards(). */
+int
+el_stream_shards(Oid relid)
+{
+	return el_stream_entry(relid)->shards;
+}
+
+/* Shard count of a stream; a clear error if relid is not one. */
+int
+el_require_stream(Oid relid)
+{
+	int			shards = el_stream_shards(relid);
+
+	if (shards < 1)
+	{
+		if (get_rel_name(relid) == NULL)
+			ereport(ERROR,
+					(errcode(ERRCODE_UNDEFINED_TABLE),
+					 errmsg("relation with OID %u does not exist", relid)));
+		ereport(ERROR,
+				(errcode(ERRCODE_WRONG_OBJECT_TYPE),
+				 errmsg("\"%s\" is not an event stream", el_qualified_name(relid)),
+				 errhint("Create streams with event_log.create_stream().")));
+	}
+	return shards;
+}
+
+/*
+ * Lock a stream for a command and make sure it is still a stream once the
+ * lock is held; returns its shard count.
+ *
+ * Callers check what they can (that relid is a stream, the caller's
+ * privileges) before calling, so a role without privileges cannot queue
+ * behind other transactions' locks.  Waiting for the lock lets a concurrent
+ * drop_stream() commit: LockRelationOid() then processes the invalidations
+ * it sent, so the checks below see the drop, and the command fails cleanly
+ * with 42P01 instead of tripping over a relation that is no longer there.
+ * The lock is kept to the end of the transaction, so the stream cannot go
+ * away afterwards either.  It is the lock the command's own statement takes
+ * on the table anyway (RowExclusiveLock for append()'s INSERT,
+ * AccessShareLock for the reads, AccessExclusiveLock for the drop), taken
+ * first, before any other lock of the command (append() takes its shard lock
+ * after it, as before), so no new lock order and no new deadlock arises.
+ */
+int
+el_lock_stream(Oid relid, LOCKMODE lockmode)
+{
+	char	   *name = NULL;
+	int			shards;
+
+	/* The name, for the error, only when we have to wait (and it may go). */
+	if (!ConditionalLockRelationOid(relid, lockmode))
+	{
+		name = el_qualified_name(relid);
+		LockRelationOid(relid, lockmode);
+	}
+	if (!SearchSysCacheExists1(RELOID, ObjectIdGetDatum(relid)) ||
+		(shards = el_stream_shards(relid)) < 1)
+	{
+		UnlockRelationOid(relid, lockmode);
+		if (name == NULL)
+			ereport(ERROR,
+					(errcode(ERRCODE_UNDEFINED_TABLE),
+					 errmsg("event stream with OID %u does not exist", relid),
+					 errdetail("It was dropped while this command ran.")));
+		ereport(ERROR,
+				(errcode(ERRCODE_UNDEFINED_TABLE),
+				 errmsg("event stream \"%s\" does not exist", name),
+				 errdetail("It was dropped while this command waited for it.")));
+	}
+	return shards;
+}
+
+/*
+ * Find the three unique indexes every stream relies on.  Returns false if any
+ * is missing (the DDL guard reports that; lookups need them).
+ */
+bool
+el_find_stream_indexes(Relation rel, ElStreamIndexes *out)
+{
+	List	   *indexes = RelationGetIndexList(rel);
+	ListCell   *lc;
+
+	memset(out, 0, sizeof(*out));
+	foreach(lc, indexes)
+	{
+		Oid			indexoid = lfirst_oid(lc);
+		HeapTuple	tup = SearchSysCache1(INDEXRELID, ObjectIdGetDatum(indexoid));
+		Form_pg_index idx;
+
+		if (!HeapTupleIsValid(tup))
+			continue;
+		idx = (Form_pg_index) GETSTRUCT(tup);
+		if (idx->indisunique && idx->indisvalid && idx->indimmediate &&
+			heap_attisnull(tup, Anum_pg_index_indexprs, NULL) &&
+			heap_attisnull(tup, Anum_pg_index_indpred, NULL))
+		{
+			int			n = idx->indnkeyatts;
+			int16	   *k = idx->indkey.values;
+
+			if (n == 2 && k[0] == Anum_el_shard && k[1] == Anum_el_seq)
+				out->pk = indexoid;
+			else if (n == 1 && k[0] == Anum_el_event_id)
+				out->event_id = indexoid;
+			else if (n == 2 && k[0] == Anum_el_key && k[1] == Anum_el_version)
+				out->key_version = indexoid;
+		}
+		ReleaseSysCache(tup);
+	}
+	list_free(indexes);
+	return OidIsValid(out->pk) && OidIsValid(out->event_id) &&
+		OidIsValid(out->key_version);
+}
+
+/* The stream's unique indexes, cached; an error if one is missing. */
+const ElStreamIndexes *
+el_stream_indexes(Relation rel)
+{
+	ElStreamCacheEntry *entry = el_stream_entry(RelationGetRelid(rel));
+
+	if (!entry->have_indexes)
+	{
+		ElStreamIndexes found;
+
+		if (!el_find_stream_indexes(rel, &found))
+			ereport(ERROR,
+					(errcode(ERRCODE_EL_IMMUTABLE),
+					 errmsg("event stream \"%s\" is missing one of its unique indexes",
+							el_qualified_name(RelationGetRelid(rel))),
+					 errdetail("Every stream needs unique indexes on (shard, seq), (event_id) and (key, version).")));
+		entry = el_stream_entry(RelationGetRelid(rel));
+		entry->indexes = found;
+		entry->have_indexes = true;
+	}
+	return &entry->indexes;
+}
+
+/*
+ * A kept SPI plan for one of the statements we run against a stream.  The
+ * caller must be connected to SPI.
+ *
+ * These statements run as the caller (append(), read(), replay(), and the
+ * consumer functions after their own checks), but they must mean the same
+ * under any search_path: the plan cache analyses a kept plan again whenever
+ * it runs under another search_path than the one it was made under.  So
+ * nothing in them is resolved through the path: the table name is
+ * schema-qualified and quoted, operators are spelled OPERATOR(pg_catalog.x),
+ * parameters have the exact types of the columns they meet (no cast or
+ * coercion function is looked up), and ORDER BY uses the column type's
+ * default btree operator class, which is found by type, not by name.  The
+ * plan is prepared with only pg_catalog on the path, and its first run under
+ * the caller's path analyses it again (once per path and backend), to the
+ * same plan.  The path is not pinned while the plan runs: that would also
+ * pin it for the caller's own triggers and policies on the stream, which run
+ * as the caller and may rely on the caller's path.
+ */
+SPIPlanPtr
+el_stream_plan(Oid relid, ElPlanKind kind)
+{
+	ElStreamCacheEntry *entry = el_stream_entry(relid);
+	const char *name;
+	char	   *sql = NULL;
+	int			nargs = 0;
+	Oid			argtypes[5];
+	volatile SPIPlanPtr plan;
+
+	if (entry->plans[kind])
+		return entry->plans[kind];
+
+	name = el_qualified_name(relid);
+	switch (kind)
+	{
+		case EL_PLAN_INSERT:
+			sql = psprintf("INSERT INTO %s (key, type, payload, metadata, event_id)"
+						   " VALUES ($1, $2, $3, $4, $5)", name);
+			nargs = 5;
+			argtypes[0] = TEXTOID;
+			argtypes[1] = TEXTOID;
+			argtypes[2] = JSONBOID;
+			argtypes[3] = JSONBOID;
+			argtypes[4] = UUIDOID;
+			break;
+		case EL_PLAN_READ:
+			sql = psprintf("SELECT shard, seq, key, version, type, payload, metadata,"
+						   " event_id, recorded_at FROM %s"
+						   " WHERE shard OPERATOR(pg_catalog.=) $1"
+						   " AND seq OPERATOR(pg_catalog.>) $2"
+						   " ORDER BY seq LIMIT $3", name);
+			nargs = 3;
+			argtypes[0] = INT4OID;
+			argtypes[1] = INT8OID;
+			argtypes[2] = INT8OID;
+			break;
+		case EL_PLAN_LAST:
+			sql = psprintf("SELECT seq FROM %s"
+						   " WHERE shard OPERATOR(pg_catalog.=) $1"
+						   " ORDER BY seq DESC LIMIT 1", name);
+			nargs = 1;
+			argtypes[0] = INT4OID;
+			break;
+		case EL_PLAN_REPLAY:
+			sql = psprintf("SELECT shard, seq, key, version, type, payload, metadata,"
+						   " event_id, recorded_at FROM %s"
+						   " WHERE key OPERATOR(pg_catalog.=) $1"
+						   " AND version OPERATOR(pg_catalog.>) $2"
+						   " ORDER BY version", name);
+			nargs = 2;
+			argtypes[0] = TEXTOID;
+			argtypes[1] = INT8OID;
+			break;
+		case EL_NUM_PLANS:
+			elog(ERROR, "bad plan kind");
+	}
+
+	/*
+	 * Always the generic plan: each of these has one sensible plan (an index
+	 * scan in key order), and with a custom plan every call would be planned
+	 * again (a LIMIT given as a parameter makes the generic plan look costly
+	 * to the plan cache, which then never switches to it).
+	 */
+	el_push_catalog_path();
+	PG_TRY();
+	{
+		plan = SPI_prepare_cursor(sql, nargs, argtypes, CURSOR_OPT_GENERIC_PLAN);
+	}
+	PG_FINALLY();
+	{
+		PopOverrideSearchPath();
+	}
+	PG_END_TRY();
+	if (plan == NULL)
+		elog(ERROR, "SPI_prepare failed for \"%s\": %s", sql,
+			 SPI_result_code_string(SPI_result));
+
+	/*
+	 * Preparing may have processed invalidations.  Keep the plan only if the
+	 * entry is still fresh; otherwise it is used once and freed by
+	 * SPI_finish().
+	 */
+	entry = hash_search(el_stream_cache, &relid, HASH_FIND, NULL);
+	if (entry && entry->valid)
+	{
+		SPI_keepplan(plan);
+		entry->plans[kind] = plan;
+	}
+	return plan;
+}
+
+/* Register a new stream, and make the backend's caches see it. */
+void
+el_registry_insert(Oid relid, int shards)
+{
+	Relation	reg = table_open(el_registry_oid(false), RowExclusiveLock);
+	Datum		values[Natts_reg];
+	bool		nulls[Natts_reg] = {0};
+	NameData	creator;
+	HeapTuple	tup;
+
+	namestrcpy(&creator, GetUserNameFromId(GetUserId(), false));
+	values[Anum_reg_stream - 1] = ObjectIdGetDatum(relid);
+	values[Anum_reg_shards - 1] = Int32GetDatum(shards);
+	values[Anum_reg_created_at - 1] =
+		TimestampTzGetDatum(GetCurrentTransactionStartTimestamp());
+	values[Anum_reg_created_by - 1] = NameGetDatum(&creator);
+	tup = heap_form_tuple(RelationGetDescr(reg), values, nulls);
+	CatalogTupleInsert(reg, tup);
+	table_close(reg, NoLock);
+	CacheInvalidateRelcacheByRelid(relid);
+	CommandCounterIncrement();
+}
+
+/* Remove a stream from the registry, likewise. */
+void
+el_registry_delete(Oid relid)
+{
+	Relation	reg = table_open(el_registry_oid(false), RowExclusiveLock);
+	SysScanDesc scan;
+	ScanKeyData key;
+	HeapTuple	tup;
+
+	ScanKeyInit(&key, Anum_reg_stream, BTEqualStrategyNumber, F_OIDEQ,
+				ObjectIdGetDatum(relid));
+	scan = systable_beginscan(reg, InvalidOid, false, NULL, 1, &key);
+	while (HeapTupleIsValid(tup = systable_getnext(scan)))
+		CatalogTupleDelete(reg, &tup->t_self);
+	systable_endscan(scan);
+	table_close(reg, NoLock);
+	CacheInvalidateRelcacheByRelid(relid);
+	CommandCounterIncrement();
+}
