@@ -41,7 +41,7 @@ from_makefile() {
 }
 [[ -n ${REGRESS+set} ]] || REGRESS=$(from_makefile REGRESS)
 [[ -n ${ISOLATION+set} ]] || ISOLATION=$(from_makefile ISOLATION)
-[[ -n ${PROVE_TESTS:-} ]] || PROVE_TESTS=$(from_makefile PROVE_TESTS)
+[[ -n ${PROVE_TESTS+set} ]] || PROVE_TESTS=$(from_makefile PROVE_TESTS)
 read -ra regress_tests <<<"$REGRESS"
 read -ra isolation_tests <<<"$ISOLATION"
 # The TAP scripts, as prove will get them (globs expanded here, to count).
