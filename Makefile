@@ -11,11 +11,18 @@ PGFILEDESC = "event_log - event streams with commit-order offsets"
 # pg_regress suites (sql/NAME.sql, expected/NAME.out)
 REGRESS    = streams append immutability bad_input privileges hostile_streams cdc projections \
              hostile_projections projection_builds consumers hostile_consumers
-# isolation specs (test/specs/NAME.spec, test/expected/NAME.out)
+# isolation specs (test/specs/NAME.spec, test/expected/NAME.out): pg_regress
+# reads INPUTDIR/specs and INPUTDIR/expected, and the last --inputdir wins
+# over the one PGXS passes (docs/testing.md says why they live in test/)
+ISOLATION_OPTS = --inputdir=test
 ISOLATION  = commit_order rollback repeatable_read prepared shards_independent version_cache \
              projection_async projection_rebuild projection_inline_rr projection_drop_race \
              consumer_members consumer_commit consumer_poll_race consumer_group_drop \
              stream_drop_race
+# TAP tests (test/t/NNN_name.pl), which share test/perl/EventLogTest.pm;
+# PROVE_FLAGS gets that directory below, after PGXS has set its default
+TAP_TESTS  = 1
+PROVE_TESTS = test/t/*.pl
 
 PG_CONFIG ?= $(shell command -v pg_config >/dev/null 2>&1 && echo pg_config || echo /usr/lib/postgresql/15/bin/pg_config)
 
@@ -50,7 +57,12 @@ ifneq ($(PGXS),)
 include $(PGXS)
 endif
 
-.PHONY: deps build demo test test-sanitize bench
+# After the include, which sets PROVE_FLAGS empty; `override` keeps the
+# helper directory when PROVE_FLAGS is given on the command line (-v ...).
+override PROVE_FLAGS += -I test/perl
+
+.PHONY: deps build demo test test-sanitize bench \
+        installcheck-regress installcheck-isolation installcheck-tap
 
 ifneq ($(PGXS),)
 $(shell echo $(BUILD_KIND) | cmp -s - $(BUILD_STAMP) || echo $(BUILD_KIND) > $(BUILD_STAMP))
@@ -58,7 +70,7 @@ $(OBJS): $(BUILD_STAMP)
 endif
 
 deps:
-	@bash test/deps.sh
+	@PG_CONFIG="$(PG_CONFIG)" bash test/deps.sh
 
 build: deps
 	$(MAKE) WERROR=$(WERROR) all
@@ -68,16 +80,39 @@ demo:
 	@$(MAKE) --no-print-directory build
 	@bash test/demo.sh
 
+# `make installcheck` (PGXS) runs all three suites against the server that
+# PGHOST/PGPORT name, with the extension installed in it. These run one
+# suite each, with exactly the commands and options `installcheck` uses
+# (PGXS's own); test/run_tests.sh calls them one by one so that each suite
+# runs even when another failed, and its result is known.
+#   make installcheck-regress REGRESS=cdc
+#   make installcheck-isolation ISOLATION=commit_order
+#   make installcheck-tap PROVE_TESTS=test/t/002_cdc_recvlogical.pl
+ifneq ($(PGXS),)
+installcheck-regress:
+	$(pg_regress_installcheck) $(REGRESS_OPTS) $(REGRESS)
+
+installcheck-isolation:
+	$(pg_isolation_regress_installcheck) $(ISOLATION_OPTS) $(ISOLATION)
+
+installcheck-tap:
+	$(prove_installcheck)
+endif
+
+# Build with WERROR=1, install, and run every suite against a throwaway
+# cluster (test/run_tests.sh); REGRESS=, ISOLATION=, PROVE_TESTS= pick tests.
 test:
 	@$(MAKE) --no-print-directory build WERROR=1
-	@REGRESS="$(REGRESS)" ISOLATION="$(ISOLATION)" bash test/run_tests.sh
+	@PG_CONFIG="$(PG_CONFIG)" REGRESS="$(REGRESS)" ISOLATION="$(ISOLATION)" \
+		PROVE_TESTS="$(PROVE_TESTS)" bash test/run_tests.sh
 
 # The whole suite against a SANITIZE=1 build; fails on any sanitizer report.
 # Afterwards the plain build is installed again, whatever the outcome.
 test-sanitize:
 	@status=0; \
 	$(MAKE) --no-print-directory build WERROR=1 SANITIZE=1 && \
-	REGRESS="$(REGRESS)" ISOLATION="$(ISOLATION)" EVENT_LOG_SANITIZE=1 \
+	PG_CONFIG="$(PG_CONFIG)" REGRESS="$(REGRESS)" ISOLATION="$(ISOLATION)" \
+		PROVE_TESTS="$(PROVE_TESTS)" EVENT_LOG_SANITIZE=1 \
 		bash test/run_tests.sh || status=$$?; \
 	echo "test-sanitize: reinstalling the plain build"; \
 	$(MAKE) --no-print-directory build SANITIZE= >/dev/null || status=1; \

@@ -28,7 +28,15 @@
 # cluster_sanitizer_reports lists the reports. See docs/security.md,
 # "Sanitizer builds".
 
-PG_BINDIR=${PG_BINDIR:-/usr/lib/postgresql/15/bin}
+# The server binaries: PG_BINDIR, or those of PG_CONFIG (default: the
+# pg_config on PATH); `make test` sets PG_CONFIG, and make passes on a
+# PG_CONFIG given on its command line to demo and bench.
+if [[ -z ${PG_BINDIR:-} ]]; then
+    PG_BINDIR=$("${PG_CONFIG:-pg_config}" --bindir) || {
+        echo "cluster.sh: set PG_BINDIR or PG_CONFIG (no working ${PG_CONFIG:-pg_config})" >&2
+        return 1 2>/dev/null || exit 1
+    }
+fi
 
 # Run a command as the postgres user, from a directory it can enter
 # (binaries fail with "could not identify current directory" otherwise).

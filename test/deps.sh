@@ -26,9 +26,14 @@ else
     did="installed ${missing[*]}"
 fi
 
-# test_decoding ships inside postgresql-15 on Debian; make sure it is there.
-if [[ ! -f /usr/lib/postgresql/15/lib/test_decoding.so ]]; then
-    echo "deps.sh: /usr/lib/postgresql/15/lib/test_decoding.so not found" >&2
+# test_decoding ships inside postgresql-15 on Debian; make sure the server
+# we build for (PG_CONFIG, as the Makefile passes it) has it.
+pkglibdir=$("${PG_CONFIG:-pg_config}" --pkglibdir) || {
+    echo "deps.sh: ${PG_CONFIG:-pg_config} does not work; set PG_CONFIG" >&2
+    exit 1
+}
+if [[ ! -f $pkglibdir/test_decoding.so ]]; then
+    echo "deps.sh: $pkglibdir/test_decoding.so not found" >&2
     exit 1
 fi
 

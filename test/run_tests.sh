@@ -1,49 +1,65 @@
 #!/usr/bin/env bash
 # Run all event_log tests (pg_regress, isolation, TAP) against a throwaway
-# cluster. The extension must already be installed (make install).
+# cluster, through PGXS: this script starts the cluster (test/cluster.sh),
+# then runs `make installcheck-regress`, `installcheck-isolation` and
+# `installcheck-tap` (together: `make installcheck`) against it as the
+# postgres user. The extension must already be installed (make install).
 #
-# Inputs (environment; REGRESS/ISOLATION fall back to the Makefile if unset):
+# Inputs (environment; REGRESS/ISOLATION/PROVE_TESTS fall back to the
+# Makefile if unset):
+#   PG_CONFIG      the pg_config of the PostgreSQL to test with (default:
+#                  pg_config on PATH); every path is derived from it
 #   REGRESS        pg_regress tests:  sql/NAME.sql, expected/NAME.out
 #   ISOLATION      isolation specs:   test/specs/NAME.spec, test/expected/NAME.out
-#   REGRESS_OPTS, ISOLATION_OPTS   extra options for pg_regress / pg_isolation_regress
-#   PROVE_FLAGS    extra prove options (e.g. -v); TAP tests are test/t/*.pl
+#   PROVE_TESTS    TAP scripts, relative to the top directory (test/t/*.pl)
+#   EXTRA_REGRESS_OPTS  extra options for pg_regress and
+#                  pg_isolation_regress (PGXS's variable)
+#   PROVE_FLAGS    extra prove options (e.g. -v)
 #   KEEP_CLUSTER=1 keep the temp dir (logs, results) afterwards
 #   EVENT_LOG_SANITIZE=1  the installed extension is a SANITIZE=1 build: run
-#                  every server with the sanitizer runtimes (test/cluster.sh)
-#                  and fail if any sanitizer report was written, even when
-#                  every test passed (`make test-sanitize` sets this)
+#                  every server with the sanitizer runtimes (test/cluster.sh;
+#                  TAP nodes through test/perl/EventLogTest.pm) and fail if
+#                  any sanitizer report was written, even when every test
+#                  passed (`make test-sanitize` sets this)
 # All three suites always run; exits 1 if any of them failed.
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
-PGXS_DIR=/usr/lib/postgresql/15/lib/pgxs
-PG_REGRESS=$PGXS_DIR/src/test/regress/pg_regress
-PG_ISOLATION_REGRESS=$PGXS_DIR/src/test/isolation/pg_isolation_regress
-TAP_PERL=$PGXS_DIR/src/test/perl
+PG_CONFIG=${PG_CONFIG:-pg_config}
+if ! PG_BINDIR=$("$PG_CONFIG" --bindir) || ! PKGLIBDIR=$("$PG_CONFIG" --pkglibdir); then
+    echo "run_tests: $PG_CONFIG does not work; set PG_CONFIG (make test PG_CONFIG=...)" >&2
+    exit 1
+fi
+export PG_CONFIG PG_BINDIR  # test/cluster.sh starts the cluster with PG_BINDIR
 
 # Value of a Makefile variable (empty if make or the Makefile can't say).
 from_makefile() {
     [[ -f $ROOT/Makefile ]] || return 0
     # shellcheck disable=SC2016  # $($*) is for make, not bash
     make -s --no-print-directory -C "$ROOT" -f Makefile -f - "print-$1" \
-        <<<'print-%: ; @echo $($*)' 2>/dev/null || true
+        PG_CONFIG="$PG_CONFIG" <<<'print-%: ; @echo $($*)' 2>/dev/null || true
 }
 [[ -n ${REGRESS+set} ]] || REGRESS=$(from_makefile REGRESS)
 [[ -n ${ISOLATION+set} ]] || ISOLATION=$(from_makefile ISOLATION)
+[[ -n ${PROVE_TESTS+set} ]] || PROVE_TESTS=$(from_makefile PROVE_TESTS)
 read -ra regress_tests <<<"$REGRESS"
 read -ra isolation_tests <<<"$ISOLATION"
-read -ra regress_opts <<<"${REGRESS_OPTS:-}"
-read -ra isolation_opts <<<"${ISOLATION_OPTS:-}"
-read -ra prove_flags <<<"${PROVE_FLAGS:-}"
+# The TAP scripts, as prove will get them (globs expanded here, to count).
+tap_tests=()
+read -ra tap_patterns <<<"$PROVE_TESTS"
 shopt -s nullglob
-tap_tests=("$ROOT"/test/t/*.pl)
+for p in "${tap_patterns[@]}"; do
+    # shellcheck disable=SC2206  # the pattern is meant to be expanded
+    matches=("$ROOT"/$p)
+    tap_tests+=("${matches[@]#"$ROOT"/}")
+done
 shopt -u nullglob
 
 # The installed build must match the mode: an instrumented event_log.so
 # cannot load without the sanitizer runtimes, and a plain one would make a
 # sanitizer run check nothing.
 sanitize=${EVENT_LOG_SANITIZE:-0}
-installed=$(dirname "$PGXS_DIR")/event_log.so
+installed=$PKGLIBDIR/event_log.so
 if grep -q __asan_init "$installed" 2>/dev/null; then
     if [[ $sanitize != 1 ]]; then
         echo "run_tests: $installed is a SANITIZE=1 build; reinstall with make build," >&2
@@ -62,42 +78,41 @@ cluster_start
 TMP=$EVENT_LOG_TMP
 SRC=$TMP/src
 
-# Copy the test inputs where the postgres user can read them.
-mkdir -p "$SRC" "$TMP/regress" "$TMP/isolation" "$TMP/tap"
-for d in sql expected input output test; do
-    [[ -d $ROOT/$d ]] && cp -r "$ROOT/$d" "$SRC/"
+# A copy of the tree the postgres user owns: PGXS runs the suites in it and
+# writes their results there (results/ and regression.diffs, output_iso/,
+# tmp_check/ for TAP). Build products are not needed: installcheck builds
+# nothing.
+mkdir -p "$SRC" "$TMP/tmp"
+for f in Makefile event_log.control sql expected src test; do
+    [[ -e $ROOT/$f ]] && cp -r "$ROOT/$f" "$SRC/"
 done
-chown -R postgres: "$SRC" "$TMP/regress" "$TMP/isolation" "$TMP/tap"
+chown -R postgres: "$SRC" "$TMP/tmp"
 
-# Run a command as postgres from inside the copy.
-in_copy() { (cd "$SRC/$1" && shift && runuser -u postgres -- "$@"); }
+# make TARGET VAR=VALUE... in the copy, as postgres, against the cluster.
+# The TAP tests start their own servers (PostgreSQL::Test::Cluster); TMPDIR
+# keeps their socket dirs inside $TMP, so an interrupted run leaves none. In
+# sanitizer mode EVENT_LOG_SANITIZE and EVENT_LOG_PG_CTL (the wrapper) reach
+# test/perl/EventLogTest.pm, which starts those servers with the runtimes.
+suite_make() {
+    (cd "$SRC" && runuser -u postgres -- env \
+        PATH="$PATH" PGHOST="$PGHOST" PGPORT="$PGPORT" PGUSER="$PGUSER" \
+        TMPDIR="$TMP/tmp" EVENT_LOG_SANITIZE="$sanitize" \
+        EVENT_LOG_PG_CTL="$EVENT_LOG_PG_CTL" \
+        make --no-print-directory PG_CONFIG="$PG_CONFIG" "$@")
+}
 
-common_opts=(--bindir="$PG_BINDIR" --host="$PGHOST" --port="$PGPORT" --user=postgres)
-
+# The lists go on make's command line, where they override the Makefile's.
+# EXTRA_REGRESS_OPTS reaches make through the environment; PROVE_FLAGS must
+# be on the command line (PGXS sets it empty), where the Makefile appends
+# -I test/perl to it.
 run_regress() {
-    in_copy . "$PG_REGRESS" --inputdir=. --outputdir="$TMP/regress" \
-        "${common_opts[@]}" --dbname=contrib_regression \
-        "${regress_opts[@]}" "${regress_tests[@]}"
+    suite_make installcheck-regress REGRESS="${regress_tests[*]}"
 }
-
 run_isolation() {
-    in_copy . "$PG_ISOLATION_REGRESS" --inputdir=test --outputdir="$TMP/isolation" \
-        "${common_opts[@]}" --dbname=isolation_regression \
-        "${isolation_opts[@]}" "${isolation_tests[@]}"
+    suite_make installcheck-isolation ISOLATION="${isolation_tests[*]}"
 }
-
-# TAP tests start their own clusters (PostgreSQL::Test::Cluster); they run
-# from the copy of test/, with logs under $TMP/tap/tmp_check/log. TMPDIR
-# keeps their socket dirs inside $TMP too, so an interrupted run leaves none.
-# In sanitizer mode the pg_ctl wrapper stays first in PATH: the servers the
-# tests start must get the sanitizer runtimes too.
-tap_path=$PG_BINDIR:$PATH
-[[ $sanitize == 1 ]] && tap_path=$(dirname "$EVENT_LOG_PG_CTL"):$tap_path
 run_tap() {
-    in_copy test env PATH="$tap_path" PG_REGRESS="$PG_REGRESS" \
-        TESTDIR="$TMP/tap" TMPDIR="$TMP/tap" PGXS="$PGXS_DIR/src/makefiles/pgxs.mk" \
-        EVENT_LOG_HAS_OPL="$EVENT_LOG_HAS_OPL" EVENT_LOG_SRC="$SRC" \
-        prove -I "$TAP_PERL" -I . "${prove_flags[@]}" "${tap_tests[@]#"$ROOT"/test/}"
+    suite_make installcheck-tap PROVE_TESTS="${tap_tests[*]}" PROVE_FLAGS="${PROVE_FLAGS:-}"
 }
 
 passed=() failed=() skipped=()
@@ -116,9 +131,9 @@ run_suite() {  # NAME COUNT: run run_NAME unless it has no tests
     else
         failed+=("$name")
         # Count passed tests: pg_regress prints "NAME ... ok", prove lists
-        # each failed script in its summary as "t/NAME.pl (Wstat: ...".
+        # each failed script in its summary as "test/t/NAME.pl (Wstat: ...".
         if [[ $name == tap ]]; then
-            ok=$((count - $(grep -c '^t/.*\.pl (Wstat' "$TMP/$name.out" || true)))
+            ok=$((count - $(grep -cE '^[^ ]+\.pl +\(Wstat' "$TMP/$name.out" || true)))
             ((ok < count)) || ok=0
         else
             ok=$(grep -cE '\.\.\. +ok( |$)' "$TMP/$name.out" || true)
@@ -143,34 +158,44 @@ if [[ $sanitize == 1 ]]; then
     fi
 fi
 
-# Show what went wrong, suite by suite.
+# Show what went wrong, suite by suite. Where PGXS leaves the results:
+# regress in the top directory, isolation in output_iso/, TAP logs in
+# tmp_check/log/.
 for name in "${failed[@]}"; do
     echo
     echo "==================== $name FAILED ===================="
-    if [[ $name == sanitizer ]]; then
-        echo "${#reports[@]} file(s) with AddressSanitizer or UBSan reports:"
-        for r in "${reports[@]}"; do
-            echo "---- $r"
-            if [[ $r == "$EVENT_LOG_SANITIZER_DIR"/* ]]; then
-                cat "$r"
-            else  # a server log: only the sanitizer's lines
-                grep -E -A 30 'AddressSanitizer|ASan runtime|runtime error:' "$r" | head -n 200
+    case $name in
+        sanitizer)
+            echo "${#reports[@]} file(s) with AddressSanitizer or UBSan reports:"
+            for r in "${reports[@]}"; do
+                echo "---- $r"
+                if [[ $r == "$EVENT_LOG_SANITIZER_DIR"/* ]]; then
+                    cat "$r"
+                else  # a server log: only the sanitizer's lines
+                    grep -E -A 30 'AddressSanitizer|ASan runtime|runtime error:' "$r" | head -n 200
+                fi
+            done
+            ;;
+        tap)
+            # prove's summary names the failed scripts; show each one's log tail.
+            scripts=$(sed -n 's|^\([^ ]*\.pl\) *(Wstat.*|\1|p' "$TMP/tap.out")
+            [[ -n $scripts ]] || tail -n 40 "$TMP/tap.out"
+            for t in $scripts; do
+                log=$SRC/tmp_check/log/regress_log_$(basename "$t" .pl)
+                echo "---- tail of $log"
+                tail -n 60 "$log" 2>/dev/null || echo "(no log)"
+            done
+            ;;
+        *)
+            diffs=$SRC/regression.diffs
+            [[ $name == isolation ]] && diffs=$SRC/output_iso/regression.diffs
+            if [[ -f $diffs ]]; then
+                cat "$diffs"
+            else
+                echo "(no regression.diffs; see output above)"
             fi
-        done
-    elif [[ $name == tap ]]; then
-        # prove's summary names the failed scripts; show each one's log tail.
-        scripts=$(sed -n 's|^\(t/[^ ]*\.pl\) (Wstat.*|\1|p' "$TMP/tap.out")
-        [[ -n $scripts ]] || tail -n 40 "$TMP/tap.out"
-        for t in $scripts; do
-            log=$TMP/tap/tmp_check/log/regress_log_$(basename "$t" .pl)
-            echo "---- tail of $log"
-            tail -n 60 "$log" 2>/dev/null || echo "(no log)"
-        done
-    elif [[ -f $TMP/$name/regression.diffs ]]; then
-        cat "$TMP/$name/regression.diffs"
-    else
-        echo "(no regression.diffs; see output above)"
-    fi
+            ;;
+    esac
 done
 
 echo

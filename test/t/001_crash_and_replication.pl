@@ -10,12 +10,10 @@ use warnings;
 use PostgreSQL::Test::Cluster;
 use PostgreSQL::Test::Utils;
 use Test::More;
-use IPC::Run;
+use EventLogTest;
 
-my $primary = PostgreSQL::Test::Cluster->new('primary');
-$primary->init(allows_streaming => 'logical');
-$primary->append_conf('postgresql.conf', "max_prepared_transactions = 10\n");
-$primary->start;
+my $primary = new_node('primary', logical => 1,
+	conf => "max_prepared_transactions = 10\n");
 $primary->safe_psql('postgres', q{
 	CREATE EXTENSION event_log;
 	SELECT event_log.create_stream('public.orders', 4);
@@ -38,24 +36,14 @@ sub check_dense
 
 # --- crash in the middle of concurrent appends --------------------------
 
-my $script = $primary->basedir . '/append.sql';
-open(my $fh, '>', $script) or die $!;
-print $fh <<'EOF';
+my $script = write_script($primary, 'append', <<'EOF');
 \set k random(1, 200)
 BEGIN;
 INSERT INTO orders (key, type, payload) VALUES ('order-' || :k, 'Placed', '{"n": 1}');
 SELECT * FROM event_log.append('orders', 'order-' || :k, 'Paid', '{"n": 2}');
 COMMIT;
 EOF
-close $fh;
-
-my ($out, $err) = ('', '');
-my $load = IPC::Run::start(
-	[
-		'pgbench', '-n', '-c', '4', '-j', '2', '-T', '60', '-f', $script,
-		'-h', $primary->host, '-p', $primary->port, 'postgres'
-	],
-	'>', \$out, '2>', \$err);
+my $load = start_pgbench($primary, [ '-c', '4', '-j', '2', '-T', '60', '-f', $script ]);
 
 # Let some transactions commit, then crash.
 $primary->poll_query_until('postgres', 'SELECT count(*) >= 400 FROM orders')
@@ -123,9 +111,7 @@ like($stderr, qr/read-only/, 'the standby refuses appends');
 
 # --- logical replication into a stream ------------------------------------
 
-my $subscriber = PostgreSQL::Test::Cluster->new('subscriber');
-$subscriber->init;
-$subscriber->start;
+my $subscriber = new_node('subscriber');
 $subscriber->safe_psql('postgres', q{
 	CREATE EXTENSION event_log;
 	SELECT event_log.create_stream('public.orders', 4);

@@ -10,19 +10,9 @@ use PostgreSQL::Test::Utils;
 use Test::More;
 use IPC::Run;
 use Time::HiRes qw(usleep);
+use EventLogTest;
 
-my $node = PostgreSQL::Test::Cluster->new('cdc');
-$node->init(allows_streaming => 'logical');
-$node->start;
-
-# PostgreSQL 15.19+ serves only listed output plugins.
-if ($node->safe_psql('postgres',
-		"SELECT count(*) FROM pg_settings WHERE name = 'output_plugin_libraries'") eq '1')
-{
-	$node->append_conf('postgresql.conf',
-		"output_plugin_libraries = 'pgoutput, test_decoding, event_log'\n");
-	$node->restart;
-}
+my $node = new_node('cdc', logical => 1);
 
 $node->safe_psql('postgres', q{
 	CREATE EXTENSION event_log;

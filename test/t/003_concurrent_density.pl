@@ -23,20 +23,17 @@ use PostgreSQL::Test::Cluster;
 use PostgreSQL::Test::Utils;
 use Test::More;
 use IPC::Run;
+use EventLogTest;
 
 my $duration = $ENV{EVENT_LOG_STRESS_SECONDS} || 15;
 my $shards = 4;
 
-my $node = PostgreSQL::Test::Cluster->new('stress');
-$node->init(allows_streaming => 'logical');
-$node->append_conf(
-	'postgresql.conf', qq{
+my $node = new_node('stress', logical => 1, conf => qq{
 max_prepared_transactions = 10
 track_commit_timestamp = on
 deadlock_timeout = '50ms'
 log_lock_waits = off
 });
-$node->start;
 
 $node->safe_psql(
 	'postgres', qq{
@@ -250,10 +247,7 @@ my @script_args;
 foreach my $name (sort keys %scripts)
 {
 	my ($weight, $body) = @{ $scripts{$name} };
-	my $file = "$dir/$name.sql";
-	open(my $fh, '>', $file) or die "could not write $file: $!";
-	print $fh $body;
-	close $fh;
+	my $file = write_script($node, $name, $body);
 	push @script_args, '-f', "$file\@$weight";
 }
 
@@ -338,10 +332,7 @@ my %pollers;
 foreach my $p ([ 'read_committed', 0 ], [ 'repeatable_read', 1 ])
 {
 	my ($name, $rr) = @$p;
-	my $file = "$dir/poller_$name.sql";
-	open(my $fh, '>', $file) or die "could not write $file: $!";
-	print $fh poller_sql($name, $rr);
-	close $fh;
+	my $file = write_script($node, "poller_$name", poller_sql($name, $rr));
 	my ($out, $err) = ('', '');
 	my $h = IPC::Run::start(
 		[
@@ -357,13 +348,9 @@ foreach my $p ([ 'read_committed', 0 ], [ 'repeatable_read', 1 ])
 # --- the load ------------------------------------------------------------
 
 my ($bench_out, $bench_err) = ('', '');
-my $bench = IPC::Run::start(
-	[
-		'pgbench', '-n', '-c', '6', '-j', '2', '-T', $duration,
-		@retry_args, @script_args,
-		'-h', $node->host, '-p', $node->port, 'postgres'
-	],
-	'>', \$bench_out, '2>', \$bench_err,
+my $bench = start_pgbench(
+	$node, [ '-c', '6', '-j', '2', '-T', $duration, @retry_args, @script_args ],
+	\$bench_out, \$bench_err,
 	IPC::Run::timeout($PostgreSQL::Test::Utils::timeout_default + $duration));
 $bench->finish;    # its exit status may be non-zero; judged by its output
 note "pgbench stdout:\n$bench_out";

@@ -15,10 +15,9 @@ use PostgreSQL::Test::Cluster;
 use PostgreSQL::Test::Utils;
 use Test::More;
 use Time::HiRes qw(time);
+use EventLogTest;
 
-my $node = PostgreSQL::Test::Cluster->new('consumers');
-$node->init;
-$node->start;
+my $node = new_node('consumers');
 $node->safe_psql('postgres', q{
 	CREATE EXTENSION event_log;
 	SELECT event_log.create_stream('public.orders', 4);
@@ -26,22 +25,13 @@ $node->safe_psql('postgres', q{
 	SELECT 'order-' || i, 'Placed', jsonb_build_object('n', i) FROM generate_series(1, 40) i;
 });
 
-# Shards a member got from one poll, as "0,2".
-sub poll_shards
-{
-	my ($session, $member) = @_;
-	return $session->query_safe(qq{
-		SELECT coalesce(string_agg(DISTINCT shard::text, ',' ORDER BY shard::text), '')
-		FROM event_log.poll('g', 'orders', 1000, member => '$member')});
-}
-
 my $a = $node->background_psql('postgres');
 my $b = $node->background_psql('postgres');
 
-is(poll_shards($a, 'a'), '0,1,2,3', 'the first member gets every shard');
-is(poll_shards($b, 'b'), '', 'a second member waits for shards to be given up');
-is(poll_shards($a, 'a'), '0,1', 'the first member keeps its share');
-is(poll_shards($b, 'b'), '2,3', 'the second member takes the rest');
+is(poll_shards($a, 'orders', 'a'), '0,1,2,3', 'the first member gets every shard');
+is(poll_shards($b, 'orders', 'b'), '', 'a second member waits for shards to be given up');
+is(poll_shards($a, 'orders', 'a'), '0,1', 'the first member keeps its share');
+is(poll_shards($b, 'orders', 'b'), '2,3', 'the second member takes the rest');
 
 # b cannot commit for a's shard 0 while a lives.
 my ($ret, $out, $err) = $node->psql('postgres',
@@ -69,7 +59,7 @@ my $redelivered = $b->query_safe(q{
 	FROM event_log.poll('g', 'orders', 1000, member => 'b') WHERE shard IN (0, 1)});
 is($redelivered, $uncommitted,
 	'a dead member\'s shards go to another member at once, uncommitted events again');
-is(poll_shards($b, 'b'), '0,1,2,3', 'the surviving member holds every shard');
+is(poll_shards($b, 'orders', 'b'), '0,1,2,3', 'the surviving member holds every shard');
 ($ret, $out, $err) = $node->psql('postgres',
 	"SELECT event_log.commit_offset('g', 'orders', 0, 1, member => 'b')");
 like($err, qr/backwards/, 'the dead member\'s committed offset stays');
@@ -79,15 +69,15 @@ like($err, qr/backwards/, 'the dead member\'s committed offset stays');
 my $c = $node->background_psql('postgres');
 $c->query_safe("SET event_log.lease_timeout = '2s'");
 $b->query_safe("SET event_log.lease_timeout = '2s'");
-poll_shards($c, 'c');
-poll_shards($b, 'b');    # b gives up its excess
-is(poll_shards($c, 'c'), '2,3', 'a new member gets its share');
+poll_shards($c, 'orders', 'c');
+poll_shards($b, 'orders', 'b');    # b gives up its excess
+is(poll_shards($c, 'orders', 'c'), '2,3', 'a new member gets its share');
 my $t0 = time();
-is(poll_shards($b, 'b'), '0,1', 'within its lease, a hung member keeps its shards');
+is(poll_shards($b, 'orders', 'b'), '0,1', 'within its lease, a hung member keeps its shards');
 my $took;
 while (time() - $t0 < 30)
 {
-	$took = poll_shards($b, 'b');
+	$took = poll_shards($b, 'orders', 'b');
 	last if $took eq '0,1,2,3';
 	select(undef, undef, undef, 0.2);
 }
@@ -107,9 +97,8 @@ $b->query_safe(q{
 	FROM event_log.poll('g', 'orders', 1000, member => 'b') GROUP BY shard});
 is($b->query_safe(q{SELECT count(*) FROM event_log.poll('g', 'orders', member => 'b')}),
 	'0', 'caught up');
-$b->{stdin} .= q{SELECT 'woke', key FROM event_log.poll('g', 'orders', member => 'b', wait => '60s');
-};
-$b->{run}->pump_nb;
+start_query($b,
+	q{SELECT 'woke', key FROM event_log.poll('g', 'orders', member => 'b', wait => '60s');});
 $t0 = time();
 $node->poll_query_until('postgres', q{
 	SELECT count(*) > 0 FROM pg_locks

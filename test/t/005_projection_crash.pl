@@ -12,11 +12,9 @@ use warnings;
 use PostgreSQL::Test::Cluster;
 use PostgreSQL::Test::Utils;
 use Test::More;
-use IPC::Run;
+use EventLogTest;
 
-my $node = PostgreSQL::Test::Cluster->new('projections');
-$node->init(allows_streaming => 'logical');
-$node->start;
+my $node = new_node('projections', logical => 1);
 $node->safe_psql('postgres', q{
 	CREATE EXTENSION event_log;
 	SELECT event_log.create_stream('public.carts', 4);
@@ -31,34 +29,18 @@ $node->safe_psql('postgres', q{
 		mode     => 'async');
 });
 
-sub script
-{
-	my ($name, $body) = @_;
-	my $path = $node->basedir . "/$name.sql";
-	open(my $fh, '>', $path) or die $!;
-	print $fh $body;
-	close $fh;
-	return $path;
-}
-
-my $append = script('append', <<'EOF');
+my $append = write_script($node, 'append', <<'EOF');
 \set k random(1, 300)
 INSERT INTO carts (key, type, payload) VALUES ('cart-' || :k, 'ItemAdded', '{"qty": 1}');
 EOF
-my $run = script('run', "SELECT event_log.run_projections(max_events => 50);\n");
-my $rebuild = script('rebuild', "SELECT event_log.rebuild_projection('counts');\n");
+my $run = write_script($node, 'run', "SELECT event_log.run_projections(max_events => 50);\n");
+my $rebuild = write_script($node, 'rebuild', "SELECT event_log.rebuild_projection('counts');\n");
 
 my @load;
 for my $job ([ $append, 3 ], [ $run, 1 ], [ $rebuild, 1 ])
 {
-	my ($out, $err) = ('', '');
 	push @load,
-	  IPC::Run::start(
-		[
-			'pgbench', '-n', '-c', $job->[1], '-j', '1', '-T', '120',
-			'-f', $job->[0], '-h', $node->host, '-p', $node->port, 'postgres'
-		],
-		'>', \$out, '2>', \$err);
+	  start_pgbench($node, [ '-c', $job->[1], '-j', '1', '-T', '120', '-f', $job->[0] ]);
 }
 
 # Crash once there is history, some of it applied by the async runner and

@@ -11,16 +11,13 @@ use warnings;
 use PostgreSQL::Test::Cluster;
 use PostgreSQL::Test::Utils;
 use Test::More;
-use IPC::Run;
+use EventLogTest;
 
-my $node = PostgreSQL::Test::Cluster->new('worker');
-$node->init(allows_streaming => 'logical');
-$node->append_conf('postgresql.conf', qq{
+my $node = new_node('worker', logical => 1, conf => qq{
 shared_preload_libraries = 'event_log'
 event_log.worker_naptime = '1h'
 event_log.retry_interval = '100ms'
 });
-$node->start;
 $node->safe_psql('postgres', q{
 	CREATE EXTENSION event_log;
 	SELECT event_log.create_stream('public.carts', 4);
@@ -85,20 +82,11 @@ is($node->safe_psql('postgres', 'SELECT sum(n) FROM fragile'), '501',
 	'and applies it and what followed once');
 
 # A crash in the middle of appends.
-my $script = $node->basedir . '/append.sql';
-open(my $fh, '>', $script) or die $!;
-print $fh <<'EOF';
+my $script = write_script($node, 'append', <<'EOF');
 \set k random(1, 200)
 INSERT INTO carts (key, type, payload) VALUES ('cart-' || :k, 'ItemAdded', '{"n": 1}');
 EOF
-close $fh;
-my ($out, $err) = ('', '');
-my $load = IPC::Run::start(
-	[
-		'pgbench', '-n', '-c', '3', '-j', '1', '-T', '120', '-f', $script,
-		'-h', $node->host, '-p', $node->port, 'postgres'
-	],
-	'>', \$out, '2>', \$err);
+my $load = start_pgbench($node, [ '-c', '3', '-j', '1', '-T', '120', '-f', $script ]);
 $node->poll_query_until('postgres', q{
 	SELECT (SELECT count(*) FROM carts) >= 3000 AND (SELECT count(*) FROM seen) >= 1500
 }) or die "the load did not get going";

@@ -13,22 +13,11 @@ use PostgreSQL::Test::Cluster;
 use PostgreSQL::Test::Utils;
 use Test::More;
 use IPC::Run;
+use EventLogTest;
 
-my $node = PostgreSQL::Test::Cluster->new('cdc_streams');
-$node->init(
-	allows_streaming => 'logical',
-	extra => [ '--encoding=UTF8', '--locale=C' ]);
-$node->append_conf('postgresql.conf', "max_replication_slots = 20\n");
-$node->start;
-
-# PostgreSQL 15.19+ serves only listed output plugins.
-if ($node->safe_psql('postgres',
-		"SELECT count(*) FROM pg_settings WHERE name = 'output_plugin_libraries'") eq '1')
-{
-	$node->append_conf('postgresql.conf',
-		"output_plugin_libraries = 'pgoutput, test_decoding, event_log'\n");
-	$node->restart;
-}
+my $node = new_node('cdc_streams', logical => 1,
+	extra => [ '--encoding=UTF8', '--locale=C' ],
+	conf  => "max_replication_slots = 20\n");
 
 # Streams, as create_stream() is given them; the i-th gets i events.
 my @streams = (

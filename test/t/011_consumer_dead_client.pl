@@ -15,10 +15,9 @@ use PostgreSQL::Test::Cluster;
 use PostgreSQL::Test::Utils;
 use Test::More;
 use Time::HiRes qw(time);
+use EventLogTest;
 
-my $node = PostgreSQL::Test::Cluster->new('dead_client');
-$node->init;
-$node->start;
+my $node = new_node('dead_client');
 $node->safe_psql('postgres', q{
 	CREATE EXTENSION event_log;
 	SELECT event_log.create_stream('public.jobs', 2);
@@ -26,27 +25,10 @@ $node->safe_psql('postgres', q{
 	SELECT 'job-' || i, 'Queued', '{}' FROM generate_series(1, 10) i;
 });
 
-# Shards a member got from one poll, as "0,1".
-sub poll_shards
-{
-	my ($session, $member) = @_;
-	return $session->query_safe(qq{
-		SELECT coalesce(string_agg(DISTINCT shard::text, ',' ORDER BY shard::text), '')
-		FROM event_log.poll('g', 'jobs', 1000, member => '$member')});
-}
-
-# Start a statement in a background session without waiting for its result.
-sub start_query
-{
-	my ($session, $sql) = @_;
-	$session->{stdin} .= "$sql\n";
-	$session->{run}->pump_nb;
-}
-
 # a takes both shards, catches up, and waits an hour for new events.
 my $a = $node->background_psql('postgres');
 my $a_pid = $a->query_safe('SELECT pg_backend_pid()');
-is(poll_shards($a, 'a'), '0,1', 'a holds both shards');
+is(poll_shards($a, 'jobs', 'a'), '0,1', 'a holds both shards');
 $a->query_safe(q{
 	SELECT event_log.commit_offset('g', 'jobs', shard, max(seq), member => 'a')
 	FROM event_log.poll('g', 'jobs', 1000, member => 'a') GROUP BY shard});
@@ -75,7 +57,7 @@ my $b = $node->background_psql('postgres');
 my $got = '';
 while (time() - $t0 < 60)
 {
-	poll_shards($b, 'b');
+	poll_shards($b, 'jobs', 'b');
 	$got = $b->query_safe(q{
 		SELECT coalesce(string_agg(shard::text, ',' ORDER BY shard), '')
 		FROM event_log.consumer_lag WHERE group_name = 'g' AND member = 'b'});

@@ -13,16 +13,14 @@ use PostgreSQL::Test::Cluster;
 use PostgreSQL::Test::Utils;
 use Test::More;
 use Time::HiRes qw(time);
+use EventLogTest;
 
-my $node = PostgreSQL::Test::Cluster->new('fair');
-$node->init;
-$node->append_conf('postgresql.conf', qq{
+my $node = new_node('fair', conf => qq{
 shared_preload_libraries = 'event_log'
 event_log.worker_naptime = '200ms'
 event_log.handler_timeout = '3s'
 event_log.retry_interval = '1h'
 });
-$node->start;
 $node->safe_psql('postgres', q{
 	CREATE EXTENSION event_log;
 	CREATE ROLE slowpoke;

@@ -6,10 +6,9 @@ use warnings;
 use PostgreSQL::Test::Cluster;
 use PostgreSQL::Test::Utils;
 use Test::More;
+use EventLogTest;
 
-my $node = PostgreSQL::Test::Cluster->new('upgrade');
-$node->init;
-$node->start;
+my $node = new_node('upgrade');
 $node->safe_psql('postgres', 'CREATE DATABASE old_db');
 $node->safe_psql('postgres', 'CREATE DATABASE fresh_db');
 

@@ -1,0 +1,145 @@
+# The set-up the event_log TAP tests (test/t/*.pl) share: nodes configured
+# for the extension, and the helpers several scripts need. Test assertions
+# stay in the scripts; nothing here calls ok(), is() or the like.
+#
+# `make installcheck` (PGXS) puts this directory on prove's include path
+# (PROVE_FLAGS in the Makefile); see docs/testing.md.
+package EventLogTest;
+
+use strict;
+use warnings;
+use Exporter 'import';
+use File::Basename qw(dirname);
+use IPC::Run;
+use PostgreSQL::Test::Cluster;
+use PostgreSQL::Test::Utils;
+
+our @EXPORT = qw(new_node write_script start_pgbench poll_shards start_query);
+
+# Sanitizer mode (`make test-sanitize`, EVENT_LOG_SANITIZE=1): the installed
+# event_log.so is a SANITIZE=1 build, which loads only into a server started
+# with the AddressSanitizer runtime preloaded. test/cluster.sh writes a
+# pg_ctl wrapper that does so (EVENT_LOG_PG_CTL); PostgreSQL::Test::Cluster
+# runs pg_ctl from PATH, and PGXS's prove puts the plain bindir first in
+# PATH, so the wrapper's directory goes in front here, before any node is
+# started.
+if (($ENV{EVENT_LOG_SANITIZE} // '0') eq '1')
+{
+	my $pg_ctl = $ENV{EVENT_LOG_PG_CTL};
+	die "EVENT_LOG_SANITIZE=1 needs EVENT_LOG_PG_CTL, the pg_ctl wrapper "
+	  . "written by test/cluster.sh\n"
+	  unless defined $pg_ctl && -x $pg_ctl;
+	$ENV{PATH} = dirname($pg_ctl) . ":$ENV{PATH}";
+}
+
+# The output plugins a logical node lets logical decoding load, where the
+# server knows output_plugin_libraries (Debian's 15.19+ serve only listed
+# plugins).
+my $output_plugins = 'pgoutput, test_decoding, event_log';
+
+# 1 if the node's server has the output_plugin_libraries parameter.
+# postgres -C fails with "unrecognized configuration parameter" on older
+# ones (test/cluster.sh asks the same way).
+sub has_output_plugin_libraries
+{
+	my ($node) = @_;
+	my ($out, $err) = ('', '');
+	return IPC::Run::run(
+		[
+			'postgres', '-D', $node->data_dir,
+			'-C', 'output_plugin_libraries'
+		],
+		'>', \$out, '2>', \$err) ? 1 : 0;
+}
+
+=pod
+
+=item new_node(NAME, %params)
+
+A PostgreSQL::Test::Cluster node named NAME, initialised and started.
+
+=over
+
+=item logical => 1
+
+wal_level = logical, with WAL senders and replication slots
+(C<allows_streaming =E<gt> 'logical'>), and the event_log output plugin
+allowed where the server has output_plugin_libraries.
+
+=item extra => [ ... ]
+
+Extra initdb options.
+
+=item conf => TEXT
+
+Lines for postgresql.conf (e.g. shared_preload_libraries for the worker).
+
+=back
+
+=cut
+
+sub new_node
+{
+	my ($name, %params) = @_;
+	my $node = PostgreSQL::Test::Cluster->new($name);
+	my %init;
+	$init{allows_streaming} = 'logical' if $params{logical};
+	$init{extra} = $params{extra} if $params{extra};
+	$node->init(%init);
+
+	my $conf = $params{conf} // '';
+	$conf .= "output_plugin_libraries = '$output_plugins'\n"
+	  if $params{logical} && has_output_plugin_libraries($node);
+	$node->append_conf('postgresql.conf', $conf) if $conf ne '';
+	$node->start;
+	return $node;
+}
+
+# Write BODY to NAME.sql in the node's base directory (a pgbench or psql
+# script); returns its path.
+sub write_script
+{
+	my ($node, $name, $body) = @_;
+	my $path = $node->basedir . "/$name.sql";
+	open(my $fh, '>', $path) or die "could not write $path: $!";
+	print $fh $body;
+	close $fh;
+	return $path;
+}
+
+# Start `pgbench -n ARGS` against the node's postgres database in the
+# background and return its IPC::Run handle. Its output goes to the scalars
+# OUT and ERR refer to (dropped when undef); MORE are further IPC::Run
+# arguments, such as a timeout.
+sub start_pgbench
+{
+	my ($node, $args, $out, $err, @more) = @_;
+	my ($drop_out, $drop_err) = ('', '');
+	return IPC::Run::start(
+		[
+			'pgbench', '-n', @$args,
+			'-h', $node->host, '-p', $node->port, 'postgres'
+		],
+		'>', $out // \$drop_out, '2>', $err // \$drop_err, @more);
+}
+
+# The shards a consumer group member got from one poll of STREAM in group
+# "g" through SESSION (a background_psql), as "0,2".
+sub poll_shards
+{
+	my ($session, $stream, $member) = @_;
+	return $session->query_safe(qq{
+		SELECT coalesce(string_agg(DISTINCT shard::text, ',' ORDER BY shard::text), '')
+		FROM event_log.poll('g', '$stream', 1000, member => '$member')});
+}
+
+# Start SQL in a background_psql session without waiting for its result.
+sub start_query
+{
+	my ($session, $sql) = @_;
+	$session->{stdin} .= "$sql\n";
+	$session->{run}->pump_nb;
+	return;
+}
+
+1;
