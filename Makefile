@@ -2,9 +2,16 @@
 
 EXTENSION  = event_log
 MODULE_big = event_log
-OBJS       = src/event_log.o src/catalog.o src/key.o src/registry.o src/stream.o src/append.o src/read.o \
-             src/immutable.o src/decoder.o src/projection.o src/projection_handler.o src/projection_inline.o src/projection_build.o src/projection_async.o src/consumer.o src/consumer_group.o src/consumer_member.o src/wake.o \
-             src/worker.o src/projection_setplan.o
+# src/ by layer, bottom up (docs/design/architecture.md)
+OBJS       = src/catalog.o src/key.o src/wake.o \
+             src/registry.o \
+             src/immutable.o src/append.o src/read.o src/decoder.o \
+             src/stream.o \
+             src/projection_setplan.o src/projection_handler.o src/projection_inline.o \
+             src/projection_build.o src/projection_async.o src/projection.o \
+             src/consumer_group.o src/consumer_member.o src/consumer.o \
+             src/worker.o \
+             src/event_log.o
 DATA       = sql/event_log--0.1.sql sql/event_log--0.1--0.2.sql
 PGFILEDESC = "event_log - event streams with commit-order offsets"
 
