@@ -12,6 +12,7 @@
 #include "postgres.h"
 
 #include "access/genam.h"
+#include "access/xact.h"
 #include "access/table.h"
 #include "access/relation.h"
 #include "catalog/pg_collation.h"
@@ -60,10 +61,27 @@ typedef struct ElGuardExemption
 static ElGuardExemption el_exempt[EL_MAX_EXEMPTIONS];
 static int	el_nexempt = 0;
 
+/*
+ * However a caller leaves (its PG_FINALLY clears its exemptions), none
+ * outlives the transaction.
+ */
+static void
+el_guard_xact_callback(XactEvent event, void *arg)
+{
+	el_nexempt = 0;
+}
+
 /* Let our own DDL of kind `what` on relid through, until el_guard_disallow(). */
 void
 el_guard_allow(Oid relid, int what)
 {
+	static bool registered = false;
+
+	if (!registered)
+	{
+		RegisterXactCallback(el_guard_xact_callback, NULL);
+		registered = true;
+	}
 	if (el_nexempt >= EL_MAX_EXEMPTIONS)
 		elog(ERROR, "too many guard exemptions");
 	el_exempt[el_nexempt].relid = relid;

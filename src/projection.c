@@ -900,11 +900,11 @@ el_drop(Oid view, text *name)
 	 * dependent view cannot keep a failing inline projection in place, and
 	 * the stream's owner destroys nothing beyond the projection.
 	 */
-	el_guard_allow(p->stream, EL_GUARD_PROJECTION_DDL);
-	el_guard_allow(view, EL_GUARD_PROJECTION_DDL);
-	el_guard_allow(p->build_table, EL_GUARD_PROJECTION_DDL);
 	PG_TRY();
 	{
+		el_guard_allow(p->stream, EL_GUARD_PROJECTION_DDL);
+		el_guard_allow(view, EL_GUARD_PROJECTION_DDL);
+		el_guard_allow(p->build_table, EL_GUARD_PROJECTION_DDL);
 		/* Only the stream's owner may drop a trigger on it. */
 		if (p->inline_mode)
 			el_exec_as(el_rel_owner(p->stream), InvalidOid,
