@@ -236,8 +236,13 @@ el_drop_stream(PG_FUNCTION_ARGS)
 	for (int i = 0; i < el_ndrop_callbacks; i++)
 		el_drop_callbacks[i] (relid, qname);
 
+	/*
+	 * Not read-only: a new snapshot, taken now that we hold the lock.  The
+	 * statement's own was taken before we waited for it, and would miss
+	 * events that appenders committed meanwhile, which go with the table.
+	 */
 	sql = psprintf("SELECT pg_catalog.count(*) FROM %s", qname);
-	(void) el_exec_as_caller(sql, 0, NULL, NULL, true, 0);
+	(void) el_exec_as_caller(sql, 0, NULL, NULL, false, 0);
 	events = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0],
 										 SPI_tuptable->tupdesc, 1, &isnull));
 
