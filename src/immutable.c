@@ -96,7 +96,10 @@ el_guard_disallow(Oid relid)
 	for (int i = el_nexempt - 1; i >= 0; i--)
 		if (el_exempt[i].relid == relid)
 		{
-			el_exempt[i] = el_exempt[--el_nexempt];
+			/* Keep the others in the order they were allowed in. */
+			memmove(&el_exempt[i], &el_exempt[i + 1],
+					sizeof(ElGuardExemption) * (el_nexempt - i - 1));
+			el_nexempt--;
 			return;
 		}
 }
