@@ -7,7 +7,7 @@
  *
  *	  Whether a relation is a stream is read from event_log.streams, a
  *	  user_catalog_table, under the historic snapshot, and cached per
- *	  relation by stream.c (flushed by relcache invalidations, which decoding
+ *	  relation by registry.c (flushed by relcache invalidations, which decoding
  *	  replays in WAL order).
  *
  *	  Options are read in the startup callback, which runs inside the

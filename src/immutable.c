@@ -431,7 +431,7 @@ el_guard_ddl(PG_FUNCTION_ARGS)
 	 * Event trigger functions run as the role that issued the DDL, with its
 	 * session's search_path; that role may be a superuser whose path a
 	 * hostile role can write to.  Only pg_catalog resolves what the checks
-	 * look up (projection.c's catalog reads pin it as well).  An error pops
+	 * look up (catalog.c's statements pin it as well).  An error pops
 	 * the path with the transaction.
 	 */
 	el_push_catalog_path();

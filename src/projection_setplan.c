@@ -521,7 +521,7 @@ el_setplan_plans(ElSetPlan *bp, bool plain)
 /*
  * Run a handler's statements over a batch: count events, keys all
  * distinct.  With plain, an INSERT ... ON CONFLICT runs as a plain INSERT
- * (see el_replay_setbased() in projection.c).  The caller holds the handler
+ * (see el_replay_setbased() in projection_build.c).  The caller holds the handler
  * identity (el_apply_begin) and runs this in a subtransaction.
  */
 void

@@ -301,7 +301,7 @@ el_followed_streams(void)
  * Sleep until an append to a followed stream commits, or the naptime ends.
  *
  * In a transaction, take the wait lock of every followed stream (as a
- * waiting poll() does, consumer.c): a transaction that appends to one of
+ * waiting poll() does, wake.c): a transaction that appends to one of
  * them and commits after that sets our latch.  Then look whether anything
  * is waiting already: that sees every commit from before the locks.  Only
  * if nothing is, sleep, still in the transaction (an appender finds the
