@@ -150,6 +150,10 @@ SELECT shard, seq, key, version, type FROM event_log.read('hs.s', event_log.shar
 SELECT key, version, type FROM event_log.replay('hs.s', 'k1', 1);
 SELECT key, version FROM event_log.poll('g', 'hs.s', 10) ORDER BY key, version;
 SELECT event_log.shard_for('k1', 2);
+SELECT key, version, type FROM event_log.read_event('hs.s',
+       (SELECT event_id FROM hs.s WHERE key OPERATOR(pg_catalog.=) 'k2'));
+SELECT * FROM event_log.append_events('hs.s', 'k1', ARRAY[event_log.new_event('Noted', '{}')]);
+\echo :LAST_ERROR_SQLSTATE
 
 -- The appender appends, with and without expected versions and event_ids,
 -- and fails in the ways it may fail.
@@ -164,6 +168,18 @@ SELECT shard, seq, version FROM event_log.append('hs.s', 'k3', 'Noted', '{}', ex
 SELECT shard, seq, version FROM event_log.append('hs.s', 'k3', 'Noted', '{}',
        event_id => '00000000-0000-4000-8000-000000000002');
 SELECT shard, seq, version FROM event_log.append('hs.s', 'k3', 'Noted', '{}', expected_version => 1);
+\echo :LAST_ERROR_SQLSTATE
+SELECT key, shard, seq, version, duplicate FROM event_log.append_events('hs.s', 'k3', ARRAY[
+       event_log.new_event('Noted', '{}', event_id => '00000000-0000-4000-8000-000000000003'),
+       event_log.new_event('Noted', '{}')], expected_version => 3);
+SELECT key, shard, seq, version, duplicate FROM event_log.append_events('hs.s', ARRAY[
+       event_log.new_event('Noted', '{}', key => 'k3', event_id => '00000000-0000-4000-8000-000000000003'),
+       event_log.new_event('Opened', '{}', key => 'k6'),
+       event_log.new_event('Opened', '{}', key => 'k7')]);
+SELECT * FROM event_log.append_events('hs.s', 'k3', ARRAY[event_log.new_event('Noted', '{}')],
+       expected_version => 3);
+\echo :LAST_ERROR_SQLSTATE
+SELECT * FROM event_log.read_event('hs.s', '00000000-0000-4000-8000-000000000003');
 \echo :LAST_ERROR_SQLSTATE
 BEGIN;
 SELECT shard, seq, version FROM event_log.append('hs.s', 'k4', 'Opened', '{}');
@@ -184,6 +200,13 @@ INSERT INTO hs.s (key, type, payload) VALUES ('k5', 'Opened', '{}');
 SELECT shard, seq, version FROM event_log.append('hs.s', 'k5', 'Noted', '{}', expected_version => 1);
 SELECT pg_catalog.count(*) FROM event_log.read('hs.s', event_log.shard_for('k5', 2));
 SELECT key, version FROM event_log.replay('hs.s', 'k5');
+SELECT key, version, duplicate FROM event_log.append_events('hs.s', 'k5',
+       ARRAY[event_log.new_event('Noted', '{}'), event_log.new_event('Noted', '{}')],
+       expected_version => 2);
+SELECT key, version, duplicate FROM event_log.append_events('hs.s',
+       ARRAY[event_log.new_event('Noted', '{}', key => 'k5'),
+             event_log.new_event('Noted', '{}', key => 'k8')]);
+SELECT key, version, type FROM event_log.read_event('hs.s', '00000000-0000-4000-8000-000000000003');
 ALTER TABLE hs.s ADD COLUMN note2 text;
 ALTER TABLE hs.s ALTER COLUMN recorded_at SET DEFAULT pg_catalog.now();
 DROP TABLE hs.s;

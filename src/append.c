@@ -2,7 +2,8 @@
  * append.c
  *	  Appending events: the BEFORE INSERT trigger that assigns shard, seq,
  *	  version, event_id and recorded_at to every new row (plain INSERT, COPY
- *	  and append() all go through it), and event_log.append().
+ *	  and append() all go through it), event_log.append(), and the steps of
+ *	  an append that append_events() (append_batch.c) shares (append.h).
  *
  *	  The ordering argument is in docs/design/offsets.md.  In short: the first
  *	  append of a transaction to a shard takes that shard's lock and keeps it
@@ -29,6 +30,7 @@
 #include "utils/snapmgr.h"
 #include "utils/uuid.h"
 
+#include "append.h"
 #include "catalog.h"
 #include "event_log.h"
 #include "immutable.h"
@@ -529,7 +531,7 @@ el_find_event(Relation rel, Oid indexoid, pg_uuid_t *event_id,
  * A repeated event_id is idempotent only for the same key; under another
  * key it is a client bug, not a retry.
  */
-static void
+void
 el_check_same_key(pg_uuid_t *event_id, text *old_key, text *key)
 {
 	if (VARSIZE_ANY_EXHDR(old_key) != VARSIZE_ANY_EXHDR(key) ||
@@ -542,7 +544,7 @@ el_check_same_key(pg_uuid_t *event_id, text *old_key, text *key)
 				 errdetail("Appending the same event_id again is idempotent only for the same key.")));
 }
 
-static void
+void
 el_check_type(text *type)
 {
 	int			len = VARSIZE_ANY_EXHDR(type);
@@ -559,7 +561,7 @@ el_check_type(text *type)
 						   EL_MAX_TYPE_BYTES, len)));
 }
 
-static void
+void
 el_check_document(Datum doc, const char *what)
 {
 	Size		size = toast_raw_datum_size(doc) - VARHDRSZ;
@@ -598,7 +600,7 @@ el_refuse_null(Relation rel, int attnum)
 }
 
 /* A version 4 UUID, as gen_random_uuid() makes. */
-static pg_uuid_t *
+pg_uuid_t *
 el_new_uuid(void)
 {
 	pg_uuid_t  *uuid = palloc(UUID_LEN);
@@ -789,6 +791,154 @@ el_assign_position(PG_FUNCTION_ARGS)
 }
 
 /*
+ * The steps of an append, shared by append() and append_events(): the
+ * stream check, then under the stream and shard locks the event_id lookup,
+ * the expected-version check and the insert.
+ */
+
+/* Refuse a relation that is not a stream, or a caller without INSERT. */
+int
+el_append_check_stream(Oid relid)
+{
+	int			shards = el_require_stream(relid);
+	AclResult	aclresult = pg_class_aclcheck(relid, GetUserId(), ACL_INSERT);
+
+	if (aclresult != ACLCHECK_OK)
+		aclcheck_error(aclresult, OBJECT_TABLE, get_rel_name(relid));
+	return shards;
+}
+
+/* Refuse a negative expected_version. */
+void
+el_check_expected_version(int64 expected)
+{
+	if (expected < 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("expected_version must not be negative"),
+				 errhint("Use 0 for \"the key has no events yet\" and NULL for \"any version\".")));
+}
+
+/*
+ * Lock the stream as INSERT would (a concurrent drop_stream() is reported
+ * as 42P01) and open it; the caller closes it with NoLock.
+ */
+Relation
+el_append_open(Oid relid, int *shards)
+{
+	*shards = el_lock_stream(relid, RowExclusiveLock);
+	return table_open(relid, NoLock);
+}
+
+/* Take the key's shard lock for the rest of the transaction. */
+int32
+el_append_lock_key(Relation rel, int shards, text *key)
+{
+	int32		shard = el_shard_for_key(VARDATA_ANY(key), VARSIZE_ANY_EXHDR(key),
+										 shards);
+
+	el_lock_shard(RelationGetRelid(rel), shard);
+	return shard;
+}
+
+/* Take a shard's lock for the rest of the transaction. */
+void
+el_append_lock_shard(Relation rel, int32 shard)
+{
+	el_lock_shard(RelationGetRelid(rel), shard);
+}
+
+/*
+ * Under the key's shard lock: whether the stream already has an event with
+ * this event_id.  If it has, for the same key, *out gets its position (and
+ * duplicate = true); for another key it is an error (23505).
+ */
+bool
+el_append_existing(Relation rel, text *key, pg_uuid_t *event_id, ElAppended *out)
+{
+	text	   *old_key;
+
+	if (!el_find_event(rel, el_stream_indexes(rel)->event_id, event_id,
+					   &out->shard, &out->seq, &out->version, &old_key))
+		return false;
+	el_check_same_key(event_id, old_key, key);
+	memcpy(&out->event_id, event_id, UUID_LEN);
+	out->duplicate = true;
+	return true;
+}
+
+/*
+ * Under the key's shard lock the key's version cannot move until we insert.
+ * It is read from the index, not the version cache: a row skipped by ON
+ * CONFLICT earlier in this transaction is only noticed by the next append
+ * to the shard, which is the one we are about to make.
+ */
+void
+el_append_expect(Relation rel, text *key, int64 expected)
+{
+	int64		current = el_probe_version(rel, el_stream_indexes(rel)->key_version, key);
+
+	if (current != expected)
+		ereport(ERROR,
+				(errcode(ERRCODE_EL_VERSION_CONFLICT),
+				 errmsg("version conflict on key \"%s\" of event stream \"%s\"",
+						text_to_cstring(key), el_qualified_name(RelationGetRelid(rel))),
+				 errdetail("Expected version " INT64_FORMAT ", but the current version is " INT64_FORMAT ".",
+						   expected, current),
+				 errhint("Reload the entity's events and retry the command.")));
+}
+
+/*
+ * Insert one new event through the executor, so constraints, indexes and
+ * triggers run; the append trigger assigns its position, which *out gets.
+ * The caller holds the key's shard lock and has looked event_id up.
+ */
+void
+el_append_insert(Oid relid, text *key, Datum type, Datum payload,
+				 Datum metadata, bool metadata_null, pg_uuid_t *event_id,
+				 ElAppended *out)
+{
+	Datum		args[5];
+	char		nulls[5] = {' ', ' ', ' ', ' ', ' '};
+	int			rc;
+	ElPending	outer = el_pending;
+	ElPending	mine;
+
+	args[0] = PointerGetDatum(key);
+	args[1] = type;
+	args[2] = payload;
+	args[3] = metadata_null ? (Datum) 0 : metadata;
+	if (metadata_null)
+		nulls[3] = 'n';
+	args[4] = UUIDPGetDatum(event_id);
+
+	SPI_connect();
+	memset(&el_pending, 0, sizeof(el_pending));
+	memcpy(&el_pending.event_id, event_id, UUID_LEN);
+	el_pending.active = true;
+	PG_TRY();
+	{
+		rc = SPI_execute_plan(el_stream_plan(relid, EL_PLAN_INSERT), args,
+							  nulls, false, 0);
+		mine = el_pending;
+	}
+	PG_FINALLY();
+	{
+		el_pending = outer;
+	}
+	PG_END_TRY();
+	if (rc != SPI_OK_INSERT || SPI_processed != 1 || mine.seq == 0)
+		elog(ERROR, "append to \"%s\" inserted no row", get_rel_name(relid));
+	SPI_finish();
+
+	out->shard = mine.shard;
+	out->seq = mine.seq;
+	out->version = mine.version;
+	memcpy(&out->event_id, event_id, UUID_LEN);
+	out->duplicate = false;
+}
+
+/*
  * event_log.append(stream, key, type, payload, metadata, expected_version,
  *					event_id) RETURNS (shard, seq, version)
  */
@@ -798,15 +948,12 @@ el_append(PG_FUNCTION_ARGS)
 	Oid			relid;
 	int			shards;
 	text	   *key;
-	int32		shard;
 	pg_uuid_t  *event_id;
 	Relation	rel;
-	const ElStreamIndexes *idx;
-	int64		current;
 	TupleDesc	tupdesc;
+	ElAppended	done;
 	Datum		result[3];
 	bool		result_null[3] = {0};
-	AclResult	aclresult;
 
 	el_require_arg(fcinfo, 0, "stream");
 	el_require_arg(fcinfo, 1, "key");
@@ -814,16 +961,10 @@ el_append(PG_FUNCTION_ARGS)
 	el_require_arg(fcinfo, 3, "payload");
 	relid = PG_GETARG_OID(0);
 	key = PG_GETARG_TEXT_PP(1);
-	if (!PG_ARGISNULL(5) && PG_GETARG_INT64(5) < 0)
-		ereport(ERROR,
-				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-				 errmsg("expected_version must not be negative"),
-				 errhint("Use 0 for \"the key has no events yet\" and NULL for \"any version\".")));
+	if (!PG_ARGISNULL(5))
+		el_check_expected_version(PG_GETARG_INT64(5));
 
-	shards = el_require_stream(relid);
-	aclresult = pg_class_aclcheck(relid, GetUserId(), ACL_INSERT);
-	if (aclresult != ACLCHECK_OK)
-		aclcheck_error(aclresult, OBJECT_TABLE, get_rel_name(relid));
+	(void) el_append_check_stream(relid);
 	el_check_key(key);
 	el_check_type(PG_GETARG_TEXT_PP(2));
 	el_check_document(PG_GETARG_DATUM(3), "payload");
@@ -833,93 +974,25 @@ el_append(PG_FUNCTION_ARGS)
 	if (get_call_result_type(fcinfo, NULL, &tupdesc) != TYPEFUNC_COMPOSITE)
 		elog(ERROR, "return type must be a row type");
 
-	/* As INSERT would; a concurrent drop_stream() is reported as 42P01. */
-	shards = el_lock_stream(relid, RowExclusiveLock);
-	rel = table_open(relid, NoLock);
-	idx = el_stream_indexes(rel);
+	rel = el_append_open(relid, &shards);
+	(void) el_append_lock_key(rel, shards, key);
 
-	shard = el_shard_for_key(VARDATA_ANY(key), VARSIZE_ANY_EXHDR(key), shards);
-	el_lock_shard(relid, shard);
-
-	if (PG_ARGISNULL(6))
-		event_id = el_new_uuid();
+	event_id = PG_ARGISNULL(6) ? NULL : PG_GETARG_UUID_P(6);
+	if (event_id == NULL || !el_append_existing(rel, key, event_id, &done))
+	{
+		if (event_id == NULL)
+			event_id = el_new_uuid();
+		if (!PG_ARGISNULL(5))
+			el_append_expect(rel, key, PG_GETARG_INT64(5));
+		table_close(rel, NoLock);
+		el_append_insert(relid, key, PG_GETARG_DATUM(2), PG_GETARG_DATUM(3),
+						 PG_GETARG_DATUM(4), PG_ARGISNULL(4), event_id, &done);
+	}
 	else
-	{
-		int32		old_shard;
-		int64		old_seq,
-					old_version;
-		text	   *old_key;
+		table_close(rel, NoLock);
 
-		event_id = PG_GETARG_UUID_P(6);
-		if (el_find_event(rel, idx->event_id, event_id,
-						  &old_shard, &old_seq, &old_version, &old_key))
-		{
-			el_check_same_key(event_id, old_key, key);
-			table_close(rel, NoLock);
-			result[0] = Int32GetDatum(old_shard);
-			result[1] = Int64GetDatum(old_seq);
-			result[2] = Int64GetDatum(old_version);
-			PG_RETURN_DATUM(HeapTupleGetDatum(heap_form_tuple(tupdesc, result,
-															  result_null)));
-		}
-	}
-
-	/*
-	 * Under the shard lock the key's version cannot move until we insert.  It
-	 * is read from the index, not the version cache: a row skipped by ON
-	 * CONFLICT earlier in this transaction is only noticed by the next append
-	 * to the shard, which is the one we are about to make.
-	 */
-	if (!PG_ARGISNULL(5) &&
-		(current = el_probe_version(rel, idx->key_version, key)) != PG_GETARG_INT64(5))
-		ereport(ERROR,
-				(errcode(ERRCODE_EL_VERSION_CONFLICT),
-				 errmsg("version conflict on key \"%s\" of event stream \"%s\"",
-						text_to_cstring(key), el_qualified_name(relid)),
-				 errdetail("Expected version " INT64_FORMAT ", but the current version is " INT64_FORMAT ".",
-						   PG_GETARG_INT64(5), current),
-				 errhint("Reload the entity's events and retry the command.")));
-	table_close(rel, NoLock);
-
-	/* Insert through the executor, so constraints, indexes and triggers run. */
-	{
-		Datum		args[5];
-		char		nulls[5] = {' ', ' ', ' ', ' ', ' '};
-		int			rc;
-		ElPending	outer = el_pending;
-		ElPending	mine;
-
-		args[0] = PointerGetDatum(key);
-		args[1] = PG_GETARG_DATUM(2);
-		args[2] = PG_GETARG_DATUM(3);
-		args[3] = PG_ARGISNULL(4) ? (Datum) 0 : PG_GETARG_DATUM(4);
-		if (PG_ARGISNULL(4))
-			nulls[3] = 'n';
-		args[4] = UUIDPGetDatum(event_id);
-
-		SPI_connect();
-		memset(&el_pending, 0, sizeof(el_pending));
-		memcpy(&el_pending.event_id, event_id, UUID_LEN);
-		el_pending.active = true;
-		PG_TRY();
-		{
-			rc = SPI_execute_plan(el_stream_plan(relid, EL_PLAN_INSERT), args,
-								  nulls, false, 0);
-			mine = el_pending;
-		}
-		PG_FINALLY();
-		{
-			el_pending = outer;
-		}
-		PG_END_TRY();
-		if (rc != SPI_OK_INSERT || SPI_processed != 1 || mine.seq == 0)
-			elog(ERROR, "append to \"%s\" inserted no row", get_rel_name(relid));
-		SPI_finish();
-
-		result[0] = Int32GetDatum(mine.shard);
-		result[1] = Int64GetDatum(mine.seq);
-		result[2] = Int64GetDatum(mine.version);
-	}
-
+	result[0] = Int32GetDatum(done.shard);
+	result[1] = Int64GetDatum(done.seq);
+	result[2] = Int64GetDatum(done.version);
 	PG_RETURN_DATUM(HeapTupleGetDatum(heap_form_tuple(tupdesc, result, result_null)));
 }

@@ -47,7 +47,8 @@ el_shard_scan(Relation stream, Relation pk, Snapshot snap, int32 shard,
  * Apply one shard's events with seq > after, in seq order, read with a new
  * snapshot: under the commit-order guarantee the events it sees are a
  * prefix of the shard, so nothing is skipped.  Between el_apply_begin() and
- * el_apply_end().  *last gets the last seq read; returns events applied.
+ * el_apply_end().  *last gets the last seq read; returns the events read
+ * (replayed), whether or not a handler took them.
  */
 static int64
 el_replay_shard(ElApplyState *st, Relation stream, Relation pk, int32 shard,
@@ -68,8 +69,8 @@ el_replay_shard(ElApplyState *st, Relation stream, Relation pk, int32 shard,
 
 		slot_getsomeattrs(slot, EL_NATTS);
 		*last = DatumGetInt64(slot->tts_values[Anum_el_seq - 1]);
-		if (el_apply(st, slot->tts_values, slot->tts_isnull))
-			n++;
+		(void) el_apply(st, slot->tts_values, slot->tts_isnull);
+		n++;
 		MemoryContextSwitchTo(old);
 		MemoryContextReset(evcxt);
 		CHECK_FOR_INTERRUPTS();
@@ -460,7 +461,7 @@ typedef struct ElGroupCall
 	int			shards;
 	int64	   *last;			/* in: where to start; out: where it stopped */
 	int			chunks;			/* how many chunks to apply */
-	int64		n;				/* out: events applied */
+	int64		n;				/* out: events replayed (read) */
 	bool		done;			/* out: the stream was read to its end */
 } ElGroupCall;
 
@@ -525,9 +526,9 @@ el_replay_group(void *arg)
 							break;
 						(void) el_chunk_add(b, slot, h);
 					}
-					g->n++;
 				}
 				g->last[s] = seq;
+				g->n++;
 				/* Events no handler takes count too, for the interrupt check. */
 				run++;
 			}
@@ -549,7 +550,7 @@ el_replay_group(void *arg)
 /*
  * el_replay_shard() for a set whose handlers run set-based, over all shards
  * at once, from last[shard]; fills last[shard] and returns the events
- * applied.
+ * replayed.
  *
  * The replay runs in groups of chunks, each group in one subtransaction:
  * one chunk, then two, four, and so on, so a replay of c chunks takes about
@@ -634,7 +635,7 @@ el_replay_setbased(ElApplyState *st, ElSetReplay *b, Relation stream, Relation p
  * table).  For an inline projection the tail is replayed after locking the
  * stream against appends (SHARE ROW EXCLUSIVE, held to commit: it waits for
  * appending transactions to finish, and new appends wait for us).  Fills
- * last[shard]; returns the events applied.
+ * last[shard]; returns the events replayed.
  */
 static int64
 el_replay_all(ElHandlerSet *set, Oid streamid, int shards, int64 *last)
@@ -707,7 +708,10 @@ el_create_inline_trigger(Oid stream, Oid view)
 /*
  * Build a projection: replay the stream into the set's build table (for an
  * inline projection, the tail again once appends are held off, after its
- * trigger exists).  Fills last[shard]; returns the events applied.
+ * trigger exists).  Fills last[shard]; returns the events replayed: every
+ * event read from the stream, whether a handler took it or not (the
+ * contract's "number of events replayed"; each event counts once, the
+ * inline tail included).
  */
 int64
 el_build(ElHandlerSet *set, ElProjection *p, int64 *last, bool create)

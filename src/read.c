@@ -1,7 +1,8 @@
 /*
  * read.c
- *	  event_log.read() (a shard by offset) and event_log.replay() (one key's
- *	  history), and the shard reads consumer groups use.  All run a kept plan
+ *	  event_log.read() (a shard by offset), event_log.replay() (one key's
+ *	  history), event_log.read_event() (one event by event_id), and the
+ *	  shard reads consumer groups use.  All run a kept plan
  *	  through SPI as the caller, so the caller's current privileges and
  *	  row-level security apply on every call (the plan cache plans again when
  *	  the user or the policies change), and stream the rows straight into the
@@ -25,6 +26,7 @@
 
 PG_FUNCTION_INFO_V1(el_read);
 PG_FUNCTION_INFO_V1(el_replay);
+PG_FUNCTION_INFO_V1(el_read_event);
 
 /*
  * Run one of the stream's plans with the given parameters into dest (or, if
@@ -311,5 +313,26 @@ el_replay(PG_FUNCTION_ARGS)
 	values[0] = PG_GETARG_DATUM(1);
 	values[1] = Int64GetDatum(after_version);
 	el_run_plan(fcinfo, relid, EL_PLAN_REPLAY, 2, types, values);
+	return (Datum) 0;
+}
+
+/*
+ * event_log.read_event(stream regclass, event_id uuid)
+ *		RETURNS SETOF event_log.event
+ *
+ * The event with this event_id, or no row: also when row-level security
+ * hides it from the caller.
+ */
+Datum
+el_read_event(PG_FUNCTION_ARGS)
+{
+	Oid			types[1] = {UUIDOID};
+	Datum		values[1];
+
+	el_require_arg(fcinfo, 0, "stream");
+	el_require_arg(fcinfo, 1, "event_id");
+	(void) el_require_stream(PG_GETARG_OID(0));
+	values[0] = PG_GETARG_DATUM(1);
+	el_run_plan(fcinfo, PG_GETARG_OID(0), EL_PLAN_BY_ID, 1, types, values);
 	return (Datum) 0;
 }

@@ -298,7 +298,8 @@ el_stream_indexes(Relation rel)
  * A kept SPI plan for one of the statements we run against a stream.  The
  * caller must be connected to SPI.
  *
- * These statements run as the caller (append(), read(), replay(), and the
+ * These statements run as the caller (append(), read(), replay(),
+ * read_event(), and the
  * consumer functions after their own checks), but they must mean the same
  * under any search_path: the plan cache analyses a kept plan again whenever
  * it runs under another search_path than the one it was made under.  So
@@ -366,6 +367,13 @@ el_stream_plan(Oid relid, ElPlanKind kind)
 			nargs = 2;
 			argtypes[0] = TEXTOID;
 			argtypes[1] = INT8OID;
+			break;
+		case EL_PLAN_BY_ID:
+			sql = psprintf("SELECT shard, seq, key, version, type, payload, metadata,"
+						   " event_id, recorded_at FROM %s"
+						   " WHERE event_id OPERATOR(pg_catalog.=) $1", name);
+			nargs = 1;
+			argtypes[0] = UUIDOID;
 			break;
 		case EL_NUM_PLANS:
 			elog(ERROR, "bad plan kind");

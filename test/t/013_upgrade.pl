@@ -35,7 +35,7 @@ is($node->safe_psql('old_db',
 $node->safe_psql('old_db', 'ALTER EXTENSION event_log UPDATE');
 is($node->safe_psql('old_db',
 		q{SELECT extversion FROM pg_extension WHERE extname = 'event_log'}),
-	'0.2', 'updated to 0.2');
+	'0.3', 'updated to the current version, 0.3');
 
 # Data and behaviour survive.
 is($node->safe_psql('old_db', 'SELECT count(*) FROM carts'), '20', 'events kept');

@@ -1,0 +1,54 @@
+/* event_log 0.2 -> 0.3 (issue 19: the command and query API) */
+\echo Use "ALTER EXTENSION event_log UPDATE TO '0.3'" to load this file. \quit
+
+-- ---------------------------------------------------------------------
+-- Several events in one call (docs/streams.md, "Appending several events")
+-- ---------------------------------------------------------------------
+
+-- One event to append: what INSERT takes, and the key for the form of
+-- append_events() that appends to several keys.
+CREATE TYPE event_log.new_event AS (
+    type     text,
+    payload  jsonb,
+    metadata jsonb,
+    event_id uuid,
+    key      text
+);
+
+-- Its constructor, with the optional fields named.  A SQL-standard body is
+-- bound when it is created, so no caller's search_path can change it.
+CREATE FUNCTION event_log.new_event(
+    type text,
+    payload jsonb,
+    metadata jsonb DEFAULT NULL,
+    event_id uuid DEFAULT NULL,
+    key text DEFAULT NULL)
+RETURNS event_log.new_event
+LANGUAGE sql IMMUTABLE PARALLEL SAFE
+RETURN ROW(type, payload, metadata, event_id, key)::event_log.new_event;
+
+-- To one key, under one expected_version check.
+CREATE FUNCTION event_log.append_events(
+    stream regclass,
+    key text,
+    events event_log.new_event[],
+    expected_version bigint DEFAULT NULL)
+RETURNS TABLE (key text, shard integer, seq bigint, version bigint,
+               event_id uuid, duplicate boolean)
+AS 'MODULE_PATHNAME', 'el_append_events'
+LANGUAGE C VOLATILE;
+
+-- To the keys the events name.
+CREATE FUNCTION event_log.append_events(
+    stream regclass,
+    events event_log.new_event[])
+RETURNS TABLE (key text, shard integer, seq bigint, version bigint,
+               event_id uuid, duplicate boolean)
+AS 'MODULE_PATHNAME', 'el_append_events_keys'
+LANGUAGE C VOLATILE;
+
+-- One event by its event_id, read as the caller (SELECT, row-level security).
+CREATE FUNCTION event_log.read_event(stream regclass, event_id uuid)
+RETURNS SETOF event_log.event
+AS 'MODULE_PATHNAME', 'el_read_event'
+LANGUAGE C STABLE;
