@@ -7,7 +7,10 @@
  *
  *	  The DDL guard checks the result, not the command: after every DDL
  *	  command it re-verifies the shape of each stream the transaction holds a
- *	  lock on, so a route we did not think of is caught as well.
+ *	  lock on, so a route we did not think of is caught as well.  One
+ *	  exception, for pg_restore: a registered stream whose parts (unique
+ *	  indexes, our triggers, ENABLE ALWAYS) are still missing may be given
+ *	  them by commands that can only add (docs/design/restore.md).
  */
 #include "postgres.h"
 
@@ -45,6 +48,7 @@ PG_FUNCTION_INFO_V1(el_guard_drop);
  */
 el_guard_relation_hook_type el_guard_owned_relation_hook = NULL;
 el_guard_triggers_hook_type el_guard_stream_triggers_hook = NULL;
+el_guard_stream_hook_type el_guard_repair_stream_hook = NULL;
 
 /*
  * Our own DDL that the guards let through, by relation: set around the
@@ -187,6 +191,20 @@ el_shape_violation(Relation rel, const char *detail)
 							"Event streams are append-only: their contract columns, triggers and unique indexes stay as event_log.create_stream() made them.");
 }
 
+/*
+ * A part of the stream is missing: one of its unique indexes, one of our
+ * triggers, or a trigger of ours that is not (yet) enabled ALWAYS.  That is
+ * a violation, unless the command can only add parts (only_adds): then the
+ * stream was incomplete before it, which only a restore makes (nobody else
+ * can write the registry), and the command is building it back.
+ */
+static void
+el_missing_part(Relation rel, bool only_adds, const char *detail)
+{
+	if (!only_adds)
+		el_shape_violation(rel, detail);
+}
+
 /* Whether a value of the type may never be NULL (a NOT NULL domain). */
 static bool
 el_type_not_null(Oid typid)
@@ -295,14 +313,18 @@ el_check_columns(Relation rel)
 
 /* Verify that a stream still has the shape that makes it append-only. */
 static void
-el_check_stream_shape(Oid relid, int shards, Oid append_fn, Oid refuse_fn)
+el_check_stream_shape(Oid relid, int shards, Oid append_fn, Oid refuse_fn,
+					  bool only_adds)
 {
-	Relation	rel = try_relation_open(relid, NoLock);
+	Relation	rel;
 	TupleDesc	desc;
 	TriggerDesc *trigdesc;
 	ElStreamIndexes idx;
 	bool		have_append = false;
 	bool		have_refuse = false;
+	bool		append_always = false;
+	bool		refuse_always = false;
+	int			nexpected;
 	const int16 refuse_type = TRIGGER_TYPE_BEFORE | TRIGGER_TYPE_UPDATE |
 		TRIGGER_TYPE_DELETE | TRIGGER_TYPE_TRUNCATE;
 	const int16 append_type = TRIGGER_TYPE_BEFORE | TRIGGER_TYPE_ROW |
@@ -312,6 +334,10 @@ el_check_stream_shape(Oid relid, int shards, Oid append_fn, Oid refuse_fn)
 	int			nproject = 0;
 	bool		projection_ddl = el_guard_exempt(relid, EL_GUARD_PROJECTION_DDL);
 
+	if (!projection_ddl && el_guard_repair_stream_hook != NULL &&
+		SearchSysCacheExists1(RELOID, ObjectIdGetDatum(relid)))
+		el_guard_repair_stream_hook(relid);
+	rel = try_relation_open(relid, NoLock);
 	if (rel == NULL)
 		return;
 
@@ -355,23 +381,39 @@ el_check_stream_shape(Oid relid, int shards, Oid append_fn, Oid refuse_fn)
 	{
 		Trigger    *t = &trigdesc->triggers[i];
 
+		/*
+		 * A trigger of ours with another definition is a violation whatever
+		 * the command; one that is only not enabled ALWAYS is a missing
+		 * part (plain dumps create it, then enable it in a second command).
+		 */
 		if (strcmp(t->tgname, EL_APPEND_TRIGGER) == 0)
+		{
 			have_append = t->tgfoid == append_fn &&
-				t->tgenabled == TRIGGER_FIRES_ALWAYS &&
 				t->tgtype == append_type && t->tgnargs == 1 &&
 				pg_strtoint32(t->tgargs[0]) == shards;
+			if (!have_append)
+				el_shape_violation(rel, "Trigger \"" EL_APPEND_TRIGGER "\" must stay, unchanged and enabled ALWAYS.");
+			append_always = t->tgenabled == TRIGGER_FIRES_ALWAYS;
+		}
 		else if (strcmp(t->tgname, EL_IMMUTABLE_TRIGGER) == 0)
+		{
 			have_refuse = t->tgfoid == refuse_fn &&
-				t->tgenabled == TRIGGER_FIRES_ALWAYS &&
 				t->tgtype == refuse_type && t->tgnargs == 0;
+			if (!have_refuse)
+				el_shape_violation(rel, "Trigger \"" EL_IMMUTABLE_TRIGGER "\" must stay, unchanged and enabled ALWAYS.");
+			refuse_always = t->tgenabled == TRIGGER_FIRES_ALWAYS;
+		}
 		else if (t->tgfoid == project_fn)
 		{
 			if (!projection_ddl &&
-				(t->tgenabled != TRIGGER_FIRES_ALWAYS || t->tgtype != project_type ||
-				 t->tgnargs != 1 ||
+				(t->tgtype != project_type || t->tgnargs != 1 ||
 				 strncmp(t->tgname, EL_PROJECTION_TRIGGER, strlen(EL_PROJECTION_TRIGGER)) != 0))
 				el_shape_violation(rel, psprintf("Inline projection trigger \"%s\" must stay, unchanged and enabled ALWAYS.",
 												 t->tgname));
+			if (t->tgenabled != TRIGGER_FIRES_ALWAYS && !projection_ddl)
+				el_missing_part(rel, only_adds,
+								psprintf("Inline projection trigger \"%s\" must stay, unchanged and enabled ALWAYS.",
+										 t->tgname));
 			nproject++;
 		}
 		else if (!projection_ddl &&
@@ -388,19 +430,75 @@ el_check_stream_shape(Oid relid, int shards, Oid append_fn, Oid refuse_fn)
 							   t->tgname),
 					 errhint("Use an AFTER INSERT trigger instead.")));
 	}
-	if (!have_append)
-		el_shape_violation(rel, "Trigger \"" EL_APPEND_TRIGGER "\" must stay, unchanged and enabled ALWAYS.");
-	if (!have_refuse)
-		el_shape_violation(rel, "Trigger \"" EL_IMMUTABLE_TRIGGER "\" must stay, unchanged and enabled ALWAYS.");
+	if (!have_append || !append_always)
+		el_missing_part(rel, only_adds, "Trigger \"" EL_APPEND_TRIGGER "\" must stay, unchanged and enabled ALWAYS.");
+	if (!have_refuse || !refuse_always)
+		el_missing_part(rel, only_adds, "Trigger \"" EL_IMMUTABLE_TRIGGER "\" must stay, unchanged and enabled ALWAYS.");
 
-	if (!projection_ddl &&
-		nproject != (el_guard_stream_triggers_hook ? el_guard_stream_triggers_hook(relid) : 0))
+	/* Fewer projection triggers than projections: missing; more: never. */
+	nexpected = el_guard_stream_triggers_hook ? el_guard_stream_triggers_hook(relid) : 0;
+	if (!projection_ddl && nproject > nexpected)
 		el_shape_violation(rel, "Each inline projection's trigger must stay; drop a projection with event_log.drop_projection().");
+	if (!projection_ddl && nproject < nexpected)
+		el_missing_part(rel, only_adds, "Each inline projection's trigger must stay; drop a projection with event_log.drop_projection().");
 
 	if (!el_find_stream_indexes(rel, &idx))
-		el_shape_violation(rel, "The unique indexes on (shard, seq), (event_id) and (key, version) must stay.");
+		el_missing_part(rel, only_adds, "The unique indexes on (shard, seq), (event_id) and (key, version) must stay.");
 
 	relation_close(rel, NoLock);
+}
+
+/*
+ * Whether a DDL statement can only add to a table what a restore adds to a
+ * stream after its data: an index or constraint, a trigger, ENABLE ALWAYS
+ * of a trigger; or leaves every table's parts alone (COMMENT, GRANT,
+ * CREATE POLICY, CREATE STATISTICS, which a restore in one transaction runs
+ * while streams are still incomplete).  None of them can remove or change a
+ * part of any stream, whichever table it names; what one adds is still
+ * checked (a wrong trigger of ours, a BEFORE INSERT trigger, a rule, a
+ * column change are refused whatever the command).
+ *
+ * Judged on the statement as written (the event's parse tree), not on the
+ * commands collected for the event: DROP is never collected, so an empty
+ * list of commands would say nothing.  Left out on purpose: CREATE OR
+ * REPLACE TRIGGER (replaces), ADD CONSTRAINT ... USING INDEX (can turn an
+ * existing unique index DEFERRABLE), ENABLE TRIGGER ALL/USER (turns ALWAYS
+ * back to ORIGIN), and every other ALTER TABLE subcommand.
+ */
+static bool
+el_ddl_only_adds(Node *parsetree)
+{
+	ListCell   *lc;
+
+	if (parsetree == NULL)
+		return false;
+	switch (nodeTag(parsetree))
+	{
+		case T_IndexStmt:
+		case T_CommentStmt:
+		case T_GrantStmt:
+		case T_CreatePolicyStmt:
+		case T_CreateStatsStmt:
+			return true;
+		case T_CreateTrigStmt:
+			return !((CreateTrigStmt *) parsetree)->replace;
+		case T_AlterTableStmt:
+			foreach(lc, ((AlterTableStmt *) parsetree)->cmds)
+			{
+				AlterTableCmd *cmd = lfirst_node(AlterTableCmd, lc);
+
+				if (cmd->subtype == AT_EnableAlwaysTrig)
+					continue;
+				if (cmd->subtype == AT_AddConstraint &&
+					IsA(cmd->def, Constraint) &&
+					((Constraint *) cmd->def)->indexname == NULL)
+					continue;
+				return false;
+			}
+			return true;
+		default:
+			return false;
+	}
 }
 
 /*
@@ -417,11 +515,13 @@ el_guard_ddl(PG_FUNCTION_ARGS)
 	HeapTuple	tup;
 	Oid			append_fn = InvalidOid;
 	Oid			refuse_fn = InvalidOid;
+	bool		only_adds;
 
 	if (!CALLED_AS_EVENT_TRIGGER(fcinfo))
 		ereport(ERROR,
 				(errcode(ERRCODE_E_R_I_E_TRIGGER_PROTOCOL_VIOLATED),
 				 errmsg("event_log.guard_ddl() must run as an event trigger")));
+	only_adds = el_ddl_only_adds(((EventTriggerData *) fcinfo->context)->parsetree);
 
 	regid = el_registry_oid(true);
 	if (!OidIsValid(regid))
@@ -451,7 +551,7 @@ el_guard_ddl(PG_FUNCTION_ARGS)
 			append_fn = el_function_oid("assign_position");
 			refuse_fn = el_function_oid("refuse_change");
 		}
-		el_check_stream_shape(relid, shards, append_fn, refuse_fn);
+		el_check_stream_shape(relid, shards, append_fn, refuse_fn, only_adds);
 	}
 	systable_endscan(scan);
 	table_close(reg, AccessShareLock);

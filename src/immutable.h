@@ -25,6 +25,16 @@ extern PGDLLIMPORT el_guard_relation_hook_type el_guard_owned_relation_hook;
 extern PGDLLIMPORT el_guard_triggers_hook_type el_guard_stream_triggers_hook;
 
 /*
+ * Called by the DDL guard for each stream it checks, before the check (SPI
+ * connected, the stream locked): the layers above may point what they keep
+ * on the stream at what their catalog holds now.  Projections use it for
+ * inline triggers restored by pg_restore, whose argument is a view oid of
+ * the dumped database (docs/design/restore.md).
+ */
+typedef void (*el_guard_stream_hook_type) (Oid stream);
+extern PGDLLIMPORT el_guard_stream_hook_type el_guard_repair_stream_hook;
+
+/*
  * Our own DDL that the guards let through, per relation, for the duration
  * of one statement: the caller clears it with el_guard_disallow() in a
  * PG_FINALLY block.

@@ -223,6 +223,7 @@ el_projection_init(void)
 {
 	el_guard_owned_relation_hook = el_is_projection_relation;
 	el_guard_stream_triggers_hook = el_inline_projections;
+	el_projection_inline_init();
 	el_on_stream_drop(el_refuse_stream_drop);
 }
 
@@ -908,8 +909,9 @@ el_drop(Oid view, text *name)
 		/* Only the stream's owner may drop a trigger on it. */
 		if (p->inline_mode)
 			el_exec_as(el_rel_owner(p->stream), InvalidOid,
-					   psprintf("DROP TRIGGER " EL_PROJECTION_TRIGGER "%u ON %s",
-								view, el_qualified_name(p->stream)), true);
+					   psprintf("DROP TRIGGER %s ON %s",
+								quote_identifier(el_inline_trigger_name(p->stream, view)),
+								el_qualified_name(p->stream)), true);
 		drop.owner = owner;
 		drop.view = quote_qualified_identifier(get_namespace_name(get_rel_namespace(view)),
 											   get_rel_name(view));

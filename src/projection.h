@@ -130,6 +130,8 @@ extern ErrorData *el_in_subxact(void (*fn) (void *), void *arg);
 /* projection_inline.c */
 extern ElHandlerSet *el_live_handlers(Oid view);
 extern void el_release_set(ElHandlerSet *set);
+extern char *el_inline_trigger_name(Oid stream, Oid view);
+extern void el_projection_inline_init(void);
 
 /* projection_build.c */
 extern IndexScanDesc el_shard_scan(Relation stream, Relation pk, Snapshot snap, int32 shard, int64 after);
