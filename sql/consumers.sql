@@ -280,5 +280,6 @@ DROP ROLE regress_el_rls;
 -- Dropping the stream drops its groups.
 SELECT event_log.drop_stream('orders');
 SELECT count(*) FROM event_log.consumer_groups;
+SELECT count(*) AS offsets_left FROM event_log.consumer_offsets;
 DROP ROLE regress_el_consumer, regress_el_outsider;
 DROP EXTENSION event_log;

@@ -52,3 +52,15 @@ CREATE FUNCTION event_log.read_event(stream regclass, event_id uuid)
 RETURNS SETOF event_log.event
 AS 'MODULE_PATHNAME', 'el_read_event'
 LANGUAGE C STABLE;
+
+-- ---------------------------------------------------------------------
+-- Offsets without foreign keys (docs/design/restore.md)
+-- ---------------------------------------------------------------------
+
+-- A parallel pg_restore (-j) loads the catalog tables of the extension
+-- in any order, so a foreign key from the offsets to their group or
+-- projection made it drop the offsets it loaded first.  The rows are
+-- written only by the extension's C code, which deletes a group's or a
+-- projection's offsets with it.
+ALTER TABLE event_log.consumer_offsets DROP CONSTRAINT consumer_offsets_group_id_fkey;
+ALTER TABLE event_log.projection_offsets DROP CONSTRAINT projection_offsets_projection_fkey;

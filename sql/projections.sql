@@ -293,6 +293,7 @@ RESET ROLE;
 SELECT event_log.drop_projection('shop.cart_items');
 SELECT event_log.drop_projection('shop.cart_state');
 SELECT event_log.drop_projection('shop.sku_sales');
+SELECT count(*) AS checkpoints_left FROM event_log.projection_offsets;
 SELECT count(*) AS relations FROM pg_class WHERE relnamespace = 'shop'::regnamespace AND relkind IN ('r', 'v');
 SELECT tgname FROM pg_trigger WHERE tgrelid = 'shop.carts'::regclass ORDER BY tgname;
 SELECT event_log.drop_stream('shop.carts') > 0 AS dropped;

@@ -885,8 +885,10 @@ el_drop(Oid view, text *name)
 	owner = el_rel_owner(view);
 	p = el_lock_and_load(view, name);
 	values[0] = ObjectIdGetDatum(view);
-	el_catalog_sql("DELETE FROM event_log.projections WHERE projection = $1",
-					1, types, values, NULL, 0, 0);
+	/* Its checkpoints too: projection_offsets has no foreign key from 0.3 on. */
+	el_catalog_sql("WITH o AS (DELETE FROM event_log.projection_offsets WHERE projection = $1)"
+				   " DELETE FROM event_log.projections WHERE projection = $1",
+				   1, types, values, NULL, 0, 0);
 
 	/* Each by its own schema: the view may have been moved (SET SCHEMA). */
 	buildnsp = get_rel_namespace(p->build_table);
