@@ -668,6 +668,15 @@ el_assign_position(PG_FUNCTION_ARGS)
 	 * trigger on a table of its own (a temporary one, say), and the code
 	 * below reads the row's fields as the contract's types.
 	 */
+	if (el_has_event_columns(RelationGetDescr(rel)) &&
+		el_stream_shards(RelationGetRelid(rel)) < 1 &&
+		strcmp(trigdata->tg_trigger->tgname, EL_APPEND_TRIGGER) == 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+				 errmsg("\"%s\" is not a registered event stream",
+						RelationGetRelationName(rel)),
+				 errdetail("The table has a stream's columns and trigger, but event_log.streams has no row for it, as after restoring a dump that left out the event_log schema (pg_dump -n or -t)."),
+				 errhint("Restore a dump of the whole database, which carries the registry (docs/operations.md).")));
 	if (!el_has_event_columns(RelationGetDescr(rel)) ||
 		el_stream_shards(RelationGetRelid(rel)) < 1)
 		ereport(ERROR,

@@ -261,4 +261,19 @@ is($node->safe_psql('half', q{SELECT format('%s%s%s', shard, seq, version) FROM 
 ($rc, $out, $err) = $node->psql('half', 'SET ROLE app; DROP INDEX s.h_spare');
 like($err, qr/event stream/, 'complete, its parts stay');
 
+# A dump of one schema (pg_dump -n) leaves out the event_log schema, and with
+# it the registry: into a database that has the extension, the stream's
+# table, events and triggers come back, but it is no stream, and appends
+# say so and what to do instead of "null value in column".
+command_ok([ "$bindir/pg_dump", @conn, '-Fc', '-n', 'shop', '-f', "$tmp/shop.fc", 'src' ],
+	'dump of one schema');
+$node->safe_psql('postgres', 'CREATE DATABASE dst_schema');
+$node->safe_psql('dst_schema', 'CREATE EXTENSION event_log');
+IPC::Run::run([ "$bindir/pg_restore", @conn, '-d', 'dst_schema', "$tmp/shop.fc" ], '>', \$out, '2>', \$err);
+is(events_md5('dst_schema', 'shop.carts'), $before{'shop.carts'},
+	'-n: the events come back identical');
+($rc, $out, $err) = $node->psql('dst_schema', q{INSERT INTO shop.carts (key, type, payload) VALUES ('k', 'T', '{}')});
+like($err, qr/"carts" is not a registered event stream.*pg_dump -n.*Restore a dump of the whole database/s,
+	'-n: an append names the missing registry and the fix');
+
 done_testing();
