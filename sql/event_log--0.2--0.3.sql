@@ -52,3 +52,18 @@ CREATE FUNCTION event_log.read_event(stream regclass, event_id uuid)
 RETURNS SETOF event_log.event
 AS 'MODULE_PATHNAME', 'el_read_event'
 LANGUAGE C STABLE;
+
+-- ---------------------------------------------------------------------
+-- The DDL guard before DROP INDEX CONCURRENTLY, which commits before
+-- ddl_command_end (docs/design/restore.md, "Why a stream owner cannot use
+-- it to weaken a stream").
+-- ---------------------------------------------------------------------
+CREATE FUNCTION event_log.guard_ddl_start()
+RETURNS event_trigger
+AS 'MODULE_PATHNAME', 'el_guard_ddl_start'
+LANGUAGE C;
+
+CREATE EVENT TRIGGER event_log_guard_ddl_start ON ddl_command_start
+    WHEN TAG IN ('DROP INDEX')
+    EXECUTE FUNCTION event_log.guard_ddl_start();
+ALTER EVENT TRIGGER event_log_guard_ddl_start ENABLE ALWAYS;
