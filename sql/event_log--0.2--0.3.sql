@@ -64,3 +64,18 @@ LANGUAGE C STABLE;
 -- projection's offsets with it.
 ALTER TABLE event_log.consumer_offsets DROP CONSTRAINT consumer_offsets_group_id_fkey;
 ALTER TABLE event_log.projection_offsets DROP CONSTRAINT projection_offsets_projection_fkey;
+
+-- ---------------------------------------------------------------------
+-- The DDL guard before DROP INDEX CONCURRENTLY, which commits before
+-- ddl_command_end (docs/design/restore.md, "Why a stream owner cannot use
+-- it to weaken a stream").
+-- ---------------------------------------------------------------------
+CREATE FUNCTION event_log.guard_ddl_start()
+RETURNS event_trigger
+AS 'MODULE_PATHNAME', 'el_guard_ddl_start'
+LANGUAGE C;
+
+CREATE EVENT TRIGGER event_log_guard_ddl_start ON ddl_command_start
+    WHEN TAG IN ('DROP INDEX')
+    EXECUTE FUNCTION event_log.guard_ddl_start();
+ALTER EVENT TRIGGER event_log_guard_ddl_start ENABLE ALWAYS;

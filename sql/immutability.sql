@@ -146,6 +146,36 @@ SELECT seq, key, version, must, maybe, id FROM app.empty ORDER BY seq;
 SELECT event_log.drop_stream('app.empty');
 DROP DOMAIN app.nn_int, app.maybe_int;
 
+-- The unique indexes a stream needs may be replaced by equivalent ones, but
+-- only by indexes that compare as the originals: not a unique index on key
+-- under a nondeterministic collation or an operator class that ignores
+-- trailing blanks (other keys' events would share versions); a
+-- deterministic collation is fine.
+SELECT event_log.create_stream('app.idx');
+CREATE COLLATION app.nocase (provider = icu, locale = 'und-u-ks-level2', deterministic = false);
+CREATE UNIQUE INDEX idx_nocase ON app.idx (key COLLATE app.nocase, version);
+ALTER TABLE app.idx DROP CONSTRAINT idx_key_version_key;
+CREATE UNIQUE INDEX idx_bpchar ON app.idx (key bpchar_ops, version);
+ALTER TABLE app.idx DROP CONSTRAINT idx_key_version_key;
+CREATE UNIQUE INDEX idx_c ON app.idx (key COLLATE "C", version);
+ALTER TABLE app.idx DROP CONSTRAINT idx_key_version_key;
+-- DROP INDEX CONCURRENTLY commits twice before ddl_command_end: a unique
+-- index of a stream would be left dead, the stream incomplete.  Refused
+-- before it starts, for any index of a stream, by name through the path.
+CREATE UNIQUE INDEX idx_pk ON app.idx (shard, seq);
+ALTER TABLE app.idx DROP CONSTRAINT idx_pkey;
+SET search_path = app, public;
+DROP INDEX CONCURRENTLY idx_pk;
+DROP INDEX CONCURRENTLY app.idx_nocase;
+RESET search_path;
+SELECT indexrelid::regclass, indisvalid, indisready, indislive
+  FROM pg_index WHERE indrelid = 'app.idx'::regclass ORDER BY 1;
+DROP INDEX app.idx_nocase;
+SELECT shard, seq, version FROM event_log.append('app.idx', 'a', 'Booked', '{}');
+SELECT shard, seq, version FROM event_log.append('app.idx', 'A', 'Booked', '{}');
+SELECT event_log.drop_stream('app.idx');
+DROP COLLATION app.nocase;
+
 -- What is allowed: adding columns and indexes, AFTER triggers, renaming.
 CREATE TABLE app.audit (seq bigint);
 CREATE FUNCTION app.audit() RETURNS trigger LANGUAGE plpgsql AS $$

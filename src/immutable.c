@@ -18,6 +18,8 @@
 #include "access/xact.h"
 #include "access/table.h"
 #include "access/relation.h"
+#include "catalog/index.h"
+#include "catalog/namespace.h"
 #include "catalog/pg_collation.h"
 #include "catalog/pg_inherits.h"
 #include "catalog/pg_trigger.h"
@@ -40,6 +42,7 @@ PG_FUNCTION_INFO_V1(el_refuse_change);
 PG_FUNCTION_INFO_V1(el_guard_ddl);
 PG_FUNCTION_INFO_V1(el_guard_rewrite);
 PG_FUNCTION_INFO_V1(el_guard_drop);
+PG_FUNCTION_INFO_V1(el_guard_ddl_start);
 
 /*
  * The layers above register what they keep: projections' relations, which
@@ -558,6 +561,54 @@ el_guard_ddl(PG_FUNCTION_ARGS)
 	if (OidIsValid(append_fn))
 		SPI_finish();
 	PopOverrideSearchPath();
+	PG_RETURN_NULL();
+}
+
+/*
+ * event_log.guard_ddl_start(): ddl_command_start, for DROP INDEX.  DROP
+ * INDEX CONCURRENTLY commits twice before it drops the index: first the
+ * index is no longer valid, then no longer live (ignored by every insert).
+ * An error of the DDL guard at ddl_command_end rolls back only the last
+ * step, and would leave the stream with a dead unique index, incomplete.
+ * So an index of a stream is refused before anything is committed; its
+ * owner can drop it without CONCURRENTLY (under the guard, as always).
+ */
+Datum
+el_guard_ddl_start(PG_FUNCTION_ARGS)
+{
+	Node	   *parsetree;
+	DropStmt   *drop;
+	ListCell   *lc;
+
+	if (!CALLED_AS_EVENT_TRIGGER(fcinfo))
+		ereport(ERROR,
+				(errcode(ERRCODE_E_R_I_E_TRIGGER_PROTOCOL_VIOLATED),
+				 errmsg("event_log.guard_ddl_start() must run as an event trigger")));
+	parsetree = ((EventTriggerData *) fcinfo->context)->parsetree;
+	if (parsetree == NULL || !IsA(parsetree, DropStmt))
+		PG_RETURN_NULL();
+	drop = (DropStmt *) parsetree;
+	if (drop->removeType != OBJECT_INDEX || !drop->concurrent)
+		PG_RETURN_NULL();
+
+	/* Resolved as DROP INDEX will: through the session's path, calling nothing. */
+	foreach(lc, drop->objects)
+	{
+		RangeVar   *rv = makeRangeVarFromNameList((List *) lfirst(lc));
+		Oid			indexoid = RangeVarGetRelid(rv, NoLock, true);
+		Oid			heapoid;
+
+		if (!OidIsValid(indexoid) || get_rel_relkind(indexoid) != RELKIND_INDEX)
+			continue;
+		heapoid = IndexGetRelation(indexoid, true);
+		if (OidIsValid(heapoid) && el_registry_shards(heapoid) > 0)
+			ereport(ERROR,
+					(errcode(ERRCODE_EL_IMMUTABLE),
+					 errmsg("cannot drop index \"%s\" of event stream \"%s\" concurrently",
+							get_rel_name(indexoid), el_qualified_name(heapoid)),
+					 errdetail("DROP INDEX CONCURRENTLY commits before the DDL guard can check the stream."),
+					 errhint("Use DROP INDEX without CONCURRENTLY.")));
+	}
 	PG_RETURN_NULL();
 }
 

@@ -18,6 +18,9 @@
 #include "access/table.h"
 #include "catalog/indexing.h"
 #include "catalog/namespace.h"
+#include "catalog/pg_am.h"
+#include "catalog/pg_index.h"
+#include "commands/defrem.h"
 #include "fmgr.h"
 #include "miscadmin.h"
 #include "storage/lmgr.h"
@@ -231,6 +234,41 @@ el_lock_stream(Oid relid, LOCKMODE lockmode)
 }
 
 /*
+ * Whether a unique index's key columns compare as the stream's columns do:
+ * each with its type's default btree operator class and, for key, a
+ * deterministic collation.  A unique index on (key COLLATE a
+ * nondeterministic collation, version), or on key with an operator class
+ * that ignores trailing blanks, enforces another uniqueness than ours and
+ * makes the append trigger's probes find other keys' events: the stream's
+ * owner could put one in place of the index create_stream() made.
+ */
+static bool
+el_index_compares_exactly(Relation rel, HeapTuple tup, Form_pg_index idx)
+{
+	bool		isnull;
+	oidvector  *classes = (oidvector *) DatumGetPointer(
+		SysCacheGetAttr(INDEXRELID, tup, Anum_pg_index_indclass, &isnull));
+	oidvector  *colls = (oidvector *) DatumGetPointer(
+		SysCacheGetAttr(INDEXRELID, tup, Anum_pg_index_indcollation, &isnull));
+
+	for (int i = 0; i < idx->indnkeyatts; i++)
+	{
+		AttrNumber	att = idx->indkey.values[i];
+		Oid			typid;
+
+		if (att <= 0 || att > RelationGetDescr(rel)->natts)
+			return false;
+		typid = TupleDescAttr(RelationGetDescr(rel), att - 1)->atttypid;
+		if (classes->values[i] != GetDefaultOpClass(typid, BTREE_AM_OID))
+			return false;
+		if (OidIsValid(colls->values[i]) &&
+			!get_collation_isdeterministic(colls->values[i]))
+			return false;
+	}
+	return true;
+}
+
+/*
  * Find the three unique indexes every stream relies on.  Returns false if any
  * is missing (the DDL guard reports that; lookups need them).
  */
@@ -250,9 +288,11 @@ el_find_stream_indexes(Relation rel, ElStreamIndexes *out)
 		if (!HeapTupleIsValid(tup))
 			continue;
 		idx = (Form_pg_index) GETSTRUCT(tup);
-		if (idx->indisunique && idx->indisvalid && idx->indimmediate &&
+		if (idx->indisunique && idx->indisvalid && idx->indisready &&
+			idx->indimmediate &&
 			heap_attisnull(tup, Anum_pg_index_indexprs, NULL) &&
-			heap_attisnull(tup, Anum_pg_index_indpred, NULL))
+			heap_attisnull(tup, Anum_pg_index_indpred, NULL) &&
+			el_index_compares_exactly(rel, tup, idx))
 		{
 			int			n = idx->indnkeyatts;
 			int16	   *k = idx->indkey.values;
