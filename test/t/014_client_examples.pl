@@ -41,26 +41,32 @@ foreach my $md (sort glob("$top/docs/*.md"))
 	my @lines = split /\n/, slurp_file($md), -1;
 	for (my $i = 0; $i < @lines; $i++)
 	{
-		next unless $lines[$i] =~ /^```(python|js|javascript)\s*$/;
-		my $where = ($md =~ s{.*/}{}r) . ':' . ($i + 1);
-		my ($file) = ($i > 0 ? $lines[ $i - 1 ] : '')
-		  =~ /^<!-- example: test\/clients\/(\S+) -->$/;
+		# A fence, and the block up to the same fence; other fences inside a
+		# longer one (````) are its text.
+		next unless $lines[$i] =~ /^(`{3,})(\S*)\s*$/;
+		my ($fence, $lang) = ($1, $2);
 		my $end = $i + 1;
-		$end++ while $end < @lines && $lines[$end] ne '```';
-		my $block = join('', map { "$_\n" } @lines[ $i + 1 .. $end - 1 ]);
-		if (!defined $file)
+		$end++ while $end < @lines && $lines[$end] ne $fence;
+		if ($fence eq '```' && $lang =~ /^(python|js|javascript)$/)
 		{
-			fail("$where: a client example without an example marker");
-		}
-		elsif (!-f "$clients/$file")
-		{
-			fail("$where: test/clients/$file does not exist");
-		}
-		else
-		{
-			is($block, slurp_file("$clients/$file"),
-				"$where is test/clients/$file");
-			$shown{$file}++;
+			my $where = ($md =~ s{.*/}{}r) . ':' . ($i + 1);
+			my ($file) = ($i > 0 ? $lines[ $i - 1 ] : '')
+			  =~ /^<!-- example: test\/clients\/(\S+) -->$/;
+			my $block = join('', map { "$_\n" } @lines[ $i + 1 .. $end - 1 ]);
+			if (!defined $file)
+			{
+				fail("$where: a client example without an example marker");
+			}
+			elsif (!-f "$clients/$file")
+			{
+				fail("$where: test/clients/$file does not exist");
+			}
+			else
+			{
+				is($block, slurp_file("$clients/$file"),
+					"$where is test/clients/$file");
+				$shown{$file}++;
+			}
 		}
 		$i = $end;
 	}
