@@ -4,7 +4,29 @@
 set -euo pipefail
 
 packages=(postgresql-15 postgresql-server-dev-15 postgresql-15-wal2json
-          libipc-run-perl make gcc)
+          libipc-run-perl make gcc
+          python3-psycopg python3-psycopg2)  # test/t/014_client_examples.pl
+
+# node-postgres for the same test: Debian's nodejs and node-pg where there is
+# no Node.js yet. Debian's node-pg cannot go with a Node.js from elsewhere
+# (such as NodeSource's nodejs package); then npm, which comes with those,
+# installs pg into test/clients/node_modules (not in git), where the test
+# looks too.
+ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+node_modules=$ROOT/test/clients/node_modules
+has_node_pg() {
+    NODE_PATH=$node_modules:/usr/share/nodejs node -e 'require("pg")' >/dev/null 2>&1
+}
+npm_pg=0
+if ! command -v node >/dev/null; then
+    packages+=(nodejs node-pg)
+elif ! has_node_pg; then
+    if apt-get install -s -qq node-pg >/dev/null 2>&1; then
+        packages+=(node-pg)
+    else
+        npm_pg=1
+    fi
+fi
 
 # A package counts as present only when dpkg says "install ok installed".
 missing=()
@@ -24,6 +46,17 @@ else
     DEBIAN_FRONTEND=noninteractive \
         apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
     did="installed ${missing[*]}"
+fi
+
+if (( npm_pg )); then
+    if (( EUID != 0 )) && [[ ! -w $ROOT/test/clients ]]; then
+        echo "deps.sh: node-postgres missing; run as root, or: npm install --prefix test/clients pg@8" >&2
+        exit 1
+    fi
+    npm install --no-save --no-package-lock --no-audit --no-fund --loglevel=error \
+        --prefix "$ROOT/test/clients" pg@8 >/dev/null
+    has_node_pg || { echo "deps.sh: npm installed pg, but node cannot load it" >&2; exit 1; }
+    did+="; npm installed pg into test/clients/node_modules"
 fi
 
 # test_decoding ships inside postgresql-15 on Debian; make sure the server
