@@ -81,7 +81,7 @@ SRC=$TMP/src
 # A copy of the tree the postgres user owns: PGXS runs the suites in it and
 # writes their results there (results/ and regression.diffs, output_iso/,
 # tmp_check/ for TAP). Build products are not needed: installcheck builds
-# nothing. docs/ is there for test/t/014_client_examples.pl, which checks
+# nothing. docs/ is there for test/t/015_client_examples.pl, which checks
 # that the docs show test/clients/ as it is.
 mkdir -p "$SRC" "$TMP/tmp"
 for f in Makefile event_log.control sql expected src test docs; do

@@ -33,6 +33,14 @@ $ENV{NODE_PATH} = join(':', grep { defined && $_ ne '' }
 	  "$clients/node_modules", '/usr/share/nodejs', $ENV{NODE_PATH});
 $ENV{PYTHONDONTWRITEBYTECODE} = 1;
 
+# node-postgres is installed by test/deps.sh (Debian's node-pg, or npm where
+# Debian's cannot go with the machine's Node.js); without it, say so and run
+# the Python examples only.
+my $have_node_pg = system(q{node -e 'require("pg")' >/dev/null 2>&1}) == 0;
+my @libs = ('psycopg3', 'psycopg2', ($have_node_pg ? ('node') : ()));
+diag('node-postgres cannot be loaded: the node-postgres examples are not run')
+  unless $have_node_pg;
+
 # ---------------------------------------------------------------------
 # The docs show the files, exactly.
 my %shown;
@@ -195,7 +203,7 @@ print(json.dumps([[k, n, shard_for(k, n)] for k in keys for n in (1, 4, 7, 1024)
 # ---------------------------------------------------------------------
 # Appends with expected_version: once without a conflict, then with another
 # append committing while the example waits for the shard's lock.
-foreach my $lib (qw(psycopg3 psycopg2 node))
+foreach my $lib (@libs)
 {
 	my $db   = $db{$lib};
 	my $file = "$clients/append_retry." . ($lib eq 'node' ? 'node.js' : "$lib.py");
@@ -321,7 +329,7 @@ sub append_orders
 	return;
 }
 
-foreach my $lib (qw(psycopg3 psycopg2 node))
+foreach my $lib (@libs)
 {
 	my $db  = $db{$lib};
 	my $ext = $lib eq 'node' ? 'node.js' : "$lib.py";
