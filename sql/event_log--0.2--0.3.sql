@@ -52,3 +52,20 @@ CREATE FUNCTION event_log.read_event(stream regclass, event_id uuid)
 RETURNS SETOF event_log.event
 AS 'MODULE_PATHNAME', 'el_read_event'
 LANGUAGE C STABLE;
+
+-- ---------------------------------------------------------------------
+-- Issue 19, api2: commit what the last poll returned (docs/consumers.md,
+-- "Stopping cleanly: commit_polled()")
+-- ---------------------------------------------------------------------
+
+-- Kafka's commitSync() after poll(): commits what this session's last
+-- poll() of the group (and member) returned, as the next
+-- poll(auto_commit => true) would.  Returns the number of shards moved.
+CREATE FUNCTION event_log.commit_polled(
+    group_name text,
+    stream regclass,
+    member text DEFAULT NULL)
+RETURNS integer
+AS 'MODULE_PATHNAME', 'el_commit_polled'
+LANGUAGE C VOLATILE
+SET search_path = pg_catalog, pg_temp;

@@ -50,6 +50,7 @@ extern PGDLLIMPORT WaitEventSet *FeBeWaitSet;
 
 PG_FUNCTION_INFO_V1(el_poll);
 PG_FUNCTION_INFO_V1(el_commit_offset);
+PG_FUNCTION_INFO_V1(el_commit_polled);
 PG_FUNCTION_INFO_V1(el_committed_offset);
 PG_FUNCTION_INFO_V1(el_reset_offsets);
 PG_FUNCTION_INFO_V1(el_drop_group);
@@ -142,21 +143,21 @@ el_last_poll_add(Oid relid, int32 shard, int64 from, int64 to)
  * reset, a member that took the shard over), and their word stands: the
  * events are delivered again if need be, which at least once allows.
  */
-static void
+static uint64
 el_auto_commit(ElGroup *g, const char *me)
 {
 	Datum		values[5];
 
 	if (el_last_poll.group_id != g->id || el_last_poll.relid != g->relid ||
 		strcmp(el_last_poll.member, me) != 0 || el_last_poll.n == 0)
-		return;
+		return 0;
 	values[0] = Int32GetDatum(g->id);
 	values[1] = el_int4_array(el_last_poll.shard, el_last_poll.n);
 	values[2] = el_int8_array(el_last_poll.from, el_last_poll.n);
 	values[3] = el_int8_array(el_last_poll.to, el_last_poll.n);
 	values[4] = CStringGetTextDatum(me);
 	el_last_poll.group_id = 0;
-	el_query(Q_OFFSETS_AUTO, values, NULL, 0);
+	return el_query(Q_OFFSETS_AUTO, values, NULL, 0);
 }
 
 /*
@@ -401,7 +402,7 @@ el_poll(PG_FUNCTION_ARGS)
 	reads_committed = !el_appended_here(PG_GETARG_OID(1));
 	el_group_begin(&g, fcinfo, true);
 	if (auto_commit)
-		el_auto_commit(&g, me);
+		(void) el_auto_commit(&g, me);
 	el_last_poll_begin(&g, me, reads_committed);
 
 	dest = CreateDestReceiver(DestTuplestore);
@@ -600,6 +601,52 @@ el_commit_offset(PG_FUNCTION_ARGS)
 	}
 	SPI_finish();
 	PG_RETURN_VOID();
+}
+
+/*
+ * event_log.commit_polled(group_name text, stream regclass,
+ *						   member text DEFAULT NULL) RETURNS integer
+ *
+ * Kafka's commitSync() after poll(): commits what the last poll() of this
+ * session returned, if that poll was of the same group, stream and member,
+ * exactly as the next poll(auto_commit => true) would have (el_auto_commit:
+ * a shard moves only if nobody else moved it meanwhile and it is still
+ * leased to me).  Then forgets that poll, so a second call commits nothing.
+ * Returns the number of shards whose offsets it moved.  For consumers that
+ * auto-commit and stop cleanly: without it, their last batch is delivered
+ * again.
+ */
+Datum
+el_commit_polled(PG_FUNCTION_ARGS)
+{
+	ElGroup		g;
+	char	   *me;
+	uint64		moved;
+
+	el_require_arg(fcinfo, 0, "group_name");
+	el_require_arg(fcinfo, 1, "stream");
+	me = el_member_arg(fcinfo, 2);
+	(void) el_require_stream(PG_GETARG_OID(1));
+
+	/*
+	 * The checks of commit_offset(): SELECT on the stream (the stream's
+	 * owner gets no exemption here, unlike drop_group()) and the group's
+	 * ownership.  It does not create a group: there is nothing to commit in
+	 * a group that does not exist.
+	 */
+	el_check_select(PG_GETARG_OID(1));
+	el_group_begin(&g, fcinfo, false);
+	if (g.id == 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_UNDEFINED_OBJECT),
+				 errmsg("consumer group \"%s\" of event stream \"%s\" does not exist",
+						text_to_cstring(PG_GETARG_TEXT_PP(0)),
+						el_qualified_name(PG_GETARG_OID(1))),
+				 errhint("A group is created by its first poll().")));
+	el_group_check_owner(&g);
+	moved = el_auto_commit(&g, me);
+	SPI_finish();
+	PG_RETURN_INT32((int32) moved);
 }
 
 /*
