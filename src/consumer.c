@@ -217,7 +217,8 @@ el_seq_destroy(DestReceiver *self)
  * last seq the previous one returned (see ElSeqDest).
  */
 static uint64
-el_poll_once(ElGroup *g, const char *me, int max_count, DestReceiver *dest)
+el_poll_once(ElGroup *g, const char *me, int max_count, Datum types,
+			 DestReceiver *dest)
 {
 	ElSeqDest	seqdest = {{el_seq_receive, el_seq_startup, el_seq_shutdown,
 	el_seq_destroy, DestTuplestore}, dest, 0};
@@ -259,9 +260,18 @@ el_poll_once(ElGroup *g, const char *me, int max_count, DestReceiver *dest)
 			if (!active[i])
 				continue;
 			seqdest.last = after[i];
-			got = el_read_shard(g->relid, shards[i], after[i], ask,
-								(DestReceiver *) &seqdest);
-			if (got > 0)
+			got = el_read_shard_types(g->relid, shards[i], after[i], ask,
+									  types, (DestReceiver *) &seqdest);
+
+			/*
+			 * A read filtered by type that found fewer than it asked for
+			 * went through the end of the shard: the events of other types
+			 * up to that end are skipped, and an auto-commit (or
+			 * commit_polled()) moves the offset past them.
+			 */
+			if (types != (Datum) 0 && (int64) got < ask)
+				seqdest.last = Max(seqdest.last, el_shard_end(g->relid, shards[i]));
+			if (seqdest.last > after[i])
 				el_last_poll_add(g->relid, shards[i], after[i], seqdest.last);
 			after[i] = seqdest.last;
 			left -= got;
@@ -348,8 +358,12 @@ el_interval_ms(Interval *iv)
 /*
  * event_log.poll(group_name text, stream regclass, max_count int DEFAULT 100,
  *				  member text DEFAULT NULL, wait interval DEFAULT NULL,
- *				  auto_commit boolean DEFAULT false)
+ *				  auto_commit boolean DEFAULT false, types text[] DEFAULT NULL)
  *		RETURNS SETOF event_log.event
+ *
+ * types (0.3; absent from a 0.1 or 0.2 catalog's declaration): only events
+ * of these types are returned; the others are skipped, and what the poll
+ * remembers for auto-commit and commit_polled() goes past them.
  *
  * With auto_commit, the events the previous poll of this session returned
  * (same group, stream and member) are committed first (el_auto_commit).
@@ -364,6 +378,7 @@ el_poll(PG_FUNCTION_ARGS)
 	char	   *me;
 	int64		wait_ms = 0;
 	bool		auto_commit;
+	Datum		types;
 	bool		reads_committed;
 	ElGroup		g;
 	DestReceiver *dest;
@@ -383,6 +398,7 @@ el_poll(PG_FUNCTION_ARGS)
 	me = el_member_arg(fcinfo, 3);
 	el_require_arg(fcinfo, 5, "auto_commit");
 	auto_commit = PG_GETARG_BOOL(5);
+	types = el_types_arg(fcinfo, 6);
 	if (!PG_ARGISNULL(4))
 	{
 		wait_ms = el_interval_ms(PG_GETARG_INTERVAL_P(4));
@@ -433,7 +449,7 @@ el_poll(PG_FUNCTION_ARGS)
 
 		if (wait_ms > 0)
 			ResetLatch(MyLatch);
-		got = el_poll_once(&g, me, max_count, dest);
+		got = el_poll_once(&g, me, max_count, types, dest);
 		MemoryContextSwitchTo(old);
 		MemoryContextReset(attempt_cxt);
 		if (got > 0 || wait_ms == 0)
