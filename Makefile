@@ -17,7 +17,8 @@ PGFILEDESC = "event_log - event streams with commit-order offsets"
 
 # pg_regress suites (sql/NAME.sql, expected/NAME.out)
 REGRESS    = streams append append_events immutability bad_input privileges hostile_streams cdc projections \
-             hostile_projections projection_builds consumers hostile_consumers
+             hostile_projections projection_builds consumers hostile_consumers \
+             commit_polled type_filters
 # isolation specs (test/specs/NAME.spec, test/expected/NAME.out): pg_regress
 # reads INPUTDIR/specs and INPUTDIR/expected, and the last --inputdir wins
 # over the one PGXS passes (docs/testing.md says why they live in test/)

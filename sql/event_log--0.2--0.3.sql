@@ -79,3 +79,55 @@ CREATE EVENT TRIGGER event_log_guard_ddl_start ON ddl_command_start
     WHEN TAG IN ('DROP INDEX')
     EXECUTE FUNCTION event_log.guard_ddl_start();
 ALTER EVENT TRIGGER event_log_guard_ddl_start ENABLE ALWAYS;
+
+-- ---------------------------------------------------------------------
+-- Issue 19, api2: commit what the last poll returned (docs/consumers.md,
+-- "Stopping cleanly: commit_polled()")
+-- ---------------------------------------------------------------------
+
+-- Kafka's commitSync() after poll(): commits what this session's last
+-- poll() of the group (and member) returned, as the next
+-- poll(auto_commit => true) would.  Returns the number of shards moved.
+CREATE FUNCTION event_log.commit_polled(
+    group_name text,
+    stream regclass,
+    member text DEFAULT NULL)
+RETURNS integer
+AS 'MODULE_PATHNAME', 'el_commit_polled'
+LANGUAGE C VOLATILE
+SET search_path = pg_catalog, pg_temp;
+
+-- ---------------------------------------------------------------------
+-- Issue 19, api2: filters by event type in read() and poll()
+-- (docs/streams.md "Reading by type", docs/consumers.md "Subscribing to
+-- some types", docs/design/type_filters.md)
+-- ---------------------------------------------------------------------
+
+-- A new trailing argument changes the signature, and an overload with the
+-- old one would make every call that omits it ambiguous: so replace them.
+-- The C functions read the argument only when it is declared, so 0.1 and
+-- 0.2 catalogs keep working with this library until they are updated.
+DROP FUNCTION event_log.read(regclass, integer, bigint, integer);
+CREATE FUNCTION event_log.read(
+    stream regclass,
+    shard integer,
+    after_seq bigint DEFAULT 0,
+    max_count integer DEFAULT 1000,
+    types text[] DEFAULT NULL)
+RETURNS SETOF event_log.event
+AS 'MODULE_PATHNAME', 'el_read'
+LANGUAGE C STABLE;
+
+DROP FUNCTION event_log.poll(text, regclass, integer, text, interval, boolean);
+CREATE FUNCTION event_log.poll(
+    group_name text,
+    stream regclass,
+    max_count integer DEFAULT 100,
+    member text DEFAULT NULL,
+    wait interval DEFAULT NULL,
+    auto_commit boolean DEFAULT false,
+    types text[] DEFAULT NULL)
+RETURNS SETOF event_log.event
+AS 'MODULE_PATHNAME', 'el_poll'
+LANGUAGE C VOLATILE
+SET search_path = pg_catalog, pg_temp;

@@ -50,6 +50,7 @@ extern PGDLLIMPORT WaitEventSet *FeBeWaitSet;
 
 PG_FUNCTION_INFO_V1(el_poll);
 PG_FUNCTION_INFO_V1(el_commit_offset);
+PG_FUNCTION_INFO_V1(el_commit_polled);
 PG_FUNCTION_INFO_V1(el_committed_offset);
 PG_FUNCTION_INFO_V1(el_reset_offsets);
 PG_FUNCTION_INFO_V1(el_drop_group);
@@ -142,21 +143,21 @@ el_last_poll_add(Oid relid, int32 shard, int64 from, int64 to)
  * reset, a member that took the shard over), and their word stands: the
  * events are delivered again if need be, which at least once allows.
  */
-static void
+static uint64
 el_auto_commit(ElGroup *g, const char *me)
 {
 	Datum		values[5];
 
 	if (el_last_poll.group_id != g->id || el_last_poll.relid != g->relid ||
 		strcmp(el_last_poll.member, me) != 0 || el_last_poll.n == 0)
-		return;
+		return 0;
 	values[0] = Int32GetDatum(g->id);
 	values[1] = el_int4_array(el_last_poll.shard, el_last_poll.n);
 	values[2] = el_int8_array(el_last_poll.from, el_last_poll.n);
 	values[3] = el_int8_array(el_last_poll.to, el_last_poll.n);
 	values[4] = CStringGetTextDatum(me);
 	el_last_poll.group_id = 0;
-	el_query(Q_OFFSETS_AUTO, values, NULL, 0);
+	return el_query(Q_OFFSETS_AUTO, values, NULL, 0);
 }
 
 /*
@@ -216,7 +217,8 @@ el_seq_destroy(DestReceiver *self)
  * last seq the previous one returned (see ElSeqDest).
  */
 static uint64
-el_poll_once(ElGroup *g, const char *me, int max_count, DestReceiver *dest)
+el_poll_once(ElGroup *g, const char *me, int max_count, Datum types,
+			 DestReceiver *dest)
 {
 	ElSeqDest	seqdest = {{el_seq_receive, el_seq_startup, el_seq_shutdown,
 	el_seq_destroy, DestTuplestore}, dest, 0};
@@ -258,9 +260,18 @@ el_poll_once(ElGroup *g, const char *me, int max_count, DestReceiver *dest)
 			if (!active[i])
 				continue;
 			seqdest.last = after[i];
-			got = el_read_shard(g->relid, shards[i], after[i], ask,
-								(DestReceiver *) &seqdest);
-			if (got > 0)
+			got = el_read_shard_types(g->relid, shards[i], after[i], ask,
+									  types, (DestReceiver *) &seqdest);
+
+			/*
+			 * A read filtered by type that found fewer than it asked for
+			 * went through the end of the shard: the events of other types
+			 * up to that end are skipped, and an auto-commit (or
+			 * commit_polled()) moves the offset past them.
+			 */
+			if (types != (Datum) 0 && (int64) got < ask)
+				seqdest.last = Max(seqdest.last, el_shard_end(g->relid, shards[i]));
+			if (seqdest.last > after[i])
 				el_last_poll_add(g->relid, shards[i], after[i], seqdest.last);
 			after[i] = seqdest.last;
 			left -= got;
@@ -347,8 +358,12 @@ el_interval_ms(Interval *iv)
 /*
  * event_log.poll(group_name text, stream regclass, max_count int DEFAULT 100,
  *				  member text DEFAULT NULL, wait interval DEFAULT NULL,
- *				  auto_commit boolean DEFAULT false)
+ *				  auto_commit boolean DEFAULT false, types text[] DEFAULT NULL)
  *		RETURNS SETOF event_log.event
+ *
+ * types (0.3; absent from a 0.1 or 0.2 catalog's declaration): only events
+ * of these types are returned; the others are skipped, and what the poll
+ * remembers for auto-commit and commit_polled() goes past them.
  *
  * With auto_commit, the events the previous poll of this session returned
  * (same group, stream and member) are committed first (el_auto_commit).
@@ -363,6 +378,7 @@ el_poll(PG_FUNCTION_ARGS)
 	char	   *me;
 	int64		wait_ms = 0;
 	bool		auto_commit;
+	Datum		types;
 	bool		reads_committed;
 	ElGroup		g;
 	DestReceiver *dest;
@@ -382,6 +398,7 @@ el_poll(PG_FUNCTION_ARGS)
 	me = el_member_arg(fcinfo, 3);
 	el_require_arg(fcinfo, 5, "auto_commit");
 	auto_commit = PG_GETARG_BOOL(5);
+	types = el_types_arg(fcinfo, 6);
 	if (!PG_ARGISNULL(4))
 	{
 		wait_ms = el_interval_ms(PG_GETARG_INTERVAL_P(4));
@@ -401,7 +418,7 @@ el_poll(PG_FUNCTION_ARGS)
 	reads_committed = !el_appended_here(PG_GETARG_OID(1));
 	el_group_begin(&g, fcinfo, true);
 	if (auto_commit)
-		el_auto_commit(&g, me);
+		(void) el_auto_commit(&g, me);
 	el_last_poll_begin(&g, me, reads_committed);
 
 	dest = CreateDestReceiver(DestTuplestore);
@@ -432,7 +449,7 @@ el_poll(PG_FUNCTION_ARGS)
 
 		if (wait_ms > 0)
 			ResetLatch(MyLatch);
-		got = el_poll_once(&g, me, max_count, dest);
+		got = el_poll_once(&g, me, max_count, types, dest);
 		MemoryContextSwitchTo(old);
 		MemoryContextReset(attempt_cxt);
 		if (got > 0 || wait_ms == 0)
@@ -600,6 +617,52 @@ el_commit_offset(PG_FUNCTION_ARGS)
 	}
 	SPI_finish();
 	PG_RETURN_VOID();
+}
+
+/*
+ * event_log.commit_polled(group_name text, stream regclass,
+ *						   member text DEFAULT NULL) RETURNS integer
+ *
+ * Kafka's commitSync() after poll(): commits what the last poll() of this
+ * session returned, if that poll was of the same group, stream and member,
+ * exactly as the next poll(auto_commit => true) would have (el_auto_commit:
+ * a shard moves only if nobody else moved it meanwhile and it is still
+ * leased to me).  Then forgets that poll, so a second call commits nothing.
+ * Returns the number of shards whose offsets it moved.  For consumers that
+ * auto-commit and stop cleanly: without it, their last batch is delivered
+ * again.
+ */
+Datum
+el_commit_polled(PG_FUNCTION_ARGS)
+{
+	ElGroup		g;
+	char	   *me;
+	uint64		moved;
+
+	el_require_arg(fcinfo, 0, "group_name");
+	el_require_arg(fcinfo, 1, "stream");
+	me = el_member_arg(fcinfo, 2);
+	(void) el_require_stream(PG_GETARG_OID(1));
+
+	/*
+	 * The checks of commit_offset(): SELECT on the stream (the stream's
+	 * owner gets no exemption here, unlike drop_group()) and the group's
+	 * ownership.  It does not create a group: there is nothing to commit in
+	 * a group that does not exist.
+	 */
+	el_check_select(PG_GETARG_OID(1));
+	el_group_begin(&g, fcinfo, false);
+	if (g.id == 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_UNDEFINED_OBJECT),
+				 errmsg("consumer group \"%s\" of event stream \"%s\" does not exist",
+						text_to_cstring(PG_GETARG_TEXT_PP(0)),
+						el_qualified_name(PG_GETARG_OID(1))),
+				 errhint("A group is created by its first poll().")));
+	el_group_check_owner(&g);
+	moved = el_auto_commit(&g, me);
+	SPI_finish();
+	PG_RETURN_INT32((int32) moved);
 }
 
 /*

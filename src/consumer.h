@@ -92,6 +92,7 @@ extern void el_check_name(text *name, const char *what);
 extern char *el_session_member(void);
 extern char *el_member_arg(FunctionCallInfo fcinfo, int argno);
 extern void el_group_forget(void);
+extern void el_group_check_owner(ElGroup *g);
 extern void el_group_begin(ElGroup *g, FunctionCallInfo fcinfo, bool create);
 extern void el_group_reopen(ElGroup *g);
 extern void el_consumer_cache_init(void);

@@ -425,7 +425,7 @@ el_group_open(ElGroup *g, text *name, Oid relid, int shards, bool create)
 }
 
 /* Only the group's owner role (and roles that have its privileges) use it. */
-static void
+void
 el_group_check_owner(ElGroup *g)
 {
 	if (!has_privs_of_role(GetUserId(), g->owner))

@@ -15,6 +15,8 @@
 #include "funcapi.h"
 #include "miscadmin.h"
 #include "utils/acl.h"
+#include "utils/array.h"
+#include "utils/builtins.h"
 #include "utils/lsyscache.h"
 #include "utils/rls.h"
 
@@ -212,6 +214,102 @@ el_read_shard(Oid relid, int32 shard, int64 after_seq, int64 max_count,
 }
 
 /*
+ * The optional "types" argument of read() and poll(): NULL (or an argument
+ * the function's SQL declaration does not have yet, before ALTER EXTENSION
+ * UPDATE) means every type, returned as (Datum) 0.  Otherwise the distinct
+ * types, as a text[], matched exactly as the CDC plugin's "types" option
+ * matches them (byte for byte, case-sensitive).  An empty list, a NULL
+ * element and more than EL_MAX_TYPES types are refused.
+ */
+Datum
+el_types_arg(FunctionCallInfo fcinfo, int argno)
+{
+	ArrayType  *arr;
+	Datum	   *items;
+	bool	   *nulls;
+	int			n,
+				kept = 0;
+
+	if (PG_NARGS() <= argno || PG_ARGISNULL(argno))
+		return (Datum) 0;
+	arr = PG_GETARG_ARRAYTYPE_P(argno);
+	if (ARR_NDIM(arr) > 1)
+		ereport(ERROR,
+				(errcode(ERRCODE_ARRAY_SUBSCRIPT_ERROR),
+				 errmsg("types must be a one-dimensional array")));
+	deconstruct_array(arr, TEXTOID, -1, false, TYPALIGN_INT, &items, &nulls, &n);
+	if (n == 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("types must not be empty"),
+				 errhint("Pass NULL (the default) for events of every type.")));
+	if (n > EL_MAX_TYPES)
+		ereport(ERROR,
+				(errcode(ERRCODE_PROGRAM_LIMIT_EXCEEDED),
+				 errmsg("too many event types: %d", n),
+				 errdetail("A filter names at most %d types.", EL_MAX_TYPES)));
+	for (int i = 0; i < n; i++)
+	{
+		bool		seen = false;
+
+		if (nulls[i])
+			ereport(ERROR,
+					(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
+					 errmsg("types must not contain null")));
+		for (int j = 0; j < kept && !seen; j++)
+			seen = VARSIZE_ANY(items[j]) == VARSIZE_ANY(items[i]) &&
+				memcmp(VARDATA_ANY(items[j]), VARDATA_ANY(items[i]),
+					   VARSIZE_ANY_EXHDR(items[i])) == 0;
+		if (!seen)
+			items[kept++] = items[i];
+	}
+	return PointerGetDatum(construct_array(items, kept, TEXTOID, -1, false,
+										   TYPALIGN_INT));
+}
+
+/*
+ * A filter of one type (the common case) runs a plain range scan, without
+ * the merge of one scan per type that several types need: that merge costs
+ * as much again as reading the events (docs/design/type_filters.md).
+ */
+static void
+el_one_type(ElPlanKind *kind, Oid *argtype, Datum *value)
+{
+	ArrayType  *arr = DatumGetArrayTypeP(*value);
+	Datum	   *items;
+	int			n;
+
+	if (ArrayGetNItems(ARR_NDIM(arr), ARR_DIMS(arr)) != 1)
+		return;
+	deconstruct_array(arr, TEXTOID, -1, false, TYPALIGN_INT, &items, NULL, &n);
+	*kind = EL_PLAN_READ_TYPE;
+	*argtype = TEXTOID;
+	*value = items[0];
+}
+
+/*
+ * el_read_shard() for the events of some types only (types from
+ * el_types_arg(); (Datum) 0 for all).
+ */
+uint64
+el_read_shard_types(Oid relid, int32 shard, int64 after_seq, int64 max_count,
+					Datum types, DestReceiver *dest)
+{
+	Oid			argtypes[4] = {INT4OID, INT8OID, INT8OID, TEXTARRAYOID};
+	Datum		values[4];
+	ElPlanKind	kind = EL_PLAN_READ_TYPES;
+
+	if (types == (Datum) 0)
+		return el_read_shard(relid, shard, after_seq, max_count, dest);
+	values[0] = Int32GetDatum(shard);
+	values[1] = Int64GetDatum(after_seq);
+	values[2] = Int64GetDatum(max_count);
+	values[3] = types;
+	el_one_type(&kind, &argtypes[3], &values[3]);
+	return el_exec_plan(relid, kind, 4, argtypes, values, dest, 0);
+}
+
+/*
  * The last seq of a shard the active snapshot sees (0 if it is empty).  The
  * caller is connected to SPI and has checked SELECT.
  */
@@ -245,7 +343,11 @@ el_check_shard(Oid relid, int shards, int32 shard)
 
 /*
  * event_log.read(stream regclass, shard int, after_seq bigint DEFAULT 0,
- *				  max_count int DEFAULT 1000) RETURNS SETOF event_log.event
+ *				  max_count int DEFAULT 1000, types text[] DEFAULT NULL)
+ *		RETURNS SETOF event_log.event
+ *
+ * types (0.3): only events of these types.  A 0.1 or 0.2 catalog declares
+ * no such argument; then every type is read.
  */
 Datum
 el_read(PG_FUNCTION_ARGS)
@@ -255,8 +357,8 @@ el_read(PG_FUNCTION_ARGS)
 	int32		shard;
 	int64		after_seq;
 	int32		max_count;
-	Oid			types[3] = {INT4OID, INT8OID, INT8OID};
-	Datum		values[3];
+	Oid			types[4] = {INT4OID, INT8OID, INT8OID, TEXTARRAYOID};
+	Datum		values[4];
 
 	el_require_arg(fcinfo, 0, "stream");
 	el_require_arg(fcinfo, 1, "shard");
@@ -281,7 +383,16 @@ el_read(PG_FUNCTION_ARGS)
 	values[0] = Int32GetDatum(shard);
 	values[1] = Int64GetDatum(after_seq);
 	values[2] = Int64GetDatum((int64) max_count);
-	el_run_plan(fcinfo, relid, EL_PLAN_READ, 3, types, values);
+	values[3] = el_types_arg(fcinfo, 4);
+	if (values[3] == (Datum) 0)
+		el_run_plan(fcinfo, relid, EL_PLAN_READ, 3, types, values);
+	else
+	{
+		ElPlanKind	kind = EL_PLAN_READ_TYPES;
+
+		el_one_type(&kind, &types[3], &values[3]);
+		el_run_plan(fcinfo, relid, kind, 4, types, values);
+	}
 	return (Datum) 0;
 }
 

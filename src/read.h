@@ -14,6 +14,13 @@
 
 extern uint64 el_read_shard(Oid relid, int32 shard, int64 after_seq,
 							int64 max_count, DestReceiver *dest);
+/* The most event types one read() or poll() filters by. */
+#define EL_MAX_TYPES		1000
+
+extern Datum el_types_arg(FunctionCallInfo fcinfo, int argno);
+extern uint64 el_read_shard_types(Oid relid, int32 shard, int64 after_seq,
+								  int64 max_count, Datum types,
+								  DestReceiver *dest);
 extern int64 el_shard_end(Oid relid, int32 shard);
 extern void el_check_shard(Oid relid, int shards, int32 shard);
 extern void el_check_select(Oid relid);

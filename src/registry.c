@@ -415,6 +415,48 @@ el_stream_plan(Oid relid, ElPlanKind kind)
 			nargs = 1;
 			argtypes[0] = UUIDOID;
 			break;
+		case EL_PLAN_READ_TYPE:
+			/* One type: a range scan of an index on (shard, type, seq), if any. */
+			sql = psprintf("SELECT shard, seq, key, version, type, payload, metadata,"
+						   " event_id, recorded_at FROM %s"
+						   " WHERE shard OPERATOR(pg_catalog.=) $1"
+						   " AND type OPERATOR(pg_catalog.=) $4"
+						   " AND seq OPERATOR(pg_catalog.>) $2"
+						   " ORDER BY seq LIMIT $3", name);
+			nargs = 4;
+			argtypes[0] = INT4OID;
+			argtypes[1] = INT8OID;
+			argtypes[2] = INT8OID;
+			argtypes[3] = TEXTOID;
+			break;
+		case EL_PLAN_READ_TYPES:
+
+			/*
+			 * Several types.  Per type, the shard's next events of that type
+			 * in seq order,
+			 * then the first $3 of those merged.  Each branch is a range scan
+			 * of an index on (shard, type, seq) if the stream has one, so a
+			 * selective filter reads only the events it returns (at most $3
+			 * per type); without that index each branch walks the primary
+			 * key and skips the other types (docs/design/type_filters.md).
+			 * $4 holds distinct types (el_types_arg()).
+			 */
+			sql = psprintf("SELECT e.shard, e.seq, e.key, e.version, e.type, e.payload,"
+						   " e.metadata, e.event_id, e.recorded_at"
+						   " FROM pg_catalog.unnest($4) AS t(type) CROSS JOIN LATERAL"
+						   " (SELECT s.shard, s.seq, s.key, s.version, s.type, s.payload,"
+						   " s.metadata, s.event_id, s.recorded_at FROM %s s"
+						   " WHERE s.shard OPERATOR(pg_catalog.=) $1"
+						   " AND s.type OPERATOR(pg_catalog.=) t.type"
+						   " AND s.seq OPERATOR(pg_catalog.>) $2"
+						   " ORDER BY s.seq LIMIT $3) e"
+						   " ORDER BY e.seq LIMIT $3", name);
+			nargs = 4;
+			argtypes[0] = INT4OID;
+			argtypes[1] = INT8OID;
+			argtypes[2] = INT8OID;
+			argtypes[3] = TEXTARRAYOID;
+			break;
 		case EL_NUM_PLANS:
 			elog(ERROR, "bad plan kind");
 	}

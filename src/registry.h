@@ -42,6 +42,8 @@ typedef enum ElPlanKind
 	EL_PLAN_REPLAY,				/* replay(): one key after a version */
 	EL_PLAN_LAST,				/* the last seq of one shard */
 	EL_PLAN_BY_ID,				/* read_event(): one event by event_id */
+	EL_PLAN_READ_TYPE,			/* read(types): one shard after a seq, one type */
+	EL_PLAN_READ_TYPES,			/* read(types): one shard after a seq, some types */
 	EL_NUM_PLANS
 } ElPlanKind;
 
