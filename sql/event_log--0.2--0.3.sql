@@ -107,6 +107,21 @@ SET search_path = pg_catalog, pg_temp;
 -- old one would make every call that omits it ambiguous: so replace them.
 -- The C functions read the argument only when it is declared, so 0.1 and
 -- 0.2 catalogs keep working with this library until they are updated.
+--
+-- What a DBA granted or revoked on them stays: their ACLs are carried over
+-- to the new functions (through settings local to this transaction).  A
+-- view or function of the user's that calls them keeps them from being
+-- dropped, and so the update from going through; docs/operations.md says
+-- what to do.
+SELECT pg_catalog.set_config('el_upgrade.read_acl',
+    coalesce((SELECT proacl::pg_catalog.text FROM pg_catalog.pg_proc
+              WHERE oid = 'event_log.read(pg_catalog.regclass, integer, bigint, integer)'::pg_catalog.regprocedure), ''),
+    true);
+SELECT pg_catalog.set_config('el_upgrade.poll_acl',
+    coalesce((SELECT proacl::pg_catalog.text FROM pg_catalog.pg_proc
+              WHERE oid = 'event_log.poll(text, pg_catalog.regclass, integer, text, interval, boolean)'::pg_catalog.regprocedure), ''),
+    true);
+
 DROP FUNCTION event_log.read(regclass, integer, bigint, integer);
 CREATE FUNCTION event_log.read(
     stream regclass,
@@ -131,3 +146,10 @@ RETURNS SETOF event_log.event
 AS 'MODULE_PATHNAME', 'el_poll'
 LANGUAGE C VOLATILE
 SET search_path = pg_catalog, pg_temp;
+
+UPDATE pg_catalog.pg_proc
+   SET proacl = NULLIF(pg_catalog.current_setting('el_upgrade.read_acl'), '')::pg_catalog.aclitem[]
+ WHERE oid = 'event_log.read(pg_catalog.regclass, integer, bigint, integer, text[])'::pg_catalog.regprocedure;
+UPDATE pg_catalog.pg_proc
+   SET proacl = NULLIF(pg_catalog.current_setting('el_upgrade.poll_acl'), '')::pg_catalog.aclitem[]
+ WHERE oid = 'event_log.poll(text, pg_catalog.regclass, integer, text, interval, boolean, text[])'::pg_catalog.regprocedure;

@@ -99,5 +99,25 @@ is($node->safe_psql('old_db', q{
 		SELECT array_to_string(extconfig::regclass[], ',') FROM pg_extension WHERE extname = 'event_log'}),
 	'the same tables are dumped with the extension');
 
+# read() and poll() are created again by the 0.3 update (a new argument):
+# what a DBA granted or revoked on them stays.
+$node->safe_psql('postgres', 'CREATE DATABASE acl_db');
+$node->safe_psql('acl_db', q{
+	CREATE EXTENSION event_log VERSION '0.1';
+	CREATE ROLE acl_reader;
+	CREATE ROLE acl_other;
+	REVOKE EXECUTE ON FUNCTION event_log.read(regclass, int, bigint, int) FROM PUBLIC;
+	GRANT EXECUTE ON FUNCTION event_log.read(regclass, int, bigint, int) TO acl_reader;
+	REVOKE EXECUTE ON FUNCTION event_log.poll(text, regclass, int, text, interval, boolean) FROM PUBLIC;
+	ALTER EXTENSION event_log UPDATE;
+});
+is($node->safe_psql('acl_db', q{
+	SELECT has_function_privilege('acl_reader', 'event_log.read(regclass, int, bigint, int, text[])', 'EXECUTE'),
+	       has_function_privilege('acl_other', 'event_log.read(regclass, int, bigint, int, text[])', 'EXECUTE'),
+	       has_function_privilege('acl_reader', 'event_log.poll(text, regclass, int, text, interval, boolean, text[])', 'EXECUTE'),
+	       current_setting('el_upgrade.read_acl', true) IS NULL OR current_setting('el_upgrade.read_acl', true) = ''}),
+	't|f|f|t', 'privileges on read() and poll() survive their re-creation by the update');
+$node->safe_psql('acl_db', 'DROP EXTENSION event_log; DROP ROLE acl_reader; DROP ROLE acl_other');
+
 $node->stop;
 done_testing();
