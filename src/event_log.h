@@ -18,6 +18,12 @@
 #define EL_MAX_TYPE_BYTES	256
 
 /*
+ * pages_per_range of the BRIN index on recorded_at that create_stream()
+ * makes (and the 0.3 update script, for older streams).
+ */
+#define EL_TIME_PAGES_PER_RANGE	32
+
+/*
  * Shard locks are advisory-type heavyweight locks in a key space of our own:
  * (database, stream oid, shard, EL_LOCKTAG_SPACE).  The SQL advisory lock
  * functions only ever use 1 or 2 in the last field, so they cannot collide.

@@ -321,7 +321,7 @@ el_stream_plan(Oid relid, ElPlanKind kind)
 	const char *name;
 	char	   *sql = NULL;
 	int			nargs = 0;
-	Oid			argtypes[5];
+	Oid			argtypes[6];
 	volatile SPIPlanPtr plan;
 
 	if (entry->plans[kind])
@@ -374,6 +374,29 @@ el_stream_plan(Oid relid, ElPlanKind kind)
 						   " WHERE event_id OPERATOR(pg_catalog.=) $1", name);
 			nargs = 1;
 			argtypes[0] = UUIDOID;
+			break;
+		case EL_PLAN_TIME:
+
+			/*
+			 * recorded_at >= $1 is what the stream's BRIN index on
+			 * recorded_at serves (docs/design/reads.md); the rest resumes
+			 * after the row ($1, $3, $4) of an earlier page.
+			 */
+			sql = psprintf("SELECT shard, seq, key, version, type, payload, metadata,"
+						   " event_id, recorded_at FROM %s"
+						   " WHERE recorded_at OPERATOR(pg_catalog.>=) $1"
+						   " AND recorded_at OPERATOR(pg_catalog.<) $2"
+						   " AND (recorded_at OPERATOR(pg_catalog.>) $1"
+						   " OR shard OPERATOR(pg_catalog.>) $3"
+						   " OR (shard OPERATOR(pg_catalog.=) $3"
+						   " AND seq OPERATOR(pg_catalog.>) $4))"
+						   " ORDER BY recorded_at, shard, seq LIMIT $5", name);
+			nargs = 5;
+			argtypes[0] = TIMESTAMPTZOID;
+			argtypes[1] = TIMESTAMPTZOID;
+			argtypes[2] = INT4OID;
+			argtypes[3] = INT8OID;
+			argtypes[4] = INT8OID;
 			break;
 		case EL_NUM_PLANS:
 			elog(ERROR, "bad plan kind");

@@ -42,6 +42,7 @@ typedef enum ElPlanKind
 	EL_PLAN_REPLAY,				/* replay(): one key after a version */
 	EL_PLAN_LAST,				/* the last seq of one shard */
 	EL_PLAN_BY_ID,				/* read_event(): one event by event_id */
+	EL_PLAN_TIME,				/* read_by_time(): a range of recorded_at */
 	EL_NUM_PLANS
 } ElPlanKind;
 
