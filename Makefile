@@ -6,7 +6,7 @@ MODULE_big = event_log
 OBJS       = src/catalog.o src/key.o src/wake.o \
              src/registry.o \
              src/immutable.o src/append.o src/append_batch.o src/read.o src/decoder.o \
-             src/stream.o \
+             src/stream.o src/conversation.o \
              src/projection_setplan.o src/projection_handler.o src/projection_inline.o \
              src/projection_build.o src/projection_async.o src/projection.o \
              src/consumer_group.o src/consumer_member.o src/consumer.o \
@@ -16,7 +16,7 @@ DATA       = sql/event_log--0.1.sql sql/event_log--0.1--0.2.sql sql/event_log--0
 PGFILEDESC = "event_log - event streams with commit-order offsets"
 
 # pg_regress suites (sql/NAME.sql, expected/NAME.out)
-REGRESS    = streams append append_events read_by_time read_all immutability bad_input privileges hostile_streams cdc projections \
+REGRESS    = streams append append_events read_by_time read_all conversations immutability bad_input privileges hostile_streams cdc projections \
              hostile_projections projection_builds consumers hostile_consumers
 # isolation specs (test/specs/NAME.spec, test/expected/NAME.out): pg_regress
 # reads INPUTDIR/specs and INPUTDIR/expected, and the last --inputdir wins

@@ -107,3 +107,24 @@ RETURNS TABLE (shard integer, seq bigint, key text, version bigint, type text,
                recorded_at timestamptz, "position" bigint[])
 AS 'MODULE_PATHNAME', 'el_read_all'
 LANGUAGE C STABLE;
+
+-- ---------------------------------------------------------------------
+-- Correlation and causation (docs/conversations.md)
+-- ---------------------------------------------------------------------
+
+-- Index a stream's events by metadata ->> 'correlation_id' (its owner only).
+CREATE FUNCTION event_log.track_conversations(stream regclass)
+RETURNS regclass
+AS 'MODULE_PATHNAME', 'el_track_conversations'
+LANGUAGE C VOLATILE;
+
+-- One conversation, from the given streams or every tracked stream the
+-- caller may read, in order.
+CREATE FUNCTION event_log.conversation(
+    correlation_id text,
+    streams regclass[] DEFAULT NULL)
+RETURNS TABLE (stream regclass, shard integer, seq bigint, key text, version bigint,
+               type text, payload jsonb, metadata jsonb, event_id uuid,
+               recorded_at timestamptz)
+AS 'MODULE_PATHNAME', 'el_conversation'
+LANGUAGE C STABLE;

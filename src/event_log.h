@@ -109,6 +109,15 @@ extern int	el_handler_timeout;
 extern int	el_worker_naptime;
 extern int	el_worker_batch_size;
 
+/*
+ * event_log.correlation_id and event_log.causation_id: metadata the append
+ * trigger adds to events that do not give their own (docs/conversations.md).
+ * Empty: none.  At most EL_MAX_CONVERSATION_ID_BYTES bytes.
+ */
+#define EL_MAX_CONVERSATION_ID_BYTES	256
+extern char *el_correlation_id;
+extern char *el_causation_id;
+
 /* event_log.c: small helpers every SQL function may use */
 extern void el_require_arg(FunctionCallInfo fcinfo, int argno, const char *name);
 

@@ -157,6 +157,35 @@ el_registry_shards(Oid relid)
 	return shards;
 }
 
+/* Every registered stream's OID, in OID order. */
+List *
+el_registry_streams(void)
+{
+	Oid			regid = el_registry_oid(true);
+	Relation	reg;
+	SysScanDesc scan;
+	HeapTuple	tup;
+	List	   *result = NIL;
+
+	if (!OidIsValid(regid))
+		return NIL;
+	reg = table_open(regid, AccessShareLock);
+	scan = systable_beginscan(reg, InvalidOid, false, NULL, 0, NULL);
+	while (HeapTupleIsValid(tup = systable_getnext(scan)))
+	{
+		bool		isnull;
+		Datum		d = heap_getattr(tup, Anum_reg_stream, RelationGetDescr(reg),
+									 &isnull);
+
+		if (!isnull)
+			result = lappend_oid(result, DatumGetObjectId(d));
+	}
+	systable_endscan(scan);
+	table_close(reg, AccessShareLock);
+	list_sort(result, list_oid_cmp);
+	return result;
+}
+
 /* Cached form of el_registry_shards(). */
 int
 el_stream_shards(Oid relid)
@@ -397,6 +426,21 @@ el_stream_plan(Oid relid, ElPlanKind kind)
 			argtypes[2] = INT4OID;
 			argtypes[3] = INT8OID;
 			argtypes[4] = INT8OID;
+			break;
+		case EL_PLAN_CONVERSATION:
+
+			/*
+			 * The predicate and expression of the index that
+			 * track_conversations() makes (conversation.c), so it serves.
+			 */
+			sql = psprintf("SELECT shard, seq, key, version, type, payload, metadata,"
+						   " event_id, recorded_at FROM %s"
+						   " WHERE metadata OPERATOR(pg_catalog.?) 'correlation_id'"
+						   " AND (metadata OPERATOR(pg_catalog.->>) 'correlation_id')"
+						   " OPERATOR(pg_catalog.=) $1"
+						   " ORDER BY shard, seq", name);
+			nargs = 1;
+			argtypes[0] = TEXTOID;
 			break;
 		case EL_NUM_PLANS:
 			elog(ERROR, "bad plan kind");

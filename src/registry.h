@@ -27,6 +27,7 @@ extern int	el_registry_shards(Oid relid);
 extern int	el_stream_shards(Oid relid);
 extern int	el_require_stream(Oid relid);
 extern int	el_lock_stream(Oid relid, LOCKMODE lockmode);
+extern List *el_registry_streams(void);
 
 /* Writing it (create_stream(), drop_stream()). */
 extern void el_registry_insert(Oid relid, int shards);
@@ -43,6 +44,7 @@ typedef enum ElPlanKind
 	EL_PLAN_LAST,				/* the last seq of one shard */
 	EL_PLAN_BY_ID,				/* read_event(): one event by event_id */
 	EL_PLAN_TIME,				/* read_by_time(): a range of recorded_at */
+	EL_PLAN_CONVERSATION,		/* conversation(): one correlation_id */
 	EL_NUM_PLANS
 } ElPlanKind;
 

@@ -116,23 +116,8 @@ cat >"$work/offset.sql" <<EOF
 SELECT count(*) FROM event_log.read('bench_time', :s, :a, 1000);
 EOF
 
-# run_pgbench SCRIPT SECONDS: sets tps.
-run_pgbench() {
-    local out
-    if ! out=$(pgbench -n -M prepared -f "$1" -c 1 -T "$2" 2>&1); then
-        echo "$out" >&2
-        echo "50_read_time: pgbench failed on $(basename "$1")" >&2
-        return 1
-    fi
-    tps=$(sed -n 's/^tps = \([0-9.]*\) .*/\1/p' <<<"$out")
-    if [[ -z $tps ]]; then
-        echo "$out" >&2
-        return 1
-    fi
-}
-
 declare -A ROUNDS=()
-measure() { run_pgbench "$2" "$round_secs"; ROUNDS[$1]+="$tps "; }
+measure() { pgbench_tps "$2" "$round_secs"; ROUNDS[$1]+="$tps "; }
 
 measure time "$work/time.sql"
 measure offset "$work/offset.sql"
@@ -162,7 +147,7 @@ fresh_small() {
 ROUNDS=()
 for with in yes no no yes; do
     fresh_small "$with"
-    PGOPTIONS="-c synchronous_commit=off" run_pgbench "$work/append.sql" "$round_secs"
+    pgbench_tps "$work/append.sql" "$round_secs" "-c synchronous_commit=off"
     ROUNDS[$with]+="$tps "
 done
 report "INSERT with BRIN on recorded_at" "$(mean "${ROUNDS[yes]}")" "$(mean "${ROUNDS[no]}")" tps 0.95 \
