@@ -351,6 +351,7 @@ el_stream_plan(Oid relid, ElPlanKind kind)
 	char	   *sql = NULL;
 	int			nargs = 0;
 	Oid			argtypes[6];
+	int			options = CURSOR_OPT_GENERIC_PLAN;
 	volatile SPIPlanPtr plan;
 
 	if (entry->plans[kind])
@@ -421,6 +422,8 @@ el_stream_plan(Oid relid, ElPlanKind kind)
 						   " AND seq OPERATOR(pg_catalog.>) $4))"
 						   " ORDER BY recorded_at, shard, seq LIMIT $5", name);
 			nargs = 5;
+			/* See below: planned for each call's range. */
+			options = CURSOR_OPT_CUSTOM_PLAN;
 			argtypes[0] = TIMESTAMPTZOID;
 			argtypes[1] = TIMESTAMPTZOID;
 			argtypes[2] = INT4OID;
@@ -450,12 +453,18 @@ el_stream_plan(Oid relid, ElPlanKind kind)
 	 * Always the generic plan: each of these has one sensible plan (an index
 	 * scan in key order), and with a custom plan every call would be planned
 	 * again (a LIMIT given as a parameter makes the generic plan look costly
-	 * to the plan cache, which then never switches to it).
+	 * to the plan cache, which then never switches to it).  Except a read
+	 * by time: how many rows a range holds depends on the range, and a
+	 * generic plan guesses a fixed share of the stream (0.5%: 50,000 rows of
+	 * 10 million), whose cost then crosses jit_above_cost, so that every
+	 * call would pay for JIT compilation, several times the read itself.
+	 * Planned for the actual range, a 1,000-event read is a small plan
+	 * (docs/design/reads.md).
 	 */
 	el_push_catalog_path();
 	PG_TRY();
 	{
-		plan = SPI_prepare_cursor(sql, nargs, argtypes, CURSOR_OPT_GENERIC_PLAN);
+		plan = SPI_prepare_cursor(sql, nargs, argtypes, options);
 	}
 	PG_FINALLY();
 	{
