@@ -153,3 +153,81 @@ UPDATE pg_catalog.pg_proc
 UPDATE pg_catalog.pg_proc
    SET proacl = NULLIF(pg_catalog.current_setting('el_upgrade.poll_acl'), '')::pg_catalog.aclitem[]
  WHERE oid = 'event_log.poll(text, pg_catalog.regclass, integer, text, interval, boolean, text[])'::pg_catalog.regprocedure;
+-- Reads by time and across shards (docs/streams.md, "Reading by time",
+-- "Reading a whole stream"; docs/design/reads.md)
+-- ---------------------------------------------------------------------
+
+-- Events with since <= recorded_at < until, in (recorded_at, shard, seq)
+-- order; after_shard and after_seq resume after an earlier page's last event.
+CREATE FUNCTION event_log.read_by_time(
+    stream regclass,
+    since timestamptz,
+    until timestamptz DEFAULT 'infinity',
+    max_count integer DEFAULT 1000,
+    after_shard integer DEFAULT NULL,
+    after_seq bigint DEFAULT NULL)
+RETURNS SETOF event_log.event
+AS 'MODULE_PATHNAME', 'el_read_by_time'
+LANGUAGE C STABLE;
+
+-- Streams created by 0.3 get a BRIN index on recorded_at from
+-- create_stream(); give older streams the same one (pages_per_range as
+-- EL_TIME_PAGES_PER_RANGE in src/event_log.h).  Skipped where a BRIN index
+-- on recorded_at alone is already there: the library creates it for
+-- streams created before the update, and on a large stream a DBA may
+-- create it CONCURRENTLY beforehand (CREATE INDEX holds off appends while
+-- it builds; docs/operations.md).
+DO $$
+DECLARE
+  s regclass;
+BEGIN
+  FOR s IN
+    SELECT r.stream FROM event_log.streams r
+    WHERE NOT EXISTS (
+      SELECT FROM pg_catalog.pg_index i
+      JOIN pg_catalog.pg_class c ON c.oid OPERATOR(pg_catalog.=) i.indexrelid
+      JOIN pg_catalog.pg_am a ON a.oid OPERATOR(pg_catalog.=) c.relam
+      WHERE i.indrelid OPERATOR(pg_catalog.=) r.stream
+        AND a.amname OPERATOR(pg_catalog.=) 'brin'
+        AND i.indnatts OPERATOR(pg_catalog.=) 1
+        AND i.indkey[0] OPERATOR(pg_catalog.=) 9)
+    ORDER BY r.stream
+  LOOP
+    EXECUTE pg_catalog.format(
+      'CREATE INDEX ON %s USING brin (recorded_at) WITH (pages_per_range = 32, autosummarize = on)', s);
+  END LOOP;
+END $$;
+
+-- A whole stream, every shard merged, resumable by one position token: one
+-- seq per shard (element i for shard i - 1); each row's position resumes
+-- right after it.
+CREATE FUNCTION event_log.read_all(
+    stream regclass,
+    after bigint[] DEFAULT NULL,
+    max_count integer DEFAULT 1000)
+RETURNS TABLE (shard integer, seq bigint, key text, version bigint, type text,
+               payload jsonb, metadata jsonb, event_id uuid,
+               recorded_at timestamptz, "position" bigint[])
+AS 'MODULE_PATHNAME', 'el_read_all'
+LANGUAGE C STABLE;
+
+-- ---------------------------------------------------------------------
+-- Correlation and causation (docs/conversations.md)
+-- ---------------------------------------------------------------------
+
+-- Index a stream's events by metadata ->> 'correlation_id' (its owner only).
+CREATE FUNCTION event_log.track_conversations(stream regclass)
+RETURNS regclass
+AS 'MODULE_PATHNAME', 'el_track_conversations'
+LANGUAGE C VOLATILE;
+
+-- One conversation, from the given streams or every tracked stream the
+-- caller may read, in order.
+CREATE FUNCTION event_log.conversation(
+    correlation_id text,
+    streams regclass[] DEFAULT NULL)
+RETURNS TABLE (stream regclass, shard integer, seq bigint, key text, version bigint,
+               type text, payload jsonb, metadata jsonb, event_id uuid,
+               recorded_at timestamptz)
+AS 'MODULE_PATHNAME', 'el_conversation'
+LANGUAGE C STABLE;

@@ -26,6 +26,7 @@
 #include "utils/acl.h"
 #include "utils/builtins.h"
 #include "utils/fmgroids.h"
+#include "utils/jsonb.h"
 #include "utils/lsyscache.h"
 #include "utils/snapmgr.h"
 #include "utils/uuid.h"
@@ -630,6 +631,59 @@ el_trigger_shards(Trigger *trigger, Relation rel)
 }
 
 /*
+ * The session's correlation_id and causation_id (the settings), added to an
+ * event's metadata where it has no such key of its own.  Metadata that is
+ * not an object is left as it is.  Returns false, and changes nothing, when
+ * there is nothing to add.  Costs nothing while both settings are empty.
+ */
+static bool
+el_add_session_ids(Datum *metadata, bool *isnull)
+{
+	static const char *const names[2] = {"correlation_id", "causation_id"};
+	const char *ids[2] = {el_correlation_id, el_causation_id};
+	Jsonb	   *old = *isnull ? NULL : DatumGetJsonbP(*metadata);
+	JsonbParseState *state = NULL;
+	JsonbValue *added;
+	int			nadded = 0;
+
+	if ((ids[0] == NULL || ids[0][0] == '\0') && (ids[1] == NULL || ids[1][0] == '\0'))
+		return false;
+	if (old != NULL && !JB_ROOT_IS_OBJECT(old))
+		return false;
+
+	(void) pushJsonbValue(&state, WJB_BEGIN_OBJECT, NULL);
+	for (int i = 0; i < 2; i++)
+	{
+		JsonbValue	k;
+		JsonbValue	v;
+
+		if (ids[i] == NULL || ids[i][0] == '\0')
+			continue;
+		k.type = jbvString;
+		k.val.string.val = unconstify(char *, names[i]);
+		k.val.string.len = strlen(names[i]);
+		if (old != NULL &&
+			findJsonbValueFromContainer(&old->root, JB_FOBJECT, &k) != NULL)
+			continue;
+		v.type = jbvString;
+		v.val.string.val = unconstify(char *, ids[i]);
+		v.val.string.len = strlen(ids[i]);
+		(void) pushJsonbValue(&state, WJB_KEY, &k);
+		(void) pushJsonbValue(&state, WJB_VALUE, &v);
+		nadded++;
+	}
+	added = pushJsonbValue(&state, WJB_END_OBJECT, NULL);
+	if (nadded == 0)
+		return false;
+
+	*metadata = JsonbPGetDatum(JsonbValueToJsonb(added));
+	if (old != NULL)
+		*metadata = DirectFunctionCall2(jsonb_concat, JsonbPGetDatum(old), *metadata);
+	*isnull = false;
+	return true;
+}
+
+/*
  * event_log.assign_position(): BEFORE INSERT FOR EACH ROW on every stream.
  */
 Datum
@@ -648,10 +702,11 @@ el_assign_position(PG_FUNCTION_ARGS)
 	pg_uuid_t  *event_id;
 	bool		own_append = false;
 	const ElStreamIndexes *idx;
-	int			cols[5] = {Anum_el_shard, Anum_el_seq, Anum_el_version,
-	Anum_el_event_id, Anum_el_recorded_at};
-	Datum		newvals[5];
-	bool		newnulls[5] = {0};
+	int			cols[6] = {Anum_el_shard, Anum_el_seq, Anum_el_version,
+	Anum_el_event_id, Anum_el_recorded_at, Anum_el_metadata};
+	Datum		newvals[6];
+	bool		newnulls[6] = {0};
+	int			ncols = 5;
 
 	if (!CALLED_AS_TRIGGER(fcinfo) ||
 		!TRIGGER_FIRED_BEFORE(trigdata->tg_event) ||
@@ -738,8 +793,12 @@ el_assign_position(PG_FUNCTION_ARGS)
 	el_check_key(key);
 	el_check_type(DatumGetTextPP(values[Anum_el_type - 1]));
 	el_check_document(values[Anum_el_payload - 1], "payload");
-	if (!isnull[Anum_el_metadata - 1])
-		el_check_document(values[Anum_el_metadata - 1], "metadata");
+	newvals[5] = values[Anum_el_metadata - 1];
+	newnulls[5] = isnull[Anum_el_metadata - 1];
+	if (el_add_session_ids(&newvals[5], &newnulls[5]))
+		ncols = 6;
+	if (!newnulls[5])
+		el_check_document(newvals[5], "metadata");
 
 	idx = el_stream_indexes(rel);
 
@@ -796,7 +855,7 @@ el_assign_position(PG_FUNCTION_ARGS)
 
 	return PointerGetDatum(heap_modify_tuple_by_cols(trigdata->tg_trigtuple,
 													 RelationGetDescr(rel),
-													 5, cols, newvals, newnulls));
+													 ncols, cols, newvals, newnulls));
 }
 
 /*

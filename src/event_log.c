@@ -7,6 +7,7 @@
 
 #include "fmgr.h"
 #include "miscadmin.h"
+#include "utils/guc.h"
 #include "utils/memutils.h"
 
 #include "consumer.h"
@@ -25,6 +26,23 @@ int			el_retry_interval = EL_DEFAULT_RETRY_INTERVAL;	/* ms */
 int			el_handler_timeout = EL_DEFAULT_HANDLER_TIMEOUT;	/* ms */
 int			el_worker_naptime = EL_DEFAULT_WORKER_NAPTIME;	/* ms */
 int			el_worker_batch_size = EL_DEFAULT_WORKER_BATCH_SIZE;	/* events */
+char	   *el_correlation_id = NULL;
+char	   *el_causation_id = NULL;
+
+/* A correlation or causation id: at most EL_MAX_CONVERSATION_ID_BYTES. */
+static bool
+el_check_conversation_id(char **newval, void **extra, GucSource source)
+{
+	if (*newval != NULL && strlen(*newval) > EL_MAX_CONVERSATION_ID_BYTES)
+	{
+		GUC_check_errcode(ERRCODE_INVALID_PARAMETER_VALUE);
+		GUC_check_errmsg("correlation and causation ids are limited to %d bytes",
+						 EL_MAX_CONVERSATION_ID_BYTES);
+		GUC_check_errhint("Use an identifier such as a UUID, not a document.");
+		return false;
+	}
+	return true;
+}
 
 void		_PG_init(void);
 
@@ -96,6 +114,24 @@ _PG_init(void)
 							PGC_USERSET,
 							GUC_UNIT_MS,
 							NULL, NULL, NULL);
+
+	DefineCustomStringVariable("event_log.correlation_id",
+							   "correlation_id added to the metadata of appended events that have none.",
+							   "Empty: none is added.",
+							   &el_correlation_id,
+							   "",
+							   PGC_USERSET,
+							   0,
+							   el_check_conversation_id, NULL, NULL);
+
+	DefineCustomStringVariable("event_log.causation_id",
+							   "causation_id added to the metadata of appended events that have none.",
+							   "Empty: none is added.",
+							   &el_causation_id,
+							   "",
+							   PGC_USERSET,
+							   0,
+							   el_check_conversation_id, NULL, NULL);
 
 	MarkGUCPrefixReserved("event_log");
 

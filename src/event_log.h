@@ -18,6 +18,12 @@
 #define EL_MAX_TYPE_BYTES	256
 
 /*
+ * pages_per_range of the BRIN index on recorded_at that create_stream()
+ * makes (and the 0.3 update script, for older streams).
+ */
+#define EL_TIME_PAGES_PER_RANGE	32
+
+/*
  * Shard locks are advisory-type heavyweight locks in a key space of our own:
  * (database, stream oid, shard, EL_LOCKTAG_SPACE).  The SQL advisory lock
  * functions only ever use 1 or 2 in the last field, so they cannot collide.
@@ -102,6 +108,15 @@ extern int	el_retry_interval;
 extern int	el_handler_timeout;
 extern int	el_worker_naptime;
 extern int	el_worker_batch_size;
+
+/*
+ * event_log.correlation_id and event_log.causation_id: metadata the append
+ * trigger adds to events that do not give their own (docs/conversations.md).
+ * Empty: none.  At most EL_MAX_CONVERSATION_ID_BYTES bytes.
+ */
+#define EL_MAX_CONVERSATION_ID_BYTES	256
+extern char *el_correlation_id;
+extern char *el_causation_id;
 
 /* event_log.c: small helpers every SQL function may use */
 extern void el_require_arg(FunctionCallInfo fcinfo, int argno, const char *name);

@@ -1,8 +1,10 @@
 /*
  * read.c
  *	  event_log.read() (a shard by offset), event_log.replay() (one key's
- *	  history), event_log.read_event() (one event by event_id), and the
- *	  shard reads consumer groups use.  All run a kept plan
+ *	  history), event_log.read_event() (one event by event_id),
+ *	  event_log.read_by_time() (a range of recorded_at),
+ *	  event_log.read_all() (every shard, merged, by one position token),
+ *	  and the shard reads consumer groups use.  All run a kept plan
  *	  through SPI as the caller, so the caller's current privileges and
  *	  row-level security apply on every call (the plan cache plans again when
  *	  the user or the policies change), and stream the rows straight into the
@@ -17,8 +19,10 @@
 #include "utils/acl.h"
 #include "utils/array.h"
 #include "utils/builtins.h"
+#include "utils/memutils.h"
 #include "utils/lsyscache.h"
 #include "utils/rls.h"
+#include "utils/timestamp.h"
 
 #include "catalog.h"
 #include "event_log.h"
@@ -29,6 +33,8 @@
 PG_FUNCTION_INFO_V1(el_read);
 PG_FUNCTION_INFO_V1(el_replay);
 PG_FUNCTION_INFO_V1(el_read_event);
+PG_FUNCTION_INFO_V1(el_read_by_time);
+PG_FUNCTION_INFO_V1(el_read_all);
 
 /*
  * Run one of the stream's plans with the given parameters into dest (or, if
@@ -341,6 +347,16 @@ el_check_shard(Oid relid, int shards, int32 shard)
 								  shards, shards, shards - 1)));
 }
 
+/* Refuse a negative count or offset argument. */
+static void
+el_check_not_negative(int64 value, const char *name)
+{
+	if (value < 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("%s must not be negative", name)));
+}
+
 /*
  * event_log.read(stream regclass, shard int, after_seq bigint DEFAULT 0,
  *				  max_count int DEFAULT 1000, types text[] DEFAULT NULL)
@@ -371,14 +387,8 @@ el_read(PG_FUNCTION_ARGS)
 
 	shards = el_require_stream(relid);
 	el_check_shard(relid, shards, shard);
-	if (after_seq < 0)
-		ereport(ERROR,
-				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-				 errmsg("after_seq must not be negative")));
-	if (max_count < 0)
-		ereport(ERROR,
-				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-				 errmsg("max_count must not be negative")));
+	el_check_not_negative(after_seq, "after_seq");
+	el_check_not_negative(max_count, "max_count");
 
 	values[0] = Int32GetDatum(shard);
 	values[1] = Int64GetDatum(after_seq);
@@ -445,5 +455,292 @@ el_read_event(PG_FUNCTION_ARGS)
 	(void) el_require_stream(PG_GETARG_OID(0));
 	values[0] = PG_GETARG_DATUM(1);
 	el_run_plan(fcinfo, PG_GETARG_OID(0), EL_PLAN_BY_ID, 1, types, values);
+	return (Datum) 0;
+}
+
+/*
+ * event_log.read_by_time(stream regclass, since timestamptz,
+ *						  until timestamptz DEFAULT 'infinity',
+ *						  max_count int DEFAULT 1000,
+ *						  after_shard int DEFAULT NULL,
+ *						  after_seq bigint DEFAULT NULL)
+ *		RETURNS SETOF event_log.event
+ *
+ * The events with since <= recorded_at < until, in (recorded_at, shard, seq)
+ * order, at most max_count of them; after_shard and after_seq, given
+ * together, resume after the event (since, after_shard, after_seq) of an
+ * earlier page.  recorded_at is not ordered by seq within a shard, so this
+ * is a range query on recorded_at, which the stream's BRIN index serves
+ * (docs/design/reads.md), not a search over seq.
+ */
+Datum
+el_read_by_time(PG_FUNCTION_ARGS)
+{
+	Oid			relid;
+	int			shards;
+	TimestampTz since;
+	TimestampTz until;
+	int32		max_count;
+	int32		after_shard = -1;
+	int64		after_seq = 0;
+	Oid			types[5] = {TIMESTAMPTZOID, TIMESTAMPTZOID, INT4OID, INT8OID, INT8OID};
+	Datum		values[5];
+
+	el_require_arg(fcinfo, 0, "stream");
+	el_require_arg(fcinfo, 1, "since");
+	el_require_arg(fcinfo, 2, "until");
+	el_require_arg(fcinfo, 3, "max_count");
+	relid = PG_GETARG_OID(0);
+	since = PG_GETARG_TIMESTAMPTZ(1);
+	until = PG_GETARG_TIMESTAMPTZ(2);
+	max_count = PG_GETARG_INT32(3);
+
+	shards = el_require_stream(relid);
+	if (since > until)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("since must not be later than until"),
+				 errdetail("The range is since <= recorded_at < until.")));
+	el_check_not_negative(max_count, "max_count");
+	if (PG_ARGISNULL(4) != PG_ARGISNULL(5))
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("after_shard and after_seq must be given together"),
+				 errhint("Pass the shard and seq of the last event of the previous page, "
+						 "and its recorded_at as since.")));
+	if (!PG_ARGISNULL(4))
+	{
+		after_shard = PG_GETARG_INT32(4);
+		after_seq = PG_GETARG_INT64(5);
+		el_check_shard(relid, shards, after_shard);
+		el_check_not_negative(after_seq, "after_seq");
+	}
+
+	values[0] = TimestampTzGetDatum(since);
+	values[1] = TimestampTzGetDatum(until);
+	values[2] = Int32GetDatum(after_shard);
+	values[3] = Int64GetDatum(after_seq);
+	values[4] = Int64GetDatum((int64) max_count);
+	el_run_plan(fcinfo, relid, EL_PLAN_TIME, 5, types, values);
+	return (Datum) 0;
+}
+
+/*
+ * read_all(): one shard's part of the merge.  A cursor on the shard's read
+ * plan (seq order, after the token's seq), fetched a chunk at a time; the
+ * head is rows->vals[next].  key is the merge key of the head: the largest
+ * recorded_at of this shard's rows up to and including the head, so that
+ * the keys of a shard never decrease and merging by them keeps each shard
+ * in seq order (recorded_at alone is not ordered by seq).
+ */
+typedef struct ElShardCursor
+{
+	Portal		portal;
+	SPITupleTable *rows;
+	uint64		next;
+	bool		more;			/* the last fetch was full: more may follow */
+	bool		has_key;
+	TimestampTz key;
+} ElShardCursor;
+
+/* Move a shard's cursor to its next row; false when the shard is done. */
+static bool
+el_cursor_advance(ElShardCursor *cur, long chunk)
+{
+	bool		isnull;
+	TimestampTz at;
+
+	if (cur->rows == NULL || ++cur->next >= cur->rows->numvals)
+	{
+		if (cur->rows != NULL)
+		{
+			SPI_freetuptable(cur->rows);
+			cur->rows = NULL;
+		}
+		if (!cur->more)
+			return false;
+		SPI_cursor_fetch(cur->portal, true, chunk);
+		cur->rows = SPI_tuptable;
+		cur->next = 0;
+		cur->more = (SPI_processed == (uint64) chunk);
+		if (SPI_processed == 0)
+		{
+			SPI_freetuptable(cur->rows);
+			cur->rows = NULL;
+			return false;
+		}
+	}
+	at = DatumGetTimestampTz(SPI_getbinval(cur->rows->vals[cur->next],
+										   cur->rows->tupdesc,
+										   Anum_el_recorded_at, &isnull));
+	if (!cur->has_key || at > cur->key)
+		cur->key = at;
+	cur->has_key = true;
+	return true;
+}
+
+/*
+ * The position token read_all() takes: NULL or empty for the start of every
+ * shard, else one seq per shard, element i for shard i - 1.  Fills after[].
+ */
+static void
+el_parse_token(Oid relid, int shards, ArrayType *token, int64 *after)
+{
+	Datum	   *elems;
+	bool	   *nulls;
+	int			n;
+
+	memset(after, 0, sizeof(int64) * shards);
+	if (token == NULL || ARR_NDIM(token) == 0)
+		return;
+	if (ARR_NDIM(token) != 1)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("position token must be a one-dimensional array")));
+	deconstruct_array(token, INT8OID, 8, FLOAT8PASSBYVAL, TYPALIGN_DOUBLE,
+					  &elems, &nulls, &n);
+	if (n != shards)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("position token has %d elements, but event stream \"%s\" has %d shards",
+						n, el_qualified_name(relid), shards),
+				 errhint("Pass the position of a row read_all() returned for this stream, or NULL to start at the beginning.")));
+	for (int i = 0; i < n; i++)
+	{
+		if (nulls[i])
+			ereport(ERROR,
+					(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
+					 errmsg("position token must not contain nulls")));
+		after[i] = DatumGetInt64(elems[i]);
+		if (after[i] < 0)
+			ereport(ERROR,
+					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+					 errmsg("position token must not contain negative seqs"),
+					 errdetail("Element %d (shard %d) is " INT64_FORMAT ".",
+							   i + 1, i, after[i])));
+	}
+}
+
+/*
+ * event_log.read_all(stream regclass, after bigint[] DEFAULT NULL,
+ *					  max_count int DEFAULT 1000)
+ *		RETURNS TABLE (shard, seq, ..., recorded_at, position bigint[])
+ *
+ * Up to max_count events of every shard after the token's seqs, each shard
+ * in seq order, the shards merged by recorded_at (as made monotonic per
+ * shard, see ElShardCursor), ties by shard.  Each row's position is the
+ * token that resumes right after it: the token given, with the seq of every
+ * shard's last row returned so far.  Since each shard is read in seq order
+ * from the token's seq on, and a shard's visible seqs are always 1 .. N
+ * (docs/design/offsets.md), resuming from any row's position never skips an
+ * event.  The reads run as the caller, as read() does.
+ */
+Datum
+el_read_all(PG_FUNCTION_ARGS)
+{
+	ReturnSetInfo *rsinfo = (ReturnSetInfo *) fcinfo->resultinfo;
+	Oid			relid;
+	int			shards;
+	int32		max_count;
+	int64	   *after;
+	Datum	   *token;
+	ElShardCursor *cursors;
+	Tuplestorestate *store;
+	MemoryContext row_cxt;
+	long		chunk;
+	SPIPlanPtr	plan;
+
+	el_require_arg(fcinfo, 0, "stream");
+	el_require_arg(fcinfo, 2, "max_count");
+	relid = PG_GETARG_OID(0);
+	max_count = PG_GETARG_INT32(2);
+
+	shards = el_require_stream(relid);
+	after = palloc(sizeof(int64) * shards);
+	el_parse_token(relid, shards, PG_ARGISNULL(1) ? NULL : PG_GETARG_ARRAYTYPE_P(1),
+				   after);
+	el_check_not_negative(max_count, "max_count");
+
+	el_check_select(relid);
+	(void) check_enable_rls(relid, InvalidOid, false);
+	(void) el_lock_stream(relid, AccessShareLock);
+	store = el_result_store(fcinfo, true);
+	if (max_count == 0)
+		return (Datum) 0;
+
+	token = palloc(sizeof(Datum) * shards);
+	for (int i = 0; i < shards; i++)
+		token[i] = Int64GetDatum(after[i]);
+	cursors = palloc0(sizeof(ElShardCursor) * shards);
+	/* Each shard may give every row; most give their share. */
+	chunk = Min(max_count, Max(16, max_count / shards + 1));
+	row_cxt = AllocSetContextCreate(CurrentMemoryContext, "event_log read_all row",
+									ALLOCSET_SMALL_SIZES);
+
+	SPI_connect();
+	plan = el_stream_plan(relid, EL_PLAN_READ);
+	for (int i = 0; i < shards; i++)
+	{
+		ParamListInfo params = makeParamList(3);
+
+		params->numParams = 3;
+		params->params[0].value = Int32GetDatum(i);
+		params->params[1].value = Int64GetDatum(after[i]);
+		params->params[2].value = Int64GetDatum((int64) max_count);
+		params->params[0].ptype = INT4OID;
+		params->params[1].ptype = INT8OID;
+		params->params[2].ptype = INT8OID;
+		for (int p = 0; p < 3; p++)
+		{
+			params->params[p].isnull = false;
+			params->params[p].pflags = PARAM_FLAG_CONST;
+		}
+		cursors[i].portal = SPI_cursor_open_with_paramlist(NULL, plan, params, true);
+		cursors[i].more = true;
+		if (!el_cursor_advance(&cursors[i], chunk))
+		{
+			SPI_cursor_close(cursors[i].portal);
+			cursors[i].portal = NULL;
+		}
+	}
+
+	for (int32 sent = 0; sent < max_count; sent++)
+	{
+		int			best = -1;
+		ElShardCursor *cur;
+		Datum		values[EL_NATTS + 1];
+		bool		nulls[EL_NATTS + 1];
+		MemoryContext old;
+
+		for (int i = 0; i < shards; i++)
+			if (cursors[i].portal != NULL &&
+				(best < 0 || cursors[i].key < cursors[best].key))
+				best = i;
+		if (best < 0)
+			break;
+		cur = &cursors[best];
+
+		old = MemoryContextSwitchTo(row_cxt);
+		heap_deform_tuple(cur->rows->vals[cur->next], cur->rows->tupdesc, values, nulls);
+		token[best] = values[Anum_el_seq - 1];
+		values[EL_NATTS] = PointerGetDatum(construct_array(token, shards, INT8OID, 8,
+														   FLOAT8PASSBYVAL,
+														   TYPALIGN_DOUBLE));
+		nulls[EL_NATTS] = false;
+		tuplestore_putvalues(store, rsinfo->setDesc, values, nulls);
+		MemoryContextSwitchTo(old);
+		MemoryContextReset(row_cxt);
+
+		if (!el_cursor_advance(cur, chunk))
+		{
+			SPI_cursor_close(cur->portal);
+			cur->portal = NULL;
+		}
+	}
+	for (int i = 0; i < shards; i++)
+		if (cursors[i].portal != NULL)
+			SPI_cursor_close(cursors[i].portal);
+	SPI_finish();
+	MemoryContextDelete(row_cxt);
 	return (Datum) 0;
 }

@@ -160,6 +160,35 @@ el_registry_shards(Oid relid)
 	return shards;
 }
 
+/* Every registered stream's OID, in OID order. */
+List *
+el_registry_streams(void)
+{
+	Oid			regid = el_registry_oid(true);
+	Relation	reg;
+	SysScanDesc scan;
+	HeapTuple	tup;
+	List	   *result = NIL;
+
+	if (!OidIsValid(regid))
+		return NIL;
+	reg = table_open(regid, AccessShareLock);
+	scan = systable_beginscan(reg, InvalidOid, false, NULL, 0, NULL);
+	while (HeapTupleIsValid(tup = systable_getnext(scan)))
+	{
+		bool		isnull;
+		Datum		d = heap_getattr(tup, Anum_reg_stream, RelationGetDescr(reg),
+									 &isnull);
+
+		if (!isnull)
+			result = lappend_oid(result, DatumGetObjectId(d));
+	}
+	systable_endscan(scan);
+	table_close(reg, AccessShareLock);
+	list_sort(result, list_oid_cmp);
+	return result;
+}
+
 /* Cached form of el_registry_shards(). */
 int
 el_stream_shards(Oid relid)
@@ -361,7 +390,8 @@ el_stream_plan(Oid relid, ElPlanKind kind)
 	const char *name;
 	char	   *sql = NULL;
 	int			nargs = 0;
-	Oid			argtypes[5];
+	Oid			argtypes[6];
+	int			options = CURSOR_OPT_GENERIC_PLAN;
 	volatile SPIPlanPtr plan;
 
 	if (entry->plans[kind])
@@ -457,6 +487,46 @@ el_stream_plan(Oid relid, ElPlanKind kind)
 			argtypes[2] = INT8OID;
 			argtypes[3] = TEXTARRAYOID;
 			break;
+		case EL_PLAN_TIME:
+
+			/*
+			 * recorded_at >= $1 is what the stream's BRIN index on
+			 * recorded_at serves (docs/design/reads.md); the rest resumes
+			 * after the row ($1, $3, $4) of an earlier page.
+			 */
+			sql = psprintf("SELECT shard, seq, key, version, type, payload, metadata,"
+						   " event_id, recorded_at FROM %s"
+						   " WHERE recorded_at OPERATOR(pg_catalog.>=) $1"
+						   " AND recorded_at OPERATOR(pg_catalog.<) $2"
+						   " AND (recorded_at OPERATOR(pg_catalog.>) $1"
+						   " OR shard OPERATOR(pg_catalog.>) $3"
+						   " OR (shard OPERATOR(pg_catalog.=) $3"
+						   " AND seq OPERATOR(pg_catalog.>) $4))"
+						   " ORDER BY recorded_at, shard, seq LIMIT $5", name);
+			nargs = 5;
+			/* See below: planned for each call's range. */
+			options = CURSOR_OPT_CUSTOM_PLAN;
+			argtypes[0] = TIMESTAMPTZOID;
+			argtypes[1] = TIMESTAMPTZOID;
+			argtypes[2] = INT4OID;
+			argtypes[3] = INT8OID;
+			argtypes[4] = INT8OID;
+			break;
+		case EL_PLAN_CONVERSATION:
+
+			/*
+			 * The predicate and expression of the index that
+			 * track_conversations() makes (conversation.c), so it serves.
+			 */
+			sql = psprintf("SELECT shard, seq, key, version, type, payload, metadata,"
+						   " event_id, recorded_at FROM %s"
+						   " WHERE metadata OPERATOR(pg_catalog.?) 'correlation_id'"
+						   " AND (metadata OPERATOR(pg_catalog.->>) 'correlation_id')"
+						   " OPERATOR(pg_catalog.=) $1"
+						   " ORDER BY shard, seq", name);
+			nargs = 1;
+			argtypes[0] = TEXTOID;
+			break;
 		case EL_NUM_PLANS:
 			elog(ERROR, "bad plan kind");
 	}
@@ -465,12 +535,18 @@ el_stream_plan(Oid relid, ElPlanKind kind)
 	 * Always the generic plan: each of these has one sensible plan (an index
 	 * scan in key order), and with a custom plan every call would be planned
 	 * again (a LIMIT given as a parameter makes the generic plan look costly
-	 * to the plan cache, which then never switches to it).
+	 * to the plan cache, which then never switches to it).  Except a read
+	 * by time: how many rows a range holds depends on the range, and a
+	 * generic plan guesses a fixed share of the stream (0.5%: 50,000 rows of
+	 * 10 million), whose cost then crosses jit_above_cost, so that every
+	 * call would pay for JIT compilation, several times the read itself.
+	 * Planned for the actual range, a 1,000-event read is a small plan
+	 * (docs/design/reads.md).
 	 */
 	el_push_catalog_path();
 	PG_TRY();
 	{
-		plan = SPI_prepare_cursor(sql, nargs, argtypes, CURSOR_OPT_GENERIC_PLAN);
+		plan = SPI_prepare_cursor(sql, nargs, argtypes, options);
 	}
 	PG_FINALLY();
 	{

@@ -27,6 +27,7 @@ extern int	el_registry_shards(Oid relid);
 extern int	el_stream_shards(Oid relid);
 extern int	el_require_stream(Oid relid);
 extern int	el_lock_stream(Oid relid, LOCKMODE lockmode);
+extern List *el_registry_streams(void);
 
 /* Writing it (create_stream(), drop_stream()). */
 extern void el_registry_insert(Oid relid, int shards);
@@ -44,6 +45,8 @@ typedef enum ElPlanKind
 	EL_PLAN_BY_ID,				/* read_event(): one event by event_id */
 	EL_PLAN_READ_TYPE,			/* read(types): one shard after a seq, one type */
 	EL_PLAN_READ_TYPES,			/* read(types): one shard after a seq, some types */
+	EL_PLAN_TIME,				/* read_by_time(): a range of recorded_at */
+	EL_PLAN_CONVERSATION,		/* conversation(): one correlation_id */
 	EL_NUM_PLANS
 } ElPlanKind;
 

@@ -40,3 +40,20 @@ print_summary() {
     printf '%s\n' "${SUMMARY[@]}"
     ((missed == 0)) || echo "$missed ratio(s) below target"
 }
+
+# pgbench_tps SCRIPT SECONDS [PGOPTIONS]: one client runs SCRIPT for SECONDS
+# (prepared statements); sets tps.  Fails, with pgbench's output, if it did
+# not run cleanly.
+pgbench_tps() {
+    local out
+    if ! out=$(PGOPTIONS="${3:-${PGOPTIONS:-}}" pgbench -n -M prepared -f "$1" -c 1 -T "$2" 2>&1); then
+        echo "$out" >&2
+        echo "pgbench failed on $(basename "$1")" >&2
+        return 1
+    fi
+    tps=$(sed -n 's/^tps = \([0-9.]*\) .*/\1/p' <<<"$out")
+    if [[ -z $tps ]]; then
+        echo "$out" >&2
+        return 1
+    fi
+}
