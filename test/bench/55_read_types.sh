@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# 50_read_types.sh: read(types => ...) against read() without a filter
+# 55_read_types.sh: read(types => ...) against read() without a filter
 # (issue 19: a read by type that returns 1% of a 1-million-event stream
 # costs at most 5x a read of the same number of events without a filter).
 #
@@ -19,7 +19,7 @@
 # BENCH_BATCH (default 200000).  Exits non-zero only if something fails.
 set -euo pipefail
 shopt -s inherit_errexit
-BENCH_NAME=50_read_types
+BENCH_NAME=55_read_types
 source "$(dirname "${BASH_SOURCE[0]}")/common.bash"
 
 events=${BENCH_EVENTS:-1000000}
