@@ -10,7 +10,12 @@
 #  - append_command() appends all or none and reports duplicates;
 #  - follow() delivers every event of every shard once, in seq order;
 #  - the consumer loops commit their offsets (with their effects, or by
-#    auto-commit one poll later);
+#    auto-commit one poll later); commit_polled() commits the last batch of
+#    a consumer stopped by SIGTERM, exactly what it handled;
+#  - place_order() puts the correlation and causation ids into the metadata
+#    of its event only, and conversation() returns it;
+#  - follow_all() delivers every event once, late ones too, and resumes
+#    from its saved position;
 #  - the CDC reader prints its stream's events and moves the slot's
 #    confirmed_flush_lsn at once, so a restart sends nothing again.
 # The programs get the node from PGHOST, PGPORT, PGUSER and PGDATABASE, as
@@ -366,6 +371,147 @@ foreach my $lib (@libs)
 	my %n = map { $_ => 1 } $out =~ /^Placed \{["']n["']: ?(\d+)\}$/mg;
 	is(join(',', sort { $a <=> $b } keys %n), join(',', 1 .. 15),
 		"$lib: handle() printed every event");
+}
+
+# ---------------------------------------------------------------------
+# Stopping cleanly (psycopg 3): the polls auto-commit on an autocommit
+# connection, and commit_polled() in `finally` commits the last batch.
+{
+	my $db = $db{psycopg3};
+	$node->safe_psql($db, q{SELECT * FROM event_log.reset_offsets('audit', 'shop.orders', 'start')});
+	my ($out, $err) = ('', '');
+	my $h = start_client($db, [ $python, "$clients/consumer_shutdown.psycopg3.py" ], \$out, \$err);
+	my $first = log_end($db);
+	ok(wait_for($h, sub { ($out =~ tr/\n//) == 15 }),
+		'consumer_shutdown handles the events') or diag($err);
+	append_orders($db, 16, 17);
+	ok(wait_for($h, sub { ($out =~ tr/\n//) == 17 }), 'and those appended while it waits')
+	  or diag($err);
+	is(committed($db, 'audit'), $first,
+		'its polls commit while it runs (an autocommit connection), one batch behind');
+	# Wait until it is in its next poll, so that the event appended after the
+	# signal is the last batch.
+	ok( wait_for($h, sub {
+				$node->safe_psql($db, q{SELECT count(*) FROM pg_stat_activity
+					WHERE datname = current_database() AND state = 'active'
+					  AND query LIKE '%event_log.poll(%' AND pid <> pg_backend_pid()}) eq '1';
+			}),
+		'consumer_shutdown waits in poll()');
+	$h->signal('TERM');
+	append_orders($db, 18, 18);
+	ok(eval { $h->finish }, 'consumer_shutdown ends on SIGTERM when its poll returns')
+	  or diag($err);
+	my @n = $out =~ /^Placed \{'n': (\d+)\}$/mg;
+	is(join(',', sort { $a <=> $b } @n), join(',', 1 .. 18), 'it handled every event, once');
+	is($n[-1], 18, 'the last one after the signal');
+	is( committed($db, 'audit'),
+		$node->safe_psql($db, qq{SELECT string_agg(shard || ':' || s, ',' ORDER BY shard)
+			FROM (SELECT shard, max(seq) AS s FROM shop.orders
+			      WHERE (payload->>'n')::int IN (@{[ join(',', @n) ]}) GROUP BY shard) e}),
+		'commit_polled() committed exactly what it handled, the last batch included');
+	is(committed($db, 'audit'), log_end($db), 'so the group is at the end of the stream');
+}
+
+# ---------------------------------------------------------------------
+# Correlation and causation ids (psycopg 3), set for one transaction.
+{
+	my $db = $db{psycopg3};
+	$node->safe_psql($db, q{SELECT event_log.track_conversations('shop.orders')});
+	my $driver = python_driver('correlation_ids', q{
+print(place_order(conn, "req-42", "cmd-place-order-42", "order-42", {"n": 42}))
+conn.execute("SELECT event_log.append('shop.orders', 'order-43', 'OrderPlaced', '{\"n\": 43}')")
+conn.commit()
+conn.autocommit = True
+print(place_order(conn, "req-42", "cmd-place-order-44", "order-42", {"n": 44}))
+conn.execute("SELECT event_log.append('shop.orders', 'order-45', 'OrderPlaced', '{\"n\": 45}')")
+});
+	my ($rc, $out, $err) = run_client($db,
+		[ $python, $driver, 'psycopg3', "$clients/correlation_ids.psycopg3.py" ]);
+	is($rc, 0, 'place_order() runs') or diag($err);
+	is($out, "1\n2\n", 'place_order() returns the versions it appended');
+	is( $node->safe_psql($db, q{SELECT string_agg(key || ':' || version || ':' || payload || ':' || coalesce(metadata::text, 'null'), ',' ORDER BY seq)
+		FROM shop.orders WHERE key IN ('order-42', 'order-43', 'order-45')}),
+		'order-42:1:{"n": 42}:{"causation_id": "cmd-place-order-42", "correlation_id": "req-42"},'
+		  . 'order-43:1:{"n": 43}:null,'
+		  . 'order-42:2:{"n": 44}:{"causation_id": "cmd-place-order-44", "correlation_id": "req-42"},'
+		  . 'order-45:1:{"n": 45}:null',
+		'the events carry the ids in their metadata, and later transactions do not');
+	is( $node->safe_psql($db, q{SELECT string_agg(stream || ':' || key || ':' || version || ':' || (metadata->>'causation_id'), ',')
+		FROM event_log.conversation('req-42')}),
+		'shop.orders:order-42:1:cmd-place-order-42,shop.orders:order-42:2:cmd-place-order-44',
+		'conversation() returns them');
+}
+
+# ---------------------------------------------------------------------
+# follow_all(): read_all() from a saved position, with psycopg 3 and psycopg2.
+foreach my $lib (qw(psycopg3 psycopg2))
+{
+	my $db = $db{$lib};
+	$node->safe_psql($db, q{
+		SELECT event_log.create_stream('shop.feed', 3);
+		INSERT INTO shop.feed (key, type, payload)
+		SELECT 'k' || i, 'Booked', '{}' FROM generate_series(1, 250) i;
+		CREATE TABLE feed_seen (key text PRIMARY KEY);
+		CREATE TABLE feed_position (id int PRIMARY KEY, position bigint[])});
+	# Effects (feed_seen) and position in one transaction; 5 events appended
+	# and committed by another session while the 150th is handled; the run
+	# ends when follow_all() is caught up.
+	my $driver = python_driver('read_all_loop', q{
+class Stop(Exception):
+    pass
+other = psycopg2.connect("") if sys.argv[1] == "psycopg2" else psycopg.connect()
+with conn.cursor() as cur:
+    cur.execute("SELECT position FROM feed_position")
+    row = cur.fetchone()
+conn.commit()
+seen = []
+def handle(key, type_, payload):
+    seen.append(key)
+    with conn.cursor() as cur:
+        cur.execute("INSERT INTO feed_seen VALUES (%s)", (key,))
+    if len(seen) == 150 and row is None:
+        with other.cursor() as cur:
+            cur.execute("INSERT INTO shop.feed (key, type, payload)"
+                        " SELECT 'late' || i, 'Booked', '{}' FROM generate_series(1, 5) i")
+        other.commit()
+def save_position(position):
+    with conn.cursor() as cur:
+        cur.execute("INSERT INTO feed_position VALUES (1, %s)"
+                    " ON CONFLICT (id) DO UPDATE SET position = excluded.position", (position,))
+class Clock:
+    def sleep(self, seconds):
+        raise Stop
+time = Clock()
+try:
+    follow_all(conn, "shop.feed", row[0] if row else None, handle, save_position)
+except Stop:
+    print(json.dumps(seen))
+});
+	my ($rc, $out, $err) = run_client($db, [ $python, $driver, $lib, "$clients/read_all_loop.py" ]);
+	is($rc, 0, "$lib: follow_all() runs") or diag($err);
+	is( $node->safe_psql($db, qq{
+		SELECT count(*), count(DISTINCT key), count(*) = (SELECT count(*) FROM shop.feed),
+		       bool_and(seq = n)
+		FROM (SELECT f.key, f.seq, row_number() OVER (PARTITION BY f.shard ORDER BY o) AS n
+		      FROM jsonb_array_elements_text(\$j\$$out\$j\$) WITH ORDINALITY AS t(k, o)
+		      JOIN shop.feed f ON f.key = t.k) s}),
+		'255|255|t|t',
+		"$lib: follow_all() delivers every event once, in seq order per shard, late ones too");
+	is( $node->safe_psql($db, q{SELECT (SELECT count(*) FROM feed_seen),
+		(SELECT position FROM feed_position) = (SELECT array_agg(s ORDER BY shard)
+			FROM (SELECT shard, max(seq) AS s FROM shop.feed GROUP BY shard) e)}),
+		'255|t', "$lib: its effects and its position committed together");
+
+	# A new run resumes from the saved position: only what came since.
+	$node->safe_psql($db, q{INSERT INTO shop.feed (key, type, payload)
+		SELECT 'more' || i, 'Booked', '{}' FROM generate_series(1, 7) i});
+	($rc, $out, $err) = run_client($db, [ $python, $driver, $lib, "$clients/read_all_loop.py" ]);
+	is($rc, 0, "$lib: follow_all() runs again") or diag($err);
+	is( join(',', sort $out =~ /"(more\d+)"/g) . ' ' . ($out =~ tr/"//) / 2,
+		join(',', map { "more$_" } 1 .. 7) . ' 7',
+		"$lib: resumed from the saved position, it delivers the new events only");
+	is($node->safe_psql($db, q{SELECT count(*) FROM feed_seen}), '262',
+		"$lib: every event handled once over both runs");
 }
 
 # ---------------------------------------------------------------------
