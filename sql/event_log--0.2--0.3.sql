@@ -231,3 +231,17 @@ RETURNS TABLE (stream regclass, shard integer, seq bigint, key text, version big
                recorded_at timestamptz)
 AS 'MODULE_PATHNAME', 'el_conversation'
 LANGUAGE C STABLE;
+
+-- ---------------------------------------------------------------------
+-- Issue 19, teardown: drop_stream(..., cascade => true) (docs/streams.md,
+-- "Dropping a stream")
+-- ---------------------------------------------------------------------
+
+-- The stream with its projections and consumer groups, in one transaction
+-- (its owner only).  No default for cascade: drop_stream(stream regclass)
+-- of 0.1 stays the one-argument form, never ambiguous; cascade => false is
+-- the same as it (refused while projections are fed by the stream).
+CREATE FUNCTION event_log.drop_stream(stream regclass, cascade boolean)
+RETURNS bigint
+AS 'MODULE_PATHNAME', 'el_drop_stream_cascade'
+LANGUAGE C VOLATILE;

@@ -74,4 +74,70 @@ SELECT stream, shards, events, dropped_by FROM event_log.dropped_streams ORDER B
 SELECT stream FROM event_log.streams;
 SELECT event_log.drop_stream('carts');
 DROP SCHEMA shop;
+
+-- drop_stream(..., cascade => true): the stream goes with its projections
+-- (inline, async, state; another role's too) and consumer groups, in one
+-- transaction.
+CREATE SCHEMA td;
+CREATE ROLE regress_el_td;
+GRANT USAGE, CREATE ON SCHEMA td TO regress_el_td;
+SELECT event_log.create_stream('td.orders', 2);
+INSERT INTO td.orders (key, type, payload)
+SELECT 'order-' || i, 'Placed', jsonb_build_object('n', i) FROM generate_series(1, 6) i;
+GRANT SELECT ON td.orders TO regress_el_td;
+SELECT event_log.create_projection('td.order_list', 'td.orders',
+    columns  => 'key text PRIMARY KEY',
+    handlers => jsonb_build_object('Placed', 'INSERT INTO order_list VALUES (e.key)'));
+SELECT event_log.create_projection('td.order_state', 'td.orders',
+    reducer => $$jsonb_build_object('n', coalesce((state->>'n')::int, 0) + 1)$$);
+SET ROLE regress_el_td;
+SELECT event_log.create_projection('td.order_keys', 'td.orders',
+    columns  => 'key text PRIMARY KEY',
+    handlers => jsonb_build_object('*', 'INSERT INTO order_keys VALUES (e.key) ON CONFLICT DO NOTHING'),
+    mode     => 'async');
+RESET ROLE;
+CREATE VIEW td.first_orders AS SELECT * FROM td.order_list WHERE key < 'order-3';
+SELECT count(*) FROM event_log.poll('mailer', 'td.orders', max_count => 10);
+SELECT event_log.commit_offset('mailer', 'td.orders', 0, 1);
+SELECT projection, mode FROM event_log.projections ORDER BY projection::text;
+SELECT (SELECT count(*) FROM event_log.projection_offsets) AS checkpoints,
+       (SELECT count(*) FROM event_log.consumer_groups) AS groups,
+       (SELECT count(*) FROM event_log.consumer_offsets) AS offsets,
+       (SELECT count(*) FROM event_log.consumer_members) AS members;
+-- Without cascade (or with cascade => false) it is refused, as before.
+SELECT event_log.drop_stream('td.orders');
+SELECT event_log.drop_stream('td.orders', cascade => false);
+-- cascade must be given; only the stream's owner may drop it.
+SELECT event_log.drop_stream('td.orders', NULL);
+SET ROLE regress_el_td;
+SELECT event_log.drop_stream('td.orders', cascade => true);
+RESET ROLE;
+-- DROP TABLE ... CASCADE and DROP SCHEMA ... CASCADE say what to call.
+DROP TABLE td.orders CASCADE;
+DROP SCHEMA td CASCADE;
+-- All or nothing: rolled back, everything is still there.
+BEGIN;
+SELECT event_log.drop_stream('td.orders', cascade => true);
+ROLLBACK;
+SELECT count(*) AS projections FROM event_log.projections;
+SELECT count(*) FROM td.order_keys;
+-- The view another object depends on stays, with its build table, no longer
+-- a projection (a NOTICE says so); everything else goes.
+SET client_min_messages = notice;
+SELECT event_log.drop_stream('td.orders', cascade => true);
+SET client_min_messages = warning;
+SELECT stream, shards, events, dropped_by = current_user AS by_me
+FROM event_log.dropped_streams WHERE stream = 'td.orders';
+SELECT (SELECT count(*) FROM event_log.projections) AS projections,
+       (SELECT count(*) FROM event_log.projection_offsets) AS checkpoints,
+       (SELECT count(*) FROM event_log.consumer_groups) AS groups,
+       (SELECT count(*) FROM event_log.consumer_offsets) AS offsets,
+       (SELECT count(*) FROM event_log.consumer_members) AS members,
+       (SELECT count(*) FROM event_log.streams) AS streams,
+       (SELECT count(*) FROM pg_trigger WHERE tgname LIKE 'event_log%') AS triggers;
+SELECT relname, relkind FROM pg_class
+WHERE relnamespace = 'td'::regnamespace AND relkind IN ('r', 'v') ORDER BY relname;
+SELECT count(*) FROM td.first_orders;
+DROP SCHEMA td CASCADE;
+DROP ROLE regress_el_td;
 DROP EXTENSION event_log;

@@ -97,7 +97,7 @@ extern void el_group_begin(ElGroup *g, FunctionCallInfo fcinfo, bool create);
 extern void el_group_reopen(ElGroup *g);
 extern void el_consumer_cache_init(void);
 extern bool el_consumer_groups_exist(Oid relid);
-extern void el_consumer_forget_stream(Oid relid, const char *qname);
+extern void el_consumer_forget_stream(Oid relid, const char *qname, bool cascade);
 extern int64 el_shard_seen_end(Oid relid, int32 shard);
 extern void el_shard_saw(Oid relid, int32 shard, int64 seq);
 extern bool el_stream_has_consumers(Oid relid);

@@ -507,9 +507,12 @@ el_consumer_groups_exist(Oid relid)
 	return exists;
 }
 
-/* drop_stream(): its groups go with it.  The caller is connected to SPI. */
+/*
+ * drop_stream(): its groups go with it, with cascade or without.  The
+ * caller is connected to SPI.
+ */
 void
-el_consumer_forget_stream(Oid relid, const char *qname)
+el_consumer_forget_stream(Oid relid, const char *qname, bool cascade)
 {
 	Datum		values[1];
 

@@ -638,14 +638,48 @@ el_guard_rewrite(PG_FUNCTION_ARGS)
 }
 
 /*
+ * The hint for a drop of nstreams streams.  A drop that asked for what
+ * depends on what it drops to go as well (DROP TABLE ... CASCADE, DROP
+ * SCHEMA, which drops a schema holding streams only with CASCADE, DROP
+ * OWNED) meant their projections and consumer groups to go too: name the
+ * call that does that.  DROP SCHEMA and DROP OWNED drop more than the
+ * streams, and can be run again once they are gone.
+ */
+static char *
+el_drop_hint(Node *parsetree, int nstreams)
+{
+	bool		more = parsetree != NULL &&
+		(IsA(parsetree, DropOwnedStmt) ||
+		 (IsA(parsetree, DropStmt) &&
+		  ((DropStmt *) parsetree)->removeType != OBJECT_TABLE));
+	bool		cascade = more || (parsetree != NULL && IsA(parsetree, DropStmt) &&
+								   ((DropStmt *) parsetree)->behavior == DROP_CASCADE);
+
+	if (!cascade)
+		return "Use event_log.drop_stream(), which records what it removes.";
+	if (!more)
+		return nstreams > 1 ?
+			"Use event_log.drop_stream(..., cascade => true) for each stream, which drops its projections and consumer groups with it and records what it removes." :
+			"Use event_log.drop_stream(..., cascade => true), which drops its projections and consumer groups with it and records what it removes.";
+	return nstreams > 1 ?
+		"Drop the streams first with event_log.drop_stream(..., cascade => true), which drops their projections and consumer groups with them and records what it removes; then run the command again." :
+		"Drop the stream first with event_log.drop_stream(..., cascade => true), which drops its projections and consumer groups with it and records what it removes; then run the command again.";
+}
+
+/*
  * event_log.guard_drop(): sql_drop.  Dropping a stream (DROP TABLE, DROP
  * SCHEMA ... CASCADE, DROP OWNED) is refused unless drop_stream() asked.
+ * Streams are looked for first, so a schema that holds streams and their
+ * projections is refused with what to call for the streams.
  */
 Datum
 el_guard_drop(PG_FUNCTION_ARGS)
 {
 	SPITupleTable *dropped;
 	uint64		ndropped;
+	int			nstreams = 0;
+	const char *first = NULL;
+	StringInfoData streams;
 
 	if (!CALLED_AS_EVENT_TRIGGER(fcinfo))
 		ereport(ERROR,
@@ -666,6 +700,35 @@ el_guard_drop(PG_FUNCTION_ARGS)
 							 0, NULL, NULL, true, 0);
 	dropped = SPI_tuptable;
 	ndropped = SPI_processed;
+	initStringInfo(&streams);
+	for (uint64 i = 0; i < ndropped; i++)
+	{
+		bool		isnull;
+		Oid			relid = DatumGetObjectId(SPI_getbinval(dropped->vals[i],
+														   dropped->tupdesc,
+														   1, &isnull));
+
+		if (!el_guard_exempt(relid, EL_GUARD_DROP_STREAM) &&
+			el_registry_shards(relid) > 0)
+		{
+			char	   *name = SPI_getvalue(dropped->vals[i], dropped->tupdesc, 2);
+
+			if (first == NULL)
+				first = name;
+			appendStringInfo(&streams, "%s%s", nstreams > 0 ? ", " : "", name);
+			nstreams++;
+		}
+	}
+	if (nstreams > 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_EL_IMMUTABLE),
+				 errmsg("cannot drop event stream \"%s\"", first),
+				 nstreams > 1 ?
+				 errdetail("Dropping a stream would delete its events.  This command would drop %d streams: %s.",
+						   nstreams, streams.data) :
+				 errdetail("Dropping a stream would delete its events."),
+				 errhint("%s", el_drop_hint(((EventTriggerData *) fcinfo->context)->parsetree,
+											nstreams))));
 	for (uint64 i = 0; i < ndropped; i++)
 	{
 		bool		isnull;
@@ -681,14 +744,6 @@ el_guard_drop(PG_FUNCTION_ARGS)
 					 errmsg("cannot drop %s: it belongs to a projection",
 							SPI_getvalue(dropped->vals[i], dropped->tupdesc, 2)),
 					 errhint("Use event_log.drop_projection().")));
-		if (!el_guard_exempt(relid, EL_GUARD_DROP_STREAM) &&
-			el_registry_shards(relid) > 0)
-			ereport(ERROR,
-					(errcode(ERRCODE_EL_IMMUTABLE),
-					 errmsg("cannot drop event stream \"%s\"",
-							SPI_getvalue(dropped->vals[i], dropped->tupdesc, 2)),
-					 errdetail("Dropping a stream would delete its events."),
-					 errhint("Use event_log.drop_stream(), which records what it removes.")));
 	}
 	PopOverrideSearchPath();
 	SPI_finish();

@@ -50,7 +50,7 @@ PG_FUNCTION_INFO_V1(el_drop_projection);
 PG_FUNCTION_INFO_V1(el_drop_projection_oid);
 PG_FUNCTION_INFO_V1(el_reducer_result);
 
-static void el_drop(Oid view, text *name);
+static void el_drop(Oid view, text *name, bool by_stream_owner);
 
 static Jsonb *el_state_handlers(ElProjection *p);
 
@@ -200,23 +200,69 @@ el_projections_of_stream(Oid stream)
 	return el_spi_text(0, 1);
 }
 
-/* drop_stream() of a stream: refused while projections are fed by it. */
+/*
+ * drop_stream() of a stream: refused while projections are fed by it; with
+ * cascade, they are dropped first, as the stream's owner's drop_projection()
+ * drops them (the caller owns the stream: drop_stream() checked).
+ */
 static void
-el_refuse_stream_drop(Oid relid, const char *qname)
+el_stream_drop(Oid relid, const char *qname, bool cascade)
 {
-	char	   *projections = el_projections_of_stream(relid);
+	Oid			types[1] = {OIDOID};
+	Datum		values[1] = {ObjectIdGetDatum(relid)};
+	Oid		   *views;
+	uint64		nviews;
 
-	if (projections != NULL)
-		ereport(ERROR,
-				(errcode(ERRCODE_DEPENDENT_OBJECTS_STILL_EXIST),
-				 errmsg("cannot drop event stream %s because projections depend on it", qname),
-				 errdetail("Projections fed by it: %s.", projections),
-				 errhint("Drop them first with event_log.drop_projection().")));
+	if (!cascade)
+	{
+		char	   *projections = el_projections_of_stream(relid);
+
+		if (projections != NULL)
+			ereport(ERROR,
+					(errcode(ERRCODE_DEPENDENT_OBJECTS_STILL_EXIST),
+					 errmsg("cannot drop event stream %s because projections depend on it", qname),
+					 errdetail("Projections fed by it: %s.", projections),
+					 errhint("Drop them first with event_log.drop_projection(), or drop them with the stream: event_log.drop_stream(..., cascade => true).")));
+		return;
+	}
+
+	/*
+	 * With the latest snapshot, as el_projections_of_stream(): a projection
+	 * created while we waited for the stream's lock is there now.  The list
+	 * is copied, since each drop runs statements of its own.
+	 */
+	el_catalog_sql("SELECT projection FROM event_log.projections WHERE stream = $1"
+				   " ORDER BY projection::pg_catalog.text",
+				   1, types, values, NULL, EL_CAT_READ | EL_CAT_LATEST, 0);
+	nviews = SPI_processed;
+	views = palloc(sizeof(Oid) * (nviews + 1));
+	for (uint64 r = 0; r < nviews; r++)
+	{
+		bool		isnull;
+
+		views[r] = DatumGetObjectId(SPI_getbinval(SPI_tuptable->vals[r],
+												  SPI_tuptable->tupdesc, 1, &isnull));
+	}
+	for (uint64 r = 0; r < nviews; r++)
+	{
+		/*
+		 * One dropped by its owner while we waited for its lock is gone.
+		 * We take the projection lock after the stream's, unlike a rebuild
+		 * or an async run, which take the stream's after it: one of them
+		 * between its two locks when we come is a deadlock, which the
+		 * deadlock detector ends by failing one of the two.
+		 */
+		el_lock_projection(views[r], true);
+		if (el_projection_load(views[r]) == NULL)
+			continue;
+		el_drop(views[r], cstring_to_text(get_rel_name(views[r])), true);
+	}
 }
 
 /*
  * At load time: tell the guards what projections own (their relations, the
- * stream's inline triggers), and drop_stream() to ask first.
+ * stream's inline triggers), and drop_stream() to ask first (or, with
+ * cascade, to let them drop its projections).
  */
 void
 el_projection_init(void)
@@ -224,7 +270,7 @@ el_projection_init(void)
 	el_guard_owned_relation_hook = el_is_projection_relation;
 	el_guard_stream_triggers_hook = el_inline_projections;
 	el_projection_inline_init();
-	el_on_stream_drop(el_refuse_stream_drop);
+	el_on_stream_drop(el_stream_drop);
 }
 
 /*
@@ -815,9 +861,12 @@ el_alter_projection(PG_FUNCTION_ARGS)
 Datum
 el_drop_projection(PG_FUNCTION_ARGS)
 {
+	Oid			view;
+
 	el_require_arg(fcinfo, 0, "name");
 	SPI_connect();
-	el_drop(el_projection_oid(PG_GETARG_TEXT_PP(0)), PG_GETARG_TEXT_PP(0));
+	view = el_projection_oid(PG_GETARG_TEXT_PP(0));
+	el_drop(view, PG_GETARG_TEXT_PP(0), !pg_class_ownercheck(view, GetUserId()));
 	SPI_finish();
 	PG_RETURN_VOID();
 }
@@ -842,7 +891,7 @@ el_drop_projection_oid(PG_FUNCTION_ARGS)
 				(errcode(ERRCODE_UNDEFINED_OBJECT),
 				 errmsg("relation with OID %u is not a projection", view),
 				 errhint("Projections are listed in event_log.projections.")));
-	el_drop(view, cstring_to_text(get_rel_name(view)));
+	el_drop(view, cstring_to_text(get_rel_name(view)), !pg_class_ownercheck(view, GetUserId()));
 	SPI_finish();
 	PG_RETURN_VOID();
 }
@@ -864,16 +913,21 @@ el_drop_relations(void *arg)
 	el_exec_as(drop->owner, InvalidOid, psprintf("DROP TABLE %s", drop->table), true);
 }
 
-/* Drop a projection: its catalog row, trigger, view and build table. */
+/*
+ * Drop a projection: its catalog row, trigger, view and build table.
+ * by_stream_owner: dropped as the owner of its stream (who must be the
+ * caller), not as the projection's owner; drop_projection() by a role that
+ * does not own the projection, and drop_stream(..., cascade => true) of its
+ * stream, whoever owns the projection.
+ */
 static void
-el_drop(Oid view, text *name)
+el_drop(Oid view, text *name, bool by_stream_owner)
 {
 	Oid			owner;
 	ElProjection *p;
 	Oid			types[1] = {OIDOID};
 	Datum		values[1];
 	Oid			buildnsp;
-	bool		by_stream_owner = !pg_class_ownercheck(view, GetUserId());
 	ElDropCall	drop;
 
 	if (by_stream_owner)

@@ -30,6 +30,7 @@
 
 PG_FUNCTION_INFO_V1(el_create_stream);
 PG_FUNCTION_INFO_V1(el_drop_stream);
+PG_FUNCTION_INFO_V1(el_drop_stream_cascade);
 
 /* event_log.dropped_streams columns */
 #define Natts_dropped		5
@@ -42,8 +43,9 @@ static int	el_ndrop_callbacks = 0;
 /*
  * Register a function drop_stream() calls once it holds the stream's lock,
  * before anything is removed, connected to SPI.  It may refuse the drop by
- * raising an error, or forget what it keeps about the stream: that goes
- * with the transaction if the drop fails later.  At load time only.
+ * raising an error, or forget what it keeps about the stream (with cascade,
+ * drop what it built on it): that goes with the transaction if the drop
+ * fails later.  At load time only.
  */
 void
 el_on_stream_drop(el_stream_drop_callback callback)
@@ -203,26 +205,23 @@ el_create_stream(PG_FUNCTION_ARGS)
 
 /*
  * event_log.drop_stream(stream regclass) RETURNS bigint
+ * event_log.drop_stream(stream regclass, cascade boolean) RETURNS bigint
  *
  * The only way to remove a stream: its owner drops it and a row in
  * event_log.dropped_streams records what went.  Returns the number of events
- * removed.
+ * removed.  Without cascade (the one-argument form of 0.1) the subsystems
+ * may refuse (projections do while the stream feeds any); with it, they
+ * drop what they built on the stream, in the same transaction.
  */
-Datum
-el_drop_stream(PG_FUNCTION_ARGS)
+static int64
+el_drop_stream_internal(Oid relid, bool cascade)
 {
-	Oid			relid;
 	int			shards;
 	char	   *qname;
 	char	   *sql;
 	int64		events;
 	bool		isnull;
 
-	if (PG_ARGISNULL(0))
-		ereport(ERROR,
-				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
-				 errmsg("stream must not be null")));
-	relid = PG_GETARG_OID(0);
 	(void) el_require_stream(relid);
 	if (!pg_class_ownercheck(relid, GetUserId()))
 		aclcheck_error(ACLCHECK_NOT_OWNER, OBJECT_TABLE, get_rel_name(relid));
@@ -241,13 +240,13 @@ el_drop_stream(PG_FUNCTION_ARGS)
 
 	/*
 	 * The subsystems built on streams refuse the drop, or forget the
-	 * stream (projections refuse while any is fed by it; consumer groups go
-	 * with it).  What they run as the extension's owner pins pg_catalog as
-	 * its path (catalog.c); the count runs as the caller, and names its
-	 * function and table in full.
+	 * stream (projections refuse while any is fed by it, or with cascade
+	 * drop them; consumer groups go with it).  What they run as the
+	 * extension's owner pins pg_catalog as its path (catalog.c); the count
+	 * runs as the caller, and names its function and table in full.
 	 */
 	for (int i = 0; i < el_ndrop_callbacks; i++)
-		el_drop_callbacks[i] (relid, qname);
+		el_drop_callbacks[i] (relid, qname, cascade);
 
 	/*
 	 * Not read-only: a new snapshot, taken now that we hold the lock.  The
@@ -279,5 +278,32 @@ el_drop_stream(PG_FUNCTION_ARGS)
 	PG_END_TRY();
 	SPI_finish();
 
-	PG_RETURN_INT64(events);
+	return events;
+}
+
+/* drop_stream(stream regclass), the form of version 0.1: no cascade. */
+Datum
+el_drop_stream(PG_FUNCTION_ARGS)
+{
+	if (PG_ARGISNULL(0))
+		ereport(ERROR,
+				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
+				 errmsg("stream must not be null")));
+	PG_RETURN_INT64(el_drop_stream_internal(PG_GETARG_OID(0), false));
+}
+
+/* drop_stream(stream regclass, cascade boolean), from version 0.3. */
+Datum
+el_drop_stream_cascade(PG_FUNCTION_ARGS)
+{
+	if (PG_ARGISNULL(0))
+		ereport(ERROR,
+				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
+				 errmsg("stream must not be null")));
+	if (PG_ARGISNULL(1))
+		ereport(ERROR,
+				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
+				 errmsg("cascade must not be null"),
+				 errhint("Pass cascade => true to drop the stream's projections with it, or false to be refused while it has any.")));
+	PG_RETURN_INT64(el_drop_stream_internal(PG_GETARG_OID(0), PG_GETARG_BOOL(1)));
 }

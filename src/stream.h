@@ -8,7 +8,11 @@
 
 #include "postgres.h"
 
-typedef void (*el_stream_drop_callback) (Oid relid, const char *qname);
+/*
+ * cascade: the caller asked drop_stream(..., cascade => true) to drop what
+ * is built on the stream with it, rather than refuse while it exists.
+ */
+typedef void (*el_stream_drop_callback) (Oid relid, const char *qname, bool cascade);
 
 extern void el_on_stream_drop(el_stream_drop_callback callback);
 

@@ -119,5 +119,37 @@ is($node->safe_psql('acl_db', q{
 	't|f|f|t', 'privileges on read() and poll() survive their re-creation by the update');
 $node->safe_psql('acl_db', 'DROP EXTENSION event_log; DROP ROLE acl_reader; DROP ROLE acl_other');
 
+# drop_stream(..., cascade => true), from 0.3, on the updated database: the
+# 0.1 projections and consumer group go with the stream.
+is($node->safe_psql('old_db', q{
+	SELECT event_log.drop_stream('carts', cascade => true);
+	SELECT count(*) FROM event_log.projections;
+	SELECT count(*) FROM event_log.consumer_groups;
+	SELECT events FROM event_log.dropped_streams WHERE stream = 'public.carts'}),
+	"21\n0\n0\n21", 'drop_stream(..., cascade => true) after the update');
+
+# Under a 0.1 catalog the library keeps 0.1's drop_stream(stream): refused
+# while projections exist, working once they are gone; the cascade form is
+# not there until the update.
+$node->safe_psql('postgres', 'CREATE DATABASE v01_db');
+$node->safe_psql('v01_db', q{
+	CREATE EXTENSION event_log VERSION '0.1';
+	SELECT event_log.create_stream('public.s');
+	INSERT INTO s (key, type, payload) VALUES ('k', 'T', '{}');
+	SELECT event_log.create_projection('s_keys', 's', columns => 'key text',
+		handlers => jsonb_build_object('*', 'INSERT INTO s_keys VALUES (e.key)'));
+	SELECT count(*) FROM event_log.poll('g', 's');
+});
+($rc, $out, $err) = $node->psql('v01_db', q{SELECT event_log.drop_stream('s')});
+like($err, qr/because projections depend on it/, 'a 0.1 catalog: drop_stream() refused while projections exist');
+($rc, $out, $err) = $node->psql('v01_db', q{SELECT event_log.drop_stream('s', true)});
+like($err, qr/function event_log.drop_stream\(unknown, boolean\) does not exist/,
+	'a 0.1 catalog: no cascade form');
+is($node->safe_psql('v01_db', q{
+	SELECT event_log.drop_projection('s_keys');
+	SELECT event_log.drop_stream('s');
+	SELECT count(*) FROM event_log.consumer_groups}),
+	"\n1\n0", 'a 0.1 catalog: drop_stream() drops the stream and its groups');
+
 $node->stop;
 done_testing();
