@@ -79,3 +79,35 @@ CREATE EVENT TRIGGER event_log_guard_ddl_start ON ddl_command_start
     WHEN TAG IN ('DROP INDEX')
     EXECUTE FUNCTION event_log.guard_ddl_start();
 ALTER EVENT TRIGGER event_log_guard_ddl_start ENABLE ALWAYS;
+
+-- ---------------------------------------------------------------------
+-- Appends refused while a stream's triggers are missing, as after an
+-- interrupted restore (docs/design/restore.md, "A stream without its
+-- triggers").
+-- ---------------------------------------------------------------------
+
+-- The default of every stream's shard column.  A column default is
+-- evaluated for every row that leaves the column out, before the BEFORE
+-- INSERT triggers and also on a table that has none; this returns NULL
+-- (which the append trigger replaces) when the stream has its triggers,
+-- and raises an error naming the missing trigger and the fix otherwise.
+-- pg_dump writes a default in pre-data, with the table; triggers come in
+-- post-data.
+CREATE FUNCTION event_log.require_guards(stream regclass)
+RETURNS integer
+AS 'MODULE_PATHNAME', 'el_require_guards'
+LANGUAGE C STABLE STRICT;
+
+-- Existing streams get it; the DDL guard requires it from now on.  The
+-- stream is a regclass constant, stored as its OID and dumped by name.
+DO $$
+DECLARE
+    s regclass;
+BEGIN
+    FOR s IN SELECT stream FROM event_log.streams ORDER BY stream::oid LOOP
+        EXECUTE pg_catalog.format(
+            'ALTER TABLE %s ALTER COLUMN shard SET DEFAULT event_log.require_guards(%L::pg_catalog.regclass)',
+            s, s::text);
+    END LOOP;
+END
+$$;
