@@ -308,8 +308,9 @@ el_has_event_columns(TupleDesc desc)
  *	 metadata a default would stand in for what the appender left out.
  *	 The one exception, from 0.3 on (guards_fn valid): shard has exactly
  *	 the default event_log.require_guards(<this stream>), which returns
- *	 NULL or refuses the append while our triggers are missing; without it
- *	 a part is missing (a restore adds it back with SET DEFAULT);
+ *	 NULL or refuses the append while our triggers are missing.  Without
+ *	 it a part is missing: a restore's pre-data creates it with the table,
+ *	 and SET DEFAULT gives it back, completing the stream;
  * - NOT NULL as create_stream() made it (DROP/SET NOT NULL): metadata is
  *	 the one column append() may leave NULL;
  * - not storage PLAIN (SET STORAGE PLAIN): a large event would no longer
