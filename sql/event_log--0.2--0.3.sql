@@ -153,6 +153,8 @@ UPDATE pg_catalog.pg_proc
 UPDATE pg_catalog.pg_proc
    SET proacl = NULLIF(pg_catalog.current_setting('el_upgrade.poll_acl'), '')::pg_catalog.aclitem[]
  WHERE oid = 'event_log.poll(text, pg_catalog.regclass, integer, text, interval, boolean, text[])'::pg_catalog.regprocedure;
+
+-- ---------------------------------------------------------------------
 -- Reads by time and across shards (docs/streams.md, "Reading by time",
 -- "Reading a whole stream"; docs/design/reads.md)
 -- ---------------------------------------------------------------------
@@ -245,3 +247,35 @@ CREATE FUNCTION event_log.drop_stream(stream regclass, cascade boolean)
 RETURNS bigint
 AS 'MODULE_PATHNAME', 'el_drop_stream_cascade'
 LANGUAGE C VOLATILE;
+
+-- ---------------------------------------------------------------------
+-- Appends refused while a stream's triggers are missing, as after an
+-- interrupted restore (docs/design/restore.md, "A stream without its
+-- triggers").
+-- ---------------------------------------------------------------------
+
+-- The default of every stream's shard column.  A column default is
+-- evaluated for every row that leaves the column out, before the BEFORE
+-- INSERT triggers and also on a table that has none; this returns NULL
+-- (which the append trigger replaces) when the stream has its triggers,
+-- and raises an error naming the missing trigger and the fix otherwise.
+-- pg_dump writes a default in pre-data, with the table; triggers come in
+-- post-data.
+CREATE FUNCTION event_log.require_guards(stream regclass)
+RETURNS integer
+AS 'MODULE_PATHNAME', 'el_require_guards'
+LANGUAGE C STABLE STRICT;
+
+-- Existing streams get it; the DDL guard requires it from now on.  The
+-- stream is a regclass constant, stored as its OID and dumped by name.
+DO $$
+DECLARE
+    s regclass;
+BEGIN
+    FOR s IN SELECT stream FROM event_log.streams ORDER BY stream::oid LOOP
+        EXECUTE pg_catalog.format(
+            'ALTER TABLE %s ALTER COLUMN shard SET DEFAULT event_log.require_guards(%L::pg_catalog.regclass)',
+            s, s::text);
+    END LOOP;
+END
+$$;

@@ -41,6 +41,7 @@
 
 PG_FUNCTION_INFO_V1(el_assign_position);
 PG_FUNCTION_INFO_V1(el_append);
+PG_FUNCTION_INFO_V1(el_require_guards);
 
 /*
  * append() checks idempotency and the expected version itself, then inserts
@@ -684,6 +685,43 @@ el_add_session_ids(Datum *metadata, bool *isnull)
 }
 
 /*
+ * Refuse appends to a stream that lacks one of our triggers, with the cause
+ * and the fix: a restore that stopped before its post-data section.
+ */
+static void
+el_require_stream_guards(Oid relid)
+{
+	const char *missing = el_stream_missing_trigger(relid);
+
+	if (missing != NULL)
+		ereport(ERROR,
+				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+				 errmsg("event stream \"%s\" is missing its trigger \"%s\"",
+						el_qualified_name(relid), missing),
+				 errdetail("Appends are refused until the stream has its triggers, enabled ALWAYS: they assign the positions and keep the stream append-only. A restore that stopped before its post-data section (triggers, unique indexes) leaves a stream in this state."),
+				 errhint("Run the restore's post-data section again: pg_restore --section=post-data (docs/operations.md, \"An interrupted restore\").")));
+}
+
+/*
+ * event_log.require_guards(stream regclass) RETURNS int: the default of
+ * every stream's shard column, so it runs for each appended row before the
+ * BEFORE INSERT triggers, also on a stream that has none.  NULL (for the
+ * append trigger to fill in) when the stream has its triggers; otherwise
+ * the error above, instead of PostgreSQL's "null value in column".  A
+ * relation that is no registered stream gets NULL: its own trigger, if it
+ * has one, says what is wrong (docs/design/restore.md).
+ */
+Datum
+el_require_guards(PG_FUNCTION_ARGS)
+{
+	Oid			relid = PG_GETARG_OID(0);
+
+	if (el_stream_shards(relid) > 0)
+		el_require_stream_guards(relid);
+	PG_RETURN_NULL();
+}
+
+/*
  * event_log.assign_position(): BEFORE INSERT FOR EACH ROW on every stream.
  */
 Datum
@@ -889,12 +927,14 @@ el_check_expected_version(int64 expected)
 
 /*
  * Lock the stream as INSERT would (a concurrent drop_stream() is reported
- * as 42P01) and open it; the caller closes it with NoLock.
+ * as 42P01), refuse it if its triggers are missing, and open it; the
+ * caller closes it with NoLock.
  */
 Relation
 el_append_open(Oid relid, int *shards)
 {
 	*shards = el_lock_stream(relid, RowExclusiveLock);
+	el_require_stream_guards(relid);
 	return table_open(relid, NoLock);
 }
 

@@ -176,6 +176,15 @@ el_function_oid(const char *name)
 						  0, NULL, false);
 }
 
+Oid
+el_require_guards_oid(void)
+{
+	Oid			argtype = REGCLASSOID;
+
+	return LookupFuncName(list_make2(makeString("event_log"), makeString("require_guards")),
+						  1, &argtype, true);
+}
+
 static void
 el_shape_violation_hint(Relation rel, const char *detail, const char *hint)
 {
@@ -206,6 +215,41 @@ el_missing_part(Relation rel, bool only_adds, const char *detail)
 {
 	if (!only_adds)
 		el_shape_violation(rel, detail);
+}
+
+/*
+ * Whether the default of column attnum is exactly event_log.require_guards()
+ * of this stream: a call of that function (guards_fn) with the stream as a
+ * regclass constant, which is stored as the OID and dumped as the name.
+ * Anything else is not it: another stream, another function around or
+ * instead of it, an OID cast to regclass (dumped as a number, it would name
+ * another relation after a restore).
+ */
+static bool
+el_is_guards_default(Relation rel, AttrNumber attnum, Oid guards_fn)
+{
+	TupleConstr *constr = RelationGetDescr(rel)->constr;
+
+	for (int i = 0; constr != NULL && i < constr->num_defval; i++)
+	{
+		Node	   *expr;
+		FuncExpr   *call;
+		Const	   *arg;
+
+		if (constr->defval[i].adnum != attnum)
+			continue;
+		expr = stringToNode(constr->defval[i].adbin);
+		if (!IsA(expr, FuncExpr))
+			return false;
+		call = (FuncExpr *) expr;
+		if (call->funcid != guards_fn || call->funcretset ||
+			list_length(call->args) != 1 || !IsA(linitial(call->args), Const))
+			return false;
+		arg = linitial_node(Const, call->args);
+		return arg->consttype == REGCLASSOID && !arg->constisnull &&
+			DatumGetObjectId(arg->constvalue) == RelationGetRelid(rel);
+	}
+	return false;
 }
 
 /* Whether a value of the type may never be NULL (a NOT NULL domain). */
@@ -261,7 +305,12 @@ el_has_event_columns(TupleDesc desc)
  *	 GENERATED ... AS IDENTITY): event_log assigns shard, seq, version,
  *	 event_id and recorded_at, and refuses values it did not assign, so a
  *	 default there makes every append fail; on key, type, payload and
- *	 metadata a default would stand in for what the appender left out;
+ *	 metadata a default would stand in for what the appender left out.
+ *	 The one exception, from 0.3 on (guards_fn valid): shard has exactly
+ *	 the default event_log.require_guards(<this stream>), which returns
+ *	 NULL or refuses the append while our triggers are missing.  Without
+ *	 it a part is missing: a restore's pre-data creates it with the table,
+ *	 and SET DEFAULT gives it back, completing the stream;
  * - NOT NULL as create_stream() made it (DROP/SET NOT NULL): metadata is
  *	 the one column append() may leave NULL;
  * - not storage PLAIN (SET STORAGE PLAIN): a large event would no longer
@@ -273,7 +322,7 @@ el_has_event_columns(TupleDesc desc)
  * make append() and every INSERT that does not name it fail.
  */
 static void
-el_check_columns(Relation rel)
+el_check_columns(Relation rel, Oid guards_fn, bool only_adds)
 {
 	TupleDesc	desc = RelationGetDescr(rel);
 
@@ -295,8 +344,29 @@ el_check_columns(Relation rel)
 										"Give the column a default, or let it be NULL.");
 			continue;
 		}
-		if (att->atthasdef || att->attidentity != '\0' ||
-			att->attgenerated != '\0')
+		if (i + 1 == Anum_el_shard && OidIsValid(guards_fn) &&
+			att->attidentity == '\0' && att->attgenerated == '\0')
+		{
+			char	   *qname = el_qualified_name(RelationGetRelid(rel));
+			char	   *expected = psprintf("event_log.require_guards(%s::regclass)",
+											quote_literal_cstr(qname));
+
+			if (!att->atthasdef)
+			{
+				if (!only_adds)
+					el_shape_violation_hint(rel,
+											psprintf("Column \"%s\" must keep its default %s, which refuses appends while the stream's triggers are missing.",
+													 name, expected),
+											psprintf("Give it back with ALTER TABLE %s ALTER COLUMN %s SET DEFAULT %s.",
+													 qname, name, expected));
+			}
+			else if (!el_is_guards_default(rel, Anum_el_shard, guards_fn))
+				el_shape_violation(rel,
+								   psprintf("Column \"%s\" must have no default but %s.",
+											name, expected));
+		}
+		else if (att->atthasdef || att->attidentity != '\0' ||
+				 att->attgenerated != '\0')
 			el_shape_violation(rel,
 							   psprintf("Column \"%s\" must not have a default, an identity or a generation expression: event_log fills the contract columns itself or takes them from the appender.",
 										name));
@@ -317,7 +387,7 @@ el_check_columns(Relation rel)
 /* Verify that a stream still has the shape that makes it append-only. */
 static void
 el_check_stream_shape(Oid relid, int shards, Oid append_fn, Oid refuse_fn,
-					  bool only_adds)
+					  Oid guards_fn, bool only_adds)
 {
 	Relation	rel;
 	TupleDesc	desc;
@@ -377,7 +447,7 @@ el_check_stream_shape(Oid relid, int shards, Oid append_fn, Oid refuse_fn,
 											 " with the default collation" : ""));
 	}
 
-	el_check_columns(rel);
+	el_check_columns(rel, guards_fn, only_adds);
 
 	trigdesc = rel->trigdesc;
 	for (int i = 0; trigdesc && i < trigdesc->numtriggers; i++)
@@ -518,6 +588,7 @@ el_guard_ddl(PG_FUNCTION_ARGS)
 	HeapTuple	tup;
 	Oid			append_fn = InvalidOid;
 	Oid			refuse_fn = InvalidOid;
+	Oid			guards_fn = InvalidOid;
 	bool		only_adds;
 
 	if (!CALLED_AS_EVENT_TRIGGER(fcinfo))
@@ -553,8 +624,10 @@ el_guard_ddl(PG_FUNCTION_ARGS)
 			SPI_connect();
 			append_fn = el_function_oid("assign_position");
 			refuse_fn = el_function_oid("refuse_change");
+			guards_fn = el_require_guards_oid();
 		}
-		el_check_stream_shape(relid, shards, append_fn, refuse_fn, only_adds);
+		el_check_stream_shape(relid, shards, append_fn, refuse_fn, guards_fn,
+							  only_adds);
 	}
 	systable_endscan(scan);
 	table_close(reg, AccessShareLock);

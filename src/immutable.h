@@ -14,6 +14,12 @@
 extern bool el_has_event_columns(TupleDesc desc);
 
 /*
+ * event_log.require_guards(regclass), the default of every stream's shard
+ * column from 0.3 on; InvalidOid on a catalog not yet updated to 0.3.
+ */
+extern Oid	el_require_guards_oid(void);
+
+/*
  * Set at load time by the layers above.  owned_relation: whether a relation
  * belongs to them and may be dropped only through their own functions
  * (projections' views and build tables).  stream_triggers: how many inline

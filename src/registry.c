@@ -20,7 +20,9 @@
 #include "catalog/namespace.h"
 #include "catalog/pg_am.h"
 #include "catalog/pg_index.h"
+#include "catalog/pg_trigger.h"
 #include "commands/defrem.h"
+#include "commands/trigger.h"
 #include "fmgr.h"
 #include "miscadmin.h"
 #include "storage/lmgr.h"
@@ -43,8 +45,9 @@
 
 /*
  * Per-backend cache of what we know about a relation: whether it is a stream,
- * its unique indexes and the SPI plans run against it.  Entries are marked
- * stale by relcache invalidations (creating or dropping an index, renaming,
+ * its unique indexes, whether our triggers are there, and the SPI plans run
+ * against it.  Entries are marked stale by relcache invalidations (creating
+ * or dropping an index or a trigger, ENABLE/DISABLE TRIGGER, renaming,
  * create_stream() and drop_stream() all send one) and rebuilt on next use.
  */
 typedef struct ElStreamCacheEntry
@@ -54,6 +57,8 @@ typedef struct ElStreamCacheEntry
 	int			shards;			/* -1: not a stream */
 	bool		have_indexes;
 	ElStreamIndexes indexes;
+	bool		have_triggers;	/* missing_trigger is known */
+	const char *missing_trigger;	/* NULL: both of ours there, ALWAYS */
 	SPIPlanPtr	plans[EL_NUM_PLANS];
 } ElStreamCacheEntry;
 
@@ -116,6 +121,8 @@ el_stream_entry(Oid relid)
 	}
 	entry->valid = true;
 	entry->have_indexes = false;
+	entry->have_triggers = false;
+	entry->missing_trigger = NULL;
 	entry->shards = -1;
 
 	/* Reading the registry may process invalidations: look the entry up again. */
@@ -355,12 +362,96 @@ el_stream_indexes(Relation rel)
 					(errcode(ERRCODE_EL_IMMUTABLE),
 					 errmsg("event stream \"%s\" is missing one of its unique indexes",
 							el_qualified_name(RelationGetRelid(rel))),
-					 errdetail("Every stream needs unique indexes on (shard, seq), (event_id) and (key, version).")));
+					 errdetail("Every stream needs unique indexes on (shard, seq), (event_id) and (key, version)."),
+					 errhint("If a restore stopped before its post-data section had finished, run that section again: pg_restore --section=post-data (docs/operations.md, \"An interrupted restore\").")));
 		entry = el_stream_entry(RelationGetRelid(rel));
 		entry->indexes = found;
 		entry->have_indexes = true;
 	}
 	return &entry->indexes;
+}
+
+/* Whether a function is event_log.<name>, whatever the search_path. */
+static bool
+el_is_our_function(Oid fnoid, Oid nsp, const char *name)
+{
+	char	   *fname;
+	bool		ours;
+
+	if (!OidIsValid(nsp) || get_func_namespace(fnoid) != nsp)
+		return false;
+	fname = get_func_name(fnoid);
+	ours = fname != NULL && strcmp(fname, name) == 0;
+	if (fname)
+		pfree(fname);
+	return ours;
+}
+
+/*
+ * Which of our two triggers a stream lacks, read from pg_trigger: the name
+ * of one that is not there with our function and enabled ALWAYS, or NULL.
+ * The DDL guard checks their full definitions; this only has to tell a
+ * stream whose post-data was not restored (docs/design/restore.md).
+ */
+static const char *
+el_scan_missing_trigger(Oid relid)
+{
+	Relation	trig = table_open(TriggerRelationId, AccessShareLock);
+	Oid			nsp = get_namespace_oid("event_log", true);
+	SysScanDesc scan;
+	ScanKeyData key;
+	HeapTuple	tup;
+	bool		have_append = false;
+	bool		have_immutable = false;
+
+	ScanKeyInit(&key, Anum_pg_trigger_tgrelid, BTEqualStrategyNumber, F_OIDEQ,
+				ObjectIdGetDatum(relid));
+	scan = systable_beginscan(trig, TriggerRelidNameIndexId, true, NULL, 1, &key);
+	while (HeapTupleIsValid(tup = systable_getnext(scan)))
+	{
+		Form_pg_trigger t = (Form_pg_trigger) GETSTRUCT(tup);
+
+		if (t->tgenabled != TRIGGER_FIRES_ALWAYS)
+			continue;
+		if (strcmp(NameStr(t->tgname), EL_APPEND_TRIGGER) == 0)
+			have_append = el_is_our_function(t->tgfoid, nsp, "assign_position");
+		else if (strcmp(NameStr(t->tgname), EL_IMMUTABLE_TRIGGER) == 0)
+			have_immutable = el_is_our_function(t->tgfoid, nsp, "refuse_change");
+	}
+	systable_endscan(scan);
+	table_close(trig, AccessShareLock);
+	if (!have_append)
+		return EL_APPEND_TRIGGER;
+	if (!have_immutable)
+		return EL_IMMUTABLE_TRIGGER;
+	return NULL;
+}
+
+/*
+ * The name of the trigger of ours a stream lacks (not there with our
+ * function, or not enabled ALWAYS), or NULL when it has both; cached, so
+ * that the column default of every append (event_log.require_guards())
+ * costs a hash lookup.  Creating, dropping, enabling and disabling a
+ * trigger send the relcache invalidation that resets it.
+ */
+const char *
+el_stream_missing_trigger(Oid relid)
+{
+	ElStreamCacheEntry *entry = el_stream_entry(relid);
+	const char *missing;
+
+	if (entry->have_triggers)
+		return entry->missing_trigger;
+	missing = el_scan_missing_trigger(relid);
+
+	/* Keep it only if no invalidation arrived while pg_trigger was read. */
+	entry = hash_search(el_stream_cache, &relid, HASH_FIND, NULL);
+	if (entry && entry->valid)
+	{
+		entry->missing_trigger = missing;
+		entry->have_triggers = true;
+	}
+	return missing;
 }
 
 /*

@@ -35,6 +35,7 @@ extern void el_registry_delete(Oid relid);
 
 extern bool el_find_stream_indexes(Relation rel, ElStreamIndexes *out);
 extern const ElStreamIndexes *el_stream_indexes(Relation rel);
+extern const char *el_stream_missing_trigger(Oid relid);
 
 typedef enum ElPlanKind
 {

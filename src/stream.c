@@ -3,9 +3,10 @@
  *	  Creating and dropping streams: create_stream() and drop_stream().
  *
  *	  A stream is a table the calling role creates and owns, with the
- *	  contract's columns, unique indexes and two triggers (append.c assigns
- *	  positions, immutable.c refuses changes), registered in the registry
- *	  (registry.c).  The subsystems built on streams (projections, consumer
+ *	  contract's columns, unique indexes, two triggers (append.c assigns
+ *	  positions, immutable.c refuses changes) and the default of its shard
+ *	  column (append.c: appends refused while the triggers are missing),
+ *	  registered in the registry (registry.c).  The subsystems built on streams (projections, consumer
  *	  groups) learn of a drop through el_on_stream_drop() callbacks, which
  *	  may refuse it or forget what they keep about the stream.
  */
@@ -140,20 +141,33 @@ el_create_stream(PG_FUNCTION_ARGS)
 	 * cannot substitute its own.
 	 */
 	initStringInfo(&sql);
-	appendStringInfo(&sql,
-					 "CREATE TABLE %s ("
-					 " shard pg_catalog.int4 NOT NULL,"
-					 " seq pg_catalog.int8 NOT NULL,"
-					 " key pg_catalog.text NOT NULL,"
-					 " version pg_catalog.int8 NOT NULL,"
-					 " type pg_catalog.text NOT NULL,"
-					 " payload pg_catalog.jsonb NOT NULL,"
-					 " metadata pg_catalog.jsonb,"
-					 " event_id pg_catalog.uuid NOT NULL,"
-					 " recorded_at pg_catalog.timestamptz NOT NULL,"
-					 " PRIMARY KEY (shard, seq),"
-					 " UNIQUE (event_id),"
-					 " UNIQUE (key, version))", qname);
+	appendStringInfo(&sql, "CREATE TABLE %s (", qname);
+
+	/*
+	 * The shard column's default refuses appends with a clear error while
+	 * the triggers are missing, as after an interrupted restore.  A default
+	 * is analysed once the table exists, so it can name the table itself.
+	 * Not on a catalog not yet updated to 0.3, which lacks the function.
+	 */
+	if (OidIsValid(el_require_guards_oid()))
+		appendStringInfo(&sql,
+						 " shard pg_catalog.int4 NOT NULL"
+						 " DEFAULT event_log.require_guards(%s::pg_catalog.regclass),",
+						 quote_literal_cstr(qname));
+	else
+		appendStringInfoString(&sql, " shard pg_catalog.int4 NOT NULL,");
+	appendStringInfoString(&sql,
+						   " seq pg_catalog.int8 NOT NULL,"
+						   " key pg_catalog.text NOT NULL,"
+						   " version pg_catalog.int8 NOT NULL,"
+						   " type pg_catalog.text NOT NULL,"
+						   " payload pg_catalog.jsonb NOT NULL,"
+						   " metadata pg_catalog.jsonb,"
+						   " event_id pg_catalog.uuid NOT NULL,"
+						   " recorded_at pg_catalog.timestamptz NOT NULL,"
+						   " PRIMARY KEY (shard, seq),"
+						   " UNIQUE (event_id),"
+						   " UNIQUE (key, version))");
 
 	SPI_connect();
 	(void) el_exec_as_caller(sql.data, 0, NULL, NULL, false, 0);

@@ -9,6 +9,7 @@ use Test::More;
 use EventLogTest;
 
 my $node = new_node('upgrade');
+my ($rc, $out, $err);
 $node->safe_psql('postgres', 'CREATE DATABASE old_db');
 $node->safe_psql('postgres', 'CREATE DATABASE fresh_db');
 
@@ -32,6 +33,17 @@ is($node->safe_psql('old_db',
 		q{SELECT extversion FROM pg_extension WHERE extname = 'event_log'}),
 	'0.1', 'installed at 0.1');
 
+# The new library on the 0.1 catalog, before the update: a new stream has
+# no shard default (0.1 has no event_log.require_guards()), takes appends
+# and the DDL a stream's owner may run.
+$node->safe_psql('old_db', q{
+	SELECT event_log.create_stream('public.notes', 1);
+	ALTER TABLE notes ADD COLUMN note text;
+	INSERT INTO notes (key, type, payload, note) VALUES ('n', 'Noted', '{}', 'before');
+});
+is($node->safe_psql('old_db', q{SELECT count(*) FROM pg_attrdef WHERE adrelid = 'notes'::regclass}),
+	'0', 'before the update, a new stream has no shard default');
+
 $node->safe_psql('old_db', 'ALTER EXTENSION event_log UPDATE');
 is($node->safe_psql('old_db',
 		q{SELECT extversion FROM pg_extension WHERE extname = 'event_log'}),
@@ -39,6 +51,18 @@ is($node->safe_psql('old_db',
 
 # Data and behaviour survive.
 is($node->safe_psql('old_db', 'SELECT count(*) FROM carts'), '20', 'events kept');
+for my $stream (qw(carts notes))
+{
+	is($node->safe_psql('old_db', qq{SELECT pg_get_expr(adbin, adrelid) FROM pg_attrdef
+		WHERE adrelid = '$stream'::regclass AND adnum = 1}),
+		"event_log.require_guards('$stream'::regclass)",
+		"the update gives existing stream $stream its shard default");
+}
+is($node->safe_psql('old_db', q{
+	INSERT INTO notes (key, type, payload) VALUES ('n', 'Noted', '{}') RETURNING shard || '|' || seq || '|' || version}),
+	'0|2|2', 'a stream made before the update appends after it');
+($rc, $out, $err) = $node->psql('old_db', 'ALTER TABLE notes ALTER COLUMN shard DROP DEFAULT');
+like($err, qr/must keep its default/, 'after the update, the guard keeps the default');
 $node->safe_psql('old_db', q{
 	INSERT INTO carts (key, type, payload) VALUES ('cart-1', 'ItemAdded', '{}');
 	SELECT event_log.run_projections();
@@ -47,7 +71,7 @@ is($node->safe_psql('old_db', q{SELECT state->>'n' FROM cart_state WHERE key = '
 	'5', 'the state projection goes on from its 0.1 state');
 is($node->safe_psql('old_db', 'SELECT count(*) FROM cart_log'), '21',
 	'the async projection catches up');
-my ($rc, $out, $err) = $node->psql('old_db',
+($rc, $out, $err) = $node->psql('old_db',
 	q{INSERT INTO carts (key, type, payload) VALUES ('cart-1', 'Other', '{}')});
 like($err, qr/reducer returned null/,
 	'a 0.1 state projection gets the 0.2 null check after the update');

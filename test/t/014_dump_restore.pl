@@ -105,6 +105,10 @@ for my $format (qw(plain custom directory))
 	for my $stream (sort keys %before)
 	{
 		is(events_md5($db, $stream), $before{$stream}, "$format: every event of $stream is identical");
+		is($node->safe_psql($db, qq{SELECT pg_get_expr(adbin, adrelid) FROM pg_attrdef
+			WHERE adrelid = '$stream'::regclass AND adnum = 1}),
+			"event_log.require_guards('$stream'::regclass)",
+			"$format: $stream has its shard default, naming itself");
 	}
 	is($node->safe_psql($db, 'SELECT count(*), sum(qty) FROM shop.cart_items'), $items_before,
 		"$format: the inline projection holds what it held");
@@ -210,6 +214,66 @@ is($node->safe_psql('late', q{SELECT count(*) FROM pg_trigger WHERE tgrelid = 's
 ($rc, $out, $err) = $node->psql('late', 'SET ROLE app; ALTER TABLE shop.carts DISABLE TRIGGER event_log_immutable');
 like($err, qr/event stream/, 'late catalog: the stream is guarded');
 
+# A restore interrupted after its data: pre-data (the tables, with the
+# default of their shard column) and data (the events and the registry)
+# done, post-data (unique indexes, triggers) not.  The streams are
+# registered, and every append is refused with an error naming the missing
+# trigger and the fix, never PostgreSQL's "null value in column"; after the
+# post-data section, everything works and is guarded.
+my $pre_data = '';
+IPC::Run::run([ "$bindir/pg_restore", '--section=pre-data', '-f', '-', "$tmp/dump.fc" ], '>', \$pre_data);
+like($pre_data, qr/shard integer DEFAULT event_log\.require_guards\('shop\.carts'::regclass\) NOT NULL/,
+	'the shard default is in pre-data, in CREATE TABLE (a default is analysed once its table exists)');
+$node->safe_psql('postgres', 'CREATE DATABASE cut');
+for my $step (['--section=pre-data'], ['--section=data'])
+{
+	command_ok([ "$bindir/pg_restore", @conn, '-e', '-d', 'cut', @$step, "$tmp/dump.fc" ],
+		"interrupted: pg_restore @$step");
+}
+is($node->safe_psql('cut', q{SELECT count(*) FROM event_log.streams}), '3',
+	'interrupted: the streams are registered');
+for my $append (
+	q{INSERT INTO shop.carts (key, type, payload) VALUES ('cart-1', 'ItemAdded', '{}')},
+	q{INSERT INTO shop.carts (key, type, payload) SELECT 'k' || i, 'T', '{}' FROM generate_series(1, 3) i},
+	"COPY shop.carts (key, type, payload) FROM STDIN;\ncart-1\tItemAdded\t{}\n\\.\n",
+	q{SELECT event_log.append('shop.carts', 'cart-1', 'ItemAdded', '{}')},
+	q{SELECT event_log.append('shop.carts', 'cart-1', 'ItemAdded', '{}', expected_version => 1)},
+	q{SELECT event_log.append('shop.carts', 'cart-1', 'ItemAdded', '{}', event_id => gen_random_uuid())},
+	q{SELECT event_log.append_events('shop.carts', 'cart-1', ARRAY[event_log.new_event('ItemAdded', '{}')])})
+{
+	($rc, $out, $err) = $node->psql('cut', "SET ROLE app; $append");
+	like($err, qr/event stream "shop\.carts" is missing its trigger "event_log_append".*HINT:.*pg_restore --section=post-data.*An interrupted restore/s,
+		'interrupted: refused, naming the missing trigger and the fix: ' . (split /\n/, $append)[0]);
+	unlike($err, qr/null value in column/, 'interrupted: not "null value in column": ' . (split /\n/, $append)[0]);
+}
+is(events_md5('cut', 'shop.carts'), $before{'shop.carts'}, 'interrupted: nothing was appended');
+($rc, $out, $err) = $node->psql('cut', 'SET ROLE app; ALTER TABLE shop.carts ALTER COLUMN shard DROP DEFAULT');
+like($err, qr/event stream.*must keep its default/s, 'interrupted: the owner cannot drop the shard default');
+command_ok([ "$bindir/pg_restore", @conn, '-e', '-d', 'cut', '--section=post-data', "$tmp/dump.fc" ],
+	'interrupted: pg_restore --section=post-data completes it');
+is(events_md5('cut', 'shop.carts'), $before{'shop.carts'}, 'completed: events identical');
+is($node->safe_psql('cut', q{SET ROLE app;
+	SELECT shard || '|' || seq || '|' || version FROM event_log.append('shop.carts', 'cart-1', 'ItemAdded',
+		'{"sku": "after", "qty": 2}')}), $node->safe_psql('src', q{
+	SELECT event_log.shard_for('cart-1', 4) || '|' || (max(seq) FILTER (WHERE shard = event_log.shard_for('cart-1', 4)) + 1)
+	       || '|' || (max(version) FILTER (WHERE key = 'cart-1') + 1) FROM shop.carts}),
+	'completed: append() goes on at the next seq and version');
+is($node->safe_psql('cut', q{SET ROLE app;
+	INSERT INTO shop.carts (key, type, payload) VALUES ('cart-1', 'ItemAdded', '{"sku": "i", "qty": 1}')
+	RETURNING version}), $node->safe_psql('src', q{SELECT max(version) + 2 FROM shop.carts WHERE key = 'cart-1'}),
+	'completed: INSERT appends');
+is($node->safe_psql('cut', q{SELECT count(*) FROM shop.cart_items WHERE sku IN ('after', 'i')}), '2',
+	'completed: the inline projection follows appends');
+for my $bad (
+	q{UPDATE shop.carts SET type = 'x'},
+	q{DROP TRIGGER event_log_append ON shop.carts},
+	q{ALTER TABLE shop.carts ALTER COLUMN shard DROP DEFAULT},
+	q{ALTER TABLE shop.carts ALTER COLUMN shard SET DEFAULT 0})
+{
+	($rc, $out, $err) = $node->psql('cut', "SET ROLE app; $bad");
+	like($err, qr/event stream/, "completed: refused for the owner: $bad");
+}
+
 # A stream caught half restored (only a superuser can register one: the
 # registry takes rows from its owner alone).  Its owner may add what is
 # missing, but nothing that removes or changes a part, and once it is
@@ -221,6 +285,7 @@ $node->safe_psql('half', q{
 	CREATE TABLE s.h (shard int NOT NULL, seq bigint NOT NULL, key text NOT NULL,
 		version bigint NOT NULL, type text NOT NULL, payload jsonb NOT NULL, metadata jsonb,
 		event_id uuid NOT NULL, recorded_at timestamptz NOT NULL);
+	ALTER TABLE s.h ALTER COLUMN shard SET DEFAULT event_log.require_guards('s.h');
 	ALTER TABLE s.h OWNER TO app;
 	INSERT INTO event_log.streams (stream, shards) VALUES ('s.h', 1);
 });
@@ -236,6 +301,9 @@ $node->safe_psql('half', q{SET ROLE app;
 	CREATE UNIQUE INDEX h_spare ON s.h (key, version);
 });
 pass('an incomplete stream takes the parts a restore adds');
+($rc, $out, $err) = $node->psql('half', q{SET ROLE app; INSERT INTO s.h (key, type, payload) VALUES ('k', 'T', '{}')});
+like($err, qr/event stream "s\.h" is missing its trigger "event_log_append"/,
+	'incomplete stream: an append names the missing trigger');
 for my $bad (
 	q{CREATE TRIGGER event_log_append BEFORE INSERT ON s.h FOR EACH ROW
 	  EXECUTE FUNCTION event_log.assign_position('2')},
@@ -245,6 +313,8 @@ for my $bad (
 	q{ALTER TABLE s.h ADD CONSTRAINT again UNIQUE USING INDEX h_spare DEFERRABLE INITIALLY DEFERRED},
 	q{DROP INDEX s.h_event_id},
 	q{ALTER TABLE s.h ADD COLUMN x int NOT NULL},
+	q{ALTER TABLE s.h ALTER COLUMN shard DROP DEFAULT},
+	q{ALTER TABLE s.h ALTER COLUMN shard SET DEFAULT NULL},
 	q{CREATE RULE r AS ON INSERT TO s.h DO INSTEAD NOTHING})
 {
 	($rc, $out, $err) = $node->psql('half', "SET ROLE app; $bad");
