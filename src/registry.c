@@ -16,6 +16,7 @@
 
 #include "access/genam.h"
 #include "access/table.h"
+#include "access/xact.h"
 #include "catalog/indexing.h"
 #include "catalog/namespace.h"
 #include "catalog/pg_am.h"
@@ -30,6 +31,7 @@
 #include "utils/fmgroids.h"
 #include "utils/inval.h"
 #include "utils/lsyscache.h"
+#include "utils/memutils.h"
 #include "utils/syscache.h"
 
 #include "catalog.h"
@@ -84,6 +86,44 @@ el_stream_cache_callback(Datum arg, Oid relid)
 		entry->valid = false;
 }
 
+/*
+ * Plans of stale entries, freed when the transaction ends.  An entry goes
+ * stale by an invalidation, which can arrive in the middle of one of its
+ * plans: append() runs its INSERT plan, and the append trigger and the
+ * shard column's default look the entry up again while it runs (an
+ * ANALYZE of the stream, say, sends a relcache invalidation that the
+ * trigger's index opens process).  Freeing the plan then would pull it out
+ * from under SPI, which still walks it.  At the end of the transaction no
+ * plan of ours runs.
+ */
+static List *el_retired_plans = NIL;	/* in TopMemoryContext */
+
+static void
+el_free_retired_plans(XactEvent event, void *arg)
+{
+	ListCell   *lc;
+
+	if (el_retired_plans == NIL)
+		return;
+	if (event != XACT_EVENT_COMMIT && event != XACT_EVENT_ABORT &&
+		event != XACT_EVENT_PREPARE && event != XACT_EVENT_PARALLEL_COMMIT &&
+		event != XACT_EVENT_PARALLEL_ABORT)
+		return;
+	foreach(lc, el_retired_plans)
+		SPI_freeplan((SPIPlanPtr) lfirst(lc));
+	list_free(el_retired_plans);
+	el_retired_plans = NIL;
+}
+
+static void
+el_retire_plan(SPIPlanPtr plan)
+{
+	MemoryContext old = MemoryContextSwitchTo(TopMemoryContext);
+
+	el_retired_plans = lappend(el_retired_plans, plan);
+	MemoryContextSwitchTo(old);
+}
+
 void
 el_stream_cache_init(void)
 {
@@ -94,6 +134,7 @@ el_stream_cache_init(void)
 	el_stream_cache = hash_create("event_log stream cache", 64, &ctl,
 								  HASH_ELEM | HASH_BLOBS);
 	CacheRegisterRelcacheCallback(el_stream_cache_callback, (Datum) 0);
+	RegisterXactCallback(el_free_retired_plans, NULL);
 }
 
 /*
@@ -116,7 +157,7 @@ el_stream_entry(Oid relid)
 	for (int i = 0; i < EL_NUM_PLANS; i++)
 	{
 		if (entry->plans[i])
-			SPI_freeplan(entry->plans[i]);
+			el_retire_plan(entry->plans[i]);
 		entry->plans[i] = NULL;
 	}
 	entry->valid = true;
