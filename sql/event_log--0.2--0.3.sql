@@ -81,7 +81,7 @@ CREATE EVENT TRIGGER event_log_guard_ddl_start ON ddl_command_start
 ALTER EVENT TRIGGER event_log_guard_ddl_start ENABLE ALWAYS;
 
 -- ---------------------------------------------------------------------
--- Issue 19, api2: commit what the last poll returned (docs/consumers.md,
+-- commit what the last poll returned (docs/consumers.md,
 -- "Stopping cleanly: commit_polled()")
 -- ---------------------------------------------------------------------
 
@@ -98,7 +98,7 @@ LANGUAGE C VOLATILE
 SET search_path = pg_catalog, pg_temp;
 
 -- ---------------------------------------------------------------------
--- Issue 19, api2: filters by event type in read() and poll()
+-- filters by event type in read() and poll()
 -- (docs/streams.md "Reading by type", docs/consumers.md "Subscribing to
 -- some types", docs/design/type_filters.md)
 -- ---------------------------------------------------------------------
@@ -235,7 +235,7 @@ AS 'MODULE_PATHNAME', 'el_conversation'
 LANGUAGE C STABLE;
 
 -- ---------------------------------------------------------------------
--- Issue 19, teardown: drop_stream(..., cascade => true) (docs/streams.md,
+-- drop_stream(..., cascade => true) (docs/streams.md,
 -- "Dropping a stream")
 -- ---------------------------------------------------------------------
 
@@ -279,3 +279,57 @@ BEGIN
     END LOOP;
 END
 $$;
+
+-- ---------------------------------------------------------------------
+-- a consumer group's types, and consumer_lag counting
+-- only those (docs/consumers.md "Subscribing to some types",
+-- docs/design/type_filters.md "A group's types")
+-- ---------------------------------------------------------------------
+
+-- The types the group polls: NULL until a poll() names some, then set for
+-- good (a poll with other types is refused).  Written only by the C code,
+-- sorted and without duplicates.
+ALTER TABLE event_log.consumer_groups
+    ADD COLUMN types text[] CHECK (pg_catalog.cardinality(types) BETWEEN 1 AND 1000);
+
+-- For consumer_lag: shard_status() with, in lag_events, the number of
+-- events of the given types (every type when NULL) after after_seq, and in
+-- next_recorded_at the recorded_at of the first of them.  NULLs when the
+-- caller may not read the stream.  Not STRICT: types may be NULL.
+CREATE FUNCTION event_log.shard_status(
+    stream regclass,
+    shard integer,
+    after_seq bigint,
+    types text[],
+    OUT log_end bigint,
+    OUT next_recorded_at timestamptz,
+    OUT lag_events bigint)
+RETURNS record
+AS 'MODULE_PATHNAME', 'el_shard_status'
+LANGUAGE C STABLE
+SET search_path = pg_catalog, pg_temp;
+
+-- The columns and privilege rules of 0.2; lag_events and lag_time count
+-- only the group's types when it has some.
+CREATE OR REPLACE VIEW event_log.consumer_lag AS
+SELECT g.group_name,
+       g.stream,
+       o.shard,
+       CASE WHEN r.ok THEN o.committed_seq END AS committed_seq,
+       s.log_end,
+       s.lag_events,
+       CASE WHEN s.log_end IS NULL THEN NULL
+            WHEN s.next_recorded_at IS NULL THEN interval '0'
+            ELSE greatest(now() - s.next_recorded_at, interval '0')
+       END AS lag_time,
+       CASE WHEN r.ok THEN o.committed_at END AS committed_at,
+       o.member,
+       m.expires_at AS lease_expires_at
+FROM event_log.consumer_groups g
+JOIN event_log.consumer_offsets o ON o.group_id = g.id
+LEFT JOIN event_log.consumer_members m ON m.group_id = o.group_id AND m.member = o.member
+CROSS JOIN LATERAL (
+      SELECT coalesce(pg_catalog.has_table_privilege(g.stream, 'SELECT')
+                      AND pg_catalog.row_security_active(g.stream) IS NOT TRUE,
+                      false) AS ok) r
+CROSS JOIN LATERAL event_log.shard_status(g.stream, o.shard, o.committed_seq, g.types) s;

@@ -54,11 +54,84 @@ SELECT count(*) FROM event_log.poll('shipping', 'tf', 100, auto_commit => true, 
 SELECT event_log.commit_polled('shipping', 'tf');
 SELECT shard, committed_seq, log_end, lag_events FROM event_log.consumer_lag WHERE group_name = 'shipping' ORDER BY shard;
 -- A poll limited by max_count stops at its last event: nothing after it is skipped.
-SELECT * FROM event_log.reset_offsets('shipping', 'tf', 'start');
-SELECT shard, seq, type FROM event_log.poll('shipping', 'tf', 2, types => ARRAY['Removed']);
-SELECT event_log.commit_polled('shipping', 'tf');
-SELECT shard, committed_seq FROM event_log.consumer_lag WHERE group_name = 'shipping' ORDER BY shard;
-SELECT shard, seq, type FROM event_log.poll('shipping', 'tf', 2, types => ARRAY['Removed']);
+SELECT shard, seq, type FROM event_log.poll('removals', 'tf', 2, types => ARRAY['Removed']);
+SELECT event_log.commit_polled('removals', 'tf');
+SELECT shard, committed_seq FROM event_log.consumer_lag WHERE group_name = 'removals' ORDER BY shard;
+SELECT shard, seq, type FROM event_log.poll('removals', 'tf', 2, types => ARRAY['Removed']);
+
+-- A group's types (0.3): the first poll that names types records them in
+-- consumer_groups, sorted and without duplicates.
+SELECT group_name, types FROM event_log.consumer_groups ORDER BY group_name;
+SELECT event_log.create_stream('lt', 2);
+INSERT INTO lt (key, type, payload)
+SELECT 'k' || (i % 4), (ARRAY['Placed', 'Paid', 'Shipped', 'Paid'])[1 + i % 4], '{}'
+FROM generate_series(1, 24) i;
+SELECT shard, type, count(*) FROM lt GROUP BY 1, 2 ORDER BY 1, 2;
+-- A group created without types (here by reset_offsets()) has none: its
+-- lag counts every event, as in 0.2.
+SELECT * FROM event_log.reset_offsets('billing', 'lt', 'start');
+SELECT shard, log_end, lag_events, lag_time > '0' AS behind FROM event_log.consumer_lag
+WHERE group_name = 'billing' ORDER BY shard;
+SELECT shard, seq, type FROM event_log.poll('billing', 'lt', 2, types => ARRAY['Shipped', 'Paid', 'Shipped']);
+SELECT types FROM event_log.consumer_groups WHERE group_name = 'billing';
+-- consumer_lag now counts only Paid and Shipped after the committed offset;
+-- log_end is still the shard's last seq.
+SELECT l.shard, l.committed_seq, l.log_end, l.lag_events,
+       (SELECT count(*) FROM lt WHERE lt.shard = l.shard AND lt.seq > l.committed_seq
+          AND lt.type IN ('Paid', 'Shipped')) AS expected
+FROM event_log.consumer_lag l WHERE group_name = 'billing' ORDER BY shard;
+-- A poll without types polls the group's; the same types in another order
+-- are the group's too.
+SELECT shard, seq, type FROM event_log.poll('billing', 'lt', 100, auto_commit => true);
+SELECT count(*) FROM event_log.poll('billing', 'lt', 100, types => ARRAY['Paid', 'Shipped', 'Paid']);
+SELECT event_log.commit_polled('billing', 'lt');
+-- Committed past the skipped Placed events: no lag left.
+SELECT shard, committed_seq, log_end, lag_events, lag_time FROM event_log.consumer_lag
+WHERE group_name = 'billing' ORDER BY shard;
+-- Events of other types do not count as lag; those of the group's types do,
+-- and lag_time is that of the first of them.
+INSERT INTO lt (key, type, payload) VALUES ('k0', 'Placed', '{}'), ('k1', 'Placed', '{}'),
+  ('k2', 'Placed', '{}'), ('k3', 'Placed', '{}');
+SELECT shard, log_end - committed_seq AS behind, lag_events, lag_time FROM event_log.consumer_lag
+WHERE group_name = 'billing' ORDER BY shard;
+INSERT INTO lt (key, type, payload) VALUES ('k1', 'Paid', '{}'), ('k2', 'Shipped', '{}');
+SELECT shard, log_end - committed_seq AS behind, lag_events, lag_time > '0' AS behind_in_time
+FROM event_log.consumer_lag WHERE group_name = 'billing' ORDER BY shard;
+-- Two auto-committing polls: the second commits the first's events and
+-- the skipped ones after them; the lag goes back to 0.
+SELECT shard, type FROM event_log.poll('billing', 'lt', 100, auto_commit => true) ORDER BY shard;
+SELECT count(*) FROM event_log.poll('billing', 'lt', 100, auto_commit => true);
+SELECT shard, committed_seq = log_end AS at_end, lag_events, lag_time FROM event_log.consumer_lag
+WHERE group_name = 'billing' ORDER BY shard;
+
+-- The mismatch rule: other types than the group's are refused, by every
+-- member, with the group's types in the message; nothing changes.
+SELECT * FROM event_log.poll('billing', 'lt', types => ARRAY['Paid']);
+SELECT * FROM event_log.poll('billing', 'lt', member => 'other', types => ARRAY['Placed', 'Paid', 'Shipped']);
+SELECT * FROM event_log.poll('billing', 'lt', auto_commit => true, types => ARRAY['paid', 'shipped']);
+-- Bad input is refused as before, whatever the group's types.
+SELECT * FROM event_log.poll('billing', 'lt', types => ARRAY[]::text[]);
+SELECT * FROM event_log.poll('billing', 'lt', types => ARRAY['Paid', NULL]);
+SELECT * FROM event_log.shard_status('lt', 0, 0, ARRAY[]::text[]);
+SELECT types FROM event_log.consumer_groups WHERE group_name = 'billing';
+SELECT count(*) AS members FROM event_log.consumer_members m
+JOIN event_log.consumer_groups g ON g.id = m.group_id WHERE g.group_name = 'billing';
+-- To poll other types: drop the group (or use another name).
+SELECT event_log.drop_group('billing', 'lt');
+SELECT count(*) FROM event_log.poll('billing', 'lt', 100, types => ARRAY['Placed']);
+SELECT types FROM event_log.consumer_groups WHERE group_name = 'billing';
+SELECT shard, lag_events FROM event_log.consumer_lag WHERE group_name = 'billing' ORDER BY shard;
+
+-- A role without SELECT on the stream sees the groups, not their offsets
+-- or counts, through the view or the function.
+CREATE ROLE regress_el_lt_outsider;
+SET ROLE regress_el_lt_outsider;
+SELECT group_name, shard, committed_seq, log_end, lag_events, lag_time, committed_at
+FROM event_log.consumer_lag WHERE stream = 'lt'::regclass ORDER BY shard;
+SELECT * FROM event_log.shard_status('lt', 0, 0, ARRAY['Placed']);
+RESET ROLE;
+DROP ROLE regress_el_lt_outsider;
+SELECT event_log.drop_stream('lt');
 
 -- Row-level security applies to filtered reads and polls as to any read.
 CREATE ROLE regress_el_tf_reader;
@@ -94,6 +167,9 @@ CREATE FUNCTION tf_hostile.unnest(text[]) RETURNS SETOF text LANGUAGE plpgsql AS
 SET search_path = tf_hostile, pg_catalog, public;
 SELECT seq, type FROM event_log.read('tf', 0, types => ARRAY['CheckedOut']);
 SELECT count(*) FROM event_log.poll('hostile', 'tf', 100, types => ARRAY['CheckedOut']);
+SELECT count(*) FROM event_log.poll('hostile', 'tf', 100);
+SELECT shard, lag_events FROM event_log.consumer_lag
+WHERE group_name OPERATOR(pg_catalog.=) 'hostile' ORDER BY shard;
 RESET search_path;
 RESET ROLE;
 

@@ -363,7 +363,9 @@ el_interval_ms(Interval *iv)
  *
  * types (0.3; absent from a 0.1 or 0.2 catalog's declaration): only events
  * of these types are returned; the others are skipped, and what the poll
- * remembers for auto-commit and commit_polled() goes past them.
+ * remembers for auto-commit and commit_polled() goes past them.  The first
+ * types polled become the group's, which later polls must keep
+ * (el_group_types()); a 0.1 or 0.2 catalog does not keep them.
  *
  * With auto_commit, the events the previous poll of this session returned
  * (same group, stream and member) are committed first (el_auto_commit).
@@ -417,6 +419,7 @@ el_poll(PG_FUNCTION_ARGS)
 	/* What the poll reads is committed unless we appended to the stream. */
 	reads_committed = !el_appended_here(PG_GETARG_OID(1));
 	el_group_begin(&g, fcinfo, true);
+	types = el_group_types(&g, types);	/* the group's, from 0.3 on */
 	if (auto_commit)
 		(void) el_auto_commit(&g, me);
 	el_last_poll_begin(&g, me, reads_committed);
@@ -890,11 +893,14 @@ el_channel(PG_FUNCTION_ARGS)
 }
 
 /*
- * event_log.shard_status(stream, shard, after_seq, OUT log_end bigint,
- *						  OUT next_recorded_at timestamptz)
+ * event_log.shard_status(stream, shard, after_seq [, types text[]],
+ *		OUT log_end bigint, OUT next_recorded_at timestamptz
+ *		[, OUT lag_events bigint])
  *
- * NULLs when the caller may not read the stream, so that consumer_lag lists
- * every group to everybody without failing on one stream.
+ * The form with types (0.3, consumer_lag) counts in lag_events, and looks
+ * for next_recorded_at among, only the events of those types (every type
+ * when NULL).  NULLs when the caller may not read the stream, so that
+ * consumer_lag lists every group to everybody without failing on one.
  */
 Datum
 el_shard_status(PG_FUNCTION_ARGS)
@@ -903,19 +909,27 @@ el_shard_status(PG_FUNCTION_ARGS)
 	int32		shard = PG_GETARG_INT32(1);
 	int64		after_seq = PG_GETARG_INT64(2);
 	TupleDesc	tupdesc;
-	Datum		values[2] = {0};
-	bool		nulls[2] = {true, true};
+	Datum		values[3] = {0};
+	bool		nulls[3] = {true, true, true};
 
 	if (get_call_result_type(fcinfo, NULL, &tupdesc) != TYPEFUNC_COMPOSITE)
 		elog(ERROR, "return type must be a row type");
-	if (el_stream_shards(relid) > shard && shard >= 0 && after_seq >= 0 &&
+	if (!PG_ARGISNULL(0) && !PG_ARGISNULL(1) && !PG_ARGISNULL(2) &&
+		el_stream_shards(relid) > shard && shard >= 0 && after_seq >= 0 &&
 		pg_class_aclcheck(relid, GetUserId(), ACL_SELECT) == ACLCHECK_OK)
 	{
+		Datum		types = el_types_arg(fcinfo, 3);
+		int64		end;
+
 		SPI_connect();
-		values[0] = Int64GetDatum(el_shard_end(relid, shard));
+		end = el_shard_end(relid, shard);
+		values[0] = Int64GetDatum(end);
 		nulls[0] = false;
-		if (el_read_shard(relid, shard, after_seq, 1, NULL) == 1)
+		if (el_read_shard_types(relid, shard, after_seq, 1, types, NULL) == 1)
 			values[1] = el_result(0, Anum_el_recorded_at, &nulls[1]);
+		values[2] = Int64GetDatum(types == (Datum) 0 ? end - after_seq :
+								  el_count_shard_types(relid, shard, after_seq, types));
+		nulls[2] = false;
 		SPI_finish();
 	}
 	PG_RETURN_DATUM(HeapTupleGetDatum(heap_form_tuple(tupdesc, values, nulls)));

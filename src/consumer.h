@@ -41,6 +41,9 @@ extern void el_consumer_init(void);
 typedef enum ElQuery
 {
 	Q_GROUP_FIND,
+	Q_GROUP_FIND_TYPES,
+	Q_GROUP_TYPES,
+	Q_GROUP_SUBSCRIBE,
 	Q_GROUP_CREATE,
 	Q_OFFSETS_CREATE,
 	Q_GROUP_DROP,
@@ -69,6 +72,8 @@ typedef struct ElGroup
 	Oid			relid;			/* the stream */
 	int			shards;
 	text	   *name;
+	bool		typed;			/* the catalog has consumer_groups.types (0.3) */
+	Datum		types;			/* the group's types; (Datum) 0: none */
 } ElGroup;
 
 /* One shard's row with its lease holder, as EL_LEASE_COLUMNS returns it. */
@@ -95,6 +100,7 @@ extern void el_group_forget(void);
 extern void el_group_check_owner(ElGroup *g);
 extern void el_group_begin(ElGroup *g, FunctionCallInfo fcinfo, bool create);
 extern void el_group_reopen(ElGroup *g);
+extern Datum el_group_types(ElGroup *g, Datum types);
 extern void el_consumer_cache_init(void);
 extern bool el_consumer_groups_exist(Oid relid);
 extern void el_consumer_forget_stream(Oid relid, const char *qname, bool cascade);

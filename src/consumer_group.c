@@ -13,7 +13,10 @@
 #include "funcapi.h"
 #include "miscadmin.h"
 #include "utils/acl.h"
+#include "utils/array.h"
 #include "utils/builtins.h"
+#include "utils/datum.h"
+#include "utils/fmgroids.h"
 #include "utils/inval.h"
 #include "utils/lsyscache.h"
 #include "utils/snapmgr.h"
@@ -52,6 +55,23 @@ static const struct
 		" WHERE stream OPERATOR(pg_catalog.=) $1"
 		" AND group_name OPERATOR(pg_catalog.=) $2",
 		2, {REGCLASSOID, TEXTOID}
+	},
+	/* From 0.3 on, with the group's types (el_group_types()). */
+	[Q_GROUP_FIND_TYPES] = {
+		"SELECT id, owner::pg_catalog.oid, types FROM event_log.consumer_groups"
+		" WHERE stream OPERATOR(pg_catalog.=) $1"
+		" AND group_name OPERATOR(pg_catalog.=) $2",
+		2, {REGCLASSOID, TEXTOID}
+	},
+	[Q_GROUP_TYPES] = {
+		"SELECT types FROM event_log.consumer_groups WHERE id OPERATOR(pg_catalog.=) $1",
+		1, {INT4OID}
+	},
+	/* Only the first: a group's types, once set, stay. */
+	[Q_GROUP_SUBSCRIBE] = {
+		"UPDATE event_log.consumer_groups SET types = $2"
+		" WHERE id OPERATOR(pg_catalog.=) $1 AND types IS NULL RETURNING id",
+		2, {INT4OID, TEXTARRAYOID}
 	},
 	[Q_GROUP_CREATE] = {
 		"INSERT INTO event_log.consumer_groups (stream, group_name, owner)"
@@ -345,8 +365,17 @@ static struct
 	char		name[EL_MAX_NAME_BYTES + 1];
 	int32		id;
 	Oid			owner;
+	Oid			catalog;		/* event_log.consumer_groups */
+	bool		typed;
+	Datum		types;			/* in TopMemoryContext, or (Datum) 0 */
 }			el_last_group;
 
+/*
+ * Also called by relcache invalidations of the group's stream (sent when a
+ * group is created or dropped, or its types set) and of consumer_groups
+ * (ALTER EXTENSION UPDATE adding the types column): only the id is reset,
+ * the types stay allocated until the next el_group_remember().
+ */
 void
 el_group_forget(void)
 {
@@ -363,6 +392,27 @@ el_group_remember(ElGroup *g)
 	el_last_group.name[len] = '\0';
 	el_last_group.id = g->id;
 	el_last_group.owner = g->owner;
+	el_last_group.typed = g->typed;
+	if (el_last_group.types != (Datum) 0)
+		pfree(DatumGetPointer(el_last_group.types));
+	el_last_group.types = (Datum) 0;
+	if (g->types != (Datum) 0)
+	{
+		MemoryContext old = MemoryContextSwitchTo(TopMemoryContext);
+
+		el_last_group.types = datumCopy(g->types, false, -1);
+		MemoryContextSwitchTo(old);
+	}
+}
+
+/* The types column of a row of Q_GROUP_FIND_TYPES or Q_GROUP_TYPES. */
+static Datum
+el_result_types(int col)
+{
+	bool		isnull;
+	Datum		d = el_result(0, col, &isnull);
+
+	return isnull ? (Datum) 0 : PointerGetDatum(DatumGetArrayTypePCopy(d));
 }
 
 static bool
@@ -375,19 +425,30 @@ el_group_open(ElGroup *g, text *name, Oid relid, int shards, bool create)
 	g->relid = relid;
 	g->shards = shards;
 	g->name = name;
+	g->types = (Datum) 0;
 	if (el_last_group.id != 0 && el_last_group.relid == relid &&
 		strlen(el_last_group.name) == (size_t) len &&
 		memcmp(el_last_group.name, VARDATA_ANY(name), len) == 0)
 	{
 		g->id = el_last_group.id;
 		g->owner = el_last_group.owner;
+		g->typed = el_last_group.typed;
+		if (el_last_group.types != (Datum) 0)
+			g->types = datumCopy(el_last_group.types, false, -1);
 		return true;
 	}
 	el_group_forget();
+
+	/*
+	 * A 0.1 or 0.2 catalog has no types column (until ALTER EXTENSION
+	 * UPDATE): poll() then filters per call only.
+	 */
+	el_last_group.catalog = el_catalog_relid("consumer_groups");
+	g->typed = get_attnum(el_last_group.catalog, "types") != InvalidAttrNumber;
 	values[0] = ObjectIdGetDatum(relid);
 	values[1] = PointerGetDatum(name);
 	values[2] = ObjectIdGetDatum(GetUserId());
-	if (el_query(Q_GROUP_FIND, values, NULL, 1) == 0)
+	if (el_query(g->typed ? Q_GROUP_FIND_TYPES : Q_GROUP_FIND, values, NULL, 1) == 0)
 	{
 		if (!create)
 			return false;
@@ -410,7 +471,7 @@ el_group_open(ElGroup *g, text *name, Oid relid, int shards, bool create)
 			el_group_remember(g);
 			return true;
 		}
-		if (el_query(Q_GROUP_FIND, values, NULL, 1) == 0)
+		if (el_query(g->typed ? Q_GROUP_FIND_TYPES : Q_GROUP_FIND, values, NULL, 1) == 0)
 			ereport(ERROR,
 					(errcode(ERRCODE_T_R_SERIALIZATION_FAILURE),
 					 errmsg("could not create consumer group \"%s\" of event stream \"%s\"",
@@ -420,6 +481,8 @@ el_group_open(ElGroup *g, text *name, Oid relid, int shards, bool create)
 	}
 	g->id = DatumGetInt32(el_result(0, 1, &isnull));
 	g->owner = DatumGetObjectId(el_result(0, 2, &isnull));
+	if (g->typed)
+		g->types = el_result_types(3);
 	el_group_remember(g);
 	return true;
 }
@@ -481,6 +544,110 @@ el_group_reopen(ElGroup *g)
 	el_group_forget();
 	(void) el_group_open(g, g->name, g->relid, g->shards, true);
 	el_group_check_owner(g);
+}
+
+/* Order two event types (text Datums) byte by byte, for qsort(). */
+static int
+el_type_cmp(const void *a, const void *b)
+{
+	Datum		x = *(const Datum *) a;
+	Datum		y = *(const Datum *) b;
+	int			lx = VARSIZE_ANY_EXHDR(x);
+	int			ly = VARSIZE_ANY_EXHDR(y);
+	int			c = memcmp(VARDATA_ANY(x), VARDATA_ANY(y), Min(lx, ly));
+
+	return c != 0 ? c : (lx > ly) - (lx < ly);
+}
+
+/* The items of an array of types (without nulls), sorted byte by byte. */
+static Datum *
+el_sorted_items(Datum types, int *n)
+{
+	Datum	   *items;
+
+	deconstruct_array(DatumGetArrayTypeP(types), TEXTOID, -1, false, TYPALIGN_INT,
+					  &items, NULL, n);
+	qsort(items, *n, sizeof(Datum), el_type_cmp);
+	return items;
+}
+
+/* Whether two arrays of distinct types hold the same ones, in any order. */
+static bool
+el_same_types(Datum a, Datum b)
+{
+	int			na,
+				nb;
+	Datum	   *ia = el_sorted_items(a, &na);
+	Datum	   *ib = el_sorted_items(b, &nb);
+
+	if (na != nb)
+		return false;
+	for (int i = 0; i < na; i++)
+		if (el_type_cmp(&ia[i], &ib[i]) != 0)
+			return false;
+	return true;
+}
+
+/*
+ * The types a poll of g reads, given the call's (el_types_arg(): distinct
+ * types, or (Datum) 0 for every type).  From 0.3 on a group keeps its types
+ * (docs/design/type_filters.md, "A group's types"): a group without types
+ * takes the first ones a poll names, for good; a poll without types reads
+ * the group's; a poll naming other types than the group's is refused, since
+ * the group's offsets have gone past events of the types it did not poll.
+ * On a 0.1 or 0.2 catalog (no types column), the call's.  Setting them
+ * sends a relcache invalidation for the stream, so that other backends'
+ * el_last_group read them again.  The caller is connected to SPI.
+ */
+Datum
+el_group_types(ElGroup *g, Datum types)
+{
+	Datum		values[2];
+	int			n;
+
+	if (!g->typed)
+		return types;
+	for (int attempt = 0; g->types == (Datum) 0; attempt++)
+	{
+		Datum	   *items;
+
+		if (types == (Datum) 0)
+			return (Datum) 0;
+		if (attempt == 2)
+			ereport(ERROR,
+					(errcode(ERRCODE_T_R_SERIALIZATION_FAILURE),
+					 errmsg("could not set the event types of consumer group \"%s\" of event stream \"%s\"",
+							text_to_cstring(g->name), el_qualified_name(g->relid)),
+					 errdetail("The group was dropped or changed concurrently."),
+					 errhint("Retry the transaction.")));
+		/* Stored sorted: the catalog and consumer_lag show them alike. */
+		items = el_sorted_items(types, &n);
+		values[0] = Int32GetDatum(g->id);
+		values[1] = PointerGetDatum(construct_array(items, n, TEXTOID, -1, false,
+													TYPALIGN_INT));
+		if (el_query(Q_GROUP_SUBSCRIBE, values, NULL, 0) == 1)
+		{
+			CacheInvalidateRelcacheByRelid(g->relid);
+			g->types = values[1];
+			el_group_remember(g);
+			return g->types;
+		}
+		/* Set meanwhile by another member, or the group is gone. */
+		if (el_query(Q_GROUP_TYPES, values, NULL, 1) == 1)
+			g->types = el_result_types(1);
+		else
+			el_group_reopen(g); /* created again, as any first use does */
+	}
+	if (types != (Datum) 0 && !el_same_types(g->types, types))
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("consumer group \"%s\" of event stream \"%s\" polls other event types",
+						text_to_cstring(g->name), el_qualified_name(g->relid)),
+				 errdetail("The group's types are %s; this poll asked for %s.",
+						   OidOutputFunctionCall(F_ARRAY_OUT, g->types),
+						   OidOutputFunctionCall(F_ARRAY_OUT, types)),
+				 errhint("Poll without types to read the group's. To poll other types, use another group name, or drop this group with event_log.drop_group().")));
+	return g->types;
 }
 
 /*
@@ -553,6 +720,10 @@ el_consumer_streams_callback(Datum arg, Oid relid)
 	HASH_SEQ_STATUS status;
 	ElConsumerStream *entry;
 
+	/* The group this backend opened last: its stream or catalog changed. */
+	if (!OidIsValid(relid) || relid == el_last_group.relid ||
+		relid == el_last_group.catalog)
+		el_group_forget();
 	if (OidIsValid(relid))
 	{
 		entry = hash_search(el_consumer_streams, &relid, HASH_FIND, NULL);

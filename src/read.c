@@ -316,6 +316,26 @@ el_read_shard_types(Oid relid, int32 shard, int64 after_seq, int64 max_count,
 }
 
 /*
+ * How many events of the given types (el_types_arg()) follow after_seq in a
+ * shard, as the caller sees them (consumer_lag).  The caller is connected to
+ * SPI and has checked SELECT.
+ */
+int64
+el_count_shard_types(Oid relid, int32 shard, int64 after_seq, Datum types)
+{
+	Oid			argtypes[3] = {INT4OID, INT8OID, TEXTARRAYOID};
+	Datum		values[3];
+	bool		isnull;
+
+	values[0] = Int32GetDatum(shard);
+	values[1] = Int64GetDatum(after_seq);
+	values[2] = types;
+	(void) el_exec_plan(relid, EL_PLAN_COUNT_TYPES, 3, argtypes, values, NULL, 1);
+	return DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0],
+									   SPI_tuptable->tupdesc, 1, &isnull));
+}
+
+/*
  * The last seq of a shard the active snapshot sees (0 if it is empty).  The
  * caller is connected to SPI and has checked SELECT.
  */

@@ -21,6 +21,8 @@ extern Datum el_types_arg(FunctionCallInfo fcinfo, int argno);
 extern uint64 el_read_shard_types(Oid relid, int32 shard, int64 after_seq,
 								  int64 max_count, Datum types,
 								  DestReceiver *dest);
+extern int64 el_count_shard_types(Oid relid, int32 shard, int64 after_seq,
+								  Datum types);
 extern int64 el_shard_end(Oid relid, int32 shard);
 extern void el_check_shard(Oid relid, int shards, int32 shard);
 extern void el_check_select(Oid relid);

@@ -619,6 +619,24 @@ el_stream_plan(Oid relid, ElPlanKind kind)
 			argtypes[2] = INT8OID;
 			argtypes[3] = TEXTARRAYOID;
 			break;
+		case EL_PLAN_COUNT_TYPES:
+
+			/*
+			 * A group's lag by type (consumer_lag).  No order is needed, so
+			 * one scan with type = ANY: a range scan of an index on (shard,
+			 * type, seq) if the stream has one (index-only once vacuumed);
+			 * without, every event after $2 through the primary key
+			 * (docs/design/type_filters.md, "A group's types").
+			 */
+			sql = psprintf("SELECT pg_catalog.count(*) FROM %s"
+						   " WHERE shard OPERATOR(pg_catalog.=) $1"
+						   " AND type OPERATOR(pg_catalog.=) ANY ($3)"
+						   " AND seq OPERATOR(pg_catalog.>) $2", name);
+			nargs = 3;
+			argtypes[0] = INT4OID;
+			argtypes[1] = INT8OID;
+			argtypes[2] = TEXTARRAYOID;
+			break;
 		case EL_PLAN_TIME:
 
 			/*

@@ -46,6 +46,7 @@ typedef enum ElPlanKind
 	EL_PLAN_BY_ID,				/* read_event(): one event by event_id */
 	EL_PLAN_READ_TYPE,			/* read(types): one shard after a seq, one type */
 	EL_PLAN_READ_TYPES,			/* read(types): one shard after a seq, some types */
+	EL_PLAN_COUNT_TYPES,		/* consumer_lag: events of some types after a seq */
 	EL_PLAN_TIME,				/* read_by_time(): a range of recorded_at */
 	EL_PLAN_CONVERSATION,		/* conversation(): one correlation_id */
 	EL_NUM_PLANS

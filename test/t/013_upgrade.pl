@@ -175,5 +175,26 @@ is($node->safe_psql('v01_db', q{
 	SELECT count(*) FROM event_log.consumer_groups}),
 	"\n1\n0", 'a 0.1 catalog: drop_stream() drops the stream and its groups');
 
+# A group's types (0.3): the library polls a 0.2 catalog (no types column)
+# as before, and one session that updates the extension meanwhile records
+# the group's types at its next poll; consumer_lag then counts only them.
+$node->safe_psql('postgres', 'CREATE DATABASE types_db');
+is($node->safe_psql('types_db', q{
+	CREATE EXTENSION event_log VERSION '0.2';
+	SELECT event_log.create_stream('public.orders', 1);
+	INSERT INTO orders (key, type, payload)
+	SELECT 'o' || i, CASE WHEN i % 3 = 0 THEN 'Paid' ELSE 'Placed' END, '{}' FROM generate_series(1, 9) i;
+	SELECT count(*) FROM event_log.poll('payments', 'orders', 2);
+	SELECT count(*) FROM event_log.poll('payments', 'orders', 2);  -- from the backend's cache
+	SELECT lag_events FROM event_log.consumer_lag WHERE group_name = 'payments';
+	ALTER EXTENSION event_log UPDATE;
+	SELECT count(*) FROM event_log.poll('payments', 'orders', 100, types => ARRAY['Paid']);
+	SELECT types FROM event_log.consumer_groups WHERE group_name = 'payments';
+	SELECT lag_events FROM event_log.consumer_lag WHERE group_name = 'payments';
+	SELECT count(*) FROM event_log.poll('payments', 'orders', 100, auto_commit => true);
+	SELECT committed_seq || ' ' || lag_events FROM event_log.consumer_lag WHERE group_name = 'payments';
+}), "orders\n2\n2\n9\n3\n{Paid}\n3\n0\n9 0",
+	'a 0.2 catalog polls as before; after the update the group records its types');
+
 $node->stop;
 done_testing();
