@@ -121,10 +121,19 @@ el_last_poll_add(Oid relid, int32 shard, int64 from, int64 to)
 	if (el_last_poll.group_id == 0 || !el_last_poll.committed)
 		return;
 	el_shard_saw(relid, shard, to);
-	/* A shard read in several rounds of one look continues where it was. */
+
+	/*
+	 * One entry per shard: the arrays hold g->shards.  A shard read in
+	 * several rounds of one look continues where it was.  A later look of a
+	 * waiting poll reads the shard again from its committed offset (an
+	 * earlier look that returned nothing may still have skipped events of
+	 * other types): what the later look read replaces it.
+	 */
 	for (i = 0; i < el_last_poll.n; i++)
-		if (el_last_poll.shard[i] == shard && el_last_poll.to[i] == from)
+		if (el_last_poll.shard[i] == shard)
 		{
+			if (el_last_poll.to[i] != from)
+				el_last_poll.from[i] = from;
 			el_last_poll.to[i] = to;
 			return;
 		}
