@@ -59,6 +59,10 @@ EXTRA_CLEAN = $(BUILD_STAMP)
 # No LLVM bitcode: JIT inlining of these functions is not worth a clang dependency.
 override with_llvm = no
 
+# Rebuild the objects whose headers changed (PGXS tracks no header by
+# default): gcc writes each object's dependencies into .deps/.
+override autodepend = yes
+
 # PGXS is only there once postgresql-server-dev-15 is installed; `deps` does that.
 PGXS := $(shell $(PG_CONFIG) --pgxs 2>/dev/null)
 ifneq ($(PGXS),)

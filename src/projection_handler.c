@@ -220,6 +220,9 @@ static const struct
 	{"lc_time", "C"},
 	{"default_text_search_config", "pg_catalog.simple"},
 	{"row_security", "on"},
+	/* The ids an append takes from the session: none, inline as async. */
+	{"event_log.correlation_id", ""},
+	{"event_log.causation_id", ""},
 };
 
 /* Set the handler settings that differ, in the current GUC nest level. */
