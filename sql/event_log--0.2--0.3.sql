@@ -67,8 +67,8 @@ ALTER TABLE event_log.projection_offsets DROP CONSTRAINT projection_offsets_proj
 
 -- ---------------------------------------------------------------------
 -- The DDL guard before DROP INDEX CONCURRENTLY, which commits before
--- ddl_command_end (docs/design/restore.md, "Why a stream owner cannot use
--- it to weaken a stream").
+-- ddl_command_end (docs/design/immutability.md, "3. table_rewrite: refuse
+-- rewrites").
 -- ---------------------------------------------------------------------
 CREATE FUNCTION event_log.guard_ddl_start()
 RETURNS event_trigger
