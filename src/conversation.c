@@ -267,11 +267,12 @@ el_conversation(PG_FUNCTION_ARGS)
 	int			maxrows = 0;
 	int			nstream = 0;
 	Oid		   *oids;
-	Oid			types[1] = {TEXTOID};
+	Datum		id_datum;
 	TupleDesc	evdesc = NULL;
 
 	el_require_arg(fcinfo, 0, "correlation_id");
 	id = PG_GETARG_TEXT_PP(0);
+	id_datum = PointerGetDatum(id);
 	if (VARSIZE_ANY_EXHDR(id) == 0)
 		ereport(ERROR,
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
@@ -291,8 +292,6 @@ el_conversation(PG_FUNCTION_ARGS)
 	foreach(lc, streams)
 	{
 		Oid			relid = lfirst_oid(lc);
-		ParamListInfo params = makeParamList(1);
-		SPIExecuteOptions options;
 		int32		shard = -1;
 		TimestampTz running = 0;
 
@@ -300,16 +299,7 @@ el_conversation(PG_FUNCTION_ARGS)
 		(void) check_enable_rls(relid, InvalidOid, false);
 		(void) el_lock_stream(relid, AccessShareLock);
 
-		params->params[0].value = PointerGetDatum(id);
-		params->params[0].isnull = false;
-		params->params[0].pflags = PARAM_FLAG_CONST;
-		params->params[0].ptype = types[0];
-		memset(&options, 0, sizeof(options));
-		options.params = params;
-		options.read_only = true;
-		if (SPI_execute_plan_extended(el_stream_plan(relid, EL_PLAN_CONVERSATION),
-									  &options) != SPI_OK_SELECT)
-			elog(ERROR, "conversation query on \"%s\" failed", el_qualified_name(relid));
+		(void) el_exec_plan(relid, EL_PLAN_CONVERSATION, &id_datum, NULL, 0);
 
 		oids[nstream] = relid;
 		if (evdesc == NULL)

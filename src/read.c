@@ -37,31 +37,44 @@ PG_FUNCTION_INFO_V1(el_read_by_time);
 PG_FUNCTION_INFO_V1(el_read_all);
 
 /*
- * Run one of the stream's plans with the given parameters into dest (or, if
- * dest is NULL, into SPI_tuptable, at most tcount rows).  The caller is
- * connected to SPI.  Returns the number of rows.
+ * The parameters of one of the stream's plans, as constants of the types
+ * the plan declares (el_stream_plan()), from values[].
  */
-static uint64
-el_exec_plan(Oid relid, ElPlanKind kind, int nargs, const Oid *types,
-			 const Datum *values, DestReceiver *dest, long tcount)
+ParamListInfo
+el_plan_params(SPIPlanPtr plan, const Datum *values)
 {
+	int			nargs = SPI_getargcount(plan);
 	ParamListInfo params = makeParamList(nargs);
-	SPIExecuteOptions options;
-	int			rc;
 
 	for (int i = 0; i < nargs; i++)
 	{
 		params->params[i].value = values[i];
 		params->params[i].isnull = false;
 		params->params[i].pflags = PARAM_FLAG_CONST;
-		params->params[i].ptype = types[i];
+		params->params[i].ptype = SPI_getargtypeid(plan, i);
 	}
+	return params;
+}
+
+/*
+ * Run one of the stream's plans with the given parameters into dest (or, if
+ * dest is NULL, into SPI_tuptable, at most tcount rows).  The caller is
+ * connected to SPI.  Returns the number of rows.
+ */
+uint64
+el_exec_plan(Oid relid, ElPlanKind kind, const Datum *values,
+			 DestReceiver *dest, long tcount)
+{
+	SPIPlanPtr	plan = el_stream_plan(relid, kind);
+	SPIExecuteOptions options;
+	int			rc;
+
 	memset(&options, 0, sizeof(options));
-	options.params = params;
+	options.params = el_plan_params(plan, values);
 	options.read_only = true;
 	options.dest = dest;
 	options.tcount = tcount;
-	rc = SPI_execute_plan_extended(el_stream_plan(relid, kind), &options);
+	rc = SPI_execute_plan_extended(plan, &options);
 	if (rc != SPI_OK_SELECT)
 		elog(ERROR, "SPI_execute_plan_extended failed: %s",
 			 SPI_result_code_string(rc));
@@ -180,7 +193,7 @@ el_result_store(FunctionCallInfo fcinfo, bool expected_desc)
 /* Run one of the stream's read plans into the SRF's tuplestore. */
 static void
 el_run_plan(FunctionCallInfo fcinfo, Oid relid, ElPlanKind kind,
-			int nargs, const Oid *types, const Datum *values)
+			const Datum *values)
 {
 	ReturnSetInfo *rsinfo = (ReturnSetInfo *) fcinfo->resultinfo;
 	DestReceiver *dest;
@@ -196,7 +209,7 @@ el_run_plan(FunctionCallInfo fcinfo, Oid relid, ElPlanKind kind,
 									false, NULL, NULL);
 
 	SPI_connect();
-	(void) el_exec_plan(relid, kind, nargs, types, values, dest, 0);
+	(void) el_exec_plan(relid, kind, values, dest, 0);
 	SPI_finish();
 	dest->rDestroy(dest);
 }
@@ -210,13 +223,12 @@ uint64
 el_read_shard(Oid relid, int32 shard, int64 after_seq, int64 max_count,
 			  DestReceiver *dest)
 {
-	Oid			types[3] = {INT4OID, INT8OID, INT8OID};
 	Datum		values[3];
 
 	values[0] = Int32GetDatum(shard);
 	values[1] = Int64GetDatum(after_seq);
 	values[2] = Int64GetDatum(max_count);
-	return el_exec_plan(relid, EL_PLAN_READ, 3, types, values, dest, 0);
+	return el_exec_plan(relid, EL_PLAN_READ, values, dest, 0);
 }
 
 /*
@@ -279,7 +291,7 @@ el_types_arg(FunctionCallInfo fcinfo, int argno)
  * as much again as reading the events (docs/design/type_filters.md).
  */
 static void
-el_one_type(ElPlanKind *kind, Oid *argtype, Datum *value)
+el_one_type(ElPlanKind *kind, Datum *value)
 {
 	ArrayType  *arr = DatumGetArrayTypeP(*value);
 	Datum	   *items;
@@ -289,7 +301,6 @@ el_one_type(ElPlanKind *kind, Oid *argtype, Datum *value)
 		return;
 	deconstruct_array(arr, TEXTOID, -1, false, TYPALIGN_INT, &items, NULL, &n);
 	*kind = EL_PLAN_READ_TYPE;
-	*argtype = TEXTOID;
 	*value = items[0];
 }
 
@@ -301,7 +312,6 @@ uint64
 el_read_shard_types(Oid relid, int32 shard, int64 after_seq, int64 max_count,
 					Datum types, DestReceiver *dest)
 {
-	Oid			argtypes[4] = {INT4OID, INT8OID, INT8OID, TEXTARRAYOID};
 	Datum		values[4];
 	ElPlanKind	kind = EL_PLAN_READ_TYPES;
 
@@ -311,8 +321,8 @@ el_read_shard_types(Oid relid, int32 shard, int64 after_seq, int64 max_count,
 	values[1] = Int64GetDatum(after_seq);
 	values[2] = Int64GetDatum(max_count);
 	values[3] = types;
-	el_one_type(&kind, &argtypes[3], &values[3]);
-	return el_exec_plan(relid, kind, 4, argtypes, values, dest, 0);
+	el_one_type(&kind, &values[3]);
+	return el_exec_plan(relid, kind, values, dest, 0);
 }
 
 /*
@@ -323,14 +333,13 @@ el_read_shard_types(Oid relid, int32 shard, int64 after_seq, int64 max_count,
 int64
 el_count_shard_types(Oid relid, int32 shard, int64 after_seq, Datum types)
 {
-	Oid			argtypes[3] = {INT4OID, INT8OID, TEXTARRAYOID};
 	Datum		values[3];
 	bool		isnull;
 
 	values[0] = Int32GetDatum(shard);
 	values[1] = Int64GetDatum(after_seq);
 	values[2] = types;
-	(void) el_exec_plan(relid, EL_PLAN_COUNT_TYPES, 3, argtypes, values, NULL, 1);
+	(void) el_exec_plan(relid, EL_PLAN_COUNT_TYPES, values, NULL, 1);
 	return DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0],
 									   SPI_tuptable->tupdesc, 1, &isnull));
 }
@@ -342,12 +351,11 @@ el_count_shard_types(Oid relid, int32 shard, int64 after_seq, Datum types)
 int64
 el_shard_end(Oid relid, int32 shard)
 {
-	Oid			types[1] = {INT4OID};
 	Datum		values[1];
 	bool		isnull;
 
 	values[0] = Int32GetDatum(shard);
-	if (el_exec_plan(relid, EL_PLAN_LAST, 1, types, values, NULL, 1) == 0)
+	if (el_exec_plan(relid, EL_PLAN_LAST, values, NULL, 1) == 0)
 		return 0;
 	return DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0],
 									   SPI_tuptable->tupdesc, 1, &isnull));
@@ -393,7 +401,6 @@ el_read(PG_FUNCTION_ARGS)
 	int32		shard;
 	int64		after_seq;
 	int32		max_count;
-	Oid			types[4] = {INT4OID, INT8OID, INT8OID, TEXTARRAYOID};
 	Datum		values[4];
 
 	el_require_arg(fcinfo, 0, "stream");
@@ -415,13 +422,13 @@ el_read(PG_FUNCTION_ARGS)
 	values[2] = Int64GetDatum((int64) max_count);
 	values[3] = el_types_arg(fcinfo, 4);
 	if (values[3] == (Datum) 0)
-		el_run_plan(fcinfo, relid, EL_PLAN_READ, 3, types, values);
+		el_run_plan(fcinfo, relid, EL_PLAN_READ, values);
 	else
 	{
 		ElPlanKind	kind = EL_PLAN_READ_TYPES;
 
-		el_one_type(&kind, &types[3], &values[3]);
-		el_run_plan(fcinfo, relid, kind, 4, types, values);
+		el_one_type(&kind, &values[3]);
+		el_run_plan(fcinfo, relid, kind, values);
 	}
 	return (Datum) 0;
 }
@@ -435,7 +442,6 @@ el_replay(PG_FUNCTION_ARGS)
 {
 	Oid			relid;
 	int64		after_version;
-	Oid			types[2] = {TEXTOID, INT8OID};
 	Datum		values[2];
 
 	el_require_arg(fcinfo, 0, "stream");
@@ -453,7 +459,7 @@ el_replay(PG_FUNCTION_ARGS)
 
 	values[0] = PG_GETARG_DATUM(1);
 	values[1] = Int64GetDatum(after_version);
-	el_run_plan(fcinfo, relid, EL_PLAN_REPLAY, 2, types, values);
+	el_run_plan(fcinfo, relid, EL_PLAN_REPLAY, values);
 	return (Datum) 0;
 }
 
@@ -467,14 +473,13 @@ el_replay(PG_FUNCTION_ARGS)
 Datum
 el_read_event(PG_FUNCTION_ARGS)
 {
-	Oid			types[1] = {UUIDOID};
 	Datum		values[1];
 
 	el_require_arg(fcinfo, 0, "stream");
 	el_require_arg(fcinfo, 1, "event_id");
 	(void) el_require_stream(PG_GETARG_OID(0));
 	values[0] = PG_GETARG_DATUM(1);
-	el_run_plan(fcinfo, PG_GETARG_OID(0), EL_PLAN_BY_ID, 1, types, values);
+	el_run_plan(fcinfo, PG_GETARG_OID(0), EL_PLAN_BY_ID, values);
 	return (Datum) 0;
 }
 
@@ -503,7 +508,6 @@ el_read_by_time(PG_FUNCTION_ARGS)
 	int32		max_count;
 	int32		after_shard = -1;
 	int64		after_seq = 0;
-	Oid			types[5] = {TIMESTAMPTZOID, TIMESTAMPTZOID, INT4OID, INT8OID, INT8OID};
 	Datum		values[5];
 
 	el_require_arg(fcinfo, 0, "stream");
@@ -541,7 +545,7 @@ el_read_by_time(PG_FUNCTION_ARGS)
 	values[2] = Int32GetDatum(after_shard);
 	values[3] = Int64GetDatum(after_seq);
 	values[4] = Int64GetDatum((int64) max_count);
-	el_run_plan(fcinfo, relid, EL_PLAN_TIME, 5, types, values);
+	el_run_plan(fcinfo, relid, EL_PLAN_TIME, values);
 	return (Datum) 0;
 }
 
@@ -701,21 +705,13 @@ el_read_all(PG_FUNCTION_ARGS)
 	plan = el_stream_plan(relid, EL_PLAN_READ);
 	for (int i = 0; i < shards; i++)
 	{
-		ParamListInfo params = makeParamList(3);
+		Datum		values[3];
 
-		params->numParams = 3;
-		params->params[0].value = Int32GetDatum(i);
-		params->params[1].value = Int64GetDatum(after[i]);
-		params->params[2].value = Int64GetDatum((int64) max_count);
-		params->params[0].ptype = INT4OID;
-		params->params[1].ptype = INT8OID;
-		params->params[2].ptype = INT8OID;
-		for (int p = 0; p < 3; p++)
-		{
-			params->params[p].isnull = false;
-			params->params[p].pflags = PARAM_FLAG_CONST;
-		}
-		cursors[i].portal = SPI_cursor_open_with_paramlist(NULL, plan, params, true);
+		values[0] = Int32GetDatum(i);
+		values[1] = Int64GetDatum(after[i]);
+		values[2] = Int64GetDatum((int64) max_count);
+		cursors[i].portal = SPI_cursor_open_with_paramlist(NULL, plan,
+														   el_plan_params(plan, values), true);
 		cursors[i].more = true;
 		if (!el_cursor_advance(&cursors[i], chunk))
 		{

@@ -9,9 +9,15 @@
 #include "postgres.h"
 
 #include "fmgr.h"
+#include "nodes/params.h"
 #include "tcop/dest.h"
 #include "utils/tuplestore.h"
 
+#include "registry.h"
+
+extern ParamListInfo el_plan_params(SPIPlanPtr plan, const Datum *values);
+extern uint64 el_exec_plan(Oid relid, ElPlanKind kind, const Datum *values,
+						   DestReceiver *dest, long tcount);
 extern uint64 el_read_shard(Oid relid, int32 shard, int64 after_seq,
 							int64 max_count, DestReceiver *dest);
 /* The most event types one read() or poll() filters by. */

@@ -495,6 +495,135 @@ el_stream_missing_trigger(Oid relid)
 	return missing;
 }
 
+/* The nine columns of an event, in order, from the stream (%s). */
+#define EL_EVENT_SELECT \
+	"SELECT shard, seq, key, version, type, payload, metadata," \
+	" event_id, recorded_at FROM %s"
+
+/*
+ * The statements of el_stream_plan(), by kind: the text (%s is the
+ * stream's qualified name), the parameters' types, and whether to plan
+ * each call for its parameters.
+ */
+typedef struct ElStreamStatement
+{
+	const char *sql;
+	int			nargs;
+	Oid			types[5];
+	bool		custom;
+} ElStreamStatement;
+
+static const ElStreamStatement el_stream_statements[EL_NUM_PLANS] = {
+	[EL_PLAN_INSERT] = {
+		"INSERT INTO %s (key, type, payload, metadata, event_id)"
+		" VALUES ($1, $2, $3, $4, $5)",
+		5, {TEXTOID, TEXTOID, JSONBOID, JSONBOID, UUIDOID}
+	},
+	[EL_PLAN_READ] = {
+		EL_EVENT_SELECT
+		" WHERE shard OPERATOR(pg_catalog.=) $1"
+		" AND seq OPERATOR(pg_catalog.>) $2"
+		" ORDER BY seq LIMIT $3",
+		3, {INT4OID, INT8OID, INT8OID}
+	},
+	[EL_PLAN_LAST] = {
+		"SELECT seq FROM %s"
+		" WHERE shard OPERATOR(pg_catalog.=) $1"
+		" ORDER BY seq DESC LIMIT 1",
+		1, {INT4OID}
+	},
+	[EL_PLAN_REPLAY] = {
+		EL_EVENT_SELECT
+		" WHERE key OPERATOR(pg_catalog.=) $1"
+		" AND version OPERATOR(pg_catalog.>) $2"
+		" ORDER BY version",
+		2, {TEXTOID, INT8OID}
+	},
+	[EL_PLAN_BY_ID] = {
+		EL_EVENT_SELECT
+		" WHERE event_id OPERATOR(pg_catalog.=) $1",
+		1, {UUIDOID}
+	},
+	/* One type: a range scan of an index on (shard, type, seq), if any. */
+	[EL_PLAN_READ_TYPE] = {
+		EL_EVENT_SELECT
+		" WHERE shard OPERATOR(pg_catalog.=) $1"
+		" AND type OPERATOR(pg_catalog.=) $4"
+		" AND seq OPERATOR(pg_catalog.>) $2"
+		" ORDER BY seq LIMIT $3",
+		4, {INT4OID, INT8OID, INT8OID, TEXTOID}
+	},
+
+	/*
+	 * Several types.  Per type, the shard's next events of that type in seq
+	 * order, then the first $3 of those merged.  Each branch is a range scan
+	 * of an index on (shard, type, seq) if the stream has one, so a
+	 * selective filter reads only the events it returns (at most $3 per
+	 * type); without that index each branch walks the primary key and skips
+	 * the other types (docs/design/type_filters.md).  $4 holds distinct
+	 * types (el_types_arg()).
+	 */
+	[EL_PLAN_READ_TYPES] = {
+		"SELECT e.shard, e.seq, e.key, e.version, e.type, e.payload,"
+		" e.metadata, e.event_id, e.recorded_at"
+		" FROM pg_catalog.unnest($4) AS t(type) CROSS JOIN LATERAL"
+		" (SELECT s.shard, s.seq, s.key, s.version, s.type, s.payload,"
+		" s.metadata, s.event_id, s.recorded_at FROM %s s"
+		" WHERE s.shard OPERATOR(pg_catalog.=) $1"
+		" AND s.type OPERATOR(pg_catalog.=) t.type"
+		" AND s.seq OPERATOR(pg_catalog.>) $2"
+		" ORDER BY s.seq LIMIT $3) e"
+		" ORDER BY e.seq LIMIT $3",
+		4, {INT4OID, INT8OID, INT8OID, TEXTARRAYOID}
+	},
+
+	/*
+	 * A group's lag by type (consumer_lag).  No order is needed, so one scan
+	 * with type = ANY: a range scan of an index on (shard, type, seq) if the
+	 * stream has one (index-only once vacuumed); without, every event after
+	 * $2 through the primary key (docs/design/type_filters.md, "A group's
+	 * types").
+	 */
+	[EL_PLAN_COUNT_TYPES] = {
+		"SELECT pg_catalog.count(*) FROM %s"
+		" WHERE shard OPERATOR(pg_catalog.=) $1"
+		" AND type OPERATOR(pg_catalog.=) ANY ($3)"
+		" AND seq OPERATOR(pg_catalog.>) $2",
+		3, {INT4OID, INT8OID, TEXTARRAYOID}
+	},
+
+	/*
+	 * recorded_at >= $1 is what the stream's BRIN index on recorded_at
+	 * serves (docs/design/reads.md); the rest resumes after the row ($1, $3,
+	 * $4) of an earlier page.  Planned for each call's range (see
+	 * el_stream_plan()).
+	 */
+	[EL_PLAN_TIME] = {
+		EL_EVENT_SELECT
+		" WHERE recorded_at OPERATOR(pg_catalog.>=) $1"
+		" AND recorded_at OPERATOR(pg_catalog.<) $2"
+		" AND (recorded_at OPERATOR(pg_catalog.>) $1"
+		" OR shard OPERATOR(pg_catalog.>) $3"
+		" OR (shard OPERATOR(pg_catalog.=) $3"
+		" AND seq OPERATOR(pg_catalog.>) $4))"
+		" ORDER BY recorded_at, shard, seq LIMIT $5",
+		5, {TIMESTAMPTZOID, TIMESTAMPTZOID, INT4OID, INT8OID, INT8OID}, true
+	},
+
+	/*
+	 * The predicate and expression of the index that track_conversations()
+	 * makes (conversation.c), so it serves.
+	 */
+	[EL_PLAN_CONVERSATION] = {
+		EL_EVENT_SELECT
+		" WHERE metadata OPERATOR(pg_catalog.?) 'correlation_id'"
+		" AND (metadata OPERATOR(pg_catalog.->>) 'correlation_id')"
+		" OPERATOR(pg_catalog.=) $1"
+		" ORDER BY shard, seq",
+		1, {TEXTOID}
+	},
+};
+
 /*
  * A kept SPI plan for one of the statements we run against a stream.  The
  * caller must be connected to SPI.
@@ -519,167 +648,15 @@ SPIPlanPtr
 el_stream_plan(Oid relid, ElPlanKind kind)
 {
 	ElStreamCacheEntry *entry = el_stream_entry(relid);
-	const char *name;
-	char	   *sql = NULL;
-	int			nargs = 0;
-	Oid			argtypes[6];
-	int			options = CURSOR_OPT_GENERIC_PLAN;
+	const ElStreamStatement *st = &el_stream_statements[kind];
+	char	   *sql;
 	volatile SPIPlanPtr plan;
 
 	if (entry->plans[kind])
 		return entry->plans[kind];
-
-	name = el_qualified_name(relid);
-	switch (kind)
-	{
-		case EL_PLAN_INSERT:
-			sql = psprintf("INSERT INTO %s (key, type, payload, metadata, event_id)"
-						   " VALUES ($1, $2, $3, $4, $5)", name);
-			nargs = 5;
-			argtypes[0] = TEXTOID;
-			argtypes[1] = TEXTOID;
-			argtypes[2] = JSONBOID;
-			argtypes[3] = JSONBOID;
-			argtypes[4] = UUIDOID;
-			break;
-		case EL_PLAN_READ:
-			sql = psprintf("SELECT shard, seq, key, version, type, payload, metadata,"
-						   " event_id, recorded_at FROM %s"
-						   " WHERE shard OPERATOR(pg_catalog.=) $1"
-						   " AND seq OPERATOR(pg_catalog.>) $2"
-						   " ORDER BY seq LIMIT $3", name);
-			nargs = 3;
-			argtypes[0] = INT4OID;
-			argtypes[1] = INT8OID;
-			argtypes[2] = INT8OID;
-			break;
-		case EL_PLAN_LAST:
-			sql = psprintf("SELECT seq FROM %s"
-						   " WHERE shard OPERATOR(pg_catalog.=) $1"
-						   " ORDER BY seq DESC LIMIT 1", name);
-			nargs = 1;
-			argtypes[0] = INT4OID;
-			break;
-		case EL_PLAN_REPLAY:
-			sql = psprintf("SELECT shard, seq, key, version, type, payload, metadata,"
-						   " event_id, recorded_at FROM %s"
-						   " WHERE key OPERATOR(pg_catalog.=) $1"
-						   " AND version OPERATOR(pg_catalog.>) $2"
-						   " ORDER BY version", name);
-			nargs = 2;
-			argtypes[0] = TEXTOID;
-			argtypes[1] = INT8OID;
-			break;
-		case EL_PLAN_BY_ID:
-			sql = psprintf("SELECT shard, seq, key, version, type, payload, metadata,"
-						   " event_id, recorded_at FROM %s"
-						   " WHERE event_id OPERATOR(pg_catalog.=) $1", name);
-			nargs = 1;
-			argtypes[0] = UUIDOID;
-			break;
-		case EL_PLAN_READ_TYPE:
-			/* One type: a range scan of an index on (shard, type, seq), if any. */
-			sql = psprintf("SELECT shard, seq, key, version, type, payload, metadata,"
-						   " event_id, recorded_at FROM %s"
-						   " WHERE shard OPERATOR(pg_catalog.=) $1"
-						   " AND type OPERATOR(pg_catalog.=) $4"
-						   " AND seq OPERATOR(pg_catalog.>) $2"
-						   " ORDER BY seq LIMIT $3", name);
-			nargs = 4;
-			argtypes[0] = INT4OID;
-			argtypes[1] = INT8OID;
-			argtypes[2] = INT8OID;
-			argtypes[3] = TEXTOID;
-			break;
-		case EL_PLAN_READ_TYPES:
-
-			/*
-			 * Several types.  Per type, the shard's next events of that type
-			 * in seq order,
-			 * then the first $3 of those merged.  Each branch is a range scan
-			 * of an index on (shard, type, seq) if the stream has one, so a
-			 * selective filter reads only the events it returns (at most $3
-			 * per type); without that index each branch walks the primary
-			 * key and skips the other types (docs/design/type_filters.md).
-			 * $4 holds distinct types (el_types_arg()).
-			 */
-			sql = psprintf("SELECT e.shard, e.seq, e.key, e.version, e.type, e.payload,"
-						   " e.metadata, e.event_id, e.recorded_at"
-						   " FROM pg_catalog.unnest($4) AS t(type) CROSS JOIN LATERAL"
-						   " (SELECT s.shard, s.seq, s.key, s.version, s.type, s.payload,"
-						   " s.metadata, s.event_id, s.recorded_at FROM %s s"
-						   " WHERE s.shard OPERATOR(pg_catalog.=) $1"
-						   " AND s.type OPERATOR(pg_catalog.=) t.type"
-						   " AND s.seq OPERATOR(pg_catalog.>) $2"
-						   " ORDER BY s.seq LIMIT $3) e"
-						   " ORDER BY e.seq LIMIT $3", name);
-			nargs = 4;
-			argtypes[0] = INT4OID;
-			argtypes[1] = INT8OID;
-			argtypes[2] = INT8OID;
-			argtypes[3] = TEXTARRAYOID;
-			break;
-		case EL_PLAN_COUNT_TYPES:
-
-			/*
-			 * A group's lag by type (consumer_lag).  No order is needed, so
-			 * one scan with type = ANY: a range scan of an index on (shard,
-			 * type, seq) if the stream has one (index-only once vacuumed);
-			 * without, every event after $2 through the primary key
-			 * (docs/design/type_filters.md, "A group's types").
-			 */
-			sql = psprintf("SELECT pg_catalog.count(*) FROM %s"
-						   " WHERE shard OPERATOR(pg_catalog.=) $1"
-						   " AND type OPERATOR(pg_catalog.=) ANY ($3)"
-						   " AND seq OPERATOR(pg_catalog.>) $2", name);
-			nargs = 3;
-			argtypes[0] = INT4OID;
-			argtypes[1] = INT8OID;
-			argtypes[2] = TEXTARRAYOID;
-			break;
-		case EL_PLAN_TIME:
-
-			/*
-			 * recorded_at >= $1 is what the stream's BRIN index on
-			 * recorded_at serves (docs/design/reads.md); the rest resumes
-			 * after the row ($1, $3, $4) of an earlier page.
-			 */
-			sql = psprintf("SELECT shard, seq, key, version, type, payload, metadata,"
-						   " event_id, recorded_at FROM %s"
-						   " WHERE recorded_at OPERATOR(pg_catalog.>=) $1"
-						   " AND recorded_at OPERATOR(pg_catalog.<) $2"
-						   " AND (recorded_at OPERATOR(pg_catalog.>) $1"
-						   " OR shard OPERATOR(pg_catalog.>) $3"
-						   " OR (shard OPERATOR(pg_catalog.=) $3"
-						   " AND seq OPERATOR(pg_catalog.>) $4))"
-						   " ORDER BY recorded_at, shard, seq LIMIT $5", name);
-			nargs = 5;
-			/* See below: planned for each call's range. */
-			options = CURSOR_OPT_CUSTOM_PLAN;
-			argtypes[0] = TIMESTAMPTZOID;
-			argtypes[1] = TIMESTAMPTZOID;
-			argtypes[2] = INT4OID;
-			argtypes[3] = INT8OID;
-			argtypes[4] = INT8OID;
-			break;
-		case EL_PLAN_CONVERSATION:
-
-			/*
-			 * The predicate and expression of the index that
-			 * track_conversations() makes (conversation.c), so it serves.
-			 */
-			sql = psprintf("SELECT shard, seq, key, version, type, payload, metadata,"
-						   " event_id, recorded_at FROM %s"
-						   " WHERE metadata OPERATOR(pg_catalog.?) 'correlation_id'"
-						   " AND (metadata OPERATOR(pg_catalog.->>) 'correlation_id')"
-						   " OPERATOR(pg_catalog.=) $1"
-						   " ORDER BY shard, seq", name);
-			nargs = 1;
-			argtypes[0] = TEXTOID;
-			break;
-		case EL_NUM_PLANS:
-			elog(ERROR, "bad plan kind");
-	}
+	if (st->sql == NULL)
+		elog(ERROR, "bad plan kind %d", (int) kind);
+	sql = psprintf(st->sql, el_qualified_name(relid));
 
 	/*
 	 * Always the generic plan: each of these has one sensible plan (an index
@@ -696,7 +673,9 @@ el_stream_plan(Oid relid, ElPlanKind kind)
 	el_push_catalog_path();
 	PG_TRY();
 	{
-		plan = SPI_prepare_cursor(sql, nargs, argtypes, options);
+		plan = SPI_prepare_cursor(sql, st->nargs, unconstify(Oid *, &st->types[0]),
+								  st->custom ? CURSOR_OPT_CUSTOM_PLAN :
+								  CURSOR_OPT_GENERIC_PLAN);
 	}
 	PG_FINALLY();
 	{
