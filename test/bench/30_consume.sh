@@ -42,11 +42,9 @@ db=event_log_bench_consume
 work=$(mktemp -d /tmp/event_log_bench.XXXXXX)
 trap 'rm -rf "$work"' EXIT
 
-sql() { psql -X -q -At -v ON_ERROR_STOP=1 "$@"; }
+source "$(dirname "${BASH_SOURCE[0]}")/common.bash"
 
-sql -d "$admin_db" -c "SET client_min_messages = warning" \
-    -c "DROP DATABASE IF EXISTS $db" -c "CREATE DATABASE $db"
-export PGDATABASE=$db
+fresh_db "$db"
 export PGOPTIONS="${PGOPTIONS:+$PGOPTIONS }-c synchronous_commit=$sync_commit"
 
 t0=$(date +%s)

@@ -35,9 +35,7 @@ db=event_log_bench_projection
 work=$(mktemp -d /tmp/event_log_bench.XXXXXX)
 trap 'rm -rf "$work"' EXIT
 
-sql -d "$admin_db" -c "SET client_min_messages = warning" \
-    -c "DROP DATABASE IF EXISTS $db" -c "CREATE DATABASE $db"
-export PGDATABASE=$db
+fresh_db "$db"
 export PGOPTIONS="${PGOPTIONS:+$PGOPTIONS }-c synchronous_commit=$sync_commit"
 
 # The cart_items handlers, as a user would write them.

@@ -36,9 +36,7 @@ trap 'rm -rf "$work"' EXIT
 
 source "$(dirname "${BASH_SOURCE[0]}")/common.bash"
 
-sql -d "$admin_db" -c "SET client_min_messages = warning" \
-    -c "DROP DATABASE IF EXISTS $db" -c "CREATE DATABASE $db"
-export PGDATABASE=$db
+fresh_db "$db"
 sql -c "CREATE EXTENSION event_log"
 
 server=$(sql -c 'SHOW server_version')

@@ -3,6 +3,14 @@
 
 sql() { psql -X -q -At -v ON_ERROR_STOP=1 "$@"; }
 
+# fresh_db NAME: the benchmark's database, made anew (from $admin_db, or
+# postgres), and the default of every later connection.
+fresh_db() {
+    sql -d "${admin_db:-postgres}" -c "SET client_min_messages = warning" \
+        -c "DROP DATABASE IF EXISTS $1" -c "CREATE DATABASE $1"
+    export PGDATABASE=$1
+}
+
 # the numbers in $1, rounded, separated by slashes
 ints() { awk -v l="$1" 'BEGIN { n = split(l, a, " "); for (i = 1; i <= n; i++) printf "%s%.0f", (i > 1 ? "/" : ""), a[i] }'; }
 
