@@ -705,7 +705,7 @@ el_committed_offset(PG_FUNCTION_ARGS)
 	values[2] = Int32GetDatum(shard);
 	SPI_connect();
 	if (el_query(Q_OFFSET_GET, values, NULL, 1) == 1)
-		result = DatumGetInt64(el_result(0, 1, &isnull));
+		result = DatumGetInt64(el_spi_value(0, 1, &isnull));
 	SPI_finish();
 	PG_RETURN_INT64(result);
 }
@@ -736,7 +736,7 @@ el_offset_at_time(Oid relid, int32 shard, Datum t)
 	el_push_catalog_path();
 	(void) el_exec_as_caller(sql, 2, types, values, true, 1);
 	PopOverrideSearchPath();
-	return DatumGetInt64(el_result(0, 1, &isnull));
+	return DatumGetInt64(el_spi_value(0, 1, &isnull));
 }
 
 /*
@@ -935,7 +935,7 @@ el_shard_status(PG_FUNCTION_ARGS)
 		values[0] = Int64GetDatum(end);
 		nulls[0] = false;
 		if (el_read_shard_types(relid, shard, after_seq, 1, types, NULL) == 1)
-			values[1] = el_result(0, Anum_el_recorded_at, &nulls[1]);
+			values[1] = el_spi_value(0, Anum_el_recorded_at, &nulls[1]);
 		values[2] = Int64GetDatum(types == (Datum) 0 ? end - after_seq :
 								  el_count_shard_types(relid, shard, after_seq, types));
 		nulls[2] = false;

@@ -89,7 +89,6 @@ typedef struct ElLease
 
 /* consumer_group.c */
 extern uint64 el_query(ElQuery q, Datum *values, const char *nulls, long tcount);
-extern Datum el_result(uint64 row, int col, bool *isnull);
 extern void el_result_lease(uint64 row, ElLease *lease);
 extern Datum el_int4_array(const int32 *items, int n);
 extern Datum el_int8_array(const int64 *items, int n);

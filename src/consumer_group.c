@@ -248,13 +248,6 @@ el_query(ElQuery q, Datum *values, const char *nulls, long tcount)
 						  el_queries[q].types, values, nulls, 0, tcount);
 }
 
-Datum
-el_result(uint64 row, int col, bool *isnull)
-{
-	return SPI_getbinval(SPI_tuptable->vals[row], SPI_tuptable->tupdesc, col,
-						 isnull);
-}
-
 /* Read the lease columns of one result row (EL_LEASE_COLUMNS). */
 void
 el_result_lease(uint64 row, ElLease *lease)
@@ -262,15 +255,15 @@ el_result_lease(uint64 row, ElLease *lease)
 	bool		isnull;
 	Datum		d;
 
-	lease->shard = DatumGetInt32(el_result(row, 1, &isnull));
-	d = el_result(row, 2, &isnull);
+	lease->shard = DatumGetInt32(el_spi_value(row, 1, &isnull));
+	d = el_spi_value(row, 2, &isnull);
 	lease->member = isnull ? NULL : TextDatumGetCString(d);
-	d = el_result(row, 3, &isnull);
+	d = el_spi_value(row, 3, &isnull);
 	lease->has_member_row = !isnull;
 	lease->lock_id = isnull ? 0 : DatumGetInt32(d);
-	d = el_result(row, 4, &isnull);
+	d = el_spi_value(row, 4, &isnull);
 	lease->unexpired = !isnull && DatumGetBool(d);
-	lease->committed_seq = DatumGetInt64(el_result(row, 5, &isnull));
+	lease->committed_seq = DatumGetInt64(el_spi_value(row, 5, &isnull));
 }
 
 Datum
@@ -410,7 +403,7 @@ static Datum
 el_result_types(int col)
 {
 	bool		isnull;
-	Datum		d = el_result(0, col, &isnull);
+	Datum		d = el_spi_value(0, col, &isnull);
 
 	return isnull ? (Datum) 0 : PointerGetDatum(DatumGetArrayTypePCopy(d));
 }
@@ -462,8 +455,8 @@ el_group_open(ElGroup *g, text *name, Oid relid, int shards, bool create)
 		{
 			Datum		args[2];
 
-			g->id = DatumGetInt32(el_result(0, 1, &isnull));
-			g->owner = DatumGetObjectId(el_result(0, 2, &isnull));
+			g->id = DatumGetInt32(el_spi_value(0, 1, &isnull));
+			g->owner = DatumGetObjectId(el_spi_value(0, 2, &isnull));
 			args[0] = Int32GetDatum(g->id);
 			args[1] = Int32GetDatum(shards);
 			el_query(Q_OFFSETS_CREATE, args, NULL, 0);
@@ -479,8 +472,8 @@ el_group_open(ElGroup *g, text *name, Oid relid, int shards, bool create)
 					 errdetail("Another transaction created it concurrently."),
 					 errhint("Retry the transaction.")));
 	}
-	g->id = DatumGetInt32(el_result(0, 1, &isnull));
-	g->owner = DatumGetObjectId(el_result(0, 2, &isnull));
+	g->id = DatumGetInt32(el_spi_value(0, 1, &isnull));
+	g->owner = DatumGetObjectId(el_spi_value(0, 2, &isnull));
 	if (g->typed)
 		g->types = el_result_types(3);
 	el_group_remember(g);

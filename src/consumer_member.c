@@ -171,11 +171,11 @@ el_member_heartbeat(ElGroup *g, const char *me, int *live, int *rank)
 	*rank = 0;
 	for (uint64 i = 0; i < n; i++)
 	{
-		char	   *name = TextDatumGetCString(el_result(i, 1, &isnull));
-		int32		lock_id = DatumGetInt32(el_result(i, 2, &isnull));
-		int32		pid = DatumGetInt32(el_result(i, 3, &isnull));
-		bool		unexpired = DatumGetBool(el_result(i, 4, &isnull));
-		bool		stale = DatumGetBool(el_result(i, 5, &isnull));
+		char	   *name = TextDatumGetCString(el_spi_value(i, 1, &isnull));
+		int32		lock_id = DatumGetInt32(el_spi_value(i, 2, &isnull));
+		int32		pid = DatumGetInt32(el_spi_value(i, 3, &isnull));
+		bool		unexpired = DatumGetBool(el_spi_value(i, 4, &isnull));
+		bool		stale = DatumGetBool(el_spi_value(i, 5, &isnull));
 
 		if (strcmp(name, me) == 0)
 		{
@@ -229,7 +229,7 @@ el_member_heartbeat(ElGroup *g, const char *me, int *live, int *rank)
 				return false;
 			}
 		}
-		my_lock = DatumGetInt32(el_result(0, 1, &isnull));
+		my_lock = DatumGetInt32(el_spi_value(0, 1, &isnull));
 		SPI_freetuptable(SPI_tuptable);
 		(void) el_member_lock_take(my_lock);
 	}

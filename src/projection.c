@@ -82,17 +82,14 @@ el_projection_load(Oid view)
 
 	p = palloc0(sizeof(ElProjection));
 	p->view = view;
-	p->stream = DatumGetObjectId(SPI_getbinval(SPI_tuptable->vals[0],
-											   SPI_tuptable->tupdesc, 1, &isnull));
+	p->stream = DatumGetObjectId(el_spi_value(0, 1, &isnull));
 	p->inline_mode = strcmp(el_spi_text(0, 2), "inline") == 0;
 	p->columns = el_spi_text(0, 3);
 	p->handlers = el_spi_jsonb(0, 4);
 	p->reducer = el_spi_text(0, 5);
 	p->initial = el_spi_jsonb(0, 6);
-	p->build_table = DatumGetObjectId(SPI_getbinval(SPI_tuptable->vals[0],
-													SPI_tuptable->tupdesc, 7, &isnull));
-	p->generation = DatumGetInt32(SPI_getbinval(SPI_tuptable->vals[0],
-												SPI_tuptable->tupdesc, 8, &isnull));
+	p->build_table = DatumGetObjectId(el_spi_value(0, 7, &isnull));
+	p->generation = DatumGetInt32(el_spi_value(0, 8, &isnull));
 	/* Handlers stored by version 0.1 lack the null check: make them anew. */
 	if (p->reducer != NULL)
 		p->handlers = el_state_handlers(p);
@@ -178,8 +175,7 @@ el_inline_projections(Oid stream)
 	el_catalog_sql("SELECT pg_catalog.count(*) FROM event_log.projections"
 					" WHERE stream = $1 AND mode = 'inline'",
 					1, types, values, NULL, EL_CAT_READ, 0);
-	return (int) DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0],
-											 SPI_tuptable->tupdesc, 1, &isnull));
+	return (int) DatumGetInt64(el_spi_value(0, 1, &isnull));
 }
 
 /*
@@ -240,8 +236,7 @@ el_stream_drop(Oid relid, const char *qname, bool cascade)
 	{
 		bool		isnull;
 
-		views[r] = DatumGetObjectId(SPI_getbinval(SPI_tuptable->vals[r],
-												  SPI_tuptable->tupdesc, 1, &isnull));
+		views[r] = DatumGetObjectId(el_spi_value(r, 1, &isnull));
 	}
 	for (uint64 r = 0; r < nviews; r++)
 	{

@@ -469,8 +469,7 @@ el_run_projections(PG_FUNCTION_ARGS)
 		for (uint64 r = 0; r < SPI_processed; r++)
 		{
 			bool		isnull;
-			Oid			view = DatumGetObjectId(SPI_getbinval(SPI_tuptable->vals[r],
-															  SPI_tuptable->tupdesc, 1, &isnull));
+			Oid			view = DatumGetObjectId(el_spi_value(r, 1, &isnull));
 
 			if (has_privs_of_role(GetUserId(), el_rel_owner(view)))
 				views = lappend_oid(views, view);

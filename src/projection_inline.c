@@ -196,8 +196,7 @@ el_inline_trigger_map(Oid stream, Oid **tgoids, Oid **served, Oid **named)
 	{
 		bool		isnull;
 
-		views[i] = DatumGetObjectId(SPI_getbinval(SPI_tuptable->vals[i],
-												  SPI_tuptable->tupdesc, 1, &isnull));
+		views[i] = DatumGetObjectId(el_spi_value(i, 1, &isnull));
 	}
 
 	rel = relation_open(stream, NoLock);

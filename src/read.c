@@ -340,8 +340,7 @@ el_count_shard_types(Oid relid, int32 shard, int64 after_seq, Datum types)
 	values[1] = Int64GetDatum(after_seq);
 	values[2] = types;
 	(void) el_exec_plan(relid, EL_PLAN_COUNT_TYPES, values, NULL, 1);
-	return DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0],
-									   SPI_tuptable->tupdesc, 1, &isnull));
+	return DatumGetInt64(el_spi_value(0, 1, &isnull));
 }
 
 /*
@@ -357,8 +356,7 @@ el_shard_end(Oid relid, int32 shard)
 	values[0] = Int32GetDatum(shard);
 	if (el_exec_plan(relid, EL_PLAN_LAST, values, NULL, 1) == 0)
 		return 0;
-	return DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0],
-									   SPI_tuptable->tupdesc, 1, &isnull));
+	return DatumGetInt64(el_spi_value(0, 1, &isnull));
 }
 
 /* Refuse a shard number outside 0 .. shards-1. */

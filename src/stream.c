@@ -269,8 +269,7 @@ el_drop_stream_internal(Oid relid, bool cascade)
 	 */
 	sql = psprintf("SELECT pg_catalog.count(*) FROM %s", qname);
 	(void) el_exec_as_caller(sql, 0, NULL, NULL, false, 0);
-	events = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0],
-										 SPI_tuptable->tupdesc, 1, &isnull));
+	events = DatumGetInt64(el_spi_value(0, 1, &isnull));
 
 	el_registry_delete(relid);
 	el_record_drop(qname, shards, events);

@@ -282,9 +282,7 @@ el_catalog_oids(const char *sql)
 		bool		isnull;
 
 		oids = lappend_oid(oids,
-						   DatumGetObjectId(SPI_getbinval(SPI_tuptable->vals[i],
-														  SPI_tuptable->tupdesc,
-														  1, &isnull)));
+						   DatumGetObjectId(el_spi_value(i, 1, &isnull)));
 	}
 	return oids;
 }
@@ -361,8 +359,8 @@ el_wait_for_appends(void)
 							 " FROM event_log.projection_lag",
 							 1, (Oid[]) {INT4OID}, (Datum[]) {Int32GetDatum(el_retry_interval)},
 							 true, 1);
-	pending = DatumGetBool(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
-	stopped = DatumGetBool(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 2, &isnull));
+	pending = DatumGetBool(el_spi_value(0, 1, &isnull));
+	stopped = DatumGetBool(el_spi_value(0, 2, &isnull));
 	SPI_finish();
 	PopActiveSnapshot();
 	RollbackAndReleaseCurrentSubTransaction();
