@@ -710,23 +710,12 @@ static HTAB *el_consumer_streams = NULL;
 static void
 el_consumer_streams_callback(Datum arg, Oid relid)
 {
-	HASH_SEQ_STATUS status;
-	ElConsumerStream *entry;
-
 	/* The group this backend opened last: its stream or catalog changed. */
 	if (!OidIsValid(relid) || relid == el_last_group.relid ||
 		relid == el_last_group.catalog)
 		el_group_forget();
-	if (OidIsValid(relid))
-	{
-		entry = hash_search(el_consumer_streams, &relid, HASH_FIND, NULL);
-		if (entry)
-			entry->valid = false;
-		return;
-	}
-	hash_seq_init(&status, el_consumer_streams);
-	while ((entry = hash_seq_search(&status)) != NULL)
-		entry->valid = false;
+	el_cache_invalidate(el_consumer_streams, relid,
+						offsetof(ElConsumerStream, valid));
 }
 
 void

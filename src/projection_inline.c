@@ -29,6 +29,7 @@
 #include "event_log.h"
 #include "immutable.h"
 #include "projection.h"
+#include "registry.h"
 
 PG_FUNCTION_INFO_V1(el_project);
 
@@ -45,13 +46,7 @@ static HTAB *el_live = NULL;
 static void
 el_live_invalidate(Datum arg, Oid relid)
 {
-	HASH_SEQ_STATUS status;
-	ElLiveEntry *entry;
-
-	hash_seq_init(&status, el_live);
-	while ((entry = hash_seq_search(&status)) != NULL)
-		if (relid == InvalidOid || entry->view == relid)
-			entry->valid = false;
+	el_cache_invalidate(el_live, relid, offsetof(ElLiveEntry, valid));
 }
 
 /*

@@ -66,24 +66,37 @@ typedef struct ElStreamCacheEntry
 
 static HTAB *el_stream_cache = NULL;
 
-static void
-el_stream_cache_callback(Datum arg, Oid relid)
+/*
+ * For the per-backend caches keyed by a relation's OID (this one, consumer
+ * groups' and projections'), from a relcache invalidation callback: mark
+ * the entry of relid stale, or every entry when relid is InvalidOid.  Each
+ * entry has its OID first and a bool at valid_offset.
+ */
+void
+el_cache_invalidate(HTAB *cache, Oid relid, Size valid_offset)
 {
 	HASH_SEQ_STATUS status;
-	ElStreamCacheEntry *entry;
+	char	   *entry;
 
-	if (el_stream_cache == NULL)
+	if (cache == NULL)
 		return;
 	if (OidIsValid(relid))
 	{
-		entry = hash_search(el_stream_cache, &relid, HASH_FIND, NULL);
+		entry = hash_search(cache, &relid, HASH_FIND, NULL);
 		if (entry)
-			entry->valid = false;
+			*(bool *) (entry + valid_offset) = false;
 		return;
 	}
-	hash_seq_init(&status, el_stream_cache);
+	hash_seq_init(&status, cache);
 	while ((entry = hash_seq_search(&status)) != NULL)
-		entry->valid = false;
+		*(bool *) (entry + valid_offset) = false;
+}
+
+static void
+el_stream_cache_callback(Datum arg, Oid relid)
+{
+	el_cache_invalidate(el_stream_cache, relid,
+						offsetof(ElStreamCacheEntry, valid));
 }
 
 /*

@@ -11,6 +11,7 @@
 
 #include "executor/spi.h"
 #include "storage/lockdefs.h"
+#include "utils/hsearch.h"
 #include "utils/relcache.h"
 
 typedef struct ElStreamIndexes
@@ -21,6 +22,7 @@ typedef struct ElStreamIndexes
 } ElStreamIndexes;
 
 extern void el_stream_cache_init(void);
+extern void el_cache_invalidate(HTAB *cache, Oid relid, Size valid_offset);
 
 /* Reading the registry; -1 shards when relid is not a stream. */
 extern int	el_registry_shards(Oid relid);
