@@ -5,7 +5,7 @@ MODULE_big = event_log
 # src/ by layer, bottom up (docs/design/architecture.md)
 OBJS       = src/catalog.o src/key.o src/wake.o \
              src/registry.o \
-             src/immutable.o src/event.o src/append.o src/append_batch.o src/read.o src/decoder.o \
+             src/immutable.o src/event.o src/commit.o src/append.o src/append_batch.o src/read.o src/decoder.o \
              src/stream.o src/conversation.o \
              src/projection_setplan.o src/projection_handler.o src/projection_inline.o \
              src/projection_build.o src/projection_async.o src/projection.o \
@@ -18,12 +18,12 @@ PGFILEDESC = "event_log - event streams with commit-order offsets"
 # pg_regress suites (sql/NAME.sql, expected/NAME.out)
 REGRESS    = streams append append_events read_by_time read_all conversations immutability \
              bad_input privileges hostile_streams cdc projections hostile_projections \
-             projection_builds consumers hostile_consumers commit_polled type_filters
+             projection_builds consumers hostile_consumers commit_polled type_filters commit_modes
 # isolation specs (test/specs/NAME.spec, test/expected/NAME.out): pg_regress
 # reads INPUTDIR/specs and INPUTDIR/expected, and the last --inputdir wins
 # over the one PGXS passes (docs/testing.md says why they live in test/)
 ISOLATION_OPTS = --inputdir=test
-ISOLATION  = commit_order append_events read_all_resume rollback repeatable_read prepared shards_independent version_cache \
+ISOLATION  = commit_order grouped_commit append_events read_all_resume rollback repeatable_read prepared shards_independent version_cache \
              projection_async projection_rebuild projection_inline_rr projection_drop_race \
              consumer_members consumer_commit consumer_poll_race consumer_group_drop \
              stream_drop_race

@@ -51,6 +51,9 @@ is($node->safe_psql('old_db',
 
 # Data and behaviour survive.
 is($node->safe_psql('old_db', 'SELECT count(*) FROM carts'), '20', 'events kept');
+# 0.4: every existing stream is 'serial'; its owner can make it 'grouped'.
+is($node->safe_psql('old_db', q{SELECT string_agg(DISTINCT commit_mode, ',') FROM event_log.streams}),
+	'serial', 'the 0.4 update makes every existing stream serial');
 for my $stream (qw(carts notes))
 {
 	is($node->safe_psql('old_db', qq{SELECT pg_get_expr(adbin, adrelid) FROM pg_attrdef
@@ -63,6 +66,11 @@ is($node->safe_psql('old_db', q{
 	'0|2|2', 'a stream made before the update appends after it');
 ($rc, $out, $err) = $node->psql('old_db', 'ALTER TABLE notes ALTER COLUMN shard DROP DEFAULT');
 like($err, qr/must keep its default/, 'after the update, the guard keeps the default');
+is($node->safe_psql('old_db', q{
+	SELECT event_log.alter_stream('notes', commit_mode => 'grouped');
+	INSERT INTO notes (key, type, payload) VALUES ('n', 'Noted', '{}') RETURNING seq || '|' || version;
+	SELECT event_log.alter_stream('notes', commit_mode => 'serial');
+}), "notes\n3|3\nnotes", 'an updated stream appends in grouped mode');
 $node->safe_psql('old_db', q{
 	INSERT INTO carts (key, type, payload) VALUES ('cart-1', 'ItemAdded', '{}');
 	SELECT event_log.run_projections();
