@@ -5,7 +5,8 @@ MODULE_big = event_log
 # src/ by layer, bottom up (docs/design/architecture.md)
 OBJS       = src/catalog.o src/key.o src/wake.o \
              src/registry.o \
-             src/immutable.o src/event.o src/append.o src/append_batch.o src/read.o src/decoder.o \
+             src/immutable.o src/schema_compile.o src/schema_validate.o src/schema.o \
+             src/event.o src/append.o src/append_batch.o src/read.o src/decoder.o \
              src/stream.o src/conversation.o \
              src/projection_setplan.o src/projection_handler.o src/projection_inline.o \
              src/projection_build.o src/projection_async.o src/projection.o \
@@ -73,7 +74,7 @@ endif
 # helper directory when PROVE_FLAGS is given on the command line (-v ...).
 override PROVE_FLAGS += -I test/perl
 
-.PHONY: deps build demo test test-sanitize bench \
+.PHONY: deps build demo test test-sanitize bench jsonschema-suite \
         installcheck-regress installcheck-isolation installcheck-tap
 
 ifneq ($(PGXS),)
@@ -133,3 +134,10 @@ test-sanitize:
 bench:
 	@$(MAKE) --no-print-directory build
 	@bash test/bench/run.sh
+
+# The official JSON Schema test suite against our validator, on a
+# throwaway cluster: pass rates per keyword (docs/schemas.md). Not part of
+# `make test`; JSON_SCHEMA_SUITE names the suite's git directory.
+jsonschema-suite:
+	@$(MAKE) --no-print-directory build
+	@bash test/cluster.sh python3 test/jsonschema/run_suite.py

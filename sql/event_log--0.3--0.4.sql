@@ -3,3 +3,67 @@
 
 -- Each capability that changes the catalog in 0.4 has its own section
 -- below, in the order they landed.
+
+-- ---------------------------------------------------------------------
+-- Event schemas (docs/schemas.md)
+-- ---------------------------------------------------------------------
+
+-- JSON Schemas per stream and event type, numbered 1, 2, 3 ... per type.
+-- Rows are written only by register_schema(), which compiles each schema
+-- first (an unsupported keyword is refused, never ignored), and deleted
+-- with the stream by drop_stream().
+CREATE TABLE event_log.event_schemas (
+    stream        regclass    NOT NULL,
+    type          text        NOT NULL,
+    version       integer     NOT NULL CHECK (version >= 1),
+    schema        jsonb       NOT NULL,
+    registered_at timestamptz NOT NULL DEFAULT now(),
+    registered_by name        NOT NULL,
+    PRIMARY KEY (stream, type, version)
+);
+
+-- Per stream: what happens to events of types that have no schema.
+CREATE TABLE event_log.schema_settings (
+    stream             regclass PRIMARY KEY,
+    unregistered_types text     NOT NULL DEFAULT 'allow'
+                       CHECK (unregistered_types IN ('allow', 'refuse'))
+);
+
+SELECT pg_catalog.pg_extension_config_dump('event_log.event_schemas', '');
+SELECT pg_catalog.pg_extension_config_dump('event_log.schema_settings', '');
+
+REVOKE ALL ON event_log.event_schemas, event_log.schema_settings FROM PUBLIC;
+GRANT SELECT ON event_log.event_schemas, event_log.schema_settings TO PUBLIC;
+
+CREATE FUNCTION event_log.register_schema(stream regclass, type text, schema jsonb)
+RETURNS integer
+AS 'MODULE_PATHNAME', 'el_register_schema'
+LANGUAGE C VOLATILE;
+
+CREATE FUNCTION event_log.set_schema_policy(stream regclass, unregistered_types text)
+RETURNS void
+AS 'MODULE_PATHNAME', 'el_set_schema_policy'
+LANGUAGE C VOLATILE;
+
+CREATE FUNCTION event_log.validate_event(stream regclass, type text, payload jsonb,
+                                         version integer DEFAULT NULL)
+RETURNS TABLE (path text, keyword text, message text)
+AS 'MODULE_PATHNAME', 'el_validate_event'
+LANGUAGE C STABLE;
+
+CREATE FUNCTION event_log.check_schema_history(stream regclass, type text,
+                                               version integer DEFAULT NULL)
+RETURNS TABLE (shard integer, seq bigint, key text, path text, keyword text, message text)
+AS 'MODULE_PATHNAME', 'el_check_schema_history'
+LANGUAGE C STABLE;
+
+-- A schema that is not registered, checked against a document.
+CREATE FUNCTION event_log.json_schema_errors(schema jsonb, instance jsonb)
+RETURNS TABLE (path text, keyword text, message text)
+AS 'MODULE_PATHNAME', 'el_json_schema_errors'
+LANGUAGE C IMMUTABLE PARALLEL SAFE;
+
+CREATE FUNCTION event_log.json_schema_valid(schema jsonb, instance jsonb)
+RETURNS boolean
+AS 'MODULE_PATHNAME', 'el_json_schema_valid'
+LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE;

@@ -37,6 +37,7 @@
 #include "immutable.h"
 #include "key.h"
 #include "registry.h"
+#include "schema.h"
 #include "wake.h"
 
 PG_FUNCTION_INFO_V1(el_assign_position);
@@ -672,6 +673,9 @@ el_assign_position(PG_FUNCTION_ARGS)
 	newvals[5] = values[Anum_el_metadata - 1];
 	newnulls[5] = isnull[Anum_el_metadata - 1];
 	if (el_add_session_ids(&newvals[5], &newnulls[5]))
+		ncols = 6;
+	if (el_schema_check_event(rel, DatumGetTextPP(values[Anum_el_type - 1]),
+							  values[Anum_el_payload - 1], &newvals[5], &newnulls[5]))
 		ncols = 6;
 	if (!newnulls[5])
 		el_check_document(newvals[5], "metadata");

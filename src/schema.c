@@ -1,0 +1,745 @@
+/*
+ * schema.c
+ *	  The event schema registry: JSON Schemas per stream and event type,
+ *	  with numbered versions (event_log.event_schemas), each stream's
+ *	  policy for types without one (event_log.schema_settings), the
+ *	  per-backend cache of compiled schemas, and the check that the append
+ *	  trigger makes on every event (docs/schemas.md).
+ *
+ *	  Locking: register_schema() and set_schema_policy() take the stream's
+ *	  ShareRowExclusiveLock, which conflicts with the RowExclusiveLock that
+ *	  every append holds on the stream until its transaction ends, and with
+ *	  itself.  So a registration waits for appends in progress and holds new
+ *	  ones until it commits; an append that then takes its lock processes
+ *	  the invalidation the registration sent, and reads the registry with
+ *	  the latest snapshot.  Every event is checked against the version that
+ *	  was the latest when its transaction first appended to the stream, and
+ *	  none committed after a registration escaped it (docs/design/schemas.md).
+ *	  It cannot deadlock with appends beyond what two appenders could: the
+ *	  stream lock is the first lock either takes on the stream.
+ *
+ *	  On a catalog not yet updated to 0.4 (no event_log.event_schemas) no
+ *	  stream has schemas, and appends are not checked.
+ */
+#include "postgres.h"
+
+#include "catalog/pg_type.h"
+#include "executor/spi.h"
+#include "funcapi.h"
+#include "miscadmin.h"
+#include "utils/acl.h"
+#include "utils/builtins.h"
+#include "utils/fmgrprotos.h"
+#include "utils/hsearch.h"
+#include "utils/inval.h"
+#include "utils/jsonb.h"
+#include "utils/lsyscache.h"
+#include "utils/memutils.h"
+#include "utils/numeric.h"
+#include "utils/rel.h"
+
+#include "append.h"
+#include "catalog.h"
+#include "event_log.h"
+#include "registry.h"
+#include "schema.h"
+
+PG_FUNCTION_INFO_V1(el_register_schema);
+PG_FUNCTION_INFO_V1(el_set_schema_policy);
+PG_FUNCTION_INFO_V1(el_validate_event);
+PG_FUNCTION_INFO_V1(el_json_schema_errors);
+PG_FUNCTION_INFO_V1(el_json_schema_valid);
+PG_FUNCTION_INFO_V1(el_check_schema_history);
+
+/* ----------------------------------------------------------------
+ * The per-backend cache
+ * ----------------------------------------------------------------
+ */
+
+/*
+ * One entry per stream (version EL_SCHEMA_STREAM, type ""): its policy and
+ * whether it has any schema; and one per stream, type and version asked
+ * for (version 0: the latest), with the compiled schema or none.
+ */
+#define EL_SCHEMA_STREAM	(-1)
+#define EL_SCHEMA_LATEST	0
+
+typedef struct ElSchemaKey
+{
+	Oid			relid;
+	int32		version;
+	char		type[EL_MAX_TYPE_BYTES + 1];
+} ElSchemaKey;
+
+typedef struct ElSchemaEntry
+{
+	ElSchemaKey key;
+	/* stream entries */
+	bool		has_schemas;
+	bool		refuse_unregistered;
+	/* type entries: NULL schema when the type (or that version) has none */
+	int32		version;
+	ElSchema   *schema;
+} ElSchemaEntry;
+
+static MemoryContext el_schema_cxt = NULL;
+static HTAB *el_schema_cache = NULL;
+
+/*
+ * Set by invalidations, acted on at the next lookup: the callback may run
+ * while a compiled schema is in use (a lock taken by a catalog read during
+ * a lookup), so it never frees anything itself.
+ */
+static bool el_schema_stale = false;
+
+static void
+el_schema_cache_callback(Datum arg, Oid relid)
+{
+	ElSchemaKey key;
+
+	if (el_schema_cache == NULL || el_schema_stale)
+		return;
+	if (!OidIsValid(relid))
+	{
+		el_schema_stale = true;
+		return;
+	}
+	memset(&key, 0, sizeof(key));
+	key.relid = relid;
+	key.version = EL_SCHEMA_STREAM;
+	if (hash_search(el_schema_cache, &key, HASH_FIND, NULL) != NULL)
+		el_schema_stale = true;
+}
+
+void
+el_schema_init(void)
+{
+	CacheRegisterRelcacheCallback(el_schema_cache_callback, (Datum) 0);
+}
+
+static HTAB *
+el_schema_cache_get(void)
+{
+	HASHCTL		ctl;
+
+	if (el_schema_stale && el_schema_cxt != NULL)
+	{
+		MemoryContextReset(el_schema_cxt);
+		el_schema_cache = NULL;
+	}
+	el_schema_stale = false;
+	if (el_schema_cache != NULL)
+		return el_schema_cache;
+	if (el_schema_cxt == NULL)
+		el_schema_cxt = AllocSetContextCreate(CacheMemoryContext,
+											  "event_log schemas",
+											  ALLOCSET_DEFAULT_SIZES);
+	ctl.keysize = sizeof(ElSchemaKey);
+	ctl.entrysize = sizeof(ElSchemaEntry);
+	ctl.hcxt = el_schema_cxt;
+	el_schema_cache = hash_create("event_log schemas", 64, &ctl,
+								  HASH_ELEM | HASH_BLOBS | HASH_CONTEXT);
+	return el_schema_cache;
+}
+
+static void
+el_schema_key(ElSchemaKey *key, Oid relid, int32 version, const char *type, int len)
+{
+	memset(key, 0, sizeof(*key));
+	key->relid = relid;
+	key->version = version;
+	if (len > EL_MAX_TYPE_BYTES)
+		elog(ERROR, "event type of %d bytes is too long", len);
+	memcpy(key->type, type, len);
+}
+
+/* Whether this database's catalog has the schema registry (0.4). */
+static bool
+el_schema_catalog_present(void)
+{
+	return OidIsValid(get_relname_relid("event_schemas", el_schema_oid()));
+}
+
+static ElSchemaEntry *
+el_schema_stream_entry(Oid relid)
+{
+	ElSchemaKey key;
+	ElSchemaEntry *entry;
+	bool		found;
+	bool		has_schemas = false;
+	bool		refuse = false;
+
+	el_schema_key(&key, relid, EL_SCHEMA_STREAM, "", 0);
+	entry = hash_search(el_schema_cache_get(), &key, HASH_FIND, NULL);
+	if (entry != NULL)
+		return entry;
+
+	if (el_schema_catalog_present())
+	{
+		Oid			types[1] = {REGCLASSOID};
+		Datum		values[1] = {ObjectIdGetDatum(relid)};
+		bool		isnull;
+
+		SPI_connect();
+		(void) el_catalog_sql("SELECT EXISTS (SELECT FROM event_log.event_schemas e"
+							  "  WHERE e.stream OPERATOR(pg_catalog.=) $1),"
+							  " EXISTS (SELECT FROM event_log.schema_settings s"
+							  "  WHERE s.stream OPERATOR(pg_catalog.=) $1"
+							  "  AND s.unregistered_types OPERATOR(pg_catalog.=) 'refuse')",
+							  1, types, values, NULL, EL_CAT_READ | EL_CAT_LATEST, 1);
+		has_schemas = DatumGetBool(el_spi_value(0, 1, &isnull));
+		refuse = DatumGetBool(el_spi_value(0, 2, &isnull));
+		SPI_finish();
+	}
+
+	/* the lookup above may have marked the cache stale: enter into the current one */
+	entry = hash_search(el_schema_cache_get(), &key, HASH_ENTER, &found);
+	entry->has_schemas = has_schemas;
+	entry->refuse_unregistered = refuse;
+	entry->version = 0;
+	entry->schema = NULL;
+	return entry;
+}
+
+/*
+ * A type's schema: the latest version (version 0) or the one given.  The
+ * entry's schema is NULL when there is none.
+ */
+static ElSchemaEntry *
+el_schema_type_entry(Oid relid, text *type, int32 version)
+{
+	ElSchemaKey key;
+	ElSchemaEntry *entry;
+	bool		found;
+	int32		got = 0;
+	Jsonb	   *doc = NULL;
+	ElSchema   *schema = NULL;
+	Oid			types[3] = {REGCLASSOID, TEXTOID, INT4OID};
+	Datum		values[3];
+
+	el_schema_key(&key, relid, version, VARDATA_ANY(type), VARSIZE_ANY_EXHDR(type));
+	entry = hash_search(el_schema_cache_get(), &key, HASH_FIND, NULL);
+	if (entry != NULL)
+		return entry;
+
+	values[0] = ObjectIdGetDatum(relid);
+	values[1] = PointerGetDatum(type);
+	values[2] = Int32GetDatum(version);
+	SPI_connect();
+	if (el_catalog_sql("SELECT e.version, e.schema FROM event_log.event_schemas e"
+					   " WHERE e.stream OPERATOR(pg_catalog.=) $1"
+					   " AND e.type OPERATOR(pg_catalog.=) $2"
+					   " AND ($3 OPERATOR(pg_catalog.=) 0 OR e.version OPERATOR(pg_catalog.=) $3)"
+					   " ORDER BY e.version DESC LIMIT 1",
+					   3, types, values, NULL, EL_CAT_READ | EL_CAT_LATEST, 1) == 1)
+	{
+		bool		isnull;
+
+		got = DatumGetInt32(el_spi_value(0, 1, &isnull));
+		doc = el_spi_jsonb(0, 2);
+	}
+	(void) el_schema_cache_get();	/* reset now if the read made it stale */
+	if (doc != NULL)
+	{
+		MemoryContext old = MemoryContextSwitchTo(el_schema_cxt);
+
+		schema = el_schema_compile(doc);
+		MemoryContextSwitchTo(old);
+	}
+	SPI_finish();
+
+	entry = hash_search(el_schema_cache_get(), &key, HASH_ENTER, &found);
+	entry->has_schemas = false;
+	entry->refuse_unregistered = false;
+	entry->version = got;
+	entry->schema = schema;
+	return entry;
+}
+
+/* ----------------------------------------------------------------
+ * The check at append
+ * ----------------------------------------------------------------
+ */
+
+/* The schema_version an event's metadata names, or 0. */
+static int32
+el_supplied_version(Jsonb *meta, const char *stream, text *type)
+{
+	JsonbValue	k;
+	JsonbValue *v;
+	Numeric		n;
+
+	k.type = jbvString;
+	k.val.string.val = EL_SCHEMA_VERSION_KEY;
+	k.val.string.len = strlen(EL_SCHEMA_VERSION_KEY);
+	v = findJsonbValueFromContainer(&meta->root, JB_FOBJECT, &k);
+	if (v == NULL)
+		return 0;
+	if (v->type == jbvNumeric)
+	{
+		n = v->val.numeric;
+		if (DatumGetInt32(DirectFunctionCall2(numeric_cmp, NumericGetDatum(n),
+											  DirectFunctionCall1(numeric_floor, NumericGetDatum(n)))) == 0 &&
+			DatumGetInt32(DirectFunctionCall2(numeric_cmp, NumericGetDatum(n),
+											  NumericGetDatum(int64_to_numeric(1)))) >= 0 &&
+			DatumGetInt32(DirectFunctionCall2(numeric_cmp, NumericGetDatum(n),
+											  NumericGetDatum(int64_to_numeric(PG_INT32_MAX)))) <= 0)
+			return DatumGetInt32(DirectFunctionCall1(numeric_int4, NumericGetDatum(n)));
+	}
+	ereport(ERROR,
+			(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+			 errmsg("metadata key \"%s\" must be a positive integer",
+					EL_SCHEMA_VERSION_KEY),
+			 errdetail("The event of type \"%s\" to stream \"%s\" names the schema version it was written for there.",
+					   text_to_cstring(type), stream),
+			 errhint("Leave \"%s\" out to check the event against the latest version.",
+					 EL_SCHEMA_VERSION_KEY)));
+	return 0;					/* not reached */
+}
+
+bool
+el_schema_check_event(Relation rel, text *type, Datum payload,
+					  Datum *metadata, bool *metadata_null)
+{
+	Oid			relid = RelationGetRelid(rel);
+	ElSchemaEntry *stream;
+	ElSchemaEntry *entry;
+	Jsonb	   *meta = NULL;
+	int32		supplied = 0;
+	List	   *errors;
+	JsonbParseState *state = NULL;
+	JsonbValue	k;
+	JsonbValue	v;
+	JsonbValue *added;
+
+	stream = el_schema_stream_entry(relid);
+	if (!stream->has_schemas && !stream->refuse_unregistered)
+		return false;
+
+	entry = el_schema_type_entry(relid, type, EL_SCHEMA_LATEST);
+	if (entry->schema == NULL)
+	{
+		if (stream->refuse_unregistered)
+			ereport(ERROR,
+					(errcode(ERRCODE_EL_SCHEMA_MISSING),
+					 errmsg("event type \"%s\" has no schema in stream \"%s\"",
+							text_to_cstring(type), el_qualified_name(relid)),
+					 errdetail("The stream refuses events of types without a registered schema."),
+					 errhint("Register one with event_log.register_schema(), or allow such types with event_log.set_schema_policy(stream, 'allow').")));
+		return false;
+	}
+
+	if (!*metadata_null)
+	{
+		meta = DatumGetJsonbP(*metadata);
+		if (!JB_ROOT_IS_OBJECT(meta))
+			ereport(ERROR,
+					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+					 errmsg("metadata of an event with a schema must be a JSON object"),
+					 errdetail("Type \"%s\" has a schema in stream \"%s\", and the event's metadata records the schema version it was checked against.",
+							   text_to_cstring(type), el_qualified_name(relid))));
+		supplied = el_supplied_version(meta, el_qualified_name(relid), type);
+	}
+	if (supplied > 0 && supplied != entry->version)
+	{
+		entry = el_schema_type_entry(relid, type, supplied);
+		if (entry->schema == NULL)
+			ereport(ERROR,
+					(errcode(ERRCODE_EL_SCHEMA_MISSING),
+					 errmsg("event type \"%s\" has no schema version %d in stream \"%s\"",
+							text_to_cstring(type), supplied, el_qualified_name(relid)),
+					 errhint("The metadata key \"%s\" must name a registered version (event_log.event_schemas).",
+							 EL_SCHEMA_VERSION_KEY)));
+	}
+
+	errors = el_schema_validate(entry->schema, DatumGetJsonbP(payload), 1);
+	if (errors != NIL)
+	{
+		ElSchemaError *err = linitial(errors);
+
+		ereport(ERROR,
+				(errcode(ERRCODE_EL_SCHEMA_VIOLATION),
+				 errmsg("event of type \"%s\" does not match schema version %d of stream \"%s\"",
+						text_to_cstring(type), entry->version, el_qualified_name(relid)),
+				 errdetail("At %s: %s (keyword \"%s\").", err->path, err->message,
+						   err->keyword),
+				 errhint("event_log.validate_event() lists every error of an event.")));
+	}
+	if (supplied > 0)
+		return false;
+
+	/* record the version checked against: {"schema_version": N} */
+	(void) pushJsonbValue(&state, WJB_BEGIN_OBJECT, NULL);
+	k.type = jbvString;
+	k.val.string.val = EL_SCHEMA_VERSION_KEY;
+	k.val.string.len = strlen(EL_SCHEMA_VERSION_KEY);
+	v.type = jbvNumeric;
+	v.val.numeric = int64_to_numeric(entry->version);
+	(void) pushJsonbValue(&state, WJB_KEY, &k);
+	(void) pushJsonbValue(&state, WJB_VALUE, &v);
+	added = pushJsonbValue(&state, WJB_END_OBJECT, NULL);
+	*metadata = JsonbPGetDatum(JsonbValueToJsonb(added));
+	if (meta != NULL)
+		*metadata = DirectFunctionCall2(jsonb_concat, JsonbPGetDatum(meta), *metadata);
+	*metadata_null = false;
+	return true;
+}
+
+/* ----------------------------------------------------------------
+ * The registry's SQL functions
+ * ----------------------------------------------------------------
+ */
+
+/* A stream the caller owns, for the functions that change its schemas. */
+static void
+el_require_stream_owner(Oid relid)
+{
+	(void) el_require_stream(relid);
+	if (!pg_class_ownercheck(relid, GetUserId()))
+		aclcheck_error(ACLCHECK_NOT_OWNER, OBJECT_TABLE, get_rel_name(relid));
+}
+
+/* Compile to check, and forget the result. */
+static void
+el_schema_check_compiles(Jsonb *schema)
+{
+	MemoryContext cxt = AllocSetContextCreate(CurrentMemoryContext,
+											  "event_log schema check",
+											  ALLOCSET_DEFAULT_SIZES);
+	MemoryContext old = MemoryContextSwitchTo(cxt);
+
+	(void) el_schema_compile(schema);
+	MemoryContextSwitchTo(old);
+	MemoryContextDelete(cxt);
+}
+
+/*
+ * register_schema(stream regclass, type text, schema jsonb) RETURNS integer
+ *
+ * The schema's version number: a new one, or the latest when that is the
+ * same schema already (registering is idempotent).
+ */
+Datum
+el_register_schema(PG_FUNCTION_ARGS)
+{
+	Oid			relid;
+	text	   *type;
+	Jsonb	   *schema;
+	int32		version = 0;
+	Oid			types[5] = {REGCLASSOID, TEXTOID, INT4OID, JSONBOID, NAMEOID};
+	Datum		values[5];
+
+	el_require_arg(fcinfo, 0, "stream");
+	el_require_arg(fcinfo, 1, "type");
+	el_require_arg(fcinfo, 2, "schema");
+	relid = PG_GETARG_OID(0);
+	type = PG_GETARG_TEXT_PP(1);
+	el_require_stream_owner(relid);
+	el_check_type(type);
+	el_check_document(PG_GETARG_DATUM(2), "schema");
+	schema = PG_GETARG_JSONB_P(2);
+	el_schema_check_compiles(schema);
+
+	(void) el_lock_stream(relid, ShareRowExclusiveLock);
+
+	values[0] = ObjectIdGetDatum(relid);
+	values[1] = PointerGetDatum(type);
+	SPI_connect();
+	if (el_catalog_sql("SELECT e.version, e.schema FROM event_log.event_schemas e"
+					   " WHERE e.stream OPERATOR(pg_catalog.=) $1"
+					   " AND e.type OPERATOR(pg_catalog.=) $2"
+					   " ORDER BY e.version DESC LIMIT 1",
+					   2, types, values, NULL, EL_CAT_READ | EL_CAT_LATEST, 1) == 1)
+	{
+		bool		isnull;
+		Jsonb	   *latest = el_spi_jsonb(0, 2);
+
+		version = DatumGetInt32(el_spi_value(0, 1, &isnull));
+		if (compareJsonbContainers(&latest->root, &schema->root) == 0)
+		{
+			SPI_finish();
+			PG_RETURN_INT32(version);
+		}
+	}
+	version++;
+	values[2] = Int32GetDatum(version);
+	values[3] = JsonbPGetDatum(schema);
+	values[4] = DirectFunctionCall1(namein,
+									CStringGetDatum(GetUserNameFromId(GetUserId(), false)));
+	(void) el_catalog_sql("INSERT INTO event_log.event_schemas"
+						  " (stream, type, version, schema, registered_by)"
+						  " VALUES ($1, $2, $3, $4, $5)",
+						  5, types, values, NULL, 0, 0);
+	SPI_finish();
+
+	/* appenders in every backend read the registry again */
+	CacheInvalidateRelcacheByRelid(relid);
+	PG_RETURN_INT32(version);
+}
+
+/*
+ * set_schema_policy(stream regclass, unregistered_types text): 'allow'
+ * (the default) or 'refuse' events of types that have no schema.
+ */
+Datum
+el_set_schema_policy(PG_FUNCTION_ARGS)
+{
+	Oid			relid;
+	char	   *policy;
+	Oid			types[2] = {REGCLASSOID, TEXTOID};
+	Datum		values[2];
+
+	el_require_arg(fcinfo, 0, "stream");
+	el_require_arg(fcinfo, 1, "unregistered_types");
+	relid = PG_GETARG_OID(0);
+	policy = text_to_cstring(PG_GETARG_TEXT_PP(1));
+	if (strcmp(policy, "allow") != 0 && strcmp(policy, "refuse") != 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("invalid unregistered_types \"%s\"", policy),
+				 errhint("Use 'allow' or 'refuse'.")));
+	el_require_stream_owner(relid);
+	(void) el_lock_stream(relid, ShareRowExclusiveLock);
+
+	values[0] = ObjectIdGetDatum(relid);
+	values[1] = CStringGetTextDatum(policy);
+	SPI_connect();
+	(void) el_catalog_sql("INSERT INTO event_log.schema_settings AS s (stream, unregistered_types)"
+						  " VALUES ($1, $2) ON CONFLICT (stream) DO UPDATE"
+						  " SET unregistered_types = excluded.unregistered_types",
+						  2, types, values, NULL, 0, 0);
+	SPI_finish();
+	CacheInvalidateRelcacheByRelid(relid);
+	PG_RETURN_VOID();
+}
+
+/* drop_stream(): forget the stream's schemas and settings. */
+void
+el_schema_forget(Oid relid)
+{
+	Oid			types[1] = {REGCLASSOID};
+	Datum		values[1] = {ObjectIdGetDatum(relid)};
+
+	if (!el_schema_catalog_present())
+		return;
+	(void) el_catalog_sql("DELETE FROM event_log.event_schemas e"
+						  " WHERE e.stream OPERATOR(pg_catalog.=) $1",
+						  1, types, values, NULL, 0, 0);
+	(void) el_catalog_sql("DELETE FROM event_log.schema_settings s"
+						  " WHERE s.stream OPERATOR(pg_catalog.=) $1",
+						  1, types, values, NULL, 0, 0);
+}
+
+/* ----------------------------------------------------------------
+ * Checking documents without appending them
+ * ----------------------------------------------------------------
+ */
+
+static void
+el_put_errors(FunctionCallInfo fcinfo, List *errors)
+{
+	ReturnSetInfo *rsinfo = (ReturnSetInfo *) fcinfo->resultinfo;
+	ListCell   *lc;
+
+	foreach(lc, errors)
+	{
+		ElSchemaError *err = lfirst(lc);
+		Datum		values[3];
+		bool		nulls[3] = {0};
+
+		values[0] = CStringGetTextDatum(err->path);
+		values[1] = CStringGetTextDatum(err->keyword);
+		values[2] = CStringGetTextDatum(err->message);
+		tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, values, nulls);
+	}
+}
+
+/* A schema and its version, registered for a stream's type; an error if none. */
+static ElSchemaEntry *
+el_require_schema(Oid relid, text *type, int32 version)
+{
+	ElSchemaEntry *entry;
+
+	(void) el_require_stream(relid);
+	el_check_type(type);
+	if (version < 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("schema version must be positive")));
+	entry = el_schema_type_entry(relid, type, version);
+	if (entry->schema == NULL && version > 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_EL_SCHEMA_MISSING),
+				 errmsg("event type \"%s\" has no schema version %d in stream \"%s\"",
+						text_to_cstring(type), version, el_qualified_name(relid))));
+	if (entry->schema == NULL)
+		ereport(ERROR,
+				(errcode(ERRCODE_EL_SCHEMA_MISSING),
+				 errmsg("event type \"%s\" has no schema in stream \"%s\"",
+						text_to_cstring(type), el_qualified_name(relid)),
+				 errhint("Register one with event_log.register_schema().")));
+	return entry;
+}
+
+/*
+ * validate_event(stream regclass, type text, payload jsonb, version int
+ * DEFAULT NULL) RETURNS TABLE (path text, keyword text, message text):
+ * every error of the payload against the type's schema (the latest
+ * version, or the one given); no rows when it is valid.
+ */
+Datum
+el_validate_event(PG_FUNCTION_ARGS)
+{
+	ElSchemaEntry *entry;
+
+	el_require_arg(fcinfo, 0, "stream");
+	el_require_arg(fcinfo, 1, "type");
+	el_require_arg(fcinfo, 2, "payload");
+	if (!PG_ARGISNULL(3) && PG_GETARG_INT32(3) < 1)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("schema version must be positive")));
+	entry = el_require_schema(PG_GETARG_OID(0), PG_GETARG_TEXT_PP(1),
+							  PG_ARGISNULL(3) ? EL_SCHEMA_LATEST : PG_GETARG_INT32(3));
+	InitMaterializedSRF(fcinfo, 0);
+	el_put_errors(fcinfo, el_schema_validate(entry->schema, PG_GETARG_JSONB_P(2), 0));
+	return (Datum) 0;
+}
+
+/*
+ * json_schema_errors(schema jsonb, instance jsonb) RETURNS TABLE (path
+ * text, keyword text, message text): a schema that is not registered.
+ */
+Datum
+el_json_schema_errors(PG_FUNCTION_ARGS)
+{
+	ElSchema   *schema;
+
+	el_require_arg(fcinfo, 0, "schema");
+	el_require_arg(fcinfo, 1, "instance");
+	schema = el_schema_compile(PG_GETARG_JSONB_P(0));
+	InitMaterializedSRF(fcinfo, 0);
+	el_put_errors(fcinfo, el_schema_validate(schema, PG_GETARG_JSONB_P(1), 0));
+	return (Datum) 0;
+}
+
+/* json_schema_valid(schema jsonb, instance jsonb) RETURNS boolean (strict) */
+Datum
+el_json_schema_valid(PG_FUNCTION_ARGS)
+{
+	ElSchema   *schema = el_schema_compile(PG_GETARG_JSONB_P(0));
+
+	PG_RETURN_BOOL(el_schema_validate(schema, PG_GETARG_JSONB_P(1), 1) == NIL);
+}
+
+/*
+ * check_schema_history(stream regclass, type text, version int DEFAULT
+ * NULL) RETURNS TABLE (shard int, seq bigint, key text, path text,
+ * keyword text, message text)
+ *
+ * Whether a schema (the latest version of the type, or the one given)
+ * accepts every event of that type already in the stream: no rows when it
+ * does, else the first event in (shard, seq) order that it refuses, with
+ * its first error.  Reads the stream as the caller, through a cursor, so
+ * the caller's SELECT privilege and row-level security apply, and memory
+ * stays flat whatever the length of the log.
+ */
+Datum
+el_check_schema_history(PG_FUNCTION_ARGS)
+{
+	ReturnSetInfo *rsinfo = (ReturnSetInfo *) fcinfo->resultinfo;
+	Oid			relid;
+	text	   *type;
+	ElSchemaEntry *entry;
+	ElSchema   *schema;
+	Portal		portal;
+	Oid			types[1] = {TEXTOID};
+	Datum		values[1];
+	MemoryContext rowcxt;
+	bool		done = false;
+
+	el_require_arg(fcinfo, 0, "stream");
+	el_require_arg(fcinfo, 1, "type");
+	if (!PG_ARGISNULL(2) && PG_GETARG_INT32(2) < 1)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("schema version must be positive")));
+	relid = PG_GETARG_OID(0);
+	type = PG_GETARG_TEXT_PP(1);
+	entry = el_require_schema(relid, type,
+							  PG_ARGISNULL(2) ? EL_SCHEMA_LATEST : PG_GETARG_INT32(2));
+	InitMaterializedSRF(fcinfo, 0);
+
+	/*
+	 * The cached schema could be freed by an invalidation that the cursor's
+	 * reads process; the scan uses a copy of its own, in the query's memory.
+	 */
+	{
+		Oid			ct[3] = {REGCLASSOID, TEXTOID, INT4OID};
+		Datum		cv[3];
+		MemoryContext old;
+
+		cv[0] = ObjectIdGetDatum(relid);
+		cv[1] = PointerGetDatum(type);
+		cv[2] = Int32GetDatum(entry->version);
+		SPI_connect();
+		if (el_catalog_sql("SELECT e.schema FROM event_log.event_schemas e"
+						   " WHERE e.stream OPERATOR(pg_catalog.=) $1"
+						   " AND e.type OPERATOR(pg_catalog.=) $2"
+						   " AND e.version OPERATOR(pg_catalog.=) $3",
+						   3, ct, cv, NULL, EL_CAT_READ | EL_CAT_LATEST, 1) != 1)
+			elog(ERROR, "schema version %d vanished", DatumGetInt32(cv[2]));
+		old = MemoryContextSwitchTo(rsinfo->econtext->ecxt_per_query_memory);
+		schema = el_schema_compile(el_spi_jsonb(0, 1));
+		MemoryContextSwitchTo(old);
+		SPI_finish();
+	}
+
+	rowcxt = AllocSetContextCreate(CurrentMemoryContext, "event_log history check",
+								   ALLOCSET_DEFAULT_SIZES);
+	values[0] = PointerGetDatum(type);
+	SPI_connect();
+	portal = SPI_cursor_open_with_args(NULL,
+									   psprintf("SELECT shard, seq, key, payload FROM %s"
+												" WHERE type OPERATOR(pg_catalog.=) $1"
+												" ORDER BY shard, seq",
+												el_qualified_name(relid)),
+									   1, types, values, NULL, true, 0);
+	while (!done)
+	{
+		SPI_cursor_fetch(portal, true, 1000);
+		if (SPI_processed == 0)
+			break;
+		for (uint64 i = 0; i < SPI_processed && !done; i++)
+		{
+			bool		isnull;
+			List	   *errors;
+			MemoryContext old = MemoryContextSwitchTo(rowcxt);
+
+			CHECK_FOR_INTERRUPTS();
+			errors = el_schema_validate(schema, el_spi_jsonb(i, 4), 1);
+			MemoryContextSwitchTo(old);
+			if (errors != NIL)
+			{
+				ElSchemaError *err = linitial(errors);
+				Datum		out[6];
+				bool		nulls[6] = {0};
+
+				out[0] = el_spi_value(i, 1, &isnull);
+				out[1] = el_spi_value(i, 2, &isnull);
+				out[2] = el_spi_value(i, 3, &isnull);
+				out[3] = CStringGetTextDatum(err->path);
+				out[4] = CStringGetTextDatum(err->keyword);
+				out[5] = CStringGetTextDatum(err->message);
+				tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, out, nulls);
+				done = true;
+			}
+			MemoryContextReset(rowcxt);
+		}
+		SPI_freetuptable(SPI_tuptable);
+	}
+	SPI_cursor_close(portal);
+	SPI_finish();
+	MemoryContextDelete(rowcxt);
+	return (Datum) 0;
+}
