@@ -19,7 +19,8 @@ PGFILEDESC = "event_log - event streams with commit-order offsets"
 # pg_regress suites (sql/NAME.sql, expected/NAME.out)
 REGRESS    = streams append append_events read_by_time read_all conversations immutability \
              bad_input privileges hostile_streams cdc projections hostile_projections \
-             projection_builds consumers hostile_consumers commit_polled type_filters
+             projection_builds consumers hostile_consumers commit_polled type_filters \
+             schemas
 # isolation specs (test/specs/NAME.spec, test/expected/NAME.out): pg_regress
 # reads INPUTDIR/specs and INPUTDIR/expected, and the last --inputdir wins
 # over the one PGXS passes (docs/testing.md says why they live in test/)
@@ -27,7 +28,7 @@ ISOLATION_OPTS = --inputdir=test
 ISOLATION  = commit_order append_events read_all_resume rollback repeatable_read prepared shards_independent version_cache \
              projection_async projection_rebuild projection_inline_rr projection_drop_race \
              consumer_members consumer_commit consumer_poll_race consumer_group_drop \
-             stream_drop_race
+             stream_drop_race schema_register
 # TAP tests (test/t/NNN_name.pl), which share test/perl/EventLogTest.pm;
 # PROVE_FLAGS gets that directory below, after PGXS has set its default
 TAP_TESTS  = 1

@@ -1,0 +1,240 @@
+-- Event schemas (docs/schemas.md): a registry of JSON Schemas per stream and
+-- event type, checked on every append path, with clear errors.
+CREATE EXTENSION event_log;
+SET client_min_messages = warning;
+
+-- The keywords, one by one: json_schema_errors() lists each failure with the
+-- SQL/JSON path of the failing value and the keyword it broke.
+CREATE FUNCTION pg_temp.errs(s jsonb, d jsonb) RETURNS text LANGUAGE sql AS $$
+  SELECT coalesce(string_agg(path || ' ' || keyword || ': ' || message, '; '), 'valid')
+  FROM event_log.json_schema_errors(s, d) $$;
+SELECT pg_temp.errs('{"type": "string"}', '1'),
+       pg_temp.errs('{"type": ["string", "null"]}', 'null'),
+       pg_temp.errs('{"type": "integer"}', '1.0') AS integral,
+       pg_temp.errs('{"type": "integer"}', '1.5') AS fraction,
+       pg_temp.errs('{"type": "boolean"}', '0') AS zero_is_no_boolean;
+SELECT pg_temp.errs('{"properties": {"a": {"type": "number"}}, "required": ["a", "b c"]}', '{"a": "x"}'),
+       pg_temp.errs('{"properties": {"a": true}, "additionalProperties": false}', '{"a": 1, "zz": 2, "q\"uote": 3}'),
+       pg_temp.errs('{"additionalProperties": {"type": "integer"}}', '{"n": 1, "m": "x"}');
+SELECT pg_temp.errs('{"items": {"type": "integer", "minimum": 0}}', '[1, -2, "x"]'),
+       pg_temp.errs('{"minItems": 2, "maxItems": 3}', '[1]'),
+       pg_temp.errs('{"maxItems": 1, "uniqueItems": true}', '[{"a": 1}, {"a": 1.0}]'),
+       pg_temp.errs('{"minProperties": 1, "maxProperties": 1}', '{}');
+SELECT pg_temp.errs('{"enum": ["a", 1, null]}', '"b"'),
+       pg_temp.errs('{"enum": []}', 'null') AS empty_enum,
+       pg_temp.errs('{"const": {"x": [1, 2]}}', '{"x": [1, 2.0]}') AS const_equal,
+       pg_temp.errs('{"const": false}', '0') AS const_false;
+SELECT pg_temp.errs('{"minimum": 1, "maximum": 5}', '0'),
+       pg_temp.errs('{"minimum": 1, "maximum": 5}', '5.5'),
+       pg_temp.errs('{"exclusiveMinimum": 0, "exclusiveMaximum": 1}', '0'),
+       pg_temp.errs('{"exclusiveMinimum": 0, "exclusiveMaximum": 1}', '1'),
+       pg_temp.errs('{"multipleOf": 0.01}', '19.99') AS cents,
+       pg_temp.errs('{"multipleOf": 0.01}', '19.999');
+SELECT pg_temp.errs('{"minLength": 2, "maxLength": 3}', '"é"') AS characters_not_bytes,
+       pg_temp.errs('{"maxLength": 3}', '"abcd"'),
+       pg_temp.errs('{"pattern": "^[A-Z]{3}-[0-9]+$"}', '"ABC-12"'),
+       pg_temp.errs('{"pattern": "[0-9]"}', '"no digits"'),
+       pg_temp.errs('{"pattern": "x", "minLength": 9}', '42') AS only_strings;
+SELECT pg_temp.errs('{"format": "date-time"}', '"2026-02-28T23:59:59.5+01:00"'),
+       pg_temp.errs('{"format": "date-time"}', '"2026-02-29T10:00:00Z"') AS no_leap_day,
+       pg_temp.errs('{"format": "uuid"}', '"6f1c1e4e-3c2a-4b8e-9f0a-2b1c3d4e5f60"'),
+       pg_temp.errs('{"format": "uuid"}', '"6f1c1e4e3c2a4b8e9f0a2b1c3d4e5f60"'),
+       pg_temp.errs('{"format": "email"}', '"ann@example.com"'),
+       pg_temp.errs('{"format": "email"}', '"ann..b@example.com"');
+SELECT pg_temp.errs('{"allOf": [{"minimum": 1}, {"maximum": 2}]}', '3'),
+       pg_temp.errs('{"anyOf": [{"type": "string"}, {"minimum": 10}]}', '3'),
+       pg_temp.errs('{"oneOf": [{"minimum": 1}, {"maximum": 5}]}', '3'),
+       pg_temp.errs('{"oneOf": [{"minimum": 1}, {"maximum": 5}]}', '7'),
+       pg_temp.errs('{"not": {"type": "null"}}', 'null');
+SELECT pg_temp.errs('{"$defs": {"pos": {"type": "integer", "minimum": 1}},
+                      "properties": {"n": {"$ref": "#/$defs/pos"}}}', '{"n": 0}'),
+       pg_temp.errs('{"properties": {"child": {"$ref": "#"}}, "required": ["id"]}',
+                    '{"id": 1, "child": {"child": {}}}') AS recursive,
+       pg_temp.errs('{"$defs": {"a/b": {"const": 1}}, "$ref": "#/$defs/a~1b"}', '2') AS escaped,
+       pg_temp.errs('true', '{"anything": 1}'), pg_temp.errs('false', '1'),
+       pg_temp.errs('{"title": "t", "description": "d", "default": 1, "examples": [1], "$comment": "c"}', '1');
+-- Odd keys in paths are quoted as SQL/JSON path does, and the paths work there.
+SELECT path FROM event_log.json_schema_errors('{"additionalProperties": false}', '{"a b": 1}');
+SELECT jsonb_path_query('{"a b": 1}', path::jsonpath)
+FROM event_log.json_schema_errors('{"additionalProperties": false}', '{"a b": 1}');
+SELECT event_log.json_schema_valid('{"type": "object"}', '{}'), event_log.json_schema_valid('{"type": "object"}', '[]');
+
+-- Unsupported keywords, formats, references and dialects are refused, never
+-- ignored (0A000); malformed keyword values are invalid (22023).
+SELECT event_log.json_schema_valid('{"minContains": 1}', '1');
+SELECT event_log.json_schema_valid('{"properties": {"a": {"patternProperties": {}}}}', '1');
+SELECT event_log.json_schema_valid('{"if": {}, "then": {}}', '1');
+SELECT event_log.json_schema_valid('{"items": [{}]}', '1');
+SELECT event_log.json_schema_valid('{"format": "ipv4"}', '1');
+SELECT event_log.json_schema_valid('{"$ref": "other.json"}', '1');
+SELECT event_log.json_schema_valid('{"$ref": "#/properties/a"}', '1');
+SELECT event_log.json_schema_valid('{"$schema": "http://json-schema.org/draft-07/schema#"}', '1');
+SELECT event_log.json_schema_valid('{"properties": {"a": {"$defs": {}}}}', '1');
+SELECT event_log.json_schema_valid('{"minimum": "1"}', '1');
+SELECT event_log.json_schema_valid('{"minLength": -1}', '1');
+SELECT event_log.json_schema_valid('{"minLength": 1.5}', '1');
+SELECT event_log.json_schema_valid('{"multipleOf": 0}', '1');
+SELECT event_log.json_schema_valid('{"type": "text"}', '1');
+SELECT event_log.json_schema_valid('{"type": []}', '1');
+SELECT event_log.json_schema_valid('{"required": ["a", "a"]}', '1');
+SELECT event_log.json_schema_valid('{"anyOf": []}', '1');
+SELECT event_log.json_schema_valid('{"pattern": "(("}', '"x"');
+SELECT event_log.json_schema_valid('{"$ref": "#/$defs/missing"}', '1');
+SELECT event_log.json_schema_valid('{"$defs": {"a": {"$ref": "#/$defs/b"}, "b": {"allOf": [{"$ref": "#/$defs/a"}]}}, "$ref": "#/$defs/a"}', '1');
+SELECT event_log.json_schema_valid('[]', '1');
+SELECT * FROM event_log.json_schema_errors(NULL, '1');
+
+-- A stream with a schema for one type.
+SELECT event_log.create_stream('orders', 2);
+SELECT event_log.register_schema('orders', 'OrderPlaced', '{
+  "type": "object",
+  "required": ["order_id", "total", "lines"],
+  "additionalProperties": false,
+  "properties": {
+    "order_id": {"type": "string", "format": "uuid"},
+    "total": {"type": "number", "minimum": 0},
+    "lines": {"type": "array", "minItems": 1, "items": {"$ref": "#/$defs/line"}}
+  },
+  "$defs": {"line": {"type": "object", "required": ["sku", "qty"],
+                     "properties": {"sku": {"type": "string", "pattern": "^[A-Z]{3}-[0-9]+$"},
+                                    "qty": {"type": "integer", "minimum": 1}}}}
+}') AS version;
+-- The same schema again is the same version; a different one is the next.
+SELECT event_log.register_schema('orders', 'OrderPlaced', schema) AS same
+FROM event_log.event_schemas WHERE type = 'OrderPlaced';
+SELECT type, version, registered_by = current_user AS by_me FROM event_log.event_schemas;
+
+-- Valid events are appended, on every path, with the version they were
+-- checked against in their metadata.
+INSERT INTO orders (key, type, payload, metadata) VALUES
+  ('o1', 'OrderPlaced', '{"order_id": "6f1c1e4e-3c2a-4b8e-9f0a-2b1c3d4e5f60", "total": 12.5,
+                          "lines": [{"sku": "ABC-1", "qty": 2}]}', '{"source": "web"}');
+SELECT * FROM event_log.append('orders', 'o2', 'OrderPlaced',
+  '{"order_id": "6f1c1e4e-3c2a-4b8e-9f0a-2b1c3d4e5f61", "total": 0, "lines": [{"sku": "XYZ-9", "qty": 1}]}');
+SELECT key, duplicate FROM event_log.append_events('orders', 'o3', ARRAY[
+  event_log.new_event('OrderPlaced', '{"order_id": "6f1c1e4e-3c2a-4b8e-9f0a-2b1c3d4e5f62", "total": 1, "lines": [{"sku": "QQQ-1", "qty": 1}]}'),
+  event_log.new_event('Untyped', '{"free": "form"}')]);
+COPY orders (key, type, payload) FROM stdin;
+o4	OrderPlaced	{"order_id": "6f1c1e4e-3c2a-4b8e-9f0a-2b1c3d4e5f63", "total": 3, "lines": [{"sku": "ABC-2", "qty": 5}]}
+\.
+SELECT key, type, metadata FROM orders ORDER BY key, version;
+
+-- Invalid events are refused with SQLSTATE EL020, naming the stream, the
+-- type, the version, the path and the rule; nothing is appended.
+\set VERBOSITY default
+INSERT INTO orders (key, type, payload) VALUES
+  ('o5', 'OrderPlaced', '{"order_id": "6f1c1e4e-3c2a-4b8e-9f0a-2b1c3d4e5f64", "total": 3, "lines": [{"sku": "ABC-2", "qty": 0}]}');
+INSERT INTO orders (key, type, payload) VALUES
+  ('o5', 'OrderPlaced', '{"order_id": "not-a-uuid", "total": 3, "lines": [{"sku": "ABC-2", "qty": 1}]}');
+SELECT * FROM event_log.append('orders', 'o5', 'OrderPlaced', '{"total": -1}');
+SELECT * FROM event_log.append_events('orders', 'o5', ARRAY[
+  event_log.new_event('Untyped', '{}'),
+  event_log.new_event('OrderPlaced', '{"order_id": "6f1c1e4e-3c2a-4b8e-9f0a-2b1c3d4e5f65", "total": 1, "lines": [], "x": 1}')]);
+COPY orders (key, type, payload) FROM stdin;
+o5	OrderPlaced	{"order_id": "6f1c1e4e-3c2a-4b8e-9f0a-2b1c3d4e5f66", "total": 3, "lines": [{"sku": "abc-2", "qty": 5}]}
+\.
+DO $$
+BEGIN
+  INSERT INTO orders (key, type, payload) VALUES ('o5', 'OrderPlaced', '[]');
+EXCEPTION WHEN SQLSTATE 'EL020' THEN RAISE WARNING 'caught EL020';
+END $$;
+SELECT count(*) AS o5_events FROM orders WHERE key = 'o5';
+-- validate_event() lists every error, against the latest version or another.
+SELECT * FROM event_log.validate_event('orders', 'OrderPlaced',
+  '{"order_id": 7, "total": -1, "lines": [{"sku": "A"}, {"qty": 0.5}], "extra": true}');
+SELECT count(*) FROM event_log.validate_event('orders', 'OrderPlaced', '{}', 1);
+SELECT * FROM event_log.validate_event('orders', 'OrderPlaced', '{}', 9);
+SELECT * FROM event_log.validate_event('orders', 'Untyped', '{}');
+SELECT * FROM event_log.validate_event('orders', 'OrderPlaced', NULL);
+
+-- Metadata: the version a producer names is the one checked; one that does
+-- not exist, or is no positive integer, is refused; metadata that is no
+-- object cannot record a version.
+SELECT event_log.register_schema('orders', 'OrderPlaced', '{"type": "object", "required": ["order_id", "total", "currency"]}') AS v2;
+SELECT * FROM event_log.append('orders', 'o6', 'OrderPlaced',
+  '{"order_id": "6f1c1e4e-3c2a-4b8e-9f0a-2b1c3d4e5f67", "total": 1, "lines": [{"sku": "ABC-3", "qty": 1}]}',
+  '{"schema_version": 1}');
+SELECT * FROM event_log.append('orders', 'o6', 'OrderPlaced', '{"order_id": "x", "total": 1}');
+SELECT * FROM event_log.append('orders', 'o6', 'OrderPlaced', '{"order_id": "x", "total": 1, "currency": "EUR"}');
+SELECT * FROM event_log.append('orders', 'o6', 'OrderPlaced', '{}', '{"schema_version": 3}');
+SELECT * FROM event_log.append('orders', 'o6', 'OrderPlaced', '{}', '{"schema_version": "2"}');
+SELECT * FROM event_log.append('orders', 'o6', 'OrderPlaced', '{}', '{"schema_version": 1.5}');
+SELECT * FROM event_log.append('orders', 'o6', 'OrderPlaced', '{}', '[1]');
+-- Types without a schema keep their metadata untouched, schema_version too.
+SELECT * FROM event_log.append('orders', 'o6', 'Untyped', '{}', '{"schema_version": "mine"}');
+SELECT version, metadata FROM orders WHERE key = 'o6' ORDER BY version;
+
+-- The history check: does a version accept every event of its type already
+-- in the log?  No rows: yes; else the first event it refuses.
+SELECT * FROM event_log.check_schema_history('orders', 'OrderPlaced', 1);
+SELECT * FROM event_log.check_schema_history('orders', 'OrderPlaced');
+SELECT * FROM event_log.check_schema_history('orders', 'Nothing');
+
+-- Types without a schema: allowed by default, refused when the stream says so
+-- (EL021).
+SELECT event_log.set_schema_policy('orders', 'refuse');
+INSERT INTO orders (key, type, payload) VALUES ('o7', 'Untyped', '{}');
+SELECT event_log.set_schema_policy('orders', 'sometimes');
+SELECT event_log.set_schema_policy('orders', NULL);
+SELECT event_log.set_schema_policy('orders', 'allow');
+INSERT INTO orders (key, type, payload) VALUES ('o7', 'Untyped', '{}');
+-- A stream with no schema at all can refuse every event.
+SELECT event_log.create_stream('strict');
+SELECT event_log.set_schema_policy('strict', 'refuse');
+INSERT INTO strict (key, type, payload) VALUES ('k', 'Anything', '{}');
+
+-- Bad input to register_schema(): nothing registered.
+SELECT event_log.register_schema(NULL, 'T', '{}');
+SELECT event_log.register_schema('orders', NULL, '{}');
+SELECT event_log.register_schema('orders', 'T', NULL);
+SELECT event_log.register_schema('orders', '', '{}');
+SELECT event_log.register_schema('orders', repeat('t', 257), '{}');
+SELECT event_log.register_schema('pg_class', 'T', '{}');
+SELECT event_log.register_schema('orders', 'T', '{"maxLenght": 3}');
+SELECT count(*) AS schemas FROM event_log.event_schemas WHERE type <> 'OrderPlaced';
+
+-- Privileges: only the stream's owner registers or sets the policy; the
+-- history check reads as the caller (SELECT, row-level security).
+CREATE ROLE regress_el_schema_appender;
+GRANT INSERT ON orders TO regress_el_schema_appender;
+SET ROLE regress_el_schema_appender;
+SELECT event_log.register_schema('orders', 'OrderPlaced', '{}');
+SELECT event_log.set_schema_policy('orders', 'allow');
+SELECT * FROM event_log.check_schema_history('orders', 'OrderPlaced');
+-- the appender's own schema, operators and functions first on its path
+-- change nothing of the check at append
+RESET ROLE;
+CREATE SCHEMA regress_el_schema_evil AUTHORIZATION regress_el_schema_appender;
+-- (the policy call resets the session's cache: the append below reads the
+-- registry again, under the hostile path)
+SELECT event_log.set_schema_policy('orders', 'allow');
+SET ROLE regress_el_schema_appender;
+SET search_path = regress_el_schema_evil, public, pg_catalog;
+CREATE FUNCTION regress_el_schema_evil.texteq(text, text) RETURNS boolean LANGUAGE sql AS 'SELECT true';
+CREATE OPERATOR regress_el_schema_evil.= (LEFTARG = text, RIGHTARG = text, FUNCTION = regress_el_schema_evil.texteq);
+CREATE FUNCTION regress_el_schema_evil.regeq(regclass, regclass) RETURNS boolean LANGUAGE sql AS 'SELECT true';
+CREATE OPERATOR regress_el_schema_evil.= (LEFTARG = regclass, RIGHTARG = regclass, FUNCTION = regress_el_schema_evil.regeq);
+INSERT INTO orders (key, type, payload) VALUES ('o8', 'OrderPlaced', '{}');
+INSERT INTO orders (key, type, payload) VALUES ('o8', 'Untyped', '{}');
+RESET ROLE;
+RESET search_path;
+DROP SCHEMA regress_el_schema_evil CASCADE;
+GRANT SELECT ON orders TO regress_el_schema_appender;
+ALTER TABLE orders ENABLE ROW LEVEL SECURITY;
+CREATE POLICY only_o4 ON orders FOR SELECT TO regress_el_schema_appender USING (key = 'o4');
+CREATE POLICY ins ON orders FOR INSERT TO regress_el_schema_appender WITH CHECK (true);
+SET ROLE regress_el_schema_appender;
+-- Version 2 refuses o1's event; this role sees only o4's, refused too.
+SELECT * FROM event_log.check_schema_history('orders', 'OrderPlaced');
+RESET ROLE;
+DROP POLICY only_o4 ON orders;
+DROP POLICY ins ON orders;
+ALTER TABLE orders DISABLE ROW LEVEL SECURITY;
+
+-- drop_stream() takes the stream's schemas and settings with it.
+SELECT event_log.drop_stream('orders');
+SELECT event_log.drop_stream('strict');
+SELECT count(*) AS schemas, (SELECT count(*) FROM event_log.schema_settings) AS settings
+FROM event_log.event_schemas;
+DROP ROLE regress_el_schema_appender;
+DROP EXTENSION event_log;
