@@ -22,27 +22,53 @@ CREATE TABLE event_log.event_schemas (
     PRIMARY KEY (stream, type, version)
 );
 
--- Per stream: what happens to events of types that have no schema.
+-- Per stream: what happens to events of types that have no schema, and
+-- the compatibility mode a new version of a type must meet.
 CREATE TABLE event_log.schema_settings (
     stream             regclass PRIMARY KEY,
     unregistered_types text     NOT NULL DEFAULT 'allow'
-                       CHECK (unregistered_types IN ('allow', 'refuse'))
+                       CHECK (unregistered_types IN ('allow', 'refuse')),
+    compatibility      text     NOT NULL DEFAULT 'BACKWARD'
+                       CHECK (compatibility IN ('NONE', 'BACKWARD', 'BACKWARD_TRANSITIVE',
+                              'FORWARD', 'FORWARD_TRANSITIVE', 'FULL', 'FULL_TRANSITIVE'))
+);
+
+-- Per type: a compatibility mode over the stream's.
+CREATE TABLE event_log.schema_type_settings (
+    stream        regclass NOT NULL,
+    type          text     NOT NULL,
+    compatibility text     NOT NULL
+                  CHECK (compatibility IN ('NONE', 'BACKWARD', 'BACKWARD_TRANSITIVE',
+                         'FORWARD', 'FORWARD_TRANSITIVE', 'FULL', 'FULL_TRANSITIVE')),
+    PRIMARY KEY (stream, type)
 );
 
 SELECT pg_catalog.pg_extension_config_dump('event_log.event_schemas', '');
 SELECT pg_catalog.pg_extension_config_dump('event_log.schema_settings', '');
+SELECT pg_catalog.pg_extension_config_dump('event_log.schema_type_settings', '');
 
-REVOKE ALL ON event_log.event_schemas, event_log.schema_settings FROM PUBLIC;
-GRANT SELECT ON event_log.event_schemas, event_log.schema_settings TO PUBLIC;
+REVOKE ALL ON event_log.event_schemas, event_log.schema_settings,
+    event_log.schema_type_settings FROM PUBLIC;
+GRANT SELECT ON event_log.event_schemas, event_log.schema_settings,
+    event_log.schema_type_settings TO PUBLIC;
 
-CREATE FUNCTION event_log.register_schema(stream regclass, type text, schema jsonb)
+CREATE FUNCTION event_log.register_schema(stream regclass, type text, schema jsonb,
+                                          check_history boolean DEFAULT false)
 RETURNS integer
 AS 'MODULE_PATHNAME', 'el_register_schema'
 LANGUAGE C VOLATILE;
 
-CREATE FUNCTION event_log.set_schema_policy(stream regclass, unregistered_types text)
+CREATE FUNCTION event_log.set_schema_policy(stream regclass,
+                                            unregistered_types text DEFAULT NULL,
+                                            compatibility text DEFAULT NULL)
 RETURNS void
 AS 'MODULE_PATHNAME', 'el_set_schema_policy'
+LANGUAGE C VOLATILE;
+
+CREATE FUNCTION event_log.set_schema_compatibility(stream regclass, type text,
+                                                   compatibility text)
+RETURNS void
+AS 'MODULE_PATHNAME', 'el_set_schema_compatibility'
 LANGUAGE C VOLATILE;
 
 CREATE FUNCTION event_log.validate_event(stream regclass, type text, payload jsonb,

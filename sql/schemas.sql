@@ -150,6 +150,10 @@ SELECT * FROM event_log.validate_event('orders', 'OrderPlaced', NULL);
 -- Metadata: the version a producer names is the one checked; one that does
 -- not exist, or is no positive integer, is refused; metadata that is no
 -- object cannot record a version.
+-- (Version 2 requires a new property: not BACKWARD compatible, the default
+-- mode, so this type's mode is NONE first.)
+SELECT event_log.register_schema('orders', 'OrderPlaced', '{"type": "object", "required": ["order_id", "total", "currency"]}') AS v2;
+SELECT event_log.set_schema_compatibility('orders', 'OrderPlaced', 'NONE');
 SELECT event_log.register_schema('orders', 'OrderPlaced', '{"type": "object", "required": ["order_id", "total", "currency"]}') AS v2;
 SELECT * FROM event_log.append('orders', 'o6', 'OrderPlaced',
   '{"order_id": "6f1c1e4e-3c2a-4b8e-9f0a-2b1c3d4e5f67", "total": 1, "lines": [{"sku": "ABC-3", "qty": 1}]}',
@@ -170,12 +174,91 @@ SELECT * FROM event_log.check_schema_history('orders', 'OrderPlaced', 1);
 SELECT * FROM event_log.check_schema_history('orders', 'OrderPlaced');
 SELECT * FROM event_log.check_schema_history('orders', 'Nothing');
 
+-- Compatibility of a new version with the earlier ones (EL022), per stream
+-- or per type: BACKWARD (the default: the new version accepts what the old
+-- one did), FORWARD (the reverse), FULL (both), each also _TRANSITIVE (against
+-- every earlier version), or NONE.
+SELECT event_log.create_stream('compat');
+SELECT event_log.register_schema('compat', 'Shipped', '{"type": "object", "required": ["id"],
+  "additionalProperties": false,
+  "properties": {"id": {"type": "integer", "minimum": 1}, "carrier": {"enum": ["ups", "dhl"]}}}');
+-- BACKWARD: a new optional property, a wider enum and a looser bound are fine
+SELECT event_log.register_schema('compat', 'Shipped', '{"type": "object", "required": ["id"],
+  "additionalProperties": false,
+  "properties": {"id": {"type": "number", "minimum": 0}, "carrier": {"enum": ["ups", "dhl", "fedex"]},
+                 "note": {"type": "string"}}}');
+-- a new required property, a narrower type, a tighter bound, a narrower enum are not
+SELECT event_log.register_schema('compat', 'Shipped', '{"type": "object", "required": ["id", "note"],
+  "properties": {"id": {"type": "number", "minimum": 0}, "note": {"type": "string"}}}');
+SELECT event_log.register_schema('compat', 'Shipped', '{"type": "object", "required": ["id"],
+  "properties": {"id": {"type": "integer", "minimum": 0}}}');
+SELECT event_log.register_schema('compat', 'Shipped', '{"type": "object", "required": ["id"],
+  "properties": {"id": {"type": "number", "minimum": 0, "maximum": 100}}}');
+SELECT event_log.register_schema('compat', 'Shipped', '{"type": "object", "required": ["id"],
+  "properties": {"id": {"type": "number", "minimum": 0}, "carrier": {"enum": ["ups"]}}}');
+-- an open content model lets any value through where a property is not
+-- described: describing it later is a narrowing (as in Confluent's registry)
+SELECT event_log.register_schema('compat', 'Opened', '{"type": "object"}');
+SELECT event_log.register_schema('compat', 'Opened', '{"type": "object", "properties": {"x": {"type": "string"}}}');
+-- FORWARD: old readers must accept what new writers send
+SELECT event_log.set_schema_policy('compat', compatibility => 'FORWARD');
+SELECT event_log.register_schema('compat', 'Shipped', '{"type": "object", "required": ["id", "carrier"],
+  "additionalProperties": false,
+  "properties": {"id": {"type": "integer", "minimum": 1}, "carrier": {"enum": ["ups"]}}}') AS forward_v3;
+SELECT event_log.register_schema('compat', 'Shipped', '{"type": "object", "required": ["id"],
+  "properties": {"id": {"type": "integer", "minimum": 1}}}');
+-- FULL: both ways (the same set of events, written another way);
+-- FULL_TRANSITIVE: against every earlier version too (version 2 did not
+-- require a carrier)
+SELECT event_log.set_schema_policy('compat', compatibility => 'FULL_TRANSITIVE');
+SELECT event_log.register_schema('compat', 'Shipped', '{"type": "object", "required": ["id", "carrier"],
+  "additionalProperties": false,
+  "properties": {"id": {"type": "integer", "minimum": 1}, "carrier": {"const": "ups"}}}');
+SELECT event_log.set_schema_policy('compat', compatibility => 'FULL');
+SELECT event_log.register_schema('compat', 'Shipped', '{"type": "object", "required": ["id", "carrier"],
+  "additionalProperties": false,
+  "properties": {"id": {"type": "integer", "minimum": 1}, "carrier": {"const": "ups"}}}') AS same_set;
+SELECT event_log.register_schema('compat', 'Shipped', '{"type": "object", "required": ["id", "carrier"],
+  "additionalProperties": false,
+  "properties": {"id": {"type": "integer", "minimum": 1}, "carrier": {"enum": ["ups", "dhl"]}}}');
+-- references, recursion and finite sets are compared too
+SELECT event_log.set_schema_policy('compat', compatibility => 'BACKWARD');
+SELECT event_log.register_schema('compat', 'Tree', '{"$defs": {"node": {"type": "object",
+  "properties": {"v": {"type": "integer"}, "kids": {"type": "array", "items": {"$ref": "#/$defs/node"}}}}},
+  "$ref": "#/$defs/node"}');
+SELECT event_log.register_schema('compat', 'Tree', '{"$defs": {"node": {"type": "object",
+  "properties": {"v": {"type": "number"}, "kids": {"type": "array", "items": {"$ref": "#/$defs/node"}}}}},
+  "$ref": "#/$defs/node"}') AS wider_tree;
+SELECT event_log.register_schema('compat', 'Tree', '{"$defs": {"node": {"type": "object",
+  "properties": {"v": {"type": "number"}, "kids": {"type": "array", "items": {"$ref": "#/$defs/node"}}},
+  "required": ["v"]}}, "$ref": "#/$defs/node"}');
+-- what cannot be proven is refused, with the keyword named
+SELECT event_log.register_schema('compat', 'Opened', '{"oneOf": [{"type": "object"}, {"type": "string"}]}');
+-- a type's own mode beats the stream's; NULL removes it
+SELECT event_log.set_schema_compatibility('compat', 'Opened', 'NONE');
+SELECT event_log.register_schema('compat', 'Opened', '{"type": "object", "properties": {"x": {"type": "string"}}}') AS opened_v2;
+SELECT event_log.set_schema_compatibility('compat', 'Opened', NULL);
+SELECT * FROM event_log.schema_type_settings;
+SELECT stream, unregistered_types, compatibility FROM event_log.schema_settings;
+-- with check_history, the events already in the log must pass the new version
+INSERT INTO compat (key, type, payload) VALUES ('s1', 'Opened', '{"x": "a"}'), ('s2', 'Opened', '{"x": "bb"}');
+SELECT event_log.set_schema_compatibility('compat', 'Opened', 'NONE');
+SELECT event_log.register_schema('compat', 'Opened', '{"type": "object", "properties": {"x": {"maxLength": 1}}}', check_history => true);
+SELECT event_log.register_schema('compat', 'Opened', '{"type": "object", "properties": {"x": {"maxLength": 2}}}', check_history => true) AS opened_v3;
+-- bad modes
+SELECT event_log.set_schema_policy('compat', compatibility => 'backward');
+SELECT event_log.set_schema_policy('compat');
+SELECT event_log.set_schema_compatibility('compat', 'Opened', 'SIDEWAYS');
+SELECT event_log.set_schema_compatibility('compat', '', 'NONE');
+SELECT event_log.register_schema('compat', 'Opened', '{}', check_history => NULL);
+SELECT event_log.drop_stream('compat');
+
 -- Types without a schema: allowed by default, refused when the stream says so
 -- (EL021).
 SELECT event_log.set_schema_policy('orders', 'refuse');
 INSERT INTO orders (key, type, payload) VALUES ('o7', 'Untyped', '{}');
 SELECT event_log.set_schema_policy('orders', 'sometimes');
-SELECT event_log.set_schema_policy('orders', NULL);
+SELECT event_log.set_schema_policy('orders', NULL, NULL);
 SELECT event_log.set_schema_policy('orders', 'allow');
 INSERT INTO orders (key, type, payload) VALUES ('o7', 'Untyped', '{}');
 -- A stream with no schema at all can refuse every event.

@@ -93,6 +93,7 @@ extern const ElColumn el_columns[EL_NATTS];
 /* ... and in docs/schemas.md */
 #define ERRCODE_EL_SCHEMA_VIOLATION	MAKE_SQLSTATE('E','L','0','2','0')
 #define ERRCODE_EL_SCHEMA_MISSING	MAKE_SQLSTATE('E','L','0','2','1')
+#define ERRCODE_EL_SCHEMA_INCOMPATIBLE	MAKE_SQLSTATE('E','L','0','2','2')
 
 /*
  * Settings (event_log.c defines them all; docs/ lists them with their

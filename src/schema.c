@@ -46,10 +46,23 @@
 
 PG_FUNCTION_INFO_V1(el_register_schema);
 PG_FUNCTION_INFO_V1(el_set_schema_policy);
+PG_FUNCTION_INFO_V1(el_set_schema_compatibility);
 PG_FUNCTION_INFO_V1(el_validate_event);
 PG_FUNCTION_INFO_V1(el_json_schema_errors);
 PG_FUNCTION_INFO_V1(el_json_schema_valid);
 PG_FUNCTION_INFO_V1(el_check_schema_history);
+
+/* The first event of a type that a schema refuses, found by el_history_check(). */
+typedef struct ElHistoryFailure
+{
+	Datum		shard;
+	Datum		seq;
+	Datum		key;			/* text, in the caller's memory */
+	ElSchemaError *error;
+} ElHistoryFailure;
+
+static bool el_history_check(Oid relid, text *type, ElSchema *schema,
+							 ElHistoryFailure *out);
 
 /* ----------------------------------------------------------------
  * The per-backend cache
@@ -399,25 +412,86 @@ el_require_stream_owner(Oid relid)
 		aclcheck_error(ACLCHECK_NOT_OWNER, OBJECT_TABLE, get_rel_name(relid));
 }
 
-/* Compile to check, and forget the result. */
-static void
-el_schema_check_compiles(Jsonb *schema)
-{
-	MemoryContext cxt = AllocSetContextCreate(CurrentMemoryContext,
-											  "event_log schema check",
-											  ALLOCSET_DEFAULT_SIZES);
-	MemoryContext old = MemoryContextSwitchTo(cxt);
+/* The compatibility modes, as the Confluent Schema Registry names them. */
+static const char *const el_compat_modes[] = {
+	"NONE", "BACKWARD", "BACKWARD_TRANSITIVE", "FORWARD", "FORWARD_TRANSITIVE",
+	"FULL", "FULL_TRANSITIVE", NULL
+};
 
-	(void) el_schema_compile(schema);
-	MemoryContextSwitchTo(old);
-	MemoryContextDelete(cxt);
+static void
+el_check_compat_mode(const char *mode)
+{
+	for (int i = 0; el_compat_modes[i] != NULL; i++)
+		if (strcmp(mode, el_compat_modes[i]) == 0)
+			return;
+	ereport(ERROR,
+			(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+			 errmsg("invalid compatibility \"%s\"", mode),
+			 errhint("Use NONE, BACKWARD, FORWARD or FULL, or one of the last three with _TRANSITIVE.")));
+}
+
+/* The type's mode, else the stream's, else BACKWARD. */
+static char *
+el_compat_mode(Oid relid, text *type)
+{
+	Oid			types[2] = {REGCLASSOID, TEXTOID};
+	Datum		values[2] = {ObjectIdGetDatum(relid), PointerGetDatum(type)};
+
+	(void) el_catalog_sql("SELECT COALESCE("
+						  " (SELECT t.compatibility FROM event_log.schema_type_settings t"
+						  "  WHERE t.stream OPERATOR(pg_catalog.=) $1 AND t.type OPERATOR(pg_catalog.=) $2),"
+						  " (SELECT s.compatibility FROM event_log.schema_settings s"
+						  "  WHERE s.stream OPERATOR(pg_catalog.=) $1),"
+						  " 'BACKWARD')",
+						  2, types, values, NULL, EL_CAT_READ | EL_CAT_LATEST, 1);
+	return el_spi_text(0, 1);
 }
 
 /*
- * register_schema(stream regclass, type text, schema jsonb) RETURNS integer
+ * Refuse a new version that the mode does not allow against an earlier one:
+ * BACKWARD, the new one must accept every event the old one accepts;
+ * FORWARD, the reverse; FULL, both.
+ */
+static void
+el_check_compatible(Oid relid, text *type, const char *mode, ElSchema *new,
+					ElSchema *old, int32 old_version)
+{
+	char	   *old_name = psprintf("version %d", old_version);
+	char	   *why = NULL;
+	const char *direction = NULL;
+
+	if (strncmp(mode, "BACKWARD", 8) == 0 || strncmp(mode, "FULL", 4) == 0)
+	{
+		why = el_schema_includes(new, old, "the new schema", old_name);
+		direction = "BACKWARD";
+	}
+	if (why == NULL && (strncmp(mode, "FORWARD", 7) == 0 || strncmp(mode, "FULL", 4) == 0))
+	{
+		why = el_schema_includes(old, new, old_name, "the new schema");
+		direction = "FORWARD";
+	}
+	if (why != NULL)
+		ereport(ERROR,
+				(errcode(ERRCODE_EL_SCHEMA_INCOMPATIBLE),
+				 errmsg("schema for event type \"%s\" of stream \"%s\" is not %s compatible with version %d",
+						text_to_cstring(type), el_qualified_name(relid), direction, old_version),
+				 errdetail("%s%s: %s.",
+						   strcmp(direction, "BACKWARD") == 0 ?
+						   "Events valid under the old version could be refused by the new one" :
+						   "Events valid under the new version could be refused by readers of the old one",
+						   strcmp(mode, direction) == 0 ? "" : psprintf(" (mode %s)", mode), why),
+				 errhint("Registration proves compatibility from the schemas alone and refuses what it cannot prove. Check the events themselves with event_log.check_schema_history(), and register with event_log.set_schema_compatibility(stream, type, 'NONE') if the change is intended.")));
+}
+
+/*
+ * register_schema(stream regclass, type text, schema jsonb, check_history
+ * boolean DEFAULT false) RETURNS integer
  *
  * The schema's version number: a new one, or the latest when that is the
- * same schema already (registering is idempotent).
+ * same schema already (registering is idempotent).  The new schema must be
+ * compatible with the latest version (or every earlier one, in the
+ * _TRANSITIVE modes) as the type's mode says, and, with check_history,
+ * accept every event of the type already in the stream.
  */
 Datum
 el_register_schema(PG_FUNCTION_ARGS)
@@ -425,43 +499,72 @@ el_register_schema(PG_FUNCTION_ARGS)
 	Oid			relid;
 	text	   *type;
 	Jsonb	   *schema;
+	ElSchema   *compiled;
+	char	   *mode;
 	int32		version = 0;
+	uint64		nold;
 	Oid			types[5] = {REGCLASSOID, TEXTOID, INT4OID, JSONBOID, NAMEOID};
 	Datum		values[5];
+	ElHistoryFailure failure;
 
 	el_require_arg(fcinfo, 0, "stream");
 	el_require_arg(fcinfo, 1, "type");
 	el_require_arg(fcinfo, 2, "schema");
+	el_require_arg(fcinfo, 3, "check_history");
 	relid = PG_GETARG_OID(0);
 	type = PG_GETARG_TEXT_PP(1);
 	el_require_stream_owner(relid);
 	el_check_type(type);
 	el_check_document(PG_GETARG_DATUM(2), "schema");
 	schema = PG_GETARG_JSONB_P(2);
-	el_schema_check_compiles(schema);
+	compiled = el_schema_compile(schema);
 
 	(void) el_lock_stream(relid, ShareRowExclusiveLock);
 
 	values[0] = ObjectIdGetDatum(relid);
 	values[1] = PointerGetDatum(type);
 	SPI_connect();
-	if (el_catalog_sql("SELECT e.version, e.schema FROM event_log.event_schemas e"
-					   " WHERE e.stream OPERATOR(pg_catalog.=) $1"
-					   " AND e.type OPERATOR(pg_catalog.=) $2"
-					   " ORDER BY e.version DESC LIMIT 1",
-					   2, types, values, NULL, EL_CAT_READ | EL_CAT_LATEST, 1) == 1)
+	mode = el_compat_mode(relid, type);
+	nold = el_catalog_sql("SELECT e.version, e.schema FROM event_log.event_schemas e"
+						  " WHERE e.stream OPERATOR(pg_catalog.=) $1"
+						  " AND e.type OPERATOR(pg_catalog.=) $2"
+						  " ORDER BY e.version DESC",
+						  2, types, values, NULL, EL_CAT_READ | EL_CAT_LATEST,
+						  strstr(mode, "_TRANSITIVE") ? 0 : 1);
+	if (nold > 0)
 	{
+		SPITupleTable *old_rows = SPI_tuptable;
 		bool		isnull;
-		Jsonb	   *latest = el_spi_jsonb(0, 2);
 
 		version = DatumGetInt32(el_spi_value(0, 1, &isnull));
-		if (compareJsonbContainers(&latest->root, &schema->root) == 0)
+		if (compareJsonbContainers(&el_spi_jsonb(0, 2)->root, &schema->root) == 0)
 		{
 			SPI_finish();
 			PG_RETURN_INT32(version);
 		}
+		if (strcmp(mode, "NONE") != 0)
+			for (uint64 i = 0; i < nold; i++)
+			{
+				SPI_tuptable = old_rows;
+				el_check_compatible(relid, type, mode, compiled,
+									el_schema_compile(el_spi_jsonb(i, 2)),
+									DatumGetInt32(el_spi_value(i, 1, &isnull)));
+			}
 	}
 	version++;
+
+	/* under the lock no event of the type can be appended meanwhile */
+	if (PG_GETARG_BOOL(3) && !el_history_check(relid, type, compiled, &failure))
+		ereport(ERROR,
+				(errcode(ERRCODE_EL_SCHEMA_INCOMPATIBLE),
+				 errmsg("schema for event type \"%s\" of stream \"%s\" refuses events already in the stream",
+						text_to_cstring(type), el_qualified_name(relid)),
+				 errdetail("The event at shard %d, seq " INT64_FORMAT " (key \"%s\"): at %s, %s (keyword \"%s\").",
+						   DatumGetInt32(failure.shard), DatumGetInt64(failure.seq),
+						   TextDatumGetCString(failure.key), failure.error->path,
+						   failure.error->message, failure.error->keyword),
+				 errhint("event_log.check_schema_history() finds such events without registering.")));
+
 	values[2] = Int32GetDatum(version);
 	values[3] = JsonbPGetDatum(schema);
 	values[4] = DirectFunctionCall1(namein,
@@ -478,38 +581,101 @@ el_register_schema(PG_FUNCTION_ARGS)
 }
 
 /*
- * set_schema_policy(stream regclass, unregistered_types text): 'allow'
- * (the default) or 'refuse' events of types that have no schema.
+ * set_schema_policy(stream regclass, unregistered_types text DEFAULT NULL,
+ * compatibility text DEFAULT NULL): what the stream does with events of
+ * types that have no schema ('allow', the default, or 'refuse'), and the
+ * compatibility mode of its types (BACKWARD by default).  NULL keeps the
+ * current setting.
  */
 Datum
 el_set_schema_policy(PG_FUNCTION_ARGS)
 {
 	Oid			relid;
-	char	   *policy;
-	Oid			types[2] = {REGCLASSOID, TEXTOID};
-	Datum		values[2];
+	Oid			types[3] = {REGCLASSOID, TEXTOID, TEXTOID};
+	Datum		values[3];
+	char		nulls[3] = {' ', ' ', ' '};
 
 	el_require_arg(fcinfo, 0, "stream");
-	el_require_arg(fcinfo, 1, "unregistered_types");
 	relid = PG_GETARG_OID(0);
-	policy = text_to_cstring(PG_GETARG_TEXT_PP(1));
-	if (strcmp(policy, "allow") != 0 && strcmp(policy, "refuse") != 0)
+	if (PG_ARGISNULL(1) && PG_ARGISNULL(2))
 		ereport(ERROR,
-				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-				 errmsg("invalid unregistered_types \"%s\"", policy),
-				 errhint("Use 'allow' or 'refuse'.")));
+				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
+				 errmsg("unregistered_types and compatibility must not both be null"),
+				 errhint("Pass unregistered_types => 'allow' or 'refuse', or compatibility => 'BACKWARD', 'FORWARD', 'FULL' (or _TRANSITIVE) or 'NONE'.")));
+	if (!PG_ARGISNULL(1))
+	{
+		char	   *policy = text_to_cstring(PG_GETARG_TEXT_PP(1));
+
+		if (strcmp(policy, "allow") != 0 && strcmp(policy, "refuse") != 0)
+			ereport(ERROR,
+					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+					 errmsg("invalid unregistered_types \"%s\"", policy),
+					 errhint("Use 'allow' or 'refuse'.")));
+	}
+	if (!PG_ARGISNULL(2))
+		el_check_compat_mode(text_to_cstring(PG_GETARG_TEXT_PP(2)));
 	el_require_stream_owner(relid);
 	(void) el_lock_stream(relid, ShareRowExclusiveLock);
 
 	values[0] = ObjectIdGetDatum(relid);
-	values[1] = CStringGetTextDatum(policy);
+	for (int i = 1; i <= 2; i++)
+	{
+		values[i] = PG_ARGISNULL(i) ? (Datum) 0 : PG_GETARG_DATUM(i);
+		nulls[i] = PG_ARGISNULL(i) ? 'n' : ' ';
+	}
 	SPI_connect();
-	(void) el_catalog_sql("INSERT INTO event_log.schema_settings AS s (stream, unregistered_types)"
-						  " VALUES ($1, $2) ON CONFLICT (stream) DO UPDATE"
-						  " SET unregistered_types = excluded.unregistered_types",
-						  2, types, values, NULL, 0, 0);
+	(void) el_catalog_sql("INSERT INTO event_log.schema_settings AS s"
+						  " (stream, unregistered_types, compatibility)"
+						  " VALUES ($1, COALESCE($2, 'allow'), COALESCE($3, 'BACKWARD'))"
+						  " ON CONFLICT (stream) DO UPDATE"
+						  " SET unregistered_types = COALESCE($2, s.unregistered_types),"
+						  " compatibility = COALESCE($3, s.compatibility)",
+						  3, types, values, nulls, 0, 0);
 	SPI_finish();
 	CacheInvalidateRelcacheByRelid(relid);
+	PG_RETURN_VOID();
+}
+
+/*
+ * set_schema_compatibility(stream regclass, type text, compatibility text):
+ * one type's mode, over the stream's; NULL removes it.
+ */
+Datum
+el_set_schema_compatibility(PG_FUNCTION_ARGS)
+{
+	Oid			relid;
+	text	   *type;
+	Oid			types[3] = {REGCLASSOID, TEXTOID, TEXTOID};
+	Datum		values[3];
+
+	el_require_arg(fcinfo, 0, "stream");
+	el_require_arg(fcinfo, 1, "type");
+	relid = PG_GETARG_OID(0);
+	type = PG_GETARG_TEXT_PP(1);
+	el_check_type(type);
+	if (!PG_ARGISNULL(2))
+		el_check_compat_mode(text_to_cstring(PG_GETARG_TEXT_PP(2)));
+	el_require_stream_owner(relid);
+	(void) el_lock_stream(relid, ShareRowExclusiveLock);
+
+	values[0] = ObjectIdGetDatum(relid);
+	values[1] = PointerGetDatum(type);
+	SPI_connect();
+	if (PG_ARGISNULL(2))
+		(void) el_catalog_sql("DELETE FROM event_log.schema_type_settings t"
+							  " WHERE t.stream OPERATOR(pg_catalog.=) $1"
+							  " AND t.type OPERATOR(pg_catalog.=) $2",
+							  2, types, values, NULL, 0, 0);
+	else
+	{
+		values[2] = PG_GETARG_DATUM(2);
+		(void) el_catalog_sql("INSERT INTO event_log.schema_type_settings AS t"
+							  " (stream, type, compatibility) VALUES ($1, $2, $3)"
+							  " ON CONFLICT (stream, type) DO UPDATE"
+							  " SET compatibility = excluded.compatibility",
+							  3, types, values, NULL, 0, 0);
+	}
+	SPI_finish();
 	PG_RETURN_VOID();
 }
 
@@ -527,6 +693,9 @@ el_schema_forget(Oid relid)
 						  1, types, values, NULL, 0, 0);
 	(void) el_catalog_sql("DELETE FROM event_log.schema_settings s"
 						  " WHERE s.stream OPERATOR(pg_catalog.=) $1",
+						  1, types, values, NULL, 0, 0);
+	(void) el_catalog_sql("DELETE FROM event_log.schema_type_settings t"
+						  " WHERE t.stream OPERATOR(pg_catalog.=) $1",
 						  1, types, values, NULL, 0, 0);
 }
 
@@ -632,68 +801,24 @@ el_json_schema_valid(PG_FUNCTION_ARGS)
 	PG_RETURN_BOOL(el_schema_validate(schema, PG_GETARG_JSONB_P(1), 1) == NIL);
 }
 
+
 /*
- * check_schema_history(stream regclass, type text, version int DEFAULT
- * NULL) RETURNS TABLE (shard int, seq bigint, key text, path text,
- * keyword text, message text)
- *
- * Whether a schema (the latest version of the type, or the one given)
- * accepts every event of that type already in the stream: no rows when it
- * does, else the first event in (shard, seq) order that it refuses, with
- * its first error.  Reads the stream as the caller, through a cursor, so
- * the caller's SELECT privilege and row-level security apply, and memory
- * stays flat whatever the length of the log.
+ * Check every event of a type in the stream against a schema, in (shard,
+ * seq) order, reading as the caller through a cursor (the caller's SELECT
+ * privilege and row-level security apply; memory stays flat whatever the
+ * length of the log).  False, with the first event refused, when there is
+ * one.  `schema` must not be a cached one: the reads can invalidate the
+ * cache.
  */
-Datum
-el_check_schema_history(PG_FUNCTION_ARGS)
+static bool
+el_history_check(Oid relid, text *type, ElSchema *schema, ElHistoryFailure *out)
 {
-	ReturnSetInfo *rsinfo = (ReturnSetInfo *) fcinfo->resultinfo;
-	Oid			relid;
-	text	   *type;
-	ElSchemaEntry *entry;
-	ElSchema   *schema;
+	MemoryContext callercxt = CurrentMemoryContext;
+	MemoryContext rowcxt;
 	Portal		portal;
 	Oid			types[1] = {TEXTOID};
 	Datum		values[1];
-	MemoryContext rowcxt;
-	bool		done = false;
-
-	el_require_arg(fcinfo, 0, "stream");
-	el_require_arg(fcinfo, 1, "type");
-	if (!PG_ARGISNULL(2) && PG_GETARG_INT32(2) < 1)
-		ereport(ERROR,
-				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-				 errmsg("schema version must be positive")));
-	relid = PG_GETARG_OID(0);
-	type = PG_GETARG_TEXT_PP(1);
-	entry = el_require_schema(relid, type,
-							  PG_ARGISNULL(2) ? EL_SCHEMA_LATEST : PG_GETARG_INT32(2));
-	InitMaterializedSRF(fcinfo, 0);
-
-	/*
-	 * The cached schema could be freed by an invalidation that the cursor's
-	 * reads process; the scan uses a copy of its own, in the query's memory.
-	 */
-	{
-		Oid			ct[3] = {REGCLASSOID, TEXTOID, INT4OID};
-		Datum		cv[3];
-		MemoryContext old;
-
-		cv[0] = ObjectIdGetDatum(relid);
-		cv[1] = PointerGetDatum(type);
-		cv[2] = Int32GetDatum(entry->version);
-		SPI_connect();
-		if (el_catalog_sql("SELECT e.schema FROM event_log.event_schemas e"
-						   " WHERE e.stream OPERATOR(pg_catalog.=) $1"
-						   " AND e.type OPERATOR(pg_catalog.=) $2"
-						   " AND e.version OPERATOR(pg_catalog.=) $3",
-						   3, ct, cv, NULL, EL_CAT_READ | EL_CAT_LATEST, 1) != 1)
-			elog(ERROR, "schema version %d vanished", DatumGetInt32(cv[2]));
-		old = MemoryContextSwitchTo(rsinfo->econtext->ecxt_per_query_memory);
-		schema = el_schema_compile(el_spi_jsonb(0, 1));
-		MemoryContextSwitchTo(old);
-		SPI_finish();
-	}
+	bool		ok = true;
 
 	rowcxt = AllocSetContextCreate(CurrentMemoryContext, "event_log history check",
 								   ALLOCSET_DEFAULT_SIZES);
@@ -705,12 +830,12 @@ el_check_schema_history(PG_FUNCTION_ARGS)
 												" ORDER BY shard, seq",
 												el_qualified_name(relid)),
 									   1, types, values, NULL, true, 0);
-	while (!done)
+	while (ok)
 	{
 		SPI_cursor_fetch(portal, true, 1000);
 		if (SPI_processed == 0)
 			break;
-		for (uint64 i = 0; i < SPI_processed && !done; i++)
+		for (uint64 i = 0; i < SPI_processed && ok; i++)
 		{
 			bool		isnull;
 			List	   *errors;
@@ -718,22 +843,21 @@ el_check_schema_history(PG_FUNCTION_ARGS)
 
 			CHECK_FOR_INTERRUPTS();
 			errors = el_schema_validate(schema, el_spi_jsonb(i, 4), 1);
-			MemoryContextSwitchTo(old);
+			MemoryContextSwitchTo(callercxt);
 			if (errors != NIL)
 			{
 				ElSchemaError *err = linitial(errors);
-				Datum		out[6];
-				bool		nulls[6] = {0};
 
-				out[0] = el_spi_value(i, 1, &isnull);
-				out[1] = el_spi_value(i, 2, &isnull);
-				out[2] = el_spi_value(i, 3, &isnull);
-				out[3] = CStringGetTextDatum(err->path);
-				out[4] = CStringGetTextDatum(err->keyword);
-				out[5] = CStringGetTextDatum(err->message);
-				tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, out, nulls);
-				done = true;
+				out->shard = el_spi_value(i, 1, &isnull);
+				out->seq = el_spi_value(i, 2, &isnull);
+				out->key = PointerGetDatum(DatumGetTextPCopy(el_spi_value(i, 3, &isnull)));
+				out->error = palloc(sizeof(ElSchemaError));
+				out->error->path = pstrdup(err->path);
+				out->error->keyword = err->keyword;
+				out->error->message = pstrdup(err->message);
+				ok = false;
 			}
+			MemoryContextSwitchTo(old);
 			MemoryContextReset(rowcxt);
 		}
 		SPI_freetuptable(SPI_tuptable);
@@ -741,5 +865,87 @@ el_check_schema_history(PG_FUNCTION_ARGS)
 	SPI_cursor_close(portal);
 	SPI_finish();
 	MemoryContextDelete(rowcxt);
+	return ok;
+}
+
+/* A private compiled copy of a registered version, in the current context. */
+static ElSchema *
+el_schema_copy(Oid relid, text *type, int32 version)
+{
+	Oid			types[3] = {REGCLASSOID, TEXTOID, INT4OID};
+	Datum		values[3];
+	MemoryContext cxt = CurrentMemoryContext;
+	ElSchema   *schema;
+
+	values[0] = ObjectIdGetDatum(relid);
+	values[1] = PointerGetDatum(type);
+	values[2] = Int32GetDatum(version);
+	SPI_connect();
+	if (el_catalog_sql("SELECT e.schema FROM event_log.event_schemas e"
+					   " WHERE e.stream OPERATOR(pg_catalog.=) $1"
+					   " AND e.type OPERATOR(pg_catalog.=) $2"
+					   " AND e.version OPERATOR(pg_catalog.=) $3",
+					   3, types, values, NULL, EL_CAT_READ | EL_CAT_LATEST, 1) != 1)
+		elog(ERROR, "schema version %d vanished", version);
+	{
+		MemoryContext old = MemoryContextSwitchTo(cxt);
+
+		schema = el_schema_compile(el_spi_jsonb(0, 1));
+		MemoryContextSwitchTo(old);
+	}
+	SPI_finish();
+	return schema;
+}
+
+/*
+ * check_schema_history(stream regclass, type text, version int DEFAULT
+ * NULL) RETURNS TABLE (shard int, seq bigint, key text, path text,
+ * keyword text, message text)
+ *
+ * Whether a schema (the latest version of the type, or the one given)
+ * accepts every event of that type already in the stream: no rows when it
+ * does, else the first event in (shard, seq) order that it refuses, with
+ * its first error.
+ */
+Datum
+el_check_schema_history(PG_FUNCTION_ARGS)
+{
+	ReturnSetInfo *rsinfo = (ReturnSetInfo *) fcinfo->resultinfo;
+	Oid			relid;
+	text	   *type;
+	int32		version;
+	ElSchema   *schema;
+	ElHistoryFailure failure;
+	MemoryContext old;
+
+	el_require_arg(fcinfo, 0, "stream");
+	el_require_arg(fcinfo, 1, "type");
+	if (!PG_ARGISNULL(2) && PG_GETARG_INT32(2) < 1)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("schema version must be positive")));
+	relid = PG_GETARG_OID(0);
+	type = PG_GETARG_TEXT_PP(1);
+	version = el_require_schema(relid, type,
+								PG_ARGISNULL(2) ? EL_SCHEMA_LATEST : PG_GETARG_INT32(2))->version;
+	InitMaterializedSRF(fcinfo, 0);
+
+	old = MemoryContextSwitchTo(rsinfo->econtext->ecxt_per_query_memory);
+	schema = el_schema_copy(relid, type, version);
+	MemoryContextSwitchTo(old);
+
+	if (!el_history_check(relid, type, schema, &failure))
+	{
+		Datum		out[6];
+		bool		nulls[6] = {0};
+
+		out[0] = failure.shard;
+		out[1] = failure.seq;
+		out[2] = failure.key;
+		out[3] = CStringGetTextDatum(failure.error->path);
+		out[4] = CStringGetTextDatum(failure.error->keyword);
+		out[5] = CStringGetTextDatum(failure.error->message);
+		tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, out, nulls);
+	}
 	return (Datum) 0;
 }

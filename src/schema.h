@@ -121,6 +121,7 @@ struct ElSchemaNode
 	ElSchemaNode *ref_target;	/* resolved after the whole schema compiled */
 
 	int			mark;			/* compile-time cycle check */
+	Jsonb	   *source;			/* the subschema as written */
 };
 
 /* A compiled schema: its root and its "$defs". */
@@ -145,5 +146,14 @@ extern ElSchema *el_schema_compile(Jsonb *schema);
 
 /* schema_validate.c: the errors of an instance, at most max_errors (0: all). */
 extern List *el_schema_validate(ElSchema *schema, Jsonb *instance, int max_errors);
+extern bool el_schema_node_accepts(ElSchemaNode *node, Jsonb *value);
+
+/*
+ * schema_compat.c: whether every instance `narrow` accepts, `wide` accepts
+ * too.  NULL when that is proven; else why not (or why it could not be
+ * proven), with the path of the value concerned, naming the sides as given.
+ */
+extern char *el_schema_includes(ElSchema *wide, ElSchema *narrow,
+								const char *wide_name, const char *narrow_name);
 
 #endif							/* EL_SCHEMA_H */

@@ -61,18 +61,18 @@ el_schema_path(const char *path, const char *kw)
 	return psprintf("%s/%s", path, kw);
 }
 
-/* A container's value as a JsonbValue of its own, scalars unwrapped. */
+/* A document as a JsonbValue of its own, a scalar unwrapped. */
 static void
-el_container_value(JsonbContainer *c, JsonbValue *out)
+el_document_value(Jsonb *doc, JsonbValue *out)
 {
-	if (JsonContainerIsScalar(c))
+	if (JB_ROOT_IS_SCALAR(doc))
 	{
-		(void) JsonbExtractScalar(c, out);
+		(void) JsonbExtractScalar(&doc->root, out);
 		return;
 	}
 	out->type = jbvBinary;
-	out->val.binary.data = c;
-	out->val.binary.len = 0;
+	out->val.binary.data = &doc->root;
+	out->val.binary.len = VARSIZE(doc) - VARHDRSZ;
 }
 
 static bool
@@ -361,6 +361,7 @@ el_compile_node(ElCompile *cc, JsonbValue *v, const char *path, bool root,
 	node->min_items = node->max_items = -1;
 	node->min_length = node->max_length = -1;
 	cc->nodes = lappend(cc->nodes, node);
+	node->source = JsonbValueToJsonb(v);
 
 	if (v->type == jbvBool)
 	{
@@ -610,7 +611,7 @@ el_schema_compile(Jsonb *doc)
 	JsonbValue *defs = NULL;
 	ListCell   *lc;
 
-	el_container_value(&doc->root, &v);
+	el_document_value(doc, &v);
 	if (el_is_object(&v))
 	{
 		JsonbValue	key;

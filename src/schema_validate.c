@@ -862,6 +862,24 @@ el_check(ElSchemaNode *node, JsonbValue *v, const ElPathSeg *path, ElValidate *c
 	return ok;
 }
 
+/* Whether a subschema accepts a value (quietly: no error is built). */
+bool
+el_schema_node_accepts(ElSchemaNode *node, Jsonb *value)
+{
+	ElValidate	cx = {NIL, 1, 1};
+	JsonbValue	v;
+
+	if (JB_ROOT_IS_SCALAR(value))
+		(void) JsonbExtractScalar(&value->root, &v);
+	else
+	{
+		v.type = jbvBinary;
+		v.val.binary.data = &value->root;
+		v.val.binary.len = VARSIZE(value) - VARHDRSZ;
+	}
+	return el_check(node, &v, NULL, &cx);
+}
+
 List *
 el_schema_validate(ElSchema *schema, Jsonb *instance, int max_errors)
 {
