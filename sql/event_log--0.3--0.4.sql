@@ -22,15 +22,17 @@ CREATE TABLE event_log.event_schemas (
     PRIMARY KEY (stream, type, version)
 );
 
--- Per stream: what happens to events of types that have no schema, and
--- the compatibility mode a new version of a type must meet.
+-- Per stream: what happens to events of types that have no schema, the
+-- compatibility mode a new version of a type must meet, and the stream
+-- where refused events go instead (NULL: they are refused).
 CREATE TABLE event_log.schema_settings (
     stream             regclass PRIMARY KEY,
     unregistered_types text     NOT NULL DEFAULT 'allow'
                        CHECK (unregistered_types IN ('allow', 'refuse')),
     compatibility      text     NOT NULL DEFAULT 'BACKWARD'
                        CHECK (compatibility IN ('NONE', 'BACKWARD', 'BACKWARD_TRANSITIVE',
-                              'FORWARD', 'FORWARD_TRANSITIVE', 'FULL', 'FULL_TRANSITIVE'))
+                              'FORWARD', 'FORWARD_TRANSITIVE', 'FULL', 'FULL_TRANSITIVE')),
+    quarantine         regclass CHECK (quarantine <> stream)
 );
 
 -- Per type: a compatibility mode over the stream's.
@@ -69,6 +71,11 @@ CREATE FUNCTION event_log.set_schema_compatibility(stream regclass, type text,
                                                    compatibility text)
 RETURNS void
 AS 'MODULE_PATHNAME', 'el_set_schema_compatibility'
+LANGUAGE C VOLATILE;
+
+CREATE FUNCTION event_log.set_quarantine(stream regclass, quarantine regclass)
+RETURNS void
+AS 'MODULE_PATHNAME', 'el_set_quarantine'
 LANGUAGE C VOLATILE;
 
 CREATE FUNCTION event_log.validate_event(stream regclass, type text, payload jsonb,

@@ -266,6 +266,57 @@ SELECT event_log.create_stream('strict');
 SELECT event_log.set_schema_policy('strict', 'refuse');
 INSERT INTO strict (key, type, payload) VALUES ('k', 'Anything', '{}');
 
+-- The railway: a stream with a quarantine appends what its schemas refuse
+-- there instead, with the errors in the metadata, on INSERT and COPY; the
+-- statement goes on with the other rows.  append() and append_events(),
+-- which return the event's position in the stream, still refuse.
+SELECT event_log.create_stream('ingest', 2);
+SELECT event_log.create_stream('ingest_bad');
+SELECT event_log.register_schema('ingest', 'Reading', '{"type": "object", "required": ["v"],
+  "properties": {"v": {"type": "number", "maximum": 100}}}');
+SELECT event_log.set_quarantine('ingest', 'ingest_bad');
+SELECT event_log.set_schema_policy('ingest', 'refuse');
+INSERT INTO ingest (key, type, payload, metadata) VALUES
+  ('a', 'Reading', '{"v": 1}', NULL),
+  ('b', 'Reading', '{"v": 101, "w": "x"}', '{"src": "s1"}'),
+  ('c', 'Other', '{}', '[1]'),
+  ('d', 'Reading', '{"v": 2}', '{"schema_version": 7}');
+COPY ingest (key, type, payload, event_id) FROM stdin;
+e	Reading	{"v": 1e3}	6f1c1e4e-3c2a-4b8e-9f0a-2b1c3d4e5f60
+f	Reading	{"v": 3}	\N
+\.
+-- the same input again: the quarantine is idempotent by event_id too
+COPY ingest (key, type, payload, event_id) FROM stdin;
+e	Reading	{"v": 1e3}	6f1c1e4e-3c2a-4b8e-9f0a-2b1c3d4e5f60
+\.
+SELECT key, payload, metadata FROM ingest ORDER BY key;
+SELECT key, type, payload, metadata, event_id = '6f1c1e4e-3c2a-4b8e-9f0a-2b1c3d4e5f60' AS same_id
+FROM ingest_bad ORDER BY seq;
+SELECT * FROM event_log.append('ingest', 'z', 'Reading', '{"v": 500}');
+SELECT count(*) AS z_anywhere FROM (SELECT key FROM ingest UNION ALL SELECT key FROM ingest_bad) e WHERE key = 'z';
+-- an appender needs INSERT on the quarantine too
+CREATE ROLE regress_el_ingest;
+GRANT INSERT ON ingest TO regress_el_ingest;
+SET ROLE regress_el_ingest;
+INSERT INTO ingest (key, type, payload) VALUES ('g', 'Reading', '{"v": 4}');
+INSERT INTO ingest (key, type, payload) VALUES ('h', 'Reading', '{"v": 400}');
+RESET ROLE;
+REVOKE ALL ON ingest FROM regress_el_ingest;
+DROP ROLE regress_el_ingest;
+-- one step only, never the stream itself, NULL removes it; bad input
+SELECT event_log.set_quarantine('ingest_bad', 'ingest');
+SELECT event_log.set_quarantine('ingest', 'ingest');
+SELECT event_log.set_quarantine('ingest', 'pg_class');
+SELECT event_log.set_quarantine(NULL, 'ingest_bad');
+SELECT event_log.set_quarantine('ingest', NULL);
+INSERT INTO ingest (key, type, payload) VALUES ('i', 'Reading', '{"v": 101}');
+SELECT event_log.set_quarantine('ingest', 'ingest_bad');
+-- dropping the quarantine makes the stream refuse again
+SELECT event_log.drop_stream('ingest_bad');
+SELECT stream, quarantine FROM event_log.schema_settings WHERE stream = 'ingest'::regclass;
+INSERT INTO ingest (key, type, payload) VALUES ('j', 'Reading', '{"v": 101}');
+SELECT event_log.drop_stream('ingest');
+
 -- Bad input to register_schema(): nothing registered.
 SELECT event_log.register_schema(NULL, 'T', '{}');
 SELECT event_log.register_schema('orders', NULL, '{}');

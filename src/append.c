@@ -674,9 +674,17 @@ el_assign_position(PG_FUNCTION_ARGS)
 	newnulls[5] = isnull[Anum_el_metadata - 1];
 	if (el_add_session_ids(&newvals[5], &newnulls[5]))
 		ncols = 6;
-	if (el_schema_check_event(rel, DatumGetTextPP(values[Anum_el_type - 1]),
-							  values[Anum_el_payload - 1], &newvals[5], &newnulls[5]))
-		ncols = 6;
+	switch (el_schema_check_event(rel, values, isnull, &newvals[5], &newnulls[5],
+								  !el_pending.active))
+	{
+		case EL_SCHEMA_DIVERTED:
+			return PointerGetDatum(NULL);
+		case EL_SCHEMA_RECORDED:
+			ncols = 6;
+			break;
+		case EL_SCHEMA_PASSED:
+			break;
+	}
 	if (!newnulls[5])
 		el_check_document(newvals[5], "metadata");
 

@@ -47,6 +47,7 @@
 PG_FUNCTION_INFO_V1(el_register_schema);
 PG_FUNCTION_INFO_V1(el_set_schema_policy);
 PG_FUNCTION_INFO_V1(el_set_schema_compatibility);
+PG_FUNCTION_INFO_V1(el_set_quarantine);
 PG_FUNCTION_INFO_V1(el_validate_event);
 PG_FUNCTION_INFO_V1(el_json_schema_errors);
 PG_FUNCTION_INFO_V1(el_json_schema_valid);
@@ -90,6 +91,7 @@ typedef struct ElSchemaEntry
 	/* stream entries */
 	bool		has_schemas;
 	bool		refuse_unregistered;
+	Oid			quarantine;		/* where refused events go, or InvalidOid */
 	/* type entries: NULL schema when the type (or that version) has none */
 	int32		version;
 	ElSchema   *schema;
@@ -181,6 +183,7 @@ el_schema_stream_entry(Oid relid)
 	bool		found;
 	bool		has_schemas = false;
 	bool		refuse = false;
+	Oid			quarantine = InvalidOid;
 
 	el_schema_key(&key, relid, EL_SCHEMA_STREAM, "", 0);
 	entry = hash_search(el_schema_cache_get(), &key, HASH_FIND, NULL);
@@ -198,10 +201,15 @@ el_schema_stream_entry(Oid relid)
 							  "  WHERE e.stream OPERATOR(pg_catalog.=) $1),"
 							  " EXISTS (SELECT FROM event_log.schema_settings s"
 							  "  WHERE s.stream OPERATOR(pg_catalog.=) $1"
-							  "  AND s.unregistered_types OPERATOR(pg_catalog.=) 'refuse')",
+							  "  AND s.unregistered_types OPERATOR(pg_catalog.=) 'refuse'),"
+							  " (SELECT s.quarantine FROM event_log.schema_settings s"
+							  "  WHERE s.stream OPERATOR(pg_catalog.=) $1)",
 							  1, types, values, NULL, EL_CAT_READ | EL_CAT_LATEST, 1);
 		has_schemas = DatumGetBool(el_spi_value(0, 1, &isnull));
 		refuse = DatumGetBool(el_spi_value(0, 2, &isnull));
+		quarantine = DatumGetObjectId(el_spi_value(0, 3, &isnull));
+		if (isnull)
+			quarantine = InvalidOid;
 		SPI_finish();
 	}
 
@@ -209,6 +217,7 @@ el_schema_stream_entry(Oid relid)
 	entry = hash_search(el_schema_cache_get(), &key, HASH_ENTER, &found);
 	entry->has_schemas = has_schemas;
 	entry->refuse_unregistered = refuse;
+	entry->quarantine = quarantine;
 	entry->version = 0;
 	entry->schema = NULL;
 	return entry;
@@ -264,6 +273,7 @@ el_schema_type_entry(Oid relid, text *type, int32 version)
 	entry = hash_search(el_schema_cache_get(), &key, HASH_ENTER, &found);
 	entry->has_schemas = false;
 	entry->refuse_unregistered = false;
+	entry->quarantine = InvalidOid;
 	entry->version = got;
 	entry->schema = schema;
 	return entry;
@@ -274,9 +284,9 @@ el_schema_type_entry(Oid relid, text *type, int32 version)
  * ----------------------------------------------------------------
  */
 
-/* The schema_version an event's metadata names, or 0. */
+/* The schema_version an event's metadata names, 0 if none, -1 if malformed. */
 static int32
-el_supplied_version(Jsonb *meta, const char *stream, text *type)
+el_supplied_version(Jsonb *meta)
 {
 	JsonbValue	k;
 	JsonbValue *v;
@@ -288,114 +298,305 @@ el_supplied_version(Jsonb *meta, const char *stream, text *type)
 	v = findJsonbValueFromContainer(&meta->root, JB_FOBJECT, &k);
 	if (v == NULL)
 		return 0;
-	if (v->type == jbvNumeric)
-	{
-		n = v->val.numeric;
-		if (DatumGetInt32(DirectFunctionCall2(numeric_cmp, NumericGetDatum(n),
-											  DirectFunctionCall1(numeric_floor, NumericGetDatum(n)))) == 0 &&
-			DatumGetInt32(DirectFunctionCall2(numeric_cmp, NumericGetDatum(n),
-											  NumericGetDatum(int64_to_numeric(1)))) >= 0 &&
-			DatumGetInt32(DirectFunctionCall2(numeric_cmp, NumericGetDatum(n),
-											  NumericGetDatum(int64_to_numeric(PG_INT32_MAX)))) <= 0)
-			return DatumGetInt32(DirectFunctionCall1(numeric_int4, NumericGetDatum(n)));
-	}
-	ereport(ERROR,
-			(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-			 errmsg("metadata key \"%s\" must be a positive integer",
-					EL_SCHEMA_VERSION_KEY),
-			 errdetail("The event of type \"%s\" to stream \"%s\" names the schema version it was written for there.",
-					   text_to_cstring(type), stream),
-			 errhint("Leave \"%s\" out to check the event against the latest version.",
-					 EL_SCHEMA_VERSION_KEY)));
-	return 0;					/* not reached */
+	if (v->type != jbvNumeric)
+		return -1;
+	n = v->val.numeric;
+	if (DatumGetInt32(DirectFunctionCall2(numeric_cmp, NumericGetDatum(n),
+										  DirectFunctionCall1(numeric_floor, NumericGetDatum(n)))) != 0 ||
+		DatumGetInt32(DirectFunctionCall2(numeric_cmp, NumericGetDatum(n),
+										  NumericGetDatum(int64_to_numeric(1)))) < 0 ||
+		DatumGetInt32(DirectFunctionCall2(numeric_cmp, NumericGetDatum(n),
+										  NumericGetDatum(int64_to_numeric(PG_INT32_MAX)))) > 0)
+		return -1;
+	return DatumGetInt32(DirectFunctionCall1(numeric_int4, NumericGetDatum(n)));
 }
 
-bool
-el_schema_check_event(Relation rel, text *type, Datum payload,
-					  Datum *metadata, bool *metadata_null)
+/*
+ * Why an event was refused: the error it raises, or, on a stream with a
+ * quarantine, what the quarantined event's metadata records.
+ */
+typedef struct ElRefusal
 {
-	Oid			relid = RelationGetRelid(rel);
-	ElSchemaEntry *stream;
+	int			sqlstate;
+	int32		version;		/* the schema version checked, or 0 */
+	char	   *message;
+	char	   *detail;
+	char	   *hint;
+	List	   *errors;			/* ElSchemaError, for a schema violation */
+} ElRefusal;
+
+static ElRefusal *
+el_refusal(int sqlstate, int32 version, char *message, char *detail, char *hint)
+{
+	ElRefusal  *r = palloc0(sizeof(ElRefusal));
+
+	r->sqlstate = sqlstate;
+	r->version = version;
+	r->message = message;
+	r->detail = detail;
+	r->hint = hint;
+	return r;
+}
+
+/*
+ * The check of one event: NULL when it passes (with *version the schema
+ * version it passed, 0 when its type has none, and *supplied whether its
+ * metadata named that version itself).
+ */
+static ElRefusal *
+el_schema_verdict(Oid relid, ElSchemaEntry *stream, text *type, Datum payload,
+				  Jsonb *meta, int32 *version, bool *supplied)
+{
 	ElSchemaEntry *entry;
-	Jsonb	   *meta = NULL;
-	int32		supplied = 0;
+	int32		named = 0;
 	List	   *errors;
-	JsonbParseState *state = NULL;
-	JsonbValue	k;
-	JsonbValue	v;
-	JsonbValue *added;
+	char	   *tname = text_to_cstring(type);
 
-	stream = el_schema_stream_entry(relid);
-	if (!stream->has_schemas && !stream->refuse_unregistered)
-		return false;
-
+	*version = 0;
+	*supplied = false;
 	entry = el_schema_type_entry(relid, type, EL_SCHEMA_LATEST);
 	if (entry->schema == NULL)
 	{
 		if (stream->refuse_unregistered)
-			ereport(ERROR,
-					(errcode(ERRCODE_EL_SCHEMA_MISSING),
-					 errmsg("event type \"%s\" has no schema in stream \"%s\"",
-							text_to_cstring(type), el_qualified_name(relid)),
-					 errdetail("The stream refuses events of types without a registered schema."),
-					 errhint("Register one with event_log.register_schema(), or allow such types with event_log.set_schema_policy(stream, 'allow').")));
-		return false;
+			return el_refusal(ERRCODE_EL_SCHEMA_MISSING, 0,
+							  psprintf("event type \"%s\" has no schema in stream \"%s\"",
+									   tname, el_qualified_name(relid)),
+							  pstrdup("The stream refuses events of types without a registered schema."),
+							  pstrdup("Register one with event_log.register_schema(), or allow such types with event_log.set_schema_policy(stream, 'allow')."));
+		return NULL;
 	}
 
-	if (!*metadata_null)
+	if (meta != NULL)
 	{
-		meta = DatumGetJsonbP(*metadata);
 		if (!JB_ROOT_IS_OBJECT(meta))
-			ereport(ERROR,
-					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-					 errmsg("metadata of an event with a schema must be a JSON object"),
-					 errdetail("Type \"%s\" has a schema in stream \"%s\", and the event's metadata records the schema version it was checked against.",
-							   text_to_cstring(type), el_qualified_name(relid))));
-		supplied = el_supplied_version(meta, el_qualified_name(relid), type);
+			return el_refusal(ERRCODE_INVALID_PARAMETER_VALUE, entry->version,
+							  pstrdup("metadata of an event with a schema must be a JSON object"),
+							  psprintf("Type \"%s\" has a schema in stream \"%s\", and the event's metadata records the schema version it was checked against.",
+									   tname, el_qualified_name(relid)),
+							  NULL);
+		named = el_supplied_version(meta);
+		if (named < 0)
+			return el_refusal(ERRCODE_INVALID_PARAMETER_VALUE, entry->version,
+							  psprintf("metadata key \"%s\" must be a positive integer",
+									   EL_SCHEMA_VERSION_KEY),
+							  psprintf("The event of type \"%s\" to stream \"%s\" names the schema version it was written for there.",
+									   tname, el_qualified_name(relid)),
+							  psprintf("Leave \"%s\" out to check the event against the latest version.",
+									   EL_SCHEMA_VERSION_KEY));
 	}
-	if (supplied > 0 && supplied != entry->version)
+	if (named > 0 && named != entry->version)
 	{
-		entry = el_schema_type_entry(relid, type, supplied);
+		entry = el_schema_type_entry(relid, type, named);
 		if (entry->schema == NULL)
-			ereport(ERROR,
-					(errcode(ERRCODE_EL_SCHEMA_MISSING),
-					 errmsg("event type \"%s\" has no schema version %d in stream \"%s\"",
-							text_to_cstring(type), supplied, el_qualified_name(relid)),
-					 errhint("The metadata key \"%s\" must name a registered version (event_log.event_schemas).",
-							 EL_SCHEMA_VERSION_KEY)));
+			return el_refusal(ERRCODE_EL_SCHEMA_MISSING, named,
+							  psprintf("event type \"%s\" has no schema version %d in stream \"%s\"",
+									   tname, named, el_qualified_name(relid)),
+							  NULL,
+							  psprintf("The metadata key \"%s\" must name a registered version (event_log.event_schemas).",
+									   EL_SCHEMA_VERSION_KEY));
 	}
 
-	errors = el_schema_validate(entry->schema, DatumGetJsonbP(payload), 1);
+	errors = el_schema_validate(entry->schema, DatumGetJsonbP(payload),
+								OidIsValid(stream->quarantine) ? 0 : 1);
 	if (errors != NIL)
 	{
 		ElSchemaError *err = linitial(errors);
+		ElRefusal  *r;
 
-		ereport(ERROR,
-				(errcode(ERRCODE_EL_SCHEMA_VIOLATION),
-				 errmsg("event of type \"%s\" does not match schema version %d of stream \"%s\"",
-						text_to_cstring(type), entry->version, el_qualified_name(relid)),
-				 errdetail("At %s: %s (keyword \"%s\").", err->path, err->message,
-						   err->keyword),
-				 errhint("event_log.validate_event() lists every error of an event.")));
+		r = el_refusal(ERRCODE_EL_SCHEMA_VIOLATION, entry->version,
+					   psprintf("event of type \"%s\" does not match schema version %d of stream \"%s\"",
+								tname, entry->version, el_qualified_name(relid)),
+					   psprintf("At %s: %s (keyword \"%s\").", err->path, err->message,
+								err->keyword),
+					   pstrdup("event_log.validate_event() lists every error of an event."));
+		r->errors = errors;
+		return r;
 	}
-	if (supplied > 0)
-		return false;
+	*version = entry->version;
+	*supplied = named > 0;
+	return NULL;
+}
+
+static void
+el_push_string(JsonbParseState **state, const char *key, const char *value)
+{
+	JsonbValue	k;
+	JsonbValue	v;
+
+	k.type = jbvString;
+	k.val.string.val = unconstify(char *, key);
+	k.val.string.len = strlen(key);
+	(void) pushJsonbValue(state, WJB_KEY, &k);
+	if (value == NULL)
+		v.type = jbvNull;
+	else
+	{
+		v.type = jbvString;
+		v.val.string.val = unconstify(char *, value);
+		v.val.string.len = strlen(value);
+	}
+	(void) pushJsonbValue(state, WJB_VALUE, &v);
+}
+
+static void
+el_push_int(JsonbParseState **state, const char *key, int64 value)
+{
+	JsonbValue	k;
+	JsonbValue	v;
+
+	k.type = jbvString;
+	k.val.string.val = unconstify(char *, key);
+	k.val.string.len = strlen(key);
+	v.type = jbvNumeric;
+	v.val.numeric = int64_to_numeric(value);
+	(void) pushJsonbValue(state, WJB_KEY, &k);
+	(void) pushJsonbValue(state, WJB_VALUE, &v);
+}
+
+/*
+ * A quarantined event's metadata: its own (when an object), plus
+ * "quarantine": {stream, sqlstate, message, schema_version, errors: [{path,
+ * keyword, message}], and its own metadata when that was no object}.
+ */
+static Datum
+el_quarantine_metadata(Oid relid, ElRefusal *r, Jsonb *meta)
+{
+	JsonbParseState *state = NULL;
+	JsonbValue	k;
+	JsonbValue *res;
+	ListCell   *lc;
+	Datum		out;
+
+	(void) pushJsonbValue(&state, WJB_BEGIN_OBJECT, NULL);
+	k.type = jbvString;
+	k.val.string.val = "quarantine";
+	k.val.string.len = strlen("quarantine");
+	(void) pushJsonbValue(&state, WJB_KEY, &k);
+	(void) pushJsonbValue(&state, WJB_BEGIN_OBJECT, NULL);
+	el_push_string(&state, "stream", el_qualified_name(relid));
+	el_push_string(&state, "sqlstate", unpack_sql_state(r->sqlstate));
+	el_push_string(&state, "message", r->message);
+	if (r->version > 0)
+		el_push_int(&state, EL_SCHEMA_VERSION_KEY, r->version);
+	k.val.string.val = "errors";
+	k.val.string.len = strlen("errors");
+	(void) pushJsonbValue(&state, WJB_KEY, &k);
+	(void) pushJsonbValue(&state, WJB_BEGIN_ARRAY, NULL);
+	foreach(lc, r->errors)
+	{
+		ElSchemaError *err = lfirst(lc);
+
+		(void) pushJsonbValue(&state, WJB_BEGIN_OBJECT, NULL);
+		el_push_string(&state, "path", err->path);
+		el_push_string(&state, "keyword", err->keyword);
+		el_push_string(&state, "message", err->message);
+		(void) pushJsonbValue(&state, WJB_END_OBJECT, NULL);
+	}
+	(void) pushJsonbValue(&state, WJB_END_ARRAY, NULL);
+	if (meta != NULL && !JB_ROOT_IS_OBJECT(meta))
+	{
+		JsonbValue	v;
+
+		k.val.string.val = "metadata";
+		k.val.string.len = strlen("metadata");
+		(void) pushJsonbValue(&state, WJB_KEY, &k);
+		v.type = jbvBinary;
+		v.val.binary.data = &meta->root;
+		v.val.binary.len = VARSIZE(meta) - VARHDRSZ;
+		(void) pushJsonbValue(&state, WJB_VALUE, &v);
+	}
+	(void) pushJsonbValue(&state, WJB_END_OBJECT, NULL);
+	res = pushJsonbValue(&state, WJB_END_OBJECT, NULL);
+	out = JsonbPGetDatum(JsonbValueToJsonb(res));
+	if (meta != NULL && JB_ROOT_IS_OBJECT(meta))
+		out = DirectFunctionCall2(jsonb_concat, JsonbPGetDatum(meta), out);
+	return out;
+}
+
+/* Set while an event is appended to a quarantine: no second diversion. */
+static bool el_diverting = false;
+
+/*
+ * Append the refused event to the stream's quarantine instead, as the
+ * caller (who needs INSERT there), with the same key, type, payload and
+ * event_id.  Its own append trigger assigns its position there.
+ */
+static void
+el_divert(Oid relid, Oid quarantine, ElRefusal *r, Datum *values, bool *isnull,
+		  Jsonb *meta)
+{
+	Oid			types[5] = {TEXTOID, TEXTOID, JSONBOID, JSONBOID, UUIDOID};
+	Datum		args[5];
+	bool		with_id = !isnull[Anum_el_event_id - 1];
+
+	args[0] = values[Anum_el_key - 1];
+	args[1] = values[Anum_el_type - 1];
+	args[2] = values[Anum_el_payload - 1];
+	args[3] = el_quarantine_metadata(relid, r, meta);
+	args[4] = with_id ? values[Anum_el_event_id - 1] : (Datum) 0;
+	SPI_connect();
+	el_diverting = true;
+	PG_TRY();
+	{
+		(void) el_exec_as_caller(psprintf("INSERT INTO %s (key, type, payload, metadata%s)"
+										  " VALUES ($1, $2, $3, $4%s)",
+										  el_qualified_name(quarantine),
+										  with_id ? ", event_id" : "",
+										  with_id ? ", $5" : ""),
+								 with_id ? 5 : 4, types, args, false, 0);
+	}
+	PG_FINALLY();
+	{
+		el_diverting = false;
+	}
+	PG_END_TRY();
+	SPI_finish();
+}
+
+ElSchemaCheck
+el_schema_check_event(Relation rel, Datum *values, bool *isnull,
+					  Datum *metadata, bool *metadata_null, bool may_divert)
+{
+	Oid			relid = RelationGetRelid(rel);
+	ElSchemaEntry *stream;
+	Jsonb	   *meta = *metadata_null ? NULL : DatumGetJsonbP(*metadata);
+	ElRefusal  *r;
+	int32		version;
+	bool		supplied;
+	JsonbParseState *state = NULL;
+	JsonbValue *added;
+
+	stream = el_schema_stream_entry(relid);
+	if (!stream->has_schemas && !stream->refuse_unregistered)
+		return EL_SCHEMA_PASSED;	/* a quarantine alone diverts nothing */
+
+	r = el_schema_verdict(relid, stream, DatumGetTextPP(values[Anum_el_type - 1]),
+						  values[Anum_el_payload - 1], meta, &version, &supplied);
+	if (r != NULL)
+	{
+		if (OidIsValid(stream->quarantine) && may_divert && !el_diverting)
+		{
+			el_divert(relid, stream->quarantine, r, values, isnull, meta);
+			return EL_SCHEMA_DIVERTED;
+		}
+		ereport(ERROR,
+				(errcode(r->sqlstate),
+				 errmsg_internal("%s", r->message),
+				 r->detail ? errdetail_internal("%s", r->detail) : 0,
+				 r->hint ? errhint("%s", r->hint) : 0));
+	}
+	if (version == 0 || supplied)
+		return EL_SCHEMA_PASSED;
 
 	/* record the version checked against: {"schema_version": N} */
 	(void) pushJsonbValue(&state, WJB_BEGIN_OBJECT, NULL);
-	k.type = jbvString;
-	k.val.string.val = EL_SCHEMA_VERSION_KEY;
-	k.val.string.len = strlen(EL_SCHEMA_VERSION_KEY);
-	v.type = jbvNumeric;
-	v.val.numeric = int64_to_numeric(entry->version);
-	(void) pushJsonbValue(&state, WJB_KEY, &k);
-	(void) pushJsonbValue(&state, WJB_VALUE, &v);
+	el_push_int(&state, EL_SCHEMA_VERSION_KEY, version);
 	added = pushJsonbValue(&state, WJB_END_OBJECT, NULL);
 	*metadata = JsonbPGetDatum(JsonbValueToJsonb(added));
 	if (meta != NULL)
 		*metadata = DirectFunctionCall2(jsonb_concat, JsonbPGetDatum(meta), *metadata);
 	*metadata_null = false;
-	return true;
+	return EL_SCHEMA_RECORDED;
 }
 
 /* ----------------------------------------------------------------
@@ -679,6 +880,68 @@ el_set_schema_compatibility(PG_FUNCTION_ARGS)
 	PG_RETURN_VOID();
 }
 
+/*
+ * set_quarantine(stream regclass, quarantine regclass): the stream where
+ * events that the stream's schemas refuse are appended instead, with the
+ * errors in their metadata (NULL: refuse them, the default).  Only plain
+ * INSERT and COPY divert; append() and append_events() still refuse.
+ */
+Datum
+el_set_quarantine(PG_FUNCTION_ARGS)
+{
+	Oid			relid;
+	Oid			quarantine = InvalidOid;
+	Oid			types[2] = {REGCLASSOID, REGCLASSOID};
+	Datum		values[2];
+	char		nulls[2] = {' ', ' '};
+
+	el_require_arg(fcinfo, 0, "stream");
+	relid = PG_GETARG_OID(0);
+	el_require_stream_owner(relid);
+	if (!PG_ARGISNULL(1))
+	{
+		quarantine = PG_GETARG_OID(1);
+		(void) el_require_stream(quarantine);
+		if (quarantine == relid)
+			ereport(ERROR,
+					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+					 errmsg("a stream cannot be its own quarantine")));
+		if (pg_class_aclcheck(quarantine, GetUserId(), ACL_INSERT) != ACLCHECK_OK)
+			aclcheck_error(ACLCHECK_NO_PRIV, OBJECT_TABLE, get_rel_name(quarantine));
+	}
+	(void) el_lock_stream(relid, ShareRowExclusiveLock);
+
+	values[0] = ObjectIdGetDatum(relid);
+	values[1] = ObjectIdGetDatum(quarantine);
+	nulls[1] = OidIsValid(quarantine) ? ' ' : 'n';
+	SPI_connect();
+	if (OidIsValid(quarantine))
+	{
+		bool		isnull;
+
+		/* one step only: a quarantine has none of its own, and is no stream's */
+		(void) el_catalog_sql("SELECT EXISTS (SELECT FROM event_log.schema_settings s"
+							  "  WHERE s.stream OPERATOR(pg_catalog.=) $2 AND s.quarantine IS NOT NULL),"
+							  " EXISTS (SELECT FROM event_log.schema_settings s"
+							  "  WHERE s.quarantine OPERATOR(pg_catalog.=) $1)",
+							  2, types, values, NULL, EL_CAT_READ | EL_CAT_LATEST, 1);
+
+		if (DatumGetBool(el_spi_value(0, 1, &isnull)) || DatumGetBool(el_spi_value(0, 2, &isnull)))
+			ereport(ERROR,
+					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+					 errmsg("\"%s\" cannot be the quarantine of \"%s\"",
+							el_qualified_name(quarantine), el_qualified_name(relid)),
+					 errdetail("A quarantine has no quarantine of its own, and a stream that is a quarantine gets none.")));
+	}
+	(void) el_catalog_sql("INSERT INTO event_log.schema_settings AS s (stream, quarantine)"
+						  " VALUES ($1, $2) ON CONFLICT (stream) DO UPDATE"
+						  " SET quarantine = excluded.quarantine",
+						  2, types, values, nulls, 0, 0);
+	SPI_finish();
+	CacheInvalidateRelcacheByRelid(relid);
+	PG_RETURN_VOID();
+}
+
 /* drop_stream(): forget the stream's schemas and settings. */
 void
 el_schema_forget(Oid relid)
@@ -697,6 +960,16 @@ el_schema_forget(Oid relid)
 	(void) el_catalog_sql("DELETE FROM event_log.schema_type_settings t"
 						  " WHERE t.stream OPERATOR(pg_catalog.=) $1",
 						  1, types, values, NULL, 0, 0);
+	/* streams whose quarantine it was refuse such events again */
+	(void) el_catalog_sql("UPDATE event_log.schema_settings s SET quarantine = NULL"
+						  " WHERE s.quarantine OPERATOR(pg_catalog.=) $1 RETURNING s.stream",
+						  1, types, values, NULL, 0, 0);
+	for (uint64 i = 0; i < SPI_processed; i++)
+	{
+		bool		isnull;
+
+		CacheInvalidateRelcacheByRelid(DatumGetObjectId(el_spi_value(i, 1, &isnull)));
+	}
 }
 
 /* ----------------------------------------------------------------

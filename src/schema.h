@@ -25,13 +25,24 @@
 
 extern void el_schema_init(void);
 
+/* What the append trigger does with the row after el_schema_check_event(). */
+typedef enum ElSchemaCheck
+{
+	EL_SCHEMA_PASSED,			/* append it as it is */
+	EL_SCHEMA_RECORDED,			/* append it with *metadata, which records the version */
+	EL_SCHEMA_DIVERTED			/* skip it: it went to the stream's quarantine */
+} ElSchemaCheck;
+
 /*
- * The append trigger's one call: check the event's payload against its
- * type's schema, or apply the stream's policy for types without one.
- * Returns true when it changed *metadata (the schema version added).
+ * The append trigger's one call: check the event (the row's contract
+ * columns) against its type's schema, or apply the stream's policy for
+ * types without one.  A refused event raises its error, or, when the stream
+ * has a quarantine and may_divert (a plain INSERT or COPY, not append(),
+ * which returns the event's position in the stream), is appended there.
  */
-extern bool el_schema_check_event(Relation rel, text *type, Datum payload,
-								  Datum *metadata, bool *metadata_null);
+extern ElSchemaCheck el_schema_check_event(Relation rel, Datum *values, bool *isnull,
+										   Datum *metadata, bool *metadata_null,
+										   bool may_divert);
 
 /* drop_stream(): the stream's schemas and settings go with it. */
 extern void el_schema_forget(Oid relid);
