@@ -224,6 +224,43 @@ el_schema_stream_entry(Oid relid)
 }
 
 /*
+ * A registered schema as written: version `version`, or the latest when it
+ * is 0; *got is its version.  NULL (and *got 0) when there is none.  The
+ * result is in the caller's memory.
+ */
+static Jsonb *
+el_read_schema(Oid relid, text *type, int32 version, int32 *got)
+{
+	Oid			types[3] = {REGCLASSOID, TEXTOID, INT4OID};
+	Datum		values[3];
+	MemoryContext cxt = CurrentMemoryContext;
+	Jsonb	   *doc = NULL;
+
+	values[0] = ObjectIdGetDatum(relid);
+	values[1] = PointerGetDatum(type);
+	values[2] = Int32GetDatum(version);
+	*got = 0;
+	SPI_connect();
+	if (el_catalog_sql("SELECT e.version, e.schema FROM event_log.event_schemas e"
+					   " WHERE e.stream OPERATOR(pg_catalog.=) $1"
+					   " AND e.type OPERATOR(pg_catalog.=) $2"
+					   " AND ($3 OPERATOR(pg_catalog.=) 0 OR e.version OPERATOR(pg_catalog.=) $3)"
+					   " ORDER BY e.version DESC LIMIT 1",
+					   3, types, values, NULL, EL_CAT_READ | EL_CAT_LATEST, 1) == 1)
+	{
+		bool		isnull;
+		Jsonb	   *found = el_spi_jsonb(0, 2);
+		MemoryContext old = MemoryContextSwitchTo(cxt);
+
+		*got = DatumGetInt32(el_spi_value(0, 1, &isnull));
+		doc = DatumGetJsonbPCopy(JsonbPGetDatum(found));
+		MemoryContextSwitchTo(old);
+	}
+	SPI_finish();
+	return doc;
+}
+
+/*
  * A type's schema: the latest version (version 0) or the one given.  The
  * entry's schema is NULL when there is none.
  */
@@ -234,32 +271,15 @@ el_schema_type_entry(Oid relid, text *type, int32 version)
 	ElSchemaEntry *entry;
 	bool		found;
 	int32		got = 0;
-	Jsonb	   *doc = NULL;
+	Jsonb	   *doc;
 	ElSchema   *schema = NULL;
-	Oid			types[3] = {REGCLASSOID, TEXTOID, INT4OID};
-	Datum		values[3];
 
 	el_schema_key(&key, relid, version, VARDATA_ANY(type), VARSIZE_ANY_EXHDR(type));
 	entry = hash_search(el_schema_cache_get(), &key, HASH_FIND, NULL);
 	if (entry != NULL)
 		return entry;
 
-	values[0] = ObjectIdGetDatum(relid);
-	values[1] = PointerGetDatum(type);
-	values[2] = Int32GetDatum(version);
-	SPI_connect();
-	if (el_catalog_sql("SELECT e.version, e.schema FROM event_log.event_schemas e"
-					   " WHERE e.stream OPERATOR(pg_catalog.=) $1"
-					   " AND e.type OPERATOR(pg_catalog.=) $2"
-					   " AND ($3 OPERATOR(pg_catalog.=) 0 OR e.version OPERATOR(pg_catalog.=) $3)"
-					   " ORDER BY e.version DESC LIMIT 1",
-					   3, types, values, NULL, EL_CAT_READ | EL_CAT_LATEST, 1) == 1)
-	{
-		bool		isnull;
-
-		got = DatumGetInt32(el_spi_value(0, 1, &isnull));
-		doc = el_spi_jsonb(0, 2);
-	}
+	doc = el_read_schema(relid, type, version, &got);
 	(void) el_schema_cache_get();	/* reset now if the read made it stale */
 	if (doc != NULL)
 	{
@@ -268,7 +288,6 @@ el_schema_type_entry(Oid relid, text *type, int32 version)
 		schema = el_schema_compile(doc);
 		MemoryContextSwitchTo(old);
 	}
-	SPI_finish();
 
 	entry = hash_search(el_schema_cache_get(), &key, HASH_ENTER, &found);
 	entry->has_schemas = false;
@@ -1145,29 +1164,12 @@ el_history_check(Oid relid, text *type, ElSchema *schema, ElHistoryFailure *out)
 static ElSchema *
 el_schema_copy(Oid relid, text *type, int32 version)
 {
-	Oid			types[3] = {REGCLASSOID, TEXTOID, INT4OID};
-	Datum		values[3];
-	MemoryContext cxt = CurrentMemoryContext;
-	ElSchema   *schema;
+	int32		got;
+	Jsonb	   *doc = el_read_schema(relid, type, version, &got);
 
-	values[0] = ObjectIdGetDatum(relid);
-	values[1] = PointerGetDatum(type);
-	values[2] = Int32GetDatum(version);
-	SPI_connect();
-	if (el_catalog_sql("SELECT e.schema FROM event_log.event_schemas e"
-					   " WHERE e.stream OPERATOR(pg_catalog.=) $1"
-					   " AND e.type OPERATOR(pg_catalog.=) $2"
-					   " AND e.version OPERATOR(pg_catalog.=) $3",
-					   3, types, values, NULL, EL_CAT_READ | EL_CAT_LATEST, 1) != 1)
+	if (doc == NULL)
 		elog(ERROR, "schema version %d vanished", version);
-	{
-		MemoryContext old = MemoryContextSwitchTo(cxt);
-
-		schema = el_schema_compile(el_spi_jsonb(0, 1));
-		MemoryContextSwitchTo(old);
-	}
-	SPI_finish();
-	return schema;
+	return el_schema_compile(doc);
 }
 
 /*

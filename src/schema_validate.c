@@ -545,6 +545,27 @@ el_check_string(ElSchemaNode *node, JsonbValue *v, const ElPathSeg *path, ElVali
 	return ok;
 }
 
+/* minProperties/maxProperties, minItems/maxItems: -1 is no bound. */
+static bool
+el_check_count(ElValidate *cx, const ElPathSeg *path, const char *what,
+			   const char *unit, const char *min_kw, const char *max_kw,
+			   int size, int64 min, int64 max)
+{
+	bool		ok = true;
+
+	if (min >= 0 && size < min)
+	{
+		ok = el_fail(cx, path, min_kw, "%s has %d %s, fewer than %s " INT64_FORMAT,
+					 what, size, unit, min_kw, min);
+		if (el_stop(cx))
+			return false;
+	}
+	if (max >= 0 && size > max)
+		ok = el_fail(cx, path, max_kw, "%s has %d %s, more than %s " INT64_FORMAT,
+					 what, size, unit, max_kw, max);
+	return ok;
+}
+
 static int
 el_find_prop(ElSchemaNode *node, const char *key, int len)
 {
@@ -589,19 +610,10 @@ el_check_object(ElSchemaNode *node, JsonbContainer *obj, const ElPathSeg *path,
 				return false;
 		}
 	}
-	if (node->min_props >= 0 && size < node->min_props)
+	if (!el_check_count(cx, path, "object", "properties", "minProperties",
+						"maxProperties", size, node->min_props, node->max_props))
 	{
-		ok = el_fail(cx, path, "minProperties",
-					 "object has %d properties, fewer than minProperties " INT64_FORMAT,
-					 size, node->min_props);
-		if (el_stop(cx))
-			return false;
-	}
-	if (node->max_props >= 0 && size > node->max_props)
-	{
-		ok = el_fail(cx, path, "maxProperties",
-					 "object has %d properties, more than maxProperties " INT64_FORMAT,
-					 size, node->max_props);
+		ok = false;
 		if (el_stop(cx))
 			return false;
 	}
@@ -664,19 +676,10 @@ el_check_array(ElSchemaNode *node, JsonbContainer *arr, const ElPathSeg *path,
 	bool		ok = true;
 	int			size = JsonContainerSize(arr);
 
-	if (node->min_items >= 0 && size < node->min_items)
+	if (!el_check_count(cx, path, "array", "items", "minItems", "maxItems",
+						size, node->min_items, node->max_items))
 	{
-		ok = el_fail(cx, path, "minItems",
-					 "array has %d items, fewer than minItems " INT64_FORMAT,
-					 size, node->min_items);
-		if (el_stop(cx))
-			return false;
-	}
-	if (node->max_items >= 0 && size > node->max_items)
-	{
-		ok = el_fail(cx, path, "maxItems",
-					 "array has %d items, more than maxItems " INT64_FORMAT,
-					 size, node->max_items);
+		ok = false;
 		if (el_stop(cx))
 			return false;
 	}
