@@ -49,10 +49,21 @@ SELECT pg_catalog.pg_extension_config_dump('event_log.event_schemas', '');
 SELECT pg_catalog.pg_extension_config_dump('event_log.schema_settings', '');
 SELECT pg_catalog.pg_extension_config_dump('event_log.schema_type_settings', '');
 
+-- Upcasters: per type and version step, an SQL expression over payload and
+-- metadata that returns the payload in the next version's shape.
+CREATE TABLE event_log.upcasters (
+    stream       regclass NOT NULL,
+    type         text     NOT NULL,
+    from_version integer  NOT NULL CHECK (from_version >= 1),
+    expression   text     NOT NULL,
+    PRIMARY KEY (stream, type, from_version)
+);
+SELECT pg_catalog.pg_extension_config_dump('event_log.upcasters', '');
+
 REVOKE ALL ON event_log.event_schemas, event_log.schema_settings,
-    event_log.schema_type_settings FROM PUBLIC;
+    event_log.schema_type_settings, event_log.upcasters FROM PUBLIC;
 GRANT SELECT ON event_log.event_schemas, event_log.schema_settings,
-    event_log.schema_type_settings TO PUBLIC;
+    event_log.schema_type_settings, event_log.upcasters TO PUBLIC;
 
 CREATE FUNCTION event_log.register_schema(stream regclass, type text, schema jsonb,
                                           check_history boolean DEFAULT false)
@@ -100,3 +111,15 @@ CREATE FUNCTION event_log.json_schema_valid(schema jsonb, instance jsonb)
 RETURNS boolean
 AS 'MODULE_PATHNAME', 'el_json_schema_valid'
 LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE;
+
+CREATE FUNCTION event_log.register_upcaster(stream regclass, type text,
+                                            from_version integer, expression text)
+RETURNS void
+AS 'MODULE_PATHNAME', 'el_register_upcaster'
+LANGUAGE C VOLATILE;
+
+-- An event's payload in its type's latest shape (from metadata's schema_version).
+CREATE FUNCTION event_log.upcast(stream regclass, type text, payload jsonb, metadata jsonb)
+RETURNS jsonb
+AS 'MODULE_PATHNAME', 'el_upcast'
+LANGUAGE C STABLE;

@@ -201,16 +201,33 @@ uint64
 el_catalog_sql(const char *sql, int nargs, const Oid *types, Datum *values,
 			   const char *nulls, int flags, long tcount)
 {
+	return el_query_as(el_catalog_owner(), sql, nargs, types, values, nulls,
+					   flags, tcount);
+}
+
+/*
+ * The same, as another role: a statement whose text a role owns (an
+ * upcaster's expression, written by the stream's owner), run as that role
+ * in a security-restricted operation with pg_catalog as the whole path, so
+ * that nothing of the caller's session resolves in it.  Kept plans by text,
+ * as above; settings it changes are undone.
+ */
+uint64
+el_query_as(Oid role, const char *sql, int nargs, const Oid *types,
+			Datum *values, const char *nulls, int flags, long tcount)
+{
 	bool		read_only = (flags & EL_CAT_READ) != 0;
 	SPIPlanPtr	plan;
 	Oid			save_user;
 	int			save_sec;
+	int			nestlevel;
 	int			rc;
 
 	GetUserIdAndSecContext(&save_user, &save_sec);
-	SetUserIdAndSecContext(el_catalog_owner(),
+	SetUserIdAndSecContext(role,
 						   save_sec | SECURITY_LOCAL_USERID_CHANGE |
 						   SECURITY_RESTRICTED_OPERATION);
+	nestlevel = NewGUCNestLevel();
 	el_push_catalog_path();
 	plan = el_kept_plan(sql, nargs, types);
 	if (flags & EL_CAT_LATEST)
@@ -219,6 +236,7 @@ el_catalog_sql(const char *sql, int nargs, const Oid *types, Datum *values,
 	else
 		rc = SPI_execute_plan(plan, values, nulls, read_only, tcount);
 	PopOverrideSearchPath();
+	AtEOXact_GUC(false, nestlevel);
 	SetUserIdAndSecContext(save_user, save_sec);
 	if (rc < 0)
 		elog(ERROR, "SPI_execute_plan failed on \"%s\": %s", sql,

@@ -304,8 +304,8 @@ el_schema_type_entry(Oid relid, text *type, int32 version)
  */
 
 /* The schema_version an event's metadata names, 0 if none, -1 if malformed. */
-static int32
-el_supplied_version(Jsonb *meta)
+int32
+el_schema_metadata_version(Jsonb *meta)
 {
 	JsonbValue	k;
 	JsonbValue *v;
@@ -393,7 +393,7 @@ el_schema_verdict(Oid relid, ElSchemaEntry *stream, text *type, Datum payload,
 							  psprintf("Type \"%s\" has a schema in stream \"%s\", and the event's metadata records the schema version it was checked against.",
 									   tname, el_qualified_name(relid)),
 							  NULL);
-		named = el_supplied_version(meta);
+		named = el_schema_metadata_version(meta);
 		if (named < 0)
 			return el_refusal(ERRCODE_INVALID_PARAMETER_VALUE, entry->version,
 							  psprintf("metadata key \"%s\" must be a positive integer",
@@ -979,6 +979,9 @@ el_schema_forget(Oid relid)
 	(void) el_catalog_sql("DELETE FROM event_log.schema_type_settings t"
 						  " WHERE t.stream OPERATOR(pg_catalog.=) $1",
 						  1, types, values, NULL, 0, 0);
+	(void) el_catalog_sql("DELETE FROM event_log.upcasters u"
+						  " WHERE u.stream OPERATOR(pg_catalog.=) $1",
+						  1, types, values, NULL, 0, 0);
 	/* streams whose quarantine it was refuse such events again */
 	(void) el_catalog_sql("UPDATE event_log.schema_settings s SET quarantine = NULL"
 						  " WHERE s.quarantine OPERATOR(pg_catalog.=) $1 RETURNING s.stream",
@@ -1160,16 +1163,36 @@ el_history_check(Oid relid, text *type, ElSchema *schema, ElHistoryFailure *out)
 	return ok;
 }
 
-/* A private compiled copy of a registered version, in the current context. */
-static ElSchema *
-el_schema_copy(Oid relid, text *type, int32 version)
+/*
+ * A private compiled copy of a registered version, in the current context:
+ * for use across statements that may invalidate the cache.
+ */
+ElSchema *
+el_schema_private_copy(Oid relid, text *type, int32 version)
 {
 	int32		got;
 	Jsonb	   *doc = el_read_schema(relid, type, version, &got);
 
 	if (doc == NULL)
-		elog(ERROR, "schema version %d vanished", version);
+		ereport(ERROR,
+				(errcode(ERRCODE_EL_SCHEMA_MISSING),
+				 errmsg("event type \"%s\" has no schema version %d in stream \"%s\"",
+						text_to_cstring(type), version, el_qualified_name(relid))));
 	return el_schema_compile(doc);
+}
+
+/* The latest version of a type's schema; 0 when it has none. */
+int32
+el_schema_latest_version(Oid relid, text *type)
+{
+	return el_schema_type_entry(relid, type, EL_SCHEMA_LATEST)->version;
+}
+
+/* A registered version, or an error (EL021) naming what is missing. */
+void
+el_schema_require_version(Oid relid, text *type, int32 version)
+{
+	(void) el_require_schema(relid, type, version);
 }
 
 /*
@@ -1206,7 +1229,7 @@ el_check_schema_history(PG_FUNCTION_ARGS)
 	InitMaterializedSRF(fcinfo, 0);
 
 	old = MemoryContextSwitchTo(rsinfo->econtext->ecxt_per_query_memory);
-	schema = el_schema_copy(relid, type, version);
+	schema = el_schema_private_copy(relid, type, version);
 	MemoryContextSwitchTo(old);
 
 	if (!el_history_check(relid, type, schema, &failure))

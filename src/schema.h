@@ -47,6 +47,13 @@ extern ElSchemaCheck el_schema_check_event(Relation rel, Datum *values, bool *is
 /* drop_stream(): the stream's schemas and settings go with it. */
 extern void el_schema_forget(Oid relid);
 
+/* schema.c, for upcasting (schema_upcast.c) */
+typedef struct ElSchema ElSchema;
+extern int32 el_schema_metadata_version(Jsonb *meta);
+extern int32 el_schema_latest_version(Oid relid, text *type);
+extern void el_schema_require_version(Oid relid, text *type, int32 version);
+extern ElSchema *el_schema_private_copy(Oid relid, text *type, int32 version);
+
 /* ----------------------------------------------------------------
  * What the schema files share
  * ----------------------------------------------------------------
@@ -136,13 +143,13 @@ struct ElSchemaNode
 };
 
 /* A compiled schema: its root and its "$defs". */
-typedef struct ElSchema
+struct ElSchema
 {
 	ElSchemaNode *root;
 	int			ndefs;
 	char	  **def_names;
 	ElSchemaNode **defs;
-} ElSchema;
+};
 
 /* One way an instance breaks a schema. */
 typedef struct ElSchemaError
