@@ -289,7 +289,8 @@ el_schema_type_entry(Oid relid, text *type, int32 version)
 		MemoryContextSwitchTo(old);
 	}
 
-	entry = hash_search(el_schema_cache_get(), &key, HASH_ENTER, &found);
+	/* not el_schema_cache_get(): nothing may empty the cache under `schema` now */
+	entry = hash_search(el_schema_cache, &key, HASH_ENTER, &found);
 	entry->has_schemas = false;
 	entry->refuse_unregistered = false;
 	entry->quarantine = InvalidOid;
@@ -363,7 +364,7 @@ el_refusal(int sqlstate, int32 version, char *message, char *detail, char *hint)
  * metadata named that version itself).
  */
 static ElRefusal *
-el_schema_verdict(Oid relid, ElSchemaEntry *stream, text *type, Datum payload,
+el_schema_verdict(Oid relid, const ElSchemaEntry *stream, text *type, Datum payload,
 				  Jsonb *meta, int32 *version, bool *supplied)
 {
 	ElSchemaEntry *entry;
@@ -577,7 +578,8 @@ el_schema_check_event(Relation rel, Datum *values, bool *isnull,
 					  Datum *metadata, bool *metadata_null, bool may_divert)
 {
 	Oid			relid = RelationGetRelid(rel);
-	ElSchemaEntry *stream;
+	ElSchemaEntry stream_copy;
+	const ElSchemaEntry *stream = &stream_copy;
 	Jsonb	   *meta = *metadata_null ? NULL : DatumGetJsonbP(*metadata);
 	ElRefusal  *r;
 	int32		version;
@@ -585,7 +587,11 @@ el_schema_check_event(Relation rel, Datum *values, bool *isnull,
 	JsonbParseState *state = NULL;
 	JsonbValue *added;
 
-	stream = el_schema_stream_entry(relid);
+	/*
+	 * A copy: the lookups below read the catalog, which may process an
+	 * invalidation that empties the cache under the entry.
+	 */
+	stream_copy = *el_schema_stream_entry(relid);
 	if (!stream->has_schemas && !stream->refuse_unregistered)
 		return EL_SCHEMA_PASSED;	/* a quarantine alone diverts nothing */
 

@@ -755,6 +755,7 @@ el_check(ElSchemaNode *node, JsonbValue *v, const ElPathSeg *path, ElValidate *c
 	if (node->always_invalid)
 		return el_fail(cx, path, "false", "no value is allowed here");
 	check_stack_depth();
+	CHECK_FOR_INTERRUPTS();
 
 	type = el_type_of(v);
 	if (node->types != 0 && (node->types & type) == 0 &&
