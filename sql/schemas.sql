@@ -303,6 +303,16 @@ SELECT event_log.upcast('acc', 'Deposited', '{"amount": 1}', '{"schema_version":
 -- no recorded version: as it is; a bad one: an error
 SELECT event_log.upcast('acc', 'Deposited', '{"amount": 1}', NULL);
 SELECT event_log.upcast('acc', 'Deposited', '{"amount": 1}', '{"schema_version": "one"}');
+SELECT event_log.upcast('acc', repeat('T', 300), '{"amount": 1}', '{"schema_version": 1}');
+SELECT event_log.upcast('acc', 'Deposited', NULL, '{"schema_version": 1}') IS NULL AS null_payload;
+RESET ROLE;
+-- settings the expression changes are undone when it returns
+SELECT event_log.register_upcaster('acc', 'Deposited', 2,
+  $$CASE WHEN pg_catalog.set_config('work_mem', '1234kB', false) IS NOT NULL
+         THEN pg_catalog.jsonb_build_object('money', payload) END$$);
+SET ROLE regress_el_upcast_reader;
+SELECT event_log.upcast('acc', 'Deposited', '{"amount": 1}', '{"schema_version": 1}');
+SELECT current_setting('work_mem') <> '1234kB' AS work_mem_kept;
 RESET search_path;
 RESET ROLE;
 DROP SCHEMA regress_el_upcast_evil CASCADE;

@@ -320,6 +320,7 @@ el_upcast(PG_FUNCTION_ARGS)
 	type = PG_GETARG_TEXT_PP(1);
 	payload = PG_GETARG_JSONB_P(2);
 	(void) el_require_stream(relid);
+	el_check_type(type);
 	if (pg_class_aclcheck(relid, GetUserId(), ACL_SELECT) != ACLCHECK_OK)
 		aclcheck_error(ACLCHECK_NO_PRIV, OBJECT_TABLE, get_rel_name(relid));
 	if (!PG_ARGISNULL(3))
