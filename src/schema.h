@@ -1,6 +1,7 @@
 /*
  * schema.h
- *	  Event schemas (schema.c, schema_compile.c, schema_validate.c): a
+ *	  Event schemas (schema.c, schema_registry.c, schema_compile.c,
+ *	  schema_validate.c, schema_compat.c, schema_upcast.c): a
  *	  registry of JSON Schemas per stream and event type, compiled once per
  *	  backend and checked on every append (docs/schemas.md,
  *	  docs/design/schemas.md).  Layer 3: it reads its catalog through
@@ -47,11 +48,12 @@ extern ElSchemaCheck el_schema_check_event(Relation rel, Datum *values, bool *is
 /* drop_stream(): the stream's schemas and settings go with it. */
 extern void el_schema_forget(Oid relid);
 
-/* schema.c, for upcasting (schema_upcast.c) */
+/* schema.c, for the registry's functions and upcasting */
 typedef struct ElSchema ElSchema;
+extern void el_schema_require_owner(Oid relid);
 extern int32 el_schema_metadata_version(Jsonb *meta);
 extern int32 el_schema_latest_version(Oid relid, text *type);
-extern void el_schema_require_version(Oid relid, text *type, int32 version);
+extern ElSchema *el_schema_require(Oid relid, text *type, int32 version, int32 *got);
 extern ElSchema *el_schema_private_copy(Oid relid, text *type, int32 version);
 
 /* ----------------------------------------------------------------

@@ -197,9 +197,7 @@ el_register_upcaster(PG_FUNCTION_ARGS)
 	type = PG_GETARG_TEXT_PP(1);
 	from = PG_GETARG_INT32(2);
 	expression = text_to_cstring(PG_GETARG_TEXT_PP(3));
-	(void) el_require_stream(relid);
-	if (!pg_class_ownercheck(relid, GetUserId()))
-		aclcheck_error(ACLCHECK_NOT_OWNER, OBJECT_TABLE, get_rel_name(relid));
+	el_schema_require_owner(relid);
 	el_check_type(type);
 	if (from < 1)
 		ereport(ERROR,
@@ -211,7 +209,11 @@ el_register_upcaster(PG_FUNCTION_ARGS)
 	el_parse_upcaster(sql);
 
 	(void) el_lock_stream(relid, ShareRowExclusiveLock);
-	(void) el_schema_require_version(relid, type, from);
+	{
+		int32		got;
+
+		(void) el_schema_require(relid, type, from, &got);
+	}
 	target = el_schema_private_copy(relid, type, from + 1);
 
 	/* every stored event of from_version, upcast, must match the next version */
