@@ -38,6 +38,7 @@
 #include "immutable.h"
 #include "key.h"
 #include "registry.h"
+#include "schema.h"
 #include "wake.h"
 
 PG_FUNCTION_INFO_V1(el_assign_position);
@@ -635,6 +636,17 @@ el_assign_position(PG_FUNCTION_ARGS)
 	newnulls[5] = isnull[Anum_el_metadata - 1];
 	if (el_add_session_ids(&newvals[5], &newnulls[5]))
 		ncols = 6;
+	switch (el_schema_check_event(rel, values, isnull, &newvals[5], &newnulls[5],
+								  !el_pending.active))
+	{
+		case EL_SCHEMA_DIVERTED:
+			return PointerGetDatum(NULL);
+		case EL_SCHEMA_RECORDED:
+			ncols = 6;
+			break;
+		case EL_SCHEMA_PASSED:
+			break;
+	}
 	if (!newnulls[5])
 		el_check_document(newvals[5], "metadata");
 

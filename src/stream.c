@@ -27,6 +27,7 @@
 #include "event_log.h"
 #include "immutable.h"
 #include "registry.h"
+#include "schema.h"
 #include "stream.h"
 
 PG_FUNCTION_INFO_V1(el_create_stream);
@@ -273,6 +274,7 @@ el_drop_stream_internal(Oid relid, bool cascade)
 	events = DatumGetInt64(el_spi_value(0, 1, &isnull));
 
 	el_registry_delete(relid);
+	el_schema_forget(relid);
 	el_record_drop(qname, shards, events);
 
 	/*
