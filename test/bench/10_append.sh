@@ -23,10 +23,12 @@
 # Environment:
 #   BENCH_SECONDS      seconds per measured path (default 15)
 #   BENCH_BATCH        events in the batch INSERT (default 200000)
-#   BENCH_SYNC_COMMIT  synchronous_commit of every benchmark session, both
-#                      sides alike (default off: with on, each single-event
-#                      transaction waits for a WAL flush that costs both sides
-#                      the same and would hide what the stream itself costs)
+#   BENCH_SYNC_COMMIT  the synchronous_commit values to run the pgbench
+#                      measurements with, both sides alike (default "off on":
+#                      off shows what the stream itself costs, on what users
+#                      see with durable commits, where each single-event
+#                      transaction also waits for a WAL flush); the batch runs
+#                      with the first
 #
 # Exits non-zero only if something fails to run.  A ratio below its target is
 # printed with MISSED.
@@ -35,7 +37,8 @@ shopt -s inherit_errexit
 
 secs=${BENCH_SECONDS:-15}
 batch=${BENCH_BATCH:-200000}
-sync_commit=${BENCH_SYNC_COMMIT:-off}
+sync_commits=${BENCH_SYNC_COMMIT:-off on}
+sync_commit=${sync_commits%% *}
 if ! [[ $secs =~ ^[1-9][0-9]*$ && $batch =~ ^[1-9][0-9]*$ ]]; then
     echo "10_append: BENCH_SECONDS and BENCH_BATCH must be positive integers" >&2
     exit 2
@@ -54,7 +57,8 @@ trap 'rm -rf "$work"' EXIT
 source "$(dirname "${BASH_SOURCE[0]}")/common.bash"
 
 fresh_db "$db"
-export PGOPTIONS="${PGOPTIONS:+$PGOPTIONS }-c synchronous_commit=$sync_commit"
+base_options=${PGOPTIONS:-}
+export PGOPTIONS="${base_options:+$base_options }-c synchronous_commit=$sync_commit"
 
 sql <<SQL
 CREATE EXTENSION event_log;
@@ -232,10 +236,14 @@ SQL
 
 server=$(sql -c 'SHOW server_version')
 echo "PostgreSQL $server, $(nproc) CPUs, ${secs}s per path (2 rounds of ${round_secs}s)," \
-    "batch $batch, synchronous_commit=$sync_commit"
+    "batch $batch, synchronous_commit=$sync_commits"
 
-pgbench_section "1 client" 1 single 0.85
-pgbench_section "$shards clients, $shards shards" "$shards" sharded 0.60
+for sc in $sync_commits; do
+    export PGOPTIONS="${base_options:+$base_options }-c synchronous_commit=$sc"
+    pgbench_section "1 client, sync $sc" 1 single 0.85
+    pgbench_section "$shards clients, $shards shards, sync $sc" "$shards" sharded 0.60
+done
+export PGOPTIONS="${base_options:+$base_options }-c synchronous_commit=$sync_commit"
 
 stream_times="" plain_times=""
 for r in 1 2 3; do
@@ -254,6 +262,6 @@ report "batch of $batch INSERT...SELECT" \
     "$(awk -v b="$batch" -v t="$plain_med" 'BEGIN { printf "%.1f", b / t }')" \
     ev/s 0.70 "seconds: stream ${stream_times% }, plain ${plain_times% }"
 
-print_summary "PostgreSQL $server, $(nproc) CPUs, BENCH_SECONDS=$secs, BENCH_BATCH=$batch, synchronous_commit=$sync_commit"
+print_summary "PostgreSQL $server, $(nproc) CPUs, BENCH_SECONDS=$secs, BENCH_BATCH=$batch, synchronous_commit=$sync_commits (batch: $sync_commit)"
 
 sql -d "$admin_db" -c "DROP DATABASE $db"
