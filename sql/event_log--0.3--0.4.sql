@@ -3,3 +3,133 @@
 
 -- Each capability that changes the catalog in 0.4 has its own section
 -- below, in the order they landed.
+
+-- ---------------------------------------------------------------------
+-- Dead letters and per-key parking of async projections
+-- (docs/projections.md, "When a handler fails"; docs/design/dead_letters.md)
+-- ---------------------------------------------------------------------
+
+-- What a projection does with an event its handler fails on: 'stop' the
+-- shard there (as before 0.4), or 'park' the event and every later event
+-- of its key, while the other keys go on.  on_error is for live runs (the
+-- worker, run_projections()); on_build_error for create and rebuild.
+ALTER TABLE event_log.projections
+    ADD COLUMN on_error text NOT NULL DEFAULT 'stop'
+        CHECK (on_error IN ('stop', 'park')),
+    ADD COLUMN on_build_error text NOT NULL DEFAULT 'stop'
+        CHECK (on_build_error IN ('stop', 'park'));
+
+-- Parked events, one row each: the event a handler failed on (error and
+-- sqlstate set) and the later events of its key that wait behind it
+-- (blocked_by: the seq of the failed one).  A parked event is past its
+-- shard's checkpoint; it is applied by retry_dead_letters() or dropped by
+-- discard_dead_letters(), never by the run.  Written only by the C code.
+CREATE TABLE event_log.projection_dead_letters (
+    projection      regclass    NOT NULL,
+    stream          regclass    NOT NULL,
+    shard           integer     NOT NULL,
+    seq             bigint      NOT NULL,
+    key             text,
+    type            text        NOT NULL,
+    error           text,
+    sqlstate        text,
+    blocked_by      bigint,
+    attempts        integer     NOT NULL DEFAULT 1,
+    first_failed_at timestamptz NOT NULL DEFAULT now(),
+    last_failed_at  timestamptz NOT NULL DEFAULT now(),
+    PRIMARY KEY (projection, shard, seq)
+);
+CREATE INDEX projection_dead_letters_key
+    ON event_log.projection_dead_letters (projection, shard, key, seq);
+
+-- Who retried or discarded which parked event, and when.
+CREATE TABLE event_log.dead_letter_actions (
+    action      text        NOT NULL CHECK (action IN ('retried', 'discarded', 'rebuilt')),
+    done_by     name        NOT NULL,
+    done_at     timestamptz NOT NULL DEFAULT now(),
+    projection  regclass    NOT NULL,
+    stream      regclass    NOT NULL,
+    shard       integer     NOT NULL,
+    seq         bigint      NOT NULL,
+    key         text,
+    type        text        NOT NULL,
+    error       text
+);
+
+SELECT pg_catalog.pg_extension_config_dump('event_log.projection_dead_letters', '');
+SELECT pg_catalog.pg_extension_config_dump('event_log.dead_letter_actions', '');
+REVOKE ALL ON event_log.projection_dead_letters, event_log.dead_letter_actions FROM PUBLIC;
+
+-- Parked events quote events (their key, a handler's error): only roles
+-- that may read the stream's events see them, as in projection_lag.
+CREATE VIEW event_log.dead_letters AS
+SELECT d.projection, d.stream, d.shard, d.seq, d.key, d.type,
+       d.error, d.sqlstate, d.blocked_by, d.attempts,
+       d.first_failed_at, d.last_failed_at
+  FROM event_log.projection_dead_letters d
+ WHERE pg_catalog.has_table_privilege(d.stream, 'SELECT')
+   AND pg_catalog.row_security_active(d.stream) IS NOT TRUE;
+
+CREATE VIEW event_log.dead_letter_log AS
+SELECT a.action, a.done_by, a.done_at, a.projection, a.stream, a.shard,
+       a.seq, a.key, a.type, a.error
+  FROM event_log.dead_letter_actions a
+ WHERE pg_catalog.has_table_privilege(a.stream, 'SELECT')
+   AND pg_catalog.row_security_active(a.stream) IS NOT TRUE;
+
+GRANT SELECT ON event_log.dead_letters, event_log.dead_letter_log TO PUBLIC;
+
+-- projection_lag as in 0.2, with the parked events of each shard at the end.
+CREATE OR REPLACE VIEW event_log.projection_lag AS
+SELECT p.projection,
+       p.stream,
+       o.shard,
+       CASE WHEN r.ok THEN o.seq END AS applied_seq,
+       s.log_end AS last_seq,
+       CASE WHEN r.ok THEN s.log_end - o.seq END AS lag_events,
+       CASE WHEN NOT r.ok THEN NULL
+            WHEN s.log_end > o.seq THEN now() - s.next_recorded_at
+            ELSE interval '0' END AS lag_time,
+       CASE WHEN r.ok THEN o.applied_at END AS applied_at,
+       CASE WHEN r.ok THEN o.error
+            WHEN o.error IS NOT NULL
+            THEN '(hidden: you may not read this stream''s events)'
+       END AS error,
+       CASE WHEN r.ok THEN o.error_seq END AS error_seq,
+       o.error_at,
+       CASE WHEN r.ok THEN
+            (SELECT pg_catalog.count(*) FROM event_log.projection_dead_letters d
+              WHERE d.projection OPERATOR(pg_catalog.=) p.projection
+                AND d.shard OPERATOR(pg_catalog.=) o.shard)
+       END AS parked_events
+  FROM event_log.projections p
+  JOIN event_log.projection_offsets o ON o.projection = p.projection
+  CROSS JOIN LATERAL (
+        SELECT coalesce(pg_catalog.has_table_privilege(p.stream, 'SELECT')
+                        AND pg_catalog.row_security_active(p.stream) IS NOT TRUE,
+                        false) AS ok) r
+  CROSS JOIN LATERAL event_log.shard_status(p.stream, o.shard, o.seq) s
+ WHERE p.mode = 'async';
+
+CREATE FUNCTION event_log.set_error_policy(
+    projection text,
+    live text DEFAULT NULL,
+    build text DEFAULT NULL)
+RETURNS void
+AS 'MODULE_PATHNAME', 'el_set_error_policy'
+LANGUAGE C VOLATILE;
+
+CREATE FUNCTION event_log.retry_dead_letters(
+    projection text DEFAULT NULL,
+    key text DEFAULT NULL)
+RETURNS bigint
+AS 'MODULE_PATHNAME', 'el_retry_dead_letters'
+LANGUAGE C VOLATILE;
+
+CREATE FUNCTION event_log.discard_dead_letters(
+    projection text,
+    key text DEFAULT NULL,
+    seq bigint DEFAULT NULL)
+RETURNS bigint
+AS 'MODULE_PATHNAME', 'el_discard_dead_letters'
+LANGUAGE C VOLATILE;

@@ -799,6 +799,8 @@ el_rebuild_projection(PG_FUNCTION_ARGS)
 	el_update_projection(p, n, true);
 	if (!p->inline_mode)
 		el_set_checkpoints(view, shards, last);
+	/* The replay applied the parked events too (or failed). */
+	el_dead_letters_forget(view, true);
 
 	el_drop_projection_table(owner, old_table, qold);
 	SPI_finish();
@@ -938,6 +940,7 @@ el_drop(Oid view, text *name, bool by_stream_owner)
 	el_catalog_sql("WITH o AS (DELETE FROM event_log.projection_offsets WHERE projection = $1)"
 				   " DELETE FROM event_log.projections WHERE projection = $1",
 				   1, types, values, NULL, 0, 0);
+	el_dead_letters_forget(view, false);
 
 	/* Each by its own schema: the view may have been moved (SET SCHEMA). */
 	buildnsp = get_rel_namespace(p->build_table);

@@ -13,6 +13,7 @@
 #include "access/genam.h"
 #include "executor/spi.h"
 #include "catalog/namespace.h"
+#include "utils/hsearch.h"
 #include "utils/jsonb.h"
 
 #include "event_log.h"
@@ -132,6 +133,29 @@ extern ElHandlerSet *el_live_handlers(Oid view);
 extern void el_release_set(ElHandlerSet *set);
 extern char *el_inline_trigger_name(Oid stream, Oid view);
 extern void el_projection_inline_init(void);
+
+/* projection_async.c */
+extern int	el_apply_batch(ElHandlerSet *set, TupleDesc desc, HeapTuple *events,
+						   const bool *skip, int count, TimestampTz deadline,
+						   int *applied, ErrorData **error);
+extern List *el_owned_projections(const char *sql);
+
+/* projection_deadletter.c: parked events of async projections */
+typedef struct ElParked
+{
+	Oid			view;
+	Oid			stream;
+	bool		park;			/* the policy: park a failing event's key */
+	int			shards;
+	HTAB	  **keys;			/* per shard: its parked keys, or NULL */
+	MemoryContext cxt;
+} ElParked;
+extern bool el_dead_letters_catalog(void);
+extern ElParked *el_parked_open(Oid view, Oid stream, int shards, bool build);
+extern int64 el_parked_behind(ElParked *pk, Datum *values, bool *nulls);
+extern void el_park_event(ElParked *pk, HeapTuple tup, TupleDesc desc,
+						  ErrorData *edata, int64 behind);
+extern void el_dead_letters_forget(Oid view, bool record);
 
 /* projection_build.c */
 extern IndexScanDesc el_shard_scan(Relation stream, Relation pk, Snapshot snap, int32 shard, int64 after);

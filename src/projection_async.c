@@ -108,6 +108,7 @@ typedef struct ElApplyCall
 	ElHandlerSet *set;
 	TupleDesc	desc;
 	HeapTuple  *events;
+	const bool *skip;			/* events not to apply (parked), or NULL */
 	int			count;
 	TimestampTz deadline;		/* stop after an event once passed; 0: never */
 	int			done;			/* events applied so far */
@@ -137,6 +138,8 @@ el_apply_events(void *arg)
 		if (call->deadline != 0 && call->done > 0 &&
 			GetCurrentTimestamp() >= call->deadline)
 			break;
+		if (call->skip != NULL && call->skip[call->done])
+			continue;
 		MemoryContextSwitchTo(call->evcxt);
 		heap_deform_tuple(call->events[call->done], call->desc, values, nulls);
 		el_apply(&st, values, nulls);
@@ -148,15 +151,17 @@ el_apply_events(void *arg)
 
 /*
  * Apply events[0..count) in a subtransaction, or the first *applied of
- * them if the deadline (0: none) passes first (never fewer than one).
- * Returns -1 if they went through, else the index of the event that
- * failed, with its error in *error (the subtransaction rolled back).
+ * them if the deadline (0: none) passes first (never fewer than one),
+ * passing over those skip (if not NULL) marks.  Returns -1 if they went
+ * through, else the index of the event that failed, with its error in
+ * *error (the subtransaction rolled back).
  */
-static int
-el_apply_batch(ElHandlerSet *set, TupleDesc desc, HeapTuple *events, int count,
-			   TimestampTz deadline, int *applied, ErrorData **error)
+int
+el_apply_batch(ElHandlerSet *set, TupleDesc desc, HeapTuple *events,
+			   const bool *skip, int count, TimestampTz deadline,
+			   int *applied, ErrorData **error)
 {
-	ElApplyCall call = {set, desc, events, count, deadline, 0, NULL};
+	ElApplyCall call = {set, desc, events, skip, count, deadline, 0, NULL};
 	ErrorData  *edata;
 
 	call.evcxt = AllocSetContextCreate(CurrentMemoryContext, "event_log event",
@@ -233,6 +238,132 @@ el_record_error(ElHandlerSet *set, int32 shard, int64 seq, ErrorData *edata)
 }
 
 /*
+ * Which of batch[from..count) wait behind a parked event of their key:
+ * skip[i] set, and behind[i] the seq they wait behind.  Returns whether any.
+ */
+static bool
+el_mark_parked(ElParked *pk, int32 s, TupleDesc desc, HeapTuple *batch,
+			   int from, int count, bool *skip, int64 *behind)
+{
+	bool		any = false;
+
+	if (pk->keys[s] == NULL)
+		return false;			/* nothing parked in the shard: all false */
+
+	for (int i = from; i < count; i++)
+	{
+		Datum		values[Anum_el_key];
+		bool		nulls[Anum_el_key];
+
+		values[Anum_el_shard - 1] = heap_getattr(batch[i], Anum_el_shard, desc,
+												 &nulls[Anum_el_shard - 1]);
+		values[Anum_el_seq - 1] = (Datum) 0;
+		nulls[Anum_el_seq - 1] = true;
+		values[Anum_el_key - 1] = heap_getattr(batch[i], Anum_el_key, desc,
+											   &nulls[Anum_el_key - 1]);
+		behind[i] = el_parked_behind(pk, values, nulls);
+		skip[i] = behind[i] >= 0;
+		any |= skip[i];
+	}
+	return any;
+}
+
+/*
+ * Park the events of batch[from..to) that skip marks, and move shard s's
+ * checkpoint from *seq to batch[to - 1]'s seq.
+ */
+static void
+el_settle(Oid view, ElParked *pk, int32 s, int64 *seq, TupleDesc desc,
+		  HeapTuple *batch, int from, int to, const bool *skip, const int64 *behind)
+{
+	for (int i = from; i < to; i++)
+		if (skip[i])
+			el_park_event(pk, batch[i], desc, NULL, behind[i]);
+	el_checkpoint(view, s, *seq, el_tuple_seq(batch[to - 1], desc));
+	*seq = el_tuple_seq(batch[to - 1], desc);
+}
+
+/*
+ * Apply a batch of shard s's events, read after its checkpoint *seq, in
+ * subtransactions, moving the checkpoint past what went through.  Events
+ * of a parked key are parked too.  A failing event stops the shard there
+ * (the events before it applied again without it), with the error
+ * recorded, unless the policy is to park: then it is parked, its key with
+ * it, and the rest of the batch goes on.  Returns false once the shard
+ * stopped; *out_of_time once the deadline passed.
+ */
+static bool
+el_run_shard_batch(ElHandlerSet *set, ElParked *pk, int32 s, int64 *seq,
+				   TupleDesc desc, HeapTuple *batch, int count,
+				   TimestampTz deadline, volatile int64 *total,
+				   volatile bool *out_of_time)
+{
+	bool	   *skip = palloc0(sizeof(bool) * count);
+	int64	   *behind = palloc0(sizeof(int64) * count);
+	int			from = 0;
+
+	while (from < count)
+	{
+		int			failed;
+		int			applied;
+		ErrorData  *edata = NULL;
+		bool		any = el_mark_parked(pk, s, desc, batch, from, count, skip, behind);
+
+		failed = el_apply_batch(set, desc, batch + from, any ? skip + from : NULL,
+								count - from, deadline, &applied, &edata);
+		if (failed < 0)
+		{
+			el_settle(set->view, pk, s, seq, desc, batch, from, from + applied,
+					  skip, behind);
+			*total += applied;
+			*out_of_time = from + applied < count;
+			break;
+		}
+
+		/*
+		 * Apply again what came before the failing event (which may fail in
+		 * turn, and then is the failing one).
+		 */
+		while (failed > 0)
+		{
+			int			again = el_apply_batch(set, desc, batch + from,
+											   any ? skip + from : NULL,
+											   failed, 0, &applied, &edata);
+
+			if (again < 0)
+			{
+				el_settle(set->view, pk, s, seq, desc, batch, from, from + failed,
+						  skip, behind);
+				*total += failed;
+				break;
+			}
+			failed = again;
+		}
+		from += failed;
+		if (!pk->park)
+		{
+			el_record_error(set, s, el_tuple_seq(batch[from], desc), edata);
+			pfree(skip);
+			pfree(behind);
+			return false;
+		}
+		el_park_event(pk, batch[from], desc, edata, -1);
+		el_checkpoint(set->view, s, *seq, el_tuple_seq(batch[from], desc));
+		*seq = el_tuple_seq(batch[from], desc);
+		ereport(WARNING,
+				(errcode(edata->sqlerrcode),
+				 errmsg("projection \"%s\" parked shard %d seq " INT64_FORMAT " and its key: %s",
+						set->name, s, *seq, edata->message),
+				 errhint("See event_log.dead_letters; after fixing the handler with event_log.alter_projection(), retry them with event_log.retry_dead_letters().")));
+		from++;
+		(*total)++;
+	}
+	pfree(skip);
+	pfree(behind);
+	return true;
+}
+
+/*
  * Catch one async projection up by up to max_events events, shard by shard
  * in batches, each batch and its checkpoint in one subtransaction: an event
  * is applied exactly when its checkpoint moves past it.  A failing event
@@ -250,6 +381,7 @@ el_run_async(Oid view, int64 max_events, TimestampTz deadline)
 	int			shards;
 	int64	   *seqs;
 	bool	   *done;
+	ElParked   *parked;
 	HeapTuple  *batch = palloc(sizeof(HeapTuple) * EL_ASYNC_BATCH);
 	MemoryContext batchcxt;
 	volatile int64 total = 0;
@@ -260,6 +392,7 @@ el_run_async(Oid view, int64 max_events, TimestampTz deadline)
 	shards = el_lock_stream(p->stream, AccessShareLock);
 	set = el_live_handlers(view);
 	el_check_stream_read(p->stream, set->owner, set->name);
+	parked = el_parked_open(view, p->stream, shards, false);
 	seqs = palloc0(sizeof(int64) * shards);
 	done = palloc0(sizeof(bool) * shards);
 	/*
@@ -308,9 +441,6 @@ el_run_async(Oid view, int64 max_events, TimestampTz deadline)
 			{
 				MemoryContext old;
 				int			count;
-				int			failed;
-				int			applied;
-				ErrorData  *edata = NULL;
 
 				if (done[s])
 					continue;
@@ -324,37 +454,10 @@ el_run_async(Oid view, int64 max_events, TimestampTz deadline)
 					done[s] = true;
 					continue;
 				}
-				failed = el_apply_batch(set, desc, batch, count, deadline, &applied, &edata);
-				if (failed < 0)
-				{
-					el_checkpoint(view, s, seqs[s], el_tuple_seq(batch[applied - 1], desc));
-					seqs[s] = el_tuple_seq(batch[applied - 1], desc);
-					total += applied;
-					progress = true;
-					out_of_time = applied < count;
-					continue;
-				}
-
-				/*
-				 * Stop the shard at the failing event; apply again what came
-				 * before it (which may fail in turn, and then stops earlier).
-				 */
-				while (failed > 0)
-				{
-					int			again = el_apply_batch(set, desc, batch, failed, 0,
-													   &applied, &edata);
-
-					if (again < 0)
-					{
-						el_checkpoint(view, s, seqs[s], el_tuple_seq(batch[failed - 1], desc));
-						seqs[s] = el_tuple_seq(batch[failed - 1], desc);
-						total += failed;
-						break;
-					}
-					failed = again;
-				}
-				el_record_error(set, s, el_tuple_seq(batch[failed], desc), edata);
-				done[s] = true;
+				if (!el_run_shard_batch(set, parked, s, &seqs[s], desc, batch,
+										count, deadline, &total, &out_of_time))
+					done[s] = true;
+				progress = true;
 			}
 		}
 	}
@@ -431,6 +534,27 @@ el_run_projection_turn(Oid view, int64 max_events, TimestampTz deadline)
 }
 
 /*
+ * The projections a catalog query (sql, of one column of their oids)
+ * lists that the caller owns, or may act as the owner of (SPI connected).
+ */
+List *
+el_owned_projections(const char *sql)
+{
+	List	   *views = NIL;
+
+	el_catalog_sql(sql, 0, NULL, NULL, NULL, EL_CAT_READ, 0);
+	for (uint64 r = 0; r < SPI_processed; r++)
+	{
+		bool		isnull;
+		Oid			view = DatumGetObjectId(el_spi_value(r, 1, &isnull));
+
+		if (has_privs_of_role(GetUserId(), el_rel_owner(view)))
+			views = lappend_oid(views, view);
+	}
+	return views;
+}
+
+/*
  * event_log.run_projections(projection text DEFAULT NULL,
  *     max_events integer DEFAULT 10000) RETURNS bigint
  *
@@ -464,16 +588,8 @@ el_run_projections(PG_FUNCTION_ARGS)
 	}
 	else
 	{
-		el_catalog_sql("SELECT projection FROM event_log.projections"
-						" WHERE mode = 'async' ORDER BY projection", 0, NULL, NULL, NULL, EL_CAT_READ, 0);
-		for (uint64 r = 0; r < SPI_processed; r++)
-		{
-			bool		isnull;
-			Oid			view = DatumGetObjectId(el_spi_value(r, 1, &isnull));
-
-			if (has_privs_of_role(GetUserId(), el_rel_owner(view)))
-				views = lappend_oid(views, view);
-		}
+		views = el_owned_projections("SELECT projection FROM event_log.projections"
+									 " WHERE mode = 'async' ORDER BY projection");
 	}
 
 	if (OidIsValid(named))
