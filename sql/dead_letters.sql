@@ -15,18 +15,24 @@ SELECT event_log.create_projection('bank.trails', 'bank.accounts',
 SELECT projection, on_error, on_build_error FROM event_log.projections;
 
 -- Bad policies are refused, and so is parking where it cannot work.
-SELECT event_log.set_error_policy('bank.trails', live => 'skip');
-SELECT event_log.set_error_policy('bank.trails', build => 'park');
-SELECT event_log.set_error_policy('bank.nope', live => 'park');
-SELECT event_log.set_error_policy(NULL, live => 'park');
+SELECT event_log.set_error_policy('bank.trails', on_error => 'skip');
+SELECT event_log.set_error_policy('bank.trails', on_build_error => 'parc');
+SELECT event_log.set_error_policy('bank.nope', on_error => 'park');
+SELECT event_log.set_error_policy(NULL, on_error => 'park');
 SELECT event_log.create_projection('bank.inline_trails', 'bank.accounts',
     columns  => 'account text PRIMARY KEY',
     handlers => '{"Op": "INSERT INTO inline_trails VALUES (e.key) ON CONFLICT DO NOTHING"}');
-SELECT event_log.set_error_policy('bank.inline_trails', live => 'park');
-SELECT event_log.set_error_policy('bank.inline_trails', live => 'stop');
+SELECT event_log.set_error_policy('bank.inline_trails', on_error => 'park');
+SELECT event_log.set_error_policy('bank.inline_trails', on_build_error => 'park');
+SELECT event_log.create_projection('bank.inline_parked', 'bank.accounts',
+    columns  => 'account text PRIMARY KEY',
+    handlers => '{"Op": "INSERT INTO inline_parked VALUES (e.key) ON CONFLICT DO NOTHING"}',
+    on_error => 'park');
+SELECT to_regclass('bank.inline_parked');
+SELECT event_log.set_error_policy('bank.inline_trails', on_error => 'stop');
 SELECT event_log.drop_projection('bank.inline_trails');
 
-SELECT event_log.set_error_policy('bank.trails', live => 'park');
+SELECT event_log.set_error_policy('bank.trails', on_error => 'park');
 SELECT on_error, on_build_error FROM event_log.projections;
 
 -- Account b has a poison event (n = "x"); a, c and b's other events are good.
@@ -107,12 +113,12 @@ SELECT * FROM bank.trails WHERE account = 'e';
 -- parked until retried.
 SELECT bank.op('f', 'q'), bank.op('f', '8');
 SELECT event_log.run_projections();
-SELECT event_log.set_error_policy('bank.trails', live => 'stop');
+SELECT event_log.set_error_policy('bank.trails', on_error => 'stop');
 SELECT bank.op('f', '9'), bank.op('g', 'w'), bank.op('g', '1');
 SELECT event_log.run_projections();
 SELECT key, blocked_by IS NOT NULL AS waits FROM event_log.dead_letters ORDER BY seq;
 SELECT count(*) AS stopped_shards FROM event_log.projection_lag WHERE error IS NOT NULL;
-SELECT event_log.set_error_policy('bank.trails', live => 'park');
+SELECT event_log.set_error_policy('bank.trails', on_error => 'park');
 
 -- A rebuild replays every event, parked ones too, so it forgets them.
 SELECT event_log.rebuild_projection('bank.trails',
@@ -124,6 +130,40 @@ SELECT count(*) AS parked FROM event_log.dead_letters;
 SELECT count(*) AS rebuilt FROM event_log.dead_letter_log WHERE action = 'rebuilt';
 SELECT event_log.run_projections();
 SELECT * FROM bank.trails ORDER BY account;
+
+-- Builds park too, under on_build_error => 'park': create_projection()
+-- over a history with poison events parks their keys and builds the rest.
+SELECT event_log.create_projection('bank.trails2', 'bank.accounts',
+    columns  => 'account text PRIMARY KEY, trail text NOT NULL',
+    handlers => jsonb_build_object('Op', $$
+        INSERT INTO trails2 AS t VALUES (e.key, ((e.payload->>'n')::int)::text)
+        ON CONFLICT (account) DO UPDATE SET trail = t.trail || ',' || excluded.trail $$),
+    mode => 'async', on_error => 'park', on_build_error => 'park');
+SELECT on_error, on_build_error, build_method FROM event_log.projections
+ WHERE projection = 'bank.trails2'::regclass;
+SELECT key, count(*) AS parked, count(error) AS failed, min(sqlstate) AS sqlstate
+  FROM event_log.dead_letters WHERE projection = 'bank.trails2'::regclass
+ GROUP BY key ORDER BY key;
+SELECT * FROM bank.trails2 ORDER BY account;
+SELECT sum(parked_events) AS parked, sum(lag_events) AS lag FROM event_log.projection_lag
+ WHERE projection = 'bank.trails2'::regclass;
+
+-- Under 'stop' the same build fails, and changes nothing.
+SELECT event_log.set_error_policy('bank.trails2', on_build_error => 'stop');
+SELECT event_log.rebuild_projection('bank.trails2');
+SELECT count(*) AS parked FROM event_log.dead_letters WHERE projection = 'bank.trails2'::regclass;
+
+-- A retry after the fix completes the build's parked keys, in order: the
+-- same as the projection whose events never failed.
+SELECT event_log.alter_projection('bank.trails2',
+    handlers => jsonb_build_object('Op', $$
+        INSERT INTO trails2 AS t VALUES (e.key,
+            CASE WHEN e.payload->>'n' ~ '^[0-9]+$' THEN e.payload->>'n' ELSE '?' END)
+        ON CONFLICT (account) DO UPDATE SET trail = t.trail || ',' || excluded.trail $$));
+SELECT event_log.retry_dead_letters('bank.trails2') > 0 AS retried;
+(SELECT * FROM bank.trails EXCEPT SELECT * FROM bank.trails2)
+UNION ALL (SELECT * FROM bank.trails2 EXCEPT SELECT * FROM bank.trails);
+SELECT event_log.drop_projection('bank.trails2');
 
 -- Who may see and act on dead letters: the projection's owner acts; only
 -- roles that may read the stream see them.
@@ -142,7 +182,7 @@ SELECT count(*) AS visible FROM event_log.projection_dead_letters;
 SELECT parked_events FROM event_log.projection_lag LIMIT 1;
 SELECT event_log.retry_dead_letters('bank.trails');
 SELECT event_log.discard_dead_letters('bank.trails');
-SELECT event_log.set_error_policy('bank.trails', live => 'stop');
+SELECT event_log.set_error_policy('bank.trails', on_error => 'stop');
 SELECT event_log.retry_dead_letters();
 RESET ROLE;
 SELECT count(*) AS still_parked FROM event_log.dead_letters;

@@ -113,8 +113,8 @@ SELECT p.projection,
 
 CREATE FUNCTION event_log.set_error_policy(
     projection text,
-    live text DEFAULT NULL,
-    build text DEFAULT NULL)
+    on_error text DEFAULT NULL,
+    on_build_error text DEFAULT NULL)
 RETURNS void
 AS 'MODULE_PATHNAME', 'el_set_error_policy'
 LANGUAGE C VOLATILE;
@@ -133,3 +133,28 @@ CREATE FUNCTION event_log.discard_dead_letters(
 RETURNS bigint
 AS 'MODULE_PATHNAME', 'el_discard_dead_letters'
 LANGUAGE C VOLATILE;
+
+-- create_projection() takes the two policies, so that its own build can
+-- park.  A new argument changes the signature: replace the function, and
+-- carry its ACL over, as the 0.3 update did for read() and poll().
+SELECT pg_catalog.set_config('el_upgrade.create_projection_acl',
+    coalesce((SELECT proacl::pg_catalog.text FROM pg_catalog.pg_proc
+              WHERE oid = 'event_log.create_projection(text, pg_catalog.regclass, text, pg_catalog.jsonb, text, text, pg_catalog.jsonb)'::pg_catalog.regprocedure), ''),
+    true);
+DROP FUNCTION event_log.create_projection(text, regclass, text, jsonb, text, text, jsonb);
+CREATE FUNCTION event_log.create_projection(
+    name text,
+    stream regclass,
+    columns text DEFAULT NULL,
+    handlers jsonb DEFAULT NULL,
+    mode text DEFAULT 'inline',
+    reducer text DEFAULT NULL,
+    initial jsonb DEFAULT '{}',
+    on_error text DEFAULT NULL,
+    on_build_error text DEFAULT NULL)
+RETURNS regclass
+AS 'MODULE_PATHNAME', 'el_create_projection'
+LANGUAGE C VOLATILE;
+UPDATE pg_catalog.pg_proc
+   SET proacl = NULLIF(pg_catalog.current_setting('el_upgrade.create_projection_acl'), '')::pg_catalog.aclitem[]
+ WHERE oid = 'event_log.create_projection(text, pg_catalog.regclass, text, pg_catalog.jsonb, text, text, pg_catalog.jsonb, text, text)'::pg_catalog.regprocedure;

@@ -134,11 +134,6 @@ extern void el_release_set(ElHandlerSet *set);
 extern char *el_inline_trigger_name(Oid stream, Oid view);
 extern void el_projection_inline_init(void);
 
-/* projection_async.c */
-extern int	el_apply_batch(ElHandlerSet *set, TupleDesc desc, HeapTuple *events,
-						   const bool *skip, int count, TimestampTz deadline,
-						   int *applied, ErrorData **error);
-extern List *el_owned_projections(const char *sql);
 
 /* projection_deadletter.c: parked events of async projections */
 typedef struct ElParked
@@ -149,6 +144,8 @@ typedef struct ElParked
 	int			shards;
 	HTAB	  **keys;			/* per shard: its parked keys, or NULL */
 	MemoryContext cxt;
+	int64		build_events;	/* parked by a build */
+	int64		build_keys;
 } ElParked;
 extern bool el_dead_letters_catalog(void);
 extern ElParked *el_parked_open(Oid view, Oid stream, int shards, bool build);
@@ -156,6 +153,42 @@ extern int64 el_parked_behind(ElParked *pk, Datum *values, bool *nulls);
 extern void el_park_event(ElParked *pk, HeapTuple tup, TupleDesc desc,
 						  ErrorData *edata, int64 behind);
 extern void el_dead_letters_forget(Oid view, bool record);
+extern const char *el_error_policy_arg(FunctionCallInfo fcinfo, int argno, const char *what);
+extern void el_check_error_policy(const char *name, bool inline_mode,
+								  const char *on_error, const char *on_build_error);
+extern void el_set_error_policies(Oid view, const char *on_error, const char *on_build_error);
+
+/* projection_async.c */
+extern int	el_read_batch(Relation stream, Relation pk, int32 shard, int64 after,
+						  int max, HeapTuple *out);
+extern int	el_apply_batch(ElHandlerSet *set, TupleDesc desc, HeapTuple *events,
+						   const bool *skip, int count, TimestampTz deadline,
+						   bool timed, int *applied, ErrorData **error);
+extern List *el_owned_projections(const char *sql);
+
+/*
+ * A run over one shard's events, applying them in subtransactions and
+ * parking what fails under the 'park' policy: an async run's batch
+ * (checkpoint set: the shard's checkpoint moves with it) or a build's.
+ */
+typedef struct ElShardRun
+{
+	ElHandlerSet *set;
+	ElParked   *parked;
+	TupleDesc	desc;			/* the stream's */
+	int32		shard;
+	int64		seq;			/* the last event handled */
+	bool		checkpoint;		/* move projection_offsets with seq */
+	bool		timed;			/* handlers under event_log.handler_timeout */
+	bool		quiet;			/* no WARNING per parked key (builds count) */
+	int			segment;		/* events per subtransaction, at most */
+	TimestampTz deadline;		/* 0: none */
+	int64		total;			/* events applied or parked */
+	int64		parked_events;
+	int64		parked_keys;	/* events a handler failed on */
+	bool		out_of_time;
+} ElShardRun;
+extern bool el_run_shard_batch(ElShardRun *run, HeapTuple *batch, int count);
 
 /* projection_build.c */
 extern IndexScanDesc el_shard_scan(Relation stream, Relation pk, Snapshot snap, int32 shard, int64 after);

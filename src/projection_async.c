@@ -86,7 +86,7 @@ el_note_overrun(void)
  */
 
 /* Read up to max events of a shard after seq `after`, copied. */
-static int
+int
 el_read_batch(Relation stream, Relation pk, int32 shard, int64 after,
 			  int max, HeapTuple *out)
 {
@@ -110,6 +110,7 @@ typedef struct ElApplyCall
 	HeapTuple  *events;
 	const bool *skip;			/* events not to apply (parked), or NULL */
 	int			count;
+	bool		timed;			/* under event_log.handler_timeout */
 	TimestampTz deadline;		/* stop after an event once passed; 0: never */
 	int			done;			/* events applied so far */
 	MemoryContext evcxt;		/* per event, reset after each */
@@ -132,7 +133,7 @@ el_apply_events(void *arg)
 	 */
 	Assert(natts >= EL_NATTS);
 	el_apply_begin(call->set, &st);
-	st.timed = true;
+	st.timed = call->timed;
 	for (call->done = 0; call->done < call->count; call->done++)
 	{
 		if (call->deadline != 0 && call->done > 0 &&
@@ -152,16 +153,17 @@ el_apply_events(void *arg)
 /*
  * Apply events[0..count) in a subtransaction, or the first *applied of
  * them if the deadline (0: none) passes first (never fewer than one),
- * passing over those skip (if not NULL) marks.  Returns -1 if they went
- * through, else the index of the event that failed, with its error in
- * *error (the subtransaction rolled back).
+ * passing over those skip (if not NULL) marks; timed: each handler under
+ * event_log.handler_timeout (live runs, not builds).  Returns -1 if they
+ * went through, else the index of the event that failed, with its error
+ * in *error (the subtransaction rolled back).
  */
 int
 el_apply_batch(ElHandlerSet *set, TupleDesc desc, HeapTuple *events,
-			   const bool *skip, int count, TimestampTz deadline,
+			   const bool *skip, int count, TimestampTz deadline, bool timed,
 			   int *applied, ErrorData **error)
 {
-	ElApplyCall call = {set, desc, events, skip, count, deadline, 0, NULL};
+	ElApplyCall call = {set, desc, events, skip, count, timed, deadline, 0, NULL};
 	ErrorData  *edata;
 
 	call.evcxt = AllocSetContextCreate(CurrentMemoryContext, "event_log event",
@@ -269,55 +271,64 @@ el_mark_parked(ElParked *pk, int32 s, TupleDesc desc, HeapTuple *batch,
 }
 
 /*
- * Park the events of batch[from..to) that skip marks, and move shard s's
- * checkpoint from *seq to batch[to - 1]'s seq.
+ * Park the events of batch[from..to) that skip marks, and move the run's
+ * position (and the shard's checkpoint, for an async run) to batch[to - 1].
  */
 static void
-el_settle(Oid view, ElParked *pk, int32 s, int64 *seq, TupleDesc desc,
-		  HeapTuple *batch, int from, int to, const bool *skip, const int64 *behind)
+el_settle(ElShardRun *run, HeapTuple *batch, int from, int to,
+		  const bool *skip, const int64 *behind)
 {
+	int64		seq = el_tuple_seq(batch[to - 1], run->desc);
+
 	for (int i = from; i < to; i++)
 		if (skip[i])
-			el_park_event(pk, batch[i], desc, NULL, behind[i]);
-	el_checkpoint(view, s, *seq, el_tuple_seq(batch[to - 1], desc));
-	*seq = el_tuple_seq(batch[to - 1], desc);
+		{
+			el_park_event(run->parked, batch[i], run->desc, NULL, behind[i]);
+			run->parked_events++;
+		}
+	if (run->checkpoint)
+		el_checkpoint(run->set->view, run->shard, run->seq, seq);
+	run->seq = seq;
 }
 
 /*
- * Apply a batch of shard s's events, read after its checkpoint *seq, in
- * subtransactions, moving the checkpoint past what went through.  Events
- * of a parked key are parked too.  A failing event stops the shard there
- * (the events before it applied again without it), with the error
- * recorded, unless the policy is to park: then it is parked, its key with
- * it, and the rest of the batch goes on.  Returns false once the shard
- * stopped; *out_of_time once the deadline passed.
+ * Apply a batch of a shard's events, read after the run's position, in
+ * subtransactions of up to run->segment events, moving the position (and
+ * the checkpoint) past what went through.  Events of a parked key are
+ * parked too.  A failing event stops the shard there (the events before it
+ * applied again without it), with the error recorded, unless the policy is
+ * to park: then it is parked, its key with it, and the rest of the batch
+ * goes on.  Returns false once the shard stopped; sets run->out_of_time
+ * once the deadline passed.
  */
-static bool
-el_run_shard_batch(ElHandlerSet *set, ElParked *pk, int32 s, int64 *seq,
-				   TupleDesc desc, HeapTuple *batch, int count,
-				   TimestampTz deadline, volatile int64 *total,
-				   volatile bool *out_of_time)
+bool
+el_run_shard_batch(ElShardRun *run, HeapTuple *batch, int count)
 {
+	ElParked   *pk = run->parked;
+	TupleDesc	desc = run->desc;
 	bool	   *skip = palloc0(sizeof(bool) * count);
 	int64	   *behind = palloc0(sizeof(int64) * count);
 	int			from = 0;
+	bool		stopped = false;
 
-	while (from < count)
+	while (from < count && !run->out_of_time)
 	{
+		int			n = Min(run->segment, count - from);
 		int			failed;
 		int			applied;
 		ErrorData  *edata = NULL;
-		bool		any = el_mark_parked(pk, s, desc, batch, from, count, skip, behind);
+		bool		any = el_mark_parked(pk, run->shard, desc, batch, from, count,
+										 skip, behind);
 
-		failed = el_apply_batch(set, desc, batch + from, any ? skip + from : NULL,
-								count - from, deadline, &applied, &edata);
+		failed = el_apply_batch(run->set, desc, batch + from, any ? skip + from : NULL,
+								n, run->deadline, run->timed, &applied, &edata);
 		if (failed < 0)
 		{
-			el_settle(set->view, pk, s, seq, desc, batch, from, from + applied,
-					  skip, behind);
-			*total += applied;
-			*out_of_time = from + applied < count;
-			break;
+			el_settle(run, batch, from, from + applied, skip, behind);
+			run->total += applied;
+			run->out_of_time = applied < n;
+			from += applied;
+			continue;
 		}
 
 		/*
@@ -326,15 +337,14 @@ el_run_shard_batch(ElHandlerSet *set, ElParked *pk, int32 s, int64 *seq,
 		 */
 		while (failed > 0)
 		{
-			int			again = el_apply_batch(set, desc, batch + from,
+			int			again = el_apply_batch(run->set, desc, batch + from,
 											   any ? skip + from : NULL,
-											   failed, 0, &applied, &edata);
+											   failed, 0, run->timed, &applied, &edata);
 
 			if (again < 0)
 			{
-				el_settle(set->view, pk, s, seq, desc, batch, from, from + failed,
-						  skip, behind);
-				*total += failed;
+				el_settle(run, batch, from, from + failed, skip, behind);
+				run->total += failed;
 				break;
 			}
 			failed = again;
@@ -342,25 +352,29 @@ el_run_shard_batch(ElHandlerSet *set, ElParked *pk, int32 s, int64 *seq,
 		from += failed;
 		if (!pk->park)
 		{
-			el_record_error(set, s, el_tuple_seq(batch[from], desc), edata);
-			pfree(skip);
-			pfree(behind);
-			return false;
+			el_record_error(run->set, run->shard, el_tuple_seq(batch[from], desc), edata);
+			stopped = true;
+			break;
 		}
 		el_park_event(pk, batch[from], desc, edata, -1);
-		el_checkpoint(set->view, s, *seq, el_tuple_seq(batch[from], desc));
-		*seq = el_tuple_seq(batch[from], desc);
-		ereport(WARNING,
-				(errcode(edata->sqlerrcode),
-				 errmsg("projection \"%s\" parked shard %d seq " INT64_FORMAT " and its key: %s",
-						set->name, s, *seq, edata->message),
-				 errhint("See event_log.dead_letters; after fixing the handler with event_log.alter_projection(), retry them with event_log.retry_dead_letters().")));
+		run->parked_events++;
+		run->parked_keys++;
+		if (run->checkpoint)
+			el_checkpoint(run->set->view, run->shard, run->seq,
+						  el_tuple_seq(batch[from], desc));
+		run->seq = el_tuple_seq(batch[from], desc);
+		if (!run->quiet)
+			ereport(WARNING,
+					(errcode(edata->sqlerrcode),
+					 errmsg("projection \"%s\" parked shard %d seq " INT64_FORMAT " and its key: %s",
+							run->set->name, run->shard, run->seq, edata->message),
+					 errhint("See event_log.dead_letters; after fixing the handler with event_log.alter_projection(), retry them with event_log.retry_dead_letters().")));
 		from++;
-		(*total)++;
+		run->total++;
 	}
 	pfree(skip);
 	pfree(behind);
-	return true;
+	return !stopped;
 }
 
 /*
@@ -454,9 +468,24 @@ el_run_async(Oid view, int64 max_events, TimestampTz deadline)
 					done[s] = true;
 					continue;
 				}
-				if (!el_run_shard_batch(set, parked, s, &seqs[s], desc, batch,
-										count, deadline, &total, &out_of_time))
-					done[s] = true;
+				{
+					ElShardRun	run = {0};
+
+					run.set = set;
+					run.parked = parked;
+					run.desc = desc;
+					run.shard = s;
+					run.seq = seqs[s];
+					run.checkpoint = true;
+					run.timed = true;
+					run.segment = count;	/* the batch in one subtransaction */
+					run.deadline = deadline;
+					if (!el_run_shard_batch(&run, batch, count))
+						done[s] = true;
+					seqs[s] = run.seq;
+					total += run.total;
+					out_of_time = run.out_of_time;
+				}
 				progress = true;
 			}
 		}

@@ -112,6 +112,64 @@ el_prepare_setplans(ElHandlerSet *set)
 }
 
 /*
+ * Under the 'park' build policy (async projections only): replay one
+ * shard's events with seq > after, each small segment of them in a
+ * subtransaction, parking an event a handler fails on and every later
+ * event of its key (projection_deadletter.c).  A failure costs applying
+ * its segment's earlier events again, so segments are short.  *last gets
+ * the last seq read; returns the events read.
+ */
+#define EL_PARK_SEGMENT	16		/* events per subtransaction */
+#define EL_PARK_READ	1024	/* events read at a time */
+
+static int64
+el_replay_shard_parking(ElHandlerSet *set, ElParked *parked, Relation stream,
+						Relation pk, int32 shard, int64 after, int64 *last)
+{
+	HeapTuple  *batch = palloc(sizeof(HeapTuple) * EL_PARK_READ);
+	MemoryContext batchcxt = AllocSetContextCreate(CurrentMemoryContext,
+												   "event_log batch",
+												   ALLOCSET_DEFAULT_SIZES);
+	ElShardRun	run = {0};
+
+	run.set = set;
+	run.parked = parked;
+	run.desc = RelationGetDescr(stream);
+	run.shard = shard;
+	run.seq = after;
+	run.quiet = true;
+	run.segment = EL_PARK_SEGMENT;
+	for (;;)
+	{
+		MemoryContext old = MemoryContextSwitchTo(batchcxt);
+		int			count = el_read_batch(stream, pk, shard, run.seq, EL_PARK_READ, batch);
+
+		MemoryContextSwitchTo(old);
+		if (count == 0)
+			break;
+		(void) el_run_shard_batch(&run, batch, count);
+		MemoryContextReset(batchcxt);
+		CHECK_FOR_INTERRUPTS();
+	}
+	MemoryContextDelete(batchcxt);
+	pfree(batch);
+	parked->build_events += run.parked_events;
+	parked->build_keys += run.parked_keys;
+	*last = run.seq;
+	return run.total;
+}
+
+/* One shard, event by event: parking under the 'park' policy, or not. */
+static int64
+el_replay_one_shard(ElApplyState *st, ElParked *parked, Relation stream,
+					Relation pk, int32 shard, int64 after, int64 *last)
+{
+	if (parked != NULL)
+		return el_replay_shard_parking(st->set, parked, stream, pk, shard, after, last);
+	return el_replay_shard(st, stream, pk, shard, after, last);
+}
+
+/*
  * Set-based replay reads the stream in chunks of events, each shard's in
  * seq order.  It sorts each chunk by key (a key's events stay in seq
  * order) and cuts it into ranges of neighbouring keys.  Within a range, the
@@ -572,7 +630,7 @@ el_replay_group(void *arg)
  */
 static int64
 el_replay_setbased(ElApplyState *st, ElSetReplay *b, Relation stream, Relation pk,
-				  int shards, int64 *last)
+				  int shards, int64 *last, ElParked *parked)
 {
 	ElGroupCall g;
 	int64	   *start = palloc(sizeof(int64) * shards);
@@ -618,7 +676,7 @@ el_replay_setbased(ElApplyState *st, ElSetReplay *b, Relation stream, Relation p
 			FreeErrorData(edata);
 			memcpy(last, start, sizeof(int64) * shards);
 			for (int s = 0; s < shards; s++)
-				n += el_replay_shard(st, stream, pk, s, last[s], &last[s]);
+				n += el_replay_one_shard(st, parked, stream, pk, s, last[s], &last[s]);
 			break;
 		}
 		n += g.n;
@@ -638,7 +696,8 @@ el_replay_setbased(ElApplyState *st, ElSetReplay *b, Relation stream, Relation p
  * last[shard]; returns the events replayed.
  */
 static int64
-el_replay_all(ElHandlerSet *set, Oid streamid, int shards, int64 *last)
+el_replay_all(ElHandlerSet *set, Oid streamid, int shards, int64 *last,
+			  ElParked *parked)
 {
 	Relation	stream = table_open(streamid, AccessShareLock);
 	Relation	pk = index_open(el_stream_indexes(stream)->pk, AccessShareLock);
@@ -648,10 +707,10 @@ el_replay_all(ElHandlerSet *set, Oid streamid, int shards, int64 *last)
 
 	el_apply_begin(set, &st);
 	if (b != NULL)
-		n = el_replay_setbased(&st, b, stream, pk, shards, last);
+		n = el_replay_setbased(&st, b, stream, pk, shards, last, parked);
 	else
 		for (int s = 0; s < shards; s++)
-			n += el_replay_shard(&st, stream, pk, s, last[s], &last[s]);
+			n += el_replay_one_shard(&st, parked, stream, pk, s, last[s], &last[s]);
 	el_apply_end(&st);
 	if (b != NULL)
 		MemoryContextDelete(b->cxt);
@@ -718,13 +777,27 @@ el_build(ElHandlerSet *set, ElProjection *p, int64 *last, bool create)
 {
 	int			shards = el_lock_stream(p->stream, AccessShareLock);
 	int64		n;
+	ElParked   *parked = NULL;
 
 	el_check_stream_read(p->stream, set->owner, set->name);
 	el_prepare_setplans(set);
-	n = el_replay_all(set, p->stream, shards, last);
+	/* Only async projections park (set_error_policy() refuses the others). */
+	if (!p->inline_mode)
+	{
+		parked = el_parked_open(p->view, p->stream, shards, true);
+		if (!parked->park)
+			parked = NULL;
+	}
+	n = el_replay_all(set, p->stream, shards, last, parked);
 	if (!p->inline_mode)
 	{
 		el_set_build_method(set, p->view);
+		if (parked != NULL && parked->build_events > 0)
+			ereport(WARNING,
+					(errmsg("projection \"%s\" parked " INT64_FORMAT " events of " INT64_FORMAT " keys in its build",
+							set->name, parked->build_events, parked->build_keys),
+					 errdetail("A handler failed on an event of each key; the key's later events wait behind it."),
+					 errhint("See event_log.dead_letters; after fixing the handler with event_log.alter_projection(), retry them with event_log.retry_dead_letters().")));
 		return n;
 	}
 
@@ -733,7 +806,7 @@ el_build(ElHandlerSet *set, ElProjection *p, int64 *last, bool create)
 	else
 		LockRelationOid(p->stream, ShareRowExclusiveLock);
 
-	n += el_replay_all(set, p->stream, shards, last);
+	n += el_replay_all(set, p->stream, shards, last, NULL);
 	el_set_build_method(set, p->view);
 	return n;
 }

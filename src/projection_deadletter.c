@@ -252,45 +252,93 @@ el_require_dead_letters(void)
 				 errhint("Run ALTER EXTENSION event_log UPDATE.")));
 }
 
-static const char *
-el_check_policy(FunctionCallInfo fcinfo, int argno, const char *what)
+/*
+ * An error policy argument: NULL (as it is), 'stop' or 'park'.  what
+ * names it in the message.
+ */
+const char *
+el_error_policy_arg(FunctionCallInfo fcinfo, int argno, const char *what)
 {
 	char	   *policy;
 
-	if (PG_ARGISNULL(argno))
+	if (argno >= PG_NARGS() || PG_ARGISNULL(argno))
 		return NULL;
 	policy = text_to_cstring(PG_GETARG_TEXT_PP(argno));
 	if (strcmp(policy, "stop") != 0 && strcmp(policy, "park") != 0)
 		ereport(ERROR,
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-				 errmsg("invalid %s error policy \"%s\"", what, policy),
+				 errmsg("invalid %s policy \"%s\"", what, policy),
 				 errhint("The policies are 'stop' and 'park'.")));
 	return policy;
 }
 
 /*
- * event_log.set_error_policy(projection text, live text, build text)
- *     RETURNS void
- *
- * What a projection does when a handler fails: 'stop' its shard at the
- * event, or 'park' the event and the later events of its key.  NULL leaves
- * a policy as it is.  Only async projections may park: an inline handler's
- * failure fails the append, and so there is no event to park.
+ * Refuse 'park' for an inline projection: its handler runs in the
+ * appending transaction, and its trigger would apply a parked key's later
+ * events at once, out of order.
  */
-Datum
-el_set_error_policy(PG_FUNCTION_ARGS)
+void
+el_check_error_policy(const char *name, bool inline_mode, const char *on_error,
+					  const char *on_build_error)
 {
-	const char *live;
-	const char *build;
-	Oid			view;
-	ElProjection *p;
+	if (!inline_mode)
+		return;
+	if (on_error != NULL && strcmp(on_error, "park") == 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
+				 errmsg("inline projection \"%s\" cannot park events", name),
+				 errdetail("An inline projection's handler runs in the appending transaction: its failure fails the append, so the event never enters the log."),
+				 errhint("Use an async projection to park failing events per key.")));
+	if (on_build_error != NULL && strcmp(on_build_error, "park") == 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
+				 errmsg("inline projection \"%s\" cannot park events in its builds", name),
+				 errdetail("Its trigger would apply the later events of a parked key as they are appended, out of order."),
+				 errhint("Use an async projection to park failing events per key.")));
+}
+
+/* Write a projection's policies (NULL: as they are).  SPI connected. */
+void
+el_set_error_policies(Oid view, const char *on_error, const char *on_build_error)
+{
 	Oid			types[3] = {OIDOID, TEXTOID, TEXTOID};
 	Datum		values[3];
 	char		nulls[3] = "   ";
 
+	values[0] = ObjectIdGetDatum(view);
+	values[1] = on_error ? CStringGetTextDatum(on_error) : (Datum) 0;
+	values[2] = on_build_error ? CStringGetTextDatum(on_build_error) : (Datum) 0;
+	if (on_error == NULL)
+		nulls[1] = 'n';
+	if (on_build_error == NULL)
+		nulls[2] = 'n';
+	el_catalog_sql("UPDATE event_log.projections"
+				   " SET on_error = coalesce($2, on_error),"
+				   " on_build_error = coalesce($3, on_build_error)"
+				   " WHERE projection = $1",
+				   3, types, values, nulls, 0, 0);
+}
+
+/*
+ * event_log.set_error_policy(projection text, on_error text,
+ *     on_build_error text) RETURNS void
+ *
+ * What a projection does when a handler fails, in live runs and in
+ * builds: 'stop' its shard at the event (a build: fail), or 'park' the
+ * event and the later events of its key.  NULL leaves a policy as it is.
+ * Only async projections may park.
+ */
+Datum
+el_set_error_policy(PG_FUNCTION_ARGS)
+{
+	const char *on_error;
+	const char *on_build_error;
+	Oid			view;
+	ElProjection *p;
+
 	el_require_arg(fcinfo, 0, "projection");
-	live = el_check_policy(fcinfo, 1, "live");
-	build = el_check_policy(fcinfo, 2, "build");
+	on_error = el_error_policy_arg(fcinfo, 1, "on_error");
+	on_build_error = el_error_policy_arg(fcinfo, 2, "on_build_error");
 	SPI_connect();
 	el_require_dead_letters();
 	view = el_projection_oid(PG_GETARG_TEXT_PP(0));
@@ -302,30 +350,8 @@ el_set_error_policy(PG_FUNCTION_ARGS)
 				(errcode(ERRCODE_UNDEFINED_OBJECT),
 				 errmsg("projection \"%s\" was dropped",
 						text_to_cstring(PG_GETARG_TEXT_PP(0)))));
-	if (p->inline_mode && live != NULL && strcmp(live, "park") == 0)
-		ereport(ERROR,
-				(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
-				 errmsg("inline projection \"%s\" cannot park events", get_rel_name(view)),
-				 errdetail("An inline projection's handler runs in the appending transaction: its failure fails the append, so the event never enters the log."),
-				 errhint("Use an async projection to park failing events per key.")));
-	if (build != NULL && strcmp(build, "park") == 0)
-		ereport(ERROR,
-				(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
-				 errmsg("builds cannot park events yet"),
-				 errdetail("create_projection() and rebuild_projection() stop at a failing event."),
-				 errhint("Create the projection, then set the live policy to 'park' and rebuild it empty, or fix the handler.")));
-	values[0] = ObjectIdGetDatum(view);
-	values[1] = live ? CStringGetTextDatum(live) : (Datum) 0;
-	values[2] = build ? CStringGetTextDatum(build) : (Datum) 0;
-	if (live == NULL)
-		nulls[1] = 'n';
-	if (build == NULL)
-		nulls[2] = 'n';
-	el_catalog_sql("UPDATE event_log.projections"
-				   " SET on_error = coalesce($2, on_error),"
-				   " on_build_error = coalesce($3, on_build_error)"
-				   " WHERE projection = $1",
-				   3, types, values, nulls, 0, 0);
+	el_check_error_policy(get_rel_name(view), p->inline_mode, on_error, on_build_error);
+	el_set_error_policies(view, on_error, on_build_error);
 	SPI_finish();
 	PG_RETURN_VOID();
 }
@@ -482,7 +508,7 @@ el_retry_projection(Oid view, text *key)
 									rows[r].shard, rows[r].seq, set->name,
 									el_qualified_name(p->stream))));
 				if (el_apply_batch(set, RelationGetDescr(stream), &tup, NULL, 1, 0,
-								   &n, &edata) < 0)
+								   true, &n, &edata) < 0)
 				{
 					el_dead_letter_done(view, rows[r].shard, rows[r].seq, "retried");
 					applied++;

@@ -133,8 +133,14 @@ $node->safe_psql('acl_db', q{
 	REVOKE EXECUTE ON FUNCTION event_log.read(regclass, int, bigint, int) FROM PUBLIC;
 	GRANT EXECUTE ON FUNCTION event_log.read(regclass, int, bigint, int) TO acl_reader;
 	REVOKE EXECUTE ON FUNCTION event_log.poll(text, regclass, int, text, interval, boolean) FROM PUBLIC;
+	REVOKE EXECUTE ON FUNCTION event_log.create_projection(text, regclass, text, jsonb, text, text, jsonb) FROM PUBLIC;
+	GRANT EXECUTE ON FUNCTION event_log.create_projection(text, regclass, text, jsonb, text, text, jsonb) TO acl_reader;
 	ALTER EXTENSION event_log UPDATE;
 });
+is($node->safe_psql('acl_db', q{
+	SELECT has_function_privilege('acl_reader', 'event_log.create_projection(text, regclass, text, jsonb, text, text, jsonb, text, text)', 'EXECUTE'),
+	       has_function_privilege('acl_other', 'event_log.create_projection(text, regclass, text, jsonb, text, text, jsonb, text, text)', 'EXECUTE')}),
+	't|f', 'privileges on create_projection() survive its re-creation by the 0.4 update');
 is($node->safe_psql('acl_db', q{
 	SELECT has_function_privilege('acl_reader', 'event_log.read(regclass, int, bigint, int, text[])', 'EXECUTE'),
 	       has_function_privilege('acl_other', 'event_log.read(regclass, int, bigint, int, text[])', 'EXECUTE'),
@@ -213,14 +219,14 @@ $node->safe_psql('dl_db', q{
 });
 ($rc, $out, $err) = $node->psql('dl_db', 'SELECT event_log.run_projections()');
 like($err, qr/stopped at shard 0 seq 2/, 'a 0.3 catalog: a failing event stops its shard');
-($rc, $out, $err) = $node->psql('dl_db', q{SELECT event_log.set_error_policy('acc_sum', live => 'park')});
-like($err, qr/function event_log.set_error_policy\(unknown, live => unknown\) does not exist/,
+($rc, $out, $err) = $node->psql('dl_db', q{SELECT event_log.set_error_policy('acc_sum', on_error => 'park')});
+like($err, qr/function event_log.set_error_policy\(unknown, on_error => unknown\) does not exist/,
 	'a 0.3 catalog: no error policies');
 is($node->safe_psql('dl_db', q{
 	ALTER EXTENSION event_log UPDATE;
 	SELECT on_error FROM event_log.projections;
 	SELECT count(*) FROM event_log.dead_letters;
-	SELECT event_log.set_error_policy('acc_sum', live => 'park');
+	SELECT event_log.set_error_policy('acc_sum', on_error => 'park');
 	SELECT event_log.alter_projection('acc_sum');
 	SELECT event_log.run_projections();
 	SELECT string_agg(key || '=' || n, ',' ORDER BY key) FROM acc_sum;

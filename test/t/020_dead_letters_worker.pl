@@ -31,7 +31,7 @@ $node->safe_psql('postgres', qq{
 		columns  => 'key text PRIMARY KEY, trail text NOT NULL, n int NOT NULL',
 		handlers => jsonb_build_object('Op', \$h\$$strict\$h\$),
 		mode     => 'async');
-	SELECT event_log.set_error_policy('trails', live => 'park');
+	SELECT event_log.set_error_policy('trails', on_error => 'park');
 });
 
 # 4 appenders; keys k0..k4 get a poison event now and then (10%).
