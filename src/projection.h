@@ -163,7 +163,7 @@ extern int	el_read_batch(Relation stream, Relation pk, int32 shard, int64 after,
 						  int max, HeapTuple *out);
 extern int	el_apply_batch(ElHandlerSet *set, TupleDesc desc, HeapTuple *events,
 						   const bool *skip, int count, TimestampTz deadline,
-						   bool timed, int *applied, ErrorData **error);
+						   ElApplyState *outer, int *applied, ErrorData **error);
 extern List *el_owned_projections(const char *sql);
 
 /*
@@ -179,7 +179,7 @@ typedef struct ElShardRun
 	int32		shard;
 	int64		seq;			/* the last event handled */
 	bool		checkpoint;		/* move projection_offsets with seq */
-	bool		timed;			/* handlers under event_log.handler_timeout */
+	ElApplyState *outer;		/* a build's; NULL: live (handler_timeout) */
 	bool		quiet;			/* no WARNING per parked key (builds count) */
 	int			segment;		/* events per subtransaction, at most */
 	TimestampTz deadline;		/* 0: none */

@@ -110,7 +110,7 @@ typedef struct ElApplyCall
 	HeapTuple  *events;
 	const bool *skip;			/* events not to apply (parked), or NULL */
 	int			count;
-	bool		timed;			/* under event_log.handler_timeout */
+	ElApplyState *outer;		/* a build's, or NULL: a live run's own */
 	TimestampTz deadline;		/* stop after an event once passed; 0: never */
 	int			done;			/* events applied so far */
 	MemoryContext evcxt;		/* per event, reset after each */
@@ -132,8 +132,11 @@ el_apply_events(void *arg)
 	 * the first EL_NATTS.
 	 */
 	Assert(natts >= EL_NATTS);
-	el_apply_begin(call->set, &st);
-	st.timed = call->timed;
+	if (call->outer == NULL)
+	{
+		el_apply_begin(call->set, &st);
+		st.timed = true;
+	}
 	for (call->done = 0; call->done < call->count; call->done++)
 	{
 		if (call->deadline != 0 && call->done > 0 &&
@@ -143,27 +146,30 @@ el_apply_events(void *arg)
 			continue;
 		MemoryContextSwitchTo(call->evcxt);
 		heap_deform_tuple(call->events[call->done], call->desc, values, nulls);
-		el_apply(&st, values, nulls);
+		el_apply(call->outer ? call->outer : &st, values, nulls);
 		MemoryContextSwitchTo(cxt);
 		MemoryContextReset(call->evcxt);
 	}
-	el_apply_end(&st);
+	if (call->outer == NULL)
+		el_apply_end(&st);
 }
 
 /*
  * Apply events[0..count) in a subtransaction, or the first *applied of
  * them if the deadline (0: none) passes first (never fewer than one),
- * passing over those skip (if not NULL) marks; timed: each handler under
- * event_log.handler_timeout (live runs, not builds).  Returns -1 if they
- * went through, else the index of the event that failed, with its error
- * in *error (the subtransaction rolled back).
+ * passing over those skip (if not NULL) marks.  A live run (outer NULL)
+ * runs each handler under event_log.handler_timeout; a build passes the
+ * state of its own el_apply_begin(), which an error in the subtransaction
+ * leaves as it was (its abort restores the user, settings and path).
+ * Returns -1 if they went through, else the index of the event that
+ * failed, with its error in *error (the subtransaction rolled back).
  */
 int
 el_apply_batch(ElHandlerSet *set, TupleDesc desc, HeapTuple *events,
-			   const bool *skip, int count, TimestampTz deadline, bool timed,
-			   int *applied, ErrorData **error)
+			   const bool *skip, int count, TimestampTz deadline,
+			   ElApplyState *outer, int *applied, ErrorData **error)
 {
-	ElApplyCall call = {set, desc, events, skip, count, timed, deadline, 0, NULL};
+	ElApplyCall call = {set, desc, events, skip, count, outer, deadline, 0, NULL};
 	ErrorData  *edata;
 
 	call.evcxt = AllocSetContextCreate(CurrentMemoryContext, "event_log event",
@@ -240,19 +246,19 @@ el_record_error(ElHandlerSet *set, int32 shard, int64 seq, ErrorData *edata)
 }
 
 /*
- * Which of batch[from..count) wait behind a parked event of their key:
+ * Which of batch[from..to) wait behind a parked event of their key:
  * skip[i] set, and behind[i] the seq they wait behind.  Returns whether any.
  */
 static bool
 el_mark_parked(ElParked *pk, int32 s, TupleDesc desc, HeapTuple *batch,
-			   int from, int count, bool *skip, int64 *behind)
+			   int from, int to, bool *skip, int64 *behind)
 {
 	bool		any = false;
 
 	if (pk->keys[s] == NULL)
 		return false;			/* nothing parked in the shard: all false */
 
-	for (int i = from; i < count; i++)
+	for (int i = from; i < to; i++)
 	{
 		Datum		values[Anum_el_key];
 		bool		nulls[Anum_el_key];
@@ -317,11 +323,11 @@ el_run_shard_batch(ElShardRun *run, HeapTuple *batch, int count)
 		int			failed;
 		int			applied;
 		ErrorData  *edata = NULL;
-		bool		any = el_mark_parked(pk, run->shard, desc, batch, from, count,
+		bool		any = el_mark_parked(pk, run->shard, desc, batch, from, from + n,
 										 skip, behind);
 
 		failed = el_apply_batch(run->set, desc, batch + from, any ? skip + from : NULL,
-								n, run->deadline, run->timed, &applied, &edata);
+								n, run->deadline, run->outer, &applied, &edata);
 		if (failed < 0)
 		{
 			el_settle(run, batch, from, from + applied, skip, behind);
@@ -339,7 +345,7 @@ el_run_shard_batch(ElShardRun *run, HeapTuple *batch, int count)
 		{
 			int			again = el_apply_batch(run->set, desc, batch + from,
 											   any ? skip + from : NULL,
-											   failed, 0, run->timed, &applied, &edata);
+											   failed, 0, run->outer, &applied, &edata);
 
 			if (again < 0)
 			{
@@ -477,7 +483,6 @@ el_run_async(Oid view, int64 max_events, TimestampTz deadline)
 					run.shard = s;
 					run.seq = seqs[s];
 					run.checkpoint = true;
-					run.timed = true;
 					run.segment = count;	/* the batch in one subtransaction */
 					run.deadline = deadline;
 					if (!el_run_shard_batch(&run, batch, count))

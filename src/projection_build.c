@@ -123,7 +123,7 @@ el_prepare_setplans(ElHandlerSet *set)
 #define EL_PARK_READ	1024	/* events read at a time */
 
 static int64
-el_replay_shard_parking(ElHandlerSet *set, ElParked *parked, Relation stream,
+el_replay_shard_parking(ElApplyState *st, ElParked *parked, Relation stream,
 						Relation pk, int32 shard, int64 after, int64 *last)
 {
 	HeapTuple  *batch = palloc(sizeof(HeapTuple) * EL_PARK_READ);
@@ -132,7 +132,8 @@ el_replay_shard_parking(ElHandlerSet *set, ElParked *parked, Relation stream,
 												   ALLOCSET_DEFAULT_SIZES);
 	ElShardRun	run = {0};
 
-	run.set = set;
+	run.set = st->set;
+	run.outer = st;
 	run.parked = parked;
 	run.desc = RelationGetDescr(stream);
 	run.shard = shard;
@@ -165,7 +166,7 @@ el_replay_one_shard(ElApplyState *st, ElParked *parked, Relation stream,
 					Relation pk, int32 shard, int64 after, int64 *last)
 {
 	if (parked != NULL)
-		return el_replay_shard_parking(st->set, parked, stream, pk, shard, after, last);
+		return el_replay_shard_parking(st, parked, stream, pk, shard, after, last);
 	return el_replay_shard(st, stream, pk, shard, after, last);
 }
 

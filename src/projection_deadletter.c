@@ -508,7 +508,7 @@ el_retry_projection(Oid view, text *key)
 									rows[r].shard, rows[r].seq, set->name,
 									el_qualified_name(p->stream))));
 				if (el_apply_batch(set, RelationGetDescr(stream), &tup, NULL, 1, 0,
-								   true, &n, &edata) < 0)
+								   NULL, &n, &edata) < 0)
 				{
 					el_dead_letter_done(view, rows[r].shard, rows[r].seq, "retried");
 					applied++;
