@@ -175,7 +175,12 @@ SELECT event_log.alter_projection('bank.trails',
 SELECT event_log.run_projections();
 CREATE ROLE dl_stranger;
 GRANT USAGE ON SCHEMA bank TO dl_stranger;
+-- A cheap function of the reader's own that would show what it is given.
+CREATE FUNCTION bank.peek(text) RETURNS boolean LANGUAGE plpgsql COST 0.0001
+AS $$ BEGIN RAISE NOTICE 'peeked at %', $1; RETURN true; END $$;
 SET ROLE dl_stranger;
+SELECT count(*) AS visible FROM event_log.dead_letters WHERE bank.peek(key);
+SELECT count(*) AS visible FROM event_log.dead_letter_log WHERE bank.peek(key);
 SELECT count(*) AS visible FROM event_log.dead_letters;
 SELECT count(*) AS visible FROM event_log.dead_letter_log;
 SELECT count(*) AS visible FROM event_log.projection_dead_letters;
@@ -187,6 +192,8 @@ SELECT event_log.retry_dead_letters();
 RESET ROLE;
 SELECT count(*) AS still_parked FROM event_log.dead_letters;
 SELECT event_log.discard_dead_letters(NULL);
+SELECT event_log.discard_dead_letters('bank.trails', seq => 1);
+SELECT count(*) AS still_parked FROM event_log.dead_letters;
 
 -- Dropping the projection drops its dead letters and their log.
 SELECT event_log.drop_projection('bank.trails');

@@ -61,8 +61,10 @@ SELECT pg_catalog.pg_extension_config_dump('event_log.dead_letter_actions', '');
 REVOKE ALL ON event_log.projection_dead_letters, event_log.dead_letter_actions FROM PUBLIC;
 
 -- Parked events quote events (their key, a handler's error): only roles
--- that may read the stream's events see them, as in projection_lag.
-CREATE VIEW event_log.dead_letters AS
+-- that may read the stream's events see them, as in projection_lag.  The
+-- views filter rows, so they are security barriers: a reader's own
+-- function in a WHERE clause runs only on the rows it may see.
+CREATE VIEW event_log.dead_letters WITH (security_barrier = true) AS
 SELECT d.projection, d.stream, d.shard, d.seq, d.key, d.type,
        d.error, d.sqlstate, d.blocked_by, d.attempts,
        d.first_failed_at, d.last_failed_at
@@ -70,7 +72,7 @@ SELECT d.projection, d.stream, d.shard, d.seq, d.key, d.type,
  WHERE pg_catalog.has_table_privilege(d.stream, 'SELECT')
    AND pg_catalog.row_security_active(d.stream) IS NOT TRUE;
 
-CREATE VIEW event_log.dead_letter_log AS
+CREATE VIEW event_log.dead_letter_log WITH (security_barrier = true) AS
 SELECT a.action, a.done_by, a.done_at, a.projection, a.stream, a.shard,
        a.seq, a.key, a.type, a.error
   FROM event_log.dead_letter_actions a

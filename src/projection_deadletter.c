@@ -64,6 +64,23 @@ el_dead_letters_catalog(void)
 	return OidIsValid(get_relname_relid("projection_dead_letters", el_schema_oid()));
 }
 
+/*
+ * A key as the hash of parked keys holds it.  Every append path refuses
+ * keys over EL_MAX_KEY_BYTES (key.c); one that got in some other way (a
+ * restore with the triggers off) must not be cut short here, which could
+ * let its events pass a parked key's.
+ */
+static const char *
+el_hash_key(const char *key)
+{
+	if (strlen(key) > EL_MAX_KEY_BYTES)
+		ereport(ERROR,
+				(errcode(ERRCODE_DATA_CORRUPTED),
+				 errmsg("event key of %zu bytes is longer than the limit of %d bytes",
+						strlen(key), EL_MAX_KEY_BYTES)));
+	return key;
+}
+
 /* The hash of a shard's parked keys, made on first use. */
 static HTAB *
 el_shard_keys(ElParked *pk, int32 shard)
@@ -119,10 +136,10 @@ el_parked_open(Oid view, Oid stream, int shards, bool build)
 		char	   *key = el_spi_text(r, 2);
 		ElParkedKey *entry;
 
-		if (shard < 0 || shard >= shards || key == NULL ||
-			strlen(key) > EL_MAX_KEY_BYTES)
+		if (shard < 0 || shard >= shards || key == NULL)
 			continue;			/* not a shard of the stream now: never read */
-		entry = hash_search(el_shard_keys(pk, (int32) shard), key, HASH_ENTER, NULL);
+		entry = hash_search(el_shard_keys(pk, (int32) shard), el_hash_key(key),
+							HASH_ENTER, NULL);
 		entry->head = el_spi_int8(r, 3);
 	}
 	return pk;
@@ -143,7 +160,7 @@ el_parked_behind(ElParked *pk, Datum *values, bool *nulls)
 		pk->keys[shard] == NULL)
 		return -1;
 	key = TextDatumGetCString(values[Anum_el_key - 1]);
-	entry = hash_search(pk->keys[shard], key, HASH_FIND, NULL);
+	entry = hash_search(pk->keys[shard], el_hash_key(key), HASH_FIND, NULL);
 	pfree(key);
 	return entry != NULL ? entry->head : -1;
 }
@@ -196,9 +213,10 @@ el_park_event(ElParked *pk, HeapTuple tup, TupleDesc desc, ErrorData *edata,
 		char	   *key = TextDatumGetCString(values[Anum_el_key - 1]);
 		ElParkedKey *entry;
 
-		if (shard >= 0 && shard < pk->shards && strlen(key) <= EL_MAX_KEY_BYTES)
+		if (shard >= 0 && shard < pk->shards)
 		{
-			entry = hash_search(el_shard_keys(pk, shard), key, HASH_ENTER, NULL);
+			entry = hash_search(el_shard_keys(pk, shard), el_hash_key(key),
+								HASH_ENTER, NULL);
 			entry->head = DatumGetInt64(values[Anum_el_seq - 1]);
 		}
 		pfree(key);
@@ -592,6 +610,13 @@ el_discard_dead_letters(PG_FUNCTION_ARGS)
 	uint64		n;
 
 	el_require_arg(fcinfo, 0, "projection");
+	/* A seq is per shard: the key says which. */
+	if (!PG_ARGISNULL(2) && PG_ARGISNULL(1))
+		ereport(ERROR,
+				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
+				 errmsg("discarding one event needs its key"),
+				 errdetail("A seq is a position in one shard; the key says which shard."),
+				 errhint("Give key => '...' with seq.")));
 	SPI_connect();
 	el_require_dead_letters();
 	view = el_projection_oid(PG_GETARG_TEXT_PP(0));
