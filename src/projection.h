@@ -136,6 +136,17 @@ extern void el_projection_inline_init(void);
 
 
 /* projection_deadletter.c: parked events of async projections */
+typedef struct ElPending		/* a parked event whose row is not written yet */
+{
+	int32		shard;
+	int64		seq;
+	char	   *key;
+	char	   *type;
+	char	   *error;			/* NULL: waits behind its key's */
+	char	   *sqlstate;
+	int64		behind;			/* -1: none */
+} ElPending;
+
 typedef struct ElParked
 {
 	Oid			view;
@@ -146,12 +157,17 @@ typedef struct ElParked
 	MemoryContext cxt;
 	int64		build_events;	/* parked by a build */
 	int64		build_keys;
+	MemoryContext pendcxt;		/* of pending[] */
+	ElPending  *pending;
+	int			npending;
+	int			maxpending;
 } ElParked;
 extern bool el_dead_letters_catalog(void);
 extern ElParked *el_parked_open(Oid view, Oid stream, int shards, bool build);
 extern int64 el_parked_behind(ElParked *pk, Datum *values, bool *nulls);
 extern void el_park_event(ElParked *pk, HeapTuple tup, TupleDesc desc,
 						  ErrorData *edata, int64 behind);
+extern void el_park_flush(ElParked *pk);
 extern void el_dead_letters_forget(Oid view, bool record);
 extern const char *el_error_policy_arg(FunctionCallInfo fcinfo, int argno, const char *what);
 extern void el_check_error_policy(const char *name, bool inline_mode,

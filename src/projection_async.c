@@ -378,6 +378,7 @@ el_run_shard_batch(ElShardRun *run, HeapTuple *batch, int count)
 		from++;
 		run->total++;
 	}
+	el_park_flush(pk);
 	pfree(skip);
 	pfree(behind);
 	return !stopped;

@@ -27,6 +27,7 @@
 #include "access/table.h"
 #include "miscadmin.h"
 #include "utils/acl.h"
+#include "utils/array.h"
 #include "utils/builtins.h"
 #include "utils/hsearch.h"
 #include "utils/lsyscache.h"
@@ -168,59 +169,122 @@ el_parked_behind(ElParked *pk, Datum *values, bool *nulls)
 /*
  * Park one event of the run's stream: the one a handler failed on (edata
  * set), whose key is parked from now on, or one that waits behind it
- * (edata NULL, behind: the seq of the failed one).  In the transaction
- * that moves the shard's checkpoint past it.
+ * (edata NULL, behind: the seq of the failed one).  Its row is written by
+ * el_park_flush(), in the transaction that moves the shard's checkpoint
+ * past it; the key is parked for the rest of the run at once.
  */
 void
 el_park_event(ElParked *pk, HeapTuple tup, TupleDesc desc, ErrorData *edata,
 			  int64 behind)
 {
-	Datum		values[EL_NATTS];
-	bool		nulls[EL_NATTS];
-	Oid			types[9] = {OIDOID, OIDOID, INT4OID, INT8OID, TEXTOID, TEXTOID,
-	TEXTOID, TEXTOID, INT8OID};
-	Datum		args[9];
-	char		argnulls[9] = "         ";
+	MemoryContext old;
+	ElPending  *ev;
+	bool		isnull;
+	Datum		key = heap_getattr(tup, Anum_el_key, desc, &isnull);
+	int32		shard = DatumGetInt32(heap_getattr(tup, Anum_el_shard, desc, &isnull));
 
-	for (int i = 0; i < EL_NATTS; i++)
-		values[i] = heap_getattr(tup, i + 1, desc, &nulls[i]);
-	args[0] = ObjectIdGetDatum(pk->view);
-	args[1] = ObjectIdGetDatum(pk->stream);
-	args[2] = values[Anum_el_shard - 1];
-	args[3] = values[Anum_el_seq - 1];
-	args[4] = values[Anum_el_key - 1];
-	argnulls[4] = nulls[Anum_el_key - 1] ? 'n' : ' ';
-	args[5] = values[Anum_el_type - 1];
-	if (edata != NULL)
+	if (pk->pendcxt == NULL)
+		pk->pendcxt = AllocSetContextCreate(pk->cxt, "event_log parked events",
+											ALLOCSET_DEFAULT_SIZES);
+	old = MemoryContextSwitchTo(pk->pendcxt);
+	if (pk->npending == pk->maxpending)
 	{
-		args[6] = CStringGetTextDatum(edata->message ? edata->message : "(no message)");
-		args[7] = CStringGetTextDatum(unpack_sql_state(edata->sqlerrcode));
-		argnulls[8] = 'n';
+		pk->maxpending = Max(64, pk->maxpending * 2);
+		pk->pending = pk->pending == NULL ?
+			palloc(sizeof(ElPending) * pk->maxpending) :
+			repalloc(pk->pending, sizeof(ElPending) * pk->maxpending);
 	}
-	else
+	ev = &pk->pending[pk->npending++];
+	ev->shard = shard;
+	ev->seq = DatumGetInt64(heap_getattr(tup, Anum_el_seq, desc, &isnull));
+	ev->key = heap_attisnull(tup, Anum_el_key, desc) ? NULL : TextDatumGetCString(key);
+	ev->type = TextDatumGetCString(heap_getattr(tup, Anum_el_type, desc, &isnull));
+	ev->error = edata ? pstrdup(edata->message ? edata->message : "(no message)") : NULL;
+	ev->sqlstate = edata ? pstrdup(unpack_sql_state(edata->sqlerrcode)) : NULL;
+	ev->behind = behind;
+	MemoryContextSwitchTo(old);
+
+	if (edata != NULL && ev->key != NULL && shard >= 0 && shard < pk->shards)
 	{
-		argnulls[6] = argnulls[7] = 'n';
-		args[8] = Int64GetDatum(behind);
+		ElParkedKey *entry = hash_search(el_shard_keys(pk, shard), el_hash_key(ev->key),
+										 HASH_ENTER, NULL);
+
+		entry->head = ev->seq;
 	}
+}
+
+/* An array of the pending events' field (NULL where absent). */
+static Datum
+el_pending_array(ElParked *pk, int field)
+{
+	int			n = pk->npending;
+	Datum	   *elems = palloc(sizeof(Datum) * n);
+	bool	   *nulls = palloc0(sizeof(bool) * n);
+	Oid			elemtype = field <= 1 ? (field == 0 ? INT4OID : INT8OID) :
+		field == 6 ? INT8OID : TEXTOID;
+	int16		typlen;
+	bool		typbyval;
+	char		typalign;
+	int			dims[1] = {n};
+	int			lbs[1] = {1};
+
+	for (int i = 0; i < n; i++)
+	{
+		ElPending  *ev = &pk->pending[i];
+		const char *text = NULL;
+
+		switch (field)
+		{
+			case 0:
+				elems[i] = Int32GetDatum(ev->shard);
+				break;
+			case 1:
+				elems[i] = Int64GetDatum(ev->seq);
+				break;
+			case 6:
+				elems[i] = Int64GetDatum(ev->behind);
+				nulls[i] = ev->behind < 0;
+				break;
+			default:
+				text = field == 2 ? ev->key : field == 3 ? ev->type :
+					field == 4 ? ev->error : ev->sqlstate;
+				nulls[i] = text == NULL;
+				elems[i] = text ? CStringGetTextDatum(text) : (Datum) 0;
+				break;
+		}
+	}
+	get_typlenbyvalalign(elemtype, &typlen, &typbyval, &typalign);
+	return PointerGetDatum(construct_md_array(elems, nulls, 1, dims, lbs, elemtype,
+											  typlen, typbyval, typalign));
+}
+
+/*
+ * Write the rows of the events parked since the last flush, in one
+ * statement (a build may park thousands).  SPI connected.
+ */
+void
+el_park_flush(ElParked *pk)
+{
+	Oid			types[9] = {OIDOID, OIDOID, INT4ARRAYOID, INT8ARRAYOID, TEXTARRAYOID,
+	TEXTARRAYOID, TEXTARRAYOID, TEXTARRAYOID, INT8ARRAYOID};
+	Datum		values[9];
+
+	if (pk->npending == 0)
+		return;
+	values[0] = ObjectIdGetDatum(pk->view);
+	values[1] = ObjectIdGetDatum(pk->stream);
+	for (int f = 0; f < 7; f++)
+		values[f + 2] = el_pending_array(pk, f);
 	el_catalog_sql("INSERT INTO event_log.projection_dead_letters"
 				   " (projection, stream, shard, seq, key, type, error, sqlstate, blocked_by)"
-				   " VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
-				   9, types, args, argnulls, 0, 0);
-
-	if (edata != NULL && !nulls[Anum_el_key - 1])
-	{
-		int32		shard = DatumGetInt32(values[Anum_el_shard - 1]);
-		char	   *key = TextDatumGetCString(values[Anum_el_key - 1]);
-		ElParkedKey *entry;
-
-		if (shard >= 0 && shard < pk->shards)
-		{
-			entry = hash_search(el_shard_keys(pk, shard), el_hash_key(key),
-								HASH_ENTER, NULL);
-			entry->head = DatumGetInt64(values[Anum_el_seq - 1]);
-		}
-		pfree(key);
-	}
+				   " SELECT $1, $2, u.* FROM ROWS FROM (pg_catalog.unnest($3),"
+				   " pg_catalog.unnest($4), pg_catalog.unnest($5), pg_catalog.unnest($6),"
+				   " pg_catalog.unnest($7), pg_catalog.unnest($8), pg_catalog.unnest($9)) u",
+				   9, types, values, NULL, 0, 0);
+	pk->npending = 0;
+	pk->maxpending = 0;
+	pk->pending = NULL;
+	MemoryContextReset(pk->pendcxt);
 }
 
 /*
