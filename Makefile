@@ -8,7 +8,7 @@ OBJS       = src/catalog.o src/key.o src/wake.o \
              src/immutable.o src/event.o src/append.o src/append_batch.o src/read.o src/decoder.o \
              src/stream.o src/conversation.o \
              src/projection_setplan.o src/projection_handler.o src/projection_inline.o \
-             src/projection_build.o src/projection_async.o src/projection_deadletter.o \
+             src/projection_build.o src/projection_async.o src/projection_deadletter.o src/projection_progress.o \
              src/projection.o \
              src/consumer_group.o src/consumer_member.o src/consumer.o \
              src/worker.o \

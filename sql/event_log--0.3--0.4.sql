@@ -5,8 +5,9 @@
 -- below, in the order they landed.
 
 -- ---------------------------------------------------------------------
--- Dead letters and per-key parking of async projections
--- (docs/projections.md, "When a handler fails"; docs/design/dead_letters.md)
+-- Failures as data: dead letters and per-key parking of async
+-- projections, and the progress of builds (docs/projections.md, "When a
+-- handler fails", "Watching a build"; docs/design/dead_letters.md)
 -- ---------------------------------------------------------------------
 
 -- What a projection does with an event its handler fails on: 'stop' the
@@ -160,3 +161,25 @@ LANGUAGE C VOLATILE;
 UPDATE pg_catalog.pg_proc
    SET proacl = NULLIF(pg_catalog.current_setting('el_upgrade.create_projection_acl'), '')::pg_catalog.aclitem[]
  WHERE oid = 'event_log.create_projection(text, pg_catalog.regclass, text, pg_catalog.jsonb, text, text, pg_catalog.jsonb, text, text)'::pg_catalog.regprocedure;
+
+-- The builds running in this database, a row per shard, for the streams
+-- the caller may read (src/projection_progress.c).
+CREATE FUNCTION event_log.build_progress(
+    OUT pid integer,
+    OUT projection regclass,
+    OUT stream regclass,
+    OUT phase text,
+    OUT shard integer,
+    OUT events_done bigint,
+    OUT events_total bigint,
+    OUT started_at timestamptz,
+    OUT updated_at timestamptz,
+    OUT events_per_second double precision,
+    OUT time_left interval)
+RETURNS SETOF record
+AS 'MODULE_PATHNAME', 'el_build_progress'
+LANGUAGE C VOLATILE;
+
+CREATE VIEW event_log.projection_build_progress AS
+SELECT * FROM event_log.build_progress();
+GRANT SELECT ON event_log.projection_build_progress TO PUBLIC;

@@ -206,6 +206,12 @@ typedef struct ElShardRun
 } ElShardRun;
 extern bool el_run_shard_batch(ElShardRun *run, HeapTuple *batch, int count);
 
+/* projection_progress.c: builds watched from other sessions */
+extern bool el_progress_begin(Oid view, Oid stream, int shards);
+extern void el_progress_phase(int phase);
+extern void el_progress_at(int32 shard, int64 seq);
+extern void el_progress_end(bool reported);
+
 /* projection_build.c */
 extern IndexScanDesc el_shard_scan(Relation stream, Relation pk, Snapshot snap, int32 shard, int64 after);
 extern int64 el_build(ElHandlerSet *set, ElProjection *p, int64 *last, bool create);

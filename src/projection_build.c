@@ -70,6 +70,7 @@ el_replay_shard(ElApplyState *st, Relation stream, Relation pk, int32 shard,
 		slot_getsomeattrs(slot, EL_NATTS);
 		*last = DatumGetInt64(slot->tts_values[Anum_el_seq - 1]);
 		(void) el_apply(st, slot->tts_values, slot->tts_isnull);
+		el_progress_at(shard, *last);
 		n++;
 		MemoryContextSwitchTo(old);
 		MemoryContextReset(evcxt);
@@ -149,6 +150,7 @@ el_replay_shard_parking(ElApplyState *st, ElParked *parked, Relation stream,
 		if (count == 0)
 			break;
 		(void) el_run_shard_batch(&run, batch, count);
+		el_progress_at(shard, run.seq);
 		MemoryContextReset(batchcxt);
 		CHECK_FOR_INTERRUPTS();
 	}
@@ -587,6 +589,7 @@ el_replay_group(void *arg)
 					}
 				}
 				g->last[s] = seq;
+				el_progress_at(s, seq);
 				g->n++;
 				/* Events no handler takes count too, for the interrupt check. */
 				run++;
@@ -777,8 +780,9 @@ int64
 el_build(ElHandlerSet *set, ElProjection *p, int64 *last, bool create)
 {
 	int			shards = el_lock_stream(p->stream, AccessShareLock);
-	int64		n;
+	volatile int64 n = 0;
 	ElParked   *parked = NULL;
+	volatile bool reported = false;
 
 	el_check_stream_read(p->stream, set->owner, set->name);
 	el_prepare_setplans(set);
@@ -789,26 +793,33 @@ el_build(ElHandlerSet *set, ElProjection *p, int64 *last, bool create)
 		if (!parked->park)
 			parked = NULL;
 	}
-	n = el_replay_all(set, p->stream, shards, last, parked);
-	if (!p->inline_mode)
+	/* Watched from other sessions (projection_progress.c) until it ends. */
+	PG_TRY();
 	{
-		el_set_build_method(set, p->view);
-		if (parked != NULL && parked->build_events > 0)
-			ereport(WARNING,
-					(errmsg("projection \"%s\" parked " INT64_FORMAT " events of " INT64_FORMAT " keys in its build",
-							set->name, parked->build_events, parked->build_keys),
-					 errdetail("A handler failed on an event of each key; the key's later events wait behind it."),
-					 errhint("See event_log.dead_letters; after fixing the handler with event_log.alter_projection(), retry them with event_log.retry_dead_letters().")));
-		return n;
+		reported = el_progress_begin(p->view, p->stream, shards);
+		n = el_replay_all(set, p->stream, shards, last, parked);
+		if (p->inline_mode)
+		{
+			if (create)
+				el_create_inline_trigger(p->stream, p->view);
+			else
+				LockRelationOid(p->stream, ShareRowExclusiveLock);
+			el_progress_phase(1);
+			n += el_replay_all(set, p->stream, shards, last, NULL);
+		}
 	}
-
-	if (create)
-		el_create_inline_trigger(p->stream, p->view);
-	else
-		LockRelationOid(p->stream, ShareRowExclusiveLock);
-
-	n += el_replay_all(set, p->stream, shards, last, NULL);
+	PG_FINALLY();
+	{
+		el_progress_end(reported);
+	}
+	PG_END_TRY();
 	el_set_build_method(set, p->view);
+	if (parked != NULL && parked->build_events > 0)
+		ereport(WARNING,
+				(errmsg("projection \"%s\" parked " INT64_FORMAT " events of " INT64_FORMAT " keys in its build",
+						set->name, parked->build_events, parked->build_keys),
+				 errdetail("A handler failed on an event of each key; the key's later events wait behind it."),
+				 errhint("See event_log.dead_letters; after fixing the handler with event_log.alter_projection(), retry them with event_log.retry_dead_letters().")));
 	return n;
 }
 
