@@ -165,6 +165,19 @@ SELECT event_log.retry_dead_letters('bank.trails2') > 0 AS retried;
 UNION ALL (SELECT * FROM bank.trails2 EXCEPT SELECT * FROM bank.trails);
 SELECT event_log.drop_projection('bank.trails2');
 
+-- A handler may not retry (or discard) dead letters: it would apply its
+-- key's later events before its own.  Its event is parked with the error.
+SELECT event_log.alter_projection('bank.trails',
+    handlers => jsonb_build_object('Op', $$
+        INSERT INTO trails AS t VALUES (e.key,
+            CASE WHEN e.payload->>'n' ~ '^[0-9]+$' THEN e.payload->>'n' ELSE '?' END)
+        ON CONFLICT (account) DO UPDATE SET trail = t.trail || ',' || excluded.trail $$,
+        'Retry', 'SELECT event_log.retry_dead_letters()'));
+SELECT event_log.append('bank.accounts', 'r', 'Retry', '{}') IS NOT NULL AS appended;
+SELECT event_log.run_projections();
+SELECT key, type, error, sqlstate FROM event_log.dead_letters WHERE key = 'r';
+SELECT event_log.discard_dead_letters('bank.trails', key => 'r');
+
 -- Who may see and act on dead letters: the projection's owner acts; only
 -- roles that may read the stream see them.
 SELECT bank.op('h', 'v');

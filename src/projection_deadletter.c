@@ -323,10 +323,20 @@ el_dead_letters_forget(Oid view, bool record)
  * ---------------------------------------------------------------------
  */
 
-/* Refuse a call on a catalog not yet updated to 0.4. */
+/*
+ * Refuse a call on a catalog not yet updated to 0.4, or from a handler
+ * (any security-restricted operation): a retry inside a handler of the
+ * same projection would apply its key's later events before the one being
+ * applied.
+ */
 static void
 el_require_dead_letters(void)
 {
+	if (InSecurityRestrictedOperation())
+		ereport(ERROR,
+				(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
+				 errmsg("cannot manage dead letters within a security-restricted operation"),
+				 errdetail("Projection handlers run as security-restricted operations.")));
 	if (!el_dead_letters_catalog())
 		ereport(ERROR,
 				(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),

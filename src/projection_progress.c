@@ -41,7 +41,6 @@
 #include "utils/fmgroids.h"
 #include "utils/rls.h"
 #include "utils/snapmgr.h"
-#include "utils/syscache.h"
 #include "utils/timestamp.h"
 
 #include "catalog.h"
@@ -207,10 +206,13 @@ el_progress_end(bool reported)
 static bool
 el_may_watch(Oid stream)
 {
-	if (!SearchSysCacheExists1(RELOID, ObjectIdGetDatum(stream)))
+	bool		missing = false;
+
+	/* The stream may be dropped meanwhile: then there is nothing to see. */
+	if (pg_class_aclcheck_ext(stream, GetUserId(), ACL_SELECT, &missing) != ACLCHECK_OK ||
+		missing)
 		return false;
-	return pg_class_aclcheck(stream, GetUserId(), ACL_SELECT) == ACLCHECK_OK &&
-		check_enable_rls(stream, InvalidOid, true) != RLS_ENABLED;
+	return check_enable_rls(stream, InvalidOid, true) != RLS_ENABLED;
 }
 
 /*
