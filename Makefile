@@ -10,7 +10,7 @@ OBJS       = src/catalog.o src/key.o src/wake.o \
              src/projection_setplan.o src/projection_handler.o src/projection_inline.o \
              src/projection_build.o src/projection_async.o src/projection_deadletter.o src/projection_progress.o \
              src/projection.o \
-             src/consumer_group.o src/consumer_member.o src/consumer.o \
+             src/consumer_group.o src/consumer_member.o src/consumer_deadletter.o src/consumer.o \
              src/worker.o \
              src/event_log.o
 DATA       = sql/event_log--0.1.sql sql/event_log--0.1--0.2.sql sql/event_log--0.2--0.3.sql sql/event_log--0.3--0.4.sql

@@ -212,6 +212,54 @@ SELECT count(*) AS still_parked FROM event_log.dead_letters;
 SELECT event_log.drop_projection('bank.trails');
 SELECT count(*) FROM event_log.projection_dead_letters;
 SELECT count(*) FROM event_log.dead_letter_actions;
+-- Consumer groups: nack() parks an event the application cannot process,
+-- and the group commits past it; retry_nacked() gives it back to the
+-- group's next poll, before new events; discard_nacked() drops it.
+SELECT event_log.create_stream('bank.mail', 1);
+INSERT INTO bank.mail (key, type, payload) VALUES
+    ('a', 'Mail', '{}'), ('b', 'Mail', '{"to": "nobody"}'), ('c', 'Mail', '{}');
+SELECT key, seq FROM event_log.poll('mailer', 'bank.mail');
+SELECT event_log.nack('mailer', 'bank.mail', 0, 2, 'smtp: no such user');
+SELECT event_log.commit_offset('mailer', 'bank.mail', 0, 3);
+SELECT count(*) AS new_events FROM event_log.poll('mailer', 'bank.mail');
+SELECT projection, group_name, stream, shard, seq, key, type, error, state, attempts
+  FROM event_log.dead_letters WHERE group_name IS NOT NULL;
+SELECT shard, committed_seq, lag_events, parked_events FROM event_log.consumer_lag
+ WHERE group_name = 'mailer';
+SELECT event_log.retry_nacked('mailer', 'bank.mail', key => 'nobody');
+SELECT event_log.retry_nacked('mailer', 'bank.mail');
+SELECT state FROM event_log.dead_letters WHERE group_name = 'mailer';
+INSERT INTO bank.mail (key, type, payload) VALUES ('d', 'Mail', '{}');
+SELECT key, seq FROM event_log.poll('mailer', 'bank.mail');
+SELECT count(*) AS parked FROM event_log.dead_letters WHERE group_name = 'mailer';
+SELECT action, group_name, seq, key FROM event_log.dead_letter_log WHERE group_name IS NOT NULL;
+-- Still failing: parked again, one more attempt.
+SELECT event_log.nack('mailer', 'bank.mail', 0, 2, 'smtp: still no such user');
+SELECT event_log.nack('mailer', 'bank.mail', 0, 2, 'smtp: gave up');
+SELECT error, state, attempts FROM event_log.dead_letters WHERE group_name = 'mailer';
+SELECT event_log.discard_nacked('mailer', 'bank.mail', seq => 2);
+SELECT event_log.discard_nacked('mailer', 'bank.mail', key => 'b');
+SELECT action, seq, key, error FROM event_log.dead_letter_log
+ WHERE group_name = 'mailer' AND action = 'discarded';
+SELECT sum(parked_events) FROM event_log.consumer_lag WHERE group_name = 'mailer';
+-- Bad input changes nothing.
+SELECT event_log.nack('nobody', 'bank.mail', 0, 1);
+SELECT event_log.nack('mailer', 'bank.mail', 1, 1);
+SELECT event_log.nack('mailer', 'bank.mail', 0, 99);
+SELECT event_log.nack('mailer', 'bank.mail', 0, NULL);
+SELECT event_log.nack('mailer', 'bank.mail', 0, 1, repeat('x', 9000));
+SELECT event_log.retry_nacked(NULL, 'bank.mail');
+SET ROLE dl_stranger;
+SELECT event_log.nack('mailer', 'bank.mail', 0, 1);
+SELECT event_log.retry_nacked('mailer', 'bank.mail');
+RESET ROLE;
+SELECT count(*) AS parked FROM event_log.consumer_dead_letters;
+-- A group's dead letters go with it.
+SELECT event_log.nack('mailer', 'bank.mail', 0, 1);
+SELECT event_log.drop_group('mailer', 'bank.mail');
+SELECT count(*) AS parked FROM event_log.consumer_dead_letters;
+SELECT event_log.drop_stream('bank.mail');
+
 REVOKE USAGE ON SCHEMA bank FROM dl_stranger;
 DROP ROLE dl_stranger;
 SELECT event_log.drop_stream('bank.accounts');
