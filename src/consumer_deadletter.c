@@ -118,6 +118,40 @@ el_caller_name(void)
 }
 
 /*
+ * Remove a group's parked events (those of shard, key and seq where given:
+ * shard -1, key NULL, seq -1 for any), recording each with action in
+ * dead_letter_actions.  Returns how many.
+ */
+static uint64
+el_nacks_done(ElGroup *g, const char *action, int32 shard, text *key, int64 seq)
+{
+	Oid			types[6] = {INT4OID, INT4OID, TEXTOID, INT8OID, NAMEOID, TEXTOID};
+	Datum		values[6];
+	char		nulls[6] = "      ";
+
+	values[0] = Int32GetDatum(g->id);
+	values[1] = Int32GetDatum(shard);
+	values[2] = key ? PointerGetDatum(key) : (Datum) 0;
+	values[3] = Int64GetDatum(seq);
+	values[4] = el_caller_name();
+	values[5] = CStringGetTextDatum(action);
+	nulls[1] = shard < 0 ? 'n' : ' ';
+	nulls[2] = key == NULL ? 'n' : ' ';
+	nulls[3] = seq < 0 ? 'n' : ' ';
+	return el_catalog_sql("WITH d AS (DELETE FROM event_log.consumer_dead_letters"
+						  " WHERE group_id OPERATOR(pg_catalog.=) $1"
+						  " AND ($2::pg_catalog.int4 IS NULL OR shard OPERATOR(pg_catalog.=) $2)"
+						  " AND ($3::pg_catalog.text IS NULL OR key OPERATOR(pg_catalog.=) $3)"
+						  " AND ($4::pg_catalog.int8 IS NULL OR seq OPERATOR(pg_catalog.=) $4)"
+						  " RETURNING *)"
+						  " INSERT INTO event_log.dead_letter_actions"
+						  " (action, done_by, group_name, stream, shard, seq, key, type, error)"
+						  " SELECT $6, $5, g.group_name, g.stream, d.shard, d.seq, d.key, d.type, d.error"
+						  " FROM d JOIN event_log.consumer_groups g ON g.id OPERATOR(pg_catalog.=) d.group_id",
+						  6, types, values, nulls, 0, 0);
+}
+
+/*
  * Open the group a nack(), retry_nacked() or discard_nacked() names, which
  * must exist; the checks are poll()'s (the stream's owner may also act on
  * any group of its stream, as it may drop it).  SPI connected on return.
@@ -243,9 +277,6 @@ Datum
 el_discard_nacked(PG_FUNCTION_ARGS)
 {
 	ElGroup		g;
-	Oid			types[5] = {INT4OID, TEXTOID, INT8OID, NAMEOID, TEXTOID};
-	Datum		values[5];
-	char		nulls[5] = "     ";
 	uint64		n;
 
 	if (!PG_ARGISNULL(3) && PG_ARGISNULL(2))
@@ -255,23 +286,8 @@ el_discard_nacked(PG_FUNCTION_ARGS)
 				 errdetail("A seq is a position in one shard; the key says which shard."),
 				 errhint("Give key => '...' with seq.")));
 	el_nack_group(&g, fcinfo);
-	values[0] = Int32GetDatum(g.id);
-	values[1] = PG_ARGISNULL(2) ? (Datum) 0 : PointerGetDatum(PG_GETARG_TEXT_PP(2));
-	values[2] = PG_ARGISNULL(3) ? (Datum) 0 : PG_GETARG_DATUM(3);
-	nulls[1] = PG_ARGISNULL(2) ? 'n' : ' ';
-	nulls[2] = PG_ARGISNULL(3) ? 'n' : ' ';
-	values[3] = el_caller_name();
-	values[4] = PointerGetDatum(PG_GETARG_TEXT_PP(0));
-	n = el_catalog_sql("WITH d AS (DELETE FROM event_log.consumer_dead_letters"
-					   " WHERE group_id OPERATOR(pg_catalog.=) $1"
-					   " AND ($2::pg_catalog.text IS NULL OR key OPERATOR(pg_catalog.=) $2)"
-					   " AND ($3::pg_catalog.int8 IS NULL OR seq OPERATOR(pg_catalog.=) $3)"
-					   " RETURNING *)"
-					   " INSERT INTO event_log.dead_letter_actions"
-					   " (action, done_by, group_name, stream, shard, seq, key, type, error)"
-					   " SELECT 'discarded', $4, $5, g.stream, d.shard, d.seq, d.key, d.type, d.error"
-					   " FROM d JOIN event_log.consumer_groups g ON g.id OPERATOR(pg_catalog.=) d.group_id",
-					   5, types, values, nulls, 0, 0);
+	n = el_nacks_done(&g, "discarded", -1, PG_ARGISNULL(2) ? NULL : PG_GETARG_TEXT_PP(2),
+					  PG_ARGISNULL(3) ? -1 : PG_GETARG_INT64(3));
 	SPI_finish();
 	PG_RETURN_INT64((int64) n);
 }
@@ -287,8 +303,8 @@ uint64
 el_redeliver_nacked(ElGroup *g, const int32 *shards, int n, int64 *left,
 					DestReceiver *dest)
 {
-	Oid			types[5] = {INT4OID, INT4ARRAYOID, INT8OID, NAMEOID, TEXTOID};
-	Datum		values[5];
+	Oid			types[3] = {INT4OID, INT4ARRAYOID, INT8OID};
+	Datum		values[3];
 	uint64		rows;
 	int32	   *rshard;
 	int64	   *rseq;
@@ -315,25 +331,11 @@ el_redeliver_nacked(ElGroup *g, const int32 *shards, int n, int64 *left,
 		rshard[r] = DatumGetInt32(el_spi_value(r, 1, &isnull));
 		rseq[r] = el_spi_int8(r, 2);
 	}
-	values[3] = el_caller_name();
-	values[4] = PointerGetDatum(g->name);
 	for (uint64 r = 0; r < rows && *left > 0; r++)
 	{
-		Oid			dtypes[5] = {INT4OID, INT4OID, INT8OID, NAMEOID, TEXTOID};
-		Datum		dvalues[5] = {Int32GetDatum(g->id), Int32GetDatum(rshard[r]),
-		Int64GetDatum(rseq[r]), values[3], values[4]};
-
 		if (!el_read_exact(g->relid, rshard[r], rseq[r], dest, NULL, NULL))
 			continue;
-		el_catalog_sql("WITH d AS (DELETE FROM event_log.consumer_dead_letters"
-					   " WHERE group_id OPERATOR(pg_catalog.=) $1"
-					   " AND shard OPERATOR(pg_catalog.=) $2 AND seq OPERATOR(pg_catalog.=) $3"
-					   " RETURNING *)"
-					   " INSERT INTO event_log.dead_letter_actions"
-					   " (action, done_by, group_name, stream, shard, seq, key, type, error)"
-					   " SELECT 'retried', $4, $5, g.stream, d.shard, d.seq, d.key, d.type, d.error"
-					   " FROM d JOIN event_log.consumer_groups g ON g.id OPERATOR(pg_catalog.=) d.group_id",
-					   5, dtypes, dvalues, NULL, 0, 0);
+		(void) el_nacks_done(g, "retried", rshard[r], NULL, rseq[r]);
 		delivered++;
 		(*left)--;
 	}
