@@ -5,7 +5,8 @@ MODULE_big = event_log
 # src/ by layer, bottom up (docs/design/architecture.md)
 OBJS       = src/catalog.o src/key.o src/wake.o \
              src/registry.o \
-             src/immutable.o src/event.o src/append.o src/append_batch.o src/read.o src/decoder.o \
+             src/immutable.o src/schema_compile.o src/schema_validate.o src/schema_compat.o src/schema.o src/schema_registry.o src/schema_upcast.o \
+             src/event.o src/commit.o src/append.o src/append_batch.o src/read.o src/decoder.o \
              src/stream.o src/conversation.o \
              src/projection_setplan.o src/projection_handler.o src/projection_inline.o \
              src/projection_build.o src/projection_async.o src/projection_deadletter.o src/projection_progress.o \
@@ -20,15 +21,15 @@ PGFILEDESC = "event_log - event streams with commit-order offsets"
 REGRESS    = streams append append_events read_by_time read_all conversations immutability \
              bad_input privileges hostile_streams cdc projections hostile_projections \
              projection_builds consumers hostile_consumers commit_polled type_filters \
-             dead_letters
+             schemas commit_modes dead_letters
 # isolation specs (test/specs/NAME.spec, test/expected/NAME.out): pg_regress
 # reads INPUTDIR/specs and INPUTDIR/expected, and the last --inputdir wins
 # over the one PGXS passes (docs/testing.md says why they live in test/)
 ISOLATION_OPTS = --inputdir=test
-ISOLATION  = commit_order append_events read_all_resume rollback repeatable_read prepared shards_independent version_cache \
+ISOLATION  = commit_order grouped_commit append_events read_all_resume rollback repeatable_read prepared shards_independent version_cache \
              projection_async projection_rebuild projection_inline_rr projection_drop_race \
              consumer_members consumer_commit consumer_poll_race consumer_group_drop \
-             stream_drop_race dead_letter_retry
+             stream_drop_race schema_register dead_letter_retry
 # TAP tests (test/t/NNN_name.pl), which share test/perl/EventLogTest.pm;
 # PROVE_FLAGS gets that directory below, after PGXS has set its default
 TAP_TESTS  = 1
@@ -75,7 +76,7 @@ endif
 # helper directory when PROVE_FLAGS is given on the command line (-v ...).
 override PROVE_FLAGS += -I test/perl
 
-.PHONY: deps build demo test test-sanitize bench \
+.PHONY: deps build demo test test-sanitize bench jsonschema-suite \
         installcheck-regress installcheck-isolation installcheck-tap
 
 ifneq ($(PGXS),)
@@ -135,3 +136,10 @@ test-sanitize:
 bench:
 	@$(MAKE) --no-print-directory build
 	@bash test/bench/run.sh
+
+# The official JSON Schema test suite against our validator, on a
+# throwaway cluster: pass rates per keyword (docs/schemas.md). Not part of
+# `make test`; JSON_SCHEMA_SUITE names the suite's git directory.
+jsonschema-suite:
+	@$(MAKE) --no-print-directory build
+	@bash test/cluster.sh python3 test/jsonschema/run_suite.py

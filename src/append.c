@@ -33,10 +33,12 @@
 
 #include "append.h"
 #include "catalog.h"
+#include "commit.h"
 #include "event_log.h"
 #include "immutable.h"
 #include "key.h"
 #include "registry.h"
+#include "schema.h"
 #include "wake.h"
 
 PG_FUNCTION_INFO_V1(el_assign_position);
@@ -62,46 +64,6 @@ typedef struct ElPending
  * state and puts it back when done.
  */
 static ElPending el_pending = {false};
-
-/*
- * Take the shard's lock for the rest of the transaction.
- *
- * This lock is what orders a shard: whoever holds it is the only transaction
- * that can append to the shard, and it is released only after the holder's
- * commit (or abort) is visible to every new snapshot, because the lock
- * manager releases transaction locks after ProcArrayEndTransaction.  So seq
- * numbers are handed out in commit order.  Locks on different shards never
- * conflict.  A transaction that appends to several shards takes their locks
- * in the order it first touches them; two such transactions touching the same
- * shards in opposite orders deadlock, and the deadlock detector aborts one.
- * Re-acquiring a lock already held is a local hash lookup.
- */
-static void
-el_lock_shard(Oid relid, int shard)
-{
-	LOCKTAG		tag;
-	ResourceOwner save = CurrentResourceOwner;
-
-	SET_LOCKTAG_ADVISORY(tag, MyDatabaseId, relid, (uint32) shard,
-						 EL_LOCKTAG_SPACE);
-
-	/*
-	 * The lock must live exactly as long as the rows it covers, which belong
-	 * to the current (sub)transaction.  When the append runs inside a cursor,
-	 * CurrentResourceOwner is the portal's, and a later failed FETCH under a
-	 * savepoint would release the lock while our rows survive.
-	 */
-	CurrentResourceOwner = CurTransactionResourceOwner;
-	PG_TRY();
-	{
-		(void) LockAcquire(&tag, ExclusiveLock, false, false);
-	}
-	PG_FINALLY();
-	{
-		CurrentResourceOwner = save;
-	}
-	PG_END_TRY();
-}
 
 /*
  * Highest value of column `attnum` among the rows an index scan with `keys`
@@ -643,7 +605,8 @@ el_assign_position(PG_FUNCTION_ARGS)
 							text_to_cstring(key), el_qualified_name(RelationGetRelid(rel))),
 					 errdetail("The publisher's stream has another shard count than this one.")));
 		/* Keep replicated appends in commit order against local ones too. */
-		el_lock_shard(RelationGetRelid(rel), DatumGetInt32(values[Anum_el_shard - 1]));
+		el_lock_shard(RelationGetRelid(rel), DatumGetInt32(values[Anum_el_shard - 1]),
+					  el_stream_grouped(RelationGetRelid(rel)));
 		el_forget_positions();
 		el_note_append(RelationGetRelid(rel));
 		return PointerGetDatum(trigdata->tg_trigtuple);
@@ -673,13 +636,25 @@ el_assign_position(PG_FUNCTION_ARGS)
 	newnulls[5] = isnull[Anum_el_metadata - 1];
 	if (el_add_session_ids(&newvals[5], &newnulls[5]))
 		ncols = 6;
+	switch (el_schema_check_event(rel, values, isnull, &newvals[5], &newnulls[5],
+								  !el_pending.active))
+	{
+		case EL_SCHEMA_DIVERTED:
+			return PointerGetDatum(NULL);
+		case EL_SCHEMA_RECORDED:
+			ncols = 6;
+			break;
+		case EL_SCHEMA_PASSED:
+			break;
+	}
 	if (!newnulls[5])
 		el_check_document(newvals[5], "metadata");
 
 	idx = el_stream_indexes(rel);
 
 	shard = el_shard_for_key(VARDATA_ANY(key), VARSIZE_ANY_EXHDR(key), shards);
-	el_lock_shard(RelationGetRelid(rel), shard);
+	el_lock_shard(RelationGetRelid(rel), shard,
+				  el_stream_grouped(RelationGetRelid(rel)));
 	el_note_append(RelationGetRelid(rel));
 
 	if (isnull[Anum_el_event_id - 1])
@@ -783,7 +758,8 @@ el_append_lock_key(Relation rel, int shards, text *key)
 	int32		shard = el_shard_for_key(VARDATA_ANY(key), VARSIZE_ANY_EXHDR(key),
 										 shards);
 
-	el_lock_shard(RelationGetRelid(rel), shard);
+	el_lock_shard(RelationGetRelid(rel), shard,
+				  el_stream_grouped(RelationGetRelid(rel)));
 	return shard;
 }
 
@@ -791,7 +767,8 @@ el_append_lock_key(Relation rel, int shards, text *key)
 void
 el_append_lock_shard(Relation rel, int32 shard)
 {
-	el_lock_shard(RelationGetRelid(rel), shard);
+	el_lock_shard(RelationGetRelid(rel), shard,
+				  el_stream_grouped(RelationGetRelid(rel)));
 }
 
 /*

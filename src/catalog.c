@@ -188,6 +188,10 @@ el_kept_plan(const char *sql, int nargs, const Oid *types)
 	return plan;
 }
 
+static uint64 el_run_as(Oid role, const char *sql, int nargs, const Oid *types,
+						Datum *values, const char *nulls, int flags, long tcount,
+						bool user_code);
+
 /*
  * Run one statement on our catalog as the catalog's owner; the caller is
  * connected to SPI and has made its own privilege checks.  The statement is
@@ -201,16 +205,42 @@ uint64
 el_catalog_sql(const char *sql, int nargs, const Oid *types, Datum *values,
 			   const char *nulls, int flags, long tcount)
 {
+	return el_run_as(el_catalog_owner(), sql, nargs, types, values, nulls,
+					 flags, tcount, false);
+}
+
+/*
+ * The same, as another role: a statement whose text a role owns (an
+ * upcaster's expression, written by the stream's owner), run as that role
+ * in a security-restricted operation with pg_catalog as the whole path, so
+ * that nothing of the caller's session resolves in it.  Kept plans by text,
+ * as above.  Settings it changes (set_config() in its code) are undone.
+ */
+uint64
+el_query_as(Oid role, const char *sql, int nargs, const Oid *types,
+			Datum *values, const char *nulls, int flags, long tcount)
+{
+	return el_run_as(role, sql, nargs, types, values, nulls, flags, tcount, true);
+}
+
+static uint64
+el_run_as(Oid role, const char *sql, int nargs, const Oid *types,
+		  Datum *values, const char *nulls, int flags, long tcount,
+		  bool user_code)
+{
 	bool		read_only = (flags & EL_CAT_READ) != 0;
 	SPIPlanPtr	plan;
 	Oid			save_user;
 	int			save_sec;
+	int			nestlevel = 0;
 	int			rc;
 
 	GetUserIdAndSecContext(&save_user, &save_sec);
-	SetUserIdAndSecContext(el_catalog_owner(),
+	SetUserIdAndSecContext(role,
 						   save_sec | SECURITY_LOCAL_USERID_CHANGE |
 						   SECURITY_RESTRICTED_OPERATION);
+	if (user_code)
+		nestlevel = NewGUCNestLevel();
 	el_push_catalog_path();
 	plan = el_kept_plan(sql, nargs, types);
 	if (flags & EL_CAT_LATEST)
@@ -219,6 +249,8 @@ el_catalog_sql(const char *sql, int nargs, const Oid *types, Datum *values,
 	else
 		rc = SPI_execute_plan(plan, values, nulls, read_only, tcount);
 	PopOverrideSearchPath();
+	if (user_code)
+		AtEOXact_GUC(false, nestlevel);
 	SetUserIdAndSecContext(save_user, save_sec);
 	if (rc < 0)
 		elog(ERROR, "SPI_execute_plan failed on \"%s\": %s", sql,

@@ -35,6 +35,8 @@ extern void el_push_catalog_path(void);
 extern uint64 el_catalog_sql(const char *sql, int nargs, const Oid *types,
 							 Datum *values, const char *nulls, int flags,
 							 long tcount);
+extern uint64 el_query_as(Oid role, const char *sql, int nargs, const Oid *types,
+						  Datum *values, const char *nulls, int flags, long tcount);
 extern void el_exec_as(Oid role, Oid nsp, const char *sql, bool restricted);
 extern uint64 el_exec_as_caller(const char *sql, int nargs, Oid *types,
 								Datum *values, bool read_only, long tcount);

@@ -14,6 +14,7 @@
 #include "event_log.h"
 #include "projection.h"
 #include "registry.h"
+#include "schema.h"
 #include "wake.h"
 #include "worker.h"
 
@@ -137,6 +138,7 @@ _PG_init(void)
 
 	el_stream_cache_init();
 	el_wake_init();
+	el_schema_init();
 	el_projection_init();
 	el_consumer_init();
 

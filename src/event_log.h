@@ -90,6 +90,10 @@ extern const ElColumn el_columns[EL_NATTS];
 #define ERRCODE_EL_MEMBER_IN_USE	MAKE_SQLSTATE('E','L','0','0','5')
 /* ... and in docs/projections.md */
 #define ERRCODE_EL_HANDLER_TIMEOUT	MAKE_SQLSTATE('E','L','0','1','0')
+/* ... and in docs/schemas.md */
+#define ERRCODE_EL_SCHEMA_VIOLATION	MAKE_SQLSTATE('E','L','0','2','0')
+#define ERRCODE_EL_SCHEMA_MISSING	MAKE_SQLSTATE('E','L','0','2','1')
+#define ERRCODE_EL_SCHEMA_INCOMPATIBLE	MAKE_SQLSTATE('E','L','0','2','2')
 
 /*
  * Settings (event_log.c defines them all; docs/ lists them with their

@@ -25,6 +25,7 @@
 #include "utils/timestamp.h"
 
 #include "catalog.h"
+#include "commit.h"
 #include "event_log.h"
 #include "key.h"
 #include "read.h"
@@ -78,6 +79,13 @@ el_exec_plan(Oid relid, ElPlanKind kind, const Datum *values,
 	if (rc != SPI_OK_SELECT)
 		elog(ERROR, "SPI_execute_plan_extended failed: %s",
 			 SPI_result_code_string(rc));
+
+	/*
+	 * A grouped stream's events can be visible before they are durable:
+	 * events leave only once they are (commit.c).
+	 */
+	if (SPI_processed > 0 && el_stream_grouped(relid))
+		(void) el_wait_durable();
 	return SPI_processed;
 }
 
@@ -756,5 +764,8 @@ el_read_all(PG_FUNCTION_ARGS)
 			SPI_cursor_close(cursors[i].portal);
 	SPI_finish();
 	MemoryContextDelete(row_cxt);
+	/* As el_exec_plan() does for the other readers. */
+	if (tuplestore_tuple_count(store) > 0 && el_stream_grouped(relid))
+		(void) el_wait_durable();
 	return (Datum) 0;
 }

@@ -43,7 +43,8 @@
 #define Anum_reg_shards		2
 #define Anum_reg_created_at 3
 #define Anum_reg_created_by 4
-#define Natts_reg			4
+#define Anum_reg_commit_mode 5	/* 0.4 */
+#define Natts_reg			5
 
 /*
  * Per-backend cache of what we know about a relation: whether it is a stream,
@@ -57,6 +58,7 @@ typedef struct ElStreamCacheEntry
 	Oid			relid;			/* hash key */
 	bool		valid;
 	int			shards;			/* -1: not a stream */
+	bool		grouped;		/* commit mode 'grouped' (commit.c) */
 	bool		have_indexes;
 	ElStreamIndexes indexes;
 	bool		have_triggers;	/* missing_trigger is known */
@@ -65,6 +67,8 @@ typedef struct ElStreamCacheEntry
 } ElStreamCacheEntry;
 
 static HTAB *el_stream_cache = NULL;
+
+static int	el_registry_read(Oid relid, bool *grouped);
 
 /*
  * For the per-backend caches keyed by a relation's OID (this one, consumer
@@ -161,6 +165,7 @@ el_stream_entry(Oid relid)
 	ElStreamCacheEntry *entry;
 	bool		found;
 	int			shards;
+	bool		grouped;
 
 	entry = hash_search(el_stream_cache, &relid, HASH_ENTER, &found);
 	if (found && entry->valid)
@@ -178,21 +183,34 @@ el_stream_entry(Oid relid)
 	entry->have_triggers = false;
 	entry->missing_trigger = NULL;
 	entry->shards = -1;
+	entry->grouped = false;
 
 	/* Reading the registry may process invalidations: look the entry up again. */
-	shards = el_registry_shards(relid);
+	shards = el_registry_read(relid, &grouped);
 	entry = hash_search(el_stream_cache, &relid, HASH_FIND, NULL);
 	entry->shards = shards;
+	entry->grouped = grouped;
 	return entry;
+}
+
+/* The stream's shard count, or -1 when relid is not a stream. */
+int
+el_registry_shards(Oid relid)
+{
+	bool		grouped;
+
+	return el_registry_read(relid, &grouped);
 }
 
 /*
  * Read the registry: the stream's shard count, or -1 when relid is not a
- * stream.  Uses the catalog snapshot, which during logical decoding is the
- * historic one (the registry is a user_catalog_table for that reason).
+ * stream, and whether its commit mode is 'grouped' (a catalog older than 0.4
+ * has no commit_mode column: every stream is serial).  Uses the catalog
+ * snapshot, which during logical decoding is the historic one (the registry
+ * is a user_catalog_table for that reason).
  */
-int
-el_registry_shards(Oid relid)
+static int
+el_registry_read(Oid relid, bool *grouped)
 {
 	Oid			regid = el_registry_oid(true);
 	Relation	reg;
@@ -201,6 +219,7 @@ el_registry_shards(Oid relid)
 	HeapTuple	tup;
 	int			shards = -1;
 
+	*grouped = false;
 	if (!OidIsValid(regid))
 		return -1;
 
@@ -215,6 +234,13 @@ el_registry_shards(Oid relid)
 									 &isnull);
 
 		shards = isnull ? -1 : DatumGetInt32(d);
+		if (RelationGetDescr(reg)->natts >= Anum_reg_commit_mode)
+		{
+			d = heap_getattr(tup, Anum_reg_commit_mode, RelationGetDescr(reg),
+							 &isnull);
+			*grouped = !isnull &&
+				strcmp(TextDatumGetCString(d), "grouped") == 0;
+		}
 	}
 	systable_endscan(scan);
 	table_close(reg, AccessShareLock);
@@ -255,6 +281,13 @@ int
 el_stream_shards(Oid relid)
 {
 	return el_stream_entry(relid)->shards;
+}
+
+/* Whether the stream's commit mode is 'grouped' (cached). */
+bool
+el_stream_grouped(Oid relid)
+{
+	return el_stream_entry(relid)->grouped;
 }
 
 /* Shard count of a stream; a clear error if relid is not one. */
@@ -729,11 +762,56 @@ el_registry_insert(Oid relid, int shards)
 	values[Anum_reg_created_at - 1] =
 		TimestampTzGetDatum(GetCurrentTransactionStartTimestamp());
 	values[Anum_reg_created_by - 1] = NameGetDatum(&creator);
+	/* Read only from a 0.4 catalog on (the descriptor has the column). */
+	values[Anum_reg_commit_mode - 1] = CStringGetTextDatum("serial");
 	tup = heap_form_tuple(RelationGetDescr(reg), values, nulls);
 	CatalogTupleInsert(reg, tup);
 	table_close(reg, NoLock);
 	CacheInvalidateRelcacheByRelid(relid);
 	CommandCounterIncrement();
+}
+
+/*
+ * Set a stream's commit mode ('serial' or 'grouped', checked by the caller),
+ * and make every backend's cache see it.  false if the catalog predates the
+ * commit_mode column (0.4).
+ */
+bool
+el_registry_set_commit_mode(Oid relid, const char *mode)
+{
+	Relation	reg = table_open(el_registry_oid(false), RowExclusiveLock);
+	SysScanDesc scan;
+	ScanKeyData key;
+	HeapTuple	tup;
+	bool		done = false;
+
+	if (RelationGetDescr(reg)->natts < Anum_reg_commit_mode)
+	{
+		table_close(reg, RowExclusiveLock);
+		return false;
+	}
+	ScanKeyInit(&key, Anum_reg_stream, BTEqualStrategyNumber, F_OIDEQ,
+				ObjectIdGetDatum(relid));
+	scan = systable_beginscan(reg, InvalidOid, false, NULL, 1, &key);
+	if (HeapTupleIsValid(tup = systable_getnext(scan)))
+	{
+		Datum		values[Natts_reg] = {0};
+		bool		nulls[Natts_reg] = {0};
+		bool		replace[Natts_reg] = {0};
+		HeapTuple	newtup;
+
+		values[Anum_reg_commit_mode - 1] = CStringGetTextDatum(mode);
+		replace[Anum_reg_commit_mode - 1] = true;
+		newtup = heap_modify_tuple(tup, RelationGetDescr(reg), values, nulls,
+								   replace);
+		CatalogTupleUpdate(reg, &newtup->t_self, newtup);
+		done = true;
+	}
+	systable_endscan(scan);
+	table_close(reg, NoLock);
+	CacheInvalidateRelcacheByRelid(relid);
+	CommandCounterIncrement();
+	return done;
 }
 
 /* Remove a stream from the registry, likewise. */

@@ -27,6 +27,7 @@ extern void el_cache_invalidate(HTAB *cache, Oid relid, Size valid_offset);
 /* Reading the registry; -1 shards when relid is not a stream. */
 extern int	el_registry_shards(Oid relid);
 extern int	el_stream_shards(Oid relid);
+extern bool el_stream_grouped(Oid relid);
 extern int	el_require_stream(Oid relid);
 extern int	el_lock_stream(Oid relid, LOCKMODE lockmode);
 extern List *el_registry_streams(void);
@@ -34,6 +35,7 @@ extern List *el_registry_streams(void);
 /* Writing it (create_stream(), drop_stream()). */
 extern void el_registry_insert(Oid relid, int shards);
 extern void el_registry_delete(Oid relid);
+extern bool el_registry_set_commit_mode(Oid relid, const char *mode);
 
 extern bool el_find_stream_indexes(Relation rel, ElStreamIndexes *out);
 extern const ElStreamIndexes *el_stream_indexes(Relation rel);

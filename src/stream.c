@@ -27,11 +27,13 @@
 #include "event_log.h"
 #include "immutable.h"
 #include "registry.h"
+#include "schema.h"
 #include "stream.h"
 
 PG_FUNCTION_INFO_V1(el_create_stream);
 PG_FUNCTION_INFO_V1(el_drop_stream);
 PG_FUNCTION_INFO_V1(el_drop_stream_cascade);
+PG_FUNCTION_INFO_V1(el_alter_stream);
 
 /* event_log.dropped_streams columns */
 #define Natts_dropped		5
@@ -272,6 +274,7 @@ el_drop_stream_internal(Oid relid, bool cascade)
 	events = DatumGetInt64(el_spi_value(0, 1, &isnull));
 
 	el_registry_delete(relid);
+	el_schema_forget(relid);
 	el_record_drop(qname, shards, events);
 
 	/*
@@ -319,4 +322,38 @@ el_drop_stream_cascade(PG_FUNCTION_ARGS)
 				 errmsg("cascade must not be null"),
 				 errhint("Pass cascade => true to drop the stream's projections with it, or false to be refused while it has any.")));
 	PG_RETURN_INT64(el_drop_stream_internal(PG_GETARG_OID(0), PG_GETARG_BOOL(1)));
+}
+
+/*
+ * event_log.alter_stream(stream regclass, commit_mode text): the stream's
+ * owner chooses how its appenders commit (commit.c, docs/design/offsets.md).
+ * Appenders already running keep the mode they started their append with;
+ * both modes keep seq in commit order, so a stream may change while they run.
+ */
+Datum
+el_alter_stream(PG_FUNCTION_ARGS)
+{
+	Oid			relid;
+	char	   *mode;
+
+	el_require_arg(fcinfo, 0, "stream");
+	relid = PG_GETARG_OID(0);
+	(void) el_require_stream(relid);
+	if (!pg_class_ownercheck(relid, GetUserId()))
+		aclcheck_error(ACLCHECK_NOT_OWNER, OBJECT_TABLE, get_rel_name(relid));
+	if (PG_ARGISNULL(1))
+		PG_RETURN_OID(relid);
+	mode = text_to_cstring(PG_GETARG_TEXT_PP(1));
+	if (strcmp(mode, "serial") != 0 && strcmp(mode, "grouped") != 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("invalid commit mode \"%s\"", mode),
+				 errhint("The commit mode is 'serial' or 'grouped' (docs/streams.md).")));
+	(void) el_lock_stream(relid, ShareUpdateExclusiveLock);
+	if (!el_registry_set_commit_mode(relid, mode))
+		ereport(ERROR,
+				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+				 errmsg("the event_log catalog of this database predates commit modes"),
+				 errhint("Run ALTER EXTENSION event_log UPDATE.")));
+	PG_RETURN_OID(relid);
 }

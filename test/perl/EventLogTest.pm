@@ -14,7 +14,7 @@ use IPC::Run;
 use PostgreSQL::Test::Cluster;
 use PostgreSQL::Test::Utils;
 
-our @EXPORT = qw(new_node write_script start_pgbench poll_shards start_query);
+our @EXPORT = qw(new_node write_script start_pgbench poll_shards start_query check_dense);
 
 # Sanitizer mode (`make test-sanitize`, EVENT_LOG_SANITIZE=1): the installed
 # event_log.so is a SANITIZE=1 build, which loads only into a server started
@@ -131,6 +131,23 @@ sub poll_shards
 	return $session->query_safe(qq{
 		SELECT coalesce(string_agg(DISTINCT shard::text, ',' ORDER BY shard::text), '')
 		FROM event_log.poll('g', '$stream', 1000, member => '$member')});
+}
+
+# One test: in STREAM (of the postgres database) every shard holds seq 1..n,
+# every key versions 1..n, and event_ids are unique.
+sub check_dense
+{
+	my ($node, $stream, $what) = @_;
+	my $bad = $node->safe_psql('postgres', qq{
+		SELECT
+		  (SELECT count(*) FROM (SELECT shard FROM $stream GROUP BY shard
+		                         HAVING count(*) <> max(seq) OR min(seq) <> 1) s)
+		+ (SELECT count(*) FROM (SELECT key FROM $stream GROUP BY key
+		                         HAVING count(*) <> max(version) OR min(version) <> 1) k)
+		+ (SELECT count(*) - count(DISTINCT event_id) FROM $stream)
+	});
+	Test::More::is($bad, '0', "$what: shards and keys are dense, event_ids unique");
+	return;
 }
 
 # Start SQL in a background_psql session without waiting for its result.

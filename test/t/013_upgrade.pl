@@ -51,6 +51,9 @@ is($node->safe_psql('old_db',
 
 # Data and behaviour survive.
 is($node->safe_psql('old_db', 'SELECT count(*) FROM carts'), '20', 'events kept');
+# 0.4: every existing stream is 'serial'; its owner can make it 'grouped'.
+is($node->safe_psql('old_db', q{SELECT string_agg(DISTINCT commit_mode, ',') FROM event_log.streams}),
+	'serial', 'the 0.4 update makes every existing stream serial');
 for my $stream (qw(carts notes))
 {
 	is($node->safe_psql('old_db', qq{SELECT pg_get_expr(adbin, adrelid) FROM pg_attrdef
@@ -63,6 +66,11 @@ is($node->safe_psql('old_db', q{
 	'0|2|2', 'a stream made before the update appends after it');
 ($rc, $out, $err) = $node->psql('old_db', 'ALTER TABLE notes ALTER COLUMN shard DROP DEFAULT');
 like($err, qr/must keep its default/, 'after the update, the guard keeps the default');
+is($node->safe_psql('old_db', q{
+	SELECT event_log.alter_stream('notes', commit_mode => 'grouped');
+	INSERT INTO notes (key, type, payload) VALUES ('n', 'Noted', '{}') RETURNING seq || '|' || version;
+	SELECT event_log.alter_stream('notes', commit_mode => 'serial');
+}), "notes\n3|3\nnotes", 'an updated stream appends in grouped mode');
 $node->safe_psql('old_db', q{
 	INSERT INTO carts (key, type, payload) VALUES ('cart-1', 'ItemAdded', '{}');
 	SELECT event_log.run_projections();
@@ -201,6 +209,31 @@ is($node->safe_psql('types_db', q{
 	SELECT committed_seq || ' ' || lag_events FROM event_log.consumer_lag WHERE group_name = 'payments';
 }), "orders\n2\n2\n9\n3\n{Paid}\n3\n0\n9 0",
 	'a 0.2 catalog polls as before; after the update the group records its types');
+
+# Event schemas (0.4): on a 0.3 catalog the library appends without any
+# schema check, and drop_stream() works; after the update, in the same
+# session (whose cache knew the stream had no schemas), a schema
+# registered for a stream made at 0.3 is checked at the next append, and
+# events appended before the update pass the history check or are named.
+$node->safe_psql('postgres', 'CREATE DATABASE schemas_db');
+is($node->safe_psql('schemas_db', q{
+	CREATE EXTENSION event_log VERSION '0.3';
+	SELECT event_log.create_stream('public.payments', 2);
+	SELECT event_log.create_stream('public.scratch', 1);
+	INSERT INTO payments (key, type, payload) VALUES ('p1', 'Paid', '{"amount": 5}'), ('p2', 'Paid', '{}');
+	SELECT count(*) FROM payments WHERE metadata IS NULL;
+	SELECT event_log.drop_stream('scratch');
+	ALTER EXTENSION event_log UPDATE;
+	SELECT event_log.register_schema('payments', 'Paid', '{"type": "object", "required": ["amount"]}');
+	INSERT INTO payments (key, type, payload) VALUES ('p3', 'Paid', '{"amount": 7}');
+	SELECT metadata FROM payments WHERE key = 'p3';
+	SELECT key || ' ' || path || ' ' || keyword FROM event_log.check_schema_history('payments', 'Paid');
+}), "payments\nscratch\n2\n0\n1\n{\"schema_version\": 1}\np2 \$ required",
+	'a 0.3 catalog appends unchecked; after the update, schemas hold for old streams');
+($rc, $out, $err) = $node->psql('schemas_db',
+	q{INSERT INTO payments (key, type, payload) VALUES ('p4', 'Paid', '{}')});
+like($err, qr/does not match schema version 1 of stream "public.payments"/,
+	'after the update, appends are checked');
 
 # Dead letters (0.4): on a 0.3 catalog the library stops a shard at a
 # failing event as before (nothing to park into); after the update the

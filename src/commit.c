@@ -1,0 +1,278 @@
+/*
+ * commit.c
+ *	  Shard locks, and how the commits of a shard's appenders are ordered.
+ *
+ *	  Every append takes its shard's lock (el_lock_shard()) before it reads
+ *	  the end of the shard; the lock is what makes seq follow commit order
+ *	  (docs/design/offsets.md).  How long it is held is the stream's commit
+ *	  mode, a column of event_log.streams:
+ *
+ *	  serial (the default)
+ *		The lock is a transaction lock: PostgreSQL releases it after the
+ *		holder's commit record is flushed and its commit is visible.  A
+ *		reader sees an event only once it is durable, and the shard's
+ *		transactions flush one after another.
+ *
+ *	  grouped
+ *		The lock is released as soon as the holder's commit is visible, which
+ *		can be before its commit record reaches disk, and the holder then
+ *		waits for the flush itself.  The next appender of the shard numbers
+ *		after the visible rows as before, so seq still follows commit order
+ *		and visibility (every snapshot still sees a prefix of each shard), and
+ *		the commit records are still in seq order in the WAL: what survives a
+ *		crash, what a standby replays and what logical decoding sends are all
+ *		prefixes.  What changes is durability of what is seen: the appenders
+ *		of a shard now share WAL flushes, and a plain SELECT on the primary
+ *		may see an event up to one flush before it is on disk.  The readers
+ *		of this extension (read(), poll(), ...) call el_wait_durable() before
+ *		they hand events out, and raw-SQL readers can call
+ *		event_log.wait_durable().
+ *
+ *	  PostgreSQL has no hook between writing the commit record and flushing
+ *	  it.  A grouped transaction therefore commits asynchronously (its
+ *	  pre-commit callback lowers synchronous_commit for the commit alone), the
+ *	  commit callback, which runs after the commit is visible and before the
+ *	  lock manager releases anything, releases the shard locks, and then
+ *	  flushes the commit record and waits for synchronous standbys exactly as
+ *	  the synchronous commit would have.  The client hears of the commit only
+ *	  after that, so the transaction's own durability is what it asked for.
+ */
+#include "postgres.h"
+
+#include "access/xact.h"
+#include "access/xlog.h"
+#include "access/xlog_internal.h"
+#include "access/xlogrecovery.h"
+#include "fmgr.h"
+#include "miscadmin.h"
+#include "replication/syncrep.h"
+#include "storage/lmgr.h"
+#include "utils/pg_lsn.h"
+#include "utils/resowner.h"
+
+#include "commit.h"
+#include "event_log.h"
+
+PG_FUNCTION_INFO_V1(el_wait_durable_sql);
+
+/* Shard locks of grouped streams this transaction took, to release early. */
+#define EL_MAX_GROUPED	64
+static LOCKTAG el_grouped[EL_MAX_GROUPED];
+static int	el_ngrouped = 0;
+static bool el_grouped_overflow = false;
+
+/* synchronous_commit as the transaction had it, while we lowered it. */
+static int	el_saved_sync_commit = -1;
+
+static void el_commit_xact_callback(XactEvent event, void *arg);
+
+static void
+el_commit_init(void)
+{
+	static bool done = false;
+
+	if (done)
+		return;
+	RegisterXactCallback(el_commit_xact_callback, NULL);
+	done = true;
+}
+
+static void
+el_shard_locktag(LOCKTAG *tag, Oid relid, int32 shard)
+{
+	SET_LOCKTAG_ADVISORY(*tag, MyDatabaseId, relid, (uint32) shard,
+						 EL_LOCKTAG_SPACE);
+}
+
+/*
+ * Take the shard's lock, for the rest of the transaction (serial) or until
+ * its commit is visible (grouped).
+ *
+ * Whoever holds it is the only transaction that can append to the shard.
+ * Locks on different shards never conflict.  A transaction that appends to
+ * several shards takes their locks in the order it first touches them; two
+ * such transactions touching the same shards in opposite orders deadlock,
+ * and the deadlock detector aborts one.  Re-acquiring a lock already held is
+ * a local hash lookup.
+ */
+void
+el_lock_shard(Oid relid, int32 shard, bool grouped)
+{
+	LOCKTAG		tag;
+	ResourceOwner save = CurrentResourceOwner;
+
+	el_shard_locktag(&tag, relid, shard);
+
+	/*
+	 * A grouped lock already held stays with the (sub)transaction that took
+	 * it, which outlives the current one: one count to release at commit.
+	 */
+	if (grouped && LockHeldByMe(&tag, ExclusiveLock))
+		return;
+
+	/*
+	 * The lock must live exactly as long as the rows it covers, which belong
+	 * to the current (sub)transaction.  When the append runs inside a cursor,
+	 * CurrentResourceOwner is the portal's, and a later failed FETCH under a
+	 * savepoint would release the lock while our rows survive.
+	 */
+	CurrentResourceOwner = CurTransactionResourceOwner;
+	PG_TRY();
+	{
+		(void) LockAcquire(&tag, ExclusiveLock, false, false);
+	}
+	PG_FINALLY();
+	{
+		CurrentResourceOwner = save;
+	}
+	PG_END_TRY();
+
+	if (grouped)
+	{
+		el_commit_init();
+
+		/*
+		 * Past the array, the locks are released at the end of the
+		 * transaction as serial ones are: slower, never wrong.
+		 */
+		if (el_ngrouped < EL_MAX_GROUPED)
+			el_grouped[el_ngrouped++] = tag;
+		else
+			el_grouped_overflow = true;
+	}
+}
+
+/* Whether we still hold any grouped shard lock (a savepoint may have freed them). */
+static bool
+el_holding_grouped(void)
+{
+	for (int i = 0; i < el_ngrouped; i++)
+		if (LockHeldByMe(&el_grouped[i], ExclusiveLock))
+			return true;
+	return false;
+}
+
+static void
+el_forget_grouped(void)
+{
+	el_ngrouped = 0;
+	el_grouped_overflow = false;
+	if (el_saved_sync_commit >= 0)
+		synchronous_commit = el_saved_sync_commit;
+	el_saved_sync_commit = -1;
+}
+
+static void
+el_commit_xact_callback(XactEvent event, void *arg)
+{
+	XLogRecPtr	commit_end;
+	int			sync_commit;
+
+	switch (event)
+	{
+		case XACT_EVENT_PRE_COMMIT:
+
+			/*
+			 * Commit without waiting for the flush: the commit callback
+			 * flushes once the shard locks are released.  A transaction that
+			 * overflowed the array keeps some locks to the end, so its commit
+			 * stays synchronous.
+			 */
+			if (el_ngrouped > 0 && !el_grouped_overflow &&
+				synchronous_commit > SYNCHRONOUS_COMMIT_OFF &&
+				TransactionIdIsValid(GetTopTransactionIdIfAny()) &&
+				el_holding_grouped())
+			{
+				el_saved_sync_commit = synchronous_commit;
+				synchronous_commit = SYNCHRONOUS_COMMIT_OFF;
+			}
+			break;
+
+		case XACT_EVENT_COMMIT:
+			if (el_ngrouped == 0)
+				break;
+			sync_commit = el_saved_sync_commit;
+			commit_end = XactLastCommitEnd;
+			{
+				ResourceOwner save = CurrentResourceOwner;
+
+				/* Our commit is visible: the next appender may number after it. */
+				CurrentResourceOwner = TopTransactionResourceOwner;
+				for (int i = 0; i < el_ngrouped; i++)
+					while (LockHeldByMe(&el_grouped[i], ExclusiveLock))
+						if (!LockRelease(&el_grouped[i], ExclusiveLock, false))
+							break;	/* held by another owner: left to the end */
+				CurrentResourceOwner = save;
+			}
+			el_forget_grouped();
+
+			/*
+			 * What RecordTransactionCommit() would have done for a
+			 * synchronous commit: flush, then wait for synchronous standbys
+			 * (which reads synchronous_commit, restored above).
+			 */
+			if (sync_commit > SYNCHRONOUS_COMMIT_OFF)
+			{
+				XLogFlush(commit_end);
+				SyncRepWaitForLSN(commit_end, true);
+			}
+			break;
+
+		case XACT_EVENT_ABORT:
+		case XACT_EVENT_PARALLEL_ABORT:
+		case XACT_EVENT_PREPARE:
+			/* The lock manager releases (or transfers) the locks. */
+			el_forget_grouped();
+			break;
+
+		default:
+			break;
+	}
+}
+
+/*
+ * The end of the WAL inserted so far, as a position XLogFlush() can reach:
+ * right after a page header nothing has been written yet, so the end is the
+ * end of the previous page.
+ */
+static XLogRecPtr
+el_insert_end(void)
+{
+	XLogRecPtr	lsn = GetXLogInsertRecPtr();
+	uint64		in_seg = XLogSegmentOffset(lsn, wal_segment_size);
+
+	if (in_seg == SizeOfXLogLongPHD)
+		return lsn - SizeOfXLogLongPHD;
+	if (lsn % XLOG_BLCKSZ == SizeOfXLogShortPHD)
+		return lsn - SizeOfXLogShortPHD;
+	return lsn;
+}
+
+/*
+ * Make everything visible to us now durable: the commit record of every
+ * transaction we can see was inserted before we looked, so flushing to the
+ * current end of the WAL covers them.  Cheap when it is already flushed.
+ * On a standby nothing is to be done: it replays only WAL the primary has
+ * flushed.
+ */
+XLogRecPtr
+el_wait_durable(void)
+{
+	XLogRecPtr	lsn;
+
+	if (RecoveryInProgress())
+		return GetXLogReplayRecPtr(NULL);
+	lsn = el_insert_end();
+	XLogFlush(lsn);
+	return lsn;
+}
+
+/*
+ * event_log.wait_durable() returns pg_lsn: for raw-SQL readers of a grouped
+ * stream, after their SELECT.
+ */
+Datum
+el_wait_durable_sql(PG_FUNCTION_ARGS)
+{
+	PG_RETURN_LSN(el_wait_durable());
+}

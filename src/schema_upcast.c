@@ -1,0 +1,359 @@
+/*
+ * schema_upcast.c
+ *	  Upcasting: an SQL expression per stream, event type and version step
+ *	  (N to N + 1) that turns a payload of version N into the shape of
+ *	  version N + 1, and upcast(), which applies the steps from the version
+ *	  an event recorded at append up to the type's latest, so that readers
+ *	  (replay(), polls, projection handlers) deal with the newest shape only.
+ *	  Stored events never change.
+ *
+ *	  An expression is the stream owner's code: it runs as the stream's
+ *	  owner, in a security-restricted operation, with pg_catalog as the
+ *	  whole search_path (el_query_as()), over `payload` and `metadata`, as a
+ *	  view runs as its owner for whoever reads it.  Registering a step runs
+ *	  it on every stored event of version N and checks the result against
+ *	  version N + 1, naming the first event it fails on; upcast() checks
+ *	  its result against the latest version too, so a reader never gets a
+ *	  payload that its schema refuses.
+ */
+#include "postgres.h"
+
+#include "catalog/pg_type.h"
+#include "executor/spi.h"
+#include "miscadmin.h"
+#include "parser/parser.h"
+#include "utils/acl.h"
+#include "utils/builtins.h"
+#include "utils/fmgrprotos.h"
+#include "utils/jsonb.h"
+#include "utils/lsyscache.h"
+#include "utils/memutils.h"
+#include "utils/numeric.h"
+
+#include "append.h"
+#include "catalog.h"
+#include "event_log.h"
+#include "registry.h"
+#include "schema.h"
+
+PG_FUNCTION_INFO_V1(el_register_upcaster);
+PG_FUNCTION_INFO_V1(el_upcast);
+
+/* The statement an expression runs in. */
+static char *
+el_upcaster_sql(const char *expression)
+{
+	return psprintf("SELECT (%s)::pg_catalog.jsonb"
+					" FROM (SELECT $1::pg_catalog.jsonb AS payload,"
+					" $2::pg_catalog.jsonb AS metadata) AS event",
+					expression);
+}
+
+/*
+ * Refuse an expression that is not one: the statement around it must parse
+ * as a single SELECT (a syntax error's position would point into our
+ * statement, not the caller's, so it is reported as a detail).
+ */
+static void
+el_parse_upcaster(const char *sql)
+{
+	MemoryContext cxt = CurrentMemoryContext;
+	List	   *volatile parsed = NIL;
+	char	   *volatile why = NULL;
+
+	PG_TRY();
+	{
+		parsed = raw_parser(sql, RAW_PARSE_DEFAULT);
+	}
+	PG_CATCH();
+	{
+		ErrorData  *edata;
+
+		MemoryContextSwitchTo(cxt);
+		edata = CopyErrorData();
+		FlushErrorState();
+		why = edata->message;
+	}
+	PG_END_TRY();
+	if (list_length(parsed) != 1)
+		ereport(ERROR,
+				(errcode(ERRCODE_SYNTAX_ERROR),
+				 errmsg("an upcaster must be one SQL expression"),
+				 why ? errdetail("%s.", why) : 0,
+				 errhint("Write an expression over payload and metadata that returns the new payload, such as payload || '{\"currency\": \"EUR\"}'.")));
+}
+
+/* Run one step: the new payload (NULL is an error, naming the step). */
+static Jsonb *
+el_upcast_step(Oid relid, text *type, int32 from, const char *sql,
+			   Datum payload, Datum metadata, bool metadata_null)
+{
+	Oid			types[2] = {JSONBOID, JSONBOID};
+	Datum		values[2] = {payload, metadata};
+	char		nulls[2] = {' ', metadata_null ? 'n' : ' '};
+	MemoryContext cxt = CurrentMemoryContext;
+	Jsonb	   *out = NULL;
+	bool		isnull;
+
+	SPI_connect();
+	(void) el_query_as(el_rel_owner(relid), sql, 2, types, values, nulls,
+					   EL_CAT_READ, 1);
+	if (SPI_processed == 1)
+	{
+		Datum		d = el_spi_value(0, 1, &isnull);
+
+		if (!isnull)
+		{
+			MemoryContext old = MemoryContextSwitchTo(cxt);
+
+			out = DatumGetJsonbPCopy(d);
+			MemoryContextSwitchTo(old);
+		}
+	}
+	SPI_finish();
+	if (out == NULL)
+		ereport(ERROR,
+				(errcode(ERRCODE_EL_SCHEMA_VIOLATION),
+				 errmsg("upcaster of event type \"%s\" from version %d of stream \"%s\" returned null",
+						text_to_cstring(type), from, el_qualified_name(relid))));
+	return out;
+}
+
+/* A payload that must match version `version`: EL020 if it does not. */
+static void
+el_upcast_require(Oid relid, text *type, int32 version, ElSchema *schema,
+				  Jsonb *payload, const char *what)
+{
+	List	   *errors = el_schema_validate(schema, payload, 1);
+
+	if (errors != NIL)
+	{
+		ElSchemaError *err = linitial(errors);
+
+		ereport(ERROR,
+				(errcode(ERRCODE_EL_SCHEMA_VIOLATION),
+				 errmsg("upcast event of type \"%s\" does not match schema version %d of stream \"%s\"",
+						text_to_cstring(type), version, el_qualified_name(relid)),
+				 errdetail("%sAt %s: %s (keyword \"%s\").", what, err->path,
+						   err->message, err->keyword),
+				 errhint("Fix the upcaster with event_log.register_upcaster().")));
+	}
+}
+
+/* The expression of step `from` of a type, as its statement; NULL if none. */
+static char *
+el_upcaster(Oid relid, text *type, int32 from)
+{
+	Oid			types[3] = {REGCLASSOID, TEXTOID, INT4OID};
+	Datum		values[3] = {ObjectIdGetDatum(relid), PointerGetDatum(type),
+	Int32GetDatum(from)};
+	MemoryContext cxt = CurrentMemoryContext;
+	char	   *sql = NULL;
+
+	SPI_connect();
+	if (el_catalog_sql("SELECT u.expression FROM event_log.upcasters u"
+					   " WHERE u.stream OPERATOR(pg_catalog.=) $1"
+					   " AND u.type OPERATOR(pg_catalog.=) $2"
+					   " AND u.from_version OPERATOR(pg_catalog.=) $3",
+					   3, types, values, NULL, EL_CAT_READ | EL_CAT_LATEST, 1) == 1)
+	{
+		char	   *expr = el_spi_text(0, 1);
+		MemoryContext old = MemoryContextSwitchTo(cxt);
+
+		sql = el_upcaster_sql(expr);
+		MemoryContextSwitchTo(old);
+	}
+	SPI_finish();
+	return sql;
+}
+
+/*
+ * register_upcaster(stream regclass, type text, from_version integer,
+ * expression text): the step from version from_version of the type to the
+ * next.  Both versions must be registered.  The expression is checked on
+ * every stored event of from_version (as recorded in its metadata): each
+ * result must match the next version.
+ */
+Datum
+el_register_upcaster(PG_FUNCTION_ARGS)
+{
+	Oid			relid;
+	text	   *type;
+	int32		from;
+	char	   *expression;
+	char	   *sql;
+	ElSchema   *target;
+	Portal		portal;
+	Oid			types[4] = {REGCLASSOID, TEXTOID, INT4OID, TEXTOID};
+	Datum		values[4];
+	MemoryContext rowcxt;
+	uint64		checked = 0;
+
+	el_require_arg(fcinfo, 0, "stream");
+	el_require_arg(fcinfo, 1, "type");
+	el_require_arg(fcinfo, 2, "from_version");
+	el_require_arg(fcinfo, 3, "expression");
+	relid = PG_GETARG_OID(0);
+	type = PG_GETARG_TEXT_PP(1);
+	from = PG_GETARG_INT32(2);
+	expression = text_to_cstring(PG_GETARG_TEXT_PP(3));
+	el_schema_require_owner(relid);
+	el_check_type(type);
+	if (from < 1)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("from_version must be positive")));
+
+	/* one expression, nothing around it */
+	sql = el_upcaster_sql(expression);
+	el_parse_upcaster(sql);
+
+	(void) el_lock_stream(relid, ShareRowExclusiveLock);
+	{
+		int32		got;
+
+		(void) el_schema_require(relid, type, from, &got);
+	}
+	target = el_schema_private_copy(relid, type, from + 1);
+
+	/* every stored event of from_version, upcast, must match the next version */
+	rowcxt = AllocSetContextCreate(CurrentMemoryContext, "event_log upcaster check",
+								   ALLOCSET_DEFAULT_SIZES);
+	values[0] = PointerGetDatum(type);
+	values[1] = CStringGetTextDatum(psprintf("%d", from));
+	SPI_connect();
+	portal = SPI_cursor_open_with_args(NULL,
+									   psprintf("SELECT shard, seq, payload, metadata FROM %s"
+												" WHERE type OPERATOR(pg_catalog.=) $1"
+												" AND (metadata OPERATOR(pg_catalog.->>) '%s') OPERATOR(pg_catalog.=) $2"
+												" ORDER BY shard, seq",
+												el_qualified_name(relid), EL_SCHEMA_VERSION_KEY),
+									   2, (Oid[]) {TEXTOID, TEXTOID}, values, NULL, true, 0);
+	for (;;)
+	{
+		SPITupleTable *rows;
+		uint64		n;
+
+		SPI_cursor_fetch(portal, true, 1000);
+		rows = SPI_tuptable;
+		n = SPI_processed;
+		if (n == 0)
+			break;
+		for (uint64 i = 0; i < n; i++)
+		{
+			bool		isnull;
+			bool		meta_null;
+			Datum		payload;
+			Datum		meta;
+			int32		shard;
+			int64		seq;
+			MemoryContext old = MemoryContextSwitchTo(rowcxt);
+
+			CHECK_FOR_INTERRUPTS();
+			SPI_tuptable = rows;
+			shard = DatumGetInt32(el_spi_value(i, 1, &isnull));
+			seq = DatumGetInt64(el_spi_value(i, 2, &isnull));
+			payload = el_spi_value(i, 3, &isnull);
+			meta = el_spi_value(i, 4, &meta_null);
+			el_upcast_require(relid, type, from + 1, target,
+							  el_upcast_step(relid, type, from, sql, payload, meta, meta_null),
+							  psprintf("The upcaster's result for the event at shard %d, seq " INT64_FORMAT ". ",
+									   shard, seq));
+			MemoryContextSwitchTo(old);
+			MemoryContextReset(rowcxt);
+			checked++;
+		}
+		SPI_freetuptable(rows);
+	}
+	SPI_cursor_close(portal);
+	SPI_finish();
+	MemoryContextDelete(rowcxt);
+
+	/* no stored event: run it once, for its errors of name and type */
+	if (checked == 0)
+	{
+		Oid			t[2] = {JSONBOID, JSONBOID};
+		Datum		v[2] = {0, 0};
+		char		nulls[2] = {'n', 'n'};
+
+		SPI_connect();
+		(void) el_query_as(el_rel_owner(relid), sql, 2, t, v, nulls, EL_CAT_READ, 1);
+		SPI_finish();
+	}
+
+	values[0] = ObjectIdGetDatum(relid);
+	values[1] = PointerGetDatum(type);
+	values[2] = Int32GetDatum(from);
+	values[3] = CStringGetTextDatum(expression);
+	SPI_connect();
+	(void) el_catalog_sql("INSERT INTO event_log.upcasters AS u"
+						  " (stream, type, from_version, expression) VALUES ($1, $2, $3, $4)"
+						  " ON CONFLICT (stream, type, from_version) DO UPDATE"
+						  " SET expression = excluded.expression",
+						  4, types, values, NULL, 0, 0);
+	SPI_finish();
+	PG_RETURN_VOID();
+}
+
+/*
+ * upcast(stream regclass, type text, payload jsonb, metadata jsonb)
+ * RETURNS jsonb: the payload in the shape of the type's latest version,
+ * from the version its metadata records.  A payload without a recorded
+ * version (its type had no schema when it was appended), or already at
+ * the latest, is returned as it is.  The caller must be able to read the
+ * stream.
+ */
+Datum
+el_upcast(PG_FUNCTION_ARGS)
+{
+	Oid			relid;
+	text	   *type;
+	Jsonb	   *payload;
+	Jsonb	   *meta = NULL;
+	int32		version;
+	int32		latest;
+	ElSchema   *schema;
+
+	el_require_arg(fcinfo, 0, "stream");
+	el_require_arg(fcinfo, 1, "type");
+	if (PG_ARGISNULL(2))
+		PG_RETURN_NULL();
+	relid = PG_GETARG_OID(0);
+	type = PG_GETARG_TEXT_PP(1);
+	payload = PG_GETARG_JSONB_P(2);
+	(void) el_require_stream(relid);
+	el_check_type(type);
+	if (pg_class_aclcheck(relid, GetUserId(), ACL_SELECT) != ACLCHECK_OK)
+		aclcheck_error(ACLCHECK_NO_PRIV, OBJECT_TABLE, get_rel_name(relid));
+	if (!PG_ARGISNULL(3))
+		meta = PG_GETARG_JSONB_P(3);
+
+	version = meta != NULL && JB_ROOT_IS_OBJECT(meta) ? el_schema_metadata_version(meta) : 0;
+	if (version < 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("metadata key \"%s\" must be a positive integer",
+						EL_SCHEMA_VERSION_KEY)));
+	if (version == 0)
+		PG_RETURN_JSONB_P(payload);
+	latest = el_schema_latest_version(relid, type);
+	if (version >= latest)
+		PG_RETURN_JSONB_P(payload);
+
+	for (int32 from = version; from < latest; from++)
+	{
+		char	   *sql = el_upcaster(relid, type, from);
+
+		if (sql == NULL)
+			ereport(ERROR,
+					(errcode(ERRCODE_EL_SCHEMA_MISSING),
+					 errmsg("event type \"%s\" of stream \"%s\" has no upcaster from version %d",
+							text_to_cstring(type), el_qualified_name(relid), from),
+					 errhint("Register one with event_log.register_upcaster().")));
+		payload = el_upcast_step(relid, type, from, sql, JsonbPGetDatum(payload),
+								 meta ? JsonbPGetDatum(meta) : (Datum) 0, meta == NULL);
+	}
+	schema = el_schema_private_copy(relid, type, latest);
+	el_upcast_require(relid, type, latest, schema, payload, "");
+	PG_RETURN_JSONB_P(payload);
+}

@@ -1,0 +1,114 @@
+#!/usr/bin/env bash
+# 12_append_scaling.sh: how the cost of an append grows with the stream.
+# For each size in BENCH_SIZES (events already in the table), against a bare
+# INSERT into a table of the same shape and indexes at the same size
+# (bench_twin, as in 15_append_modes.sh):
+#   - one client appending single events for BENCH_SECONDS      target >= 0.85
+#   - one INSERT ... SELECT of BENCH_BULK events                 target >= 0.85
+# Both tables grow to each size by INSERT ... SELECT (keys 'k-0'..'k-19999',
+# one shard), then are measured: single events alternately (stream, plain,
+# plain, stream: half of BENCH_SECONDS each), then one bulk insert each.  The
+# rows these add stay, so the next size starts from a little more.
+#
+# Environment: BENCH_SIZES (default "0 1000000"; issue 13 asks for
+# "0 1000000 10000000", which takes about 15 minutes more), BENCH_SECONDS
+# (default 10), BENCH_BULK (default 200000), BENCH_SYNC_COMMIT (default off).
+set -euo pipefail
+shopt -s inherit_errexit
+
+sizes=${BENCH_SIZES:-0 1000000}
+secs=${BENCH_SECONDS:-10}
+bulk=${BENCH_BULK:-200000}
+sync_commit=${BENCH_SYNC_COMMIT:-off}
+for v in $sizes $secs $bulk; do
+    if ! [[ $v =~ ^[0-9]+$ ]]; then
+        echo "12_append_scaling: BENCH_SIZES, BENCH_SECONDS and BENCH_BULK take integers" >&2
+        exit 2
+    fi
+done
+round_secs=$(((secs + 1) / 2))
+admin_db=${PGDATABASE:-postgres}
+db=event_log_bench_scaling
+work=$(mktemp -d /tmp/event_log_bench.XXXXXX)
+trap 'rm -rf "$work"' EXIT
+
+source "$(dirname "${BASH_SOURCE[0]}")/common.bash"
+fresh_db "$db"
+export PGOPTIONS="${PGOPTIONS:+$PGOPTIONS }-c synchronous_commit=$sync_commit"
+
+sql <<'SQL'
+CREATE EXTENSION event_log;
+SELECT event_log.create_stream('bench_stream', 1);
+CREATE SEQUENCE twin_seq;
+CREATE SEQUENCE twin_version;
+CREATE TABLE bench_twin (
+    shard int NOT NULL, seq bigint NOT NULL, key text NOT NULL, version bigint NOT NULL,
+    type text NOT NULL, payload jsonb NOT NULL, metadata jsonb,
+    event_id uuid NOT NULL DEFAULT gen_random_uuid(),
+    recorded_at timestamptz NOT NULL DEFAULT now(),
+    PRIMARY KEY (shard, seq), UNIQUE (key, version), UNIQUE (event_id));
+CREATE INDEX ON bench_twin USING brin (recorded_at) WITH (pages_per_range = 32, autosummarize = on);
+SQL
+
+cat >"$work/stream.sql" <<'SCRIPT'
+\set k random(0, 19999)
+INSERT INTO bench_stream (key, type, payload) VALUES ('k-' || :k, 'ItemAdded', jsonb_build_object('sku', 'sku-' || :k, 'qty', 2));
+SCRIPT
+cat >"$work/plain.sql" <<'SCRIPT'
+\set k random(0, 19999)
+INSERT INTO bench_twin (shard, seq, key, version, type, payload)
+VALUES (0, nextval('twin_seq'), 'k-' || :k, nextval('twin_version'), 'ItemAdded', jsonb_build_object('sku', 'sku-' || :k, 'qty', 2));
+SCRIPT
+
+# grow TABLE N: add N events.
+grow() {
+    local n=$1
+    ((n > 0)) || return 0
+    sql -c "INSERT INTO bench_stream (key, type, payload)
+            SELECT 'k-' || (i % 20000), 'ItemAdded', jsonb_build_object('sku', 'sku-' || i, 'qty', 2)
+            FROM generate_series(1, $n) i"
+    sql -c "INSERT INTO bench_twin (shard, seq, key, version, type, payload)
+            SELECT 0, nextval('twin_seq'), 'k-' || (i % 20000), nextval('twin_version'), 'ItemAdded',
+                   jsonb_build_object('sku', 'sku-' || i, 'qty', 2)
+            FROM generate_series(1, $n) i"
+    sql -c "VACUUM ANALYZE bench_stream" -c "VACUUM ANALYZE bench_twin" -c CHECKPOINT
+}
+
+# bulk TABLE: seconds for one INSERT ... SELECT of $bulk events, commit included.
+bulk_once() {
+    local cols=$1 select=$2
+    sql <<SQL
+CHECKPOINT;
+SELECT clock_timestamp() AS t0 \gset
+INSERT INTO $cols SELECT $select FROM generate_series(1, $bulk) i;
+SELECT extract(epoch FROM clock_timestamp() - :'t0'::timestamptz);
+SQL
+}
+
+server=$(sql -c 'SHOW server_version')
+echo "PostgreSQL $server, $(nproc) CPUs, sizes $sizes, ${secs}s per path, bulk $bulk, synchronous_commit=$sync_commit"
+have=0
+for size in $sizes; do
+    if ((size > have)); then
+        grow $((size - have))
+        have=$size
+    fi
+    sql -c CHECKPOINT
+    s1=0; p1=0
+    pgbench_tps "$work/stream.sql" "$round_secs"; s1=$tps
+    pgbench_tps "$work/plain.sql" "$round_secs"; p1=$tps
+    pgbench_tps "$work/plain.sql" "$round_secs"; p2=$tps
+    pgbench_tps "$work/stream.sql" "$round_secs"; s2=$tps
+    report "single events at $size" "$(mean "$s1 $s2")" "$(mean "$p1 $p2")" tps 0.85 \
+        "rounds (tps): stream $(ints "$s1 $s2"), plain $(ints "$p1 $p2")"
+    st=$(bulk_once "bench_stream (key, type, payload)" \
+        "'k-' || (i % 20000), 'ItemAdded', jsonb_build_object('sku', 'sku-' || i, 'qty', 2)")
+    pt=$(bulk_once "bench_twin (shard, seq, key, version, type, payload)" \
+        "0, nextval('twin_seq'), 'k-' || (i % 20000), nextval('twin_version'), 'ItemAdded', jsonb_build_object('sku', 'sku-' || i, 'qty', 2)")
+    report "bulk of $bulk at $size" "$(awk -v b="$bulk" -v t="$st" 'BEGIN { printf "%.1f", b / t }')" \
+        "$(awk -v b="$bulk" -v t="$pt" 'BEGIN { printf "%.1f", b / t }')" ev/s 0.85 \
+        "seconds: stream $st, plain $pt"
+    have=$((have + bulk))
+done
+print_summary "PostgreSQL $server, $(nproc) CPUs, sizes $sizes, BENCH_SECONDS=$secs, BENCH_BULK=$bulk, synchronous_commit=$sync_commit"
+sql -d "$admin_db" -c "DROP DATABASE $db"

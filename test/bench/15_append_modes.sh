@@ -1,0 +1,123 @@
+#!/usr/bin/env bash
+# 15_append_modes.sh: appends as users run them, in both commit modes
+# (docs/streams.md, "Commit modes"), against a bare INSERT into a table of the
+# same shape and indexes (bench_twin: primary key (shard, seq), unique
+# (key, version) and (event_id), BRIN on recorded_at; seq and version from
+# sequences), with synchronous_commit on and off:
+#   - 8 clients appending single events to a 1-shard stream     target >= 0.80
+#   - 4 clients, 4 shards, random keys (shared shards)          target >= 0.90
+# Every path runs twice for half of BENCH_SECONDS, in the order serial,
+# grouped, plain, then plain, grouped, serial; each run starts after a
+# CHECKPOINT with its table empty.  Run by test/bench/run.sh (`make bench`).
+#
+# Environment: BENCH_SECONDS (seconds per path, default 10),
+# BENCH_SYNC (which synchronous_commit values, default "on off").
+set -euo pipefail
+shopt -s inherit_errexit
+
+secs=${BENCH_SECONDS:-10}
+syncs=${BENCH_SYNC:-on off}
+if ! [[ $secs =~ ^[1-9][0-9]*$ ]]; then
+    echo "15_append_modes: BENCH_SECONDS must be a positive integer" >&2
+    exit 2
+fi
+round_secs=$(((secs + 1) / 2))
+admin_db=${PGDATABASE:-postgres}
+db=event_log_bench_modes
+work=$(mktemp -d /tmp/event_log_bench.XXXXXX)
+trap 'rm -rf "$work"' EXIT
+
+source "$(dirname "${BASH_SOURCE[0]}")/common.bash"
+fresh_db "$db"
+sql -c "CREATE EXTENSION event_log" -c "CREATE SEQUENCE twin_seq" -c "CREATE SEQUENCE twin_version"
+
+payload="jsonb_build_object('sku', 'sku-' || :sku, 'qty', CAST(:qty AS int))"
+for n in 1 4; do
+    cat >"$work/stream_$n.sql" <<SCRIPT
+\\set k random(1, 10000)
+\\set sku random(1, 1000)
+\\set qty random(1, 5)
+INSERT INTO bench_stream (key, type, payload) VALUES ('cart-' || :k, 'ItemAdded', $payload);
+SCRIPT
+    cat >"$work/plain_$n.sql" <<SCRIPT
+\\set k random(1, 10000)
+\\set sku random(1, 1000)
+\\set qty random(1, 5)
+INSERT INTO bench_twin (shard, seq, key, version, type, payload)
+VALUES (event_log.shard_for('cart-' || :k, $n), nextval('twin_seq'), 'cart-' || :k,
+        nextval('twin_version'), 'ItemAdded', $payload);
+SCRIPT
+done
+
+# fresh TABLE SHARDS MODE: the empty target of the next run.
+fresh() {
+    if [[ $1 == bench_stream ]]; then
+        sql -c "SELECT event_log.drop_stream(stream) FROM event_log.streams
+                WHERE stream = to_regclass('bench_stream')" \
+            -c "SELECT event_log.create_stream('bench_stream', $2)" \
+            -c "SELECT event_log.alter_stream('bench_stream', commit_mode => '$3')" >/dev/null
+    else
+        sql -q <<'SQL'
+SET client_min_messages = warning;
+DROP TABLE IF EXISTS bench_twin;
+CREATE TABLE bench_twin (
+    shard int NOT NULL, seq bigint NOT NULL, key text NOT NULL, version bigint NOT NULL,
+    type text NOT NULL, payload jsonb NOT NULL, metadata jsonb,
+    event_id uuid NOT NULL DEFAULT gen_random_uuid(),
+    recorded_at timestamptz NOT NULL DEFAULT now(),
+    PRIMARY KEY (shard, seq), UNIQUE (key, version), UNIQUE (event_id));
+CREATE INDEX ON bench_twin USING brin (recorded_at) WITH (pages_per_range = 32, autosummarize = on);
+SQL
+    fi
+}
+
+# run PATH SCRIPT TABLE SHARDS MODE CLIENTS SYNC: one round; appends the tps
+# to ROUNDS[PATH], after checking that every transaction appended one row.
+declare -A ROUNDS=()
+run() {
+    local path=$1 script=$2 table=$3 shards=$4 mode=$5 clients=$6 sync=$7 out tps txns rows
+    fresh "$table" "$shards" "$mode"
+    sql -c CHECKPOINT
+    if ! out=$(PGOPTIONS="-c synchronous_commit=$sync" pgbench -n -M prepared -f "$script" \
+            -c "$clients" -j 2 -T "$round_secs" 2>&1); then
+        echo "$out" >&2
+        return 1
+    fi
+    tps=$(sed -n 's/^tps = \([0-9.]*\) .*/\1/p' <<<"$out")
+    txns=$(sed -n 's/^number of transactions actually processed: \([0-9]*\).*/\1/p' <<<"$out")
+    rows=$(sql -c "SELECT count(*) FROM $table")
+    if [[ -z $tps ]] || ((rows < txns || rows > txns + clients)); then
+        echo "$out" >&2
+        echo "15_append_modes: $path: $txns transactions but $rows rows" >&2
+        return 1
+    fi
+    ROUNDS[$path]+="$tps "
+}
+
+# section LABEL SHARDS CLIENTS SYNC TARGET
+section() {
+    local label=$1 shards=$2 clients=$3 sync=$4 target=$5 ser gro pla
+    ROUNDS=()
+    run serial "$work/stream_$shards.sql" bench_stream "$shards" serial "$clients" "$sync"
+    run grouped "$work/stream_$shards.sql" bench_stream "$shards" grouped "$clients" "$sync"
+    run plain "$work/plain_$shards.sql" bench_twin "$shards" - "$clients" "$sync"
+    run plain "$work/plain_$shards.sql" bench_twin "$shards" - "$clients" "$sync"
+    run grouped "$work/stream_$shards.sql" bench_stream "$shards" grouped "$clients" "$sync"
+    run serial "$work/stream_$shards.sql" bench_stream "$shards" serial "$clients" "$sync"
+    ser=$(mean "${ROUNDS[serial]}")
+    gro=$(mean "${ROUNDS[grouped]}")
+    pla=$(mean "${ROUNDS[plain]}")
+    report "$label, sync $sync, serial" "$ser" "$pla" tps "$target" \
+        "rounds (tps): serial $(ints "${ROUNDS[serial]}"), plain $(ints "${ROUNDS[plain]}")"
+    report "$label, sync $sync, grouped" "$gro" "$pla" tps "$target" \
+        "rounds (tps): grouped $(ints "${ROUNDS[grouped]}"), plain $(ints "${ROUNDS[plain]}")"
+}
+
+server=$(sql -c 'SHOW server_version')
+echo "PostgreSQL $server, $(nproc) CPUs, ${secs}s per path (2 rounds of ${round_secs}s)"
+for sync in $syncs; do
+    section "8 clients, 1 shard" 1 8 "$sync" 0.80
+    section "4 clients, 4 shards, random keys" 4 4 "$sync" 0.90
+done
+print_summary "PostgreSQL $server, $(nproc) CPUs, BENCH_SECONDS=$secs"
+sql -d "$admin_db" -c "DROP DATABASE $db"
