@@ -148,3 +148,279 @@ CREATE FUNCTION event_log.upcast(stream regclass, type text, payload jsonb, meta
 RETURNS jsonb
 AS 'MODULE_PATHNAME', 'el_upcast'
 LANGUAGE C STABLE;
+
+-- ---------------------------------------------------------------------
+-- Failures as data: dead letters and per-key parking of async
+-- projections, and the progress of builds (docs/projections.md, "When a
+-- handler fails", "Watching a build"; docs/design/dead_letters.md)
+-- ---------------------------------------------------------------------
+
+-- What a projection does with an event its handler fails on: 'stop' the
+-- shard there (as before 0.4), or 'park' the event and every later event
+-- of its key, while the other keys go on.  on_error is for live runs (the
+-- worker, run_projections()); on_build_error for create and rebuild.
+ALTER TABLE event_log.projections
+    ADD COLUMN on_error text NOT NULL DEFAULT 'stop'
+        CHECK (on_error IN ('stop', 'park')),
+    ADD COLUMN on_build_error text NOT NULL DEFAULT 'stop'
+        CHECK (on_build_error IN ('stop', 'park'));
+
+-- Parked events, one row each: the event a handler failed on (error and
+-- sqlstate set) and the later events of its key that wait behind it
+-- (blocked_by: the seq of the failed one).  A parked event is past its
+-- shard's checkpoint; it is applied by retry_dead_letters() or dropped by
+-- discard_dead_letters(), never by the run.  Written only by the C code.
+CREATE TABLE event_log.projection_dead_letters (
+    projection      regclass    NOT NULL,
+    stream          regclass    NOT NULL,
+    shard           integer     NOT NULL,
+    seq             bigint      NOT NULL,
+    key             text,
+    type            text        NOT NULL,
+    error           text,
+    sqlstate        text,
+    blocked_by      bigint,
+    attempts        integer     NOT NULL DEFAULT 1,
+    first_failed_at timestamptz NOT NULL DEFAULT now(),
+    last_failed_at  timestamptz NOT NULL DEFAULT now(),
+    PRIMARY KEY (projection, shard, seq)
+);
+CREATE INDEX projection_dead_letters_key
+    ON event_log.projection_dead_letters (projection, shard, key, seq);
+
+-- Events a consumer group's application could not process (nack()):
+-- parked, so that the group's offset can move on past them, until
+-- retry_nacked() marks them for the group's polls to deliver again
+-- (state 'retry') or discard_nacked() drops them.  Written only by the C
+-- code; a group's rows go with it.
+CREATE TABLE event_log.consumer_dead_letters (
+    group_id        integer     NOT NULL,
+    shard           integer     NOT NULL,
+    seq             bigint      NOT NULL,
+    key             text        NOT NULL,
+    type            text        NOT NULL,
+    error           text,
+    state           text        NOT NULL DEFAULT 'parked' CHECK (state IN ('parked', 'retry')),
+    attempts        integer     NOT NULL DEFAULT 1,
+    first_failed_at timestamptz NOT NULL DEFAULT now(),
+    last_failed_at  timestamptz NOT NULL DEFAULT now(),
+    PRIMARY KEY (group_id, shard, seq)
+);
+-- What each poll() looks up: the group's events to deliver again.
+CREATE INDEX consumer_dead_letters_retry
+    ON event_log.consumer_dead_letters (group_id, shard, seq) WHERE state = 'retry';
+
+-- Who retried or discarded which parked event, and when: of a projection,
+-- or of a consumer group (group_name set, projection NULL).
+CREATE TABLE event_log.dead_letter_actions (
+    action      text        NOT NULL CHECK (action IN ('retried', 'discarded', 'rebuilt')),
+    done_by     name        NOT NULL,
+    done_at     timestamptz NOT NULL DEFAULT now(),
+    projection  regclass,
+    group_name  text,
+    stream      regclass    NOT NULL,
+    shard       integer     NOT NULL,
+    seq         bigint      NOT NULL,
+    key         text,
+    type        text        NOT NULL,
+    error       text
+);
+
+SELECT pg_catalog.pg_extension_config_dump('event_log.projection_dead_letters', '');
+SELECT pg_catalog.pg_extension_config_dump('event_log.consumer_dead_letters', '');
+SELECT pg_catalog.pg_extension_config_dump('event_log.dead_letter_actions', '');
+REVOKE ALL ON event_log.projection_dead_letters, event_log.consumer_dead_letters,
+    event_log.dead_letter_actions FROM PUBLIC;
+
+-- Parked events quote events (their key, a handler's error): only roles
+-- that may read the stream's events see them, as in projection_lag.  The
+-- views filter rows, so they are security barriers: a reader's own
+-- function in a WHERE clause runs only on the rows it may see.
+CREATE VIEW event_log.dead_letters WITH (security_barrier = true) AS
+SELECT l.* FROM (
+    SELECT d.projection, NULL::text AS group_name, d.stream, d.shard, d.seq, d.key, d.type,
+           d.error, d.sqlstate, d.blocked_by, 'parked'::text AS state, d.attempts,
+           d.first_failed_at, d.last_failed_at
+      FROM event_log.projection_dead_letters d
+    UNION ALL
+    SELECT NULL::regclass, g.group_name, g.stream, c.shard, c.seq, c.key, c.type,
+           c.error, NULL::text, NULL::bigint, c.state, c.attempts,
+           c.first_failed_at, c.last_failed_at
+      FROM event_log.consumer_dead_letters c
+      JOIN event_log.consumer_groups g ON g.id OPERATOR(pg_catalog.=) c.group_id) l
+ WHERE pg_catalog.has_table_privilege(l.stream, 'SELECT')
+   AND pg_catalog.row_security_active(l.stream) IS NOT TRUE;
+
+CREATE VIEW event_log.dead_letter_log WITH (security_barrier = true) AS
+SELECT a.action, a.done_by, a.done_at, a.projection, a.group_name, a.stream, a.shard,
+       a.seq, a.key, a.type, a.error
+  FROM event_log.dead_letter_actions a
+ WHERE pg_catalog.has_table_privilege(a.stream, 'SELECT')
+   AND pg_catalog.row_security_active(a.stream) IS NOT TRUE;
+
+GRANT SELECT ON event_log.dead_letters, event_log.dead_letter_log TO PUBLIC;
+
+-- projection_lag as in 0.2, with the parked events of each shard at the end.
+CREATE OR REPLACE VIEW event_log.projection_lag AS
+SELECT p.projection,
+       p.stream,
+       o.shard,
+       CASE WHEN r.ok THEN o.seq END AS applied_seq,
+       s.log_end AS last_seq,
+       CASE WHEN r.ok THEN s.log_end - o.seq END AS lag_events,
+       CASE WHEN NOT r.ok THEN NULL
+            WHEN s.log_end > o.seq THEN now() - s.next_recorded_at
+            ELSE interval '0' END AS lag_time,
+       CASE WHEN r.ok THEN o.applied_at END AS applied_at,
+       CASE WHEN r.ok THEN o.error
+            WHEN o.error IS NOT NULL
+            THEN '(hidden: you may not read this stream''s events)'
+       END AS error,
+       CASE WHEN r.ok THEN o.error_seq END AS error_seq,
+       o.error_at,
+       CASE WHEN r.ok THEN
+            (SELECT pg_catalog.count(*) FROM event_log.projection_dead_letters d
+              WHERE d.projection OPERATOR(pg_catalog.=) p.projection
+                AND d.shard OPERATOR(pg_catalog.=) o.shard)
+       END AS parked_events
+  FROM event_log.projections p
+  JOIN event_log.projection_offsets o ON o.projection = p.projection
+  CROSS JOIN LATERAL (
+        SELECT coalesce(pg_catalog.has_table_privilege(p.stream, 'SELECT')
+                        AND pg_catalog.row_security_active(p.stream) IS NOT TRUE,
+                        false) AS ok) r
+  CROSS JOIN LATERAL event_log.shard_status(p.stream, o.shard, o.seq) s
+ WHERE p.mode = 'async';
+
+-- consumer_lag as in 0.3, with the parked events of each shard at the end.
+CREATE OR REPLACE VIEW event_log.consumer_lag AS
+SELECT g.group_name,
+       g.stream,
+       o.shard,
+       CASE WHEN r.ok THEN o.committed_seq END AS committed_seq,
+       s.log_end,
+       s.lag_events,
+       CASE WHEN s.log_end IS NULL THEN NULL
+            WHEN s.next_recorded_at IS NULL THEN interval '0'
+            ELSE greatest(now() - s.next_recorded_at, interval '0')
+       END AS lag_time,
+       CASE WHEN r.ok THEN o.committed_at END AS committed_at,
+       o.member,
+       m.expires_at AS lease_expires_at,
+       CASE WHEN r.ok THEN
+            (SELECT pg_catalog.count(*) FROM event_log.consumer_dead_letters d
+              WHERE d.group_id OPERATOR(pg_catalog.=) g.id
+                AND d.shard OPERATOR(pg_catalog.=) o.shard)
+       END AS parked_events
+FROM event_log.consumer_groups g
+JOIN event_log.consumer_offsets o ON o.group_id = g.id
+LEFT JOIN event_log.consumer_members m ON m.group_id = o.group_id AND m.member = o.member
+CROSS JOIN LATERAL (
+      SELECT coalesce(pg_catalog.has_table_privilege(g.stream, 'SELECT')
+                      AND pg_catalog.row_security_active(g.stream) IS NOT TRUE,
+                      false) AS ok) r
+CROSS JOIN LATERAL event_log.shard_status(g.stream, o.shard, o.committed_seq, g.types) s;
+
+CREATE FUNCTION event_log.set_error_policy(
+    projection text,
+    on_error text DEFAULT NULL,
+    on_build_error text DEFAULT NULL)
+RETURNS void
+AS 'MODULE_PATHNAME', 'el_set_error_policy'
+LANGUAGE C VOLATILE;
+
+CREATE FUNCTION event_log.retry_dead_letters(
+    projection text DEFAULT NULL,
+    key text DEFAULT NULL)
+RETURNS bigint
+AS 'MODULE_PATHNAME', 'el_retry_dead_letters'
+LANGUAGE C VOLATILE;
+
+CREATE FUNCTION event_log.discard_dead_letters(
+    projection text,
+    key text DEFAULT NULL,
+    seq bigint DEFAULT NULL)
+RETURNS bigint
+AS 'MODULE_PATHNAME', 'el_discard_dead_letters'
+LANGUAGE C VOLATILE;
+
+-- create_projection() takes the two policies, so that its own build can
+-- park.  A new argument changes the signature: replace the function, and
+-- carry its ACL over, as the 0.3 update did for read() and poll().
+SELECT pg_catalog.set_config('el_upgrade.create_projection_acl',
+    coalesce((SELECT proacl::pg_catalog.text FROM pg_catalog.pg_proc
+              WHERE oid = 'event_log.create_projection(text, pg_catalog.regclass, text, pg_catalog.jsonb, text, text, pg_catalog.jsonb)'::pg_catalog.regprocedure), ''),
+    true);
+DROP FUNCTION event_log.create_projection(text, regclass, text, jsonb, text, text, jsonb);
+CREATE FUNCTION event_log.create_projection(
+    name text,
+    stream regclass,
+    columns text DEFAULT NULL,
+    handlers jsonb DEFAULT NULL,
+    mode text DEFAULT 'inline',
+    reducer text DEFAULT NULL,
+    initial jsonb DEFAULT '{}',
+    on_error text DEFAULT NULL,
+    on_build_error text DEFAULT NULL)
+RETURNS regclass
+AS 'MODULE_PATHNAME', 'el_create_projection'
+LANGUAGE C VOLATILE;
+UPDATE pg_catalog.pg_proc
+   SET proacl = NULLIF(pg_catalog.current_setting('el_upgrade.create_projection_acl'), '')::pg_catalog.aclitem[]
+ WHERE oid = 'event_log.create_projection(text, pg_catalog.regclass, text, pg_catalog.jsonb, text, text, pg_catalog.jsonb, text, text)'::pg_catalog.regprocedure;
+
+-- The builds running in this database, a row per shard, for the streams
+-- the caller may read (src/projection_progress.c).
+CREATE FUNCTION event_log.build_progress(
+    OUT pid integer,
+    OUT projection regclass,
+    OUT stream regclass,
+    OUT phase text,
+    OUT shard integer,
+    OUT events_done bigint,
+    OUT events_total bigint,
+    OUT started_at timestamptz,
+    OUT updated_at timestamptz,
+    OUT events_per_second double precision,
+    OUT time_left interval)
+RETURNS SETOF record
+AS 'MODULE_PATHNAME', 'el_build_progress'
+LANGUAGE C VOLATILE;
+
+CREATE VIEW event_log.projection_build_progress AS
+SELECT * FROM event_log.build_progress();
+GRANT SELECT ON event_log.projection_build_progress TO PUBLIC;
+
+-- Consumer groups: a negative acknowledgement parks an event the
+-- application cannot process; retry_nacked() gives the group's events back
+-- to its polls; discard_nacked() drops them (docs/consumers.md, "Events you
+-- cannot process").
+CREATE FUNCTION event_log.nack(
+    group_name text,
+    stream regclass,
+    shard integer,
+    seq bigint,
+    reason text DEFAULT NULL)
+RETURNS void
+AS 'MODULE_PATHNAME', 'el_nack'
+LANGUAGE C VOLATILE
+SET search_path = pg_catalog, pg_temp;
+
+CREATE FUNCTION event_log.retry_nacked(
+    group_name text,
+    stream regclass,
+    key text DEFAULT NULL)
+RETURNS bigint
+AS 'MODULE_PATHNAME', 'el_retry_nacked'
+LANGUAGE C VOLATILE
+SET search_path = pg_catalog, pg_temp;
+
+CREATE FUNCTION event_log.discard_nacked(
+    group_name text,
+    stream regclass,
+    key text DEFAULT NULL,
+    seq bigint DEFAULT NULL)
+RETURNS bigint
+AS 'MODULE_PATHNAME', 'el_discard_nacked'
+LANGUAGE C VOLATILE
+SET search_path = pg_catalog, pg_temp;

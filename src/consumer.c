@@ -252,6 +252,8 @@ el_poll_once(ElGroup *g, const char *me, int max_count, Datum types,
 		return 0;
 
 	PushActiveSnapshot(GetTransactionSnapshot());
+	/* Events nacked and then retried come first (consumer_deadletter.c). */
+	total = el_redeliver_nacked(g, shards, nheld, &left, dest);
 	nactive = nheld;
 	for (int i = 0; i < nheld; i++)
 		active[i] = true;
@@ -873,6 +875,7 @@ el_drop_group(PG_FUNCTION_ARGS)
 		el_check_lease(&g, &lease, me);
 	}
 	values[0] = Int32GetDatum(g.id);
+	el_forget_nacks(g.id, InvalidOid);
 	el_query(Q_GROUP_DROP, values, NULL, 0);
 	el_group_forget();
 	CacheInvalidateRelcacheByRelid(g.relid);

@@ -11,6 +11,7 @@
 
 #include "fmgr.h"
 #include "storage/lock.h"
+#include "tcop/dest.h"
 
 /* ---- What the rest of the extension uses ---- */
 
@@ -106,6 +107,11 @@ extern void el_consumer_forget_stream(Oid relid, const char *qname, bool cascade
 extern int64 el_shard_seen_end(Oid relid, int32 shard);
 extern void el_shard_saw(Oid relid, int32 shard, int64 seq);
 extern bool el_stream_has_consumers(Oid relid);
+
+/* consumer_deadletter.c: nack(), and polls delivering retried events */
+extern uint64 el_redeliver_nacked(ElGroup *g, const int32 *shards, int n, int64 *left,
+								  DestReceiver *dest);
+extern void el_forget_nacks(int32 group_id, Oid relid);
 
 /* consumer_member.c */
 extern void el_check_lease(ElGroup *g, const ElLease *lease, const char *me);

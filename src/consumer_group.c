@@ -677,6 +677,7 @@ el_consumer_forget_stream(Oid relid, const char *qname, bool cascade)
 	Datum		values[1];
 
 	values[0] = ObjectIdGetDatum(relid);
+	el_forget_nacks(0, relid);
 	el_query(Q_STREAM_FORGET, values, NULL, 0);
 	el_group_forget();
 }

@@ -423,12 +423,14 @@ el_require_read_committed(const char *what)
 
 /*
  * event_log.create_projection(name text, stream regclass, columns text,
- *     handlers jsonb, mode text, reducer text, initial jsonb)
+ *     handlers jsonb, mode text, reducer text, initial jsonb,
+ *     on_error text, on_build_error text)
  * RETURNS regclass
  *
  * Either columns and handlers, or a reducer (a state projection with
  * columns key, version, state).  Builds the projection from the stream's
- * history and returns its view.
+ * history and returns its view.  The error policies (from 0.4; a 0.3
+ * catalog declares seven arguments) are set before the build.
  */
 Datum
 el_create_projection(PG_FUNCTION_ARGS)
@@ -447,6 +449,8 @@ el_create_projection(PG_FUNCTION_ARGS)
 	int64	   *last;
 	int64		n;
 	int			shards;
+	const char *on_error;
+	const char *on_build_error;
 
 	el_require_arg(fcinfo, 0, "name");
 	el_require_arg(fcinfo, 1, "stream");
@@ -466,9 +470,13 @@ el_create_projection(PG_FUNCTION_ARGS)
 				 errmsg("the stream of projection \"%s\" was dropped", name)));
 	shards = el_require_stream(stream);
 	el_check_mode(mode);
+	/* From 0.4 on: the error policies (projection_deadletter.c). */
+	on_error = el_error_policy_arg(fcinfo, 7, "on_error");
+	on_build_error = el_error_policy_arg(fcinfo, 8, "on_build_error");
 
 	p.stream = stream;
 	p.inline_mode = strcmp(mode, "inline") == 0;
+	el_check_error_policy(name, p.inline_mode, on_error, on_build_error);
 	if (!p.inline_mode)
 		el_wake_launcher_at_commit();
 	p.generation = 1;
@@ -559,6 +567,8 @@ el_create_projection(PG_FUNCTION_ARGS)
 						" VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, 0)",
 						9, types, values, nulls, 0, 0);
 	}
+	if (on_error != NULL || on_build_error != NULL)
+		el_set_error_policies(p.view, on_error, on_build_error);
 	el_lock_projection(p.view, true);
 
 	set = el_compile(&p, p.handlers, false, false, CurrentMemoryContext);
@@ -771,6 +781,8 @@ el_rebuild_projection(PG_FUNCTION_ARGS)
 
 	shards = el_stream_shards(p->stream);
 	last = palloc0(sizeof(int64) * shards);
+	/* The replay applies the parked events anew, or parks them again. */
+	el_dead_letters_forget(view, true);
 	n = el_build(set, p, last, false);
 
 	/* The swap: readers wait for our commit, then see the new table. */
@@ -938,6 +950,7 @@ el_drop(Oid view, text *name, bool by_stream_owner)
 	el_catalog_sql("WITH o AS (DELETE FROM event_log.projection_offsets WHERE projection = $1)"
 				   " DELETE FROM event_log.projections WHERE projection = $1",
 				   1, types, values, NULL, 0, 0);
+	el_dead_letters_forget(view, false);
 
 	/* Each by its own schema: the view may have been moved (SET SCHEMA). */
 	buildnsp = get_rel_namespace(p->build_table);

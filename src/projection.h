@@ -13,6 +13,7 @@
 #include "access/genam.h"
 #include "executor/spi.h"
 #include "catalog/namespace.h"
+#include "utils/hsearch.h"
 #include "utils/jsonb.h"
 
 #include "event_log.h"
@@ -132,6 +133,84 @@ extern ElHandlerSet *el_live_handlers(Oid view);
 extern void el_release_set(ElHandlerSet *set);
 extern char *el_inline_trigger_name(Oid stream, Oid view);
 extern void el_projection_inline_init(void);
+
+
+/* projection_deadletter.c: parked events of async projections */
+typedef struct ElPending		/* a parked event whose row is not written yet */
+{
+	int32		shard;
+	int64		seq;
+	char	   *key;
+	char	   *type;
+	char	   *error;			/* NULL: waits behind its key's */
+	char	   *sqlstate;
+	int64		behind;			/* -1: none */
+} ElPending;
+
+typedef struct ElParked
+{
+	Oid			view;
+	Oid			stream;
+	bool		park;			/* the policy: park a failing event's key */
+	int			shards;
+	HTAB	  **keys;			/* per shard: its parked keys, or NULL */
+	MemoryContext cxt;
+	int64		build_events;	/* parked by a build */
+	int64		build_keys;
+	MemoryContext pendcxt;		/* of pending[] */
+	ElPending  *pending;
+	int			npending;
+	int			maxpending;
+} ElParked;
+extern bool el_dead_letters_catalog(void);
+extern ElParked *el_parked_open(Oid view, Oid stream, int shards, bool build);
+extern int64 el_parked_behind(ElParked *pk, Datum *values, bool *nulls);
+extern void el_park_event(ElParked *pk, HeapTuple tup, TupleDesc desc,
+						  ErrorData *edata, int64 behind);
+extern void el_park_flush(ElParked *pk);
+extern void el_dead_letters_forget(Oid view, bool record);
+extern const char *el_error_policy_arg(FunctionCallInfo fcinfo, int argno, const char *what);
+extern void el_check_error_policy(const char *name, bool inline_mode,
+								  const char *on_error, const char *on_build_error);
+extern void el_set_error_policies(Oid view, const char *on_error, const char *on_build_error);
+
+/* projection_async.c */
+extern int	el_read_batch(Relation stream, Relation pk, int32 shard, int64 after,
+						  int max, HeapTuple *out);
+extern int	el_apply_batch(ElHandlerSet *set, TupleDesc desc, HeapTuple *events,
+						   const bool *skip, int count, TimestampTz deadline,
+						   ElApplyState *outer, int *applied, ErrorData **error);
+extern List *el_owned_projections(const char *sql);
+
+/*
+ * A run over one shard's events, applying them in subtransactions and
+ * parking what fails under the 'park' policy: an async run's batch
+ * (checkpoint set: the shard's checkpoint moves with it) or a build's.
+ */
+typedef struct ElShardRun
+{
+	ElHandlerSet *set;
+	ElParked   *parked;
+	TupleDesc	desc;			/* the stream's */
+	int32		shard;
+	int64		seq;			/* the last event handled */
+	bool		checkpoint;		/* move projection_offsets with seq */
+	ElApplyState *outer;		/* a build's; NULL: live (handler_timeout) */
+	bool		quiet;			/* no WARNING per parked key (builds count) */
+	int			segment;		/* events per subtransaction, at most */
+	TimestampTz deadline;		/* 0: none */
+	int64		total;			/* events applied or parked */
+	int64		parked_events;
+	int64		parked_keys;	/* events a handler failed on */
+	bool		out_of_time;
+} ElShardRun;
+extern bool el_run_shard_batch(ElShardRun *run, HeapTuple *batch, int count);
+
+/* projection_progress.c: builds watched from other sessions */
+extern bool el_progress_begin(Oid view, Oid stream, int shards);
+extern void el_progress_phase(int phase);
+extern void el_progress_at(int32 shard, int64 seq);
+extern void el_progress_end(bool reported);
 
 /* projection_build.c */
 extern IndexScanDesc el_shard_scan(Relation stream, Relation pk, Snapshot snap, int32 shard, int64 after);

@@ -86,7 +86,7 @@ el_note_overrun(void)
  */
 
 /* Read up to max events of a shard after seq `after`, copied. */
-static int
+int
 el_read_batch(Relation stream, Relation pk, int32 shard, int64 after,
 			  int max, HeapTuple *out)
 {
@@ -108,7 +108,9 @@ typedef struct ElApplyCall
 	ElHandlerSet *set;
 	TupleDesc	desc;
 	HeapTuple  *events;
+	const bool *skip;			/* events not to apply (parked), or NULL */
 	int			count;
+	ElApplyState *outer;		/* a build's, or NULL: a live run's own */
 	TimestampTz deadline;		/* stop after an event once passed; 0: never */
 	int			done;			/* events applied so far */
 	MemoryContext evcxt;		/* per event, reset after each */
@@ -130,33 +132,44 @@ el_apply_events(void *arg)
 	 * the first EL_NATTS.
 	 */
 	Assert(natts >= EL_NATTS);
-	el_apply_begin(call->set, &st);
-	st.timed = true;
+	if (call->outer == NULL)
+	{
+		el_apply_begin(call->set, &st);
+		st.timed = true;
+	}
 	for (call->done = 0; call->done < call->count; call->done++)
 	{
 		if (call->deadline != 0 && call->done > 0 &&
 			GetCurrentTimestamp() >= call->deadline)
 			break;
+		if (call->skip != NULL && call->skip[call->done])
+			continue;
 		MemoryContextSwitchTo(call->evcxt);
 		heap_deform_tuple(call->events[call->done], call->desc, values, nulls);
-		el_apply(&st, values, nulls);
+		el_apply(call->outer ? call->outer : &st, values, nulls);
 		MemoryContextSwitchTo(cxt);
 		MemoryContextReset(call->evcxt);
 	}
-	el_apply_end(&st);
+	if (call->outer == NULL)
+		el_apply_end(&st);
 }
 
 /*
  * Apply events[0..count) in a subtransaction, or the first *applied of
- * them if the deadline (0: none) passes first (never fewer than one).
+ * them if the deadline (0: none) passes first (never fewer than one),
+ * passing over those skip (if not NULL) marks.  A live run (outer NULL)
+ * runs each handler under event_log.handler_timeout; a build passes the
+ * state of its own el_apply_begin(), which an error in the subtransaction
+ * leaves as it was (its abort restores the user, settings and path).
  * Returns -1 if they went through, else the index of the event that
  * failed, with its error in *error (the subtransaction rolled back).
  */
-static int
-el_apply_batch(ElHandlerSet *set, TupleDesc desc, HeapTuple *events, int count,
-			   TimestampTz deadline, int *applied, ErrorData **error)
+int
+el_apply_batch(ElHandlerSet *set, TupleDesc desc, HeapTuple *events,
+			   const bool *skip, int count, TimestampTz deadline,
+			   ElApplyState *outer, int *applied, ErrorData **error)
 {
-	ElApplyCall call = {set, desc, events, count, deadline, 0, NULL};
+	ElApplyCall call = {set, desc, events, skip, count, outer, deadline, 0, NULL};
 	ErrorData  *edata;
 
 	call.evcxt = AllocSetContextCreate(CurrentMemoryContext, "event_log event",
@@ -233,6 +246,145 @@ el_record_error(ElHandlerSet *set, int32 shard, int64 seq, ErrorData *edata)
 }
 
 /*
+ * Which of batch[from..to) wait behind a parked event of their key:
+ * skip[i] set, and behind[i] the seq they wait behind.  Returns whether any.
+ */
+static bool
+el_mark_parked(ElParked *pk, int32 s, TupleDesc desc, HeapTuple *batch,
+			   int from, int to, bool *skip, int64 *behind)
+{
+	bool		any = false;
+
+	if (pk->keys[s] == NULL)
+		return false;			/* nothing parked in the shard: all false */
+
+	for (int i = from; i < to; i++)
+	{
+		Datum		values[Anum_el_key];
+		bool		nulls[Anum_el_key];
+
+		values[Anum_el_shard - 1] = heap_getattr(batch[i], Anum_el_shard, desc,
+												 &nulls[Anum_el_shard - 1]);
+		values[Anum_el_seq - 1] = (Datum) 0;
+		nulls[Anum_el_seq - 1] = true;
+		values[Anum_el_key - 1] = heap_getattr(batch[i], Anum_el_key, desc,
+											   &nulls[Anum_el_key - 1]);
+		behind[i] = el_parked_behind(pk, values, nulls);
+		skip[i] = behind[i] >= 0;
+		any |= skip[i];
+	}
+	return any;
+}
+
+/*
+ * Park the events of batch[from..to) that skip marks, and move the run's
+ * position (and the shard's checkpoint, for an async run) to batch[to - 1].
+ */
+static void
+el_settle(ElShardRun *run, HeapTuple *batch, int from, int to,
+		  const bool *skip, const int64 *behind)
+{
+	int64		seq = el_tuple_seq(batch[to - 1], run->desc);
+
+	for (int i = from; i < to; i++)
+		if (skip[i])
+		{
+			el_park_event(run->parked, batch[i], run->desc, NULL, behind[i]);
+			run->parked_events++;
+		}
+	if (run->checkpoint)
+		el_checkpoint(run->set->view, run->shard, run->seq, seq);
+	run->seq = seq;
+}
+
+/*
+ * Apply a batch of a shard's events, read after the run's position, in
+ * subtransactions of up to run->segment events, moving the position (and
+ * the checkpoint) past what went through.  Events of a parked key are
+ * parked too.  A failing event stops the shard there (the events before it
+ * applied again without it), with the error recorded, unless the policy is
+ * to park: then it is parked, its key with it, and the rest of the batch
+ * goes on.  Returns false once the shard stopped; sets run->out_of_time
+ * once the deadline passed.
+ */
+bool
+el_run_shard_batch(ElShardRun *run, HeapTuple *batch, int count)
+{
+	ElParked   *pk = run->parked;
+	TupleDesc	desc = run->desc;
+	bool	   *skip = palloc0(sizeof(bool) * count);
+	int64	   *behind = palloc0(sizeof(int64) * count);
+	int			from = 0;
+	bool		stopped = false;
+
+	while (from < count && !run->out_of_time)
+	{
+		int			n = Min(run->segment, count - from);
+		int			failed;
+		int			applied;
+		ErrorData  *edata = NULL;
+		bool		any = el_mark_parked(pk, run->shard, desc, batch, from, from + n,
+										 skip, behind);
+
+		failed = el_apply_batch(run->set, desc, batch + from, any ? skip + from : NULL,
+								n, run->deadline, run->outer, &applied, &edata);
+		if (failed < 0)
+		{
+			el_settle(run, batch, from, from + applied, skip, behind);
+			run->total += applied;
+			run->out_of_time = applied < n;
+			from += applied;
+			continue;
+		}
+
+		/*
+		 * Apply again what came before the failing event (which may fail in
+		 * turn, and then is the failing one).
+		 */
+		while (failed > 0)
+		{
+			int			again = el_apply_batch(run->set, desc, batch + from,
+											   any ? skip + from : NULL,
+											   failed, 0, run->outer, &applied, &edata);
+
+			if (again < 0)
+			{
+				el_settle(run, batch, from, from + failed, skip, behind);
+				run->total += failed;
+				break;
+			}
+			failed = again;
+		}
+		from += failed;
+		if (!pk->park)
+		{
+			el_record_error(run->set, run->shard, el_tuple_seq(batch[from], desc), edata);
+			stopped = true;
+			break;
+		}
+		el_park_event(pk, batch[from], desc, edata, -1);
+		run->parked_events++;
+		run->parked_keys++;
+		if (run->checkpoint)
+			el_checkpoint(run->set->view, run->shard, run->seq,
+						  el_tuple_seq(batch[from], desc));
+		run->seq = el_tuple_seq(batch[from], desc);
+		if (!run->quiet)
+			ereport(WARNING,
+					(errcode(edata->sqlerrcode),
+					 errmsg("projection \"%s\" parked shard %d seq " INT64_FORMAT " and its key: %s",
+							run->set->name, run->shard, run->seq, edata->message),
+					 errhint("See event_log.dead_letters; after fixing the handler with event_log.alter_projection(), retry them with event_log.retry_dead_letters().")));
+		from++;
+		run->total++;
+	}
+	el_park_flush(pk);
+	pfree(skip);
+	pfree(behind);
+	return !stopped;
+}
+
+/*
  * Catch one async projection up by up to max_events events, shard by shard
  * in batches, each batch and its checkpoint in one subtransaction: an event
  * is applied exactly when its checkpoint moves past it.  A failing event
@@ -250,6 +402,7 @@ el_run_async(Oid view, int64 max_events, TimestampTz deadline)
 	int			shards;
 	int64	   *seqs;
 	bool	   *done;
+	ElParked   *parked;
 	HeapTuple  *batch = palloc(sizeof(HeapTuple) * EL_ASYNC_BATCH);
 	MemoryContext batchcxt;
 	volatile int64 total = 0;
@@ -260,6 +413,7 @@ el_run_async(Oid view, int64 max_events, TimestampTz deadline)
 	shards = el_lock_stream(p->stream, AccessShareLock);
 	set = el_live_handlers(view);
 	el_check_stream_read(p->stream, set->owner, set->name);
+	parked = el_parked_open(view, p->stream, shards, false);
 	seqs = palloc0(sizeof(int64) * shards);
 	done = palloc0(sizeof(bool) * shards);
 	/*
@@ -308,9 +462,6 @@ el_run_async(Oid view, int64 max_events, TimestampTz deadline)
 			{
 				MemoryContext old;
 				int			count;
-				int			failed;
-				int			applied;
-				ErrorData  *edata = NULL;
 
 				if (done[s])
 					continue;
@@ -324,37 +475,24 @@ el_run_async(Oid view, int64 max_events, TimestampTz deadline)
 					done[s] = true;
 					continue;
 				}
-				failed = el_apply_batch(set, desc, batch, count, deadline, &applied, &edata);
-				if (failed < 0)
 				{
-					el_checkpoint(view, s, seqs[s], el_tuple_seq(batch[applied - 1], desc));
-					seqs[s] = el_tuple_seq(batch[applied - 1], desc);
-					total += applied;
-					progress = true;
-					out_of_time = applied < count;
-					continue;
-				}
+					ElShardRun	run = {0};
 
-				/*
-				 * Stop the shard at the failing event; apply again what came
-				 * before it (which may fail in turn, and then stops earlier).
-				 */
-				while (failed > 0)
-				{
-					int			again = el_apply_batch(set, desc, batch, failed, 0,
-													   &applied, &edata);
-
-					if (again < 0)
-					{
-						el_checkpoint(view, s, seqs[s], el_tuple_seq(batch[failed - 1], desc));
-						seqs[s] = el_tuple_seq(batch[failed - 1], desc);
-						total += failed;
-						break;
-					}
-					failed = again;
+					run.set = set;
+					run.parked = parked;
+					run.desc = desc;
+					run.shard = s;
+					run.seq = seqs[s];
+					run.checkpoint = true;
+					run.segment = count;	/* the batch in one subtransaction */
+					run.deadline = deadline;
+					if (!el_run_shard_batch(&run, batch, count))
+						done[s] = true;
+					seqs[s] = run.seq;
+					total += run.total;
+					out_of_time = run.out_of_time;
 				}
-				el_record_error(set, s, el_tuple_seq(batch[failed], desc), edata);
-				done[s] = true;
+				progress = true;
 			}
 		}
 	}
@@ -431,6 +569,27 @@ el_run_projection_turn(Oid view, int64 max_events, TimestampTz deadline)
 }
 
 /*
+ * The projections a catalog query (sql, of one column of their oids)
+ * lists that the caller owns, or may act as the owner of (SPI connected).
+ */
+List *
+el_owned_projections(const char *sql)
+{
+	List	   *views = NIL;
+
+	el_catalog_sql(sql, 0, NULL, NULL, NULL, EL_CAT_READ, 0);
+	for (uint64 r = 0; r < SPI_processed; r++)
+	{
+		bool		isnull;
+		Oid			view = DatumGetObjectId(el_spi_value(r, 1, &isnull));
+
+		if (has_privs_of_role(GetUserId(), el_rel_owner(view)))
+			views = lappend_oid(views, view);
+	}
+	return views;
+}
+
+/*
  * event_log.run_projections(projection text DEFAULT NULL,
  *     max_events integer DEFAULT 10000) RETURNS bigint
  *
@@ -464,16 +623,8 @@ el_run_projections(PG_FUNCTION_ARGS)
 	}
 	else
 	{
-		el_catalog_sql("SELECT projection FROM event_log.projections"
-						" WHERE mode = 'async' ORDER BY projection", 0, NULL, NULL, NULL, EL_CAT_READ, 0);
-		for (uint64 r = 0; r < SPI_processed; r++)
-		{
-			bool		isnull;
-			Oid			view = DatumGetObjectId(el_spi_value(r, 1, &isnull));
-
-			if (has_privs_of_role(GetUserId(), el_rel_owner(view)))
-				views = lappend_oid(views, view);
-		}
+		views = el_owned_projections("SELECT projection FROM event_log.projections"
+									 " WHERE mode = 'async' ORDER BY projection");
 	}
 
 	if (OidIsValid(named))

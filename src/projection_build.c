@@ -70,6 +70,7 @@ el_replay_shard(ElApplyState *st, Relation stream, Relation pk, int32 shard,
 		slot_getsomeattrs(slot, EL_NATTS);
 		*last = DatumGetInt64(slot->tts_values[Anum_el_seq - 1]);
 		(void) el_apply(st, slot->tts_values, slot->tts_isnull);
+		el_progress_at(shard, *last);
 		n++;
 		MemoryContextSwitchTo(old);
 		MemoryContextReset(evcxt);
@@ -109,6 +110,66 @@ el_prepare_setplans(ElHandlerSet *set)
 	set->setbased = (why == NULL);
 	set->setbased_plain = true;
 	set->setbased_fallback = NULL;
+}
+
+/*
+ * Under the 'park' build policy (async projections only): replay one
+ * shard's events with seq > after, each small segment of them in a
+ * subtransaction, parking an event a handler fails on and every later
+ * event of its key (projection_deadletter.c).  A failure costs applying
+ * its segment's earlier events again, so segments are short.  *last gets
+ * the last seq read; returns the events read.
+ */
+#define EL_PARK_SEGMENT	16		/* events per subtransaction */
+#define EL_PARK_READ	1024	/* events read at a time */
+
+static int64
+el_replay_shard_parking(ElApplyState *st, ElParked *parked, Relation stream,
+						Relation pk, int32 shard, int64 after, int64 *last)
+{
+	HeapTuple  *batch = palloc(sizeof(HeapTuple) * EL_PARK_READ);
+	MemoryContext batchcxt = AllocSetContextCreate(CurrentMemoryContext,
+												   "event_log batch",
+												   ALLOCSET_DEFAULT_SIZES);
+	ElShardRun	run = {0};
+
+	run.set = st->set;
+	run.outer = st;
+	run.parked = parked;
+	run.desc = RelationGetDescr(stream);
+	run.shard = shard;
+	run.seq = after;
+	run.quiet = true;
+	run.segment = EL_PARK_SEGMENT;
+	for (;;)
+	{
+		MemoryContext old = MemoryContextSwitchTo(batchcxt);
+		int			count = el_read_batch(stream, pk, shard, run.seq, EL_PARK_READ, batch);
+
+		MemoryContextSwitchTo(old);
+		if (count == 0)
+			break;
+		(void) el_run_shard_batch(&run, batch, count);
+		el_progress_at(shard, run.seq);
+		MemoryContextReset(batchcxt);
+		CHECK_FOR_INTERRUPTS();
+	}
+	MemoryContextDelete(batchcxt);
+	pfree(batch);
+	parked->build_events += run.parked_events;
+	parked->build_keys += run.parked_keys;
+	*last = run.seq;
+	return run.total;
+}
+
+/* One shard, event by event: parking under the 'park' policy, or not. */
+static int64
+el_replay_one_shard(ElApplyState *st, ElParked *parked, Relation stream,
+					Relation pk, int32 shard, int64 after, int64 *last)
+{
+	if (parked != NULL)
+		return el_replay_shard_parking(st, parked, stream, pk, shard, after, last);
+	return el_replay_shard(st, stream, pk, shard, after, last);
 }
 
 /*
@@ -528,6 +589,7 @@ el_replay_group(void *arg)
 					}
 				}
 				g->last[s] = seq;
+				el_progress_at(s, seq);
 				g->n++;
 				/* Events no handler takes count too, for the interrupt check. */
 				run++;
@@ -572,7 +634,7 @@ el_replay_group(void *arg)
  */
 static int64
 el_replay_setbased(ElApplyState *st, ElSetReplay *b, Relation stream, Relation pk,
-				  int shards, int64 *last)
+				  int shards, int64 *last, ElParked *parked)
 {
 	ElGroupCall g;
 	int64	   *start = palloc(sizeof(int64) * shards);
@@ -618,7 +680,7 @@ el_replay_setbased(ElApplyState *st, ElSetReplay *b, Relation stream, Relation p
 			FreeErrorData(edata);
 			memcpy(last, start, sizeof(int64) * shards);
 			for (int s = 0; s < shards; s++)
-				n += el_replay_shard(st, stream, pk, s, last[s], &last[s]);
+				n += el_replay_one_shard(st, parked, stream, pk, s, last[s], &last[s]);
 			break;
 		}
 		n += g.n;
@@ -638,7 +700,8 @@ el_replay_setbased(ElApplyState *st, ElSetReplay *b, Relation stream, Relation p
  * last[shard]; returns the events replayed.
  */
 static int64
-el_replay_all(ElHandlerSet *set, Oid streamid, int shards, int64 *last)
+el_replay_all(ElHandlerSet *set, Oid streamid, int shards, int64 *last,
+			  ElParked *parked)
 {
 	Relation	stream = table_open(streamid, AccessShareLock);
 	Relation	pk = index_open(el_stream_indexes(stream)->pk, AccessShareLock);
@@ -648,10 +711,10 @@ el_replay_all(ElHandlerSet *set, Oid streamid, int shards, int64 *last)
 
 	el_apply_begin(set, &st);
 	if (b != NULL)
-		n = el_replay_setbased(&st, b, stream, pk, shards, last);
+		n = el_replay_setbased(&st, b, stream, pk, shards, last, parked);
 	else
 		for (int s = 0; s < shards; s++)
-			n += el_replay_shard(&st, stream, pk, s, last[s], &last[s]);
+			n += el_replay_one_shard(&st, parked, stream, pk, s, last[s], &last[s]);
 	el_apply_end(&st);
 	if (b != NULL)
 		MemoryContextDelete(b->cxt);
@@ -717,24 +780,46 @@ int64
 el_build(ElHandlerSet *set, ElProjection *p, int64 *last, bool create)
 {
 	int			shards = el_lock_stream(p->stream, AccessShareLock);
-	int64		n;
+	volatile int64 n = 0;
+	ElParked   *parked = NULL;
+	volatile bool reported = false;
 
 	el_check_stream_read(p->stream, set->owner, set->name);
 	el_prepare_setplans(set);
-	n = el_replay_all(set, p->stream, shards, last);
+	/* Only async projections park (set_error_policy() refuses the others). */
 	if (!p->inline_mode)
 	{
-		el_set_build_method(set, p->view);
-		return n;
+		parked = el_parked_open(p->view, p->stream, shards, true);
+		if (!parked->park)
+			parked = NULL;
 	}
-
-	if (create)
-		el_create_inline_trigger(p->stream, p->view);
-	else
-		LockRelationOid(p->stream, ShareRowExclusiveLock);
-
-	n += el_replay_all(set, p->stream, shards, last);
+	/* Watched from other sessions (projection_progress.c) until it ends. */
+	PG_TRY();
+	{
+		reported = el_progress_begin(p->view, p->stream, shards);
+		n = el_replay_all(set, p->stream, shards, last, parked);
+		if (p->inline_mode)
+		{
+			if (create)
+				el_create_inline_trigger(p->stream, p->view);
+			else
+				LockRelationOid(p->stream, ShareRowExclusiveLock);
+			el_progress_phase(1);
+			n += el_replay_all(set, p->stream, shards, last, NULL);
+		}
+	}
+	PG_FINALLY();
+	{
+		el_progress_end(reported);
+	}
+	PG_END_TRY();
 	el_set_build_method(set, p->view);
+	if (parked != NULL && parked->build_events > 0)
+		ereport(WARNING,
+				(errmsg("projection \"%s\" parked " INT64_FORMAT " events of " INT64_FORMAT " keys in its build",
+						set->name, parked->build_events, parked->build_keys),
+				 errdetail("A handler failed on an event of each key; the key's later events wait behind it."),
+				 errhint("See event_log.dead_letters; after fixing the handler with event_log.alter_projection(), retry them with event_log.retry_dead_letters().")));
 	return n;
 }
 

@@ -141,8 +141,14 @@ $node->safe_psql('acl_db', q{
 	REVOKE EXECUTE ON FUNCTION event_log.read(regclass, int, bigint, int) FROM PUBLIC;
 	GRANT EXECUTE ON FUNCTION event_log.read(regclass, int, bigint, int) TO acl_reader;
 	REVOKE EXECUTE ON FUNCTION event_log.poll(text, regclass, int, text, interval, boolean) FROM PUBLIC;
+	REVOKE EXECUTE ON FUNCTION event_log.create_projection(text, regclass, text, jsonb, text, text, jsonb) FROM PUBLIC;
+	GRANT EXECUTE ON FUNCTION event_log.create_projection(text, regclass, text, jsonb, text, text, jsonb) TO acl_reader;
 	ALTER EXTENSION event_log UPDATE;
 });
+is($node->safe_psql('acl_db', q{
+	SELECT has_function_privilege('acl_reader', 'event_log.create_projection(text, regclass, text, jsonb, text, text, jsonb, text, text)', 'EXECUTE'),
+	       has_function_privilege('acl_other', 'event_log.create_projection(text, regclass, text, jsonb, text, text, jsonb, text, text)', 'EXECUTE')}),
+	't|f', 'privileges on create_projection() survive its re-creation by the 0.4 update');
 is($node->safe_psql('acl_db', q{
 	SELECT has_function_privilege('acl_reader', 'event_log.read(regclass, int, bigint, int, text[])', 'EXECUTE'),
 	       has_function_privilege('acl_other', 'event_log.read(regclass, int, bigint, int, text[])', 'EXECUTE'),
@@ -228,6 +234,48 @@ is($node->safe_psql('schemas_db', q{
 	q{INSERT INTO payments (key, type, payload) VALUES ('p4', 'Paid', '{}')});
 like($err, qr/does not match schema version 1 of stream "public.payments"/,
 	'after the update, appends are checked');
+
+# Dead letters (0.4): on a 0.3 catalog the library stops a shard at a
+# failing event as before (nothing to park into); after the update the
+# same projection may park, and its parked events are retried once fixed.
+$node->safe_psql('postgres', 'CREATE DATABASE dl_db');
+$node->safe_psql('dl_db', q{
+	CREATE EXTENSION event_log VERSION '0.3';
+	SELECT event_log.create_stream('public.acc', 1);
+	SELECT event_log.create_projection('acc_sum', 'acc',
+		columns  => 'key text PRIMARY KEY, n int',
+		handlers => jsonb_build_object('*', $$INSERT INTO acc_sum AS a VALUES (e.key, (e.payload->>'n')::int)
+			ON CONFLICT (key) DO UPDATE SET n = a.n + excluded.n$$),
+		mode     => 'async');
+	INSERT INTO acc (key, type, payload) VALUES
+		('a', 'T', '{"n": 1}'), ('b', 'T', '{"n": "x"}'), ('a', 'T', '{"n": 2}');
+});
+($rc, $out, $err) = $node->psql('dl_db', 'SELECT event_log.run_projections()');
+like($err, qr/stopped at shard 0 seq 2/, 'a 0.3 catalog: a failing event stops its shard');
+($rc, $out, $err) = $node->psql('dl_db', q{SELECT event_log.set_error_policy('acc_sum', on_error => 'park')});
+like($err, qr/function event_log.set_error_policy\(unknown, on_error => unknown\) does not exist/,
+	'a 0.3 catalog: no error policies');
+is($node->safe_psql('dl_db', q{
+	ALTER EXTENSION event_log UPDATE;
+	SELECT on_error FROM event_log.projections;
+	SELECT count(*) FROM event_log.dead_letters;
+	SELECT event_log.set_error_policy('acc_sum', on_error => 'park');
+	SELECT event_log.alter_projection('acc_sum');
+	SELECT event_log.run_projections();
+	SELECT string_agg(key || '=' || n, ',' ORDER BY key) FROM acc_sum;
+	SELECT key || ' ' || sqlstate FROM event_log.dead_letters;
+	SELECT parked_events FROM event_log.projection_lag;
+	SELECT event_log.alter_projection('acc_sum',
+		handlers => jsonb_build_object('*', $$INSERT INTO acc_sum AS a VALUES (e.key, coalesce((e.payload->>'n')::int, 0))
+			ON CONFLICT (key) DO UPDATE SET n = a.n + excluded.n$$));
+}), "stop\n0\n\n\n2\na=3\nb 22P02\n1\n", 'after the update, the projection parks the failing key');
+is($node->safe_psql('dl_db', q{
+	SELECT event_log.discard_dead_letters('acc_sum');
+	INSERT INTO acc (key, type, payload) VALUES ('b', 'T', '{"n": 5}');
+	SELECT event_log.run_projections();
+	SELECT string_agg(key || '=' || n, ',' ORDER BY key) FROM acc_sum;
+	SELECT action FROM event_log.dead_letter_log;
+}), "1\n1\na=3,b=5\ndiscarded", 'discarded after the update, the key goes on');
 
 $node->stop;
 done_testing();
