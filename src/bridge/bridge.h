@@ -83,6 +83,7 @@ typedef struct BrLine
 	size_t		type_len;
 	char	   *event_id;
 	char	   *recorded_at;
+	char	   *commit_lsn;		/* where the transaction's commit record starts */
 	char	   *buf;			/* storage of the strings above */
 	size_t		bufsize;
 } BrLine;
@@ -161,6 +162,7 @@ extern void br_kafka_poll(BrKafka *kafka, int timeout_ms);
 extern bool br_kafka_failed(BrKafka *kafka, const char **error);
 extern void br_kafka_flush(BrKafka *kafka, int timeout_ms);
 extern void br_kafka_txn_commit(BrKafka *kafka);
+extern br_lsn br_kafka_resume_lsn(BrKafka *kafka, BrTopic **topics, int ntopics);
 extern bool br_kafka_txn_open(BrKafka *kafka);
 extern void br_kafka_destroy(BrKafka *kafka);
 extern uint64_t br_kafka_acked(BrKafka *kafka);

@@ -304,6 +304,7 @@ br_parse_line(const char *data, size_t len, BrLine *line, const char **error)
 		line->buf = br_malloc(line->bufsize);
 	}
 	line->stream = line->key = line->type = line->event_id = line->recorded_at = NULL;
+	line->commit_lsn = NULL;
 	line->key_len = line->type_len = 0;
 	line->kind = BR_LINE_EVENT;
 
@@ -362,7 +363,12 @@ br_parse_line(const char *data, size_t len, BrLine *line, const char **error)
 			line->kind = BR_LINE_COMMIT;
 		first = false;
 
-		if (line->kind != BR_LINE_EVENT)
+		if (line->kind != BR_LINE_COMMIT && strcmp(name, "commit_lsn") == 0)
+		{
+			if (!keep_string(&c, line, &pos, &line->commit_lsn, NULL))
+				goto bad;
+		}
+		else if (line->kind != BR_LINE_EVENT)
 		{
 			if (!skip_value(&c))
 				goto bad;
@@ -435,6 +441,11 @@ br_parse_line(const char *data, size_t len, BrLine *line, const char **error)
 		 !line->recorded_at || !have_shard || !have_seq || !have_version))
 	{
 		*error = "an event line lacks one of stream, shard, seq, key, version, type, event_id, recorded_at";
+		return false;
+	}
+	if (line->kind == BR_LINE_BEGIN && line->commit_lsn == NULL)
+	{
+		*error = "a begin line lacks commit_lsn";
 		return false;
 	}
 	return true;

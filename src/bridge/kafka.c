@@ -149,6 +149,7 @@ br_kafka_create(char **props, int nprops, const char *transactional_id,
 	{
 		set_prop(conf, "transactional.id", transactional_id);
 		kafka->transactional = true;
+
 	}
 
 	/* The guarantees rest on these two; refuse a configuration without. */
@@ -402,6 +403,121 @@ br_kafka_txn_commit(BrKafka *kafka)
 	}
 	kafka->txn_open = false;
 	rd_kafka_poll(kafka->rk, 0);
+}
+
+/*
+ * The commit_lsn of the last committed message of one partition, or 0 if
+ * it has none.  Under read_committed the partition ends at its last stable
+ * offset; the last records before it may be transaction markers, which a
+ * consumer never sees, so the read starts a few offsets back and goes
+ * further back until it finds a message.
+ */
+static br_lsn
+partition_tail(rd_kafka_t *consumer, const char *topic, int partition)
+{
+	int64_t		low,
+				high,
+				back = 16;
+	rd_kafka_resp_err_t err;
+	br_lsn		lsn = BR_INVALID_LSN;
+	BrLine		line = {0};
+
+	err = rd_kafka_query_watermark_offsets(consumer, topic, partition, &low, &high, 30000);
+	if (err != RD_KAFKA_RESP_ERR_NO_ERROR)
+		br_fatal(BR_EXIT_TEMPFAIL, "could not read the offsets of topic \"%s\" partition %d: %s",
+				 topic, partition, rd_kafka_err2str(err));
+	while (high > low)
+	{
+		int64_t		start = high - back > low ? high - back : low;
+		rd_kafka_topic_partition_list_t *parts = rd_kafka_topic_partition_list_new(1);
+		bool		found = false;
+
+		rd_kafka_topic_partition_list_add(parts, topic, partition)->offset = start;
+		rd_kafka_assign(consumer, parts);
+		rd_kafka_topic_partition_list_destroy(parts);
+		for (;;)
+		{
+			rd_kafka_message_t *m = rd_kafka_consumer_poll(consumer, 30000);
+			const char *error;
+
+			if (m == NULL)
+				br_fatal(BR_EXIT_TEMPFAIL, "timed out reading topic \"%s\" partition %d",
+						 topic, partition);
+			if (m->err == RD_KAFKA_RESP_ERR__PARTITION_EOF)
+			{
+				rd_kafka_message_destroy(m);
+				break;
+			}
+			if (m->err)
+				br_fatal(BR_EXIT_TEMPFAIL, "could not read topic \"%s\" partition %d: %s",
+						 topic, partition, rd_kafka_message_errstr(m));
+			if (!br_parse_line(m->payload, m->len, &line, &error) ||
+				line.kind != BR_LINE_EVENT || line.commit_lsn == NULL ||
+				!br_parse_lsn(line.commit_lsn, &lsn))
+				br_fatal(BR_EXIT_CONFIG, "topic \"%s\" partition %d offset %" PRId64
+						 " holds a message the bridge did not write\n"
+						 "DETAIL:  In transactional mode the bridge resumes from the last event in Kafka, "
+						 "and needs the topics to itself.", topic, partition, m->offset);
+			found = true;
+			rd_kafka_message_destroy(m);
+		}
+		rd_kafka_assign(consumer, NULL);
+		if (found || start == low)
+			break;
+		back *= 4;
+	}
+	free(line.buf);
+	return lsn;
+}
+
+/*
+ * Transactional: the start of the commit record of the last Postgres
+ * transaction in Kafka, over every partition of the topics given; 0 if
+ * they are empty.  Kafka transactions hold whole Postgres transactions
+ * and commit in order, so every transaction that committed no later than
+ * that is in Kafka already, whatever the slot says.
+ */
+br_lsn
+br_kafka_resume_lsn(BrKafka *kafka, BrTopic **topics, int ntopics)
+{
+	rd_kafka_conf_t *conf;
+	rd_kafka_t *consumer;
+	char		errstr[512];
+	char		servers[4096];
+	size_t		size = sizeof(servers);
+	br_lsn		lsn = BR_INVALID_LSN;
+
+	if (!kafka->transactional || ntopics == 0)
+		return BR_INVALID_LSN;
+
+	/* A consumer of the producer's brokers, reading committed data only. */
+	if (rd_kafka_conf_get(rd_kafka_conf(kafka->rk), "bootstrap.servers", servers, &size) !=
+		RD_KAFKA_CONF_OK)
+		servers[0] = '\0';
+	conf = rd_kafka_conf_new();
+	set_prop(conf, "bootstrap.servers", servers);
+	set_prop(conf, "group.id", "event_log_kafka.resume");
+	set_prop(conf, "enable.auto.commit", "false");
+	set_prop(conf, "enable.partition.eof", "true");
+	set_prop(conf, "isolation.level", "read_committed");
+	rd_kafka_conf_set_log_cb(conf, on_log);
+	consumer = rd_kafka_new(RD_KAFKA_CONSUMER, conf, errstr, sizeof(errstr));
+	if (consumer == NULL)
+		br_fatal(BR_EXIT_USAGE, "could not create a Kafka consumer: %s", errstr);
+
+	for (int i = 0; i < ntopics; i++)
+		for (int p = 0; p < topics[i]->partitions; p++)
+		{
+			br_lsn		tail = partition_tail(consumer, topics[i]->name, p);
+
+			br_debug("topic \"%s\" partition %d: last commit_lsn %X/%X", topics[i]->name, p,
+					 (unsigned) (tail >> 32), (unsigned) tail);
+			if (tail > lsn)
+				lsn = tail;
+		}
+	rd_kafka_consumer_close(consumer);
+	rd_kafka_destroy(consumer);
+	return lsn;
 }
 
 uint64_t

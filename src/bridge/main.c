@@ -524,6 +524,9 @@ main(int argc, char **argv)
 	br_lsn		sent_confirmed = BR_INVALID_LSN;
 	br_lsn		server_sent = BR_INVALID_LSN;
 	bool		in_txn = false;
+	bool		skipping = false;	/* this transaction is in Kafka already */
+	br_lsn		skip_until = BR_INVALID_LSN;
+	uint64_t	skipped = 0;
 	bool		force_feedback = false;
 	double		last_feedback,
 				last_status,
@@ -573,6 +576,24 @@ main(int argc, char **argv)
 				strcat(streams_option, ", ");
 			strcat(streams_option, o.streams[i]);
 		}
+	}
+	/*
+	 * Transactional: Kafka may hold transactions past the slot's confirmed
+	 * position (the bridge stopped between the Kafka commit and the
+	 * confirmation); those are skipped, not sent twice.
+	 */
+	if (o.transactional_id)
+	{
+		BrTopic   **topics = br_malloc(sizeof(BrTopic *) * (nstreams > 0 ? nstreams : 1));
+		int			n = 0;
+
+		for (BrRoute *r = routes; r; r = r->next)
+			topics[n++] = r->topic;
+		skip_until = br_kafka_resume_lsn(kafka, topics, n);
+		free(topics);
+		if (skip_until != BR_INVALID_LSN)
+			br_log("Kafka holds everything up to %X/%X", (unsigned) (skip_until >> 32),
+				   (unsigned) skip_until);
 	}
 	br_pg_start(pg, o.slot, streams_option, o.plugin_options, o.noptions);
 	br_log("streaming slot \"%s\" (%d stream%s checked) into Kafka%s",
@@ -668,16 +689,34 @@ main(int argc, char **argv)
 		switch (line.kind)
 		{
 			case BR_LINE_BEGIN:
-				in_txn = true;
-				break;
+				{
+					br_lsn		commit_start;
+
+					if (!br_parse_lsn(line.commit_lsn, &commit_start))
+						br_fatal(BR_EXIT_SOFTWARE, "bad commit_lsn \"%s\" in the plugin's output",
+								 line.commit_lsn);
+					/* Kafka has it if it committed no later than Kafka's last one. */
+					skipping = commit_start <= skip_until;
+					in_txn = true;
+					break;
+				}
 			case BR_LINE_COMMIT:
 				/* the commit message's position is the end of the commit record */
 				br_ledger_add_commit(ledger, lsn);
 				in_txn = false;
+				skipping = false;
 				break;
 			case BR_LINE_EVENT:
 				{
 					BrTopic    *topic = route(&routes, pg, kafka, &o, &line);
+
+					if (skipping)
+					{
+						if (skipped++ == 0)
+							br_log("skipping events Kafka already has, from %s shard %d seq %" PRId64,
+								   line.stream, line.shard, line.seq);
+						break;
+					}
 
 					if (o.transactional_id && !br_kafka_txn_open(kafka))
 						txn_started = now;
