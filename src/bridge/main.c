@@ -747,8 +747,11 @@ main(int argc, char **argv)
 	else if (progress.confirmed > sent_confirmed)
 		br_pg_feedback(pg, progress.received_lsn, progress.confirmed);
 	report(&progress, pg, kafka, ledger, &o);
-	br_log("stopped; slot \"%s\" confirmed up to %X/%X", o.slot,
-		   (unsigned) (progress.confirmed >> 32), (unsigned) progress.confirmed);
+	if (progress.confirmed != BR_INVALID_LSN)
+		br_log("stopped; slot \"%s\" confirmed up to %X/%X", o.slot,
+			   (unsigned) (progress.confirmed >> 32), (unsigned) progress.confirmed);
+	else
+		br_log("stopped; nothing confirmed to slot \"%s\" in this run", o.slot);
 	br_pg_finish(pg);
 	br_kafka_destroy(kafka);
 	return exit_code;
