@@ -528,6 +528,8 @@ main(int argc, char **argv)
 	br_lsn		skip_until = BR_INVALID_LSN;
 	uint64_t	skipped = 0;
 	bool		force_feedback = false;
+	bool		idle = true;
+	uint64_t	iterations = 0;
 	double		last_feedback,
 				last_status,
 				txn_started = 0;
@@ -613,7 +615,10 @@ main(int argc, char **argv)
 
 		if (br_stop_requested)
 			break;
-		br_kafka_poll(kafka, 0);
+		/* Delivery reports: when idle, and every 256 messages while busy. */
+		if (idle || (++iterations & 255) == 0)
+			br_kafka_poll(kafka, 0);
+		idle = false;
 		if (br_kafka_failed(kafka, &error))
 		{
 			br_log("error: %s", error);
@@ -662,6 +667,7 @@ main(int argc, char **argv)
 		r = br_pg_read(pg, &data, &len, &lsn, &reply);
 		if (r == BR_PG_NOTHING)
 		{
+			idle = true;
 			br_pg_wait(pg, 50);
 			continue;
 		}
