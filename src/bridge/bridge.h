@@ -156,7 +156,7 @@ extern BrTopic *br_kafka_topic(BrKafka *kafka, const BrStreamInfo *stream,
 							   const char *template, int needed_partitions);
 extern bool br_topic_name(const char *template, const char *schema,
 						  const char *table, char **topic, const char **error);
-extern void br_kafka_produce(BrKafka *kafka, BrTopic *topic, const BrLine *line,
+extern bool br_kafka_produce(BrKafka *kafka, BrTopic *topic, const BrLine *line,
 							 const char *value, size_t value_len);
 extern void br_kafka_poll(BrKafka *kafka, int timeout_ms);
 extern bool br_kafka_failed(BrKafka *kafka, const char **error);

@@ -293,8 +293,13 @@ br_kafka_topic(BrKafka *kafka, const BrStreamInfo *stream, const char *template,
 	return topic;
 }
 
-/* Send one event; blocks (serving delivery reports) while the queue is full. */
-void
+/*
+ * Send one event; blocks (serving delivery reports) while the queue is
+ * full.  False if a stop was requested meanwhile: the event was not sent,
+ * and its ledger entry stays unacknowledged, so nothing at or after it is
+ * confirmed.
+ */
+bool
 br_kafka_produce(BrKafka *kafka, BrTopic *topic, const BrLine *line,
 				 const char *value, size_t value_len)
 {
@@ -335,11 +340,14 @@ br_kafka_produce(BrKafka *kafka, BrTopic *topic, const BrLine *line,
 								RD_KAFKA_V_END);
 		if (err != RD_KAFKA_RESP_ERR__QUEUE_FULL)
 			break;
+		if (br_stop_requested)
+			return false;
 		rd_kafka_poll(kafka->rk, 100);
 	}
 	if (err != RD_KAFKA_RESP_ERR_NO_ERROR)
 		br_fatal(BR_EXIT_TEMPFAIL, "could not produce to topic \"%s\" partition %d: %s",
 				 topic->name, line->shard, rd_kafka_err2str(err));
+	return true;
 }
 
 void

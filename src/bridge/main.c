@@ -726,7 +726,8 @@ main(int argc, char **argv)
 
 					if (o.transactional_id && !br_kafka_txn_open(kafka))
 						txn_started = now;
-					br_kafka_produce(kafka, topic, &line, data, len);
+					if (!br_kafka_produce(kafka, topic, &line, data, len))
+						break;	/* stopping; the loop's test sees it */
 					progress.received++;
 					break;
 				}

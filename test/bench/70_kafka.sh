@@ -16,7 +16,7 @@
 #           (test/kafka/el_kafka_mock, one broker, an 8-partition topic), in
 #           its default at-least-once mode: it exits once Kafka has
 #           acknowledged every event and the slot is confirmed up to E
-# Each repetition (KAFKA_REPS, default 2) starts from an empty stream and
+# Each repetition (KAFKA_REPS, default 3) starts from an empty stream and
 # new slots; the two alternate which goes first.  The figure is the median
 # time of each, in events per second; target bridge/recv >= 0.80.
 #
@@ -30,7 +30,7 @@ set -euo pipefail
 shopt -s inherit_errexit
 
 events=${KAFKA_EVENTS:-60000}
-reps=${KAFKA_REPS:-2}
+reps=${KAFKA_REPS:-3}
 if ! [[ $events =~ ^[1-9][0-9]*$ && $reps =~ ^[1-9][0-9]*$ ]]; then
     echo "70_kafka: KAFKA_EVENTS and KAFKA_REPS must be positive integers" >&2
     exit 2
