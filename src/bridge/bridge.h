@@ -162,6 +162,7 @@ extern void br_kafka_poll(BrKafka *kafka, int timeout_ms);
 extern bool br_kafka_failed(BrKafka *kafka, const char **error);
 extern void br_kafka_flush(BrKafka *kafka, int timeout_ms);
 extern void br_kafka_txn_commit(BrKafka *kafka);
+extern void br_kafka_txn_abort(BrKafka *kafka);
 extern br_lsn br_kafka_resume_lsn(BrKafka *kafka, BrTopic **topics, int ntopics);
 extern bool br_kafka_txn_open(BrKafka *kafka);
 extern void br_kafka_destroy(BrKafka *kafka);

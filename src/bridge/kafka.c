@@ -59,6 +59,7 @@ static const char *const br_kafka_defaults[][2] = {
 	{"enable.idempotence", "true"},
 	{"enable.gapless.guarantee", "true"},
 	{"message.timeout.ms", "0"},
+	{"max.in.flight.requests.per.connection", "1"},
 	{"allow.auto.create.topics", "false"},
 	{"client.id", "event_log_kafka"},
 };
@@ -197,7 +198,8 @@ bool
 br_topic_name(const char *template, const char *schema, const char *table,
 			  char **topic, const char **error)
 {
-	size_t		size = strlen(template) + 2 * (strlen(schema) + strlen(table)) + 8;
+	/* each template byte becomes at most schema.table: a bound, not a guess */
+	size_t		size = strlen(template) * (strlen(schema) + strlen(table) + 2) + 1;
 	char	   *out = br_malloc(size);
 	char	   *o = out;
 	const char *p = template;
@@ -374,6 +376,29 @@ br_kafka_flush(BrKafka *kafka, int timeout_ms)
 		return;
 	}
 	(void) rd_kafka_flush(kafka->rk, timeout_ms);
+	rd_kafka_poll(kafka->rk, 0);
+}
+
+/*
+ * Abort the open Kafka transaction: it holds part of a Postgres transaction
+ * only (the bridge stops in the middle of one).  Committing that part would
+ * make a restart believe the whole transaction is in Kafka.
+ */
+void
+br_kafka_txn_abort(BrKafka *kafka)
+{
+	rd_kafka_error_t *e;
+
+	if (!kafka->txn_open)
+		return;
+	e = rd_kafka_abort_transaction(kafka->rk, 30000);
+	if (e)
+	{
+		br_log("could not abort the Kafka transaction: %s (the next start aborts it)",
+			   rd_kafka_error_string(e));
+		rd_kafka_error_destroy(e);
+	}
+	kafka->txn_open = false;
 	rd_kafka_poll(kafka->rk, 0);
 }
 

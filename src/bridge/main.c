@@ -632,8 +632,13 @@ main(int argc, char **argv)
 			now - txn_started >= o.txn_ms / 1000.0)
 			br_kafka_txn_commit(kafka);
 
-		/* What may be confirmed: see positions.c. */
-		if (!br_kafka_txn_open(kafka))
+		/*
+		 * What may be confirmed: see positions.c.  Not while a Kafka
+		 * transaction is open (its events count once it commits), and not
+		 * after a failure (an aborted transaction's events were delivered
+		 * but are not in Kafka).
+		 */
+		if (!br_kafka_txn_open(kafka) && !br_kafka_failed(kafka, &error))
 		{
 			confirmable = br_ledger_confirmable(ledger);
 			if (confirmable > progress.confirmed)
@@ -741,8 +746,17 @@ main(int argc, char **argv)
 	 */
 	if (exit_code == BR_EXIT_OK)
 	{
-		br_kafka_flush(kafka, o.flush_timeout * 1000);
-		if (!br_kafka_txn_open(kafka))
+		/*
+		 * Transactional, stopped inside a Postgres transaction: the open
+		 * Kafka transaction holds part of it, so it is aborted, and nothing
+		 * in it may be confirmed (its events were delivered, then aborted).
+		 */
+		if (o.transactional_id && in_txn)
+			br_kafka_txn_abort(kafka);
+		else
+			br_kafka_flush(kafka, o.flush_timeout * 1000);
+		if (!(o.transactional_id && in_txn) && !br_kafka_txn_open(kafka) &&
+			!br_kafka_failed(kafka, &error))
 		{
 			br_lsn		c = br_ledger_confirmable(ledger);
 

@@ -117,6 +117,18 @@ is($rc, 78, 'stream name that makes no topic name: exit 78');
 like($err, qr/topic name "app\.Odd Stream" for stream app\."Odd Stream" is not valid/,
 	'bad topic name: says which');
 
+# 63-byte names and a template that repeats them: a topic name too long.
+my ($long_schema, $long_table) = ('s' x 63, 't' x 63);
+$node->safe_psql('postgres', qq{
+	CREATE SCHEMA $long_schema;
+	SELECT event_log.create_stream('$long_schema.$long_table', 2);
+});
+($rc, $err) = run_bridge('-d', $connstr, '-S', 'kafka_a', '-b', $bootstrap,
+	'-s', "$long_schema.$long_table", '-t', '{stream}.{stream}.{schema}{table}{stream}');
+is($rc, 78, 'topic name over 249 characters: exit 78');
+like($err, qr/a Kafka topic name has 1 to 249 characters/, 'long topic name: says why');
+$node->safe_psql('postgres', qq{SELECT event_log.drop_stream('$long_schema.$long_table')});
+
 # A configuration file with an unknown option, and one that is fine.
 my $conf = "$dir/bridge.conf";
 open(my $fh, '>', $conf) or die;
