@@ -96,6 +96,20 @@ br_pg_connect(const char *conninfo)
 		br_fatal(BR_EXIT_CONFIG, "extension \"event_log\" is not installed in database \"%s\"",
 				 PQdb(pg->sql));
 	PQclear(res);
+
+	/* Without this the replication connection fails with a FATAL; say why here. */
+	res = query(pg, "SELECT rolreplication OR rolsuper FROM pg_catalog.pg_roles "
+				"WHERE rolname OPERATOR(pg_catalog.=) CURRENT_USER", 0, NULL);
+	if (PQntuples(res) != 1 || strcmp(PQgetvalue(res, 0, 0), "t") != 0)
+	{
+		const char *user = PQuser(pg->sql);
+		char	   *quoted = PQescapeIdentifier(pg->sql, user, strlen(user));
+
+		br_fatal(BR_EXIT_CONFIG, "role \"%s\" may not read replication slots\n"
+				 "HINT:  Give the bridge's role the REPLICATION attribute: ALTER ROLE %s REPLICATION;",
+				 user, quoted ? quoted : user);
+	}
+	PQclear(res);
 	pg->repl = connect_db(conninfo, true);
 	return pg;
 }

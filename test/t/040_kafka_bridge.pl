@@ -117,6 +117,13 @@ is($rc, 78, 'stream name that makes no topic name: exit 78');
 like($err, qr/topic name "app\.Odd Stream" for stream app\."Odd Stream" is not valid/,
 	'bad topic name: says which');
 
+# A role without REPLICATION.
+$node->safe_psql('postgres', q{CREATE ROLE "plain role" LOGIN});
+($rc, $err) = run_bridge('-d', $node->connstr('postgres') . q{ user='plain role'},
+	'-S', 'kafka_a', '-b', $bootstrap);
+is($rc, 78, 'role without REPLICATION: exit 78');
+like($err, qr/role "plain role" may not read replication slots/, 'no REPLICATION: says so');
+
 # 63-byte names and a template that repeats them: a topic name too long.
 my ($long_schema, $long_table) = ('s' x 63, 't' x 63);
 $node->safe_psql('postgres', qq{
