@@ -160,6 +160,7 @@ extern bool br_kafka_produce(BrKafka *kafka, BrTopic *topic, const BrLine *line,
 							 const char *value, size_t value_len);
 extern void br_kafka_poll(BrKafka *kafka, int timeout_ms);
 extern bool br_kafka_failed(BrKafka *kafka, const char **error);
+extern bool br_kafka_backlogged(BrKafka *kafka);
 extern void br_kafka_flush(BrKafka *kafka, int timeout_ms);
 extern void br_kafka_txn_commit(BrKafka *kafka);
 extern void br_kafka_txn_abort(BrKafka *kafka);

@@ -52,6 +52,7 @@ struct BrKafka
 	char		error[1024];
 	uint64_t	acked;			/* messages acknowledged */
 	uint64_t	bytes;			/* their values' bytes */
+	int			backlog_limit;	/* 90% of queue.buffering.max.messages */
 };
 
 /* Properties the bridge sets before the user's -X ones. */
@@ -169,6 +170,12 @@ br_kafka_create(char **props, int nprops, const char *transactional_id,
 			br_fatal(BR_EXIT_USAGE, "no Kafka brokers given\n"
 					 "HINT:  Use -b host:port or -X bootstrap.servers=host:port.");
 	}
+
+	vsize = sizeof(value);
+	if (rd_kafka_conf_get(conf, "queue.buffering.max.messages", value, &vsize) == RD_KAFKA_CONF_OK)
+		kafka->backlog_limit = atoi(value) / 10 * 9;
+	if (kafka->backlog_limit < 1)
+		kafka->backlog_limit = 1;
 
 	rd_kafka_conf_set_opaque(conf, kafka);
 	rd_kafka_conf_set_dr_msg_cb(conf, on_delivery);
@@ -356,6 +363,18 @@ void
 br_kafka_poll(BrKafka *kafka, int timeout_ms)
 {
 	rd_kafka_poll(kafka->rk, timeout_ms);
+}
+
+/*
+ * True when librdkafka's queue is nearly full (a slow or absent broker):
+ * the main loop then stops reading the slot, and keeps sending status
+ * updates, so that the walsender does not time the connection out while
+ * produce() would block.
+ */
+bool
+br_kafka_backlogged(BrKafka *kafka)
+{
+	return rd_kafka_outq_len(kafka->rk) >= kafka->backlog_limit;
 }
 
 bool

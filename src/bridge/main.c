@@ -669,6 +669,11 @@ main(int argc, char **argv)
 			last_status = now;
 		}
 
+		if (br_kafka_backlogged(kafka))
+		{
+			br_kafka_poll(kafka, 100);
+			continue;
+		}
 		r = br_pg_read(pg, &data, &len, &lsn, &reply);
 		if (r == BR_PG_NOTHING)
 		{
