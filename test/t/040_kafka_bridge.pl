@@ -238,6 +238,18 @@ sub wait_streaming
 ok(wait_streaming('a', 2), 'at-least-once bridge streams again after SIGKILL');
 ok(wait_streaming('tx', 2), 'transactional bridge streams again after SIGKILL');
 
+# A stream created while the bridges run: its topic is found at its first
+# event. Its keys need JSON escapes the bridge must undo (a control
+# character comes as \u0001) or carry as they are (UTF-8, backslash).
+is(mock_cmd("topic public.odd_keys 1"), 'ok', 'topic public.odd_keys created');
+is(mock_cmd("topic tx.public.odd_keys 1"), 'ok', 'topic tx.public.odd_keys created');
+$node->safe_psql('postgres', q{
+	SELECT event_log.create_stream('public.odd_keys', 1);
+	INSERT INTO odd_keys (key, type, payload)
+	VALUES ('ctl' || chr(1) || 'end', 'T', '{}'), ('emoji ' || chr(128512), 'T', '{}'),
+	       ('back\slash "q"', 'T', '{}');
+});
+
 # The broker fails Produce requests (retriable: NOT_LEADER_OR_FOLLOWER,
 # then REQUEST_TIMED_OUT), then goes down for a while.
 sleep 1;
@@ -373,6 +385,20 @@ sub check_topic
 		is($max{$shard} // 0, $want, "$topic: partition $shard ends at seq $want");
 	}
 	return $repeats;
+}
+
+# The keys of the stream created at run time, byte for byte.
+foreach my $topic ('public.odd_keys', 'tx.public.odd_keys')
+{
+	like(mock_cmd("dump $topic $dir/dump_$topic"), qr/^ok \d+$/, "dump of $topic");
+	my %keys;
+	foreach my $line (split /\n/, slurp("$dir/dump_$topic"))
+	{
+		my (undef, undef, $key) = split /\t/, $line;
+		$keys{ unhex($key) } = 1;
+	}
+	is(join('|', sort keys %keys), join('|', sort ("ctl\x01end", "emoji \xF0\x9F\x98\x80", 'back\slash "q"')),
+		"$topic: keys unescaped to their bytes");
 }
 
 my $rep = check_topic('public.carts', 'public.carts', 4);
