@@ -84,6 +84,7 @@ typedef struct BrLine
 	char	   *event_id;
 	char	   *recorded_at;
 	char	   *commit_lsn;		/* where the transaction's commit record starts */
+	char	   *lsn;			/* events: where the event's insert is */
 	char	   *buf;			/* storage of the strings above */
 	size_t		bufsize;
 } BrLine;
@@ -164,7 +165,8 @@ extern bool br_kafka_backlogged(BrKafka *kafka);
 extern void br_kafka_flush(BrKafka *kafka, int timeout_ms);
 extern void br_kafka_txn_commit(BrKafka *kafka);
 extern void br_kafka_txn_abort(BrKafka *kafka);
-extern br_lsn br_kafka_resume_lsn(BrKafka *kafka, BrTopic **topics, int ntopics);
+extern void br_kafka_read_tails(BrKafka *kafka, BrTopic **topics, int ntopics);
+extern bool br_kafka_has_event(BrTopic *topic, const BrLine *line);
 extern bool br_kafka_txn_open(BrKafka *kafka);
 extern void br_kafka_destroy(BrKafka *kafka);
 extern uint64_t br_kafka_acked(BrKafka *kafka);

@@ -304,7 +304,7 @@ br_parse_line(const char *data, size_t len, BrLine *line, const char **error)
 		line->buf = br_malloc(line->bufsize);
 	}
 	line->stream = line->key = line->type = line->event_id = line->recorded_at = NULL;
-	line->commit_lsn = NULL;
+	line->commit_lsn = line->lsn = NULL;
 	line->key_len = line->type_len = 0;
 	line->kind = BR_LINE_EVENT;
 
@@ -366,6 +366,11 @@ br_parse_line(const char *data, size_t len, BrLine *line, const char **error)
 		if (line->kind != BR_LINE_COMMIT && strcmp(name, "commit_lsn") == 0)
 		{
 			if (!keep_string(&c, line, &pos, &line->commit_lsn, NULL))
+				goto bad;
+		}
+		else if (line->kind == BR_LINE_EVENT && strcmp(name, "lsn") == 0)
+		{
+			if (!keep_string(&c, line, &pos, &line->lsn, NULL))
 				goto bad;
 		}
 		else if (line->kind != BR_LINE_EVENT)

@@ -35,11 +35,20 @@
 
 #include <librdkafka/rdkafka.h>
 
+/* An event's place in the slot's order: its commit, then its insert. */
+typedef struct BrPosition
+{
+	br_lsn		commit_lsn;
+	br_lsn		lsn;
+} BrPosition;
+
 struct BrTopic
 {
 	rd_kafka_topic_t *rkt;
 	char	   *name;
 	int			partitions;
+	BrPosition *tails;			/* transactional: the last event of each
+								 * partition in Kafka at start; NULL if none */
 };
 
 struct BrKafka
@@ -271,6 +280,7 @@ br_kafka_topic(BrKafka *kafka, const BrStreamInfo *stream, const char *template,
 	if (!br_topic_name(template, stream->schema, stream->table, &topic->name, &error))
 		br_fatal(BR_EXIT_CONFIG, "topic name \"%s\" for stream %s is not valid: %s\n"
 				 "HINT:  Choose another --topic-template.", topic->name, stream->name, error);
+	topic->tails = NULL;
 	topic->rkt = rd_kafka_topic_new(kafka->rk, topic->name, NULL);
 	if (topic->rkt == NULL)
 		br_fatal(BR_EXIT_CONFIG, "topic \"%s\": %s", topic->name,
@@ -457,21 +467,30 @@ br_kafka_txn_commit(BrKafka *kafka)
 	rd_kafka_poll(kafka->rk, 0);
 }
 
+/* An event line's position; false if it lacks one. */
+static bool
+line_position(const BrLine *line, BrPosition *pos)
+{
+	return line->kind == BR_LINE_EVENT && line->commit_lsn && line->lsn &&
+		br_parse_lsn(line->commit_lsn, &pos->commit_lsn) &&
+		br_parse_lsn(line->lsn, &pos->lsn);
+}
+
 /*
- * The commit_lsn of the last committed message of one partition, or 0 if
- * it has none.  Under read_committed the partition ends at its last stable
+ * The position of the last committed message of one partition, zero if it
+ * has none.  Under read_committed the partition ends at its last stable
  * offset; the last records before it may be transaction markers, which a
  * consumer never sees, so the read starts a few offsets back and goes
  * further back until it finds a message.
  */
-static br_lsn
+static BrPosition
 partition_tail(rd_kafka_t *consumer, const char *topic, int partition)
 {
 	int64_t		low,
 				high,
 				back = 16;
 	rd_kafka_resp_err_t err;
-	br_lsn		lsn = BR_INVALID_LSN;
+	BrPosition	tail = {0, 0};
 	BrLine		line = {0};
 
 	err = rd_kafka_query_watermark_offsets(consumer, topic, partition, &low, &high, 30000);
@@ -504,8 +523,7 @@ partition_tail(rd_kafka_t *consumer, const char *topic, int partition)
 				br_fatal(BR_EXIT_TEMPFAIL, "could not read topic \"%s\" partition %d: %s",
 						 topic, partition, rd_kafka_message_errstr(m));
 			if (!br_parse_line(m->payload, m->len, &line, &error) ||
-				line.kind != BR_LINE_EVENT || line.commit_lsn == NULL ||
-				!br_parse_lsn(line.commit_lsn, &lsn))
+				!line_position(&line, &tail))
 				br_fatal(BR_EXIT_CONFIG, "topic \"%s\" partition %d offset %" PRId64
 						 " holds a message the bridge did not write\n"
 						 "DETAIL:  In transactional mode the bridge resumes from the last event in Kafka, "
@@ -519,28 +537,30 @@ partition_tail(rd_kafka_t *consumer, const char *topic, int partition)
 		back *= 4;
 	}
 	free(line.buf);
-	return lsn;
+	return tail;
 }
 
 /*
- * Transactional: the start of the commit record of the last Postgres
- * transaction in Kafka, over every partition of the topics given; 0 if
- * they are empty.  Kafka transactions hold whole Postgres transactions
- * and commit in order, so every transaction that committed no later than
- * that is in Kafka already, whatever the slot says.
+ * Transactional: read the last event of every partition of the topics
+ * given, as Kafka has it (read_committed).  The slot sends events in one
+ * order, by commit and then by insert (the plugin's commit_lsn and lsn),
+ * and each partition holds them in that order without gaps; so an event
+ * the slot sends again is in Kafka exactly when its position is not after
+ * its partition's tail (br_kafka_has_event).  The test is per partition,
+ * not per transaction: it holds whatever part of a transaction a reader
+ * can see.
  */
-br_lsn
-br_kafka_resume_lsn(BrKafka *kafka, BrTopic **topics, int ntopics)
+void
+br_kafka_read_tails(BrKafka *kafka, BrTopic **topics, int ntopics)
 {
 	rd_kafka_conf_t *conf;
 	rd_kafka_t *consumer;
 	char		errstr[512];
 	char		servers[4096];
 	size_t		size = sizeof(servers);
-	br_lsn		lsn = BR_INVALID_LSN;
 
 	if (!kafka->transactional || ntopics == 0)
-		return BR_INVALID_LSN;
+		return;
 
 	/* A consumer of the producer's brokers, reading committed data only. */
 	if (rd_kafka_conf_get(rd_kafka_conf(kafka->rk), "bootstrap.servers", servers, &size) !=
@@ -558,18 +578,36 @@ br_kafka_resume_lsn(BrKafka *kafka, BrTopic **topics, int ntopics)
 		br_fatal(BR_EXIT_USAGE, "could not create a Kafka consumer: %s", errstr);
 
 	for (int i = 0; i < ntopics; i++)
-		for (int p = 0; p < topics[i]->partitions; p++)
-		{
-			br_lsn		tail = partition_tail(consumer, topics[i]->name, p);
+	{
+		BrTopic    *t = topics[i];
 
-			br_debug("topic \"%s\" partition %d: last commit_lsn %X/%X", topics[i]->name, p,
-					 (unsigned) (tail >> 32), (unsigned) tail);
-			if (tail > lsn)
-				lsn = tail;
+		t->tails = br_malloc(sizeof(BrPosition) * t->partitions);
+		for (int p = 0; p < t->partitions; p++)
+		{
+			t->tails[p] = partition_tail(consumer, t->name, p);
+			br_debug("topic \"%s\" partition %d ends at %X/%X, %X/%X", t->name, p,
+					 (unsigned) (t->tails[p].commit_lsn >> 32), (unsigned) t->tails[p].commit_lsn,
+					 (unsigned) (t->tails[p].lsn >> 32), (unsigned) t->tails[p].lsn);
 		}
+	}
 	rd_kafka_consumer_close(consumer);
 	rd_kafka_destroy(consumer);
-	return lsn;
+}
+
+/* Transactional: is this event in Kafka already (see br_kafka_read_tails)? */
+bool
+br_kafka_has_event(BrTopic *topic, const BrLine *line)
+{
+	BrPosition	pos;
+	BrPosition *tail;
+
+	if (topic->tails == NULL)
+		return false;
+	if (!line_position(line, &pos))
+		br_fatal(BR_EXIT_SOFTWARE, "event of stream %s lacks commit_lsn or lsn", line->stream);
+	tail = &topic->tails[line->shard];
+	return pos.commit_lsn < tail->commit_lsn ||
+		(pos.commit_lsn == tail->commit_lsn && pos.lsn <= tail->lsn);
 }
 
 uint64_t

@@ -524,9 +524,7 @@ main(int argc, char **argv)
 	br_lsn		sent_confirmed = BR_INVALID_LSN;
 	br_lsn		server_sent = BR_INVALID_LSN;
 	bool		in_txn = false;
-	bool		skipping = false;	/* this transaction is in Kafka already */
-	br_lsn		skip_until = BR_INVALID_LSN;
-	uint64_t	skipped = 0;
+	uint64_t	skipped = 0;	/* events Kafka had already */
 	bool		force_feedback = false;
 	bool		idle = true;
 	uint64_t	iterations = 0;
@@ -580,7 +578,7 @@ main(int argc, char **argv)
 		}
 	}
 	/*
-	 * Transactional: Kafka may hold transactions past the slot's confirmed
+	 * Transactional: Kafka may hold events past the slot's confirmed
 	 * position (the bridge stopped between the Kafka commit and the
 	 * confirmation); those are skipped, not sent twice.
 	 */
@@ -591,11 +589,9 @@ main(int argc, char **argv)
 
 		for (BrRoute *r = routes; r; r = r->next)
 			topics[n++] = r->topic;
-		skip_until = br_kafka_resume_lsn(kafka, topics, n);
+		br_kafka_read_tails(kafka, topics, n);
+		br_log("read where each of the %d topic(s) ends in Kafka", n);
 		free(topics);
-		if (skip_until != BR_INVALID_LSN)
-			br_log("Kafka holds everything up to %X/%X", (unsigned) (skip_until >> 32),
-				   (unsigned) skip_until);
 	}
 	br_pg_start(pg, o.slot, streams_option, o.plugin_options, o.noptions);
 	br_log("streaming slot \"%s\" (%d stream%s checked) into Kafka%s",
@@ -705,28 +701,18 @@ main(int argc, char **argv)
 		switch (line.kind)
 		{
 			case BR_LINE_BEGIN:
-				{
-					br_lsn		commit_start;
-
-					if (!br_parse_lsn(line.commit_lsn, &commit_start))
-						br_fatal(BR_EXIT_SOFTWARE, "bad commit_lsn \"%s\" in the plugin's output",
-								 line.commit_lsn);
-					/* Kafka has it if it committed no later than Kafka's last one. */
-					skipping = commit_start <= skip_until;
-					in_txn = true;
-					break;
-				}
+				in_txn = true;
+				break;
 			case BR_LINE_COMMIT:
 				/* the commit message's position is the end of the commit record */
 				br_ledger_add_commit(ledger, lsn);
 				in_txn = false;
-				skipping = false;
 				break;
 			case BR_LINE_EVENT:
 				{
 					BrTopic    *topic = route(&routes, pg, kafka, &o, &line);
 
-					if (skipping)
+					if (o.transactional_id && br_kafka_has_event(topic, &line))
 					{
 						if (skipped++ == 0)
 							br_log("skipping events Kafka already has, from %s shard %d seq %" PRId64,

@@ -52,6 +52,7 @@ $node->safe_psql('postgres', q{
 	SELECT event_log.create_stream('app."Odd Stream"', 1);
 	SELECT pg_create_logical_replication_slot('kafka_a', 'event_log');
 	SELECT pg_create_logical_replication_slot('kafka_tx', 'event_log');
+	SELECT pg_create_logical_replication_slot('kafka_tx_behind', 'event_log');
 });
 is(mock_cmd("topic public.carts 4"), 'ok', 'topic public.carts created');
 is(mock_cmd("topic app.orders 2"), 'ok', 'topic app.orders created');
@@ -116,6 +117,24 @@ like($err, qr/topic "short\.carts" has 3 partitions, fewer than the 4 shards of 
 is($rc, 78, 'stream name that makes no topic name: exit 78');
 like($err, qr/topic name "app\.Odd Stream" for stream app\."Odd Stream" is not valid/,
 	'bad topic name: says which');
+
+# Functions of the same names as the catalog's, first on search_path: the
+# bridge's catalog queries do not call them.
+$node->safe_psql('postgres', q{
+	CREATE FUNCTION public.quote_ident(text) RETURNS text LANGUAGE sql AS $$SELECT 'hijacked'$$;
+	CREATE FUNCTION public.to_regclass(text) RETURNS regclass LANGUAGE sql
+		AS $$SELECT 'pg_catalog.pg_class'::pg_catalog.regclass$$;
+	ALTER DATABASE postgres SET search_path = public, pg_catalog;
+});
+($rc, $err) = run_bridge('-d', $connstr, '-S', 'kafka_a', '-b', $bootstrap,
+	'-s', 'public.carts', '-E', $node->safe_psql('postgres', 'SELECT pg_current_wal_lsn()'));
+is($rc, 0, 'look-alike functions first on search_path: the bridge runs');
+like($err, qr/streaming slot "kafka_a" \(1 stream checked\)/, 'and finds the stream');
+$node->safe_psql('postgres', q{
+	ALTER DATABASE postgres RESET search_path;
+	DROP FUNCTION public.quote_ident(text), public.to_regclass(text);
+});
+$slots_before = $node->safe_psql('postgres', $slots_sql);
 
 # A role without REPLICATION.
 $node->safe_psql('postgres', q{CREATE ROLE "plain role" LOGIN});
@@ -308,7 +327,17 @@ is($rc, 0, 'at-least-once bridge reaches endpos: exit 0') or diag($err);
 ($rc, $err) = run_bridge('-d', $connstr, '-S', 'kafka_tx', '-b', $bootstrap,
 	'-t', 'tx.{stream}', '--transactional-id', 'bridge_tx', '-E', $endpos);
 is($rc, 0, 'transactional bridge reaches endpos: exit 0') or diag($err);
-like($err, qr/Kafka holds everything up to/, 'transactional bridge resumed from Kafka');
+like($err, qr/read where each of the 3 topic\(s\) ends in Kafka/, 'transactional bridge read where Kafka ends');
+
+# A slot far behind Kafka (created with the other, never read): with the
+# same transactional id and topics, everything it sends is in Kafka
+# already, and nothing goes twice (checked with the dumps below).
+($rc, $err) = run_bridge('-d', $connstr, '-S', 'kafka_tx_behind', '-b', $bootstrap,
+	'-t', 'tx.{stream}', '--transactional-id', 'bridge_tx', '-E', $endpos);
+is($rc, 0, 'transactional bridge on a slot behind Kafka: exit 0') or diag($err);
+like($err, qr/skipping events Kafka already has, from public\.carts shard \d+ seq 1\n|skipping events Kafka already has, from app\.orders shard \d+ seq 1\n/,
+	'it skips from the first event');
+like($err, qr/status: events_received=0 /, 'and sends none');
 
 # --- what Kafka has --------------------------------------------------------
 my %db_count;    # "stream/shard" => events
