@@ -246,7 +246,9 @@ start_bridge($_) for qw(a tx);
 sub wait_streaming
 {
 	my ($name, $count) = @_;
-	for (my $i = 0; $i < 600; $i++)
+	# A transactional restart waits for the killed instance's transaction
+	# to be fenced off: seconds here, a minute and more on a loaded machine.
+	for (my $i = 0; $i < 1800; $i++)
 	{
 		my $n = () = slurp("$dir/bridge_$name.log") =~ /^event_log_kafka: streaming slot/mg;
 		return 1 if $n >= $count;
