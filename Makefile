@@ -66,6 +66,21 @@ override with_llvm = no
 # default): gcc writes each object's dependencies into .deps/.
 override autodepend = yes
 
+# The Kafka bridge (docs/kafka.md): a client program beside the extension,
+# linking libpq and librdkafka and no backend code. `make` builds it, `make
+# install` puts it in pg_config --bindir. The mock Kafka cluster the TAP
+# tests and the bench run it against (test/kafka/) is built for them only.
+BRIDGE       = src/bridge/event_log_kafka
+BRIDGE_OBJS  = src/bridge/event_json.o src/bridge/positions.o src/bridge/pgstream.o \
+               src/bridge/kafka.o src/bridge/main.o
+KAFKA_MOCK   = test/kafka/el_kafka_mock
+BRIDGE_CFLAGS = -O2 -g -Wall -Wextra -Wno-unused-parameter
+ifeq ($(WERROR),1)
+BRIDGE_CFLAGS += -Werror
+endif
+# (No SANITIZE flags: the sanitizer runs watch the server, and the bridge's
+# deliberate leaks at exit would read as LeakSanitizer reports.)
+
 # PGXS is only there once postgresql-server-dev-15 is installed; `deps` does that.
 PGXS := $(shell $(PG_CONFIG) --pgxs 2>/dev/null)
 ifneq ($(PGXS),)
@@ -76,8 +91,47 @@ endif
 # helper directory when PROVE_FLAGS is given on the command line (-v ...).
 override PROVE_FLAGS += -I test/perl
 
-.PHONY: deps build demo test test-sanitize bench jsonschema-suite \
+.PHONY: deps build demo test test-sanitize bench jsonschema-suite install-bridge uninstall-bridge kafka-mock no-bridge \
         installcheck-regress installcheck-isolation installcheck-tap
+
+# The bridge's rules (static pattern rules win over PGXS's %.o: %.c). The
+# extension builds without librdkafka; the bridge then is skipped, loudly
+# (`make test` and `make demo` install librdkafka-dev through test/deps.sh).
+HAVE_RDKAFKA := $(shell echo '\#include <librdkafka/rdkafka.h>' | $(CC) -E -x c - >/dev/null 2>&1 && echo yes)
+ifneq ($(PGXS),)
+ifeq ($(HAVE_RDKAFKA),yes)
+all: $(BRIDGE)
+install: install-bridge
+else
+all: no-bridge
+install: no-bridge
+endif
+uninstall: uninstall-bridge
+
+no-bridge:
+	@echo "WARNING: librdkafka-dev is not installed: event_log_kafka (the Kafka bridge) is not built" >&2
+
+EXTRA_CLEAN += $(BRIDGE) $(BRIDGE_OBJS) $(KAFKA_MOCK)
+
+$(BRIDGE_OBJS): src/bridge/%.o: src/bridge/%.c src/bridge/bridge.h
+	$(CC) $(BRIDGE_CFLAGS) -I$(shell $(PG_CONFIG) --includedir) -c -o $@ $<
+
+$(BRIDGE): $(BRIDGE_OBJS)
+	$(CC) $(BRIDGE_CFLAGS) -o $@ $(BRIDGE_OBJS) -L$(shell $(PG_CONFIG) --libdir) -lpq -lrdkafka
+
+install-bridge: $(BRIDGE)
+	$(MKDIR_P) '$(DESTDIR)$(bindir)'
+	$(INSTALL_PROGRAM) $(BRIDGE) '$(DESTDIR)$(bindir)/'
+
+uninstall-bridge:
+	rm -f '$(DESTDIR)$(bindir)/event_log_kafka'
+
+$(KAFKA_MOCK): $(KAFKA_MOCK).c
+	$(CC) $(BRIDGE_CFLAGS) -o $@ $< -lrdkafka
+
+kafka-mock: $(KAFKA_MOCK)
+installcheck-tap: $(KAFKA_MOCK)
+endif
 
 ifneq ($(PGXS),)
 $(shell echo $(BUILD_KIND) | cmp -s - $(BUILD_STAMP) || echo $(BUILD_KIND) > $(BUILD_STAMP))
