@@ -132,9 +132,14 @@ el_lock_shard(Oid relid, int32 shard, bool grouped)
 		el_commit_init();
 
 		/*
-		 * Past the array, the locks are released at the end of the
-		 * transaction as serial ones are: slower, never wrong.
+		 * A lock freed by a savepoint rollback and taken again is already in
+		 * the array: a loop of exception blocks must not fill it.  Past the
+		 * array, the locks are released at the end of the transaction as
+		 * serial ones are: slower, never wrong.
 		 */
+		for (int i = 0; i < el_ngrouped; i++)
+			if (memcmp(&el_grouped[i], &tag, sizeof(LOCKTAG)) == 0)
+				return;
 		if (el_ngrouped < EL_MAX_GROUPED)
 			el_grouped[el_ngrouped++] = tag;
 		else
