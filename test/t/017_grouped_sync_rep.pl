@@ -10,7 +10,8 @@
 #    usual warning and the commit, and its synchronous_commit is what it was;
 #  - a loop of exception blocks that takes and loses the shard lock more
 #    times than the array of grouped locks holds still commits grouped;
-#  - a transaction over more than 64 grouped shards (the overflow path)
+#  - a transaction that also appends to a serial stream, and one over more
+#    than 64 grouped shards (the overflow path),
 #    commits as a serial one: invisible and holding its shards until the
 #    standby confirms;
 #  - pg_terminate_backend() and kill -9 of an appender waiting in the
@@ -39,6 +40,7 @@ local_sql(q{
 	CREATE EXTENSION event_log;
 	SELECT event_log.create_stream('public.ev', 2);
 	SELECT event_log.alter_stream('public.ev', commit_mode => 'grouped');
+	SELECT event_log.create_stream('public.sv', 1);
 	SELECT event_log.create_stream('public.many', 80);
 	SELECT event_log.alter_stream('public.many', commit_mode => 'grouped');
 });
@@ -115,6 +117,23 @@ is(shard_locks($pid1), '0', 'exception blocks: no shard lock held while waiting'
 $node->safe_psql('postgres', "SELECT pg_cancel_backend($pid1)");
 ($out, $ret) = $s1->query('SHOW synchronous_commit');
 like($out, qr/^on$/m, 'exception blocks: synchronous_commit is on again');
+$s1->{stderr} = '';
+
+# A transaction that appends to a grouped and a serial stream: the serial
+# stream's readers (read(), poll()) do not wait for durability, so its
+# events must not be visible before the commit is durable and confirmed.
+start_query($s1, q{BEGIN;
+	INSERT INTO ev (key, type, payload) VALUES ('f', 'Opened', '{}');
+	INSERT INTO sv (key, type, payload) VALUES ('f', 'Opened', '{}');
+	COMMIT;});
+wait_syncrep($pid1, 'grouped and serial');
+is(local_sql(q{SELECT count(*) FROM event_log.read('sv', 0)}), '0',
+	'grouped and serial: the serial stream shows nothing before the standby confirms');
+$node->safe_psql('postgres', "SELECT pg_cancel_backend($pid1)");
+($out, $ret) = $s1->query('SHOW synchronous_commit');
+like($out, qr/^on$/m, 'grouped and serial: synchronous_commit is on again');
+is(local_sql(q{SELECT count(*) FROM event_log.read('sv', 0)}), '1',
+	'grouped and serial: committed');
 $s1->{stderr} = '';
 
 # More than 64 grouped shards in one transaction: committed as serial.
