@@ -44,6 +44,81 @@ SELECT event_log.alter_stream('ledger', commit_mode => 'serial');
 INSERT INTO ledger (key, type, payload) VALUES ('acct-1', 'Reopened', '{}');
 SELECT key, state FROM balances ORDER BY key;
 
+-- A grouped commit lowers synchronous_commit for its commit alone: the
+-- session's setting is back after every way a transaction can end.
+SELECT event_log.create_stream('gl', 4);
+SELECT event_log.alter_stream('gl', commit_mode => 'grouped');
+SET synchronous_commit = remote_write;
+INSERT INTO gl (key, type, payload) VALUES ('g-1', 'A', '{}');
+SHOW synchronous_commit;
+BEGIN;
+INSERT INTO gl (key, type, payload) VALUES ('g-1', 'Gone', '{}');
+ROLLBACK;
+SHOW synchronous_commit;
+-- SET LOCAL: the transaction's value is used and then dropped.
+BEGIN;
+SET LOCAL synchronous_commit = on;
+INSERT INTO gl (key, type, payload) VALUES ('g-1', 'B', '{}');
+COMMIT;
+SHOW synchronous_commit;
+-- A deferred constraint failing at COMMIT.
+CREATE TABLE gl_deferred (id int UNIQUE DEFERRABLE INITIALLY DEFERRED);
+BEGIN;
+INSERT INTO gl (key, type, payload) VALUES ('g-1', 'Gone', '{}');
+INSERT INTO gl_deferred VALUES (1), (1);
+COMMIT;
+SHOW synchronous_commit;
+-- NOTIFY, a savepoint that took the only append back, a WITH HOLD cursor
+-- that appends when COMMIT materializes it.
+BEGIN;
+INSERT INTO gl (key, type, payload) VALUES ('g-1', 'C', '{}');
+NOTIFY gl_channel;
+COMMIT;
+BEGIN;
+SAVEPOINT s;
+INSERT INTO gl (key, type, payload) VALUES ('g-1', 'Gone', '{}');
+ROLLBACK TO SAVEPOINT s;
+COMMIT;
+SHOW synchronous_commit;
+BEGIN;
+DECLARE held CURSOR WITH HOLD FOR
+    SELECT a.version FROM generate_series(1, 2) i,
+        LATERAL event_log.append('gl', 'g-1', 'Held' || i, '{}') a;
+COMMIT;
+FETCH ALL FROM held;
+CLOSE held;
+SHOW synchronous_commit;
+-- Prepared: nothing lowered, the locks go with the prepared transaction.
+BEGIN;
+INSERT INTO gl (key, type, payload) VALUES ('g-1', 'Prepared', '{}');
+PREPARE TRANSACTION 'gl_prepared';
+SHOW synchronous_commit;
+COMMIT PREPARED 'gl_prepared';
+-- A procedure that appends and commits twice; a grouped and a serial stream
+-- in one transaction.
+CREATE PROCEDURE gl_twice() LANGUAGE plpgsql AS $$
+BEGIN
+    INSERT INTO gl (key, type, payload) VALUES ('g-1', 'Proc1', '{}');
+    COMMIT;
+    INSERT INTO gl (key, type, payload) VALUES ('g-1', 'Proc2', '{}');
+END $$;
+CALL gl_twice();
+SHOW synchronous_commit;
+BEGIN;
+INSERT INTO gl (key, type, payload) VALUES ('g-1', 'Mixed', '{}');
+INSERT INTO ledger (key, type, payload) VALUES ('acct-1', 'Mixed', '{}');
+COMMIT;
+SHOW synchronous_commit;
+SET synchronous_commit = off;
+INSERT INTO gl (key, type, payload) VALUES ('g-1', 'Async', '{}');
+SHOW synchronous_commit;
+RESET synchronous_commit;
+SELECT version, type FROM gl ORDER BY version;
+SELECT count(*) AS gaps FROM (SELECT shard FROM gl GROUP BY shard HAVING count(*) <> max(seq)) s;
+SELECT event_log.drop_stream('gl');
+DROP TABLE gl_deferred;
+DROP PROCEDURE gl_twice();
+
 -- Bad input: clear errors, nothing changes.
 SELECT event_log.alter_stream('ledger', commit_mode => 'fast');
 SELECT event_log.alter_stream('ledger', commit_mode => 'Grouped');

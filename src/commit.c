@@ -36,6 +36,8 @@
  *	  flushes the commit record and waits for synchronous standbys exactly as
  *	  the synchronous commit would have.  The client hears of the commit only
  *	  after that, so the transaction's own durability is what it asked for.
+ *	  A transaction that also took a serial stream's shard lock, or more
+ *	  grouped ones than we remember, commits synchronously as a serial one.
  */
 #include "postgres.h"
 
@@ -60,6 +62,13 @@ PG_FUNCTION_INFO_V1(el_wait_durable_sql);
 static LOCKTAG el_grouped[EL_MAX_GROUPED];
 static int	el_ngrouped = 0;
 static bool el_grouped_overflow = false;
+
+/*
+ * Whether this transaction took a serial stream's shard lock: its commit must
+ * then stay synchronous, since the readers of a serial stream hand out what
+ * they see without waiting for it to be durable.
+ */
+static bool el_serial_taken = false;
 
 /* synchronous_commit as the transaction had it, while we lowered it. */
 static int	el_saved_sync_commit = -1;
@@ -102,6 +111,9 @@ el_lock_shard(Oid relid, int32 shard, bool grouped)
 	ResourceOwner save = CurrentResourceOwner;
 
 	el_shard_locktag(&tag, relid, shard);
+	el_commit_init();
+	if (!grouped)
+		el_serial_taken = true;
 
 	/*
 	 * A grouped lock already held stays with the (sub)transaction that took
@@ -129,12 +141,15 @@ el_lock_shard(Oid relid, int32 shard, bool grouped)
 
 	if (grouped)
 	{
-		el_commit_init();
-
 		/*
-		 * Past the array, the locks are released at the end of the
-		 * transaction as serial ones are: slower, never wrong.
+		 * A lock freed by a savepoint rollback and taken again is already in
+		 * the array: a loop of exception blocks must not fill it.  Past the
+		 * array, the locks are released at the end of the transaction as
+		 * serial ones are: slower, never wrong.
 		 */
+		for (int i = 0; i < el_ngrouped; i++)
+			if (memcmp(&el_grouped[i], &tag, sizeof(LOCKTAG)) == 0)
+				return;
 		if (el_ngrouped < EL_MAX_GROUPED)
 			el_grouped[el_ngrouped++] = tag;
 		else
@@ -157,6 +172,7 @@ el_forget_grouped(void)
 {
 	el_ngrouped = 0;
 	el_grouped_overflow = false;
+	el_serial_taken = false;
 	if (el_saved_sync_commit >= 0)
 		synchronous_commit = el_saved_sync_commit;
 	el_saved_sync_commit = -1;
@@ -175,10 +191,12 @@ el_commit_xact_callback(XactEvent event, void *arg)
 			/*
 			 * Commit without waiting for the flush: the commit callback
 			 * flushes once the shard locks are released.  A transaction that
-			 * overflowed the array keeps some locks to the end, so its commit
-			 * stays synchronous.
+			 * overflowed the array keeps some locks to the end, and one that
+			 * appended to a serial stream must not show those events before
+			 * they are durable (even if a savepoint rollback took them back:
+			 * slower, never wrong), so their commits stay synchronous.
 			 */
-			if (el_ngrouped > 0 && !el_grouped_overflow &&
+			if (el_ngrouped > 0 && !el_grouped_overflow && !el_serial_taken &&
 				synchronous_commit > SYNCHRONOUS_COMMIT_OFF &&
 				TransactionIdIsValid(GetTopTransactionIdIfAny()) &&
 				el_holding_grouped())
@@ -190,7 +208,10 @@ el_commit_xact_callback(XactEvent event, void *arg)
 
 		case XACT_EVENT_COMMIT:
 			if (el_ngrouped == 0)
+			{
+				el_forget_grouped();
 				break;
+			}
 			sync_commit = el_saved_sync_commit;
 			commit_end = XactLastCommitEnd;
 			{

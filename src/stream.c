@@ -327,8 +327,18 @@ el_drop_stream_cascade(PG_FUNCTION_ARGS)
 /*
  * event_log.alter_stream(stream regclass, commit_mode text): the stream's
  * owner chooses how its appenders commit (commit.c, docs/design/offsets.md).
- * Appenders already running keep the mode they started their append with;
- * both modes keep seq in commit order, so a stream may change while they run.
+ *
+ * Each backend acts on its cached copy of the mode: an appender in how long
+ * it holds its shard lock, a reader in whether it makes what it read durable
+ * before handing it out.  Both copies must agree with the catalog whenever
+ * an event is visible before it is durable, so the switch takes the stream's
+ * ACCESS EXCLUSIVE lock (after the owner check, so nobody else can queue
+ * it): it waits for every transaction that appended to the stream (an early
+ * release of theirs is flushed before their table lock goes) or read it
+ * (whose copy may be stale until it takes the lock anew), and whoever locks
+ * the stream after it rereads the mode.  Held to the end of our transaction,
+ * which may itself have appended in the old mode: readers wait for its
+ * flush too.
  */
 Datum
 el_alter_stream(PG_FUNCTION_ARGS)
@@ -349,7 +359,7 @@ el_alter_stream(PG_FUNCTION_ARGS)
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 				 errmsg("invalid commit mode \"%s\"", mode),
 				 errhint("The commit mode is 'serial' or 'grouped' (docs/streams.md).")));
-	(void) el_lock_stream(relid, ShareUpdateExclusiveLock);
+	(void) el_lock_stream(relid, AccessExclusiveLock);
 	if (!el_registry_set_commit_mode(relid, mode))
 		ereport(ERROR,
 				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),

@@ -14,7 +14,8 @@ use IPC::Run;
 use PostgreSQL::Test::Cluster;
 use PostgreSQL::Test::Utils;
 
-our @EXPORT = qw(new_node write_script start_pgbench poll_shards start_query check_dense);
+our @EXPORT = qw(new_node write_script start_pgbench poll_shards start_query check_dense
+  stream_positions check_cdc_order);
 
 # Sanitizer mode (`make test-sanitize`, EVENT_LOG_SANITIZE=1): the installed
 # event_log.so is a SANITIZE=1 build, which loads only into a server started
@@ -156,6 +157,42 @@ sub start_query
 	my ($session, $sql) = @_;
 	$session->{stdin} .= "$sql\n";
 	$session->{run}->pump_nb;
+	return;
+}
+
+# One string for every event of STREAM (of the postgres database) with its
+# position and identity, to compare two copies of a stream.
+sub stream_positions
+{
+	my ($node, $stream) = @_;
+	return $node->safe_psql('postgres', qq{
+		SELECT md5(string_agg(format('%s/%s/%s/%s/%s', shard, seq, key, version, event_id), ','
+		                      ORDER BY shard, seq)) FROM $stream});
+}
+
+# Two tests: the logical slot SLOT (event_log plugin) emits each shard of the
+# stream whose name matches the regex NAME in seq order without a gap, and
+# as many events as STREAM holds.  Consumes the slot's changes.
+sub check_cdc_order
+{
+	my ($node, $slot, $name, $stream) = @_;
+	my $cdc = $node->safe_psql('postgres',
+		"SELECT data FROM pg_logical_slot_get_changes('$slot', NULL, NULL)");
+	my %last;
+	my ($out_of_order, $emitted) = (0, 0);
+	for my $line (split /\n/, $cdc)
+	{
+		my ($shard, $seq) = $line =~ /"stream":"$name","shard":(\d+),"seq":(\d+)/
+		  or next;
+		$out_of_order++ if $seq != ($last{$shard} // 0) + 1;
+		$last{$shard} = $seq;
+		$emitted++;
+	}
+	Test::More::is($out_of_order, 0,
+		'the CDC stream emits each shard in seq order without a gap');
+	Test::More::is($emitted,
+		$node->safe_psql('postgres', "SELECT count(*) FROM $stream"),
+		'the CDC stream emits every committed event once');
 	return;
 }
 

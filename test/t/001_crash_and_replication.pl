@@ -112,12 +112,8 @@ $primary->safe_psql('postgres', q{
 });
 $primary->wait_for_catchup('orders_sub');
 
-my $positions = q{
-	SELECT md5(string_agg(format('%s/%s/%s/%s/%s', shard, seq, key, version, event_id), ','
-	                      ORDER BY shard, seq)) FROM orders
-};
-is( $subscriber->safe_psql('postgres', $positions),
-	$primary->safe_psql('postgres', $positions),
+is( stream_positions($subscriber, 'orders'),
+	stream_positions($primary, 'orders'),
 	'the subscriber keeps the publisher\'s positions');
 check_dense($subscriber, 'orders', 'on the subscriber');
 
