@@ -50,6 +50,7 @@ typedef struct ElExactDest
 	DestReceiver *inner;		/* or NULL: only keep key and type */
 	int64		seq;
 	bool		found;
+	MemoryContext cxt;			/* where key and type go: the reader's */
 	char	   *key;
 	char	   *type;
 } ElExactDest;
@@ -59,12 +60,20 @@ el_exact_receive(TupleTableSlot *slot, DestReceiver *self)
 {
 	ElExactDest *d = (ElExactDest *) self;
 	bool		isnull;
+	MemoryContext old;
 
 	if (DatumGetInt64(slot_getattr(slot, Anum_el_seq, &isnull)) != d->seq)
 		return true;
 	d->found = true;
+
+	/*
+	 * The executor's memory, current here, is gone when the read ends: keep
+	 * key and type where the caller asked for them.
+	 */
+	old = MemoryContextSwitchTo(d->cxt);
 	d->key = TextDatumGetCString(slot_getattr(slot, Anum_el_key, &isnull));
 	d->type = TextDatumGetCString(slot_getattr(slot, Anum_el_type, &isnull));
+	MemoryContextSwitchTo(old);
 	return d->inner == NULL || d->inner->receiveSlot(slot, d->inner);
 }
 
@@ -97,7 +106,7 @@ el_read_exact(Oid relid, int32 shard, int64 seq, DestReceiver *inner,
 			  char **key, char **type)
 {
 	ElExactDest d = {{el_exact_receive, el_exact_startup, el_exact_shutdown,
-	el_exact_destroy, DestTuplestore}, inner, seq, false, NULL, NULL};
+	el_exact_destroy, DestTuplestore}, inner, seq, false, CurrentMemoryContext, NULL, NULL};
 
 	if (seq < 1)
 		return false;
