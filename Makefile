@@ -10,6 +10,7 @@ OBJS       = src/catalog.o src/key.o src/wake.o \
              src/stream.o src/conversation.o \
              src/projection_setplan.o src/projection_handler.o src/projection_inline.o \
              src/projection_build.o src/projection_async.o src/projection.o \
+             src/projection_upcast.o \
              src/consumer_group.o src/consumer_member.o src/consumer.o \
              src/worker.o \
              src/event_log.o
@@ -20,7 +21,7 @@ PGFILEDESC = "event_log - event streams with commit-order offsets"
 REGRESS    = streams append append_events read_by_time read_all conversations immutability \
              bad_input privileges hostile_streams cdc projections hostile_projections \
              projection_builds consumers hostile_consumers commit_polled type_filters \
-             schemas commit_modes
+             schemas commit_modes upcast_reads
 # isolation specs (test/specs/NAME.spec, test/expected/NAME.out): pg_regress
 # reads INPUTDIR/specs and INPUTDIR/expected, and the last --inputdir wins
 # over the one PGXS passes (docs/testing.md says why they live in test/)

@@ -148,3 +148,15 @@ CREATE FUNCTION event_log.upcast(stream regclass, type text, payload jsonb, meta
 RETURNS jsonb
 AS 'MODULE_PATHNAME', 'el_upcast'
 LANGUAGE C STABLE;
+
+-- Upcasting on read.  Readers ask with the setting event_log.upcast (no
+-- catalog change); a projection records its choice here, and its handlers
+-- then see every event in its type's latest shape, live and in rebuilds.
+ALTER TABLE event_log.projections
+    ADD COLUMN upcast boolean NOT NULL DEFAULT false;
+
+CREATE FUNCTION event_log.set_projection_upcast(name text, upcast boolean,
+                                                rebuild boolean DEFAULT true)
+RETURNS bigint
+AS 'MODULE_PATHNAME', 'el_set_projection_upcast'
+LANGUAGE C VOLATILE;

@@ -93,6 +93,7 @@ el_projection_load(Oid view)
 	/* Handlers stored by version 0.1 lack the null check: make them anew. */
 	if (p->reducer != NULL)
 		p->handlers = el_state_handlers(p);
+	p->upcast = el_projection_upcast(view);
 	return p;
 }
 
@@ -559,6 +560,7 @@ el_create_projection(PG_FUNCTION_ARGS)
 						" VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, 0)",
 						9, types, values, nulls, 0, 0);
 	}
+	p.upcast = el_projection_record_upcast(p.view);
 	el_lock_projection(p.view, true);
 
 	set = el_compile(&p, p.handlers, false, false, CurrentMemoryContext);

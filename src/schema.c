@@ -674,6 +674,17 @@ el_schema_latest_version(Oid relid, text *type)
 	return el_schema_type_entry(relid, type, EL_SCHEMA_LATEST)->version;
 }
 
+/*
+ * Whether a stream has any registered schema (false on a catalog not yet
+ * updated to 0.4): readers that upcast skip streams without one at the cost
+ * of a hash lookup.
+ */
+bool
+el_schema_stream_has_schemas(Oid relid)
+{
+	return el_schema_stream_entry(relid)->has_schemas;
+}
+
 /* drop_stream(): forget the stream's schemas, settings and upcasters. */
 void
 el_schema_forget(Oid relid)

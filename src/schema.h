@@ -13,6 +13,7 @@
 #include "postgres.h"
 
 #include "nodes/pg_list.h"
+#include "tcop/dest.h"
 #include "utils/jsonb.h"
 #include "utils/relcache.h"
 
@@ -44,6 +45,16 @@ typedef enum ElSchemaCheck
 extern ElSchemaCheck el_schema_check_event(Relation rel, Datum *values, bool *isnull,
 										   Datum *metadata, bool *metadata_null,
 										   bool may_divert);
+
+/*
+ * schema_upcast.c, for the readers: upcast an event (its EL_NATTS columns,
+ * in place) to its type's latest version when it was recorded at an older
+ * one; false if it is left as it is.  A DestReceiver that does the same to
+ * each row of a stream's read plan before passing it on.
+ */
+extern bool el_schema_stream_has_schemas(Oid relid);
+extern bool el_upcast_event(Oid relid, Datum *values, bool *nulls);
+extern DestReceiver *el_upcast_dest(Oid relid, DestReceiver *inner);
 
 /* drop_stream(): the stream's schemas and settings go with it. */
 extern void el_schema_forget(Oid relid);

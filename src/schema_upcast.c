@@ -20,6 +20,7 @@
 
 #include "catalog/pg_type.h"
 #include "executor/spi.h"
+#include "executor/tuptable.h"
 #include "miscadmin.h"
 #include "parser/parser.h"
 #include "utils/acl.h"
@@ -168,6 +169,34 @@ el_upcaster(Oid relid, text *type, int32 from)
 }
 
 /*
+ * The payload of an event recorded at `version`, taken step by step to
+ * `latest` and checked against it.  A missing step, a step that fails or
+ * returns null, and a result the latest version refuses are errors: the
+ * old shape is never passed on as the new one.
+ */
+static Jsonb *
+el_upcast_chain(Oid relid, text *type, Jsonb *payload, Jsonb *meta,
+				int32 version, int32 latest)
+{
+	for (int32 from = version; from < latest; from++)
+	{
+		char	   *sql = el_upcaster(relid, type, from);
+
+		if (sql == NULL)
+			ereport(ERROR,
+					(errcode(ERRCODE_EL_SCHEMA_MISSING),
+					 errmsg("event type \"%s\" of stream \"%s\" has no upcaster from version %d",
+							text_to_cstring(type), el_qualified_name(relid), from),
+					 errhint("Register one with event_log.register_upcaster().")));
+		payload = el_upcast_step(relid, type, from, sql, JsonbPGetDatum(payload),
+								 meta ? JsonbPGetDatum(meta) : (Datum) 0, meta == NULL);
+	}
+	el_upcast_require(relid, type, latest,
+					  el_schema_private_copy(relid, type, latest), payload, "");
+	return payload;
+}
+
+/*
  * register_upcaster(stream regclass, type text, from_version integer,
  * expression text): the step from version from_version of the type to the
  * next.  Both versions must be registered.  The expression is checked on
@@ -312,7 +341,6 @@ el_upcast(PG_FUNCTION_ARGS)
 	Jsonb	   *meta = NULL;
 	int32		version;
 	int32		latest;
-	ElSchema   *schema;
 
 	el_require_arg(fcinfo, 0, "stream");
 	el_require_arg(fcinfo, 1, "type");
@@ -340,20 +368,180 @@ el_upcast(PG_FUNCTION_ARGS)
 	if (version >= latest)
 		PG_RETURN_JSONB_P(payload);
 
-	for (int32 from = version; from < latest; from++)
-	{
-		char	   *sql = el_upcaster(relid, type, from);
+	PG_RETURN_JSONB_P(el_upcast_chain(relid, type, payload, meta, version, latest));
+}
 
-		if (sql == NULL)
-			ereport(ERROR,
-					(errcode(ERRCODE_EL_SCHEMA_MISSING),
-					 errmsg("event type \"%s\" of stream \"%s\" has no upcaster from version %d",
-							text_to_cstring(type), el_qualified_name(relid), from),
-					 errhint("Register one with event_log.register_upcaster().")));
-		payload = el_upcast_step(relid, type, from, sql, JsonbPGetDatum(payload),
-								 meta ? JsonbPGetDatum(meta) : (Datum) 0, meta == NULL);
+
+/* ----------------------------------------------------------------
+ * Upcasting on read: readers (event_log.upcast) and projections
+ * ----------------------------------------------------------------
+ */
+
+/* Which event an upcast on read is working on, for the error context. */
+typedef struct ElUpcastWhere
+{
+	const char *stream;
+	int32		shard;
+	int64		seq;
+} ElUpcastWhere;
+
+static void
+el_upcast_context(void *arg)
+{
+	ElUpcastWhere *where = (ElUpcastWhere *) arg;
+
+	errcontext("upcasting the event at shard %d, seq " INT64_FORMAT " of stream \"%s\"",
+			   where->shard, where->seq, where->stream);
+}
+
+/*
+ * An event's columns (EL_NATTS of them, in the stream's order), upcast in
+ * place: payload in the shape of its type's latest version, and metadata's
+ * schema_version saying so.  Returns false, touching nothing, when the
+ * event is already at the latest version, recorded none (its type had no
+ * schema when it was appended), or its stream has no schemas at all; these
+ * cost a hash lookup, or that and reading one metadata key.  The new
+ * values are allocated in the current memory context.
+ */
+bool
+el_upcast_event(Oid relid, Datum *values, bool *nulls)
+{
+	Jsonb	   *meta;
+	text	   *type;
+	int32		version;
+	int32		latest;
+	ElUpcastWhere where;
+	ErrorContextCallback errcb;
+	Jsonb	   *payload;
+	Datum		stamp;
+
+	if (nulls[Anum_el_metadata - 1] || nulls[Anum_el_type - 1] ||
+		nulls[Anum_el_payload - 1])
+		return false;
+	if (!el_schema_stream_has_schemas(relid))
+		return false;
+	meta = DatumGetJsonbP(values[Anum_el_metadata - 1]);
+	if (!JB_ROOT_IS_OBJECT(meta))
+		return false;
+	version = el_schema_metadata_version(meta);
+	if (version == 0)
+		return false;
+	type = DatumGetTextPP(values[Anum_el_type - 1]);
+	latest = el_schema_latest_version(relid, type);
+	if (version > 0 && version >= latest)
+		return false;
+
+	where.stream = el_qualified_name(relid);
+	where.shard = DatumGetInt32(values[Anum_el_shard - 1]);
+	where.seq = DatumGetInt64(values[Anum_el_seq - 1]);
+	errcb.callback = el_upcast_context;
+	errcb.arg = &where;
+	errcb.previous = error_context_stack;
+	error_context_stack = &errcb;
+
+	if (version < 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("metadata key \"%s\" must be a positive integer",
+						EL_SCHEMA_VERSION_KEY)));
+	payload = el_upcast_chain(relid, type, DatumGetJsonbP(values[Anum_el_payload - 1]),
+							  meta, version, latest);
+
+	error_context_stack = errcb.previous;
+
+	stamp = DirectFunctionCall1(jsonb_in,
+								CStringGetDatum(psprintf("{\"%s\": %d}",
+														 EL_SCHEMA_VERSION_KEY, latest)));
+	values[Anum_el_payload - 1] = JsonbPGetDatum(payload);
+	values[Anum_el_metadata - 1] = DirectFunctionCall2(jsonb_concat,
+													   JsonbPGetDatum(meta), stamp);
+	return true;
+}
+
+/*
+ * A DestReceiver in front of another: each row (a stream's read plan, the
+ * event's columns first) goes on upcast by el_upcast_event(), or as it
+ * came.  Its rDestroy frees it alone, not the receiver behind it.
+ */
+typedef struct ElUpcastDest
+{
+	DestReceiver pub;
+	DestReceiver *inner;
+	Oid			relid;
+	TupleTableSlot *out;		/* the upcast row */
+	MemoryContext rowcxt;		/* reset per row */
+} ElUpcastDest;
+
+static void
+el_upcast_startup(DestReceiver *self, int operation, TupleDesc typeinfo)
+{
+	ElUpcastDest *d = (ElUpcastDest *) self;
+
+	if (typeinfo->natts < EL_NATTS)
+		elog(ERROR, "a stream's read plan returns %d columns", typeinfo->natts);
+	d->out = MakeSingleTupleTableSlot(typeinfo, &TTSOpsVirtual);
+	d->inner->rStartup(d->inner, operation, typeinfo);
+}
+
+static bool
+el_upcast_receive(TupleTableSlot *slot, DestReceiver *self)
+{
+	ElUpcastDest *d = (ElUpcastDest *) self;
+	TupleTableSlot *out = d->out;
+	int			natts = slot->tts_tupleDescriptor->natts;
+	MemoryContext old;
+	bool		sent;
+
+	slot_getallattrs(slot);
+	old = MemoryContextSwitchTo(d->rowcxt);
+	ExecClearTuple(out);
+	memcpy(out->tts_values, slot->tts_values, sizeof(Datum) * natts);
+	memcpy(out->tts_isnull, slot->tts_isnull, sizeof(bool) * natts);
+	if (el_upcast_event(d->relid, out->tts_values, out->tts_isnull))
+	{
+		ExecStoreVirtualTuple(out);
+		slot = out;
 	}
-	schema = el_schema_private_copy(relid, type, latest);
-	el_upcast_require(relid, type, latest, schema, payload, "");
-	PG_RETURN_JSONB_P(payload);
+	sent = d->inner->receiveSlot(slot, d->inner);
+	ExecClearTuple(out);
+	MemoryContextSwitchTo(old);
+	MemoryContextReset(d->rowcxt);
+	return sent;
+}
+
+static void
+el_upcast_shutdown(DestReceiver *self)
+{
+	ElUpcastDest *d = (ElUpcastDest *) self;
+
+	d->inner->rShutdown(d->inner);
+	if (d->out != NULL)
+		ExecDropSingleTupleTableSlot(d->out);
+	d->out = NULL;
+}
+
+static void
+el_upcast_destroy(DestReceiver *self)
+{
+	ElUpcastDest *d = (ElUpcastDest *) self;
+
+	MemoryContextDelete(d->rowcxt);
+	pfree(d);
+}
+
+DestReceiver *
+el_upcast_dest(Oid relid, DestReceiver *inner)
+{
+	ElUpcastDest *d = palloc0(sizeof(ElUpcastDest));
+
+	d->pub.receiveSlot = el_upcast_receive;
+	d->pub.rStartup = el_upcast_startup;
+	d->pub.rShutdown = el_upcast_shutdown;
+	d->pub.rDestroy = el_upcast_destroy;
+	d->pub.mydest = inner->mydest;
+	d->inner = inner;
+	d->relid = relid;
+	d->rowcxt = AllocSetContextCreate(CurrentMemoryContext, "event_log upcast row",
+									  ALLOCSET_DEFAULT_SIZES);
+	return &d->pub;
 }
