@@ -175,3 +175,4 @@ SELECT event_log.drop_stream('pay2');
 SELECT event_log.drop_stream('pay');
 DROP SCHEMA regress_upr_evil CASCADE;
 DROP ROLE regress_upr_reader;
+DROP EXTENSION event_log;

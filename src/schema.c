@@ -108,6 +108,7 @@ void
 el_schema_init(void)
 {
 	CacheRegisterRelcacheCallback(el_schema_cache_callback, (Datum) 0);
+	el_upcast_init();
 }
 
 static HTAB *

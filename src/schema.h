@@ -26,6 +26,7 @@
 #define EL_SCHEMA_VERSION_KEY	"schema_version"
 
 extern void el_schema_init(void);
+extern void el_upcast_init(void);
 
 /* What the append trigger does with the row after el_schema_check_event(). */
 typedef enum ElSchemaCheck

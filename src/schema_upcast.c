@@ -26,6 +26,8 @@
 #include "utils/acl.h"
 #include "utils/builtins.h"
 #include "utils/fmgrprotos.h"
+#include "utils/hsearch.h"
+#include "utils/inval.h"
 #include "utils/jsonb.h"
 #include "utils/lsyscache.h"
 #include "utils/memutils.h"
@@ -141,9 +143,61 @@ el_upcast_require(Oid relid, text *type, int32 version, ElSchema *schema,
 	}
 }
 
-/* The expression of step `from` of a type, as its statement; NULL if none. */
+/*
+ * The statements of upcasters this backend has run, per stream, type and
+ * step, so that reading many old events reads the catalog once per step.
+ * Emptied at the next lookup after an invalidation of a stream it holds
+ * (register_upcaster() invalidates the stream), never under a caller.
+ */
+typedef struct ElUpcasterKey
+{
+	Oid			relid;
+	int32		from;
+	char		type[EL_MAX_TYPE_BYTES + 1];
+} ElUpcasterKey;
+
+typedef struct ElUpcasterEntry
+{
+	ElUpcasterKey key;
+	char	   *sql;			/* NULL: no such step */
+} ElUpcasterEntry;
+
+static MemoryContext el_upcaster_cxt = NULL;
+static HTAB *el_upcasters = NULL;
+static bool el_upcasters_stale = false;
+
+static void
+el_upcaster_callback(Datum arg, Oid relid)
+{
+	HASH_SEQ_STATUS seq;
+	ElUpcasterEntry *entry;
+
+	if (el_upcasters == NULL || el_upcasters_stale)
+		return;
+	if (!OidIsValid(relid))
+	{
+		el_upcasters_stale = true;
+		return;
+	}
+	hash_seq_init(&seq, el_upcasters);
+	while ((entry = hash_seq_search(&seq)) != NULL)
+		if (entry->key.relid == relid)
+		{
+			el_upcasters_stale = true;
+			hash_seq_term(&seq);
+			break;
+		}
+}
+
+void
+el_upcast_init(void)
+{
+	CacheRegisterRelcacheCallback(el_upcaster_callback, (Datum) 0);
+}
+
+/* Read step `from` of a type from the catalog: its statement, or NULL. */
 static char *
-el_upcaster(Oid relid, text *type, int32 from)
+el_read_upcaster(Oid relid, text *type, int32 from)
 {
 	Oid			types[3] = {REGCLASSOID, TEXTOID, INT4OID};
 	Datum		values[3] = {ObjectIdGetDatum(relid), PointerGetDatum(type),
@@ -165,6 +219,64 @@ el_upcaster(Oid relid, text *type, int32 from)
 		MemoryContextSwitchTo(old);
 	}
 	SPI_finish();
+	return sql;
+}
+
+/*
+ * The statement of step `from` of a type, in the caller's memory; NULL if
+ * there is none.
+ */
+static char *
+el_upcaster(Oid relid, text *type, int32 from)
+{
+	ElUpcasterKey key;
+	ElUpcasterEntry *entry;
+	int			len = VARSIZE_ANY_EXHDR(type);
+	char	   *sql;
+	bool		found;
+
+	if (len > EL_MAX_TYPE_BYTES)
+		return el_read_upcaster(relid, type, from);
+	memset(&key, 0, sizeof(key));
+	key.relid = relid;
+	key.from = from;
+	memcpy(key.type, VARDATA_ANY(type), len);
+
+	if (el_upcasters_stale && el_upcaster_cxt != NULL)
+	{
+		MemoryContextReset(el_upcaster_cxt);
+		el_upcasters = NULL;
+	}
+	el_upcasters_stale = false;
+	if (el_upcasters != NULL &&
+		(entry = hash_search(el_upcasters, &key, HASH_FIND, NULL)) != NULL)
+		return entry->sql ? pstrdup(entry->sql) : NULL;
+
+	sql = el_read_upcaster(relid, type, from);
+
+	/* the read may have made the cache stale: enter into a fresh one */
+	if (el_upcasters_stale && el_upcaster_cxt != NULL)
+	{
+		MemoryContextReset(el_upcaster_cxt);
+		el_upcasters = NULL;
+	}
+	el_upcasters_stale = false;
+	if (el_upcasters == NULL)
+	{
+		HASHCTL		ctl;
+
+		if (el_upcaster_cxt == NULL)
+			el_upcaster_cxt = AllocSetContextCreate(CacheMemoryContext,
+													"event_log upcasters",
+													ALLOCSET_SMALL_SIZES);
+		ctl.keysize = sizeof(ElUpcasterKey);
+		ctl.entrysize = sizeof(ElUpcasterEntry);
+		ctl.hcxt = el_upcaster_cxt;
+		el_upcasters = hash_create("event_log upcasters", 16, &ctl,
+								   HASH_ELEM | HASH_BLOBS | HASH_CONTEXT);
+	}
+	entry = hash_search(el_upcasters, &key, HASH_ENTER, &found);
+	entry->sql = sql ? MemoryContextStrdup(el_upcaster_cxt, sql) : NULL;
 	return sql;
 }
 
@@ -191,8 +303,13 @@ el_upcast_chain(Oid relid, text *type, Jsonb *payload, Jsonb *meta,
 		payload = el_upcast_step(relid, type, from, sql, JsonbPGetDatum(payload),
 								 meta ? JsonbPGetDatum(meta) : (Datum) 0, meta == NULL);
 	}
-	el_upcast_require(relid, type, latest,
-					  el_schema_private_copy(relid, type, latest), payload, "");
+	{
+		int32		got;
+
+		/* the cached schema: nothing runs between this lookup and its use */
+		el_upcast_require(relid, type, latest,
+						  el_schema_require(relid, type, latest, &got), payload, "");
+	}
 	return payload;
 }
 
@@ -321,6 +438,8 @@ el_register_upcaster(PG_FUNCTION_ARGS)
 						  " SET expression = excluded.expression",
 						  4, types, values, NULL, 0, 0);
 	SPI_finish();
+	/* readers' caches of upcasters (and of the stream) read it anew */
+	CacheInvalidateRelcacheByRelid(relid);
 	PG_RETURN_VOID();
 }
 

@@ -63,5 +63,36 @@ done
 [[ $(sql -c "SELECT count(*) FROM sc WHERE metadata->>'schema_version' = '1'") == "$batch" ]]
 report "append, 10-property schema" "$(median3 "${with[*]}")" "$(median3 "${without[*]}")" "ev/s" 0.87 \
     "with $(ints "${with[*]}") / without $(ints "${without[*]}") ev/s"
+
+# Upcasting on read: read_all() of the whole stream with event_log.upcast on
+# against the same read with it off, median of 3 each, alternating; first
+# with every event at the latest version (the check that there is nothing
+# to do, target 0.90), then after a version 2 and its upcaster (every event
+# upcast: the cost of the upcaster's statement per event; no target).
+read_eps() {
+    local ms
+    ms=$(sql -c "SET event_log.upcast = $1" -c "\\timing on" \
+        -c "SELECT count(*) FROM event_log.read_all('sc', max_count => $batch)" | awk '/^Time:/ { print $2 }')
+    awk -v b="$batch" -v ms="$ms" 'BEGIN { printf "%.0f", b / ms * 1000 }'
+}
+read_pair() {
+    on=() off=()
+    for run in 1 2 3; do
+        off+=("$(read_eps off)")
+        on+=("$(read_eps on)")
+    done
+}
+read_pair
+report "read_all, upcast on, at latest" "$(median3 "${on[*]}")" "$(median3 "${off[*]}")" "ev/s" 0.90 \
+    "on $(ints "${on[*]}") / off $(ints "${off[*]}") ev/s"
+v2=$(sed 's/"tags"]/"tags", "channel"]/; s/"tags":      {/"channel": {"const": "web"}, "tags": {/' <<<"$schema")
+sql -c "SELECT event_log.set_schema_compatibility('sc', 'OrderPlaced', 'NONE')" >/dev/null
+sql -c "SELECT event_log.register_schema('sc', 'OrderPlaced', '$v2')" >/dev/null
+sql -c "SELECT event_log.register_upcaster('sc', 'OrderPlaced', 1, \$\$payload || '{\"channel\": \"web\"}'\$\$)" >/dev/null
+[[ $(sql -c "SET event_log.upcast = on" -c "SELECT count(*) FROM event_log.read_all('sc', max_count => $batch)
+        WHERE payload->>'channel' = 'web' AND metadata->>'schema_version' = '2'") == "$batch" ]]
+read_pair
+report "read_all, upcast on, 1 step" "$(median3 "${on[*]}")" "$(median3 "${off[*]}")" "ev/s" 0 \
+    "on $(ints "${on[*]}") / off $(ints "${off[*]}") ev/s"
 sql -d postgres -c "DROP DATABASE bench_schemas"
 print_summary "$BENCH_NAME (batch $batch)"
