@@ -111,29 +111,42 @@ el_schema_init(void)
 	el_upcast_init();
 }
 
-static HTAB *
-el_schema_cache_get(void)
+/*
+ * A per-backend cache of the schema files: its hash, emptied first if an
+ * invalidation marked it stale since the last lookup, made if need be.
+ */
+HTAB *
+el_schema_hash(HTAB **hash, MemoryContext *cxt, bool *stale, const char *name,
+			   Size keysize, Size entrysize)
 {
 	HASHCTL		ctl;
 
-	if (el_schema_stale && el_schema_cxt != NULL)
+	if (*stale && *cxt != NULL)
 	{
-		MemoryContextReset(el_schema_cxt);
-		el_schema_cache = NULL;
+		MemoryContextReset(*cxt);
+		*hash = NULL;
 	}
-	el_schema_stale = false;
-	if (el_schema_cache != NULL)
-		return el_schema_cache;
-	if (el_schema_cxt == NULL)
-		el_schema_cxt = AllocSetContextCreate(CacheMemoryContext,
-											  "event_log schemas",
-											  ALLOCSET_DEFAULT_SIZES);
-	ctl.keysize = sizeof(ElSchemaKey);
-	ctl.entrysize = sizeof(ElSchemaEntry);
-	ctl.hcxt = el_schema_cxt;
-	el_schema_cache = hash_create("event_log schemas", 64, &ctl,
-								  HASH_ELEM | HASH_BLOBS | HASH_CONTEXT);
-	return el_schema_cache;
+	*stale = false;
+	if (*hash != NULL)
+		return *hash;
+	if (*cxt == NULL)
+	{
+		*cxt = AllocSetContextCreate(CacheMemoryContext, "event_log schema cache",
+									 ALLOCSET_DEFAULT_SIZES);
+		MemoryContextSetIdentifier(*cxt, name); /* name: a string constant */
+	}
+	ctl.keysize = keysize;
+	ctl.entrysize = entrysize;
+	ctl.hcxt = *cxt;
+	*hash = hash_create(name, 64, &ctl, HASH_ELEM | HASH_BLOBS | HASH_CONTEXT);
+	return *hash;
+}
+
+static HTAB *
+el_schema_cache_get(void)
+{
+	return el_schema_hash(&el_schema_cache, &el_schema_cxt, &el_schema_stale,
+						  "event_log schemas", sizeof(ElSchemaKey), sizeof(ElSchemaEntry));
 }
 
 static void

@@ -14,6 +14,7 @@
 
 #include "nodes/pg_list.h"
 #include "tcop/dest.h"
+#include "utils/hsearch.h"
 #include "utils/jsonb.h"
 #include "utils/relcache.h"
 
@@ -67,6 +68,8 @@ extern int32 el_schema_metadata_version(Jsonb *meta);
 extern int32 el_schema_latest_version(Oid relid, text *type);
 extern ElSchema *el_schema_require(Oid relid, text *type, int32 version, int32 *got);
 extern ElSchema *el_schema_private_copy(Oid relid, text *type, int32 version);
+extern HTAB *el_schema_hash(HTAB **hash, MemoryContext *cxt, bool *stale,
+							const char *name, Size keysize, Size entrysize);
 
 /* ----------------------------------------------------------------
  * What the schema files share

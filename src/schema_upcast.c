@@ -189,6 +189,14 @@ el_upcaster_callback(Datum arg, Oid relid)
 		}
 }
 
+static HTAB *
+el_upcaster_cache(void)
+{
+	return el_schema_hash(&el_upcasters, &el_upcaster_cxt, &el_upcasters_stale,
+						  "event_log upcasters", sizeof(ElUpcasterKey),
+						  sizeof(ElUpcasterEntry));
+}
+
 void
 el_upcast_init(void)
 {
@@ -242,40 +250,14 @@ el_upcaster(Oid relid, text *type, int32 from)
 	key.from = from;
 	memcpy(key.type, VARDATA_ANY(type), len);
 
-	if (el_upcasters_stale && el_upcaster_cxt != NULL)
-	{
-		MemoryContextReset(el_upcaster_cxt);
-		el_upcasters = NULL;
-	}
-	el_upcasters_stale = false;
-	if (el_upcasters != NULL &&
-		(entry = hash_search(el_upcasters, &key, HASH_FIND, NULL)) != NULL)
+	entry = hash_search(el_upcaster_cache(), &key, HASH_FIND, NULL);
+	if (entry != NULL)
 		return entry->sql ? pstrdup(entry->sql) : NULL;
 
 	sql = el_read_upcaster(relid, type, from);
 
-	/* the read may have made the cache stale: enter into a fresh one */
-	if (el_upcasters_stale && el_upcaster_cxt != NULL)
-	{
-		MemoryContextReset(el_upcaster_cxt);
-		el_upcasters = NULL;
-	}
-	el_upcasters_stale = false;
-	if (el_upcasters == NULL)
-	{
-		HASHCTL		ctl;
-
-		if (el_upcaster_cxt == NULL)
-			el_upcaster_cxt = AllocSetContextCreate(CacheMemoryContext,
-													"event_log upcasters",
-													ALLOCSET_SMALL_SIZES);
-		ctl.keysize = sizeof(ElUpcasterKey);
-		ctl.entrysize = sizeof(ElUpcasterEntry);
-		ctl.hcxt = el_upcaster_cxt;
-		el_upcasters = hash_create("event_log upcasters", 16, &ctl,
-								   HASH_ELEM | HASH_BLOBS | HASH_CONTEXT);
-	}
-	entry = hash_search(el_upcasters, &key, HASH_ENTER, &found);
+	/* the read may have made the cache stale: enter into the current one */
+	entry = hash_search(el_upcaster_cache(), &key, HASH_ENTER, &found);
 	entry->sql = sql ? MemoryContextStrdup(el_upcaster_cxt, sql) : NULL;
 	return sql;
 }
