@@ -303,6 +303,8 @@ el_schema_metadata_version(Jsonb *meta)
 	JsonbValue	k;
 	JsonbValue *v;
 	Numeric		n;
+	int32		version;
+	bool		error = false;
 
 	k.type = jbvString;
 	k.val.string.val = EL_SCHEMA_VERSION_KEY;
@@ -313,14 +315,18 @@ el_schema_metadata_version(Jsonb *meta)
 	if (v->type != jbvNumeric)
 		return -1;
 	n = v->val.numeric;
-	if (DatumGetInt32(DirectFunctionCall2(numeric_cmp, NumericGetDatum(n),
-										  DirectFunctionCall1(numeric_floor, NumericGetDatum(n)))) != 0 ||
-		DatumGetInt32(DirectFunctionCall2(numeric_cmp, NumericGetDatum(n),
-										  NumericGetDatum(int64_to_numeric(1)))) < 0 ||
-		DatumGetInt32(DirectFunctionCall2(numeric_cmp, NumericGetDatum(n),
-										  NumericGetDatum(int64_to_numeric(PG_INT32_MAX)))) > 0)
+
+	/*
+	 * Rounded to an int4 (NaN, infinities and values out of range fail),
+	 * then compared back, which refuses fractions: one conversion and one
+	 * comparison, as readers that upcast do this for every event.
+	 */
+	version = numeric_int4_opt_error(n, &error);
+	if (error || version < 1 ||
+		!DatumGetBool(DirectFunctionCall2(numeric_eq, NumericGetDatum(n),
+										  NumericGetDatum(int64_to_numeric(version)))))
 		return -1;
-	return DatumGetInt32(DirectFunctionCall1(numeric_int4, NumericGetDatum(n)));
+	return version;
 }
 
 /*
