@@ -47,6 +47,18 @@ SELECT bool_and(r.payload = event_log.upcast('pay', p.type, p.payload, p.metadat
 FROM pay p JOIN event_log.read_all('pay') r USING (event_id);
 RESET event_log.upcast;
 
+-- A type without a schema has nothing to upcast to, whatever an appender
+-- wrote as its schema_version (the append path reads it only for types with
+-- a schema): such an event cannot stop an upcasting reader.
+INSERT INTO pay (key, type, payload, metadata) VALUES
+  ('e', 'Noted', '{}', '{"schema_version": "x"}'), ('e', 'Noted', '{}', '{"schema_version": 99}');
+SET event_log.upcast = on;
+SELECT payload, metadata FROM event_log.replay('pay', 'e');
+RESET event_log.upcast;
+-- A comment at the end of an expression ends at its line: it cannot turn
+-- the statement around the expression into another one.
+SELECT event_log.register_upcaster('pay', 'Paid', 1, $$payload) FROM pg_catalog.pg_class --$$);
+
 -- A failing step is an error naming the event and the step, never the old
 -- shape.  An event may name the version it was written for: these name
 -- version 1, and the upcaster raises on the second.

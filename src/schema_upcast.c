@@ -42,11 +42,14 @@
 PG_FUNCTION_INFO_V1(el_register_upcaster);
 PG_FUNCTION_INFO_V1(el_upcast);
 
-/* The statement an expression runs in. */
+/*
+ * The statement an expression runs in.  The expression ends its own line,
+ * so that a trailing "--" comment cannot swallow what follows it.
+ */
 static char *
 el_upcaster_sql(const char *expression)
 {
-	return psprintf("SELECT (%s)::pg_catalog.jsonb"
+	return psprintf("SELECT (%s\n)::pg_catalog.jsonb"
 					" FROM (SELECT $1::pg_catalog.jsonb AS payload,"
 					" $2::pg_catalog.jsonb AS metadata) AS event",
 					expression);
@@ -529,7 +532,14 @@ el_upcast_event(Oid relid, Datum *values, bool *nulls)
 		return false;
 	type = DatumGetTextPP(values[Anum_el_type - 1]);
 	latest = el_schema_latest_version(relid, type);
-	if (version > 0 && version >= latest)
+
+	/*
+	 * A type without a schema has nothing to upcast to, whatever its
+	 * metadata says: the append path does not read schema_version for such
+	 * types, so an appender could otherwise stop every upcasting reader of
+	 * the stream with one event naming a version that is not a number.
+	 */
+	if (latest == 0 || (version > 0 && version >= latest))
 		return false;
 
 	where.stream = el_qualified_name(relid);
