@@ -586,7 +586,7 @@ el_apply(ElApplyState *st, Datum *values, bool *nulls)
 	{
 		memcpy(upcast_values, values, sizeof(upcast_values));
 		memcpy(upcast_nulls, nulls, sizeof(upcast_nulls));
-		if (el_upcast_event(set->stream, upcast_values, upcast_nulls))
+		if (el_upcast_event(NULL, set->stream, upcast_values, upcast_nulls))
 		{
 			values = upcast_values;
 			nulls = upcast_nulls;

@@ -688,6 +688,7 @@ el_read_all(PG_FUNCTION_ARGS)
 	long		chunk;
 	SPIPlanPtr	plan;
 	bool		upcast = el_upcast_reads;
+	ElUpcastMemo memo;
 
 	el_require_arg(fcinfo, 0, "stream");
 	el_require_arg(fcinfo, 2, "max_count");
@@ -699,6 +700,7 @@ el_read_all(PG_FUNCTION_ARGS)
 	el_parse_token(relid, shards, PG_ARGISNULL(1) ? NULL : PG_GETARG_ARRAYTYPE_P(1),
 				   after);
 	el_check_not_negative(max_count, "max_count");
+	el_upcast_memo_init(&memo);
 
 	el_check_select(relid);
 	(void) check_enable_rls(relid, InvalidOid, false);
@@ -755,7 +757,7 @@ el_read_all(PG_FUNCTION_ARGS)
 		heap_deform_tuple(cur->rows->vals[cur->next], cur->rows->tupdesc, values, nulls);
 		token[best] = values[Anum_el_seq - 1];
 		if (upcast)
-			(void) el_upcast_event(relid, values, nulls);
+			(void) el_upcast_event(&memo, relid, values, nulls);
 		values[EL_NATTS] = PointerGetDatum(construct_array(token, shards, INT8OID, 8,
 														   FLOAT8PASSBYVAL,
 														   TYPALIGN_DOUBLE));

@@ -18,6 +18,8 @@
 #include "utils/jsonb.h"
 #include "utils/relcache.h"
 
+#include "event_log.h"
+
 /* ----------------------------------------------------------------
  * What the rest of the extension uses
  * ----------------------------------------------------------------
@@ -55,7 +57,23 @@ extern ElSchemaCheck el_schema_check_event(Relation rel, Datum *values, bool *is
  * each row of a stream's read plan before passing it on.
  */
 extern bool el_schema_stream_has_schemas(Oid relid);
-extern bool el_upcast_event(Oid relid, Datum *values, bool *nulls);
+
+/*
+ * What one read remembers across its rows, so that rows at the latest
+ * version cost next to nothing: whether the stream has schemas, and the
+ * latest version of the last type seen.  el_upcast_memo_init() before the
+ * first row; NULL when there is no such read (a projection's event).
+ */
+typedef struct ElUpcastMemo
+{
+	int			has_schemas;	/* -1: not looked up yet */
+	int			typelen;		/* -1: no type yet */
+	int32		latest;
+	char		type[EL_MAX_TYPE_BYTES];
+} ElUpcastMemo;
+
+extern void el_upcast_memo_init(ElUpcastMemo *memo);
+extern bool el_upcast_event(ElUpcastMemo *memo, Oid relid, Datum *values, bool *nulls);
 extern DestReceiver *el_upcast_dest(Oid relid, DestReceiver *inner);
 
 /* drop_stream(): the stream's schemas and settings go with it. */

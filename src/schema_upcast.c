@@ -507,8 +507,16 @@ el_upcast_context(void *arg)
  * cost a hash lookup, or that and reading one metadata key.  The new
  * values are allocated in the current memory context.
  */
+void
+el_upcast_memo_init(ElUpcastMemo *memo)
+{
+	memo->has_schemas = -1;
+	memo->typelen = -1;
+	memo->latest = 0;
+}
+
 bool
-el_upcast_event(Oid relid, Datum *values, bool *nulls)
+el_upcast_event(ElUpcastMemo *memo, Oid relid, Datum *values, bool *nulls)
 {
 	Jsonb	   *meta;
 	text	   *type;
@@ -522,24 +530,44 @@ el_upcast_event(Oid relid, Datum *values, bool *nulls)
 	if (nulls[Anum_el_metadata - 1] || nulls[Anum_el_type - 1] ||
 		nulls[Anum_el_payload - 1])
 		return false;
-	if (!el_schema_stream_has_schemas(relid))
+	if (memo == NULL ? !el_schema_stream_has_schemas(relid) :
+		memo->has_schemas == 0)
+		return false;
+	if (memo != NULL && memo->has_schemas < 0)
+	{
+		memo->has_schemas = el_schema_stream_has_schemas(relid) ? 1 : 0;
+		if (memo->has_schemas == 0)
+			return false;
+	}
+	type = DatumGetTextPP(values[Anum_el_type - 1]);
+	if (memo != NULL && memo->typelen == (int) VARSIZE_ANY_EXHDR(type) &&
+		memcmp(memo->type, VARDATA_ANY(type), memo->typelen) == 0)
+		latest = memo->latest;
+	else
+	{
+		latest = el_schema_latest_version(relid, type);
+		if (memo != NULL && VARSIZE_ANY_EXHDR(type) <= EL_MAX_TYPE_BYTES)
+		{
+			memo->typelen = VARSIZE_ANY_EXHDR(type);
+			memcpy(memo->type, VARDATA_ANY(type), memo->typelen);
+			memo->latest = latest;
+		}
+	}
+
+	/*
+	 * A type without a schema (or with one version only) has nothing to
+	 * upcast to, whatever the metadata says, which is then not read: the
+	 * append path does not read schema_version for types without a schema,
+	 * so an appender could otherwise stop every upcasting reader of the
+	 * stream with one event naming a version that is not a number.
+	 */
+	if (latest <= 1)
 		return false;
 	meta = DatumGetJsonbP(values[Anum_el_metadata - 1]);
 	if (!JB_ROOT_IS_OBJECT(meta))
 		return false;
 	version = el_schema_metadata_version(meta);
-	if (version == 0)
-		return false;
-	type = DatumGetTextPP(values[Anum_el_type - 1]);
-	latest = el_schema_latest_version(relid, type);
-
-	/*
-	 * A type without a schema has nothing to upcast to, whatever its
-	 * metadata says: the append path does not read schema_version for such
-	 * types, so an appender could otherwise stop every upcasting reader of
-	 * the stream with one event naming a version that is not a number.
-	 */
-	if (latest == 0 || (version > 0 && version >= latest))
+	if (version == 0 || version >= latest)
 		return false;
 
 	where.stream = el_qualified_name(relid);
@@ -579,6 +607,7 @@ typedef struct ElUpcastDest
 	DestReceiver pub;
 	DestReceiver *inner;
 	Oid			relid;
+	ElUpcastMemo memo;			/* across the rows of this read */
 	TupleTableSlot *out;		/* the upcast row */
 	MemoryContext rowcxt;		/* reset per row */
 } ElUpcastDest;
@@ -608,7 +637,7 @@ el_upcast_receive(TupleTableSlot *slot, DestReceiver *self)
 	ExecClearTuple(out);
 	memcpy(out->tts_values, slot->tts_values, sizeof(Datum) * natts);
 	memcpy(out->tts_isnull, slot->tts_isnull, sizeof(bool) * natts);
-	if (el_upcast_event(d->relid, out->tts_values, out->tts_isnull))
+	if (el_upcast_event(&d->memo, d->relid, out->tts_values, out->tts_isnull))
 	{
 		ExecStoreVirtualTuple(out);
 		slot = out;
@@ -652,6 +681,7 @@ el_upcast_dest(Oid relid, DestReceiver *inner)
 	d->pub.mydest = inner->mydest;
 	d->inner = inner;
 	d->relid = relid;
+	el_upcast_memo_init(&d->memo);
 	d->rowcxt = AllocSetContextCreate(CurrentMemoryContext, "event_log upcast row",
 									  ALLOCSET_DEFAULT_SIZES);
 	return &d->pub;
