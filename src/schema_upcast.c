@@ -15,6 +15,15 @@
  *	  version N + 1, naming the first event it fails on; upcast() checks
  *	  its result against the latest version too, so a reader never gets a
  *	  payload that its schema refuses.
+ *
+ *	  Upcasting on read: el_upcast_event() does the same to an event's
+ *	  columns for the readers (read.c, when the session sets event_log.upcast,
+ *	  through el_upcast_dest() or row by row) and for projection handlers
+ *	  (projections.upcast), and makes metadata's schema_version name the
+ *	  version it upcast to.  Events already at the latest version, of types
+ *	  with one version or none, and of streams without schemas pass as they
+ *	  are, at the cost of lookups a read remembers across its rows
+ *	  (ElUpcastMemo); the steps' statements are cached per backend.
  */
 #include "postgres.h"
 
