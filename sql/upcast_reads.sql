@@ -86,6 +86,15 @@ SELECT payload FROM event_log.replay('pay', 'c');
 SELECT payload, metadata->'schema_version' AS v FROM event_log.replay('pay', 'b');
 SELECT payload, metadata->'schema_version' AS v FROM event_log.replay('pay', 'a');
 RESET event_log.upcast;
+-- conversation() too, across streams
+SELECT event_log.track_conversations('pay');
+SET event_log.correlation_id = 'conv-1';
+INSERT INTO pay (key, type, payload, metadata) VALUES ('f', 'Paid', '{"amount": 2}', '{"schema_version": 1}');
+RESET event_log.correlation_id;
+SET event_log.upcast = on;
+SELECT stream, payload, metadata->'schema_version' AS v FROM event_log.conversation('conv-1');
+RESET event_log.upcast;
+SELECT stream, payload, metadata->'schema_version' AS v FROM event_log.conversation('conv-1');
 
 -- The expression runs as the stream's owner with pg_catalog as its path: a
 -- reader whose schema comes first, with its own operators and functions,

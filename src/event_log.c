@@ -119,7 +119,7 @@ _PG_init(void)
 
 	DefineCustomBoolVariable("event_log.upcast",
 							 "Whether readers return payloads upcast to their type's latest schema version.",
-							 "read(), read_all(), replay(), read_event(), read_by_time() and poll() apply the stream's upcasters; stored events never change.",
+							 "read(), read_all(), replay(), read_event(), read_by_time(), conversation() and poll() apply the stream's upcasters; stored events never change.",
 							 &el_upcast_reads,
 							 false,
 							 PGC_USERSET,

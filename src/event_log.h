@@ -115,7 +115,7 @@ extern int	el_worker_batch_size;
 
 /*
  * event_log.upcast: whether the readers (read(), read_all(), replay(),
- * read_event(), read_by_time(), poll()) hand out payloads upcast to their
+ * read_event(), read_by_time(), conversation(), poll()) hand out payloads upcast to their
  * type's latest schema version (docs/schemas.md, "Upcasting on read").
  */
 extern bool el_upcast_reads;
