@@ -149,7 +149,19 @@ RETURNS jsonb
 AS 'MODULE_PATHNAME', 'el_upcast'
 LANGUAGE C STABLE;
 
--- ---------------------------------------------------------------------
+-- Upcasting on read.  Readers ask with the setting event_log.upcast (no
+-- catalog change); a projection records its choice here, and its handlers
+-- then see every event in its type's latest shape, live and in rebuilds.
+ALTER TABLE event_log.projections
+    ADD COLUMN upcast boolean NOT NULL DEFAULT false;
+
+CREATE FUNCTION event_log.set_projection_upcast(name text, upcast boolean,
+                                                rebuild boolean DEFAULT true)
+RETURNS bigint
+AS 'MODULE_PATHNAME', 'el_set_projection_upcast'
+LANGUAGE C VOLATILE;
+
+---------------------------------------------------------------------
 -- Failures as data: dead letters and per-key parking of async
 -- projections, and the progress of builds (docs/projections.md, "When a
 -- handler fails", "Watching a build"; docs/design/dead_letters.md)

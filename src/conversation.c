@@ -34,6 +34,7 @@
 #include "event_log.h"
 #include "read.h"
 #include "registry.h"
+#include "schema.h"
 
 PG_FUNCTION_INFO_V1(el_track_conversations);
 PG_FUNCTION_INFO_V1(el_conversation);
@@ -269,6 +270,8 @@ el_conversation(PG_FUNCTION_ARGS)
 	Oid		   *oids;
 	Datum		id_datum;
 	TupleDesc	evdesc = NULL;
+	bool		upcast = el_upcast_reads;
+	MemoryContext row_cxt = NULL;
 
 	el_require_arg(fcinfo, 0, "correlation_id");
 	id = PG_GETARG_TEXT_PP(0);
@@ -347,16 +350,28 @@ el_conversation(PG_FUNCTION_ARGS)
 
 	if (nrows > 1)
 		qsort(rows, nrows, sizeof(ElConvRow), el_conv_row_cmp);
+	/* Under event_log.upcast, each event in its type's newest shape. */
+	if (upcast)
+		row_cxt = AllocSetContextCreate(CurrentMemoryContext, "event_log conversation row",
+										ALLOCSET_DEFAULT_SIZES);
 	for (int i = 0; i < nrows; i++)
 	{
 		Datum		values[EL_NATTS + 1];
 		bool		nulls[EL_NATTS + 1];
 		TupleDesc	desc = rsinfo->setDesc;
+		MemoryContext old = upcast ? MemoryContextSwitchTo(row_cxt) : CurrentMemoryContext;
 
 		values[0] = ObjectIdGetDatum(oids[rows[i].stream]);
 		nulls[0] = false;
 		heap_deform_tuple(rows[i].tuple, evdesc, values + 1, nulls + 1);
+		if (upcast)
+			(void) el_upcast_event(NULL, oids[rows[i].stream], values + 1, nulls + 1);
 		tuplestore_putvalues(store, desc, values, nulls);
+		if (upcast)
+		{
+			MemoryContextSwitchTo(old);
+			MemoryContextReset(row_cxt);
+		}
 	}
 	return (Datum) 0;
 }

@@ -27,6 +27,7 @@ int			el_retry_interval = EL_DEFAULT_RETRY_INTERVAL;	/* ms */
 int			el_handler_timeout = EL_DEFAULT_HANDLER_TIMEOUT;	/* ms */
 int			el_worker_naptime = EL_DEFAULT_WORKER_NAPTIME;	/* ms */
 int			el_worker_batch_size = EL_DEFAULT_WORKER_BATCH_SIZE;	/* events */
+bool		el_upcast_reads = false;
 char	   *el_correlation_id = NULL;
 char	   *el_causation_id = NULL;
 
@@ -115,6 +116,15 @@ _PG_init(void)
 							PGC_USERSET,
 							GUC_UNIT_MS,
 							NULL, NULL, NULL);
+
+	DefineCustomBoolVariable("event_log.upcast",
+							 "Whether readers return payloads upcast to their type's latest schema version.",
+							 "read(), read_all(), replay(), read_event(), read_by_time(), conversation() and poll() apply the stream's upcasters; stored events never change.",
+							 &el_upcast_reads,
+							 false,
+							 PGC_USERSET,
+							 0,
+							 NULL, NULL, NULL);
 
 	DefineCustomStringVariable("event_log.correlation_id",
 							   "correlation_id added to the metadata of appended events that have none.",

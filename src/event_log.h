@@ -114,6 +114,13 @@ extern int	el_worker_naptime;
 extern int	el_worker_batch_size;
 
 /*
+ * event_log.upcast: whether the readers (read(), read_all(), replay(),
+ * read_event(), read_by_time(), conversation(), poll()) hand out payloads upcast to their
+ * type's latest schema version (docs/schemas.md, "Upcasting on read").
+ */
+extern bool el_upcast_reads;
+
+/*
  * event_log.correlation_id and event_log.causation_id: metadata the append
  * trigger adds to events that do not give their own (docs/conversations.md).
  * Empty: none.  At most EL_MAX_CONVERSATION_ID_BYTES bytes.

@@ -93,6 +93,7 @@ el_projection_load(Oid view)
 	/* Handlers stored by version 0.1 lack the null check: make them anew. */
 	if (p->reducer != NULL)
 		p->handlers = el_state_handlers(p);
+	p->upcast = el_projection_upcast(view);
 	return p;
 }
 
@@ -569,6 +570,7 @@ el_create_projection(PG_FUNCTION_ARGS)
 	}
 	if (on_error != NULL || on_build_error != NULL)
 		el_set_error_policies(p.view, on_error, on_build_error);
+	p.upcast = el_projection_record_upcast(p.view);
 	el_lock_projection(p.view, true);
 
 	set = el_compile(&p, p.handlers, false, false, CurrentMemoryContext);

@@ -48,6 +48,7 @@ typedef struct ElProjection
 	Jsonb	   *initial;
 	Oid			build_table;
 	int32		generation;
+	bool		upcast;			/* handlers see payloads upcast (0.4) */
 } ElProjection;
 
 /* One event type's handler, prepared. */
@@ -68,6 +69,7 @@ typedef struct ElHandlerSet
 	Oid			view;
 	Oid			stream;
 	bool		inline_mode;
+	bool		upcast;			/* events upcast before the handler runs */
 	char	   *name;			/* qualified view name, for messages */
 	Oid			owner;
 	OverrideSearchPath *path;
@@ -127,6 +129,10 @@ extern SPIPlanPtr el_find_handler(ElHandlerSet *set, text *type);
 extern bool el_apply(ElApplyState *st, Datum *values, bool *nulls);
 extern bool el_handler_overran(void);
 extern ErrorData *el_in_subxact(void (*fn) (void *), void *arg);
+
+/* projection_upcast.c */
+extern bool el_projection_upcast(Oid view);
+extern bool el_projection_record_upcast(Oid view);
 
 /* projection_inline.c */
 extern ElHandlerSet *el_live_handlers(Oid view);

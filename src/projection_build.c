@@ -105,6 +105,9 @@ el_prepare_setplans(ElHandlerSet *set)
 		why = el_setplan_table_ok(table, keycol);
 	else if (why == NULL)
 		why = "no handler writes";
+	/* Batches pass stored payloads to the statement: upcasting is per event. */
+	if (why == NULL && set->upcast)
+		why = "the projection upcasts events";
 	MemoryContextSwitchTo(old);
 	set->setbased_why = why;
 	set->setbased = (why == NULL);

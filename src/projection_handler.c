@@ -31,6 +31,7 @@
 #include "catalog.h"
 #include "event_log.h"
 #include "projection.h"
+#include "schema.h"
 
 /*
  * The handler timeout: our own timer (statement_timeout is armed per
@@ -446,6 +447,7 @@ el_compile(ElProjection *p, Jsonb *handlers, bool redirect, bool keep,
 	set->view = p->view;
 	set->stream = p->stream;
 	set->inline_mode = p->inline_mode;
+	set->upcast = p->upcast;
 	set->owner = el_rel_owner(p->view);
 	set->keep = keep;
 	set->path = palloc0(sizeof(OverrideSearchPath));
@@ -572,10 +574,24 @@ el_apply(ElApplyState *st, Datum *values, bool *nulls)
 	ErrorContextCallback errcb;
 	Datum		args[EL_PARAM_ROW];
 	char		argnulls[EL_PARAM_ROW];
+	Datum		upcast_values[EL_NATTS];
+	bool		upcast_nulls[EL_NATTS];
 	int			rc;
 
 	if (plan == NULL)
 		return false;
+
+	/* The handler sees the newest shape, in a copy: values may be a slot's. */
+	if (set->upcast)
+	{
+		memcpy(upcast_values, values, sizeof(upcast_values));
+		memcpy(upcast_nulls, nulls, sizeof(upcast_nulls));
+		if (el_upcast_event(NULL, set->stream, upcast_values, upcast_nulls))
+		{
+			values = upcast_values;
+			nulls = upcast_nulls;
+		}
+	}
 
 	for (int i = 0; i < EL_NATTS; i++)
 	{

@@ -30,6 +30,7 @@
 #include "key.h"
 #include "read.h"
 #include "registry.h"
+#include "schema.h"
 
 PG_FUNCTION_INFO_V1(el_read);
 PG_FUNCTION_INFO_V1(el_replay);
@@ -68,7 +69,12 @@ el_exec_plan(Oid relid, ElPlanKind kind, const Datum *values,
 {
 	SPIPlanPtr	plan = el_stream_plan(relid, kind);
 	SPIExecuteOptions options;
+	DestReceiver *upcast = NULL;
 	int			rc;
+
+	/* Events handed out go through the upcasters if the session asks. */
+	if (dest != NULL && el_upcast_reads)
+		dest = upcast = el_upcast_dest(relid, dest);
 
 	memset(&options, 0, sizeof(options));
 	options.params = el_plan_params(plan, values);
@@ -79,6 +85,8 @@ el_exec_plan(Oid relid, ElPlanKind kind, const Datum *values,
 	if (rc != SPI_OK_SELECT)
 		elog(ERROR, "SPI_execute_plan_extended failed: %s",
 			 SPI_result_code_string(rc));
+	if (upcast != NULL)
+		upcast->rDestroy(upcast);
 
 	/*
 	 * A grouped stream's events can be visible before they are durable:
@@ -679,6 +687,8 @@ el_read_all(PG_FUNCTION_ARGS)
 	MemoryContext row_cxt;
 	long		chunk;
 	SPIPlanPtr	plan;
+	bool		upcast = el_upcast_reads;
+	ElUpcastMemo memo;
 
 	el_require_arg(fcinfo, 0, "stream");
 	el_require_arg(fcinfo, 2, "max_count");
@@ -690,6 +700,7 @@ el_read_all(PG_FUNCTION_ARGS)
 	el_parse_token(relid, shards, PG_ARGISNULL(1) ? NULL : PG_GETARG_ARRAYTYPE_P(1),
 				   after);
 	el_check_not_negative(max_count, "max_count");
+	el_upcast_memo_init(&memo);
 
 	el_check_select(relid);
 	(void) check_enable_rls(relid, InvalidOid, false);
@@ -745,6 +756,8 @@ el_read_all(PG_FUNCTION_ARGS)
 		old = MemoryContextSwitchTo(row_cxt);
 		heap_deform_tuple(cur->rows->vals[cur->next], cur->rows->tupdesc, values, nulls);
 		token[best] = values[Anum_el_seq - 1];
+		if (upcast)
+			(void) el_upcast_event(&memo, relid, values, nulls);
 		values[EL_NATTS] = PointerGetDatum(construct_array(token, shards, INT8OID, 8,
 														   FLOAT8PASSBYVAL,
 														   TYPALIGN_DOUBLE));

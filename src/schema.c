@@ -108,31 +108,45 @@ void
 el_schema_init(void)
 {
 	CacheRegisterRelcacheCallback(el_schema_cache_callback, (Datum) 0);
+	el_upcast_init();
+}
+
+/*
+ * A per-backend cache of the schema files: its hash, emptied first if an
+ * invalidation marked it stale since the last lookup, made if need be.
+ */
+HTAB *
+el_schema_hash(HTAB **hash, MemoryContext *cxt, bool *stale, const char *name,
+			   Size keysize, Size entrysize)
+{
+	HASHCTL		ctl;
+
+	if (*stale && *cxt != NULL)
+	{
+		MemoryContextReset(*cxt);
+		*hash = NULL;
+	}
+	*stale = false;
+	if (*hash != NULL)
+		return *hash;
+	if (*cxt == NULL)
+	{
+		*cxt = AllocSetContextCreate(CacheMemoryContext, "event_log schema cache",
+									 ALLOCSET_DEFAULT_SIZES);
+		MemoryContextSetIdentifier(*cxt, name); /* name: a string constant */
+	}
+	ctl.keysize = keysize;
+	ctl.entrysize = entrysize;
+	ctl.hcxt = *cxt;
+	*hash = hash_create(name, 64, &ctl, HASH_ELEM | HASH_BLOBS | HASH_CONTEXT);
+	return *hash;
 }
 
 static HTAB *
 el_schema_cache_get(void)
 {
-	HASHCTL		ctl;
-
-	if (el_schema_stale && el_schema_cxt != NULL)
-	{
-		MemoryContextReset(el_schema_cxt);
-		el_schema_cache = NULL;
-	}
-	el_schema_stale = false;
-	if (el_schema_cache != NULL)
-		return el_schema_cache;
-	if (el_schema_cxt == NULL)
-		el_schema_cxt = AllocSetContextCreate(CacheMemoryContext,
-											  "event_log schemas",
-											  ALLOCSET_DEFAULT_SIZES);
-	ctl.keysize = sizeof(ElSchemaKey);
-	ctl.entrysize = sizeof(ElSchemaEntry);
-	ctl.hcxt = el_schema_cxt;
-	el_schema_cache = hash_create("event_log schemas", 64, &ctl,
-								  HASH_ELEM | HASH_BLOBS | HASH_CONTEXT);
-	return el_schema_cache;
+	return el_schema_hash(&el_schema_cache, &el_schema_cxt, &el_schema_stale,
+						  "event_log schemas", sizeof(ElSchemaKey), sizeof(ElSchemaEntry));
 }
 
 static void
@@ -289,6 +303,8 @@ el_schema_metadata_version(Jsonb *meta)
 	JsonbValue	k;
 	JsonbValue *v;
 	Numeric		n;
+	int32		version;
+	bool		error = false;
 
 	k.type = jbvString;
 	k.val.string.val = EL_SCHEMA_VERSION_KEY;
@@ -299,14 +315,18 @@ el_schema_metadata_version(Jsonb *meta)
 	if (v->type != jbvNumeric)
 		return -1;
 	n = v->val.numeric;
-	if (DatumGetInt32(DirectFunctionCall2(numeric_cmp, NumericGetDatum(n),
-										  DirectFunctionCall1(numeric_floor, NumericGetDatum(n)))) != 0 ||
-		DatumGetInt32(DirectFunctionCall2(numeric_cmp, NumericGetDatum(n),
-										  NumericGetDatum(int64_to_numeric(1)))) < 0 ||
-		DatumGetInt32(DirectFunctionCall2(numeric_cmp, NumericGetDatum(n),
-										  NumericGetDatum(int64_to_numeric(PG_INT32_MAX)))) > 0)
+
+	/*
+	 * Rounded to an int4 (NaN, infinities and values out of range fail),
+	 * then compared back, which refuses fractions: one conversion and one
+	 * comparison, as readers that upcast do this for every event.
+	 */
+	version = numeric_int4_opt_error(n, &error);
+	if (error || version < 1 ||
+		!DatumGetBool(DirectFunctionCall2(numeric_eq, NumericGetDatum(n),
+										  NumericGetDatum(int64_to_numeric(version)))))
 		return -1;
-	return DatumGetInt32(DirectFunctionCall1(numeric_int4, NumericGetDatum(n)));
+	return version;
 }
 
 /*
@@ -672,6 +692,17 @@ int32
 el_schema_latest_version(Oid relid, text *type)
 {
 	return el_schema_type_entry(relid, type, EL_SCHEMA_LATEST)->version;
+}
+
+/*
+ * Whether a stream has any registered schema (false on a catalog not yet
+ * updated to 0.4): readers that upcast skip streams without one at the cost
+ * of a hash lookup.
+ */
+bool
+el_schema_stream_has_schemas(Oid relid)
+{
+	return el_schema_stream_entry(relid)->has_schemas;
 }
 
 /* drop_stream(): forget the stream's schemas, settings and upcasters. */

@@ -13,8 +13,12 @@
 #include "postgres.h"
 
 #include "nodes/pg_list.h"
+#include "tcop/dest.h"
+#include "utils/hsearch.h"
 #include "utils/jsonb.h"
 #include "utils/relcache.h"
+
+#include "event_log.h"
 
 /* ----------------------------------------------------------------
  * What the rest of the extension uses
@@ -25,6 +29,7 @@
 #define EL_SCHEMA_VERSION_KEY	"schema_version"
 
 extern void el_schema_init(void);
+extern void el_upcast_init(void);
 
 /* What the append trigger does with the row after el_schema_check_event(). */
 typedef enum ElSchemaCheck
@@ -45,6 +50,32 @@ extern ElSchemaCheck el_schema_check_event(Relation rel, Datum *values, bool *is
 										   Datum *metadata, bool *metadata_null,
 										   bool may_divert);
 
+/*
+ * schema_upcast.c, for the readers: upcast an event (its EL_NATTS columns,
+ * in place) to its type's latest version when it was recorded at an older
+ * one; false if it is left as it is.  A DestReceiver that does the same to
+ * each row of a stream's read plan before passing it on.
+ */
+extern bool el_schema_stream_has_schemas(Oid relid);
+
+/*
+ * What one read remembers across its rows, so that rows at the latest
+ * version cost next to nothing: whether the stream has schemas, and the
+ * latest version of the last type seen.  el_upcast_memo_init() before the
+ * first row; NULL when there is no such read (a projection's event).
+ */
+typedef struct ElUpcastMemo
+{
+	int			has_schemas;	/* -1: not looked up yet */
+	int			typelen;		/* -1: no type yet */
+	int32		latest;
+	char		type[EL_MAX_TYPE_BYTES];
+} ElUpcastMemo;
+
+extern void el_upcast_memo_init(ElUpcastMemo *memo);
+extern bool el_upcast_event(ElUpcastMemo *memo, Oid relid, Datum *values, bool *nulls);
+extern DestReceiver *el_upcast_dest(Oid relid, DestReceiver *inner);
+
 /* drop_stream(): the stream's schemas and settings go with it. */
 extern void el_schema_forget(Oid relid);
 
@@ -55,6 +86,8 @@ extern int32 el_schema_metadata_version(Jsonb *meta);
 extern int32 el_schema_latest_version(Oid relid, text *type);
 extern ElSchema *el_schema_require(Oid relid, text *type, int32 version, int32 *got);
 extern ElSchema *el_schema_private_copy(Oid relid, text *type, int32 version);
+extern HTAB *el_schema_hash(HTAB **hash, MemoryContext *cxt, bool *stale,
+							const char *name, Size keysize, Size entrysize);
 
 /* ----------------------------------------------------------------
  * What the schema files share

@@ -15,16 +15,28 @@
  *	  version N + 1, naming the first event it fails on; upcast() checks
  *	  its result against the latest version too, so a reader never gets a
  *	  payload that its schema refuses.
+ *
+ *	  Upcasting on read: el_upcast_event() does the same to an event's
+ *	  columns for the readers (read.c, when the session sets event_log.upcast,
+ *	  through el_upcast_dest() or row by row) and for projection handlers
+ *	  (projections.upcast), and makes metadata's schema_version name the
+ *	  version it upcast to.  Events already at the latest version, of types
+ *	  with one version or none, and of streams without schemas pass as they
+ *	  are, at the cost of lookups a read remembers across its rows
+ *	  (ElUpcastMemo); the steps' statements are cached per backend.
  */
 #include "postgres.h"
 
 #include "catalog/pg_type.h"
 #include "executor/spi.h"
+#include "executor/tuptable.h"
 #include "miscadmin.h"
 #include "parser/parser.h"
 #include "utils/acl.h"
 #include "utils/builtins.h"
 #include "utils/fmgrprotos.h"
+#include "utils/hsearch.h"
+#include "utils/inval.h"
 #include "utils/jsonb.h"
 #include "utils/lsyscache.h"
 #include "utils/memutils.h"
@@ -39,11 +51,14 @@
 PG_FUNCTION_INFO_V1(el_register_upcaster);
 PG_FUNCTION_INFO_V1(el_upcast);
 
-/* The statement an expression runs in. */
+/*
+ * The statement an expression runs in.  The expression ends its own line,
+ * so that a trailing "--" comment cannot swallow what follows it.
+ */
 static char *
 el_upcaster_sql(const char *expression)
 {
-	return psprintf("SELECT (%s)::pg_catalog.jsonb"
+	return psprintf("SELECT (%s\n)::pg_catalog.jsonb"
 					" FROM (SELECT $1::pg_catalog.jsonb AS payload,"
 					" $2::pg_catalog.jsonb AS metadata) AS event",
 					expression);
@@ -140,9 +155,69 @@ el_upcast_require(Oid relid, text *type, int32 version, ElSchema *schema,
 	}
 }
 
-/* The expression of step `from` of a type, as its statement; NULL if none. */
+/*
+ * The statements of upcasters this backend has run, per stream, type and
+ * step, so that reading many old events reads the catalog once per step.
+ * Emptied at the next lookup after an invalidation of a stream it holds
+ * (register_upcaster() invalidates the stream), never under a caller.
+ */
+typedef struct ElUpcasterKey
+{
+	Oid			relid;
+	int32		from;
+	char		type[EL_MAX_TYPE_BYTES + 1];
+} ElUpcasterKey;
+
+typedef struct ElUpcasterEntry
+{
+	ElUpcasterKey key;
+	char	   *sql;			/* NULL: no such step */
+} ElUpcasterEntry;
+
+static MemoryContext el_upcaster_cxt = NULL;
+static HTAB *el_upcasters = NULL;
+static bool el_upcasters_stale = false;
+
+static void
+el_upcaster_callback(Datum arg, Oid relid)
+{
+	HASH_SEQ_STATUS seq;
+	ElUpcasterEntry *entry;
+
+	if (el_upcasters == NULL || el_upcasters_stale)
+		return;
+	if (!OidIsValid(relid))
+	{
+		el_upcasters_stale = true;
+		return;
+	}
+	hash_seq_init(&seq, el_upcasters);
+	while ((entry = hash_seq_search(&seq)) != NULL)
+		if (entry->key.relid == relid)
+		{
+			el_upcasters_stale = true;
+			hash_seq_term(&seq);
+			break;
+		}
+}
+
+static HTAB *
+el_upcaster_cache(void)
+{
+	return el_schema_hash(&el_upcasters, &el_upcaster_cxt, &el_upcasters_stale,
+						  "event_log upcasters", sizeof(ElUpcasterKey),
+						  sizeof(ElUpcasterEntry));
+}
+
+void
+el_upcast_init(void)
+{
+	CacheRegisterRelcacheCallback(el_upcaster_callback, (Datum) 0);
+}
+
+/* Read step `from` of a type from the catalog: its statement, or NULL. */
 static char *
-el_upcaster(Oid relid, text *type, int32 from)
+el_read_upcaster(Oid relid, text *type, int32 from)
 {
 	Oid			types[3] = {REGCLASSOID, TEXTOID, INT4OID};
 	Datum		values[3] = {ObjectIdGetDatum(relid), PointerGetDatum(type),
@@ -165,6 +240,71 @@ el_upcaster(Oid relid, text *type, int32 from)
 	}
 	SPI_finish();
 	return sql;
+}
+
+/*
+ * The statement of step `from` of a type, in the caller's memory; NULL if
+ * there is none.
+ */
+static char *
+el_upcaster(Oid relid, text *type, int32 from)
+{
+	ElUpcasterKey key;
+	ElUpcasterEntry *entry;
+	int			len = VARSIZE_ANY_EXHDR(type);
+	char	   *sql;
+	bool		found;
+
+	if (len > EL_MAX_TYPE_BYTES)
+		return el_read_upcaster(relid, type, from);
+	memset(&key, 0, sizeof(key));
+	key.relid = relid;
+	key.from = from;
+	memcpy(key.type, VARDATA_ANY(type), len);
+
+	entry = hash_search(el_upcaster_cache(), &key, HASH_FIND, NULL);
+	if (entry != NULL)
+		return entry->sql ? pstrdup(entry->sql) : NULL;
+
+	sql = el_read_upcaster(relid, type, from);
+
+	/* the read may have made the cache stale: enter into the current one */
+	entry = hash_search(el_upcaster_cache(), &key, HASH_ENTER, &found);
+	entry->sql = sql ? MemoryContextStrdup(el_upcaster_cxt, sql) : NULL;
+	return sql;
+}
+
+/*
+ * The payload of an event recorded at `version`, taken step by step to
+ * `latest` and checked against it.  A missing step, a step that fails or
+ * returns null, and a result the latest version refuses are errors: the
+ * old shape is never passed on as the new one.
+ */
+static Jsonb *
+el_upcast_chain(Oid relid, text *type, Jsonb *payload, Jsonb *meta,
+				int32 version, int32 latest)
+{
+	for (int32 from = version; from < latest; from++)
+	{
+		char	   *sql = el_upcaster(relid, type, from);
+
+		if (sql == NULL)
+			ereport(ERROR,
+					(errcode(ERRCODE_EL_SCHEMA_MISSING),
+					 errmsg("event type \"%s\" of stream \"%s\" has no upcaster from version %d",
+							text_to_cstring(type), el_qualified_name(relid), from),
+					 errhint("Register one with event_log.register_upcaster().")));
+		payload = el_upcast_step(relid, type, from, sql, JsonbPGetDatum(payload),
+								 meta ? JsonbPGetDatum(meta) : (Datum) 0, meta == NULL);
+	}
+	{
+		int32		got;
+
+		/* the cached schema: nothing runs between this lookup and its use */
+		el_upcast_require(relid, type, latest,
+						  el_schema_require(relid, type, latest, &got), payload, "");
+	}
+	return payload;
 }
 
 /*
@@ -292,6 +432,8 @@ el_register_upcaster(PG_FUNCTION_ARGS)
 						  " SET expression = excluded.expression",
 						  4, types, values, NULL, 0, 0);
 	SPI_finish();
+	/* readers' caches of upcasters (and of the stream) read it anew */
+	CacheInvalidateRelcacheByRelid(relid);
 	PG_RETURN_VOID();
 }
 
@@ -312,7 +454,6 @@ el_upcast(PG_FUNCTION_ARGS)
 	Jsonb	   *meta = NULL;
 	int32		version;
 	int32		latest;
-	ElSchema   *schema;
 
 	el_require_arg(fcinfo, 0, "stream");
 	el_require_arg(fcinfo, 1, "type");
@@ -340,20 +481,217 @@ el_upcast(PG_FUNCTION_ARGS)
 	if (version >= latest)
 		PG_RETURN_JSONB_P(payload);
 
-	for (int32 from = version; from < latest; from++)
-	{
-		char	   *sql = el_upcaster(relid, type, from);
+	PG_RETURN_JSONB_P(el_upcast_chain(relid, type, payload, meta, version, latest));
+}
 
-		if (sql == NULL)
-			ereport(ERROR,
-					(errcode(ERRCODE_EL_SCHEMA_MISSING),
-					 errmsg("event type \"%s\" of stream \"%s\" has no upcaster from version %d",
-							text_to_cstring(type), el_qualified_name(relid), from),
-					 errhint("Register one with event_log.register_upcaster().")));
-		payload = el_upcast_step(relid, type, from, sql, JsonbPGetDatum(payload),
-								 meta ? JsonbPGetDatum(meta) : (Datum) 0, meta == NULL);
+
+/* ----------------------------------------------------------------
+ * Upcasting on read: readers (event_log.upcast) and projections
+ * ----------------------------------------------------------------
+ */
+
+/* Which event an upcast on read is working on, for the error context. */
+typedef struct ElUpcastWhere
+{
+	const char *stream;
+	int32		shard;
+	int64		seq;
+} ElUpcastWhere;
+
+static void
+el_upcast_context(void *arg)
+{
+	ElUpcastWhere *where = (ElUpcastWhere *) arg;
+
+	errcontext("upcasting the event at shard %d, seq " INT64_FORMAT " of stream \"%s\"",
+			   where->shard, where->seq, where->stream);
+}
+
+/*
+ * An event's columns (EL_NATTS of them, in the stream's order), upcast in
+ * place: payload in the shape of its type's latest version, and metadata's
+ * schema_version saying so.  Returns false, touching nothing, when the
+ * event is already at the latest version, recorded none (its type had no
+ * schema when it was appended), or its stream has no schemas at all; these
+ * cost a hash lookup, or that and reading one metadata key.  The new
+ * values are allocated in the current memory context.
+ */
+void
+el_upcast_memo_init(ElUpcastMemo *memo)
+{
+	memo->has_schemas = -1;
+	memo->typelen = -1;
+	memo->latest = 0;
+}
+
+bool
+el_upcast_event(ElUpcastMemo *memo, Oid relid, Datum *values, bool *nulls)
+{
+	Jsonb	   *meta;
+	text	   *type;
+	int32		version;
+	int32		latest;
+	ElUpcastWhere where;
+	ErrorContextCallback errcb;
+	Jsonb	   *payload;
+	Datum		stamp;
+
+	if (nulls[Anum_el_metadata - 1] || nulls[Anum_el_type - 1] ||
+		nulls[Anum_el_payload - 1])
+		return false;
+	if (memo == NULL ? !el_schema_stream_has_schemas(relid) :
+		memo->has_schemas == 0)
+		return false;
+	if (memo != NULL && memo->has_schemas < 0)
+	{
+		memo->has_schemas = el_schema_stream_has_schemas(relid) ? 1 : 0;
+		if (memo->has_schemas == 0)
+			return false;
 	}
-	schema = el_schema_private_copy(relid, type, latest);
-	el_upcast_require(relid, type, latest, schema, payload, "");
-	PG_RETURN_JSONB_P(payload);
+	type = DatumGetTextPP(values[Anum_el_type - 1]);
+	if (memo != NULL && memo->typelen == (int) VARSIZE_ANY_EXHDR(type) &&
+		memcmp(memo->type, VARDATA_ANY(type), memo->typelen) == 0)
+		latest = memo->latest;
+	else
+	{
+		latest = el_schema_latest_version(relid, type);
+		if (memo != NULL && VARSIZE_ANY_EXHDR(type) <= EL_MAX_TYPE_BYTES)
+		{
+			memo->typelen = VARSIZE_ANY_EXHDR(type);
+			memcpy(memo->type, VARDATA_ANY(type), memo->typelen);
+			memo->latest = latest;
+		}
+	}
+
+	/*
+	 * A type without a schema (or with one version only) has nothing to
+	 * upcast to, whatever the metadata says, which is then not read: the
+	 * append path does not read schema_version for types without a schema,
+	 * so an appender could otherwise stop every upcasting reader of the
+	 * stream with one event naming a version that is not a number.
+	 */
+	if (latest <= 1)
+		return false;
+	meta = DatumGetJsonbP(values[Anum_el_metadata - 1]);
+	if (!JB_ROOT_IS_OBJECT(meta))
+		return false;
+	version = el_schema_metadata_version(meta);
+	if (version == 0 || version >= latest)
+		return false;
+
+	where.stream = el_qualified_name(relid);
+	where.shard = DatumGetInt32(values[Anum_el_shard - 1]);
+	where.seq = DatumGetInt64(values[Anum_el_seq - 1]);
+	errcb.callback = el_upcast_context;
+	errcb.arg = &where;
+	errcb.previous = error_context_stack;
+	error_context_stack = &errcb;
+
+	if (version < 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("metadata key \"%s\" must be a positive integer",
+						EL_SCHEMA_VERSION_KEY)));
+	payload = el_upcast_chain(relid, type, DatumGetJsonbP(values[Anum_el_payload - 1]),
+							  meta, version, latest);
+
+	error_context_stack = errcb.previous;
+
+	stamp = DirectFunctionCall1(jsonb_in,
+								CStringGetDatum(psprintf("{\"%s\": %d}",
+														 EL_SCHEMA_VERSION_KEY, latest)));
+	values[Anum_el_payload - 1] = JsonbPGetDatum(payload);
+	values[Anum_el_metadata - 1] = DirectFunctionCall2(jsonb_concat,
+													   JsonbPGetDatum(meta), stamp);
+	return true;
+}
+
+/*
+ * A DestReceiver in front of another: each row (a stream's read plan, the
+ * event's columns first) goes on upcast by el_upcast_event(), or as it
+ * came.  Its rDestroy frees it alone, not the receiver behind it.
+ */
+typedef struct ElUpcastDest
+{
+	DestReceiver pub;
+	DestReceiver *inner;
+	Oid			relid;
+	ElUpcastMemo memo;			/* across the rows of this read */
+	TupleTableSlot *out;		/* the upcast row */
+	MemoryContext rowcxt;		/* reset per row */
+} ElUpcastDest;
+
+static void
+el_upcast_startup(DestReceiver *self, int operation, TupleDesc typeinfo)
+{
+	ElUpcastDest *d = (ElUpcastDest *) self;
+
+	if (typeinfo->natts < EL_NATTS)
+		elog(ERROR, "a stream's read plan returns %d columns", typeinfo->natts);
+	d->out = MakeSingleTupleTableSlot(typeinfo, &TTSOpsVirtual);
+	d->inner->rStartup(d->inner, operation, typeinfo);
+}
+
+static bool
+el_upcast_receive(TupleTableSlot *slot, DestReceiver *self)
+{
+	ElUpcastDest *d = (ElUpcastDest *) self;
+	TupleTableSlot *out = d->out;
+	int			natts = slot->tts_tupleDescriptor->natts;
+	MemoryContext old;
+	bool		sent;
+
+	slot_getallattrs(slot);
+	old = MemoryContextSwitchTo(d->rowcxt);
+	ExecClearTuple(out);
+	memcpy(out->tts_values, slot->tts_values, sizeof(Datum) * natts);
+	memcpy(out->tts_isnull, slot->tts_isnull, sizeof(bool) * natts);
+	if (el_upcast_event(&d->memo, d->relid, out->tts_values, out->tts_isnull))
+	{
+		ExecStoreVirtualTuple(out);
+		slot = out;
+	}
+	sent = d->inner->receiveSlot(slot, d->inner);
+	ExecClearTuple(out);
+	MemoryContextSwitchTo(old);
+	MemoryContextReset(d->rowcxt);
+	return sent;
+}
+
+static void
+el_upcast_shutdown(DestReceiver *self)
+{
+	ElUpcastDest *d = (ElUpcastDest *) self;
+
+	d->inner->rShutdown(d->inner);
+	if (d->out != NULL)
+		ExecDropSingleTupleTableSlot(d->out);
+	d->out = NULL;
+}
+
+static void
+el_upcast_destroy(DestReceiver *self)
+{
+	ElUpcastDest *d = (ElUpcastDest *) self;
+
+	MemoryContextDelete(d->rowcxt);
+	pfree(d);
+}
+
+DestReceiver *
+el_upcast_dest(Oid relid, DestReceiver *inner)
+{
+	ElUpcastDest *d = palloc0(sizeof(ElUpcastDest));
+
+	d->pub.receiveSlot = el_upcast_receive;
+	d->pub.rStartup = el_upcast_startup;
+	d->pub.rShutdown = el_upcast_shutdown;
+	d->pub.rDestroy = el_upcast_destroy;
+	d->pub.mydest = inner->mydest;
+	d->inner = inner;
+	d->relid = relid;
+	el_upcast_memo_init(&d->memo);
+	d->rowcxt = AllocSetContextCreate(CurrentMemoryContext, "event_log upcast row",
+									  ALLOCSET_DEFAULT_SIZES);
+	return &d->pub;
 }

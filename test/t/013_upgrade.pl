@@ -276,6 +276,38 @@ is($node->safe_psql('dl_db', q{
 	SELECT string_agg(key || '=' || n, ',' ORDER BY key) FROM acc_sum;
 	SELECT action FROM event_log.dead_letter_log;
 }), "1\n1\na=3,b=5\ndiscarded", 'discarded after the update, the key goes on');
+# Upcasting on read (0.4): on a 0.3 catalog the library reads, polls and
+# builds projections with event_log.upcast on as if it were off (no stream
+# has schemas there, and projections have no upcast column); after the
+# update, a projection made at 0.3 does not upcast until its owner says so,
+# and then sees events appended at 0.3 and typed afterwards upcast.
+$node->safe_psql('postgres', 'CREATE DATABASE upcast_db');
+is($node->safe_psql('upcast_db', q{
+	CREATE EXTENSION event_log VERSION '0.3';
+	SELECT event_log.create_stream('public.pay', 2);
+	INSERT INTO pay (key, type, payload) VALUES ('a', 'Paid', '{"amount": 5}');
+	SET event_log.upcast = on;
+	SELECT payload FROM event_log.replay('pay', 'a');
+	SELECT count(*) FROM event_log.read_all('pay');
+	SELECT count(*) FROM event_log.poll('g', 'pay');
+	SELECT event_log.create_projection('paid', 'pay', columns => 'key text, cents bigint',
+		handlers => jsonb_build_object('Paid',
+			$$INSERT INTO paid VALUES (e.key, coalesce((e.payload->>'cents')::bigint, -1))$$));
+	RESET event_log.upcast;
+	ALTER EXTENSION event_log UPDATE;
+	SELECT upcast FROM event_log.projections;
+	SELECT event_log.register_schema('pay', 'Paid', '{"type": "object", "required": ["amount"]}');
+	INSERT INTO pay (key, type, payload) VALUES ('b', 'Paid', '{"amount": 2}');
+	SELECT event_log.set_schema_compatibility('pay', 'Paid', 'NONE');
+	SELECT event_log.register_schema('pay', 'Paid', '{"type": "object", "required": ["cents"]}');
+	SELECT event_log.register_upcaster('pay', 'Paid', 1,
+		$$jsonb_build_object('cents', (payload->>'amount')::int * 100)$$);
+	SELECT event_log.set_projection_upcast('paid', true);
+	SELECT string_agg(key || ':' || cents, ',' ORDER BY key) FROM paid;
+	SET event_log.upcast = on;
+	SELECT string_agg(payload::text, ',' ORDER BY key) FROM event_log.read_all('pay');
+}), "pay\n{\"amount\": 5}\n1\n1\npaid\nf\n1\n\n2\n\n2\na:-1,b:200\n{\"amount\": 5},{\"cents\": 200}",
+	'a 0.3 catalog reads as stored under event_log.upcast; after the update projections opt in');
 
 $node->stop;
 done_testing();
