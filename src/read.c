@@ -28,6 +28,7 @@
 #include "commit.h"
 #include "event_log.h"
 #include "key.h"
+#include "personal.h"
 #include "read.h"
 #include "registry.h"
 
@@ -73,7 +74,8 @@ el_exec_plan(Oid relid, ElPlanKind kind, const Datum *values,
 	memset(&options, 0, sizeof(options));
 	options.params = el_plan_params(plan, values);
 	options.read_only = true;
-	options.dest = dest;
+	/* personal fields as the caller may see them (personal.c) */
+	options.dest = el_personal_reveal_dest(relid, dest);
 	options.tcount = tcount;
 	rc = SPI_execute_plan_extended(plan, &options);
 	if (rc != SPI_OK_SELECT)
@@ -679,6 +681,7 @@ el_read_all(PG_FUNCTION_ARGS)
 	MemoryContext row_cxt;
 	long		chunk;
 	SPIPlanPtr	plan;
+	ElReveal   *reveal;
 
 	el_require_arg(fcinfo, 0, "stream");
 	el_require_arg(fcinfo, 2, "max_count");
@@ -706,6 +709,7 @@ el_read_all(PG_FUNCTION_ARGS)
 	chunk = Min(max_count, Max(16, max_count / shards + 1));
 	row_cxt = AllocSetContextCreate(CurrentMemoryContext, "event_log read_all row",
 									ALLOCSET_SMALL_SIZES);
+	reveal = el_personal_reveal_begin(relid);
 
 	SPI_connect();
 	plan = el_stream_plan(relid, EL_PLAN_READ);
@@ -745,6 +749,9 @@ el_read_all(PG_FUNCTION_ARGS)
 		old = MemoryContextSwitchTo(row_cxt);
 		heap_deform_tuple(cur->rows->vals[cur->next], cur->rows->tupdesc, values, nulls);
 		token[best] = values[Anum_el_seq - 1];
+		if (!nulls[Anum_el_payload - 1])
+			values[Anum_el_payload - 1] = el_personal_reveal(reveal,
+															 values[Anum_el_payload - 1]);
 		values[EL_NATTS] = PointerGetDatum(construct_array(token, shards, INT8OID, 8,
 														   FLOAT8PASSBYVAL,
 														   TYPALIGN_DOUBLE));
