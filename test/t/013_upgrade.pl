@@ -229,5 +229,33 @@ is($node->safe_psql('schemas_db', q{
 like($err, qr/does not match schema version 1 of stream "public.payments"/,
 	'after the update, appends are checked');
 
+# Personal fields (0.4): on a 0.3 catalog the library appends and reads as
+# before (nothing is declared); after the update, in the same session, a
+# stream made at 0.3 gets personal fields: events appended before keep
+# their plain payloads, new ones are encrypted, read back, and erased.
+$node->safe_psql('postgres', 'CREATE DATABASE personal_db');
+is($node->safe_psql('personal_db', q{
+	CREATE EXTENSION event_log VERSION '0.3';
+	SELECT event_log.create_stream('public.people', 2);
+	INSERT INTO people (key, type, payload) VALUES ('u1', 'Joined', '{"user": "u1", "email": "old@example.org"}');
+	SELECT payload->>'email' FROM event_log.replay('people', 'u1');
+	ALTER EXTENSION event_log UPDATE;
+	SELECT event_log.declare_personal('people', '{email}', 'user');
+	INSERT INTO people (key, type, payload) VALUES ('u1', 'Moved', '{"user": "u1", "email": "new@example.org"}');
+	SELECT count(*) FROM people WHERE payload::text LIKE '%new@example.org%';
+	SELECT string_agg(payload->>'email', ',' ORDER BY version) FROM event_log.replay('people', 'u1');
+	SELECT event_log.erase_subject('people', 'u1', 'upgrade test');
+	SELECT string_agg(payload->'email'->>'$personal', ',' ORDER BY version) FROM event_log.replay('people', 'u1');
+	SELECT count(*) FROM event_log.erasures;
+}), "people
+old\@example.org
+
+0
+old\@example.org,new\@example.org
+t
+erased
+1",
+	'a 0.3 catalog is unchanged; after the update, personal fields hold for old streams');
+
 $node->stop;
 done_testing();
