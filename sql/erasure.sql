@@ -161,6 +161,20 @@ SELECT event_log.append('shop', 'cart-9', 'Placed',
        '{"customer": "alice", "name": "Alice again"}') IS NOT NULL AS appended;
 SELECT key, payload->'name' FROM event_log.read_all('shop') WHERE payload->>'customer' = 'alice' ORDER BY key, version;
 
+-- Keys a transaction appended with are kept for it, but not past the
+-- rollback of a savepoint that created one, nor past an erasure in the
+-- same transaction: both appends after them are readable.
+BEGIN;
+SAVEPOINT a;
+INSERT INTO shop (key, type, payload) VALUES ('cart-10', 'Placed', '{"customer": "sp", "name": "Rolled back"}');
+ROLLBACK TO a;
+INSERT INTO shop (key, type, payload) VALUES ('cart-10', 'Placed', '{"customer": "sp", "name": "Sam Point"}');
+INSERT INTO shop (key, type, payload) VALUES ('cart-10', 'Placed', '{"customer": "tx", "name": "Before"}');
+SELECT event_log.erase_subject('shop', 'tx', 'same transaction');
+INSERT INTO shop (key, type, payload) VALUES ('cart-10', 'Placed', '{"customer": "tx", "name": "After"}');
+COMMIT;
+SELECT version, payload->'name' FROM event_log.replay('shop', 'cart-10');
+
 -- Streams without declarations, and erasing in one: unchanged / refused.
 SELECT event_log.create_stream('plain');
 INSERT INTO plain (key, type, payload) VALUES ('k', 'T', '{"email": "p@example.org"}');

@@ -339,6 +339,7 @@ el_erase_subject(PG_FUNCTION_ARGS)
 						  " WHERE $2 IS NOT NULL",
 						  5, types, values, NULL, 0, 0);
 	SPI_finish();
+	el_personal_forget_keys();
 
 	/*
 	 * CDC: the stream's OID (for the decoder's "streams" filter), a newline,

@@ -40,6 +40,7 @@
  */
 #include "postgres.h"
 
+#include "access/xact.h"
 #include "catalog/pg_type.h"
 #include "common/base64.h"
 #include "common/hmac.h"
@@ -48,7 +49,7 @@
 #include "executor/tuptable.h"
 #include "fmgr.h"
 #include "miscadmin.h"
-#include "port/pg_bswap.h"
+#include "storage/proc.h"
 #include "utils/acl.h"
 #include "utils/builtins.h"
 #include "utils/fmgrprotos.h"
@@ -104,10 +105,64 @@ el_personal_cache_callback(Datum arg, Oid relid)
 		el_personal_stale = true;
 }
 
+/*
+ * The keys this transaction has appended with, by stream and subject id:
+ * an INSERT ... SELECT of many events of few subjects looks each key up
+ * once.  Kept in TopTransactionContext and dropped (wiped) at the end of
+ * the transaction, at the abort of any subtransaction (a key it created is
+ * gone with it), and by erase_subject().  A key taken before a concurrent
+ * erasure stays in use to the end of the transaction, whose events are then
+ * erased with the rest (docs/design/erasure.md).
+ */
+typedef struct ElTxnKey
+{
+	Oid			relid;			/* hash key: relid and subject id */
+	uint8		id[EL_SUBJECT_ID_LEN];
+	uint8		key[EL_SUBJECT_KEY_LEN];
+	uint8		key_id[EL_KEY_ID_LEN];
+} ElTxnKey;
+
+static HTAB *el_txn_keys = NULL;
+
+void
+el_personal_forget_keys(void)
+{
+	HASH_SEQ_STATUS seq;
+	ElTxnKey   *k;
+
+	if (el_txn_keys == NULL)
+		return;
+	hash_seq_init(&seq, el_txn_keys);
+	while ((k = hash_seq_search(&seq)) != NULL)
+		explicit_bzero(k->key, sizeof(k->key));
+	hash_destroy(el_txn_keys);
+	el_txn_keys = NULL;
+}
+
+static void
+el_personal_xact_callback(XactEvent event, void *arg)
+{
+	/* the hash's memory goes with the transaction; wipe it first */
+	if (event == XACT_EVENT_COMMIT || event == XACT_EVENT_ABORT ||
+		event == XACT_EVENT_PARALLEL_COMMIT || event == XACT_EVENT_PARALLEL_ABORT ||
+		event == XACT_EVENT_PREPARE)
+		el_personal_forget_keys();
+}
+
+static void
+el_personal_subxact_callback(SubXactEvent event, SubTransactionId mySubid,
+							 SubTransactionId parentSubid, void *arg)
+{
+	if (event == SUBXACT_EVENT_ABORT_SUB)
+		el_personal_forget_keys();
+}
+
 void
 el_personal_init(void)
 {
 	CacheRegisterRelcacheCallback(el_personal_cache_callback, (Datum) 0);
+	RegisterXactCallback(el_personal_xact_callback, NULL);
+	RegisterSubXactCallback(el_personal_subxact_callback, NULL);
 }
 
 static HTAB *
@@ -373,8 +428,46 @@ el_wipe_text(text *t)
  * data in the stream, or was erased).  With create, one is made if there
  * is none.  Read with the latest snapshot, as the catalog's owner.
  */
+static bool el_subject_key_lookup(Oid relid, const uint8 *id, bool create,
+								  uint8 *key, uint8 *key_id);
+
 static bool
 el_subject_key(Oid relid, const uint8 *id, bool create, uint8 *key, uint8 *key_id)
+{
+	ElTxnKey	probe;
+	ElTxnKey   *k;
+	bool		found;
+
+	memset(&probe, 0, sizeof(probe));
+	probe.relid = relid;
+	memcpy(probe.id, id, EL_SUBJECT_ID_LEN);
+	if (el_txn_keys != NULL &&
+		(k = hash_search(el_txn_keys, &probe, HASH_FIND, NULL)) != NULL)
+	{
+		memcpy(key, k->key, EL_SUBJECT_KEY_LEN);
+		memcpy(key_id, k->key_id, EL_KEY_ID_LEN);
+		return true;
+	}
+	if (!el_subject_key_lookup(relid, id, create, key, key_id))
+		return false;
+	if (el_txn_keys == NULL)
+	{
+		HASHCTL		ctl;
+
+		ctl.keysize = offsetof(ElTxnKey, key);
+		ctl.entrysize = sizeof(ElTxnKey);
+		ctl.hcxt = TopTransactionContext;
+		el_txn_keys = hash_create("event_log transaction keys", 64, &ctl,
+								  HASH_ELEM | HASH_BLOBS | HASH_CONTEXT);
+	}
+	k = hash_search(el_txn_keys, &probe, HASH_ENTER, &found);
+	memcpy(k->key, key, EL_SUBJECT_KEY_LEN);
+	memcpy(k->key_id, key_id, EL_KEY_ID_LEN);
+	return true;
+}
+
+static bool
+el_subject_key_lookup(Oid relid, const uint8 *id, bool create, uint8 *key, uint8 *key_id)
 {
 	Oid			types[4] = {REGCLASSOID, BYTEAOID, BYTEAOID, BYTEAOID};
 	Datum		values[4];

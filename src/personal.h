@@ -41,6 +41,9 @@ typedef struct ElReveal ElReveal;
 extern ElReveal *el_personal_reveal_begin(Oid relid);
 extern Datum el_personal_reveal(ElReveal *state, Datum payload);
 
+/* erase_subject(): forget the keys this transaction has appended with. */
+extern void el_personal_forget_keys(void);
+
 /* drop_stream(): the stream's declarations, keys and readers go with it. */
 extern void el_personal_forget(Oid relid);
 
