@@ -14,14 +14,15 @@
  *	  random key_id.  A personal field's value is replaced at append by a
  *	  marker object
  *
- *		{"$personal": "<base64 OpenPGP message>", "key": "<key_id, hex>",
+ *		{"$personal": "<base64 message>", "key": "<key_id, hex>",
  *		 "mac": "<hex>"}
  *
- *	  whose message is pgcrypto's pgp_sym_encrypt_bytea() of the value's
- *	  JSON text under the subject's key (AES-256, with OpenPGP's integrity
- *	  check), and whose mac (HMAC-SHA-256 under the stream's secret of the
- *	  key_id and the message, 128 bits) tells a marker we wrote from one an
- *	  appender forged, so that no stored value can make a read fail.
+ *	  whose message is a random IV and pgcrypto's encrypt_iv() of the
+ *	  value's JSON text under the subject's key (AES-256-CBC), and whose mac
+ *	  (HMAC-SHA-256 under the stream's secret of the key_id and the message,
+ *	  128 bits: encrypt-then-MAC) authenticates the message and tells a
+ *	  marker we wrote from one an appender forged, so that no stored value
+ *	  can make a read fail.
  *	  pgcrypto's functions are called through the function manager from its
  *	  library, which ships with PostgreSQL's contrib: no CREATE EXTENSION
  *	  pgcrypto and no SQL lookup of its functions by name, so nobody's
@@ -66,8 +67,9 @@
 /* The mac's length in bytes: a truncated HMAC-SHA-256. */
 #define EL_PERSONAL_MAC_LEN	16
 
-/* pgcrypto's options: AES-256; the password is a random key, not a phrase. */
-#define EL_PGP_OPTIONS		"cipher-algo=aes256, s2k-mode=1"
+/* pgcrypto's raw cipher: AES (256-bit keys), CBC with a random IV, PKCS#7 padding. */
+#define EL_CIPHER			"aes-cbc/pad:pkcs"
+#define EL_IV_LEN			16
 
 /* ----------------------------------------------------------------
  * The per-backend cache of declarations
@@ -322,8 +324,8 @@ el_personal_decl(ElPersonalEntry *entry, const char *type, int len)
  * ----------------------------------------------------------------
  */
 
-static PGFunction el_pgp_encrypt = NULL;
-static PGFunction el_pgp_decrypt = NULL;
+static PGFunction el_encrypt_iv = NULL;
+static PGFunction el_decrypt_iv = NULL;
 
 static void
 el_pgcrypto_context(void *arg)
@@ -336,16 +338,17 @@ el_load_pgcrypto(void)
 {
 	ErrorContextCallback cb;
 
-	if (el_pgp_encrypt != NULL && el_pgp_decrypt != NULL)
+	if (el_encrypt_iv != NULL && el_decrypt_iv != NULL)
 		return;
 	cb.callback = el_pgcrypto_context;
 	cb.arg = NULL;
 	cb.previous = error_context_stack;
 	error_context_stack = &cb;
-	el_pgp_encrypt = load_external_function("$libdir/pgcrypto",
-											"pgp_sym_encrypt_bytea", true, NULL);
-	el_pgp_decrypt = load_external_function("$libdir/pgcrypto",
-											"pgp_sym_decrypt_bytea", true, NULL);
+	/* encrypt_iv() and decrypt_iv() at the SQL level */
+	el_encrypt_iv = load_external_function("$libdir/pgcrypto",
+										   "pg_encrypt_iv", true, NULL);
+	el_decrypt_iv = load_external_function("$libdir/pgcrypto",
+										   "pg_decrypt_iv", true, NULL);
 	error_context_stack = cb.previous;
 }
 
@@ -403,24 +406,11 @@ el_personal_bytea(const void *data, int len)
 	return b;
 }
 
-/* The OpenPGP password for a key: its hex form, wiped by the caller. */
-static text *
-el_key_password(const uint8 *key)
-{
-	char		hex[EL_SUBJECT_KEY_LEN * 2];
-	text	   *t;
-
-	hex_encode((const char *) key, EL_SUBJECT_KEY_LEN, hex);
-	t = cstring_to_text_with_len(hex, sizeof(hex));
-	explicit_bzero(hex, sizeof(hex));
-	return t;
-}
-
 static void
-el_wipe_text(text *t)
+el_wipe_bytea(bytea *b)
 {
-	explicit_bzero(VARDATA(t), VARSIZE(t) - VARHDRSZ);
-	pfree(t);
+	explicit_bzero(VARDATA(b), VARSIZE(b) - VARHDRSZ);
+	pfree(b);
 }
 
 /*
@@ -627,18 +617,29 @@ el_push_encrypted(JsonbParseState **st, JsonbValue *value, const uint8 *key,
 	char	   *plain = JsonbToCString(NULL, &doc->root, VARSIZE(doc));
 	int			plen = strlen(plain);
 	bytea	   *data = el_personal_bytea(plain, plen);
-	text	   *psw = el_key_password(key);
+	bytea	   *kb = el_personal_bytea(key, EL_SUBJECT_KEY_LEN);
+	uint8		iv[EL_IV_LEN];
+	bytea	   *ct;
 	bytea	   *msg;
 	char	   *b64;
 	int			b64len;
 	uint8		mac[EL_PERSONAL_MAC_LEN];
 	char		machex[EL_PERSONAL_MAC_LEN * 2];
 
-	msg = DatumGetByteaPP(DirectFunctionCall3(el_pgp_encrypt,
-											  PointerGetDatum(data),
-											  PointerGetDatum(psw),
-											  CStringGetTextDatum(EL_PGP_OPTIONS)));
-	el_wipe_text(psw);
+	if (!pg_strong_random(iv, EL_IV_LEN))
+		ereport(ERROR,
+				(errcode(ERRCODE_INTERNAL_ERROR),
+				 errmsg("could not generate a random IV")));
+	ct = DatumGetByteaPP(DirectFunctionCall4(el_encrypt_iv,
+											 PointerGetDatum(data),
+											 PointerGetDatum(kb),
+											 PointerGetDatum(el_personal_bytea(iv, EL_IV_LEN)),
+											 CStringGetTextDatum(EL_CIPHER)));
+	el_wipe_bytea(kb);
+	/* the message: the IV, then the ciphertext */
+	msg = el_personal_bytea(NULL, EL_IV_LEN + VARSIZE_ANY_EXHDR(ct));
+	memcpy(VARDATA(msg), iv, EL_IV_LEN);
+	memcpy(VARDATA(msg) + EL_IV_LEN, VARDATA_ANY(ct), VARSIZE_ANY_EXHDR(ct));
 	explicit_bzero(VARDATA(data), plen);
 	explicit_bzero(plain, plen);
 
@@ -849,7 +850,7 @@ el_reveal_value(ElReveal *state, JsonbValue *v, JsonbValue *out, const char **ma
 	char	   *raw;
 	int			rawlen;
 	bytea	   *msgb;
-	text	   *psw;
+	bytea	   *kb;
 	bytea	   *plain;
 	Jsonb	   *doc;
 
@@ -896,15 +897,16 @@ el_reveal_value(ElReveal *state, JsonbValue *v, JsonbValue *out, const char **ma
 	raw = palloc(pg_b64_dec_len(msg->val.string.len) + 1);
 	rawlen = pg_b64_decode(msg->val.string.val, msg->val.string.len, raw,
 						   pg_b64_dec_len(msg->val.string.len));
-	if (rawlen < 0)
+	if (rawlen <= EL_IV_LEN)
 		elog(ERROR, "malformed encrypted field");
-	msgb = el_personal_bytea(raw, rawlen);
-	psw = el_key_password(k->key);
-	plain = DatumGetByteaPP(DirectFunctionCall3(el_pgp_decrypt,
+	msgb = el_personal_bytea(raw + EL_IV_LEN, rawlen - EL_IV_LEN);
+	kb = el_personal_bytea(k->key, EL_SUBJECT_KEY_LEN);
+	plain = DatumGetByteaPP(DirectFunctionCall4(el_decrypt_iv,
 												PointerGetDatum(msgb),
-												PointerGetDatum(psw),
-												CStringGetTextDatum(EL_PGP_OPTIONS)));
-	el_wipe_text(psw);
+												PointerGetDatum(kb),
+												PointerGetDatum(el_personal_bytea(raw, EL_IV_LEN)),
+												CStringGetTextDatum(EL_CIPHER)));
+	el_wipe_bytea(kb);
 	doc = DatumGetJsonbP(DirectFunctionCall1(jsonb_in,
 											 CStringGetDatum(text_to_cstring((text *) plain))));
 	if (JB_ROOT_IS_SCALAR(doc))
