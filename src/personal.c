@@ -4,8 +4,9 @@
  *	  their encryption at append (the append trigger calls
  *	  el_personal_protect() on every path: INSERT, COPY, append(),
  *	  append_events()), and their decryption where events are read
- *	  (el_personal_reveal_dest() around read.c's plans).  The SQL functions
- *	  that declare fields and erase subjects are in erasure.c.
+ *	  (el_personal_reveal_dest() around read.c's plans, in personal_read.c).
+ *	  The SQL functions that declare fields and erase subjects are in
+ *	  erasure.c.
  *
  *	  Crypto-shredding: each data subject of a stream has a random 256-bit
  *	  key (pg_strong_random()) in event_log.subject_keys, under the
@@ -47,10 +48,8 @@
 #include "common/hmac.h"
 #include "common/sha2.h"
 #include "executor/spi.h"
-#include "executor/tuptable.h"
 #include "fmgr.h"
 #include "miscadmin.h"
-#include "storage/proc.h"
 #include "utils/acl.h"
 #include "utils/builtins.h"
 #include "utils/fmgrprotos.h"
@@ -63,9 +62,6 @@
 #include "catalog.h"
 #include "event_log.h"
 #include "personal.h"
-
-/* The mac's length in bytes: a truncated HMAC-SHA-256. */
-#define EL_PERSONAL_MAC_LEN	16
 
 /* pgcrypto's raw cipher: AES (256-bit keys), CBC with a random IV, PKCS#7 padding. */
 #define EL_CIPHER			"aes-cbc/pad:pkcs"
@@ -514,8 +510,8 @@ el_subject_key_lookup(Oid relid, const uint8 *id, bool create, uint8 *key, uint8
 }
 
 /* A key by its key_id: false once it is erased. */
-static bool
-el_key_by_id(Oid relid, const uint8 *key_id, uint8 *key)
+bool
+el_personal_key_by_id(Oid relid, const uint8 *key_id, uint8 *key)
 {
 	Oid			types[2] = {REGCLASSOID, BYTEAOID};
 	Datum		values[2];
@@ -544,8 +540,8 @@ el_key_by_id(Oid relid, const uint8 *key_id, uint8 *key)
 }
 
 /* The mac of a marker: the key_id and the message, under the secret. */
-static void
-el_marker_mac(const uint8 *secret, const uint8 *key_id, const char *msg, int len,
+void
+el_personal_marker_mac(const uint8 *secret, const uint8 *key_id, const char *msg, int len,
 			  uint8 *mac)
 {
 	uint8		full[PG_SHA256_DIGEST_LENGTH];
@@ -572,8 +568,8 @@ el_push_string(JsonbParseState **st, JsonbIteratorToken tok, const char *s, int 
 }
 
 /* A one-key marker object {"$personal": what} as the value being pushed. */
-static void
-el_push_marker(JsonbParseState **st, const char *what)
+void
+el_personal_push_marker(JsonbParseState **st, const char *what)
 {
 	(void) pushJsonbValue(st, WJB_BEGIN_OBJECT, NULL);
 	el_push_string(st, WJB_KEY, EL_PERSONAL_MARK, strlen(EL_PERSONAL_MARK));
@@ -582,8 +578,8 @@ el_push_marker(JsonbParseState **st, const char *what)
 }
 
 /* A member of a top-level object by name, or NULL. */
-static JsonbValue *
-el_member(JsonbContainer *c, const char *name, int len)
+JsonbValue *
+el_personal_member(JsonbContainer *c, const char *name, int len)
 {
 	JsonbValue	k;
 
@@ -648,7 +644,7 @@ el_push_encrypted(JsonbParseState **st, JsonbValue *value, const uint8 *key,
 						   pg_b64_enc_len(VARSIZE_ANY_EXHDR(msg)));
 	if (b64len < 0)
 		elog(ERROR, "could not encode an encrypted field");
-	el_marker_mac(secret, key_id, b64, b64len, mac);
+	el_personal_marker_mac(secret, key_id, b64, b64len, mac);
 	hex_encode((const char *) mac, EL_PERSONAL_MAC_LEN, machex);
 
 	(void) pushJsonbValue(st, WJB_BEGIN_OBJECT, NULL);
@@ -667,7 +663,7 @@ el_push_encrypted(JsonbParseState **st, JsonbValue *value, const uint8 *key,
 static char *
 el_event_subject(Relation rel, Jsonb *payload, ElPersonalDecl *d, text *type)
 {
-	JsonbValue *v = el_member(&payload->root, d->subject_field,
+	JsonbValue *v = el_personal_member(&payload->root, d->subject_field,
 							  strlen(d->subject_field));
 
 	if (v != NULL && v->type == jbvString && v->val.string.len > 0)
@@ -715,7 +711,7 @@ el_personal_protect(Relation rel, Datum type, Datum *payload)
 	if (!JB_ROOT_IS_OBJECT(doc))
 		return false;
 	for (int i = 0; i < d->nfields && !any; i++)
-		any = el_member(&doc->root, d->fields[i], strlen(d->fields[i])) != NULL;
+		any = el_personal_member(&doc->root, d->fields[i], strlen(d->fields[i])) != NULL;
 	if (!any)
 		return false;
 
@@ -760,298 +756,29 @@ el_personal_protect(Relation rel, Datum type, Datum *payload)
 	return true;
 }
 
-/* ----------------------------------------------------------------
- * Decryption where events are read
- * ----------------------------------------------------------------
- */
-
-typedef struct ElRevealKey
+/* A marker's message (base64: IV, ciphertext) decrypted with key. */
+bytea *
+el_personal_decrypt(const uint8 *key, const char *b64, int len)
 {
-	uint8		key_id[EL_KEY_ID_LEN];	/* hash key */
-	bool		present;
-	uint8		key[EL_SUBJECT_KEY_LEN];
-} ElRevealKey;
-
-struct ElReveal
-{
-	Oid			relid;
-	uint8		secret[EL_PERSONAL_SECRET_LEN];
-	int			allowed;		/* -1 not yet known */
-	HTAB	   *keys;			/* the keys this read has used */
-	MemoryContext cxt;
-};
-
-ElReveal *
-el_personal_reveal_begin(Oid relid)
-{
-	ElReveal   *state;
-	uint8		secret[EL_PERSONAL_SECRET_LEN];
-	HASHCTL		ctl;
-
-	if (!el_personal_stream_secret(relid, secret))
-		return NULL;
-	state = palloc0(sizeof(ElReveal));
-	state->relid = relid;
-	memcpy(state->secret, secret, sizeof(secret));
-	explicit_bzero(secret, sizeof(secret));
-	state->allowed = -1;
-	state->cxt = CurrentMemoryContext;
-	ctl.keysize = EL_KEY_ID_LEN;
-	ctl.entrysize = sizeof(ElRevealKey);
-	ctl.hcxt = CurrentMemoryContext;
-	state->keys = hash_create("event_log reveal keys", 16, &ctl,
-							  HASH_ELEM | HASH_BLOBS | HASH_CONTEXT);
-	return state;
-}
-
-/* Whether the current user reads this stream's personal fields in clear. */
-static bool
-el_reveal_allowed(ElReveal *state)
-{
-	if (state->allowed < 0)
-	{
-		bool		ok = has_privs_of_role(GetUserId(), el_rel_owner(state->relid));
-
-		if (!ok)
-		{
-			Oid			types[2] = {REGCLASSOID, OIDOID};
-			Datum		values[2];
-
-			values[0] = ObjectIdGetDatum(state->relid);
-			values[1] = ObjectIdGetDatum(GetUserId());
-			SPI_connect();
-			ok = el_catalog_sql("SELECT FROM event_log.personal_readers r"
-								" WHERE r.stream OPERATOR(pg_catalog.=) $1"
-								" AND pg_catalog.pg_has_role($2, r.reader::pg_catalog.oid, 'USAGE')",
-								2, types, values, NULL, EL_CAT_READ | EL_CAT_LATEST, 1) > 0;
-			SPI_finish();
-		}
-		state->allowed = ok ? 1 : 0;
-	}
-	return state->allowed == 1;
-}
-
-/*
- * What a reader sees of one stored value: NULL when it is not one of our
- * markers (it stays as stored); otherwise *out is the value decrypted, or
- * a marker saying it is hidden or erased.
- */
-static bool
-el_reveal_value(ElReveal *state, JsonbValue *v, JsonbValue *out, const char **marker)
-{
-	JsonbValue *msg,
-			   *kid,
-			   *mac;
-	uint8		key_id[EL_KEY_ID_LEN];
-	uint8		want[EL_PERSONAL_MAC_LEN];
-	uint8		got[EL_PERSONAL_MAC_LEN];
-	ElRevealKey *k;
-	bool		found;
 	char	   *raw;
 	int			rawlen;
-	bytea	   *msgb;
 	bytea	   *kb;
 	bytea	   *plain;
-	Jsonb	   *doc;
-
-	*marker = NULL;
-	if (v->type != jbvBinary || !JsonContainerIsObject(v->val.binary.data) ||
-		JsonContainerSize(v->val.binary.data) != 3)
-		return false;
-	msg = el_member(v->val.binary.data, EL_PERSONAL_MARK, strlen(EL_PERSONAL_MARK));
-	kid = el_member(v->val.binary.data, EL_PERSONAL_KEY_ID, strlen(EL_PERSONAL_KEY_ID));
-	mac = el_member(v->val.binary.data, EL_PERSONAL_MAC, strlen(EL_PERSONAL_MAC));
-	if (msg == NULL || kid == NULL || mac == NULL ||
-		msg->type != jbvString || kid->type != jbvString || mac->type != jbvString ||
-		kid->val.string.len != EL_KEY_ID_LEN * 2 ||
-		mac->val.string.len != EL_PERSONAL_MAC_LEN * 2)
-		return false;
-	/* hex_decode() raises an error on a bad digit: check the digits first */
-	for (int i = 0; i < kid->val.string.len; i++)
-		if (!isxdigit((unsigned char) kid->val.string.val[i]))
-			return false;
-	for (int i = 0; i < mac->val.string.len; i++)
-		if (!isxdigit((unsigned char) mac->val.string.val[i]))
-			return false;
-	hex_decode(kid->val.string.val, kid->val.string.len, (char *) key_id);
-	hex_decode(mac->val.string.val, mac->val.string.len, (char *) got);
-	el_marker_mac(state->secret, key_id, msg->val.string.val, msg->val.string.len, want);
-	if (memcmp(want, got, EL_PERSONAL_MAC_LEN) != 0)
-		return false;			/* not one we wrote: shown as stored */
-
-	if (!el_reveal_allowed(state))
-	{
-		*marker = EL_PERSONAL_HIDDEN;
-		return true;
-	}
-	k = hash_search(state->keys, key_id, HASH_ENTER, &found);
-	if (!found)
-		k->present = el_key_by_id(state->relid, key_id, k->key);
-	if (!k->present)
-	{
-		*marker = EL_PERSONAL_ERASED;
-		return true;
-	}
 
 	el_load_pgcrypto();
-	raw = palloc(pg_b64_dec_len(msg->val.string.len) + 1);
-	rawlen = pg_b64_decode(msg->val.string.val, msg->val.string.len, raw,
-						   pg_b64_dec_len(msg->val.string.len));
+	raw = palloc(pg_b64_dec_len(len) + 1);
+	rawlen = pg_b64_decode(b64, len, raw, pg_b64_dec_len(len));
 	if (rawlen <= EL_IV_LEN)
 		elog(ERROR, "malformed encrypted field");
-	msgb = el_personal_bytea(raw + EL_IV_LEN, rawlen - EL_IV_LEN);
-	kb = el_personal_bytea(k->key, EL_SUBJECT_KEY_LEN);
+	kb = el_personal_bytea(key, EL_SUBJECT_KEY_LEN);
 	plain = DatumGetByteaPP(DirectFunctionCall4(el_decrypt_iv,
-												PointerGetDatum(msgb),
+												PointerGetDatum(el_personal_bytea(raw + EL_IV_LEN,
+																				  rawlen - EL_IV_LEN)),
 												PointerGetDatum(kb),
 												PointerGetDatum(el_personal_bytea(raw, EL_IV_LEN)),
 												CStringGetTextDatum(EL_CIPHER)));
 	el_wipe_bytea(kb);
-	doc = DatumGetJsonbP(DirectFunctionCall1(jsonb_in,
-											 CStringGetDatum(text_to_cstring((text *) plain))));
-	if (JB_ROOT_IS_SCALAR(doc))
-		(void) JsonbExtractScalar(&doc->root, out);
-	else
-	{
-		out->type = jbvBinary;
-		out->val.binary.data = &doc->root;
-		out->val.binary.len = VARSIZE(doc) - VARHDRSZ;
-	}
-	return true;
-}
-
-Datum
-el_personal_reveal(ElReveal *state, Datum payload)
-{
-	Jsonb	   *doc = DatumGetJsonbP(payload);
-	JsonbIterator *it;
-	JsonbIteratorToken r;
-	JsonbValue	v;
-	JsonbParseState *st = NULL;
-	JsonbValue *res = NULL;
-	bool		any = false;
-
-	if (state == NULL || !JB_ROOT_IS_OBJECT(doc))
-		return payload;
-
-	/* most events have no marker: look before building anything */
-	it = JsonbIteratorInit(&doc->root);
-	while (!any && (r = JsonbIteratorNext(&it, &v, true)) != WJB_DONE)
-		if (r == WJB_VALUE && v.type == jbvBinary &&
-			JsonContainerIsObject(v.val.binary.data) &&
-			el_member(v.val.binary.data, EL_PERSONAL_MARK, strlen(EL_PERSONAL_MARK)) != NULL)
-			any = true;
-	if (!any)
-		return payload;
-
-	it = JsonbIteratorInit(&doc->root);
-	while ((r = JsonbIteratorNext(&it, &v, true)) != WJB_DONE)
-	{
-		if (r == WJB_VALUE)
-		{
-			JsonbValue	out;
-			const char *marker;
-
-			if (!el_reveal_value(state, &v, &out, &marker))
-				(void) pushJsonbValue(&st, WJB_VALUE, &v);
-			else if (marker != NULL)
-				el_push_marker(&st, marker);
-			else
-				(void) pushJsonbValue(&st, WJB_VALUE, &out);
-		}
-		else
-			res = pushJsonbValue(&st, r, r < WJB_BEGIN_ARRAY ? &v : NULL);
-	}
-	return JsonbPGetDatum(JsonbValueToJsonb(res));
-}
-
-/* The receiver around a read plan's rows. */
-typedef struct ElRevealDest
-{
-	DestReceiver pub;
-	DestReceiver *inner;
-	ElReveal   *state;
-	int			payload_att;	/* 0-based, or -1 */
-	TupleTableSlot *slot;
-	MemoryContext row_cxt;
-} ElRevealDest;
-
-static bool
-el_reveal_receive(TupleTableSlot *slot, DestReceiver *self)
-{
-	ElRevealDest *d = (ElRevealDest *) self;
-	int			natts = slot->tts_tupleDescriptor->natts;
-	MemoryContext old;
-
-	slot_getallattrs(slot);
-	if (d->payload_att < 0 || slot->tts_isnull[d->payload_att])
-		return d->inner->receiveSlot(slot, d->inner);
-
-	MemoryContextReset(d->row_cxt);
-	old = MemoryContextSwitchTo(d->row_cxt);
-	ExecClearTuple(d->slot);
-	memcpy(d->slot->tts_values, slot->tts_values, sizeof(Datum) * natts);
-	memcpy(d->slot->tts_isnull, slot->tts_isnull, sizeof(bool) * natts);
-	d->slot->tts_values[d->payload_att] =
-		el_personal_reveal(d->state, slot->tts_values[d->payload_att]);
-	ExecStoreVirtualTuple(d->slot);
-	MemoryContextSwitchTo(old);
-	return d->inner->receiveSlot(d->slot, d->inner);
-}
-
-static void
-el_reveal_startup(DestReceiver *self, int operation, TupleDesc typeinfo)
-{
-	ElRevealDest *d = (ElRevealDest *) self;
-
-	d->payload_att = -1;
-	for (int i = 0; i < typeinfo->natts; i++)
-		if (strcmp(NameStr(TupleDescAttr(typeinfo, i)->attname), "payload") == 0 &&
-			TupleDescAttr(typeinfo, i)->atttypid == JSONBOID)
-			d->payload_att = i;
-	d->slot = MakeSingleTupleTableSlot(typeinfo, &TTSOpsVirtual);
-	d->row_cxt = AllocSetContextCreate(CurrentMemoryContext, "event_log reveal row",
-									   ALLOCSET_SMALL_SIZES);
-	d->inner->rStartup(d->inner, operation, typeinfo);
-}
-
-static void
-el_reveal_shutdown(DestReceiver *self)
-{
-	ElRevealDest *d = (ElRevealDest *) self;
-
-	d->inner->rShutdown(d->inner);
-	if (d->slot != NULL)
-		ExecDropSingleTupleTableSlot(d->slot);
-	d->slot = NULL;
-	if (d->row_cxt != NULL)
-		MemoryContextDelete(d->row_cxt);
-	d->row_cxt = NULL;
-}
-
-static void
-el_reveal_destroy(DestReceiver *self)
-{
-	pfree(self);
-}
-
-DestReceiver *
-el_personal_reveal_dest(Oid relid, DestReceiver *inner)
-{
-	ElRevealDest *d;
-	ElReveal   *state;
-
-	if (inner == NULL || (state = el_personal_reveal_begin(relid)) == NULL)
-		return inner;
-	d = palloc0(sizeof(ElRevealDest));
-	d->pub.receiveSlot = el_reveal_receive;
-	d->pub.rStartup = el_reveal_startup;
-	d->pub.rShutdown = el_reveal_shutdown;
-	d->pub.rDestroy = el_reveal_destroy;
-	d->pub.mydest = inner->mydest;	/* SPI reports SELECT unless DestNone */
-	d->inner = inner;
-	d->state = state;
-	return (DestReceiver *) d;
+	return plain;
 }
 
 /* ----------------------------------------------------------------

@@ -73,6 +73,17 @@ extern bool el_personal_stream_secret(Oid relid, uint8 *secret);
 extern void el_personal_subject_id(const uint8 *secret, const char *subject,
 								   int len, uint8 *id);
 extern char *el_personal_hex(const uint8 *bytes, int len);
+
+/* The mac's length in bytes: a truncated HMAC-SHA-256. */
+#define EL_PERSONAL_MAC_LEN	16
+
+/* personal.c, for personal_read.c */
+extern JsonbValue *el_personal_member(JsonbContainer *c, const char *name, int len);
+extern void el_personal_push_marker(JsonbParseState **st, const char *what);
+extern void el_personal_marker_mac(const uint8 *secret, const uint8 *key_id,
+								   const char *msg, int len, uint8 *mac);
+extern bool el_personal_key_by_id(Oid relid, const uint8 *key_id, uint8 *key);
+extern bytea *el_personal_decrypt(const uint8 *key, const char *b64, int len);
 extern bytea *el_personal_bytea(const void *data, int len);
 
 #endif							/* EL_PERSONAL_H */
