@@ -436,3 +436,105 @@ RETURNS bigint
 AS 'MODULE_PATHNAME', 'el_discard_nacked'
 LANGUAGE C VOLATILE
 SET search_path = pg_catalog, pg_temp;
+
+-- ---------------------------------------------------------------------
+-- Erasure of personal data (docs/erasure.md; docs/design/erasure.md)
+-- ---------------------------------------------------------------------
+
+-- Per stream with personal fields: the secret that keys its subject ids
+-- (HMAC-SHA-256 of the subject) and the MACs of its encrypted fields.
+-- Written by declare_personal() on its first call for the stream.
+CREATE TABLE event_log.personal_streams (
+    stream regclass PRIMARY KEY,
+    secret bytea    NOT NULL CHECK (pg_catalog.length(secret) = 32)
+);
+
+-- Which top-level payload fields are personal, per stream ('' for every
+-- type) or per type (which then replaces the stream's row), and which
+-- field names the data subject.
+CREATE TABLE event_log.personal_fields (
+    stream        regclass    NOT NULL,
+    type          text        NOT NULL,
+    fields        text[]      NOT NULL,
+    subject_field text        NOT NULL,
+    declared_at   timestamptz NOT NULL DEFAULT now(),
+    declared_by   name        NOT NULL,
+    PRIMARY KEY (stream, type)
+);
+
+-- Roles that read personal fields in clear, besides the stream's owner.
+CREATE TABLE event_log.personal_readers (
+    stream regclass NOT NULL,
+    reader regrole  NOT NULL,
+    PRIMARY KEY (stream, reader)
+);
+
+-- One key per stream and data subject (by subject id, never the subject
+-- itself), named in the encrypted fields by its random key_id.
+-- erase_subject() deletes the row: the subject's fields can no longer be
+-- decrypted anywhere; a subject that comes back gets a new key.
+CREATE TABLE event_log.subject_keys (
+    stream     regclass    NOT NULL,
+    subject    bytea       NOT NULL,
+    key_id     bytea       NOT NULL UNIQUE CHECK (pg_catalog.length(key_id) = 16),
+    key        bytea       NOT NULL CHECK (pg_catalog.length(key) = 32),
+    created_at timestamptz NOT NULL DEFAULT now(),
+    PRIMARY KEY (stream, subject)
+);
+
+-- The audit of erasures: who, when, which subject (its id), why.
+CREATE TABLE event_log.erasures (
+    stream        regclass    NOT NULL,
+    subject       text        NOT NULL,
+    erased_at     timestamptz NOT NULL DEFAULT now(),
+    erased_by     name        NOT NULL,
+    session_user_name name    NOT NULL,
+    reason        text        NOT NULL,
+    key_destroyed boolean     NOT NULL
+);
+
+SELECT pg_catalog.pg_extension_config_dump('event_log.personal_streams', '');
+SELECT pg_catalog.pg_extension_config_dump('event_log.personal_fields', '');
+SELECT pg_catalog.pg_extension_config_dump('event_log.personal_readers', '');
+SELECT pg_catalog.pg_extension_config_dump('event_log.subject_keys', '');
+SELECT pg_catalog.pg_extension_config_dump('event_log.erasures', '');
+
+-- Keys and secrets are for the extension's code alone; the declarations
+-- are public, as schemas are; auditors are granted SELECT on erasures.
+REVOKE ALL ON event_log.personal_streams, event_log.personal_fields,
+    event_log.personal_readers, event_log.subject_keys, event_log.erasures
+    FROM PUBLIC;
+GRANT SELECT ON event_log.personal_fields, event_log.personal_readers TO PUBLIC;
+
+CREATE FUNCTION event_log.declare_personal(stream regclass, fields text[],
+                                           subject_field text, type text DEFAULT NULL)
+RETURNS void
+AS 'MODULE_PATHNAME', 'el_declare_personal'
+LANGUAGE C VOLATILE;
+
+CREATE FUNCTION event_log.grant_personal(stream regclass, reader regrole)
+RETURNS void
+AS 'MODULE_PATHNAME', 'el_grant_personal'
+LANGUAGE C VOLATILE;
+
+CREATE FUNCTION event_log.revoke_personal(stream regclass, reader regrole)
+RETURNS void
+AS 'MODULE_PATHNAME', 'el_revoke_personal'
+LANGUAGE C VOLATILE;
+
+-- The id under which a subject's key and erasures are kept (hex).
+CREATE FUNCTION event_log.subject_id(stream regclass, subject text)
+RETURNS text
+AS 'MODULE_PATHNAME', 'el_subject_id'
+LANGUAGE C STABLE;
+
+CREATE FUNCTION event_log.erase_subject(stream regclass, subject text, reason text)
+RETURNS boolean
+AS 'MODULE_PATHNAME', 'el_erase_subject'
+LANGUAGE C VOLATILE;
+
+-- A payload as the caller may see it: personal fields decrypted, or markers.
+CREATE FUNCTION event_log.reveal(stream regclass, payload jsonb)
+RETURNS jsonb
+AS 'MODULE_PATHNAME', 'el_reveal'
+LANGUAGE C STABLE;

@@ -37,6 +37,7 @@
 #include "event_log.h"
 #include "immutable.h"
 #include "key.h"
+#include "personal.h"
 #include "registry.h"
 #include "schema.h"
 #include "wake.h"
@@ -540,10 +541,10 @@ el_assign_position(PG_FUNCTION_ARGS)
 	pg_uuid_t  *event_id;
 	bool		own_append = false;
 	const ElStreamIndexes *idx;
-	int			cols[6] = {Anum_el_shard, Anum_el_seq, Anum_el_version,
-	Anum_el_event_id, Anum_el_recorded_at, Anum_el_metadata};
-	Datum		newvals[6];
-	bool		newnulls[6] = {0};
+	int			cols[7] = {Anum_el_shard, Anum_el_seq, Anum_el_version,
+	Anum_el_event_id, Anum_el_recorded_at, Anum_el_metadata, Anum_el_payload};
+	Datum		newvals[7];
+	bool		newnulls[7] = {0};
 	int			ncols = 5;
 
 	if (!CALLED_AS_TRIGGER(fcinfo) ||
@@ -649,6 +650,10 @@ el_assign_position(PG_FUNCTION_ARGS)
 	}
 	if (!newnulls[5])
 		el_check_document(newvals[5], "metadata");
+	/* personal fields, encrypted as the schema check has seen them plain */
+	newvals[6] = values[Anum_el_payload - 1];
+	if (el_personal_protect(rel, values[Anum_el_type - 1], &newvals[6]))
+		ncols = 7;
 
 	idx = el_stream_indexes(rel);
 

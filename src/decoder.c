@@ -33,6 +33,7 @@
 #include "catalog.h"
 #include "event_log.h"
 #include "immutable.h"
+#include "personal.h"
 #include "registry.h"
 
 extern void _PG_output_plugin_init(OutputPluginCallbacks *cb);
@@ -501,6 +502,39 @@ el_check_stream_shape(Relation relation, TupleDesc desc)
 	}
 }
 
+/*
+ * erase_subject()'s message: "<stream oid>\n<JSON object>", emitted as
+ * {"erasure": <object>} for the streams the consumer asked for.  Other
+ * messages, and non-transactional ones, are not ours.
+ */
+static void
+el_decoder_message(LogicalDecodingContext *ctx, ReorderBufferTXN *txn,
+				   XLogRecPtr message_lsn, bool transactional,
+				   const char *prefix, Size message_size, const char *message)
+{
+	ElDecoderData *data = ctx->output_plugin_private;
+	const char *nl;
+	char	   *end;
+	unsigned long relid;
+
+	if (!transactional || strcmp(prefix, EL_ERASURE_MESSAGE_PREFIX) != 0)
+		return;
+	nl = memchr(message, '\n', message_size);
+	if (nl == NULL || nl == message)
+		return;
+	errno = 0;
+	relid = strtoul(message, &end, 10);
+	if (errno != 0 || end != nl || relid > PG_UINT32_MAX)
+		return;
+	if (!el_stream_wanted(data, (Oid) relid))
+		return;
+	OutputPluginPrepareWrite(ctx, true);
+	appendStringInfoString(ctx->out, "{\"erasure\":");
+	appendBinaryStringInfo(ctx->out, nl + 1, message_size - (nl + 1 - message));
+	appendStringInfoChar(ctx->out, '}');
+	OutputPluginWrite(ctx, true);
+}
+
 static void
 el_decoder_change(LogicalDecodingContext *ctx, ReorderBufferTXN *txn,
 				  Relation relation, ReorderBufferChange *change)
@@ -618,6 +652,7 @@ _PG_output_plugin_init(OutputPluginCallbacks *cb)
 	cb->begin_cb = el_decoder_begin;
 	cb->change_cb = el_decoder_change;
 	cb->commit_cb = el_decoder_commit;
+	cb->message_cb = el_decoder_message;
 	cb->shutdown_cb = el_decoder_shutdown;
 
 	/*

@@ -13,6 +13,7 @@
 #include "consumer.h"
 #include "event_log.h"
 #include "projection.h"
+#include "personal.h"
 #include "registry.h"
 #include "schema.h"
 #include "wake.h"
@@ -149,6 +150,7 @@ _PG_init(void)
 	el_stream_cache_init();
 	el_wake_init();
 	el_schema_init();
+	el_personal_init();
 	el_projection_init();
 	el_consumer_init();
 

@@ -94,6 +94,8 @@ extern const ElColumn el_columns[EL_NATTS];
 #define ERRCODE_EL_SCHEMA_VIOLATION	MAKE_SQLSTATE('E','L','0','2','0')
 #define ERRCODE_EL_SCHEMA_MISSING	MAKE_SQLSTATE('E','L','0','2','1')
 #define ERRCODE_EL_SCHEMA_INCOMPATIBLE	MAKE_SQLSTATE('E','L','0','2','2')
+/* an event with personal fields names no data subject (docs/erasure.md) */
+#define ERRCODE_EL_NO_SUBJECT		MAKE_SQLSTATE('E','L','0','3','0')
 
 /*
  * Settings (event_log.c defines them all; docs/ lists them with their

@@ -28,6 +28,7 @@
 #include "commit.h"
 #include "event_log.h"
 #include "key.h"
+#include "personal.h"
 #include "read.h"
 #include "registry.h"
 #include "schema.h"
@@ -79,7 +80,8 @@ el_exec_plan(Oid relid, ElPlanKind kind, const Datum *values,
 	memset(&options, 0, sizeof(options));
 	options.params = el_plan_params(plan, values);
 	options.read_only = true;
-	options.dest = dest;
+	/* personal fields as the caller may see them (personal.c) */
+	options.dest = el_personal_reveal_dest(relid, dest);
 	options.tcount = tcount;
 	rc = SPI_execute_plan_extended(plan, &options);
 	if (rc != SPI_OK_SELECT)
@@ -689,6 +691,7 @@ el_read_all(PG_FUNCTION_ARGS)
 	SPIPlanPtr	plan;
 	bool		upcast = el_upcast_reads;
 	ElUpcastMemo memo;
+	ElReveal   *reveal;
 
 	el_require_arg(fcinfo, 0, "stream");
 	el_require_arg(fcinfo, 2, "max_count");
@@ -717,6 +720,7 @@ el_read_all(PG_FUNCTION_ARGS)
 	chunk = Min(max_count, Max(16, max_count / shards + 1));
 	row_cxt = AllocSetContextCreate(CurrentMemoryContext, "event_log read_all row",
 									ALLOCSET_SMALL_SIZES);
+	reveal = el_personal_reveal_begin(relid);
 
 	SPI_connect();
 	plan = el_stream_plan(relid, EL_PLAN_READ);
@@ -756,6 +760,9 @@ el_read_all(PG_FUNCTION_ARGS)
 		old = MemoryContextSwitchTo(row_cxt);
 		heap_deform_tuple(cur->rows->vals[cur->next], cur->rows->tupdesc, values, nulls);
 		token[best] = values[Anum_el_seq - 1];
+		if (!nulls[Anum_el_payload - 1])
+			values[Anum_el_payload - 1] = el_personal_reveal(reveal,
+															 values[Anum_el_payload - 1]);
 		if (upcast)
 			(void) el_upcast_event(&memo, relid, values, nulls);
 		values[EL_NATTS] = PointerGetDatum(construct_array(token, shards, INT8OID, 8,

@@ -199,6 +199,8 @@ extern ElSchema *el_schema_compile(Jsonb *schema);
 
 /* schema_validate.c: the errors of an instance, at most max_errors (0: all). */
 extern List *el_schema_validate(ElSchema *schema, Jsonb *instance, int max_errors);
+extern List *el_schema_validate_ext(ElSchema *schema, Jsonb *instance,
+									int max_errors, bool markers_pass);
 extern bool el_schema_node_accepts(ElSchemaNode *node, Jsonb *value);
 
 /*

@@ -139,7 +139,7 @@ static void
 el_upcast_require(Oid relid, text *type, int32 version, ElSchema *schema,
 				  Jsonb *payload, const char *what)
 {
-	List	   *errors = el_schema_validate(schema, payload, 1);
+	List	   *errors = el_schema_validate_ext(schema, payload, 1, true);
 
 	if (errors != NIL)
 	{

@@ -28,6 +28,7 @@
 #include "utils/jsonb.h"
 #include "utils/numeric.h"
 
+#include "personal.h"
 #include "schema.h"
 
 /* Where a value is: a key of an object or an index of an array. */
@@ -44,6 +45,7 @@ typedef struct ElValidate
 	List	   *errors;
 	int			max_errors;		/* 0: all */
 	int			quiet;			/* > 0: inside anyOf/oneOf/not, record nothing */
+	bool		markers_pass;	/* a personal-data marker matches anything */
 } ElValidate;
 
 static bool el_check(ElSchemaNode *node, JsonbValue *v, const ElPathSeg *path,
@@ -752,6 +754,23 @@ el_check(ElSchemaNode *node, JsonbValue *v, const ElPathSeg *path, ElValidate *c
 
 	if (node->always_valid)
 		return true;
+
+	/*
+	 * Upcasting checks payloads as stored or as the reader may see them: a
+	 * personal field there is a marker ({"$personal": ...}: encrypted,
+	 * hidden or erased), whose plain value was checked at append.
+	 */
+	if (cx->markers_pass && v->type == jbvBinary &&
+		JsonContainerIsObject(v->val.binary.data))
+	{
+		JsonbValue	k;
+
+		k.type = jbvString;
+		k.val.string.val = EL_PERSONAL_MARK;
+		k.val.string.len = strlen(EL_PERSONAL_MARK);
+		if (findJsonbValueFromContainer(v->val.binary.data, JB_FOBJECT, &k) != NULL)
+			return true;
+	}
 	if (node->always_invalid)
 		return el_fail(cx, path, "false", "no value is allowed here");
 	check_stack_depth();
@@ -870,7 +889,7 @@ el_check(ElSchemaNode *node, JsonbValue *v, const ElPathSeg *path, ElValidate *c
 bool
 el_schema_node_accepts(ElSchemaNode *node, Jsonb *value)
 {
-	ElValidate	cx = {NIL, 1, 1};
+	ElValidate	cx = {NIL, 1, 1, false};
 	JsonbValue	v;
 
 	if (JB_ROOT_IS_SCALAR(value))
@@ -887,7 +906,18 @@ el_schema_node_accepts(ElSchemaNode *node, Jsonb *value)
 List *
 el_schema_validate(ElSchema *schema, Jsonb *instance, int max_errors)
 {
-	ElValidate	cx = {NIL, max_errors, 0};
+	return el_schema_validate_ext(schema, instance, max_errors, false);
+}
+
+/*
+ * el_schema_validate(), where markers_pass lets a personal field's marker
+ * (personal.h) stand for its value (upcast payloads: schema_upcast.c).
+ */
+List *
+el_schema_validate_ext(ElSchema *schema, Jsonb *instance, int max_errors,
+					   bool markers_pass)
+{
+	ElValidate	cx = {NIL, max_errors, 0, markers_pass};
 	JsonbValue	v;
 
 	if (JB_ROOT_IS_SCALAR(instance))

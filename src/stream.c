@@ -26,6 +26,7 @@
 #include "catalog.h"
 #include "event_log.h"
 #include "immutable.h"
+#include "personal.h"
 #include "registry.h"
 #include "schema.h"
 #include "stream.h"
@@ -275,6 +276,7 @@ el_drop_stream_internal(Oid relid, bool cascade)
 
 	el_registry_delete(relid);
 	el_schema_forget(relid);
+	el_personal_forget(relid);
 	el_record_drop(qname, shards, events);
 
 	/*

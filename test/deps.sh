@@ -64,15 +64,18 @@ if (( npm_pg )); then
     fi
 fi
 
-# test_decoding ships inside postgresql-15 on Debian; make sure the server
-# we build for (PG_CONFIG, as the Makefile passes it) has it.
+# test_decoding and pgcrypto (personal fields, docs/erasure.md) ship inside
+# postgresql-15 on Debian; make sure the server we build for (PG_CONFIG, as
+# the Makefile passes it) has them.
 pkglibdir=$("${PG_CONFIG:-pg_config}" --pkglibdir) || {
     echo "deps.sh: ${PG_CONFIG:-pg_config} does not work; set PG_CONFIG" >&2
     exit 1
 }
-if [[ ! -f $pkglibdir/test_decoding.so ]]; then
-    echo "deps.sh: $pkglibdir/test_decoding.so not found" >&2
-    exit 1
-fi
+for lib in test_decoding pgcrypto; do
+    if [[ ! -f $pkglibdir/$lib.so ]]; then
+        echo "deps.sh: $pkglibdir/$lib.so not found" >&2
+        exit 1
+    fi
+done
 
-echo "deps.sh: $did; test_decoding present"
+echo "deps.sh: $did; test_decoding and pgcrypto present"

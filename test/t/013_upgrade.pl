@@ -308,6 +308,33 @@ is($node->safe_psql('upcast_db', q{
 	SELECT string_agg(payload::text, ',' ORDER BY key) FROM event_log.read_all('pay');
 }), "pay\n{\"amount\": 5}\n1\n1\npaid\nf\n1\n\n2\n\n2\na:-1,b:200\n{\"amount\": 5},{\"cents\": 200}",
 	'a 0.3 catalog reads as stored under event_log.upcast; after the update projections opt in');
+# Personal fields (0.4): on a 0.3 catalog the library appends and reads as
+# before (nothing is declared); after the update, in the same session, a
+# stream made at 0.3 gets personal fields: events appended before keep
+# their plain payloads, new ones are encrypted, read back, and erased.
+$node->safe_psql('postgres', 'CREATE DATABASE personal_db');
+is($node->safe_psql('personal_db', q{
+	CREATE EXTENSION event_log VERSION '0.3';
+	SELECT event_log.create_stream('public.people', 2);
+	INSERT INTO people (key, type, payload) VALUES ('u1', 'Joined', '{"user": "u1", "email": "old@example.org"}');
+	SELECT payload->>'email' FROM event_log.replay('people', 'u1');
+	ALTER EXTENSION event_log UPDATE;
+	SELECT event_log.declare_personal('people', '{email}', 'user');
+	INSERT INTO people (key, type, payload) VALUES ('u1', 'Moved', '{"user": "u1", "email": "new@example.org"}');
+	SELECT count(*) FROM people WHERE payload::text LIKE '%new@example.org%';
+	SELECT string_agg(payload->>'email', ',' ORDER BY version) FROM event_log.replay('people', 'u1');
+	SELECT event_log.erase_subject('people', 'u1', 'upgrade test');
+	SELECT string_agg(payload->'email'->>'$personal', ',' ORDER BY version) FROM event_log.replay('people', 'u1');
+	SELECT count(*) FROM event_log.erasures;
+}), "people
+old\@example.org
+
+0
+old\@example.org,new\@example.org
+t
+erased
+1",
+	'a 0.3 catalog is unchanged; after the update, personal fields hold for old streams');
 
 $node->stop;
 done_testing();

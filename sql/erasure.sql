@@ -1,0 +1,218 @@
+-- Erasure of personal data (docs/erasure.md): personal fields declared per
+-- stream or type are encrypted on every append path with a key per data
+-- subject, read back in clear by the roles allowed to, and erased for good
+-- by erase_subject(), which is audited.
+CREATE EXTENSION event_log;
+SET client_min_messages = warning;
+SELECT event_log.create_stream('shop', 2);
+SELECT event_log.create_stream('plain_other');
+CREATE ROLE er_owner;
+CREATE ROLE er_reader;
+CREATE ROLE er_support;
+CREATE ROLE er_appender;
+CREATE ROLE er_auditor;
+ALTER TABLE shop OWNER TO er_owner;
+GRANT SELECT ON shop TO er_reader, er_support;
+GRANT INSERT ON shop TO er_appender;
+GRANT SELECT ON event_log.erasures TO er_auditor;
+SELECT 'created' FROM pg_create_logical_replication_slot('erasure_cdc', 'event_log');
+
+-- Only the owner declares.  Bad declarations are refused and change nothing.
+SET ROLE er_reader;
+SELECT event_log.declare_personal('shop', '{email}', 'customer');
+SET ROLE er_owner;
+SELECT event_log.declare_personal('shop', '{}', 'customer');
+SELECT event_log.declare_personal('shop', '{email,NULL}', 'customer');
+SELECT event_log.declare_personal('shop', '{email,email}', 'customer');
+SELECT event_log.declare_personal('shop', '{email}', '');
+SELECT event_log.declare_personal('shop', '{{a},{b}}', 'customer');
+SELECT event_log.declare_personal('shop', NULL, 'customer');
+SELECT event_log.declare_personal('shop', '{email}', 'customer', '');
+SELECT event_log.declare_personal('pg_class', '{email}', 'customer');
+SELECT count(*) FROM event_log.personal_fields;
+
+-- The stream's declaration, and one for a type that replaces it.
+SELECT event_log.declare_personal('shop', '{name,email}', 'customer');
+SELECT event_log.declare_personal('shop', '{ip}', 'customer', 'Visited');
+SELECT stream, type, fields, subject_field, declared_by FROM event_log.personal_fields ORDER BY type;
+RESET ROLE;
+
+-- Appends on every path: INSERT, COPY, append(), append_events().
+SET ROLE er_appender;
+INSERT INTO shop (key, type, payload) VALUES
+  ('cart-1', 'Placed', '{"customer": "alice", "name": "Alice Liddell", "email": "alice@example.org", "total": 12}'),
+  ('cart-2', 'Placed', '{"customer": "bob", "name": "Bob", "email": "bob@example.org", "total": 3}'),
+  ('cart-1', 'Visited', '{"customer": "alice", "ip": "192.0.2.1", "email": "kept@example.org"}'),
+  ('cart-3', 'Noted', '{"note": "no personal field, no subject needed"}');
+RESET ROLE;
+COPY shop (key, type, payload) FROM stdin;
+cart-2	Placed	{"customer": 42, "name": {"first": "Carol", "last": "C"}, "email": null}
+\.
+SELECT event_log.append('shop', 'cart-4', 'Placed',
+       '{"customer": "dave", "name": "Dave", "email": "dave@example.org"}') IS NOT NULL AS appended;
+SELECT count(*) FROM event_log.append_events('shop', ARRAY[
+       event_log.new_event('Placed', '{"customer": "erin", "name": "Erin", "email": "erin@example.org"}', key => 'cart-5'),
+       event_log.new_event('Placed', '{"customer": "alice", "name": "Alice L.", "email": "alice@example.org"}', key => 'cart-6')]);
+
+-- An event with a personal field but no subject is refused (EL030).
+\set VERBOSITY default
+INSERT INTO shop (key, type, payload) VALUES ('cart-7', 'Placed', '{"name": "Nobody"}');
+INSERT INTO shop (key, type, payload) VALUES ('cart-7', 'Placed', '{"customer": "", "name": "Nobody"}');
+INSERT INTO shop (key, type, payload) VALUES ('cart-7', 'Placed', '{"customer": ["x"], "email": "x@example.org"}');
+\set VERBOSITY terse
+
+-- As stored, no personal value is there in clear: plain SELECT sees markers
+-- with the ciphertext, the subject's id and a mac; other fields as written.
+SELECT count(*) AS events,
+       count(*) FILTER (WHERE payload::text ~ '(Alice|alice@|Bob|bob@|Carol|Dave|dave@|Erin|erin@|192\.0\.2\.1)') AS in_clear
+FROM shop;
+SELECT key, type, jsonb_typeof(payload->'name') AS name,
+       payload->'name' ? '$personal' AS marked, payload->'customer' AS customer,
+       payload->'total' AS total, payload->'email' ? 'mac' AS email_marked,
+       length(payload->'name'->>'key') AS key_id_len
+FROM shop ORDER BY shard, seq;
+
+-- The owner, and roles it grants, read them as written: read(), replay(),
+-- read_all(), read_event(), poll(), and reveal() for plain SQL.
+SET ROLE er_owner;
+SELECT key, type, payload FROM event_log.replay('shop', 'cart-1');
+SELECT key, payload->'name' AS name, payload->'email' AS email
+FROM event_log.read_all('shop') ORDER BY key, version;
+SELECT event_log.grant_personal('shop', 'er_reader');
+RESET ROLE;
+SET ROLE er_reader;
+SELECT key, payload->'name' AS name FROM event_log.read('shop', 0, 0, 100)
+UNION ALL
+SELECT key, payload->'name' FROM event_log.read('shop', 1, 0, 100) ORDER BY 1, 2;
+SELECT e.key, event_log.reveal('shop', e.payload)->>'email' AS email FROM shop e ORDER BY e.key, e.version;
+SELECT key, payload->'email' AS email FROM event_log.poll('g1', 'shop', 100) ORDER BY key, version;
+RESET ROLE;
+
+-- Others see a marker instead; a reader whose grant is revoked too.
+SET ROLE er_support;
+SELECT key, payload FROM event_log.replay('shop', 'cart-1');
+SELECT key, payload->'email' AS email FROM event_log.read_all('shop') ORDER BY key, version;
+RESET ROLE;
+SET ROLE er_owner;
+SELECT event_log.revoke_personal('shop', 'er_reader');
+RESET ROLE;
+SET ROLE er_reader;
+SELECT DISTINCT payload->'name' FROM event_log.read_all('shop') WHERE type = 'Placed';
+RESET ROLE;
+
+-- A forged marker (an appender copying the shape) is not ours: it reads as
+-- stored, and breaks no read.
+INSERT INTO shop (key, type, payload) VALUES ('cart-8', 'Noted',
+  ('{"x": {"$personal": "AAAA", "key": "' || repeat('0', 32) || '", "mac": "' || repeat('0', 32) || '"}}')::jsonb);
+SELECT payload FROM event_log.replay('shop', 'cart-8');
+
+-- Erasure: the owner only, with a reason; the audit holds the subject's id,
+-- never the subject, and who and when.
+SET ROLE er_reader;
+SELECT event_log.erase_subject('shop', 'alice', 'request 17');
+RESET ROLE;
+SET ROLE er_owner;
+SELECT event_log.erase_subject('shop', 'alice', '');
+SELECT event_log.erase_subject('shop', '', 'request 17');
+SELECT event_log.erase_subject('shop', NULL, 'request 17');
+SELECT event_log.erase_subject('shop', 'alice', repeat('x', 1001));
+SELECT event_log.erase_subject('shop', 'alice', 'request 17');
+-- Every event of alice's, on every reader: erased; others unchanged.
+SELECT key, type, payload FROM event_log.read_all('shop') ORDER BY shard, seq;
+SELECT count(*) FROM event_log.poll('g2', 'shop', 100) WHERE payload::text ~ 'Alice|alice@|192\.0\.2';
+-- CDC carries the encrypted markers, never a personal value or a key, and
+-- tells consumers of the erasure with the stream and the subject's id.
+RESET ROLE;
+SELECT count(*) AS lines,
+       count(*) FILTER (WHERE data ~ '(Alice|alice@|Bob|bob@|Carol|Dave|dave@|Erin|erin@|192\.0\.2\.1)') AS in_clear,
+       count(*) FILTER (WHERE data LIKE '%"$personal"%') AS with_markers
+FROM pg_logical_slot_peek_changes('erasure_cdc', NULL, NULL) WHERE data NOT LIKE '{"erasure"%';
+SELECT data::jsonb->'erasure'->>'stream' AS stream,
+       data::jsonb->'erasure'->>'subject' = event_log.subject_id('shop', 'alice') AS subject_id,
+       data::jsonb->'erasure' ? 'erased_at' AS has_time
+FROM pg_logical_slot_peek_changes('erasure_cdc', NULL, NULL) WHERE data LIKE '{"erasure"%';
+SELECT count(*) FROM pg_logical_slot_peek_changes('erasure_cdc', NULL, NULL, 'streams', 'public.plain_other')
+WHERE data LIKE '{"erasure"%';
+SET ROLE er_owner;
+-- Erasing twice, and a subject with no events: false, recorded, a notice.
+SET client_min_messages = notice;
+SELECT event_log.erase_subject('shop', 'alice', 'request 17, again');
+SELECT event_log.erase_subject('shop', 'zoe', 'request 18');
+SET client_min_messages = warning;
+RESET ROLE;
+SELECT count(*) AS keys_left FROM event_log.subject_keys;
+
+-- The auditor finds a subject's erasures by its id; the catalog has no
+-- subject in clear and no personal value.
+SET ROLE er_auditor;
+SELECT stream, erased_by, session_user_name, reason, key_destroyed
+FROM event_log.erasures WHERE subject = event_log.subject_id('shop', 'alice') ORDER BY erased_at, reason;
+SELECT count(*) FROM event_log.erasures WHERE subject ~ 'alice|zoe';
+SELECT * FROM event_log.subject_keys;
+RESET ROLE;
+SET ROLE er_support;
+SELECT event_log.subject_id('shop', 'alice');
+SELECT * FROM event_log.erasures;
+RESET ROLE;
+
+-- A subject that comes back after its erasure gets a new key: its new
+-- events are readable, its old ones stay erased.
+SELECT event_log.append('shop', 'cart-9', 'Placed',
+       '{"customer": "alice", "name": "Alice again"}') IS NOT NULL AS appended;
+SELECT key, payload->'name' FROM event_log.read_all('shop') WHERE payload->>'customer' = 'alice' ORDER BY key, version;
+
+-- Keys a transaction appended with are kept for it, but not past the
+-- rollback of a savepoint that created one, nor past an erasure in the
+-- same transaction: both appends after them are readable.
+BEGIN;
+SAVEPOINT a;
+INSERT INTO shop (key, type, payload) VALUES ('cart-10', 'Placed', '{"customer": "sp", "name": "Rolled back"}');
+ROLLBACK TO a;
+INSERT INTO shop (key, type, payload) VALUES ('cart-10', 'Placed', '{"customer": "sp", "name": "Sam Point"}');
+INSERT INTO shop (key, type, payload) VALUES ('cart-10', 'Placed', '{"customer": "tx", "name": "Before"}');
+SELECT event_log.erase_subject('shop', 'tx', 'same transaction');
+INSERT INTO shop (key, type, payload) VALUES ('cart-10', 'Placed', '{"customer": "tx", "name": "After"}');
+COMMIT;
+SELECT version, payload->'name' FROM event_log.replay('shop', 'cart-10');
+
+-- Streams without declarations, and erasing in one: unchanged / refused.
+SELECT event_log.create_stream('plain');
+INSERT INTO plain (key, type, payload) VALUES ('k', 'T', '{"email": "p@example.org"}');
+SELECT payload FROM event_log.replay('plain', 'k');
+SELECT event_log.erase_subject('plain', 'p', 'why');
+
+-- drop_stream() removes the declarations and keys, keeps the audit.
+SELECT event_log.drop_stream('shop');
+SELECT (SELECT count(*) FROM event_log.personal_fields) AS fields,
+       (SELECT count(*) FROM event_log.subject_keys) AS keys,
+       (SELECT count(*) FROM event_log.personal_streams) AS secrets,
+       (SELECT count(*) FROM event_log.erasures) AS erasures;
+
+-- Upcasting (docs/schemas.md) and personal fields: a field's marker stands
+-- for its value when the upcast payload is checked against the newest
+-- schema, whether the field is encrypted, hidden from the reader or erased.
+SELECT event_log.create_stream('people');
+SELECT event_log.register_schema('people', 'Registered',
+    '{"type": "object", "properties": {"email": {"type": "string"}, "id": {"type": "string"}}, "required": ["email", "id"]}');
+SELECT event_log.declare_personal('people', ARRAY['email'], 'id');
+INSERT INTO people (key, type, payload) VALUES
+  ('p1', 'Registered', '{"id": "u1", "email": "one@example.org"}'),
+  ('p2', 'Registered', '{"id": "u2", "email": "two@example.org"}');
+SELECT event_log.set_schema_compatibility('people', 'Registered', 'NONE');
+SELECT event_log.register_schema('people', 'Registered',
+    '{"type": "object", "properties": {"email": {"type": "string"}, "id": {"type": "string"}, "v": {"type": "integer"}}, "required": ["email", "id", "v"]}');
+SELECT event_log.register_upcaster('people', 'Registered', 1, $$payload || '{"v": 2}'$$);
+SELECT event_log.erase_subject('people', 'u1', 'asked');
+SET event_log.upcast = on;
+SELECT key, payload, metadata FROM event_log.read('people', 0);
+SELECT key, payload FROM event_log.read_all('people');
+GRANT SELECT ON people TO er_reader;
+SET ROLE er_reader;
+SELECT key, payload FROM event_log.replay('people', 'p2');
+RESET ROLE;
+RESET event_log.upcast;
+SELECT event_log.drop_stream('people');
+
+SELECT pg_drop_replication_slot('erasure_cdc');
+DROP EXTENSION event_log CASCADE;
+DROP ROLE er_owner, er_reader, er_support, er_appender, er_auditor;
