@@ -15,7 +15,8 @@
  *	  new ones until it commits, so no event committed after a declaration
  *	  escaped it.  erase_subject() takes no stream lock: appends go on, and
  *	  an append that committed with the key before the erasure is erased
- *	  with it (docs/design/erasure.md).
+ *	  with it; a placeholder key makes it wait for the subject's first
+ *	  append in progress, whose key it would not see (docs/design/erasure.md).
  */
 #include "postgres.h"
 
@@ -328,10 +329,45 @@ el_erase_subject(PG_FUNCTION_ARGS)
 	values[2] = CStringGetTextDatum(id);
 	values[3] = PointerGetDatum(reason);
 	SPI_connect();
-	destroyed = el_catalog_sql("DELETE FROM event_log.subject_keys k"
-							   " WHERE k.stream OPERATOR(pg_catalog.=) $1"
-							   " AND k.subject OPERATOR(pg_catalog.=) $2",
-							   2, types, values, NULL, 0, 0) > 0;
+
+	/*
+	 * A key an append in progress made is invisible to the DELETE, which
+	 * would miss it: the subject's first events would then commit after the
+	 * erasure in clear.  Inserting a placeholder under the subject waits for
+	 * such an append's transaction (the unique index); then the DELETE, with
+	 * the latest snapshot (also in REPEATABLE READ, whose snapshot may
+	 * predate the key), destroys whichever key is there, the placeholder
+	 * included.  A placeholder is random and never used: appends that come
+	 * after it wait for us, and find no key once we commit.
+	 */
+	{
+		Oid			ptypes[4] = {REGCLASSOID, BYTEAOID, BYTEAOID, BYTEAOID};
+		Datum		pvalues[4];
+		bytea	   *pkey = el_personal_bytea(NULL, EL_SUBJECT_KEY_LEN);
+		bytea	   *pkid = el_personal_bytea(NULL, EL_KEY_ID_LEN);
+		uint64		placed;
+		uint64		deleted;
+
+		if (!pg_strong_random(VARDATA(pkey), EL_SUBJECT_KEY_LEN) ||
+			!pg_strong_random(VARDATA(pkid), EL_KEY_ID_LEN))
+			ereport(ERROR,
+					(errcode(ERRCODE_INTERNAL_ERROR),
+					 errmsg("could not generate a random key")));
+		pvalues[0] = values[0];
+		pvalues[1] = values[1];
+		pvalues[2] = PointerGetDatum(pkey);
+		pvalues[3] = PointerGetDatum(pkid);
+		placed = el_catalog_sql("INSERT INTO event_log.subject_keys (stream, subject, key, key_id)"
+								" VALUES ($1, $2, $3, $4) ON CONFLICT (stream, subject) DO NOTHING"
+								" RETURNING 1",
+								4, ptypes, pvalues, NULL, EL_CAT_LATEST, 0);
+		explicit_bzero(VARDATA(pkey), EL_SUBJECT_KEY_LEN);
+		deleted = el_catalog_sql("DELETE FROM event_log.subject_keys k"
+								 " WHERE k.stream OPERATOR(pg_catalog.=) $1"
+								 " AND k.subject OPERATOR(pg_catalog.=) $2",
+								 2, types, values, NULL, EL_CAT_LATEST, 0);
+		destroyed = deleted > placed;
+	}
 	values[4] = BoolGetDatum(destroyed);
 	(void) el_catalog_sql("INSERT INTO event_log.erasures"
 						  " (stream, subject, erased_by, session_user_name, reason, key_destroyed)"
