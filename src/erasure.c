@@ -5,8 +5,9 @@
  *	  and which names the data subject), grant_personal() and
  *	  revoke_personal() (who reads them in clear besides the owner),
  *	  subject_id(), erase_subject() (deletes the subject's key, records the
- *	  erasure in event_log.erasures and tells CDC consumers with a logical
- *	  decoding message), and reveal() for payloads read with plain SQL.
+ *	  erasure in event_log.erasures, whose row the output plugin turns into
+ *	  an erasure line for CDC consumers), and reveal() for payloads read with
+ *	  plain SQL.
  *	  Encryption and decryption themselves are in personal.c.
  *
  *	  Only the stream's owner (or a member of its role) declares, grants and
@@ -24,7 +25,6 @@
 #include "executor/spi.h"
 #include "fmgr.h"
 #include "miscadmin.h"
-#include "replication/message.h"
 #include "utils/acl.h"
 #include "utils/array.h"
 #include "utils/builtins.h"
@@ -285,8 +285,8 @@ el_subject_id(PG_FUNCTION_ARGS)
  *		RETURNS boolean
  *
  * Deletes the subject's key, so that its personal fields read as erased
- * everywhere; records the erasure; emits a transactional logical decoding
- * message "event_log.erasure" with the stream and the subject's id.
+ * everywhere; records the erasure in event_log.erasures, which the output
+ * plugin emits as an erasure line with the stream and the subject's id.
  * Returns whether there was a key to delete: false for a subject with no
  * personal data in the stream, or one erased before (recorded all the
  * same: the request was made).
@@ -301,8 +301,6 @@ el_erase_subject(PG_FUNCTION_ARGS)
 	bool		destroyed;
 	Oid			types[5] = {REGCLASSOID, BYTEAOID, TEXTOID, TEXTOID, BOOLOID};
 	Datum		values[5];
-	StringInfoData msg;
-	char		ts[MAXDATELEN + 1];
 
 	el_personal_require_owner(fcinfo);
 	el_require_arg(fcinfo, 1, "subject");
@@ -378,17 +376,9 @@ el_erase_subject(PG_FUNCTION_ARGS)
 	el_personal_forget_keys();
 
 	/*
-	 * CDC: the stream's OID (for the decoder's "streams" filter), a newline,
-	 * and the JSON object the decoder emits as {"erasure": ...}.  Decoded at
-	 * the commit, in its place among the events.
+	 * CDC: the decoder emits the audit row above as {"erasure": ...}, at the
+	 * commit, in its place among the events (decoder.c).
 	 */
-	initStringInfo(&msg);
-	appendStringInfo(&msg, "%u\n{\"stream\":", relid);
-	escape_json(&msg, el_qualified_name(relid));
-	appendStringInfo(&msg, ",\"subject\":\"%s\",\"erased_at\":\"%s\"}", id,
-					 JsonEncodeDateTime(ts, TimestampTzGetDatum(GetCurrentTransactionStartTimestamp()),
-										TIMESTAMPTZOID, NULL));
-	(void) LogLogicalMessage(EL_ERASURE_MESSAGE_PREFIX, msg.data, msg.len, true);
 
 	if (!destroyed)
 		ereport(NOTICE,
