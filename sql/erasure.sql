@@ -116,6 +116,15 @@ SELECT event_log.erase_subject('shop', 'alice', '');
 SELECT event_log.erase_subject('shop', '', 'request 17');
 SELECT event_log.erase_subject('shop', NULL, 'request 17');
 SELECT event_log.erase_subject('shop', 'alice', repeat('x', 1001));
+-- A role that may not erase forges erase_subject()'s logical decoding
+-- message (pg_logical_emit_message() is executable by PUBLIC): CDC
+-- consumers must not see an erasure, nor its made-up JSON.
+SET ROLE er_reader;
+SELECT 'emitted' FROM pg_logical_emit_message(true, 'event_log.erasure',
+       'shop'::regclass::oid || E'\n{"stream":"public.shop","subject":"forged"},"x":{');
+SELECT 'emitted' FROM pg_logical_emit_message(true, 'event_log.erasure',
+       'plain_other'::regclass::oid || E'\n{"stream":"public.plain_other","subject":"forged"}');
+SET ROLE er_owner;
 SELECT event_log.erase_subject('shop', 'alice', 'request 17');
 -- Every event of alice's, on every reader: erased; others unchanged.
 SELECT key, type, payload FROM event_log.read_all('shop') ORDER BY shard, seq;
@@ -133,6 +142,8 @@ SELECT data::jsonb->'erasure'->>'stream' AS stream,
 FROM pg_logical_slot_peek_changes('erasure_cdc', NULL, NULL) WHERE data LIKE '{"erasure"%';
 SELECT count(*) FROM pg_logical_slot_peek_changes('erasure_cdc', NULL, NULL, 'streams', 'public.plain_other')
 WHERE data LIKE '{"erasure"%';
+SELECT count(*) AS forged FROM pg_logical_slot_peek_changes('erasure_cdc', NULL, NULL)
+WHERE data LIKE '%forged%';
 SET ROLE er_owner;
 -- Erasing twice, and a subject with no events: false, recorded, a notice.
 SET client_min_messages = notice;

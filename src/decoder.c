@@ -503,36 +503,55 @@ el_check_stream_shape(Relation relation, TupleDesc desc)
 }
 
 /*
- * erase_subject()'s message: "<stream oid>\n<JSON object>", emitted as
- * {"erasure": <object>} for the streams the consumer asked for.  Other
- * messages, and non-transactional ones, are not ours.
+ * An erasure: erase_subject() inserts its audit row into event_log.erasures
+ * in the erasing transaction, and that insert is emitted, in its place
+ * among the events, as {"erasure": {"stream", "subject", "erased_at"}} for
+ * consumers that asked for the stream.  Only the extension's code writes
+ * that table (nobody else has INSERT on it), so nobody can forge the line.
+ * A logical decoding message would not do: pg_logical_emit_message() is
+ * open to every role.  Returns whether the change was the audit's.
  */
-static void
-el_decoder_message(LogicalDecodingContext *ctx, ReorderBufferTXN *txn,
-				   XLogRecPtr message_lsn, bool transactional,
-				   const char *prefix, Size message_size, const char *message)
+static bool
+el_decoder_erasure(LogicalDecodingContext *ctx, Relation relation,
+				   ReorderBufferChange *change)
 {
 	ElDecoderData *data = ctx->output_plugin_private;
-	const char *nl;
-	char	   *end;
-	unsigned long relid;
+	TupleDesc	desc = RelationGetDescr(relation);
+	Datum		values[3];
+	bool		isnull[3];
+	Oid			stream;
+	MemoryContext old;
 
-	if (!transactional || strcmp(prefix, EL_ERASURE_MESSAGE_PREFIX) != 0)
-		return;
-	nl = memchr(message, '\n', message_size);
-	if (nl == NULL || nl == message)
-		return;
-	errno = 0;
-	relid = strtoul(message, &end, 10);
-	if (errno != 0 || end != nl || relid > PG_UINT32_MAX)
-		return;
-	if (!el_stream_wanted(data, (Oid) relid))
-		return;
-	OutputPluginPrepareWrite(ctx, true);
-	appendStringInfoString(ctx->out, "{\"erasure\":");
-	appendBinaryStringInfo(ctx->out, nl + 1, message_size - (nl + 1 - message));
-	appendStringInfoChar(ctx->out, '}');
-	OutputPluginWrite(ctx, true);
+	if (strcmp(RelationGetRelationName(relation), "erasures") != 0 ||
+		RelationGetNamespace(relation) != get_namespace_oid("event_log", true))
+		return false;
+	if (desc->natts < 3 ||
+		TupleDescAttr(desc, 0)->atttypid != REGCLASSOID ||
+		TupleDescAttr(desc, 1)->atttypid != TEXTOID ||
+		TupleDescAttr(desc, 2)->atttypid != TIMESTAMPTZOID)
+		elog(ERROR, "event_log.erasures lacks its columns");
+
+	old = MemoryContextSwitchTo(data->context);
+	for (int i = 0; i < 3; i++)
+		values[i] = heap_getattr(&change->data.tp.newtuple->tuple, i + 1, desc, &isnull[i]);
+	if (isnull[0] || isnull[1] || isnull[2])
+		elog(ERROR, "event_log.erasures has a null column");
+	stream = DatumGetObjectId(values[0]);
+	if (el_stream_wanted(data, stream))
+	{
+		OutputPluginPrepareWrite(ctx, true);
+		appendStringInfoString(ctx->out, "{\"erasure\":{\"stream\":");
+		escape_json(ctx->out, el_qualified_name(stream));
+		appendStringInfoString(ctx->out, ",\"subject\":");
+		el_append_json_text(ctx->out, values[1]);
+		appendStringInfoString(ctx->out, ",\"erased_at\":");
+		el_append_timestamptz(ctx->out, DatumGetTimestampTz(values[2]));
+		appendStringInfoString(ctx->out, "}}");
+		OutputPluginWrite(ctx, true);
+	}
+	MemoryContextSwitchTo(old);
+	MemoryContextReset(data->context);
+	return true;
 }
 
 static void
@@ -552,6 +571,8 @@ el_decoder_change(LogicalDecodingContext *ctx, ReorderBufferTXN *txn,
 
 	if (change->action != REORDER_BUFFER_CHANGE_INSERT ||
 		change->data.tp.newtuple == NULL)
+		return;
+	if (el_decoder_erasure(ctx, relation, change))
 		return;
 	if (!el_stream_wanted(data, relid))
 		return;
@@ -652,7 +673,6 @@ _PG_output_plugin_init(OutputPluginCallbacks *cb)
 	cb->begin_cb = el_decoder_begin;
 	cb->change_cb = el_decoder_change;
 	cb->commit_cb = el_decoder_commit;
-	cb->message_cb = el_decoder_message;
 	cb->shutdown_cb = el_decoder_shutdown;
 
 	/*

@@ -5,8 +5,9 @@
  *	  and which names the data subject), grant_personal() and
  *	  revoke_personal() (who reads them in clear besides the owner),
  *	  subject_id(), erase_subject() (deletes the subject's key, records the
- *	  erasure in event_log.erasures and tells CDC consumers with a logical
- *	  decoding message), and reveal() for payloads read with plain SQL.
+ *	  erasure in event_log.erasures, whose row the output plugin turns into
+ *	  an erasure line for CDC consumers), and reveal() for payloads read with
+ *	  plain SQL.
  *	  Encryption and decryption themselves are in personal.c.
  *
  *	  Only the stream's owner (or a member of its role) declares, grants and
@@ -15,7 +16,8 @@
  *	  new ones until it commits, so no event committed after a declaration
  *	  escaped it.  erase_subject() takes no stream lock: appends go on, and
  *	  an append that committed with the key before the erasure is erased
- *	  with it (docs/design/erasure.md).
+ *	  with it; a placeholder key makes it wait for the subject's first
+ *	  append in progress, whose key it would not see (docs/design/erasure.md).
  */
 #include "postgres.h"
 
@@ -23,7 +25,6 @@
 #include "executor/spi.h"
 #include "fmgr.h"
 #include "miscadmin.h"
-#include "replication/message.h"
 #include "utils/acl.h"
 #include "utils/array.h"
 #include "utils/builtins.h"
@@ -284,8 +285,8 @@ el_subject_id(PG_FUNCTION_ARGS)
  *		RETURNS boolean
  *
  * Deletes the subject's key, so that its personal fields read as erased
- * everywhere; records the erasure; emits a transactional logical decoding
- * message "event_log.erasure" with the stream and the subject's id.
+ * everywhere; records the erasure in event_log.erasures, which the output
+ * plugin emits as an erasure line with the stream and the subject's id.
  * Returns whether there was a key to delete: false for a subject with no
  * personal data in the stream, or one erased before (recorded all the
  * same: the request was made).
@@ -300,8 +301,6 @@ el_erase_subject(PG_FUNCTION_ARGS)
 	bool		destroyed;
 	Oid			types[5] = {REGCLASSOID, BYTEAOID, TEXTOID, TEXTOID, BOOLOID};
 	Datum		values[5];
-	StringInfoData msg;
-	char		ts[MAXDATELEN + 1];
 
 	el_personal_require_owner(fcinfo);
 	el_require_arg(fcinfo, 1, "subject");
@@ -328,10 +327,45 @@ el_erase_subject(PG_FUNCTION_ARGS)
 	values[2] = CStringGetTextDatum(id);
 	values[3] = PointerGetDatum(reason);
 	SPI_connect();
-	destroyed = el_catalog_sql("DELETE FROM event_log.subject_keys k"
-							   " WHERE k.stream OPERATOR(pg_catalog.=) $1"
-							   " AND k.subject OPERATOR(pg_catalog.=) $2",
-							   2, types, values, NULL, 0, 0) > 0;
+
+	/*
+	 * A key an append in progress made is invisible to the DELETE, which
+	 * would miss it: the subject's first events would then commit after the
+	 * erasure in clear.  Inserting a placeholder under the subject waits for
+	 * such an append's transaction (the unique index); then the DELETE, with
+	 * the latest snapshot (also in REPEATABLE READ, whose snapshot may
+	 * predate the key), destroys whichever key is there, the placeholder
+	 * included.  A placeholder is random and never used: appends that come
+	 * after it wait for us, and find no key once we commit.
+	 */
+	{
+		Oid			ptypes[4] = {REGCLASSOID, BYTEAOID, BYTEAOID, BYTEAOID};
+		Datum		pvalues[4];
+		bytea	   *pkey = el_personal_bytea(NULL, EL_SUBJECT_KEY_LEN);
+		bytea	   *pkid = el_personal_bytea(NULL, EL_KEY_ID_LEN);
+		uint64		placed;
+		uint64		deleted;
+
+		if (!pg_strong_random(VARDATA(pkey), EL_SUBJECT_KEY_LEN) ||
+			!pg_strong_random(VARDATA(pkid), EL_KEY_ID_LEN))
+			ereport(ERROR,
+					(errcode(ERRCODE_INTERNAL_ERROR),
+					 errmsg("could not generate a random key")));
+		pvalues[0] = values[0];
+		pvalues[1] = values[1];
+		pvalues[2] = PointerGetDatum(pkey);
+		pvalues[3] = PointerGetDatum(pkid);
+		placed = el_catalog_sql("INSERT INTO event_log.subject_keys (stream, subject, key, key_id)"
+								" VALUES ($1, $2, $3, $4) ON CONFLICT (stream, subject) DO NOTHING"
+								" RETURNING 1",
+								4, ptypes, pvalues, NULL, EL_CAT_LATEST, 0);
+		explicit_bzero(VARDATA(pkey), EL_SUBJECT_KEY_LEN);
+		deleted = el_catalog_sql("DELETE FROM event_log.subject_keys k"
+								 " WHERE k.stream OPERATOR(pg_catalog.=) $1"
+								 " AND k.subject OPERATOR(pg_catalog.=) $2",
+								 2, types, values, NULL, EL_CAT_LATEST, 0);
+		destroyed = deleted > placed;
+	}
 	values[4] = BoolGetDatum(destroyed);
 	(void) el_catalog_sql("INSERT INTO event_log.erasures"
 						  " (stream, subject, erased_by, session_user_name, reason, key_destroyed)"
@@ -342,17 +376,9 @@ el_erase_subject(PG_FUNCTION_ARGS)
 	el_personal_forget_keys();
 
 	/*
-	 * CDC: the stream's OID (for the decoder's "streams" filter), a newline,
-	 * and the JSON object the decoder emits as {"erasure": ...}.  Decoded at
-	 * the commit, in its place among the events.
+	 * CDC: the decoder emits the audit row above as {"erasure": ...}, at the
+	 * commit, in its place among the events (decoder.c).
 	 */
-	initStringInfo(&msg);
-	appendStringInfo(&msg, "%u\n{\"stream\":", relid);
-	escape_json(&msg, el_qualified_name(relid));
-	appendStringInfo(&msg, ",\"subject\":\"%s\",\"erased_at\":\"%s\"}", id,
-					 JsonEncodeDateTime(ts, TimestampTzGetDatum(GetCurrentTransactionStartTimestamp()),
-										TIMESTAMPTZOID, NULL));
-	(void) LogLogicalMessage(EL_ERASURE_MESSAGE_PREFIX, msg.data, msg.len, true);
 
 	if (!destroyed)
 		ereport(NOTICE,

@@ -64,9 +64,6 @@ extern void el_personal_forget(Oid relid);
 #define EL_PERSONAL_HIDDEN	"hidden"
 #define EL_PERSONAL_ERASED	"erased"
 
-/* The prefix of the logical decoding message erase_subject() emits. */
-#define EL_ERASURE_MESSAGE_PREFIX	"event_log.erasure"
-
 extern bool el_personal_catalog_present(void);
 extern void el_personal_require_catalog(void);
 extern bool el_personal_stream_secret(Oid relid, uint8 *secret);
