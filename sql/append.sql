@@ -177,4 +177,28 @@ SELECT key, version, type, tenant, amount, extra, flag, id
 FROM wide ORDER BY key, version;
 SELECT key, version, type FROM event_log.replay('wide', 'w2');
 SELECT event_log.drop_stream('wide');
+
+-- A key's last version read from the index alone where the visibility map
+-- says its page is all-visible (after VACUUM), and from the heap elsewhere:
+-- new sessions, with no versions cached, append after the right one: for
+-- keys whose last row is on an all-visible page (k7 on the last page, old
+-- on the first), and after a rolled-back row on a page no longer all-visible.
+SELECT event_log.create_stream('vm', 2);
+INSERT INTO vm (key, type, payload) SELECT 'old', 'T', '{}' FROM generate_series(1, 3);
+INSERT INTO vm (key, type, payload)
+SELECT 'k' || (i % 50), 'T', jsonb_build_object('i', i) FROM generate_series(1, 5000) i;
+VACUUM (FREEZE) vm;
+\c
+SET client_min_messages = warning;
+INSERT INTO vm (key, type, payload) VALUES ('k7', 'After', '{}'), ('old', 'After', '{}');
+\c
+SET client_min_messages = warning;
+BEGIN;
+INSERT INTO vm (key, type, payload) VALUES ('k7', 'Lost', '{}');
+ROLLBACK;
+INSERT INTO vm (key, type, payload) VALUES ('k7', 'Again', '{}'), ('k8', 'Again', '{}');
+SELECT key, version, type FROM vm WHERE type <> 'T' ORDER BY key, version;
+SELECT count(*) AS keys_not_dense FROM (SELECT key FROM vm GROUP BY key
+  HAVING count(*) <> max(version) OR min(version) <> 1) k;
+SELECT event_log.drop_stream('vm');
 DROP EXTENSION event_log;
