@@ -76,6 +76,15 @@ static ElPending el_pending = {false};
  * uncommitted row in the range.  A backward scan stops at the first row; a
  * forward scan (for short ranges) reads to the end, or gives up after
  * max_rows rows.  -1 if there is none (or it gave up).
+ *
+ * An entry whose heap page the visibility map says is all-visible is taken
+ * from the index alone, as an index-only scan takes it: every row on such a
+ * page is committed and visible to everyone, so the dirty snapshot would see
+ * it too.  That spares a random heap read per probe once the stream is
+ * larger than the cache (docs/performance.md, "Appends as the stream
+ * grows").  Entries on other pages (the newest rows, ours, a rolled-back
+ * one) are checked against the heap.  Not when the caller wants the first
+ * row's event_id (first_id), which only the heap has.
  */
 static int64
 el_index_last(Relation rel, Oid indexoid, ScanKey keys, int nkeys,
@@ -84,7 +93,14 @@ el_index_last(Relation rel, Oid indexoid, ScanKey keys, int nkeys,
 {
 	Relation	index = index_open(indexoid, AccessShareLock);
 	TupleTableSlot *slot = table_slot_create(rel, NULL);
+	Buffer		vmbuffer = InvalidBuffer;
+	int			index_attno = 0;
 	int64		result;
+
+	if (first_id == NULL)
+		for (int i = 0; i < index->rd_index->indnatts; i++)
+			if (index->rd_index->indkey.values[i] == attnum)
+				index_attno = i + 1;
 
 	for (;;)
 	{
@@ -96,30 +112,52 @@ el_index_last(Relation rel, Oid indexoid, ScanKey keys, int nkeys,
 
 		InitDirtySnapshot(dirty);
 		scan = index_beginscan(rel, index, &dirty, nkeys, 0);
+		scan->xs_want_itup = index_attno > 0;
 		index_rescan(scan, keys, nkeys, NULL, 0);
 		result = -1;
-		while (index_getnext_slot(scan, dir, slot))
+		for (;;)
 		{
 			bool		isnull;
+			bool		from_index = false;
 
-			/*
-			 * Another transaction's uncommitted row in our range means it
-			 * appended without holding the shard lock, which our own paths
-			 * never do; numbering after it could break commit order, so wait
-			 * for it to finish and look again.
-			 */
-			if (TransactionIdIsValid(dirty.xmin))
+			if (!scan->xs_heap_continue)
 			{
-				wait_xid = dirty.xmin;
-				wait_tid = slot->tts_tid;
-				break;
+				ItemPointer tid = index_getnext_tid(scan, dir);
+
+				if (tid == NULL)
+					break;
+				if (scan->xs_itup != NULL &&
+					VM_ALL_VISIBLE(rel, ItemPointerGetBlockNumber(tid), &vmbuffer))
+				{
+					result = DatumGetInt64(index_getattr(scan->xs_itup, index_attno,
+														 scan->xs_itupdesc, &isnull));
+					from_index = true;
+				}
 			}
-			/* Whether the first row read is the one the caller expects. */
-			if (first_id != NULL && result < 0)
-				*first_matches =
-					memcmp(DatumGetUUIDP(slot_getattr(slot, Anum_el_event_id, &isnull)),
-						   first_id, UUID_LEN) == 0;
-			result = DatumGetInt64(slot_getattr(slot, attnum, &isnull));
+			if (!from_index)
+			{
+				if (!index_fetch_heap(scan, slot))
+					continue;	/* not visible even to the dirty snapshot */
+
+				/*
+				 * Another transaction's uncommitted row in our range means it
+				 * appended without holding the shard lock, which our own
+				 * paths never do; numbering after it could break commit
+				 * order, so wait for it to finish and look again.
+				 */
+				if (TransactionIdIsValid(dirty.xmin))
+				{
+					wait_xid = dirty.xmin;
+					wait_tid = slot->tts_tid;
+					break;
+				}
+				/* Whether the first row read is the one the caller expects. */
+				if (first_id != NULL && result < 0)
+					*first_matches =
+						memcmp(DatumGetUUIDP(slot_getattr(slot, Anum_el_event_id, &isnull)),
+							   first_id, UUID_LEN) == 0;
+				result = DatumGetInt64(slot_getattr(slot, attnum, &isnull));
+			}
 			if (ScanDirectionIsBackward(dir))
 				break;
 			if (--rows <= 0)
@@ -133,91 +171,24 @@ el_index_last(Relation rel, Oid indexoid, ScanKey keys, int nkeys,
 			break;
 		XactLockTableWait(wait_xid, rel, &wait_tid, XLTW_None);
 	}
+	if (BufferIsValid(vmbuffer))
+		ReleaseBuffer(vmbuffer);
 	ExecDropSingleTupleTableSlot(slot);
 	index_close(index, AccessShareLock);
 	return result;
 }
 
-/*
- * The key's last version, from the stream's unique (key, version) index:
- * el_index_last() backwards, except that an entry whose heap page the
- * visibility map says is all-visible is taken from the index alone, as an
- * index-only scan takes it.  Every row on such a page is committed and
- * visible to everyone, so the dirty snapshot would see it too; skipping the
- * heap fetch spares a random heap page per probe once the stream is larger
- * than the cache (docs/performance.md, "Appends as the stream grows").
- * Entries on other pages (the newest rows, ours, an aborted one) are checked
- * against the heap as before.
- */
 static int64
 el_probe_version(Relation rel, Oid indexoid, text *key)
 {
 	ScanKeyData skey;
-	Relation	index = index_open(indexoid, AccessShareLock);
-	TupleTableSlot *slot = table_slot_create(rel, NULL);
-	Buffer		vmbuffer = InvalidBuffer;
-	int			index_attno = 0;
-	int64		result;
+	int64		last;
 
-	for (int i = 0; i < index->rd_index->indnatts; i++)
-		if (index->rd_index->indkey.values[i] == Anum_el_version)
-			index_attno = i + 1;
 	ScanKeyEntryInitialize(&skey, 0, 1, BTEqualStrategyNumber, InvalidOid,
 						   DEFAULT_COLLATION_OID, F_TEXTEQ, PointerGetDatum(key));
-
-	for (;;)
-	{
-		SnapshotData dirty;
-		IndexScanDesc scan;
-		TransactionId wait_xid = InvalidTransactionId;
-		ItemPointerData wait_tid;
-		ItemPointer tid = NULL;
-
-		InitDirtySnapshot(dirty);
-		scan = index_beginscan(rel, index, &dirty, 1, 0);
-		scan->xs_want_itup = index_attno > 0;
-		index_rescan(scan, &skey, 1, NULL, 0);
-		result = -1;
-		for (;;)
-		{
-			bool		isnull;
-
-			if (!scan->xs_heap_continue)
-			{
-				tid = index_getnext_tid(scan, BackwardScanDirection);
-				if (tid == NULL)
-					break;
-				if (scan->xs_itup != NULL &&
-					VM_ALL_VISIBLE(rel, ItemPointerGetBlockNumber(tid), &vmbuffer))
-				{
-					result = DatumGetInt64(index_getattr(scan->xs_itup, index_attno,
-														 scan->xs_itupdesc, &isnull));
-					break;
-				}
-			}
-			if (!index_fetch_heap(scan, slot))
-				continue;		/* not visible even to the dirty snapshot */
-
-			/* As in el_index_last(): wait for another's uncommitted row. */
-			if (TransactionIdIsValid(dirty.xmin))
-			{
-				wait_xid = dirty.xmin;
-				wait_tid = slot->tts_tid;
-				break;
-			}
-			result = DatumGetInt64(slot_getattr(slot, Anum_el_version, &isnull));
-			break;
-		}
-		index_endscan(scan);
-		if (!TransactionIdIsValid(wait_xid))
-			break;
-		XactLockTableWait(wait_xid, rel, &wait_tid, XLTW_None);
-	}
-	if (BufferIsValid(vmbuffer))
-		ReleaseBuffer(vmbuffer);
-	ExecDropSingleTupleTableSlot(slot);
-	index_close(index, AccessShareLock);
-	return Max(result, 0);
+	last = el_index_last(rel, indexoid, &skey, 1, Anum_el_version,
+						 BackwardScanDirection, 1, NULL, NULL);
+	return Max(last, 0);
 }
 
 /*
