@@ -36,19 +36,8 @@ source "$(dirname "${BASH_SOURCE[0]}")/common.bash"
 fresh_db "$db"
 export PGOPTIONS="${PGOPTIONS:+$PGOPTIONS }-c synchronous_commit=$sync_commit"
 
-sql <<'SQL'
-CREATE EXTENSION event_log;
-SELECT event_log.create_stream('bench_stream', 1);
-CREATE SEQUENCE twin_seq;
-CREATE SEQUENCE twin_version;
-CREATE TABLE bench_twin (
-    shard int NOT NULL, seq bigint NOT NULL, key text NOT NULL, version bigint NOT NULL,
-    type text NOT NULL, payload jsonb NOT NULL, metadata jsonb,
-    event_id uuid NOT NULL DEFAULT gen_random_uuid(),
-    recorded_at timestamptz NOT NULL DEFAULT now(),
-    PRIMARY KEY (shard, seq), UNIQUE (key, version), UNIQUE (event_id));
-CREATE INDEX ON bench_twin USING brin (recorded_at) WITH (pages_per_range = 32, autosummarize = on);
-SQL
+sql -c "CREATE EXTENSION event_log" -c "SELECT event_log.create_stream('bench_stream', 1)" >/dev/null
+fresh_twin
 
 cat >"$work/stream.sql" <<'SCRIPT'
 \set k random(0, 19999)

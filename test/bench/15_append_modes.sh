@@ -29,7 +29,7 @@ trap 'rm -rf "$work"' EXIT
 
 source "$(dirname "${BASH_SOURCE[0]}")/common.bash"
 fresh_db "$db"
-sql -c "CREATE EXTENSION event_log" -c "CREATE SEQUENCE twin_seq" -c "CREATE SEQUENCE twin_version"
+sql -c "CREATE EXTENSION event_log"
 
 payload="jsonb_build_object('sku', 'sku-' || :sku, 'qty', CAST(:qty AS int))"
 for n in 1 4; do
@@ -57,17 +57,7 @@ fresh() {
             -c "SELECT event_log.create_stream('bench_stream', $2)" \
             -c "SELECT event_log.alter_stream('bench_stream', commit_mode => '$3')" >/dev/null
     else
-        sql -q <<'SQL'
-SET client_min_messages = warning;
-DROP TABLE IF EXISTS bench_twin;
-CREATE TABLE bench_twin (
-    shard int NOT NULL, seq bigint NOT NULL, key text NOT NULL, version bigint NOT NULL,
-    type text NOT NULL, payload jsonb NOT NULL, metadata jsonb,
-    event_id uuid NOT NULL DEFAULT gen_random_uuid(),
-    recorded_at timestamptz NOT NULL DEFAULT now(),
-    PRIMARY KEY (shard, seq), UNIQUE (key, version), UNIQUE (event_id));
-CREATE INDEX ON bench_twin USING brin (recorded_at) WITH (pages_per_range = 32, autosummarize = on);
-SQL
+        fresh_twin
     fi
 }
 

@@ -65,3 +65,23 @@ pgbench_tps() {
         return 1
     fi
 }
+
+# fresh_twin: bench_twin, empty, the bare table a stream's appends are
+# compared with: the stream's columns and indexes (primary key (shard, seq),
+# unique (key, version) and (event_id), BRIN on recorded_at), seq and
+# version from the sequences twin_seq and twin_version (made if missing).
+fresh_twin() {
+    sql -q <<'SQL'
+SET client_min_messages = warning;
+CREATE SEQUENCE IF NOT EXISTS twin_seq;
+CREATE SEQUENCE IF NOT EXISTS twin_version;
+DROP TABLE IF EXISTS bench_twin;
+CREATE TABLE bench_twin (
+    shard int NOT NULL, seq bigint NOT NULL, key text NOT NULL, version bigint NOT NULL,
+    type text NOT NULL, payload jsonb NOT NULL, metadata jsonb,
+    event_id uuid NOT NULL DEFAULT gen_random_uuid(),
+    recorded_at timestamptz NOT NULL DEFAULT now(),
+    PRIMARY KEY (shard, seq), UNIQUE (key, version), UNIQUE (event_id));
+CREATE INDEX ON bench_twin USING brin (recorded_at) WITH (pages_per_range = 32, autosummarize = on);
+SQL
+}
