@@ -45,20 +45,7 @@ payload="jsonb_build_object('order_id', '6f1c1e4e-3c2a-4b8e-9f0a-2b1c3d4e5f60',
     'currency', 'EUR', 'status', 'placed', 'placed_at', '2026-12-03T08:00:00Z',
     'tags', jsonb_build_array('a', 'b'))"
 
-with=() without=()
-for run in 1 2 3; do
-    for s in no yes; do
-        sql -c "SELECT event_log.drop_stream('sc')" >/dev/null 2>&1 || true
-        sql -c "SELECT event_log.create_stream('sc', 1)" >/dev/null
-        [[ $s == no ]] || sql -c "SELECT event_log.register_schema('sc', 'OrderPlaced', '$schema')" >/dev/null
-        sql -c "CHECKPOINT"
-        ms=$(sql -c "\\timing on" -c "INSERT INTO sc (key, type, payload)
-                SELECT 'k' || (i % 1000), 'OrderPlaced', $payload
-                FROM generate_series(1, $batch) i" | awk '/^Time:/ { print $2 }')
-        eps=$(awk -v b="$batch" -v ms="$ms" 'BEGIN { printf "%.0f", b / ms * 1000 }')
-        if [[ $s == yes ]]; then with+=("$eps"); else without+=("$eps"); fi
-    done
-done
+bulk_with_without sc "SELECT event_log.register_schema('sc', 'OrderPlaced', '$schema')" "$payload"
 # the schema did hold (the last stream made had it): every event records its version
 [[ $(sql -c "SELECT count(*) FROM sc WHERE metadata->>'schema_version' = '1'") == "$batch" ]]
 report "append, 10-property schema" "$(median3 "${with[*]}")" "$(median3 "${without[*]}")" "ev/s" 0.87 \

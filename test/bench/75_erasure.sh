@@ -25,20 +25,7 @@ sql -c "CREATE EXTENSION event_log"
 payload="jsonb_build_object('customer', 'customer-' || (i % 1000), 'name', 'Name ' || i,
     'email', 'c' || i || '@example.com', 'sku', 'ABC-' || i, 'qty', 1 + i % 9)"
 
-with=() without=()
-for run in 1 2 3; do
-    for s in no yes; do
-        sql -c "SELECT event_log.drop_stream('pe')" >/dev/null 2>&1 || true
-        sql -c "SELECT event_log.create_stream('pe', 1)" >/dev/null
-        [[ $s == no ]] || sql -c "SELECT event_log.declare_personal('pe', '{name,email}', 'customer')" >/dev/null
-        sql -c "CHECKPOINT"
-        ms=$(sql -c "\\timing on" -c "INSERT INTO pe (key, type, payload)
-                SELECT 'k' || (i % 1000), 'OrderPlaced', $payload
-                FROM generate_series(1, $batch) i" | awk '/^Time:/ { print $2 }')
-        eps=$(awk -v b="$batch" -v ms="$ms" 'BEGIN { printf "%.0f", b / ms * 1000 }')
-        if [[ $s == yes ]]; then with+=("$eps"); else without+=("$eps"); fi
-    done
-done
+bulk_with_without pe "SELECT event_log.declare_personal('pe', '{name,email}', 'customer')" "$payload"
 # the fields were encrypted (the last stream made had them declared)
 [[ $(sql -c "SELECT count(*) FROM pe WHERE payload->'email' ? '\$personal'") == "$batch" ]]
 report "append, 2 personal fields" "$(median3 "${with[*]}")" "$(median3 "${without[*]}")" "ev/s" 0.00 \

@@ -85,3 +85,26 @@ CREATE TABLE bench_twin (
 CREATE INDEX ON bench_twin USING brin (recorded_at) WITH (pages_per_range = 32, autosummarize = on);
 SQL
 }
+
+# bulk_with_without STREAM SETUP PAYLOAD: three rounds of one INSERT ...
+# SELECT of $batch events of type OrderPlaced (payload the SQL expression
+# PAYLOAD over i) into a 1-shard STREAM made anew each time, first as made,
+# then after the SQL SETUP; sets the arrays without and with, in events per
+# second.  The stream of the last round (with SETUP) is left for checks.
+bulk_with_without() {
+    local stream=$1 setup=$2 payload=$3 run s ms eps
+    with=() without=()
+    for run in 1 2 3; do
+        for s in no yes; do
+            sql -c "SELECT event_log.drop_stream('$stream')" >/dev/null 2>&1 || true
+            sql -c "SELECT event_log.create_stream('$stream', 1)" >/dev/null
+            [[ $s == no ]] || sql -c "$setup" >/dev/null
+            sql -c "CHECKPOINT"
+            ms=$(sql -c "\\timing on" -c "INSERT INTO $stream (key, type, payload)
+                    SELECT 'k' || (i % 1000), 'OrderPlaced', $payload
+                    FROM generate_series(1, $batch) i" | awk '/^Time:/ { print $2 }')
+            eps=$(awk -v b="$batch" -v ms="$ms" 'BEGIN { printf "%.0f", b / ms * 1000 }')
+            if [[ $s == yes ]]; then with+=("$eps"); else without+=("$eps"); fi
+        done
+    done
+}
