@@ -7,11 +7,11 @@ OBJS       = src/catalog.o src/key.o src/wake.o \
              src/registry.o \
              src/immutable.o src/schema_compile.o src/schema_validate.o src/schema_compat.o src/schema.o src/schema_registry.o src/schema_upcast.o src/personal.o src/personal_read.o src/erasure.o \
              src/event.o src/commit.o src/append.o src/append_batch.o src/read.o src/decoder.o \
-             src/stream.o src/conversation.o \
+             src/stream.o src/retention.o src/conversation.o \
              src/projection_setplan.o src/projection_handler.o src/projection_inline.o \
              src/projection_build.o src/projection_async.o src/projection_deadletter.o src/projection_progress.o \
              src/projection_upcast.o src/projection.o \
-             src/consumer_group.o src/consumer_member.o src/consumer_deadletter.o src/consumer.o \
+             src/consumer_group.o src/consumer_member.o src/consumer_deadletter.o src/consumer_retention.o src/consumer.o \
              src/worker.o \
              src/event_log.o
 DATA       = sql/event_log--0.1.sql sql/event_log--0.1--0.2.sql sql/event_log--0.2--0.3.sql sql/event_log--0.3--0.4.sql sql/event_log--0.4--0.5.sql
@@ -21,7 +21,7 @@ PGFILEDESC = "event_log - event streams with commit-order offsets"
 REGRESS    = streams append append_events read_by_time read_all conversations immutability \
              bad_input privileges hostile_streams cdc projections hostile_projections \
              projection_builds consumers hostile_consumers commit_polled type_filters \
-             schemas commit_modes dead_letters upcast_reads erasure
+             schemas commit_modes dead_letters upcast_reads erasure retention
 # isolation specs (test/specs/NAME.spec, test/expected/NAME.out): pg_regress
 # reads INPUTDIR/specs and INPUTDIR/expected, and the last --inputdir wins
 # over the one PGXS passes (docs/testing.md says why they live in test/)
@@ -29,7 +29,7 @@ ISOLATION_OPTS = --inputdir=test
 ISOLATION  = commit_order grouped_commit grouped_mode_switch grouped_serializable grouped_deadlock append_events read_all_resume rollback repeatable_read prepared shards_independent version_cache \
              projection_async projection_rebuild projection_inline_rr projection_drop_race \
              consumer_members consumer_commit consumer_poll_race consumer_group_drop \
-             stream_drop_race schema_register dead_letter_retry nack_retry upcast_reads_cache erase_inflight
+             stream_drop_race schema_register dead_letter_retry nack_retry upcast_reads_cache erase_inflight retention_race
 # TAP tests (test/t/NNN_name.pl), which share test/perl/EventLogTest.pm;
 # PROVE_FLAGS gets that directory below, after PGXS has set its default
 TAP_TESTS  = 1

@@ -252,6 +252,8 @@ el_poll_once(ElGroup *g, const char *me, int max_count, Datum types,
 		return 0;
 
 	PushActiveSnapshot(GetTransactionSnapshot());
+	/* Offsets below a low watermark, by the group's policy (retention). */
+	el_poll_check_watermarks(g, shards, after, nheld);
 	/* Events nacked and then retried come first (consumer_deadletter.c). */
 	total = el_redeliver_nacked(g, shards, nheld, &left, dest);
 	nactive = nheld;
@@ -807,14 +809,19 @@ el_reset_offsets(PG_FUNCTION_ARGS)
 	old = palloc(sizeof(ElLease) * g.shards);
 	for (int32 s = first; s <= last; s++)
 	{
+		/* The start is the shard's low watermark (retention). */
+		int64		low = el_low_watermark(g.relid, s, GetActiveSnapshot());
+
 		if (position && strcmp(position, "start") == 0)
-			new_seq[s] = 0;
+			new_seq[s] = low - 1;
 		else if (position)
 			new_seq[s] = el_shard_end(g.relid, s);
 		else if (!PG_ARGISNULL(3))
 		{
 			new_seq[s] = PG_GETARG_INT64(3);
 			el_check_within(&g, s, new_seq[s], committed);
+			if (new_seq[s] + 1 < low)
+				el_below_watermark(g.relid, s, new_seq[s], low);
 		}
 		else
 			new_seq[s] = el_offset_at_time(g.relid, s, PG_GETARG_DATUM(4));

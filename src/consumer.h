@@ -63,6 +63,9 @@ typedef enum ElQuery
 	Q_OFFSET_ADVANCE,
 	Q_OFFSETS_AUTO,
 	Q_OFFSET_GET,
+	Q_GROUP_OFFSET_RESET,
+	Q_GROUP_SET_OFFSET_RESET,
+	Q_OFFSET_JUMP,
 	EL_NUM_QUERIES
 } ElQuery;
 
@@ -116,5 +119,9 @@ extern void el_forget_nacks(int32 group_id, Oid relid);
 /* consumer_member.c */
 extern void el_check_lease(ElGroup *g, const ElLease *lease, const char *me);
 extern int el_settle_shards(ElGroup *g, const char *me, int32 *shards, int64 *after);
+
+/* consumer_retention.c */
+extern void el_poll_check_watermarks(ElGroup *g, const int32 *shards,
+									 int64 *after, int nheld);
 
 #endif							/* EL_CONSUMER_H */

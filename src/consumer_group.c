@@ -230,6 +230,24 @@ static const struct
 		" AND o.shard OPERATOR(pg_catalog.=) $3",
 		3, {REGCLASSOID, TEXTOID, INT4OID}
 	},
+	/* Retention (0.5, consumer_retention.c). */
+	[Q_GROUP_OFFSET_RESET] = {
+		"SELECT offset_reset FROM event_log.consumer_groups WHERE id OPERATOR(pg_catalog.=) $1",
+		1, {INT4OID}
+	},
+	[Q_GROUP_SET_OFFSET_RESET] = {
+		"UPDATE event_log.consumer_groups SET offset_reset = $2 WHERE id OPERATOR(pg_catalog.=) $1",
+		2, {INT4OID, TEXTOID}
+	},
+	/* A jump over removed events, if the shard is still where we found it. */
+	[Q_OFFSET_JUMP] = {
+		"UPDATE event_log.consumer_offsets"
+		" SET committed_seq = $4, committed_at = pg_catalog.clock_timestamp(),"
+		" skipped_events = skipped_events OPERATOR(pg_catalog.+) ($4 OPERATOR(pg_catalog.-) $3)"
+		" WHERE group_id OPERATOR(pg_catalog.=) $1 AND shard OPERATOR(pg_catalog.=) $2"
+		" AND committed_seq OPERATOR(pg_catalog.=) $3",
+		4, {INT4OID, INT4OID, INT8OID, INT8OID}
+	},
 };
 
 /* ----------------------------------------------------------------

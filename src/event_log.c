@@ -15,6 +15,7 @@
 #include "projection.h"
 #include "personal.h"
 #include "registry.h"
+#include "retention.h"
 #include "schema.h"
 #include "wake.h"
 #include "worker.h"
@@ -27,6 +28,7 @@ int			el_lease_timeout = EL_DEFAULT_LEASE_TIMEOUT;	/* ms */
 int			el_retry_interval = EL_DEFAULT_RETRY_INTERVAL;	/* ms */
 int			el_handler_timeout = EL_DEFAULT_HANDLER_TIMEOUT;	/* ms */
 int			el_worker_naptime = EL_DEFAULT_WORKER_NAPTIME;	/* ms */
+int			el_retention_interval = EL_DEFAULT_RETENTION_INTERVAL;	/* ms */
 int			el_worker_batch_size = EL_DEFAULT_WORKER_BATCH_SIZE;	/* events */
 bool		el_upcast_reads = false;
 char	   *el_correlation_id = NULL;
@@ -107,6 +109,17 @@ _PG_init(void)
 							0,
 							NULL, NULL, NULL);
 
+	DefineCustomIntVariable("event_log.retention_interval",
+							"How often the background worker applies the streams' retention policies.",
+							"0 leaves retention to event_log.enforce_retention(), called from cron.",
+							&el_retention_interval,
+							EL_DEFAULT_RETENTION_INTERVAL,
+							0,
+							INT_MAX,
+							PGC_SIGHUP,
+							GUC_UNIT_MS,
+							NULL, NULL, NULL);
+
 	DefineCustomIntVariable("event_log.lease_timeout",
 							"How long a consumer group member keeps its shards without polling.",
 							"A member that has not polled for this long loses its shards to the other members.",
@@ -151,6 +164,7 @@ _PG_init(void)
 	el_wake_init();
 	el_schema_init();
 	el_personal_init();
+	el_retention_init();
 	el_projection_init();
 	el_consumer_init();
 

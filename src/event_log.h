@@ -96,6 +96,8 @@ extern const ElColumn el_columns[EL_NATTS];
 #define ERRCODE_EL_SCHEMA_INCOMPATIBLE	MAKE_SQLSTATE('E','L','0','2','2')
 /* an event with personal fields names no data subject (docs/erasure.md) */
 #define ERRCODE_EL_NO_SUBJECT		MAKE_SQLSTATE('E','L','0','3','0')
+/* retention.c: a read below a shard's low watermark (Kafka's OFFSET_OUT_OF_RANGE) */
+#define ERRCODE_EL_OUT_OF_RANGE		MAKE_SQLSTATE('E','L','0','4','0')
 
 /*
  * Settings (event_log.c defines them all; docs/ lists them with their
@@ -107,6 +109,7 @@ extern const ElColumn el_columns[EL_NATTS];
 #define EL_DEFAULT_HANDLER_TIMEOUT		5000	/* ms */
 #define EL_DEFAULT_WORKER_NAPTIME		1000	/* ms */
 #define EL_DEFAULT_WORKER_BATCH_SIZE	10000	/* events */
+#define EL_DEFAULT_RETENTION_INTERVAL	60000	/* ms */
 
 extern int	el_max_payload_size;
 extern int	el_lease_timeout;
@@ -114,6 +117,7 @@ extern int	el_retry_interval;
 extern int	el_handler_timeout;
 extern int	el_worker_naptime;
 extern int	el_worker_batch_size;
+extern int	el_retention_interval;
 
 /*
  * event_log.upcast: whether the readers (read(), read_all(), replay(),

@@ -26,6 +26,7 @@
 #include "event_log.h"
 #include "immutable.h"
 #include "projection.h"
+#include "read.h"
 #include "registry.h"
 
 /* An index scan over one shard's events with seq > after, in seq order. */
@@ -36,6 +37,8 @@ el_shard_scan(Relation stream, Relation pk, Snapshot snap, int32 shard,
 	ScanKeyData keys[2];
 	IndexScanDesc scan;
 
+	/* Builds and async runs never skip events retention removed. */
+	el_check_watermark(RelationGetRelid(stream), shard, after, snap);
 	ScanKeyInit(&keys[0], 1, BTEqualStrategyNumber, F_INT4EQ, Int32GetDatum(shard));
 	ScanKeyInit(&keys[1], 2, BTGreaterStrategyNumber, F_INT8GT, Int64GetDatum(after));
 	scan = index_beginscan(stream, pk, snap, 2, 0);

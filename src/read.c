@@ -22,6 +22,7 @@
 #include "utils/memutils.h"
 #include "utils/lsyscache.h"
 #include "utils/rls.h"
+#include "utils/snapmgr.h"
 #include "utils/timestamp.h"
 
 #include "catalog.h"
@@ -377,6 +378,37 @@ el_shard_end(Oid relid, int32 shard)
 	return DatumGetInt64(el_spi_value(0, 1, &isnull));
 }
 
+/*
+ * Raise the error a read below a shard's low watermark gets: the events
+ * from after + 1 on were asked for, and those before low are gone.
+ */
+void
+el_below_watermark(Oid relid, int32 shard, int64 after, int64 low)
+{
+	ereport(ERROR,
+			(errcode(ERRCODE_EL_OUT_OF_RANGE),
+			 errmsg("seq %lld of shard %d of event stream \"%s\" is below the shard's low watermark %lld",
+					(long long) (after + 1), shard, el_qualified_name(relid),
+					(long long) low),
+			 errdetail("Events before seq %lld were removed by the stream's retention policy.",
+					   (long long) low),
+			 errhint("The shard's events still in the log follow seq %lld (event_log.low_watermark() - 1).",
+					 (long long) (low - 1))));
+}
+
+/*
+ * Refuse a read of a shard after seq after if events it would return were
+ * removed.  snap is the snapshot the rows were (or will be) read with.
+ */
+void
+el_check_watermark(Oid relid, int32 shard, int64 after, Snapshot snap)
+{
+	int64		low = el_low_watermark(relid, shard, snap);
+
+	if (after + 1 < low)
+		el_below_watermark(relid, shard, after, low);
+}
+
 /* Refuse a shard number outside 0 .. shards-1. */
 void
 el_check_shard(Oid relid, int shards, int32 shard)
@@ -446,7 +478,43 @@ el_read(PG_FUNCTION_ARGS)
 		el_one_type(&kind, &values[3]);
 		el_run_plan(fcinfo, relid, kind, values);
 	}
+	/* After the rows, with their snapshot: never a silent jump. */
+	el_check_watermark(relid, shard, after_seq, GetActiveSnapshot());
 	return (Datum) 0;
+}
+
+/*
+ * replay() of a key whose first events retention removed says so rather
+ * than hand out a partial history as if it were whole: when the key's
+ * shard has lost events, the key's first event still in the log (as the
+ * caller sees it, with the same snapshot) must be the one after
+ * after_version.
+ */
+static void
+el_check_replay_whole(Oid relid, int shards, text *key, int64 after_version)
+{
+	int64		low;
+	Datum		values[2];
+	int64		first;
+	bool		isnull;
+	int32		shard = el_shard_for_key(VARDATA_ANY(key), VARSIZE_ANY_EXHDR(key), shards);
+
+	low = el_low_watermark(relid, shard, GetActiveSnapshot());
+	if (low == 1)
+		return;
+	values[0] = PointerGetDatum(key);
+	values[1] = Int64GetDatum(0);
+	SPI_connect();
+	if (el_exec_plan(relid, EL_PLAN_REPLAY, values, NULL, 1) == 1 &&
+		(first = DatumGetInt64(el_spi_value(0, Anum_el_version, &isnull))) > after_version + 1)
+		ereport(ERROR,
+				(errcode(ERRCODE_EL_OUT_OF_RANGE),
+				 errmsg("events of key \"%s\" before version %lld were removed from event stream \"%s\"",
+						text_to_cstring(key), (long long) first, el_qualified_name(relid)),
+				 errdetail("Shard %d's low watermark is %lld: its earlier events were removed by the stream's retention policy.",
+						   shard, (long long) low),
+				 errhint("Replay from after_version => %lld.", (long long) (first - 1))));
+	SPI_finish();
 }
 
 /*
@@ -457,6 +525,7 @@ Datum
 el_replay(PG_FUNCTION_ARGS)
 {
 	Oid			relid;
+	int			shards;
 	int64		after_version;
 	Datum		values[2];
 
@@ -466,7 +535,7 @@ el_replay(PG_FUNCTION_ARGS)
 	relid = PG_GETARG_OID(0);
 	after_version = PG_GETARG_INT64(2);
 
-	(void) el_require_stream(relid);
+	shards = el_require_stream(relid);
 	el_check_key(PG_GETARG_TEXT_PP(1));
 	if (after_version < 0)
 		ereport(ERROR,
@@ -476,6 +545,7 @@ el_replay(PG_FUNCTION_ARGS)
 	values[0] = PG_GETARG_DATUM(1);
 	values[1] = Int64GetDatum(after_version);
 	el_run_plan(fcinfo, relid, EL_PLAN_REPLAY, values);
+	el_check_replay_whole(relid, shards, PG_GETARG_TEXT_PP(1), after_version);
 	return (Datum) 0;
 }
 
@@ -739,6 +809,8 @@ el_read_all(PG_FUNCTION_ARGS)
 			SPI_cursor_close(cursors[i].portal);
 			cursors[i].portal = NULL;
 		}
+		/* The cursors read with the active snapshot; so does the check. */
+		el_check_watermark(relid, i, after[i], GetActiveSnapshot());
 	}
 
 	for (int32 sent = 0; sent < max_count; sent++)

@@ -11,6 +11,7 @@
 #include "fmgr.h"
 #include "nodes/params.h"
 #include "tcop/dest.h"
+#include "utils/snapshot.h"
 #include "utils/tuplestore.h"
 
 #include "registry.h"
@@ -31,6 +32,10 @@ extern int64 el_count_shard_types(Oid relid, int32 shard, int64 after_seq,
 								  Datum types);
 extern int64 el_shard_end(Oid relid, int32 shard);
 extern void el_check_shard(Oid relid, int shards, int32 shard);
+extern void el_check_watermark(Oid relid, int32 shard, int64 after,
+							   Snapshot snap);
+extern void el_below_watermark(Oid relid, int32 shard, int64 after,
+							   int64 low) pg_attribute_noreturn();
 extern void el_check_select(Oid relid);
 extern Tuplestorestate *el_result_store(FunctionCallInfo fcinfo,
 										bool expected_desc);

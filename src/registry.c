@@ -32,6 +32,7 @@
 #include "utils/inval.h"
 #include "utils/lsyscache.h"
 #include "utils/memutils.h"
+#include "utils/snapmgr.h"
 #include "utils/syscache.h"
 
 #include "catalog.h"
@@ -59,6 +60,7 @@ typedef struct ElStreamCacheEntry
 	bool		valid;
 	int			shards;			/* -1: not a stream */
 	bool		grouped;		/* commit mode 'grouped' (commit.c) */
+	bool		watermarks;		/* has shard_watermarks rows (0.5) */
 	bool		have_indexes;
 	ElStreamIndexes indexes;
 	bool		have_triggers;	/* missing_trigger is known */
@@ -69,6 +71,8 @@ typedef struct ElStreamCacheEntry
 static HTAB *el_stream_cache = NULL;
 
 static int	el_registry_read(Oid relid, bool *grouped);
+static bool el_watermark_find(Oid relid, int32 shard, Snapshot snap,
+							  int64 *low_seq);
 
 /*
  * For the per-backend caches keyed by a relation's OID (this one, consumer
@@ -166,6 +170,7 @@ el_stream_entry(Oid relid)
 	bool		found;
 	int			shards;
 	bool		grouped;
+	bool		watermarks;
 
 	entry = hash_search(el_stream_cache, &relid, HASH_ENTER, &found);
 	if (found && entry->valid)
@@ -184,12 +189,17 @@ el_stream_entry(Oid relid)
 	entry->missing_trigger = NULL;
 	entry->shards = -1;
 	entry->grouped = false;
+	entry->watermarks = false;
 
 	/* Reading the registry may process invalidations: look the entry up again. */
 	shards = el_registry_read(relid, &grouped);
+	/* Not while decoding: the historic snapshot reads catalogs only. */
+	watermarks = shards > 0 && !HistoricSnapshotActive() &&
+		el_watermark_find(relid, -1, NULL, NULL);
 	entry = hash_search(el_stream_cache, &relid, HASH_FIND, NULL);
 	entry->shards = shards;
 	entry->grouped = grouped;
+	entry->watermarks = watermarks;
 	return entry;
 }
 
@@ -288,6 +298,72 @@ bool
 el_stream_grouped(Oid relid)
 {
 	return el_stream_entry(relid)->grouped;
+}
+
+/*
+ * Look a stream's low watermarks up in event_log.shard_watermarks (0.5),
+ * with snap (NULL: the catalog snapshot).  With shard -1, whether the
+ * stream has any row; otherwise whether the shard has one, and its
+ * low_seq in *low_seq.  false on an older catalog.
+ */
+static bool
+el_watermark_find(Oid relid, int32 shard, Snapshot snap, int64 *low_seq)
+{
+	Oid			tabid = get_relname_relid("shard_watermarks", el_schema_oid());
+	Relation	tab;
+	SysScanDesc scan;
+	ScanKeyData keys[2];
+	HeapTuple	tup;
+	bool		found = false;
+
+	if (!OidIsValid(tabid))
+		return false;
+	tab = table_open(tabid, AccessShareLock);
+	ScanKeyInit(&keys[0], 1, BTEqualStrategyNumber, F_OIDEQ,
+				ObjectIdGetDatum(relid));
+	ScanKeyInit(&keys[1], 2, BTEqualStrategyNumber, F_INT4EQ,
+				Int32GetDatum(shard));
+	scan = systable_beginscan(tab, InvalidOid, false, snap, shard < 0 ? 1 : 2,
+							  keys);
+	if (HeapTupleIsValid(tup = systable_getnext(scan)))
+	{
+		found = true;
+		if (low_seq != NULL)
+		{
+			bool		isnull;
+			Datum		d = heap_getattr(tup, 3, RelationGetDescr(tab), &isnull);
+
+			*low_seq = isnull ? 1 : DatumGetInt64(d);
+		}
+	}
+	systable_endscan(scan);
+	table_close(tab, AccessShareLock);
+	return found;
+}
+
+/* Whether the stream has low watermarks: it has had a retention policy. */
+bool
+el_stream_has_watermarks(Oid relid)
+{
+	return el_stream_entry(relid)->watermarks;
+}
+
+/*
+ * A shard's low watermark, the first seq still in the log (1 when retention
+ * never removed anything from it), as snap sees it.  A reader looks it up
+ * after its rows, with the same snapshot, so that the two agree: the rows
+ * and the watermark leave in one transaction (retention.c).  Streams that
+ * never had a retention policy cost one cache lookup.
+ */
+int64
+el_low_watermark(Oid relid, int32 shard, Snapshot snap)
+{
+	int64		low = 1;
+
+	if (!el_stream_entry(relid)->watermarks)
+		return 1;
+	(void) el_watermark_find(relid, shard, snap, &low);
+	return low;
 }
 
 /* Shard count of a stream; a clear error if relid is not one. */

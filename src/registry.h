@@ -13,6 +13,7 @@
 #include "storage/lockdefs.h"
 #include "utils/hsearch.h"
 #include "utils/relcache.h"
+#include "utils/snapshot.h"
 
 typedef struct ElStreamIndexes
 {
@@ -28,6 +29,8 @@ extern void el_cache_invalidate(HTAB *cache, Oid relid, Size valid_offset);
 extern int	el_registry_shards(Oid relid);
 extern int	el_stream_shards(Oid relid);
 extern bool el_stream_grouped(Oid relid);
+extern bool el_stream_has_watermarks(Oid relid);
+extern int64 el_low_watermark(Oid relid, int32 shard, Snapshot snap);
 extern int	el_require_stream(Oid relid);
 extern int	el_lock_stream(Oid relid, LOCKMODE lockmode);
 extern List *el_registry_streams(void);

@@ -22,6 +22,7 @@
 #include "catalog.h"
 #include "event_log.h"
 #include "projection.h"
+#include "retention.h"
 #include "wake.h"
 #include "worker.h"
 
@@ -392,6 +393,62 @@ el_async_projections(void)
 }
 
 /*
+ * Apply the retention policies (retention.c) once per
+ * event_log.retention_interval, in a transaction of their own.  An error
+ * there is reported and does not stop the worker's projections; the next
+ * interval tries again.  Returns whether the database has policies (as
+ * last seen), which keeps the worker running even without projections.
+ */
+static bool
+el_worker_retention(void)
+{
+	static TimestampTz next_run = 0;
+	static bool has_policies = true;
+	MemoryContext cxt = CurrentMemoryContext;
+	TimestampTz now = GetCurrentTimestamp();
+
+	if (el_retention_interval <= 0)
+		return false;
+	if (now < next_run)
+		return has_policies;
+	next_run = TimestampTzPlusMilliseconds(now, el_retention_interval);
+
+	SetCurrentStatementStartTimestamp();
+	StartTransactionCommand();
+	pgstat_report_activity(STATE_RUNNING, "event_log: applying retention policies");
+	PushActiveSnapshot(GetTransactionSnapshot());
+	BeginInternalSubTransaction(NULL);
+	PG_TRY();
+	{
+		int64		removed;
+
+		el_push_catalog_path();
+		SPI_connect();
+		removed = el_enforce_all();
+		SPI_finish();
+		PopOverrideSearchPath();
+		has_policies = removed >= 0;
+		if (removed > 0)
+			elog(LOG, "event_log: retention removed " INT64_FORMAT " events", removed);
+		ReleaseCurrentSubTransaction();
+	}
+	PG_CATCH();
+	{
+		MemoryContextSwitchTo(cxt);
+		EmitErrorReport();
+		FlushErrorState();
+		RollbackAndReleaseCurrentSubTransaction();
+	}
+	PG_END_TRY();
+	MemoryContextSwitchTo(cxt);
+	PopActiveSnapshot();
+	CommitTransactionCommand();
+	MemoryContextSwitchTo(cxt);
+	pgstat_report_activity(STATE_IDLE, NULL);
+	return has_policies;
+}
+
+/*
  * One round: each async projection in a transaction of its own, for up to
  * event_log.worker_batch_size events or EL_WORKER_SLICE_MS.  Its own
  * transaction, so that a projection that has had its turn is free for a
@@ -407,6 +464,7 @@ el_worker_round(void)
 	List	   *views;
 	ListCell   *lc;
 	int64		applied = 0;
+	bool		has_policies;
 
 	SetCurrentStatementStartTimestamp();
 	StartTransactionCommand();
@@ -427,7 +485,8 @@ el_worker_round(void)
 	PopActiveSnapshot();
 	CommitTransactionCommand();
 	MemoryContextSwitchTo(cxt);
-	if (views == NIL)
+	has_policies = el_worker_retention();
+	if (views == NIL && !has_policies)
 		return -1;
 
 	foreach(lc, views)

@@ -336,5 +336,37 @@ erased
 1",
 	'a 0.3 catalog is unchanged; after the update, personal fields hold for old streams');
 
+# Retention (0.5): on a 0.4 catalog the library reads and polls as before
+# (no stream has watermarks); after the update, in the same
+# session, a stream and a group made at 0.4 get a policy, the group's
+# polls follow its offset_reset, and reads below the watermark fail.
+$node->safe_psql('postgres', 'CREATE DATABASE retention_db');
+is($node->safe_psql('retention_db', q{
+	CREATE EXTENSION event_log VERSION '0.4';
+	SELECT event_log.create_stream('public.ticks', 1);
+	INSERT INTO ticks (key, type, payload) SELECT 'k' || i, 'T', '{}' FROM generate_series(1, 6) i;
+	SELECT count(*) FROM event_log.poll('old_group', 'ticks', auto_commit => true);
+	SELECT count(*) FROM event_log.read('ticks', 0);
+}), "ticks\n6\n6", 'a 0.4 catalog reads and polls as before');
+is($node->safe_psql('retention_db', q{
+	ALTER EXTENSION event_log UPDATE;
+	SELECT event_log.set_retention('ticks', max_events => 2);
+	SELECT removed, low_watermark FROM event_log.enforce_retention('ticks');
+	SELECT offset_reset FROM event_log.consumer_groups;
+	SELECT event_log.set_offset_reset('old_group', 'ticks', 'earliest');
+	SELECT count(*) FROM event_log.read('ticks', 0, 4);
+}), "
+0|1
+error
+
+2",
+	'after the update, old streams and groups take policies; keep_unconsumed holds for a group made at 0.4');
+my ($rc, $rout, $rerr) = $node->psql('retention_db', q{
+	SELECT event_log.set_retention('ticks', max_events => 2, keep_unconsumed => false);
+	SELECT removed FROM event_log.enforce_retention('ticks');
+	SELECT count(*) FROM event_log.read('ticks', 0);
+});
+like($rerr, qr/below the shard's low watermark 5/, 'after the update, a read below the watermark is an error');
+
 $node->stop;
 done_testing();

@@ -1,0 +1,148 @@
+-- Retention (docs/retention.md): a policy per stream removes whole shard
+-- prefixes, each shard keeps a low watermark, and no reader ever jumps
+-- over removed events without being told.
+CREATE EXTENSION event_log;
+CREATE SCHEMA ret;
+CREATE ROLE ret_owner;
+CREATE ROLE ret_reader;
+CREATE ROLE ret_appender;
+GRANT USAGE ON SCHEMA ret TO ret_owner, ret_reader, ret_appender;
+GRANT CREATE ON SCHEMA ret TO ret_owner;
+SET ROLE ret_owner;
+SELECT event_log.create_stream('ret.log', shards => 2);
+GRANT SELECT ON ret.log TO ret_reader;
+GRANT INSERT ON ret.log TO ret_appender;
+RESET ROLE;
+-- Keys b, c and e hash to shard 0 (18 events), a to shard 1 (6 events),
+-- all appended by one earlier transaction.
+INSERT INTO ret.log (key, type, payload)
+SELECT k, 'Tick', jsonb_build_object('n', i)
+  FROM generate_series(1, 6) i, unnest('{a,b,c,e}'::text[]) k ORDER BY i, k;
+SELECT shard, count(*), min(seq), max(seq), string_agg(DISTINCT key, ',') AS keys
+  FROM ret.log GROUP BY shard ORDER BY shard;
+
+-- Before a policy there are no watermarks, and every shard starts at 1.
+SELECT count(*) FROM event_log.retention;
+SELECT event_log.low_watermark('ret.log', 0), event_log.low_watermark('ret.log', 1);
+
+-- Only the owner sets a policy.  Bad policies are refused and change nothing.
+SET ROLE ret_reader;
+SELECT event_log.set_retention('ret.log', max_events => 4);
+SELECT * FROM event_log.enforce_retention('ret.log');
+SET ROLE ret_owner;
+SELECT event_log.set_retention('ret.log', max_events => 0);
+SELECT event_log.set_retention('ret.log', max_events => -5);
+SELECT event_log.set_retention('ret.log', max_age => '0');
+SELECT event_log.set_retention('ret.log', max_age => '-1 day');
+SELECT event_log.set_retention('ret.log', max_events => 4, keep_unconsumed => NULL);
+SELECT event_log.set_retention(NULL, max_events => 4);
+SELECT event_log.set_retention('pg_class', max_events => 4);
+SELECT event_log.low_watermark('ret.log', 2);
+SELECT event_log.low_watermark('ret.log', NULL);
+SELECT count(*) FROM event_log.retention_policies;
+
+-- A policy: keep the last 4 events of each shard.  A consumer group that
+-- has committed 6 events in shard 0 and none in shard 1 holds shard 1
+-- back (keep_unconsumed, the default).
+SELECT event_log.commit_offset('billing', 'ret.log', 0, 6);
+RESET ROLE;
+GRANT SELECT ON ret.log TO ret_owner;
+SET ROLE ret_owner;
+SELECT event_log.set_retention('ret.log', max_events => 4);
+SELECT stream, shard, low_watermark, removed_events, removed_at IS NULL AS never,
+       max_age, max_events, keep_unconsumed FROM event_log.retention ORDER BY shard;
+SELECT * FROM event_log.enforce_retention('ret.log') ORDER BY shard;
+SELECT shard, low_watermark, removed_events FROM event_log.retention ORDER BY shard;
+SELECT shard, count(*), min(seq), max(seq) FROM ret.log GROUP BY shard ORDER BY shard;
+
+-- Without keep_unconsumed, shard 1 goes down to its last 4 events too.
+SELECT event_log.set_retention('ret.log', max_events => 4, keep_unconsumed => false);
+SELECT * FROM event_log.enforce_retention() ORDER BY shard;
+SELECT shard, count(*), min(seq), max(seq) FROM ret.log GROUP BY shard ORDER BY shard;
+-- Applying it again removes nothing more.
+SELECT * FROM event_log.enforce_retention('ret.log') ORDER BY shard;
+SELECT stream, shard, from_seq, to_seq, events, removed_by
+  FROM event_log.retention_log ORDER BY shard, from_seq;
+
+-- Reads below a watermark are an error naming it, never a silent jump.
+\set VERBOSITY default
+SET ROLE ret_reader;
+SELECT seq FROM event_log.read('ret.log', 0);
+SELECT seq FROM event_log.read('ret.log', 0, 7);
+SELECT seq FROM event_log.read('ret.log', 0, 8);
+SELECT seq FROM event_log.read('ret.log', 0, 7, types => '{Tick}');
+SELECT seq FROM event_log.read('ret.log', 0, 7, types => '{Nothing}');
+SELECT event_log.low_watermark('ret.log', 0), event_log.low_watermark('ret.log', 1);
+SELECT count(*) FROM event_log.read_all('ret.log');
+SELECT count(*) FROM event_log.read_all('ret.log', ARRAY[8, 8]::bigint[]);
+-- replay() of a key whose first events were removed says so.
+SELECT key, version FROM event_log.replay('ret.log', 'b');
+SELECT key, version FROM event_log.replay('ret.log', 'b', 3);
+SELECT key, version FROM event_log.replay('ret.log', 'b', 4);
+SELECT key, version FROM event_log.replay('ret.log', 'b', 5);
+\set VERBOSITY terse
+
+-- Consumer groups.  billing committed 6 in shard 0 (below the watermark 15)
+-- and nothing in shard 1: by default ('error') its poll fails and changes
+-- nothing.  With 'earliest' it jumps to the watermarks, counting what it
+-- skipped; a shard never committed starts at its watermark.
+SET ROLE ret_owner;
+SELECT count(*) FROM event_log.poll('billing', 'ret.log');
+SELECT shard, committed_seq, skipped_events FROM event_log.consumer_lag
+ WHERE group_name = 'billing' ORDER BY shard;
+SELECT event_log.set_offset_reset('billing', 'ret.log', 'sideways');
+SELECT event_log.set_offset_reset('billing', 'ret.log', NULL);
+SELECT event_log.set_offset_reset('billing', 'ret.log', 'earliest');
+SELECT seq, shard FROM event_log.poll('billing', 'ret.log', 3) ORDER BY shard, seq;
+SELECT shard, committed_seq, skipped_events FROM event_log.consumer_lag
+ WHERE group_name = 'billing' ORDER BY shard;
+-- 'latest' jumps to the end of the shard; 'earliest' on a new group.
+SELECT event_log.set_offset_reset('audit', 'ret.log', 'latest');
+SELECT event_log.commit_offset('audit', 'ret.log', 0, 2);
+SELECT count(*) FROM event_log.poll('audit', 'ret.log');
+SELECT shard, committed_seq, skipped_events FROM event_log.consumer_lag
+ WHERE group_name = 'audit' ORDER BY shard;
+SELECT group_name, offset_reset FROM event_log.consumer_groups ORDER BY group_name;
+
+-- Retention by age: events recorded before now() - max_age leave; an
+-- event appended by this transaction is as old as now() and stays.
+BEGIN;
+SELECT event_log.append('ret.log', 'b', 'Tick', '{"n": 7}') IS NOT NULL AS appended;
+SELECT event_log.set_retention('ret.log', max_age => '1 microsecond', keep_unconsumed => false);
+SELECT * FROM event_log.enforce_retention('ret.log') ORDER BY shard;
+SELECT shard, seq, key, version FROM ret.log ORDER BY shard, seq;
+COMMIT;
+SELECT shard, low_watermark, removed_events FROM event_log.retention ORDER BY shard;
+-- The key's next event continues its versions: nothing is renumbered.
+SELECT seq, version FROM event_log.append('ret.log', 'b', 'Tick', '{"n": 8}');
+
+-- A projection cannot be built from a stream that lost events.
+SELECT event_log.create_projection('ret.counts', 'ret.log',
+    columns  => 'key text PRIMARY KEY, n int NOT NULL',
+    handlers => '{"Tick": "INSERT INTO counts AS c VALUES (e.key, 1) ON CONFLICT (key) DO UPDATE SET n = c.n + 1"}');
+SELECT to_regclass('ret.counts');
+
+-- Retention is the only path that removes events; the rest stay refused.
+DELETE FROM ret.log;
+SET ROLE ret_appender;
+INSERT INTO ret.log (key, type, payload) VALUES ('z', 'Tick', '{}');
+SELECT * FROM event_log.enforce_retention('ret.log');
+SELECT event_log.set_retention('ret.log', max_events => 1);
+RESET ROLE;
+
+-- Removing the policy keeps the watermarks: reads keep checking them.
+SET ROLE ret_owner;
+SELECT event_log.set_retention('ret.log');
+SELECT count(*) FROM event_log.retention_policies;
+SELECT * FROM event_log.enforce_retention('ret.log');
+SELECT shard, low_watermark FROM event_log.retention ORDER BY shard;
+SELECT count(*) FROM event_log.read('ret.log', 0);
+RESET ROLE;
+
+-- drop_stream() takes the policy, watermarks and report with it.
+SELECT event_log.drop_stream('ret.log');
+SELECT (SELECT count(*) FROM event_log.retention_policies) AS policies,
+       (SELECT count(*) FROM event_log.shard_watermarks) AS watermarks,
+       (SELECT count(*) FROM event_log.retention_log) AS log;
+DROP SCHEMA ret CASCADE;
+DROP ROLE ret_owner, ret_reader, ret_appender;

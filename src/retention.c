@@ -1,0 +1,524 @@
+/*-------------------------------------------------------------------------
+ *
+ * retention.c
+ *	  Retention: old events leave a stream by policy, as whole prefixes of
+ *	  its shards, and each shard keeps a low watermark.
+ *
+ *	  A stream's owner sets a policy with set_retention(): a maximum age of
+ *	  recorded_at, a maximum number of events per shard, or both, and
+ *	  whether to keep what a consumer group, an async projection or a
+ *	  parked event still needs (keep_unconsumed, the default).  The first
+ *	  policy creates one row per shard in event_log.shard_watermarks; from
+ *	  then on every reader of the stream compares the offset it reads from
+ *	  with the shard's low watermark (registry.c, el_low_watermark()), with
+ *	  the snapshot it read the rows with.
+ *
+ *	  enforce_retention() applies the policies, from cron or from the
+ *	  background worker.  For each shard it walks the primary key from the
+ *	  low watermark up and removes events while all of these hold: the
+ *	  event is older than max_age, more than max_events newer events follow
+ *	  it, and nothing the stream's consumers still need is at or after it.
+ *	  It stops at the first event that fails one: what leaves is always a
+ *	  prefix of the shard, even though recorded_at is not ordered by seq.
+ *	  The events, the new watermark and the report row in retention_log go
+ *	  in one transaction, so a crash or a cancel removes all or nothing,
+ *	  and a reader sees either the old watermark with the old rows or the
+ *	  new one without them.
+ *
+ *	  The rows are removed at the heap level, not by a DELETE statement:
+ *	  no trigger, rule or row-level security policy of the stream's owner
+ *	  applies, so removal cannot be steered, and the statement trigger that
+ *	  refuses DELETE keeps refusing every other path.  Nothing but the
+ *	  policy chooses what leaves.  The CDC plugin decodes inserts only, so
+ *	  removals do not appear in the change stream as events.
+ *
+ *	  Removal reclaims space the way VACUUM does; segment storage, which
+ *	  would give space back at once, is the next step (see
+ *	  docs/design/retention.md).
+ *
+ * Copyright (c) 2026, event_log authors
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "postgres.h"
+
+#include "access/genam.h"
+#include "access/heapam.h"
+#include "access/relscan.h"
+#include "access/table.h"
+#include "access/xact.h"
+#include "catalog/pg_type.h"
+#include "executor/spi.h"
+#include "fmgr.h"
+#include "funcapi.h"
+#include "miscadmin.h"
+#include "storage/lmgr.h"
+#include "utils/acl.h"
+#include "utils/builtins.h"
+#include "utils/datetime.h"
+#include "utils/fmgroids.h"
+#include "utils/inval.h"
+#include "utils/lsyscache.h"
+#include "utils/rel.h"
+#include "utils/snapmgr.h"
+#include "utils/timestamp.h"
+
+#include "catalog.h"
+#include "event_log.h"
+#include "read.h"
+#include "registry.h"
+#include "retention.h"
+#include "stream.h"
+
+PG_FUNCTION_INFO_V1(el_set_retention);
+PG_FUNCTION_INFO_V1(el_enforce_retention);
+PG_FUNCTION_INFO_V1(el_low_watermark_sql);
+
+/* A stream's policy, as retention_policies holds it. */
+typedef struct ElPolicy
+{
+	bool		has_age;
+	TimestampTz cutoff;			/* events recorded before it are old */
+	bool		has_count;
+	int64		max_events;
+	bool		keep_unconsumed;
+} ElPolicy;
+
+/* Refuse a catalog older than 0.5, which has no retention tables. */
+static void
+el_require_retention_catalog(void)
+{
+	if (!OidIsValid(get_relname_relid("retention_policies", el_schema_oid())))
+		ereport(ERROR,
+				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+				 errmsg("the event_log catalog of this database predates retention"),
+				 errhint("Run ALTER EXTENSION event_log UPDATE.")));
+}
+
+/* Only the stream's owner (or a role with its privileges) sets or applies policies. */
+static void
+el_require_stream_owner(Oid relid, const char *action)
+{
+	if (!pg_class_ownercheck(relid, GetUserId()))
+		ereport(ERROR,
+				(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
+				 errmsg("permission denied to %s of event stream \"%s\"",
+						action, el_qualified_name(relid)),
+				 errdetail("Only the stream's owner may do this.")));
+}
+
+/*
+ * event_log.set_retention(stream regclass, max_age interval DEFAULT NULL,
+ *						   max_events bigint DEFAULT NULL,
+ *						   keep_unconsumed boolean DEFAULT true) RETURNS void
+ *
+ * Both limits NULL: the stream has no policy any more (its watermarks
+ * stay).  The first policy of a stream takes ACCESS EXCLUSIVE on it for a
+ * moment: every transaction that reads it afterwards has taken its lock
+ * anew, and so sees that its reads must check the watermarks.
+ */
+Datum
+el_set_retention(PG_FUNCTION_ARGS)
+{
+	Oid			relid;
+	int			shards;
+	Datum		values[5];
+	char		nulls[5] = {' ', ' ', ' ', ' ', ' '};
+	Oid			types[5] = {REGCLASSOID, INTERVALOID, INT8OID, BOOLOID, NAMEOID};
+	NameData	who;
+	bool		first;
+
+	el_require_arg(fcinfo, 0, "stream");
+	el_require_arg(fcinfo, 3, "keep_unconsumed");
+	relid = PG_GETARG_OID(0);
+	shards = el_require_stream(relid);
+	el_require_retention_catalog();
+	el_require_stream_owner(relid, "set the retention policy");
+
+	if (!PG_ARGISNULL(1))
+	{
+		Interval   *age = PG_GETARG_INTERVAL_P(1);
+		Interval	zero = {0, 0, 0};
+
+		if (DatumGetBool(DirectFunctionCall2(interval_le, IntervalPGetDatum(age),
+											 IntervalPGetDatum(&zero))))
+			ereport(ERROR,
+					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+					 errmsg("max_age must be positive")));
+	}
+	if (!PG_ARGISNULL(2) && PG_GETARG_INT64(2) < 1)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("max_events must be at least 1"),
+				 errdetail("The requested max_events was %lld.",
+						   (long long) PG_GETARG_INT64(2))));
+
+	first = !el_stream_has_watermarks(relid);
+	(void) el_lock_stream(relid, first ? AccessExclusiveLock : ShareUpdateExclusiveLock);
+
+	SPI_connect();
+	values[0] = ObjectIdGetDatum(relid);
+	if (PG_ARGISNULL(1) && PG_ARGISNULL(2))
+		el_catalog_sql("DELETE FROM event_log.retention_policies"
+					   " WHERE stream OPERATOR(pg_catalog.=) $1",
+					   1, types, values, NULL, 0, 0);
+	else
+	{
+		values[1] = PG_GETARG_DATUM(1);
+		nulls[1] = PG_ARGISNULL(1) ? 'n' : ' ';
+		values[2] = PG_GETARG_DATUM(2);
+		nulls[2] = PG_ARGISNULL(2) ? 'n' : ' ';
+		values[3] = PG_GETARG_DATUM(3);
+		namestrcpy(&who, GetUserNameFromId(GetUserId(), false));
+		values[4] = NameGetDatum(&who);
+		el_catalog_sql("INSERT INTO event_log.retention_policies AS p"
+					   " (stream, max_age, max_events, keep_unconsumed, set_by, set_at)"
+					   " VALUES ($1, $2, $3, $4, $5, pg_catalog.now())"
+					   " ON CONFLICT (stream) DO UPDATE SET max_age = excluded.max_age,"
+					   " max_events = excluded.max_events,"
+					   " keep_unconsumed = excluded.keep_unconsumed,"
+					   " set_by = excluded.set_by, set_at = excluded.set_at",
+					   5, types, values, nulls, 0, 0);
+		values[1] = Int32GetDatum(shards);
+		el_catalog_sql("INSERT INTO event_log.shard_watermarks (stream, shard)"
+					   " SELECT $1, s FROM pg_catalog.generate_series(0, $2 OPERATOR(pg_catalog.-) 1) s"
+					   " ON CONFLICT DO NOTHING",
+					   2, (Oid[]) {REGCLASSOID, INT4OID}, values, NULL, 0, 0);
+	}
+	SPI_finish();
+	CacheInvalidateRelcacheByRelid(relid);
+	PG_RETURN_VOID();
+}
+
+/* Read a stream's policy; false if it has none. */
+static bool
+el_read_policy(Oid relid, ElPolicy *p)
+{
+	Datum		values[1];
+	bool		isnull;
+	Datum		d;
+
+	values[0] = ObjectIdGetDatum(relid);
+	if (el_catalog_sql("SELECT pg_catalog.now() OPERATOR(pg_catalog.-) max_age,"
+					   " max_events, keep_unconsumed"
+					   " FROM event_log.retention_policies"
+					   " WHERE stream OPERATOR(pg_catalog.=) $1",
+					   1, (Oid[]) {REGCLASSOID}, values, NULL,
+					   EL_CAT_READ | EL_CAT_LATEST, 1) == 0)
+		return false;
+	d = el_spi_value(0, 1, &isnull);
+	p->has_age = !isnull;
+	p->cutoff = isnull ? 0 : DatumGetTimestampTz(d);
+	d = el_spi_value(0, 2, &isnull);
+	p->has_count = !isnull;
+	p->max_events = isnull ? 0 : DatumGetInt64(d);
+	p->keep_unconsumed = DatumGetBool(el_spi_value(0, 3, &isnull));
+	return true;
+}
+
+/*
+ * The last seq of a shard whose events the stream's consumers have all
+ * processed: the lowest of the consumer groups' committed offsets, the
+ * async projections' checkpoints and the seq before each parked event.
+ * PG_INT64_MAX when nothing holds the shard back.
+ */
+static int64
+el_consumed_through(Oid relid, int32 shard)
+{
+	Datum		values[2];
+	bool		isnull;
+	Datum		d;
+
+	values[0] = ObjectIdGetDatum(relid);
+	values[1] = Int32GetDatum(shard);
+	el_catalog_sql("SELECT LEAST("
+				   " (SELECT pg_catalog.min(o.committed_seq) FROM event_log.consumer_offsets o"
+				   "   JOIN event_log.consumer_groups g ON g.id OPERATOR(pg_catalog.=) o.group_id"
+				   "  WHERE g.stream OPERATOR(pg_catalog.=) $1 AND o.shard OPERATOR(pg_catalog.=) $2),"
+				   " (SELECT pg_catalog.min(o.seq) FROM event_log.projection_offsets o"
+				   "   JOIN event_log.projections p ON p.projection OPERATOR(pg_catalog.=) o.projection"
+				   "  WHERE p.stream OPERATOR(pg_catalog.=) $1 AND p.mode OPERATOR(pg_catalog.=) 'async'"
+				   "    AND o.shard OPERATOR(pg_catalog.=) $2),"
+				   " (SELECT pg_catalog.min(d.seq) OPERATOR(pg_catalog.-) 1"
+				   "   FROM event_log.projection_dead_letters d"
+				   "  WHERE d.stream OPERATOR(pg_catalog.=) $1 AND d.shard OPERATOR(pg_catalog.=) $2),"
+				   " (SELECT pg_catalog.min(d.seq) OPERATOR(pg_catalog.-) 1"
+				   "   FROM event_log.consumer_dead_letters d"
+				   "   JOIN event_log.consumer_groups g ON g.id OPERATOR(pg_catalog.=) d.group_id"
+				   "  WHERE g.stream OPERATOR(pg_catalog.=) $1 AND d.shard OPERATOR(pg_catalog.=) $2))",
+				   2, (Oid[]) {REGCLASSOID, INT4OID}, values, NULL,
+				   EL_CAT_READ | EL_CAT_LATEST, 1);
+	d = el_spi_value(0, 1, &isnull);
+	return isnull ? PG_INT64_MAX : DatumGetInt64(d);
+}
+
+/* The last seq of a shard (0 if it has no event), by the primary key. */
+static int64
+el_last_seq(Relation rel, Relation pk, Snapshot snap, int32 shard)
+{
+	ScanKeyData key;
+	IndexScanDesc scan;
+	TupleTableSlot *slot = table_slot_create(rel, NULL);
+	int64		last = 0;
+	bool		isnull;
+
+	ScanKeyInit(&key, 1, BTEqualStrategyNumber, F_INT4EQ, Int32GetDatum(shard));
+	scan = index_beginscan(rel, pk, snap, 1, 0);
+	index_rescan(scan, &key, 1, NULL, 0);
+	if (index_getnext_slot(scan, BackwardScanDirection, slot))
+		last = DatumGetInt64(slot_getattr(slot, Anum_el_seq, &isnull));
+	index_endscan(scan);
+	ExecDropSingleTupleTableSlot(slot);
+	return last;
+}
+
+/*
+ * Remove the events of one shard that the policy lets go, from low on, and
+ * no further than limit.  Returns the last seq removed (low - 1 if none).
+ */
+static int64
+el_remove_prefix(Relation rel, Relation pk, Snapshot snap, int32 shard,
+				 int64 low, int64 limit, const ElPolicy *p)
+{
+	ScanKeyData keys[2];
+	IndexScanDesc scan;
+	TupleTableSlot *slot = table_slot_create(rel, NULL);
+	int64		last = low - 1;
+
+	ScanKeyInit(&keys[0], 1, BTEqualStrategyNumber, F_INT4EQ, Int32GetDatum(shard));
+	ScanKeyInit(&keys[1], 2, BTGreaterEqualStrategyNumber, F_INT8GE, Int64GetDatum(low));
+	scan = index_beginscan(rel, pk, snap, 2, 0);
+	index_rescan(scan, keys, 2, NULL, 0);
+	while (last < limit && index_getnext_slot(scan, ForwardScanDirection, slot))
+	{
+		bool		isnull;
+		int64		seq = DatumGetInt64(slot_getattr(slot, Anum_el_seq, &isnull));
+
+		CHECK_FOR_INTERRUPTS();
+		/* A prefix: never past a hole (there is none under commit order). */
+		if (seq != last + 1)
+			break;
+		if (p->has_age &&
+			DatumGetTimestampTz(slot_getattr(slot, Anum_el_recorded_at, &isnull)) >= p->cutoff)
+			break;
+		simple_heap_delete(rel, &slot->tts_tid);
+		last = seq;
+	}
+	index_endscan(scan);
+	ExecDropSingleTupleTableSlot(slot);
+	return last;
+}
+
+/*
+ * Apply a stream's policy to each of its shards; a row per shard into out
+ * (if not NULL).  The caller is connected to SPI.
+ */
+static int64
+el_enforce_stream(Oid relid, Tuplestorestate *out, TupleDesc desc)
+{
+	int64		removed = 0;
+	ElPolicy	p;
+	int			shards;
+	Relation	rel;
+	Relation	pk;
+	Snapshot	snap;
+	NameData	who;
+
+	/* One enforcement per stream at a time; appends and reads go on. */
+	shards = el_lock_stream(relid, ShareUpdateExclusiveLock);
+	if (!el_read_policy(relid, &p))
+		return 0;
+	namestrcpy(&who, GetUserNameFromId(GetUserId(), false));
+
+	rel = table_open(relid, RowExclusiveLock);
+	pk = index_open(el_stream_indexes(rel)->pk, RowExclusiveLock);
+	snap = RegisterSnapshot(GetLatestSnapshot());
+	for (int32 shard = 0; shard < shards; shard++)
+	{
+		int64		low = el_low_watermark(relid, shard, snap);
+		int64		limit = el_last_seq(rel, pk, snap, shard);
+		int64		last;
+
+		if (p.has_count)
+			limit = Max(0, limit - p.max_events);
+		if (p.keep_unconsumed)
+			limit = Min(limit, el_consumed_through(relid, shard));
+		last = limit >= low ?
+			el_remove_prefix(rel, pk, snap, shard, low, limit, &p) : low - 1;
+		if (last >= low)
+		{
+			Datum		values[5];
+
+			removed += last - low + 1;
+			values[0] = ObjectIdGetDatum(relid);
+			values[1] = Int32GetDatum(shard);
+			values[2] = Int64GetDatum(low);
+			values[3] = Int64GetDatum(last);
+			values[4] = NameGetDatum(&who);
+			el_catalog_sql("UPDATE event_log.shard_watermarks"
+						   " SET low_seq = $4 OPERATOR(pg_catalog.+) 1,"
+						   " removed_events = removed_events OPERATOR(pg_catalog.+)"
+						   " ($4 OPERATOR(pg_catalog.-) $3 OPERATOR(pg_catalog.+) 1),"
+						   " removed_at = pg_catalog.now()"
+						   " WHERE stream OPERATOR(pg_catalog.=) $1 AND shard OPERATOR(pg_catalog.=) $2",
+						   4, (Oid[]) {REGCLASSOID, INT4OID, INT8OID, INT8OID},
+						   values, NULL, 0, 0);
+			el_catalog_sql("INSERT INTO event_log.retention_log"
+						   " (stream, shard, from_seq, to_seq, events, removed_by)"
+						   " VALUES ($1, $2, $3, $4, $4 OPERATOR(pg_catalog.-) $3 OPERATOR(pg_catalog.+) 1, $5)",
+						   5, (Oid[]) {REGCLASSOID, INT4OID, INT8OID, INT8OID, NAMEOID},
+						   values, NULL, 0, 0);
+		}
+		if (out != NULL)
+		{
+			Datum		row[4];
+			bool		nulls[4] = {false, false, false, false};
+
+			row[0] = ObjectIdGetDatum(relid);
+			row[1] = Int32GetDatum(shard);
+			row[2] = Int64GetDatum(last - low + 1);
+			row[3] = Int64GetDatum(last + 1);
+			tuplestore_putvalues(out, desc, row, nulls);
+		}
+	}
+	UnregisterSnapshot(snap);
+	index_close(pk, NoLock);
+	table_close(rel, NoLock);
+	CommandCounterIncrement();
+	return removed;
+}
+
+/* The streams that have a retention policy, in OID order. */
+static List *
+el_policy_streams(void)
+{
+	List	   *result = NIL;
+	uint64		n;
+
+	n = el_catalog_sql("SELECT stream FROM event_log.retention_policies ORDER BY stream",
+					   0, NULL, NULL, NULL, EL_CAT_READ | EL_CAT_LATEST, 0);
+	for (uint64 i = 0; i < n; i++)
+	{
+		bool		isnull;
+
+		result = lappend_oid(result, DatumGetObjectId(el_spi_value(i, 1, &isnull)));
+	}
+	return result;
+}
+
+/*
+ * Apply every policy the current user may apply (all of them for the
+ * worker, which runs as a superuser).  Returns the number of events
+ * removed, or -1 if no stream has a policy (or the catalog is older than
+ * 0.5).  The caller is connected to SPI.
+ */
+int64
+el_enforce_all(void)
+{
+	List	   *streams;
+	ListCell   *lc;
+	int64		removed = 0;
+
+	if (!OidIsValid(get_relname_relid("retention_policies", el_schema_oid())))
+		return -1;
+	streams = el_policy_streams();
+	if (streams == NIL)
+		return -1;
+	foreach(lc, streams)
+	{
+		Oid			relid = lfirst_oid(lc);
+
+		if (el_stream_shards(relid) > 0 && pg_class_ownercheck(relid, GetUserId()))
+			removed += el_enforce_stream(relid, NULL, NULL);
+	}
+	return removed;
+}
+
+/*
+ * event_log.enforce_retention(stream regclass DEFAULT NULL)
+ *		RETURNS TABLE (stream regclass, shard int, removed bigint,
+ *					   low_watermark bigint)
+ *
+ * Apply the policy of one stream, or of every stream the caller owns that
+ * has one; a row per shard of each stream with a policy.
+ */
+Datum
+el_enforce_retention(PG_FUNCTION_ARGS)
+{
+	Tuplestorestate *out;
+	TupleDesc	desc;
+	List	   *streams;
+	ListCell   *lc;
+
+	el_require_retention_catalog();
+	out = el_result_store(fcinfo, false);
+	desc = ((ReturnSetInfo *) fcinfo->resultinfo)->setDesc;
+	SPI_connect();
+	if (!PG_ARGISNULL(0))
+	{
+		Oid			relid = PG_GETARG_OID(0);
+
+		(void) el_require_stream(relid);
+		el_require_stream_owner(relid, "apply the retention policy");
+		streams = list_make1_oid(relid);
+	}
+	else
+		streams = el_policy_streams();
+	foreach(lc, streams)
+	{
+		Oid			relid = lfirst_oid(lc);
+
+		if (el_stream_shards(relid) > 0 && pg_class_ownercheck(relid, GetUserId()))
+			(void) el_enforce_stream(relid, out, desc);
+	}
+	SPI_finish();
+	return (Datum) 0;
+}
+
+/*
+ * event_log.low_watermark(stream regclass, shard int) RETURNS bigint
+ *
+ * The first seq of the shard still in the log, for whoever may read the
+ * stream.
+ */
+Datum
+el_low_watermark_sql(PG_FUNCTION_ARGS)
+{
+	Oid			relid;
+	int			shards;
+	int32		shard;
+
+	el_require_arg(fcinfo, 0, "stream");
+	el_require_arg(fcinfo, 1, "shard");
+	relid = PG_GETARG_OID(0);
+	shard = PG_GETARG_INT32(1);
+	shards = el_require_stream(relid);
+	el_check_shard(relid, shards, shard);
+	el_check_select(relid);
+	PG_RETURN_INT64(el_low_watermark(relid, shard, GetActiveSnapshot()));
+}
+
+/* drop_stream(): the stream's policy, watermarks and report go with it. */
+static void
+el_retention_forget_stream(Oid relid, const char *qname, bool cascade)
+{
+	Datum		values[1];
+
+	if (!OidIsValid(get_relname_relid("retention_policies", el_schema_oid())))
+		return;
+	values[0] = ObjectIdGetDatum(relid);
+	SPI_connect();
+	el_catalog_sql("DELETE FROM event_log.retention_policies WHERE stream OPERATOR(pg_catalog.=) $1",
+				   1, (Oid[]) {REGCLASSOID}, values, NULL, 0, 0);
+	el_catalog_sql("DELETE FROM event_log.shard_watermarks WHERE stream OPERATOR(pg_catalog.=) $1",
+				   1, (Oid[]) {REGCLASSOID}, values, NULL, 0, 0);
+	el_catalog_sql("DELETE FROM event_log.retention_log WHERE stream OPERATOR(pg_catalog.=) $1",
+				   1, (Oid[]) {REGCLASSOID}, values, NULL, 0, 0);
+	SPI_finish();
+}
+
+void
+el_retention_init(void)
+{
+	el_on_stream_drop(el_retention_forget_stream);
+}
