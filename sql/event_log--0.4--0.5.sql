@@ -48,12 +48,22 @@ CREATE TABLE event_log.retention_log (
 );
 CREATE INDEX ON event_log.retention_log (stream, shard, removed_at);
 
+-- The last version of each key whose every event was removed, so that the
+-- key's next event goes on from it: versions are never renumbered.
+CREATE TABLE event_log.retired_keys (
+    stream          regclass    NOT NULL,
+    key             text        COLLATE "C" NOT NULL,
+    last_version    bigint      NOT NULL CHECK (last_version >= 1),
+    PRIMARY KEY (stream, key)
+);
+
 SELECT pg_catalog.pg_extension_config_dump('event_log.retention_policies', '');
+SELECT pg_catalog.pg_extension_config_dump('event_log.retired_keys', '');
 SELECT pg_catalog.pg_extension_config_dump('event_log.shard_watermarks', '');
 SELECT pg_catalog.pg_extension_config_dump('event_log.retention_log', '');
 
 REVOKE ALL ON event_log.retention_policies, event_log.shard_watermarks,
-    event_log.retention_log FROM PUBLIC;
+    event_log.retention_log, event_log.retired_keys FROM PUBLIC;
 GRANT SELECT ON event_log.retention_policies, event_log.shard_watermarks,
     event_log.retention_log TO PUBLIC;
 

@@ -116,6 +116,23 @@ SELECT shard, low_watermark, removed_events FROM event_log.retention ORDER BY sh
 -- The key's next event continues its versions: nothing is renumbered.
 SELECT seq, version FROM event_log.append('ret.log', 'b', 'Tick', '{"n": 8}');
 
+-- A later transaction removes everything: both shards are empty, and the
+-- last version of each key that has no event left is kept.
+SELECT shard, removed, low_watermark FROM event_log.enforce_retention('ret.log') ORDER BY shard;
+SELECT count(*) FROM ret.log;
+RESET ROLE;
+SELECT key, last_version FROM event_log.retired_keys ORDER BY key;
+-- A new session, with no position cached: seq and versions go on after
+-- what was removed, on every append path.
+\c -
+SET ROLE ret_owner;
+SELECT shard, seq, version FROM event_log.append('ret.log', 'b', 'Tick', '{"n": 9}');
+SELECT shard, seq, version FROM event_log.append('ret.log', 'a', 'Tick', '{"n": 9}');
+INSERT INTO ret.log (key, type, payload) VALUES ('c', 'Tick', '{}'), ('new', 'Tick', '{}')
+RETURNING shard, seq, key, version;
+SELECT event_log.append('ret.log', 'e', 'Tick', '{}', expected_version => 5);
+SELECT seq, version FROM event_log.append('ret.log', 'e', 'Tick', '{}', expected_version => 6);
+
 -- A projection cannot be built from a stream that lost events.
 SELECT event_log.create_projection('ret.counts', 'ret.log',
     columns  => 'key text PRIMARY KEY, n int NOT NULL',

@@ -188,6 +188,9 @@ el_probe_version(Relation rel, Oid indexoid, text *key)
 						   DEFAULT_COLLATION_OID, F_TEXTEQ, PointerGetDatum(key));
 	last = el_index_last(rel, indexoid, &skey, 1, Anum_el_version,
 						 BackwardScanDirection, 1, NULL, NULL);
+	/* A key whose every event retention removed goes on from its last. */
+	if (last <= 0 && el_stream_has_watermarks(RelationGetRelid(rel)))
+		last = el_retired_version(RelationGetRelid(rel), key);
 	return Max(last, 0);
 }
 
@@ -442,6 +445,14 @@ el_last_seq(Relation rel, Oid pk, int32 shard)
 		last = el_index_last(rel, pk, skeys, 1, Anum_el_seq,
 							 BackwardScanDirection, 1, NULL, NULL);
 	}
+
+	/*
+	 * A shard that retention emptied goes on after its last removed event:
+	 * seq is never renumbered.  The watermark is read after the probe, with
+	 * the latest snapshot: a removal that committed before it is seen.
+	 */
+	if (last <= 0 && el_stream_has_watermarks(RelationGetRelid(rel)))
+		last = el_low_watermark(RelationGetRelid(rel), shard, GetLatestSnapshot()) - 1;
 	return Max(last, 0);
 }
 

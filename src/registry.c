@@ -20,6 +20,7 @@
 #include "catalog/indexing.h"
 #include "catalog/namespace.h"
 #include "catalog/pg_am.h"
+#include "catalog/pg_collation.h"
 #include "catalog/pg_index.h"
 #include "catalog/pg_trigger.h"
 #include "commands/defrem.h"
@@ -364,6 +365,45 @@ el_low_watermark(Oid relid, int32 shard, Snapshot snap)
 		return 1;
 	(void) el_watermark_find(relid, shard, snap, &low);
 	return low;
+}
+
+/*
+ * The last version of a key whose every event retention removed, from
+ * event_log.retired_keys (0.5), with the latest snapshot; 0 if it has none.
+ */
+int64
+el_retired_version(Oid relid, text *key)
+{
+	Oid			nsp = el_schema_oid();
+	Oid			tabid = get_relname_relid("retired_keys", nsp);
+	Oid			idxid = get_relname_relid("retired_keys_pkey", nsp);
+	Relation	tab;
+	SysScanDesc scan;
+	ScanKeyData keys[2];
+	HeapTuple	tup;
+	int64		version = 0;
+	Snapshot	snap;
+
+	if (!OidIsValid(tabid) || !OidIsValid(idxid))
+		return 0;
+	snap = RegisterSnapshot(GetLatestSnapshot());
+	tab = table_open(tabid, AccessShareLock);
+	ScanKeyInit(&keys[0], 1, BTEqualStrategyNumber, F_OIDEQ,
+				ObjectIdGetDatum(relid));
+	ScanKeyEntryInitialize(&keys[1], 0, 2, BTEqualStrategyNumber, InvalidOid,
+						   C_COLLATION_OID, F_TEXTEQ, PointerGetDatum(key));
+	scan = systable_beginscan(tab, idxid, true, snap, 2, keys);
+	if (HeapTupleIsValid(tup = systable_getnext(scan)))
+	{
+		bool		isnull;
+		Datum		d = heap_getattr(tup, 3, RelationGetDescr(tab), &isnull);
+
+		version = isnull ? 0 : DatumGetInt64(d);
+	}
+	systable_endscan(scan);
+	table_close(tab, AccessShareLock);
+	UnregisterSnapshot(snap);
+	return version;
 }
 
 /* Shard count of a stream; a clear error if relid is not one. */

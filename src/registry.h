@@ -30,6 +30,7 @@ extern int	el_registry_shards(Oid relid);
 extern int	el_stream_shards(Oid relid);
 extern bool el_stream_grouped(Oid relid);
 extern bool el_stream_has_watermarks(Oid relid);
+extern int64 el_retired_version(Oid relid, text *key);
 extern int64 el_low_watermark(Oid relid, int32 shard, Snapshot snap);
 extern int	el_require_stream(Oid relid);
 extern int	el_lock_stream(Oid relid, LOCKMODE lockmode);

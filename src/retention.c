@@ -47,6 +47,7 @@
 #include "access/relscan.h"
 #include "access/table.h"
 #include "access/xact.h"
+#include "catalog/pg_collation.h"
 #include "catalog/pg_type.h"
 #include "executor/spi.h"
 #include "fmgr.h"
@@ -273,12 +274,52 @@ el_last_seq(Relation rel, Relation pk, Snapshot snap, int32 shard)
 }
 
 /*
+ * Whether the key has an event after version (as snap sees it): if not, the
+ * event being removed is its last, and the key retires with that version.
+ */
+static bool
+el_key_goes_on(Relation rel, Relation kv, Snapshot snap, Datum key, int64 version)
+{
+	ScanKeyData keys[2];
+	IndexScanDesc scan;
+	bool		found;
+
+	ScanKeyEntryInitialize(&keys[0], 0, 1, BTEqualStrategyNumber, InvalidOid,
+						   DEFAULT_COLLATION_OID, F_TEXTEQ, key);
+	ScanKeyInit(&keys[1], 2, BTGreaterStrategyNumber, F_INT8GT, Int64GetDatum(version));
+	scan = index_beginscan(rel, kv, snap, 2, 0);
+	index_rescan(scan, keys, 2, NULL, 0);
+	found = index_getnext_tid(scan, ForwardScanDirection) != NULL;
+	index_endscan(scan);
+	return found;
+}
+
+/*
+ * Remember the last version of a key whose every event is being removed,
+ * so that its next event goes on from it (append.c, el_probe_version()).
+ */
+static void
+el_retire_key(Oid relid, Datum key, int64 version)
+{
+	Datum		values[3];
+
+	values[0] = ObjectIdGetDatum(relid);
+	values[1] = key;
+	values[2] = Int64GetDatum(version);
+	el_catalog_sql("INSERT INTO event_log.retired_keys AS r (stream, key, last_version)"
+				   " VALUES ($1, $2, $3) ON CONFLICT (stream, key) DO UPDATE"
+				   " SET last_version = GREATEST(r.last_version, excluded.last_version)",
+				   3, (Oid[]) {REGCLASSOID, TEXTOID, INT8OID}, values, NULL, 0, 0);
+}
+
+/*
  * Remove the events of one shard that the policy lets go, from low on, and
  * no further than limit.  Returns the last seq removed (low - 1 if none).
+ * The caller is connected to SPI.
  */
 static int64
-el_remove_prefix(Relation rel, Relation pk, Snapshot snap, int32 shard,
-				 int64 low, int64 limit, const ElPolicy *p)
+el_remove_prefix(Relation rel, Relation pk, Relation kv, Snapshot snap,
+				 int32 shard, int64 low, int64 limit, const ElPolicy *p)
 {
 	ScanKeyData keys[2];
 	IndexScanDesc scan;
@@ -301,6 +342,13 @@ el_remove_prefix(Relation rel, Relation pk, Snapshot snap, int32 shard,
 		if (p->has_age &&
 			DatumGetTimestampTz(slot_getattr(slot, Anum_el_recorded_at, &isnull)) >= p->cutoff)
 			break;
+		{
+			Datum		key = slot_getattr(slot, Anum_el_key, &isnull);
+			int64		version = DatumGetInt64(slot_getattr(slot, Anum_el_version, &isnull));
+
+			if (!el_key_goes_on(rel, kv, snap, key, version))
+				el_retire_key(RelationGetRelid(rel), key, version);
+		}
 		simple_heap_delete(rel, &slot->tts_tid);
 		last = seq;
 	}
@@ -321,6 +369,7 @@ el_enforce_stream(Oid relid, Tuplestorestate *out, TupleDesc desc)
 	int			shards;
 	Relation	rel;
 	Relation	pk;
+	Relation	kv;
 	Snapshot	snap;
 	NameData	who;
 
@@ -332,6 +381,7 @@ el_enforce_stream(Oid relid, Tuplestorestate *out, TupleDesc desc)
 
 	rel = table_open(relid, RowExclusiveLock);
 	pk = index_open(el_stream_indexes(rel)->pk, RowExclusiveLock);
+	kv = index_open(el_stream_indexes(rel)->key_version, RowExclusiveLock);
 	snap = RegisterSnapshot(GetLatestSnapshot());
 	for (int32 shard = 0; shard < shards; shard++)
 	{
@@ -344,7 +394,7 @@ el_enforce_stream(Oid relid, Tuplestorestate *out, TupleDesc desc)
 		if (p.keep_unconsumed)
 			limit = Min(limit, el_consumed_through(relid, shard));
 		last = limit >= low ?
-			el_remove_prefix(rel, pk, snap, shard, low, limit, &p) : low - 1;
+			el_remove_prefix(rel, pk, kv, snap, shard, low, limit, &p) : low - 1;
 		if (last >= low)
 		{
 			Datum		values[5];
@@ -382,6 +432,7 @@ el_enforce_stream(Oid relid, Tuplestorestate *out, TupleDesc desc)
 		}
 	}
 	UnregisterSnapshot(snap);
+	index_close(kv, NoLock);
 	index_close(pk, NoLock);
 	table_close(rel, NoLock);
 	CommandCounterIncrement();
@@ -513,6 +564,8 @@ el_retention_forget_stream(Oid relid, const char *qname, bool cascade)
 	el_catalog_sql("DELETE FROM event_log.shard_watermarks WHERE stream OPERATOR(pg_catalog.=) $1",
 				   1, (Oid[]) {REGCLASSOID}, values, NULL, 0, 0);
 	el_catalog_sql("DELETE FROM event_log.retention_log WHERE stream OPERATOR(pg_catalog.=) $1",
+				   1, (Oid[]) {REGCLASSOID}, values, NULL, 0, 0);
+	el_catalog_sql("DELETE FROM event_log.retired_keys WHERE stream OPERATOR(pg_catalog.=) $1",
 				   1, (Oid[]) {REGCLASSOID}, values, NULL, 0, 0);
 	SPI_finish();
 }
