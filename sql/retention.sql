@@ -161,5 +161,40 @@ SELECT event_log.drop_stream('ret.log');
 SELECT (SELECT count(*) FROM event_log.retention_policies) AS policies,
        (SELECT count(*) FROM event_log.shard_watermarks) AS watermarks,
        (SELECT count(*) FROM event_log.retention_log) AS log;
+
+-- Attacks (issue 15): policies whose max_age no enforcement could apply
+-- are refused when set, since one would stop the worker's run for every
+-- stream; a key whose every event was removed does not replay as an empty
+-- history; a parked event that retention removed is not retried silently.
+SET ROLE ret_owner;
+SELECT event_log.create_stream('ret.more', shards => 1);
+INSERT INTO ret.more (key, type, payload)
+SELECT 'k' || i % 3, 'Tick', '{}' FROM generate_series(1, 9) i;
+SELECT event_log.set_retention('ret.more', max_age => '200000 years');
+SELECT event_log.set_retention('ret.more', max_age => '1 month -29 days');
+SELECT event_log.set_retention('ret.more', max_age => '-1 month 40 days');
+SELECT count(*) FROM event_log.retention_policies WHERE stream = 'ret.more'::regclass;
+SELECT event_log.set_retention('ret.more', max_age => '1000 years');
+SELECT count(*) FROM event_log.enforce_retention('ret.more');
+SELECT seq FROM event_log.poll('more', 'ret.more', 3);
+SELECT event_log.nack('more', 'ret.more', 0, 2, 'bad');
+SELECT event_log.commit_polled('more', 'ret.more');
+SELECT event_log.set_retention('ret.more', max_events => 2, keep_unconsumed => false);
+SELECT shard, removed, low_watermark FROM event_log.enforce_retention('ret.more');
+\set VERBOSITY default
+SELECT key, version FROM event_log.replay('ret.more', 'k1');
+SELECT key, version FROM event_log.replay('ret.more', 'k1', 2);
+SELECT key, version FROM event_log.replay('ret.more', 'k1', 3);
+SELECT key, version FROM event_log.replay('ret.more', 'k2', 1);
+SELECT event_log.retry_nacked('more', 'ret.more');
+SELECT event_log.set_offset_reset('more', 'ret.more', 'earliest');
+SELECT seq FROM event_log.poll('more', 'ret.more', 10);
+\set VERBOSITY terse
+SELECT shard, committed_seq, skipped_events, parked_events FROM event_log.consumer_lag
+ WHERE group_name = 'more';
+SELECT event_log.discard_nacked('more', 'ret.more', 'k2', 2);
+SELECT seq FROM event_log.poll('more', 'ret.more', 10);
+SELECT event_log.drop_stream('ret.more');
+RESET ROLE;
 DROP SCHEMA ret CASCADE;
 DROP ROLE ret_owner, ret_reader, ret_appender;

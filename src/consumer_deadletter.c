@@ -22,11 +22,13 @@
 #include "miscadmin.h"
 #include "utils/builtins.h"
 #include "utils/lsyscache.h"
+#include "utils/snapmgr.h"
 
 #include "catalog.h"
 #include "consumer.h"
 #include "event_log.h"
 #include "read.h"
+#include "registry.h"
 
 PG_FUNCTION_INFO_V1(el_nack);
 PG_FUNCTION_INFO_V1(el_retry_nacked);
@@ -302,6 +304,28 @@ el_discard_nacked(PG_FUNCTION_ARGS)
 }
 
 /*
+ * A parked event to retry that is below its shard's low watermark was
+ * removed by retention (a policy without keep_unconsumed): it can never be
+ * delivered again, whatever the group's offset_reset policy, so the poll
+ * fails with EL040 until someone discards it.
+ */
+static void
+el_check_parked_removed(ElGroup *g, int32 shard, int64 seq)
+{
+	int64		low = el_low_watermark(g->relid, shard, GetActiveSnapshot());
+
+	if (seq < low)
+		ereport(ERROR,
+				(errcode(ERRCODE_EL_OUT_OF_RANGE),
+				 errmsg("parked event seq %lld of shard %d of consumer group \"%s\" to retry was removed from event stream \"%s\"",
+						(long long) seq, shard, text_to_cstring(g->name),
+						el_qualified_name(g->relid)),
+				 errdetail("Shard %d's low watermark is %lld: its earlier events were removed by the stream's retention policy.",
+						   shard, (long long) low),
+				 errhint("Drop it with event_log.discard_nacked().")));
+}
+
+/*
  * For poll(): deliver into dest, before new events, up to *left of the
  * group's events to retry in the shards this member holds (shards[0..n)),
  * each read as the caller and removed from the list, recorded as retried.
@@ -343,7 +367,11 @@ el_redeliver_nacked(ElGroup *g, const int32 *shards, int n, int64 *left,
 	for (uint64 r = 0; r < rows && *left > 0; r++)
 	{
 		if (!el_read_exact(g->relid, rshard[r], rseq[r], dest, NULL, NULL))
+		{
+			/* Removed by retention: say so, never leave it waiting silently. */
+			el_check_parked_removed(g, rshard[r], rseq[r]);
 			continue;
+		}
 		(void) el_nacks_done(g, "retried", rshard[r], NULL, rseq[r]);
 		delivered++;
 		(*left)--;

@@ -495,7 +495,7 @@ el_check_replay_whole(Oid relid, int shards, text *key, int64 after_version)
 {
 	int64		low;
 	Datum		values[2];
-	int64		first;
+	int64		gone;
 	bool		isnull;
 	int32		shard = el_shard_for_key(VARDATA_ANY(key), VARSIZE_ANY_EXHDR(key), shards);
 
@@ -505,15 +505,24 @@ el_check_replay_whole(Oid relid, int shards, text *key, int64 after_version)
 	values[0] = PointerGetDatum(key);
 	values[1] = Int64GetDatum(0);
 	SPI_connect();
-	if (el_exec_plan(relid, EL_PLAN_REPLAY, values, NULL, 1) == 1 &&
-		(first = DatumGetInt64(el_spi_value(0, Anum_el_version, &isnull))) > after_version + 1)
+
+	/*
+	 * gone: the key's last version the caller cannot have, the one before
+	 * its first event still in the log, or the last version of a key whose
+	 * every event was removed (retired, so that none is left to read).
+	 */
+	if (el_exec_plan(relid, EL_PLAN_REPLAY, values, NULL, 1) == 0)
+		gone = el_retired_version(relid, key);
+	else
+		gone = DatumGetInt64(el_spi_value(0, Anum_el_version, &isnull)) - 1;
+	if (gone > after_version)
 		ereport(ERROR,
 				(errcode(ERRCODE_EL_OUT_OF_RANGE),
-				 errmsg("events of key \"%s\" before version %lld were removed from event stream \"%s\"",
-						text_to_cstring(key), (long long) first, el_qualified_name(relid)),
+				 errmsg("events of key \"%s\" up to version %lld were removed from event stream \"%s\"",
+						text_to_cstring(key), (long long) gone, el_qualified_name(relid)),
 				 errdetail("Shard %d's low watermark is %lld: its earlier events were removed by the stream's retention policy.",
 						   shard, (long long) low),
-				 errhint("Replay from after_version => %lld.", (long long) (first - 1))));
+				 errhint("Replay from after_version => %lld.", (long long) gone)));
 	SPI_finish();
 }
 

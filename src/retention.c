@@ -109,6 +109,37 @@ el_require_stream_owner(Oid relid, const char *action)
 }
 
 /*
+ * Refuse a max_age that no enforcement could apply.  Every field must be
+ * zero or positive (a mixed interval such as '1 month -29 days' compares
+ * as positive, yet now() - it is in the future on some days, and every
+ * event would then be old), and it must be at most EL_MAX_AGE_YEARS, so
+ * that now() - max_age is always a valid timestamp: one policy that made
+ * enforcement fail would stop the worker's run for every stream.
+ */
+#define EL_MAX_AGE_YEARS 1000
+
+static void
+el_check_max_age(Interval *age)
+{
+	Interval	zero = {0, 0, 0};
+	Interval	most = {0, 0, EL_MAX_AGE_YEARS * MONTHS_PER_YEAR};
+
+	if (age->month < 0 || age->day < 0 || age->time < 0 ||
+		DatumGetBool(DirectFunctionCall2(interval_le, IntervalPGetDatum(age),
+										 IntervalPGetDatum(&zero))))
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("max_age must be positive"),
+				 errdetail("No part of max_age (months, days, time) may be negative.")));
+	if (DatumGetBool(DirectFunctionCall2(interval_gt, IntervalPGetDatum(age),
+										 IntervalPGetDatum(&most))))
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("max_age must be at most %d years", EL_MAX_AGE_YEARS),
+				 errhint("For a policy by number of events only, pass max_age => NULL.")));
+}
+
+/*
  * event_log.set_retention(stream regclass, max_age interval DEFAULT NULL,
  *						   max_events bigint DEFAULT NULL,
  *						   keep_unconsumed boolean DEFAULT true) RETURNS void
@@ -137,16 +168,7 @@ el_set_retention(PG_FUNCTION_ARGS)
 	el_require_stream_owner(relid, "set the retention policy");
 
 	if (!PG_ARGISNULL(1))
-	{
-		Interval   *age = PG_GETARG_INTERVAL_P(1);
-		Interval	zero = {0, 0, 0};
-
-		if (DatumGetBool(DirectFunctionCall2(interval_le, IntervalPGetDatum(age),
-											 IntervalPGetDatum(&zero))))
-			ereport(ERROR,
-					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-					 errmsg("max_age must be positive")));
-	}
+		el_check_max_age(PG_GETARG_INTERVAL_P(1));
 	if (!PG_ARGISNULL(2) && PG_GETARG_INT64(2) < 1)
 		ereport(ERROR,
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
