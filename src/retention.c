@@ -61,6 +61,7 @@
 #include "utils/inval.h"
 #include "utils/lsyscache.h"
 #include "utils/rel.h"
+#include "utils/resowner.h"
 #include "utils/snapmgr.h"
 #include "utils/timestamp.h"
 
@@ -106,6 +107,36 @@ el_require_stream_owner(Oid relid, const char *action)
 				 errmsg("permission denied to %s of event stream \"%s\"",
 						action, el_qualified_name(relid)),
 				 errdetail("Only the stream's owner may do this.")));
+}
+
+/*
+ * Refuse retention on a stream that a foreign key references: removal
+ * deletes rows at the heap level, past the foreign key's triggers, and
+ * would leave the referencing rows pointing at nothing.  A foreign key
+ * cannot be added while the caller holds ShareUpdateExclusiveLock on the
+ * stream (ALTER TABLE ... ADD FOREIGN KEY takes ShareRowExclusiveLock on
+ * the referenced table), so a check under that lock holds until commit.
+ * The caller is connected to SPI.
+ */
+static void
+el_refuse_referenced(Oid relid)
+{
+	Datum		values[1];
+	bool		isnull;
+
+	values[0] = ObjectIdGetDatum(relid);
+	if (el_catalog_sql("SELECT conname::pg_catalog.text, conrelid FROM pg_catalog.pg_constraint"
+					   " WHERE confrelid OPERATOR(pg_catalog.=) $1"
+					   " AND contype OPERATOR(pg_catalog.=) 'f' ORDER BY oid LIMIT 1",
+					   1, (Oid[]) {OIDOID}, values, NULL,
+					   EL_CAT_READ | EL_CAT_LATEST, 1) == 1)
+		ereport(ERROR,
+				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+				 errmsg("cannot remove events of event stream \"%s\": foreign key \"%s\" of table \"%s\" references it",
+						el_qualified_name(relid), el_spi_text(0, 1),
+						el_qualified_name(DatumGetObjectId(el_spi_value(0, 2, &isnull)))),
+				 errdetail("Retention removes events past foreign keys, which would leave the referencing rows dangling."),
+				 errhint("Drop the foreign key, or keep what it needs in a table of its own.")));
 }
 
 /*
@@ -180,6 +211,8 @@ el_set_retention(PG_FUNCTION_ARGS)
 	(void) el_lock_stream(relid, first ? AccessExclusiveLock : ShareUpdateExclusiveLock);
 
 	SPI_connect();
+	if (!PG_ARGISNULL(1) || !PG_ARGISNULL(2))
+		el_refuse_referenced(relid);
 	values[0] = ObjectIdGetDatum(relid);
 	if (PG_ARGISNULL(1) && PG_ARGISNULL(2))
 		el_catalog_sql("DELETE FROM event_log.retention_policies"
@@ -399,6 +432,7 @@ el_enforce_stream(Oid relid, Tuplestorestate *out, TupleDesc desc)
 	shards = el_lock_stream(relid, ShareUpdateExclusiveLock);
 	if (!el_read_policy(relid, &p))
 		return 0;
+	el_refuse_referenced(relid);
 	namestrcpy(&who, GetUserNameFromId(GetUserId(), false));
 
 	rel = table_open(relid, RowExclusiveLock);
@@ -480,6 +514,56 @@ el_policy_streams(void)
 }
 
 /*
+ * For el_enforce_all(): apply one stream's policy in a subtransaction of
+ * its own, so that a stream whose enforcement fails (a foreign key that
+ * references it, a deadlock, a cancelled lock wait) is reported as a
+ * WARNING and the other streams' policies still apply.  Returns the number
+ * of events removed (0 on failure).
+ */
+static int64
+el_enforce_one(Oid relid)
+{
+	MemoryContext cxt = CurrentMemoryContext;
+	ResourceOwner owner = CurrentResourceOwner;
+	volatile int64 removed = 0;
+
+	BeginInternalSubTransaction(NULL);
+	MemoryContextSwitchTo(cxt);
+	PG_TRY();
+	{
+		removed = el_enforce_stream(relid, NULL, NULL);
+		ReleaseCurrentSubTransaction();
+		MemoryContextSwitchTo(cxt);
+		CurrentResourceOwner = owner;
+	}
+	PG_CATCH();
+	{
+		ErrorData  *edata;
+
+		MemoryContextSwitchTo(cxt);
+		edata = CopyErrorData();
+		FlushErrorState();
+		RollbackAndReleaseCurrentSubTransaction();
+		MemoryContextSwitchTo(cxt);
+		CurrentResourceOwner = owner;
+		/* A cancel or a shutdown stops the run; anything else, this stream. */
+		if (edata->sqlerrcode == ERRCODE_QUERY_CANCELED ||
+			edata->sqlerrcode == ERRCODE_ADMIN_SHUTDOWN)
+			ReThrowError(edata);
+		ereport(WARNING,
+				(errcode(edata->sqlerrcode),
+				 errmsg("event_log: retention of event stream \"%s\" skipped: %s",
+						el_qualified_name(relid), edata->message),
+				 edata->detail ? errdetail_internal("%s", edata->detail) : 0,
+				 edata->hint ? errhint("%s", edata->hint) : 0));
+		FreeErrorData(edata);
+		removed = 0;
+	}
+	PG_END_TRY();
+	return removed;
+}
+
+/*
  * Apply every policy the current user may apply (all of them for the
  * worker, which runs as a superuser).  Returns the number of events
  * removed, or -1 if no stream has a policy (or the catalog is older than
@@ -502,7 +586,7 @@ el_enforce_all(void)
 		Oid			relid = lfirst_oid(lc);
 
 		if (el_stream_shards(relid) > 0 && pg_class_ownercheck(relid, GetUserId()))
-			removed += el_enforce_stream(relid, NULL, NULL);
+			removed += el_enforce_one(relid);
 	}
 	return removed;
 }
