@@ -203,6 +203,24 @@ SELECT * FROM event_log.enforce_retention('ret.more');
 SELECT count(*) FROM ret.more;
 DROP TABLE ret.audit;
 SELECT shard, removed, low_watermark FROM event_log.enforce_retention('ret.more');
+-- Nor is a stream whose deletes a publication publishes: a subscriber
+-- would apply the removal and lose the events silently.
+RESET ROLE;
+CREATE PUBLICATION ret_pub FOR TABLE ret.more;
+SET ROLE ret_owner;
+SELECT event_log.set_retention('ret.more', max_events => 1);
+RESET ROLE;
+ALTER PUBLICATION ret_pub SET (publish = 'insert');
+SET ROLE ret_owner;
+SELECT event_log.set_retention('ret.more', max_events => 1);
+RESET ROLE;
+ALTER PUBLICATION ret_pub SET (publish = 'insert, delete');
+SET ROLE ret_owner;
+SELECT * FROM event_log.enforce_retention('ret.more');
+RESET ROLE;
+DROP PUBLICATION ret_pub;
+SET ROLE ret_owner;
+SELECT shard, removed, low_watermark FROM event_log.enforce_retention('ret.more');
 SELECT event_log.drop_stream('ret.more');
 RESET ROLE;
 DROP SCHEMA ret CASCADE;

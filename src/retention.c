@@ -140,6 +140,39 @@ el_refuse_referenced(Oid relid)
 }
 
 /*
+ * Refuse retention on a stream that a publication publishes the deletes
+ * of: a logical replication subscriber would apply the removal as DELETEs
+ * (its apply worker fires no statement trigger), and its copy of the
+ * stream would lose the events without a watermark to say so.  CREATE
+ * PUBLICATION ... FOR TABLE and ALTER PUBLICATION ... ADD TABLE take
+ * ShareUpdateExclusiveLock on the table, as the caller holds.  The caller
+ * is connected to SPI.
+ */
+static void
+el_refuse_published(Oid relid)
+{
+	Datum		values[2];
+
+	values[0] = CStringGetTextDatum(get_namespace_name(get_rel_namespace(relid)));
+	values[1] = CStringGetTextDatum(get_rel_name(relid));
+	if (el_catalog_sql("SELECT p.pubname::pg_catalog.text FROM pg_catalog.pg_publication p"
+					   " WHERE p.pubdelete AND EXISTS (SELECT FROM pg_catalog.pg_publication_tables t"
+					   "  WHERE t.pubname OPERATOR(pg_catalog.=) p.pubname"
+					   "  AND t.schemaname::pg_catalog.text OPERATOR(pg_catalog.=) $1"
+					   "  AND t.tablename::pg_catalog.text OPERATOR(pg_catalog.=) $2)"
+					   " ORDER BY p.pubname LIMIT 1",
+					   2, (Oid[]) {TEXTOID, TEXTOID}, values, NULL,
+					   EL_CAT_READ | EL_CAT_LATEST, 1) == 1)
+		ereport(ERROR,
+				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+				 errmsg("cannot remove events of event stream \"%s\": publication \"%s\" publishes its deletes",
+						el_qualified_name(relid), el_spi_text(0, 1)),
+				 errdetail("A subscriber would apply the removal as DELETEs, and its copy of the stream would lose the events without a low watermark to say so."),
+				 errhint("Publish only the stream's inserts: ALTER PUBLICATION %s SET (publish = 'insert').",
+						 quote_identifier(el_spi_text(0, 1)))));
+}
+
+/*
  * Refuse a max_age that no enforcement could apply.  Every field must be
  * zero or positive (a mixed interval such as '1 month -29 days' compares
  * as positive, yet now() - it is in the future on some days, and every
@@ -212,7 +245,10 @@ el_set_retention(PG_FUNCTION_ARGS)
 
 	SPI_connect();
 	if (!PG_ARGISNULL(1) || !PG_ARGISNULL(2))
+	{
 		el_refuse_referenced(relid);
+		el_refuse_published(relid);
+	}
 	values[0] = ObjectIdGetDatum(relid);
 	if (PG_ARGISNULL(1) && PG_ARGISNULL(2))
 		el_catalog_sql("DELETE FROM event_log.retention_policies"
@@ -433,6 +469,7 @@ el_enforce_stream(Oid relid, Tuplestorestate *out, TupleDesc desc)
 	if (!el_read_policy(relid, &p))
 		return 0;
 	el_refuse_referenced(relid);
+	el_refuse_published(relid);
 	namestrcpy(&who, GetUserNameFromId(GetUserId(), false));
 
 	rel = table_open(relid, RowExclusiveLock);
