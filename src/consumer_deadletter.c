@@ -322,7 +322,8 @@ el_check_parked_removed(ElGroup *g, int32 shard, int64 seq)
 						el_qualified_name(g->relid)),
 				 errdetail("Shard %d's low watermark is %lld: its earlier events were removed by the stream's retention policy.",
 						   shard, (long long) low),
-				 errhint("Drop it with event_log.discard_nacked().")));
+				 errhint("Drop it with event_log.discard_nacked(), with its key and seq => %lld (the view event_log.dead_letters shows both).",
+						 (long long) seq)));
 }
 
 /*
