@@ -367,12 +367,19 @@ el_last_seq(Relation rel, Relation pk, Snapshot snap, int32 shard)
 /*
  * Whether the key has an event after version (as snap sees it): if not, the
  * event being removed is its last, and the key retires with that version.
+ * The heap tuple is fetched and checked against snap: an index entry alone
+ * may be an aborted append's, or a prepared transaction's that will roll
+ * back, and taking it for a later event would leave the key unretired, so
+ * that its next event would start again at version 1.  Retiring a key that
+ * an in-progress transaction appends to is harmless: retired_keys is read
+ * only when the key has no event at all.
  */
 static bool
 el_key_goes_on(Relation rel, Relation kv, Snapshot snap, Datum key, int64 version)
 {
 	ScanKeyData keys[2];
 	IndexScanDesc scan;
+	TupleTableSlot *slot = table_slot_create(rel, NULL);
 	bool		found;
 
 	ScanKeyEntryInitialize(&keys[0], 0, 1, BTEqualStrategyNumber, InvalidOid,
@@ -380,8 +387,9 @@ el_key_goes_on(Relation rel, Relation kv, Snapshot snap, Datum key, int64 versio
 	ScanKeyInit(&keys[1], 2, BTGreaterStrategyNumber, F_INT8GT, Int64GetDatum(version));
 	scan = index_beginscan(rel, kv, snap, 2, 0);
 	index_rescan(scan, keys, 2, NULL, 0);
-	found = index_getnext_tid(scan, ForwardScanDirection) != NULL;
+	found = index_getnext_slot(scan, ForwardScanDirection, slot);
 	index_endscan(scan);
+	ExecDropSingleTupleTableSlot(slot);
 	return found;
 }
 
