@@ -163,3 +163,4 @@ SELECT (SELECT count(*) FROM event_log.retention_policies) AS policies,
        (SELECT count(*) FROM event_log.retention_log) AS log;
 DROP SCHEMA ret CASCADE;
 DROP ROLE ret_owner, ret_reader, ret_appender;
+DROP EXTENSION event_log CASCADE;

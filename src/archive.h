@@ -1,0 +1,18 @@
+/*-------------------------------------------------------------------------
+ *
+ * archive.h
+ *	  The archive of removed events (archive.c): written by retention,
+ *	  read, exported and imported by its SQL functions.
+ *
+ *-------------------------------------------------------------------------
+ */
+#ifndef EL_ARCHIVE_H
+#define EL_ARCHIVE_H
+
+#include "postgres.h"
+
+extern void el_archive_range(Oid relid, int32 shard, int64 from, int64 to);
+extern void el_require_archive_catalog(void);
+extern char *el_sha256_hex(const char *data, size_t len);
+
+#endif							/* EL_ARCHIVE_H */
