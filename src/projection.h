@@ -129,6 +129,7 @@ extern SPIPlanPtr el_find_handler(ElHandlerSet *set, text *type);
 extern bool el_apply(ElApplyState *st, Datum *values, bool *nulls);
 extern bool el_handler_overran(void);
 extern ErrorData *el_in_subxact(void (*fn) (void *), void *arg);
+extern ErrorData *el_in_subxact_ext(void (*fn) (void *), void *arg, bool keep);
 
 /* projection_upcast.c */
 extern bool el_projection_upcast(Oid view);

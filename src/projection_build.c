@@ -9,6 +9,12 @@
  *	  subtransaction each.  A failed group is replayed event by event, which
  *	  gives the same error for the same event.  docs/design/projections.md,
  *	  "Set-based rebuilds", has the reasoning.
+ *
+ *	  Under the 'park' build policy a set-based build screens each chunk
+ *	  for events that will fail and holds them, with their keys' later
+ *	  events, out of the batches, to apply them event by event and park
+ *	  what fails (el_chunk_hold()); docs/design/dead_letters.md, "Set-based
+ *	  builds: screen, hold out, then park".
  */
 #include "postgres.h"
 
@@ -529,8 +535,11 @@ el_chunk_hold(ElApplyState *st, ElSetReplay *b)
 		b->held[i] = any_parked &&
 			el_parked_behind(b->parked, b->events[i].values, b->events[i].nulls) >= 0;
 
-	/* One subtransaction, and one more after each event that fails. */
-	while ((edata = el_in_subxact(el_screen_events, &call)) != NULL)
+	/*
+	 * One subtransaction, and one more after each event that fails; each
+	 * rolled back, whatever happens: screening computes, it changes nothing.
+	 */
+	while ((edata = el_in_subxact_ext(el_screen_events, &call, false)) != NULL)
 	{
 		FreeErrorData(edata);
 		MemoryContextReset(b->screencxt);
