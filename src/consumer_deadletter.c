@@ -11,8 +11,10 @@
  *	  leases (consumer.c, consumer_member.c) know nothing of it.  A poll
  *	  delivers a shard's events to retry only to the member that holds the
  *	  shard, reads each as the caller (privileges and row-level security
- *	  apply, as for any event it polls), and removes its row in the poll's
- *	  transaction.  The catalog (event_log.consumer_dead_letters) is 0.4's:
+ *	  apply, as for any event it polls), and delivers it again at every poll
+ *	  until the commit that covers what the poll returned removes its row
+ *	  (auto-commit, commit_polled(), commit_offset(): consumer.c calls
+ *	  el_ack_redelivered()).  The catalog (event_log.consumer_dead_letters) is 0.4's:
  *	  on an older one polls skip all this.  docs/design/dead_letters.md,
  *	  "Consumer groups", has the reasoning.
  */
