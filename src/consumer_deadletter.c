@@ -14,9 +14,9 @@
  *	  apply, as for any event it polls), and delivers it again at every poll
  *	  until the commit that covers what the poll returned removes its row
  *	  (auto-commit, commit_polled(), commit_offset(): consumer.c calls
- *	  el_ack_redelivered()).  The catalog (event_log.consumer_dead_letters) is 0.4's:
- *	  on an older one polls skip all this.  docs/design/dead_letters.md,
- *	  "Consumer groups", has the reasoning.
+ *	  el_ack_redelivered()).  The catalog (event_log.consumer_dead_letters)
+ *	  is 0.4's: on an older one polls skip all this.
+ *	  docs/design/dead_letters.md, "Consumer groups", has the reasoning.
  */
 #include "postgres.h"
 
