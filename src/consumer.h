@@ -114,6 +114,10 @@ extern bool el_stream_has_consumers(Oid relid);
 /* consumer_deadletter.c: nack(), and polls delivering retried events */
 extern uint64 el_redeliver_nacked(ElGroup *g, const int32 *shards, int n, int64 *left,
 								  DestReceiver *dest);
+extern uint64 el_ack_redelivered(ElGroup *g, const int32 *shards, const int64 *seqs, int n);
+
+/* consumer.c: what the last poll of the session delivered */
+extern void el_last_poll_redelivered(int32 shard, int64 seq);
 extern void el_forget_nacks(int32 group_id, Oid relid);
 
 /* consumer_member.c */
