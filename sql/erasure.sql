@@ -224,6 +224,40 @@ RESET ROLE;
 RESET event_log.upcast;
 SELECT event_log.drop_stream('people');
 
+-- conversation() (docs/conversations.md) shows personal fields as read()
+-- does: in clear to the owner and granted readers, hidden from others,
+-- erased for everyone once the subject is erased; a stream without
+-- declarations in the same conversation is unchanged, upcast or not.
+SELECT event_log.create_stream('talk');
+SELECT event_log.create_stream('talk_plain');
+SELECT event_log.declare_personal('talk', ARRAY['email'], 'id');
+SELECT event_log.track_conversations('talk');
+SELECT event_log.track_conversations('talk_plain');
+SET event_log.correlation_id = 'conv-1';
+INSERT INTO talk (key, type, payload) VALUES
+  ('t1', 'Asked', '{"id": "u1", "email": "one@example.org", "q": 1}'),
+  ('t2', 'Asked', '{"id": "u2", "email": "two@example.org", "q": 2}');
+INSERT INTO talk_plain (key, type, payload) VALUES ('t3', 'Noted', '{"email": "plain@example.org"}');
+RESET event_log.correlation_id;
+GRANT SELECT ON talk, talk_plain TO er_reader, er_support;
+SELECT event_log.grant_personal('talk', 'er_reader');
+SELECT stream, key, payload FROM event_log.conversation('conv-1') ORDER BY key;
+SET ROLE er_reader;
+SELECT stream, key, payload FROM event_log.conversation('conv-1') ORDER BY key;
+RESET ROLE;
+SET ROLE er_support;
+SELECT stream, key, payload FROM event_log.conversation('conv-1') ORDER BY key;
+RESET ROLE;
+SELECT event_log.erase_subject('talk', 'u1', 'asked');
+SET event_log.upcast = on;
+SET ROLE er_reader;
+SELECT stream, key, payload FROM event_log.conversation('conv-1', ARRAY['talk']::regclass[]) ORDER BY key;
+RESET ROLE;
+RESET event_log.upcast;
+SELECT stream, key, payload FROM event_log.conversation('conv-1') ORDER BY key;
+SELECT event_log.drop_stream('talk');
+SELECT event_log.drop_stream('talk_plain');
+
 SELECT pg_drop_replication_slot('erasure_cdc');
 DROP EXTENSION event_log CASCADE;
 DROP ROLE er_owner, er_reader, er_support, er_appender, er_auditor;
