@@ -14,10 +14,12 @@
  *	  erases.  declare_personal() takes the stream's ShareRowExclusiveLock,
  *	  as register_schema() does: it waits for appends in progress and holds
  *	  new ones until it commits, so no event committed after a declaration
- *	  escaped it.  erase_subject() takes no stream lock: appends go on, and
- *	  an append that committed with the key before the erasure is erased
- *	  with it; a placeholder key makes it wait for the subject's first
- *	  append in progress, whose key it would not see (docs/design/erasure.md).
+ *	  escaped it.  erase_subject() takes no stream lock: appends go on; it
+ *	  waits for the transactions appending with the subject's key (they
+ *	  lock its row), and a placeholder key makes it wait for the subject's
+ *	  first append in progress, whose key it would not see.  The deleted
+ *	  key's bytes are overwritten in their page when the erasure commits
+ *	  (personal_shred.c; docs/design/erasure.md).
  */
 #include "postgres.h"
 
@@ -362,9 +364,12 @@ el_erase_subject(PG_FUNCTION_ARGS)
 		explicit_bzero(VARDATA(pkey), EL_SUBJECT_KEY_LEN);
 		deleted = el_catalog_sql("DELETE FROM event_log.subject_keys k"
 								 " WHERE k.stream OPERATOR(pg_catalog.=) $1"
-								 " AND k.subject OPERATOR(pg_catalog.=) $2",
+								 " AND k.subject OPERATOR(pg_catalog.=) $2"
+								 " RETURNING k.ctid, k.key",
 								 2, types, values, NULL, EL_CAT_LATEST, 0);
 		destroyed = deleted > placed;
+		/* the deleted rows' key bytes are overwritten once we commit */
+		el_personal_shred_later(deleted);
 	}
 	values[4] = BoolGetDatum(destroyed);
 	(void) el_catalog_sql("INSERT INTO event_log.erasures"

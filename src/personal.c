@@ -28,7 +28,8 @@
  *	  library, which ships with PostgreSQL's contrib: no CREATE EXTENSION
  *	  pgcrypto and no SQL lookup of its functions by name, so nobody's
  *	  search_path or overloads come into it.  Erasing a subject deletes its
- *	  key; its markers then read as {"$personal": "erased"}.
+ *	  key, whose bytes personal_shred.c overwrites in the table's page once
+ *	  the erasure commits; its markers then read as {"$personal": "erased"}.
  *
  *	  Readers: the stream's owner (and members of its role) and the roles
  *	  granted with grant_personal() read personal fields as appended; other
@@ -108,9 +109,9 @@ el_personal_cache_callback(Datum arg, Oid relid)
  * an INSERT ... SELECT of many events of few subjects looks each key up
  * once.  Kept in TopTransactionContext and dropped (wiped) at the end of
  * the transaction, at the abort of any subtransaction (a key it created is
- * gone with it), and by erase_subject().  A key taken before a concurrent
- * erasure stays in use to the end of the transaction, whose events are then
- * erased with the rest (docs/design/erasure.md).
+ * gone with it), and by erase_subject().  Its row is locked when it is
+ * first taken, so a concurrent erasure waits for this transaction, whose
+ * events are then erased with the rest (docs/design/erasure.md).
  */
 typedef struct ElTxnKey
 {
@@ -161,6 +162,7 @@ el_personal_init(void)
 	CacheRegisterRelcacheCallback(el_personal_cache_callback, (Datum) 0);
 	RegisterXactCallback(el_personal_xact_callback, NULL);
 	RegisterSubXactCallback(el_personal_subxact_callback, NULL);
+	el_personal_shred_init();
 }
 
 static HTAB *
@@ -459,16 +461,25 @@ el_subject_key_lookup(Oid relid, const uint8 *id, bool create, uint8 *key, uint8
 	Datum		values[4];
 	bytea	   *idb = el_personal_bytea(id, EL_SUBJECT_ID_LEN);
 	bool		found = false;
+	/*
+	 * The row is locked (FOR KEY SHARE) to the end of the transaction: an
+	 * erase_subject() deleting it waits for us, so no append of ours can
+	 * encrypt under a key that is erased, and shredded, before we commit.
+	 * Taken once per transaction and subject (the keys kept above).  A key
+	 * an erasure in progress deletes: its commit makes the row go (none
+	 * found, and a new key is made), or, under REPEATABLE READ, a
+	 * serialization failure.
+	 */
 	const char *select_key = "SELECT k.key, k.key_id FROM event_log.subject_keys k"
 		" WHERE k.stream OPERATOR(pg_catalog.=) $1"
-		" AND k.subject OPERATOR(pg_catalog.=) $2";
+		" AND k.subject OPERATOR(pg_catalog.=) $2"
+		" FOR KEY SHARE OF k";
 
 	values[0] = ObjectIdGetDatum(relid);
 	values[1] = PointerGetDatum(idb);
 
 	SPI_connect();
-	if (el_catalog_sql(select_key, 2, types, values, NULL,
-					   EL_CAT_READ | EL_CAT_LATEST, 1) == 1)
+	if (el_catalog_sql(select_key, 2, types, values, NULL, EL_CAT_LATEST, 1) == 1)
 		found = true;
 	else if (create)
 	{
@@ -487,8 +498,7 @@ el_subject_key_lookup(Oid relid, const uint8 *id, bool create, uint8 *key, uint8
 							   " VALUES ($1, $2, $3, $4) ON CONFLICT (stream, subject) DO NOTHING"
 							   " RETURNING key, key_id",
 							   4, types, values, NULL, 0, 0) == 1 ||
-			el_catalog_sql(select_key, 2, types, values, NULL,
-						   EL_CAT_READ | EL_CAT_LATEST, 1) == 1;
+			el_catalog_sql(select_key, 2, types, values, NULL, EL_CAT_LATEST, 1) == 1;
 		explicit_bzero(VARDATA(newkey), EL_SUBJECT_KEY_LEN);
 	}
 	if (found)
@@ -533,6 +543,14 @@ el_personal_key_by_id(Oid relid, const uint8 *key_id, uint8 *key)
 		if (VARSIZE_ANY_EXHDR(k) != EL_SUBJECT_KEY_LEN)
 			elog(ERROR, "malformed key in event_log.subject_keys");
 		memcpy(key, VARDATA_ANY(k), EL_SUBJECT_KEY_LEN);
+
+		/*
+		 * Zeros: a row whose erasure committed after our snapshot, copied
+		 * as personal_shred.c overwrote it.  Erased.
+		 */
+		found = false;
+		for (int i = 0; i < EL_SUBJECT_KEY_LEN && !found; i++)
+			found = key[i] != 0;
 	}
 	SPI_finish();
 	pfree(kid);
@@ -795,9 +813,10 @@ el_personal_forget(Oid relid)
 	if (!el_personal_catalog_present())
 		return;
 	SPI_connect();
-	(void) el_catalog_sql("DELETE FROM event_log.subject_keys k"
-						  " WHERE k.stream OPERATOR(pg_catalog.=) $1",
-						  1, types, values, NULL, 0, 0);
+	el_personal_shred_later(el_catalog_sql("DELETE FROM event_log.subject_keys k"
+										   " WHERE k.stream OPERATOR(pg_catalog.=) $1"
+										   " RETURNING k.ctid, k.key",
+										   1, types, values, NULL, 0, 0));
 	(void) el_catalog_sql("DELETE FROM event_log.personal_readers r"
 						  " WHERE r.stream OPERATOR(pg_catalog.=) $1",
 						  1, types, values, NULL, 0, 0);

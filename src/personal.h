@@ -47,6 +47,14 @@ extern void el_personal_forget_keys(void);
 /* drop_stream(): the stream's declarations, keys and readers go with it. */
 extern void el_personal_forget(Oid relid);
 
+/*
+ * personal_shred.c: the keys of the rows a DELETE ... RETURNING ctid, key
+ * on event_log.subject_keys left in SPI_tuptable are overwritten in their
+ * page when the transaction commits (erase_subject(), drop_stream()).
+ */
+extern void el_personal_shred_init(void);
+extern void el_personal_shred_later(uint64 nrows);
+
 /* ----------------------------------------------------------------
  * What personal.c and erasure.c share
  * ----------------------------------------------------------------
