@@ -224,6 +224,56 @@ RESET ROLE;
 RESET event_log.upcast;
 SELECT event_log.drop_stream('people');
 
+-- undeclare_personal(): fields taken out of a declaration, by the owner,
+-- recorded like a declaration; events appended afterwards keep them in
+-- clear, those appended before stay encrypted, read and erased as before.
+-- A type's declaration left with no fields still replaces the stream's.
+SELECT event_log.create_stream('forms');
+ALTER TABLE forms OWNER TO er_owner;
+GRANT SELECT ON forms TO er_reader;
+SET ROLE er_owner;
+SELECT event_log.declare_personal('forms', '{name,email}', 'id');
+SELECT event_log.declare_personal('forms', '{phone}', 'id', type => 'Called');
+INSERT INTO forms (key, type, payload) VALUES
+  ('f1', 'Filled', '{"id": "a", "name": "Ann", "email": "ann@example.org"}'),
+  ('f1', 'Called', '{"id": "a", "phone": "555-0100", "email": "ann@example.org"}');
+-- Bad calls change nothing.
+SET ROLE er_reader;
+SELECT event_log.undeclare_personal('forms', '{name}');
+SET ROLE er_owner;
+SELECT event_log.undeclare_personal('forms', '{nope}');
+SELECT event_log.undeclare_personal('forms', '{name,nope}');
+SELECT event_log.undeclare_personal('forms', '{name}', 'Unknown');
+SELECT event_log.undeclare_personal('forms', NULL);
+SELECT event_log.undeclare_personal('forms', '{}');
+SELECT event_log.undeclare_personal('forms', '{name,name}');
+SELECT event_log.undeclare_personal('forms', '{name,NULL}');
+SELECT event_log.undeclare_personal('forms', '{{name}}');
+SELECT event_log.undeclare_personal(NULL, '{name}');
+SELECT event_log.undeclare_personal('forms', '{name}', '');
+SELECT type, fields FROM event_log.personal_fields WHERE stream = 'forms'::regclass ORDER BY type;
+SELECT event_log.undeclare_personal('forms', '{name}');
+SELECT event_log.undeclare_personal('forms', '{phone}', 'Called');
+SELECT type, fields, subject_field, declared_by FROM event_log.personal_fields
+WHERE stream = 'forms'::regclass ORDER BY type;
+INSERT INTO forms (key, type, payload) VALUES
+  ('f1', 'Filled', '{"id": "a", "name": "Ann B", "email": "annb@example.org"}'),
+  ('f1', 'Called', '{"id": "a", "phone": "555-0199", "email": "annb@example.org"}');
+SELECT version, type, payload->'name' ? '$personal' AS name_encrypted,
+       payload->'email' ? '$personal' AS email_encrypted, payload->'phone' ? '$personal' AS phone_encrypted
+FROM forms ORDER BY version;
+SELECT version, payload FROM event_log.replay('forms', 'f1');
+SELECT event_log.erase_subject('forms', 'a', 'asked');
+SELECT version, payload FROM event_log.replay('forms', 'f1');
+-- The stream's last field: its declaration stays, with none; an event
+-- without a subject is then appended as it is.
+SELECT event_log.undeclare_personal('forms', '{email}');
+INSERT INTO forms (key, type, payload) VALUES ('f2', 'Filled', '{"name": "No Subject", "email": "n@example.org"}');
+SELECT payload FROM event_log.replay('forms', 'f2');
+SELECT event_log.undeclare_personal('forms', '{email}');
+RESET ROLE;
+SELECT event_log.drop_stream('forms');
+
 -- conversation() (docs/conversations.md) shows personal fields as read()
 -- does: in clear to the owner and granted readers, hidden from others,
 -- erased for everyone once the subject is erased; a stream without

@@ -5,7 +5,7 @@
 -- below, in the order they landed.
 
 -- ---------------------------------------------------------------------
--- Shredding erased keys (docs/erasure.md; docs/design/erasure.md)
+-- Erasure of personal data, continued (docs/erasure.md; docs/design/erasure.md)
 -- ---------------------------------------------------------------------
 
 -- erase_subject() overwrites a deleted key's bytes in its page at commit
@@ -20,3 +20,11 @@ DELETE FROM pg_catalog.pg_statistic s
        (SELECT a.attnum FROM pg_catalog.pg_attribute a
          WHERE a.attrelid OPERATOR(pg_catalog.=) 'event_log.subject_keys'::pg_catalog.regclass
            AND a.attname OPERATOR(pg_catalog.=) 'key');
+
+-- Fields taken out of a declaration, for events appended afterwards;
+-- returns the fields that stay declared.
+CREATE FUNCTION event_log.undeclare_personal(stream regclass, fields text[],
+                                             type text DEFAULT NULL)
+RETURNS text[]
+AS 'MODULE_PATHNAME', 'el_undeclare_personal'
+LANGUAGE C VOLATILE;

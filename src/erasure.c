@@ -2,7 +2,8 @@
  * erasure.c
  *	  The SQL functions of personal data (docs/erasure.md):
  *	  declare_personal() (which fields of a stream's payloads are personal,
- *	  and which names the data subject), grant_personal() and
+ *	  and which names the data subject), undeclare_personal() (fields taken
+ *	  out of a declaration, for events appended afterwards), grant_personal() and
  *	  revoke_personal() (who reads them in clear besides the owner),
  *	  subject_id(), erase_subject() (deletes the subject's key, records the
  *	  erasure in event_log.erasures, whose row the output plugin turns into
@@ -44,6 +45,7 @@
 #include "registry.h"
 
 PG_FUNCTION_INFO_V1(el_declare_personal);
+PG_FUNCTION_INFO_V1(el_undeclare_personal);
 PG_FUNCTION_INFO_V1(el_grant_personal);
 PG_FUNCTION_INFO_V1(el_revoke_personal);
 PG_FUNCTION_INFO_V1(el_subject_id);
@@ -109,6 +111,48 @@ el_personal_ensure_secret(Oid relid)
 }
 
 /*
+ * The field names of a declaration: a one-dimensional array of 1 to
+ * EL_MAX_PERSONAL_FIELDS distinct, non-empty names.  Returns them as text
+ * datums in *items.
+ */
+static int
+el_check_fields(ArrayType *arr, Datum **items)
+{
+	bool	   *nulls;
+	int			n;
+
+	if (ARR_NDIM(arr) > 1)
+		ereport(ERROR,
+				(errcode(ERRCODE_ARRAY_SUBSCRIPT_ERROR),
+				 errmsg("fields must be a one-dimensional array")));
+	deconstruct_array(arr, TEXTOID, -1, false, TYPALIGN_INT, items, &nulls, &n);
+	if (n == 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("fields must name at least one field")));
+	if (n > EL_MAX_PERSONAL_FIELDS)
+		ereport(ERROR,
+				(errcode(ERRCODE_PROGRAM_LIMIT_EXCEEDED),
+				 errmsg("too many personal fields"),
+				 errdetail("%d fields are given; the limit is %d.", n, EL_MAX_PERSONAL_FIELDS)));
+	for (int i = 0; i < n; i++)
+	{
+		if (nulls[i])
+			ereport(ERROR,
+					(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
+					 errmsg("fields must not contain NULL")));
+		el_check_field_name(TextDatumGetCString((*items)[i]), "a personal field's name");
+		for (int j = 0; j < i; j++)
+			if (strcmp(TextDatumGetCString((*items)[i]), TextDatumGetCString((*items)[j])) == 0)
+				ereport(ERROR,
+						(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+						 errmsg("field \"%s\" is named twice",
+								TextDatumGetCString((*items)[i]))));
+	}
+	return n;
+}
+
+/*
  * event_log.declare_personal(stream regclass, fields text[],
  *		subject_field text, type text DEFAULT NULL) RETURNS void
  *
@@ -123,8 +167,6 @@ el_declare_personal(PG_FUNCTION_ARGS)
 	Oid			relid;
 	ArrayType  *arr;
 	Datum	   *items;
-	bool	   *nulls;
-	int			n;
 	char	   *subject_field;
 	text	   *type;
 	Oid			types[5] = {REGCLASSOID, TEXTOID, TEXTARRAYOID, TEXTOID, NAMEOID};
@@ -141,34 +183,7 @@ el_declare_personal(PG_FUNCTION_ARGS)
 	if (!PG_ARGISNULL(3))
 		el_check_type(type);
 
-	if (ARR_NDIM(arr) > 1)
-		ereport(ERROR,
-				(errcode(ERRCODE_ARRAY_SUBSCRIPT_ERROR),
-				 errmsg("fields must be a one-dimensional array")));
-	deconstruct_array(arr, TEXTOID, -1, false, TYPALIGN_INT, &items, &nulls, &n);
-	if (n == 0)
-		ereport(ERROR,
-				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-				 errmsg("fields must name at least one field")));
-	if (n > EL_MAX_PERSONAL_FIELDS)
-		ereport(ERROR,
-				(errcode(ERRCODE_PROGRAM_LIMIT_EXCEEDED),
-				 errmsg("too many personal fields"),
-				 errdetail("%d fields are given; the limit is %d.", n, EL_MAX_PERSONAL_FIELDS)));
-	for (int i = 0; i < n; i++)
-	{
-		if (nulls[i])
-			ereport(ERROR,
-					(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
-					 errmsg("fields must not contain NULL")));
-		el_check_field_name(TextDatumGetCString(items[i]), "a personal field's name");
-		for (int j = 0; j < i; j++)
-			if (strcmp(TextDatumGetCString(items[i]), TextDatumGetCString(items[j])) == 0)
-				ereport(ERROR,
-						(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-						 errmsg("field \"%s\" is named twice",
-								TextDatumGetCString(items[i]))));
-	}
+	(void) el_check_fields(arr, &items);
 
 	/* waits for appends in progress; holds new ones until we commit */
 	(void) el_lock_stream(relid, ShareRowExclusiveLock);
@@ -190,6 +205,104 @@ el_declare_personal(PG_FUNCTION_ARGS)
 	SPI_finish();
 	CacheInvalidateRelcacheByRelid(relid);
 	PG_RETURN_VOID();
+}
+
+/* Whether the field name is one of list[0..n) (NULLs, where nulls says so, are not). */
+static bool
+el_field_in(Datum name, Datum *list, bool *nulls, int n)
+{
+	for (int i = 0; i < n; i++)
+		if ((nulls == NULL || !nulls[i]) &&
+			strcmp(TextDatumGetCString(name), TextDatumGetCString(list[i])) == 0)
+			return true;
+	return false;
+}
+
+/*
+ * event_log.undeclare_personal(stream regclass, fields text[],
+ *		type text DEFAULT NULL) RETURNS text[]
+ *
+ * Takes fields out of the stream's declaration (type NULL) or a type's,
+ * and returns the fields that stay declared.  The declaration stays, with
+ * no fields if none are left: a type's then still replaces the stream's,
+ * so the type has no personal fields.  Who and when are recorded in the
+ * declaration's row, as for declare_personal().  Only events appended
+ * after it are affected: those appended before keep their encrypted
+ * fields, read and erased as before.
+ */
+Datum
+el_undeclare_personal(PG_FUNCTION_ARGS)
+{
+	Oid			relid;
+	Datum	   *items;
+	int			n;
+	text	   *type;
+	Datum	   *old;
+	bool	   *oldnulls;
+	int			nold;
+	Datum	   *keep;
+	int			nkeep = 0;
+	bool		isnull;
+	ArrayType  *kept;
+	MemoryContext fn_cxt = CurrentMemoryContext;
+	MemoryContext spi_cxt;
+	Oid			types[4] = {REGCLASSOID, TEXTOID, TEXTARRAYOID, NAMEOID};
+	Datum		values[4];
+
+	el_personal_require_owner(fcinfo);
+	el_require_arg(fcinfo, 1, "fields");
+	relid = PG_GETARG_OID(0);
+	n = el_check_fields(PG_GETARG_ARRAYTYPE_P(1), &items);
+	type = PG_ARGISNULL(2) ? cstring_to_text("") : PG_GETARG_TEXT_PP(2);
+	if (!PG_ARGISNULL(2))
+		el_check_type(type);
+
+	/* as declare_personal(): appends in progress finish under the old list */
+	(void) el_lock_stream(relid, ShareRowExclusiveLock);
+
+	values[0] = ObjectIdGetDatum(relid);
+	values[1] = PointerGetDatum(type);
+	SPI_connect();
+	if (el_catalog_sql("SELECT f.fields FROM event_log.personal_fields f"
+					   " WHERE f.stream OPERATOR(pg_catalog.=) $1"
+					   " AND f.type OPERATOR(pg_catalog.=) $2 FOR UPDATE",
+					   2, types, values, NULL, 0, 1) != 1)
+		ereport(ERROR,
+				(errcode(ERRCODE_UNDEFINED_OBJECT),
+				 PG_ARGISNULL(2)
+				 ? errmsg("stream \"%s\" has no declaration of personal fields for every type",
+						  el_qualified_name(relid))
+				 : errmsg("stream \"%s\" has no declaration of personal fields for type \"%s\"",
+						  el_qualified_name(relid), text_to_cstring(type)),
+				 errhint("See event_log.personal_fields.")));
+	deconstruct_array(DatumGetArrayTypeP(el_spi_value(0, 1, &isnull)), TEXTOID, -1, false,
+					  TYPALIGN_INT, &old, &oldnulls, &nold);
+	for (int i = 0; i < n; i++)
+		if (!el_field_in(items[i], old, oldnulls, nold))
+			ereport(ERROR,
+					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+					 errmsg("field \"%s\" is not declared personal in that declaration",
+							TextDatumGetCString(items[i])),
+					 errhint("See event_log.personal_fields.")));
+	keep = palloc(sizeof(Datum) * Max(nold, 1));
+	for (int j = 0; j < nold; j++)
+		if (oldnulls[j] || !el_field_in(old[j], items, NULL, n))
+			keep[nkeep++] = old[j];
+	/* the result outlives SPI's memory */
+	spi_cxt = MemoryContextSwitchTo(fn_cxt);
+	kept = construct_array(keep, nkeep, TEXTOID, -1, false, TYPALIGN_INT);
+	MemoryContextSwitchTo(spi_cxt);
+	values[2] = PointerGetDatum(kept);
+	values[3] = DirectFunctionCall1(namein,
+									CStringGetDatum(GetUserNameFromId(GetUserId(), false)));
+	(void) el_catalog_sql("UPDATE event_log.personal_fields f"
+						  " SET fields = $3, declared_at = pg_catalog.now(), declared_by = $4"
+						  " WHERE f.stream OPERATOR(pg_catalog.=) $1"
+						  " AND f.type OPERATOR(pg_catalog.=) $2",
+						  4, types, values, NULL, 0, 0);
+	SPI_finish();
+	CacheInvalidateRelcacheByRelid(relid);
+	PG_RETURN_ARRAYTYPE_P(kept);
 }
 
 /* grant_personal() and revoke_personal(): a row of personal_readers. */

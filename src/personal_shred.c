@@ -54,6 +54,7 @@
 #include "storage/bufmgr.h"
 #include "storage/bufpage.h"
 #include "storage/itemptr.h"
+#include "utils/hsearch.h"
 #include "utils/memutils.h"
 #include "utils/rel.h"
 #include "utils/resowner.h"
@@ -69,10 +70,10 @@ typedef struct ElShredKey
 	uint8		key[EL_SUBJECT_KEY_LEN];
 } ElShredKey;
 
-/* A pinned block, once per block, and who pinned it. */
+/* A pinned block, once per block, and who pinned it; hashed by block. */
 typedef struct ElShredPin
 {
-	BlockNumber block;
+	BlockNumber block;			/* hash key */
 	Buffer		buffer;
 	SubTransactionId subid;
 } ElShredPin;
@@ -80,61 +81,68 @@ typedef struct ElShredPin
 static ElShredKey *el_shred_keys = NULL;
 static int	el_shred_nkeys = 0;
 static int	el_shred_maxkeys = 0;
-static ElShredPin *el_shred_pins = NULL;
-static int	el_shred_npins = 0;
-static int	el_shred_maxpins = 0;
+static HTAB *el_shred_pins = NULL;
 
 /* Pins are the top transaction's: a statement's resource owner ends first. */
 static void
-el_shred_unpin(int i)
+el_shred_unpin(ElShredPin *pin)
 {
 	ResourceOwner save = CurrentResourceOwner;
 
 	CurrentResourceOwner = TopTransactionResourceOwner;
-	ReleaseBuffer(el_shred_pins[i].buffer);
+	ReleaseBuffer(pin->buffer);
 	CurrentResourceOwner = save;
 }
 
 static void
 el_shred_reset(void)
 {
-	for (int i = 0; i < el_shred_npins; i++)
-		el_shred_unpin(i);
+	if (el_shred_pins != NULL)
+	{
+		HASH_SEQ_STATUS seq;
+		ElShredPin *pin;
+
+		hash_seq_init(&seq, el_shred_pins);
+		while ((pin = hash_seq_search(&seq)) != NULL)
+			el_shred_unpin(pin);
+		hash_destroy(el_shred_pins);
+	}
 	if (el_shred_keys != NULL)
 	{
 		explicit_bzero(el_shred_keys, sizeof(ElShredKey) * el_shred_maxkeys);
 		pfree(el_shred_keys);
 	}
-	if (el_shred_pins != NULL)
-		pfree(el_shred_pins);
 	el_shred_keys = NULL;
 	el_shred_pins = NULL;
 	el_shred_nkeys = el_shred_maxkeys = 0;
-	el_shred_npins = el_shred_maxpins = 0;
 }
 
 static void
 el_shred_pin(Relation rel, BlockNumber block)
 {
 	ResourceOwner save = CurrentResourceOwner;
-	SubTransactionId subid = GetCurrentSubTransactionId();
+	ElShredPin *pin;
+	Buffer		buffer;
 
-	for (int i = 0; i < el_shred_npins; i++)
-		if (el_shred_pins[i].block == block)
-			return;
-	if (el_shred_npins == el_shred_maxpins)
+	if (el_shred_pins == NULL)
 	{
-		el_shred_maxpins = Max(8, el_shred_maxpins * 2);
-		el_shred_pins = el_shred_pins == NULL
-			? MemoryContextAlloc(TopMemoryContext, sizeof(ElShredPin) * el_shred_maxpins)
-			: repalloc(el_shred_pins, sizeof(ElShredPin) * el_shred_maxpins);
+		HASHCTL		ctl;
+
+		ctl.keysize = sizeof(BlockNumber);
+		ctl.entrysize = sizeof(ElShredPin);
+		ctl.hcxt = TopMemoryContext;
+		el_shred_pins = hash_create("event_log keys to shred", 16, &ctl,
+									HASH_ELEM | HASH_BLOBS | HASH_CONTEXT);
 	}
+	if (hash_search(el_shred_pins, &block, HASH_FIND, NULL) != NULL)
+		return;
+	/* pinned first: an entry never holds a buffer it has not pinned */
 	CurrentResourceOwner = TopTransactionResourceOwner;
-	el_shred_pins[el_shred_npins].buffer = ReadBuffer(rel, block);
+	buffer = ReadBuffer(rel, block);
 	CurrentResourceOwner = save;
-	el_shred_pins[el_shred_npins].block = block;
-	el_shred_pins[el_shred_npins].subid = subid;
-	el_shred_npins++;
+	pin = hash_search(el_shred_pins, &block, HASH_ENTER, NULL);
+	pin->buffer = buffer;
+	pin->subid = GetCurrentSubTransactionId();
 }
 
 /*
@@ -185,9 +193,12 @@ el_personal_shred_later(uint64 nrows)
 	relation_close(rel, NoLock);
 }
 
-/* Zero every copy of the keys of one page; true if the page changed. */
+/*
+ * Zero every copy of keys[lo..hi) (this page's, the keys being sorted by
+ * block) in the page; true if the page changed.
+ */
 static bool
-el_shred_page(Page page, BlockNumber block)
+el_shred_page(Page page, int lo, int hi)
 {
 	PageHeader	ph = (PageHeader) page;
 	bool		changed = false;
@@ -196,19 +207,21 @@ el_shred_page(Page page, BlockNumber block)
 		ph->pd_lower > ph->pd_upper || ph->pd_upper > ph->pd_special ||
 		ph->pd_special > BLCKSZ)
 		return false;			/* not a heap page we know: leave it be */
-	for (int i = 0; i < el_shred_nkeys; i++)
+	for (int i = lo; i < hi; i++)
 	{
 		char	   *p = (char *) page + ph->pd_upper;
 		char	   *end = (char *) page + ph->pd_special - EL_SUBJECT_KEY_LEN;
 
-		if (el_shred_keys[i].block != block)
-			continue;
-		for (; p <= end; p++)
+		while (p <= end &&
+			   (p = memchr(p, el_shred_keys[i].key[0], end - p + 1)) != NULL)
+		{
 			if (memcmp(p, el_shred_keys[i].key, EL_SUBJECT_KEY_LEN) == 0)
 			{
 				memset(p, 0, EL_SUBJECT_KEY_LEN);
 				changed = true;
 			}
+			p++;
+		}
 	}
 	/* stale copies of moved or pruned rows lie in the free space */
 	for (char *p = (char *) page + ph->pd_lower; p < (char *) page + ph->pd_upper; p++)
@@ -221,36 +234,68 @@ el_shred_page(Page page, BlockNumber block)
 	return changed;
 }
 
+static int
+el_shred_key_cmp(const void *a, const void *b)
+{
+	BlockNumber x = ((const ElShredKey *) a)->block;
+	BlockNumber y = ((const ElShredKey *) b)->block;
+
+	return x < y ? -1 : x > y ? 1 : 0;
+}
+
 /*
  * At the commit: every registered page scrubbed and WAL-logged.  Nothing
- * here may fail: the transaction has committed.
+ * here may fail: the transaction has committed.  The keys are sorted by
+ * block, so each page looks only at its own (a bulk erasure in one
+ * transaction may register many).
  */
 static void
 el_shred_now(void)
 {
-	for (int i = 0; i < el_shred_npins; i++)
+	HASH_SEQ_STATUS seq;
+	ElShredPin *pin;
+
+	if (el_shred_pins == NULL)
+		return;
+	if (el_shred_nkeys > 1)
+		qsort(el_shred_keys, el_shred_nkeys, sizeof(ElShredKey), el_shred_key_cmp);
+	hash_seq_init(&seq, el_shred_pins);
+	while ((pin = hash_seq_search(&seq)) != NULL)
 	{
-		Buffer		buf = el_shred_pins[i].buffer;
+		int			lo = 0;
+		int			hi = el_shred_nkeys;
 		Page		page;
 
-		if (!ConditionalLockBufferForCleanup(buf))
-			LockBuffer(buf, BUFFER_LOCK_EXCLUSIVE);
-		page = BufferGetPage(buf);
-		START_CRIT_SECTION();
-		if (el_shred_page(page, el_shred_pins[i].block))
+		/* the first key of this block, then the end of its run */
+		while (lo < hi)
 		{
-			MarkBufferDirty(buf);
-			(void) log_newpage_buffer(buf, true);
+			int			mid = lo + (hi - lo) / 2;
+
+			if (el_shred_keys[mid].block < pin->block)
+				lo = mid + 1;
+			else
+				hi = mid;
+		}
+		for (hi = lo; hi < el_shred_nkeys && el_shred_keys[hi].block == pin->block; hi++)
+			;
+		if (!ConditionalLockBufferForCleanup(pin->buffer))
+			LockBuffer(pin->buffer, BUFFER_LOCK_EXCLUSIVE);
+		page = BufferGetPage(pin->buffer);
+		START_CRIT_SECTION();
+		if (el_shred_page(page, lo, hi))
+		{
+			MarkBufferDirty(pin->buffer);
+			(void) log_newpage_buffer(pin->buffer, true);
 		}
 		END_CRIT_SECTION();
-		LockBuffer(buf, BUFFER_LOCK_UNLOCK);
+		LockBuffer(pin->buffer, BUFFER_LOCK_UNLOCK);
 	}
 }
 
 static void
 el_shred_xact_callback(XactEvent event, void *arg)
 {
-	if (el_shred_nkeys == 0 && el_shred_npins == 0)
+	if (el_shred_nkeys == 0 && el_shred_pins == NULL)
 		return;
 	switch (event)
 	{
@@ -280,37 +325,40 @@ static void
 el_shred_subxact_callback(SubXactEvent event, SubTransactionId mySubid,
 						  SubTransactionId parentSubid, void *arg)
 {
+	HASH_SEQ_STATUS seq;
+	ElShredPin *pin;
 	int			n;
 
+	if (el_shred_pins == NULL ||
+		(event != SUBXACT_EVENT_COMMIT_SUB && event != SUBXACT_EVENT_ABORT_SUB))
+		return;
 	if (event == SUBXACT_EVENT_COMMIT_SUB)
 	{
 		for (int i = 0; i < el_shred_nkeys; i++)
 			if (el_shred_keys[i].subid == mySubid)
 				el_shred_keys[i].subid = parentSubid;
-		for (int i = 0; i < el_shred_npins; i++)
-			if (el_shred_pins[i].subid == mySubid)
-				el_shred_pins[i].subid = parentSubid;
+		hash_seq_init(&seq, el_shred_pins);
+		while ((pin = hash_seq_search(&seq)) != NULL)
+			if (pin->subid == mySubid)
+				pin->subid = parentSubid;
+		return;
 	}
-	else if (event == SUBXACT_EVENT_ABORT_SUB)
-	{
-		/* its DELETE is undone: those keys live on */
-		n = 0;
-		for (int i = 0; i < el_shred_nkeys; i++)
-			if (el_shred_keys[i].subid < mySubid)
-				el_shred_keys[n++] = el_shred_keys[i];
-		if (el_shred_keys != NULL)
-			explicit_bzero(&el_shred_keys[n], sizeof(ElShredKey) * (el_shred_nkeys - n));
-		el_shred_nkeys = n;
-		n = 0;
-		for (int i = 0; i < el_shred_npins; i++)
+
+	/* rolled back: its DELETE is undone, those keys live on */
+	n = 0;
+	for (int i = 0; i < el_shred_nkeys; i++)
+		if (el_shred_keys[i].subid < mySubid)
+			el_shred_keys[n++] = el_shred_keys[i];
+	if (n < el_shred_nkeys)
+		explicit_bzero(&el_shred_keys[n], sizeof(ElShredKey) * (el_shred_nkeys - n));
+	el_shred_nkeys = n;
+	hash_seq_init(&seq, el_shred_pins);
+	while ((pin = hash_seq_search(&seq)) != NULL)
+		if (pin->subid >= mySubid)
 		{
-			if (el_shred_pins[i].subid < mySubid)
-				el_shred_pins[n++] = el_shred_pins[i];
-			else
-				el_shred_unpin(i);
+			el_shred_unpin(pin);
+			(void) hash_search(el_shred_pins, &pin->block, HASH_REMOVE, NULL);
 		}
-		el_shred_npins = n;
-	}
 }
 
 void
