@@ -224,6 +224,51 @@ RESET ROLE;
 RESET event_log.upcast;
 SELECT event_log.drop_stream('people');
 
+-- Nested fields, declared as JSON pointers ("/address/street"; "~1" is a
+-- "/" in a key, "~0" a "~"): encrypted where they are, their siblings left
+-- in clear.  A missing or null object on the way means no field; an array
+-- or a scalar on the way is refused (EL031), since it may hold the data in
+-- another shape; an object at the end is encrypted whole.
+SELECT event_log.create_stream('nest');
+GRANT SELECT ON nest TO er_support;
+SELECT event_log.declare_personal('nest', '{/x~2}', 'id');
+SELECT event_log.declare_personal('nest', '{/x~}', 'id');
+SELECT event_log.declare_personal('nest',
+       ARRAY['/address/street', '/address/geo/lat', '/a~1b', '/t~0', 'name'], 'id');
+INSERT INTO nest (key, type, payload) VALUES
+  ('n1', 'T', '{"id": "u1", "name": "Nina", "a/b": "slash key", "t~": "tilde key",
+               "address": {"street": "1 Elm St", "city": "Oslo", "geo": {"lat": 59.9, "lng": 10.7}}}'),
+  ('n2', 'T', '{"id": "u2", "address": {"city": "Bergen"}}'),
+  ('n3', 'T', '{"address": {"city": "Molde", "geo": {}}}'),
+  ('n4', 'T', '{"id": "u4", "address": null}'),
+  ('n9', 'T', '{"id": "u9", "address": {"street": {"no": 5, "name": "Birch"}, "geo": null}}');
+\set VERBOSITY default
+INSERT INTO nest (key, type, payload) VALUES ('n5', 'T', '{"id": "u5", "address": "2 Oak St"}');
+\set VERBOSITY terse
+INSERT INTO nest (key, type, payload) VALUES ('n6', 'T', '{"id": "u6", "address": [{"street": "3 Pine"}]}');
+INSERT INTO nest (key, type, payload) VALUES ('n7', 'T', '{"id": "u7", "address": {"geo": "somewhere"}}');
+INSERT INTO nest (key, type, payload) VALUES ('n8', 'T', '{"address": {"street": "4 Ash"}}');
+SELECT count(*) AS events,
+       count(*) FILTER (WHERE payload::text ~ '(Nina|slash key|tilde key|Elm|59\.9|Birch|Oak|Pine|Ash)') AS in_clear
+FROM nest;
+SELECT key, payload->'address'->'street' ? '$personal' AS street_marked,
+       payload->'address'->'geo'->'lat' ? '$personal' AS lat_marked,
+       payload->'address'->'geo'->'lng' AS lng, payload->'address'->>'city' AS city,
+       payload->'a/b' ? '$personal' AS slash_marked, payload->'t~' ? '$personal' AS tilde_marked
+FROM nest ORDER BY key;
+SELECT key, payload FROM event_log.read_all('nest') ORDER BY key;
+SET ROLE er_support;
+SELECT key, payload FROM event_log.read_all('nest') WHERE key IN ('n1', 'n9') ORDER BY key;
+RESET ROLE;
+SELECT event_log.erase_subject('nest', 'u1', 'asked');
+SELECT key, payload FROM event_log.read_all('nest') WHERE key IN ('n1', 'n9') ORDER BY key;
+SELECT event_log.undeclare_personal('nest', '{/address/geo/lat}');
+INSERT INTO nest (key, type, payload) VALUES
+  ('n10', 'T', '{"id": "u10", "address": {"street": "6 Fir", "geo": {"lat": 1.5}}}');
+SELECT payload->'address'->'street' ? '$personal' AS street_marked, payload->'address'->'geo' AS geo
+FROM nest WHERE key = 'n10';
+SELECT event_log.drop_stream('nest');
+
 -- undeclare_personal(): fields taken out of a declaration, by the owner,
 -- recorded like a declaration; events appended afterwards keep them in
 -- clear, those appended before stay encrypted, read and erased as before.

@@ -90,6 +90,24 @@ el_check_field_name(const char *name, const char *what)
 				 errdetail("It has %d bytes; the limit is %d.", len, EL_MAX_FIELD_BYTES)));
 }
 
+/*
+ * A field starting with "/" is a path to a nested field, a JSON pointer
+ * (RFC 6901): "~" inside a key is written "~0" and "/" is written "~1".
+ */
+static void
+el_check_field_path(const char *name)
+{
+	if (name[0] != '/')
+		return;
+	for (const char *c = name; *c; c++)
+		if (*c == '~' && c[1] != '0' && c[1] != '1')
+			ereport(ERROR,
+					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+					 errmsg("invalid path to a personal field: \"%s\"", name),
+					 errdetail("In a path, \"~\" must be followed by \"0\" (for \"~\") or \"1\" (for \"/\")."),
+					 errhint("A field named with a leading \"/\" is a JSON pointer, such as \"/address/street\".")));
+}
+
 /* A secret for the stream's subject ids, made on its first declaration. */
 static void
 el_personal_ensure_secret(Oid relid)
@@ -142,6 +160,7 @@ el_check_fields(ArrayType *arr, Datum **items)
 					(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
 					 errmsg("fields must not contain NULL")));
 		el_check_field_name(TextDatumGetCString((*items)[i]), "a personal field's name");
+		el_check_field_path(TextDatumGetCString((*items)[i]));
 		for (int j = 0; j < i; j++)
 			if (strcmp(TextDatumGetCString((*items)[i]), TextDatumGetCString((*items)[j])) == 0)
 				ereport(ERROR,
@@ -156,7 +175,8 @@ el_check_fields(ArrayType *arr, Datum **items)
  * event_log.declare_personal(stream regclass, fields text[],
  *		subject_field text, type text DEFAULT NULL) RETURNS void
  *
- * The top-level payload fields that are personal, for every type of the
+ * The payload fields that are personal (top-level names, or JSON pointers
+ * such as "/address/street" to nested ones), for every type of the
  * stream (type NULL) or for one type, whose declaration then replaces the
  * stream's for it.  Declaring again replaces the earlier declaration;
  * events already appended keep what they were appended with.

@@ -1,8 +1,9 @@
 /*
  * personal.h
  *	  Personal fields and their erasure (personal.c, erasure.c): declared
- *	  top-level payload fields are encrypted at append with a key per data
- *	  subject, decrypted where events are read for the roles allowed to, and
+ *	  payload fields (top-level, or nested ones named by a JSON pointer) are
+ *	  encrypted at append with a key per data subject, decrypted where
+ *	  events are read for the roles allowed to, and
  *	  made unreadable for good by deleting the subject's key
  *	  (docs/erasure.md, docs/design/erasure.md).
  */
