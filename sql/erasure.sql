@@ -262,6 +262,15 @@ SELECT key, payload FROM event_log.read_all('nest') WHERE key IN ('n1', 'n9') OR
 RESET ROLE;
 SELECT event_log.erase_subject('nest', 'u1', 'asked');
 SELECT key, payload FROM event_log.read_all('nest') WHERE key IN ('n1', 'n9') ORDER BY key;
+-- An enclosing field declared too is encrypted whole, whatever its shape.
+SELECT event_log.declare_personal('nest', '{/address/street,address}', 'id', type => 'Both');
+INSERT INTO nest (key, type, payload) VALUES
+  ('n11', 'Both', '{"id": "u11", "address": "7 Yew St"}'),
+  ('n12', 'Both', '{"id": "u12", "address": {"street": "8 Oak"}}');
+SELECT key, payload->'address' ? '$personal' AS address_marked, payload::text ~ 'Yew|Oak' AS in_clear
+FROM nest WHERE type = 'Both' ORDER BY key;
+SELECT key, payload FROM event_log.replay('nest', 'n11')
+UNION ALL SELECT key, payload FROM event_log.replay('nest', 'n12');
 SELECT event_log.undeclare_personal('nest', '{/address/geo/lat}');
 INSERT INTO nest (key, type, payload) VALUES
   ('n10', 'T', '{"id": "u10", "address": {"street": "6 Fir", "geo": {"lat": 1.5}}}');

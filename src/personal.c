@@ -710,6 +710,26 @@ el_json_kind(const JsonbValue *v)
 }
 
 /*
+ * Whether another declared field encloses path i (a prefix of it): that one
+ * is encrypted whole, whatever shape path i's steps have in the event.
+ */
+static bool
+el_path_covered(const ElPath *paths, int n, int i)
+{
+	for (int j = 0; j < n; j++)
+	{
+		bool		prefix = paths[j].nsegs < paths[i].nsegs;
+
+		for (int k = 0; prefix && k < paths[j].nsegs; k++)
+			prefix = paths[j].lens[k] == paths[i].lens[k] &&
+				memcmp(paths[j].segs[k], paths[i].segs[k], paths[i].lens[k]) == 0;
+		if (prefix)
+			return true;
+	}
+	return false;
+}
+
+/*
  * Whether the event has the path's field; a path that meets an array or a
  * scalar before its last step is refused (EL031): the value there may hold
  * the personal data in another shape, which must not go in clear.  A
@@ -905,7 +925,8 @@ el_personal_protect(Relation rel, Datum type, Datum *payload)
 		return false;
 	paths = el_personal_paths(d);
 	for (int i = 0; i < d->nfields; i++)
-		any |= el_path_present(rel, &doc->root, &paths[i]);
+		if (!el_path_covered(paths, d->nfields, i))
+			any |= el_path_present(rel, &doc->root, &paths[i]);
 	if (!any)
 		return false;
 
