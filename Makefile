@@ -5,7 +5,7 @@ MODULE_big = event_log
 # src/ by layer, bottom up (docs/design/architecture.md)
 OBJS       = src/catalog.o src/key.o src/wake.o \
              src/registry.o \
-             src/immutable.o src/schema_compile.o src/schema_validate.o src/schema_compat.o src/schema.o src/schema_registry.o src/schema_upcast.o src/personal.o src/personal_read.o src/erasure.o \
+             src/immutable.o src/schema_compile.o src/schema_validate.o src/schema_compat.o src/schema.o src/schema_registry.o src/schema_upcast.o src/personal.o src/personal_read.o src/personal_shred.o src/erasure.o \
              src/event.o src/commit.o src/append.o src/append_batch.o src/read.o src/decoder.o \
              src/stream.o src/archive.o src/retention.o src/conversation.o \
              src/projection_setplan.o src/projection_handler.o src/projection_inline.o \

@@ -14,8 +14,8 @@ use IPC::Run;
 use PostgreSQL::Test::Cluster;
 use PostgreSQL::Test::Utils;
 
-our @EXPORT = qw(new_node write_script start_pgbench poll_shards start_query check_dense
-  stream_positions check_cdc_order);
+our @EXPORT = qw(new_node write_script start_pgbench poll_shards start_query start_blocked_query
+  check_dense stream_positions check_cdc_order);
 
 # Sanitizer mode (`make test-sanitize`, EVENT_LOG_SANITIZE=1): the installed
 # event_log.so is a SANITIZE=1 build, which loads only into a server started
@@ -158,6 +158,20 @@ sub start_query
 	$session->{stdin} .= "$sql\n";
 	$session->{run}->pump_nb;
 	return;
+}
+
+# Start SQL in a new background_psql session of NODE's postgres database
+# and wait until it waits for a lock; returns the session (quit it to wait
+# for the result) and whether it was seen waiting.
+sub start_blocked_query
+{
+	my ($node, $sql) = @_;
+	my $session = $node->background_psql('postgres');
+	my $pid = $session->query_safe('SELECT pg_backend_pid()');
+	start_query($session, $sql);
+	my $waiting = $node->poll_query_until('postgres',
+		qq{SELECT wait_event_type = 'Lock' FROM pg_stat_activity WHERE pid = $pid});
+	return ($session, $waiting);
 }
 
 # One string for every event of STREAM (of the postgres database) with its
