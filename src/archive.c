@@ -100,6 +100,45 @@ el_archive_range(Oid relid, int32 shard, int64 from, int64 to)
 				   values, NULL, 0, 0);
 }
 
+/*
+ * Up to limit archived events of a shard after after, in chunk and line
+ * order (seq order, where the archive has no gap), as rows of the nine
+ * columns in SPI_tuptable.  The caller is connected to SPI, has checked
+ * the reader, and checks that the seqs follow each other.
+ */
+uint64
+el_archive_fetch(Oid relid, int32 shard, int64 after, int64 limit)
+{
+	Datum		args[4];
+
+	args[0] = ObjectIdGetDatum(relid);
+	args[1] = Int32GetDatum(shard);
+	args[2] = Int64GetDatum(after);
+	args[3] = Int64GetDatum(limit);
+	return el_catalog_sql("SELECT (pg_catalog.jsonb_populate_record(NULL::event_log.event, l.line::pg_catalog.jsonb)).*"
+						  " FROM (SELECT first_seq, data FROM event_log.archive"
+						  "  WHERE stream OPERATOR(pg_catalog.=) $1 AND shard OPERATOR(pg_catalog.=) $2"
+						  "  AND last_seq OPERATOR(pg_catalog.>) $3) a,"
+						  " LATERAL pg_catalog.string_to_table(a.data, E'\\n') WITH ORDINALITY l(line, n)"
+						  " WHERE ((l.line::pg_catalog.jsonb OPERATOR(pg_catalog.->>) 'seq')::pg_catalog.int8)"
+						  "  OPERATOR(pg_catalog.>) $3"
+						  " ORDER BY a.first_seq, l.n LIMIT $4",
+						  4, (Oid[]) {REGCLASSOID, INT4OID, INT8OID, INT8OID}, args, NULL,
+						  EL_CAT_READ, 0);
+}
+
+/* The error for a seq the archive lacks. */
+void
+el_archive_missing(Oid relid, int32 shard, int64 seq)
+{
+	ereport(ERROR,
+			(errcode(ERRCODE_EL_OUT_OF_RANGE),
+			 errmsg("the archive of event stream \"%s\" has no event with seq %lld in shard %d",
+					el_qualified_name(relid), (long long) seq, shard),
+			 errdetail("The event was removed by retention without being archived, or its archive was not imported."),
+			 errhint("Import it with event_log.import_archive(), or read from the next seq the archive holds.")));
+}
+
 /* Refuse a catalog older than 0.5, which has no archive. */
 void
 el_require_archive_catalog(void)
@@ -145,7 +184,6 @@ el_read_archive(PG_FUNCTION_ARGS)
 	int32		max_count;
 	Tuplestorestate *store;
 	ElReveal   *reveal;
-	Datum		args[4];
 	uint64		n;
 	int64		expect;
 	int64		low;
@@ -175,20 +213,7 @@ el_read_archive(PG_FUNCTION_ARGS)
 		return (Datum) 0;
 
 	SPI_connect();
-	args[0] = ObjectIdGetDatum(relid);
-	args[1] = Int32GetDatum(shard);
-	args[2] = Int64GetDatum(after);
-	args[3] = Int64GetDatum(Min((int64) max_count, low - 1 - after));
-	n = el_catalog_sql("SELECT (pg_catalog.jsonb_populate_record(NULL::event_log.event, l.line::pg_catalog.jsonb)).*"
-					   " FROM (SELECT first_seq, data FROM event_log.archive"
-					   "  WHERE stream OPERATOR(pg_catalog.=) $1 AND shard OPERATOR(pg_catalog.=) $2"
-					   "  AND last_seq OPERATOR(pg_catalog.>) $3) a,"
-					   " LATERAL pg_catalog.string_to_table(a.data, E'\\n') WITH ORDINALITY l(line, n)"
-					   " WHERE ((l.line::pg_catalog.jsonb OPERATOR(pg_catalog.->>) 'seq')::pg_catalog.int8)"
-					   "  OPERATOR(pg_catalog.>) $3"
-					   " ORDER BY a.first_seq, l.n LIMIT $4",
-					   4, (Oid[]) {REGCLASSOID, INT4OID, INT8OID, INT8OID}, args, NULL,
-					   EL_CAT_READ, 0);
+	n = el_archive_fetch(relid, shard, after, Min((int64) max_count, low - 1 - after));
 	expect = after + 1;
 	for (uint64 i = 0; i < n; i++)
 	{
@@ -205,12 +230,7 @@ el_read_archive(PG_FUNCTION_ARGS)
 	}
 	SPI_finish();
 	if (expect <= Min(after + (int64) max_count, low - 1))
-		ereport(ERROR,
-				(errcode(ERRCODE_EL_OUT_OF_RANGE),
-				 errmsg("the archive of event stream \"%s\" has no event with seq %lld in shard %d",
-						el_qualified_name(relid), (long long) expect, shard),
-				 errdetail("The event was removed by retention without being archived, or its archive was not imported."),
-				 errhint("Import it with event_log.import_archive(), or read from the next seq the archive holds.")));
+		el_archive_missing(relid, shard, expect);
 	return (Datum) 0;
 }
 

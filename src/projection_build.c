@@ -26,14 +26,18 @@
 #include "utils/builtins.h"
 #include "utils/datum.h"
 #include "utils/fmgroids.h"
+#include "utils/lsyscache.h"
 #include "utils/snapmgr.h"
 
+#include "archive.h"
 #include "catalog.h"
 #include "event_log.h"
 #include "immutable.h"
 #include "projection.h"
 #include "read.h"
 #include "registry.h"
+
+#define EL_ARCHIVE_REPLAY_CHUNK	1000	/* archived events fetched at a time */
 
 /* An index scan over one shard's events with seq > after, in seq order. */
 IndexScanDesc
@@ -902,6 +906,55 @@ el_replay_setbased(ElApplyState *st, ElSetReplay *b, Relation stream, Relation p
 }
 
 /*
+ * Apply the archived events of a shard after *last up to through (the seq
+ * before its low watermark), event by event, in seq order (archive.c):
+ * history that retention moved out of the log stays reprocessable.  An
+ * event the archive lacks is EL040.  Returns the events replayed.  The
+ * caller is connected to SPI.
+ */
+static int64
+el_replay_archive(ElApplyState *st, Oid streamid, int32 shard, int64 *last,
+				  int64 through)
+{
+	MemoryContext evcxt = AllocSetContextCreate(CurrentMemoryContext,
+												"event_log archived event",
+												ALLOCSET_DEFAULT_SIZES);
+	int64		n = 0;
+
+	while (*last < through)
+	{
+		uint64		got = el_archive_fetch(streamid, shard, *last,
+										   Min(EL_ARCHIVE_REPLAY_CHUNK, through - *last));
+		SPITupleTable *rows = SPI_tuptable;
+
+		if (got == 0)
+			break;
+		for (uint64 i = 0; i < got; i++)
+		{
+			MemoryContext old = MemoryContextSwitchTo(evcxt);
+			Datum		values[EL_NATTS];
+			bool		nulls[EL_NATTS];
+
+			heap_deform_tuple(rows->vals[i], rows->tupdesc, values, nulls);
+			if (nulls[Anum_el_seq - 1] || DatumGetInt64(values[Anum_el_seq - 1]) != *last + 1)
+				el_archive_missing(streamid, shard, *last + 1);
+			(void) el_apply(st, values, nulls);
+			*last += 1;
+			el_progress_at(shard, *last);
+			n++;
+			MemoryContextSwitchTo(old);
+			MemoryContextReset(evcxt);
+			CHECK_FOR_INTERRUPTS();
+		}
+		SPI_freetuptable(rows);
+	}
+	MemoryContextDelete(evcxt);
+	if (*last < through)
+		el_archive_missing(streamid, shard, *last + 1);
+	return n;
+}
+
+/*
  * Replay the whole stream through `set` (which must write to the new build
  * table).  For an inline projection the tail is replayed after locking the
  * stream against appends (SHARE ROW EXCLUSIVE, held to commit: it waits for
@@ -919,8 +972,18 @@ el_replay_all(ElHandlerSet *set, Oid streamid, int shards, int64 *last,
 	ElSetReplay    *b = set->setbased ? el_set_replay_create() : NULL;
 
 	el_apply_begin(set, &st);
+	/* History that retention moved to the archive first (retention.md). */
+	if (el_stream_has_watermarks(streamid))
+		for (int s = 0; s < shards; s++)
+		{
+			int64		low = el_low_watermark(streamid, s, GetTransactionSnapshot());
+
+			if (last[s] + 1 < low &&
+				OidIsValid(get_relname_relid("archive", el_schema_oid())))
+				n += el_replay_archive(&st, streamid, s, &last[s], low - 1);
+		}
 	if (b != NULL)
-		n = el_replay_setbased(&st, b, stream, pk, shards, last, parked);
+		n += el_replay_setbased(&st, b, stream, pk, shards, last, parked);
 	else
 		for (int s = 0; s < shards; s++)
 			n += el_replay_one_shard(&st, parked, stream, pk, s, last[s], &last[s]);
