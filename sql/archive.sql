@@ -75,6 +75,23 @@ SELECT key, events, total FROM arc.counts ORDER BY key;
 SELECT event_log.rebuild_projection('arc.counts');
 SELECT sum(events), sum(total) = 2400 * 2401 / 2 AS all_events FROM arc.counts;
 
+-- A consumer group set to read the archive gets every event, archived
+-- then in the log, in order per shard, with auto-commit; with types, only
+-- those.
+SELECT event_log.set_offset_reset('replayer', 'arc.log', 'archive');
+CREATE TEMP TABLE polled AS
+SELECT * FROM event_log.poll('replayer', 'arc.log', 900, auto_commit => true);
+INSERT INTO polled SELECT * FROM event_log.poll('replayer', 'arc.log', 900, auto_commit => true);
+INSERT INTO polled SELECT * FROM event_log.poll('replayer', 'arc.log', 900, auto_commit => true);
+SELECT count(*) FROM event_log.poll('replayer', 'arc.log', 900, auto_commit => true);
+SELECT count(*), count(DISTINCT (shard, seq)), min(seq), sum((payload->>'n')::int) = 2400 * 2401 / 2 AS all_events
+  FROM polled;
+SELECT shard, committed_seq, skipped_events FROM event_log.consumer_lag
+ WHERE group_name = 'replayer' ORDER BY shard;
+SELECT event_log.set_offset_reset('c1_only', 'arc.log', 'archive');
+SELECT count(*), count(*) FILTER (WHERE key = 'c1') FROM event_log.poll('c1_only', 'arc.log', 5000, types => '{Seen}');
+DROP TABLE polled;
+
 -- Export: a header, each chunk's header and events, a trailer.
 CREATE TEMP TABLE export AS
 SELECT row_number() OVER () AS n, line FROM event_log.export_archive('arc.log') line;

@@ -69,11 +69,12 @@ GRANT SELECT ON event_log.retention_policies, event_log.shard_watermarks,
     event_log.retention_log TO PUBLIC;
 
 -- A consumer group whose committed offset fell below a low watermark:
--- 'error' (the default), 'earliest' (jump to the watermark) or 'latest'
--- (jump to the end); what a jump skipped is counted per shard.
+-- 'error' (the default), 'earliest' (jump to the watermark), 'latest'
+-- (jump to the end; what a jump skipped is counted per shard) or
+-- 'archive' (read the archived events, then the log).
 ALTER TABLE event_log.consumer_groups
     ADD COLUMN offset_reset text NOT NULL DEFAULT 'error'
-        CHECK (offset_reset IN ('error', 'earliest', 'latest'));
+        CHECK (offset_reset IN ('error', 'earliest', 'latest', 'archive'));
 ALTER TABLE event_log.consumer_offsets
     ADD COLUMN skipped_events bigint NOT NULL DEFAULT 0 CHECK (skipped_events >= 0);
 

@@ -37,10 +37,12 @@
 #include "common/cryptohash.h"
 #include "common/sha2.h"
 #include "executor/spi.h"
+#include "executor/tuptable.h"
 #include "fmgr.h"
 #include "funcapi.h"
 #include "miscadmin.h"
 #include "utils/acl.h"
+#include "utils/array.h"
 #include "utils/builtins.h"
 #include "utils/json.h"
 #include "utils/jsonb.h"
@@ -55,6 +57,7 @@
 #include "personal.h"
 #include "read.h"
 #include "registry.h"
+#include "schema.h"
 
 PG_FUNCTION_INFO_V1(el_read_archive);
 PG_FUNCTION_INFO_V1(el_export_archive);
@@ -735,4 +738,89 @@ el_drop_archive(PG_FUNCTION_ARGS)
 	}
 	SPI_finish();
 	PG_RETURN_INT64(dropped);
+}
+
+/* Whether the text Datum t is one of the types in the text[] types. */
+static bool
+el_type_in(Datum t, Datum *items, int n)
+{
+	for (int i = 0; i < n; i++)
+		if (VARSIZE_ANY_EXHDR(items[i]) == VARSIZE_ANY_EXHDR(t) &&
+			memcmp(VARDATA_ANY(items[i]), VARDATA_ANY(t), VARSIZE_ANY_EXHDR(t)) == 0)
+			return true;
+	return false;
+}
+
+/*
+ * For poll() of a group that reads the archive (offset_reset 'archive'):
+ * up to max_count archived events of a shard after after (and before the
+ * watermark low), of the given types ((Datum) 0: every type), sent to dest
+ * as read() sends the log's: personal fields revealed as the caller may
+ * see them, upcast under event_log.upcast.  A seq the archive lacks is
+ * EL040.  *last gets the last seq looked at (events of other types
+ * included).  Returns how many were sent.  The caller is connected to SPI
+ * and has checked SELECT on the stream.
+ */
+uint64
+el_archive_read_shard(Oid relid, int32 shard, int64 after, int64 max_count,
+					  int64 low, Datum types, DestReceiver *dest, int64 *last)
+{
+	DestReceiver *upcast = NULL;
+	DestReceiver *out;
+	Datum	   *items = NULL;
+	int			nitems = 0;
+	uint64		sent = 0;
+	bool		started = false;
+
+	el_check_archive_reader(relid);
+	if (types != (Datum) 0)
+		deconstruct_array(DatumGetArrayTypeP(types), TEXTOID, -1, false,
+						  TYPALIGN_INT, &items, NULL, &nitems);
+	if (el_upcast_reads)
+		dest = upcast = el_upcast_dest(relid, dest);
+	out = el_personal_reveal_dest(relid, dest);
+	*last = after;
+	while ((int64) sent < max_count && *last < low - 1)
+	{
+		uint64		got = el_archive_fetch(relid, shard, *last,
+										   Min(EL_ARCHIVE_CHUNK, low - 1 - *last));
+		SPITupleTable *rows = SPI_tuptable;
+		TupleTableSlot *slot;
+
+		if (got == 0)
+			break;
+		slot = MakeSingleTupleTableSlot(rows->tupdesc, &TTSOpsHeapTuple);
+		if (!started)
+		{
+			out->rStartup(out, CMD_SELECT, rows->tupdesc);
+			started = true;
+		}
+		for (uint64 i = 0; i < got && (int64) sent < max_count; i++)
+		{
+			bool		isnull;
+			Datum		seq = SPI_getbinval(rows->vals[i], rows->tupdesc, Anum_el_seq, &isnull);
+
+			if (isnull || DatumGetInt64(seq) != *last + 1)
+				el_archive_missing(relid, shard, *last + 1);
+			*last += 1;
+			if (nitems > 0 &&
+				!el_type_in(SPI_getbinval(rows->vals[i], rows->tupdesc, Anum_el_type, &isnull),
+							items, nitems))
+				continue;
+			ExecStoreHeapTuple(rows->vals[i], slot, false);
+			(void) out->receiveSlot(slot, out);
+			sent++;
+		}
+		ExecDropSingleTupleTableSlot(slot);
+		SPI_freetuptable(rows);
+	}
+	if (started)
+		out->rShutdown(out);
+	if (out != dest)
+		out->rDestroy(out);
+	if (upcast != NULL)
+		upcast->rDestroy(upcast);
+	if ((int64) sent < max_count && *last < low - 1)
+		el_archive_missing(relid, shard, *last + 1);
+	return sent;
 }

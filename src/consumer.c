@@ -27,6 +27,7 @@
 #include "utils/snapmgr.h"
 #include "utils/wait_event.h"
 
+#include "archive.h"
 #include "catalog.h"
 #include "consumer.h"
 #include "event_log.h"
@@ -304,6 +305,7 @@ el_poll_once(ElGroup *g, const char *me, int max_count, Datum types,
 	int32	   *shards = palloc(sizeof(int32) * g->shards);
 	int64	   *after = palloc(sizeof(int64) * g->shards);
 	bool	   *active = palloc(sizeof(bool) * g->shards);
+	int64	   *archive_low = palloc(sizeof(int64) * g->shards);	/* 0: the log */
 	int			nheld,
 				nactive,
 				start;
@@ -322,7 +324,7 @@ el_poll_once(ElGroup *g, const char *me, int max_count, Datum types,
 
 	PushActiveSnapshot(GetTransactionSnapshot());
 	/* Offsets below a low watermark, by the group's policy (retention). */
-	el_poll_check_watermarks(g, shards, after, nheld);
+	el_poll_check_watermarks(g, shards, after, nheld, archive_low);
 	/* Events nacked and then retried come first (consumer_deadletter.c). */
 	total = el_redeliver_nacked(g, shards, nheld, &left, dest);
 	nactive = nheld;
@@ -342,6 +344,29 @@ el_poll_once(ElGroup *g, const char *me, int max_count, Datum types,
 			if (!active[i])
 				continue;
 			seqdest.last = after[i];
+			if (archive_low[i] > 0)
+			{
+				int64		looked;
+
+				/* The archive up to the watermark, then the log (retention). */
+				got = el_archive_read_shard(g->relid, shards[i], after[i], ask,
+											archive_low[i], types,
+											(DestReceiver *) &seqdest, &looked);
+				seqdest.last = Max(seqdest.last, looked);
+				if (seqdest.last > after[i])
+					el_last_poll_add(g->relid, shards[i], after[i], seqdest.last);
+				after[i] = seqdest.last;
+				left -= got;
+				total += got;
+				if (after[i] >= archive_low[i] - 1)
+					archive_low[i] = 0;
+				else if ((int64) got < ask)
+				{
+					active[i] = false;
+					nactive--;
+				}
+				continue;
+			}
 			got = el_read_shard_types(g->relid, shards[i], after[i], ask,
 									  types, (DestReceiver *) &seqdest);
 

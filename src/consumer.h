@@ -126,6 +126,7 @@ extern int el_settle_shards(ElGroup *g, const char *me, int32 *shards, int64 *af
 
 /* consumer_retention.c */
 extern void el_poll_check_watermarks(ElGroup *g, const int32 *shards,
-									 int64 *after, int nheld);
+									 int64 *after, int nheld,
+									 int64 *archive_low);
 
 #endif							/* EL_CONSUMER_H */
