@@ -66,6 +66,13 @@ SELECT DISTINCT payload->'email'->>'$personal' AS email
   FROM event_log.read_archive('arc.log', 0, 0, 100000) WHERE key = 'c2';
 SELECT count(*) FROM event_log.archive WHERE data LIKE '%c2@example.org%';
 
+-- replay() goes to the archive for the versions that left the log: a
+-- key's whole history, in order; from a version on, only the rest.
+SELECT count(*), min(version), max(version), bool_and(seq IS NOT NULL)
+  FROM event_log.replay('arc.log', 'c1');
+SELECT version FROM event_log.replay('arc.log', 'c1', after_version => 597);
+SELECT count(*) FROM event_log.replay('arc.log', 'nobody');
+
 -- Builds replay the archive, then the log: a read model of the whole
 -- history, event by event or set-based after the archived part.
 SELECT event_log.create_projection('arc.counts', 'arc.log',
@@ -111,10 +118,12 @@ SELECT count(*) FROM event_log.read_archive('arc.log', 1, 0, 100000);
 SELECT event_log.drop_archive('arc.log', 1, 1000000);
 SELECT string_agg(line, E'\n' ORDER BY n) AS file FROM export \gset
 -- Without its archive, a rebuild fails rather than build from part of
--- the history; imported again, it succeeds.
+-- the history, and so does a replay; imported again, both succeed.
 SELECT event_log.rebuild_projection('arc.counts');
+SELECT count(*) FROM event_log.replay('arc.log', 'c1');
 SELECT * FROM event_log.import_archive('arc.log', :'file');
 SELECT event_log.rebuild_projection('arc.counts');
+SELECT count(*) FROM event_log.replay('arc.log', 'c1');
 SELECT md5(string_agg(event_id::text, ',' ORDER BY seq)) = :'before' AS same
   FROM event_log.read_archive('arc.log', 1, 0, 100000);
 SELECT * FROM event_log.import_archive('arc.log', :'file');

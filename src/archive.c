@@ -824,3 +824,91 @@ el_archive_read_shard(Oid relid, int32 shard, int64 after, int64 max_count,
 		el_archive_missing(relid, shard, *last + 1);
 	return sent;
 }
+
+/*
+ * For replay(): the archived events of a key (in its shard) with version
+ * after after, and before before when it is not 0 (the key's first
+ * version still in the log), put into store in version order, as read()
+ * returns rows (personal fields revealed, upcast under event_log.upcast).
+ * The key's archived versions must follow each other from after + 1 (to
+ * before - 1): otherwise EL040, never a partial history.  Returns the
+ * number of events.  The caller is connected to SPI and has checked that
+ * the archive covers the shard (el_archive_covers()).
+ */
+int64
+el_archive_replay_key(Oid relid, int32 shard, text *key, int64 after,
+					  int64 before, int64 low, Tuplestorestate *store,
+					  TupleDesc desc)
+{
+	Datum		args[6];
+	uint64		n;
+	int64		expect = after + 1;
+	ElReveal   *reveal;
+	ElUpcastMemo memo;
+
+	el_check_archive_reader(relid);
+	args[0] = ObjectIdGetDatum(relid);
+	args[1] = Int32GetDatum(shard);
+	args[2] = Int64GetDatum(low);
+	args[3] = PointerGetDatum(key);
+	args[4] = Int64GetDatum(after);
+	args[5] = Int64GetDatum(before);
+	n = el_catalog_sql("SELECT e.* FROM event_log.archive a,"
+					   " LATERAL pg_catalog.string_to_table(a.data, E'\\n') l,"
+					   " LATERAL pg_catalog.jsonb_populate_record(NULL::event_log.event, l::pg_catalog.jsonb) e"
+					   " WHERE a.stream OPERATOR(pg_catalog.=) $1 AND a.shard OPERATOR(pg_catalog.=) $2"
+					   " AND a.last_seq OPERATOR(pg_catalog.<) $3"
+					   " AND e.key OPERATOR(pg_catalog.=) $4 AND e.version OPERATOR(pg_catalog.>) $5"
+					   " AND ($6 OPERATOR(pg_catalog.=) 0 OR e.version OPERATOR(pg_catalog.<) $6)"
+					   " ORDER BY e.version",
+					   6, (Oid[]) {REGCLASSOID, INT4OID, INT8OID, TEXTOID, INT8OID, INT8OID},
+					   args, NULL, EL_CAT_READ, 0);
+	reveal = el_personal_reveal_begin(relid);
+	el_upcast_memo_init(&memo);
+	for (uint64 i = 0; i < n; i++)
+	{
+		Datum		values[EL_NATTS];
+		bool		nulls[EL_NATTS];
+
+		heap_deform_tuple(SPI_tuptable->vals[i], SPI_tuptable->tupdesc, values, nulls);
+		if (nulls[Anum_el_version - 1] || DatumGetInt64(values[Anum_el_version - 1]) != expect)
+			break;
+		if (reveal != NULL && !nulls[Anum_el_payload - 1])
+			values[Anum_el_payload - 1] = el_personal_reveal(reveal, values[Anum_el_payload - 1]);
+		if (el_upcast_reads)
+			(void) el_upcast_event(&memo, relid, values, nulls);
+		tuplestore_putvalues(store, desc, values, nulls);
+		expect++;
+	}
+	if (before > 0 && expect != before)
+		ereport(ERROR,
+				(errcode(ERRCODE_EL_OUT_OF_RANGE),
+				 errmsg("the archive of event stream \"%s\" does not hold version %lld of key \"%s\"",
+						el_qualified_name(relid), (long long) expect, text_to_cstring(key)),
+				 errhint("Import the missing history with event_log.import_archive().")));
+	return expect - after - 1;
+}
+
+/*
+ * Whether the archive holds every event of a shard below its watermark low
+ * (chunks never overlap, so their counts add up).  false on a catalog
+ * older than 0.5.  The caller is connected to SPI.
+ */
+bool
+el_archive_covers(Oid relid, int32 shard, int64 low)
+{
+	Datum		args[3];
+	bool		isnull;
+
+	if (!OidIsValid(get_relname_relid("archive", el_schema_oid())))
+		return false;
+	args[0] = ObjectIdGetDatum(relid);
+	args[1] = Int32GetDatum(shard);
+	args[2] = Int64GetDatum(low);
+	return el_catalog_sql("SELECT COALESCE(pg_catalog.sum(events), 0)"
+						  " OPERATOR(pg_catalog.=) ($3 OPERATOR(pg_catalog.-) 1)"
+						  " FROM event_log.archive WHERE stream OPERATOR(pg_catalog.=) $1"
+						  " AND shard OPERATOR(pg_catalog.=) $2 AND last_seq OPERATOR(pg_catalog.<) $3",
+						  3, (Oid[]) {REGCLASSOID, INT4OID, INT8OID}, args, NULL, EL_CAT_READ, 1) == 1 &&
+		DatumGetBool(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
+}

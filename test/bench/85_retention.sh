@@ -64,7 +64,7 @@ slowest() { awk '{ if ($3 > m) m = $3 } END { printf "%.1f", m / 1000 }' "$work"
 bench_pid=$!
 sleep 0.5
 ms=$(timed "SELECT * FROM event_log.enforce_retention('rs')")
-kill -INT $bench_pid 2>/dev/null || true
+kill -TERM $bench_pid 2>/dev/null || true
 wait $bench_pid 2>/dev/null || true
 appended=$(sql -c "SELECT count(*) FROM rs WHERE key LIKE 'live-%'")
 removed=$(sql -c "SELECT sum(removed_events) FROM event_log.shard_watermarks WHERE stream = 'rs'::regclass")
