@@ -6,6 +6,7 @@
 # PGDATABASE and PATH for a throwaway cluster.  Three measurements:
 #   1. one client, one event per transaction: INSERT into the stream, and
 #      event_log.append(), against INSERT into bench_plain      target >= 0.85
+#      (append(): 0.95, issue 13)
 #   2. 4 clients on a 4-shard stream, each client appending only to keys of
 #      its own shard (so no two clients want the same shard lock), the same
 #      two paths against the same lookup + INSERT into bench_plain
@@ -193,9 +194,10 @@ measure() {
     ROUNDS[$path]+="$tps "
 }
 
-# pgbench_section LABEL CLIENTS PREFIX TARGET: the three paths, two rounds.
+# pgbench_section LABEL CLIENTS PREFIX TARGET [APPEND_TARGET]: the three
+# paths, two rounds; append() is held to APPEND_TARGET (default TARGET).
 pgbench_section() {
-    local label=$1 clients=$2 prefix=$3 target=$4 ins app pla
+    local label=$1 clients=$2 prefix=$3 target=$4 app_target=${5:-$4} ins app pla
     ROUNDS=()
     measure insert "$work/${prefix}_insert.sql" bench_stream "$clients"
     measure append "$work/${prefix}_append.sql" bench_stream "$clients"
@@ -208,7 +210,7 @@ pgbench_section() {
     pla=$(mean "${ROUNDS[plain]}")
     report "$label INSERT" "$ins" "$pla" tps "$target" \
         "rounds (tps): stream $(ints "${ROUNDS[insert]}"), plain $(ints "${ROUNDS[plain]}")"
-    report "$label append()" "$app" "$pla" tps "$target" \
+    report "$label append()" "$app" "$pla" tps "$app_target" \
         "rounds (tps): append $(ints "${ROUNDS[append]}"), plain $(ints "${ROUNDS[plain]}")"
 }
 
@@ -240,7 +242,7 @@ echo "PostgreSQL $server, $(nproc) CPUs, ${secs}s per path (2 rounds of ${round_
 
 for sc in $sync_commits; do
     export PGOPTIONS="${base_options:+$base_options }-c synchronous_commit=$sc"
-    pgbench_section "1 client, sync $sc" 1 single 0.85
+    pgbench_section "1 client, sync $sc" 1 single 0.85 0.95
     pgbench_section "$shards clients, $shards shards, sync $sc" "$shards" sharded 0.60
 done
 export PGOPTIONS="${base_options:+$base_options }-c synchronous_commit=$sync_commit"
