@@ -68,3 +68,5 @@ FROM (SELECT shard, seq, row_number() OVER (PARTITION BY shard ORDER BY seq) AS 
 GROUP BY shard ORDER BY shard;
 SELECT key, array_agg(version ORDER BY seq) AS versions
 FROM calls GROUP BY key ORDER BY key;
+SELECT event_log.drop_stream('calls');
+DROP EXTENSION event_log;
