@@ -1,6 +1,7 @@
--- append()'s result row type is built once per call site and kept (the
--- first call of a call site builds it, later calls reuse it): whatever way
--- it is called, every call returns its own event's (shard, seq, version).
+-- append()'s result row type is built once per backend and kept (the first
+-- call builds it, later calls reuse it, a change to the function's row in
+-- pg_proc makes the next call build it again): whatever way it is called,
+-- every call returns its own event's (shard, seq, version).
 CREATE EXTENSION event_log;
 SELECT event_log.create_stream('calls', 2);
 
@@ -21,7 +22,7 @@ FROM generate_series(2, 3) g ORDER BY g;
 SELECT a = ROW(a.shard, a.seq, a.version) AS same, (a).*
 FROM event_log.append('calls', 'k-0', 'Counted', '{"g": 7}') a;
 
--- A prepared statement keeps its call site across executions.
+-- A prepared statement, executed again and again.
 PREPARE ap(text, int) AS
   SELECT shard, seq, version FROM event_log.append('calls', $1, 'Counted',
                                                    jsonb_build_object('g', $2));
@@ -30,7 +31,7 @@ EXECUTE ap('k-1', 9);
 EXECUTE ap('k-0', 10);
 DEALLOCATE ap;
 
--- PL/pgSQL keeps its expression (and so the call site) across a loop.
+-- A PL/pgSQL loop.
 DO $$
 DECLARE
   r record;
@@ -42,8 +43,8 @@ BEGIN
   END LOOP;
 END $$;
 
--- An error in a call does not spoil the call site for the next call: the
--- same expression conflicts once (caught), then appends twice.
+-- An error in a call does not spoil the kept row type for the next call:
+-- the same expression conflicts once (caught), then appends twice.
 DO $$
 DECLARE
   r record;
@@ -58,6 +59,17 @@ BEGIN
     END;
   END LOOP;
 END $$;
+
+-- Changing the function's row in pg_proc (here its cost) makes the next
+-- call build the row type again; calls before and after return the same
+-- kind of row, and it still compares as a record of three columns.
+SELECT shard, seq, version FROM event_log.append('calls', 'k-2', 'Counted', '{}');
+ALTER FUNCTION event_log.append(regclass, text, text, jsonb, jsonb, bigint, uuid) COST 2;
+SELECT shard, seq, version FROM event_log.append('calls', 'k-2', 'Counted', '{}');
+SELECT a = ROW(a.shard, a.seq, a.version) AS same, (a).*
+FROM event_log.append('calls', 'k-3', 'Counted', '{}') a;
+ALTER FUNCTION event_log.append(regclass, text, text, jsonb, jsonb, bigint, uuid) COST 1;
+SELECT * FROM event_log.append('calls', 'k-3', 'Counted', '{}');
 
 -- What the calls returned is what the stream holds: dense seqs per shard,
 -- versions per key, in order.
