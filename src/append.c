@@ -949,8 +949,11 @@ el_append_result_desc(FunctionCallInfo fcinfo)
 		registered = true;
 	}
 	if (get_call_result_type(fcinfo, NULL, &tupdesc) != TYPEFUNC_COMPOSITE ||
-		tupdesc->natts != 3)
-		elog(ERROR, "return type must be a row type of three columns");
+		tupdesc->natts != 3 ||
+		TupleDescAttr(tupdesc, 0)->atttypid != INT4OID ||
+		TupleDescAttr(tupdesc, 1)->atttypid != INT8OID ||
+		TupleDescAttr(tupdesc, 2)->atttypid != INT8OID)
+		elog(ERROR, "return type must be a row type of (integer, bigint, bigint)");
 	old = MemoryContextSwitchTo(CacheMemoryContext);
 	tupdesc = BlessTupleDesc(CreateTupleDescCopy(tupdesc));
 	MemoryContextSwitchTo(old);
