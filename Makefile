@@ -18,7 +18,7 @@ DATA       = sql/event_log--0.1.sql sql/event_log--0.1--0.2.sql sql/event_log--0
 PGFILEDESC = "event_log - event streams with commit-order offsets"
 
 # pg_regress suites (sql/NAME.sql, expected/NAME.out)
-REGRESS    = streams append append_events read_by_time read_all conversations immutability \
+REGRESS    = streams append append_calls append_events read_by_time read_all conversations immutability \
              bad_input privileges hostile_streams cdc projections hostile_projections \
              projection_builds consumers hostile_consumers commit_polled type_filters \
              schemas commit_modes dead_letters dead_letter_builds upcast_reads erasure retention archive
