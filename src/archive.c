@@ -181,7 +181,6 @@ el_read_archive(PG_FUNCTION_ARGS)
 {
 	ReturnSetInfo *rsinfo = (ReturnSetInfo *) fcinfo->resultinfo;
 	Oid			relid;
-	int			shards;
 	int32		shard;
 	int64		after;
 	int32		max_count;
@@ -191,20 +190,7 @@ el_read_archive(PG_FUNCTION_ARGS)
 	int64		expect;
 	int64		low;
 
-	el_require_arg(fcinfo, 0, "stream");
-	el_require_arg(fcinfo, 1, "shard");
-	el_require_arg(fcinfo, 2, "after_seq");
-	el_require_arg(fcinfo, 3, "max_count");
-	relid = PG_GETARG_OID(0);
-	shard = PG_GETARG_INT32(1);
-	after = PG_GETARG_INT64(2);
-	max_count = PG_GETARG_INT32(3);
-	shards = el_require_stream(relid);
-	el_check_shard(relid, shards, shard);
-	if (after < 0 || max_count < 0)
-		ereport(ERROR,
-				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-				 errmsg("after_seq and max_count must not be negative")));
+	(void) el_shard_read_args(fcinfo, &relid, &shard, &after, &max_count);
 	el_require_archive_catalog();
 	el_check_archive_reader(relid);
 	(void) el_lock_stream(relid, AccessShareLock);

@@ -445,6 +445,31 @@ el_check_not_negative(int64 value, const char *name)
 }
 
 /*
+ * The arguments read() and read_archive() share, (stream, shard,
+ * after_seq, max_count), checked.  Returns the stream's shard count.
+ */
+int
+el_shard_read_args(FunctionCallInfo fcinfo, Oid *relid, int32 *shard,
+				   int64 *after_seq, int32 *max_count)
+{
+	int			shards;
+
+	el_require_arg(fcinfo, 0, "stream");
+	el_require_arg(fcinfo, 1, "shard");
+	el_require_arg(fcinfo, 2, "after_seq");
+	el_require_arg(fcinfo, 3, "max_count");
+	*relid = PG_GETARG_OID(0);
+	*shard = PG_GETARG_INT32(1);
+	*after_seq = PG_GETARG_INT64(2);
+	*max_count = PG_GETARG_INT32(3);
+	shards = el_require_stream(*relid);
+	el_check_shard(*relid, shards, *shard);
+	el_check_not_negative(*after_seq, "after_seq");
+	el_check_not_negative(*max_count, "max_count");
+	return shards;
+}
+
+/*
  * event_log.read(stream regclass, shard int, after_seq bigint DEFAULT 0,
  *				  max_count int DEFAULT 1000, types text[] DEFAULT NULL)
  *		RETURNS SETOF event_log.event
@@ -456,25 +481,12 @@ Datum
 el_read(PG_FUNCTION_ARGS)
 {
 	Oid			relid;
-	int			shards;
 	int32		shard;
 	int64		after_seq;
 	int32		max_count;
 	Datum		values[4];
 
-	el_require_arg(fcinfo, 0, "stream");
-	el_require_arg(fcinfo, 1, "shard");
-	el_require_arg(fcinfo, 2, "after_seq");
-	el_require_arg(fcinfo, 3, "max_count");
-	relid = PG_GETARG_OID(0);
-	shard = PG_GETARG_INT32(1);
-	after_seq = PG_GETARG_INT64(2);
-	max_count = PG_GETARG_INT32(3);
-
-	shards = el_require_stream(relid);
-	el_check_shard(relid, shards, shard);
-	el_check_not_negative(after_seq, "after_seq");
-	el_check_not_negative(max_count, "max_count");
+	(void) el_shard_read_args(fcinfo, &relid, &shard, &after_seq, &max_count);
 
 	values[0] = Int32GetDatum(shard);
 	values[1] = Int64GetDatum(after_seq);

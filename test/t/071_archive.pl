@@ -41,16 +41,7 @@ my $before = $node->safe_psql('postgres', q{
 	                      ',' ORDER BY shard, seq)) FROM orders});
 
 # --- kill -9 in the middle of an archiving removal ------------------------
-my $session = $node->background_psql('postgres', on_error_stop => 0);
-my $pid = $session->query_safe('SELECT pg_backend_pid()');
-start_query($session, q{SELECT * FROM event_log.enforce_retention('orders');});
-ok($node->poll_query_until('postgres', qq{
-	SELECT state = 'active' AND now() - query_start > interval '200 ms'
-	FROM pg_stat_activity WHERE pid = $pid}),
-	'an archiving removal is under way');
-kill 'KILL', $pid;
-$session->{run}->kill_kill;
-ok($node->poll_query_until('postgres', 'SELECT true'), 'the server restarts after the crash');
+crash_during($node, q{SELECT * FROM event_log.enforce_retention('orders');}, 200, 'an archiving removal');
 is($node->safe_psql('postgres', $everything), $before,
 	'after the crash every event is in the log or the archive, once');
 $node->safe_psql('postgres', q{SELECT count(*) FROM event_log.enforce_retention('orders')});
