@@ -5,9 +5,9 @@ MODULE_big = event_log
 # src/ by layer, bottom up (docs/design/architecture.md)
 OBJS       = src/catalog.o src/key.o src/wake.o \
              src/registry.o \
-             src/immutable.o src/schema_compile.o src/schema_validate.o src/schema_compat.o src/schema.o src/schema_registry.o src/schema_upcast.o src/personal.o src/personal_read.o src/erasure.o \
+             src/immutable.o src/schema_compile.o src/schema_validate.o src/schema_compat.o src/schema.o src/schema_registry.o src/schema_upcast.o src/personal.o src/personal_read.o src/personal_shred.o src/erasure.o \
              src/event.o src/commit.o src/append.o src/append_batch.o src/read.o src/decoder.o \
-             src/stream.o src/retention.o src/conversation.o \
+             src/stream.o src/archive.o src/retention.o src/conversation.o \
              src/projection_setplan.o src/projection_handler.o src/projection_inline.o \
              src/projection_build.o src/projection_async.o src/projection_deadletter.o src/projection_progress.o \
              src/projection_upcast.o src/projection.o \
@@ -18,10 +18,10 @@ DATA       = sql/event_log--0.1.sql sql/event_log--0.1--0.2.sql sql/event_log--0
 PGFILEDESC = "event_log - event streams with commit-order offsets"
 
 # pg_regress suites (sql/NAME.sql, expected/NAME.out)
-REGRESS    = streams append append_events read_by_time read_all conversations immutability \
+REGRESS    = streams append append_calls append_events read_by_time read_all conversations immutability \
              bad_input privileges hostile_streams cdc projections hostile_projections \
              projection_builds consumers hostile_consumers commit_polled type_filters \
-             schemas commit_modes dead_letters upcast_reads erasure retention
+             schemas commit_modes dead_letters dead_letter_builds upcast_reads erasure retention archive
 # isolation specs (test/specs/NAME.spec, test/expected/NAME.out): pg_regress
 # reads INPUTDIR/specs and INPUTDIR/expected, and the last --inputdir wins
 # over the one PGXS passes (docs/testing.md says why they live in test/)

@@ -64,7 +64,7 @@ INSERT INTO shop (key, type, payload) VALUES ('cart-7', 'Placed', '{"customer": 
 -- As stored, no personal value is there in clear: plain SELECT sees markers
 -- with the ciphertext, the subject's id and a mac; other fields as written.
 SELECT count(*) AS events,
-       count(*) FILTER (WHERE payload::text ~ '(Alice|alice@|Bob|bob@|Carol|Dave|dave@|Erin|erin@|192\.0\.2\.1)') AS in_clear
+       count(*) FILTER (WHERE payload::text ~ '("(Alice|Bob|Carol|Dave|Erin)|alice@|bob@|dave@|erin@|192\.0\.2\.1)') AS in_clear
 FROM shop;
 SELECT key, type, jsonb_typeof(payload->'name') AS name,
        payload->'name' ? '$personal' AS marked, payload->'customer' AS customer,
@@ -128,12 +128,12 @@ SET ROLE er_owner;
 SELECT event_log.erase_subject('shop', 'alice', 'request 17');
 -- Every event of alice's, on every reader: erased; others unchanged.
 SELECT key, type, payload FROM event_log.read_all('shop') ORDER BY shard, seq;
-SELECT count(*) FROM event_log.poll('g2', 'shop', 100) WHERE payload::text ~ 'Alice|alice@|192\.0\.2';
+SELECT count(*) FROM event_log.poll('g2', 'shop', 100) WHERE payload::text ~ '"Alice|alice@|192\.0\.2';
 -- CDC carries the encrypted markers, never a personal value or a key, and
 -- tells consumers of the erasure with the stream and the subject's id.
 RESET ROLE;
 SELECT count(*) AS lines,
-       count(*) FILTER (WHERE data ~ '(Alice|alice@|Bob|bob@|Carol|Dave|dave@|Erin|erin@|192\.0\.2\.1)') AS in_clear,
+       count(*) FILTER (WHERE data ~ '("(Alice|Bob|Carol|Dave|Erin)|alice@|bob@|dave@|erin@|192\.0\.2\.1)') AS in_clear,
        count(*) FILTER (WHERE data LIKE '%"$personal"%') AS with_markers
 FROM pg_logical_slot_peek_changes('erasure_cdc', NULL, NULL) WHERE data NOT LIKE '{"erasure"%';
 SELECT data::jsonb->'erasure'->>'stream' AS stream,
@@ -223,6 +223,144 @@ SELECT key, payload FROM event_log.replay('people', 'p2');
 RESET ROLE;
 RESET event_log.upcast;
 SELECT event_log.drop_stream('people');
+
+-- Nested fields, declared as JSON pointers ("/address/street"; "~1" is a
+-- "/" in a key, "~0" a "~"): encrypted where they are, their siblings left
+-- in clear.  A missing or null object on the way means no field; an array
+-- or a scalar on the way is refused (EL031), since it may hold the data in
+-- another shape; an object at the end is encrypted whole.
+SELECT event_log.create_stream('nest');
+GRANT SELECT ON nest TO er_support;
+SELECT event_log.declare_personal('nest', '{/x~2}', 'id');
+SELECT event_log.declare_personal('nest', '{/x~}', 'id');
+SELECT event_log.declare_personal('nest',
+       ARRAY['/address/street', '/address/geo/lat', '/a~1b', '/t~0', 'name'], 'id');
+INSERT INTO nest (key, type, payload) VALUES
+  ('n1', 'T', '{"id": "u1", "name": "Nina", "a/b": "slash key", "t~": "tilde key",
+               "address": {"street": "1 Elm St", "city": "Oslo", "geo": {"lat": 59.9, "lng": 10.7}}}'),
+  ('n2', 'T', '{"id": "u2", "address": {"city": "Bergen"}}'),
+  ('n3', 'T', '{"address": {"city": "Molde", "geo": {}}}'),
+  ('n4', 'T', '{"id": "u4", "address": null}'),
+  ('n9', 'T', '{"id": "u9", "address": {"street": {"no": 5, "name": "Birch"}, "geo": null}}');
+\set VERBOSITY default
+INSERT INTO nest (key, type, payload) VALUES ('n5', 'T', '{"id": "u5", "address": "2 Oak St"}');
+\set VERBOSITY terse
+INSERT INTO nest (key, type, payload) VALUES ('n6', 'T', '{"id": "u6", "address": [{"street": "3 Pine"}]}');
+INSERT INTO nest (key, type, payload) VALUES ('n7', 'T', '{"id": "u7", "address": {"geo": "somewhere"}}');
+INSERT INTO nest (key, type, payload) VALUES ('n8', 'T', '{"address": {"street": "4 Ash"}}');
+SELECT count(*) AS events,
+       count(*) FILTER (WHERE payload::text ~ '(Nina|slash key|tilde key|Elm|59\.9|Birch|Oak|Pine|Ash)') AS in_clear
+FROM nest;
+SELECT key, payload->'address'->'street' ? '$personal' AS street_marked,
+       payload->'address'->'geo'->'lat' ? '$personal' AS lat_marked,
+       payload->'address'->'geo'->'lng' AS lng, payload->'address'->>'city' AS city,
+       payload->'a/b' ? '$personal' AS slash_marked, payload->'t~' ? '$personal' AS tilde_marked
+FROM nest ORDER BY key;
+SELECT key, payload FROM event_log.read_all('nest') ORDER BY key;
+SET ROLE er_support;
+SELECT key, payload FROM event_log.read_all('nest') WHERE key IN ('n1', 'n9') ORDER BY key;
+RESET ROLE;
+SELECT event_log.erase_subject('nest', 'u1', 'asked');
+SELECT key, payload FROM event_log.read_all('nest') WHERE key IN ('n1', 'n9') ORDER BY key;
+-- An enclosing field declared too is encrypted whole, whatever its shape.
+SELECT event_log.declare_personal('nest', '{/address/street,address}', 'id', type => 'Both');
+INSERT INTO nest (key, type, payload) VALUES
+  ('n11', 'Both', '{"id": "u11", "address": "7 Yew St"}'),
+  ('n12', 'Both', '{"id": "u12", "address": {"street": "8 Oak"}}');
+SELECT key, payload->'address' ? '$personal' AS address_marked, payload::text ~ 'Yew|Oak' AS in_clear
+FROM nest WHERE type = 'Both' ORDER BY key;
+SELECT key, payload FROM event_log.replay('nest', 'n11')
+UNION ALL SELECT key, payload FROM event_log.replay('nest', 'n12');
+SELECT event_log.undeclare_personal('nest', '{/address/geo/lat}');
+INSERT INTO nest (key, type, payload) VALUES
+  ('n10', 'T', '{"id": "u10", "address": {"street": "6 Fir", "geo": {"lat": 1.5}}}');
+SELECT payload->'address'->'street' ? '$personal' AS street_marked, payload->'address'->'geo' AS geo
+FROM nest WHERE key = 'n10';
+SELECT event_log.drop_stream('nest');
+
+-- undeclare_personal(): fields taken out of a declaration, by the owner,
+-- recorded like a declaration; events appended afterwards keep them in
+-- clear, those appended before stay encrypted, read and erased as before.
+-- A type's declaration left with no fields still replaces the stream's.
+SELECT event_log.create_stream('forms');
+ALTER TABLE forms OWNER TO er_owner;
+GRANT SELECT ON forms TO er_reader;
+SET ROLE er_owner;
+SELECT event_log.declare_personal('forms', '{name,email}', 'id');
+SELECT event_log.declare_personal('forms', '{phone}', 'id', type => 'Called');
+INSERT INTO forms (key, type, payload) VALUES
+  ('f1', 'Filled', '{"id": "a", "name": "Ann", "email": "ann@example.org"}'),
+  ('f1', 'Called', '{"id": "a", "phone": "555-0100", "email": "ann@example.org"}');
+-- Bad calls change nothing.
+SET ROLE er_reader;
+SELECT event_log.undeclare_personal('forms', '{name}');
+SET ROLE er_owner;
+SELECT event_log.undeclare_personal('forms', '{nope}');
+SELECT event_log.undeclare_personal('forms', '{name,nope}');
+SELECT event_log.undeclare_personal('forms', '{name}', 'Unknown');
+SELECT event_log.undeclare_personal('forms', NULL);
+SELECT event_log.undeclare_personal('forms', '{}');
+SELECT event_log.undeclare_personal('forms', '{name,name}');
+SELECT event_log.undeclare_personal('forms', '{name,NULL}');
+SELECT event_log.undeclare_personal('forms', '{{name}}');
+SELECT event_log.undeclare_personal(NULL, '{name}');
+SELECT event_log.undeclare_personal('forms', '{name}', '');
+SELECT type, fields FROM event_log.personal_fields WHERE stream = 'forms'::regclass ORDER BY type;
+SELECT event_log.undeclare_personal('forms', '{name}');
+SELECT event_log.undeclare_personal('forms', '{phone}', 'Called');
+SELECT type, fields, subject_field, declared_by FROM event_log.personal_fields
+WHERE stream = 'forms'::regclass ORDER BY type;
+INSERT INTO forms (key, type, payload) VALUES
+  ('f1', 'Filled', '{"id": "a", "name": "Ann B", "email": "annb@example.org"}'),
+  ('f1', 'Called', '{"id": "a", "phone": "555-0199", "email": "annb@example.org"}');
+SELECT version, type, payload->'name' ? '$personal' AS name_encrypted,
+       payload->'email' ? '$personal' AS email_encrypted, payload->'phone' ? '$personal' AS phone_encrypted
+FROM forms ORDER BY version;
+SELECT version, payload FROM event_log.replay('forms', 'f1');
+SELECT event_log.erase_subject('forms', 'a', 'asked');
+SELECT version, payload FROM event_log.replay('forms', 'f1');
+-- The stream's last field: its declaration stays, with none; an event
+-- without a subject is then appended as it is.
+SELECT event_log.undeclare_personal('forms', '{email}');
+INSERT INTO forms (key, type, payload) VALUES ('f2', 'Filled', '{"name": "No Subject", "email": "n@example.org"}');
+SELECT payload FROM event_log.replay('forms', 'f2');
+SELECT event_log.undeclare_personal('forms', '{email}');
+RESET ROLE;
+SELECT event_log.drop_stream('forms');
+
+-- conversation() (docs/conversations.md) shows personal fields as read()
+-- does: in clear to the owner and granted readers, hidden from others,
+-- erased for everyone once the subject is erased; a stream without
+-- declarations in the same conversation is unchanged, upcast or not.
+SELECT event_log.create_stream('talk');
+SELECT event_log.create_stream('talk_plain');
+SELECT event_log.declare_personal('talk', ARRAY['email'], 'id');
+SELECT event_log.track_conversations('talk');
+SELECT event_log.track_conversations('talk_plain');
+SET event_log.correlation_id = 'conv-1';
+INSERT INTO talk (key, type, payload) VALUES
+  ('t1', 'Asked', '{"id": "u1", "email": "one@example.org", "q": 1}'),
+  ('t2', 'Asked', '{"id": "u2", "email": "two@example.org", "q": 2}');
+INSERT INTO talk_plain (key, type, payload) VALUES ('t3', 'Noted', '{"email": "plain@example.org"}');
+RESET event_log.correlation_id;
+GRANT SELECT ON talk, talk_plain TO er_reader, er_support;
+SELECT event_log.grant_personal('talk', 'er_reader');
+SELECT stream, key, payload FROM event_log.conversation('conv-1') ORDER BY key;
+SET ROLE er_reader;
+SELECT stream, key, payload FROM event_log.conversation('conv-1') ORDER BY key;
+RESET ROLE;
+SET ROLE er_support;
+SELECT stream, key, payload FROM event_log.conversation('conv-1') ORDER BY key;
+RESET ROLE;
+SELECT event_log.erase_subject('talk', 'u1', 'asked');
+SET event_log.upcast = on;
+SET ROLE er_reader;
+SELECT stream, key, payload FROM event_log.conversation('conv-1', ARRAY['talk']::regclass[]) ORDER BY key;
+RESET ROLE;
+RESET event_log.upcast;
+SELECT stream, key, payload FROM event_log.conversation('conv-1') ORDER BY key;
+SELECT event_log.drop_stream('talk');
+SELECT event_log.drop_stream('talk_plain');
 
 SELECT pg_drop_replication_slot('erasure_cdc');
 DROP EXTENSION event_log CASCADE;

@@ -18,6 +18,7 @@ CREATE TABLE event_log.retention_policies (
     max_age         interval    CHECK (max_age > interval '0'),
     max_events      bigint      CHECK (max_events > 0),
     keep_unconsumed boolean     NOT NULL DEFAULT true,
+    archive         boolean     NOT NULL DEFAULT false,
     set_by          name        NOT NULL,
     set_at          timestamptz NOT NULL DEFAULT now(),
     CHECK (max_age IS NOT NULL OR max_events IS NOT NULL)
@@ -68,13 +69,45 @@ GRANT SELECT ON event_log.retention_policies, event_log.shard_watermarks,
     event_log.retention_log TO PUBLIC;
 
 -- A consumer group whose committed offset fell below a low watermark:
--- 'error' (the default), 'earliest' (jump to the watermark) or 'latest'
--- (jump to the end); what a jump skipped is counted per shard.
+-- 'error' (the default), 'earliest' (jump to the watermark), 'latest'
+-- (jump to the end; what a jump skipped is counted per shard) or
+-- 'archive' (read the archived events, then the log).
 ALTER TABLE event_log.consumer_groups
     ADD COLUMN offset_reset text NOT NULL DEFAULT 'error'
-        CHECK (offset_reset IN ('error', 'earliest', 'latest'));
+        CHECK (offset_reset IN ('error', 'earliest', 'latest', 'archive'));
 ALTER TABLE event_log.consumer_offsets
     ADD COLUMN skipped_events bigint NOT NULL DEFAULT 0 CHECK (skipped_events >= 0);
+
+-- The archive (docs/retention.md, "The archive"): events retention
+-- removed under a policy with archive => true, in chunks of consecutive
+-- events of one shard, as JSON lines (compressed by TOAST) with the
+-- SHA-256 of the text.  Only the extension's code writes it; only
+-- read_archive() and export_archive() read the events, with the reader's
+-- privileges on the stream checked.
+CREATE TABLE event_log.archive (
+    stream            regclass    NOT NULL,
+    shard             integer     NOT NULL CHECK (shard >= 0),
+    first_seq         bigint      NOT NULL CHECK (first_seq >= 1),
+    last_seq          bigint      NOT NULL,
+    events            integer     NOT NULL,
+    first_recorded_at timestamptz NOT NULL,
+    last_recorded_at  timestamptz NOT NULL,
+    checksum          text        NOT NULL,
+    data              text        NOT NULL,
+    archived_at       timestamptz NOT NULL DEFAULT now(),
+    PRIMARY KEY (stream, shard, first_seq),
+    CHECK (last_seq >= first_seq AND events = last_seq - first_seq + 1)
+);
+SELECT pg_catalog.pg_extension_config_dump('event_log.archive', '');
+REVOKE ALL ON event_log.archive FROM PUBLIC;
+
+-- The archive's chunks without their events, for everyone.
+CREATE VIEW event_log.archive_chunks AS
+SELECT stream, shard, first_seq, last_seq, events, first_recorded_at,
+       last_recorded_at, checksum, pg_catalog.pg_column_size(data) AS stored_bytes,
+       archived_at
+FROM event_log.archive;
+GRANT SELECT ON event_log.archive_chunks TO PUBLIC;
 
 -- Every shard of every stream that has had a policy, with the policy.
 CREATE VIEW event_log.retention AS
@@ -85,7 +118,8 @@ SELECT w.stream,
        w.removed_at,
        p.max_age,
        p.max_events,
-       p.keep_unconsumed
+       p.keep_unconsumed,
+       p.archive
 FROM event_log.shard_watermarks w
 LEFT JOIN event_log.retention_policies p ON p.stream = w.stream;
 GRANT SELECT ON event_log.retention TO PUBLIC;
@@ -94,7 +128,8 @@ CREATE FUNCTION event_log.set_retention(
     stream regclass,
     max_age interval DEFAULT NULL,
     max_events bigint DEFAULT NULL,
-    keep_unconsumed boolean DEFAULT true)
+    keep_unconsumed boolean DEFAULT true,
+    archive boolean DEFAULT false)
 RETURNS void
 AS 'MODULE_PATHNAME', 'el_set_retention'
 LANGUAGE C VOLATILE;
@@ -102,6 +137,30 @@ LANGUAGE C VOLATILE;
 CREATE FUNCTION event_log.enforce_retention(stream regclass DEFAULT NULL)
 RETURNS TABLE (stream regclass, shard integer, removed bigint, low_watermark bigint)
 AS 'MODULE_PATHNAME', 'el_enforce_retention'
+LANGUAGE C VOLATILE;
+
+CREATE FUNCTION event_log.read_archive(
+    stream regclass,
+    shard integer,
+    after_seq bigint DEFAULT 0,
+    max_count integer DEFAULT 1000)
+RETURNS SETOF event_log.event
+AS 'MODULE_PATHNAME', 'el_read_archive'
+LANGUAGE C STABLE;
+
+CREATE FUNCTION event_log.export_archive(stream regclass, shard integer DEFAULT NULL)
+RETURNS SETOF text
+AS 'MODULE_PATHNAME', 'el_export_archive'
+LANGUAGE C STABLE;
+
+CREATE FUNCTION event_log.import_archive(stream regclass, data text)
+RETURNS TABLE (imported_chunks integer, imported_events bigint, skipped_chunks integer)
+AS 'MODULE_PATHNAME', 'el_import_archive'
+LANGUAGE C VOLATILE;
+
+CREATE FUNCTION event_log.drop_archive(stream regclass, shard integer, through_seq bigint)
+RETURNS bigint
+AS 'MODULE_PATHNAME', 'el_drop_archive'
 LANGUAGE C VOLATILE;
 
 CREATE FUNCTION event_log.low_watermark(stream regclass, shard integer)
@@ -143,3 +202,28 @@ CROSS JOIN LATERAL (
                       AND pg_catalog.row_security_active(g.stream) IS NOT TRUE,
                       false) AS ok) r
 CROSS JOIN LATERAL event_log.shard_status(g.stream, o.shard, o.committed_seq, g.types) s;
+
+-- ---------------------------------------------------------------------
+-- Erasure of personal data, continued (docs/erasure.md; docs/design/erasure.md)
+-- ---------------------------------------------------------------------
+
+-- erase_subject() overwrites a deleted key's bytes in its page at commit
+-- (personal_shred.c); ANALYZE must not have copied them elsewhere first:
+-- a column's statistics keep sample values (the histogram of a bytea), in
+-- pg_statistic, out of the erasure's reach.  None are gathered for the
+-- keys, and those gathered before 0.5 go.
+ALTER TABLE event_log.subject_keys ALTER COLUMN key SET STATISTICS 0;
+DELETE FROM pg_catalog.pg_statistic s
+ WHERE s.starelid OPERATOR(pg_catalog.=) 'event_log.subject_keys'::pg_catalog.regclass
+   AND s.staattnum OPERATOR(pg_catalog.=)
+       (SELECT a.attnum FROM pg_catalog.pg_attribute a
+         WHERE a.attrelid OPERATOR(pg_catalog.=) 'event_log.subject_keys'::pg_catalog.regclass
+           AND a.attname OPERATOR(pg_catalog.=) 'key');
+
+-- Fields taken out of a declaration, for events appended afterwards;
+-- returns the fields that stay declared.
+CREATE FUNCTION event_log.undeclare_personal(stream regclass, fields text[],
+                                             type text DEFAULT NULL)
+RETURNS text[]
+AS 'MODULE_PATHNAME', 'el_undeclare_personal'
+LANGUAGE C VOLATILE;

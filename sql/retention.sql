@@ -238,3 +238,4 @@ SELECT event_log.drop_stream('ret.abort');
 RESET ROLE;
 DROP SCHEMA ret CASCADE;
 DROP ROLE ret_owner, ret_reader, ret_appender;
+DROP EXTENSION event_log CASCADE;

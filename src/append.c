@@ -30,7 +30,10 @@
 #include "utils/fmgroids.h"
 #include "utils/jsonb.h"
 #include "utils/lsyscache.h"
+#include "utils/inval.h"
+#include "utils/memutils.h"
 #include "utils/snapmgr.h"
+#include "utils/syscache.h"
 #include "utils/uuid.h"
 
 #include "append.h"
@@ -920,6 +923,61 @@ el_append_insert(Oid relid, text *key, Datum type, Datum payload,
 }
 
 /*
+ * The row type append() returns, (shard, seq, version), built once per
+ * backend.  get_call_result_type() builds it anew from the function's OUT
+ * parameters in pg_proc on every call, and the executor gives each execution
+ * of a statement a new FmgrInfo, so fn_extra would not outlive one statement:
+ * that was about 2% of a single-event append (docs/design/append_cost.md).
+ * It is kept for the function's OID and forgotten on any invalidation of
+ * pg_proc, so a function redefined by an extension update (a new OID, or a
+ * changed row for the same one) is looked up again.  The caller takes it
+ * only after its insert, so that no nested append() (from a trigger) can
+ * replace it while the caller holds it.
+ */
+static Oid	el_result_fn = InvalidOid;
+static uint32 el_result_fn_hash = 0;
+static TupleDesc el_result_desc = NULL;
+
+static void
+el_result_desc_forget(Datum arg, int cacheid, uint32 hashvalue)
+{
+	if (hashvalue == 0 || hashvalue == el_result_fn_hash)
+		el_result_fn = InvalidOid;
+}
+
+static TupleDesc
+el_append_result_desc(FunctionCallInfo fcinfo)
+{
+	static bool registered = false;
+	TupleDesc	tupdesc;
+	MemoryContext old;
+
+	if (OidIsValid(el_result_fn) && el_result_fn == fcinfo->flinfo->fn_oid)
+		return el_result_desc;
+	if (!registered)
+	{
+		CacheRegisterSyscacheCallback(PROCOID, el_result_desc_forget, (Datum) 0);
+		registered = true;
+	}
+	if (get_call_result_type(fcinfo, NULL, &tupdesc) != TYPEFUNC_COMPOSITE ||
+		tupdesc->natts != 3 ||
+		TupleDescAttr(tupdesc, 0)->atttypid != INT4OID ||
+		TupleDescAttr(tupdesc, 1)->atttypid != INT8OID ||
+		TupleDescAttr(tupdesc, 2)->atttypid != INT8OID)
+		elog(ERROR, "return type must be a row type of (integer, bigint, bigint)");
+	old = MemoryContextSwitchTo(CacheMemoryContext);
+	tupdesc = BlessTupleDesc(CreateTupleDescCopy(tupdesc));
+	MemoryContextSwitchTo(old);
+	if (el_result_desc != NULL)
+		FreeTupleDesc(el_result_desc);
+	el_result_desc = tupdesc;
+	el_result_fn = fcinfo->flinfo->fn_oid;
+	el_result_fn_hash = GetSysCacheHashValue1(PROCOID,
+											  ObjectIdGetDatum(el_result_fn));
+	return tupdesc;
+}
+
+/*
  * event_log.append(stream, key, type, payload, metadata, expected_version,
  *					event_id) RETURNS (shard, seq, version)
  */
@@ -952,9 +1010,6 @@ el_append(PG_FUNCTION_ARGS)
 	if (!PG_ARGISNULL(4))
 		el_check_document(PG_GETARG_DATUM(4), "metadata");
 
-	if (get_call_result_type(fcinfo, NULL, &tupdesc) != TYPEFUNC_COMPOSITE)
-		elog(ERROR, "return type must be a row type");
-
 	rel = el_append_open(relid, &shards);
 	(void) el_append_lock_key(rel, shards, key);
 
@@ -972,6 +1027,7 @@ el_append(PG_FUNCTION_ARGS)
 	else
 		table_close(rel, NoLock);
 
+	tupdesc = el_append_result_desc(fcinfo);
 	result[0] = Int32GetDatum(done.shard);
 	result[1] = Int64GetDatum(done.seq);
 	result[2] = Int64GetDatum(done.version);

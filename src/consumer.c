@@ -27,6 +27,7 @@
 #include "utils/snapmgr.h"
 #include "utils/wait_event.h"
 
+#include "archive.h"
 #include "catalog.h"
 #include "consumer.h"
 #include "event_log.h"
@@ -64,8 +65,10 @@ PG_FUNCTION_INFO_V1(el_shard_status);
 
 /*
  * What this session's last poll() returned, per shard: the events after
- * from[i] up to to[i] of shard[i], for a poll(auto_commit => true) of the
- * same group, stream and member to commit.
+ * from[i] up to to[i] of shard[i], and the nacked events it delivered
+ * again (rshard[i], rseq[i], consumer_deadletter.c), for a
+ * poll(auto_commit => true) of the same group, stream and member to
+ * commit.
  */
 static struct
 {
@@ -79,6 +82,10 @@ static struct
 	int32	   *shard;
 	int64	   *from;
 	int64	   *to;
+	int			nretried;
+	int			maxretried;
+	int32	   *rshard;
+	int64	   *rseq;
 }			el_last_poll;
 
 /*
@@ -94,6 +101,7 @@ el_last_poll_begin(ElGroup *g, const char *me, bool committed)
 	el_last_poll.subid = GetCurrentSubTransactionId();
 	el_last_poll.group_id = 0;
 	el_last_poll.n = 0;
+	el_last_poll.nretried = 0;
 	if (el_last_poll.shard != NULL)
 	{
 		pfree(el_last_poll.shard);
@@ -144,6 +152,59 @@ el_last_poll_add(Oid relid, int32 shard, int64 from, int64 to)
 }
 
 /*
+ * Remember that the poll delivered the nacked event (shard, seq) again: a
+ * commit of what it returned removes it from the group's dead letters.
+ */
+void
+el_last_poll_redelivered(int32 shard, int64 seq)
+{
+	if (el_last_poll.group_id == 0)
+		return;
+	if (el_last_poll.nretried == el_last_poll.maxretried)
+	{
+		int			max = Max(16, el_last_poll.maxretried * 2);
+
+		el_last_poll.rshard = el_last_poll.rshard == NULL ?
+			MemoryContextAlloc(TopMemoryContext, sizeof(int32) * max) :
+			repalloc(el_last_poll.rshard, sizeof(int32) * max);
+		el_last_poll.rseq = el_last_poll.rseq == NULL ?
+			MemoryContextAlloc(TopMemoryContext, sizeof(int64) * max) :
+			repalloc(el_last_poll.rseq, sizeof(int64) * max);
+		el_last_poll.maxretried = max;
+	}
+	el_last_poll.rshard[el_last_poll.nretried] = shard;
+	el_last_poll.rseq[el_last_poll.nretried] = seq;
+	el_last_poll.nretried++;
+}
+
+/*
+ * commit_offset(shard, seq) by the member whose last poll in this session
+ * delivered nacked events of the shard again: those at or below seq are
+ * committed with it (el_ack_redelivered()).  Returns how many were.
+ */
+static uint64
+el_commit_redelivered(ElGroup *g, const char *me, int32 shard, int64 seq)
+{
+	int32	   *shards;
+	int64	   *seqs;
+	int			n = 0;
+
+	if (el_last_poll.group_id != g->id || el_last_poll.relid != g->relid ||
+		strcmp(el_last_poll.member, me) != 0 || el_last_poll.nretried == 0)
+		return 0;
+	shards = palloc(sizeof(int32) * el_last_poll.nretried);
+	seqs = palloc(sizeof(int64) * el_last_poll.nretried);
+	for (int i = 0; i < el_last_poll.nretried; i++)
+		if (el_last_poll.rshard[i] == shard && el_last_poll.rseq[i] <= seq)
+		{
+			shards[n] = shard;
+			seqs[n++] = el_last_poll.rseq[i];
+			el_last_poll.rseq[i] = -1;	/* done: a seq is never negative */
+		}
+	return el_ack_redelivered(g, shards, seqs, n);
+}
+
+/*
  * poll(auto_commit => true): commit what the previous poll of this session
  * returned for the same group, stream and member, as if the consumer had
  * called commit_offset() for each shard's last event.  A shard is moved only
@@ -158,8 +219,17 @@ el_auto_commit(ElGroup *g, const char *me)
 	Datum		values[5];
 
 	if (el_last_poll.group_id != g->id || el_last_poll.relid != g->relid ||
-		strcmp(el_last_poll.member, me) != 0 || el_last_poll.n == 0)
+		strcmp(el_last_poll.member, me) != 0)
 		return 0;
+	/* The nacked events it delivered again (consumer_deadletter.c). */
+	(void) el_ack_redelivered(g, el_last_poll.rshard, el_last_poll.rseq,
+							  el_last_poll.nretried);
+	el_last_poll.nretried = 0;
+	if (el_last_poll.n == 0)
+	{
+		el_last_poll.group_id = 0;
+		return 0;
+	}
 	values[0] = Int32GetDatum(g->id);
 	values[1] = el_int4_array(el_last_poll.shard, el_last_poll.n);
 	values[2] = el_int8_array(el_last_poll.from, el_last_poll.n);
@@ -235,6 +305,7 @@ el_poll_once(ElGroup *g, const char *me, int max_count, Datum types,
 	int32	   *shards = palloc(sizeof(int32) * g->shards);
 	int64	   *after = palloc(sizeof(int64) * g->shards);
 	bool	   *active = palloc(sizeof(bool) * g->shards);
+	int64	   *archive_low = palloc(sizeof(int64) * g->shards);	/* 0: the log */
 	int			nheld,
 				nactive,
 				start;
@@ -253,7 +324,7 @@ el_poll_once(ElGroup *g, const char *me, int max_count, Datum types,
 
 	PushActiveSnapshot(GetTransactionSnapshot());
 	/* Offsets below a low watermark, by the group's policy (retention). */
-	el_poll_check_watermarks(g, shards, after, nheld);
+	el_poll_check_watermarks(g, shards, after, nheld, archive_low);
 	/* Events nacked and then retried come first (consumer_deadletter.c). */
 	total = el_redeliver_nacked(g, shards, nheld, &left, dest);
 	nactive = nheld;
@@ -273,6 +344,29 @@ el_poll_once(ElGroup *g, const char *me, int max_count, Datum types,
 			if (!active[i])
 				continue;
 			seqdest.last = after[i];
+			if (archive_low[i] > 0)
+			{
+				int64		looked;
+
+				/* The archive up to the watermark, then the log (retention). */
+				got = el_archive_read_shard(g->relid, shards[i], after[i], ask,
+											archive_low[i], types,
+											(DestReceiver *) &seqdest, &looked);
+				seqdest.last = Max(seqdest.last, looked);
+				if (seqdest.last > after[i])
+					el_last_poll_add(g->relid, shards[i], after[i], seqdest.last);
+				after[i] = seqdest.last;
+				left -= got;
+				total += got;
+				if (after[i] >= archive_low[i] - 1)
+					archive_low[i] = 0;
+				else if ((int64) got < ask)
+				{
+					active[i] = false;
+					nactive--;
+				}
+				continue;
+			}
 			got = el_read_shard_types(g->relid, shards[i], after[i], ask,
 									  types, (DestReceiver *) &seqdest);
 
@@ -576,6 +670,7 @@ el_commit_offset(PG_FUNCTION_ARGS)
 	int32		shard;
 	int64		seq;
 	char	   *me;
+	uint64		redelivered;
 
 	el_require_arg(fcinfo, 0, "group_name");
 	el_require_arg(fcinfo, 1, "stream");
@@ -592,6 +687,8 @@ el_commit_offset(PG_FUNCTION_ARGS)
 
 	committed = !el_appended_here(PG_GETARG_OID(1));
 	el_group_begin(&g, fcinfo, true);
+	/* Nacked events my last poll delivered again, up to seq, are done. */
+	redelivered = el_commit_redelivered(&g, me, shard, seq);
 
 	/*
 	 * The common case in one statement: the shard is leased to me, the
@@ -618,7 +715,8 @@ el_commit_offset(PG_FUNCTION_ARGS)
 
 	(void) el_lock_offset(&g, shard, &lease, true);
 	el_check_lease(&g, &lease, me);
-	if (seq < lease.committed_seq)
+	/* A seq below the offset commits only the events delivered again. */
+	if (seq < lease.committed_seq && redelivered == 0)
 		ereport(ERROR,
 				(errcode(ERRCODE_EL_OFFSET_BACKWARDS),
 				 errmsg("cannot move the offset of consumer group \"%s\" backwards",

@@ -114,6 +114,10 @@ extern bool el_stream_has_consumers(Oid relid);
 /* consumer_deadletter.c: nack(), and polls delivering retried events */
 extern uint64 el_redeliver_nacked(ElGroup *g, const int32 *shards, int n, int64 *left,
 								  DestReceiver *dest);
+extern uint64 el_ack_redelivered(ElGroup *g, const int32 *shards, const int64 *seqs, int n);
+
+/* consumer.c: what the last poll of the session delivered */
+extern void el_last_poll_redelivered(int32 shard, int64 seq);
 extern void el_forget_nacks(int32 group_id, Oid relid);
 
 /* consumer_member.c */
@@ -122,6 +126,7 @@ extern int el_settle_shards(ElGroup *g, const char *me, int32 *shards, int64 *af
 
 /* consumer_retention.c */
 extern void el_poll_check_watermarks(ElGroup *g, const int32 *shards,
-									 int64 *after, int nheld);
+									 int64 *after, int nheld,
+									 int64 *archive_low);
 
 #endif							/* EL_CONSUMER_H */

@@ -11,10 +11,12 @@
  *	  leases (consumer.c, consumer_member.c) know nothing of it.  A poll
  *	  delivers a shard's events to retry only to the member that holds the
  *	  shard, reads each as the caller (privileges and row-level security
- *	  apply, as for any event it polls), and removes its row in the poll's
- *	  transaction.  The catalog (event_log.consumer_dead_letters) is 0.4's:
- *	  on an older one polls skip all this.  docs/design/dead_letters.md,
- *	  "Consumer groups", has the reasoning.
+ *	  apply, as for any event it polls), and delivers it again at every poll
+ *	  until the commit that covers what the poll returned removes its row
+ *	  (auto-commit, commit_polled(), commit_offset(): consumer.c calls
+ *	  el_ack_redelivered()).  The catalog (event_log.consumer_dead_letters)
+ *	  is 0.4's: on an older one polls skip all this.
+ *	  docs/design/dead_letters.md, "Consumer groups", has the reasoning.
  */
 #include "postgres.h"
 
@@ -129,29 +131,35 @@ el_caller_name(void)
 }
 
 /*
- * Remove a group's parked events (those of shard, key and seq where given:
- * shard -1, key NULL, seq -1 for any), recording each with action in
- * dead_letter_actions.  Returns how many.
+ * Remove a group's parked events (those of key and seq where given: key
+ * NULL, seq -1 for any; with n > 0, only the events to retry at
+ * (shards[i], seqs[i])), recording each with action in dead_letter_actions.
+ * Returns how many.
  */
 static uint64
-el_nacks_done(ElGroup *g, const char *action, int32 shard, text *key, int64 seq)
+el_nacks_done(ElGroup *g, const char *action, text *key, int64 seq,
+			  const int32 *shards, const int64 *seqs, int n)
 {
-	Oid			types[6] = {INT4OID, INT4OID, TEXTOID, INT8OID, NAMEOID, TEXTOID};
-	Datum		values[6];
-	char		nulls[6] = "      ";
+	Oid			types[7] = {INT4OID, INT4ARRAYOID, TEXTOID, INT8OID, NAMEOID, TEXTOID,
+	INT8ARRAYOID};
+	Datum		values[7];
+	char		nulls[7] = "       ";
 
 	values[0] = Int32GetDatum(g->id);
-	values[1] = Int32GetDatum(shard);
+	values[1] = n > 0 ? el_int4_array(shards, n) : (Datum) 0;
 	values[2] = key ? PointerGetDatum(key) : (Datum) 0;
 	values[3] = Int64GetDatum(seq);
 	values[4] = el_caller_name();
 	values[5] = CStringGetTextDatum(action);
-	nulls[1] = shard < 0 ? 'n' : ' ';
+	values[6] = n > 0 ? el_int8_array(seqs, n) : (Datum) 0;
+	nulls[1] = nulls[6] = n > 0 ? ' ' : 'n';
 	nulls[2] = key == NULL ? 'n' : ' ';
 	nulls[3] = seq < 0 ? 'n' : ' ';
 	return el_catalog_sql("WITH d AS (DELETE FROM event_log.consumer_dead_letters"
 						  " WHERE group_id OPERATOR(pg_catalog.=) $1"
-						  " AND ($2::pg_catalog.int4 IS NULL OR shard OPERATOR(pg_catalog.=) $2)"
+						  " AND ($2::pg_catalog.int4[] IS NULL OR (state = 'retry' AND EXISTS"
+						  " (SELECT FROM ROWS FROM (pg_catalog.unnest($2), pg_catalog.unnest($7)) u(s, q)"
+						  " WHERE u.s OPERATOR(pg_catalog.=) shard AND u.q OPERATOR(pg_catalog.=) seq)))"
 						  " AND ($3::pg_catalog.text IS NULL OR key OPERATOR(pg_catalog.=) $3)"
 						  " AND ($4::pg_catalog.int8 IS NULL OR seq OPERATOR(pg_catalog.=) $4)"
 						  " RETURNING *)"
@@ -159,7 +167,7 @@ el_nacks_done(ElGroup *g, const char *action, int32 shard, text *key, int64 seq)
 						  " (action, done_by, group_name, stream, shard, seq, key, type, error)"
 						  " SELECT $6, $5, g.group_name, g.stream, d.shard, d.seq, d.key, d.type, d.error"
 						  " FROM d JOIN event_log.consumer_groups g ON g.id OPERATOR(pg_catalog.=) d.group_id",
-						  6, types, values, nulls, 0, 0);
+						  7, types, values, nulls, 0, 0);
 }
 
 /*
@@ -297,8 +305,8 @@ el_discard_nacked(PG_FUNCTION_ARGS)
 				 errdetail("A seq is a position in one shard; the key says which shard."),
 				 errhint("Give key => '...' with seq.")));
 	el_nack_group(&g, fcinfo);
-	n = el_nacks_done(&g, "discarded", -1, PG_ARGISNULL(2) ? NULL : PG_GETARG_TEXT_PP(2),
-					  PG_ARGISNULL(3) ? -1 : PG_GETARG_INT64(3));
+	n = el_nacks_done(&g, "discarded", PG_ARGISNULL(2) ? NULL : PG_GETARG_TEXT_PP(2),
+					  PG_ARGISNULL(3) ? -1 : PG_GETARG_INT64(3), NULL, NULL, 0);
 	SPI_finish();
 	PG_RETURN_INT64((int64) n);
 }
@@ -329,9 +337,15 @@ el_check_parked_removed(ElGroup *g, int32 shard, int64 seq)
 /*
  * For poll(): deliver into dest, before new events, up to *left of the
  * group's events to retry in the shards this member holds (shards[0..n)),
- * each read as the caller and removed from the list, recorded as retried.
- * An event the caller may not read stays to retry.  Returns how many were
- * delivered.  SPI connected; in the poll's snapshot.
+ * each read as the caller.  They stay in the list, to retry, until the
+ * group commits them as it commits what a poll returned: each is noted
+ * with what the session's poll returned (el_last_poll_redelivered()), and
+ * the commit that covers it (consumer.c) removes it with
+ * el_ack_redelivered().  Until then every poll of the shard delivers it
+ * again, as it delivers the events after an offset nobody committed: a
+ * consumer that dies while it processes one gets it back.  An event the
+ * caller may not read stays to retry.  Returns how many were delivered.
+ * SPI connected; in the poll's snapshot.
  */
 uint64
 el_redeliver_nacked(ElGroup *g, const int32 *shards, int n, int64 *left,
@@ -373,11 +387,24 @@ el_redeliver_nacked(ElGroup *g, const int32 *shards, int n, int64 *left,
 			el_check_parked_removed(g, rshard[r], rseq[r]);
 			continue;
 		}
-		(void) el_nacks_done(g, "retried", rshard[r], NULL, rseq[r]);
+		el_last_poll_redelivered(rshard[r], rseq[r]);
 		delivered++;
 		(*left)--;
 	}
 	return delivered;
+}
+
+/*
+ * A commit of events a poll delivered again (shards[i], seqs[i]): those
+ * still to retry leave the list, recorded as retried.  One nacked again or
+ * discarded since is left as it is.  Returns how many.  SPI connected.
+ */
+uint64
+el_ack_redelivered(ElGroup *g, const int32 *shards, const int64 *seqs, int n)
+{
+	if (n <= 0 || !el_nacks_catalog())
+		return 0;
+	return el_nacks_done(g, "retried", NULL, -1, shards, seqs, n);
 }
 
 /* A group's dead letters go with it (drop_group(), drop_stream()). */

@@ -12,9 +12,13 @@
  *	  - 'error' (the default): poll() raises EL040, naming the group, the
  *	    shard, its offset and the watermark, and changes nothing;
  *	  - 'earliest': the shard's offset jumps to the watermark;
- *	  - 'latest': it jumps to the end of the shard.
+ *	  - 'latest': it jumps to the end of the shard;
+ *	  - 'archive': the poll reads the archived events (archive.c) up to the
+ *	    watermark, then the log: the group processes every event, as if
+ *	    nothing had been removed.
  *
- *	  A jump is committed by the poll itself and what it skipped is added
+ *	  With 'archive' a shard never committed starts at the first archived
+ *	  event.  A jump is committed by the poll itself and what it skipped is added
  *	  to consumer_offsets.skipped_events (shown in consumer_lag), so it is
  *	  never silent.  A shard the group never committed (offset 0) starts
  *	  at the watermark whatever the policy: the group had read nothing of
@@ -51,10 +55,12 @@ PG_FUNCTION_INFO_V1(el_set_offset_reset);
  */
 void
 el_poll_check_watermarks(ElGroup *g, const int32 *shards, int64 *after,
-						 int nheld)
+						 int nheld, int64 *archive_low)
 {
 	char	   *policy = NULL;
 
+	for (int i = 0; i < nheld; i++)
+		archive_low[i] = 0;
 	if (!el_stream_has_watermarks(g->relid))
 		return;
 	for (int i = 0; i < nheld; i++)
@@ -70,6 +76,12 @@ el_poll_check_watermarks(ElGroup *g, const int32 *shards, int64 *after,
 			values[0] = Int32GetDatum(g->id);
 			policy = el_query(Q_GROUP_OFFSET_RESET, values, NULL, 1) == 1 ?
 				el_spi_text(0, 1) : pstrdup("error");
+		}
+		/* 'archive': the poll reads the archive up to the watermark. */
+		if (strcmp(policy, "archive") == 0)
+		{
+			archive_low[i] = low;
+			continue;
 		}
 		if (after[i] > 0 && strcmp(policy, "error") == 0)
 			ereport(ERROR,
@@ -117,11 +129,11 @@ el_set_offset_reset(PG_FUNCTION_ARGS)
 	el_require_arg(fcinfo, 2, "policy");
 	policy = text_to_cstring(PG_GETARG_TEXT_PP(2));
 	if (strcmp(policy, "error") != 0 && strcmp(policy, "earliest") != 0 &&
-		strcmp(policy, "latest") != 0)
+		strcmp(policy, "latest") != 0 && strcmp(policy, "archive") != 0)
 		ereport(ERROR,
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 				 errmsg("invalid offset reset policy \"%s\"", policy),
-				 errhint("The policy is 'error', 'earliest' or 'latest' (docs/retention.md).")));
+				 errhint("The policy is 'error', 'earliest', 'latest' or 'archive' (docs/retention.md).")));
 	if (get_attnum(el_catalog_relid("consumer_groups"), "offset_reset") == InvalidAttrNumber)
 		ereport(ERROR,
 				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),

@@ -32,6 +32,7 @@
 
 #include "catalog.h"
 #include "event_log.h"
+#include "personal.h"
 #include "read.h"
 #include "registry.h"
 #include "schema.h"
@@ -268,6 +269,7 @@ el_conversation(PG_FUNCTION_ARGS)
 	int			maxrows = 0;
 	int			nstream = 0;
 	Oid		   *oids;
+	ElReveal  **reveal;
 	Datum		id_datum;
 	TupleDesc	evdesc = NULL;
 	bool		upcast = el_upcast_reads;
@@ -290,6 +292,7 @@ el_conversation(PG_FUNCTION_ARGS)
 	streams = el_conversation_streams(PG_ARGISNULL(1) ? NULL : PG_GETARG_ARRAYTYPE_P(1));
 	store = el_result_store(fcinfo, true);
 	oids = palloc(sizeof(Oid) * Max(list_length(streams), 1));
+	reveal = palloc0(sizeof(ElReveal *) * Max(list_length(streams), 1));
 
 	SPI_connect();
 	foreach(lc, streams)
@@ -297,18 +300,22 @@ el_conversation(PG_FUNCTION_ARGS)
 		Oid			relid = lfirst_oid(lc);
 		int32		shard = -1;
 		TimestampTz running = 0;
+		MemoryContext old;
 
 		/* With row_security off, refuse rather than show what it hides. */
 		(void) check_enable_rls(relid, InvalidOid, false);
 		(void) el_lock_stream(relid, AccessShareLock);
 
+		/* personal fields as the caller may see them, as read() shows them */
+		old = MemoryContextSwitchTo(rsinfo->econtext->ecxt_per_query_memory);
+		reveal[nstream] = el_personal_reveal_begin(relid);
+		MemoryContextSwitchTo(old);
 		(void) el_exec_plan(relid, EL_PLAN_CONVERSATION, &id_datum, NULL, 0);
 
 		oids[nstream] = relid;
 		if (evdesc == NULL)
 		{
-			MemoryContext old = MemoryContextSwitchTo(rsinfo->econtext->ecxt_per_query_memory);
-
+			old = MemoryContextSwitchTo(rsinfo->econtext->ecxt_per_query_memory);
 			evdesc = CreateTupleDescCopy(SPI_tuptable->tupdesc);
 			MemoryContextSwitchTo(old);
 		}
@@ -319,7 +326,6 @@ el_conversation(PG_FUNCTION_ARGS)
 			bool		isnull;
 			ElConvRow  *row;
 			TimestampTz at;
-			MemoryContext old;
 
 			if (nrows == maxrows)
 			{
@@ -350,28 +356,31 @@ el_conversation(PG_FUNCTION_ARGS)
 
 	if (nrows > 1)
 		qsort(rows, nrows, sizeof(ElConvRow), el_conv_row_cmp);
-	/* Under event_log.upcast, each event in its type's newest shape. */
-	if (upcast)
-		row_cxt = AllocSetContextCreate(CurrentMemoryContext, "event_log conversation row",
-										ALLOCSET_DEFAULT_SIZES);
+	/*
+	 * Each event's personal fields revealed as the caller may see them, then,
+	 * under event_log.upcast, the event in its type's newest shape, as read()
+	 * does; what that allocates is freed row by row.
+	 */
+	row_cxt = AllocSetContextCreate(CurrentMemoryContext, "event_log conversation row",
+									ALLOCSET_DEFAULT_SIZES);
 	for (int i = 0; i < nrows; i++)
 	{
 		Datum		values[EL_NATTS + 1];
 		bool		nulls[EL_NATTS + 1];
 		TupleDesc	desc = rsinfo->setDesc;
-		MemoryContext old = upcast ? MemoryContextSwitchTo(row_cxt) : CurrentMemoryContext;
+		ElReveal   *rv = reveal[rows[i].stream];
+		MemoryContext old = MemoryContextSwitchTo(row_cxt);
 
 		values[0] = ObjectIdGetDatum(oids[rows[i].stream]);
 		nulls[0] = false;
 		heap_deform_tuple(rows[i].tuple, evdesc, values + 1, nulls + 1);
+		if (rv != NULL && !nulls[Anum_el_payload])
+			values[Anum_el_payload] = el_personal_reveal(rv, values[Anum_el_payload]);
 		if (upcast)
 			(void) el_upcast_event(NULL, oids[rows[i].stream], values + 1, nulls + 1);
 		tuplestore_putvalues(store, desc, values, nulls);
-		if (upcast)
-		{
-			MemoryContextSwitchTo(old);
-			MemoryContextReset(row_cxt);
-		}
+		MemoryContextSwitchTo(old);
+		MemoryContextReset(row_cxt);
 	}
 	return (Datum) 0;
 }

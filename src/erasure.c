@@ -2,7 +2,8 @@
  * erasure.c
  *	  The SQL functions of personal data (docs/erasure.md):
  *	  declare_personal() (which fields of a stream's payloads are personal,
- *	  and which names the data subject), grant_personal() and
+ *	  and which names the data subject), undeclare_personal() (fields taken
+ *	  out of a declaration, for events appended afterwards), grant_personal() and
  *	  revoke_personal() (who reads them in clear besides the owner),
  *	  subject_id(), erase_subject() (deletes the subject's key, records the
  *	  erasure in event_log.erasures, whose row the output plugin turns into
@@ -14,10 +15,12 @@
  *	  erases.  declare_personal() takes the stream's ShareRowExclusiveLock,
  *	  as register_schema() does: it waits for appends in progress and holds
  *	  new ones until it commits, so no event committed after a declaration
- *	  escaped it.  erase_subject() takes no stream lock: appends go on, and
- *	  an append that committed with the key before the erasure is erased
- *	  with it; a placeholder key makes it wait for the subject's first
- *	  append in progress, whose key it would not see (docs/design/erasure.md).
+ *	  escaped it.  erase_subject() takes no stream lock: appends go on; it
+ *	  waits for the transactions appending with the subject's key (they
+ *	  lock its row), and a placeholder key makes it wait for the subject's
+ *	  first append in progress, whose key it would not see.  The deleted
+ *	  key's bytes are overwritten in their page when the erasure commits
+ *	  (personal_shred.c; docs/design/erasure.md).
  */
 #include "postgres.h"
 
@@ -42,6 +45,7 @@
 #include "registry.h"
 
 PG_FUNCTION_INFO_V1(el_declare_personal);
+PG_FUNCTION_INFO_V1(el_undeclare_personal);
 PG_FUNCTION_INFO_V1(el_grant_personal);
 PG_FUNCTION_INFO_V1(el_revoke_personal);
 PG_FUNCTION_INFO_V1(el_subject_id);
@@ -86,6 +90,24 @@ el_check_field_name(const char *name, const char *what)
 				 errdetail("It has %d bytes; the limit is %d.", len, EL_MAX_FIELD_BYTES)));
 }
 
+/*
+ * A field starting with "/" is a path to a nested field, a JSON pointer
+ * (RFC 6901): "~" inside a key is written "~0" and "/" is written "~1".
+ */
+static void
+el_check_field_path(const char *name)
+{
+	if (name[0] != '/')
+		return;
+	for (const char *c = name; *c; c++)
+		if (*c == '~' && c[1] != '0' && c[1] != '1')
+			ereport(ERROR,
+					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+					 errmsg("invalid path to a personal field: \"%s\"", name),
+					 errdetail("In a path, \"~\" must be followed by \"0\" (for \"~\") or \"1\" (for \"/\")."),
+					 errhint("A field named with a leading \"/\" is a JSON pointer, such as \"/address/street\".")));
+}
+
 /* A secret for the stream's subject ids, made on its first declaration. */
 static void
 el_personal_ensure_secret(Oid relid)
@@ -107,10 +129,54 @@ el_personal_ensure_secret(Oid relid)
 }
 
 /*
+ * The field names of a declaration: a one-dimensional array of 1 to
+ * EL_MAX_PERSONAL_FIELDS distinct, non-empty names.  Returns them as text
+ * datums in *items.
+ */
+static int
+el_check_fields(ArrayType *arr, Datum **items)
+{
+	bool	   *nulls;
+	int			n;
+
+	if (ARR_NDIM(arr) > 1)
+		ereport(ERROR,
+				(errcode(ERRCODE_ARRAY_SUBSCRIPT_ERROR),
+				 errmsg("fields must be a one-dimensional array")));
+	deconstruct_array(arr, TEXTOID, -1, false, TYPALIGN_INT, items, &nulls, &n);
+	if (n == 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("fields must name at least one field")));
+	if (n > EL_MAX_PERSONAL_FIELDS)
+		ereport(ERROR,
+				(errcode(ERRCODE_PROGRAM_LIMIT_EXCEEDED),
+				 errmsg("too many personal fields"),
+				 errdetail("%d fields are given; the limit is %d.", n, EL_MAX_PERSONAL_FIELDS)));
+	for (int i = 0; i < n; i++)
+	{
+		if (nulls[i])
+			ereport(ERROR,
+					(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
+					 errmsg("fields must not contain NULL")));
+		el_check_field_name(TextDatumGetCString((*items)[i]), "a personal field's name");
+		el_check_field_path(TextDatumGetCString((*items)[i]));
+		for (int j = 0; j < i; j++)
+			if (strcmp(TextDatumGetCString((*items)[i]), TextDatumGetCString((*items)[j])) == 0)
+				ereport(ERROR,
+						(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+						 errmsg("field \"%s\" is named twice",
+								TextDatumGetCString((*items)[i]))));
+	}
+	return n;
+}
+
+/*
  * event_log.declare_personal(stream regclass, fields text[],
  *		subject_field text, type text DEFAULT NULL) RETURNS void
  *
- * The top-level payload fields that are personal, for every type of the
+ * The payload fields that are personal (top-level names, or JSON pointers
+ * such as "/address/street" to nested ones), for every type of the
  * stream (type NULL) or for one type, whose declaration then replaces the
  * stream's for it.  Declaring again replaces the earlier declaration;
  * events already appended keep what they were appended with.
@@ -121,8 +187,6 @@ el_declare_personal(PG_FUNCTION_ARGS)
 	Oid			relid;
 	ArrayType  *arr;
 	Datum	   *items;
-	bool	   *nulls;
-	int			n;
 	char	   *subject_field;
 	text	   *type;
 	Oid			types[5] = {REGCLASSOID, TEXTOID, TEXTARRAYOID, TEXTOID, NAMEOID};
@@ -139,34 +203,7 @@ el_declare_personal(PG_FUNCTION_ARGS)
 	if (!PG_ARGISNULL(3))
 		el_check_type(type);
 
-	if (ARR_NDIM(arr) > 1)
-		ereport(ERROR,
-				(errcode(ERRCODE_ARRAY_SUBSCRIPT_ERROR),
-				 errmsg("fields must be a one-dimensional array")));
-	deconstruct_array(arr, TEXTOID, -1, false, TYPALIGN_INT, &items, &nulls, &n);
-	if (n == 0)
-		ereport(ERROR,
-				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-				 errmsg("fields must name at least one field")));
-	if (n > EL_MAX_PERSONAL_FIELDS)
-		ereport(ERROR,
-				(errcode(ERRCODE_PROGRAM_LIMIT_EXCEEDED),
-				 errmsg("too many personal fields"),
-				 errdetail("%d fields are given; the limit is %d.", n, EL_MAX_PERSONAL_FIELDS)));
-	for (int i = 0; i < n; i++)
-	{
-		if (nulls[i])
-			ereport(ERROR,
-					(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
-					 errmsg("fields must not contain NULL")));
-		el_check_field_name(TextDatumGetCString(items[i]), "a personal field's name");
-		for (int j = 0; j < i; j++)
-			if (strcmp(TextDatumGetCString(items[i]), TextDatumGetCString(items[j])) == 0)
-				ereport(ERROR,
-						(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-						 errmsg("field \"%s\" is named twice",
-								TextDatumGetCString(items[i]))));
-	}
+	(void) el_check_fields(arr, &items);
 
 	/* waits for appends in progress; holds new ones until we commit */
 	(void) el_lock_stream(relid, ShareRowExclusiveLock);
@@ -188,6 +225,104 @@ el_declare_personal(PG_FUNCTION_ARGS)
 	SPI_finish();
 	CacheInvalidateRelcacheByRelid(relid);
 	PG_RETURN_VOID();
+}
+
+/* Whether the field name is one of list[0..n) (NULLs, where nulls says so, are not). */
+static bool
+el_field_in(Datum name, Datum *list, bool *nulls, int n)
+{
+	for (int i = 0; i < n; i++)
+		if ((nulls == NULL || !nulls[i]) &&
+			strcmp(TextDatumGetCString(name), TextDatumGetCString(list[i])) == 0)
+			return true;
+	return false;
+}
+
+/*
+ * event_log.undeclare_personal(stream regclass, fields text[],
+ *		type text DEFAULT NULL) RETURNS text[]
+ *
+ * Takes fields out of the stream's declaration (type NULL) or a type's,
+ * and returns the fields that stay declared.  The declaration stays, with
+ * no fields if none are left: a type's then still replaces the stream's,
+ * so the type has no personal fields.  Who and when are recorded in the
+ * declaration's row, as for declare_personal().  Only events appended
+ * after it are affected: those appended before keep their encrypted
+ * fields, read and erased as before.
+ */
+Datum
+el_undeclare_personal(PG_FUNCTION_ARGS)
+{
+	Oid			relid;
+	Datum	   *items;
+	int			n;
+	text	   *type;
+	Datum	   *old;
+	bool	   *oldnulls;
+	int			nold;
+	Datum	   *keep;
+	int			nkeep = 0;
+	bool		isnull;
+	ArrayType  *kept;
+	MemoryContext fn_cxt = CurrentMemoryContext;
+	MemoryContext spi_cxt;
+	Oid			types[4] = {REGCLASSOID, TEXTOID, TEXTARRAYOID, NAMEOID};
+	Datum		values[4];
+
+	el_personal_require_owner(fcinfo);
+	el_require_arg(fcinfo, 1, "fields");
+	relid = PG_GETARG_OID(0);
+	n = el_check_fields(PG_GETARG_ARRAYTYPE_P(1), &items);
+	type = PG_ARGISNULL(2) ? cstring_to_text("") : PG_GETARG_TEXT_PP(2);
+	if (!PG_ARGISNULL(2))
+		el_check_type(type);
+
+	/* as declare_personal(): appends in progress finish under the old list */
+	(void) el_lock_stream(relid, ShareRowExclusiveLock);
+
+	values[0] = ObjectIdGetDatum(relid);
+	values[1] = PointerGetDatum(type);
+	SPI_connect();
+	if (el_catalog_sql("SELECT f.fields FROM event_log.personal_fields f"
+					   " WHERE f.stream OPERATOR(pg_catalog.=) $1"
+					   " AND f.type OPERATOR(pg_catalog.=) $2 FOR UPDATE",
+					   2, types, values, NULL, 0, 1) != 1)
+		ereport(ERROR,
+				(errcode(ERRCODE_UNDEFINED_OBJECT),
+				 PG_ARGISNULL(2)
+				 ? errmsg("stream \"%s\" has no declaration of personal fields for every type",
+						  el_qualified_name(relid))
+				 : errmsg("stream \"%s\" has no declaration of personal fields for type \"%s\"",
+						  el_qualified_name(relid), text_to_cstring(type)),
+				 errhint("See event_log.personal_fields.")));
+	deconstruct_array(DatumGetArrayTypeP(el_spi_value(0, 1, &isnull)), TEXTOID, -1, false,
+					  TYPALIGN_INT, &old, &oldnulls, &nold);
+	for (int i = 0; i < n; i++)
+		if (!el_field_in(items[i], old, oldnulls, nold))
+			ereport(ERROR,
+					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+					 errmsg("field \"%s\" is not declared personal in that declaration",
+							TextDatumGetCString(items[i])),
+					 errhint("See event_log.personal_fields.")));
+	keep = palloc(sizeof(Datum) * Max(nold, 1));
+	for (int j = 0; j < nold; j++)
+		if (oldnulls[j] || !el_field_in(old[j], items, NULL, n))
+			keep[nkeep++] = old[j];
+	/* the result outlives SPI's memory */
+	spi_cxt = MemoryContextSwitchTo(fn_cxt);
+	kept = construct_array(keep, nkeep, TEXTOID, -1, false, TYPALIGN_INT);
+	MemoryContextSwitchTo(spi_cxt);
+	values[2] = PointerGetDatum(kept);
+	values[3] = DirectFunctionCall1(namein,
+									CStringGetDatum(GetUserNameFromId(GetUserId(), false)));
+	(void) el_catalog_sql("UPDATE event_log.personal_fields f"
+						  " SET fields = $3, declared_at = pg_catalog.now(), declared_by = $4"
+						  " WHERE f.stream OPERATOR(pg_catalog.=) $1"
+						  " AND f.type OPERATOR(pg_catalog.=) $2",
+						  4, types, values, NULL, 0, 0);
+	SPI_finish();
+	CacheInvalidateRelcacheByRelid(relid);
+	PG_RETURN_ARRAYTYPE_P(kept);
 }
 
 /* grant_personal() and revoke_personal(): a row of personal_readers. */
@@ -362,9 +497,12 @@ el_erase_subject(PG_FUNCTION_ARGS)
 		explicit_bzero(VARDATA(pkey), EL_SUBJECT_KEY_LEN);
 		deleted = el_catalog_sql("DELETE FROM event_log.subject_keys k"
 								 " WHERE k.stream OPERATOR(pg_catalog.=) $1"
-								 " AND k.subject OPERATOR(pg_catalog.=) $2",
+								 " AND k.subject OPERATOR(pg_catalog.=) $2"
+								 " RETURNING k.ctid, k.key",
 								 2, types, values, NULL, EL_CAT_LATEST, 0);
 		destroyed = deleted > placed;
+		/* the deleted rows' key bytes are overwritten once we commit */
+		el_personal_shred_later(deleted);
 	}
 	values[4] = BoolGetDatum(destroyed);
 	(void) el_catalog_sql("INSERT INTO event_log.erasures"

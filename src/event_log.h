@@ -96,6 +96,8 @@ extern const ElColumn el_columns[EL_NATTS];
 #define ERRCODE_EL_SCHEMA_INCOMPATIBLE	MAKE_SQLSTATE('E','L','0','2','2')
 /* an event with personal fields names no data subject (docs/erasure.md) */
 #define ERRCODE_EL_NO_SUBJECT		MAKE_SQLSTATE('E','L','0','3','0')
+/* a nested personal field's path goes through an array or a scalar */
+#define ERRCODE_EL_PERSONAL_PATH	MAKE_SQLSTATE('E','L','0','3','1')
 /* retention.c: a read below a shard's low watermark (Kafka's OFFSET_OUT_OF_RANGE) */
 #define ERRCODE_EL_OUT_OF_RANGE		MAKE_SQLSTATE('E','L','0','4','0')
 

@@ -28,7 +28,8 @@
  *	  library, which ships with PostgreSQL's contrib: no CREATE EXTENSION
  *	  pgcrypto and no SQL lookup of its functions by name, so nobody's
  *	  search_path or overloads come into it.  Erasing a subject deletes its
- *	  key; its markers then read as {"$personal": "erased"}.
+ *	  key, whose bytes personal_shred.c overwrites in the table's page once
+ *	  the erasure commits; its markers then read as {"$personal": "erased"}.
  *
  *	  Readers: the stream's owner (and members of its role) and the roles
  *	  granted with grant_personal() read personal fields as appended; other
@@ -108,9 +109,9 @@ el_personal_cache_callback(Datum arg, Oid relid)
  * an INSERT ... SELECT of many events of few subjects looks each key up
  * once.  Kept in TopTransactionContext and dropped (wiped) at the end of
  * the transaction, at the abort of any subtransaction (a key it created is
- * gone with it), and by erase_subject().  A key taken before a concurrent
- * erasure stays in use to the end of the transaction, whose events are then
- * erased with the rest (docs/design/erasure.md).
+ * gone with it), and by erase_subject().  Its row is locked when it is
+ * first taken, so a concurrent erasure waits for this transaction, whose
+ * events are then erased with the rest (docs/design/erasure.md).
  */
 typedef struct ElTxnKey
 {
@@ -161,6 +162,7 @@ el_personal_init(void)
 	CacheRegisterRelcacheCallback(el_personal_cache_callback, (Datum) 0);
 	RegisterXactCallback(el_personal_xact_callback, NULL);
 	RegisterSubXactCallback(el_personal_subxact_callback, NULL);
+	el_personal_shred_init();
 }
 
 static HTAB *
@@ -459,16 +461,25 @@ el_subject_key_lookup(Oid relid, const uint8 *id, bool create, uint8 *key, uint8
 	Datum		values[4];
 	bytea	   *idb = el_personal_bytea(id, EL_SUBJECT_ID_LEN);
 	bool		found = false;
+	/*
+	 * The row is locked (FOR KEY SHARE) to the end of the transaction: an
+	 * erase_subject() deleting it waits for us, so no append of ours can
+	 * encrypt under a key that is erased, and shredded, before we commit.
+	 * Taken once per transaction and subject (the keys kept above).  A key
+	 * an erasure in progress deletes: its commit makes the row go (none
+	 * found, and a new key is made), or, under REPEATABLE READ, a
+	 * serialization failure.
+	 */
 	const char *select_key = "SELECT k.key, k.key_id FROM event_log.subject_keys k"
 		" WHERE k.stream OPERATOR(pg_catalog.=) $1"
-		" AND k.subject OPERATOR(pg_catalog.=) $2";
+		" AND k.subject OPERATOR(pg_catalog.=) $2"
+		" FOR KEY SHARE OF k";
 
 	values[0] = ObjectIdGetDatum(relid);
 	values[1] = PointerGetDatum(idb);
 
 	SPI_connect();
-	if (el_catalog_sql(select_key, 2, types, values, NULL,
-					   EL_CAT_READ | EL_CAT_LATEST, 1) == 1)
+	if (el_catalog_sql(select_key, 2, types, values, NULL, EL_CAT_LATEST, 1) == 1)
 		found = true;
 	else if (create)
 	{
@@ -487,8 +498,7 @@ el_subject_key_lookup(Oid relid, const uint8 *id, bool create, uint8 *key, uint8
 							   " VALUES ($1, $2, $3, $4) ON CONFLICT (stream, subject) DO NOTHING"
 							   " RETURNING key, key_id",
 							   4, types, values, NULL, 0, 0) == 1 ||
-			el_catalog_sql(select_key, 2, types, values, NULL,
-						   EL_CAT_READ | EL_CAT_LATEST, 1) == 1;
+			el_catalog_sql(select_key, 2, types, values, NULL, EL_CAT_LATEST, 1) == 1;
 		explicit_bzero(VARDATA(newkey), EL_SUBJECT_KEY_LEN);
 	}
 	if (found)
@@ -533,6 +543,14 @@ el_personal_key_by_id(Oid relid, const uint8 *key_id, uint8 *key)
 		if (VARSIZE_ANY_EXHDR(k) != EL_SUBJECT_KEY_LEN)
 			elog(ERROR, "malformed key in event_log.subject_keys");
 		memcpy(key, VARDATA_ANY(k), EL_SUBJECT_KEY_LEN);
+
+		/*
+		 * Zeros: a row whose erasure committed after our snapshot, copied
+		 * as personal_shred.c overwrote it.  Erased.
+		 */
+		found = false;
+		for (int i = 0; i < EL_SUBJECT_KEY_LEN && !found; i++)
+			found = key[i] != 0;
 	}
 	SPI_finish();
 	pfree(kid);
@@ -577,7 +595,7 @@ el_personal_push_marker(JsonbParseState **st, const char *what)
 	(void) pushJsonbValue(st, WJB_END_OBJECT, NULL);
 }
 
-/* A member of a top-level object by name, or NULL. */
+/* A member of an object by name, or NULL. */
 JsonbValue *
 el_personal_member(JsonbContainer *c, const char *name, int len)
 {
@@ -594,13 +612,146 @@ el_personal_member(JsonbContainer *c, const char *name, int len)
  * ----------------------------------------------------------------
  */
 
-static bool
-el_is_personal(ElPersonalDecl *d, const JsonbValue *key)
+/*
+ * A declared field as a path of object keys: a name not starting with "/"
+ * is one top-level key; one starting with "/" is a JSON pointer (RFC 6901:
+ * "/address/street", with "~1" for "/" and "~0" for "~" inside a key).
+ */
+typedef struct ElPath
 {
+	const char *field;			/* as declared, for messages */
+	int			nsegs;
+	char	  **segs;
+	int		   *lens;
+} ElPath;
+
+static ElPath *
+el_personal_paths(ElPersonalDecl *d)
+{
+	ElPath	   *paths = palloc0(sizeof(ElPath) * Max(d->nfields, 1));
+
 	for (int i = 0; i < d->nfields; i++)
-		if ((int) strlen(d->fields[i]) == key->val.string.len &&
-			memcmp(d->fields[i], key->val.string.val, key->val.string.len) == 0)
+	{
+		const char *f = d->fields[i];
+		ElPath	   *p = &paths[i];
+		int			max = 1;
+
+		p->field = f;
+		if (f[0] != '/')
+		{
+			p->nsegs = 1;
+			p->segs = palloc(sizeof(char *));
+			p->lens = palloc(sizeof(int));
+			p->segs[0] = pstrdup(f);
+			p->lens[0] = strlen(f);
+			continue;
+		}
+		for (const char *c = f; *c; c++)
+			max += (*c == '/');
+		p->segs = palloc(sizeof(char *) * max);
+		p->lens = palloc(sizeof(int) * max);
+		for (const char *c = f + 1;; c++)
+		{
+			/* one segment, unescaped (the syntax was checked at declaration) */
+			char	   *seg = palloc(strlen(c) + 1);
+			int			len = 0;
+
+			for (; *c && *c != '/'; c++)
+			{
+				if (*c == '~' && (c[1] == '0' || c[1] == '1'))
+					seg[len++] = (*++c == '0') ? '~' : '/';
+				else
+					seg[len++] = *c;
+			}
+			seg[len] = '\0';
+			p->segs[p->nsegs] = seg;
+			p->lens[p->nsegs++] = len;
+			if (*c == '\0')
+				break;
+		}
+	}
+	return paths;
+}
+
+static bool
+el_seg_is(const ElPath *p, int depth, const JsonbValue *key)
+{
+	return p->lens[depth] == key->val.string.len &&
+		memcmp(p->segs[depth], key->val.string.val, key->val.string.len) == 0;
+}
+
+static void
+el_path_refused(Relation rel, const ElPath *p, int depth, const char *what)
+{
+	ereport(ERROR,
+			(errcode(ERRCODE_EL_PERSONAL_PATH),
+			 errmsg("personal field \"%s\" of an event in \"%s\" cannot be reached",
+					p->field, RelationGetRelationName(rel)),
+			 errdetail("The value at its step %d is %s, not an object.", depth + 1, what),
+			 errhint("Declare the enclosing field personal, or append the field inside an object.")));
+}
+
+static const char *
+el_json_kind(const JsonbValue *v)
+{
+	if (v->type == jbvBinary)
+		return JsonContainerIsArray(v->val.binary.data) ? "an array" : "an object";
+	switch (v->type)
+	{
+		case jbvString:
+			return "a string";
+		case jbvNumeric:
+			return "a number";
+		case jbvBool:
+			return "a boolean";
+		default:
+			return "a scalar";
+	}
+}
+
+/*
+ * Whether another declared field encloses path i (a prefix of it): that one
+ * is encrypted whole, whatever shape path i's steps have in the event.
+ */
+static bool
+el_path_covered(const ElPath *paths, int n, int i)
+{
+	for (int j = 0; j < n; j++)
+	{
+		bool		prefix = paths[j].nsegs < paths[i].nsegs;
+
+		for (int k = 0; prefix && k < paths[j].nsegs; k++)
+			prefix = paths[j].lens[k] == paths[i].lens[k] &&
+				memcmp(paths[j].segs[k], paths[i].segs[k], paths[i].lens[k]) == 0;
+		if (prefix)
 			return true;
+	}
+	return false;
+}
+
+/*
+ * Whether the event has the path's field; a path that meets an array or a
+ * scalar before its last step is refused (EL031): the value there may hold
+ * the personal data in another shape, which must not go in clear.  A
+ * missing or null step is no field.
+ */
+static bool
+el_path_present(Relation rel, JsonbContainer *c, const ElPath *p)
+{
+	for (int depth = 0; depth < p->nsegs; depth++)
+	{
+		JsonbValue *v = el_personal_member(c, p->segs[depth], p->lens[depth]);
+
+		if (v == NULL)
+			return false;
+		if (depth == p->nsegs - 1)
+			return true;
+		if (v->type == jbvNull)
+			return false;
+		if (v->type != jbvBinary || !JsonContainerIsObject(v->val.binary.data))
+			el_path_refused(rel, p, depth, el_json_kind(v));
+		c = v->val.binary.data;
+	}
 	return false;
 }
 
@@ -681,6 +832,70 @@ el_event_subject(Relation rel, Jsonb *payload, ElPersonalDecl *d, text *type)
 	return NULL;				/* keep the compiler quiet */
 }
 
+/* What el_protect_object() encrypts with, and which paths. */
+typedef struct ElProtect
+{
+	const uint8 *key;
+	const uint8 *secret;
+	const uint8 *key_id;
+	ElPath	   *paths;
+	int			npaths;
+} ElProtect;
+
+/*
+ * An object pushed with the declared fields encrypted: `live` lists the
+ * paths whose first `depth` steps led here (NULL at the top: all).  A field
+ * a path ends at is encrypted whole (an enclosing field declared too wins:
+ * the whole value is encrypted once); one a longer path goes through is
+ * rebuilt the same way; the rest is pushed as it is.  Returns the object
+ * (the document at the top).
+ */
+static JsonbValue *
+el_protect_object(ElProtect *pr, JsonbParseState **st, JsonbContainer *c,
+				  int *live, int nlive, int depth)
+{
+	JsonbIterator *it = JsonbIteratorInit(c);
+	JsonbIteratorToken r;
+	JsonbValue	v;
+	JsonbValue *res = NULL;
+	int			n = live ? nlive : pr->npaths;
+	int		   *next = palloc(sizeof(int) * Max(n, 1));
+
+	while ((r = JsonbIteratorNext(&it, &v, true)) != WJB_DONE)
+	{
+		bool		ends = false;
+		int			nnext = 0;
+
+		if (r != WJB_KEY)
+		{
+			res = pushJsonbValue(st, r, r < WJB_BEGIN_ARRAY ? &v : NULL);
+			continue;
+		}
+		for (int i = 0; i < n; i++)
+		{
+			ElPath	   *p = &pr->paths[live ? live[i] : i];
+
+			if (!el_seg_is(p, depth, &v))
+				continue;
+			if (p->nsegs == depth + 1)
+				ends = true;
+			else
+				next[nnext++] = live ? live[i] : i;
+		}
+		(void) pushJsonbValue(st, WJB_KEY, &v);
+		r = JsonbIteratorNext(&it, &v, true);
+		Assert(r == WJB_VALUE);
+		if (ends)
+			el_push_encrypted(st, &v, pr->key, pr->secret, pr->key_id);
+		else if (nnext > 0 && v.type == jbvBinary && JsonContainerIsObject(v.val.binary.data))
+			(void) el_protect_object(pr, st, v.val.binary.data, next, nnext, depth + 1);
+		else
+			(void) pushJsonbValue(st, WJB_VALUE, &v);	/* el_path_present() checked the rest */
+	}
+	pfree(next);
+	return res;
+}
+
 bool
 el_personal_protect(Relation rel, Datum type, Datum *payload)
 {
@@ -689,9 +904,7 @@ el_personal_protect(Relation rel, Datum type, Datum *payload)
 	ElPersonalDecl *d;
 	text	   *typetext;
 	Jsonb	   *doc;
-	JsonbIterator *it;
-	JsonbIteratorToken r;
-	JsonbValue	v;
+	ElPath	   *paths;
 	JsonbParseState *st = NULL;
 	JsonbValue *res = NULL;
 	bool		any = false;
@@ -710,8 +923,10 @@ el_personal_protect(Relation rel, Datum type, Datum *payload)
 	doc = DatumGetJsonbP(*payload);
 	if (!JB_ROOT_IS_OBJECT(doc))
 		return false;
-	for (int i = 0; i < d->nfields && !any; i++)
-		any = el_personal_member(&doc->root, d->fields[i], strlen(d->fields[i])) != NULL;
+	paths = el_personal_paths(d);
+	for (int i = 0; i < d->nfields; i++)
+		if (!el_path_covered(paths, d->nfields, i))
+			any |= el_path_present(rel, &doc->root, &paths[i]);
 	if (!any)
 		return false;
 
@@ -721,34 +936,17 @@ el_personal_protect(Relation rel, Datum type, Datum *payload)
 	el_personal_subject_id(secret, subject, strlen(subject), id);
 	explicit_bzero(subject, strlen(subject));
 	{
-		/* the declaration's field names, in this call's memory */
-		ElPersonalDecl copy = *d;
+		ElProtect	pr;
 
-		copy.fields = palloc(sizeof(char *) * d->nfields);
-		for (int i = 0; i < d->nfields; i++)
-			copy.fields[i] = pstrdup(d->fields[i]);
 		el_load_pgcrypto();
 		if (!el_subject_key(relid, id, true, key, key_id))
 			elog(ERROR, "could not make a key for a data subject");
-
-		it = JsonbIteratorInit(&doc->root);
-		while ((r = JsonbIteratorNext(&it, &v, true)) != WJB_DONE)
-		{
-			if (r == WJB_KEY)
-			{
-				bool		personal = el_is_personal(&copy, &v);
-
-				(void) pushJsonbValue(&st, WJB_KEY, &v);
-				r = JsonbIteratorNext(&it, &v, true);
-				Assert(r == WJB_VALUE);
-				if (personal)
-					el_push_encrypted(&st, &v, key, secret, key_id);
-				else
-					(void) pushJsonbValue(&st, WJB_VALUE, &v);
-			}
-			else
-				res = pushJsonbValue(&st, r, r < WJB_BEGIN_ARRAY ? &v : NULL);
-		}
+		pr.key = key;
+		pr.secret = secret;
+		pr.key_id = key_id;
+		pr.paths = paths;
+		pr.npaths = d->nfields;
+		res = el_protect_object(&pr, &st, &doc->root, NULL, 0, 0);
 	}
 	explicit_bzero(key, sizeof(key));
 	explicit_bzero(secret, sizeof(secret));
@@ -795,9 +993,10 @@ el_personal_forget(Oid relid)
 	if (!el_personal_catalog_present())
 		return;
 	SPI_connect();
-	(void) el_catalog_sql("DELETE FROM event_log.subject_keys k"
-						  " WHERE k.stream OPERATOR(pg_catalog.=) $1",
-						  1, types, values, NULL, 0, 0);
+	el_personal_shred_later(el_catalog_sql("DELETE FROM event_log.subject_keys k"
+										   " WHERE k.stream OPERATOR(pg_catalog.=) $1"
+										   " RETURNING k.ctid, k.key",
+										   1, types, values, NULL, 0, 0));
 	(void) el_catalog_sql("DELETE FROM event_log.personal_readers r"
 						  " WHERE r.stream OPERATOR(pg_catalog.=) $1",
 						  1, types, values, NULL, 0, 0);

@@ -1,8 +1,9 @@
 /*
  * personal.h
  *	  Personal fields and their erasure (personal.c, erasure.c): declared
- *	  top-level payload fields are encrypted at append with a key per data
- *	  subject, decrypted where events are read for the roles allowed to, and
+ *	  payload fields (top-level, or nested ones named by a JSON pointer) are
+ *	  encrypted at append with a key per data subject, decrypted where
+ *	  events are read for the roles allowed to, and
  *	  made unreadable for good by deleting the subject's key
  *	  (docs/erasure.md, docs/design/erasure.md).
  */
@@ -46,6 +47,14 @@ extern void el_personal_forget_keys(void);
 
 /* drop_stream(): the stream's declarations, keys and readers go with it. */
 extern void el_personal_forget(Oid relid);
+
+/*
+ * personal_shred.c: the keys of the rows a DELETE ... RETURNING ctid, key
+ * on event_log.subject_keys left in SPI_tuptable are overwritten in their
+ * page when the transaction commits (erase_subject(), drop_stream()).
+ */
+extern void el_personal_shred_init(void);
+extern void el_personal_shred_later(uint64 nrows);
 
 /* ----------------------------------------------------------------
  * What personal.c and erasure.c share

@@ -168,31 +168,38 @@ el_reveal_value(ElReveal *state, JsonbValue *v, JsonbValue *out, const char **ma
 	return true;
 }
 
-Datum
-el_personal_reveal(ElReveal *state, Datum payload)
+/*
+ * Whether an object holds a marker among its values, at any depth of
+ * objects (nested fields are declared as paths of object keys; markers are
+ * never written inside arrays).
+ */
+static bool
+el_has_marker(JsonbContainer *c)
 {
-	Jsonb	   *doc = DatumGetJsonbP(payload);
-	JsonbIterator *it;
+	JsonbIterator *it = JsonbIteratorInit(c);
 	JsonbIteratorToken r;
 	JsonbValue	v;
-	JsonbParseState *st = NULL;
+
+	check_stack_depth();
+	while ((r = JsonbIteratorNext(&it, &v, true)) != WJB_DONE)
+		if (r == WJB_VALUE && v.type == jbvBinary && JsonContainerIsObject(v.val.binary.data) &&
+			(el_personal_member(v.val.binary.data, EL_PERSONAL_MARK,
+								strlen(EL_PERSONAL_MARK)) != NULL ||
+			 el_has_marker(v.val.binary.data)))
+			return true;
+	return false;
+}
+
+/* An object pushed with its markers revealed, nested objects' too. */
+static JsonbValue *
+el_reveal_object(ElReveal *state, JsonbParseState **st, JsonbContainer *c)
+{
+	JsonbIterator *it = JsonbIteratorInit(c);
+	JsonbIteratorToken r;
+	JsonbValue	v;
 	JsonbValue *res = NULL;
-	bool		any = false;
 
-	if (state == NULL || !JB_ROOT_IS_OBJECT(doc))
-		return payload;
-
-	/* most events have no marker: look before building anything */
-	it = JsonbIteratorInit(&doc->root);
-	while (!any && (r = JsonbIteratorNext(&it, &v, true)) != WJB_DONE)
-		if (r == WJB_VALUE && v.type == jbvBinary &&
-			JsonContainerIsObject(v.val.binary.data) &&
-			el_personal_member(v.val.binary.data, EL_PERSONAL_MARK, strlen(EL_PERSONAL_MARK)) != NULL)
-			any = true;
-	if (!any)
-		return payload;
-
-	it = JsonbIteratorInit(&doc->root);
+	check_stack_depth();
 	while ((r = JsonbIteratorNext(&it, &v, true)) != WJB_DONE)
 	{
 		if (r == WJB_VALUE)
@@ -200,17 +207,37 @@ el_personal_reveal(ElReveal *state, Datum payload)
 			JsonbValue	out;
 			const char *marker;
 
-			if (!el_reveal_value(state, &v, &out, &marker))
-				(void) pushJsonbValue(&st, WJB_VALUE, &v);
-			else if (marker != NULL)
-				el_personal_push_marker(&st, marker);
+			if (el_reveal_value(state, &v, &out, &marker))
+			{
+				if (marker != NULL)
+					el_personal_push_marker(st, marker);
+				else
+					(void) pushJsonbValue(st, WJB_VALUE, &out);
+			}
+			else if (v.type == jbvBinary && JsonContainerIsObject(v.val.binary.data) &&
+					 el_has_marker(v.val.binary.data))
+				(void) el_reveal_object(state, st, v.val.binary.data);
 			else
-				(void) pushJsonbValue(&st, WJB_VALUE, &out);
+				(void) pushJsonbValue(st, WJB_VALUE, &v);
 		}
 		else
-			res = pushJsonbValue(&st, r, r < WJB_BEGIN_ARRAY ? &v : NULL);
+			res = pushJsonbValue(st, r, r < WJB_BEGIN_ARRAY ? &v : NULL);
 	}
-	return JsonbPGetDatum(JsonbValueToJsonb(res));
+	return res;
+}
+
+Datum
+el_personal_reveal(ElReveal *state, Datum payload)
+{
+	Jsonb	   *doc = DatumGetJsonbP(payload);
+	JsonbParseState *st = NULL;
+
+	if (state == NULL || !JB_ROOT_IS_OBJECT(doc))
+		return payload;
+	/* most events have no marker: look before building anything */
+	if (!el_has_marker(&doc->root))
+		return payload;
+	return JsonbPGetDatum(JsonbValueToJsonb(el_reveal_object(state, &st, &doc->root)));
 }
 
 /* The receiver around a read plan's rows. */

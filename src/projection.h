@@ -129,6 +129,7 @@ extern SPIPlanPtr el_find_handler(ElHandlerSet *set, text *type);
 extern bool el_apply(ElApplyState *st, Datum *values, bool *nulls);
 extern bool el_handler_overran(void);
 extern ErrorData *el_in_subxact(void (*fn) (void *), void *arg);
+extern ErrorData *el_in_subxact_ext(void (*fn) (void *), void *arg, bool keep);
 
 /* projection_upcast.c */
 extern bool el_projection_upcast(Oid view);
@@ -167,6 +168,11 @@ typedef struct ElParked
 	ElPending  *pending;
 	int			npending;
 	int			maxpending;
+	/* el_parked_mark(): what to undo if what parked since rolls back */
+	List	   *since;			/* keys parked since, as "shard:key" */
+	int64		mark_events;
+	int64		mark_keys;
+	bool		marked;
 } ElParked;
 extern bool el_dead_letters_catalog(void);
 extern ElParked *el_parked_open(Oid view, Oid stream, int shards, bool build);
@@ -174,6 +180,8 @@ extern int64 el_parked_behind(ElParked *pk, Datum *values, bool *nulls);
 extern void el_park_event(ElParked *pk, HeapTuple tup, TupleDesc desc,
 						  ErrorData *edata, int64 behind);
 extern void el_park_flush(ElParked *pk);
+extern void el_parked_mark(ElParked *pk);
+extern void el_parked_undo(ElParked *pk);
 extern void el_dead_letters_forget(Oid view, bool record);
 extern const char *el_error_policy_arg(FunctionCallInfo fcinfo, int argno, const char *what);
 extern void el_check_error_policy(const char *name, bool inline_mode,
@@ -233,12 +241,17 @@ typedef struct ElSetEvent
 	Datum		values[EL_NATTS];
 	bool		nulls[EL_NATTS];
 	HeapTupleHeader tuple;		/* or NULL */
-	uint32		len;			/* of tuple */
+	HeapTupleHeader stored;		/* the stream's tuple, always */
+	uint32		len;			/* of tuple and stored */
 	int			handler;		/* the caller's */
 } ElSetEvent;
 extern ElSetPlan *el_setplan_prepare(SPIPlanPtr plan, Oid *table, AttrNumber *keycol,
 									 const char **why);
 extern const char *el_setplan_table_ok(Oid table, AttrNumber keycol);
 extern void el_setplan_run(ElSetPlan *bp, int count, ElSetEvent **events, bool plain);
+typedef struct ElSetScreen ElSetScreen;
+extern ElSetScreen *el_setplan_screen(ElSetPlan *bp);
+extern void el_setplan_screen_event(ElSetScreen *sc, ElSetEvent *ev);
+extern void el_setplan_screen_end(ElSetScreen *sc);
 
 #endif							/* EL_PROJECTION_H */

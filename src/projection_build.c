@@ -9,6 +9,12 @@
  *	  subtransaction each.  A failed group is replayed event by event, which
  *	  gives the same error for the same event.  docs/design/projections.md,
  *	  "Set-based rebuilds", has the reasoning.
+ *
+ *	  Under the 'park' build policy a set-based build screens each chunk
+ *	  for events that will fail and holds them, with their keys' later
+ *	  events, out of the batches, to apply them event by event and park
+ *	  what fails (el_chunk_hold()); docs/design/dead_letters.md, "Set-based
+ *	  builds: screen, hold out, then park".
  */
 #include "postgres.h"
 
@@ -20,14 +26,18 @@
 #include "utils/builtins.h"
 #include "utils/datum.h"
 #include "utils/fmgroids.h"
+#include "utils/lsyscache.h"
 #include "utils/snapmgr.h"
 
+#include "archive.h"
 #include "catalog.h"
 #include "event_log.h"
 #include "immutable.h"
 #include "projection.h"
 #include "read.h"
 #include "registry.h"
+
+#define EL_ARCHIVE_REPLAY_CHUNK	1000	/* archived events fetched at a time */
 
 /* An index scan over one shard's events with seq > after, in seq order. */
 IndexScanDesc
@@ -255,6 +265,12 @@ typedef struct ElSetReplay
 	int		   *deferred;
 	int			ndeferred;
 	bool		tuples_ok;		/* the stream's tuples fit the batch relation */
+	int			nsorted;		/* of sorted[]: those the batches apply */
+	/* Under the 'park' build policy (el_chunk_hold()); else parked NULL. */
+	ElParked   *parked;
+	TupleDesc	desc;			/* the stream's */
+	bool	   *held;			/* [EL_CHUNK_EVENTS], by event: held out */
+	MemoryContext screencxt;	/* per screening subtransaction */
 } ElSetReplay;
 
 static ElSetReplay *
@@ -281,6 +297,8 @@ el_set_replay_create(void)
 	b->byrank = palloc(sizeof(int) * EL_CHUNK_EVENTS);
 	b->rankstart = palloc(sizeof(int) * (EL_CHUNK_EVENTS + 2));
 	b->deferred = palloc(sizeof(int) * EL_CHUNK_EVENTS);
+	b->held = palloc0(sizeof(bool) * EL_CHUNK_EVENTS);
+	b->screencxt = AllocSetContextCreate(cxt, "event_log screen", ALLOCSET_DEFAULT_SIZES);
 	MemoryContextSwitchTo(old);
 	return b;
 }
@@ -369,6 +387,8 @@ el_apply_ranks(ElApplyState *st, ElSetReplay *b, const int *pos, int n, int rank
 }
 
 static void el_chunk_apply(ElApplyState *st, ElSetReplay *b);
+static void el_chunk_hold(ElApplyState *st, ElSetReplay *b);
+static void el_chunk_apply_held(ElApplyState *st, ElSetReplay *b);
 
 /* Apply the chunk's events: sorted by key, by ranges of keys and ranks. */
 static void
@@ -397,7 +417,12 @@ el_chunk_flush(ElApplyState *st, ElSetReplay *b)
 					  memcmp(b->sorted[i].key, b->sorted[i - 1].key, b->sorted[i].len) == 0)
 			? b->rank[i - 1] + 1 : 1;
 
+	b->nsorted = b->n;
+	if (b->parked != NULL)
+		el_chunk_hold(st, b);
 	el_chunk_apply(st, b);
+	if (b->parked != NULL)
+		el_chunk_apply_held(st, b);
 	b->n = 0;
 	b->used = 0;
 	MemoryContextReset(b->chunkcxt);
@@ -416,14 +441,14 @@ el_chunk_apply(ElApplyState *st, ElSetReplay *b)
 	int			lo = 0;
 
 	b->ndeferred = 0;
-	while (lo < b->n)
+	while (lo < b->nsorted)
 	{
 		int			hi = lo;
 		int			nkeys = 0;
 		int			ranks = 0;
 
 		/* The next range: up to EL_RANGE_KEYS keys, whole. */
-		while (hi < b->n && (b->rank[hi] > 1 || nkeys < EL_RANGE_KEYS))
+		while (hi < b->nsorted && (b->rank[hi] > 1 || nkeys < EL_RANGE_KEYS))
 		{
 			nkeys += (b->rank[hi] == 1);
 			ranks = Max(ranks, b->rank[hi]);
@@ -441,6 +466,176 @@ el_chunk_apply(ElApplyState *st, ElSetReplay *b)
 		/* Without defer it does not write b->deferred, its input here. */
 		el_apply_ranks(st, b, b->deferred, b->ndeferred, ranks, false);
 	}
+}
+
+/*
+ * Under the 'park' build policy, a chunk's poison events must not reach its
+ * batches: one would fail its batch and the group of chunks with it.
+ * Before the batches run, el_chunk_hold() holds out of them, for each key,
+ * its first event that screening (el_setplan_screen()) finds will fail, or
+ * that a key parked earlier in the build waits behind, and every later
+ * event of the key in the chunk.  The batches apply the rest; then
+ * el_chunk_apply_held() applies the held events as a build that parks goes
+ * event by event (el_run_shard_batch()), shard by shard in seq order: an
+ * event that fails is parked, and its key's later events behind it; one
+ * that screening flagged for nothing is just applied.  A held key's events
+ * come after its events the batches applied, and keys never meet, so the
+ * result is the event-by-event build's.  docs/design/dead_letters.md, "The
+ * cost of finding the bad event".
+ */
+typedef struct ElScreenCall
+{
+	ElApplyState *st;
+	ElSetReplay *b;
+	int			next;			/* in, out: the event to screen next */
+} ElScreenCall;
+
+/* Screen the chunk's events from call->next on, stopping at an error. */
+static void
+el_screen_events(void *arg)
+{
+	ElScreenCall *call = (ElScreenCall *) arg;
+	ElSetReplay *b = call->b;
+	ElHandlerSet *set = call->st->set;
+	int			slots = set->nhandlers + 1; /* the last: "*" */
+	ElSetScreen **screens;
+	bool	   *made;
+	MemoryContext old = MemoryContextSwitchTo(b->screencxt);
+
+	screens = palloc0(sizeof(ElSetScreen *) * slots);
+	made = palloc0(sizeof(bool) * slots);
+	for (; call->next < b->n; call->next++)
+	{
+		ElSetEvent *ev = &b->events[call->next];
+		int			h = ev->handler < 0 ? slots - 1 : ev->handler;
+
+		if (b->held[call->next])
+			continue;
+		if (!made[h])
+		{
+			screens[h] = el_setplan_screen(ev->handler < 0 ? set->any_setplan :
+										   set->setplans[h]);
+			made[h] = true;
+		}
+		if (screens[h] != NULL)
+			el_setplan_screen_event(screens[h], ev);
+		if ((call->next & 1023) == 0)
+			CHECK_FOR_INTERRUPTS();
+	}
+	for (int h = 0; h < slots; h++)
+		el_setplan_screen_end(screens[h]);
+	MemoryContextSwitchTo(old);
+}
+
+static void
+el_chunk_hold(ElApplyState *st, ElSetReplay *b)
+{
+	ElScreenCall call = {st, b, 0};
+	ErrorData  *edata;
+	bool		any_parked = false;
+	bool		holding = false;
+	int			kept = 0;
+
+	for (int s = 0; s < b->parked->shards && !any_parked; s++)
+		any_parked = b->parked->keys[s] != NULL;
+	for (int i = 0; i < b->n; i++)
+		b->held[i] = any_parked &&
+			el_parked_behind(b->parked, b->events[i].values, b->events[i].nulls) >= 0;
+
+	/*
+	 * One subtransaction, and one more after each event that fails; each
+	 * rolled back, whatever happens: screening computes, it changes nothing.
+	 */
+	while ((edata = el_in_subxact_ext(el_screen_events, &call, false)) != NULL)
+	{
+		FreeErrorData(edata);
+		MemoryContextReset(b->screencxt);
+		b->held[call.next++] = true;
+	}
+	MemoryContextReset(b->screencxt);
+
+	/* A key's held event and the key's later ones leave the sorted chunk. */
+	for (int i = 0; i < b->n; i++)
+	{
+		if (b->rank[i] == 1)
+			holding = false;
+		holding |= b->held[b->sorted[i].event];
+		b->held[b->sorted[i].event] = holding;
+		if (holding)
+			continue;
+		b->sorted[kept] = b->sorted[i];
+		b->rank[kept] = b->rank[i];	/* a key keeps the first of its ranks */
+		kept++;
+	}
+	b->nsorted = kept;
+}
+
+/* Compare held events by shard, then seq (for qsort). */
+static int
+el_held_cmp(const void *a, const void *b)
+{
+	const ElSetEvent *x = *(ElSetEvent *const *) a;
+	const ElSetEvent *y = *(ElSetEvent *const *) b;
+	int32		xs = DatumGetInt32(x->values[Anum_el_shard - 1]);
+	int32		ys = DatumGetInt32(y->values[Anum_el_shard - 1]);
+	int64		xq = DatumGetInt64(x->values[Anum_el_seq - 1]);
+	int64		yq = DatumGetInt64(y->values[Anum_el_seq - 1]);
+
+	if (xs != ys)
+		return xs < ys ? -1 : 1;
+	return (xq > yq) - (xq < yq);
+}
+
+static void
+el_chunk_apply_held(ElApplyState *st, ElSetReplay *b)
+{
+	ElSetEvent **held = palloc(sizeof(ElSetEvent *) * Max(b->n, 1));
+	HeapTupleData *tuples;
+	HeapTuple  *batch;
+	int			n = 0;
+
+	for (int i = 0; i < b->n; i++)
+		if (b->held[i])
+			held[n++] = &b->events[i];
+	if (n == 0)
+	{
+		pfree(held);
+		return;
+	}
+	qsort(held, n, sizeof(ElSetEvent *), el_held_cmp);
+	tuples = palloc(sizeof(HeapTupleData) * n);
+	batch = palloc(sizeof(HeapTuple) * n);
+	for (int i = 0; i < n; i++)
+	{
+		tuples[i].t_len = held[i]->len;
+		ItemPointerSetInvalid(&tuples[i].t_self);
+		tuples[i].t_tableOid = InvalidOid;
+		tuples[i].t_data = held[i]->stored;
+		batch[i] = &tuples[i];
+	}
+	for (int from = 0; from < n;)
+	{
+		int32		shard = DatumGetInt32(held[from]->values[Anum_el_shard - 1]);
+		int			to = from;
+		ElShardRun	run = {0};
+
+		while (to < n && DatumGetInt32(held[to]->values[Anum_el_shard - 1]) == shard)
+			to++;
+		run.set = st->set;
+		run.outer = st;
+		run.parked = b->parked;
+		run.desc = b->desc;
+		run.shard = shard;
+		run.quiet = true;
+		run.segment = EL_PARK_SEGMENT;
+		(void) el_run_shard_batch(&run, batch + from, to - from);
+		b->parked->build_events += run.parked_events;
+		b->parked->build_keys += run.parked_keys;
+		from = to;
+	}
+	pfree(tuples);
+	pfree(batch);
+	pfree(held);
 }
 
 /*
@@ -464,6 +659,7 @@ el_chunk_add(ElSetReplay *b, TupleTableSlot *slot, int handler)
 
 	ev = &b->events[b->n++];
 	ev->handler = handler;
+	ev->stored = (HeapTupleHeader) copy;
 	/* The batch relation has the stream's columns: its tuple can go as is. */
 	ev->tuple = (b->tuples_ok &&
 				 HeapTupleHeaderGetNatts((HeapTupleHeader) copy) == EL_NATTS)
@@ -662,11 +858,15 @@ el_replay_setbased(ElApplyState *st, ElSetReplay *b, Relation stream, Relation p
 	g.shards = shards;
 	g.last = last;
 	g.chunks = 1;
+	b->parked = parked;
+	b->desc = desc;
 	while (!g.done)
 	{
 		ErrorData  *edata;
 
 		memcpy(start, last, sizeof(int64) * shards);
+		if (parked != NULL)
+			el_parked_mark(parked);
 		edata = el_in_subxact(el_replay_group, &g);
 		if (edata != NULL && edata->sqlerrcode == ERRCODE_UNIQUE_VIOLATION &&
 			st->set->setbased_plain)
@@ -675,6 +875,8 @@ el_replay_setbased(ElApplyState *st, ElSetReplay *b, Relation stream, Relation p
 			st->set->setbased_plain = false;
 			FreeErrorData(edata);
 			memcpy(last, start, sizeof(int64) * shards);
+			if (parked != NULL)
+				el_parked_undo(parked);
 			edata = el_in_subxact(el_replay_group, &g);
 		}
 		if (edata != NULL)
@@ -685,6 +887,9 @@ el_replay_setbased(ElApplyState *st, ElSetReplay *b, Relation stream, Relation p
 											   edata->message);
 			FreeErrorData(edata);
 			memcpy(last, start, sizeof(int64) * shards);
+			if (parked != NULL)
+				el_parked_undo(parked);
+			b->parked = NULL;
 			for (int s = 0; s < shards; s++)
 				n += el_replay_one_shard(st, parked, stream, pk, s, last[s], &last[s]);
 			break;
@@ -693,8 +898,59 @@ el_replay_setbased(ElApplyState *st, ElSetReplay *b, Relation stream, Relation p
 		if (g.chunks < INT_MAX / 2)
 			g.chunks *= 2;
 	}
+	if (parked != NULL)
+		parked->marked = false;
 	UnregisterSnapshot(g.snap);
 	pfree(start);
+	return n;
+}
+
+/*
+ * Apply the archived events of a shard after *last up to through (the seq
+ * before its low watermark), event by event, in seq order (archive.c):
+ * history that retention moved out of the log stays reprocessable.  An
+ * event the archive lacks is EL040.  Returns the events replayed.  The
+ * caller is connected to SPI.
+ */
+static int64
+el_replay_archive(ElApplyState *st, Oid streamid, int32 shard, int64 *last,
+				  int64 through)
+{
+	MemoryContext evcxt = AllocSetContextCreate(CurrentMemoryContext,
+												"event_log archived event",
+												ALLOCSET_DEFAULT_SIZES);
+	int64		n = 0;
+
+	while (*last < through)
+	{
+		uint64		got = el_archive_fetch(streamid, shard, *last,
+										   Min(EL_ARCHIVE_REPLAY_CHUNK, through - *last));
+		SPITupleTable *rows = SPI_tuptable;
+
+		if (got == 0)
+			break;
+		for (uint64 i = 0; i < got; i++)
+		{
+			MemoryContext old = MemoryContextSwitchTo(evcxt);
+			Datum		values[EL_NATTS];
+			bool		nulls[EL_NATTS];
+
+			heap_deform_tuple(rows->vals[i], rows->tupdesc, values, nulls);
+			if (nulls[Anum_el_seq - 1] || DatumGetInt64(values[Anum_el_seq - 1]) != *last + 1)
+				el_archive_missing(streamid, shard, *last + 1);
+			(void) el_apply(st, values, nulls);
+			*last += 1;
+			el_progress_at(shard, *last);
+			n++;
+			MemoryContextSwitchTo(old);
+			MemoryContextReset(evcxt);
+			CHECK_FOR_INTERRUPTS();
+		}
+		SPI_freetuptable(rows);
+	}
+	MemoryContextDelete(evcxt);
+	if (*last < through)
+		el_archive_missing(streamid, shard, *last + 1);
 	return n;
 }
 
@@ -716,8 +972,18 @@ el_replay_all(ElHandlerSet *set, Oid streamid, int shards, int64 *last,
 	ElSetReplay    *b = set->setbased ? el_set_replay_create() : NULL;
 
 	el_apply_begin(set, &st);
+	/* History that retention moved to the archive first (retention.md). */
+	if (el_stream_has_watermarks(streamid))
+		for (int s = 0; s < shards; s++)
+		{
+			int64		low = el_low_watermark(streamid, s, GetTransactionSnapshot());
+
+			/* Else the log's scan refuses to start below the watermark. */
+			if (last[s] + 1 < low && el_archive_covers(streamid, s, low))
+				n += el_replay_archive(&st, streamid, s, &last[s], low - 1);
+		}
 	if (b != NULL)
-		n = el_replay_setbased(&st, b, stream, pk, shards, last, parked);
+		n += el_replay_setbased(&st, b, stream, pk, shards, last, parked);
 	else
 		for (int s = 0; s < shards; s++)
 			n += el_replay_one_shard(&st, parked, stream, pk, s, last[s], &last[s]);

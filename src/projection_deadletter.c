@@ -206,11 +206,61 @@ el_park_event(ElParked *pk, HeapTuple tup, TupleDesc desc, ErrorData *edata,
 
 	if (edata != NULL && ev->key != NULL && shard >= 0 && shard < pk->shards)
 	{
+		bool		found;
 		ElParkedKey *entry = hash_search(el_shard_keys(pk, shard), el_hash_key(ev->key),
-										 HASH_ENTER, NULL);
+										 HASH_ENTER, &found);
 
 		entry->head = ev->seq;
+		if (pk->marked && !found)
+		{
+			ElPending  *since;
+
+			old = MemoryContextSwitchTo(pk->cxt);
+			since = palloc0(sizeof(ElPending));
+			since->shard = shard;
+			since->key = pstrdup(ev->key);
+			pk->since = lappend(pk->since, since);
+			MemoryContextSwitchTo(old);
+		}
 	}
+}
+
+/*
+ * A build that parks inside a subtransaction it may roll back (a set-based
+ * group of chunks, projection_build.c) marks the parked keys and counts
+ * first: el_parked_undo() then forgets what was parked since, whose rows
+ * the rollback took with it.
+ */
+void
+el_parked_mark(ElParked *pk)
+{
+	list_free_deep(pk->since);
+	pk->since = NIL;
+	pk->mark_events = pk->build_events;
+	pk->mark_keys = pk->build_keys;
+	pk->marked = true;
+}
+
+void
+el_parked_undo(ElParked *pk)
+{
+	ListCell   *lc;
+
+	foreach(lc, pk->since)
+	{
+		ElPending  *since = lfirst(lc);
+
+		(void) hash_search(pk->keys[since->shard], since->key, HASH_REMOVE, NULL);
+	}
+	pk->build_events = pk->mark_events;
+	pk->build_keys = pk->mark_keys;
+	el_parked_mark(pk);
+	/* Rows not written yet were the rolled-back subtransaction's too. */
+	pk->npending = 0;
+	pk->maxpending = 0;
+	pk->pending = NULL;
+	if (pk->pendcxt != NULL)
+		MemoryContextReset(pk->pendcxt);
 }
 
 /* An array of the pending events' field (NULL where absent). */

@@ -655,6 +655,18 @@ el_interrupted(ErrorData *edata)
 ErrorData *
 el_in_subxact(void (*fn) (void *), void *arg)
 {
+	return el_in_subxact_ext(fn, arg, true);
+}
+
+/*
+ * el_in_subxact(), but with keep false the subtransaction is rolled back
+ * even when fn went through: for a trial whose effects must not stay (a
+ * build's screening, projection_build.c, runs handlers' expressions whose
+ * functions only claim to be immutable).
+ */
+ErrorData *
+el_in_subxact_ext(void (*fn) (void *), void *arg, bool keep)
+{
 	MemoryContext cxt = CurrentMemoryContext;
 	ResourceOwner owner = CurrentResourceOwner;
 	ErrorData  *volatile edata = NULL;
@@ -664,7 +676,10 @@ el_in_subxact(void (*fn) (void *), void *arg)
 	PG_TRY();
 	{
 		fn(arg);
-		ReleaseCurrentSubTransaction();
+		if (keep)
+			ReleaseCurrentSubTransaction();
+		else
+			RollbackAndReleaseCurrentSubTransaction();
 		MemoryContextSwitchTo(cxt);
 		CurrentResourceOwner = owner;
 	}

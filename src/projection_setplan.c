@@ -49,6 +49,7 @@
 #include "tcop/tcopprot.h"
 #include "utils/lsyscache.h"
 #include "utils/snapmgr.h"
+#include "utils/syscache.h"
 
 #include "event_log.h"
 #include "projection.h"
@@ -571,4 +572,136 @@ el_setplan_run(ElSetPlan *bp, int count, ElSetEvent **events, bool plain)
 		CommandCounterIncrement();
 	}
 	tuplestore_end(rows);
+}
+
+/*
+ * Screening a chunk for events that will fail, before its batches run.
+ *
+ * A batch fails as a whole and names no event, so one poison event in it
+ * would cost the whole batch (and, under the 'park' build policy, make the
+ * rest of the build go event by event).  Before a chunk is applied, a build
+ * that parks evaluates, for each event, the expressions of its handler's
+ * statements that read nothing but the event: an INSERT's or UPDATE's
+ * values computed from e's fields alone.  An expression that fails there
+ * would fail in the batch too (an INSERT evaluates its VALUES row for every
+ * event); the event and its key's later events of the chunk are then held
+ * out of the batches and applied event by event, where a failure is parked
+ * (projection_build.c).  A NULL for a NOT NULL column is flagged the same
+ * way.
+ *
+ * Screening is only a guess about what will fail, and no decision rests on
+ * it: a flagged event is applied for real, on its own, and parked only if
+ * that fails; an UPDATE that matches no row would not have evaluated the
+ * value (flagged for nothing: it then just goes event by event); failures
+ * screening cannot see (constraints, conflicts, values read from the
+ * table) fail the batch as before.
+ */
+struct ElSetScreen
+{
+	int			n;
+	ExprState **exprs;
+	bool	   *notnull;		/* the column takes no NULL */
+	ExprContext *econtext;
+	TupleTableSlot *slot;
+};
+
+/* Whether an expression reads only the batch relation rti (and constants). */
+static bool
+el_reads_other(Node *node, void *context)
+{
+	int			rti = *(int *) context;
+
+	if (node == NULL)
+		return false;
+	if (IsA(node, Var))
+		return ((Var *) node)->varno != rti || ((Var *) node)->varlevelsup != 0;
+	if (IsA(node, Param) || IsA(node, SubLink) || IsA(node, Aggref) ||
+		IsA(node, WindowFunc) || IsA(node, GroupingFunc))
+		return true;
+	return expression_tree_walker(node, el_reads_other, context);
+}
+
+/*
+ * The screens of a handler's statements in their batch form, made in the
+ * current memory context, or NULL if none of their values can be computed
+ * from the event alone.  Runs the handler's immutable expressions: call it
+ * as the handler's identity (el_apply_begin()), in a subtransaction.
+ */
+ElSetScreen *
+el_setplan_screen(ElSetPlan *bp)
+{
+	ElSetScreen *sc = palloc0(sizeof(ElSetScreen));
+	ListCell   *lq;
+	int			max = 0;
+
+	foreach(lq, bp->queries)
+		max += list_length(lfirst_node(Query, lq)->targetList);
+	sc->exprs = palloc(sizeof(ExprState *) * Max(max, 1));
+	sc->notnull = palloc(sizeof(bool) * Max(max, 1));
+	foreach(lq, bp->queries)
+	{
+		Query	   *q = lfirst_node(Query, lq);
+		int			rti = list_length(q->rtable);	/* e, appended last */
+		Oid			table = rt_fetch(q->resultRelation, q->rtable)->relid;
+		ListCell   *lc;
+
+		if (q->commandType != CMD_INSERT && q->commandType != CMD_UPDATE)
+			continue;
+		foreach(lc, q->targetList)
+		{
+			TargetEntry *te = lfirst_node(TargetEntry, lc);
+			HeapTuple	att;
+
+			if (te->resjunk || el_reads_other((Node *) te->expr, &rti))
+				continue;
+			att = SearchSysCache2(ATTNUM, ObjectIdGetDatum(table),
+								  Int16GetDatum(te->resno));
+			sc->notnull[sc->n] = HeapTupleIsValid(att) &&
+				((Form_pg_attribute) GETSTRUCT(att))->attnotnull;
+			if (HeapTupleIsValid(att))
+				ReleaseSysCache(att);
+			sc->exprs[sc->n++] =
+				ExecInitExpr(expression_planner((Expr *) copyObject(te->expr)), NULL);
+		}
+	}
+	if (sc->n == 0)
+		return NULL;
+	sc->econtext = CreateStandaloneExprContext();
+	sc->slot = MakeSingleTupleTableSlot(el_setplan_desc(), &TTSOpsVirtual);
+	sc->econtext->ecxt_scantuple = sc->slot;
+	return sc;
+}
+
+/*
+ * Compute an event's screened values: raises the error its batch would
+ * (or a NOT NULL violation), else returns.
+ */
+void
+el_setplan_screen_event(ElSetScreen *sc, ElSetEvent *ev)
+{
+	ExecClearTuple(sc->slot);
+	memcpy(sc->slot->tts_values, ev->values, sizeof(Datum) * EL_NATTS);
+	memcpy(sc->slot->tts_isnull, ev->nulls, sizeof(bool) * EL_NATTS);
+	ExecStoreVirtualTuple(sc->slot);
+	for (int i = 0; i < sc->n; i++)
+	{
+		bool		isnull;
+
+		(void) ExecEvalExprSwitchContext(sc->exprs[i], sc->econtext, &isnull);
+		if (isnull && sc->notnull[i])
+			ereport(ERROR,
+					(errcode(ERRCODE_NOT_NULL_VIOLATION),
+					 errmsg("null value for a NOT NULL column")));
+	}
+	ResetExprContext(sc->econtext);
+}
+
+/* Release what el_setplan_screen() made outside its memory context. */
+void
+el_setplan_screen_end(ElSetScreen *sc)
+{
+	if (sc == NULL)
+		return;
+	FreeExprContext(sc->econtext, true);
+	ExecDropSingleTupleTableSlot(sc->slot);
 }

@@ -25,6 +25,7 @@
 #include "utils/snapmgr.h"
 #include "utils/timestamp.h"
 
+#include "archive.h"
 #include "catalog.h"
 #include "commit.h"
 #include "event_log.h"
@@ -209,10 +210,13 @@ el_result_store(FunctionCallInfo fcinfo, bool expected_desc)
 	return store;
 }
 
-/* Run one of the stream's read plans into the SRF's tuplestore. */
+/*
+ * Run one of the stream's read plans into the SRF's tuplestore (store, or
+ * a new one if NULL).
+ */
 static void
-el_run_plan(FunctionCallInfo fcinfo, Oid relid, ElPlanKind kind,
-			const Datum *values)
+el_run_plan_into(FunctionCallInfo fcinfo, Oid relid, ElPlanKind kind,
+				 const Datum *values, Tuplestorestate *store)
 {
 	ReturnSetInfo *rsinfo = (ReturnSetInfo *) fcinfo->resultinfo;
 	DestReceiver *dest;
@@ -223,7 +227,7 @@ el_run_plan(FunctionCallInfo fcinfo, Oid relid, ElPlanKind kind,
 	(void) el_lock_stream(relid, AccessShareLock);
 
 	dest = CreateDestReceiver(DestTuplestore);
-	SetTuplestoreDestReceiverParams(dest, el_result_store(fcinfo, true),
+	SetTuplestoreDestReceiverParams(dest, store ? store : el_result_store(fcinfo, true),
 									rsinfo->econtext->ecxt_per_query_memory,
 									false, NULL, NULL);
 
@@ -231,6 +235,13 @@ el_run_plan(FunctionCallInfo fcinfo, Oid relid, ElPlanKind kind,
 	(void) el_exec_plan(relid, kind, values, dest, 0);
 	SPI_finish();
 	dest->rDestroy(dest);
+}
+
+static void
+el_run_plan(FunctionCallInfo fcinfo, Oid relid, ElPlanKind kind,
+			const Datum *values)
+{
+	el_run_plan_into(fcinfo, relid, kind, values, NULL);
 }
 
 /*
@@ -434,6 +445,31 @@ el_check_not_negative(int64 value, const char *name)
 }
 
 /*
+ * The arguments read() and read_archive() share, (stream, shard,
+ * after_seq, max_count), checked.  Returns the stream's shard count.
+ */
+int
+el_shard_read_args(FunctionCallInfo fcinfo, Oid *relid, int32 *shard,
+				   int64 *after_seq, int32 *max_count)
+{
+	int			shards;
+
+	el_require_arg(fcinfo, 0, "stream");
+	el_require_arg(fcinfo, 1, "shard");
+	el_require_arg(fcinfo, 2, "after_seq");
+	el_require_arg(fcinfo, 3, "max_count");
+	*relid = PG_GETARG_OID(0);
+	*shard = PG_GETARG_INT32(1);
+	*after_seq = PG_GETARG_INT64(2);
+	*max_count = PG_GETARG_INT32(3);
+	shards = el_require_stream(*relid);
+	el_check_shard(*relid, shards, *shard);
+	el_check_not_negative(*after_seq, "after_seq");
+	el_check_not_negative(*max_count, "max_count");
+	return shards;
+}
+
+/*
  * event_log.read(stream regclass, shard int, after_seq bigint DEFAULT 0,
  *				  max_count int DEFAULT 1000, types text[] DEFAULT NULL)
  *		RETURNS SETOF event_log.event
@@ -445,25 +481,12 @@ Datum
 el_read(PG_FUNCTION_ARGS)
 {
 	Oid			relid;
-	int			shards;
 	int32		shard;
 	int64		after_seq;
 	int32		max_count;
 	Datum		values[4];
 
-	el_require_arg(fcinfo, 0, "stream");
-	el_require_arg(fcinfo, 1, "shard");
-	el_require_arg(fcinfo, 2, "after_seq");
-	el_require_arg(fcinfo, 3, "max_count");
-	relid = PG_GETARG_OID(0);
-	shard = PG_GETARG_INT32(1);
-	after_seq = PG_GETARG_INT64(2);
-	max_count = PG_GETARG_INT32(3);
-
-	shards = el_require_stream(relid);
-	el_check_shard(relid, shards, shard);
-	el_check_not_negative(after_seq, "after_seq");
-	el_check_not_negative(max_count, "max_count");
+	(void) el_shard_read_args(fcinfo, &relid, &shard, &after_seq, &max_count);
 
 	values[0] = Int32GetDatum(shard);
 	values[1] = Int64GetDatum(after_seq);
@@ -484,46 +507,64 @@ el_read(PG_FUNCTION_ARGS)
 }
 
 /*
- * replay() of a key whose first events retention removed says so rather
- * than hand out a partial history as if it were whole: when the key's
- * shard has lost events, the key's first event still in the log (as the
- * caller sees it, with the same snapshot) must be the one after
- * after_version.
+ * replay() of a key in a shard that retention removed events from (low,
+ * its watermark, above 1).  The key's events with a version after
+ * after_version that left the log come from the archive when it holds the
+ * whole shard below the watermark (archive.c), then the rest from the log,
+ * into the SRF's result.  Otherwise a replay that would miss versions is
+ * EL040, never a partial history as if it were whole.  The key's first
+ * event still in the log is looked up as the caller sees it, with the
+ * read's snapshot.
  */
 static void
-el_check_replay_whole(Oid relid, int shards, text *key, int64 after_version)
+el_replay_retained(FunctionCallInfo fcinfo, Oid relid, int32 shard, int64 low,
+				   text *key, int64 after_version, const Datum *values)
 {
-	int64		low;
-	Datum		values[2];
-	int64		gone;
+	ReturnSetInfo *rsinfo = (ReturnSetInfo *) fcinfo->resultinfo;
+	Datum		probe[2];
+	int64		first = 0;
 	bool		isnull;
-	int32		shard = el_shard_for_key(VARDATA_ANY(key), VARSIZE_ANY_EXHDR(key), shards);
+	bool		covers;
+	Tuplestorestate *store;
 
-	low = el_low_watermark(relid, shard, GetActiveSnapshot());
-	if (low == 1)
-		return;
-	values[0] = PointerGetDatum(key);
-	values[1] = Int64GetDatum(0);
+	el_check_select(relid);
+	(void) el_lock_stream(relid, AccessShareLock);
+	probe[0] = PointerGetDatum(key);
+	probe[1] = Int64GetDatum(0);
 	SPI_connect();
-
-	/*
-	 * gone: the key's last version the caller cannot have, the one before
-	 * its first event still in the log, or the last version of a key whose
-	 * every event was removed (retired, so that none is left to read).
-	 */
-	if (el_exec_plan(relid, EL_PLAN_REPLAY, values, NULL, 1) == 0)
-		gone = el_retired_version(relid, key);
-	else
-		gone = DatumGetInt64(el_spi_value(0, Anum_el_version, &isnull)) - 1;
-	if (gone > after_version)
-		ereport(ERROR,
-				(errcode(ERRCODE_EL_OUT_OF_RANGE),
-				 errmsg("events of key \"%s\" up to version %lld were removed from event stream \"%s\"",
-						text_to_cstring(key), (long long) gone, el_qualified_name(relid)),
-				 errdetail("Shard %d's low watermark is %lld: its earlier events were removed by the stream's retention policy.",
-						   shard, (long long) low),
-				 errhint("Replay from after_version => %lld.", (long long) gone)));
+	if (el_exec_plan(relid, EL_PLAN_REPLAY, probe, NULL, 1) == 1)
+		first = DatumGetInt64(el_spi_value(0, Anum_el_version, &isnull));
+	covers = (first == 0 || first > after_version + 1) &&
+		el_archive_covers(relid, shard, low);
 	SPI_finish();
+
+	if (!covers)
+	{
+		/*
+		 * gone: the key's last version the caller cannot have, the one
+		 * before its first event still in the log, or the last version of
+		 * a key whose every event was removed (retired: none is left).
+		 */
+		int64		gone = first > 0 ? first - 1 : el_retired_version(relid, key);
+
+		if (gone > after_version)
+			ereport(ERROR,
+					(errcode(ERRCODE_EL_OUT_OF_RANGE),
+					 errmsg("events of key \"%s\" up to version %lld were removed from event stream \"%s\"",
+							text_to_cstring(key), (long long) gone, el_qualified_name(relid)),
+					 errdetail("Shard %d's low watermark is %lld: its earlier events were removed by the stream's retention policy, and its archive does not hold them all.",
+							   shard, (long long) low),
+					 errhint("Replay from after_version => %lld, or import the shard's archive.",
+							 (long long) gone)));
+		el_run_plan(fcinfo, relid, EL_PLAN_REPLAY, values);
+		return;
+	}
+	store = el_result_store(fcinfo, true);
+	SPI_connect();
+	(void) el_archive_replay_key(relid, shard, key, after_version, first, low,
+								 store, rsinfo->setDesc);
+	SPI_finish();
+	el_run_plan_into(fcinfo, relid, EL_PLAN_REPLAY, values, store);
 }
 
 /*
@@ -553,8 +594,19 @@ el_replay(PG_FUNCTION_ARGS)
 
 	values[0] = PG_GETARG_DATUM(1);
 	values[1] = Int64GetDatum(after_version);
+	if (el_stream_has_watermarks(relid))
+	{
+		text	   *key = PG_GETARG_TEXT_PP(1);
+		int32		shard = el_shard_for_key(VARDATA_ANY(key), VARSIZE_ANY_EXHDR(key), shards);
+		int64		low = el_low_watermark(relid, shard, GetActiveSnapshot());
+
+		if (low > 1)
+		{
+			el_replay_retained(fcinfo, relid, shard, low, key, after_version, values);
+			return (Datum) 0;
+		}
+	}
 	el_run_plan(fcinfo, relid, EL_PLAN_REPLAY, values);
-	el_check_replay_whole(relid, shards, PG_GETARG_TEXT_PP(1), after_version);
 	return (Datum) 0;
 }
 

@@ -32,6 +32,8 @@ extern int64 el_count_shard_types(Oid relid, int32 shard, int64 after_seq,
 								  Datum types);
 extern int64 el_shard_end(Oid relid, int32 shard);
 extern void el_check_shard(Oid relid, int shards, int32 shard);
+extern int	el_shard_read_args(FunctionCallInfo fcinfo, Oid *relid, int32 *shard,
+							   int64 *after_seq, int32 *max_count);
 extern void el_check_watermark(Oid relid, int32 shard, int64 after,
 							   Snapshot snap);
 extern void el_below_watermark(Oid relid, int32 shard, int64 after,

@@ -65,6 +65,7 @@
 #include "utils/snapmgr.h"
 #include "utils/timestamp.h"
 
+#include "archive.h"
 #include "catalog.h"
 #include "event_log.h"
 #include "read.h"
@@ -84,6 +85,7 @@ typedef struct ElPolicy
 	bool		has_count;
 	int64		max_events;
 	bool		keep_unconsumed;
+	bool		archive;		/* copy what leaves into the archive */
 } ElPolicy;
 
 /* Refuse a catalog older than 0.5, which has no retention tables. */
@@ -218,14 +220,15 @@ el_set_retention(PG_FUNCTION_ARGS)
 {
 	Oid			relid;
 	int			shards;
-	Datum		values[5];
-	char		nulls[5] = {' ', ' ', ' ', ' ', ' '};
-	Oid			types[5] = {REGCLASSOID, INTERVALOID, INT8OID, BOOLOID, NAMEOID};
+	Datum		values[6];
+	char		nulls[6] = {' ', ' ', ' ', ' ', ' ', ' '};
+	Oid			types[6] = {REGCLASSOID, INTERVALOID, INT8OID, BOOLOID, NAMEOID, BOOLOID};
 	NameData	who;
 	bool		first;
 
 	el_require_arg(fcinfo, 0, "stream");
 	el_require_arg(fcinfo, 3, "keep_unconsumed");
+	el_require_arg(fcinfo, 4, "archive");
 	relid = PG_GETARG_OID(0);
 	shards = el_require_stream(relid);
 	el_require_retention_catalog();
@@ -263,14 +266,16 @@ el_set_retention(PG_FUNCTION_ARGS)
 		values[3] = PG_GETARG_DATUM(3);
 		namestrcpy(&who, GetUserNameFromId(GetUserId(), false));
 		values[4] = NameGetDatum(&who);
+		values[5] = PG_GETARG_DATUM(4);
 		el_catalog_sql("INSERT INTO event_log.retention_policies AS p"
-					   " (stream, max_age, max_events, keep_unconsumed, set_by, set_at)"
-					   " VALUES ($1, $2, $3, $4, $5, pg_catalog.now())"
+					   " (stream, max_age, max_events, keep_unconsumed, set_by, set_at, archive)"
+					   " VALUES ($1, $2, $3, $4, $5, pg_catalog.now(), $6)"
 					   " ON CONFLICT (stream) DO UPDATE SET max_age = excluded.max_age,"
 					   " max_events = excluded.max_events,"
 					   " keep_unconsumed = excluded.keep_unconsumed,"
-					   " set_by = excluded.set_by, set_at = excluded.set_at",
-					   5, types, values, nulls, 0, 0);
+					   " set_by = excluded.set_by, set_at = excluded.set_at,"
+					   " archive = excluded.archive",
+					   6, types, values, nulls, 0, 0);
 		values[1] = Int32GetDatum(shards);
 		el_catalog_sql("INSERT INTO event_log.shard_watermarks (stream, shard)"
 					   " SELECT $1, s FROM pg_catalog.generate_series(0, $2 OPERATOR(pg_catalog.-) 1) s"
@@ -292,7 +297,7 @@ el_read_policy(Oid relid, ElPolicy *p)
 
 	values[0] = ObjectIdGetDatum(relid);
 	if (el_catalog_sql("SELECT pg_catalog.now() OPERATOR(pg_catalog.-) max_age,"
-					   " max_events, keep_unconsumed"
+					   " max_events, keep_unconsumed, archive"
 					   " FROM event_log.retention_policies"
 					   " WHERE stream OPERATOR(pg_catalog.=) $1",
 					   1, (Oid[]) {REGCLASSOID}, values, NULL,
@@ -305,6 +310,7 @@ el_read_policy(Oid relid, ElPolicy *p)
 	p->has_count = !isnull;
 	p->max_events = isnull ? 0 : DatumGetInt64(d);
 	p->keep_unconsumed = DatumGetBool(el_spi_value(0, 3, &isnull));
+	p->archive = DatumGetBool(el_spi_value(0, 4, &isnull));
 	return true;
 }
 
@@ -412,13 +418,14 @@ el_retire_key(Oid relid, Datum key, int64 version)
 }
 
 /*
- * Remove the events of one shard that the policy lets go, from low on, and
- * no further than limit.  Returns the last seq removed (low - 1 if none).
- * The caller is connected to SPI.
+ * Walk the events of one shard that the policy lets go, from low on and no
+ * further than limit, and remove them if remove is true.  Returns the last
+ * seq walked (low - 1 if none).  The caller is connected to SPI.
  */
 static int64
-el_remove_prefix(Relation rel, Relation pk, Relation kv, Snapshot snap,
-				 int32 shard, int64 low, int64 limit, const ElPolicy *p)
+el_walk_prefix(Relation rel, Relation pk, Relation kv, Snapshot snap,
+			   int32 shard, int64 low, int64 limit, const ElPolicy *p,
+			   bool remove)
 {
 	ScanKeyData keys[2];
 	IndexScanDesc scan;
@@ -441,6 +448,9 @@ el_remove_prefix(Relation rel, Relation pk, Relation kv, Snapshot snap,
 		if (p->has_age &&
 			DatumGetTimestampTz(slot_getattr(slot, Anum_el_recorded_at, &isnull)) >= p->cutoff)
 			break;
+		last = seq;
+		if (!remove)
+			continue;
 		{
 			Datum		key = slot_getattr(slot, Anum_el_key, &isnull);
 			int64		version = DatumGetInt64(slot_getattr(slot, Anum_el_version, &isnull));
@@ -449,7 +459,6 @@ el_remove_prefix(Relation rel, Relation pk, Relation kv, Snapshot snap,
 				el_retire_key(RelationGetRelid(rel), key, version);
 		}
 		simple_heap_delete(rel, &slot->tts_tid);
-		last = seq;
 	}
 	index_endscan(scan);
 	ExecDropSingleTupleTableSlot(slot);
@@ -494,8 +503,15 @@ el_enforce_stream(Oid relid, Tuplestorestate *out, TupleDesc desc)
 			limit = Max(0, limit - p.max_events);
 		if (p.keep_unconsumed)
 			limit = Min(limit, el_consumed_through(relid, shard));
+		if (limit >= low && p.archive)
+		{
+			/* What the walk would remove, archived first, then removed. */
+			limit = el_walk_prefix(rel, pk, kv, snap, shard, low, limit, &p, false);
+			if (limit >= low)
+				el_archive_range(relid, shard, low, limit);
+		}
 		last = limit >= low ?
-			el_remove_prefix(rel, pk, kv, snap, shard, low, limit, &p) : low - 1;
+			el_walk_prefix(rel, pk, kv, snap, shard, low, limit, &p, true) : low - 1;
 		if (last >= low)
 		{
 			Datum		values[5];
@@ -717,6 +733,8 @@ el_retention_forget_stream(Oid relid, const char *qname, bool cascade)
 	el_catalog_sql("DELETE FROM event_log.retention_log WHERE stream OPERATOR(pg_catalog.=) $1",
 				   1, (Oid[]) {REGCLASSOID}, values, NULL, 0, 0);
 	el_catalog_sql("DELETE FROM event_log.retired_keys WHERE stream OPERATOR(pg_catalog.=) $1",
+				   1, (Oid[]) {REGCLASSOID}, values, NULL, 0, 0);
+	el_catalog_sql("DELETE FROM event_log.archive WHERE stream OPERATOR(pg_catalog.=) $1",
 				   1, (Oid[]) {REGCLASSOID}, values, NULL, 0, 0);
 	SPI_finish();
 }

@@ -5,6 +5,10 @@
 # (bench_twin, as in 15_append_modes.sh):
 #   - one client appending single events for BENCH_SECONDS      target >= 0.85
 #   - one INSERT ... SELECT of BENCH_BULK events                 target >= 0.85
+#   - read() of 100 events after a random seq of the stream's shard, against
+#     SELECT * FROM bench_stream WHERE shard = 0 AND seq > :o ORDER BY seq
+#     LIMIT 100 on the same table (every row sent to the client), alternately
+#     (read, plain, plain, read: half of BENCH_SECONDS each)   target >= 0.80
 # Both tables grow to each size by INSERT ... SELECT (keys 'k-0'..'k-19999',
 # one shard), then are measured: single events alternately (stream, plain,
 # plain, stream: half of BENCH_SECONDS each), then one bulk insert each.  The
@@ -63,6 +67,18 @@ grow() {
     sql -c "VACUUM ANALYZE bench_stream" -c "VACUUM ANALYZE bench_twin" -c CHECKPOINT
 }
 
+# read_scripts: the two read scripts, over the seqs the shard has now.
+read_scripts() {
+    local last
+    last=$(sql -c "SELECT coalesce(max(seq), 0) FROM bench_stream WHERE shard = 0")
+    last=$((last > 100 ? last - 100 : 0))
+    printf '%s\n' "\\set o random(0, $last)" \
+        "SELECT * FROM event_log.read('bench_stream', 0, :o, 100);" >"$work/read.sql"
+    printf '%s\n' "\\set o random(0, $last)" \
+        "SELECT * FROM bench_stream WHERE shard = 0 AND seq > :o ORDER BY seq LIMIT 100;" \
+        >"$work/read_plain.sql"
+}
+
 # bulk TABLE: seconds for one INSERT ... SELECT of $bulk events, commit included.
 bulk_once() {
     local cols=$1 select=$2
@@ -97,6 +113,13 @@ for size in $sizes; do
     report "bulk of $bulk at $size" "$(awk -v b="$bulk" -v t="$st" 'BEGIN { printf "%.1f", b / t }')" \
         "$(awk -v b="$bulk" -v t="$pt" 'BEGIN { printf "%.1f", b / t }')" ev/s 0.85 \
         "seconds: stream $st, plain $pt"
+    read_scripts
+    pgbench_tps "$work/read.sql" "$round_secs"; s1=$tps
+    pgbench_tps "$work/read_plain.sql" "$round_secs"; p1=$tps
+    pgbench_tps "$work/read_plain.sql" "$round_secs"; p2=$tps
+    pgbench_tps "$work/read.sql" "$round_secs"; s2=$tps
+    report "read() of 100 at $size" "$(mean "$s1 $s2")" "$(mean "$p1 $p2")" calls/s 0.80 \
+        "rounds (calls/s): read() $(ints "$s1 $s2"), plain $(ints "$p1 $p2")"
     have=$((have + bulk))
 done
 print_summary "PostgreSQL $server, $(nproc) CPUs, sizes $sizes, BENCH_SECONDS=$secs, BENCH_BULK=$bulk, synchronous_commit=$sync_commit"

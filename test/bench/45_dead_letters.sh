@@ -85,7 +85,8 @@ for form in set each; do
     done
     detail=$(sql -c "SELECT (SELECT count(*) FROM event_log.dead_letters WHERE projection = 'park_$form'::regclass)
         || ' parked (' || (SELECT count(*) FROM event_log.dead_letters WHERE projection = 'park_$form'::regclass AND error IS NOT NULL)
-        || ' keys); clean build: ' || (SELECT build_method FROM event_log.projections WHERE projection = 'clean_$form'::regclass)")
+        || ' keys); clean build: ' || (SELECT build_method FROM event_log.projections WHERE projection = 'clean_$form'::regclass)
+        || '; parking build: ' || (SELECT build_method FROM event_log.projections WHERE projection = 'park_$form'::regclass)")
     report "build, 1% poison, $form" \
         "$(awk -v e="$events" -v t="$(median3 "$park_times")" 'BEGIN { printf "%.1f", e / t }')" \
         "$(awk -v e="$events" -v t="$(median3 "$clean_times")" 'BEGIN { printf "%.1f", e / t }')" \

@@ -14,8 +14,8 @@ use IPC::Run;
 use PostgreSQL::Test::Cluster;
 use PostgreSQL::Test::Utils;
 
-our @EXPORT = qw(new_node write_script start_pgbench poll_shards start_query check_dense
-  stream_positions check_cdc_order);
+our @EXPORT = qw(new_node write_script start_pgbench poll_shards start_query start_blocked_query
+  check_dense stream_positions check_cdc_order crash_during);
 
 # Sanitizer mode (`make test-sanitize`, EVENT_LOG_SANITIZE=1): the installed
 # event_log.so is a SANITIZE=1 build, which loads only into a server started
@@ -160,6 +160,20 @@ sub start_query
 	return;
 }
 
+# Start SQL in a new background_psql session of NODE's postgres database
+# and wait until it waits for a lock; returns the session (quit it to wait
+# for the result) and whether it was seen waiting.
+sub start_blocked_query
+{
+	my ($node, $sql) = @_;
+	my $session = $node->background_psql('postgres');
+	my $pid = $session->query_safe('SELECT pg_backend_pid()');
+	start_query($session, $sql);
+	my $waiting = $node->poll_query_until('postgres',
+		qq{SELECT wait_event_type = 'Lock' FROM pg_stat_activity WHERE pid = $pid});
+	return ($session, $waiting);
+}
+
 # One string for every event of STREAM (of the postgres database) with its
 # position and identity, to compare two copies of a stream.
 sub stream_positions
@@ -193,6 +207,27 @@ sub check_cdc_order
 	Test::More::is($emitted,
 		$node->safe_psql('postgres', "SELECT count(*) FROM $stream"),
 		'the CDC stream emits every committed event once');
+	return;
+}
+
+# Three tests: start SQL in a session of NODE's postgres database, wait
+# until it has run for MS milliseconds (WHAT is under way), kill -9 its
+# backend, and wait for the server to restart after the crash
+# (restart_after_crash must be on).
+sub crash_during
+{
+	my ($node, $sql, $ms, $what) = @_;
+	my $session = $node->background_psql('postgres', on_error_stop => 0);
+	my $pid = $session->query_safe('SELECT pg_backend_pid()');
+	start_query($session, $sql);
+	Test::More::ok($node->poll_query_until('postgres', qq{
+		SELECT state = 'active' AND now() - query_start > interval '$ms ms'
+		FROM pg_stat_activity WHERE pid = $pid}),
+		"$what is under way");
+	kill 'KILL', $pid;
+	$session->{run}->kill_kill;
+	Test::More::ok($node->poll_query_until('postgres', 'SELECT true'),
+		"the server restarts after kill -9 during $what");
 	return;
 }
 

@@ -3,7 +3,7 @@
 # SELECT, read(), replay(), read_all(), poll()), an inline projection, the
 # CDC output, a pg_dump taken afterwards and a base backup taken afterwards
 # (docs/erasure.md).  An append that took the subject's key before the
-# erasure and commits after it is erased too.
+# erasure holds the erasure until it commits, and is erased with the rest.
 use strict;
 use warnings;
 use PostgreSQL::Test::Cluster;
@@ -50,18 +50,22 @@ SELECT event_log.append('people', 'o-' || :u, 'Seen',
 my ($out, $err) = ('', '');
 my $bench = start_pgbench($node, [ '-c', '3', '-T', '4', '-f', $script ], \$out, \$err);
 
-# A transaction that took the victim's key before the erasure and commits
-# after it.
+# A transaction that took the victim's key before the erasure: the erasure
+# waits for it to commit, and its events are erased with the rest.
 my $late = $node->background_psql('postgres');
 $late->query_safe(qq{BEGIN; INSERT INTO people (key, type, payload) VALUES
 	('p-late', 'Seen', '{"user": "$victim", "name": "Vicky Zqxname", "n": 0}')});
 
 sleep 1;
-is($node->safe_psql('postgres',
-	qq{SELECT event_log.erase_subject('people', '$victim', 'ticket GDPR-1')}),
-	't', 'erase_subject() destroys the key while appends run');
+my ($eraser, $waited) = start_blocked_query($node,
+	qq{SELECT event_log.erase_subject('people', '$victim', 'ticket GDPR-1');});
+ok($waited, 'the erasure waits for the transaction appending with the key');
 $late->query_safe('COMMIT');
 $late->quit;
+$eraser->quit;
+is($node->safe_psql('postgres', q{
+	SELECT key_destroyed FROM event_log.erasures WHERE reason = 'ticket GDPR-1'}),
+	't', 'erase_subject() destroys the key while appends run');
 ok($bench->finish, 'the concurrent appenders all succeeded') or diag($err);
 like($out, qr/number of transactions actually processed: [1-9]/, 'they appended');
 check_dense($node, 'people', 'after the erasure');

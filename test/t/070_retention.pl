@@ -86,16 +86,7 @@ $node->safe_psql('postgres', q{
 	SELECT 'k' || i % 1000, 'Tick', '{}' FROM generate_series(1, 300000) i;
 	SELECT event_log.set_retention('big', max_events => 10, keep_unconsumed => false);
 });
-my $session = $node->background_psql('postgres', on_error_stop => 0);
-my $pid = $session->query_safe('SELECT pg_backend_pid()');
-start_query($session, 'SELECT * FROM event_log.enforce_retention(\'big\');');
-ok($node->poll_query_until('postgres', qq{
-	SELECT state = 'active' AND now() - query_start > interval '100 ms'
-	FROM pg_stat_activity WHERE pid = $pid}),
-	'a large removal is under way');
-kill 'KILL', $pid;
-$session->{run}->kill_kill;
-ok($node->poll_query_until('postgres', 'SELECT true'), 'the server restarts after the crash');
+crash_during($node, q{SELECT * FROM event_log.enforce_retention('big');}, 100, 'a large removal');
 is($node->safe_psql('postgres', sprintf($whole, 'big', 'big')), 't',
 	'after the crash the shard is whole from its watermark on');
 is($node->safe_psql('postgres', q{
