@@ -32,7 +32,6 @@
  */
 #include "postgres.h"
 
-#include "access/xact.h"
 #include "catalog/pg_type.h"
 #include "common/cryptohash.h"
 #include "common/sha2.h"
@@ -47,7 +46,6 @@
 #include "utils/json.h"
 #include "utils/jsonb.h"
 #include "utils/lsyscache.h"
-#include "utils/resowner.h"
 #include "utils/rls.h"
 #include "utils/snapmgr.h"
 
@@ -371,42 +369,42 @@ el_sha256_hex(const char *data, size_t len)
  * internal statement as its context.  Errors of other classes (a cancel)
  * go through as they are.
  */
+typedef struct ElImportCall
+{
+	const char *sql;
+	int			nargs;
+	const Oid  *types;
+	Datum	   *values;
+	int			flags;
+	long		tcount;
+	uint64		n;
+} ElImportCall;
+
+static void
+el_import_call(void *arg)
+{
+	ElImportCall *call = (ElImportCall *) arg;
+
+	call->n = el_catalog_sql(call->sql, call->nargs, call->types, call->values,
+							 NULL, call->flags, call->tcount);
+}
+
 static uint64
 el_import_sql(int lineno, const char *sql, int nargs, const Oid *types,
 			  Datum *values, int flags, long tcount)
 {
-	MemoryContext cxt = CurrentMemoryContext;
-	ResourceOwner owner = CurrentResourceOwner;
-	volatile uint64 n = 0;
+	ElImportCall call = {sql, nargs, types, values, flags, tcount, 0};
+	ErrorData  *e = el_try_subxact(el_import_call, &call);
 
-	BeginInternalSubTransaction(NULL);
-	MemoryContextSwitchTo(cxt);
-	PG_TRY();
-	{
-		n = el_catalog_sql(sql, nargs, types, values, NULL, flags, tcount);
-		ReleaseCurrentSubTransaction();
-		MemoryContextSwitchTo(cxt);
-		CurrentResourceOwner = owner;
-	}
-	PG_CATCH();
-	{
-		ErrorData  *e;
-
-		MemoryContextSwitchTo(cxt);
-		e = CopyErrorData();
-		FlushErrorState();
-		RollbackAndReleaseCurrentSubTransaction();
-		MemoryContextSwitchTo(cxt);
-		CurrentResourceOwner = owner;
-		if (ERRCODE_TO_CATEGORY(e->sqlerrcode) != ERRCODE_DATA_EXCEPTION)
-			ReThrowError(e);
-		ereport(ERROR,
-				(errcode(ERRCODE_DATA_CORRUPTED),
-				 errmsg("invalid archive file: line %d: %s", lineno, e->message),
-				 e->detail ? errdetail_internal("%s", e->detail) : 0));
-	}
-	PG_END_TRY();
-	return n;
+	if (e == NULL)
+		return call.n;
+	if (ERRCODE_TO_CATEGORY(e->sqlerrcode) != ERRCODE_DATA_EXCEPTION)
+		ReThrowError(e);
+	ereport(ERROR,
+			(errcode(ERRCODE_DATA_CORRUPTED),
+			 errmsg("invalid archive file: line %d: %s", lineno, e->message),
+			 e->detail ? errdetail_internal("%s", e->detail) : 0));
+	return 0;					/* keep the compiler quiet */
 }
 
 /* One line of an import, as jsonb fields read by SQL; NULL if it is not one. */

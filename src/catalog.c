@@ -32,6 +32,7 @@
  */
 #include "postgres.h"
 
+#include "access/xact.h"
 #include "catalog/namespace.h"
 #include "common/hashfn.h"
 #include "executor/spi.h"
@@ -39,6 +40,7 @@
 #include "utils/builtins.h"
 #include "utils/lsyscache.h"
 #include "utils/memutils.h"
+#include "utils/resowner.h"
 #include "utils/snapmgr.h"
 #include "utils/syscache.h"
 #include "utils/varlena.h"
@@ -458,4 +460,41 @@ el_spi_int8(uint64 row, int col)
 	Datum		d = el_spi_value(row, col, &isnull);
 
 	return isnull ? -1 : DatumGetInt64(d);
+}
+
+/*
+ * Run fn(arg) in a subtransaction of its own.  NULL if it succeeded (what
+ * it did is kept); else its error, copied, with the subtransaction rolled
+ * back and the memory context and resource owner as they were before: the
+ * caller decides whether to raise it again (ReThrowError()) or report it.
+ * SPI connections made inside are closed by the rollback; the caller's
+ * stays usable.
+ */
+ErrorData *
+el_try_subxact(void (*fn) (void *arg), void *arg)
+{
+	MemoryContext cxt = CurrentMemoryContext;
+	ResourceOwner owner = CurrentResourceOwner;
+	ErrorData  *volatile edata = NULL;
+
+	BeginInternalSubTransaction(NULL);
+	MemoryContextSwitchTo(cxt);
+	PG_TRY();
+	{
+		fn(arg);
+		ReleaseCurrentSubTransaction();
+		MemoryContextSwitchTo(cxt);
+		CurrentResourceOwner = owner;
+	}
+	PG_CATCH();
+	{
+		MemoryContextSwitchTo(cxt);
+		edata = CopyErrorData();
+		FlushErrorState();
+		RollbackAndReleaseCurrentSubTransaction();
+		MemoryContextSwitchTo(cxt);
+		CurrentResourceOwner = owner;
+	}
+	PG_END_TRY();
+	return edata;
 }

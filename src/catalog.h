@@ -41,6 +41,12 @@ extern void el_exec_as(Oid role, Oid nsp, const char *sql, bool restricted);
 extern uint64 el_exec_as_caller(const char *sql, int nargs, Oid *types,
 								Datum *values, bool read_only, long tcount);
 
+/*
+ * Run fn(arg) in a subtransaction of its own: NULL if it succeeded, else
+ * its error, with the subtransaction rolled back.
+ */
+extern ErrorData *el_try_subxact(void (*fn) (void *arg), void *arg);
+
 /* A column of SPI_tuptable's row (NULL, or -1 for int8, when null). */
 extern Datum el_spi_value(uint64 row, int col, bool *isnull);
 extern char *el_spi_text(uint64 row, int col);

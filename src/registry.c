@@ -310,22 +310,24 @@ el_stream_grouped(Oid relid)
 static bool
 el_watermark_find(Oid relid, int32 shard, Snapshot snap, int64 *low_seq)
 {
-	Oid			tabid = get_relname_relid("shard_watermarks", el_schema_oid());
+	Oid			nsp = el_schema_oid();
+	Oid			tabid = get_relname_relid("shard_watermarks", nsp);
+	Oid			idxid = get_relname_relid("shard_watermarks_pkey", nsp);
 	Relation	tab;
 	SysScanDesc scan;
 	ScanKeyData keys[2];
 	HeapTuple	tup;
 	bool		found = false;
 
-	if (!OidIsValid(tabid))
+	if (!OidIsValid(tabid) || !OidIsValid(idxid))
 		return false;
 	tab = table_open(tabid, AccessShareLock);
 	ScanKeyInit(&keys[0], 1, BTEqualStrategyNumber, F_OIDEQ,
 				ObjectIdGetDatum(relid));
 	ScanKeyInit(&keys[1], 2, BTEqualStrategyNumber, F_INT4EQ,
 				Int32GetDatum(shard));
-	scan = systable_beginscan(tab, InvalidOid, false, snap, shard < 0 ? 1 : 2,
-							  keys);
+	/* By its primary key (stream, shard): readers look it up on every call. */
+	scan = systable_beginscan(tab, idxid, true, snap, shard < 0 ? 1 : 2, keys);
 	if (HeapTupleIsValid(tup = systable_getnext(scan)))
 	{
 		found = true;

@@ -61,7 +61,6 @@
 #include "utils/inval.h"
 #include "utils/lsyscache.h"
 #include "utils/rel.h"
-#include "utils/resowner.h"
 #include "utils/snapmgr.h"
 #include "utils/timestamp.h"
 
@@ -574,6 +573,20 @@ el_policy_streams(void)
 	return result;
 }
 
+typedef struct ElEnforceCall
+{
+	Oid			relid;
+	int64		removed;
+} ElEnforceCall;
+
+static void
+el_enforce_call(void *arg)
+{
+	ElEnforceCall *call = (ElEnforceCall *) arg;
+
+	call->removed = el_enforce_stream(call->relid, NULL, NULL);
+}
+
 /*
  * For el_enforce_all(): apply one stream's policy in a subtransaction of
  * its own, so that a stream whose enforcement fails (a foreign key that
@@ -584,44 +597,23 @@ el_policy_streams(void)
 static int64
 el_enforce_one(Oid relid)
 {
-	MemoryContext cxt = CurrentMemoryContext;
-	ResourceOwner owner = CurrentResourceOwner;
-	volatile int64 removed = 0;
+	ElEnforceCall call = {relid, 0};
+	ErrorData  *edata = el_try_subxact(el_enforce_call, &call);
 
-	BeginInternalSubTransaction(NULL);
-	MemoryContextSwitchTo(cxt);
-	PG_TRY();
-	{
-		removed = el_enforce_stream(relid, NULL, NULL);
-		ReleaseCurrentSubTransaction();
-		MemoryContextSwitchTo(cxt);
-		CurrentResourceOwner = owner;
-	}
-	PG_CATCH();
-	{
-		ErrorData  *edata;
-
-		MemoryContextSwitchTo(cxt);
-		edata = CopyErrorData();
-		FlushErrorState();
-		RollbackAndReleaseCurrentSubTransaction();
-		MemoryContextSwitchTo(cxt);
-		CurrentResourceOwner = owner;
-		/* A cancel or a shutdown stops the run; anything else, this stream. */
-		if (edata->sqlerrcode == ERRCODE_QUERY_CANCELED ||
-			edata->sqlerrcode == ERRCODE_ADMIN_SHUTDOWN)
-			ReThrowError(edata);
-		ereport(WARNING,
-				(errcode(edata->sqlerrcode),
-				 errmsg("event_log: retention of event stream \"%s\" skipped: %s",
-						el_qualified_name(relid), edata->message),
-				 edata->detail ? errdetail_internal("%s", edata->detail) : 0,
-				 edata->hint ? errhint("%s", edata->hint) : 0));
-		FreeErrorData(edata);
-		removed = 0;
-	}
-	PG_END_TRY();
-	return removed;
+	if (edata == NULL)
+		return call.removed;
+	/* A cancel or a shutdown stops the run; anything else, this stream. */
+	if (edata->sqlerrcode == ERRCODE_QUERY_CANCELED ||
+		edata->sqlerrcode == ERRCODE_ADMIN_SHUTDOWN)
+		ReThrowError(edata);
+	ereport(WARNING,
+			(errcode(edata->sqlerrcode),
+			 errmsg("event_log: retention of event stream \"%s\" skipped: %s",
+					el_qualified_name(relid), edata->message),
+			 edata->detail ? errdetail_internal("%s", edata->detail) : 0,
+			 edata->hint ? errhint("%s", edata->hint) : 0));
+	FreeErrorData(edata);
+	return 0;
 }
 
 /*
