@@ -44,6 +44,10 @@ SELECT (SELECT count(*) FROM event_log.read_archive('arc.log', 1, 0, 100000))
      = (SELECT max(seq) FROM arc.log WHERE shard = 1) AS whole;
 -- At the watermark the archive ends and read() goes on.
 SELECT count(*) FROM event_log.read_archive('arc.log', 0, event_log.low_watermark('arc.log', 0) - 1);
+-- Positions at the end of bigint's range read nothing (no overflow).
+SELECT count(*) FROM event_log.read('arc.log', 0, 9223372036854775807);
+SELECT count(*) FROM event_log.read_archive('arc.log', 0, 9223372036854775807);
+SELECT count(*) FROM event_log.replay('arc.log', 'c1', 9223372036854775807);
 SET ROLE arc_reader;
 SELECT seq, payload->'email' ? '$personal' AS encrypted FROM event_log.read_archive('arc.log', 0, 0, 1);
 -- Row-level security applies to arc_rls: it cannot read the archive

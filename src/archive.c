@@ -196,7 +196,7 @@ el_read_archive(PG_FUNCTION_ARGS)
 	store = el_result_store(fcinfo, true);
 	reveal = el_personal_reveal_begin(relid);
 	low = el_low_watermark(relid, shard, GetActiveSnapshot());
-	if (max_count == 0 || after + 1 >= low)
+	if (max_count == 0 || after >= low - 1)
 		return (Datum) 0;
 
 	SPI_connect();
@@ -826,7 +826,7 @@ el_archive_replay_key(Oid relid, int32 shard, text *key, int64 after,
 {
 	Datum		args[6];
 	uint64		n;
-	int64		expect = after + 1;
+	int64		last = after;	/* the last version put; after + 1 could overflow */
 	ElReveal   *reveal;
 	ElUpcastMemo memo;
 
@@ -855,22 +855,22 @@ el_archive_replay_key(Oid relid, int32 shard, text *key, int64 after,
 		bool		nulls[EL_NATTS];
 
 		heap_deform_tuple(SPI_tuptable->vals[i], SPI_tuptable->tupdesc, values, nulls);
-		if (nulls[Anum_el_version - 1] || DatumGetInt64(values[Anum_el_version - 1]) != expect)
+		if (nulls[Anum_el_version - 1] || DatumGetInt64(values[Anum_el_version - 1]) != last + 1)
 			break;
 		if (reveal != NULL && !nulls[Anum_el_payload - 1])
 			values[Anum_el_payload - 1] = el_personal_reveal(reveal, values[Anum_el_payload - 1]);
 		if (el_upcast_reads)
 			(void) el_upcast_event(&memo, relid, values, nulls);
 		tuplestore_putvalues(store, desc, values, nulls);
-		expect++;
+		last++;
 	}
-	if (before > 0 && expect != before)
+	if (before > 0 && last != before - 1)
 		ereport(ERROR,
 				(errcode(ERRCODE_EL_OUT_OF_RANGE),
 				 errmsg("the archive of event stream \"%s\" does not hold version %lld of key \"%s\"",
-						el_qualified_name(relid), (long long) expect, text_to_cstring(key)),
+						el_qualified_name(relid), (long long) (last + 1), text_to_cstring(key)),
 				 errhint("Import the missing history with event_log.import_archive().")));
-	return expect - after - 1;
+	return last - after;
 }
 
 /*

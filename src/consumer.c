@@ -918,7 +918,7 @@ el_reset_offsets(PG_FUNCTION_ARGS)
 		{
 			new_seq[s] = PG_GETARG_INT64(3);
 			el_check_within(&g, s, new_seq[s], committed);
-			if (new_seq[s] + 1 < low)
+			if (new_seq[s] < low - 1)
 				el_below_watermark(g.relid, s, new_seq[s], low);
 		}
 		else

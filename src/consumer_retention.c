@@ -69,7 +69,7 @@ el_poll_check_watermarks(ElGroup *g, const int32 *shards, int64 *after,
 		int64		to;
 		Datum		values[4];
 
-		if (after[i] + 1 >= low)
+		if (after[i] >= low - 1)
 			continue;
 		if (policy == NULL)
 		{

@@ -979,7 +979,7 @@ el_replay_all(ElHandlerSet *set, Oid streamid, int shards, int64 *last,
 			int64		low = el_low_watermark(streamid, s, GetTransactionSnapshot());
 
 			/* Else the log's scan refuses to start below the watermark. */
-			if (last[s] + 1 < low && el_archive_covers(streamid, s, low))
+			if (last[s] < low - 1 && el_archive_covers(streamid, s, low))
 				n += el_replay_archive(&st, streamid, s, &last[s], low - 1);
 		}
 	if (b != NULL)

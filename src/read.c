@@ -416,7 +416,8 @@ el_check_watermark(Oid relid, int32 shard, int64 after, Snapshot snap)
 {
 	int64		low = el_low_watermark(relid, shard, snap);
 
-	if (after + 1 < low)
+	/* after + 1 could overflow: low is at least 1. */
+	if (after < low - 1)
 		el_below_watermark(relid, shard, after, low);
 }
 
@@ -534,7 +535,7 @@ el_replay_retained(FunctionCallInfo fcinfo, Oid relid, int32 shard, int64 low,
 	SPI_connect();
 	if (el_exec_plan(relid, EL_PLAN_REPLAY, probe, NULL, 1) == 1)
 		first = DatumGetInt64(el_spi_value(0, Anum_el_version, &isnull));
-	covers = (first == 0 || first > after_version + 1) &&
+	covers = (first == 0 || first - 1 > after_version) &&
 		el_archive_covers(relid, shard, low);
 	SPI_finish();
 
