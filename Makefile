@@ -7,14 +7,14 @@ OBJS       = src/catalog.o src/key.o src/wake.o \
              src/registry.o \
              src/immutable.o src/schema_compile.o src/schema_validate.o src/schema_compat.o src/schema.o src/schema_registry.o src/schema_upcast.o src/personal.o src/personal_read.o src/personal_shred.o src/erasure.o \
              src/event.o src/commit.o src/append.o src/append_batch.o src/read.o src/decoder.o \
-             src/stream.o src/archive.o src/retention.o src/conversation.o \
+             src/stream.o src/segment.o src/archive.o src/retention.o src/retention_segment.o src/conversation.o \
              src/projection_setplan.o src/projection_handler.o src/projection_inline.o \
              src/projection_build.o src/projection_async.o src/projection_deadletter.o src/projection_progress.o \
              src/projection_upcast.o src/projection.o \
              src/consumer_group.o src/consumer_member.o src/consumer_deadletter.o src/consumer_retention.o src/consumer.o \
              src/worker.o \
              src/event_log.o
-DATA       = sql/event_log--0.1.sql sql/event_log--0.1--0.2.sql sql/event_log--0.2--0.3.sql sql/event_log--0.3--0.4.sql sql/event_log--0.4--0.5.sql
+DATA       = sql/event_log--0.1.sql sql/event_log--0.1--0.2.sql sql/event_log--0.2--0.3.sql sql/event_log--0.3--0.4.sql sql/event_log--0.4--0.5.sql sql/event_log--0.5--0.6.sql
 PGFILEDESC = "event_log - event streams with commit-order offsets"
 
 # pg_regress suites (sql/NAME.sql, expected/NAME.out)

@@ -14,6 +14,7 @@
 #include "postgres.h"
 
 #include "access/genam.h"
+#include "access/relation.h"
 #include "access/table.h"
 #include "access/visibilitymap.h"
 #include "access/detoast.h"
@@ -45,6 +46,7 @@
 #include "personal.h"
 #include "registry.h"
 #include "schema.h"
+#include "segment.h"
 #include "wake.h"
 
 PG_FUNCTION_INFO_V1(el_assign_position);
@@ -563,6 +565,78 @@ el_check_same_key(pg_uuid_t *event_id, text *old_key, text *key)
 															UUIDPGetDatum(event_id)))),
 				 errdetail("Appending the same event_id again is idempotent only for the same key.")));
 }
+/*
+ * Positions in a segmented stream (segment.c), under the shard lock.  The
+ * row must go to the newest segment: a segment holds a prefix of every
+ * shard, and retention may be about to drop an older one.  The relcache's
+ * list of segments is brought up to date first (a roll may have committed
+ * while we waited for the lock); each segment's indexes are probed newest
+ * first, without the hints a plain stream keeps.
+ */
+static void
+el_segment_check_row(Relation stream, Relation seg, ElSegments *segs, int32 segment)
+{
+	if (segs->n == 0 || segment != segs->numbers[segs->n - 1])
+		ereport(ERROR,
+				(errcode(ERRCODE_T_R_SERIALIZATION_FAILURE),
+				 errmsg("could not append to event stream \"%s\": segment %d is no longer its newest",
+						el_qualified_name(RelationGetRelid(stream)), segment),
+				 errdetail("A new segment was started while the event was being appended."),
+				 errhint("Retry the transaction; do not give the column \"" EL_SEGMENT_COLUMN "\" a value.")));
+}
+
+static int64
+el_segment_last(Relation stream, ElSegments *segs, int32 shard, text *key)
+{
+	int64		last = -1;
+
+	for (int i = segs->n - 1; i >= 0 && last < 0; i--)
+	{
+		Relation	seg = table_open(segs->relids[i], AccessShareLock);
+		const ElStreamIndexes *idx = el_stream_indexes(seg);
+		ScanKeyData skey;
+
+		if (key == NULL)
+		{
+			ScanKeyInit(&skey, 1, BTEqualStrategyNumber, F_INT4EQ, Int32GetDatum(shard));
+			last = el_index_last(seg, idx->pk, &skey, 1, Anum_el_seq,
+								 BackwardScanDirection, 1, NULL, NULL);
+		}
+		else
+		{
+			ScanKeyEntryInitialize(&skey, 0, 1, BTEqualStrategyNumber, InvalidOid,
+								   DEFAULT_COLLATION_OID, F_TEXTEQ, PointerGetDatum(key));
+			last = el_index_last(seg, idx->key_version, &skey, 1, Anum_el_version,
+								 BackwardScanDirection, 1, NULL, NULL);
+		}
+		table_close(seg, AccessShareLock);
+	}
+	if (last <= 0 && el_stream_has_watermarks(RelationGetRelid(stream)))
+		last = key == NULL ?
+			el_low_watermark(RelationGetRelid(stream), shard, GetLatestSnapshot()) - 1 :
+			el_retired_version(RelationGetRelid(stream), key);
+	return Max(last, 0);
+}
+
+static bool
+el_segment_find_event(ElSegments *segs, pg_uuid_t *event_id, text **old_key)
+{
+	for (int i = segs->n - 1; i >= 0; i--)
+	{
+		Relation	seg = table_open(segs->relids[i], AccessShareLock);
+		int32		shard;
+		int64		seq,
+					version;
+		bool		found = el_find_event(seg, el_stream_indexes(seg)->event_id,
+										  event_id, &shard, &seq, &version, old_key);
+
+		table_close(seg, AccessShareLock);
+		if (found)
+			return true;
+	}
+	return false;
+}
+
 static int
 el_trigger_shards(Trigger *trigger, Relation rel)
 {
@@ -602,6 +676,8 @@ el_assign_position(PG_FUNCTION_ARGS)
 	Datum		newvals[7];
 	bool		newnulls[7] = {0};
 	int			ncols = 5;
+	Relation	seg = NULL;		/* the segment, on a segmented stream */
+	ElSegments *segs = NULL;
 
 	if (!CALLED_AS_TRIGGER(fcinfo) ||
 		!TRIGGER_FIRED_BEFORE(trigdata->tg_event) ||
@@ -612,6 +688,18 @@ el_assign_position(PG_FUNCTION_ARGS)
 				 errmsg("event_log.assign_position() must run as a BEFORE INSERT row trigger")));
 
 	rel = trigdata->tg_relation;
+
+	/* On a segmented stream the trigger fires on the segment. */
+	if (rel->rd_rel->relispartition)
+	{
+		Oid			parent = el_segment_stream(RelationGetRelid(rel));
+
+		if (OidIsValid(parent))
+		{
+			seg = rel;
+			rel = relation_open(parent, NoLock);
+		}
+	}
 
 	/*
 	 * Only on a registered stream, laid out as one: anybody may put this
@@ -637,7 +725,7 @@ el_assign_position(PG_FUNCTION_ARGS)
 	shards = el_trigger_shards(trigdata->tg_trigger, rel);
 
 	slot = trigdata->tg_trigslot;
-	slot_getsomeattrs(slot, EL_NATTS);
+	slot_getsomeattrs(slot, seg ? Anum_el_segment : EL_NATTS);
 	values = slot->tts_values;
 	isnull = slot->tts_isnull;
 
@@ -666,6 +754,8 @@ el_assign_position(PG_FUNCTION_ARGS)
 					  el_stream_grouped(RelationGetRelid(rel)));
 		el_forget_positions();
 		el_note_append(RelationGetRelid(rel));
+		if (seg != NULL)
+			relation_close(rel, NoLock);
 		return PointerGetDatum(trigdata->tg_trigtuple);
 	}
 
@@ -697,6 +787,8 @@ el_assign_position(PG_FUNCTION_ARGS)
 								  !el_pending.active))
 	{
 		case EL_SCHEMA_DIVERTED:
+			if (seg != NULL)
+				relation_close(rel, NoLock);
 			return PointerGetDatum(NULL);
 		case EL_SCHEMA_RECORDED:
 			ncols = 6;
@@ -711,12 +803,19 @@ el_assign_position(PG_FUNCTION_ARGS)
 	if (el_personal_protect(rel, values[Anum_el_type - 1], &newvals[6]))
 		ncols = 7;
 
-	idx = el_stream_indexes(rel);
+	idx = seg ? NULL : el_stream_indexes(rel);
 
 	shard = el_shard_for_key(VARDATA_ANY(key), VARSIZE_ANY_EXHDR(key), shards);
 	el_lock_shard(RelationGetRelid(rel), shard,
 				  el_stream_grouped(RelationGetRelid(rel)));
 	el_note_append(RelationGetRelid(rel));
+
+	if (seg != NULL)
+	{
+		AcceptInvalidationMessages();
+		segs = el_segments(rel);
+		el_segment_check_row(rel, seg, segs, DatumGetInt32(values[Anum_el_segment - 1]));
+	}
 
 	if (isnull[Anum_el_event_id - 1])
 		event_id = el_new_uuid();
@@ -736,17 +835,28 @@ el_assign_position(PG_FUNCTION_ARGS)
 		 * row is skipped (append() reports the existing position).
 		 */
 		if (!own_append &&
-			el_find_event(rel, idx->event_id, event_id,
-						  &old_shard, &old_seq, &old_version, &old_key))
+			(seg != NULL ? el_segment_find_event(segs, event_id, &old_key) :
+			 el_find_event(rel, idx->event_id, event_id,
+						   &old_shard, &old_seq, &old_version, &old_key)))
 		{
 			el_check_same_key(event_id, old_key, key);
+			if (seg != NULL)
+				relation_close(rel, NoLock);
 			return PointerGetDatum(NULL);
 		}
 	}
 
 	/* Under the shard lock, the last seq and version cannot move. */
-	seq = el_last_seq(rel, idx->pk, shard) + 1;
-	version = el_last_version(rel, idx->key_version, key, shard) + 1;
+	if (seg != NULL)
+	{
+		seq = el_segment_last(rel, segs, shard, NULL) + 1;
+		version = el_segment_last(rel, segs, shard, key) + 1;
+	}
+	else
+	{
+		seq = el_last_seq(rel, idx->pk, shard) + 1;
+		version = el_last_version(rel, idx->key_version, key, shard) + 1;
+	}
 
 	newvals[0] = Int32GetDatum(shard);
 	newvals[1] = Int64GetDatum(seq);
@@ -754,8 +864,11 @@ el_assign_position(PG_FUNCTION_ARGS)
 	newvals[3] = UUIDPGetDatum(event_id);
 	newvals[4] = TimestampTzGetDatum(GetCurrentTransactionStartTimestamp());
 
-	el_remember_seq(RelationGetRelid(rel), shard, seq, event_id);
-	el_remember_version(RelationGetRelid(rel), key, shard, version);
+	if (seg == NULL)
+	{
+		el_remember_seq(RelationGetRelid(rel), shard, seq, event_id);
+		el_remember_version(RelationGetRelid(rel), key, shard, version);
+	}
 
 	if (own_append)
 	{
@@ -765,8 +878,10 @@ el_assign_position(PG_FUNCTION_ARGS)
 		el_pending.version = version;
 	}
 
+	if (seg != NULL)
+		relation_close(rel, NoLock);
 	return PointerGetDatum(heap_modify_tuple_by_cols(trigdata->tg_trigtuple,
-													 RelationGetDescr(rel),
+													 RelationGetDescr(seg ? seg : rel),
 													 ncols, cols, newvals, newnulls));
 }
 

@@ -75,6 +75,17 @@ PG_FUNCTION_INFO_V1(el_drop_archive);
 void
 el_archive_range(Oid relid, int32 shard, int64 from, int64 to)
 {
+	el_archive_range_from(relid, relid, shard, from, to);
+}
+
+/*
+ * The same, reading the events from source: the stream itself, or one of
+ * its segments (retention of a segmented stream archives a segment before
+ * dropping it).
+ */
+void
+el_archive_range_from(Oid relid, Oid source, int32 shard, int64 from, int64 to)
+{
 	Datum		values[4];
 	char	   *sql;
 
@@ -92,7 +103,7 @@ el_archive_range(Oid relid, int32 shard, int64 from, int64 to)
 				   "   FROM ONLY %s WHERE shard OPERATOR(pg_catalog.=) $2"
 				   "   AND seq OPERATOR(pg_catalog.>=) $3 AND seq OPERATOR(pg_catalog.<=) $4) e) c"
 				   " GROUP BY chunk",
-				   EL_ARCHIVE_CHUNK, el_qualified_name(relid));
+				   EL_ARCHIVE_CHUNK, el_qualified_name(source));
 	values[0] = ObjectIdGetDatum(relid);
 	values[1] = Int32GetDatum(shard);
 	values[2] = Int64GetDatum(from);

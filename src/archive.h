@@ -15,6 +15,8 @@
 #include "utils/tuplestore.h"
 
 extern void el_archive_range(Oid relid, int32 shard, int64 from, int64 to);
+extern void el_archive_range_from(Oid relid, Oid source, int32 shard,
+								  int64 from, int64 to);
 extern void el_require_archive_catalog(void);
 extern uint64 el_archive_fetch(Oid relid, int32 shard, int64 after, int64 limit);
 extern void el_archive_missing(Oid relid, int32 shard, int64 seq) pg_attribute_noreturn();

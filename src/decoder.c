@@ -16,6 +16,8 @@
  */
 #include "postgres.h"
 
+#include "catalog/partition.h"
+
 #include "catalog/namespace.h"
 #include "commands/dbcommands.h"
 #include "miscadmin.h"
@@ -574,6 +576,21 @@ el_decoder_change(LogicalDecodingContext *ctx, ReorderBufferTXN *txn,
 		return;
 	if (el_decoder_erasure(ctx, relation, change))
 		return;
+	/* A segment's rows are its stream's (segment.c). */
+	if (relation->rd_rel->relispartition)
+	{
+		static Oid	last_segment = InvalidOid;
+		static Oid	last_stream = InvalidOid;
+
+		if (relid != last_segment)
+		{
+			last_stream = get_partition_parent(relid, true);
+			last_segment = relid;
+		}
+		relid = last_stream;
+		if (!OidIsValid(relid))
+			return;
+	}
 	if (!el_stream_wanted(data, relid))
 		return;
 	if (el_stream_shards(relid) < 1)
@@ -609,8 +626,12 @@ el_decoder_change(LogicalDecodingContext *ctx, ReorderBufferTXN *txn,
 	OutputPluginPrepareWrite(ctx, true);
 	out = ctx->out;
 	appendStringInfoString(out, "{\"stream\":");
-	escape_json(out, quote_qualified_identifier(get_namespace_name(RelationGetNamespace(relation)),
-												RelationGetRelationName(relation)));
+	if (relid == RelationGetRelid(relation))
+		escape_json(out, quote_qualified_identifier(get_namespace_name(RelationGetNamespace(relation)),
+													RelationGetRelationName(relation)));
+	else
+		escape_json(out, quote_qualified_identifier(get_namespace_name(get_rel_namespace(relid)),
+													get_rel_name(relid)));
 	appendStringInfo(out, ",\"shard\":%d,\"seq\":" INT64_FORMAT ",\"key\":",
 					 DatumGetInt32(values[Anum_el_shard - 1]),
 					 DatumGetInt64(values[Anum_el_seq - 1]));

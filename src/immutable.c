@@ -37,6 +37,7 @@
 #include "event_log.h"
 #include "immutable.h"
 #include "registry.h"
+#include "segment.h"
 
 PG_FUNCTION_INFO_V1(el_refuse_change);
 PG_FUNCTION_INFO_V1(el_guard_ddl);
@@ -384,6 +385,9 @@ el_check_columns(Relation rel, Oid guards_fn, bool only_adds)
 	}
 }
 
+static void el_check_segments(Relation rel, Oid append_fn, Oid refuse_fn,
+							  bool only_adds);
+
 /* Verify that a stream still has the shape that makes it append-only. */
 static void
 el_check_stream_shape(Oid relid, int shards, Oid append_fn, Oid refuse_fn,
@@ -406,6 +410,7 @@ el_check_stream_shape(Oid relid, int shards, Oid append_fn, Oid refuse_fn,
 	Oid			project_fn = el_function_oid("project");
 	int			nproject = 0;
 	bool		projection_ddl = el_guard_exempt(relid, EL_GUARD_PROJECTION_DDL);
+	bool		segmented;
 
 	if (!projection_ddl && el_guard_repair_stream_hook != NULL &&
 		SearchSysCacheExists1(RELOID, ObjectIdGetDatum(relid)))
@@ -414,13 +419,18 @@ el_check_stream_shape(Oid relid, int shards, Oid append_fn, Oid refuse_fn,
 	if (rel == NULL)
 		return;
 
-	if (rel->rd_rel->relkind != RELKIND_RELATION || rel->rd_rel->relispartition)
+	segmented = rel->rd_rel->relkind == RELKIND_PARTITIONED_TABLE &&
+		el_segment_events(relid) > 0;
+	if ((rel->rd_rel->relkind != RELKIND_RELATION && !segmented) ||
+		rel->rd_rel->relispartition)
 		el_shape_violation(rel, "An event stream must stay a plain table, not a partition.");
 	if (rel->rd_rel->relpersistence != RELPERSISTENCE_PERMANENT)
 		el_shape_violation(rel, "An event stream must stay a logged table.");
 	if (rel->rd_rel->relhasrules || rel->rd_rules != NULL)
 		el_shape_violation(rel, "Rules are not allowed on event streams.");
-	if (has_superclass(relid) || find_inheritance_children(relid, NoLock) != NIL)
+	if (segmented)
+		el_check_segments(rel, append_fn, refuse_fn, only_adds);
+	else if (has_superclass(relid) || find_inheritance_children(relid, NoLock) != NIL)
 		el_shape_violation(rel, "Event streams cannot take part in table inheritance.");
 
 	desc = RelationGetDescr(rel);
@@ -515,10 +525,87 @@ el_check_stream_shape(Oid relid, int shards, Oid append_fn, Oid refuse_fn,
 	if (!projection_ddl && nproject < nexpected)
 		el_missing_part(rel, only_adds, "Each inline projection's trigger must stay; drop a projection with event_log.drop_projection().");
 
-	if (!el_find_stream_indexes(rel, &idx))
+	if (!segmented && !el_find_stream_indexes(rel, &idx))
 		el_missing_part(rel, only_adds, "The unique indexes on (shard, seq), (event_id) and (key, version) must stay.");
 
 	relation_close(rel, NoLock);
+}
+
+/*
+ * A segmented stream's partitions must be exactly its segments listed in
+ * event_log.segments (none attached or detached but by segment.c), each a
+ * logged table with no rule, the unique indexes, the statement trigger
+ * refusing changes and the stream's append trigger, both enabled ALWAYS,
+ * and no BEFORE INSERT row trigger of anybody else's.
+ */
+static void
+el_check_segments(Relation rel, Oid append_fn, Oid refuse_fn, bool only_adds)
+{
+	Oid			relid = RelationGetRelid(rel);
+	List	   *children = find_inheritance_children(relid, NoLock);
+	Datum		values[1] = {ObjectIdGetDatum(relid)};
+	uint64		nlisted;
+	ListCell   *lc;
+
+	if (has_superclass(relid))
+		el_shape_violation(rel, "Event streams cannot take part in table inheritance.");
+	if (el_guard_exempt(relid, EL_GUARD_SEGMENT_DDL))
+		return;
+	nlisted = el_catalog_sql("SELECT segment_table FROM event_log.segments"
+							 " WHERE stream OPERATOR(pg_catalog.=) $1",
+							 1, (Oid[]) {OIDOID}, values, NULL,
+							 EL_CAT_READ | EL_CAT_LATEST, 0);
+	if (nlisted != (uint64) list_length(children))
+		el_shape_violation(rel, "A segmented stream's partitions must stay its segments, attached and detached only by event_log.");
+	for (uint64 i = 0; i < nlisted; i++)
+	{
+		bool		isnull;
+
+		if (!list_member_oid(children, DatumGetObjectId(el_spi_value(i, 1, &isnull))))
+			el_shape_violation(rel, "A segmented stream's partitions must stay its segments, attached and detached only by event_log.");
+	}
+	foreach(lc, children)
+	{
+		Relation	seg = relation_open(lfirst_oid(lc), NoLock);
+		TriggerDesc *trigdesc = seg->trigdesc;
+		bool		have_append = false;
+		bool		have_refuse = false;
+		ElStreamIndexes idx;
+
+		if (seg->rd_rel->relkind != RELKIND_RELATION ||
+			seg->rd_rel->relpersistence != RELPERSISTENCE_PERMANENT ||
+			seg->rd_rel->relhasrules || seg->rd_rules != NULL ||
+			find_inheritance_children(RelationGetRelid(seg), NoLock) != NIL)
+			el_shape_violation(rel, psprintf("Segment \"%s\" must stay a logged plain table without rules.",
+											 RelationGetRelationName(seg)));
+		for (int i = 0; trigdesc && i < trigdesc->numtriggers; i++)
+		{
+			Trigger    *t = &trigdesc->triggers[i];
+
+			if (strcmp(t->tgname, EL_APPEND_TRIGGER) == 0 && t->tgfoid == append_fn &&
+				t->tgenabled == TRIGGER_FIRES_ALWAYS)
+				have_append = true;
+			else if (strcmp(t->tgname, EL_IMMUTABLE_TRIGGER) == 0 &&
+					 t->tgfoid == refuse_fn && t->tgenabled == TRIGGER_FIRES_ALWAYS &&
+					 t->tgnargs == 0 &&
+					 t->tgtype == (TRIGGER_TYPE_BEFORE | TRIGGER_TYPE_UPDATE |
+								   TRIGGER_TYPE_DELETE | TRIGGER_TYPE_TRUNCATE))
+				have_refuse = true;
+			else if (TRIGGER_FOR_ROW(t->tgtype) && TRIGGER_FOR_BEFORE(t->tgtype) &&
+					 TRIGGER_FOR_INSERT(t->tgtype))
+				el_shape_violation(rel, psprintf("BEFORE INSERT row trigger \"%s\" on segment \"%s\" could change or drop rows after event_log has assigned their positions.",
+												 t->tgname, RelationGetRelationName(seg)));
+		}
+		if (!have_append || !have_refuse)
+			el_missing_part(rel, only_adds,
+							psprintf("Segment \"%s\" must keep triggers \"" EL_APPEND_TRIGGER "\" and \"" EL_IMMUTABLE_TRIGGER "\", unchanged and enabled ALWAYS.",
+									 RelationGetRelationName(seg)));
+		if (!el_find_stream_indexes(seg, &idx))
+			el_missing_part(rel, only_adds,
+							psprintf("Segment \"%s\" must keep its unique indexes on (shard, seq), (event_id) and (key, version).",
+									 RelationGetRelationName(seg)));
+		relation_close(seg, NoLock);
+	}
 }
 
 /*
@@ -575,6 +662,28 @@ el_ddl_only_adds(Node *parsetree)
 }
 
 /*
+ * Whether this transaction holds a lock on a segment of a stream (DDL on a
+ * partition need not lock its parent).  Only the registry's partitioned
+ * streams have any.
+ */
+static bool
+el_segment_locked(Oid relid)
+{
+	bool		locked = false;
+	List	   *children;
+	ListCell   *lc;
+
+	if (get_rel_relkind(relid) != RELKIND_PARTITIONED_TABLE)
+		return false;
+	children = find_inheritance_children(relid, NoLock);
+	foreach(lc, children)
+		if (CheckRelationOidLockedByMe(lfirst_oid(lc), AccessShareLock, true))
+			locked = true;
+	list_free(children);
+	return locked;
+}
+
+/*
  * event_log.guard_ddl(): ddl_command_end.  Streams the transaction holds no
  * lock on cannot have been changed by it, so only those are checked; the
  * registry is small and read with the catalog snapshot.
@@ -617,7 +726,8 @@ el_guard_ddl(PG_FUNCTION_ARGS)
 		Oid			relid = DatumGetObjectId(heap_getattr(tup, 1, RelationGetDescr(reg), &isnull));
 		int			shards = DatumGetInt32(heap_getattr(tup, 2, RelationGetDescr(reg), &isnull));
 
-		if (!CheckRelationOidLockedByMe(relid, AccessShareLock, true))
+		if (!CheckRelationOidLockedByMe(relid, AccessShareLock, true) &&
+			!el_segment_locked(relid))
 			continue;
 		if (!OidIsValid(append_fn))
 		{
@@ -635,6 +745,45 @@ el_guard_ddl(PG_FUNCTION_ARGS)
 		SPI_finish();
 	PopOverrideSearchPath();
 	PG_RETURN_NULL();
+}
+
+/*
+ * ATTACH PARTITION and DETACH PARTITION on a stream, or of one of its
+ * segments, by anybody but segment.c.  Refused before anything happens:
+ * DETACH ... CONCURRENTLY commits its first step before ddl_command_end,
+ * and a segment left "detach pending" would drop out of every read.
+ */
+static void
+el_guard_partition_cmds(AlterTableStmt *stmt)
+{
+	ListCell   *lc;
+	Oid			relid;
+
+	if (stmt->relation == NULL)
+		return;
+	foreach(lc, stmt->cmds)
+	{
+		AlterTableCmd *cmd = lfirst_node(AlterTableCmd, lc);
+		Oid			partid;
+
+		if (cmd->subtype != AT_AttachPartition && cmd->subtype != AT_DetachPartition &&
+			cmd->subtype != AT_DetachPartitionFinalize)
+			continue;
+		relid = RangeVarGetRelid(stmt->relation, NoLock, true);
+		partid = IsA(cmd->def, PartitionCmd) && ((PartitionCmd *) cmd->def)->name ?
+			RangeVarGetRelid(((PartitionCmd *) cmd->def)->name, NoLock, true) : InvalidOid;
+		if (!OidIsValid(relid))
+			return;
+		if ((el_registry_shards(relid) > 0 &&
+			 !el_guard_exempt(relid, EL_GUARD_SEGMENT_DDL)) ||
+			(OidIsValid(partid) && el_registry_shards(partid) > 0))
+			ereport(ERROR,
+					(errcode(ERRCODE_EL_IMMUTABLE),
+					 errmsg("cannot attach or detach partitions of event stream \"%s\"",
+							el_qualified_name(el_registry_shards(relid) > 0 ? relid : partid)),
+					 errdetail("A segmented stream's segments are added and removed only by event_log; detaching one would drop its events out of the stream."),
+					 errhint("Use event_log.roll_segment() to start a segment, and a retention policy to remove old ones (docs/retention.md).")));
+	}
 }
 
 /*
@@ -658,6 +807,11 @@ el_guard_ddl_start(PG_FUNCTION_ARGS)
 				(errcode(ERRCODE_E_R_I_E_TRIGGER_PROTOCOL_VIOLATED),
 				 errmsg("event_log.guard_ddl_start() must run as an event trigger")));
 	parsetree = ((EventTriggerData *) fcinfo->context)->parsetree;
+	if (parsetree != NULL && IsA(parsetree, AlterTableStmt))
+	{
+		el_guard_partition_cmds((AlterTableStmt *) parsetree);
+		PG_RETURN_NULL();
+	}
 	if (parsetree == NULL || !IsA(parsetree, DropStmt))
 		PG_RETURN_NULL();
 	drop = (DropStmt *) parsetree;
@@ -739,6 +893,21 @@ el_drop_hint(Node *parsetree, int nstreams)
 		"Drop the stream first with event_log.drop_stream(..., cascade => true), which drops its projections and consumer groups with it and records what it removes; then run the command again.";
 }
 
+/* The stream a dropped table was a segment of, from event_log.segments. */
+static Oid
+el_dropped_segment_stream(Oid relid)
+{
+	Datum		values[1] = {ObjectIdGetDatum(relid)};
+	bool		isnull;
+
+	if (el_catalog_sql("SELECT stream FROM event_log.segments"
+					   " WHERE segment_table OPERATOR(pg_catalog.=) $1",
+					   1, (Oid[]) {OIDOID}, values, NULL,
+					   EL_CAT_READ | EL_CAT_LATEST, 1) != 1)
+		return InvalidOid;
+	return DatumGetObjectId(el_spi_value(0, 1, &isnull));
+}
+
 /*
  * event_log.guard_drop(): sql_drop.  Dropping a stream (DROP TABLE, DROP
  * SCHEMA ... CASCADE, DROP OWNED) is refused unless drop_stream() asked.
@@ -781,6 +950,20 @@ el_guard_drop(PG_FUNCTION_ARGS)
 														   dropped->tupdesc,
 														   1, &isnull));
 
+		if (el_segments_catalog())
+		{
+			Oid			stream = el_dropped_segment_stream(relid);
+
+			if (OidIsValid(stream) &&
+				!el_guard_exempt(stream, EL_GUARD_DROP_STREAM | EL_GUARD_SEGMENT_DDL))
+				ereport(ERROR,
+						(errcode(ERRCODE_EL_IMMUTABLE),
+						 errmsg("cannot drop segment %s of event stream \"%s\"",
+								SPI_getvalue(dropped->vals[i], dropped->tupdesc, 2),
+								el_qualified_name(stream)),
+						 errdetail("Dropping a segment would delete its events."),
+						 errhint("Old segments are removed by a retention policy (docs/retention.md).")));
+		}
 		if (!el_guard_exempt(relid, EL_GUARD_DROP_STREAM) &&
 			el_registry_shards(relid) > 0)
 		{

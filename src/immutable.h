@@ -47,9 +47,12 @@ extern PGDLLIMPORT el_guard_stream_hook_type el_guard_repair_stream_hook;
  *	 EL_GUARD_PROJECTION_DDL: a projection's trigger on the stream may be
  *		created or dropped; a projection's relation may be dropped.
  *	 EL_GUARD_DROP_STREAM: the stream may be dropped (drop_stream()).
+ *	 EL_GUARD_SEGMENT_DDL: a segment of the stream may be created, attached
+ *		or dropped (segment.c).
  */
 #define EL_GUARD_PROJECTION_DDL	0x01
 #define EL_GUARD_DROP_STREAM	0x02
+#define EL_GUARD_SEGMENT_DDL	0x04
 
 extern void el_guard_allow(Oid relid, int what);
 extern void el_guard_disallow(Oid relid);

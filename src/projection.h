@@ -17,6 +17,7 @@
 #include "utils/jsonb.h"
 
 #include "event_log.h"
+#include "segment.h"
 #include "utils/timestamp.h"
 
 /* ---- What the rest of the extension uses ---- */
@@ -227,7 +228,7 @@ extern void el_progress_at(int32 shard, int64 seq);
 extern void el_progress_end(bool reported);
 
 /* projection_build.c */
-extern IndexScanDesc el_shard_scan(Relation stream, Relation pk, Snapshot snap, int32 shard, int64 after);
+extern ElStreamScan *el_shard_scan(Relation stream, Snapshot snap, int32 shard, int64 after);
 extern int64 el_build(ElHandlerSet *set, ElProjection *p, int64 *last, bool create);
 extern void el_set_checkpoints(Oid view, int shards, int64 *last);
 

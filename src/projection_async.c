@@ -91,13 +91,13 @@ el_read_batch(Relation stream, Relation pk, int32 shard, int64 after,
 			  int max, HeapTuple *out)
 {
 	Snapshot	snap = RegisterSnapshot(GetTransactionSnapshot());
-	IndexScanDesc scan = el_shard_scan(stream, pk, snap, shard, after);
+	ElStreamScan *scan = el_shard_scan(stream, snap, shard, after);
 	TupleTableSlot *slot = table_slot_create(stream, NULL);
 	int			n = 0;
 
-	while (n < max && index_getnext_slot(scan, ForwardScanDirection, slot))
+	while (n < max && el_stream_scan_next(scan, slot))
 		out[n++] = ExecCopySlotHeapTuple(slot);
-	index_endscan(scan);
+	el_stream_scan_end(scan);
 	ExecDropSingleTupleTableSlot(slot);
 	UnregisterSnapshot(snap);
 	return n;
@@ -447,7 +447,7 @@ el_run_async(Oid view, int64 max_events, TimestampTz deadline)
 	}
 
 	stream = table_open(p->stream, AccessShareLock);
-	pk = index_open(el_stream_indexes(stream)->pk, AccessShareLock);
+	pk = el_stream_pk_open(stream);
 	desc = RelationGetDescr(stream);
 	batchcxt = AllocSetContextCreate(CurrentMemoryContext, "event_log batch",
 									 ALLOCSET_DEFAULT_SIZES);
@@ -503,7 +503,7 @@ el_run_async(Oid view, int64 max_events, TimestampTz deadline)
 	}
 	PG_END_TRY();
 	MemoryContextDelete(batchcxt);
-	index_close(pk, AccessShareLock);
+	el_stream_pk_close(pk);
 	table_close(stream, AccessShareLock);
 	return total;
 }

@@ -40,20 +40,16 @@
 #define EL_ARCHIVE_REPLAY_CHUNK	1000	/* archived events fetched at a time */
 
 /* An index scan over one shard's events with seq > after, in seq order. */
-IndexScanDesc
-el_shard_scan(Relation stream, Relation pk, Snapshot snap, int32 shard,
-			  int64 after)
+ElStreamScan *
+el_shard_scan(Relation stream, Snapshot snap, int32 shard, int64 after)
 {
 	ScanKeyData keys[2];
-	IndexScanDesc scan;
 
 	/* Builds and async runs never skip events retention removed. */
 	el_check_watermark(RelationGetRelid(stream), shard, after, snap);
 	ScanKeyInit(&keys[0], 1, BTEqualStrategyNumber, F_INT4EQ, Int32GetDatum(shard));
 	ScanKeyInit(&keys[1], 2, BTGreaterStrategyNumber, F_INT8GT, Int64GetDatum(after));
-	scan = index_beginscan(stream, pk, snap, 2, 0);
-	index_rescan(scan, keys, 2, NULL, 0);
-	return scan;
+	return el_stream_scan_begin(stream, snap, keys, 2);
 }
 
 /*
@@ -68,7 +64,7 @@ el_replay_shard(ElApplyState *st, Relation stream, Relation pk, int32 shard,
 				int64 after, int64 *last)
 {
 	Snapshot	snap = RegisterSnapshot(GetTransactionSnapshot());
-	IndexScanDesc scan = el_shard_scan(stream, pk, snap, shard, after);
+	ElStreamScan *scan = el_shard_scan(stream, snap, shard, after);
 	TupleTableSlot *slot = table_slot_create(stream, NULL);
 	MemoryContext evcxt = AllocSetContextCreate(CurrentMemoryContext,
 												"event_log event",
@@ -76,7 +72,7 @@ el_replay_shard(ElApplyState *st, Relation stream, Relation pk, int32 shard,
 	int64		n = 0;
 
 	*last = after;
-	while (index_getnext_slot(scan, ForwardScanDirection, slot))
+	while (el_stream_scan_next(scan, slot))
 	{
 		MemoryContext old = MemoryContextSwitchTo(evcxt);
 
@@ -89,7 +85,7 @@ el_replay_shard(ElApplyState *st, Relation stream, Relation pk, int32 shard,
 		MemoryContextReset(evcxt);
 		CHECK_FOR_INTERRUPTS();
 	}
-	index_endscan(scan);
+	el_stream_scan_end(scan);
 	ExecDropSingleTupleTableSlot(slot);
 	MemoryContextDelete(evcxt);
 	UnregisterSnapshot(snap);
@@ -733,7 +729,7 @@ el_replay_group(void *arg)
 {
 	ElGroupCall *g = (ElGroupCall *) arg;
 	ElSetReplay    *b = g->b;
-	IndexScanDesc *scans = palloc(sizeof(IndexScanDesc) * g->shards);
+	ElStreamScan **scans = palloc(sizeof(ElStreamScan *) * g->shards);
 	TupleTableSlot *slot = table_slot_create(g->stream, NULL);
 	int			live = g->shards;
 	int			flushed = 0;
@@ -747,7 +743,7 @@ el_replay_group(void *arg)
 	g->n = 0;
 	g->done = false;
 	for (int s = 0; s < g->shards; s++)
-		scans[s] = el_shard_scan(g->stream, g->pk, g->snap, s, g->last[s]);
+		scans[s] = el_shard_scan(g->stream, g->snap, s, g->last[s]);
 	while (live > 0 && flushed < g->chunks)
 	{
 		for (int s = 0; s < g->shards && flushed < g->chunks; s++)
@@ -765,9 +761,9 @@ el_replay_group(void *arg)
 				int64		seq;
 				int			h;
 
-				if (!index_getnext_slot(scans[s], ForwardScanDirection, slot))
+				if (!el_stream_scan_next(scans[s], slot))
 				{
-					index_endscan(scans[s]);
+					el_stream_scan_end(scans[s]);
 					scans[s] = NULL;
 					live--;
 					break;
@@ -806,7 +802,7 @@ el_replay_group(void *arg)
 	}
 	for (int s = 0; s < g->shards; s++)
 		if (scans[s] != NULL)
-			index_endscan(scans[s]);
+			el_stream_scan_end(scans[s]);
 	ExecDropSingleTupleTableSlot(slot);
 	pfree(scans);
 }
@@ -966,7 +962,7 @@ el_replay_all(ElHandlerSet *set, Oid streamid, int shards, int64 *last,
 			  ElParked *parked)
 {
 	Relation	stream = table_open(streamid, AccessShareLock);
-	Relation	pk = index_open(el_stream_indexes(stream)->pk, AccessShareLock);
+	Relation	pk = el_stream_pk_open(stream);
 	int64		n = 0;
 	ElApplyState st;
 	ElSetReplay    *b = set->setbased ? el_set_replay_create() : NULL;
@@ -990,7 +986,7 @@ el_replay_all(ElHandlerSet *set, Oid streamid, int shards, int64 *last,
 	el_apply_end(&st);
 	if (b != NULL)
 		MemoryContextDelete(b->cxt);
-	index_close(pk, AccessShareLock);
+	el_stream_pk_close(pk);
 	table_close(stream, AccessShareLock);
 	return n;
 }

@@ -511,18 +511,18 @@ static HeapTuple
 el_fetch_event(Relation stream, Relation pk, int32 shard, int64 seq)
 {
 	Snapshot	snap = RegisterSnapshot(GetTransactionSnapshot());
-	IndexScanDesc scan = el_shard_scan(stream, pk, snap, shard, seq - 1);
+	ElStreamScan *scan = el_shard_scan(stream, snap, shard, seq - 1);
 	TupleTableSlot *slot = table_slot_create(stream, NULL);
 	HeapTuple	tup = NULL;
 
-	if (index_getnext_slot(scan, ForwardScanDirection, slot))
+	if (el_stream_scan_next(scan, slot))
 	{
 		bool		isnull;
 
 		if (DatumGetInt64(slot_getattr(slot, Anum_el_seq, &isnull)) == seq)
 			tup = ExecCopySlotHeapTuple(slot);
 	}
-	index_endscan(scan);
+	el_stream_scan_end(scan);
 	ExecDropSingleTupleTableSlot(slot);
 	UnregisterSnapshot(snap);
 	return tup;
@@ -620,7 +620,7 @@ el_retry_projection(Oid view, text *key)
 	set = el_live_handlers(view);
 	el_check_stream_read(p->stream, set->owner, set->name);
 	stream = table_open(p->stream, AccessShareLock);
-	pk = index_open(el_stream_indexes(stream)->pk, AccessShareLock);
+	pk = el_stream_pk_open(stream);
 	set->refcount++;
 	PG_TRY();
 	{
@@ -674,7 +674,7 @@ el_retry_projection(Oid view, text *key)
 		el_release_set(set);
 	}
 	PG_END_TRY();
-	index_close(pk, AccessShareLock);
+	el_stream_pk_close(pk);
 	table_close(stream, AccessShareLock);
 	return applied;
 }

@@ -77,31 +77,6 @@ el_progress_path(int pid, bool aside)
 	return psprintf(EL_PROGRESS_DIR "/" EL_PROGRESS_PREFIX "%d%s", pid, aside ? ".tmp" : "");
 }
 
-/* The last seq of a shard of an open stream (0 if it has no event). */
-static int64
-el_shard_end(Relation stream, Relation pk, int32 shard)
-{
-	ScanKeyData key;
-	IndexScanDesc scan;
-	TupleTableSlot *slot = table_slot_create(stream, NULL);
-	Snapshot	snap = RegisterSnapshot(GetLatestSnapshot());
-	int64		end = 0;
-
-	ScanKeyInit(&key, 1, BTEqualStrategyNumber, F_INT4EQ, Int32GetDatum(shard));
-	scan = index_beginscan(stream, pk, snap, 1, 0);
-	index_rescan(scan, &key, 1, NULL, 0);
-	if (index_getnext_slot(scan, BackwardScanDirection, slot))
-	{
-		bool		isnull;
-
-		end = DatumGetInt64(slot_getattr(slot, Anum_el_seq, &isnull));
-	}
-	index_endscan(scan);
-	ExecDropSingleTupleTableSlot(slot);
-	UnregisterSnapshot(snap);
-	return end;
-}
-
 /* Write the file: aside, then renamed over the last one. */
 static void
 el_progress_write(void)
@@ -136,16 +111,16 @@ bool
 el_progress_begin(Oid view, Oid stream, int shards)
 {
 	Relation	rel;
-	Relation	pk;
+	Snapshot	snap;
 	int64	   *total = palloc0(sizeof(int64) * shards);
 
 	if (el_progress.done != NULL)
 		return false;
 	rel = table_open(stream, AccessShareLock);
-	pk = index_open(el_stream_indexes(rel)->pk, AccessShareLock);
+	snap = RegisterSnapshot(GetLatestSnapshot());
 	for (int s = 0; s < shards; s++)
-		total[s] = el_shard_end(rel, pk, s);
-	index_close(pk, AccessShareLock);
+		total[s] = el_stream_shard_end(rel, s, snap);
+	UnregisterSnapshot(snap);
 	table_close(rel, AccessShareLock);
 
 	el_progress.view = view;

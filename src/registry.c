@@ -366,6 +366,21 @@ el_low_watermark(Oid relid, int32 shard, Snapshot snap)
 	if (!el_stream_entry(relid)->watermarks)
 		return 1;
 	(void) el_watermark_find(relid, shard, snap, &low);
+
+	/*
+	 * A segmented stream's removed events went with DROP TABLE, which no
+	 * older snapshot sees through: the latest watermark counts too
+	 * (retention_segment.c).
+	 */
+	if (get_rel_relkind(relid) == RELKIND_PARTITIONED_TABLE)
+	{
+		int64		latest = 1;
+		Snapshot	now = RegisterSnapshot(GetLatestSnapshot());
+
+		(void) el_watermark_find(relid, shard, now, &latest);
+		UnregisterSnapshot(now);
+		low = Max(low, latest);
+	}
 	return low;
 }
 

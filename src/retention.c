@@ -76,17 +76,6 @@ PG_FUNCTION_INFO_V1(el_set_retention);
 PG_FUNCTION_INFO_V1(el_enforce_retention);
 PG_FUNCTION_INFO_V1(el_low_watermark_sql);
 
-/* A stream's policy, as retention_policies holds it. */
-typedef struct ElPolicy
-{
-	bool		has_age;
-	TimestampTz cutoff;			/* events recorded before it are old */
-	bool		has_count;
-	int64		max_events;
-	bool		keep_unconsumed;
-	bool		archive;		/* copy what leaves into the archive */
-} ElPolicy;
-
 /* Refuse a catalog older than 0.5, which has no retention tables. */
 static void
 el_require_retention_catalog(void)
@@ -319,7 +308,7 @@ el_read_policy(Oid relid, ElPolicy *p)
  * async projections' checkpoints and the seq before each parked event.
  * PG_INT64_MAX when nothing holds the shard back.
  */
-static int64
+int64
 el_consumed_through(Oid relid, int32 shard)
 {
 	Datum		values[2];
@@ -402,7 +391,7 @@ el_key_goes_on(Relation rel, Relation kv, Snapshot snap, Datum key, int64 versio
  * Remember the last version of a key whose every event is being removed,
  * so that its next event goes on from it (append.c, el_probe_version()).
  */
-static void
+void
 el_retire_key(Oid relid, Datum key, int64 version)
 {
 	Datum		values[3];
@@ -485,6 +474,9 @@ el_enforce_stream(Oid relid, Tuplestorestate *out, TupleDesc desc)
 	if (!el_read_policy(relid, &p))
 		return 0;
 	el_refuse_referenced(relid);
+	/* Dropping a segment publishes no DELETE (retention_segment.c). */
+	if (get_rel_relkind(relid) == RELKIND_PARTITIONED_TABLE)
+		return el_enforce_segmented(relid, &p, shards, out, desc);
 	el_refuse_published(relid);
 	namestrcpy(&who, GetUserNameFromId(GetUserId(), false));
 

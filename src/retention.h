@@ -12,7 +12,29 @@
 
 #include "postgres.h"
 
+#include "access/tupdesc.h"
+#include "utils/timestamp.h"
+#include "utils/tuplestore.h"
+
 extern int64 el_enforce_all(void);
 extern void el_retention_init(void);
+
+/* Shared by retention.c and retention_segment.c. */
+
+/* A stream's policy, as retention_policies holds it. */
+typedef struct ElPolicy
+{
+	bool		has_age;
+	TimestampTz cutoff;			/* events recorded before it are old */
+	bool		has_count;
+	int64		max_events;
+	bool		keep_unconsumed;
+	bool		archive;		/* copy what leaves into the archive */
+} ElPolicy;
+
+extern int64 el_consumed_through(Oid relid, int32 shard);
+extern void el_retire_key(Oid relid, Datum key, int64 version);
+extern int64 el_enforce_segmented(Oid relid, const ElPolicy *p, int shards,
+								  Tuplestorestate *out, TupleDesc desc);
 
 #endif							/* EL_RETENTION_H */

@@ -21,6 +21,7 @@
 #include "miscadmin.h"
 #include "utils/acl.h"
 #include "utils/builtins.h"
+#include "catalog/pg_type.h"
 #include "utils/lsyscache.h"
 
 #include "catalog.h"
@@ -29,6 +30,7 @@
 #include "personal.h"
 #include "registry.h"
 #include "schema.h"
+#include "segment.h"
 #include "stream.h"
 
 PG_FUNCTION_INFO_V1(el_create_stream);
@@ -96,6 +98,7 @@ el_create_stream(PG_FUNCTION_ARGS)
 	Oid			relid;
 	AclResult	aclresult;
 	StringInfoData sql;
+	int64		segment_events = 0;
 
 	if (PG_ARGISNULL(0))
 		ereport(ERROR,
@@ -108,6 +111,17 @@ el_create_stream(PG_FUNCTION_ARGS)
 
 	name = text_to_cstring(PG_GETARG_TEXT_PP(0));
 	shards = PG_GETARG_INT32(1);
+	/* segment_events: from a 0.6 catalog on (docs/retention.md) */
+	if (PG_NARGS() > 2 && !PG_ARGISNULL(2))
+	{
+		segment_events = PG_GETARG_INT64(2);
+		if (segment_events < 1)
+			ereport(ERROR,
+					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+					 errmsg("segment_events must be positive"),
+					 errdetail("The requested segment size was " INT64_FORMAT " events.",
+							   segment_events)));
+	}
 	if (shards < 1 || shards > EL_MAX_SHARDS)
 		ereport(ERROR,
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
@@ -167,10 +181,23 @@ el_create_stream(PG_FUNCTION_ARGS)
 						   " payload pg_catalog.jsonb NOT NULL,"
 						   " metadata pg_catalog.jsonb,"
 						   " event_id pg_catalog.uuid NOT NULL,"
-						   " recorded_at pg_catalog.timestamptz NOT NULL,"
-						   " PRIMARY KEY (shard, seq),"
-						   " UNIQUE (event_id),"
-						   " UNIQUE (key, version))");
+						   " recorded_at pg_catalog.timestamptz NOT NULL");
+	if (segment_events > 0)
+
+		/*
+		 * Segmented: routed by the tenth column's default to the newest
+		 * segment; each segment has the unique indexes (segment.c).
+		 */
+		appendStringInfo(&sql,
+						 ", " EL_SEGMENT_COLUMN " pg_catalog.int4 NOT NULL"
+						 " DEFAULT event_log.current_segment(%s::pg_catalog.regclass))"
+						 " PARTITION BY LIST (" EL_SEGMENT_COLUMN ")",
+						 quote_literal_cstr(qname));
+	else
+		appendStringInfoString(&sql,
+							   ", PRIMARY KEY (shard, seq),"
+							   " UNIQUE (event_id),"
+							   " UNIQUE (key, version))");
 
 	SPI_connect();
 	(void) el_exec_as_caller(sql.data, 0, NULL, NULL, false, 0);
@@ -215,6 +242,14 @@ el_create_stream(PG_FUNCTION_ARGS)
 		elog(ERROR, "stream table %s vanished after creation", qname);
 
 	el_registry_insert(relid, shards);
+	if (segment_events > 0)
+	{
+		Datum		values[2] = {ObjectIdGetDatum(relid), Int64GetDatum(segment_events)};
+
+		el_catalog_sql("INSERT INTO event_log.segmented_streams (stream, segment_events)"
+					   " VALUES ($1, $2)", 2, (Oid[]) {OIDOID, INT8OID}, values, NULL, 0, 0);
+		el_segment_first(relid);
+	}
 	SPI_finish();
 
 	PG_RETURN_OID(relid);
@@ -294,6 +329,15 @@ el_drop_stream_internal(Oid relid, bool cascade)
 		el_guard_disallow(relid);
 	}
 	PG_END_TRY();
+	if (el_segments_catalog())
+	{
+		Datum		values[1] = {ObjectIdGetDatum(relid)};
+
+		el_catalog_sql("DELETE FROM event_log.segments WHERE stream OPERATOR(pg_catalog.=) $1",
+					   1, (Oid[]) {OIDOID}, values, NULL, 0, 0);
+		el_catalog_sql("DELETE FROM event_log.segmented_streams WHERE stream OPERATOR(pg_catalog.=) $1",
+					   1, (Oid[]) {OIDOID}, values, NULL, 0, 0);
+	}
 	SPI_finish();
 
 	return events;

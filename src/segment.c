@@ -1,0 +1,567 @@
+/*
+ * segment.c
+ *	  Segmented streams: a stream stored in segments, so that retention
+ *	  gives disk space back by dropping tables instead of deleting rows.
+ *
+ *	  A segmented stream (create_stream(..., segment_events => n)) is a
+ *	  table partitioned by list on a tenth column, segment, whose default
+ *	  is event_log.current_segment(<stream>): the newest segment.  The
+ *	  default is evaluated before the row is routed, so a new row goes to
+ *	  the newest segment, and the append trigger (append.c) refuses, under
+ *	  the shard lock, a row routed to any other: a segment therefore holds
+ *	  a prefix of every shard, and reading the segments oldest first reads
+ *	  each shard in seq order.
+ *
+ *	  Each segment is a table the extension creates in its own schema,
+ *	  named after the stream's oid and the segment's number, owned by the
+ *	  stream's owner (whose code, an index expression, then runs as that
+ *	  owner and nobody else), with the stream's unique indexes and the
+ *	  statement trigger refusing changes; the row triggers are the
+ *	  stream's, cloned by PostgreSQL.  A new segment is created empty and
+ *	  attached with ATTACH PARTITION, which takes only SHARE UPDATE
+ *	  EXCLUSIVE on the stream: appends go on meanwhile.  event_log.segments
+ *	  lists them; the DDL guards (immutable.c) refuse any other partition,
+ *	  and ATTACH or DETACH by anyone but us.
+ *
+ *	  Removing a segment (retention.c) is DROP TABLE, which takes ACCESS
+ *	  EXCLUSIVE on the stream for an instant; the caller sets a short
+ *	  lock_timeout so appenders never queue behind it for long.  Before it
+ *	  reads a segment to archive or drop it, retention waits until no
+ *	  transaction that could still be adding to it is running
+ *	  (el_segment_seal()).
+ *
+ *	  Code that reads a stream through SQL needs nothing of this: the
+ *	  planner reads the partitions.  Code that scans the stream's (shard,
+ *	  seq) index itself goes through el_stream_scan_*(), which visits the
+ *	  segments in order; the append trigger probes them newest first.
+ *	  Design: docs/design/segments.md.
+ */
+#include "postgres.h"
+
+#include "access/attmap.h"
+#include "access/genam.h"
+#include "access/relation.h"
+#include "access/table.h"
+#include "access/tableam.h"
+#include "catalog/partition.h"
+#include "catalog/pg_inherits.h"
+#include "executor/spi.h"
+#include "executor/tuptable.h"
+#include "access/tupconvert.h"
+#include "fmgr.h"
+#include "miscadmin.h"
+#include "partitioning/partdesc.h"
+#include "partitioning/partbounds.h"
+#include "storage/lmgr.h"
+#include "utils/acl.h"
+#include "utils/builtins.h"
+#include "utils/fmgroids.h"
+#include "catalog/pg_type.h"
+#include "utils/lsyscache.h"
+#include "utils/rel.h"
+#include "utils/snapmgr.h"
+
+#include "catalog.h"
+#include "event_log.h"
+#include "immutable.h"
+#include "registry.h"
+#include "segment.h"
+
+PG_FUNCTION_INFO_V1(el_current_segment);
+PG_FUNCTION_INFO_V1(el_roll_segment);
+
+/* Whether the catalog has segments (0.6 on). */
+bool
+el_segments_catalog(void)
+{
+	return OidIsValid(get_relname_relid("segments", el_schema_oid()));
+}
+
+/* Whether a stream (an open relation) is stored in segments. */
+bool
+el_is_segmented(Relation rel)
+{
+	return rel->rd_rel->relkind == RELKIND_PARTITIONED_TABLE;
+}
+
+/*
+ * The stream a segment belongs to, or InvalidOid when relid is not a
+ * partition of a registered stream.
+ */
+Oid
+el_segment_stream(Oid relid)
+{
+	Oid			parent;
+
+	if (!get_rel_relispartition(relid))
+		return InvalidOid;
+	parent = get_partition_parent(relid, true);
+	if (!OidIsValid(parent) || el_stream_shards(parent) < 1)
+		return InvalidOid;
+	return parent;
+}
+
+/*
+ * A segmented stream's segments, oldest first, from its partition
+ * descriptor (kept by the relcache; ATTACH and DROP invalidate it).  In the
+ * caller's memory context.
+ */
+ElSegments *
+el_segments(Relation stream)
+{
+	PartitionDesc pd = RelationGetPartitionDesc(stream, true);
+	PartitionBoundInfo bi = pd->boundinfo;
+	ElSegments *segs = palloc(sizeof(ElSegments));
+	int			n = 0;
+
+	segs->relids = palloc(sizeof(Oid) * Max(pd->nparts, 1));
+	segs->numbers = palloc(sizeof(int32) * Max(pd->nparts, 1));
+	/* A list bound's values are sorted; each segment has one. */
+	for (int i = 0; bi != NULL && i < bi->ndatums; i++)
+	{
+		int			p = bi->indexes[i];
+
+		if (p < 0 || p >= pd->nparts || n >= pd->nparts)
+			continue;
+		segs->relids[n] = pd->oids[p];
+		segs->numbers[n] = DatumGetInt32(bi->datums[i][0]);
+		n++;
+	}
+	segs->n = n;
+	return segs;
+}
+
+/* The target size of a stream's segments, in events; 0 if not segmented. */
+int64
+el_segment_events(Oid stream)
+{
+	Datum		values[1] = {ObjectIdGetDatum(stream)};
+
+	if (!el_segments_catalog())
+		return 0;
+	if (el_catalog_sql("SELECT segment_events FROM event_log.segmented_streams"
+					   " WHERE stream OPERATOR(pg_catalog.=) $1",
+					   1, (Oid[]) {OIDOID}, values, NULL, EL_CAT_READ, 1) != 1)
+		return 0;
+	return el_spi_int8(0, 1);
+}
+
+/*
+ * event_log.current_segment(stream regclass) RETURNS integer
+ *
+ * The default of a segmented stream's segment column: its newest segment.
+ * Evaluated for every row before it is routed, so it reads only the
+ * relcache.
+ */
+Datum
+el_current_segment(PG_FUNCTION_ARGS)
+{
+	Oid			relid = PG_GETARG_OID(0);
+	Relation	rel = relation_open(relid, AccessShareLock);
+	ElSegments *segs;
+	int32		current;
+
+	if (!el_is_segmented(rel) || el_stream_shards(relid) < 1)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("\"%s\" is not a segmented event stream",
+						RelationGetRelationName(rel))));
+	segs = el_segments(rel);
+	if (segs->n == 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+				 errmsg("event stream \"%s\" has no segment",
+						el_qualified_name(relid)),
+				 errhint("If a restore stopped before its pre-data section had finished, run that section again (docs/operations.md).")));
+	current = segs->numbers[segs->n - 1];
+	relation_close(rel, AccessShareLock);
+	PG_RETURN_INT32(current);
+}
+
+/* Run one of our statements on a segment as the extension's owner. */
+static void
+el_segment_ddl(Oid stream, const char *sql)
+{
+	el_guard_allow(stream, EL_GUARD_SEGMENT_DDL);
+	PG_TRY();
+	{
+		el_exec_as(el_catalog_owner(), InvalidOid, sql, false);
+	}
+	PG_FINALLY();
+	{
+		el_guard_disallow(stream);
+	}
+	PG_END_TRY();
+}
+
+/*
+ * Create segment `number` of a stream and attach it.  The table is created
+ * by the extension's owner in our schema, given the stream's indexes and
+ * guard, then handed to the stream's owner, who attaches it (ATTACH needs
+ * the owner of both; index expressions of the stream's own indexes, built
+ * on the new segment, run as that owner).
+ */
+static void
+el_segment_create(Oid stream, int32 number)
+{
+	char	   *qstream = el_qualified_name(stream);
+	Oid			owner = el_rel_owner(stream);
+	char		name[NAMEDATALEN];
+	char	   *qname;
+	StringInfoData sql;
+	Oid			segrelid;
+	Datum		values[3];
+
+	/* Unique: the stream's oid, a number that never comes back. */
+	snprintf(name, sizeof(name), "segment_%u_%d", stream, number);
+	for (int k = 1; OidIsValid(get_relname_relid(name, el_schema_oid())); k++)
+		snprintf(name, sizeof(name), "segment_%u_%d_%d", stream, number, k);
+	qname = quote_qualified_identifier("event_log", name);
+
+	initStringInfo(&sql);
+	appendStringInfo(&sql,
+					 "CREATE TABLE %s (LIKE %s);"
+					 "ALTER TABLE %s ALTER COLUMN " EL_SEGMENT_COLUMN " SET DEFAULT %d;"
+					 "ALTER TABLE %s ADD PRIMARY KEY (shard, seq),"
+					 " ADD UNIQUE (event_id), ADD UNIQUE (key, version);"
+					 "CREATE TRIGGER " EL_IMMUTABLE_TRIGGER
+					 " BEFORE UPDATE OR DELETE OR TRUNCATE ON %s"
+					 " FOR EACH STATEMENT EXECUTE FUNCTION event_log.refuse_change();"
+					 "ALTER TABLE %s ENABLE ALWAYS TRIGGER " EL_IMMUTABLE_TRIGGER ";"
+					 "ALTER TABLE %s OWNER TO %s",
+					 qname, qstream, qname, number, qname, qname, qname,
+					 qname, quote_identifier(GetUserNameFromId(owner, false)));
+	el_segment_ddl(stream, sql.data);
+
+	segrelid = get_relname_relid(name, el_schema_oid());
+	resetStringInfo(&sql);
+	appendStringInfo(&sql, "ALTER TABLE %s ATTACH PARTITION %s FOR VALUES IN (%d)",
+					 qstream, qname, number);
+	el_guard_allow(stream, EL_GUARD_SEGMENT_DDL);
+	PG_TRY();
+	{
+		el_exec_as(owner, InvalidOid, sql.data, true);
+	}
+	PG_FINALLY();
+	{
+		el_guard_disallow(stream);
+	}
+	PG_END_TRY();
+
+	values[0] = ObjectIdGetDatum(stream);
+	values[1] = Int32GetDatum(number);
+	values[2] = ObjectIdGetDatum(segrelid);
+	el_catalog_sql("INSERT INTO event_log.segments (stream, segment, segment_table)"
+				   " VALUES ($1, $2, $3)",
+				   3, (Oid[]) {OIDOID, INT4OID, OIDOID}, values, NULL, 0, 0);
+	CommandCounterIncrement();
+}
+
+/* The first segment of a new segmented stream. */
+void
+el_segment_first(Oid stream)
+{
+	el_segment_create(stream, 1);
+}
+
+/*
+ * Start a new segment: the newest plus one.  Appends go on while it is
+ * attached; once this transaction commits, new rows go to it.
+ */
+int32
+el_segment_roll(Oid stream)
+{
+	Relation	rel = relation_open(stream, ShareUpdateExclusiveLock);
+	ElSegments *segs = el_segments(rel);
+	int32		next;
+
+	if (segs->n == 0)
+		elog(ERROR, "segmented stream %s has no segment", el_qualified_name(stream));
+	if (segs->numbers[segs->n - 1] >= PG_INT32_MAX)
+		ereport(ERROR,
+				(errcode(ERRCODE_PROGRAM_LIMIT_EXCEEDED),
+				 errmsg("event stream \"%s\" has used every segment number",
+						el_qualified_name(stream))));
+	next = segs->numbers[segs->n - 1] + 1;
+	relation_close(rel, NoLock);
+	el_segment_create(stream, next);
+	return next;
+}
+
+/*
+ * Whether the newest segment holds segment_events events or more: the sum
+ * over its shards of last minus first seq, from the index ends.
+ */
+bool
+el_segment_full(Oid stream)
+{
+	int64		target = el_segment_events(stream);
+	Relation	rel;
+	ElSegments *segs;
+	Relation	seg;
+	Relation	pk;
+	int64		events = 0;
+	int			shards = el_stream_shards(stream);
+	Snapshot	snap;
+
+	if (target <= 0)
+		return false;
+	rel = relation_open(stream, AccessShareLock);
+	segs = el_segments(rel);
+	if (segs->n == 0)
+	{
+		relation_close(rel, AccessShareLock);
+		return false;
+	}
+	seg = table_open(segs->relids[segs->n - 1], AccessShareLock);
+	pk = index_open(el_stream_indexes(seg)->pk, AccessShareLock);
+	snap = RegisterSnapshot(GetLatestSnapshot());
+	for (int s = 0; s < shards && events < target; s++)
+	{
+		int64		ends[2] = {0, 0};
+
+		for (int d = 0; d < 2; d++)
+		{
+			ScanKeyData key;
+			IndexScanDesc scan;
+			TupleTableSlot *slot = table_slot_create(seg, NULL);
+
+			ScanKeyInit(&key, 1, BTEqualStrategyNumber, F_INT4EQ, Int32GetDatum(s));
+			scan = index_beginscan(seg, pk, snap, 1, 0);
+			index_rescan(scan, &key, 1, NULL, 0);
+			if (index_getnext_slot(scan, d == 0 ? ForwardScanDirection : BackwardScanDirection, slot))
+			{
+				bool		isnull;
+
+				ends[d] = DatumGetInt64(slot_getattr(slot, Anum_el_seq, &isnull));
+			}
+			index_endscan(scan);
+			ExecDropSingleTupleTableSlot(slot);
+		}
+		if (ends[0] > 0)
+			events += ends[1] - ends[0] + 1;
+	}
+	UnregisterSnapshot(snap);
+	index_close(pk, AccessShareLock);
+	table_close(seg, AccessShareLock);
+	relation_close(rel, AccessShareLock);
+	return events >= target;
+}
+
+/*
+ * Drop a segment (retention, once its events are archived or past the
+ * policy).  DROP TABLE detaches it first, under ACCESS EXCLUSIVE on the
+ * stream, held to commit: the caller keeps that short.
+ */
+void
+el_segment_remove(Oid stream, Oid segrelid)
+{
+	Datum		values[1] = {ObjectIdGetDatum(segrelid)};
+
+	el_segment_ddl(stream, psprintf("DROP TABLE %s", el_qualified_name(segrelid)));
+	el_catalog_sql("DELETE FROM event_log.segments"
+				   " WHERE segment_table OPERATOR(pg_catalog.=) $1",
+				   1, (Oid[]) {OIDOID}, values, NULL, 0, 0);
+	CommandCounterIncrement();
+}
+
+/*
+ * event_log.roll_segment(stream regclass) RETURNS integer
+ *
+ * Start a new segment now; for the stream's owner.  Returns its number.
+ */
+Datum
+el_roll_segment(PG_FUNCTION_ARGS)
+{
+	Oid			stream = PG_GETARG_OID(0);
+	Relation	rel;
+	int32		next;
+
+	if (el_stream_shards(stream) < 1)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("\"%s\" is not an event stream", el_qualified_name(stream))));
+	if (!pg_class_ownercheck(stream, GetUserId()))
+		aclcheck_error(ACLCHECK_NOT_OWNER, OBJECT_TABLE, get_rel_name(stream));
+	rel = relation_open(stream, ShareUpdateExclusiveLock);
+	if (!el_is_segmented(rel))
+		ereport(ERROR,
+				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+				 errmsg("event stream \"%s\" is not stored in segments",
+						el_qualified_name(stream)),
+				 errhint("Create the stream with event_log.create_stream(..., segment_events => n).")));
+	relation_close(rel, NoLock);
+	SPI_connect();
+	next = el_segment_roll(stream);
+	SPI_finish();
+	PG_RETURN_INT32(next);
+}
+
+/*
+ * Scans of the (shard, seq) index: one index scan on a plain stream, one
+ * per segment, oldest first, on a segmented stream.
+ */
+struct ElStreamScan
+{
+	Snapshot	snap;
+	ScanKeyData keys[2];
+	int			nkeys;
+	int			nsegs;
+	Oid		   *relids;			/* NULL for a plain stream */
+	int			next;			/* the next segment to open */
+	Relation	rel;			/* the stream, or the open segment */
+	Relation	index;
+	IndexScanDesc scan;
+	bool		own_rel;
+	TupleDesc	desc;			/* the stream's row type */
+	TupleTableSlot *segslot;	/* the open segment's rows */
+	AttrMap    *map;			/* from its row type to the stream's */
+};
+
+static void
+el_stream_scan_open(ElStreamScan *s, Relation rel)
+{
+	s->rel = rel;
+	s->index = index_open(el_stream_indexes(rel)->pk, AccessShareLock);
+	s->scan = index_beginscan(rel, s->index, s->snap, s->nkeys, 0);
+	index_rescan(s->scan, s->keys, s->nkeys, NULL, 0);
+}
+
+static void
+el_stream_scan_close(ElStreamScan *s)
+{
+	if (s->scan == NULL)
+		return;
+	index_endscan(s->scan);
+	index_close(s->index, AccessShareLock);
+	if (s->own_rel)
+	{
+		ExecDropSingleTupleTableSlot(s->segslot);
+		if (s->map)
+			free_attrmap(s->map);
+		s->segslot = NULL;
+		s->map = NULL;
+		table_close(s->rel, AccessShareLock);
+	}
+	s->scan = NULL;
+}
+
+ElStreamScan *
+el_stream_scan_begin(Relation stream, Snapshot snap, ScanKey keys, int nkeys)
+{
+	ElStreamScan *s = palloc0(sizeof(ElStreamScan));
+
+	Assert(nkeys <= 2);
+	s->snap = snap;
+	s->nkeys = nkeys;
+	memcpy(s->keys, keys, sizeof(ScanKeyData) * nkeys);
+	s->desc = RelationGetDescr(stream);
+	if (el_is_segmented(stream))
+	{
+		ElSegments *segs = el_segments(stream);
+
+		s->nsegs = segs->n;
+		s->relids = segs->relids;
+	}
+	else
+		el_stream_scan_open(s, stream);
+	return s;
+}
+
+/*
+ * The next row in (shard, seq) order into slot, made for the stream
+ * (table_slot_create()).  A segment's rows are read into a slot of its own
+ * and copied, converted if the segment's columns are laid out otherwise
+ * (columns the owner added after dropping one).
+ */
+bool
+el_stream_scan_next(ElStreamScan *s, TupleTableSlot *slot)
+{
+	for (;;)
+	{
+		if (s->scan != NULL && s->segslot == NULL)
+			return index_getnext_slot(s->scan, ForwardScanDirection, slot);
+		if (s->scan != NULL &&
+			index_getnext_slot(s->scan, ForwardScanDirection, s->segslot))
+		{
+			if (s->map)
+				execute_attr_map_slot(s->map, s->segslot, slot);
+			else
+				ExecCopySlot(slot, s->segslot);
+			return true;
+		}
+		if (s->relids == NULL || s->next >= s->nsegs)
+			return false;
+		el_stream_scan_close(s);
+		s->own_rel = true;
+		el_stream_scan_open(s, table_open(s->relids[s->next++], AccessShareLock));
+		s->segslot = table_slot_create(s->rel, NULL);
+		s->map = build_attrmap_by_name_if_req(RelationGetDescr(s->rel), s->desc);
+	}
+}
+
+void
+el_stream_scan_end(ElStreamScan *s)
+{
+	el_stream_scan_close(s);
+	pfree(s);
+}
+
+Relation
+el_stream_pk_open(Relation stream)
+{
+	if (el_is_segmented(stream))
+		return NULL;
+	return index_open(el_stream_indexes(stream)->pk, AccessShareLock);
+}
+
+void
+el_stream_pk_close(Relation pk)
+{
+	if (pk != NULL)
+		index_close(pk, AccessShareLock);
+}
+
+/* The last seq of a shard in one table with the stream's indexes. */
+static int64
+el_table_shard_end(Relation rel, int32 shard, Snapshot snap)
+{
+	Relation	pk = index_open(el_stream_indexes(rel)->pk, AccessShareLock);
+	TupleTableSlot *slot = table_slot_create(rel, NULL);
+	ScanKeyData key;
+	IndexScanDesc scan;
+	int64		end = 0;
+
+	ScanKeyInit(&key, 1, BTEqualStrategyNumber, F_INT4EQ, Int32GetDatum(shard));
+	scan = index_beginscan(rel, pk, snap, 1, 0);
+	index_rescan(scan, &key, 1, NULL, 0);
+	if (index_getnext_slot(scan, BackwardScanDirection, slot))
+	{
+		bool		isnull;
+
+		end = DatumGetInt64(slot_getattr(slot, Anum_el_seq, &isnull));
+	}
+	index_endscan(scan);
+	ExecDropSingleTupleTableSlot(slot);
+	index_close(pk, AccessShareLock);
+	return end;
+}
+
+int64
+el_stream_shard_end(Relation stream, int32 shard, Snapshot snap)
+{
+	ElSegments *segs;
+	int64		end = 0;
+
+	if (!el_is_segmented(stream))
+		return el_table_shard_end(stream, shard, snap);
+	segs = el_segments(stream);
+	for (int i = segs->n - 1; i >= 0 && end == 0; i--)
+	{
+		Relation	seg = table_open(segs->relids[i], AccessShareLock);
+
+		end = el_table_shard_end(seg, shard, snap);
+		table_close(seg, AccessShareLock);
+	}
+	return end;
+}
