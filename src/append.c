@@ -619,16 +619,14 @@ el_segment_last(Relation stream, ElSegments *segs, int32 shard, text *key)
 }
 
 static bool
-el_segment_find_event(ElSegments *segs, pg_uuid_t *event_id, text **old_key)
+el_segment_find_event(ElSegments *segs, pg_uuid_t *event_id, int32 *shard,
+					  int64 *seq, int64 *version, text **old_key)
 {
 	for (int i = segs->n - 1; i >= 0; i--)
 	{
 		Relation	seg = table_open(segs->relids[i], AccessShareLock);
-		int32		shard;
-		int64		seq,
-					version;
 		bool		found = el_find_event(seg, el_stream_indexes(seg)->event_id,
-										  event_id, &shard, &seq, &version, old_key);
+										  event_id, shard, seq, version, old_key);
 
 		table_close(seg, AccessShareLock);
 		if (found)
@@ -835,7 +833,8 @@ el_assign_position(PG_FUNCTION_ARGS)
 		 * row is skipped (append() reports the existing position).
 		 */
 		if (!own_append &&
-			(seg != NULL ? el_segment_find_event(segs, event_id, &old_key) :
+			(seg != NULL ? el_segment_find_event(segs, event_id, &old_shard, &old_seq,
+												 &old_version, &old_key) :
 			 el_find_event(rel, idx->event_id, event_id,
 						   &old_shard, &old_seq, &old_version, &old_key)))
 		{
@@ -956,9 +955,15 @@ bool
 el_append_existing(Relation rel, text *key, pg_uuid_t *event_id, ElAppended *out)
 {
 	text	   *old_key;
+	bool		found;
 
-	if (!el_find_event(rel, el_stream_indexes(rel)->event_id, event_id,
-					   &out->shard, &out->seq, &out->version, &old_key))
+	if (el_is_segmented(rel))
+		found = el_segment_find_event(el_segments(rel), event_id, &out->shard,
+									  &out->seq, &out->version, &old_key);
+	else
+		found = el_find_event(rel, el_stream_indexes(rel)->event_id, event_id,
+							  &out->shard, &out->seq, &out->version, &old_key);
+	if (!found)
 		return false;
 	el_check_same_key(event_id, old_key, key);
 	memcpy(&out->event_id, event_id, UUID_LEN);
@@ -975,7 +980,9 @@ el_append_existing(Relation rel, text *key, pg_uuid_t *event_id, ElAppended *out
 void
 el_append_expect(Relation rel, text *key, int64 expected)
 {
-	int64		current = el_probe_version(rel, el_stream_indexes(rel)->key_version, key);
+	int64		current = el_is_segmented(rel) ?
+		el_segment_last(rel, el_segments(rel), 0, key) :
+		el_probe_version(rel, el_stream_indexes(rel)->key_version, key);
 
 	if (current != expected)
 		ereport(ERROR,

@@ -146,6 +146,7 @@ el_refuse_change(PG_FUNCTION_ARGS)
 {
 	TriggerData *trigdata = (TriggerData *) fcinfo->context;
 	const char *op;
+	Oid			relid;
 
 	if (!CALLED_AS_TRIGGER(fcinfo))
 		ereport(ERROR,
@@ -161,10 +162,14 @@ el_refuse_change(PG_FUNCTION_ARGS)
 	else
 		op = "this command";
 
+	relid = RelationGetRelid(trigdata->tg_relation);
+	/* A segment's events are its stream's (segment.c). */
+	if (trigdata->tg_relation->rd_rel->relispartition &&
+		OidIsValid(el_segment_stream(relid)))
+		relid = el_segment_stream(relid);
 	ereport(ERROR,
 			(errcode(ERRCODE_EL_IMMUTABLE),
-			 errmsg("cannot %s event stream \"%s\"", op,
-					el_qualified_name(RelationGetRelid(trigdata->tg_relation))),
+			 errmsg("cannot %s event stream \"%s\"", op, el_qualified_name(relid)),
 			 errdetail("Events are immutable: UPDATE, DELETE and TRUNCATE are refused for every role."),
 			 errhint("Append a new event that records the correction.")));
 	PG_RETURN_NULL();
@@ -583,14 +588,13 @@ el_check_segments(Relation rel, Oid append_fn, Oid refuse_fn, bool only_adds)
 			Trigger    *t = &trigdesc->triggers[i];
 
 			if (strcmp(t->tgname, EL_APPEND_TRIGGER) == 0 && t->tgfoid == append_fn &&
-				t->tgenabled == TRIGGER_FIRES_ALWAYS)
-				have_append = true;
+				t->tgisclone)
+				have_append = t->tgenabled == TRIGGER_FIRES_ALWAYS;
 			else if (strcmp(t->tgname, EL_IMMUTABLE_TRIGGER) == 0 &&
-					 t->tgfoid == refuse_fn && t->tgenabled == TRIGGER_FIRES_ALWAYS &&
-					 t->tgnargs == 0 &&
+					 t->tgfoid == refuse_fn && t->tgnargs == 0 &&
 					 t->tgtype == (TRIGGER_TYPE_BEFORE | TRIGGER_TYPE_UPDATE |
 								   TRIGGER_TYPE_DELETE | TRIGGER_TYPE_TRUNCATE))
-				have_refuse = true;
+				have_refuse = t->tgenabled == TRIGGER_FIRES_ALWAYS;
 			else if (TRIGGER_FOR_ROW(t->tgtype) && TRIGGER_FOR_BEFORE(t->tgtype) &&
 					 TRIGGER_FOR_INSERT(t->tgtype))
 				el_shape_violation(rel, psprintf("BEFORE INSERT row trigger \"%s\" on segment \"%s\" could change or drop rows after event_log has assigned their positions.",

@@ -30,6 +30,7 @@
 #include "immutable.h"
 #include "projection.h"
 #include "registry.h"
+#include "segment.h"
 
 PG_FUNCTION_INFO_V1(el_project);
 
@@ -274,6 +275,27 @@ el_inline_trigger_name(Oid stream, Oid view)
 	return name ? name : psprintf(EL_PROJECTION_TRIGGER "%u", view);
 }
 
+/* The trigger a partition's trigger was cloned from (pg_trigger.tgparentid). */
+static Oid
+el_trigger_parent(Oid tgoid)
+{
+	Relation	tgrel = table_open(TriggerRelationId, AccessShareLock);
+	ScanKeyData key;
+	SysScanDesc scan;
+	HeapTuple	tup;
+	Oid			parent = InvalidOid;
+
+	ScanKeyInit(&key, Anum_pg_trigger_oid, BTEqualStrategyNumber, F_OIDEQ,
+				ObjectIdGetDatum(tgoid));
+	scan = systable_beginscan(tgrel, TriggerOidIndexId, true, NULL, 1, &key);
+	tup = systable_getnext(scan);
+	if (HeapTupleIsValid(tup))
+		parent = ((Form_pg_trigger) GETSTRUCT(tup))->tgparentid;
+	systable_endscan(scan);
+	table_close(tgrel, AccessShareLock);
+	return parent;
+}
+
 /* Set a project() trigger's argument to `view`, in pg_trigger. */
 static void
 el_repoint_trigger(Oid tgoid, Oid view)
@@ -388,6 +410,8 @@ el_project(PG_FUNCTION_ARGS)
 	Oid			view;
 	Oid			appender;
 	MemoryContext cxt;
+	Oid			stream;
+	Oid			tgoid;
 
 	if (!CALLED_AS_TRIGGER(fcinfo) ||
 		!TRIGGER_FIRED_AFTER(trigdata->tg_event) ||
@@ -399,6 +423,17 @@ el_project(PG_FUNCTION_ARGS)
 				 errmsg("event_log.project() must run as an AFTER INSERT row trigger created by event_log.create_projection()")));
 	view = atooid(trigdata->tg_trigger->tgargs[0]);
 	appender = GetUserId();
+
+	/* On a segmented stream the trigger is the stream's, cloned on a segment. */
+	stream = RelationGetRelid(trigdata->tg_relation);
+	tgoid = trigdata->tg_trigger->tgoid;
+	if (trigdata->tg_relation->rd_rel->relispartition &&
+		OidIsValid(el_segment_stream(stream)))
+	{
+		stream = el_segment_stream(stream);
+		if (trigdata->tg_trigger->tgisclone)
+			tgoid = InvalidOid; /* looked up below, if needed */
+	}
 	cxt = CurrentMemoryContext;
 
 	/*
@@ -415,10 +450,11 @@ el_project(PG_FUNCTION_ARGS)
 	 * by a parallel pg_restore before the catalog's rows, and no DDL has
 	 * repointed it since: it serves what the map says.
 	 */
-	if (!el_names_inline_projection(view, RelationGetRelid(trigdata->tg_relation)))
+	if (!el_names_inline_projection(view, stream))
 	{
-		view = el_trigger_lookup(RelationGetRelid(trigdata->tg_relation),
-								 trigdata->tg_trigger->tgoid, true);
+		if (!OidIsValid(tgoid))
+			tgoid = el_trigger_parent(trigdata->tg_trigger->tgoid);
+		view = el_trigger_lookup(stream, tgoid, true);
 		if (!OidIsValid(view))
 			el_refuse_project_trigger();
 	}
@@ -430,7 +466,7 @@ el_project(PG_FUNCTION_ARGS)
 	 * (el_repair_inline_triggers()).  The guard keeps a stream's project()
 	 * triggers to one per inline projection, each named with the prefix.
 	 */
-	if (RelationGetRelid(trigdata->tg_relation) != set->stream || !set->inline_mode ||
+	if (stream != set->stream || !set->inline_mode ||
 		strncmp(trigdata->tg_trigger->tgname, EL_PROJECTION_TRIGGER,
 				strlen(EL_PROJECTION_TRIGGER)) != 0)
 		el_refuse_project_trigger();
@@ -448,8 +484,7 @@ el_project(PG_FUNCTION_ARGS)
 		if (set->checked_lxid != MyProc->lxid ||
 			set->checked_at != GetCurrentStatementStartTimestamp())
 		{
-			el_check_stream_read(RelationGetRelid(trigdata->tg_relation), set->owner,
-								 set->name);
+			el_check_stream_read(stream, set->owner, set->name);
 			set->checked_lxid = MyProc->lxid;
 			set->checked_at = GetCurrentStatementStartTimestamp();
 		}

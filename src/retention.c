@@ -70,6 +70,7 @@
 #include "read.h"
 #include "registry.h"
 #include "retention.h"
+#include "segment.h"
 #include "stream.h"
 
 PG_FUNCTION_INFO_V1(el_set_retention);
@@ -472,7 +473,13 @@ el_enforce_stream(Oid relid, Tuplestorestate *out, TupleDesc desc)
 	/* One enforcement per stream at a time; appends and reads go on. */
 	shards = el_lock_stream(relid, ShareUpdateExclusiveLock);
 	if (!el_read_policy(relid, &p))
+	{
+		/* A segmented stream rolls by size, with a policy or not. */
+		if (get_rel_relkind(relid) == RELKIND_PARTITIONED_TABLE &&
+			el_segment_full(relid))
+			(void) el_segment_roll(relid);
 		return 0;
+	}
 	el_refuse_referenced(relid);
 	/* Dropping a segment publishes no DELETE (retention_segment.c). */
 	if (get_rel_relkind(relid) == RELKIND_PARTITIONED_TABLE)
@@ -586,7 +593,7 @@ el_enforce_call(void *arg)
  * WARNING and the other streams' policies still apply.  Returns the number
  * of events removed (0 on failure).
  */
-static int64
+int64
 el_enforce_one(Oid relid)
 {
 	ElEnforceCall call = {relid, 0};

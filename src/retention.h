@@ -17,6 +17,7 @@
 #include "utils/tuplestore.h"
 
 extern int64 el_enforce_all(void);
+extern int64 el_enforce_one(Oid relid);
 extern void el_retention_init(void);
 
 /* Shared by retention.c and retention_segment.c. */

@@ -17,11 +17,13 @@
 #include "storage/ipc.h"
 #include "storage/proc.h"
 #include "tcop/tcopprot.h"
+#include "utils/lsyscache.h"
 #include "utils/snapmgr.h"
 
 #include "catalog.h"
 #include "event_log.h"
 #include "projection.h"
+#include "registry.h"
 #include "retention.h"
 #include "wake.h"
 #include "worker.h"
@@ -394,10 +396,13 @@ el_async_projections(void)
 
 /*
  * Apply the retention policies (retention.c) once per
- * event_log.retention_interval, in a transaction of their own.  An error
- * there is reported and does not stop the worker's projections; the next
- * interval tries again.  Returns whether the database has policies (as
- * last seen), which keeps the worker running even without projections.
+ * event_log.retention_interval, each stream's in a transaction of its own:
+ * removing a segment holds an ACCESS EXCLUSIVE lock on the stream until
+ * the commit (retention_segment.c), which must come right after, not after
+ * the other streams' turns.  An error is reported and does not stop the
+ * worker's projections or the other streams; the next interval tries
+ * again.  Returns whether the database has policies (as last seen), which
+ * keeps the worker running even without projections.
  */
 static bool
 el_worker_retention(void)
@@ -406,6 +411,9 @@ el_worker_retention(void)
 	static bool has_policies = true;
 	MemoryContext cxt = CurrentMemoryContext;
 	TimestampTz now = GetCurrentTimestamp();
+	List	   *streams = NIL;
+	ListCell   *lc;
+	int64		removed = 0;
 
 	if (el_retention_interval <= 0)
 		return false;
@@ -417,33 +425,60 @@ el_worker_retention(void)
 	StartTransactionCommand();
 	pgstat_report_activity(STATE_RUNNING, "event_log: applying retention policies");
 	PushActiveSnapshot(GetTransactionSnapshot());
-	BeginInternalSubTransaction(NULL);
-	PG_TRY();
+	el_push_catalog_path();
+	SPI_connect();
+	if (OidIsValid(get_relname_relid("retention_policies", el_schema_oid())))
 	{
-		int64		removed;
+		List	   *found = el_catalog_oids(el_segments_catalog() ?
+											"SELECT stream FROM event_log.retention_policies"
+											" UNION SELECT stream FROM event_log.segmented_streams"
+											" ORDER BY 1" :
+											"SELECT stream FROM event_log.retention_policies"
+											" ORDER BY stream");
+		MemoryContext old = MemoryContextSwitchTo(cxt);
 
-		el_push_catalog_path();
-		SPI_connect();
-		removed = el_enforce_all();
-		SPI_finish();
-		PopOverrideSearchPath();
-		has_policies = removed >= 0;
-		if (removed > 0)
-			elog(LOG, "event_log: retention removed " INT64_FORMAT " events", removed);
-		ReleaseCurrentSubTransaction();
+		streams = list_copy(found);
+		MemoryContextSwitchTo(old);
 	}
-	PG_CATCH();
-	{
-		MemoryContextSwitchTo(cxt);
-		EmitErrorReport();
-		FlushErrorState();
-		RollbackAndReleaseCurrentSubTransaction();
-	}
-	PG_END_TRY();
-	MemoryContextSwitchTo(cxt);
+	SPI_finish();
+	PopOverrideSearchPath();
 	PopActiveSnapshot();
 	CommitTransactionCommand();
 	MemoryContextSwitchTo(cxt);
+	has_policies = streams != NIL;
+
+	foreach(lc, streams)
+	{
+		Oid			relid = lfirst_oid(lc);
+
+		CHECK_FOR_INTERRUPTS();
+		SetCurrentStatementStartTimestamp();
+		StartTransactionCommand();
+		PG_TRY();
+		{
+			PushActiveSnapshot(GetTransactionSnapshot());
+			el_push_catalog_path();
+			SPI_connect();
+			if (el_stream_shards(relid) > 0)
+				removed += el_enforce_one(relid);
+			SPI_finish();
+			PopOverrideSearchPath();
+			PopActiveSnapshot();
+			CommitTransactionCommand();
+		}
+		PG_CATCH();
+		{
+			MemoryContextSwitchTo(cxt);
+			EmitErrorReport();
+			FlushErrorState();
+			AbortCurrentTransaction();
+		}
+		PG_END_TRY();
+		MemoryContextSwitchTo(cxt);
+	}
+	list_free(streams);
+	if (removed > 0)
+		elog(LOG, "event_log: retention removed " INT64_FORMAT " events", removed);
 	pgstat_report_activity(STATE_IDLE, NULL);
 	return has_policies;
 }
