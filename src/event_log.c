@@ -16,6 +16,7 @@
 #include "personal.h"
 #include "registry.h"
 #include "retention.h"
+#include "segment.h"
 #include "schema.h"
 #include "wake.h"
 #include "worker.h"
@@ -164,6 +165,7 @@ _PG_init(void)
 	el_wake_init();
 	el_schema_init();
 	el_personal_init();
+	el_segment_init();
 	el_retention_init();
 	el_projection_init();
 	el_consumer_init();

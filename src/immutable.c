@@ -31,6 +31,7 @@
 #include "utils/builtins.h"
 #include "utils/fmgroids.h"
 #include "utils/lsyscache.h"
+#include "utils/partcache.h"
 #include "utils/syscache.h"
 
 #include "catalog.h"
@@ -393,6 +394,26 @@ el_check_columns(Relation rel, Oid guards_fn, bool only_adds)
 static void el_check_segments(Relation rel, Oid append_fn, Oid refuse_fn,
 							  bool only_adds);
 
+/*
+ * Whether a partitioned stream is laid out as create_stream() lays out a
+ * segmented one: partitioned by list on its tenth column, segment, an
+ * integer.  Judged on the table, not on event_log.segmented_streams, which
+ * a parallel restore may load after the table's other parts.
+ */
+static bool
+el_is_segment_layout(Relation rel)
+{
+	PartitionKey key = RelationGetPartitionKey(rel);
+	TupleDesc	desc = RelationGetDescr(rel);
+
+	return key != NULL && key->strategy == PARTITION_STRATEGY_LIST &&
+		key->partnatts == 1 && key->partattrs[0] == Anum_el_segment &&
+		desc->natts >= Anum_el_segment &&
+		!TupleDescAttr(desc, Anum_el_segment - 1)->attisdropped &&
+		TupleDescAttr(desc, Anum_el_segment - 1)->atttypid == INT4OID &&
+		strcmp(NameStr(TupleDescAttr(desc, Anum_el_segment - 1)->attname), EL_SEGMENT_COLUMN) == 0;
+}
+
 /* Verify that a stream still has the shape that makes it append-only. */
 static void
 el_check_stream_shape(Oid relid, int shards, Oid append_fn, Oid refuse_fn,
@@ -425,7 +446,7 @@ el_check_stream_shape(Oid relid, int shards, Oid append_fn, Oid refuse_fn,
 		return;
 
 	segmented = rel->rd_rel->relkind == RELKIND_PARTITIONED_TABLE &&
-		el_segment_events(relid) > 0;
+		el_is_segment_layout(rel);
 	if ((rel->rd_rel->relkind != RELKIND_RELATION && !segmented) ||
 		rel->rd_rel->relispartition)
 		el_shape_violation(rel, "An event stream must stay a plain table, not a partition.");
@@ -560,14 +581,19 @@ el_check_segments(Relation rel, Oid append_fn, Oid refuse_fn, bool only_adds)
 							 " WHERE stream OPERATOR(pg_catalog.=) $1",
 							 1, (Oid[]) {OIDOID}, values, NULL,
 							 EL_CAT_READ | EL_CAT_LATEST, 0);
+	/*
+	 * A parallel restore may load event_log.segments after the commands
+	 * that only add to the stream (ATTACH is refused before it runs, and
+	 * CREATE TABLE ... PARTITION OF does not only add).
+	 */
 	if (nlisted != (uint64) list_length(children))
-		el_shape_violation(rel, "A segmented stream's partitions must stay its segments, attached and detached only by event_log.");
+		el_missing_part(rel, only_adds, "A segmented stream's partitions must stay its segments, attached and detached only by event_log.");
 	for (uint64 i = 0; i < nlisted; i++)
 	{
 		bool		isnull;
 
 		if (!list_member_oid(children, DatumGetObjectId(el_spi_value(i, 1, &isnull))))
-			el_shape_violation(rel, "A segmented stream's partitions must stay its segments, attached and detached only by event_log.");
+			el_missing_part(rel, only_adds, "A segmented stream's partitions must stay its segments, attached and detached only by event_log.");
 	}
 	foreach(lc, children)
 	{
@@ -652,6 +678,10 @@ el_ddl_only_adds(Node *parsetree)
 				AlterTableCmd *cmd = lfirst_node(AlterTableCmd, lc);
 
 				if (cmd->subtype == AT_EnableAlwaysTrig)
+					continue;
+				/* A restore attaches a segment's index to the stream's. */
+				if (cmd->subtype == AT_AttachPartition &&
+					((AlterTableStmt *) parsetree)->objtype == OBJECT_INDEX)
 					continue;
 				if (cmd->subtype == AT_AddConstraint &&
 					IsA(cmd->def, Constraint) &&

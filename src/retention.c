@@ -72,6 +72,7 @@
 #include "retention.h"
 #include "segment.h"
 #include "stream.h"
+#include "wake.h"
 
 PG_FUNCTION_INFO_V1(el_set_retention);
 PG_FUNCTION_INFO_V1(el_enforce_retention);
@@ -270,6 +271,8 @@ el_set_retention(PG_FUNCTION_ARGS)
 					   " SELECT $1, s FROM pg_catalog.generate_series(0, $2 OPERATOR(pg_catalog.-) 1) s"
 					   " ON CONFLICT DO NOTHING",
 					   2, (Oid[]) {REGCLASSOID, INT4OID}, values, NULL, 0, 0);
+		/* The database's worker applies it from now on (if preloaded). */
+		el_wake_launcher_at_commit();
 	}
 	SPI_finish();
 	CacheInvalidateRelcacheByRelid(relid);

@@ -45,7 +45,9 @@
 #include "access/tableam.h"
 #include "catalog/partition.h"
 #include "catalog/pg_inherits.h"
+#include "executor/executor.h"
 #include "executor/spi.h"
+#include "parser/parsetree.h"
 #include "executor/tuptable.h"
 #include "access/tupconvert.h"
 #include "fmgr.h"
@@ -53,6 +55,8 @@
 #include "partitioning/partdesc.h"
 #include "partitioning/partbounds.h"
 #include "storage/lmgr.h"
+#include "storage/proc.h"
+#include "access/xact.h"
 #include "utils/acl.h"
 #include "utils/builtins.h"
 #include "utils/fmgroids.h"
@@ -150,17 +154,154 @@ el_segment_events(Oid stream)
  * event_log.current_segment(stream regclass) RETURNS integer
  *
  * The default of a segmented stream's segment column: its newest segment.
- * Evaluated for every row before it is routed, so it reads only the
- * relcache.
+ * Evaluated for every row before the row is routed.
+ *
+ * It must name a segment the statement's executor can route to.  The
+ * executor takes the stream's list of partitions when it starts; a segment
+ * attached by a transaction that commits later is not in it, though the
+ * relcache learns of it as soon as this backend processes the invalidation
+ * (at its next lock acquisition: a trigger opening a table, a function in
+ * the statement).  So an INSERT's answer is read from the executor's own
+ * list, when the executor starts (el_segment_executor_start()), and kept
+ * until it ends.  COPY has no executor hook: its answer is the first
+ * row's, kept for the rest of the statement.  Either way a row whose
+ * answer is older than the newest segment is refused by the append trigger
+ * as a serialization failure, to be retried; never a row that cannot be
+ * routed (but see docs/design/segments.md for the one COPY race left).
  */
+typedef struct ElCurrentSegment
+{
+	Oid			relid;
+	LocalTransactionId lxid;
+	TimestampTz stmt;
+	int32		segment;
+} ElCurrentSegment;
+
+#define EL_CURRENT_SEGMENT_SLOTS	8
+
+/* INSERT executors running on segmented streams, innermost last. */
+typedef struct ElRouting
+{
+	QueryDesc  *query;
+	Oid			relid;
+	int32		segment;
+	int			nest_level;
+} ElRouting;
+
+#define EL_MAX_ROUTING	32
+static ElRouting el_routing[EL_MAX_ROUTING];
+static int	el_nrouting = 0;
+static ExecutorStart_hook_type el_prev_executor_start = NULL;
+static ExecutorEnd_hook_type el_prev_executor_end = NULL;
+
+/* The newest segment in a partition descriptor; 0 if it has none. */
+static int32
+el_newest_in(PartitionDesc pd)
+{
+	PartitionBoundInfo bi = pd->boundinfo;
+
+	if (bi == NULL || bi->ndatums == 0)
+		return 0;
+	return DatumGetInt32(bi->datums[bi->ndatums - 1][0]);
+}
+
+static void
+el_segment_executor_start(QueryDesc *query, int eflags)
+{
+	ListCell   *lc;
+
+	if (el_prev_executor_start)
+		el_prev_executor_start(query, eflags);
+	else
+		standard_ExecutorStart(query, eflags);
+
+	if (query->operation != CMD_INSERT || query->estate == NULL ||
+		query->estate->es_partition_directory == NULL)
+		return;
+	foreach(lc, query->plannedstmt->resultRelations)
+	{
+		RangeTblEntry *rte = rt_fetch(lfirst_int(lc), query->plannedstmt->rtable);
+		Relation	rel;
+
+		if (rte->rtekind != RTE_RELATION || rte->relkind != RELKIND_PARTITIONED_TABLE ||
+			el_stream_shards(rte->relid) < 1 || el_nrouting >= EL_MAX_ROUTING)
+			continue;
+		/* The executor holds the stream's lock. */
+		rel = relation_open(rte->relid, NoLock);
+		el_routing[el_nrouting].query = query;
+		el_routing[el_nrouting].relid = rte->relid;
+		el_routing[el_nrouting].segment =
+			el_newest_in(PartitionDirectoryLookup(query->estate->es_partition_directory, rel));
+		el_routing[el_nrouting].nest_level = GetCurrentTransactionNestLevel();
+		el_nrouting++;
+		relation_close(rel, NoLock);
+	}
+}
+
+static void
+el_segment_executor_end(QueryDesc *query)
+{
+	while (el_nrouting > 0 && el_routing[el_nrouting - 1].query == query)
+		el_nrouting--;
+	if (el_prev_executor_end)
+		el_prev_executor_end(query);
+	else
+		standard_ExecutorEnd(query);
+}
+
+/* Executors that failed never reach ExecutorEnd: forget theirs. */
+static void
+el_segment_xact_callback(XactEvent event, void *arg)
+{
+	el_nrouting = 0;
+}
+
+static void
+el_segment_subxact_callback(SubXactEvent event, SubTransactionId mySubid,
+							SubTransactionId parentSubid, void *arg)
+{
+	if (event != SUBXACT_EVENT_ABORT_SUB)
+		return;
+	while (el_nrouting > 0 &&
+		   el_routing[el_nrouting - 1].nest_level >= GetCurrentTransactionNestLevel())
+		el_nrouting--;
+}
+
+void
+el_segment_init(void)
+{
+	el_prev_executor_start = ExecutorStart_hook;
+	ExecutorStart_hook = el_segment_executor_start;
+	el_prev_executor_end = ExecutorEnd_hook;
+	ExecutorEnd_hook = el_segment_executor_end;
+	RegisterXactCallback(el_segment_xact_callback, NULL);
+	RegisterSubXactCallback(el_segment_subxact_callback, NULL);
+}
+
 Datum
 el_current_segment(PG_FUNCTION_ARGS)
 {
+	static ElCurrentSegment kept[EL_CURRENT_SEGMENT_SLOTS];
+	static int	next_slot = 0;
 	Oid			relid = PG_GETARG_OID(0);
-	Relation	rel = relation_open(relid, AccessShareLock);
+	TimestampTz stmt = GetCurrentStatementStartTimestamp();
+	bool		locked = CheckRelationOidLockedByMe(relid, RowExclusiveLock, true);
+	Relation	rel;
 	ElSegments *segs;
 	int32		current;
 
+	/* The INSERT executor this row is evaluated in, innermost first. */
+	for (int i = el_nrouting - 1; i >= 0; i--)
+		if (el_routing[i].relid == relid && el_routing[i].segment > 0)
+			PG_RETURN_INT32(el_routing[i].segment);
+	if (locked)
+		for (int i = 0; i < EL_CURRENT_SEGMENT_SLOTS; i++)
+			if (kept[i].relid == relid && kept[i].lxid == MyProc->lxid &&
+				kept[i].stmt == stmt)
+				PG_RETURN_INT32(kept[i].segment);
+
+	/* Under the INSERT's own lock: no new lock, so no invalidation now. */
+	rel = relation_open(relid, locked ? NoLock : AccessShareLock);
 	if (!el_is_segmented(rel) || el_stream_shards(relid) < 1)
 		ereport(ERROR,
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
@@ -174,7 +315,15 @@ el_current_segment(PG_FUNCTION_ARGS)
 						el_qualified_name(relid)),
 				 errhint("If a restore stopped before its pre-data section had finished, run that section again (docs/operations.md).")));
 	current = segs->numbers[segs->n - 1];
-	relation_close(rel, AccessShareLock);
+	relation_close(rel, NoLock);
+	if (locked)
+	{
+		kept[next_slot].relid = relid;
+		kept[next_slot].lxid = MyProc->lxid;
+		kept[next_slot].stmt = stmt;
+		kept[next_slot].segment = current;
+		next_slot = (next_slot + 1) % EL_CURRENT_SEGMENT_SLOTS;
+	}
 	PG_RETURN_INT32(current);
 }
 

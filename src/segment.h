@@ -27,6 +27,7 @@ typedef struct ElSegments
 	int32	   *numbers;
 } ElSegments;
 
+extern void el_segment_init(void);
 extern bool el_is_segmented(Relation rel);
 extern Oid	el_segment_stream(Oid relid);
 extern ElSegments *el_segments(Relation stream);

@@ -32,6 +32,7 @@
 #include "schema.h"
 #include "segment.h"
 #include "stream.h"
+#include "wake.h"
 
 PG_FUNCTION_INFO_V1(el_create_stream);
 PG_FUNCTION_INFO_V1(el_drop_stream);
@@ -249,6 +250,8 @@ el_create_stream(PG_FUNCTION_ARGS)
 		el_catalog_sql("INSERT INTO event_log.segmented_streams (stream, segment_events)"
 					   " VALUES ($1, $2)", 2, (Oid[]) {OIDOID, INT8OID}, values, NULL, 0, 0);
 		el_segment_first(relid);
+		/* The database's worker rolls its segments (if preloaded). */
+		el_wake_launcher_at_commit();
 	}
 	SPI_finish();
 
