@@ -438,6 +438,9 @@ el_check_stream_shape(Oid relid, int shards, Oid append_fn, Oid refuse_fn,
 	bool		projection_ddl = el_guard_exempt(relid, EL_GUARD_PROJECTION_DDL);
 	bool		segmented;
 
+	/* Our own segment DDL (segment.c) changes nothing else of the stream. */
+	if (el_guard_exempt(relid, EL_GUARD_SEGMENT_DDL))
+		return;
 	if (!projection_ddl && el_guard_repair_stream_hook != NULL &&
 		SearchSysCacheExists1(RELOID, ObjectIdGetDatum(relid)))
 		el_guard_repair_stream_hook(relid);
@@ -636,6 +639,26 @@ el_check_segments(Relation rel, Oid append_fn, Oid refuse_fn, bool only_adds)
 									 RelationGetRelationName(seg)));
 		relation_close(seg, NoLock);
 	}
+}
+
+/*
+ * Check a stream's whole shape now, outside any exemption: after our own
+ * DDL that ran code of the stream's owner (ATTACH builds the owner's index
+ * expressions on a new segment), which could itself have run DDL while the
+ * guards let our statement through.  The caller is connected to SPI.
+ */
+void
+el_guard_check_stream(Oid relid)
+{
+	int			shards = el_stream_shards(relid);
+
+	if (shards < 1)
+		return;
+	el_push_catalog_path();
+	el_check_stream_shape(relid, shards, el_function_oid("assign_position"),
+						  el_function_oid("refuse_change"), el_require_guards_oid(),
+						  false);
+	PopOverrideSearchPath();
 }
 
 /*

@@ -56,5 +56,6 @@ extern PGDLLIMPORT el_guard_stream_hook_type el_guard_repair_stream_hook;
 
 extern void el_guard_allow(Oid relid, int what);
 extern void el_guard_disallow(Oid relid);
+extern void el_guard_check_stream(Oid relid);
 
 #endif							/* EL_IMMUTABLE_H */

@@ -194,7 +194,8 @@ el_key_in_segments(ElSegments *segs, int from, Snapshot snap, const char *key)
 typedef struct ElDropCall
 {
 	Oid			stream;
-	Oid			segment;
+	const Oid  *segments;
+	int			n;
 } ElDropCall;
 
 static void
@@ -205,18 +206,18 @@ el_drop_call(void *arg)
 
 	(void) set_config_option("lock_timeout", CppAsString2(EL_SEGMENT_LOCK_TIMEOUT_MS),
 							 PGC_SUSET, PGC_S_SESSION, GUC_ACTION_SAVE, true, 0, false);
-	el_segment_remove(call->stream, call->segment);
+	el_segment_remove(call->stream, call->segments, call->n);
 	AtEOXact_GUC(true, nestlevel);
 }
 
 /*
- * Drop a segment, waiting for its lock at most EL_SEGMENT_LOCK_TIMEOUT_MS
- * a time, so that appenders never queue behind us for longer; retried.
+ * Drop segments, waiting for the lock at most EL_SEGMENT_LOCK_TIMEOUT_MS a
+ * time, so that appenders never queue behind us for longer; retried.
  */
 static void
-el_drop_segment(Oid stream, Oid segment)
+el_drop_segments(Oid stream, const Oid *segments, int n)
 {
-	ElDropCall	call = {stream, segment};
+	ElDropCall	call = {stream, segments, n};
 
 	for (int attempt = 1;; attempt++)
 	{
@@ -376,9 +377,8 @@ el_enforce_segmented(Oid relid, const ElPolicy *p, int shards,
 	relation_close(rel, NoLock);
 
 	/* 4. Drop, last: the stream's lock is then held only to the commit. */
-	for (int i = 0; i < ngone; i++)
-		el_drop_segment(relid, segs->relids[i]);
-	CommandCounterIncrement();
+	if (ngone > 0)
+		el_drop_segments(relid, segs->relids, ngone);
 
 	if (out != NULL)
 		for (int32 s = 0; s < shards; s++)

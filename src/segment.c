@@ -404,6 +404,12 @@ el_segment_create(Oid stream, int32 number)
 				   " VALUES ($1, $2, $3)",
 				   3, (Oid[]) {OIDOID, INT4OID, OIDOID}, values, NULL, 0, 0);
 	CommandCounterIncrement();
+
+	/*
+	 * ATTACH built the stream's indexes on the segment as its owner, whose
+	 * index expressions may have run DDL while the guards let ours pass.
+	 */
+	el_guard_check_stream(stream);
 }
 
 /* The first segment of a new segmented stream. */
@@ -498,19 +504,31 @@ el_segment_full(Oid stream)
 }
 
 /*
- * Drop a segment (retention, once its events are archived or past the
- * policy).  DROP TABLE detaches it first, under ACCESS EXCLUSIVE on the
- * stream, held to commit: the caller keeps that short.
+ * Drop segments (retention, once their events are archived or past the
+ * policy), in one statement: the guards' event triggers run once, and the
+ * ACCESS EXCLUSIVE lock DROP TABLE takes on the stream, held to commit, is
+ * taken once.  The caller keeps what follows short.
  */
 void
-el_segment_remove(Oid stream, Oid segrelid)
+el_segment_remove(Oid stream, const Oid *segrelids, int n)
 {
-	Datum		values[1] = {ObjectIdGetDatum(segrelid)};
+	StringInfoData sql;
 
-	el_segment_ddl(stream, psprintf("DROP TABLE %s", el_qualified_name(segrelid)));
-	el_catalog_sql("DELETE FROM event_log.segments"
-				   " WHERE segment_table OPERATOR(pg_catalog.=) $1",
-				   1, (Oid[]) {OIDOID}, values, NULL, 0, 0);
+	if (n <= 0)
+		return;
+	initStringInfo(&sql);
+	appendStringInfoString(&sql, "DROP TABLE ");
+	for (int i = 0; i < n; i++)
+		appendStringInfo(&sql, "%s%s", i > 0 ? ", " : "", el_qualified_name(segrelids[i]));
+	el_segment_ddl(stream, sql.data);
+	for (int i = 0; i < n; i++)
+	{
+		Datum		values[1] = {ObjectIdGetDatum(segrelids[i])};
+
+		el_catalog_sql("DELETE FROM event_log.segments"
+					   " WHERE segment_table OPERATOR(pg_catalog.=) $1",
+					   1, (Oid[]) {OIDOID}, values, NULL, 0, 0);
+	}
 	CommandCounterIncrement();
 }
 

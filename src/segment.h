@@ -37,7 +37,7 @@ extern bool el_segments_catalog(void);
 /* Creating, rolling and removing segments (as the extension). */
 extern void el_segment_first(Oid stream);
 extern int32 el_segment_roll(Oid stream);
-extern void el_segment_remove(Oid stream, Oid segrelid);
+extern void el_segment_remove(Oid stream, const Oid *segrelids, int n);
 extern bool el_segment_full(Oid stream);
 
 /*

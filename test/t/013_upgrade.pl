@@ -405,5 +405,39 @@ erased
 1",
 	'a 0.4 catalog shreds erased keys; after the update no statistics keep keys');
 
+# Segmented streams (0.6): on a 0.5 catalog create_stream() has no
+# segment_events and makes plain streams as before, and the library works
+# with them; after the update, in the same session, a segmented stream is
+# created, rolled and retained, and the plain stream made at 0.5 goes on.
+$node->safe_psql('postgres', 'CREATE DATABASE segments_db');
+is($node->safe_psql('segments_db', q{
+	CREATE EXTENSION event_log VERSION '0.5';
+	SELECT event_log.create_stream('public.plain', 2);
+	INSERT INTO plain (key, type, payload) SELECT 'k' || i, 'T', '{}' FROM generate_series(1, 6) i;
+	SELECT count(*) FROM event_log.read_all('plain', NULL, 100);
+	SELECT relkind FROM pg_class WHERE oid = 'plain'::regclass;
+}), "plain\n6\nr", 'a 0.5 catalog makes plain streams, as before');
+my (undef, undef, $segments_err) = $node->psql('segments_db', q{
+	SELECT event_log.create_stream('public.seg', 1, segment_events => 10)});
+like($segments_err, qr/function event_log.create_stream\(unknown, integer, segment_events => integer\) does not exist/,
+	'a 0.5 catalog has no segmented streams');
+is($node->safe_psql('segments_db', q{
+	ALTER EXTENSION event_log UPDATE;
+	SELECT event_log.create_stream('public.seg', 1, segment_events => 10);
+	INSERT INTO seg (key, type, payload) SELECT 'k' || i, 'T', '{}' FROM generate_series(1, 4) i;
+	SELECT event_log.roll_segment('seg');
+	INSERT INTO seg (key, type, payload) SELECT 'k' || i, 'T', '{}' FROM generate_series(5, 8) i;
+	SELECT event_log.set_retention('seg', max_events => 2, keep_unconsumed => false);
+	SELECT removed FROM event_log.enforce_retention('seg');
+	SELECT string_agg(segment::text, ',') FROM event_log.segments;
+	SELECT version FROM event_log.append('plain', 'k1', 'T', '{}');
+}), "seg
+2
+
+4
+2
+2",
+	'after the update, segmented streams are created, rolled and retained; old streams go on');
+
 $node->stop;
 done_testing();
