@@ -14,14 +14,15 @@ OBJS       = src/catalog.o src/key.o src/wake.o \
              src/consumer_group.o src/consumer_member.o src/consumer_deadletter.o src/consumer_retention.o src/consumer.o \
              src/worker.o \
              src/event_log.o
-DATA       = sql/event_log--0.1.sql sql/event_log--0.1--0.2.sql sql/event_log--0.2--0.3.sql sql/event_log--0.3--0.4.sql sql/event_log--0.4--0.5.sql
+DATA       = sql/event_log--0.1.sql sql/event_log--0.1--0.2.sql sql/event_log--0.2--0.3.sql sql/event_log--0.3--0.4.sql sql/event_log--0.4--0.5.sql sql/event_log--0.5--0.6.sql
 PGFILEDESC = "event_log - event streams with commit-order offsets"
 
 # pg_regress suites (sql/NAME.sql, expected/NAME.out)
 REGRESS    = streams append append_calls append_events read_by_time read_all conversations immutability \
              bad_input privileges hostile_streams cdc projections hostile_projections \
              projection_builds consumers hostile_consumers commit_polled type_filters \
-             schemas commit_modes dead_letters dead_letter_builds upcast_reads erasure retention archive
+             schemas commit_modes dead_letters dead_letter_builds upcast_reads erasure retention archive \
+             retention_readers
 # isolation specs (test/specs/NAME.spec, test/expected/NAME.out): pg_regress
 # reads INPUTDIR/specs and INPUTDIR/expected, and the last --inputdir wins
 # over the one PGXS passes (docs/testing.md says why they live in test/)

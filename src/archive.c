@@ -152,7 +152,7 @@ el_require_archive_catalog(void)
 }
 
 /* Refuse a caller who may not read the stream, or to whom RLS applies. */
-static void
+void
 el_check_archive_reader(Oid relid)
 {
 	el_check_select(relid);
@@ -810,6 +810,26 @@ el_archive_read_shard(Oid relid, int32 shard, int64 after, int64 max_count,
 }
 
 /*
+ * Put an archived event into a reader's result as read() returns rows:
+ * personal fields revealed as the caller may see them (reveal, from
+ * el_personal_reveal_begin()), upcast under event_log.upcast.
+ */
+static void
+el_archive_put(Oid relid, ElReveal *reveal, ElUpcastMemo *memo, HeapTuple tuple,
+			   TupleDesc tupdesc, Tuplestorestate *store, TupleDesc desc)
+{
+	Datum		values[EL_NATTS];
+	bool		nulls[EL_NATTS];
+
+	heap_deform_tuple(tuple, tupdesc, values, nulls);
+	if (reveal != NULL && !nulls[Anum_el_payload - 1])
+		values[Anum_el_payload - 1] = el_personal_reveal(reveal, values[Anum_el_payload - 1]);
+	if (el_upcast_reads)
+		(void) el_upcast_event(memo, relid, values, nulls);
+	tuplestore_putvalues(store, desc, values, nulls);
+}
+
+/*
  * For replay(): the archived events of a key (in its shard) with version
  * after after, and before before when it is not 0 (the key's first
  * version still in the log), put into store in version order, as read()
@@ -851,17 +871,14 @@ el_archive_replay_key(Oid relid, int32 shard, text *key, int64 after,
 	el_upcast_memo_init(&memo);
 	for (uint64 i = 0; i < n; i++)
 	{
-		Datum		values[EL_NATTS];
-		bool		nulls[EL_NATTS];
+		bool		isnull;
+		Datum		version = SPI_getbinval(SPI_tuptable->vals[i], SPI_tuptable->tupdesc,
+											Anum_el_version, &isnull);
 
-		heap_deform_tuple(SPI_tuptable->vals[i], SPI_tuptable->tupdesc, values, nulls);
-		if (nulls[Anum_el_version - 1] || DatumGetInt64(values[Anum_el_version - 1]) != last + 1)
+		if (isnull || DatumGetInt64(version) != last + 1)
 			break;
-		if (reveal != NULL && !nulls[Anum_el_payload - 1])
-			values[Anum_el_payload - 1] = el_personal_reveal(reveal, values[Anum_el_payload - 1]);
-		if (el_upcast_reads)
-			(void) el_upcast_event(&memo, relid, values, nulls);
-		tuplestore_putvalues(store, desc, values, nulls);
+		el_archive_put(relid, reveal, &memo, SPI_tuptable->vals[i],
+					   SPI_tuptable->tupdesc, store, desc);
 		last++;
 	}
 	if (before > 0 && last != before - 1)
@@ -895,4 +912,93 @@ el_archive_covers(Oid relid, int32 shard, int64 low)
 						  " AND shard OPERATOR(pg_catalog.=) $2 AND last_seq OPERATOR(pg_catalog.<) $3",
 						  3, (Oid[]) {REGCLASSOID, INT4OID, INT8OID}, args, NULL, EL_CAT_READ, 1) == 1 &&
 		DatumGetBool(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
+}
+
+/*
+ * For the readers that look events up by a value rather than by position
+ * (read_event(), conversation()): whether retention removed events from any
+ * shard of the stream (as snap sees the watermarks), in *removed, and the
+ * first such shard whose removed events the archive does not all hold, or
+ * -1 when it holds them all (then *low is 0); *low gets that shard's
+ * watermark.  The caller is connected to SPI.
+ */
+int32
+el_archive_uncovered(Oid relid, Snapshot snap, bool *removed, int64 *low)
+{
+	int			shards = el_stream_shards(relid);
+
+	*removed = false;
+	*low = 0;
+	if (!el_stream_has_watermarks(relid))
+		return -1;
+	for (int32 shard = 0; shard < shards; shard++)
+	{
+		int64		l = el_low_watermark(relid, shard, snap);
+
+		if (l <= 1)
+			continue;
+		*removed = true;
+		if (!el_archive_covers(relid, shard, l))
+		{
+			*low = l;
+			return shard;
+		}
+	}
+	return -1;
+}
+
+/*
+ * The archived events of a stream whose event_id is id (a uuid Datum), or,
+ * with by_correlation, whose metadata's correlation_id is id (a text
+ * Datum), as rows of event_log.event in SPI_tuptable, in (shard, seq)
+ * order.  There is no index into the chunks: every archived line of the
+ * stream is parsed (the lines of an imported file are not in a canonical
+ * form that a text search could rely on).  Returns the number of rows.
+ * The caller is connected to SPI and has checked the reader
+ * (el_check_archive_reader()).
+ */
+uint64
+el_archive_search(Oid relid, bool by_correlation, Datum id)
+{
+	Datum		args[2];
+
+	args[0] = ObjectIdGetDatum(relid);
+	args[1] = id;
+	/* One statement text per kind, so that each keeps its plan. */
+	return el_catalog_sql(psprintf("SELECT e.* FROM event_log.archive a,"
+								   " LATERAL (SELECT t.line::pg_catalog.jsonb AS j, t.n"
+								   "  FROM pg_catalog.string_to_table(a.data, E'\\n') WITH ORDINALITY t(line, n)) l,"
+								   " LATERAL pg_catalog.jsonb_populate_record(NULL::event_log.event, l.j) e"
+								   " WHERE a.stream OPERATOR(pg_catalog.=) $1 AND %s"
+								   " ORDER BY a.shard, a.first_seq, l.n",
+								   by_correlation ?
+								   "((l.j OPERATOR(pg_catalog.->) 'metadata')"
+								   " OPERATOR(pg_catalog.->>) 'correlation_id') OPERATOR(pg_catalog.=) $2" :
+								   "CAST(l.j OPERATOR(pg_catalog.->>) 'event_id' AS pg_catalog.uuid)"
+								   " OPERATOR(pg_catalog.=) $2"),
+						  2, (Oid[]) {REGCLASSOID, by_correlation ? TEXTOID : UUIDOID},
+						  args, NULL, EL_CAT_READ, 0);
+}
+
+/*
+ * For read_event(): the archived event of a stream with this event_id (a
+ * uuid Datum), put into store as read() returns rows.  Returns how many
+ * were found (0 or 1).  The caller is connected to SPI and has checked
+ * that the archive holds every removed event (el_archive_uncovered()).
+ */
+uint64
+el_archive_read_event(Oid relid, Datum id, Tuplestorestate *store, TupleDesc desc)
+{
+	uint64		n;
+	ElReveal   *reveal;
+	ElUpcastMemo memo;
+
+	el_check_archive_reader(relid);
+	n = el_archive_search(relid, false, id);
+	reveal = el_personal_reveal_begin(relid);
+	el_upcast_memo_init(&memo);
+	for (uint64 i = 0; i < n; i++)
+		el_archive_put(relid, reveal, &memo, SPI_tuptable->vals[i],
+					   SPI_tuptable->tupdesc, store, desc);
+	return n;
 }

@@ -612,23 +612,120 @@ el_replay(PG_FUNCTION_ARGS)
 }
 
 /*
+ * read_event() of an event the log does not hold, in a stream that
+ * retention removed events from: where the archive holds every removed
+ * event, the event comes from it (as read_archive() reads it: not for a
+ * caller to whom row-level security applies); otherwise no answer is
+ * honest, since the event may have been removed, and that is EL040.  The
+ * archive is read with the snapshot the log was: both see a removal, or
+ * neither does.
+ */
+static void
+el_read_event_removed(FunctionCallInfo fcinfo, Oid relid, Datum id,
+					  Tuplestorestate *store)
+{
+	ReturnSetInfo *rsinfo = (ReturnSetInfo *) fcinfo->resultinfo;
+	bool		removed;
+	int64		low;
+	int32		shard;
+
+	SPI_connect();
+	shard = el_archive_uncovered(relid, GetActiveSnapshot(), &removed, &low);
+	if (shard >= 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_EL_OUT_OF_RANGE),
+				 errmsg("event %s is not in event stream \"%s\", and it may have been removed by retention",
+						DatumGetCString(DirectFunctionCall1(uuid_out, id)),
+						el_qualified_name(relid)),
+				 errdetail("Shard %d's low watermark is %lld: its earlier events were removed by the stream's retention policy, and its archive does not hold them all.",
+						   shard, (long long) low),
+				 errhint("Import the shard's archive with event_log.import_archive() to look removed events up.")));
+	if (!removed)
+	{
+		SPI_finish();
+		return;
+	}
+	(void) el_archive_read_event(relid, id, store, rsinfo->setDesc);
+	SPI_finish();
+}
+
+/*
  * event_log.read_event(stream regclass, event_id uuid)
  *		RETURNS SETOF event_log.event
  *
  * The event with this event_id, or no row: also when row-level security
- * hides it from the caller.
+ * hides it from the caller.  In a stream that retention removed events
+ * from, an event the log does not hold is looked for in the archive, and
+ * if the archive does not hold every removed event, that is EL040: no row
+ * would claim that the event never existed.
  */
 Datum
 el_read_event(PG_FUNCTION_ARGS)
 {
+	Oid			relid;
 	Datum		values[1];
+	Tuplestorestate *store;
 
 	el_require_arg(fcinfo, 0, "stream");
 	el_require_arg(fcinfo, 1, "event_id");
-	(void) el_require_stream(PG_GETARG_OID(0));
+	relid = PG_GETARG_OID(0);
+	(void) el_require_stream(relid);
 	values[0] = PG_GETARG_DATUM(1);
-	el_run_plan(fcinfo, PG_GETARG_OID(0), EL_PLAN_BY_ID, values);
+	store = el_result_store(fcinfo, true);
+	el_run_plan_into(fcinfo, relid, EL_PLAN_BY_ID, values, store);
+	if (tuplestore_tuple_count(store) == 0 && el_stream_has_watermarks(relid))
+		el_read_event_removed(fcinfo, relid, values[0], store);
 	return (Datum) 0;
+}
+
+/*
+ * read_by_time() of a stream that retention removed events from: refuse a
+ * range that a removed event could fall in, rather than return what is
+ * left of it.  recorded_at is not ordered by seq, so the oldest event left
+ * in a shard cannot tell; each removal keeps the latest recorded_at it
+ * removed (shard_watermarks.removed_until, 0.6; on an older catalog the
+ * time of the last removal, a bound too).  Read with the active snapshot,
+ * the one the rows are read with: a removal is seen in both or in neither.
+ * The caller is connected to SPI.
+ */
+static void
+el_check_time_removed(Oid relid, TimestampTz since)
+{
+	Datum		values[2];
+	bool		isnull;
+	bool		has_until;
+
+	if (!el_stream_has_watermarks(relid))
+		return;
+	has_until = get_attnum(get_relname_relid("shard_watermarks", el_schema_oid()),
+						   "removed_until") != InvalidAttrNumber;
+	values[0] = ObjectIdGetDatum(relid);
+	values[1] = TimestampTzGetDatum(since);
+	if (el_catalog_sql(psprintf("SELECT shard, low_seq, until FROM"
+								" (SELECT shard, low_seq, %s AS until FROM event_log.shard_watermarks"
+								"  WHERE stream OPERATOR(pg_catalog.=) $1"
+								"  AND low_seq OPERATOR(pg_catalog.>) 1) w"
+								" WHERE until IS NULL OR until OPERATOR(pg_catalog.>=) $2"
+								" ORDER BY shard LIMIT 1",
+								has_until ? "COALESCE(removed_until, removed_at)" : "removed_at"),
+					   2, (Oid[]) {REGCLASSOID, TIMESTAMPTZOID}, values, NULL,
+					   EL_CAT_READ, 1) == 1)
+	{
+		int32		shard = DatumGetInt32(el_spi_value(0, 1, &isnull));
+		int64		low = el_spi_int8(0, 2);
+		Datum		until = el_spi_value(0, 3, &isnull);
+
+		ereport(ERROR,
+				(errcode(ERRCODE_EL_OUT_OF_RANGE),
+				 errmsg("events of event stream \"%s\" recorded from %s on may have been removed",
+						el_qualified_name(relid), timestamptz_to_str(since)),
+				 isnull ?
+				 errdetail("Shard %d's low watermark is %lld: its earlier events were removed by the stream's retention policy.",
+						   shard, (long long) low) :
+				 errdetail("Shard %d's low watermark is %lld: its earlier events, recorded up to %s, were removed by the stream's retention policy.",
+						   shard, (long long) low, timestamptz_to_str(DatumGetTimestampTz(until))),
+				 errhint("Read from a since later than the removed events, or read them from the archive with event_log.read_archive().")));
+	}
 }
 
 /*
@@ -693,6 +790,10 @@ el_read_by_time(PG_FUNCTION_ARGS)
 	values[2] = Int32GetDatum(after_shard);
 	values[3] = Int64GetDatum(after_seq);
 	values[4] = Int64GetDatum((int64) max_count);
+	el_check_select(relid);
+	SPI_connect();
+	el_check_time_removed(relid, since);
+	SPI_finish();
 	el_run_plan(fcinfo, relid, EL_PLAN_TIME, values);
 	return (Datum) 0;
 }
