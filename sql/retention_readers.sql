@@ -50,6 +50,11 @@ SELECT count(*) FROM rr.pinned;
 -- Named, the failing stream is still an error, and nothing changes.
 SELECT * FROM event_log.enforce_retention('rr.pinned');
 \echo :LAST_ERROR_SQLSTATE
+-- Where no stream could be applied, the call is refused as a whole rather
+-- than reduced to one warning per stream.
+BEGIN READ ONLY;
+SELECT * FROM event_log.enforce_retention();
+ROLLBACK;
 -- Once the foreign key is gone, the stream's policy applies again.
 DROP TABLE rr.refs;
 SELECT * FROM event_log.enforce_retention() ORDER BY stream::text, shard;

@@ -726,6 +726,14 @@ el_enforce_retention(PG_FUNCTION_ARGS)
 	ListCell   *lc;
 
 	el_require_retention_catalog();
+
+	/*
+	 * Refused as a whole where no stream could be applied: otherwise every
+	 * stream's subtransaction below would fail alike, and a call on a
+	 * standby or in a read-only transaction would end in warnings alone.
+	 */
+	PreventCommandIfReadOnly("enforce_retention()");
+	PreventCommandDuringRecovery("enforce_retention()");
 	out = el_result_store(fcinfo, false);
 	desc = ((ReturnSetInfo *) fcinfo->resultinfo)->setDesc;
 	SPI_connect();
