@@ -686,7 +686,8 @@ el_read_event(PG_FUNCTION_ARGS)
  * removed (shard_watermarks.removed_until, 0.6; on an older catalog the
  * time of the last removal, a bound too).  Read with the active snapshot,
  * the one the rows are read with: a removal is seen in both or in neither.
- * The caller is connected to SPI.
+ * The caller is connected to SPI and has checked that the stream has
+ * watermarks and that the user may read it.
  */
 static void
 el_check_time_removed(Oid relid, TimestampTz since)
@@ -695,8 +696,6 @@ el_check_time_removed(Oid relid, TimestampTz since)
 	bool		isnull;
 	bool		has_until;
 
-	if (!el_stream_has_watermarks(relid))
-		return;
 	has_until = get_attnum(get_relname_relid("shard_watermarks", el_schema_oid()),
 						   "removed_until") != InvalidAttrNumber;
 	values[0] = ObjectIdGetDatum(relid);
@@ -790,10 +789,14 @@ el_read_by_time(PG_FUNCTION_ARGS)
 	values[2] = Int32GetDatum(after_shard);
 	values[3] = Int64GetDatum(after_seq);
 	values[4] = Int64GetDatum((int64) max_count);
-	el_check_select(relid);
-	SPI_connect();
-	el_check_time_removed(relid, since);
-	SPI_finish();
+	if (el_stream_has_watermarks(relid))
+	{
+		/* A caller who may not read the stream learns nothing of it. */
+		el_check_select(relid);
+		SPI_connect();
+		el_check_time_removed(relid, since);
+		SPI_finish();
+	}
 	el_run_plan(fcinfo, relid, EL_PLAN_TIME, values);
 	return (Datum) 0;
 }
