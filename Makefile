@@ -30,7 +30,7 @@ ISOLATION_OPTS = --inputdir=test
 ISOLATION  = commit_order grouped_commit grouped_mode_switch grouped_serializable grouped_deadlock append_events read_all_resume rollback repeatable_read prepared shards_independent version_cache \
              projection_async projection_rebuild projection_inline_rr projection_drop_race \
              consumer_members consumer_commit consumer_poll_race consumer_group_drop \
-             stream_drop_race schema_register dead_letter_retry nack_retry upcast_reads_cache erase_inflight retention_race
+             stream_drop_race schema_register dead_letter_retry nack_retry upcast_reads_cache erase_inflight retention_race archive_race
 # TAP tests (test/t/NNN_name.pl), which share test/perl/EventLogTest.pm;
 # PROVE_FLAGS gets that directory below, after PGXS has set its default
 TAP_TESTS  = 1

@@ -70,13 +70,20 @@ PG_FUNCTION_INFO_V1(el_drop_archive);
  * caller (retention.c) removes them afterwards in the same transaction and
  * is connected to SPI.  Runs as the catalog's owner, so that nothing of
  * the stream owner's (row-level security, its functions) decides what is
- * read.
+ * read.  The events are read with the latest snapshot: the caller chose
+ * them with one taken under the stream's lock, and the calling
+ * transaction's own snapshot (a REPEATABLE READ one, or a statement's that
+ * waited for the lock) may predate some of them; every event of the range
+ * must be copied, or removing it would lose it, so a copy that comes out
+ * short is an error.
  */
 void
 el_archive_range(Oid relid, int32 shard, int64 from, int64 to)
 {
 	Datum		values[4];
 	char	   *sql;
+	uint64		chunks;
+	int64		copied = 0;
 
 	sql = psprintf("INSERT INTO event_log.archive"
 				   " (stream, shard, first_seq, last_seq, events, first_recorded_at,"
@@ -91,14 +98,27 @@ el_archive_range(Oid relid, int32 shard, int64 from, int64 to)
 				   "  FROM (SELECT shard, seq, key, version, type, payload, metadata, event_id, recorded_at"
 				   "   FROM ONLY %s WHERE shard OPERATOR(pg_catalog.=) $2"
 				   "   AND seq OPERATOR(pg_catalog.>=) $3 AND seq OPERATOR(pg_catalog.<=) $4) e) c"
-				   " GROUP BY chunk",
+				   " GROUP BY chunk RETURNING events",
 				   EL_ARCHIVE_CHUNK, el_qualified_name(relid));
 	values[0] = ObjectIdGetDatum(relid);
 	values[1] = Int32GetDatum(shard);
 	values[2] = Int64GetDatum(from);
 	values[3] = Int64GetDatum(to);
-	el_catalog_sql(sql, 4, (Oid[]) {REGCLASSOID, INT4OID, INT8OID, INT8OID},
-				   values, NULL, 0, 0);
+	chunks = el_catalog_sql(sql, 4, (Oid[]) {REGCLASSOID, INT4OID, INT8OID, INT8OID},
+							values, NULL, EL_CAT_LATEST, 0);
+	for (uint64 i = 0; i < chunks; i++)
+	{
+		bool		isnull;
+
+		copied += DatumGetInt32(el_spi_value(i, 1, &isnull));
+	}
+	if (copied != to - from + 1)
+		ereport(ERROR,
+				(errcode(ERRCODE_INTERNAL_ERROR),
+				 errmsg("archiving events %lld to %lld of shard %d of event stream \"%s\" copied %lld of them",
+						(long long) from, (long long) to, shard, el_qualified_name(relid),
+						(long long) copied),
+				 errdetail("Nothing was removed.")));
 }
 
 /*
