@@ -1,5 +1,6 @@
--- Readers below a low watermark (docs/retention.md, "Readers after a
--- removal"): read_by_time(), read_event() and conversation() of a stream
+-- Readers below a low watermark (docs/retention.md, "Readers that look
+-- events up by time, id or correlation"): read_by_time(), read_event() and
+-- conversation() of a stream
 -- that retention removed events from read the archive where it holds
 -- every removed event, and otherwise raise EL040 instead of returning
 -- what is left as if it were the whole answer.  And enforce_retention()
@@ -70,11 +71,16 @@ SELECT seq FROM event_log.read_by_time('rr.plain', '2026-01-01 10:00:05');
 SELECT seq FROM event_log.read_by_time('rr.plain', '2026-01-01 10:00:05.000001');
 SELECT seq FROM event_log.read_by_time('rr.plain', '-infinity', 'infinity', 0);
 \echo :LAST_ERROR_SQLSTATE
--- The same with an archive: read_by_time() reads the log only (like
--- read()); the archive is read with read_archive().
-SELECT seq FROM event_log.read_by_time('rr.kept', '-infinity');
-\echo :LAST_ERROR_SQLSTATE
+-- With an archive that holds every removed event, the range is read from
+-- the archive and the log together, in (recorded_at, shard, seq) order,
+-- and pages resume across the two.
+SELECT seq, recorded_at FROM event_log.read_by_time('rr.kept', '-infinity');
+SELECT seq, recorded_at FROM event_log.read_by_time('rr.kept', '2026-01-01 10:00:01', '2026-01-01 10:00:06');
+SELECT seq, recorded_at FROM event_log.read_by_time('rr.kept', '-infinity', max_count => 2);
+SELECT seq, recorded_at FROM event_log.read_by_time('rr.kept', '2026-01-01 10:00:02', max_count => 2,
+                                                    after_shard => 0, after_seq => 3);
 SELECT seq FROM event_log.read_by_time('rr.kept', '2026-01-01 10:00:06');
+SELECT count(*) FROM event_log.read_by_time('rr.kept', '-infinity', max_count => 0);
 
 -- read_event(): an event still in the log is found as before.  One the log
 -- no longer holds, in a stream whose removed events were not archived,
@@ -116,6 +122,9 @@ SELECT seq FROM event_log.read_by_time('rr.kept', '-infinity');
 SELECT seq FROM event_log.read_event('rr.kept', '00000000-0000-4000-8000-000000000012');
 SELECT seq FROM event_log.conversation('conv-1', ARRAY['rr.kept'::regclass]);
 SET ROLE rr_rls;
+SELECT seq FROM event_log.read_by_time('rr.kept', '2026-01-01 10:00:06');
+SELECT seq FROM event_log.read_by_time('rr.kept', '-infinity');
+\echo :LAST_ERROR_SQLSTATE
 SELECT seq FROM event_log.read_event('rr.kept', '00000000-0000-4000-8000-000000000014');
 SELECT seq FROM event_log.read_event('rr.kept', '00000000-0000-4000-8000-000000000012');
 \echo :LAST_ERROR_SQLSTATE
@@ -126,6 +135,8 @@ RESET ROLE;
 -- An archive that no longer holds every removed event (a chunk dropped
 -- after an export) is as good as none: EL040 again.
 SELECT event_log.drop_archive('rr.kept', 0, 2);
+SELECT seq FROM event_log.read_by_time('rr.kept', '-infinity');
+\echo :LAST_ERROR_SQLSTATE
 SELECT seq FROM event_log.read_event('rr.kept', '00000000-0000-4000-8000-000000000012');
 \echo :LAST_ERROR_SQLSTATE
 SELECT seq FROM event_log.conversation('conv-1', ARRAY['rr.kept'::regclass]);

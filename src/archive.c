@@ -829,6 +829,12 @@ el_archive_read_shard(Oid relid, int32 shard, int64 after, int64 max_count,
 	return sent;
 }
 
+/* The events of the archive's chunks a, one row e each, for a WHERE clause. */
+#define EL_ARCHIVED_EVENTS \
+	"SELECT e.* FROM event_log.archive a," \
+	" LATERAL pg_catalog.string_to_table(a.data, E'\\n') l," \
+	" LATERAL pg_catalog.jsonb_populate_record(NULL::event_log.event, l::pg_catalog.jsonb) e"
+
 /*
  * Put an archived event into a reader's result as read() returns rows:
  * personal fields revealed as the caller may see them (reveal, from
@@ -847,6 +853,19 @@ el_archive_put(Oid relid, ElReveal *reveal, ElUpcastMemo *memo, HeapTuple tuple,
 	if (el_upcast_reads)
 		(void) el_upcast_event(memo, relid, values, nulls);
 	tuplestore_putvalues(store, desc, values, nulls);
+}
+
+/* Put SPI_tuptable's n archived events into a reader's result, in order. */
+static void
+el_archive_put_all(Oid relid, uint64 n, Tuplestorestate *store, TupleDesc desc)
+{
+	ElReveal   *reveal = el_personal_reveal_begin(relid);
+	ElUpcastMemo memo;
+
+	el_upcast_memo_init(&memo);
+	for (uint64 i = 0; i < n; i++)
+		el_archive_put(relid, reveal, &memo, SPI_tuptable->vals[i],
+					   SPI_tuptable->tupdesc, store, desc);
 }
 
 /*
@@ -877,9 +896,7 @@ el_archive_replay_key(Oid relid, int32 shard, text *key, int64 after,
 	args[3] = PointerGetDatum(key);
 	args[4] = Int64GetDatum(after);
 	args[5] = Int64GetDatum(before);
-	n = el_catalog_sql("SELECT e.* FROM event_log.archive a,"
-					   " LATERAL pg_catalog.string_to_table(a.data, E'\\n') l,"
-					   " LATERAL pg_catalog.jsonb_populate_record(NULL::event_log.event, l::pg_catalog.jsonb) e"
+	n = el_catalog_sql(EL_ARCHIVED_EVENTS
 					   " WHERE a.stream OPERATOR(pg_catalog.=) $1 AND a.shard OPERATOR(pg_catalog.=) $2"
 					   " AND a.last_seq OPERATOR(pg_catalog.<) $3"
 					   " AND e.key OPERATOR(pg_catalog.=) $4 AND e.version OPERATOR(pg_catalog.>) $5"
@@ -1010,15 +1027,48 @@ uint64
 el_archive_read_event(Oid relid, Datum id, Tuplestorestate *store, TupleDesc desc)
 {
 	uint64		n;
-	ElReveal   *reveal;
-	ElUpcastMemo memo;
 
 	el_check_archive_reader(relid);
 	n = el_archive_search(relid, false, id);
-	reveal = el_personal_reveal_begin(relid);
-	el_upcast_memo_init(&memo);
-	for (uint64 i = 0; i < n; i++)
-		el_archive_put(relid, reveal, &memo, SPI_tuptable->vals[i],
-					   SPI_tuptable->tupdesc, store, desc);
+	el_archive_put_all(relid, n, store, desc);
+	return n;
+}
+
+/*
+ * For read_by_time() of a range that removed events may fall in: up to
+ * max_count archived events of the stream with since <= recorded_at <
+ * until, after (since, after_shard, after_seq) in (recorded_at, shard, seq)
+ * order (after_shard -1: from the first), put into store in that order as
+ * read() returns rows.  Only chunks whose recorded_at span meets the range
+ * are decompressed.  Returns how many.  The caller is connected to SPI and
+ * has checked the reader (el_check_archive_reader()).
+ */
+uint64
+el_archive_read_time(Oid relid, Datum since, Datum until, int32 after_shard,
+					 int64 after_seq, int64 max_count, Tuplestorestate *store,
+					 TupleDesc desc)
+{
+	Datum		args[6];
+	uint64		n;
+
+	args[0] = ObjectIdGetDatum(relid);
+	args[1] = since;
+	args[2] = until;
+	args[3] = Int32GetDatum(after_shard);
+	args[4] = Int64GetDatum(after_seq);
+	args[5] = Int64GetDatum(max_count);
+	n = el_catalog_sql(EL_ARCHIVED_EVENTS
+					   " WHERE a.stream OPERATOR(pg_catalog.=) $1"
+					   " AND a.last_recorded_at OPERATOR(pg_catalog.>=) $2"
+					   " AND a.first_recorded_at OPERATOR(pg_catalog.<) $3"
+					   " AND e.recorded_at OPERATOR(pg_catalog.>=) $2"
+					   " AND e.recorded_at OPERATOR(pg_catalog.<) $3"
+					   " AND (e.recorded_at OPERATOR(pg_catalog.>) $2"
+					   "  OR e.shard OPERATOR(pg_catalog.>) $4"
+					   "  OR (e.shard OPERATOR(pg_catalog.=) $4 AND e.seq OPERATOR(pg_catalog.>) $5))"
+					   " ORDER BY e.recorded_at, e.shard, e.seq LIMIT $6",
+					   6, (Oid[]) {REGCLASSOID, TIMESTAMPTZOID, TIMESTAMPTZOID, INT4OID, INT8OID, INT8OID},
+					   args, NULL, EL_CAT_READ, 0);
+	el_archive_put_all(relid, n, store, desc);
 	return n;
 }

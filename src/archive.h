@@ -32,6 +32,10 @@ extern int32 el_archive_uncovered(Oid relid, Snapshot snap, bool *removed,
 extern uint64 el_archive_search(Oid relid, bool by_correlation, Datum id);
 extern uint64 el_archive_read_event(Oid relid, Datum id, Tuplestorestate *store,
 									TupleDesc desc);
+extern uint64 el_archive_read_time(Oid relid, Datum since, Datum until,
+								   int32 after_shard, int64 after_seq,
+								   int64 max_count, Tuplestorestate *store,
+								   TupleDesc desc);
 extern char *el_sha256_hex(const char *data, size_t len);
 
 #endif							/* EL_ARCHIVE_H */
