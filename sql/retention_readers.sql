@@ -108,6 +108,53 @@ SELECT stream, seq FROM event_log.conversation('conv-1');
 SELECT stream, seq FROM event_log.conversation('conv-1', ARRAY['rr.plain'::regclass]);
 \echo :LAST_ERROR_SQLSTATE
 
+-- Three shards, 300 events recorded in 30 transactions, 240 of them
+-- archived: read_by_time() of everything, of a middle range, and page by
+-- page (7 events a page) is exactly the archive and the log in
+-- (recorded_at, shard, seq) order.
+SELECT event_log.create_stream('rr.many', 3);
+SELECT format('INSERT INTO rr.many (key, type, payload) SELECT ''k'' || (i %% 7), ''T'', jsonb_build_object(''i'', i + %s) FROM generate_series(1, 10) i', g * 10)
+  FROM generate_series(0, 29) g \gexec
+SELECT event_log.set_retention('rr.many', max_events => 20, keep_unconsumed => false, archive => true);
+SELECT sum(removed) FROM event_log.enforce_retention('rr.many');
+CREATE TEMP TABLE everything AS
+SELECT e.*, row_number() OVER (ORDER BY recorded_at, shard, seq) AS n
+  FROM (SELECT * FROM event_log.read_archive('rr.many', 0, 0, 1000)
+        UNION ALL SELECT * FROM event_log.read_archive('rr.many', 1, 0, 1000)
+        UNION ALL SELECT * FROM event_log.read_archive('rr.many', 2, 0, 1000)
+        UNION ALL SELECT shard, seq, key, version, type, payload, metadata, event_id, recorded_at FROM rr.many) e;
+SELECT count(*), count(DISTINCT event_id) FROM everything;
+SELECT (SELECT array_agg(event_id ORDER BY n) FROM everything)
+     = (SELECT array_agg(event_id) FROM event_log.read_by_time('rr.many', '-infinity', max_count => 1000)) AS whole;
+SELECT (SELECT array_agg(event_id ORDER BY n) FROM everything
+         WHERE recorded_at >= (SELECT recorded_at FROM everything WHERE n = 51)
+           AND recorded_at < (SELECT recorded_at FROM everything WHERE n = 251))
+     = (SELECT array_agg(event_id) FROM event_log.read_by_time('rr.many',
+            (SELECT recorded_at FROM everything WHERE n = 51),
+            (SELECT recorded_at FROM everything WHERE n = 251), 1000)) AS middle;
+CREATE TEMP TABLE pages (n serial, event_id uuid);
+DO $$
+DECLARE
+  r record;
+  since timestamptz := '-infinity';
+  s int;
+  q bigint;
+  got int;
+BEGIN
+  LOOP
+    got := 0;
+    FOR r IN SELECT * FROM event_log.read_by_time('rr.many', since, max_count => 7,
+                                                  after_shard => s, after_seq => q) LOOP
+      INSERT INTO pages (event_id) VALUES (r.event_id);
+      since := r.recorded_at; s := r.shard; q := r.seq; got := got + 1;
+    END LOOP;
+    EXIT WHEN got < 7;
+  END LOOP;
+END $$;
+SELECT (SELECT array_agg(event_id ORDER BY n) FROM everything)
+     = (SELECT array_agg(event_id ORDER BY n) FROM pages) AS paged;
+DROP TABLE everything, pages;
+
 -- Privileges: a role that may not read the stream learns nothing about
 -- its retention; one to whom row-level security applies reads the log as
 -- before, but not the archive (it cannot apply the stream's policies).
@@ -146,6 +193,7 @@ SELECT seq FROM event_log.conversation('conv-1', ARRAY['rr.kept'::regclass]);
 SELECT event_log.drop_stream('rr.plain');
 SELECT event_log.drop_stream('rr.kept');
 SELECT event_log.drop_stream('rr.pinned');
+SELECT event_log.drop_stream('rr.many');
 SELECT count(*) FROM event_log.shard_watermarks;
 DROP SCHEMA rr CASCADE;
 DROP OWNED BY rr_nobody, rr_rls;
