@@ -21,7 +21,8 @@ PGFILEDESC = "event_log - event streams with commit-order offsets"
 REGRESS    = streams append append_calls append_events read_by_time read_all conversations immutability \
              bad_input privileges hostile_streams cdc projections hostile_projections \
              projection_builds consumers hostile_consumers commit_polled type_filters \
-             schemas commit_modes dead_letters dead_letter_builds upcast_reads erasure retention archive segments
+             schemas commit_modes dead_letters dead_letter_builds upcast_reads erasure retention archive \
+             retention_readers archive_builds segments
 # isolation specs (test/specs/NAME.spec, test/expected/NAME.out): pg_regress
 # reads INPUTDIR/specs and INPUTDIR/expected, and the last --inputdir wins
 # over the one PGXS passes (docs/testing.md says why they live in test/)
@@ -29,7 +30,7 @@ ISOLATION_OPTS = --inputdir=test
 ISOLATION  = commit_order grouped_commit grouped_mode_switch grouped_serializable grouped_deadlock append_events read_all_resume rollback repeatable_read prepared shards_independent version_cache \
              projection_async projection_rebuild projection_inline_rr projection_drop_race \
              consumer_members consumer_commit consumer_poll_race consumer_group_drop \
-             stream_drop_race schema_register dead_letter_retry nack_retry upcast_reads_cache erase_inflight retention_race segment_roll
+             stream_drop_race schema_register dead_letter_retry nack_retry upcast_reads_cache erase_inflight retention_race archive_race segment_roll
 # TAP tests (test/t/NNN_name.pl), which share test/perl/EventLogTest.pm;
 # PROVE_FLAGS gets that directory below, after PGXS has set its default
 TAP_TESTS  = 1

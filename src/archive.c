@@ -70,7 +70,12 @@ PG_FUNCTION_INFO_V1(el_drop_archive);
  * caller (retention.c) removes them afterwards in the same transaction and
  * is connected to SPI.  Runs as the catalog's owner, so that nothing of
  * the stream owner's (row-level security, its functions) decides what is
- * read.
+ * read.  The events are read with the latest snapshot: the caller chose
+ * them with one taken under the stream's lock, and the calling
+ * transaction's own snapshot (a REPEATABLE READ one, or a statement's that
+ * waited for the lock) may predate some of them; every event of the range
+ * must be copied, or removing it would lose it, so a copy that comes out
+ * short is an error.
  */
 void
 el_archive_range(Oid relid, int32 shard, int64 from, int64 to)
@@ -88,6 +93,8 @@ el_archive_range_from(Oid relid, Oid source, int32 shard, int64 from, int64 to)
 {
 	Datum		values[4];
 	char	   *sql;
+	uint64		chunks;
+	int64		copied = 0;
 
 	sql = psprintf("INSERT INTO event_log.archive"
 				   " (stream, shard, first_seq, last_seq, events, first_recorded_at,"
@@ -102,14 +109,27 @@ el_archive_range_from(Oid relid, Oid source, int32 shard, int64 from, int64 to)
 				   "  FROM (SELECT shard, seq, key, version, type, payload, metadata, event_id, recorded_at"
 				   "   FROM ONLY %s WHERE shard OPERATOR(pg_catalog.=) $2"
 				   "   AND seq OPERATOR(pg_catalog.>=) $3 AND seq OPERATOR(pg_catalog.<=) $4) e) c"
-				   " GROUP BY chunk",
+				   " GROUP BY chunk RETURNING events",
 				   EL_ARCHIVE_CHUNK, el_qualified_name(source));
 	values[0] = ObjectIdGetDatum(relid);
 	values[1] = Int32GetDatum(shard);
 	values[2] = Int64GetDatum(from);
 	values[3] = Int64GetDatum(to);
-	el_catalog_sql(sql, 4, (Oid[]) {REGCLASSOID, INT4OID, INT8OID, INT8OID},
-				   values, NULL, 0, 0);
+	chunks = el_catalog_sql(sql, 4, (Oid[]) {REGCLASSOID, INT4OID, INT8OID, INT8OID},
+							values, NULL, EL_CAT_LATEST, 0);
+	for (uint64 i = 0; i < chunks; i++)
+	{
+		bool		isnull;
+
+		copied += DatumGetInt32(el_spi_value(i, 1, &isnull));
+	}
+	if (copied != to - from + 1)
+		ereport(ERROR,
+				(errcode(ERRCODE_INTERNAL_ERROR),
+				 errmsg("archiving events %lld to %lld of shard %d of event stream \"%s\" copied %lld of them",
+						(long long) from, (long long) to, shard, el_qualified_name(relid),
+						(long long) copied),
+				 errdetail("Nothing was removed.")));
 }
 
 /*
@@ -163,7 +183,7 @@ el_require_archive_catalog(void)
 }
 
 /* Refuse a caller who may not read the stream, or to whom RLS applies. */
-static void
+void
 el_check_archive_reader(Oid relid)
 {
 	el_check_select(relid);
@@ -820,6 +840,45 @@ el_archive_read_shard(Oid relid, int32 shard, int64 after, int64 max_count,
 	return sent;
 }
 
+/* The events of the archive's chunks a, one row e each, for a WHERE clause. */
+#define EL_ARCHIVED_EVENTS \
+	"SELECT e.* FROM event_log.archive a," \
+	" LATERAL pg_catalog.string_to_table(a.data, E'\\n') l," \
+	" LATERAL pg_catalog.jsonb_populate_record(NULL::event_log.event, l::pg_catalog.jsonb) e"
+
+/*
+ * Put an archived event into a reader's result as read() returns rows:
+ * personal fields revealed as the caller may see them (reveal, from
+ * el_personal_reveal_begin()), upcast under event_log.upcast.
+ */
+static void
+el_archive_put(Oid relid, ElReveal *reveal, ElUpcastMemo *memo, HeapTuple tuple,
+			   TupleDesc tupdesc, Tuplestorestate *store, TupleDesc desc)
+{
+	Datum		values[EL_NATTS];
+	bool		nulls[EL_NATTS];
+
+	heap_deform_tuple(tuple, tupdesc, values, nulls);
+	if (reveal != NULL && !nulls[Anum_el_payload - 1])
+		values[Anum_el_payload - 1] = el_personal_reveal(reveal, values[Anum_el_payload - 1]);
+	if (el_upcast_reads)
+		(void) el_upcast_event(memo, relid, values, nulls);
+	tuplestore_putvalues(store, desc, values, nulls);
+}
+
+/* Put SPI_tuptable's n archived events into a reader's result, in order. */
+static void
+el_archive_put_all(Oid relid, uint64 n, Tuplestorestate *store, TupleDesc desc)
+{
+	ElReveal   *reveal = el_personal_reveal_begin(relid);
+	ElUpcastMemo memo;
+
+	el_upcast_memo_init(&memo);
+	for (uint64 i = 0; i < n; i++)
+		el_archive_put(relid, reveal, &memo, SPI_tuptable->vals[i],
+					   SPI_tuptable->tupdesc, store, desc);
+}
+
 /*
  * For replay(): the archived events of a key (in its shard) with version
  * after after, and before before when it is not 0 (the key's first
@@ -848,9 +907,7 @@ el_archive_replay_key(Oid relid, int32 shard, text *key, int64 after,
 	args[3] = PointerGetDatum(key);
 	args[4] = Int64GetDatum(after);
 	args[5] = Int64GetDatum(before);
-	n = el_catalog_sql("SELECT e.* FROM event_log.archive a,"
-					   " LATERAL pg_catalog.string_to_table(a.data, E'\\n') l,"
-					   " LATERAL pg_catalog.jsonb_populate_record(NULL::event_log.event, l::pg_catalog.jsonb) e"
+	n = el_catalog_sql(EL_ARCHIVED_EVENTS
 					   " WHERE a.stream OPERATOR(pg_catalog.=) $1 AND a.shard OPERATOR(pg_catalog.=) $2"
 					   " AND a.last_seq OPERATOR(pg_catalog.<) $3"
 					   " AND e.key OPERATOR(pg_catalog.=) $4 AND e.version OPERATOR(pg_catalog.>) $5"
@@ -862,17 +919,14 @@ el_archive_replay_key(Oid relid, int32 shard, text *key, int64 after,
 	el_upcast_memo_init(&memo);
 	for (uint64 i = 0; i < n; i++)
 	{
-		Datum		values[EL_NATTS];
-		bool		nulls[EL_NATTS];
+		bool		isnull;
+		Datum		version = SPI_getbinval(SPI_tuptable->vals[i], SPI_tuptable->tupdesc,
+											Anum_el_version, &isnull);
 
-		heap_deform_tuple(SPI_tuptable->vals[i], SPI_tuptable->tupdesc, values, nulls);
-		if (nulls[Anum_el_version - 1] || DatumGetInt64(values[Anum_el_version - 1]) != last + 1)
+		if (isnull || DatumGetInt64(version) != last + 1)
 			break;
-		if (reveal != NULL && !nulls[Anum_el_payload - 1])
-			values[Anum_el_payload - 1] = el_personal_reveal(reveal, values[Anum_el_payload - 1]);
-		if (el_upcast_reads)
-			(void) el_upcast_event(&memo, relid, values, nulls);
-		tuplestore_putvalues(store, desc, values, nulls);
+		el_archive_put(relid, reveal, &memo, SPI_tuptable->vals[i],
+					   SPI_tuptable->tupdesc, store, desc);
 		last++;
 	}
 	if (before > 0 && last != before - 1)
@@ -906,4 +960,126 @@ el_archive_covers(Oid relid, int32 shard, int64 low)
 						  " AND shard OPERATOR(pg_catalog.=) $2 AND last_seq OPERATOR(pg_catalog.<) $3",
 						  3, (Oid[]) {REGCLASSOID, INT4OID, INT8OID}, args, NULL, EL_CAT_READ, 1) == 1 &&
 		DatumGetBool(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
+}
+
+/*
+ * For the readers that look events up by a value rather than by position
+ * (read_event(), conversation()): whether retention removed events from any
+ * shard of the stream (as snap sees the watermarks), in *removed, and the
+ * first such shard whose removed events the archive does not all hold, or
+ * -1 when it holds them all (then *low is 0); *low gets that shard's
+ * watermark.  The caller is connected to SPI.
+ */
+int32
+el_archive_uncovered(Oid relid, Snapshot snap, bool *removed, int64 *low)
+{
+	int			shards = el_stream_shards(relid);
+
+	*removed = false;
+	*low = 0;
+	if (!el_stream_has_watermarks(relid))
+		return -1;
+	for (int32 shard = 0; shard < shards; shard++)
+	{
+		int64		l = el_low_watermark(relid, shard, snap);
+
+		if (l <= 1)
+			continue;
+		*removed = true;
+		if (!el_archive_covers(relid, shard, l))
+		{
+			*low = l;
+			return shard;
+		}
+	}
+	return -1;
+}
+
+/*
+ * The archived events of a stream whose event_id is id (a uuid Datum), or,
+ * with by_correlation, whose metadata's correlation_id is id (a text
+ * Datum), as rows of event_log.event in SPI_tuptable, in (shard, seq)
+ * order.  There is no index into the chunks: every archived line of the
+ * stream is parsed (the lines of an imported file are not in a canonical
+ * form that a text search could rely on).  Returns the number of rows.
+ * The caller is connected to SPI and has checked the reader
+ * (el_check_archive_reader()).
+ */
+uint64
+el_archive_search(Oid relid, bool by_correlation, Datum id)
+{
+	Datum		args[2];
+
+	args[0] = ObjectIdGetDatum(relid);
+	args[1] = id;
+	/* One statement text per kind, so that each keeps its plan. */
+	return el_catalog_sql(psprintf("SELECT e.* FROM event_log.archive a,"
+								   " LATERAL (SELECT t.line::pg_catalog.jsonb AS j, t.n"
+								   "  FROM pg_catalog.string_to_table(a.data, E'\\n') WITH ORDINALITY t(line, n)) l,"
+								   " LATERAL pg_catalog.jsonb_populate_record(NULL::event_log.event, l.j) e"
+								   " WHERE a.stream OPERATOR(pg_catalog.=) $1 AND %s"
+								   " ORDER BY a.shard, a.first_seq, l.n",
+								   by_correlation ?
+								   "((l.j OPERATOR(pg_catalog.->) 'metadata')"
+								   " OPERATOR(pg_catalog.->>) 'correlation_id') OPERATOR(pg_catalog.=) $2" :
+								   "CAST(l.j OPERATOR(pg_catalog.->>) 'event_id' AS pg_catalog.uuid)"
+								   " OPERATOR(pg_catalog.=) $2"),
+						  2, (Oid[]) {REGCLASSOID, by_correlation ? TEXTOID : UUIDOID},
+						  args, NULL, EL_CAT_READ, 0);
+}
+
+/*
+ * For read_event(): the archived event of a stream with this event_id (a
+ * uuid Datum), put into store as read() returns rows.  Returns how many
+ * were found (0 or 1).  The caller is connected to SPI and has checked
+ * that the archive holds every removed event (el_archive_uncovered()).
+ */
+uint64
+el_archive_read_event(Oid relid, Datum id, Tuplestorestate *store, TupleDesc desc)
+{
+	uint64		n;
+
+	el_check_archive_reader(relid);
+	n = el_archive_search(relid, false, id);
+	el_archive_put_all(relid, n, store, desc);
+	return n;
+}
+
+/*
+ * For read_by_time() of a range that removed events may fall in: up to
+ * max_count archived events of the stream with since <= recorded_at <
+ * until, after (since, after_shard, after_seq) in (recorded_at, shard, seq)
+ * order (after_shard -1: from the first), put into store in that order as
+ * read() returns rows.  Only chunks whose recorded_at span meets the range
+ * are decompressed.  Returns how many.  The caller is connected to SPI and
+ * has checked the reader (el_check_archive_reader()).
+ */
+uint64
+el_archive_read_time(Oid relid, Datum since, Datum until, int32 after_shard,
+					 int64 after_seq, int64 max_count, Tuplestorestate *store,
+					 TupleDesc desc)
+{
+	Datum		args[6];
+	uint64		n;
+
+	args[0] = ObjectIdGetDatum(relid);
+	args[1] = since;
+	args[2] = until;
+	args[3] = Int32GetDatum(after_shard);
+	args[4] = Int64GetDatum(after_seq);
+	args[5] = Int64GetDatum(max_count);
+	n = el_catalog_sql(EL_ARCHIVED_EVENTS
+					   " WHERE a.stream OPERATOR(pg_catalog.=) $1"
+					   " AND a.last_recorded_at OPERATOR(pg_catalog.>=) $2"
+					   " AND a.first_recorded_at OPERATOR(pg_catalog.<) $3"
+					   " AND e.recorded_at OPERATOR(pg_catalog.>=) $2"
+					   " AND e.recorded_at OPERATOR(pg_catalog.<) $3"
+					   " AND (e.recorded_at OPERATOR(pg_catalog.>) $2"
+					   "  OR e.shard OPERATOR(pg_catalog.>) $4"
+					   "  OR (e.shard OPERATOR(pg_catalog.=) $4 AND e.seq OPERATOR(pg_catalog.>) $5))"
+					   " ORDER BY e.recorded_at, e.shard, e.seq LIMIT $6",
+					   6, (Oid[]) {REGCLASSOID, TIMESTAMPTZOID, TIMESTAMPTZOID, INT4OID, INT8OID, INT8OID},
+					   args, NULL, EL_CAT_READ, 0);
+	el_archive_put_all(relid, n, store, desc);
+	return n;
 }

@@ -27,9 +27,11 @@
 #include "utils/lsyscache.h"
 #include "utils/rel.h"
 #include "utils/rls.h"
+#include "utils/snapmgr.h"
 #include "utils/syscache.h"
 #include "utils/timestamp.h"
 
+#include "archive.h"
 #include "catalog.h"
 #include "event_log.h"
 #include "personal.h"
@@ -155,6 +157,20 @@ typedef struct ElConvRow
 	HeapTuple	tuple;
 } ElConvRow;
 
+/* Order of a stream's rows by position, to compute their running keys. */
+static int
+el_conv_pos_cmp(const void *a, const void *b)
+{
+	const ElConvRow *x = a;
+	const ElConvRow *y = b;
+
+	if (x->shard != y->shard)
+		return x->shard < y->shard ? -1 : 1;
+	if (x->seq != y->seq)
+		return x->seq < y->seq ? -1 : 1;
+	return 0;
+}
+
 static int
 el_conv_row_cmp(const void *a, const void *b)
 {
@@ -165,11 +181,42 @@ el_conv_row_cmp(const void *a, const void *b)
 		return x->key < y->key ? -1 : 1;
 	if (x->stream != y->stream)
 		return x->stream < y->stream ? -1 : 1;
-	if (x->shard != y->shard)
-		return x->shard < y->shard ? -1 : 1;
-	if (x->seq != y->seq)
-		return x->seq < y->seq ? -1 : 1;
-	return 0;
+	return el_conv_pos_cmp(a, b);
+}
+
+/*
+ * Append SPI_tuptable's events (of the stream numbered stream) to *rows,
+ * copied into the query's memory, each keyed by its own recorded_at; the
+ * caller makes the keys running maxima.  Frees SPI_tuptable.
+ */
+static void
+el_conv_collect(ReturnSetInfo *rsinfo, ElConvRow **rows, int *nrows,
+				int *maxrows, int stream)
+{
+	MemoryContext old = MemoryContextSwitchTo(rsinfo->econtext->ecxt_per_query_memory);
+
+	for (uint64 i = 0; i < SPI_processed; i++)
+	{
+		HeapTuple	tup = SPI_tuptable->vals[i];
+		TupleDesc	desc = SPI_tuptable->tupdesc;
+		bool		isnull;
+		ElConvRow  *row;
+
+		if (*nrows == *maxrows)
+		{
+			*maxrows = Max(64, *maxrows * 2);
+			*rows = *rows ? repalloc_huge(*rows, sizeof(ElConvRow) * *maxrows)
+				: palloc(sizeof(ElConvRow) * *maxrows);
+		}
+		row = &(*rows)[(*nrows)++];
+		row->stream = stream;
+		row->shard = DatumGetInt32(SPI_getbinval(tup, desc, Anum_el_shard, &isnull));
+		row->seq = DatumGetInt64(SPI_getbinval(tup, desc, Anum_el_seq, &isnull));
+		row->key = DatumGetTimestampTz(SPI_getbinval(tup, desc, Anum_el_recorded_at, &isnull));
+		row->tuple = heap_copytuple(tup);
+	}
+	MemoryContextSwitchTo(old);
+	SPI_freetuptable(SPI_tuptable);
 }
 
 /* Whether the user may read the stream (table SELECT, or on every column). */
@@ -274,6 +321,7 @@ el_conversation(PG_FUNCTION_ARGS)
 	TupleDesc	evdesc = NULL;
 	bool		upcast = el_upcast_reads;
 	MemoryContext row_cxt = NULL;
+	int			first;
 
 	el_require_arg(fcinfo, 0, "correlation_id");
 	id = PG_GETARG_TEXT_PP(0);
@@ -319,37 +367,44 @@ el_conversation(PG_FUNCTION_ARGS)
 			evdesc = CreateTupleDescCopy(SPI_tuptable->tupdesc);
 			MemoryContextSwitchTo(old);
 		}
-		for (uint64 i = 0; i < SPI_processed; i++)
+		first = nrows;
+		el_conv_collect(rsinfo, &rows, &nrows, &maxrows, nstream);
+		/* The events retention removed: from the archive, or EL040. */
+		if (el_stream_has_watermarks(relid))
 		{
-			HeapTuple	tup = SPI_tuptable->vals[i];
-			TupleDesc	desc = SPI_tuptable->tupdesc;
-			bool		isnull;
-			ElConvRow  *row;
-			TimestampTz at;
+			bool		removed;
+			int64		low;
+			int32		lost = el_archive_uncovered(relid, GetActiveSnapshot(), &removed, &low);
 
-			if (nrows == maxrows)
+			if (lost >= 0)
+				ereport(ERROR,
+						(errcode(ERRCODE_EL_OUT_OF_RANGE),
+						 errmsg("events of conversation \"%s\" may have been removed from event stream \"%s\"",
+								text_to_cstring(id), el_qualified_name(relid)),
+						 errdetail("Shard %d's low watermark is %lld: its earlier events were removed by the stream's retention policy, and its archive does not hold them all.",
+								   lost, (long long) low),
+						 errhint("Leave the stream out with streams => ..., or import its archive with event_log.import_archive().")));
+			if (removed)
 			{
-				maxrows = Max(64, maxrows * 2);
-				old = MemoryContextSwitchTo(rsinfo->econtext->ecxt_per_query_memory);
-				rows = rows ? repalloc_huge(rows, sizeof(ElConvRow) * maxrows)
-					: palloc(sizeof(ElConvRow) * maxrows);
-				MemoryContextSwitchTo(old);
+				el_check_archive_reader(relid);
+				(void) el_archive_search(relid, true, id_datum);
+				el_conv_collect(rsinfo, &rows, &nrows, &maxrows, nstream);
 			}
-			row = &rows[nrows++];
-			row->stream = nstream;
-			row->shard = DatumGetInt32(SPI_getbinval(tup, desc, Anum_el_shard, &isnull));
-			row->seq = DatumGetInt64(SPI_getbinval(tup, desc, Anum_el_seq, &isnull));
-			at = DatumGetTimestampTz(SPI_getbinval(tup, desc, Anum_el_recorded_at, &isnull));
-			/* Rows come in (shard, seq) order: a running maximum per shard. */
-			if (row->shard != shard || at > running)
-				running = at;
-			shard = row->shard;
-			row->key = running;
-			old = MemoryContextSwitchTo(rsinfo->econtext->ecxt_per_query_memory);
-			row->tuple = heap_copytuple(tup);
-			MemoryContextSwitchTo(old);
 		}
-		SPI_freetuptable(SPI_tuptable);
+
+		/*
+		 * The stream's rows in (shard, seq) order (archived ones come before
+		 * the log's), then recorded_at made a running maximum per shard.
+		 */
+		if (nrows - first > 1)
+			qsort(rows + first, nrows - first, sizeof(ElConvRow), el_conv_pos_cmp);
+		for (int i = first; i < nrows; i++)
+		{
+			if (rows[i].shard != shard || rows[i].key > running)
+				running = rows[i].key;
+			shard = rows[i].shard;
+			rows[i].key = running;
+		}
 		nstream++;
 	}
 	SPI_finish();

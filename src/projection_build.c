@@ -903,18 +903,22 @@ el_replay_setbased(ElApplyState *st, ElSetReplay *b, Relation stream, Relation p
 
 /*
  * Apply the archived events of a shard after *last up to through (the seq
- * before its low watermark), event by event, in seq order (archive.c):
- * history that retention moved out of the log stays reprocessable.  An
- * event the archive lacks is EL040.  Returns the events replayed.  The
- * caller is connected to SPI.
+ * before its low watermark), in seq order (archive.c): history that
+ * retention moved out of the log stays reprocessable.  Event by event, or,
+ * under the 'park' build policy (parked not NULL), each fetch as one batch
+ * of el_run_shard_batch(), which parks an event a handler fails on and its
+ * key's later events, as the log's events are parked.  An event the
+ * archive lacks is EL040.  Returns the events replayed (parked ones
+ * included).  The caller is connected to SPI.
  */
 static int64
-el_replay_archive(ElApplyState *st, Oid streamid, int32 shard, int64 *last,
-				  int64 through)
+el_replay_archive(ElApplyState *st, ElParked *parked, Oid streamid, int32 shard,
+				  int64 *last, int64 through)
 {
 	MemoryContext evcxt = AllocSetContextCreate(CurrentMemoryContext,
 												"event_log archived event",
 												ALLOCSET_DEFAULT_SIZES);
+	HeapTuple  *batch = palloc(sizeof(HeapTuple) * EL_ARCHIVE_REPLAY_CHUNK);
 	int64		n = 0;
 
 	while (*last < through)
@@ -925,26 +929,56 @@ el_replay_archive(ElApplyState *st, Oid streamid, int32 shard, int64 *last,
 
 		if (got == 0)
 			break;
+		/* Every seq after *last, in order: the archive never skips. */
 		for (uint64 i = 0; i < got; i++)
 		{
-			MemoryContext old = MemoryContextSwitchTo(evcxt);
-			Datum		values[EL_NATTS];
-			bool		nulls[EL_NATTS];
+			bool		isnull;
+			Datum		seq = SPI_getbinval(rows->vals[i], rows->tupdesc, Anum_el_seq, &isnull);
 
-			heap_deform_tuple(rows->vals[i], rows->tupdesc, values, nulls);
-			if (nulls[Anum_el_seq - 1] || DatumGetInt64(values[Anum_el_seq - 1]) != *last + 1)
-				el_archive_missing(streamid, shard, *last + 1);
-			(void) el_apply(st, values, nulls);
-			*last += 1;
+			if (isnull || DatumGetInt64(seq) != *last + 1 + (int64) i)
+				el_archive_missing(streamid, shard, *last + 1 + (int64) i);
+			batch[i] = rows->vals[i];
+		}
+		if (parked != NULL)
+		{
+			ElShardRun	run = {0};
+
+			run.set = st->set;
+			run.outer = st;
+			run.parked = parked;
+			run.desc = rows->tupdesc;
+			run.shard = shard;
+			run.seq = *last;
+			run.quiet = true;
+			run.segment = EL_PARK_SEGMENT;
+			(void) el_run_shard_batch(&run, batch, (int) got);
+			parked->build_events += run.parked_events;
+			parked->build_keys += run.parked_keys;
+			*last = run.seq;
+			n += run.total;
 			el_progress_at(shard, *last);
-			n++;
-			MemoryContextSwitchTo(old);
-			MemoryContextReset(evcxt);
 			CHECK_FOR_INTERRUPTS();
 		}
+		else
+			for (uint64 i = 0; i < got; i++)
+			{
+				MemoryContext old = MemoryContextSwitchTo(evcxt);
+				Datum		values[EL_NATTS];
+				bool		nulls[EL_NATTS];
+
+				heap_deform_tuple(batch[i], rows->tupdesc, values, nulls);
+				(void) el_apply(st, values, nulls);
+				*last += 1;
+				el_progress_at(shard, *last);
+				n++;
+				MemoryContextSwitchTo(old);
+				MemoryContextReset(evcxt);
+				CHECK_FOR_INTERRUPTS();
+			}
 		SPI_freetuptable(rows);
 	}
 	MemoryContextDelete(evcxt);
+	pfree(batch);
 	if (*last < through)
 		el_archive_missing(streamid, shard, *last + 1);
 	return n;
@@ -976,7 +1010,7 @@ el_replay_all(ElHandlerSet *set, Oid streamid, int shards, int64 *last,
 
 			/* Else the log's scan refuses to start below the watermark. */
 			if (last[s] < low - 1 && el_archive_covers(streamid, s, low))
-				n += el_replay_archive(&st, streamid, s, &last[s], low - 1);
+				n += el_replay_archive(&st, parked, streamid, s, &last[s], low - 1);
 		}
 	if (b != NULL)
 		n += el_replay_setbased(&st, b, stream, pk, shards, last, parked);

@@ -28,12 +28,14 @@
 #include "miscadmin.h"
 #include "utils/acl.h"
 #include "utils/array.h"
+#include "executor/spi.h"
 #include "utils/builtins.h"
 #include "utils/hsearch.h"
 #include "utils/lsyscache.h"
 #include "utils/memutils.h"
 #include "utils/snapmgr.h"
 
+#include "archive.h"
 #include "catalog.h"
 #include "event_log.h"
 #include "projection.h"
@@ -528,6 +530,31 @@ el_fetch_event(Relation stream, Relation pk, int32 shard, int64 seq)
 	return tup;
 }
 
+/*
+ * Read a parked event that the log no longer holds from the archive (a
+ * build parks archived events too): a copy of its tuple, with *desc set to
+ * a copy of its descriptor, or NULL if the archive does not hold it.
+ * SPI connected.
+ */
+static HeapTuple
+el_fetch_archived(Oid stream, int32 shard, int64 seq, TupleDesc *desc)
+{
+	HeapTuple	tup = NULL;
+	bool		isnull;
+
+	if (!OidIsValid(get_relname_relid("archive", el_schema_oid())))
+		return NULL;
+	if (el_archive_fetch(stream, shard, seq - 1, 1) == 1 &&
+		DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc,
+									Anum_el_seq, &isnull)) == seq && !isnull)
+	{
+		tup = heap_copytuple(SPI_tuptable->vals[0]);
+		*desc = CreateTupleDescCopy(SPI_tuptable->tupdesc);
+	}
+	SPI_freetuptable(SPI_tuptable);
+	return tup;
+}
+
 /* Record an action on one parked event, deleting it. */
 static void
 el_dead_letter_done(Oid view, int32 shard, int64 seq, const char *action)
@@ -638,18 +665,25 @@ el_retry_projection(Oid view, text *key)
 				end++;
 			for (; r < end && !failed; r++)
 			{
-				HeapTuple	tup = el_fetch_event(stream, pk, rows[r].shard, rows[r].seq);
+				HeapTuple	tup;
+				TupleDesc	desc = RelationGetDescr(stream);
 				ErrorData  *edata = NULL;
 				int			n;
 
 				CHECK_FOR_INTERRUPTS();
+				/* Below the watermark, a build parked it from the archive. */
+				if (rows[r].seq < el_low_watermark(p->stream, rows[r].shard,
+												   GetTransactionSnapshot()))
+					tup = el_fetch_archived(p->stream, rows[r].shard, rows[r].seq, &desc);
+				else
+					tup = el_fetch_event(stream, pk, rows[r].shard, rows[r].seq);
 				if (tup == NULL)
 					ereport(ERROR,
 							(errcode(ERRCODE_DATA_CORRUPTED),
 							 errmsg("parked event at shard %d seq " INT64_FORMAT " of projection \"%s\" is not in stream \"%s\"",
 									rows[r].shard, rows[r].seq, set->name,
 									el_qualified_name(p->stream))));
-				if (el_apply_batch(set, RelationGetDescr(stream), &tup, NULL, 1, 0,
+				if (el_apply_batch(set, desc, &tup, NULL, 1, 0,
 								   NULL, &n, &edata) < 0)
 				{
 					el_dead_letter_done(view, rows[r].shard, rows[r].seq, "retried");
@@ -665,6 +699,8 @@ el_retry_projection(Oid view, text *key)
 					failed = true;
 				}
 				heap_freetuple(tup);
+				if (desc != RelationGetDescr(stream))
+					FreeTupleDesc(desc);
 			}
 			r = end;
 		}

@@ -612,23 +612,206 @@ el_replay(PG_FUNCTION_ARGS)
 }
 
 /*
+ * read_event() of an event the log does not hold, in a stream that
+ * retention removed events from: where the archive holds every removed
+ * event, the event comes from it (as read_archive() reads it: not for a
+ * caller to whom row-level security applies); otherwise no answer is
+ * honest, since the event may have been removed, and that is EL040.  The
+ * archive is read with the snapshot the log was: both see a removal, or
+ * neither does.
+ */
+static void
+el_read_event_removed(FunctionCallInfo fcinfo, Oid relid, Datum id,
+					  Tuplestorestate *store)
+{
+	ReturnSetInfo *rsinfo = (ReturnSetInfo *) fcinfo->resultinfo;
+	bool		removed;
+	int64		low;
+	int32		shard;
+
+	SPI_connect();
+	shard = el_archive_uncovered(relid, GetActiveSnapshot(), &removed, &low);
+	if (shard >= 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_EL_OUT_OF_RANGE),
+				 errmsg("event %s is not in event stream \"%s\", and it may have been removed by retention",
+						DatumGetCString(DirectFunctionCall1(uuid_out, id)),
+						el_qualified_name(relid)),
+				 errdetail("Shard %d's low watermark is %lld: its earlier events were removed by the stream's retention policy, and its archive does not hold them all.",
+						   shard, (long long) low),
+				 errhint("Import the shard's archive with event_log.import_archive() to look removed events up.")));
+	if (!removed)
+	{
+		SPI_finish();
+		return;
+	}
+	(void) el_archive_read_event(relid, id, store, rsinfo->setDesc);
+	SPI_finish();
+}
+
+/*
  * event_log.read_event(stream regclass, event_id uuid)
  *		RETURNS SETOF event_log.event
  *
  * The event with this event_id, or no row: also when row-level security
- * hides it from the caller.
+ * hides it from the caller.  In a stream that retention removed events
+ * from, an event the log does not hold is looked for in the archive, and
+ * if the archive does not hold every removed event, that is EL040: no row
+ * would claim that the event never existed.
  */
 Datum
 el_read_event(PG_FUNCTION_ARGS)
 {
+	Oid			relid;
 	Datum		values[1];
+	Tuplestorestate *store;
 
 	el_require_arg(fcinfo, 0, "stream");
 	el_require_arg(fcinfo, 1, "event_id");
-	(void) el_require_stream(PG_GETARG_OID(0));
+	relid = PG_GETARG_OID(0);
+	(void) el_require_stream(relid);
 	values[0] = PG_GETARG_DATUM(1);
-	el_run_plan(fcinfo, PG_GETARG_OID(0), EL_PLAN_BY_ID, values);
+	store = el_result_store(fcinfo, true);
+	el_run_plan_into(fcinfo, relid, EL_PLAN_BY_ID, values, store);
+	if (tuplestore_tuple_count(store) == 0 && el_stream_has_watermarks(relid))
+		el_read_event_removed(fcinfo, relid, values[0], store);
 	return (Datum) 0;
+}
+
+/*
+ * read_by_time() of a stream that retention removed events from: whether a
+ * removed event could fall in a range from since on.  recorded_at is not
+ * ordered by seq, so the oldest event left in a shard cannot tell; each
+ * removal keeps the latest recorded_at it removed
+ * (shard_watermarks.removed_until, 0.6; on an older catalog the time of the
+ * last removal, a bound too).  Every shard where one could must have all
+ * its removed events in the archive, which then answers for them (true is
+ * returned); otherwise the read is EL040 rather than what is left of the
+ * range.  false: no removed event can be in the range.  Read with the
+ * active snapshot, the one the rows are read with: a removal is seen in
+ * both or in neither.  The caller is connected to SPI and has checked that
+ * the stream has watermarks and that the user may read it.
+ */
+static bool
+el_check_time_removed(Oid relid, TimestampTz since)
+{
+	Datum		values[2];
+	bool		has_until;
+	uint64		n;
+	int32	   *shards;
+	int64	   *lows;
+	Datum	   *untils;
+	bool	   *nulls;
+
+	has_until = get_attnum(get_relname_relid("shard_watermarks", el_schema_oid()),
+						   "removed_until") != InvalidAttrNumber;
+	values[0] = ObjectIdGetDatum(relid);
+	values[1] = TimestampTzGetDatum(since);
+	n = el_catalog_sql(psprintf("SELECT shard, low_seq, until FROM"
+								" (SELECT shard, low_seq, %s AS until FROM event_log.shard_watermarks"
+								"  WHERE stream OPERATOR(pg_catalog.=) $1"
+								"  AND low_seq OPERATOR(pg_catalog.>) 1) w"
+								" WHERE until IS NULL OR until OPERATOR(pg_catalog.>=) $2"
+								" ORDER BY shard",
+								has_until ? "COALESCE(removed_until, removed_at)" : "removed_at"),
+					   2, (Oid[]) {REGCLASSOID, TIMESTAMPTZOID}, values, NULL,
+					   EL_CAT_READ, 0);
+	if (n == 0)
+		return false;
+	shards = palloc(sizeof(int32) * n);
+	lows = palloc(sizeof(int64) * n);
+	untils = palloc(sizeof(Datum) * n);
+	nulls = palloc(sizeof(bool) * n);
+	for (uint64 i = 0; i < n; i++)
+	{
+		shards[i] = DatumGetInt32(el_spi_value(i, 1, &nulls[i]));
+		lows[i] = el_spi_int8(i, 2);
+		untils[i] = el_spi_value(i, 3, &nulls[i]);
+	}
+	for (uint64 i = 0; i < n; i++)
+		if (!el_archive_covers(relid, shards[i], lows[i]))
+			ereport(ERROR,
+					(errcode(ERRCODE_EL_OUT_OF_RANGE),
+					 errmsg("events of event stream \"%s\" recorded from %s on may have been removed",
+							el_qualified_name(relid), timestamptz_to_str(since)),
+					 nulls[i] ?
+					 errdetail("Shard %d's low watermark is %lld: its earlier events were removed by the stream's retention policy, and its archive does not hold them all.",
+							   shards[i], (long long) lows[i]) :
+					 errdetail("Shard %d's low watermark is %lld: its earlier events, recorded up to %s, were removed by the stream's retention policy, and its archive does not hold them all.",
+							   shards[i], (long long) lows[i],
+							   timestamptz_to_str(DatumGetTimestampTz(untils[i]))),
+					 errhint("Read from a since later than the removed events, or import the shard's archive with event_log.import_archive().")));
+	return true;
+}
+
+/* Compare two events of read_by_time()'s result by (recorded_at, shard, seq). */
+static int
+el_time_order(TupleTableSlot *a, TupleTableSlot *b)
+{
+	bool		isnull;
+	TimestampTz ta = DatumGetTimestampTz(slot_getattr(a, Anum_el_recorded_at, &isnull));
+	TimestampTz tb = DatumGetTimestampTz(slot_getattr(b, Anum_el_recorded_at, &isnull));
+	int32		sa = DatumGetInt32(slot_getattr(a, Anum_el_shard, &isnull));
+	int32		sb = DatumGetInt32(slot_getattr(b, Anum_el_shard, &isnull));
+	int64		qa = DatumGetInt64(slot_getattr(a, Anum_el_seq, &isnull));
+	int64		qb = DatumGetInt64(slot_getattr(b, Anum_el_seq, &isnull));
+
+	if (ta != tb)
+		return ta < tb ? -1 : 1;
+	if (sa != sb)
+		return sa < sb ? -1 : 1;
+	return (qa > qb) - (qa < qb);
+}
+
+/*
+ * read_by_time() of a range that removed events may fall in, with the
+ * archive holding them all: up to max_count events of the log (as read()
+ * returns them) and up to max_count archived ones (as read_archive()
+ * returns them: not for a caller to whom row-level security applies),
+ * each in (recorded_at, shard, seq) order, merged into the result and cut
+ * at max_count.  The page's resume position works across both.  values are
+ * the log plan's parameters.
+ */
+static void
+el_read_by_time_merged(FunctionCallInfo fcinfo, Oid relid, const Datum *values)
+{
+	ReturnSetInfo *rsinfo = (ReturnSetInfo *) fcinfo->resultinfo;
+	Tuplestorestate *store = el_result_store(fcinfo, true);
+	TupleDesc	desc = rsinfo->setDesc;
+	Tuplestorestate *logged = tuplestore_begin_heap(false, false, work_mem);
+	Tuplestorestate *archived = tuplestore_begin_heap(false, false, work_mem);
+	TupleTableSlot *a = MakeSingleTupleTableSlot(desc, &TTSOpsMinimalTuple);
+	TupleTableSlot *b = MakeSingleTupleTableSlot(desc, &TTSOpsMinimalTuple);
+	int64		max_count = DatumGetInt64(values[4]);
+	bool		has_a;
+	bool		has_b;
+
+	el_check_archive_reader(relid);
+	el_run_plan_into(fcinfo, relid, EL_PLAN_TIME, values, logged);
+	SPI_connect();
+	(void) el_archive_read_time(relid, values[0], values[1], DatumGetInt32(values[2]),
+								DatumGetInt64(values[3]), max_count, archived, desc);
+	SPI_finish();
+
+	has_a = tuplestore_gettupleslot(logged, true, false, a);
+	has_b = tuplestore_gettupleslot(archived, true, false, b);
+	for (int64 i = 0; i < max_count && (has_a || has_b); i++)
+	{
+		if (has_a && (!has_b || el_time_order(a, b) <= 0))
+		{
+			tuplestore_puttupleslot(store, a);
+			has_a = tuplestore_gettupleslot(logged, true, false, a);
+		}
+		else
+		{
+			tuplestore_puttupleslot(store, b);
+			has_b = tuplestore_gettupleslot(archived, true, false, b);
+		}
+	}
+	ExecDropSingleTupleTableSlot(a);
+	ExecDropSingleTupleTableSlot(b);
+	tuplestore_end(logged);
+	tuplestore_end(archived);
 }
 
 /*
@@ -693,6 +876,21 @@ el_read_by_time(PG_FUNCTION_ARGS)
 	values[2] = Int32GetDatum(after_shard);
 	values[3] = Int64GetDatum(after_seq);
 	values[4] = Int64GetDatum((int64) max_count);
+	if (el_stream_has_watermarks(relid))
+	{
+		/* A caller who may not read the stream learns nothing of it. */
+		bool		merge;
+
+		el_check_select(relid);
+		SPI_connect();
+		merge = el_check_time_removed(relid, since);
+		SPI_finish();
+		if (merge)
+		{
+			el_read_by_time_merged(fcinfo, relid, values);
+			return (Datum) 0;
+		}
+	}
 	el_run_plan(fcinfo, relid, EL_PLAN_TIME, values);
 	return (Datum) 0;
 }

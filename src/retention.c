@@ -412,12 +412,13 @@ el_retire_key(Oid relid, Datum key, int64 version)
 /*
  * Walk the events of one shard that the policy lets go, from low on and no
  * further than limit, and remove them if remove is true.  Returns the last
- * seq walked (low - 1 if none).  The caller is connected to SPI.
+ * seq walked (low - 1 if none); *newest gets the latest recorded_at walked
+ * (left as it was if none).  The caller is connected to SPI.
  */
 static int64
 el_walk_prefix(Relation rel, Relation pk, Relation kv, Snapshot snap,
 			   int32 shard, int64 low, int64 limit, const ElPolicy *p,
-			   bool remove)
+			   bool remove, TimestampTz *newest)
 {
 	ScanKeyData keys[2];
 	IndexScanDesc scan;
@@ -432,15 +433,18 @@ el_walk_prefix(Relation rel, Relation pk, Relation kv, Snapshot snap,
 	{
 		bool		isnull;
 		int64		seq = DatumGetInt64(slot_getattr(slot, Anum_el_seq, &isnull));
+		TimestampTz at;
 
 		CHECK_FOR_INTERRUPTS();
 		/* A prefix: never past a hole (there is none under commit order). */
 		if (seq != last + 1)
 			break;
-		if (p->has_age &&
-			DatumGetTimestampTz(slot_getattr(slot, Anum_el_recorded_at, &isnull)) >= p->cutoff)
+		at = DatumGetTimestampTz(slot_getattr(slot, Anum_el_recorded_at, &isnull));
+		if (p->has_age && at >= p->cutoff)
 			break;
 		last = seq;
+		if (at > *newest)
+			*newest = at;
 		if (!remove)
 			continue;
 		{
@@ -458,11 +462,52 @@ el_walk_prefix(Relation rel, Relation pk, Relation kv, Snapshot snap,
 }
 
 /*
- * Apply a stream's policy to each of its shards; a row per shard into out
- * (if not NULL).  The caller is connected to SPI.
+ * Record a removal of the events low..last of a shard: its new watermark
+ * and the latest recorded_at removed from it (0.6: removed_until, which
+ * read_by_time() checks), and a row of retention_log.  The caller is
+ * connected to SPI.
+ */
+void
+el_record_removal(Oid relid, int32 shard, int64 low, int64 last,
+				  TimestampTz newest, const NameData *who)
+{
+	Datum		values[5];
+	bool		has_until;
+
+	has_until = get_attnum(get_relname_relid("shard_watermarks", el_schema_oid()),
+						   "removed_until") != InvalidAttrNumber;
+	values[0] = ObjectIdGetDatum(relid);
+	values[1] = Int32GetDatum(shard);
+	values[2] = Int64GetDatum(low);
+	values[3] = Int64GetDatum(last);
+	values[4] = TimestampTzGetDatum(newest);
+	el_catalog_sql(psprintf("UPDATE event_log.shard_watermarks"
+							" SET low_seq = $4 OPERATOR(pg_catalog.+) 1,"
+							" removed_events = removed_events OPERATOR(pg_catalog.+)"
+							" ($4 OPERATOR(pg_catalog.-) $3 OPERATOR(pg_catalog.+) 1),"
+							" removed_at = pg_catalog.now()%s"
+							" WHERE stream OPERATOR(pg_catalog.=) $1 AND shard OPERATOR(pg_catalog.=) $2",
+							has_until ?
+							", removed_until = GREATEST(removed_until, $5)" : ""),
+				   has_until ? 5 : 4,
+				   (Oid[]) {REGCLASSOID, INT4OID, INT8OID, INT8OID, TIMESTAMPTZOID},
+				   values, NULL, 0, 0);
+	values[4] = NameGetDatum(who);
+	el_catalog_sql("INSERT INTO event_log.retention_log"
+				   " (stream, shard, from_seq, to_seq, events, removed_by)"
+				   " VALUES ($1, $2, $3, $4, $4 OPERATOR(pg_catalog.-) $3 OPERATOR(pg_catalog.+) 1, $5)",
+				   5, (Oid[]) {REGCLASSOID, INT4OID, INT8OID, INT8OID, NAMEOID},
+				   values, NULL, 0, 0);
+}
+
+/*
+ * Apply a stream's policy to each of its shards; an ElShardReport per
+ * shard appended to *report (if not NULL), allocated in the current memory
+ * context.  Returns the number of events removed.  The caller is connected
+ * to SPI.
  */
 static int64
-el_enforce_stream(Oid relid, Tuplestorestate *out, TupleDesc desc)
+el_enforce_stream(Oid relid, List **report)
 {
 	int64		removed = 0;
 	ElPolicy	p;
@@ -486,7 +531,7 @@ el_enforce_stream(Oid relid, Tuplestorestate *out, TupleDesc desc)
 	el_refuse_referenced(relid);
 	/* Dropping a segment publishes no DELETE (retention_segment.c). */
 	if (get_rel_relkind(relid) == RELKIND_PARTITIONED_TABLE)
-		return el_enforce_segmented(relid, &p, shards, out, desc);
+		return el_enforce_segmented(relid, &p, shards, report);
 	el_refuse_published(relid);
 	namestrcpy(&who, GetUserNameFromId(GetUserId(), false));
 
@@ -499,6 +544,7 @@ el_enforce_stream(Oid relid, Tuplestorestate *out, TupleDesc desc)
 		int64		low = el_low_watermark(relid, shard, snap);
 		int64		limit = el_last_seq(rel, pk, snap, shard);
 		int64		last;
+		TimestampTz newest = DT_NOBEGIN;
 
 		if (p.has_count)
 			limit = Max(0, limit - p.max_events);
@@ -507,46 +553,25 @@ el_enforce_stream(Oid relid, Tuplestorestate *out, TupleDesc desc)
 		if (limit >= low && p.archive)
 		{
 			/* What the walk would remove, archived first, then removed. */
-			limit = el_walk_prefix(rel, pk, kv, snap, shard, low, limit, &p, false);
+			limit = el_walk_prefix(rel, pk, kv, snap, shard, low, limit, &p, false, &newest);
 			if (limit >= low)
 				el_archive_range(relid, shard, low, limit);
 		}
 		last = limit >= low ?
-			el_walk_prefix(rel, pk, kv, snap, shard, low, limit, &p, true) : low - 1;
+			el_walk_prefix(rel, pk, kv, snap, shard, low, limit, &p, true, &newest) : low - 1;
 		if (last >= low)
 		{
-			Datum		values[5];
-
 			removed += last - low + 1;
-			values[0] = ObjectIdGetDatum(relid);
-			values[1] = Int32GetDatum(shard);
-			values[2] = Int64GetDatum(low);
-			values[3] = Int64GetDatum(last);
-			values[4] = NameGetDatum(&who);
-			el_catalog_sql("UPDATE event_log.shard_watermarks"
-						   " SET low_seq = $4 OPERATOR(pg_catalog.+) 1,"
-						   " removed_events = removed_events OPERATOR(pg_catalog.+)"
-						   " ($4 OPERATOR(pg_catalog.-) $3 OPERATOR(pg_catalog.+) 1),"
-						   " removed_at = pg_catalog.now()"
-						   " WHERE stream OPERATOR(pg_catalog.=) $1 AND shard OPERATOR(pg_catalog.=) $2",
-						   4, (Oid[]) {REGCLASSOID, INT4OID, INT8OID, INT8OID},
-						   values, NULL, 0, 0);
-			el_catalog_sql("INSERT INTO event_log.retention_log"
-						   " (stream, shard, from_seq, to_seq, events, removed_by)"
-						   " VALUES ($1, $2, $3, $4, $4 OPERATOR(pg_catalog.-) $3 OPERATOR(pg_catalog.+) 1, $5)",
-						   5, (Oid[]) {REGCLASSOID, INT4OID, INT8OID, INT8OID, NAMEOID},
-						   values, NULL, 0, 0);
+			el_record_removal(relid, shard, low, last, newest, &who);
 		}
-		if (out != NULL)
+		if (report != NULL)
 		{
-			Datum		row[4];
-			bool		nulls[4] = {false, false, false, false};
+			ElShardReport *r = palloc(sizeof(ElShardReport));
 
-			row[0] = ObjectIdGetDatum(relid);
-			row[1] = Int32GetDatum(shard);
-			row[2] = Int64GetDatum(last - low + 1);
-			row[3] = Int64GetDatum(last + 1);
-			tuplestore_putvalues(out, desc, row, nulls);
+			r->shard = shard;
+			r->removed = last - low + 1;
+			r->low = last + 1;
+			*report = lappend(*report, r);
 		}
 	}
 	UnregisterSnapshot(snap);
@@ -579,6 +604,7 @@ typedef struct ElEnforceCall
 {
 	Oid			relid;
 	int64		removed;
+	List	  **report;
 } ElEnforceCall;
 
 static void
@@ -586,24 +612,31 @@ el_enforce_call(void *arg)
 {
 	ElEnforceCall *call = (ElEnforceCall *) arg;
 
-	call->removed = el_enforce_stream(call->relid, NULL, NULL);
+	call->removed = el_enforce_stream(call->relid, call->report);
 }
 
 /*
- * For el_enforce_all(): apply one stream's policy in a subtransaction of
- * its own, so that a stream whose enforcement fails (a foreign key that
- * references it, a deadlock, a cancelled lock wait) is reported as a
- * WARNING and the other streams' policies still apply.  Returns the number
- * of events removed (0 on failure).
+ * For el_enforce_all() and enforce_retention() of every stream: apply one
+ * stream's policy in a subtransaction of its own, so that a stream whose
+ * enforcement fails (a foreign key that references it, a deadlock, a
+ * cancelled lock wait) is reported as a WARNING and the other streams'
+ * policies still apply.  Its shards' reports go to *report (if not NULL)
+ * only if it succeeded.  Returns the number of events removed, or -1 on
+ * failure.
  */
 int64
-el_enforce_one(Oid relid)
+el_enforce_one(Oid relid, List **report)
 {
-	ElEnforceCall call = {relid, 0};
+	List	   *shards = NIL;
+	ElEnforceCall call = {relid, 0, report ? &shards : NULL};
 	ErrorData  *edata = el_try_subxact(el_enforce_call, &call);
 
 	if (edata == NULL)
+	{
+		if (report != NULL)
+			*report = list_concat(*report, shards);
 		return call.removed;
+	}
 	/* A cancel or a shutdown stops the run; anything else, this stream. */
 	if (edata->sqlerrcode == ERRCODE_QUERY_CANCELED ||
 		edata->sqlerrcode == ERRCODE_ADMIN_SHUTDOWN)
@@ -615,7 +648,8 @@ el_enforce_one(Oid relid)
 			 edata->detail ? errdetail_internal("%s", edata->detail) : 0,
 			 edata->hint ? errhint("%s", edata->hint) : 0));
 	FreeErrorData(edata);
-	return 0;
+	list_free_deep(shards);
+	return -1;
 }
 
 /*
@@ -641,9 +675,29 @@ el_enforce_all(void)
 		Oid			relid = lfirst_oid(lc);
 
 		if (el_stream_shards(relid) > 0 && pg_class_ownercheck(relid, GetUserId()))
-			removed += el_enforce_one(relid);
+			removed += Max(0, el_enforce_one(relid, NULL));
 	}
 	return removed;
+}
+
+/* Put a stream's shard reports into enforce_retention()'s result. */
+static void
+el_put_reports(Tuplestorestate *out, TupleDesc desc, Oid relid, List *report)
+{
+	ListCell   *lc;
+
+	foreach(lc, report)
+	{
+		ElShardReport *r = lfirst(lc);
+		Datum		row[4];
+		bool		nulls[4] = {false, false, false, false};
+
+		row[0] = ObjectIdGetDatum(relid);
+		row[1] = Int32GetDatum(r->shard);
+		row[2] = Int64GetDatum(r->removed);
+		row[3] = Int64GetDatum(r->low);
+		tuplestore_putvalues(out, desc, row, nulls);
+	}
 }
 
 /*
@@ -651,8 +705,11 @@ el_enforce_all(void)
  *		RETURNS TABLE (stream regclass, shard int, removed bigint,
  *					   low_watermark bigint)
  *
- * Apply the policy of one stream, or of every stream the caller owns that
- * has one; a row per shard of each stream with a policy.
+ * Apply the policy of one stream (its failure is an error), or of every
+ * stream the caller owns that has one; a row per shard of each stream with
+ * a policy.  Without a stream, each one runs in a subtransaction of its
+ * own: a stream whose policy cannot be applied is a WARNING and one row
+ * with a NULL shard, removed and low_watermark, and the others go on.
  */
 Datum
 el_enforce_retention(PG_FUNCTION_ARGS)
@@ -663,25 +720,47 @@ el_enforce_retention(PG_FUNCTION_ARGS)
 	ListCell   *lc;
 
 	el_require_retention_catalog();
+
+	/*
+	 * Refused as a whole where no stream could be applied: otherwise every
+	 * stream's subtransaction below would fail alike, and a call on a
+	 * standby or in a read-only transaction would end in warnings alone.
+	 */
+	PreventCommandIfReadOnly("enforce_retention()");
+	PreventCommandDuringRecovery("enforce_retention()");
 	out = el_result_store(fcinfo, false);
 	desc = ((ReturnSetInfo *) fcinfo->resultinfo)->setDesc;
 	SPI_connect();
 	if (!PG_ARGISNULL(0))
 	{
 		Oid			relid = PG_GETARG_OID(0);
+		List	   *report = NIL;
 
 		(void) el_require_stream(relid);
 		el_require_stream_owner(relid, "apply the retention policy");
-		streams = list_make1_oid(relid);
+		(void) el_enforce_stream(relid, &report);
+		el_put_reports(out, desc, relid, report);
+		SPI_finish();
+		return (Datum) 0;
 	}
-	else
-		streams = el_policy_streams();
+	streams = el_policy_streams();
 	foreach(lc, streams)
 	{
 		Oid			relid = lfirst_oid(lc);
+		List	   *report = NIL;
 
-		if (el_stream_shards(relid) > 0 && pg_class_ownercheck(relid, GetUserId()))
-			(void) el_enforce_stream(relid, out, desc);
+		if (el_stream_shards(relid) == 0 || !pg_class_ownercheck(relid, GetUserId()))
+			continue;
+		if (el_enforce_one(relid, &report) >= 0)
+			el_put_reports(out, desc, relid, report);
+		else
+		{
+			Datum		row[4] = {ObjectIdGetDatum(relid), 0, 0, 0};
+			bool		nulls[4] = {false, true, true, true};
+
+			tuplestore_putvalues(out, desc, row, nulls);
+		}
+		list_free_deep(report);
 	}
 	SPI_finish();
 	return (Datum) 0;

@@ -14,10 +14,10 @@
 
 #include "access/tupdesc.h"
 #include "utils/timestamp.h"
-#include "utils/tuplestore.h"
+#include "nodes/pg_list.h"
 
 extern int64 el_enforce_all(void);
-extern int64 el_enforce_one(Oid relid);
+extern int64 el_enforce_one(Oid relid, List **report);
 extern void el_retention_init(void);
 
 /* Shared by retention.c and retention_segment.c. */
@@ -33,9 +33,19 @@ typedef struct ElPolicy
 	bool		archive;		/* copy what leaves into the archive */
 } ElPolicy;
 
+/* What enforcement did to one shard: a row of enforce_retention(). */
+typedef struct ElShardReport
+{
+	int32		shard;
+	int64		removed;
+	int64		low;			/* the new low watermark */
+} ElShardReport;
+
 extern int64 el_consumed_through(Oid relid, int32 shard);
 extern void el_retire_key(Oid relid, Datum key, int64 version);
+extern void el_record_removal(Oid relid, int32 shard, int64 low, int64 last,
+							  TimestampTz newest, const NameData *who);
 extern int64 el_enforce_segmented(Oid relid, const ElPolicy *p, int shards,
-								  Tuplestorestate *out, TupleDesc desc);
+								  List **report);
 
 #endif							/* EL_RETENTION_H */

@@ -60,6 +60,7 @@
 #include "utils/lsyscache.h"
 #include "utils/rel.h"
 #include "utils/snapmgr.h"
+#include "utils/datetime.h"
 
 #include "archive.h"
 #include "catalog.h"
@@ -77,6 +78,7 @@ typedef struct ElSegShard
 {
 	int64		first;			/* 0 if none */
 	int64		last;
+	TimestampTz newest;			/* the latest recorded_at */
 } ElSegShard;
 
 /* A key's last version in the segment being removed. */
@@ -120,6 +122,7 @@ el_walk_segment(Relation seg, Snapshot snap, int shards, const ElPolicy *p,
 		IndexScanDesc scan;
 
 		span[s].first = span[s].last = 0;
+		span[s].newest = DT_NOBEGIN;
 		ScanKeyInit(&skey, 1, BTEqualStrategyNumber, F_INT4EQ, Int32GetDatum(s));
 		scan = index_beginscan(seg, pk, snap, 1, 0);
 		index_rescan(scan, &skey, 1, NULL, 0);
@@ -131,15 +134,17 @@ el_walk_segment(Relation seg, Snapshot snap, int shards, const ElPolicy *p,
 			ElSegKey   *entry;
 			bool		found;
 			int64		version;
+			TimestampTz at;
 
 			CHECK_FOR_INTERRUPTS();
-			if (seq != next[s] || seq > cut[s] ||
-				(p->has_age &&
-				 DatumGetTimestampTz(slot_getattr(slot, Anum_el_recorded_at, &isnull)) >= p->cutoff))
+			at = DatumGetTimestampTz(slot_getattr(slot, Anum_el_recorded_at, &isnull));
+			if (seq != next[s] || seq > cut[s] || (p->has_age && at >= p->cutoff))
 			{
 				ok = false;
 				break;
 			}
+			if (at > span[s].newest)
+				span[s].newest = at;
 			if (span[s].first == 0)
 				span[s].first = seq;
 			span[s].last = seq;
@@ -251,12 +256,11 @@ el_segment_is_ours(Oid segrelid)
 /*
  * Apply the policy p to a segmented stream (retention.c has locked it and
  * read p): remove the segments that may go, then start a new segment if the
- * newest is full.  A row per shard into out (if not NULL).  Returns the
- * events removed.  The caller is connected to SPI.
+ * newest is full.  An ElShardReport per shard appended to *report (if not
+ * NULL).  Returns the events removed.  The caller is connected to SPI.
  */
 int64
-el_enforce_segmented(Oid relid, const ElPolicy *p, int shards,
-					 Tuplestorestate *out, TupleDesc desc)
+el_enforce_segmented(Oid relid, const ElPolicy *p, int shards, List **report)
 {
 	Relation	rel = relation_open(relid, AccessShareLock);
 	ElSegments *segs = el_segments(rel);
@@ -339,30 +343,11 @@ el_enforce_segmented(Oid relid, const ElPolicy *p, int shards,
 		}
 		for (int32 s = 0; s < shards; s++)
 		{
-			Datum		values[5];
-
 			if (span[s].first == 0)
 				continue;
 			if (p->archive)
 				el_archive_range_from(relid, segs->relids[i], s, span[s].first, span[s].last);
-			values[0] = ObjectIdGetDatum(relid);
-			values[1] = Int32GetDatum(s);
-			values[2] = Int64GetDatum(span[s].first);
-			values[3] = Int64GetDatum(span[s].last);
-			values[4] = NameGetDatum(&who);
-			el_catalog_sql("UPDATE event_log.shard_watermarks"
-						   " SET low_seq = $4 OPERATOR(pg_catalog.+) 1,"
-						   " removed_events = removed_events OPERATOR(pg_catalog.+)"
-						   " ($4 OPERATOR(pg_catalog.-) $3 OPERATOR(pg_catalog.+) 1),"
-						   " removed_at = pg_catalog.now()"
-						   " WHERE stream OPERATOR(pg_catalog.=) $1 AND shard OPERATOR(pg_catalog.=) $2",
-						   4, (Oid[]) {REGCLASSOID, INT4OID, INT8OID, INT8OID},
-						   values, NULL, 0, 0);
-			el_catalog_sql("INSERT INTO event_log.retention_log"
-						   " (stream, shard, from_seq, to_seq, events, removed_by)"
-						   " VALUES ($1, $2, $3, $4, $4 OPERATOR(pg_catalog.-) $3 OPERATOR(pg_catalog.+) 1, $5)",
-						   5, (Oid[]) {REGCLASSOID, INT4OID, INT8OID, INT8OID, NAMEOID},
-						   values, NULL, 0, 0);
+			el_record_removal(relid, s, span[s].first, span[s].last, span[s].newest, &who);
 			removed += span[s].last - span[s].first + 1;
 		}
 		/* Keys with no event in a later segment retire with their last version. */
@@ -380,17 +365,15 @@ el_enforce_segmented(Oid relid, const ElPolicy *p, int shards,
 	if (ngone > 0)
 		el_drop_segments(relid, segs->relids, ngone);
 
-	if (out != NULL)
+	if (report != NULL)
 		for (int32 s = 0; s < shards; s++)
 		{
-			Datum		row[4];
-			bool		nulls[4] = {false, false, false, false};
+			ElShardReport *r = palloc(sizeof(ElShardReport));
 
-			row[0] = ObjectIdGetDatum(relid);
-			row[1] = Int32GetDatum(s);
-			row[2] = Int64GetDatum(next[s] - low[s]);
-			row[3] = Int64GetDatum(next[s]);
-			tuplestore_putvalues(out, desc, row, nulls);
+			r->shard = s;
+			r->removed = next[s] - low[s];
+			r->low = next[s];
+			*report = lappend(*report, r);
 		}
 
 	/* A full newest segment: start the next (it takes new rows at our commit). */

@@ -460,7 +460,7 @@ el_worker_retention(void)
 			el_push_catalog_path();
 			SPI_connect();
 			if (el_stream_shards(relid) > 0)
-				removed += el_enforce_one(relid);
+				removed += Max(0, el_enforce_one(relid, NULL));
 			SPI_finish();
 			PopOverrideSearchPath();
 			PopActiveSnapshot();

@@ -368,6 +368,49 @@ my (undef, undef, $retention_err) = $node->psql('retention_db', q{
 	SELECT count(*) FROM event_log.read('ticks', 0);
 });
 like($retention_err, qr/below the shard's low watermark 5/, 'after the update, a read below the watermark is an error');
+# Readers after a removal (0.6): on a 0.5 catalog, enforcement and the
+# readers work without shard_watermarks.removed_until (read_by_time()
+# bounds what was removed by the time of the last removal); the update
+# fills it in for shards that lost events, and a removal keeps it.
+$node->safe_psql('postgres', 'CREATE DATABASE readers_db');
+is($node->safe_psql('readers_db', q{
+	CREATE EXTENSION event_log VERSION '0.5';
+	SET timezone = 'UTC';
+	SELECT event_log.create_stream('public.old', 1);
+	SET session_replication_role = replica;
+	INSERT INTO old VALUES
+	  (0, 1, 'a', 1, 'A', '{}', NULL, '00000000-0000-4000-8000-000000000001', '2026-01-01 10:00:00'),
+	  (0, 2, 'a', 2, 'A', '{}', NULL, '00000000-0000-4000-8000-000000000002', '2026-01-01 10:00:05'),
+	  (0, 3, 'a', 3, 'A', '{}', NULL, '00000000-0000-4000-8000-000000000003', '2026-01-01 10:00:09');
+	RESET session_replication_role;
+	SELECT event_log.set_retention('old', max_events => 2, keep_unconsumed => false);
+	SELECT stream, shard, removed, low_watermark FROM event_log.enforce_retention();
+	SELECT count(*) FROM event_log.read_by_time('old', now() + interval '1 minute');
+	SELECT count(*) FROM event_log.read_event('old', '00000000-0000-4000-8000-000000000003');
+}), "old\n\nold|0|1|2\n0\n1", 'a 0.5 catalog enforces retention and reads after it');
+($rc, $out, $err) = $node->psql('readers_db',
+	q{SELECT count(*) FROM event_log.read_by_time('old', '2026-01-01 10:00:06')});
+like($err, qr/recorded from .* on may have been removed/,
+	'on a 0.5 catalog, read_by_time() before the last removal is EL040');
+($rc, $out, $err) = $node->psql('readers_db',
+	q{SELECT count(*) FROM event_log.read_event('old', '00000000-0000-4000-8000-000000000001')});
+like($err, qr/may have been removed by retention/,
+	'on a 0.5 catalog, read_event() of a removed event is EL040');
+is($node->safe_psql('readers_db', q{
+	ALTER EXTENSION event_log UPDATE;
+	SELECT removed_until = removed_at FROM event_log.shard_watermarks;
+	SELECT event_log.create_stream('public.new', 1);
+	SET session_replication_role = replica;
+	INSERT INTO new VALUES
+	  (0, 1, 'a', 1, 'A', '{}', NULL, '00000000-0000-4000-8000-000000000011', '2026-01-01 10:00:05'),
+	  (0, 2, 'a', 2, 'A', '{}', NULL, '00000000-0000-4000-8000-000000000012', '2026-01-01 10:00:00');
+	RESET session_replication_role;
+	SELECT event_log.set_retention('new', max_events => 1, keep_unconsumed => false);
+	SELECT removed FROM event_log.enforce_retention('new');
+	SELECT removed_until AT TIME ZONE 'UTC' FROM event_log.shard_watermarks WHERE stream = 'new'::regclass;
+	SELECT count(*) FROM event_log.read_by_time('new', '2026-01-01 10:00:05.000001');
+}), "t\nnew\n\n1\n2026-01-01 10:00:05\n0",
+	'after the update, old shards have removed_until and removals keep it exactly');
 # Shredding erased keys (0.5): on a 0.4 catalog the library already
 # overwrites an erased key in its page at commit; the update stops ANALYZE
 # from keeping sample keys in pg_statistic and drops those kept before.
