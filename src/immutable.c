@@ -831,13 +831,20 @@ el_guard_partition_cmds(AlterTableStmt *stmt)
 			RangeVarGetRelid(((PartitionCmd *) cmd->def)->name, NoLock, true) : InvalidOid;
 		if (!OidIsValid(relid))
 			return;
-		if ((el_registry_shards(relid) > 0 &&
-			 !el_guard_exempt(relid, EL_GUARD_SEGMENT_DDL)) ||
-			(OidIsValid(partid) && el_registry_shards(partid) > 0))
+		/* A stream made a partition of something else. */
+		if (OidIsValid(partid) && el_registry_shards(partid) > 0)
+			ereport(ERROR,
+					(errcode(ERRCODE_EL_IMMUTABLE),
+					 errmsg("cannot change event stream \"%s\" this way",
+							el_qualified_name(partid)),
+					 errdetail("An event stream must stay a plain table, not a partition."),
+					 errhint("Event streams are append-only: their contract columns, triggers and unique indexes stay as event_log.create_stream() made them.")));
+		if (el_registry_shards(relid) > 0 &&
+			!el_guard_exempt(relid, EL_GUARD_SEGMENT_DDL))
 			ereport(ERROR,
 					(errcode(ERRCODE_EL_IMMUTABLE),
 					 errmsg("cannot attach or detach partitions of event stream \"%s\"",
-							el_qualified_name(el_registry_shards(relid) > 0 ? relid : partid)),
+							el_qualified_name(relid)),
 					 errdetail("A segmented stream's segments are added and removed only by event_log; detaching one would drop its events out of the stream."),
 					 errhint("Use event_log.roll_segment() to start a segment, and a retention policy to remove old ones (docs/retention.md).")));
 	}
@@ -992,10 +999,16 @@ el_guard_drop(PG_FUNCTION_ARGS)
 	SPI_connect();
 	/* As in guard_ddl(): the query below is qualified, and pinned too. */
 	el_push_catalog_path();
+	/*
+	 * Tables and views: streams, their segments, projections' build tables
+	 * and views (not their indexes, TOAST tables or types, which would cost
+	 * the checks below a query each).
+	 */
 	(void) el_exec_as_caller("SELECT objid, object_identity"
 							 " FROM pg_catalog.pg_event_trigger_dropped_objects()"
 							 " WHERE classid OPERATOR(pg_catalog.=) 'pg_catalog.pg_class'::pg_catalog.regclass"
-							 " AND objsubid OPERATOR(pg_catalog.=) 0",
+							 " AND objsubid OPERATOR(pg_catalog.=) 0"
+							 " AND object_type OPERATOR(pg_catalog.=) ANY ('{table,view,\"materialized view\"}'::pg_catalog.text[])",
 							 0, NULL, NULL, true, 0);
 	dropped = SPI_tuptable;
 	ndropped = SPI_processed;

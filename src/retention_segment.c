@@ -361,6 +361,14 @@ el_enforce_segmented(Oid relid, const ElPolicy *p, int shards, List **report)
 	UnregisterSnapshot(snap);
 	relation_close(rel, NoLock);
 
+	/*
+	 * A full newest segment: start the next (it takes new rows once we
+	 * commit).  Before the drop: ATTACH waits for no appender, and the
+	 * drop's lock is then held for nothing else.
+	 */
+	if (el_segment_full(relid))
+		(void) el_segment_roll(relid);
+
 	/* 4. Drop, last: the stream's lock is then held only to the commit. */
 	if (ngone > 0)
 		el_drop_segments(relid, segs->relids, ngone);
@@ -376,8 +384,5 @@ el_enforce_segmented(Oid relid, const ElPolicy *p, int shards, List **report)
 			*report = lappend(*report, r);
 		}
 
-	/* A full newest segment: start the next (it takes new rows at our commit). */
-	if (el_segment_full(relid))
-		(void) el_segment_roll(relid);
 	return removed;
 }
