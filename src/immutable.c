@@ -228,6 +228,8 @@ el_missing_part(Relation rel, bool only_adds, const char *detail)
  * Whether the default of column attnum is exactly event_log.require_guards()
  * of this stream: a call of that function (guards_fn) with the stream as a
  * regclass constant, which is stored as the OID and dumped as the name.
+ * The same test, given event_log.current_segment() as guards_fn, checks the
+ * default of a segmented stream's segment column.
  * Anything else is not it: another stream, another function around or
  * instead of it, an OID cast to regclass (dumped as a number, it would name
  * another relation after a restore).
@@ -414,6 +416,39 @@ el_is_segment_layout(Relation rel)
 		strcmp(NameStr(TupleDescAttr(desc, Anum_el_segment - 1)->attname), EL_SEGMENT_COLUMN) == 0;
 }
 
+/*
+ * A segmented stream's segment column routes each new row to the newest
+ * segment: it must stay NOT NULL with no default but
+ * event_log.current_segment(<this stream>).  Another default (a constant, an
+ * older segment) would route rows where the append trigger refuses them, or
+ * nowhere; a NULL has no segment at all.
+ */
+static void
+el_check_segment_column(Relation rel, bool only_adds)
+{
+	Form_pg_attribute att = TupleDescAttr(RelationGetDescr(rel), Anum_el_segment - 1);
+	Oid			argtype = REGCLASSOID;
+	Oid			current_fn;
+	char	   *expected;
+
+	current_fn = LookupFuncName(list_make2(makeString("event_log"),
+										   makeString("current_segment")),
+								1, &argtype, true);
+	expected = psprintf("event_log.current_segment(%s::regclass)",
+						quote_literal_cstr(el_qualified_name(RelationGetRelid(rel))));
+	if (!att->attnotnull)
+		el_shape_violation(rel, "Column \"" EL_SEGMENT_COLUMN "\" must stay NOT NULL.");
+	if (!att->atthasdef)
+		el_missing_part(rel, only_adds,
+						psprintf("Column \"" EL_SEGMENT_COLUMN "\" must keep its default %s, which routes each new event to the newest segment.",
+								 expected));
+	else if (!OidIsValid(current_fn) ||
+			 !el_is_guards_default(rel, Anum_el_segment, current_fn))
+		el_shape_violation(rel,
+						   psprintf("Column \"" EL_SEGMENT_COLUMN "\" must have no default but %s, which routes each new event to the newest segment.",
+									expected));
+}
+
 /* Verify that a stream still has the shape that makes it append-only. */
 static void
 el_check_stream_shape(Oid relid, int shards, Oid append_fn, Oid refuse_fn,
@@ -484,6 +519,8 @@ el_check_stream_shape(Oid relid, int shards, Oid append_fn, Oid refuse_fn,
 	}
 
 	el_check_columns(rel, guards_fn, only_adds);
+	if (segmented)
+		el_check_segment_column(rel, only_adds);
 
 	trigdesc = rel->trigdesc;
 	for (int i = 0; trigdesc && i < trigdesc->numtriggers; i++)
