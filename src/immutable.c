@@ -845,6 +845,11 @@ el_guard_partition_cmds(AlterTableStmt *stmt)
 			RangeVarGetRelid(((PartitionCmd *) cmd->def)->name, NoLock, true) : InvalidOid;
 		if (!OidIsValid(relid))
 			return;
+		/* A stream made a partition of another table, as before segments. */
+		if (el_registry_shards(relid) <= 0 && OidIsValid(partid) &&
+			el_registry_shards(partid) > 0)
+			el_shape_violation(relation_open(partid, AccessShareLock),
+							   "An event stream must stay a plain table, not a partition.");
 		if ((el_registry_shards(relid) > 0 &&
 			 !el_guard_exempt(relid, EL_GUARD_SEGMENT_DDL)) ||
 			(OidIsValid(partid) && el_registry_shards(partid) > 0))
