@@ -12,15 +12,13 @@ GRANT USAGE ON SCHEMA sat TO sat_other;
 -- with it masked.
 CREATE FUNCTION public.sat_masked(cmd text) RETURNS text LANGUAGE plpgsql AS $$
 DECLARE
-    msg text;
-    detail text;
+    d text;
 BEGIN
     EXECUTE cmd;
     RETURN 'done';
 EXCEPTION WHEN OTHERS THEN
-    GET STACKED DIAGNOSTICS msg = MESSAGE_TEXT, detail = PG_EXCEPTION_DETAIL;
-    RETURN regexp_replace(SQLSTATE || ': ' || msg || ' / ' || detail,
-                          'segment_\d+_', 'segment_N_', 'g');
+    GET STACKED DIAGNOSTICS d = PG_EXCEPTION_DETAIL;
+    RETURN regexp_replace(format('%s: %s / %s', SQLSTATE, SQLERRM, d), 'segment_\d+_', 'segment_N_', 'g');
 END $$;
 
 SET ROLE sat_owner;
@@ -46,7 +44,39 @@ SELECT pg_get_expr(adbin, adrelid), attnotnull
 INSERT INTO sat.log (key, type, payload) VALUES ('k2', 'T', '{}');
 SELECT shard, seq, key, segment FROM sat.log WHERE key = 'k2' ORDER BY shard, seq;
 
+-- Segments stay in schema event_log, owned by the stream's owner.
 SET ROLE sat_owner;
+SELECT public.sat_masked('ALTER TABLE ' || :'seg1' || ' SET SCHEMA sat');
+RESET ROLE;
+SELECT public.sat_masked('ALTER TABLE ' || :'seg1' || ' SET SCHEMA sat');
+SELECT public.sat_masked('ALTER TABLE ' || :'seg1' || ' OWNER TO sat_other');
+SELECT s.segment, n.nspname, pg_get_userbyid(c.relowner) AS owner
+  FROM event_log.segments s JOIN pg_class c ON c.oid = s.segment_table
+  JOIN pg_namespace n ON n.oid = c.relnamespace
+ WHERE s.stream = 'sat.log'::regclass ORDER BY s.segment;
+
+-- A new owner of the stream is the new owner of its segments (and their
+-- indexes): the former owner can no longer read a segment directly, nor
+-- grant it to anybody; the new one rolls.
+ALTER TABLE sat.log OWNER TO sat_other;
+SELECT s.segment, pg_get_userbyid(c.relowner) AS owner,
+       (SELECT count(*) FROM pg_index i JOIN pg_class ic ON ic.oid = i.indexrelid
+         WHERE i.indrelid = c.oid AND ic.relowner <> c.relowner) AS other_indexes
+  FROM event_log.segments s JOIN pg_class c ON c.oid = s.segment_table
+ WHERE s.stream = 'sat.log'::regclass ORDER BY s.segment;
+SET ROLE sat_owner;
+SELECT public.sat_masked('SELECT count(*) FROM ' || :'seg1');
+SELECT public.sat_masked('GRANT SELECT ON ' || :'seg1' || ' TO PUBLIC');
+RESET ROLE;
+SET ROLE sat_other;
+SELECT count(*) FROM sat.log;
+SELECT event_log.roll_segment('sat.log');
+SELECT s.segment, pg_get_userbyid(c.relowner) AS owner
+  FROM event_log.segments s JOIN pg_class c ON c.oid = s.segment_table
+ WHERE s.stream = 'sat.log'::regclass ORDER BY s.segment;
+RESET ROLE;
+
+SET ROLE sat_other;
 SELECT event_log.drop_stream('sat.log');
 RESET ROLE;
 DROP SCHEMA sat CASCADE;

@@ -25,6 +25,7 @@
 #include "catalog/pg_trigger.h"
 #include "catalog/pg_type.h"
 #include "commands/event_trigger.h"
+#include "commands/tablecmds.h"
 #include "fmgr.h"
 #include "parser/parse_func.h"
 #include "storage/lmgr.h"
@@ -397,6 +398,12 @@ static void el_check_segments(Relation rel, Oid append_fn, Oid refuse_fn,
 							  bool only_adds);
 
 /*
+ * The stream the DDL command being checked is ALTER TABLE ... OWNER TO of,
+ * if any (set by el_guard_ddl()).
+ */
+static Oid	el_guard_owner_changed = InvalidOid;
+
+/*
  * Whether a partitioned stream is laid out as create_stream() lays out a
  * segmented one: partitioned by list on its tenth column, segment, an
  * integer.  Judged on the table, not on event_log.segmented_streams, which
@@ -606,6 +613,7 @@ el_check_segments(Relation rel, Oid append_fn, Oid refuse_fn, bool only_adds)
 {
 	Oid			relid = RelationGetRelid(rel);
 	List	   *children = find_inheritance_children(relid, NoLock);
+	List	   *reown = NIL;
 	Datum		values[1] = {ObjectIdGetDatum(relid)};
 	uint64		nlisted;
 	ListCell   *lc;
@@ -671,8 +679,32 @@ el_check_segments(Relation rel, Oid append_fn, Oid refuse_fn, bool only_adds)
 			el_missing_part(rel, only_adds,
 							psprintf("Segment \"%s\" must keep its unique indexes on (shard, seq), (event_id) and (key, version).",
 									 RelationGetRelationName(seg)));
+		if (seg->rd_rel->relnamespace != el_schema_oid())
+			el_shape_violation(rel, psprintf("Segment \"%s\" must stay in schema event_log.",
+											 RelationGetRelationName(seg)));
+		if (seg->rd_rel->relowner != rel->rd_rel->relowner)
+		{
+			if (relid != el_guard_owner_changed)
+				el_shape_violation_hint(rel,
+										psprintf("Segment \"%s\" must stay owned by the stream's owner.",
+												 RelationGetRelationName(seg)),
+										psprintf("Change the owner of the stream, and its segments with it, with ALTER TABLE %s OWNER TO.",
+												 el_qualified_name(relid)));
+			reown = lappend_oid(reown, RelationGetRelid(seg));
+		}
 		relation_close(seg, NoLock);
 	}
+
+	/*
+	 * ALTER TABLE ... OWNER TO of the stream: its segments follow (PostgreSQL
+	 * does not recurse to partitions), so that the former owner keeps no
+	 * table of the stream's events to read or grant from.
+	 */
+	foreach(lc, reown)
+		ATExecChangeOwner(lfirst_oid(lc), rel->rd_rel->relowner, true,
+						  AccessExclusiveLock);
+	if (reown != NIL)
+		CommandCounterIncrement();
 }
 
 /*
@@ -733,6 +765,26 @@ el_ddl_only_adds(Node *parsetree)
 }
 
 /*
+ * The table an ALTER TABLE ... OWNER TO changes the owner of, or InvalidOid.
+ */
+static Oid
+el_ddl_owner_target(Node *parsetree)
+{
+	AlterTableStmt *stmt;
+	ListCell   *lc;
+
+	if (parsetree == NULL || !IsA(parsetree, AlterTableStmt))
+		return InvalidOid;
+	stmt = (AlterTableStmt *) parsetree;
+	if (stmt->relation == NULL)
+		return InvalidOid;
+	foreach(lc, stmt->cmds)
+		if (lfirst_node(AlterTableCmd, lc)->subtype == AT_ChangeOwner)
+			return RangeVarGetRelid(stmt->relation, NoLock, true);
+	return InvalidOid;
+}
+
+/*
  * Whether this transaction holds a lock on a segment of a stream (DDL on a
  * partition need not lock its parent).  Only the registry's partitioned
  * streams have any.
@@ -776,6 +828,7 @@ el_guard_ddl(PG_FUNCTION_ARGS)
 				(errcode(ERRCODE_E_R_I_E_TRIGGER_PROTOCOL_VIOLATED),
 				 errmsg("event_log.guard_ddl() must run as an event trigger")));
 	only_adds = el_ddl_only_adds(((EventTriggerData *) fcinfo->context)->parsetree);
+	el_guard_owner_changed = el_ddl_owner_target(((EventTriggerData *) fcinfo->context)->parsetree);
 
 	regid = el_registry_oid(true);
 	if (!OidIsValid(regid))
