@@ -44,6 +44,14 @@ SELECT pg_get_expr(adbin, adrelid), attnotnull
 INSERT INTO sat.log (key, type, payload) VALUES ('k2', 'T', '{}');
 SELECT shard, seq, key, segment FROM sat.log WHERE key = 'k2' ORDER BY shard, seq;
 
+-- A command dropping the stream with its segments is refused by the
+-- stream's name.
+SET ROLE sat_owner;
+DROP OWNED BY sat_owner;
+RESET ROLE;
+DROP SCHEMA sat CASCADE;
+SELECT count(*) FROM sat.log;
+
 -- Segments stay in schema event_log, owned by the stream's owner.
 SET ROLE sat_owner;
 SELECT public.sat_masked('ALTER TABLE ' || :'seg1' || ' SET SCHEMA sat');

@@ -1083,8 +1083,14 @@ el_guard_drop(PG_FUNCTION_ARGS)
 		{
 			Oid			stream = el_dropped_segment_stream(relid);
 
+			/*
+			 * A stream dropped by the same command (DROP SCHEMA ... CASCADE,
+			 * DROP OWNED) is refused below, by its name, which the catalog
+			 * no longer has.
+			 */
 			if (OidIsValid(stream) &&
-				!el_guard_exempt(stream, EL_GUARD_DROP_STREAM | EL_GUARD_SEGMENT_DDL))
+				!el_guard_exempt(stream, EL_GUARD_DROP_STREAM | EL_GUARD_SEGMENT_DDL) &&
+				SearchSysCacheExists1(RELOID, ObjectIdGetDatum(stream)))
 				ereport(ERROR,
 						(errcode(ERRCODE_EL_IMMUTABLE),
 						 errmsg("cannot drop segment %s of event stream \"%s\"",
