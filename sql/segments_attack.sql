@@ -44,6 +44,19 @@ SELECT pg_get_expr(adbin, adrelid), attnotnull
 INSERT INTO sat.log (key, type, payload) VALUES ('k2', 'T', '{}');
 SELECT shard, seq, key, segment FROM sat.log WHERE key = 'k2' ORDER BY shard, seq;
 
+-- A CHECK constraint the owner adds to the stream (valid or not) is given
+-- to each new segment, which ATTACH requires: rolling goes on, and the
+-- constraint holds in the new segment.
+SET ROLE sat_owner;
+ALTER TABLE sat.log ADD CONSTRAINT no_blocked CHECK (key <> 'blocked') NOT VALID;
+SELECT event_log.roll_segment('sat.log');
+\set VERBOSITY sqlstate
+INSERT INTO sat.log (key, type, payload) VALUES ('blocked', 'T', '{}');
+\set VERBOSITY default
+INSERT INTO sat.log (key, type, payload) VALUES ('fine', 'T', '{}');
+SELECT key, segment FROM sat.log WHERE segment = 3 OR key = 'blocked';
+RESET ROLE;
+
 -- A command dropping the stream with its segments is refused by the
 -- stream's name.
 SET ROLE sat_owner;
