@@ -55,6 +55,12 @@ INSERT INTO sat.log (key, type, payload) VALUES ('blocked', 'T', '{}');
 \set VERBOSITY default
 INSERT INTO sat.log (key, type, payload) VALUES ('fine', 'T', '{}');
 SELECT key, segment FROM sat.log WHERE segment = 3 OR key = 'blocked';
+-- So is a generated column.
+ALTER TABLE sat.log ADD COLUMN x text GENERATED ALWAYS AS (payload->>'x') STORED;
+SELECT event_log.roll_segment('sat.log');
+INSERT INTO sat.log (key, type, payload) VALUES ('gen', 'T', '{"x": "yes"}');
+SELECT key, segment, x FROM sat.log WHERE key = 'gen';
+ALTER TABLE sat.log DROP COLUMN x;
 RESET ROLE;
 
 -- A command dropping the stream with its segments is refused by the
