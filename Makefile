@@ -22,7 +22,7 @@ REGRESS    = streams append append_calls append_events read_by_time read_all con
              bad_input privileges hostile_streams cdc projections hostile_projections \
              projection_builds consumers hostile_consumers commit_polled type_filters \
              schemas commit_modes dead_letters dead_letter_builds upcast_reads erasure retention archive \
-             retention_readers archive_builds segments
+             retention_readers archive_builds segments segments_attack
 # isolation specs (test/specs/NAME.spec, test/expected/NAME.out): pg_regress
 # reads INPUTDIR/specs and INPUTDIR/expected, and the last --inputdir wins
 # over the one PGXS passes (docs/testing.md says why they live in test/)

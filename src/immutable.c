@@ -25,6 +25,7 @@
 #include "catalog/pg_trigger.h"
 #include "catalog/pg_type.h"
 #include "commands/event_trigger.h"
+#include "commands/tablecmds.h"
 #include "fmgr.h"
 #include "parser/parse_func.h"
 #include "storage/lmgr.h"
@@ -228,6 +229,8 @@ el_missing_part(Relation rel, bool only_adds, const char *detail)
  * Whether the default of column attnum is exactly event_log.require_guards()
  * of this stream: a call of that function (guards_fn) with the stream as a
  * regclass constant, which is stored as the OID and dumped as the name.
+ * The same test, given event_log.current_segment() as guards_fn, checks the
+ * default of a segmented stream's segment column.
  * Anything else is not it: another stream, another function around or
  * instead of it, an OID cast to regclass (dumped as a number, it would name
  * another relation after a restore).
@@ -395,6 +398,12 @@ static void el_check_segments(Relation rel, Oid append_fn, Oid refuse_fn,
 							  bool only_adds);
 
 /*
+ * The stream the DDL command being checked is ALTER TABLE ... OWNER TO of,
+ * if any (set by el_guard_ddl()).
+ */
+static Oid	el_guard_owner_changed = InvalidOid;
+
+/*
  * Whether a partitioned stream is laid out as create_stream() lays out a
  * segmented one: partitioned by list on its tenth column, segment, an
  * integer.  Judged on the table, not on event_log.segmented_streams, which
@@ -412,6 +421,39 @@ el_is_segment_layout(Relation rel)
 		!TupleDescAttr(desc, Anum_el_segment - 1)->attisdropped &&
 		TupleDescAttr(desc, Anum_el_segment - 1)->atttypid == INT4OID &&
 		strcmp(NameStr(TupleDescAttr(desc, Anum_el_segment - 1)->attname), EL_SEGMENT_COLUMN) == 0;
+}
+
+/*
+ * A segmented stream's segment column routes each new row to the newest
+ * segment: it must stay NOT NULL with no default but
+ * event_log.current_segment(<this stream>).  Another default (a constant, an
+ * older segment) would route rows where the append trigger refuses them, or
+ * nowhere; a NULL has no segment at all.
+ */
+static void
+el_check_segment_column(Relation rel, bool only_adds)
+{
+	Form_pg_attribute att = TupleDescAttr(RelationGetDescr(rel), Anum_el_segment - 1);
+	Oid			argtype = REGCLASSOID;
+	Oid			current_fn;
+	char	   *expected;
+
+	current_fn = LookupFuncName(list_make2(makeString("event_log"),
+										   makeString("current_segment")),
+								1, &argtype, true);
+	expected = psprintf("event_log.current_segment(%s::regclass)",
+						quote_literal_cstr(el_qualified_name(RelationGetRelid(rel))));
+	if (!att->attnotnull)
+		el_shape_violation(rel, "Column \"" EL_SEGMENT_COLUMN "\" must stay NOT NULL.");
+	if (!att->atthasdef)
+		el_missing_part(rel, only_adds,
+						psprintf("Column \"" EL_SEGMENT_COLUMN "\" must keep its default %s, which routes each new event to the newest segment.",
+								 expected));
+	else if (!OidIsValid(current_fn) ||
+			 !el_is_guards_default(rel, Anum_el_segment, current_fn))
+		el_shape_violation(rel,
+						   psprintf("Column \"" EL_SEGMENT_COLUMN "\" must have no default but %s, which routes each new event to the newest segment.",
+									expected));
 }
 
 /* Verify that a stream still has the shape that makes it append-only. */
@@ -487,6 +529,8 @@ el_check_stream_shape(Oid relid, int shards, Oid append_fn, Oid refuse_fn,
 	}
 
 	el_check_columns(rel, guards_fn, only_adds);
+	if (segmented)
+		el_check_segment_column(rel, only_adds);
 
 	trigdesc = rel->trigdesc;
 	for (int i = 0; trigdesc && i < trigdesc->numtriggers; i++)
@@ -572,6 +616,7 @@ el_check_segments(Relation rel, Oid append_fn, Oid refuse_fn, bool only_adds)
 {
 	Oid			relid = RelationGetRelid(rel);
 	List	   *children = find_inheritance_children(relid, NoLock);
+	List	   *reown = NIL;
 	Datum		values[1] = {ObjectIdGetDatum(relid)};
 	uint64		nlisted;
 	ListCell   *lc;
@@ -637,8 +682,32 @@ el_check_segments(Relation rel, Oid append_fn, Oid refuse_fn, bool only_adds)
 			el_missing_part(rel, only_adds,
 							psprintf("Segment \"%s\" must keep its unique indexes on (shard, seq), (event_id) and (key, version).",
 									 RelationGetRelationName(seg)));
+		if (seg->rd_rel->relnamespace != el_schema_oid())
+			el_shape_violation(rel, psprintf("Segment \"%s\" must stay in schema event_log.",
+											 RelationGetRelationName(seg)));
+		if (seg->rd_rel->relowner != rel->rd_rel->relowner)
+		{
+			if (relid != el_guard_owner_changed)
+				el_shape_violation_hint(rel,
+										psprintf("Segment \"%s\" must stay owned by the stream's owner.",
+												 RelationGetRelationName(seg)),
+										psprintf("Change the owner of the stream, and its segments with it, with ALTER TABLE %s OWNER TO.",
+												 el_qualified_name(relid)));
+			reown = lappend_oid(reown, RelationGetRelid(seg));
+		}
 		relation_close(seg, NoLock);
 	}
+
+	/*
+	 * ALTER TABLE ... OWNER TO of the stream: its segments follow (PostgreSQL
+	 * does not recurse to partitions), so that the former owner keeps no
+	 * table of the stream's events to read or grant from.
+	 */
+	foreach(lc, reown)
+		ATExecChangeOwner(lfirst_oid(lc), rel->rd_rel->relowner, true,
+						  AccessExclusiveLock);
+	if (reown != NIL)
+		CommandCounterIncrement();
 }
 
 /*
@@ -719,6 +788,26 @@ el_ddl_only_adds(Node *parsetree)
 }
 
 /*
+ * The table an ALTER TABLE ... OWNER TO changes the owner of, or InvalidOid.
+ */
+static Oid
+el_ddl_owner_target(Node *parsetree)
+{
+	AlterTableStmt *stmt;
+	ListCell   *lc;
+
+	if (parsetree == NULL || !IsA(parsetree, AlterTableStmt))
+		return InvalidOid;
+	stmt = (AlterTableStmt *) parsetree;
+	if (stmt->relation == NULL)
+		return InvalidOid;
+	foreach(lc, stmt->cmds)
+		if (lfirst_node(AlterTableCmd, lc)->subtype == AT_ChangeOwner)
+			return RangeVarGetRelid(stmt->relation, NoLock, true);
+	return InvalidOid;
+}
+
+/*
  * Whether this transaction holds a lock on a segment of a stream (DDL on a
  * partition need not lock its parent).  Only the registry's partitioned
  * streams have any.
@@ -762,6 +851,7 @@ el_guard_ddl(PG_FUNCTION_ARGS)
 				(errcode(ERRCODE_E_R_I_E_TRIGGER_PROTOCOL_VIOLATED),
 				 errmsg("event_log.guard_ddl() must run as an event trigger")));
 	only_adds = el_ddl_only_adds(((EventTriggerData *) fcinfo->context)->parsetree);
+	el_guard_owner_changed = el_ddl_owner_target(((EventTriggerData *) fcinfo->context)->parsetree);
 
 	regid = el_registry_oid(true);
 	if (!OidIsValid(regid))
@@ -1024,8 +1114,14 @@ el_guard_drop(PG_FUNCTION_ARGS)
 		{
 			Oid			stream = el_dropped_segment_stream(relid);
 
+			/*
+			 * A stream dropped by the same command (DROP SCHEMA ... CASCADE,
+			 * DROP OWNED) is refused below, by its name, which the catalog
+			 * no longer has.
+			 */
 			if (OidIsValid(stream) &&
-				!el_guard_exempt(stream, EL_GUARD_DROP_STREAM | EL_GUARD_SEGMENT_DDL))
+				!el_guard_exempt(stream, EL_GUARD_DROP_STREAM | EL_GUARD_SEGMENT_DDL) &&
+				SearchSysCacheExists1(RELOID, ObjectIdGetDatum(stream)))
 				ereport(ERROR,
 						(errcode(ERRCODE_EL_IMMUTABLE),
 						 errmsg("cannot drop segment %s of event stream \"%s\"",

@@ -345,8 +345,10 @@ el_segment_ddl(Oid stream, const char *sql)
 
 /*
  * Create segment `number` of a stream and attach it.  The table is created
- * by the extension's owner in our schema, given the stream's indexes and
- * guard, then handed to the stream's owner, who attaches it (ATTACH needs
+ * by the extension's owner in our schema, given the stream's indexes, CHECK
+ * constraints and generation expressions (which ATTACH requires a
+ * partition to have) and guard, then
+ * handed to the stream's owner, who attaches it (ATTACH needs
  * the owner of both; index expressions of the stream's own indexes, built
  * on the new segment, run as that owner).
  */
@@ -369,7 +371,7 @@ el_segment_create(Oid stream, int32 number)
 
 	initStringInfo(&sql);
 	appendStringInfo(&sql,
-					 "CREATE TABLE %s (LIKE %s);"
+					 "CREATE TABLE %s (LIKE %s INCLUDING CONSTRAINTS INCLUDING GENERATED);"
 					 "ALTER TABLE %s ALTER COLUMN " EL_SEGMENT_COLUMN " SET DEFAULT %d;"
 					 "ALTER TABLE %s ADD PRIMARY KEY (shard, seq),"
 					 " ADD UNIQUE (event_id), ADD UNIQUE (key, version);"

@@ -1,0 +1,112 @@
+-- Segmented streams under attack: routes around the immutability of a
+-- segmented stream that its owner (or a superuser by mistake) might try,
+-- each refused with a clear error and changing nothing.
+CREATE EXTENSION event_log;
+SET client_min_messages = warning;
+CREATE SCHEMA sat;
+CREATE ROLE sat_owner;
+CREATE ROLE sat_other;
+GRANT USAGE, CREATE ON SCHEMA sat TO sat_owner;
+GRANT USAGE ON SCHEMA sat TO sat_other;
+-- Segment names carry the stream's OID: errors that name one are shown
+-- with it masked.
+CREATE FUNCTION public.sat_masked(cmd text) RETURNS text LANGUAGE plpgsql AS $$
+DECLARE
+    d text;
+BEGIN
+    EXECUTE cmd;
+    RETURN 'done';
+EXCEPTION WHEN OTHERS THEN
+    GET STACKED DIAGNOSTICS d = PG_EXCEPTION_DETAIL;
+    RETURN regexp_replace(format('%s: %s / %s', SQLSTATE, SQLERRM, d), 'segment_\d+_', 'segment_N_', 'g');
+END $$;
+
+SET ROLE sat_owner;
+SELECT event_log.create_stream('sat.log', shards => 2, segment_events => 100);
+INSERT INTO sat.log (key, type, payload) SELECT 'k' || i, 'T', '{}' FROM generate_series(1, 4) i;
+SELECT event_log.roll_segment('sat.log');
+INSERT INTO sat.log (key, type, payload) VALUES ('k1', 'T', '{}');
+RESET ROLE;
+SELECT segment_table AS seg1 FROM event_log.segments WHERE segment = 1 \gset
+
+-- The segment column keeps its default and NOT NULL: another default would
+-- route new events to an old segment (or none), and NULL to no segment.
+SET ROLE sat_owner;
+ALTER TABLE sat.log ALTER COLUMN segment SET DEFAULT 1;
+ALTER TABLE sat.log ALTER COLUMN segment SET DEFAULT event_log.current_segment('sat.log') + 0;
+ALTER TABLE sat.log ALTER COLUMN segment DROP DEFAULT;
+ALTER TABLE sat.log ALTER COLUMN segment DROP NOT NULL;
+RESET ROLE;
+ALTER TABLE sat.log ALTER COLUMN segment SET DEFAULT 1;
+SELECT pg_get_expr(adbin, adrelid), attnotnull
+  FROM pg_attribute LEFT JOIN pg_attrdef ON adrelid = attrelid AND adnum = attnum
+ WHERE attrelid = 'sat.log'::regclass AND attname = 'segment';
+INSERT INTO sat.log (key, type, payload) VALUES ('k2', 'T', '{}');
+SELECT shard, seq, key, segment FROM sat.log WHERE key = 'k2' ORDER BY shard, seq;
+
+-- A CHECK constraint the owner adds to the stream (valid or not) is given
+-- to each new segment, which ATTACH requires: rolling goes on, and the
+-- constraint holds in the new segment.
+SET ROLE sat_owner;
+ALTER TABLE sat.log ADD CONSTRAINT no_blocked CHECK (key <> 'blocked') NOT VALID;
+SELECT event_log.roll_segment('sat.log');
+\set VERBOSITY sqlstate
+INSERT INTO sat.log (key, type, payload) VALUES ('blocked', 'T', '{}');
+\set VERBOSITY default
+INSERT INTO sat.log (key, type, payload) VALUES ('fine', 'T', '{}');
+SELECT key, segment FROM sat.log WHERE segment = 3 OR key = 'blocked';
+-- So is a generated column.
+ALTER TABLE sat.log ADD COLUMN x text GENERATED ALWAYS AS (payload->>'x') STORED;
+SELECT event_log.roll_segment('sat.log');
+INSERT INTO sat.log (key, type, payload) VALUES ('gen', 'T', '{"x": "yes"}');
+SELECT key, segment, x FROM sat.log WHERE key = 'gen';
+ALTER TABLE sat.log DROP COLUMN x;
+RESET ROLE;
+
+-- A command dropping the stream with its segments is refused by the
+-- stream's name.
+SET ROLE sat_owner;
+DROP OWNED BY sat_owner;
+RESET ROLE;
+DROP SCHEMA sat CASCADE;
+SELECT count(*) FROM sat.log;
+
+-- Segments stay in schema event_log, owned by the stream's owner.
+SET ROLE sat_owner;
+SELECT public.sat_masked('ALTER TABLE ' || :'seg1' || ' SET SCHEMA sat');
+RESET ROLE;
+SELECT public.sat_masked('ALTER TABLE ' || :'seg1' || ' SET SCHEMA sat');
+SELECT public.sat_masked('ALTER TABLE ' || :'seg1' || ' OWNER TO sat_other');
+SELECT s.segment, n.nspname, pg_get_userbyid(c.relowner) AS owner
+  FROM event_log.segments s JOIN pg_class c ON c.oid = s.segment_table
+  JOIN pg_namespace n ON n.oid = c.relnamespace
+ WHERE s.stream = 'sat.log'::regclass ORDER BY s.segment;
+
+-- A new owner of the stream is the new owner of its segments (and their
+-- indexes): the former owner can no longer read a segment directly, nor
+-- grant it to anybody; the new one rolls.
+ALTER TABLE sat.log OWNER TO sat_other;
+SELECT s.segment, pg_get_userbyid(c.relowner) AS owner,
+       (SELECT count(*) FROM pg_index i JOIN pg_class ic ON ic.oid = i.indexrelid
+         WHERE i.indrelid = c.oid AND ic.relowner <> c.relowner) AS other_indexes
+  FROM event_log.segments s JOIN pg_class c ON c.oid = s.segment_table
+ WHERE s.stream = 'sat.log'::regclass ORDER BY s.segment;
+SET ROLE sat_owner;
+SELECT public.sat_masked('SELECT count(*) FROM ' || :'seg1');
+SELECT public.sat_masked('GRANT SELECT ON ' || :'seg1' || ' TO PUBLIC');
+RESET ROLE;
+SET ROLE sat_other;
+SELECT count(*) FROM sat.log;
+SELECT event_log.roll_segment('sat.log');
+SELECT s.segment, pg_get_userbyid(c.relowner) AS owner
+  FROM event_log.segments s JOIN pg_class c ON c.oid = s.segment_table
+ WHERE s.stream = 'sat.log'::regclass ORDER BY s.segment;
+RESET ROLE;
+
+SET ROLE sat_other;
+SELECT event_log.drop_stream('sat.log');
+RESET ROLE;
+DROP SCHEMA sat CASCADE;
+DROP FUNCTION public.sat_masked(text);
+DROP ROLE sat_owner, sat_other;
+DROP EXTENSION event_log CASCADE;
