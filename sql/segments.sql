@@ -87,6 +87,15 @@ SELECT event_log.create_projection('seg.async_counts', 'seg.log', mode => 'async
 SELECT event_log.run_projections('seg.async_counts');
 SELECT * FROM seg.async_counts ORDER BY key;
 
+-- Conversations: the stream's owner may index a segmented stream by
+-- correlation_id (built on every segment, and on new ones).
+SET ROLE seg_owner;
+SELECT event_log.track_conversations('seg.log') IS NOT NULL AS tracked;
+RESET ROLE;
+INSERT INTO seg.log (key, type, payload, metadata)
+VALUES ('d', 'Tick', '{"n": 5}', '{"correlation_id": "c-1"}');
+SELECT stream, key, version FROM event_log.conversation('c-1');
+
 -- The CDC plugin names the stream, not the segment.
 SELECT 'created' FROM pg_create_logical_replication_slot('seg_cdc', 'event_log');
 INSERT INTO seg.log (key, type, payload) VALUES ('b', 'Tock', '{}');

@@ -137,7 +137,18 @@ el_track_conversations(PG_FUNCTION_ARGS)
 				   " WHERE metadata OPERATOR(pg_catalog.?) 'correlation_id'::pg_catalog.text",
 				   quote_identifier(name), el_qualified_name(relid));
 	SPI_connect();
-	(void) el_exec_as_caller(sql, 0, NULL, NULL, false, 0);
+
+	/*
+	 * A segmented stream's index is built on each segment, in schema
+	 * event_log, where the owner may not create: the extension's owner
+	 * builds it.  The text is ours; its expression and predicate are
+	 * built-in operators (and PostgreSQL would run index expressions as the
+	 * table's owner anyway).
+	 */
+	if (get_rel_relkind(relid) == RELKIND_PARTITIONED_TABLE)
+		el_exec_as(el_catalog_owner(), InvalidOid, sql, false);
+	else
+		(void) el_exec_as_caller(sql, 0, NULL, NULL, false, 0);
 	SPI_finish();
 
 	index = el_conversation_index(relid);
