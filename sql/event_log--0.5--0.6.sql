@@ -39,6 +39,9 @@ CREATE TABLE event_log.segments (
     segment     integer     NOT NULL CHECK (segment > 0),
     segment_table regclass  NOT NULL UNIQUE,
     created_at  timestamptz NOT NULL DEFAULT now(),
+    -- set when retention detached the segment from its stream; the table
+    -- is dropped by the next enforcement, in a transaction of its own
+    detached_at timestamptz,
     PRIMARY KEY (stream, segment)
 ) WITH (user_catalog_table = true);
 
@@ -66,7 +69,7 @@ AS 'MODULE_PATHNAME', 'el_roll_segment'
 LANGUAGE C VOLATILE STRICT;
 
 CREATE VIEW event_log.stream_segments AS
-SELECT s.stream, s.segment, s.segment_table, s.created_at,
+SELECT s.stream, s.segment, s.segment_table, s.created_at, s.detached_at,
        pg_catalog.pg_total_relation_size(s.segment_table) AS bytes,
        c.reltuples::bigint AS estimated_events
   FROM event_log.segments s

@@ -167,6 +167,13 @@ SELECT k, 'Tick', jsonb_build_object('n', i)
   FROM generate_series(6, 8) i, unnest('{a,b}'::text[]) k ORDER BY i, k;
 SET ROLE seg_owner;
 SELECT * FROM event_log.enforce_retention('seg.log');
+-- Segment 1 left the stream (detached); the next enforcement drops its
+-- table, in a transaction that holds no lock on the stream, and does
+-- nothing else.
+SELECT segment, detached_at IS NOT NULL AS detached FROM event_log.segments
+ WHERE stream = 'seg.log'::regclass ORDER BY segment;
+SELECT count(*) FROM pg_inherits WHERE inhrelid = :'seg1'::regclass;
+SELECT * FROM event_log.enforce_retention('seg.log');
 SELECT segment FROM event_log.segments WHERE stream = 'seg.log'::regclass ORDER BY segment;
 SELECT to_regclass(:'seg1') IS NULL AS dropped;
 SELECT shard, low_watermark, removed_events FROM event_log.retention WHERE stream = 'seg.log'::regclass ORDER BY shard;

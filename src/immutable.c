@@ -626,7 +626,7 @@ el_check_segments(Relation rel, Oid append_fn, Oid refuse_fn, bool only_adds)
 	if (el_guard_exempt(relid, EL_GUARD_SEGMENT_DDL))
 		return;
 	nlisted = el_catalog_sql("SELECT segment_table FROM event_log.segments"
-							 " WHERE stream OPERATOR(pg_catalog.=) $1",
+							 " WHERE stream OPERATOR(pg_catalog.=) $1 AND detached_at IS NULL",
 							 1, (Oid[]) {OIDOID}, values, NULL,
 							 EL_CAT_READ | EL_CAT_LATEST, 0);
 	/*

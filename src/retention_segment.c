@@ -211,13 +211,13 @@ el_drop_call(void *arg)
 
 	(void) set_config_option("lock_timeout", CppAsString2(EL_SEGMENT_LOCK_TIMEOUT_MS),
 							 PGC_SUSET, PGC_S_SESSION, GUC_ACTION_SAVE, true, 0, false);
-	el_segment_remove(call->stream, call->segments, call->n);
+	el_segment_detach(call->stream, call->segments, call->n);
 	AtEOXact_GUC(true, nestlevel);
 }
 
 /*
- * Drop segments, waiting for the lock at most EL_SEGMENT_LOCK_TIMEOUT_MS a
- * time, so that appenders never queue behind us for longer; retried.
+ * Detach segments, waiting for the lock at most EL_SEGMENT_LOCK_TIMEOUT_MS
+ * a time, so that appenders never queue behind us for longer; retried.
  */
 static void
 el_drop_segments(Oid stream, const Oid *segments, int n)
@@ -275,6 +275,27 @@ el_enforce_segmented(Oid relid, const ElPolicy *p, int shards, List **report)
 	NameData	who;
 
 	namestrcpy(&who, GetUserNameFromId(GetUserId(), false));
+
+	/*
+	 * Segments an earlier enforcement detached are dropped first, and this
+	 * enforcement does nothing else: dropping deletes their files at commit,
+	 * and no lock on the stream must be held then (el_segment_detach()).
+	 */
+	if (el_segment_drop_detached(relid) > 0)
+	{
+		relation_close(rel, NoLock);
+		if (report != NULL)
+			for (int32 s = 0; s < shards; s++)
+			{
+				ElShardReport *r = palloc(sizeof(ElShardReport));
+
+				r->shard = s;
+				r->removed = 0;
+				r->low = el_low_watermark(relid, s, GetLatestSnapshot());
+				*report = lappend(*report, r);
+			}
+		return 0;
+	}
 
 	/* 1. Candidates: every segment but the newest, up to one of ours. */
 	while (ncand < segs->n - 1 && !el_segment_is_ours(segs->relids[ncand + 1]))
@@ -369,7 +390,7 @@ el_enforce_segmented(Oid relid, const ElPolicy *p, int shards, List **report)
 	if (el_segment_full(relid))
 		(void) el_segment_roll(relid);
 
-	/* 4. Drop, last: the stream's lock is then held only to the commit. */
+	/* 4. Detach, last: the stream's lock is then held only to the commit. */
 	if (ngone > 0)
 		el_drop_segments(relid, segs->relids, ngone);
 

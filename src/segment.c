@@ -506,32 +506,79 @@ el_segment_full(Oid stream)
 }
 
 /*
- * Drop segments (retention, once their events are archived or past the
- * policy), in one statement: the guards' event triggers run once, and the
- * ACCESS EXCLUSIVE lock DROP TABLE takes on the stream, held to commit, is
- * taken once.  The caller keeps what follows short.
+ * Detach segments from their stream (retention, once their events are
+ * archived or past the policy): they leave the stream at commit.  DETACH
+ * takes ACCESS EXCLUSIVE on the stream, held to commit, so the caller keeps
+ * what follows short; the tables themselves are dropped later, by
+ * el_segment_drop_detached() in a transaction that does not lock the
+ * stream, because PostgreSQL deletes a dropped table's files at commit,
+ * before it releases the locks, which for a large segment takes long.
  */
 void
-el_segment_remove(Oid stream, const Oid *segrelids, int n)
+el_segment_detach(Oid stream, const Oid *segrelids, int n)
 {
 	StringInfoData sql;
+	char	   *qstream = el_qualified_name(stream);
 
 	if (n <= 0)
 		return;
 	initStringInfo(&sql);
-	appendStringInfoString(&sql, "DROP TABLE ");
 	for (int i = 0; i < n; i++)
-		appendStringInfo(&sql, "%s%s", i > 0 ? ", " : "", el_qualified_name(segrelids[i]));
+		appendStringInfo(&sql, "ALTER TABLE %s DETACH PARTITION %s;",
+						 qstream, el_qualified_name(segrelids[i]));
 	el_segment_ddl(stream, sql.data);
 	for (int i = 0; i < n; i++)
 	{
 		Datum		values[1] = {ObjectIdGetDatum(segrelids[i])};
 
+		el_catalog_sql("UPDATE event_log.segments SET detached_at = pg_catalog.now()"
+					   " WHERE segment_table OPERATOR(pg_catalog.=) $1",
+					   1, (Oid[]) {OIDOID}, values, NULL, 0, 0);
+	}
+	CommandCounterIncrement();
+}
+
+/*
+ * Drop the segments retention detached from a stream: their files go at
+ * commit.  Returns how many.  The stream is not locked beyond what the
+ * caller holds: a detached segment is a table of its own.
+ */
+int
+el_segment_drop_detached(Oid stream)
+{
+	Datum		values[1] = {ObjectIdGetDatum(stream)};
+	uint64		n;
+	StringInfoData sql;
+	Oid		   *relids;
+
+	if (!el_segments_catalog())
+		return 0;
+	n = el_catalog_sql("SELECT segment_table FROM event_log.segments"
+					   " WHERE stream OPERATOR(pg_catalog.=) $1 AND detached_at IS NOT NULL"
+					   " ORDER BY segment",
+					   1, (Oid[]) {OIDOID}, values, NULL, EL_CAT_READ | EL_CAT_LATEST, 0);
+	if (n == 0)
+		return 0;
+	relids = palloc(sizeof(Oid) * n);
+	initStringInfo(&sql);
+	appendStringInfoString(&sql, "DROP TABLE ");
+	for (uint64 i = 0; i < n; i++)
+	{
+		bool		isnull;
+
+		relids[i] = DatumGetObjectId(el_spi_value(i, 1, &isnull));
+		appendStringInfo(&sql, "%s%s", i > 0 ? ", " : "", el_qualified_name(relids[i]));
+	}
+	el_segment_ddl(stream, sql.data);
+	for (uint64 i = 0; i < n; i++)
+	{
+		values[0] = ObjectIdGetDatum(relids[i]);
 		el_catalog_sql("DELETE FROM event_log.segments"
 					   " WHERE segment_table OPERATOR(pg_catalog.=) $1",
 					   1, (Oid[]) {OIDOID}, values, NULL, 0, 0);
 	}
 	CommandCounterIncrement();
+	return (int) n;
 }
 
 /*

@@ -37,7 +37,8 @@ extern bool el_segments_catalog(void);
 /* Creating, rolling and removing segments (as the extension). */
 extern void el_segment_first(Oid stream);
 extern int32 el_segment_roll(Oid stream);
-extern void el_segment_remove(Oid stream, const Oid *segrelids, int n);
+extern void el_segment_detach(Oid stream, const Oid *segrelids, int n);
+extern int	el_segment_drop_detached(Oid stream);
 extern bool el_segment_full(Oid stream);
 
 /*

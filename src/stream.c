@@ -336,6 +336,8 @@ el_drop_stream_internal(Oid relid, bool cascade)
 	{
 		Datum		values[1] = {ObjectIdGetDatum(relid)};
 
+		/* Segments retention detached and did not drop yet go too. */
+		(void) el_segment_drop_detached(relid);
 		el_catalog_sql("DELETE FROM event_log.segments WHERE stream OPERATOR(pg_catalog.=) $1",
 					   1, (Oid[]) {OIDOID}, values, NULL, 0, 0);
 		el_catalog_sql("DELETE FROM event_log.segmented_streams WHERE stream OPERATOR(pg_catalog.=) $1",

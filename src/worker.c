@@ -451,30 +451,45 @@ el_worker_retention(void)
 	{
 		Oid			relid = lfirst_oid(lc);
 
-		CHECK_FOR_INTERRUPTS();
-		SetCurrentStatementStartTimestamp();
-		StartTransactionCommand();
-		PG_TRY();
+		/*
+		 * A segmented stream's removed segments are detached by one
+		 * enforcement and dropped by the next, in a transaction of its own
+		 * (their files go at its commit, with no lock on the stream held):
+		 * a second pass follows any pass that removed events.
+		 */
+		for (volatile int pass = 0; pass < 2; pass++)
 		{
-			PushActiveSnapshot(GetTransactionSnapshot());
-			el_push_catalog_path();
-			SPI_connect();
-			if (el_stream_shards(relid) > 0)
-				removed += Max(0, el_enforce_one(relid, NULL));
-			SPI_finish();
-			PopOverrideSearchPath();
-			PopActiveSnapshot();
-			CommitTransactionCommand();
-		}
-		PG_CATCH();
-		{
+			volatile int64 done = 0;
+
+			CHECK_FOR_INTERRUPTS();
+			SetCurrentStatementStartTimestamp();
+			StartTransactionCommand();
+			PG_TRY();
+			{
+				PushActiveSnapshot(GetTransactionSnapshot());
+				el_push_catalog_path();
+				SPI_connect();
+				if (el_stream_shards(relid) > 0 &&
+					(pass == 0 || get_rel_relkind(relid) == RELKIND_PARTITIONED_TABLE))
+					done = Max(0, el_enforce_one(relid, NULL));
+				SPI_finish();
+				PopOverrideSearchPath();
+				PopActiveSnapshot();
+				CommitTransactionCommand();
+			}
+			PG_CATCH();
+			{
+				MemoryContextSwitchTo(cxt);
+				EmitErrorReport();
+				FlushErrorState();
+				AbortCurrentTransaction();
+			}
+			PG_END_TRY();
 			MemoryContextSwitchTo(cxt);
-			EmitErrorReport();
-			FlushErrorState();
-			AbortCurrentTransaction();
+			removed += done;
+			if (done == 0)
+				break;
 		}
-		PG_END_TRY();
-		MemoryContextSwitchTo(cxt);
 	}
 	list_free(streams);
 	if (removed > 0)

@@ -6,8 +6,9 @@
 #    BENCH_EVENTS events (4 shards, 10 segments, no archive), against
 #    DROP TABLE of ten plain tables holding the same rows (the physical
 #    limit of giving space back by dropping files), in ms;
-#  - the disk: the stream's size (all its segments) before and right after
-#    the removal's commit, no VACUUM;
+#  - the disk: the stream's segments before, and after the two enforcements
+#    a removal takes (the first detaches the segments, the second drops
+#    them, holding no lock on the stream), no VACUUM;
 #  - an appender (1 client, single events) during the removal: its slowest
 #    append, against its slowest append on an idle stream (target: under
 #    100 ms);
@@ -73,6 +74,12 @@ report "single appends, 10 segments" "$seg_tps" "$flat_tps" "tps" 0.00 \
 
 # --- removing the nine oldest segments while an appender runs -----------
 before=$(size seg)
+# bytes on disk of the stream's segments, attached or detached (pending drop)
+disk() {
+    sql -c "SELECT coalesce(sum(pg_total_relation_size(segment_table)), 0) FROM event_log.segments
+             WHERE stream = 'seg'::regclass"
+}
+disk_before=$(disk)
 cat >"$work/append.sql" <<'SQL'
 INSERT INTO seg (key, type, payload) VALUES ('live-' || (random() * 1000)::int, 'Live', '{}');
 SQL
@@ -82,18 +89,21 @@ slowest() { awk '{ if ($3 > m) m = $3 } END { printf "%.1f", m / 1000 }' "$work"
 bench_pid=$!
 sleep 0.5
 ms=$(timed "SELECT * FROM event_log.enforce_retention('seg')")
+after_detach=$(size seg)
+sleep 0.5
+drop_segments_ms=$(timed "SELECT * FROM event_log.enforce_retention('seg')")
 sleep 0.5
 kill -TERM $bench_pid 2>/dev/null || true
 wait $bench_pid 2>/dev/null || true
-after=$(size seg)
+disk_after=$(disk)
 removed=$(sql -c "SELECT sum(removed_events) FROM event_log.shard_watermarks WHERE stream = 'seg'::regclass")
 left=$(sql -c "SELECT string_agg(segment::text, ',') FROM event_log.segments WHERE stream = 'seg'::regclass")
 drop_ms=$(timed "BEGIN; DROP TABLE twin_1, twin_2, twin_3, twin_4, twin_5, twin_6, twin_7, twin_8, twin_9; COMMIT")
-printf '%-32s %s ms (%s of %s events; segments left: %s); DROP TABLE of the nine twins %s ms\n' \
-    "remove 90%" "$ms" "$removed" "$events" "$left" "$drop_ms"
-SUMMARY+=("| remove 90% ($removed events) | $ms ms | $drop_ms ms (DROP TABLE of the nine twins) | | seconds | |")
-echo "stream size: $((before / 1048576)) MB before, $((after / 1048576)) MB right after the removal's commit"
-SUMMARY+=("| stream size before / right after the removal | $((before / 1048576)) / $((after / 1048576)) MB | | | | |")
+printf '%-32s %s ms + %s ms (%s of %s events; segments left: %s); DROP TABLE of the nine twins %s ms\n' \
+    "remove 90% (detach + drop)" "$ms" "$drop_segments_ms" "$removed" "$events" "$left" "$drop_ms"
+SUMMARY+=("| remove 90% ($removed events): detach + drop | $ms + $drop_segments_ms ms | $drop_ms ms (DROP TABLE of the nine twins) | | seconds | |")
+echo "stream size: $((before / 1048576)) MB before, $((after_detach / 1048576)) MB after the detach, disk: $((disk_before / 1048576)) MB before, $((disk_after / 1048576)) MB after the drop"
+SUMMARY+=("| disk (stream and detached segments) before / after | $((disk_before / 1048576)) / $((disk_after / 1048576)) MB | | | | |")
 idle=$(slowest idle)
 busy=$(slowest busy)
 echo "appender's slowest append: ${busy} ms during the removal, ${idle} ms idle (target: under 100 ms)"

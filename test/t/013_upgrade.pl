@@ -472,12 +472,14 @@ is($node->safe_psql('segments_db', q{
 	INSERT INTO seg (key, type, payload) SELECT 'k' || i, 'T', '{}' FROM generate_series(5, 8) i;
 	SELECT event_log.set_retention('seg', max_events => 2, keep_unconsumed => false);
 	SELECT removed FROM event_log.enforce_retention('seg');
+	SELECT removed FROM event_log.enforce_retention('seg');
 	SELECT string_agg(segment::text, ',') FROM event_log.segments;
 	SELECT version FROM event_log.append('plain', 'k1', 'T', '{}');
 }), "seg
 2
 
 4
+0
 2
 2",
 	'after the update, segmented streams are created, rolled and retained; old streams go on');

@@ -127,8 +127,14 @@ is($node->safe_psql('postgres', q{
 is($node->safe_psql('postgres', q{
 	SELECT sum(removed) FROM event_log.enforce_retention('big');
 	SELECT string_agg(segment::text, ',' ORDER BY segment) FROM event_log.segments
-	 WHERE stream = 'big'::regclass}),
+	 WHERE stream = 'big'::regclass AND detached_at IS NULL}),
 	"200000\n3", 'enforcing again removes both old segments, in one go');
+ok(-s "$datadir/$files[0]", 'the removed segments are detached, their tables still there');
+is($node->safe_psql('postgres', q{
+	SELECT sum(removed) FROM event_log.enforce_retention('big');
+	SELECT string_agg(segment::text, ',' ORDER BY segment) FROM event_log.segments
+	 WHERE stream = 'big'::regclass}),
+	"0\n3", 'the next enforcement drops them');
 # PostgreSQL truncates a dropped table's first file to zero bytes at commit
 # and unlinks it at the next checkpoint.
 ok(!-s "$datadir/$files[0]" && !-s "$datadir/$files[1]",
@@ -145,6 +151,7 @@ $node->safe_psql('postgres', q{
 	SELECT event_log.roll_segment('big');
 	INSERT INTO big (key, type, payload) SELECT 'k' || i, 'Line', '{}' FROM generate_series(1, 5000) i;
 	SELECT event_log.set_retention('big', max_events => 100, keep_unconsumed => false);
+	SELECT count(*) FROM event_log.enforce_retention('big');
 	SELECT count(*) FROM event_log.enforce_retention('big');
 });
 $node->wait_for_catchup($standby);
@@ -245,8 +252,9 @@ for my $format (qw(custom plain directory))
 		INSERT INTO shop.orders (key, type, payload)
 		SELECT 'o-' || i % 40, 'Placed', '{}' FROM generate_series(1, 60) i;
 		SELECT sum(removed) FROM event_log.enforce_retention('shop.orders');
+		SELECT sum(removed) FROM event_log.enforce_retention('shop.orders');
 		SELECT string_agg(segment::text, ',' ORDER BY segment) FROM event_log.segments}),
-		"\n401\n3", "$format: retention drops the restored segments");
+		"\n401\n0\n3", "$format: retention detaches, then drops, the restored segments");
 }
 
 $node->stop;
