@@ -342,26 +342,6 @@ el_consumed_through(Oid relid, int32 shard)
 	return isnull ? PG_INT64_MAX : DatumGetInt64(d);
 }
 
-/* The last seq of a shard (0 if it has no event), by the primary key. */
-static int64
-el_last_seq(Relation rel, Relation pk, Snapshot snap, int32 shard)
-{
-	ScanKeyData key;
-	IndexScanDesc scan;
-	TupleTableSlot *slot = table_slot_create(rel, NULL);
-	int64		last = 0;
-	bool		isnull;
-
-	ScanKeyInit(&key, 1, BTEqualStrategyNumber, F_INT4EQ, Int32GetDatum(shard));
-	scan = index_beginscan(rel, pk, snap, 1, 0);
-	index_rescan(scan, &key, 1, NULL, 0);
-	if (index_getnext_slot(scan, BackwardScanDirection, slot))
-		last = DatumGetInt64(slot_getattr(slot, Anum_el_seq, &isnull));
-	index_endscan(scan);
-	ExecDropSingleTupleTableSlot(slot);
-	return last;
-}
-
 /*
  * Whether the key has an event after version (as snap sees it): if not, the
  * event being removed is its last, and the key retires with that version.
@@ -542,7 +522,7 @@ el_enforce_stream(Oid relid, List **report)
 	for (int32 shard = 0; shard < shards; shard++)
 	{
 		int64		low = el_low_watermark(relid, shard, snap);
-		int64		limit = el_last_seq(rel, pk, snap, shard);
+		int64		limit = el_stream_shard_end(rel, shard, snap);
 		int64		last;
 		TimestampTz newest = DT_NOBEGIN;
 

@@ -167,30 +167,63 @@ el_walk_segment(Relation seg, Snapshot snap, int shards, const ElPolicy *p,
 	return ok;
 }
 
-/* Whether a key has an event in one of the segments from..n-1 (as snap sees it). */
+/*
+ * The (key, version) indexes of the segments from..n-1, newest first, open
+ * for el_key_in_segments() while a segment's keys are checked.
+ */
+typedef struct ElLaterSegments
+{
+	int			n;
+	Relation   *rels;
+	Relation   *kvs;
+	TupleTableSlot **slots;
+} ElLaterSegments;
+
+static void
+el_later_segments_open(ElLaterSegments *later, ElSegments *segs, int from)
+{
+	later->n = Max(segs->n - from, 0);
+	later->rels = palloc(sizeof(Relation) * Max(later->n, 1));
+	later->kvs = palloc(sizeof(Relation) * Max(later->n, 1));
+	later->slots = palloc(sizeof(TupleTableSlot *) * Max(later->n, 1));
+	for (int j = 0; j < later->n; j++)
+	{
+		later->rels[j] = table_open(segs->relids[segs->n - 1 - j], AccessShareLock);
+		later->kvs[j] = index_open(el_stream_indexes(later->rels[j])->key_version,
+								   AccessShareLock);
+		later->slots[j] = table_slot_create(later->rels[j], NULL);
+	}
+}
+
+static void
+el_later_segments_close(ElLaterSegments *later)
+{
+	for (int j = 0; j < later->n; j++)
+	{
+		ExecDropSingleTupleTableSlot(later->slots[j]);
+		index_close(later->kvs[j], AccessShareLock);
+		table_close(later->rels[j], AccessShareLock);
+	}
+}
+
+/* Whether a key has an event in one of the later segments (as snap sees it). */
 static bool
-el_key_in_segments(ElSegments *segs, int from, Snapshot snap, const char *key)
+el_key_in_segments(ElLaterSegments *later, Snapshot snap, const char *key)
 {
 	text	   *t = cstring_to_text(key);
 	bool		found = false;
 
-	for (int i = segs->n - 1; i >= from && !found; i--)
+	for (int j = 0; j < later->n && !found; j++)
 	{
-		Relation	seg = table_open(segs->relids[i], AccessShareLock);
-		Relation	kv = index_open(el_stream_indexes(seg)->key_version, AccessShareLock);
-		TupleTableSlot *slot = table_slot_create(seg, NULL);
 		ScanKeyData skey;
 		IndexScanDesc scan;
 
 		ScanKeyEntryInitialize(&skey, 0, 1, BTEqualStrategyNumber, InvalidOid,
 							   DEFAULT_COLLATION_OID, F_TEXTEQ, PointerGetDatum(t));
-		scan = index_beginscan(seg, kv, snap, 1, 0);
+		scan = index_beginscan(later->rels[j], later->kvs[j], snap, 1, 0);
 		index_rescan(scan, &skey, 1, NULL, 0);
-		found = index_getnext_slot(scan, ForwardScanDirection, slot);
+		found = index_getnext_slot(scan, ForwardScanDirection, later->slots[j]);
 		index_endscan(scan);
-		ExecDropSingleTupleTableSlot(slot);
-		index_close(kv, AccessShareLock);
-		table_close(seg, AccessShareLock);
 	}
 	pfree(t);
 	return found;
@@ -338,6 +371,7 @@ el_enforce_segmented(Oid relid, const ElPolicy *p, int shards, List **report)
 		bool		ok;
 		HASHCTL		ctl;
 		HTAB	   *keys;
+		ElLaterSegments later;
 		MemoryContext keycxt = AllocSetContextCreate(CurrentMemoryContext,
 													 "event_log segment keys",
 													 ALLOCSET_DEFAULT_SIZES);
@@ -372,10 +406,12 @@ el_enforce_segmented(Oid relid, const ElPolicy *p, int shards, List **report)
 			removed += span[s].last - span[s].first + 1;
 		}
 		/* Keys with no event in a later segment retire with their last version. */
+		el_later_segments_open(&later, segs, i + 1);
 		hash_seq_init(&status, keys);
 		while ((entry = hash_seq_search(&status)) != NULL)
-			if (!el_key_in_segments(segs, i + 1, snap, entry->key))
+			if (!el_key_in_segments(&later, snap, entry->key))
 				el_retire_key(relid, CStringGetTextDatum(entry->key), entry->version);
+		el_later_segments_close(&later);
 		MemoryContextDelete(keycxt);
 		ngone++;
 	}

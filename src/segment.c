@@ -71,6 +71,9 @@
 #include "registry.h"
 #include "segment.h"
 
+static int64 el_table_shard_edge(Relation rel, int32 shard, Snapshot snap,
+								 ScanDirection dir);
+
 PG_FUNCTION_INFO_V1(el_current_segment);
 PG_FUNCTION_INFO_V1(el_roll_segment);
 
@@ -456,7 +459,6 @@ el_segment_full(Oid stream)
 	Relation	rel;
 	ElSegments *segs;
 	Relation	seg;
-	Relation	pk;
 	int64		events = 0;
 	int			shards = el_stream_shards(stream);
 	Snapshot	snap;
@@ -471,35 +473,15 @@ el_segment_full(Oid stream)
 		return false;
 	}
 	seg = table_open(segs->relids[segs->n - 1], AccessShareLock);
-	pk = index_open(el_stream_indexes(seg)->pk, AccessShareLock);
 	snap = RegisterSnapshot(GetLatestSnapshot());
 	for (int s = 0; s < shards && events < target; s++)
 	{
-		int64		ends[2] = {0, 0};
+		int64		first = el_table_shard_edge(seg, s, snap, ForwardScanDirection);
 
-		for (int d = 0; d < 2; d++)
-		{
-			ScanKeyData key;
-			IndexScanDesc scan;
-			TupleTableSlot *slot = table_slot_create(seg, NULL);
-
-			ScanKeyInit(&key, 1, BTEqualStrategyNumber, F_INT4EQ, Int32GetDatum(s));
-			scan = index_beginscan(seg, pk, snap, 1, 0);
-			index_rescan(scan, &key, 1, NULL, 0);
-			if (index_getnext_slot(scan, d == 0 ? ForwardScanDirection : BackwardScanDirection, slot))
-			{
-				bool		isnull;
-
-				ends[d] = DatumGetInt64(slot_getattr(slot, Anum_el_seq, &isnull));
-			}
-			index_endscan(scan);
-			ExecDropSingleTupleTableSlot(slot);
-		}
-		if (ends[0] > 0)
-			events += ends[1] - ends[0] + 1;
+		if (first > 0)
+			events += el_table_shard_edge(seg, s, snap, BackwardScanDirection) - first + 1;
 	}
 	UnregisterSnapshot(snap);
-	index_close(pk, AccessShareLock);
 	table_close(seg, AccessShareLock);
 	relation_close(rel, AccessShareLock);
 	return events >= target;
@@ -738,29 +720,32 @@ el_stream_pk_close(Relation pk)
 		index_close(pk, AccessShareLock);
 }
 
-/* The last seq of a shard in one table with the stream's indexes. */
+/*
+ * The first (Forward) or last (Backward) seq of a shard in one table with
+ * the stream's indexes, as snap sees it; 0 if it has none.
+ */
 static int64
-el_table_shard_end(Relation rel, int32 shard, Snapshot snap)
+el_table_shard_edge(Relation rel, int32 shard, Snapshot snap, ScanDirection dir)
 {
 	Relation	pk = index_open(el_stream_indexes(rel)->pk, AccessShareLock);
 	TupleTableSlot *slot = table_slot_create(rel, NULL);
 	ScanKeyData key;
 	IndexScanDesc scan;
-	int64		end = 0;
+	int64		edge = 0;
 
 	ScanKeyInit(&key, 1, BTEqualStrategyNumber, F_INT4EQ, Int32GetDatum(shard));
 	scan = index_beginscan(rel, pk, snap, 1, 0);
 	index_rescan(scan, &key, 1, NULL, 0);
-	if (index_getnext_slot(scan, BackwardScanDirection, slot))
+	if (index_getnext_slot(scan, dir, slot))
 	{
 		bool		isnull;
 
-		end = DatumGetInt64(slot_getattr(slot, Anum_el_seq, &isnull));
+		edge = DatumGetInt64(slot_getattr(slot, Anum_el_seq, &isnull));
 	}
 	index_endscan(scan);
 	ExecDropSingleTupleTableSlot(slot);
 	index_close(pk, AccessShareLock);
-	return end;
+	return edge;
 }
 
 int64
@@ -770,13 +755,13 @@ el_stream_shard_end(Relation stream, int32 shard, Snapshot snap)
 	int64		end = 0;
 
 	if (!el_is_segmented(stream))
-		return el_table_shard_end(stream, shard, snap);
+		return el_table_shard_edge(stream, shard, snap, BackwardScanDirection);
 	segs = el_segments(stream);
 	for (int i = segs->n - 1; i >= 0 && end == 0; i--)
 	{
 		Relation	seg = table_open(segs->relids[i], AccessShareLock);
 
-		end = el_table_shard_end(seg, shard, snap);
+		end = el_table_shard_edge(seg, shard, snap, BackwardScanDirection);
 		table_close(seg, AccessShareLock);
 	}
 	return end;
