@@ -14,7 +14,7 @@ OBJS       = src/catalog.o src/key.o src/wake.o \
              src/consumer_group.o src/consumer_member.o src/consumer_deadletter.o src/consumer_retention.o src/consumer.o \
              src/worker.o \
              src/event_log.o
-DATA       = sql/event_log--0.1.sql sql/event_log--0.1--0.2.sql sql/event_log--0.2--0.3.sql sql/event_log--0.3--0.4.sql sql/event_log--0.4--0.5.sql sql/event_log--0.5--0.6.sql
+DATA       = sql/event_log--0.1.sql sql/event_log--0.1--0.2.sql sql/event_log--0.2--0.3.sql sql/event_log--0.3--0.4.sql sql/event_log--0.4--0.5.sql sql/event_log--0.5--0.6.sql sql/event_log--0.6--0.7.sql
 PGFILEDESC = "event_log - event streams with commit-order offsets"
 
 # pg_regress suites (sql/NAME.sql, expected/NAME.out)

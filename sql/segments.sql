@@ -38,6 +38,11 @@ INSERT INTO seg.log (key, type, payload)
 SELECT k, 'Tick', jsonb_build_object('n', i)
   FROM generate_series(1, 3) i, unnest('{a,b,c,d}'::text[]) k ORDER BY i, k;
 INSERT INTO seg.log (key, type, payload) VALUES ('once', 'Tick', '{"n": 1}');
+-- An append that rolls back leaves a dead row in segment 1: its key never
+-- had an event, and retention must not retire it.
+BEGIN;
+INSERT INTO seg.log (key, type, payload) VALUES ('ghost', 'Tick', '{}');
+ROLLBACK;
 RESET ROLE;
 SELECT shard, seq, version FROM event_log.append('seg.log', 'a', 'Tick', '{"n": 4}');
 SELECT shard, seq, key, version FROM event_log.append_events('seg.log', 'b',
@@ -161,7 +166,15 @@ SELECT event_log.set_retention('seg.log', max_events => 2, keep_unconsumed => fa
 -- segment 1 still holds some of its 2 newest.
 SELECT * FROM event_log.enforce_retention('seg.log');
 SELECT segment FROM event_log.segments WHERE stream = 'seg.log'::regclass ORDER BY segment;
+-- The summary of each sealed segment, written once from one read of it:
+-- what a removal checks instead of the events.  The newest segment has
+-- none.  Only the extension's owner reads it.
+SELECT count(*) FROM event_log.segment_summaries;
 RESET ROLE;
+SELECT segment, shard, events, first_seq, last_seq,
+       newest_recorded_at = (SELECT max(recorded_at) FROM seg.log l
+                              WHERE l.segment = s.segment AND l.shard = s.shard) AS newest_is_max
+  FROM event_log.segment_summaries s WHERE stream = 'seg.log'::regclass ORDER BY segment, shard;
 INSERT INTO seg.log (key, type, payload)
 SELECT k, 'Tick', jsonb_build_object('n', i)
   FROM generate_series(6, 8) i, unnest('{a,b}'::text[]) k ORDER BY i, k;
@@ -191,6 +204,43 @@ RESET ROLE;
 SELECT shard, seq, version FROM event_log.append('seg.log', 'c', 'Tick', '{"n": 5}');
 SELECT shard, seq, version FROM event_log.append('seg.log', 'once', 'Tick', '{"n": 2}');
 
+-- A removal checks the policy against the summaries, not the events: a
+-- summary that says a shard's latest event is recent holds its segment
+-- back.  (The summaries are the extension's; only a superuser can change
+-- them, as here, to show which figure counts.)
+SET ROLE seg_owner;
+SELECT event_log.create_stream('seg.aged', 2, segment_events => 100);
+INSERT INTO seg.aged (key, type, payload)
+SELECT 'k' || i, 'Tick', '{}' FROM generate_series(1, 6) i;
+SELECT event_log.roll_segment('seg.aged');
+INSERT INTO seg.aged (key, type, payload) VALUES ('k1', 'Tick', '{}');
+-- Vacuumed: the removal reads segment 1's keys from its index alone
+-- (seg.log's, not vacuumed and with a dead row, were checked row by row).
+VACUUM seg.aged;
+SELECT * FROM event_log.enforce_retention('seg.aged');
+RESET ROLE;
+SELECT segment, shard, events, first_seq, last_seq FROM event_log.segment_summaries
+ WHERE stream = 'seg.aged'::regclass ORDER BY segment, shard;
+UPDATE event_log.segment_summaries SET newest_recorded_at = 'infinity'
+ WHERE stream = 'seg.aged'::regclass AND shard = 1;
+SET ROLE seg_owner;
+SELECT event_log.set_retention('seg.aged', max_age => interval '1 microsecond', keep_unconsumed => false);
+SELECT * FROM event_log.enforce_retention('seg.aged');
+RESET ROLE;
+UPDATE event_log.segment_summaries s SET newest_recorded_at =
+       (SELECT max(recorded_at) FROM seg.aged l WHERE l.segment = s.segment AND l.shard = s.shard)
+ WHERE stream = 'seg.aged'::regclass;
+SET ROLE seg_owner;
+SELECT * FROM event_log.enforce_retention('seg.aged');
+SELECT segment, detached_at IS NOT NULL AS detached FROM event_log.segments
+ WHERE stream = 'seg.aged'::regclass ORDER BY segment;
+RESET ROLE;
+-- Keys with an event left (k1) do not retire; the others do.
+SELECT key, last_version FROM event_log.retired_keys WHERE stream = 'seg.aged'::regclass ORDER BY key;
+SET ROLE seg_owner;
+SELECT event_log.drop_stream('seg.aged');
+RESET ROLE;
+
 -- drop_stream() takes the segments and their catalog rows with it.
 SET ROLE seg_owner;
 SELECT event_log.drop_stream('seg.log');
@@ -198,7 +248,8 @@ SELECT event_log.drop_stream('seg.plain');
 RESET ROLE;
 SELECT count(*) FROM event_log.segments;
 SELECT count(*) FROM event_log.segmented_streams;
-SELECT count(*) FROM pg_class WHERE relname LIKE 'segment\_%' AND relnamespace = 'event_log'::regnamespace;
+SELECT count(*) FROM event_log.segment_summaries;
+SELECT count(*) FROM pg_class WHERE relname ~ '^segment_[0-9]+_[0-9]+$' AND relnamespace = 'event_log'::regnamespace;
 
 DROP SCHEMA seg CASCADE;
 DROP FUNCTION public.masked(text);

@@ -502,10 +502,16 @@ el_enforce_stream(Oid relid, List **report)
 	shards = el_lock_stream(relid, ShareUpdateExclusiveLock);
 	if (!el_read_policy(relid, &p))
 	{
-		/* A segmented stream rolls by size, with a policy or not. */
-		if (get_rel_relkind(relid) == RELKIND_PARTITIONED_TABLE &&
-			el_segment_full(relid))
-			(void) el_segment_roll(relid);
+		/*
+		 * A segmented stream rolls by size, with a policy or not, and its
+		 * sealed segments are summarized for a policy set later.
+		 */
+		if (get_rel_relkind(relid) == RELKIND_PARTITIONED_TABLE)
+		{
+			el_summarize_segments(relid);
+			if (el_segment_full(relid))
+				(void) el_segment_roll(relid);
+		}
 		return 0;
 	}
 	el_refuse_referenced(relid);

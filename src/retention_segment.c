@@ -13,25 +13,45 @@
  *	  segment_events events (segment.c), so a policy takes effect with the
  *	  granularity of a segment.
  *
- *	  The steps, in one transaction (a subtransaction of the worker's):
+ *	  A sealed segment (one that is no longer the newest, and that every
+ *	  transaction that appended to it has left) never changes again.  The
+ *	  first enforcement after it sealed, the worker's soon after the roll,
+ *	  reads it once, sequentially, and writes its summary: per shard, how
+ *	  many events, the first and last seq and the latest recorded_at
+ *	  (event_log.segment_summaries, 0.7).  That is the only read of a
+ *	  segment's rows; a removal works from the summaries and reads, of the
+ *	  segments it removes, only their (key, version) indexes (Kafka keeps
+ *	  a segment's largest timestamp in its time index, written as the
+ *	  segment fills, for the same reason).
  *
- *	  1. Seal.  A segment older than the newest receives no new row: the
- *		 append trigger sends every row to the newest segment, and a new
- *		 segment is attached by a transaction that committed before (a
- *		 segment created in this transaction is not yet anybody's newest).
- *		 Transactions that appended to an old segment before the newest
- *		 was attached may still be running: wait for them (WaitForLockers
- *		 on the stream and on each candidate segment, which blocks nobody).
- *	  2. Walk each candidate segment by its (shard, seq) index: every event
- *		 must pass the policy and follow the shard's watermark without a
- *		 hole.  The first segment that fails stops the run.
- *	  3. Archive its events when the policy says so, retire the keys whose
- *		 every event leaves, move the watermarks and write the report.
- *	  4. Drop the segments, last, so that the ACCESS EXCLUSIVE lock DROP
- *		 TABLE takes on the stream is held only until the commit that
- *		 follows: each DROP waits for its lock at most
- *		 EL_SEGMENT_LOCK_TIMEOUT_MS and is retried, so an appender queues
- *		 behind it no longer than that.
+ *	  The steps of a removal, in one transaction (a subtransaction of the
+ *	  worker's):
+ *
+ *	  1. Seal and summarize.  A segment older than the newest receives no
+ *		 new row: the append trigger sends every row to the newest segment,
+ *		 and a new segment is attached by a transaction that committed
+ *		 before (a segment created in this transaction is not yet anybody's
+ *		 newest).  Transactions that appended to an old segment before the
+ *		 newest was attached may still be running: wait for them
+ *		 (WaitForLockers on the stream and on each candidate segment, which
+ *		 blocks nobody), and summarize the segments that have no summary.
+ *	  2. Check each candidate's summary, oldest first: every event must
+ *		 pass the policy (its last seq within the count's cut, its latest
+ *		 recorded_at before the age's cutoff) and each shard's events must
+ *		 follow the shard's watermark without a hole (the first seq is the
+ *		 watermark, the count is last - first + 1).  The first segment that
+ *		 fails stops the run.
+ *	  3. Archive its events when the policy says so (which reads them),
+ *		 move the watermarks and write the report, and retire the keys
+ *		 whose every event leaves: a walk of the segment's (key, version)
+ *		 index, index-only once the segment is vacuumed, with one probe of
+ *		 the later segments' indexes per distinct key.
+ *	  4. Detach the segments, last, so that the lock DETACH takes on the
+ *		 stream is held only until the commit that follows: each waits for
+ *		 its lock at most EL_SEGMENT_LOCK_TIMEOUT_MS and is retried, so an
+ *		 appender queues behind it no longer than that.  The next
+ *		 enforcement drops the detached tables, in a transaction that holds
+ *		 no lock on the stream (their files are deleted at its commit).
  *
  *	  Readers: the watermarks and the DROP commit together.  A reader that
  *	  takes the stream's lock after the commit sees the new watermark in
@@ -43,6 +63,8 @@
 
 #include "access/genam.h"
 #include "access/relation.h"
+#include "access/tableam.h"
+#include "access/visibilitymap.h"
 #include "access/table.h"
 #include "access/xact.h"
 #include "catalog/pg_collation.h"
@@ -50,13 +72,12 @@
 #include "executor/spi.h"
 #include "funcapi.h"
 #include "miscadmin.h"
+#include "storage/bufmgr.h"
 #include "storage/lmgr.h"
 #include "utils/builtins.h"
 #include "utils/fmgroids.h"
 #include "utils/guc.h"
-#include "utils/hsearch.h"
 #include "utils/memutils.h"
-#include "common/hashfn.h"
 #include "utils/lsyscache.h"
 #include "utils/rel.h"
 #include "utils/snapmgr.h"
@@ -73,124 +94,277 @@
 #define EL_SEGMENT_LOCK_TIMEOUT_MS	50
 #define EL_SEGMENT_DROP_TRIES		40
 
-/* What a segment holds of one shard. */
+/* What a segment holds of one shard: a row of event_log.segment_summaries. */
 typedef struct ElSegShard
 {
+	int64		events;
 	int64		first;			/* 0 if none */
 	int64		last;
 	TimestampTz newest;			/* the latest recorded_at */
 } ElSegShard;
 
-/* A key's last version in the segment being removed. */
-typedef struct ElSegKey
+/* Whether the catalog has event_log.segment_summaries (0.7). */
+static bool
+el_summaries_catalog(void)
 {
-	char	   *key;			/* hash key: the key, NUL-terminated */
-	int64		version;
-} ElSegKey;
-
-/* Keys are hashed by their text, kept as pointers (a key is up to 1 kB). */
-static uint32
-el_segkey_hash(const void *key, Size keysize)
-{
-	const char *str = *(char *const *) key;
-
-	return hash_bytes((const unsigned char *) str, strlen(str));
-}
-
-static int
-el_segkey_match(const void *key1, const void *key2, Size keysize)
-{
-	return strcmp(*(char *const *) key1, *(char *const *) key2);
+	return OidIsValid(get_relname_relid("segment_summaries", el_schema_oid()));
 }
 
 /*
- * Walk one segment: true if every event may go, each shard's events
- * following next[shard] without a hole.  Fills span[] and the keys' last
- * versions; advances next[].
+ * Read a sealed segment once, sequentially: per shard, how many events,
+ * the first and last seq and the latest recorded_at.  The events of a
+ * shard need not come in seq order; the removal checks that they have no
+ * hole (the count is last - first + 1).
  */
-static bool
-el_walk_segment(Relation seg, Snapshot snap, int shards, const ElPolicy *p,
-				const int64 *cut, int64 *next, ElSegShard *span, HTAB *keys)
+static void
+el_scan_segment(Relation seg, Snapshot snap, int shards, ElSegShard *span)
 {
-	Relation	pk = index_open(el_stream_indexes(seg)->pk, AccessShareLock);
+	TableScanDesc scan = table_beginscan(seg, snap, 0, NULL);
 	TupleTableSlot *slot = table_slot_create(seg, NULL);
-	bool		ok = true;
 
-	for (int32 s = 0; s < shards && ok; s++)
+	for (int32 s = 0; s < shards; s++)
 	{
-		ScanKeyData skey;
-		IndexScanDesc scan;
-
-		span[s].first = span[s].last = 0;
+		span[s].events = span[s].first = span[s].last = 0;
 		span[s].newest = DT_NOBEGIN;
-		ScanKeyInit(&skey, 1, BTEqualStrategyNumber, F_INT4EQ, Int32GetDatum(s));
-		scan = index_beginscan(seg, pk, snap, 1, 0);
-		index_rescan(scan, &skey, 1, NULL, 0);
-		while (index_getnext_slot(scan, ForwardScanDirection, slot))
-		{
-			bool		isnull;
-			int64		seq = DatumGetInt64(slot_getattr(slot, Anum_el_seq, &isnull));
-			char	   *key;
-			ElSegKey   *entry;
-			bool		found;
-			int64		version;
-			TimestampTz at;
+	}
+	while (table_scan_getnextslot(scan, ForwardScanDirection, slot))
+	{
+		bool		isnull;
+		int32		shard = DatumGetInt32(slot_getattr(slot, Anum_el_shard, &isnull));
+		int64		seq;
+		TimestampTz at;
+		ElSegShard *sp;
 
-			CHECK_FOR_INTERRUPTS();
-			at = DatumGetTimestampTz(slot_getattr(slot, Anum_el_recorded_at, &isnull));
-			if (seq != next[s] || seq > cut[s] || (p->has_age && at >= p->cutoff))
-			{
-				ok = false;
-				break;
-			}
-			if (at > span[s].newest)
-				span[s].newest = at;
-			if (span[s].first == 0)
-				span[s].first = seq;
-			span[s].last = seq;
-			next[s] = seq + 1;
-			key = TextDatumGetCString(slot_getattr(slot, Anum_el_key, &isnull));
-			version = DatumGetInt64(slot_getattr(slot, Anum_el_version, &isnull));
-			entry = hash_search(keys, &key, HASH_ENTER, &found);
-			if (!found)
-				entry->version = version;
-			else
-			{
-				pfree(key);
-				entry->version = Max(entry->version, version);
-			}
-		}
-		index_endscan(scan);
+		CHECK_FOR_INTERRUPTS();
+		if (shard < 0 || shard >= shards)
+			ereport(ERROR,
+					(errcode(ERRCODE_DATA_CORRUPTED),
+					 errmsg("segment \"%s\" holds an event of shard %d, which its stream does not have",
+							el_qualified_name(RelationGetRelid(seg)), shard)));
+		seq = DatumGetInt64(slot_getattr(slot, Anum_el_seq, &isnull));
+		at = DatumGetTimestampTz(slot_getattr(slot, Anum_el_recorded_at, &isnull));
+		sp = &span[shard];
+		if (sp->events == 0 || seq < sp->first)
+			sp->first = seq;
+		if (sp->events == 0 || seq > sp->last)
+			sp->last = seq;
+		if (at > sp->newest)
+			sp->newest = at;
+		sp->events++;
 	}
 	ExecDropSingleTupleTableSlot(slot);
-	index_close(pk, AccessShareLock);
-	return ok;
+	table_endscan(scan);
+}
+
+/* A segment's summary from the catalog: false unless it has every shard's row. */
+static bool
+el_summary_load(Oid relid, int32 segno, int shards, ElSegShard *span)
+{
+	Datum		values[2] = {ObjectIdGetDatum(relid), Int32GetDatum(segno)};
+	uint64		n;
+
+	if (!el_summaries_catalog())
+		return false;
+	n = el_catalog_sql("SELECT shard, events, first_seq, last_seq, newest_recorded_at"
+					   " FROM event_log.segment_summaries"
+					   " WHERE stream OPERATOR(pg_catalog.=) $1"
+					   " AND segment OPERATOR(pg_catalog.=) $2"
+					   " AND shard OPERATOR(pg_catalog.<) $3",
+					   3, (Oid[]) {OIDOID, INT4OID, INT4OID},
+					   (Datum[]) {values[0], values[1], Int32GetDatum(shards)}, NULL,
+					   EL_CAT_READ | EL_CAT_LATEST, 0);
+	if (n != (uint64) shards)
+		return false;
+	for (uint64 i = 0; i < n; i++)
+	{
+		bool		isnull;
+		int32		s = DatumGetInt32(el_spi_value(i, 1, &isnull));
+
+		span[s].events = el_spi_int8(i, 2);
+		span[s].first = span[s].last = 0;
+		span[s].newest = DT_NOBEGIN;
+		if (span[s].events > 0)
+		{
+			span[s].first = el_spi_int8(i, 3);
+			span[s].last = el_spi_int8(i, 4);
+			span[s].newest = DatumGetTimestampTz(el_spi_value(i, 5, &isnull));
+		}
+	}
+	return true;
+}
+
+/* Write a segment's summary (replacing a partial one). */
+static void
+el_summary_store(Oid relid, int32 segno, int shards, const ElSegShard *span)
+{
+	Datum		values[7];
+	char		nulls[7];
+
+	values[0] = ObjectIdGetDatum(relid);
+	values[1] = Int32GetDatum(segno);
+	el_catalog_sql("DELETE FROM event_log.segment_summaries"
+				   " WHERE stream OPERATOR(pg_catalog.=) $1"
+				   " AND segment OPERATOR(pg_catalog.=) $2",
+				   2, (Oid[]) {OIDOID, INT4OID}, values, NULL, 0, 0);
+	for (int32 s = 0; s < shards; s++)
+	{
+		bool		some = span[s].events > 0;
+
+		values[2] = Int32GetDatum(s);
+		values[3] = Int64GetDatum(span[s].events);
+		values[4] = Int64GetDatum(span[s].first);
+		values[5] = Int64GetDatum(span[s].last);
+		values[6] = TimestampTzGetDatum(span[s].newest);
+		memset(nulls, some ? ' ' : 'n', sizeof(nulls));
+		memset(nulls, ' ', 4);
+		el_catalog_sql("INSERT INTO event_log.segment_summaries"
+					   " (stream, segment, shard, events, first_seq, last_seq, newest_recorded_at)"
+					   " VALUES ($1, $2, $3, $4, $5, $6, $7)",
+					   7, (Oid[]) {OIDOID, INT4OID, INT4OID, INT8OID, INT8OID, INT8OID,
+					   TIMESTAMPTZOID}, values, nulls, 0, 0);
+	}
+}
+
+/*
+ * Whether event_log.segments' row of a segment was written by this
+ * transaction (a segment this transaction rolled to is nobody's newest
+ * yet: its predecessor is not sealed).
+ */
+static bool
+el_segment_is_ours(Oid segrelid)
+{
+	Datum		values[1] = {ObjectIdGetDatum(segrelid)};
+
+	if (el_catalog_sql("SELECT xmin::pg_catalog.text::pg_catalog.int8 FROM event_log.segments"
+					   " WHERE segment_table OPERATOR(pg_catalog.=) $1",
+					   1, (Oid[]) {OIDOID}, values, NULL,
+					   EL_CAT_READ | EL_CAT_LATEST, 1) != 1)
+		return true;			/* not listed: leave it alone */
+	return TransactionIdIsCurrentTransactionId((TransactionId) el_spi_int8(0, 1));
+}
+
+/*
+ * How many of a stream's oldest segments are sealed: every segment but the
+ * newest, up to one whose successor this transaction created.
+ */
+static int
+el_sealed_segments(const ElSegments *segs)
+{
+	int			n = 0;
+
+	while (n < segs->n - 1 && !el_segment_is_ours(segs->relids[n + 1]))
+		n++;
+	return n;
+}
+
+/*
+ * Wait for every transaction that may still append to the segments
+ * relids[0..n-1] (and to the stream): a segment older than the newest
+ * receives no new row (the append trigger refuses it), but a transaction
+ * that appended before the newest was attached may still be running.
+ * WaitForLockers blocks nobody.
+ */
+static void
+el_seal(Oid relid, const Oid *relids, int n)
+{
+	List	   *tags = NIL;
+	LOCKTAG    *tag;
+
+	if (n <= 0)
+		return;
+	tag = palloc(sizeof(LOCKTAG));
+	SET_LOCKTAG_RELATION(*tag, MyDatabaseId, relid);
+	tags = lappend(tags, tag);
+	for (int i = 0; i < n; i++)
+	{
+		tag = palloc(sizeof(LOCKTAG));
+		SET_LOCKTAG_RELATION(*tag, MyDatabaseId, relids[i]);
+		tags = lappend(tags, tag);
+	}
+	WaitForLockersMultiple(tags, ShareLock, false);
+}
+
+/*
+ * Summarize the sealed segments of a segmented stream that have no
+ * summary yet: one sequential scan each, once in a segment's life.  The
+ * caller holds the stream's enforcement lock (no roll meanwhile) and is
+ * connected to SPI.  Without the 0.7 catalog, nothing (a removal then
+ * scans its segments itself).
+ */
+void
+el_summarize_segments(Oid relid)
+{
+	Relation	rel;
+	ElSegments *segs;
+	int			nsealed;
+	int			ntodo = 0;
+	int32	   *todo;
+	Oid		   *todo_rels;
+	Snapshot	snap;
+	int			shards = el_stream_shards(relid);
+	ElSegShard *span;
+
+	if (!el_summaries_catalog() || shards < 1)
+		return;
+	rel = relation_open(relid, AccessShareLock);
+	segs = el_segments(rel);
+	nsealed = el_sealed_segments(segs);
+	todo = palloc(sizeof(int32) * Max(nsealed, 1));
+	todo_rels = palloc(sizeof(Oid) * Max(nsealed, 1));
+	span = palloc(sizeof(ElSegShard) * shards);
+	for (int i = 0; i < nsealed; i++)
+		if (!el_summary_load(relid, segs->numbers[i], shards, span))
+		{
+			todo[ntodo] = segs->numbers[i];
+			todo_rels[ntodo++] = segs->relids[i];
+		}
+	if (ntodo > 0)
+	{
+		el_seal(relid, todo_rels, ntodo);
+		snap = RegisterSnapshot(GetLatestSnapshot());
+		for (int i = 0; i < ntodo; i++)
+		{
+			Relation	seg = table_open(todo_rels[i], AccessShareLock);
+
+			el_scan_segment(seg, snap, shards, span);
+			table_close(seg, NoLock);
+			el_summary_store(relid, todo[i], shards, span);
+		}
+		UnregisterSnapshot(snap);
+		CommandCounterIncrement();
+	}
+	relation_close(rel, NoLock);
 }
 
 /*
  * The (key, version) indexes of the segments from..n-1, newest first, open
- * for el_key_in_segments() while a segment's keys are checked.
+ * for el_key_in_segments() while a segment's keys are checked, each with
+ * one index scan that every probe restarts.
  */
 typedef struct ElLaterSegments
 {
 	int			n;
 	Relation   *rels;
 	Relation   *kvs;
+	IndexScanDesc *scans;
 	TupleTableSlot **slots;
 } ElLaterSegments;
 
 static void
-el_later_segments_open(ElLaterSegments *later, ElSegments *segs, int from)
+el_later_segments_open(ElLaterSegments *later, ElSegments *segs, int from,
+					   Snapshot snap)
 {
 	later->n = Max(segs->n - from, 0);
 	later->rels = palloc(sizeof(Relation) * Max(later->n, 1));
 	later->kvs = palloc(sizeof(Relation) * Max(later->n, 1));
+	later->scans = palloc(sizeof(IndexScanDesc) * Max(later->n, 1));
 	later->slots = palloc(sizeof(TupleTableSlot *) * Max(later->n, 1));
 	for (int j = 0; j < later->n; j++)
 	{
 		later->rels[j] = table_open(segs->relids[segs->n - 1 - j], AccessShareLock);
 		later->kvs[j] = index_open(el_stream_indexes(later->rels[j])->key_version,
 								   AccessShareLock);
+		later->scans[j] = index_beginscan(later->rels[j], later->kvs[j], snap, 1, 0);
 		later->slots[j] = table_slot_create(later->rels[j], NULL);
 	}
 }
@@ -200,33 +374,101 @@ el_later_segments_close(ElLaterSegments *later)
 {
 	for (int j = 0; j < later->n; j++)
 	{
+		index_endscan(later->scans[j]);
 		ExecDropSingleTupleTableSlot(later->slots[j]);
 		index_close(later->kvs[j], AccessShareLock);
 		table_close(later->rels[j], AccessShareLock);
 	}
 }
 
-/* Whether a key has an event in one of the later segments (as snap sees it). */
+/* Whether a key has an event in one of the later segments. */
 static bool
-el_key_in_segments(ElLaterSegments *later, Snapshot snap, const char *key)
+el_key_in_segments(ElLaterSegments *later, Datum key)
 {
-	text	   *t = cstring_to_text(key);
 	bool		found = false;
 
 	for (int j = 0; j < later->n && !found; j++)
 	{
 		ScanKeyData skey;
-		IndexScanDesc scan;
 
 		ScanKeyEntryInitialize(&skey, 0, 1, BTEqualStrategyNumber, InvalidOid,
-							   DEFAULT_COLLATION_OID, F_TEXTEQ, PointerGetDatum(t));
-		scan = index_beginscan(later->rels[j], later->kvs[j], snap, 1, 0);
-		index_rescan(scan, &skey, 1, NULL, 0);
-		found = index_getnext_slot(scan, ForwardScanDirection, later->slots[j]);
-		index_endscan(scan);
+							   DEFAULT_COLLATION_OID, F_TEXTEQ, key);
+		index_rescan(later->scans[j], &skey, 1, NULL, 0);
+		found = index_getnext_slot(later->scans[j], ForwardScanDirection, later->slots[j]);
 	}
-	pfree(t);
 	return found;
+}
+
+/*
+ * Retire the keys of a segment that leaves and have no event in a later
+ * segment, each with its last version: a walk of the segment's (key,
+ * version) index, which holds each key's versions together and in order.
+ * Index-only where the visibility map says a page is all visible (a
+ * sealed segment is, once vacuumed), else the row is fetched to check it.
+ */
+static void
+el_retire_segment_keys(Oid relid, Relation seg, Snapshot snap, ElLaterSegments *later)
+{
+	Relation	kv = index_open(el_stream_indexes(seg)->key_version, AccessShareLock);
+	IndexScanDesc scan = index_beginscan(seg, kv, snap, 0, 0);
+	TupleTableSlot *slot = table_slot_create(seg, NULL);
+	Buffer		vmbuf = InvalidBuffer;
+	MemoryContext keycxt = AllocSetContextCreate(CurrentMemoryContext,
+												 "event_log segment key",
+												 ALLOCSET_SMALL_SIZES);
+	MemoryContext old;
+	text	   *prev = NULL;
+	int64		prev_version = 0;
+	ItemPointer tid;
+
+	scan->xs_want_itup = true;
+	index_rescan(scan, NULL, 0, NULL, 0);
+	for (;;)
+	{
+		bool		isnull;
+		Datum		key;
+		int64		version;
+
+		CHECK_FOR_INTERRUPTS();
+		tid = index_getnext_tid(scan, ForwardScanDirection);
+		if (tid != NULL &&
+			!VM_ALL_VISIBLE(seg, ItemPointerGetBlockNumber(tid), &vmbuf) &&
+			!index_fetch_heap(scan, slot))
+			continue;			/* not visible: an aborted append */
+		if (tid != NULL)
+		{
+			key = index_getattr(scan->xs_itup, 1, scan->xs_itupdesc, &isnull);
+			version = DatumGetInt64(index_getattr(scan->xs_itup, 2, scan->xs_itupdesc, &isnull));
+			if (prev != NULL && DatumGetBool(DirectFunctionCall2Coll(texteq,
+																	 DEFAULT_COLLATION_OID,
+																	 PointerGetDatum(prev),
+																	 key)))
+			{
+				prev_version = Max(prev_version, version);
+				continue;
+			}
+		}
+		/* prev's versions are all seen: retire it unless it lives on */
+		if (prev != NULL)
+		{
+			if (!el_key_in_segments(later, PointerGetDatum(prev)))
+				el_retire_key(relid, PointerGetDatum(prev), prev_version);
+			MemoryContextReset(keycxt);
+			prev = NULL;
+		}
+		if (tid == NULL)
+			break;
+		old = MemoryContextSwitchTo(keycxt);
+		prev = DatumGetTextPCopy(key);
+		MemoryContextSwitchTo(old);
+		prev_version = version;
+	}
+	if (BufferIsValid(vmbuf))
+		ReleaseBuffer(vmbuf);
+	MemoryContextDelete(keycxt);
+	ExecDropSingleTupleTableSlot(slot);
+	index_endscan(scan);
+	index_close(kv, AccessShareLock);
 }
 
 typedef struct ElDropCall
@@ -272,20 +514,6 @@ el_drop_segments(Oid stream, const Oid *segments, int n)
 	}
 }
 
-/* Whether event_log.segments' row of a segment was written by this transaction. */
-static bool
-el_segment_is_ours(Oid segrelid)
-{
-	Datum		values[1] = {ObjectIdGetDatum(segrelid)};
-
-	if (el_catalog_sql("SELECT xmin::pg_catalog.text::pg_catalog.int8 FROM event_log.segments"
-					   " WHERE segment_table OPERATOR(pg_catalog.=) $1",
-					   1, (Oid[]) {OIDOID}, values, NULL,
-					   EL_CAT_READ | EL_CAT_LATEST, 1) != 1)
-		return true;			/* not listed: leave it alone */
-	return TransactionIdIsCurrentTransactionId((TransactionId) el_spi_int8(0, 1));
-}
-
 /*
  * Apply the policy p to a segmented stream (retention.c has locked it and
  * read p): remove the segments that may go, then start a new segment if the
@@ -301,7 +529,7 @@ el_enforce_segmented(Oid relid, const ElPolicy *p, int shards, List **report)
 	int64	   *next = palloc(sizeof(int64) * shards);
 	int64	   *low = palloc(sizeof(int64) * shards);
 	ElSegShard *span = palloc(sizeof(ElSegShard) * shards);
-	int			ncand = 0;
+	int			ncand;
 	int			ngone = 0;
 	int64		removed = 0;
 	Snapshot	snap;
@@ -330,24 +558,14 @@ el_enforce_segmented(Oid relid, const ElPolicy *p, int shards, List **report)
 		return 0;
 	}
 
-	/* 1. Candidates: every segment but the newest, up to one of ours. */
-	while (ncand < segs->n - 1 && !el_segment_is_ours(segs->relids[ncand + 1]))
-		ncand++;
-	if (ncand > 0)
-	{
-		List	   *tags = NIL;
-		LOCKTAG    *tag = palloc(sizeof(LOCKTAG));
-
-		SET_LOCKTAG_RELATION(*tag, MyDatabaseId, relid);
-		tags = lappend(tags, tag);
-		for (int i = 0; i < ncand; i++)
-		{
-			tag = palloc(sizeof(LOCKTAG));
-			SET_LOCKTAG_RELATION(*tag, MyDatabaseId, segs->relids[i]);
-			tags = lappend(tags, tag);
-		}
-		WaitForLockersMultiple(tags, ShareLock, false);
-	}
+	/*
+	 * 1. Candidates: the sealed segments.  Their summaries (written by an
+	 * earlier enforcement, or now) say what each holds; waiting for the
+	 * transactions that may still append to them is then quick.
+	 */
+	el_summarize_segments(relid);
+	ncand = el_sealed_segments(segs);
+	el_seal(relid, segs->relids, ncand);
 
 	snap = RegisterSnapshot(GetLatestSnapshot());
 	for (int32 s = 0; s < shards; s++)
@@ -364,55 +582,49 @@ el_enforce_segmented(Oid relid, const ElPolicy *p, int shards, List **report)
 	/* 2 and 3, segment by segment, oldest first. */
 	for (int i = 0; i < ncand; i++)
 	{
-		Relation	seg = table_open(segs->relids[i], AccessShareLock);
-		int64	   *save = palloc(sizeof(int64) * shards);
-		HASH_SEQ_STATUS status;
-		ElSegKey   *entry;
-		bool		ok;
-		HASHCTL		ctl;
-		HTAB	   *keys;
+		Relation	seg;
+		bool		ok = true;
 		ElLaterSegments later;
-		MemoryContext keycxt = AllocSetContextCreate(CurrentMemoryContext,
-													 "event_log segment keys",
-													 ALLOCSET_DEFAULT_SIZES);
-		MemoryContext old = MemoryContextSwitchTo(keycxt);
 
-		memcpy(save, next, sizeof(int64) * shards);
-
-		memset(&ctl, 0, sizeof(ctl));
-		ctl.keysize = sizeof(char *);
-		ctl.entrysize = sizeof(ElSegKey);
-		ctl.hash = el_segkey_hash;
-		ctl.match = el_segkey_match;
-		ctl.hcxt = keycxt;
-		keys = hash_create("event_log segment keys", 1024, &ctl,
-						   HASH_ELEM | HASH_FUNCTION | HASH_COMPARE | HASH_CONTEXT);
-		ok = el_walk_segment(seg, snap, shards, p, cut, next, span, keys);
-		MemoryContextSwitchTo(old);
-		table_close(seg, NoLock);
-		if (!ok)
+		if (!el_summary_load(relid, segs->numbers[i], shards, span))
 		{
-			memcpy(next, save, sizeof(int64) * shards);
-			MemoryContextDelete(keycxt);
-			break;
+			/* no summary table (a 0.6 catalog): read the segment now */
+			seg = table_open(segs->relids[i], AccessShareLock);
+			el_scan_segment(seg, snap, shards, span);
+			table_close(seg, NoLock);
 		}
+
+		/*
+		 * 2. Every event may go, and each shard's follow its watermark
+		 * without a hole: the first seq is the watermark, as many events as
+		 * seqs up to the last, the last within the cut, the latest
+		 * recorded_at older than the cutoff.
+		 */
+		for (int32 s = 0; s < shards && ok; s++)
+			if (span[s].events > 0)
+				ok = span[s].first == next[s] &&
+					span[s].last - span[s].first + 1 == span[s].events &&
+					span[s].last <= cut[s] &&
+					(!p->has_age || span[s].newest < p->cutoff);
+		if (!ok)
+			break;
+
+		/* 3. Archive, move the watermarks, retire the keys. */
 		for (int32 s = 0; s < shards; s++)
 		{
-			if (span[s].first == 0)
+			if (span[s].events == 0)
 				continue;
 			if (p->archive)
 				el_archive_range_from(relid, segs->relids[i], s, span[s].first, span[s].last);
 			el_record_removal(relid, s, span[s].first, span[s].last, span[s].newest, &who);
-			removed += span[s].last - span[s].first + 1;
+			removed += span[s].events;
+			next[s] = span[s].last + 1;
 		}
-		/* Keys with no event in a later segment retire with their last version. */
-		el_later_segments_open(&later, segs, i + 1);
-		hash_seq_init(&status, keys);
-		while ((entry = hash_seq_search(&status)) != NULL)
-			if (!el_key_in_segments(&later, snap, entry->key))
-				el_retire_key(relid, CStringGetTextDatum(entry->key), entry->version);
+		seg = table_open(segs->relids[i], AccessShareLock);
+		el_later_segments_open(&later, segs, i + 1, snap);
+		el_retire_segment_keys(relid, seg, snap, &later);
 		el_later_segments_close(&later);
-		MemoryContextDelete(keycxt);
+		table_close(seg, NoLock);
 		ngone++;
 	}
 	UnregisterSnapshot(snap);

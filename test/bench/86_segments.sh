@@ -2,6 +2,9 @@
 # 86_segments.sh: segmented streams (docs/retention.md, "Segmented
 # streams"), issue 15's space figures.
 #
+#  - summaries: the enforcement that summarizes the nine sealed segments
+#    (per shard: first and last seq, count, latest recorded_at), which the
+#    worker runs once per segment after its roll;
 #  - removal: enforce_retention() removing 90% of a segmented stream of
 #    BENCH_EVENTS events (4 shards, 10 segments, no archive), against
 #    DROP TABLE of ten plain tables holding the same rows (the physical
@@ -58,6 +61,20 @@ for s in $(seq 1 10); do
     ((s == 10)) || sql -c "SELECT event_log.roll_segment('seg')" >/dev/null
 done
 sql -c "VACUUM ANALYZE" -c "CHECKPOINT"
+# The summaries of the nine sealed segments: an enforcement without a
+# policy writes them (the worker's does, soon after each roll), one
+# sequential read of each segment, once in its life.
+summary_ms=$(timed "SELECT * FROM event_log.enforce_retention('seg')")
+summaries=$(sql -c "SELECT count(DISTINCT segment) FROM event_log.segment_summaries WHERE stream = 'seg'::regclass")
+# its limit: the same figures computed by SQL from the nine twins
+twin_sql=$(for s in $(seq 1 9); do
+    printf '%sSELECT shard, count(*), min(seq), max(seq), max(recorded_at) FROM twin_%s GROUP BY shard' \
+        "$( ((s > 1)) && echo ' UNION ALL ')" "$s"
+done)
+twin_summary_ms=$(timed "SELECT count(*) FROM ($twin_sql) t")
+printf '%-32s %s ms for %s segments (once per segment, after its roll); the same by SQL on the twins %s ms\n' \
+    "segment summaries" "$summary_ms" "$summaries" "$twin_summary_ms"
+SUMMARY+=("| summaries of $summaries sealed segments (once each, after its roll) | $summary_ms ms | $twin_summary_ms ms (the same by SQL on the twins) | | | |")
 sql -c "SELECT event_log.set_retention('seg', max_events => $keep, keep_unconsumed => false)" >/dev/null
 
 # --- appends: 10 segments against a plain stream of the same size --------

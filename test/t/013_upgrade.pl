@@ -47,7 +47,7 @@ is($node->safe_psql('old_db', q{SELECT count(*) FROM pg_attrdef WHERE adrelid = 
 $node->safe_psql('old_db', 'ALTER EXTENSION event_log UPDATE');
 is($node->safe_psql('old_db',
 		q{SELECT extversion FROM pg_extension WHERE extname = 'event_log'}),
-	'0.6', 'updated to the current version, 0.6');
+	'0.7', 'updated to the current version, 0.7');
 
 # Data and behaviour survive.
 is($node->safe_psql('old_db', 'SELECT count(*) FROM carts'), '20', 'events kept');
@@ -411,6 +411,46 @@ is($node->safe_psql('readers_db', q{
 	SELECT count(*) FROM event_log.read_by_time('new', '2026-01-01 10:00:05.000001');
 }), "t\nnew\n\n1\n2026-01-01 10:00:05\n0",
 	'after the update, old shards have removed_until and removals keep it exactly');
+# Segment summaries (0.7): on a 0.6 catalog a segmented stream's removal
+# reads the segments it removes; after the update, an enforcement writes
+# a summary of each sealed segment and removals check those.
+$node->safe_psql('postgres', 'CREATE DATABASE summary_db');
+$node->safe_psql('summary_db', q{
+	CREATE EXTENSION event_log VERSION '0.6';
+	SELECT event_log.create_stream('public.segs', 2, segment_events => 1000);
+	INSERT INTO segs (key, type, payload) SELECT 'k' || i % 7, 'T', '{}' FROM generate_series(1, 20) i;
+	SELECT event_log.roll_segment('segs');
+	INSERT INTO segs (key, type, payload) SELECT 'k' || i % 7, 'T', '{}' FROM generate_series(21, 40) i;
+	SELECT event_log.roll_segment('segs');
+	INSERT INTO segs (key, type, payload) SELECT 'k' || i % 7, 'T', '{}' FROM generate_series(41, 60) i;
+	SELECT event_log.roll_segment('segs');
+	SELECT event_log.set_retention('segs', max_events => 1, keep_unconsumed => false);
+});
+my $expected = $node->safe_psql('summary_db', q{SELECT count(*) FROM segs WHERE segment <= 2});
+is($node->safe_psql('summary_db', q{
+	SELECT sum(removed) FROM event_log.enforce_retention('segs');
+	SELECT count(*) FROM event_log.retired_keys;
+	SELECT to_regclass('event_log.segment_summaries') IS NULL;
+}), "$expected\n0\nt", 'a 0.6 catalog removes segments by reading them');
+$node->safe_psql('summary_db', q{
+	ALTER EXTENSION event_log UPDATE;
+	INSERT INTO segs (key, type, payload) SELECT 'k' || i % 7, 'T', '{}' FROM generate_series(61, 80) i;
+	SELECT event_log.roll_segment('segs');
+});
+$expected = $node->safe_psql('summary_db', q{
+	SELECT count(*) FROM segs WHERE segment = 3;
+	SELECT string_agg(shard || ':' || n || ':' || lo || ':' || hi, ',' ORDER BY segment, shard)
+	  FROM (SELECT segment, shard, count(*) AS n, min(seq) AS lo, max(seq) AS hi
+	          FROM segs WHERE segment IN (3, 4) GROUP BY segment, shard) s;
+});
+is($node->safe_psql('summary_db', q{
+	SELECT sum(removed) FROM event_log.enforce_retention('segs');
+	SELECT count(*) FROM event_log.segment_summaries;
+	SELECT sum(removed) FROM event_log.enforce_retention('segs');
+	SELECT string_agg(shard || ':' || events || ':' || first_seq || ':' || last_seq, ','
+	                  ORDER BY segment, shard)
+	  FROM event_log.segment_summaries WHERE segment IN (3, 4);
+}), "0\n0\n$expected", 'after the update, the detached segments are dropped, then the sealed ones summarized and the oldest removed');
 # Shredding erased keys (0.5): on a 0.4 catalog the library already
 # overwrites an erased key in its page at commit; the update stops ANALYZE
 # from keeping sample keys in pg_statistic and drops those kept before.
