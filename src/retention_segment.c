@@ -193,6 +193,29 @@ el_summary_load(Oid relid, int32 segno, int shards, ElSegShard *span)
 	return true;
 }
 
+/*
+ * Whether a summary agrees with the ends of the segment's (shard, seq)
+ * index, two probes per shard.  A sealed segment does not change, so it
+ * always does; but a summary written while a restore had created the
+ * segment and not yet loaded its rows, or after a superuser wrote to it
+ * with triggers off, must not let a removal drop events it does not know
+ * of (and leave the watermarks behind them).
+ */
+static bool
+el_summary_matches(Relation seg, Snapshot snap, int shards, const ElSegShard *span)
+{
+	for (int32 s = 0; s < shards; s++)
+	{
+		int64		first = el_table_shard_edge(seg, s, snap, ForwardScanDirection);
+		int64		last = first > 0 ?
+			el_table_shard_edge(seg, s, snap, BackwardScanDirection) : 0;
+
+		if (first != span[s].first || last != span[s].last)
+			return false;
+	}
+	return true;
+}
+
 /* Write a segment's summary (replacing a partial one). */
 static void
 el_summary_store(Oid relid, int32 segno, int shards, const ElSegShard *span)
@@ -586,13 +609,19 @@ el_enforce_segmented(Oid relid, const ElPolicy *p, int shards, List **report)
 		bool		ok = true;
 		ElLaterSegments later;
 
-		if (!el_summary_load(relid, segs->numbers[i], shards, span))
+		seg = table_open(segs->relids[i], AccessShareLock);
+		if (!el_summary_load(relid, segs->numbers[i], shards, span) ||
+			!el_summary_matches(seg, snap, shards, span))
 		{
-			/* no summary table (a 0.6 catalog): read the segment now */
-			seg = table_open(segs->relids[i], AccessShareLock);
+			/*
+			 * No summary table (a 0.6 catalog), or a summary the segment's
+			 * index ends contradict: read the segment now.
+			 */
 			el_scan_segment(seg, snap, shards, span);
-			table_close(seg, NoLock);
+			if (el_summaries_catalog())
+				el_summary_store(relid, segs->numbers[i], shards, span);
 		}
+		table_close(seg, NoLock);
 
 		/*
 		 * 2. Every event may go, and each shard's follow its watermark

@@ -71,9 +71,6 @@
 #include "registry.h"
 #include "segment.h"
 
-static int64 el_table_shard_edge(Relation rel, int32 shard, Snapshot snap,
-								 ScanDirection dir);
-
 PG_FUNCTION_INFO_V1(el_current_segment);
 PG_FUNCTION_INFO_V1(el_roll_segment);
 
@@ -724,7 +721,7 @@ el_stream_pk_close(Relation pk)
  * The first (Forward) or last (Backward) seq of a shard in one table with
  * the stream's indexes, as snap sees it; 0 if it has none.
  */
-static int64
+int64
 el_table_shard_edge(Relation rel, int32 shard, Snapshot snap, ScanDirection dir)
 {
 	Relation	pk = index_open(el_stream_indexes(rel)->pk, AccessShareLock);

@@ -56,6 +56,13 @@ extern void el_stream_scan_end(ElStreamScan *scan);
 extern Relation el_stream_pk_open(Relation stream);
 extern void el_stream_pk_close(Relation pk);
 
+/*
+ * A shard's first (Forward) or last (Backward) seq in one table with the
+ * stream's indexes (a plain stream or a segment) as snap sees it; 0 if none.
+ */
+extern int64 el_table_shard_edge(Relation rel, int32 shard, Snapshot snap,
+								 ScanDirection dir);
+
 /* A shard's last seq seen by snap (0 if none), on any stream. */
 extern int64 el_stream_shard_end(Relation stream, int32 shard, Snapshot snap);
 
