@@ -55,6 +55,22 @@ ok($node->safe_psql('postgres',
 ok($node->poll_query_until('postgres', q{
 	SELECT count(*) <= 2 FROM event_log.segments WHERE stream = 'ticks'::regclass}),
 	'the worker keeps few segments once appends stop');
+ok($node->poll_query_until('postgres', q{
+	SELECT count(*) = 0 FROM event_log.segments s
+	 WHERE s.stream = 'ticks'::regclass AND s.detached_at IS NULL
+	   AND s.segment < (SELECT max(segment) FROM event_log.segments WHERE stream = 'ticks'::regclass)
+	   AND (SELECT count(*) FROM event_log.segment_summaries m
+	         WHERE m.stream = s.stream AND m.segment = s.segment) <> 2}),
+	'the worker summarizes every sealed segment');
+is($node->safe_psql('postgres', q{
+	SELECT count(*) FROM event_log.segment_summaries m
+	  JOIN event_log.segments s USING (stream, segment)
+	  LEFT JOIN (SELECT segment, shard, count(*) AS n, min(seq) AS lo, max(seq) AS hi,
+	                    max(recorded_at) AS at FROM ticks GROUP BY 1, 2) t USING (segment, shard)
+	 WHERE m.stream = 'ticks'::regclass AND s.detached_at IS NULL
+	   AND (m.events <> coalesce(t.n, 0) OR m.first_seq IS DISTINCT FROM t.lo
+	        OR m.last_seq IS DISTINCT FROM t.hi OR m.newest_recorded_at IS DISTINCT FROM t.at)}), '0',
+	'each summary matches its segment\'s rows');
 is($node->safe_psql('postgres', q{
 	SELECT count(*) + (SELECT sum(removed_events) FROM event_log.shard_watermarks
 	                    WHERE stream = 'ticks'::regclass) FROM ticks}), $appended,
