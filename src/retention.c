@@ -508,7 +508,7 @@ el_enforce_stream(Oid relid, List **report)
 		 */
 		if (get_rel_relkind(relid) == RELKIND_PARTITIONED_TABLE)
 		{
-			el_summarize_segments(relid);
+			el_summarize_segments(relid, false);
 			if (el_segment_full(relid))
 				(void) el_segment_roll(relid);
 		}

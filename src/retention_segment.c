@@ -307,15 +307,30 @@ el_seal(Oid relid, const Oid *relids, int n)
 	WaitForLockersMultiple(tags, ShareLock, false);
 }
 
+/* Whether a transaction other than ours holds a lock on a relation that ShareLock conflicts with. */
+static bool
+el_has_writers(Oid relid)
+{
+	LOCKTAG		tag;
+	VirtualTransactionId *holders;
+
+	SET_LOCKTAG_RELATION(tag, MyDatabaseId, relid);
+	holders = GetLockConflicts(&tag, ShareLock, NULL);
+	return VirtualTransactionIdIsValid(holders[0]);
+}
+
 /*
  * Summarize the sealed segments of a segmented stream that have no
- * summary yet: one sequential scan each, once in a segment's life.  The
- * caller holds the stream's enforcement lock (no roll meanwhile) and is
- * connected to SPI.  Without the 0.7 catalog, nothing (a removal then
- * scans its segments itself).
+ * summary yet: one sequential scan each, once in a segment's life.  With
+ * wait, first wait for the transactions that may still append to them;
+ * without, leave a segment that has any for a later call (the worker, for
+ * a stream with no removal to make, must not hang on a session left idle
+ * in a transaction that appended before the roll).  The caller holds the
+ * stream's enforcement lock (no roll meanwhile) and is connected to SPI.
+ * Without the 0.7 catalog, nothing (a removal then reads its segments).
  */
 void
-el_summarize_segments(Oid relid)
+el_summarize_segments(Oid relid, bool wait)
 {
 	Relation	rel;
 	ElSegments *segs;
@@ -336,7 +351,8 @@ el_summarize_segments(Oid relid)
 	todo_rels = palloc(sizeof(Oid) * Max(nsealed, 1));
 	span = palloc(sizeof(ElSegShard) * shards);
 	for (int i = 0; i < nsealed; i++)
-		if (!el_summary_load(relid, segs->numbers[i], shards, span))
+		if (!el_summary_load(relid, segs->numbers[i], shards, span) &&
+			(wait || !el_has_writers(segs->relids[i])))
 		{
 			todo[ntodo] = segs->numbers[i];
 			todo_rels[ntodo++] = segs->relids[i];
@@ -586,7 +602,7 @@ el_enforce_segmented(Oid relid, const ElPolicy *p, int shards, List **report)
 	 * earlier enforcement, or now) say what each holds; waiting for the
 	 * transactions that may still append to them is then quick.
 	 */
-	el_summarize_segments(relid);
+	el_summarize_segments(relid, true);
 	ncand = el_sealed_segments(segs);
 	el_seal(relid, segs->relids, ncand);
 
