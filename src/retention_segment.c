@@ -282,10 +282,14 @@ el_sealed_segments(const ElSegments *segs)
 
 /*
  * Wait for every transaction that may still append to the segments
- * relids[0..n-1] (and to the stream): a segment older than the newest
- * receives no new row (the append trigger refuses it), but a transaction
- * that appended before the newest was attached may still be running.
- * WaitForLockers blocks nobody.
+ * relids[0..n-1] (and to the stream, unless relid is InvalidOid): a segment
+ * older than the newest receives no new row (the append trigger refuses
+ * it), but a transaction that appended before the newest was attached may
+ * still be running.  Such a transaction holds the segment's lock: routing
+ * a row locks its segment before the trigger checks, under the shard lock,
+ * that the segment is still the newest.  The stream's lockers matter only
+ * to a removal (its DETACH waits for them anyway).  WaitForLockers blocks
+ * nobody.
  */
 static void
 el_seal(Oid relid, const Oid *relids, int n)
@@ -295,9 +299,12 @@ el_seal(Oid relid, const Oid *relids, int n)
 
 	if (n <= 0)
 		return;
-	tag = palloc(sizeof(LOCKTAG));
-	SET_LOCKTAG_RELATION(*tag, MyDatabaseId, relid);
-	tags = lappend(tags, tag);
+	if (OidIsValid(relid))
+	{
+		tag = palloc(sizeof(LOCKTAG));
+		SET_LOCKTAG_RELATION(*tag, MyDatabaseId, relid);
+		tags = lappend(tags, tag);
+	}
 	for (int i = 0; i < n; i++)
 	{
 		tag = palloc(sizeof(LOCKTAG));
@@ -359,7 +366,11 @@ el_summarize_segments(Oid relid, bool wait)
 		}
 	if (ntodo > 0)
 	{
-		el_seal(relid, todo_rels, ntodo);
+		/*
+		 * Without wait, not the stream's lockers either: an appender to the
+		 * newest segment, or one idle in a transaction, would hold us up.
+		 */
+		el_seal(wait ? relid : InvalidOid, todo_rels, ntodo);
 		snap = RegisterSnapshot(GetLatestSnapshot());
 		for (int i = 0; i < ntodo; i++)
 		{
