@@ -111,6 +111,21 @@ el_summaries_catalog(void)
 }
 
 /*
+ * Whether this transaction may write summaries.  Not one that reads
+ * through a transaction snapshot (REPEATABLE READ, SERIALIZABLE): the
+ * foreign key check of a summary row looks for its segment's row with
+ * that snapshot, which does not see a segment rolled after it was taken,
+ * and a summary written meanwhile by another enforcement would collide
+ * with ours.  Such an enforcement reads the segments it needs instead;
+ * the next one in READ COMMITTED (the worker's) summarizes them.
+ */
+static bool
+el_summaries_writable(void)
+{
+	return el_summaries_catalog() && !IsolationUsesXactSnapshot();
+}
+
+/*
  * Read a sealed segment once, sequentially: per shard, how many events,
  * the first and last seq and the latest recorded_at.  The events of a
  * shard need not come in seq order; the removal checks that they have no
@@ -349,7 +364,7 @@ el_summarize_segments(Oid relid, bool wait)
 	int			shards = el_stream_shards(relid);
 	ElSegShard *span;
 
-	if (!el_summaries_catalog() || shards < 1)
+	if (!el_summaries_writable() || shards < 1)
 		return;
 	rel = relation_open(relid, AccessShareLock);
 	segs = el_segments(rel);
@@ -641,11 +656,12 @@ el_enforce_segmented(Oid relid, const ElPolicy *p, int shards, List **report)
 			!el_summary_matches(seg, snap, shards, span))
 		{
 			/*
-			 * No summary table (a 0.6 catalog), or a summary the segment's
-			 * index ends contradict: read the segment now.
+			 * No summary table (a 0.6 catalog), none written (a transaction
+			 * snapshot), or a summary the segment's index ends contradict:
+			 * read the segment now.
 			 */
 			el_scan_segment(seg, snap, shards, span);
-			if (el_summaries_catalog())
+			if (el_summaries_writable())
 				el_summary_store(relid, segs->numbers[i], shards, span);
 		}
 		table_close(seg, NoLock);
