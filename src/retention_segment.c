@@ -35,6 +35,8 @@
  *		 newest was attached may still be running: wait for them
  *		 (WaitForLockers on the stream and on each candidate segment, which
  *		 blocks nobody), and summarize the segments that have no summary.
+ *		 Only then: a summarized segment was sealed when it was read, and
+ *		 the stream's appenders in flight matter only to step 4.
  *	  2. Check each candidate's summary, oldest first: every event must
  *		 pass the policy (its last seq within the count's cut, its latest
  *		 recorded_at before the age's cutoff) and each shard's events must
@@ -625,12 +627,17 @@ el_enforce_segmented(Oid relid, const ElPolicy *p, int shards, List **report)
 
 	/*
 	 * 1. Candidates: the sealed segments.  Their summaries (written by an
-	 * earlier enforcement, or now) say what each holds; waiting for the
-	 * transactions that may still append to them is then quick.
+	 * earlier enforcement, or now, once the transactions that appended to
+	 * them finished) say what each holds.  Nothing more to wait for before
+	 * the checks: an enforcement whose policy keeps every segment must not
+	 * hang on a session idle in a transaction that appended to the newest.
+	 * Without summaries (a 0.6 catalog, a transaction snapshot) the
+	 * segments are read below: wait for their appenders first.
 	 */
 	el_summarize_segments(relid, true);
 	ncand = el_sealed_segments(segs);
-	el_seal(relid, segs->relids, ncand);
+	if (!el_summaries_writable())
+		el_seal(relid, segs->relids, ncand);
 
 	snap = RegisterSnapshot(GetLatestSnapshot());
 	for (int32 s = 0; s < shards; s++)
@@ -710,9 +717,15 @@ el_enforce_segmented(Oid relid, const ElPolicy *p, int shards, List **report)
 	if (el_segment_full(relid))
 		(void) el_segment_roll(relid);
 
-	/* 4. Detach, last: the stream's lock is then held only to the commit. */
+	/*
+	 * 4. Detach, last: the stream's lock is then held only to the commit.
+	 * The appenders in flight finish first (DETACH would wait for them).
+	 */
 	if (ngone > 0)
+	{
+		el_seal(relid, segs->relids, ngone);
 		el_drop_segments(relid, segs->relids, ngone);
+	}
 
 	if (report != NULL)
 		for (int32 s = 0; s < shards; s++)
