@@ -245,6 +245,21 @@ RESET ROLE;
 SELECT key, last_version FROM event_log.retired_keys WHERE stream = 'seg.aged'::regclass ORDER BY key;
 SET ROLE seg_owner;
 SELECT event_log.drop_stream('seg.aged');
+
+-- A segment detached by a removal is dropped by the next enforcement even
+-- if the policy was taken away in between (it would stay forever).
+SELECT event_log.create_stream('seg.unset', 1, segment_events => 100);
+INSERT INTO seg.unset (key, type, payload) SELECT 'k' || i, 'Tick', '{}' FROM generate_series(1, 4) i;
+SELECT event_log.roll_segment('seg.unset');
+INSERT INTO seg.unset (key, type, payload) SELECT 'k' || i, 'Tick', '{}' FROM generate_series(1, 4) i;
+SELECT event_log.set_retention('seg.unset', max_events => 2, keep_unconsumed => false);
+SELECT * FROM event_log.enforce_retention('seg.unset');
+SELECT event_log.set_retention('seg.unset');
+SELECT * FROM event_log.enforce_retention('seg.unset');
+SELECT segment, detached_at IS NOT NULL AS detached FROM event_log.segments
+ WHERE stream = 'seg.unset'::regclass ORDER BY segment;
+SELECT count(*) FROM pg_class WHERE relname = 'segment_' || 'seg.unset'::regclass::oid || '_1';
+SELECT event_log.drop_stream('seg.unset');
 RESET ROLE;
 
 -- drop_stream() takes the segments and their catalog rows with it.

@@ -504,10 +504,14 @@ el_enforce_stream(Oid relid, List **report)
 	{
 		/*
 		 * A segmented stream rolls by size, with a policy or not, and its
-		 * sealed segments are summarized for a policy set later.
+		 * sealed segments are summarized for a policy set later.  Segments
+		 * a removal detached before the policy was taken away are dropped
+		 * first, in a transaction that does nothing else (as with a policy).
 		 */
 		if (get_rel_relkind(relid) == RELKIND_PARTITIONED_TABLE)
 		{
+			if (el_segment_drop_detached(relid) > 0)
+				return 0;
 			el_summarize_segments(relid, false);
 			if (el_segment_full(relid))
 				(void) el_segment_roll(relid);

@@ -35,6 +35,8 @@
  *		 newest was attached may still be running: wait for them
  *		 (WaitForLockers on the stream and on each candidate segment, which
  *		 blocks nobody), and summarize the segments that have no summary.
+ *		 Only then: a summarized segment was sealed when it was read, and
+ *		 the stream's appenders in flight matter only to step 4.
  *	  2. Check each candidate's summary, oldest first: every event must
  *		 pass the policy (its last seq within the count's cut, its latest
  *		 recorded_at before the age's cutoff) and each shard's events must
@@ -108,6 +110,21 @@ static bool
 el_summaries_catalog(void)
 {
 	return OidIsValid(get_relname_relid("segment_summaries", el_schema_oid()));
+}
+
+/*
+ * Whether this transaction may write summaries.  Not one that reads
+ * through a transaction snapshot (REPEATABLE READ, SERIALIZABLE): the
+ * foreign key check of a summary row looks for its segment's row with
+ * that snapshot, which does not see a segment rolled after it was taken,
+ * and a summary written meanwhile by another enforcement would collide
+ * with ours.  Such an enforcement reads the segments it needs instead;
+ * the next one in READ COMMITTED (the worker's) summarizes them.
+ */
+static bool
+el_summaries_writable(void)
+{
+	return el_summaries_catalog() && !IsolationUsesXactSnapshot();
 }
 
 /*
@@ -282,10 +299,14 @@ el_sealed_segments(const ElSegments *segs)
 
 /*
  * Wait for every transaction that may still append to the segments
- * relids[0..n-1] (and to the stream): a segment older than the newest
- * receives no new row (the append trigger refuses it), but a transaction
- * that appended before the newest was attached may still be running.
- * WaitForLockers blocks nobody.
+ * relids[0..n-1] (and to the stream, unless relid is InvalidOid): a segment
+ * older than the newest receives no new row (the append trigger refuses
+ * it), but a transaction that appended before the newest was attached may
+ * still be running.  Such a transaction holds the segment's lock: routing
+ * a row locks its segment before the trigger checks, under the shard lock,
+ * that the segment is still the newest.  The stream's lockers matter only
+ * to a removal (its DETACH waits for them anyway).  WaitForLockers blocks
+ * nobody.
  */
 static void
 el_seal(Oid relid, const Oid *relids, int n)
@@ -295,9 +316,12 @@ el_seal(Oid relid, const Oid *relids, int n)
 
 	if (n <= 0)
 		return;
-	tag = palloc(sizeof(LOCKTAG));
-	SET_LOCKTAG_RELATION(*tag, MyDatabaseId, relid);
-	tags = lappend(tags, tag);
+	if (OidIsValid(relid))
+	{
+		tag = palloc(sizeof(LOCKTAG));
+		SET_LOCKTAG_RELATION(*tag, MyDatabaseId, relid);
+		tags = lappend(tags, tag);
+	}
 	for (int i = 0; i < n; i++)
 	{
 		tag = palloc(sizeof(LOCKTAG));
@@ -342,7 +366,7 @@ el_summarize_segments(Oid relid, bool wait)
 	int			shards = el_stream_shards(relid);
 	ElSegShard *span;
 
-	if (!el_summaries_catalog() || shards < 1)
+	if (!el_summaries_writable() || shards < 1)
 		return;
 	rel = relation_open(relid, AccessShareLock);
 	segs = el_segments(rel);
@@ -359,7 +383,11 @@ el_summarize_segments(Oid relid, bool wait)
 		}
 	if (ntodo > 0)
 	{
-		el_seal(relid, todo_rels, ntodo);
+		/*
+		 * Without wait, not the stream's lockers either: an appender to the
+		 * newest segment, or one idle in a transaction, would hold us up.
+		 */
+		el_seal(wait ? relid : InvalidOid, todo_rels, ntodo);
 		snap = RegisterSnapshot(GetLatestSnapshot());
 		for (int i = 0; i < ntodo; i++)
 		{
@@ -599,12 +627,17 @@ el_enforce_segmented(Oid relid, const ElPolicy *p, int shards, List **report)
 
 	/*
 	 * 1. Candidates: the sealed segments.  Their summaries (written by an
-	 * earlier enforcement, or now) say what each holds; waiting for the
-	 * transactions that may still append to them is then quick.
+	 * earlier enforcement, or now, once the transactions that appended to
+	 * them finished) say what each holds.  Nothing more to wait for before
+	 * the checks: an enforcement whose policy keeps every segment must not
+	 * hang on a session idle in a transaction that appended to the newest.
+	 * Without summaries (a 0.6 catalog, a transaction snapshot) the
+	 * segments are read below: wait for their appenders first.
 	 */
 	el_summarize_segments(relid, true);
 	ncand = el_sealed_segments(segs);
-	el_seal(relid, segs->relids, ncand);
+	if (!el_summaries_writable())
+		el_seal(relid, segs->relids, ncand);
 
 	snap = RegisterSnapshot(GetLatestSnapshot());
 	for (int32 s = 0; s < shards; s++)
@@ -630,11 +663,12 @@ el_enforce_segmented(Oid relid, const ElPolicy *p, int shards, List **report)
 			!el_summary_matches(seg, snap, shards, span))
 		{
 			/*
-			 * No summary table (a 0.6 catalog), or a summary the segment's
-			 * index ends contradict: read the segment now.
+			 * No summary table (a 0.6 catalog), none written (a transaction
+			 * snapshot), or a summary the segment's index ends contradict:
+			 * read the segment now.
 			 */
 			el_scan_segment(seg, snap, shards, span);
-			if (el_summaries_catalog())
+			if (el_summaries_writable())
 				el_summary_store(relid, segs->numbers[i], shards, span);
 		}
 		table_close(seg, NoLock);
@@ -683,9 +717,15 @@ el_enforce_segmented(Oid relid, const ElPolicy *p, int shards, List **report)
 	if (el_segment_full(relid))
 		(void) el_segment_roll(relid);
 
-	/* 4. Detach, last: the stream's lock is then held only to the commit. */
+	/*
+	 * 4. Detach, last: the stream's lock is then held only to the commit.
+	 * The appenders in flight finish first (DETACH would wait for them).
+	 */
 	if (ngone > 0)
+	{
+		el_seal(relid, segs->relids, ngone);
 		el_drop_segments(relid, segs->relids, ngone);
+	}
 
 	if (report != NULL)
 		for (int32 s = 0; s < shards; s++)
