@@ -17,6 +17,7 @@
 #include "storage/ipc.h"
 #include "storage/proc.h"
 #include "tcop/tcopprot.h"
+#include "utils/guc.h"
 #include "utils/lsyscache.h"
 #include "utils/snapmgr.h"
 
@@ -395,6 +396,17 @@ el_async_projections(void)
 }
 
 /*
+ * How long the worker's retention of one stream may wait for a lock, in
+ * ms.  A removal waits for the transactions that still append to the
+ * stream before it detaches segments; a session left idle in a
+ * transaction after an append (an INSERT-only role can do it) would
+ * otherwise hold the worker, and every other stream's retention and
+ * every async projection of the database with it.  On a timeout the
+ * stream is skipped with a WARNING and tried again the next interval.
+ */
+#define EL_WORKER_LOCK_TIMEOUT_MS	2000
+
+/*
  * Apply the retention policies (retention.c) once per
  * event_log.retention_interval, each stream's in a transaction of its own:
  * removing a segment holds an ACCESS EXCLUSIVE lock on the stream until
@@ -469,6 +481,10 @@ el_worker_retention(void)
 				PushActiveSnapshot(GetTransactionSnapshot());
 				el_push_catalog_path();
 				SPI_connect();
+				(void) set_config_option("lock_timeout",
+										 CppAsString2(EL_WORKER_LOCK_TIMEOUT_MS),
+										 PGC_SUSET, PGC_S_SESSION, GUC_ACTION_LOCAL,
+										 true, 0, false);
 				if (el_stream_shards(relid) > 0 &&
 					(pass == 0 || get_rel_relkind(relid) == RELKIND_PARTITIONED_TABLE))
 					done = Max(0, el_enforce_one(relid, NULL));

@@ -6,6 +6,8 @@
 #  - kill -9 in the middle of an archiving removal: after crash recovery
 #    every event is in the log or the archive, once, and the segment is
 #    still there or gone with its watermark;
+#  - a session idle in a transaction after an append holds up the worker's
+#    retention of that stream only, for at most 2 s a round;
 #  - a physical standby holds the same events and segments;
 #  - pg_dump and pg_restore (custom, plain, directory with -j 4) bring a
 #    segmented stream back with every event, guarded, appending, rolling
@@ -94,6 +96,50 @@ is($node->safe_psql('postgres', q{
 	JOIN (SELECT key, min(version) AS v FROM ticks GROUP BY key) t ON t.key = r.key
 	WHERE r.stream = 'ticks'::regclass AND r.last_version >= t.v}), '0',
 	'no key was renumbered below a version retention removed');
+
+# --- a session idle in a transaction holds up its own stream only ---------
+# An appender that leaves its transaction open (INSERT alone is enough)
+# makes a removal from that stream wait for it: the worker waits at most
+# 2 s, skips the stream with a WARNING and goes on with the others; the
+# removal follows once the transaction ends.
+$node->safe_psql('postgres', q{
+	SELECT event_log.create_stream('public.held', 1, segment_events => 1000000);
+	INSERT INTO held (key, type, payload) SELECT 'h', 'T', '{}' FROM generate_series(1, 10);
+	SELECT event_log.set_retention('held', max_age => '1 microsecond', keep_unconsumed => false);
+	SELECT event_log.create_stream('public.other', 1, segment_events => 1000000);
+	INSERT INTO other (key, type, payload) SELECT 'o', 'T', '{}' FROM generate_series(1, 10);
+	SELECT event_log.set_retention('other', max_age => '1 microsecond', keep_unconsumed => false);
+});
+# The idle session's event is in segment 1, which the roll then seals (it
+# also holds its shard's lock: no other event can follow it meanwhile).
+my $idle = $node->background_psql('postgres');
+$idle->query_safe('BEGIN');
+$idle->query_safe(q{INSERT INTO held (key, type, payload) VALUES ('h', 'T', '{}')});
+my $log_offset = -s $node->logfile;
+$node->safe_psql('postgres', q{
+	SELECT event_log.roll_segment('held');
+	SELECT event_log.roll_segment('other');
+});
+ok($node->poll_query_until('postgres', q{
+	SELECT coalesce(sum(removed_events), 0) = 10 FROM event_log.shard_watermarks
+	 WHERE stream = 'other'::regclass}),
+	'the worker goes on with other streams while a session idles in a transaction');
+$node->wait_for_log(qr/retention of event stream "public\.held" skipped: canceling statement due to lock timeout/,
+	$log_offset);
+is($node->safe_psql('postgres', q{
+	SELECT coalesce(sum(removed_events), 0) FROM event_log.shard_watermarks
+	 WHERE stream = 'held'::regclass}), '0',
+	'the stream the idle session appended to is skipped, with a WARNING');
+$idle->query_safe('COMMIT');
+$idle->quit;
+ok($node->poll_query_until('postgres', q{
+	SELECT coalesce(sum(removed_events), 0) = 11 FROM event_log.shard_watermarks
+	 WHERE stream = 'held'::regclass}),
+	'its removal follows once the transaction ended, with the idle session\'s event');
+$node->safe_psql('postgres', q{
+	SELECT event_log.drop_stream('held');
+	SELECT event_log.drop_stream('other');
+});
 
 # --- disk space: a dropped segment's file is gone at commit -----------------
 $node->safe_psql('postgres', q{
