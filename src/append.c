@@ -651,6 +651,38 @@ el_trigger_shards(Trigger *trigger, Relation rel)
 }
 
 /*
+ * Whether the row trigger fires on a segment that a restore has not
+ * finished, for a row that carries its positions: then the row goes in as
+ * it is.  pg_restore -j may create the stream's row trigger, which
+ * PostgreSQL clones onto every segment, before it has loaded every
+ * segment's rows: a trigger on a partitioned table waits for no table's
+ * data (a plain stream's trigger waits for the stream's).  A segment with
+ * no index at all is one a restore is still making (pg_dump puts every
+ * index after the data): create_stream() and every roll create a segment
+ * with its indexes, and the guards keep them, so nobody else can make
+ * one.  The rows are checked when the unique indexes come, as a restored
+ * plain stream's are.  (event_log.project() skips such rows for the same
+ * reason: the projection's own rows are restored too.)
+ */
+static bool
+el_restoring_segment(TriggerData *trigdata)
+{
+	Relation	rel = trigdata->tg_relation;
+	TupleTableSlot *slot = trigdata->tg_trigslot;
+	static const int complete[] = {Anum_el_shard, Anum_el_seq, Anum_el_key, Anum_el_version,
+	Anum_el_event_id, Anum_el_recorded_at};
+
+	if (!rel->rd_rel->relispartition || rel->rd_rel->relhasindex ||
+		!el_has_event_columns(RelationGetDescr(rel)))
+		return false;
+	slot_getsomeattrs(slot, EL_NATTS);
+	for (int i = 0; i < (int) lengthof(complete); i++)
+		if (slot->tts_isnull[complete[i] - 1])
+			return false;
+	return true;
+}
+
+/*
  * event_log.assign_position(): BEFORE INSERT FOR EACH ROW on every stream.
  */
 Datum
@@ -686,6 +718,9 @@ el_assign_position(PG_FUNCTION_ARGS)
 				 errmsg("event_log.assign_position() must run as a BEFORE INSERT row trigger")));
 
 	rel = trigdata->tg_relation;
+
+	if (el_restoring_segment(trigdata))
+		return PointerGetDatum(trigdata->tg_trigtuple);
 
 	/* On a segmented stream the trigger fires on the segment. */
 	if (rel->rd_rel->relispartition)

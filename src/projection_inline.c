@@ -424,6 +424,15 @@ el_project(PG_FUNCTION_ARGS)
 	view = atooid(trigdata->tg_trigger->tgargs[0]);
 	appender = GetUserId();
 
+	/*
+	 * A row a parallel restore loads into a segment it has not finished
+	 * (no index yet: see el_restoring_segment() in append.c) is not a new
+	 * event; the projection's rows come from the same dump.
+	 */
+	if (trigdata->tg_relation->rd_rel->relispartition &&
+		!trigdata->tg_relation->rd_rel->relhasindex)
+		return PointerGetDatum(NULL);
+
 	/* On a segmented stream the trigger is the stream's, cloned on a segment. */
 	stream = RelationGetRelid(trigdata->tg_relation);
 	tgoid = trigdata->tg_trigger->tgoid;

@@ -233,6 +233,49 @@ el_summary_matches(Relation seg, Snapshot snap, int shards, const ElSegShard *sp
 	return true;
 }
 
+/* Whether a segment holds no event at all, as its summary says. */
+static bool
+el_segment_looks_empty(const ElSegShard *span, int shards)
+{
+	for (int32 s = 0; s < shards; s++)
+		if (span[s].events > 0)
+			return false;
+	return true;
+}
+
+/*
+ * Whether a sealed segment without a single event may go: only if the
+ * later segments prove it never held one, each shard's next event in them
+ * being the one after the watermark (next[]), and some shard having one.
+ * An empty segment is normal after two rolls in a row; but a segment whose
+ * rows a restore has not loaded yet looks empty too (pg_restore -j loads
+ * tables in any order, and the worker may run meanwhile), and removing it
+ * would take those rows with it, behind the watermarks.
+ */
+static bool
+el_empty_segment_may_go(const ElSegments *segs, int from, Snapshot snap,
+						int shards, const int64 *next)
+{
+	bool		some = false;
+
+	for (int32 s = 0; s < shards; s++)
+	{
+		int64		first = 0;
+
+		for (int j = from; j < segs->n && first == 0; j++)
+		{
+			Relation	later = table_open(segs->relids[j], AccessShareLock);
+
+			first = el_table_shard_edge(later, s, snap, ForwardScanDirection);
+			table_close(later, NoLock);
+		}
+		if (first != 0 && first != next[s])
+			return false;
+		some |= first != 0;
+	}
+	return some;
+}
+
 /* Write a segment's summary (replacing a partial one). */
 static void
 el_summary_store(Oid relid, int32 segno, int shards, const ElSegShard *span)
@@ -685,6 +728,8 @@ el_enforce_segmented(Oid relid, const ElPolicy *p, int shards, List **report)
 					span[s].last - span[s].first + 1 == span[s].events &&
 					span[s].last <= cut[s] &&
 					(!p->has_age || span[s].newest < p->cutoff);
+		if (ok && el_segment_looks_empty(span, shards))
+			ok = el_empty_segment_may_go(segs, i + 1, snap, shards, next);
 		if (!ok)
 			break;
 
