@@ -103,6 +103,23 @@ SELECT s.segment, pg_get_userbyid(c.relowner) AS owner
  WHERE s.stream = 'sat.log'::regclass ORDER BY s.segment;
 RESET ROLE;
 
+-- The append trigger lets a row keep its positions only in a segment a
+-- restore is still making: a partition without any index, in schema
+-- event_log.  A partition of a table of the owner's own, with no index
+-- and the append trigger, is refused as any other table is.
+SET ROLE sat_owner;
+CREATE TABLE sat.mine (shard integer, seq bigint, key text, version bigint,
+  type text, payload jsonb, metadata jsonb, event_id uuid,
+  recorded_at timestamptz, segment integer) PARTITION BY LIST (segment);
+CREATE TABLE sat.mine_1 PARTITION OF sat.mine FOR VALUES IN (1);
+CREATE TRIGGER event_log_append BEFORE INSERT ON sat.mine
+  FOR EACH ROW EXECUTE FUNCTION event_log.assign_position('2');
+INSERT INTO sat.mine (shard, seq, key, version, type, payload, event_id, recorded_at, segment)
+  VALUES (0, 7, 'k', 99, 'T', '{}', gen_random_uuid(), '1999-01-01', 1);
+SELECT count(*) FROM sat.mine;
+DROP TABLE sat.mine;
+RESET ROLE;
+
 SET ROLE sat_other;
 SELECT event_log.drop_stream('sat.log');
 RESET ROLE;

@@ -660,7 +660,9 @@ el_trigger_shards(Trigger *trigger, Relation rel)
  * no index at all is one a restore is still making (pg_dump puts every
  * index after the data): create_stream() and every roll create a segment
  * with its indexes, and the guards keep them, so nobody else can make
- * one.  The rows are checked when the unique indexes come, as a restored
+ * one (el_segment_unfinished() also wants it in our schema, where nobody
+ * else creates tables: a partition of a table of anybody's own, with
+ * this trigger, is refused as before).  The rows are checked when the unique indexes come, as a restored
  * plain stream's are.  (event_log.project() skips such rows for the same
  * reason: the projection's own rows are restored too.)
  */
@@ -672,7 +674,7 @@ el_restoring_segment(TriggerData *trigdata)
 	static const int complete[] = {Anum_el_shard, Anum_el_seq, Anum_el_key, Anum_el_version,
 	Anum_el_event_id, Anum_el_recorded_at};
 
-	if (!rel->rd_rel->relispartition || rel->rd_rel->relhasindex ||
+	if (!el_segment_unfinished(rel) ||
 		!el_has_event_columns(RelationGetDescr(rel)))
 		return false;
 	slot_getsomeattrs(slot, EL_NATTS);

@@ -426,11 +426,10 @@ el_project(PG_FUNCTION_ARGS)
 
 	/*
 	 * A row a parallel restore loads into a segment it has not finished
-	 * (no index yet: see el_restoring_segment() in append.c) is not a new
-	 * event; the projection's rows come from the same dump.
+	 * (el_segment_unfinished(); see el_restoring_segment() in append.c) is
+	 * not a new event; the projection's rows come from the same dump.
 	 */
-	if (trigdata->tg_relation->rd_rel->relispartition &&
-		!trigdata->tg_relation->rd_rel->relhasindex)
+	if (el_segment_unfinished(trigdata->tg_relation))
 		return PointerGetDatum(NULL);
 
 	/* On a segmented stream the trigger is the stream's, cloned on a segment. */

@@ -344,6 +344,24 @@ el_segment_ddl(Oid stream, const char *sql)
 }
 
 /*
+ * Whether a table is a segment that a restore is still making: a
+ * partition in our schema with no index at all (pg_dump puts every index
+ * after the data; create_stream() and every roll create a segment with
+ * its indexes before attaching it, and the guards keep them).  Our schema,
+ * where nobody else may create a table, so that a partition of anybody's
+ * own partitioned table never passes for one: event_log.assign_position()
+ * and event_log.project() put on such a table must refuse it as before.
+ * Neither the registry nor event_log.segments can tell: a parallel
+ * restore may load them after the segment's rows.
+ */
+bool
+el_segment_unfinished(Relation rel)
+{
+	return rel->rd_rel->relispartition && !rel->rd_rel->relhasindex &&
+		rel->rd_rel->relnamespace == el_schema_oid();
+}
+
+/*
  * Create segment `number` of a stream and attach it.  The table is created
  * by the extension's owner in our schema, given the stream's indexes, CHECK
  * constraints and generation expressions (which ATTACH requires a

@@ -33,6 +33,7 @@ extern Oid	el_segment_stream(Oid relid);
 extern ElSegments *el_segments(Relation stream);
 extern int64 el_segment_events(Oid stream);
 extern bool el_segments_catalog(void);
+extern bool el_segment_unfinished(Relation rel);
 
 /* Creating, rolling and removing segments (as the extension). */
 extern void el_segment_first(Oid stream);
