@@ -662,9 +662,10 @@ el_trigger_shards(Trigger *trigger, Relation rel)
  * with its indexes, and the guards keep them, so nobody else can make
  * one (el_segment_unfinished() also wants it in our schema, where nobody
  * else creates tables: a partition of a table of anybody's own, with
- * this trigger, is refused as before).  The rows are checked when the unique indexes come, as a restored
- * plain stream's are.  (event_log.project() skips such rows for the same
- * reason: the projection's own rows are restored too.)
+ * this trigger, is refused as before).  The rows are checked when the
+ * unique indexes come, as a restored plain stream's are.
+ * (event_log.project() skips such rows for the same reason: the
+ * projection's own rows are restored too.)
  */
 static bool
 el_restoring_segment(TriggerData *trigdata)
