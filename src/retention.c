@@ -512,7 +512,7 @@ el_enforce_stream(Oid relid, List **report)
 		{
 			if (el_segment_drop_detached(relid) > 0)
 				return 0;
-			el_summarize_segments(relid, false);
+			el_summarize_segments(relid);
 			if (el_segment_full(relid))
 				(void) el_segment_roll(relid);
 		}

@@ -45,7 +45,7 @@ extern int64 el_consumed_through(Oid relid, int32 shard);
 extern void el_retire_key(Oid relid, Datum key, int64 version);
 extern void el_record_removal(Oid relid, int32 shard, int64 low, int64 last,
 							  TimestampTz newest, const NameData *who);
-extern void el_summarize_segments(Oid relid, bool wait);
+extern void el_summarize_segments(Oid relid);
 extern int64 el_enforce_segmented(Oid relid, const ElPolicy *p, int shards,
 								  List **report);
 

@@ -92,9 +92,9 @@
 #include "retention.h"
 #include "segment.h"
 
-/* How long one DROP of a segment may wait for its lock, and how often. */
+/* How long one DETACH of segments may wait for its lock, and how often. */
 #define EL_SEGMENT_LOCK_TIMEOUT_MS	50
-#define EL_SEGMENT_DROP_TRIES		40
+#define EL_SEGMENT_DETACH_TRIES		40
 
 /* What a segment holds of one shard: a row of event_log.segment_summaries. */
 typedef struct ElSegShard
@@ -260,15 +260,9 @@ el_empty_segment_may_go(const ElSegments *segs, int from, Snapshot snap,
 
 	for (int32 s = 0; s < shards; s++)
 	{
-		int64		first = 0;
+		int64		first = el_segments_shard_edge(segs, from, s, snap,
+												   ForwardScanDirection);
 
-		for (int j = from; j < segs->n && first == 0; j++)
-		{
-			Relation	later = table_open(segs->relids[j], AccessShareLock);
-
-			first = el_table_shard_edge(later, s, snap, ForwardScanDirection);
-			table_close(later, NoLock);
-		}
 		if (first != 0 && first != next[s])
 			return false;
 		some |= first != 0;
@@ -374,7 +368,10 @@ el_seal(Oid relid, const Oid *relids, int n)
 	WaitForLockersMultiple(tags, ShareLock, false);
 }
 
-/* Whether a transaction other than ours holds a lock on a relation that ShareLock conflicts with. */
+/*
+ * Whether a transaction other than ours holds a lock on a relation that
+ * ShareLock conflicts with (an appender's).
+ */
 static bool
 el_has_writers(Oid relid)
 {
@@ -387,62 +384,81 @@ el_has_writers(Oid relid)
 }
 
 /*
+ * The summaries of a stream's sealed segments 0..nsealed-1, into
+ * spans[i * shards ...]; have[i] says whether segment i's is there.  Read
+ * from the catalog; one that is missing is written now, from one
+ * sequential scan, once in a segment's life, if this transaction may
+ * write summaries.  With wait, first wait for the transactions that may
+ * still append to those segments; without, leave a segment that has any
+ * for a later call (the worker, for a stream with no removal to make,
+ * must not hang on a session left idle in a transaction that appended
+ * before the roll).  The caller holds the stream's enforcement lock (no
+ * roll meanwhile) and is connected to SPI.
+ */
+static void
+el_load_summaries(Oid relid, const ElSegments *segs, int nsealed, int shards,
+				  bool wait, ElSegShard *spans, bool *have)
+{
+	int			ntodo = 0;
+	int		   *todo = palloc(sizeof(int) * Max(nsealed, 1));
+	Oid		   *todo_rels = palloc(sizeof(Oid) * Max(nsealed, 1));
+	bool		writable = el_summaries_writable();
+	Snapshot	snap;
+
+	for (int i = 0; i < nsealed; i++)
+	{
+		have[i] = el_summary_load(relid, segs->numbers[i], shards, &spans[i * shards]);
+		if (!have[i] && writable && (wait || !el_has_writers(segs->relids[i])))
+		{
+			todo[ntodo] = i;
+			todo_rels[ntodo++] = segs->relids[i];
+		}
+	}
+	if (ntodo == 0)
+		return;
+
+	/*
+	 * Without wait, not the stream's lockers either: an appender to the
+	 * newest segment, or one idle in a transaction, would hold us up.
+	 */
+	el_seal(wait ? relid : InvalidOid, todo_rels, ntodo);
+	snap = RegisterSnapshot(GetLatestSnapshot());
+	for (int k = 0; k < ntodo; k++)
+	{
+		int			i = todo[k];
+		Relation	seg = table_open(segs->relids[i], AccessShareLock);
+
+		el_scan_segment(seg, snap, shards, &spans[i * shards]);
+		table_close(seg, NoLock);
+		el_summary_store(relid, segs->numbers[i], shards, &spans[i * shards]);
+		have[i] = true;
+	}
+	UnregisterSnapshot(snap);
+	CommandCounterIncrement();
+}
+
+/*
  * Summarize the sealed segments of a segmented stream that have no
- * summary yet: one sequential scan each, once in a segment's life.  With
- * wait, first wait for the transactions that may still append to them;
- * without, leave a segment that has any for a later call (the worker, for
- * a stream with no removal to make, must not hang on a session left idle
- * in a transaction that appended before the roll).  The caller holds the
- * stream's enforcement lock (no roll meanwhile) and is connected to SPI.
- * Without the 0.7 catalog, nothing (a removal then reads its segments).
+ * summary yet, without waiting for their appenders (el_load_summaries()).
+ * Without the 0.7 catalog, or in a transaction that may not write them,
+ * nothing (a removal then reads its segments).
  */
 void
-el_summarize_segments(Oid relid, bool wait)
+el_summarize_segments(Oid relid)
 {
+	int			shards = el_stream_shards(relid);
 	Relation	rel;
 	ElSegments *segs;
 	int			nsealed;
-	int			ntodo = 0;
-	int32	   *todo;
-	Oid		   *todo_rels;
-	Snapshot	snap;
-	int			shards = el_stream_shards(relid);
-	ElSegShard *span;
 
 	if (!el_summaries_writable() || shards < 1)
 		return;
 	rel = relation_open(relid, AccessShareLock);
 	segs = el_segments(rel);
 	nsealed = el_sealed_segments(segs);
-	todo = palloc(sizeof(int32) * Max(nsealed, 1));
-	todo_rels = palloc(sizeof(Oid) * Max(nsealed, 1));
-	span = palloc(sizeof(ElSegShard) * shards);
-	for (int i = 0; i < nsealed; i++)
-		if (!el_summary_load(relid, segs->numbers[i], shards, span) &&
-			(wait || !el_has_writers(segs->relids[i])))
-		{
-			todo[ntodo] = segs->numbers[i];
-			todo_rels[ntodo++] = segs->relids[i];
-		}
-	if (ntodo > 0)
-	{
-		/*
-		 * Without wait, not the stream's lockers either: an appender to the
-		 * newest segment, or one idle in a transaction, would hold us up.
-		 */
-		el_seal(wait ? relid : InvalidOid, todo_rels, ntodo);
-		snap = RegisterSnapshot(GetLatestSnapshot());
-		for (int i = 0; i < ntodo; i++)
-		{
-			Relation	seg = table_open(todo_rels[i], AccessShareLock);
-
-			el_scan_segment(seg, snap, shards, span);
-			table_close(seg, NoLock);
-			el_summary_store(relid, todo[i], shards, span);
-		}
-		UnregisterSnapshot(snap);
-		CommandCounterIncrement();
-	}
+	el_load_summaries(relid, segs, nsealed, shards, false,
+					  palloc(sizeof(ElSegShard) * shards * Max(nsealed, 1)),
+					  palloc(sizeof(bool) * Max(nsealed, 1)));
 	relation_close(rel, NoLock);
 }
 
@@ -581,17 +597,17 @@ el_retire_segment_keys(Oid relid, Relation seg, Snapshot snap, ElLaterSegments *
 	index_close(kv, AccessShareLock);
 }
 
-typedef struct ElDropCall
+typedef struct ElDetachCall
 {
 	Oid			stream;
 	const Oid  *segments;
 	int			n;
-} ElDropCall;
+} ElDetachCall;
 
 static void
-el_drop_call(void *arg)
+el_detach_call(void *arg)
 {
-	ElDropCall *call = (ElDropCall *) arg;
+	ElDetachCall *call = (ElDetachCall *) arg;
 	int			nestlevel = NewGUCNestLevel();
 
 	(void) set_config_option("lock_timeout", CppAsString2(EL_SEGMENT_LOCK_TIMEOUT_MS),
@@ -605,18 +621,18 @@ el_drop_call(void *arg)
  * a time, so that appenders never queue behind us for longer; retried.
  */
 static void
-el_drop_segments(Oid stream, const Oid *segments, int n)
+el_detach_segments(Oid stream, const Oid *segments, int n)
 {
-	ElDropCall	call = {stream, segments, n};
+	ElDetachCall call = {stream, segments, n};
 
 	for (int attempt = 1;; attempt++)
 	{
-		ErrorData  *edata = el_try_subxact(el_drop_call, &call);
+		ErrorData  *edata = el_try_subxact(el_detach_call, &call);
 
 		if (edata == NULL)
 			return;
 		if (edata->sqlerrcode != ERRCODE_LOCK_NOT_AVAILABLE ||
-			attempt >= EL_SEGMENT_DROP_TRIES)
+			attempt >= EL_SEGMENT_DETACH_TRIES)
 			ReThrowError(edata);
 		FreeErrorData(edata);
 		CHECK_FOR_INTERRUPTS();
@@ -638,7 +654,8 @@ el_enforce_segmented(Oid relid, const ElPolicy *p, int shards, List **report)
 	int64	   *cut = palloc(sizeof(int64) * shards);
 	int64	   *next = palloc(sizeof(int64) * shards);
 	int64	   *low = palloc(sizeof(int64) * shards);
-	ElSegShard *span = palloc(sizeof(ElSegShard) * shards);
+	ElSegShard *spans;
+	bool	   *have;
 	int			ncand;
 	int			ngone = 0;
 	int64		removed = 0;
@@ -677,8 +694,10 @@ el_enforce_segmented(Oid relid, const ElPolicy *p, int shards, List **report)
 	 * Without summaries (a 0.6 catalog, a transaction snapshot) the
 	 * segments are read below: wait for their appenders first.
 	 */
-	el_summarize_segments(relid, true);
 	ncand = el_sealed_segments(segs);
+	spans = palloc(sizeof(ElSegShard) * shards * Max(ncand, 1));
+	have = palloc(sizeof(bool) * Max(ncand, 1));
+	el_load_summaries(relid, segs, ncand, shards, true, spans, have);
 	if (!el_summaries_writable())
 		el_seal(relid, segs->relids, ncand);
 
@@ -697,13 +716,12 @@ el_enforce_segmented(Oid relid, const ElPolicy *p, int shards, List **report)
 	/* 2 and 3, segment by segment, oldest first. */
 	for (int i = 0; i < ncand; i++)
 	{
-		Relation	seg;
+		Relation	seg = table_open(segs->relids[i], AccessShareLock);
+		ElSegShard *span = &spans[i * shards];
 		bool		ok = true;
 		ElLaterSegments later;
 
-		seg = table_open(segs->relids[i], AccessShareLock);
-		if (!el_summary_load(relid, segs->numbers[i], shards, span) ||
-			!el_summary_matches(seg, snap, shards, span))
+		if (!have[i] || !el_summary_matches(seg, snap, shards, span))
 		{
 			/*
 			 * No summary table (a 0.6 catalog), none written (a transaction
@@ -714,7 +732,6 @@ el_enforce_segmented(Oid relid, const ElPolicy *p, int shards, List **report)
 			if (el_summaries_writable())
 				el_summary_store(relid, segs->numbers[i], shards, span);
 		}
-		table_close(seg, NoLock);
 
 		/*
 		 * 2. Every event may go, and each shard's follow its watermark
@@ -731,7 +748,10 @@ el_enforce_segmented(Oid relid, const ElPolicy *p, int shards, List **report)
 		if (ok && el_segment_looks_empty(span, shards))
 			ok = el_empty_segment_may_go(segs, i + 1, snap, shards, next);
 		if (!ok)
+		{
+			table_close(seg, NoLock);
 			break;
+		}
 
 		/* 3. Archive, move the watermarks, retire the keys. */
 		for (int32 s = 0; s < shards; s++)
@@ -744,7 +764,6 @@ el_enforce_segmented(Oid relid, const ElPolicy *p, int shards, List **report)
 			removed += span[s].events;
 			next[s] = span[s].last + 1;
 		}
-		seg = table_open(segs->relids[i], AccessShareLock);
 		el_later_segments_open(&later, segs, i + 1, snap);
 		el_retire_segment_keys(relid, seg, snap, &later);
 		el_later_segments_close(&later);
@@ -769,7 +788,7 @@ el_enforce_segmented(Oid relid, const ElPolicy *p, int shards, List **report)
 	if (ngone > 0)
 	{
 		el_seal(relid, segs->relids, ngone);
-		el_drop_segments(relid, segs->relids, ngone);
+		el_detach_segments(relid, segs->relids, ngone);
 	}
 
 	if (report != NULL)

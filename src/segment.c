@@ -763,21 +763,34 @@ el_table_shard_edge(Relation rel, int32 shard, Snapshot snap, ScanDirection dir)
 	return edge;
 }
 
+/*
+ * The first (Forward) or last (Backward) seq of a shard in the segments
+ * from..n-1, as snap sees it; 0 if none of them has one.  Each segment
+ * holds a prefix of every shard, so the segments are probed oldest first
+ * for the first seq and newest first for the last, up to one that has it.
+ */
+int64
+el_segments_shard_edge(const ElSegments *segs, int from, int32 shard,
+					   Snapshot snap, ScanDirection dir)
+{
+	int64		edge = 0;
+
+	for (int k = from; k < segs->n && edge == 0; k++)
+	{
+		int			i = ScanDirectionIsForward(dir) ? k : segs->n - 1 - (k - from);
+		Relation	seg = table_open(segs->relids[i], AccessShareLock);
+
+		edge = el_table_shard_edge(seg, shard, snap, dir);
+		table_close(seg, AccessShareLock);
+	}
+	return edge;
+}
+
 int64
 el_stream_shard_end(Relation stream, int32 shard, Snapshot snap)
 {
-	ElSegments *segs;
-	int64		end = 0;
-
 	if (!el_is_segmented(stream))
 		return el_table_shard_edge(stream, shard, snap, BackwardScanDirection);
-	segs = el_segments(stream);
-	for (int i = segs->n - 1; i >= 0 && end == 0; i--)
-	{
-		Relation	seg = table_open(segs->relids[i], AccessShareLock);
-
-		end = el_table_shard_edge(seg, shard, snap, BackwardScanDirection);
-		table_close(seg, AccessShareLock);
-	}
-	return end;
+	return el_segments_shard_edge(el_segments(stream), 0, shard, snap,
+								  BackwardScanDirection);
 }

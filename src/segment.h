@@ -64,6 +64,10 @@ extern void el_stream_pk_close(Relation pk);
 extern int64 el_table_shard_edge(Relation rel, int32 shard, Snapshot snap,
 								 ScanDirection dir);
 
+/* The same over a stream's segments from..n-1. */
+extern int64 el_segments_shard_edge(const ElSegments *segs, int from, int32 shard,
+									Snapshot snap, ScanDirection dir);
+
 /* A shard's last seq seen by snap (0 if none), on any stream. */
 extern int64 el_stream_shard_end(Relation stream, int32 shard, Snapshot snap);
 
