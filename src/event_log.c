@@ -31,6 +31,7 @@ int			el_handler_timeout = EL_DEFAULT_HANDLER_TIMEOUT;	/* ms */
 int			el_worker_naptime = EL_DEFAULT_WORKER_NAPTIME;	/* ms */
 int			el_retention_interval = EL_DEFAULT_RETENTION_INTERVAL;	/* ms */
 int			el_worker_batch_size = EL_DEFAULT_WORKER_BATCH_SIZE;	/* events */
+int			el_shard_lock_spin = EL_DEFAULT_SHARD_LOCK_SPIN;	/* microseconds */
 bool		el_upcast_reads = false;
 char	   *el_correlation_id = NULL;
 char	   *el_causation_id = NULL;
@@ -130,6 +131,17 @@ _PG_init(void)
 							24 * 3600 * 1000,
 							PGC_USERSET,
 							GUC_UNIT_MS,
+							NULL, NULL, NULL);
+
+	DefineCustomIntVariable("event_log.shard_lock_spin",
+							"How long an appender waiting for a busy shard retries before it sleeps, in microseconds.",
+							"Retrying spares the wake-up that hands a shard from one appender to the next. 0 sleeps at once.",
+							&el_shard_lock_spin,
+							EL_DEFAULT_SHARD_LOCK_SPIN,
+							0,
+							100000,
+							PGC_USERSET,
+							0,
 							NULL, NULL, NULL);
 
 	DefineCustomBoolVariable("event_log.upcast",

@@ -112,6 +112,7 @@ extern const ElColumn el_columns[EL_NATTS];
 #define EL_DEFAULT_WORKER_NAPTIME		1000	/* ms */
 #define EL_DEFAULT_WORKER_BATCH_SIZE	10000	/* events */
 #define EL_DEFAULT_RETENTION_INTERVAL	60000	/* ms */
+#define EL_DEFAULT_SHARD_LOCK_SPIN		1000	/* microseconds */
 
 extern int	el_max_payload_size;
 extern int	el_lease_timeout;
@@ -120,6 +121,7 @@ extern int	el_handler_timeout;
 extern int	el_worker_naptime;
 extern int	el_worker_batch_size;
 extern int	el_retention_interval;
+extern int	el_shard_lock_spin;
 
 /*
  * event_log.upcast: whether the readers (read(), read_all(), replay(),
