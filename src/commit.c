@@ -113,13 +113,13 @@ el_shard_locktag(LOCKTAG *tag, Oid relid, int32 shard)
  * waiter that keeps retrying instead, yielding the processor between tries,
  * is running when the lock comes free and takes it at once.
  *
- * The retrying is bounded by event_log.shard_lock_spin: a holder that is slow, or
- * idle in its transaction, costs its waiters that much processor time and
- * then they sleep in the queue as before, where the deadlock detector,
- * lock_timeout, pg_locks and log_lock_waits see them.  A retry never passes a
- * queued sleeper: the lock manager refuses a conditional request that
- * conflicts with a waiting one, so the queue keeps its order.  Interrupts are
- * served between tries.
+ * The retrying is bounded by event_log.shard_lock_spin: a holder that is
+ * slow, or idle in its transaction, costs its waiters that much processor
+ * time and then they sleep in the queue as before, where the deadlock
+ * detector, lock_timeout, pg_locks and log_lock_waits see them.  A retry
+ * never passes a queued sleeper: the lock manager refuses a conditional
+ * request that conflicts with a waiting one, so the queue keeps its order.
+ * Interrupts are served between tries.
  */
 static void
 el_acquire_shard_lock(const LOCKTAG *tag)

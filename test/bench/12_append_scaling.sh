@@ -88,13 +88,13 @@ grow() {
 # VM), the stream's indexes were back on disk by the time it was measured:
 # at 10M events its appends then ran at a twentieth of the twin's.
 warm() {
-    sql -c "SELECT sum(pg_prewarm(c.oid, 'read', f))
-            FROM pg_class c, unnest(ARRAY['main', 'vm']) f
-            WHERE (c.oid IN (SELECT indexrelid FROM pg_index
-                             WHERE indrelid IN ('bench_stream'::regclass, 'bench_twin'::regclass))
-                   AND f = 'main'
-                OR c.oid IN ('bench_stream'::regclass, 'bench_twin'::regclass) AND f = 'vm')
-              AND pg_relation_size(c.oid, f) > 0" >/dev/null
+    sql -c "SELECT sum(pg_prewarm(rel, 'read', fork))
+            FROM (SELECT indexrelid, 'main' FROM pg_index
+                  WHERE indrelid IN ('bench_stream'::regclass, 'bench_twin'::regclass)
+                  UNION ALL
+                  SELECT t, 'vm' FROM unnest(ARRAY['bench_stream'::regclass, 'bench_twin'::regclass]) t
+                 ) AS w (rel, fork)
+            WHERE pg_relation_size(rel, fork) > 0" >/dev/null
 }
 
 # read_scripts: the two read scripts, over the seqs the shard has now.
