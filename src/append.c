@@ -74,13 +74,11 @@ typedef struct ElPending
 static ElPending el_pending = {false};
 
 /*
- * Highest value of column `attnum` among the rows an index scan with `keys`
- * returns, read with a dirty snapshot: it sees every committed row and our
- * own, whatever our transaction's snapshot, and skips rows of aborted
- * (sub)transactions.  Under the shard lock no other transaction can have an
- * uncommitted row in the range.  A backward scan stops at the first row; a
- * forward scan (for short ranges) reads to the end, or gives up after
- * max_rows rows.  -1 if there is none (or it gave up).
+ * Value of column `attnum` in the last row that a backward index scan with
+ * `keys` returns, read with a dirty snapshot: it sees every committed row
+ * and our own, whatever our transaction's snapshot, and skips rows of
+ * aborted (sub)transactions.  Under the shard lock no other transaction can
+ * have an uncommitted row in the range.  -1 if there is none.
  *
  * An entry whose heap page the visibility map says is all-visible is taken
  * from the index alone, as an index-only scan takes it: every row on such a
@@ -88,13 +86,12 @@ static ElPending el_pending = {false};
  * it too.  That spares a random heap read per probe once the stream is
  * larger than the cache (docs/performance.md, "Appends as the stream
  * grows").  Entries on other pages (the newest rows, ours, a rolled-back
- * one) are checked against the heap.  Not when the caller wants the first
- * row's event_id (first_id), which only the heap has.
+ * one) are checked against the heap.  Not when the caller wants to know
+ * whether the last row has the event_id first_id, which only the heap has.
  */
 static int64
 el_index_last(Relation rel, Oid indexoid, ScanKey keys, int nkeys,
-			  AttrNumber attnum, ScanDirection dir, int max_rows,
-			  const pg_uuid_t *first_id, bool *first_matches)
+			  AttrNumber attnum, const pg_uuid_t *first_id, bool *first_matches)
 {
 	Relation	index = index_open(indexoid, AccessShareLock);
 	TupleTableSlot *slot = table_slot_create(rel, NULL);
@@ -113,7 +110,6 @@ el_index_last(Relation rel, Oid indexoid, ScanKey keys, int nkeys,
 		IndexScanDesc scan;
 		TransactionId wait_xid = InvalidTransactionId;
 		ItemPointerData wait_tid;
-		int			rows = max_rows;
 
 		InitDirtySnapshot(dirty);
 		scan = index_beginscan(rel, index, &dirty, nkeys, 0);
@@ -127,7 +123,7 @@ el_index_last(Relation rel, Oid indexoid, ScanKey keys, int nkeys,
 
 			if (!scan->xs_heap_continue)
 			{
-				ItemPointer tid = index_getnext_tid(scan, dir);
+				ItemPointer tid = index_getnext_tid(scan, BackwardScanDirection);
 
 				if (tid == NULL)
 					break;
@@ -156,20 +152,14 @@ el_index_last(Relation rel, Oid indexoid, ScanKey keys, int nkeys,
 					wait_tid = slot->tts_tid;
 					break;
 				}
-				/* Whether the first row read is the one the caller expects. */
-				if (first_id != NULL && result < 0)
+				/* Whether the last row is the one the caller expects. */
+				if (first_id != NULL)
 					*first_matches =
 						memcmp(DatumGetUUIDP(slot_getattr(slot, Anum_el_event_id, &isnull)),
 							   first_id, UUID_LEN) == 0;
 				result = DatumGetInt64(slot_getattr(slot, attnum, &isnull));
 			}
-			if (ScanDirectionIsBackward(dir))
-				break;
-			if (--rows <= 0)
-			{
-				result = -1;	/* too far: let the caller look from the end */
-				break;
-			}
+			break;
 		}
 		index_endscan(scan);
 		if (!TransactionIdIsValid(wait_xid))
@@ -183,16 +173,31 @@ el_index_last(Relation rel, Oid indexoid, ScanKey keys, int nkeys,
 	return result;
 }
 
+/*
+ * The key's last version, read from the (key, version) index.  A key with
+ * many events fills leaf pages of its own, whose entries the backward scan
+ * would all copy; `from`, a version the key is known to have had (0 if
+ * none), bounds it.  If nothing is found from there (the row that had it
+ * was skipped by ON CONFLICT), the whole key is read.
+ */
 static int64
-el_probe_version(Relation rel, Oid indexoid, text *key)
+el_probe_version(Relation rel, Oid indexoid, text *key, int64 from)
 {
-	ScanKeyData skey;
-	int64		last;
+	ScanKeyData skeys[2];
+	int64		last = -1;
 
-	ScanKeyEntryInitialize(&skey, 0, 1, BTEqualStrategyNumber, InvalidOid,
+	ScanKeyEntryInitialize(&skeys[0], 0, 1, BTEqualStrategyNumber, InvalidOid,
 						   DEFAULT_COLLATION_OID, F_TEXTEQ, PointerGetDatum(key));
-	last = el_index_last(rel, indexoid, &skey, 1, Anum_el_version,
-						 BackwardScanDirection, 1, NULL, NULL);
+	if (from > 0)
+	{
+		ScanKeyInit(&skeys[1], 2, BTGreaterEqualStrategyNumber, F_INT8GE,
+					Int64GetDatum(from));
+		last = el_index_last(rel, indexoid, skeys, 2, Anum_el_version,
+							 NULL, NULL);
+	}
+	if (last < 0)
+		last = el_index_last(rel, indexoid, skeys, 1, Anum_el_version,
+							 NULL, NULL);
 	/* A key whose every event retention removed goes on from its last. */
 	if (last <= 0 && el_stream_has_watermarks(RelationGetRelid(rel)))
 		last = el_retired_version(RelationGetRelid(rel), key);
@@ -348,13 +353,6 @@ typedef struct ElSeqHint
 	uint64		generation;		/* see ElVersion */
 } ElSeqHint;
 
-/*
- * A hint from an earlier transaction is a lower bound: other backends may
- * have appended since.  The forward probe reads what they added, up to this
- * many rows, before falling back to the backward scan.
- */
-#define EL_SEQ_PROBE_MAX_ROWS	32
-
 static HTAB *el_seq_hints = NULL;
 
 static ElSeqHint *
@@ -398,7 +396,12 @@ el_last_version(Relation rel, Oid indexoid, text *key, int32 shard)
 
 	if (entry && entry->generation == el_seq_hint(RelationGetRelid(rel), shard)->generation)
 		return entry->version;
-	return el_probe_version(rel, indexoid, key);
+
+	/*
+	 * Others appended to the shard since, but a version we assigned stays
+	 * assigned unless our row vanished, which the probe notices.
+	 */
+	return el_probe_version(rel, indexoid, key, entry ? entry->version : 0);
 }
 
 static void
@@ -411,8 +414,12 @@ el_remember_version(Oid relid, text *key, int32 shard, int64 version)
 }
 
 /*
- * The shard's last seq (0 if empty); the caller holds the shard lock.  With a
- * hint, only the index entries from the hinted seq on are read.
+ * The shard's last seq (0 if empty); the caller holds the shard lock.  The
+ * scan runs backward from the shard's end, so only the last row is fetched
+ * from the heap however many rows others appended since the hint.  With a
+ * hint it is bounded below by the hinted seq: the B-tree reads a leaf
+ * page's matching entries at once, and unbounded that would be every entry
+ * of the shard on the last page.
  */
 static int64
 el_last_seq(Relation rel, Oid pk, int32 shard)
@@ -429,16 +436,15 @@ el_last_seq(Relation rel, Oid pk, int32 shard)
 		ScanKeyInit(&skeys[1], 2, BTGreaterEqualStrategyNumber, F_INT8GE,
 					Int64GetDatum(hint->last_seq));
 		last = el_index_last(rel, pk, skeys, 2, Anum_el_seq,
-							 ForwardScanDirection, EL_SEQ_PROBE_MAX_ROWS,
 							 &hint->event_id, &hinted_row);
 	}
 
 	/*
 	 * Unless the hinted row is still the shard's end, somebody else appended
 	 * (or our row vanished): the versions we know of this shard's keys may
-	 * be stale.  The row at the hinted seq must be ours (same event_id): a
-	 * row of ours skipped by ON CONFLICT DO NOTHING leaves its seq free for
-	 * the next appender, whose row would otherwise pass for ours.
+	 * be stale.  The last row must be ours (same event_id): a row of ours
+	 * skipped by ON CONFLICT DO NOTHING leaves its seq free for the next
+	 * appender, whose row would otherwise pass for ours.
 	 */
 	if (hint->last_seq == 0 || last != hint->last_seq || !hinted_row)
 		hint->generation++;
@@ -448,7 +454,7 @@ el_last_seq(Relation rel, Oid pk, int32 shard)
 		if (hint->lxid == MyProc->lxid)
 			el_forget_positions();
 		last = el_index_last(rel, pk, skeys, 1, Anum_el_seq,
-							 BackwardScanDirection, 1, NULL, NULL);
+							 NULL, NULL);
 	}
 
 	/*
@@ -600,14 +606,14 @@ el_segment_last(Relation stream, ElSegments *segs, int32 shard, text *key)
 		{
 			ScanKeyInit(&skey, 1, BTEqualStrategyNumber, F_INT4EQ, Int32GetDatum(shard));
 			last = el_index_last(seg, idx->pk, &skey, 1, Anum_el_seq,
-								 BackwardScanDirection, 1, NULL, NULL);
+								 NULL, NULL);
 		}
 		else
 		{
 			ScanKeyEntryInitialize(&skey, 0, 1, BTEqualStrategyNumber, InvalidOid,
 								   DEFAULT_COLLATION_OID, F_TEXTEQ, PointerGetDatum(key));
 			last = el_index_last(seg, idx->key_version, &skey, 1, Anum_el_version,
-								 BackwardScanDirection, 1, NULL, NULL);
+								 NULL, NULL);
 		}
 		table_close(seg, AccessShareLock);
 	}
@@ -1025,7 +1031,7 @@ el_append_expect(Relation rel, text *key, int64 expected)
 {
 	int64		current = el_is_segmented(rel) ?
 		el_segment_last(rel, el_segments(rel), 0, key) :
-		el_probe_version(rel, el_stream_indexes(rel)->key_version, key);
+		el_probe_version(rel, el_stream_indexes(rel)->key_version, key, 0);
 
 	if (current != expected)
 		ereport(ERROR,
@@ -1176,9 +1182,19 @@ el_append(PG_FUNCTION_ARGS)
 		el_check_document(PG_GETARG_DATUM(4), "metadata");
 
 	rel = el_append_open(relid, &shards);
-	(void) el_append_lock_key(rel, shards, key);
-
 	event_id = PG_ARGISNULL(6) ? NULL : PG_GETARG_UUID_P(6);
+
+	/*
+	 * The event_id look-up and the expected-version check need the shard
+	 * lock before the insert: no other transaction may add the event or a
+	 * version of the key in between.  Without either, the append trigger
+	 * takes the lock when it numbers the row, as for a plain INSERT, so the
+	 * lock is not held across the set-up of the INSERT that SPI runs: other
+	 * appenders to the shard wait that much less (docs/design/offsets.md).
+	 */
+	if (event_id != NULL || !PG_ARGISNULL(5))
+		(void) el_append_lock_key(rel, shards, key);
+
 	if (event_id == NULL || !el_append_existing(rel, key, event_id, &done))
 	{
 		if (event_id == NULL)
