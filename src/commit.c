@@ -120,7 +120,14 @@ el_shard_locktag(LOCKTAG *tag, Oid relid, int32 shard)
  * never passes a queued sleeper: the lock manager refuses a conditional
  * request that conflicts with a waiting one, so the queue keeps its order.
  * Interrupts are served between tries.
+ *
+ * A try takes the lock manager's partition lock, which the holder needs
+ * too, to release the shard lock; tried at every yield, several waiters kept
+ * it busy enough to slow the hand-over they were waiting for.  So a waiter
+ * yields EL_SHARD_LOCK_YIELDS times between tries.
  */
+#define EL_SHARD_LOCK_YIELDS	3
+
 static void
 el_acquire_shard_lock(const LOCKTAG *tag)
 {
@@ -133,7 +140,8 @@ el_acquire_shard_lock(const LOCKTAG *tag)
 	while (el_shard_lock_spin > 0)
 	{
 		CHECK_FOR_INTERRUPTS();
-		(void) sched_yield();
+		for (int i = 0; i < EL_SHARD_LOCK_YIELDS; i++)
+			(void) sched_yield();
 		if (LockAcquire(tag, ExclusiveLock, false, true) != LOCKACQUIRE_NOT_AVAIL)
 			return;
 		INSTR_TIME_SET_CURRENT(now);
