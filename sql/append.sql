@@ -201,4 +201,22 @@ SELECT key, version, type FROM vm WHERE type <> 'T' ORDER BY key, version;
 SELECT count(*) AS keys_not_dense FROM (SELECT key FROM vm GROUP BY key
   HAVING count(*) <> max(version) OR min(version) <> 1) k;
 SELECT event_log.drop_stream('vm');
+
+-- The owner may replace the (key, version) index by one whose key has
+-- another deterministic collation (en-x-icu orders 'a' < 'B', C 'B' < 'a'):
+-- the probes position their scans with the index's collation, not the
+-- database's, and find every key's last version.
+SELECT event_log.create_stream('coll', 1);
+INSERT INTO coll (key, type, payload)
+SELECT k, 'T', '{}' FROM unnest(ARRAY['a', 'B', 'c', 'D', 'e', 'F', 'é']) k;
+CREATE UNIQUE INDEX coll_key_version_icu ON coll (key COLLATE "en-x-icu", version);
+ALTER TABLE coll DROP CONSTRAINT coll_key_version_key;
+\c
+SET client_min_messages = warning;
+SELECT k, (event_log.append('coll', k, 'T', '{}')).version
+FROM unnest(ARRAY['a', 'B', 'c', 'D', 'e', 'F', 'é']) k;
+INSERT INTO coll (key, type, payload)
+SELECT k, 'U', '{}' FROM unnest(ARRAY['F', 'é', 'a']) k;
+SELECT key, max(version) AS version, count(*) AS events FROM coll GROUP BY key ORDER BY key COLLATE "C";
+SELECT event_log.drop_stream('coll');
 DROP EXTENSION event_log;

@@ -74,11 +74,26 @@ typedef struct ElPending
 static ElPending el_pending = {false};
 
 /*
+ * The row a backend last numbered in a shard, as el_last_seq() expects to
+ * find it at the shard's end: the same event_id is not enough, since a row
+ * of ours that ON CONFLICT DO NOTHING skipped leaves its event_id free for
+ * another appender's row, which may then take the same seq.
+ */
+typedef struct ElEndRow
+{
+	const pg_uuid_t *event_id;
+	const text *key;
+	int64		version;
+} ElEndRow;
+
+/*
  * Value of column `attnum` in the last row that a backward index scan with
  * `keys` returns, read with a dirty snapshot: it sees every committed row
  * and our own, whatever our transaction's snapshot, and skips rows of
  * aborted (sub)transactions.  Under the shard lock no other transaction can
- * have an uncommitted row in the range.  -1 if there is none.
+ * have an uncommitted row in the range.  -1 if there is none.  The keys
+ * take the index's collations (a stream's key may have a deterministic
+ * collation other than the database's).
  *
  * An entry whose heap page the visibility map says is all-visible is taken
  * from the index alone, as an index-only scan takes it: every row on such a
@@ -87,11 +102,11 @@ static ElPending el_pending = {false};
  * larger than the cache (docs/performance.md, "Appends as the stream
  * grows").  Entries on other pages (the newest rows, ours, a rolled-back
  * one) are checked against the heap.  Not when the caller wants to know
- * whether the last row has the event_id first_id, which only the heap has.
+ * whether the last row is `end` (*end_matches), which only the heap has.
  */
 static int64
 el_index_last(Relation rel, Oid indexoid, ScanKey keys, int nkeys,
-			  AttrNumber attnum, const pg_uuid_t *first_id, bool *first_matches)
+			  AttrNumber attnum, const ElEndRow *end, bool *end_matches)
 {
 	Relation	index = index_open(indexoid, AccessShareLock);
 	TupleTableSlot *slot = table_slot_create(rel, NULL);
@@ -99,7 +114,9 @@ el_index_last(Relation rel, Oid indexoid, ScanKey keys, int nkeys,
 	int			index_attno = 0;
 	int64		result;
 
-	if (first_id == NULL)
+	for (int i = 0; i < nkeys; i++)
+		keys[i].sk_collation = index->rd_indcollation[keys[i].sk_attno - 1];
+	if (end == NULL)
 		for (int i = 0; i < index->rd_index->indnatts; i++)
 			if (index->rd_index->indkey.values[i] == attnum)
 				index_attno = i + 1;
@@ -153,10 +170,18 @@ el_index_last(Relation rel, Oid indexoid, ScanKey keys, int nkeys,
 					break;
 				}
 				/* Whether the last row is the one the caller expects. */
-				if (first_id != NULL)
-					*first_matches =
+				if (end != NULL)
+				{
+					text	   *key = DatumGetTextPP(slot_getattr(slot, Anum_el_key, &isnull));
+
+					*end_matches =
 						memcmp(DatumGetUUIDP(slot_getattr(slot, Anum_el_event_id, &isnull)),
-							   first_id, UUID_LEN) == 0;
+							   end->event_id, UUID_LEN) == 0 &&
+						DatumGetInt64(slot_getattr(slot, Anum_el_version, &isnull)) == end->version &&
+						VARSIZE_ANY_EXHDR(key) == VARSIZE_ANY_EXHDR(end->key) &&
+						memcmp(VARDATA_ANY(key), VARDATA_ANY(end->key),
+							   VARSIZE_ANY_EXHDR(key)) == 0;
+				}
 				result = DatumGetInt64(slot_getattr(slot, attnum, &isnull));
 			}
 			break;
@@ -329,14 +354,14 @@ el_version_entry(Oid relid, text *key, bool create)
 
 /*
  * The last seq this backend assigned in each shard.  It is only a hint:
- * el_last_seq() reads forward from it, which is far cheaper than finding the
- * shard's end by a backward scan (that reads every entry of the shard on the
- * last leaf page).  Within the transaction that assigned it, the hinted row
- * is the shard's end unless it vanished (skipped by INSERT ... ON CONFLICT
- * DO NOTHING, rolled back with a savepoint); in a later transaction it is a
- * lower bound, since other backends may have appended since.  A probe that
- * finds nothing, or too much, falls back to the full lookup, so correctness
- * never depends on the hint.
+ * el_last_seq() scans back from the shard's end down to it, which is far
+ * cheaper than an unbounded backward scan (that reads every entry of the
+ * shard on the last leaf page).  Within the transaction that assigned it,
+ * the hinted row is the shard's end unless it vanished (skipped by INSERT
+ * ... ON CONFLICT DO NOTHING, rolled back with a savepoint); in a later
+ * transaction it is a lower bound, since other backends may have appended
+ * since.  A probe that finds nothing falls back to the full lookup, so
+ * correctness never depends on the hint.
  */
 typedef struct ElSeqHintKey
 {
@@ -349,7 +374,10 @@ typedef struct ElSeqHint
 	ElSeqHintKey key;
 	LocalTransactionId lxid;	/* transaction that assigned last_seq */
 	int64		last_seq;		/* 0: no hint */
-	pg_uuid_t	event_id;		/* of the row at last_seq */
+	pg_uuid_t	event_id;		/* the row at last_seq: its event_id, */
+	text	   *row_key;		/* key (in TopMemoryContext) */
+	Size		row_key_space;	/* bytes allocated for row_key's data */
+	int64		row_version;	/* and version */
 	uint64		generation;		/* see ElVersion */
 } ElSeqHint;
 
@@ -380,6 +408,9 @@ el_seq_hint(Oid relid, int32 shard)
 	{
 		hint->lxid = InvalidLocalTransactionId;
 		hint->last_seq = 0;
+		hint->row_key = NULL;
+		hint->row_key_space = 0;
+		hint->row_version = 0;
 		hint->generation = 0;
 	}
 	return hint;
@@ -428,6 +459,7 @@ el_last_seq(Relation rel, Oid pk, int32 shard)
 	ScanKeyData skeys[2];
 	int64		last = -1;
 	bool		hinted_row = false;
+	ElEndRow	end = {&hint->event_id, hint->row_key, hint->row_version};
 
 	ScanKeyInit(&skeys[0], 1, BTEqualStrategyNumber, F_INT4EQ,
 				Int32GetDatum(shard));
@@ -436,15 +468,16 @@ el_last_seq(Relation rel, Oid pk, int32 shard)
 		ScanKeyInit(&skeys[1], 2, BTGreaterEqualStrategyNumber, F_INT8GE,
 					Int64GetDatum(hint->last_seq));
 		last = el_index_last(rel, pk, skeys, 2, Anum_el_seq,
-							 &hint->event_id, &hinted_row);
+							 &end, &hinted_row);
 	}
 
 	/*
 	 * Unless the hinted row is still the shard's end, somebody else appended
 	 * (or our row vanished): the versions we know of this shard's keys may
-	 * be stale.  The last row must be ours (same event_id): a row of ours
-	 * skipped by ON CONFLICT DO NOTHING leaves its seq free for the next
-	 * appender, whose row would otherwise pass for ours.
+	 * be stale.  The last row must be ours (same event_id, key and version):
+	 * a row of ours skipped by ON CONFLICT DO NOTHING leaves its seq, and its
+	 * event_id, free for the next appender, whose row would otherwise pass
+	 * for ours.
 	 */
 	if (hint->last_seq == 0 || last != hint->last_seq || !hinted_row)
 		hint->generation++;
@@ -492,10 +525,23 @@ el_forget_positions(void)
 
 /* Remember the seq just assigned, for the next append of this transaction. */
 static void
-el_remember_seq(Oid relid, int32 shard, int64 seq, const pg_uuid_t *event_id)
+el_remember_seq(Oid relid, int32 shard, int64 seq, const pg_uuid_t *event_id,
+				text *key, int64 version)
 {
 	ElSeqHint  *hint = el_seq_hint(relid, shard);
+	Size		len = VARSIZE_ANY_EXHDR(key);
 
+	if (hint->row_key == NULL || hint->row_key_space < len)
+	{
+		if (hint->row_key != NULL)
+			pfree(hint->row_key);
+		hint->row_key_space = Max(len, 32);
+		hint->row_key = MemoryContextAlloc(TopMemoryContext,
+										   hint->row_key_space + VARHDRSZ);
+	}
+	SET_VARSIZE(hint->row_key, len + VARHDRSZ);
+	memcpy(VARDATA(hint->row_key), VARDATA_ANY(key), len);
+	hint->row_version = version;
 	hint->lxid = MyProc->lxid;
 	hint->last_seq = seq;
 	memcpy(&hint->event_id, event_id, UUID_LEN);
@@ -914,7 +960,7 @@ el_assign_position(PG_FUNCTION_ARGS)
 
 	if (seg == NULL)
 	{
-		el_remember_seq(RelationGetRelid(rel), shard, seq, event_id);
+		el_remember_seq(RelationGetRelid(rel), shard, seq, event_id, key, version);
 		el_remember_version(RelationGetRelid(rel), key, shard, version);
 	}
 
@@ -936,7 +982,8 @@ el_assign_position(PG_FUNCTION_ARGS)
 /*
  * The steps of an append, shared by append() and append_events(): the
  * stream check, then under the stream and shard locks the event_id lookup,
- * the expected-version check and the insert.
+ * the expected-version check and the insert (append() without event_id or
+ * expected_version leaves the shard lock to the trigger).
  */
 
 /* Refuse a relation that is not a stream, or a caller without INSERT. */
@@ -1045,8 +1092,9 @@ el_append_expect(Relation rel, text *key, int64 expected)
 
 /*
  * Insert one new event through the executor, so constraints, indexes and
- * triggers run; the append trigger assigns its position, which *out gets.
- * The caller holds the key's shard lock and has looked event_id up.
+ * triggers run; the append trigger takes the key's shard lock if the caller
+ * has not and assigns the event's position, which *out gets.  The caller
+ * has looked up event_id, or made it up.
  */
 void
 el_append_insert(Oid relid, text *key, Datum type, Datum payload,
@@ -1191,8 +1239,12 @@ el_append(PG_FUNCTION_ARGS)
 	 * takes the lock when it numbers the row, as for a plain INSERT, so the
 	 * lock is not held across the set-up of the INSERT that SPI runs: other
 	 * appenders to the shard wait that much less (docs/design/offsets.md).
+	 * Except on a stream with personal fields: the trigger creates a data
+	 * subject's key before it takes the lock, and an appender that holds
+	 * the lock and appends for the same subject would wait for that key
+	 * while we wait for the lock.  Taken first, we wait before creating it.
 	 */
-	if (event_id != NULL || !PG_ARGISNULL(5))
+	if (event_id != NULL || !PG_ARGISNULL(5) || el_personal_declared(relid))
 		(void) el_append_lock_key(rel, shards, key);
 
 	if (event_id == NULL || !el_append_existing(rel, key, event_id, &done))

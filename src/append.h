@@ -36,7 +36,10 @@ extern void el_refuse_null(Relation rel, int attnum);
 extern bool el_add_session_ids(Datum *metadata, bool *isnull);
 extern void el_require_stream_guards(Oid relid);
 
-/* Under the stream's lock (el_append_open()) and the shard's. */
+/*
+ * Under the stream's lock (el_append_open()) and, but for
+ * el_append_insert(), the shard's.
+ */
 extern Relation el_append_open(Oid relid, int *shards);
 extern int32 el_append_lock_key(Relation rel, int shards, text *key);
 extern void el_append_lock_shard(Relation rel, int32 shard);

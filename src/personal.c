@@ -897,6 +897,12 @@ el_protect_object(ElProtect *pr, JsonbParseState **st, JsonbContainer *c,
 }
 
 bool
+el_personal_declared(Oid relid)
+{
+	return el_personal_entry(relid)->has_personal;
+}
+
+bool
 el_personal_protect(Relation rel, Datum type, Datum *payload)
 {
 	Oid			relid = RelationGetRelid(rel);

@@ -31,6 +31,12 @@ extern void el_personal_init(void);
 extern bool el_personal_protect(Relation rel, Datum type, Datum *payload);
 
 /*
+ * Whether the stream declares personal fields: its appends may then create
+ * a data subject's key, which other appenders of the subject wait for.
+ */
+extern bool el_personal_declared(Oid relid);
+
+/*
  * Readers: a receiver that passes the rows of a stream's read plan on to
  * `inner` with their payloads as the caller may see them.  `inner` itself
  * when the stream has no personal fields.
