@@ -21,8 +21,8 @@
 # 10), BENCH_BULK (default 200000), BENCH_SYNC_COMMIT (default "off on"),
 # BENCH_WARMUP (default 5: seconds of unmeasured appends and reads on each
 # side before the measured rounds at every size but 0; 0 for none).  Before
-# each measured part at every size but 0, both tables' indexes and visibility
-# maps are read into the operating system's cache (warm()).
+# each measured part at every size but 0, both tables' heaps, indexes and
+# visibility maps are read into the operating system's cache (warm()).
 set -euo pipefail
 shopt -s inherit_errexit
 
@@ -81,8 +81,10 @@ grow() {
     sql -c "VACUUM ANALYZE bench_stream" -c "VACUUM ANALYZE bench_twin" -c CHECKPOINT
 }
 
-# warm: read both tables' indexes and visibility maps into the operating
-# system's cache (pg_prewarm, read mode), so that neither side starts cold.
+# warm: read both tables' heaps, indexes and visibility maps into the
+# operating system's cache (pg_prewarm, read mode), so that neither side
+# starts cold.  The heaps too: read() fetches rows from all over the heap,
+# and a cold heap made both sides of the 10M read() measure the disk.
 # The stream is loaded before the twin, and on a VM whose host pages out
 # memory not touched for a minute (DAMON's pageout scheme on the development
 # VM), the stream's indexes were back on disk by the time it was measured:
@@ -91,6 +93,8 @@ warm() {
     sql -c "SELECT sum(pg_prewarm(rel, 'read', fork))
             FROM (SELECT indexrelid, 'main' FROM pg_index
                   WHERE indrelid IN ('bench_stream'::regclass, 'bench_twin'::regclass)
+                  UNION ALL
+                  SELECT t, 'main' FROM unnest(ARRAY['bench_stream'::regclass, 'bench_twin'::regclass]) t
                   UNION ALL
                   SELECT t, 'vm' FROM unnest(ARRAY['bench_stream'::regclass, 'bench_twin'::regclass]) t
                  ) AS w (rel, fork)
