@@ -137,20 +137,21 @@ el_index_last(Relation rel, Oid indexoid, ScanKey keys, int nkeys,
 		{
 			bool		isnull;
 			bool		from_index = false;
+			ItemPointer tid = index_getnext_tid(scan, BackwardScanDirection);
 
-			if (!scan->xs_heap_continue)
+			/*
+			 * Each entry is fetched from the heap at most once: the loop ends
+			 * at the first row the dirty snapshot accepts, and a rejected
+			 * fetch leaves no HOT chain to go on with (xs_heap_continue).
+			 */
+			if (tid == NULL)
+				break;
+			if (scan->xs_itup != NULL &&
+				VM_ALL_VISIBLE(rel, ItemPointerGetBlockNumber(tid), &vmbuffer))
 			{
-				ItemPointer tid = index_getnext_tid(scan, BackwardScanDirection);
-
-				if (tid == NULL)
-					break;
-				if (scan->xs_itup != NULL &&
-					VM_ALL_VISIBLE(rel, ItemPointerGetBlockNumber(tid), &vmbuffer))
-				{
-					result = DatumGetInt64(index_getattr(scan->xs_itup, index_attno,
-														 scan->xs_itupdesc, &isnull));
-					from_index = true;
-				}
+				result = DatumGetInt64(index_getattr(scan->xs_itup, index_attno,
+													 scan->xs_itupdesc, &isnull));
+				from_index = true;
 			}
 			if (!from_index)
 			{
