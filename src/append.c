@@ -22,6 +22,7 @@
 #include "fmgr.h"
 #include "funcapi.h"
 #include "miscadmin.h"
+#include "pgstat.h"
 #include "storage/bufmgr.h"
 #include "storage/lmgr.h"
 #include "storage/proc.h"
@@ -269,9 +270,20 @@ static HTAB *el_versions = NULL;
 
 static void el_forget_positions(void);
 
+/*
+ * Transactions this backend has ended, plus one: what a hint confirmed in
+ * the current transaction is marked with (a local transaction id can come
+ * round again in a long-lived backend).
+ */
+static uint64 el_xact_count = 1;
+
 static void
 el_xact_callback(XactEvent event, void *arg)
 {
+	if (event == XACT_EVENT_COMMIT || event == XACT_EVENT_PARALLEL_COMMIT ||
+		event == XACT_EVENT_ABORT || event == XACT_EVENT_PARALLEL_ABORT ||
+		event == XACT_EVENT_PREPARE)
+		el_xact_count++;
 	if (event == XACT_EVENT_ABORT || event == XACT_EVENT_PARALLEL_ABORT ||
 		event == XACT_EVENT_PREPARE)
 		el_forget_positions();
@@ -379,6 +391,8 @@ typedef struct ElSeqHint
 	text	   *row_key;		/* key (in TopMemoryContext) */
 	Size		row_key_space;	/* bytes allocated for row_key's data */
 	int64		row_version;	/* and version */
+	uint64		confirmed;		/* el_xact_count when the row at last_seq was
+								 * seen inserted; 0: not */
 	uint64		generation;		/* see ElVersion */
 } ElSeqHint;
 
@@ -412,9 +426,104 @@ el_seq_hint(Oid relid, int32 shard)
 		hint->row_key = NULL;
 		hint->row_key_space = 0;
 		hint->row_version = 0;
+		hint->confirmed = 0;
 		hint->generation = 0;
 	}
 	return hint;
+}
+
+/*
+ * The row this backend numbered last, in any stream, and how many rows of
+ * that stream its transaction had inserted and deleted at that moment.
+ *
+ * Within the transaction that numbered it, the row at a shard's hint is the
+ * shard's end if it was inserted: the transaction has held the shard lock
+ * since.  It may not have been: INSERT ... ON CONFLICT DO NOTHING skips a
+ * row after the trigger numbered it (when a conflicting row is already
+ * there, or by a speculative insertion that it then kills).  PostgreSQL
+ * counts, per table and transaction, every row inserted (speculative ones
+ * included) and every one killed (pgstat's transactional counters).  Every
+ * row inserted into a stream goes through its append trigger, which numbers
+ * it or refuses it, so when the next row of the same stream is numbered,
+ * one more insert and no more deletes since the last numbering mean that the
+ * last numbered row is in the table: its shard's hint is then confirmed, and
+ * the shard's next append in this transaction needs no index probe
+ * (el_last_seq()).  Anything else, or counters we cannot read
+ * (track_counts off), leaves the hint to the probe, as before.
+ */
+typedef struct ElLastNumbered
+{
+	Oid			relid;			/* InvalidOid: nothing to confirm */
+	int32		shard;
+	uint64		xact;			/* el_xact_count then */
+	PgStat_Counter inserted;
+	PgStat_Counter deleted;
+} ElLastNumbered;
+
+static ElLastNumbered el_last_numbered = {InvalidOid};
+
+/*
+ * Rows of rel this transaction has inserted, and deleted or updated, so
+ * far, committed subtransactions included; false if PostgreSQL does not
+ * count them for rel now, or a truncation reset the counts.
+ */
+static bool
+el_xact_counts(Relation rel, PgStat_Counter *inserted, PgStat_Counter *deleted)
+{
+	PgStat_TableStatus *status = rel->pgstat_info;
+
+	*inserted = 0;
+	*deleted = 0;
+	if (status == NULL)
+		return false;
+	for (PgStat_TableXactStatus *t = status->trans; t != NULL; t = t->upper)
+	{
+		if (t->truncdropped)
+			return false;
+		*inserted += t->tuples_inserted;
+		*deleted += t->tuples_deleted + t->tuples_updated;
+	}
+	return true;
+}
+
+/*
+ * Before numbering a row of rel: confirm the row numbered last, if it was
+ * rel's and the counts show it inserted (see ElLastNumbered).
+ */
+static void
+el_confirm_last_numbered(Relation rel)
+{
+	ElLastNumbered *last = &el_last_numbered;
+	PgStat_Counter inserted;
+	PgStat_Counter deleted;
+
+	if (!OidIsValid(last->relid) || last->xact != el_xact_count ||
+		last->relid != RelationGetRelid(rel))
+		return;
+	if (el_xact_counts(rel, &inserted, &deleted) &&
+		inserted == last->inserted + 1 && deleted == last->deleted)
+	{
+		ElSeqHint  *hint = el_seq_hint(last->relid, last->shard);
+
+		if (hint->lxid == MyProc->lxid)
+			hint->confirmed = el_xact_count;
+	}
+	last->relid = InvalidOid;
+}
+
+/* After numbering a row of rel in shard: what el_confirm_last_numbered() needs. */
+static void
+el_note_numbered(Relation rel, int32 shard)
+{
+	ElLastNumbered *last = &el_last_numbered;
+
+	last->relid = InvalidOid;
+	if (el_xact_counts(rel, &last->inserted, &last->deleted))
+	{
+		last->relid = RelationGetRelid(rel);
+		last->shard = shard;
+		last->xact = el_xact_count;
+	}
 }
 
 /*
@@ -422,27 +531,17 @@ el_seq_hint(Oid relid, int32 shard)
  * after el_last_seq() has looked at the end of the key's shard.
  */
 static int64
-el_last_version(Relation rel, Oid indexoid, text *key, int32 shard)
+el_last_version(Relation rel, Oid indexoid, text *key, const ElSeqHint *hint,
+				const ElVersion *entry)
 {
-	ElVersion  *entry = el_version_entry(RelationGetRelid(rel), key, false);
-
-	if (entry && entry->generation == el_seq_hint(RelationGetRelid(rel), shard)->generation)
+	if (entry->version >= 0 && entry->generation == hint->generation)
 		return entry->version;
 
 	/*
 	 * Others appended to the shard since, but a version we assigned stays
 	 * assigned unless our row vanished, which the probe notices.
 	 */
-	return el_probe_version(rel, indexoid, key, entry ? entry->version : 0);
-}
-
-static void
-el_remember_version(Oid relid, text *key, int32 shard, int64 version)
-{
-	ElVersion  *entry = el_version_entry(relid, key, true);
-
-	entry->version = version;
-	entry->generation = el_seq_hint(relid, shard)->generation;
+	return el_probe_version(rel, indexoid, key, Max(entry->version, 0));
 }
 
 /*
@@ -454,13 +553,20 @@ el_remember_version(Oid relid, text *key, int32 shard, int64 version)
  * of the shard on the last page.
  */
 static int64
-el_last_seq(Relation rel, Oid pk, int32 shard)
+el_last_seq(Relation rel, Oid pk, int32 shard, ElSeqHint *hint)
 {
-	ElSeqHint  *hint = el_seq_hint(RelationGetRelid(rel), shard);
 	ScanKeyData skeys[2];
 	int64		last = -1;
 	bool		hinted_row = false;
 	ElEndRow	end = {&hint->event_id, hint->row_key, hint->row_version};
+
+	/*
+	 * Our transaction numbered the hinted row, holds the shard lock since,
+	 * and the row is known to be in the table: it is the shard's end.
+	 */
+	if (hint->confirmed == el_xact_count && hint->lxid == MyProc->lxid &&
+		hint->last_seq > 0)
+		return hint->last_seq;
 
 	ScanKeyInit(&skeys[0], 1, BTEqualStrategyNumber, F_INT4EQ,
 				Int32GetDatum(shard));
@@ -520,16 +626,17 @@ el_forget_positions(void)
 		{
 			hint->lxid = InvalidLocalTransactionId;
 			hint->last_seq = 0;
+			hint->confirmed = 0;
 		}
 	}
+	el_last_numbered.relid = InvalidOid;
 }
 
 /* Remember the seq just assigned, for the next append of this transaction. */
 static void
-el_remember_seq(Oid relid, int32 shard, int64 seq, const pg_uuid_t *event_id,
+el_remember_seq(ElSeqHint *hint, int64 seq, const pg_uuid_t *event_id,
 				text *key, int64 version)
 {
-	ElSeqHint  *hint = el_seq_hint(relid, shard);
 	Size		len = VARSIZE_ANY_EXHDR(key);
 
 	if (hint->row_key == NULL || hint->row_key_space < len)
@@ -545,6 +652,7 @@ el_remember_seq(Oid relid, int32 shard, int64 seq, const pg_uuid_t *event_id,
 	hint->row_version = version;
 	hint->lxid = MyProc->lxid;
 	hint->last_seq = seq;
+	hint->confirmed = 0;		/* until the next numbering sees it inserted */
 	memcpy(&hint->event_id, event_id, UUID_LEN);
 }
 
@@ -764,6 +872,8 @@ el_assign_position(PG_FUNCTION_ARGS)
 	int			ncols = 5;
 	Relation	seg = NULL;		/* the segment, on a segmented stream */
 	ElSegments *segs = NULL;
+	ElSeqHint  *hint = NULL;
+	ElVersion  *ventry = NULL;
 
 	if (!CALLED_AS_TRIGGER(fcinfo) ||
 		!TRIGGER_FIRED_BEFORE(trigdata->tg_event) ||
@@ -949,8 +1059,12 @@ el_assign_position(PG_FUNCTION_ARGS)
 	}
 	else
 	{
-		seq = el_last_seq(rel, idx->pk, shard) + 1;
-		version = el_last_version(rel, idx->key_version, key, shard) + 1;
+		el_confirm_last_numbered(rel);
+		hint = el_seq_hint(RelationGetRelid(rel), shard);
+		seq = el_last_seq(rel, idx->pk, shard, hint) + 1;
+		/* after el_last_seq(), which may empty the version cache */
+		ventry = el_version_entry(RelationGetRelid(rel), key, true);
+		version = el_last_version(rel, idx->key_version, key, hint, ventry) + 1;
 	}
 
 	newvals[0] = Int32GetDatum(shard);
@@ -961,8 +1075,10 @@ el_assign_position(PG_FUNCTION_ARGS)
 
 	if (seg == NULL)
 	{
-		el_remember_seq(RelationGetRelid(rel), shard, seq, event_id, key, version);
-		el_remember_version(RelationGetRelid(rel), key, shard, version);
+		el_remember_seq(hint, seq, event_id, key, version);
+		ventry->version = version;
+		ventry->generation = hint->generation;
+		el_note_numbered(rel, shard);
 	}
 
 	if (own_append)
