@@ -22,7 +22,6 @@
 #include "fmgr.h"
 #include "funcapi.h"
 #include "miscadmin.h"
-#include "pgstat.h"
 #include "storage/bufmgr.h"
 #include "storage/lmgr.h"
 #include "storage/proc.h"
@@ -171,6 +170,21 @@ el_index_last(Relation rel, Oid indexoid, ScanKey keys, int nkeys,
 					wait_tid = slot->tts_tid;
 					break;
 				}
+
+				/*
+				 * Our own speculative tuple: an INSERT ... ON CONFLICT of
+				 * this transaction is still inserting it, and may yet kill
+				 * it; we are running inside that insertion (a function of
+				 * an index expression).  Numbering after it would leave a
+				 * hole if it is killed.
+				 */
+				if (HeapTupleHeaderIsSpeculative(ExecFetchSlotHeapTuple(slot, false, NULL)->t_data))
+					ereport(ERROR,
+							(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
+							 errmsg("cannot append to event stream \"%s\" while an INSERT ... ON CONFLICT is inserting into it",
+									RelationGetRelationName(rel)),
+							 errdetail("A function called by an index expression or index predicate of the stream appended to the stream."),
+							 errhint("Append from an AFTER trigger or after the statement instead.")));
 				/* Whether the last row is the one the caller expects. */
 				if (end != NULL)
 				{
@@ -270,20 +284,9 @@ static HTAB *el_versions = NULL;
 
 static void el_forget_positions(void);
 
-/*
- * Transactions this backend has ended, plus one: what a hint confirmed in
- * the current transaction is marked with (a local transaction id can come
- * round again in a long-lived backend).
- */
-static uint64 el_xact_count = 1;
-
 static void
 el_xact_callback(XactEvent event, void *arg)
 {
-	if (event == XACT_EVENT_COMMIT || event == XACT_EVENT_PARALLEL_COMMIT ||
-		event == XACT_EVENT_ABORT || event == XACT_EVENT_PARALLEL_ABORT ||
-		event == XACT_EVENT_PREPARE)
-		el_xact_count++;
 	if (event == XACT_EVENT_ABORT || event == XACT_EVENT_PARALLEL_ABORT ||
 		event == XACT_EVENT_PREPARE)
 		el_forget_positions();
@@ -391,8 +394,6 @@ typedef struct ElSeqHint
 	text	   *row_key;		/* key (in TopMemoryContext) */
 	Size		row_key_space;	/* bytes allocated for row_key's data */
 	int64		row_version;	/* and version */
-	uint64		confirmed;		/* el_xact_count when the row at last_seq was
-								 * seen inserted; 0: not */
 	uint64		generation;		/* see ElVersion */
 } ElSeqHint;
 
@@ -426,104 +427,85 @@ el_seq_hint(Oid relid, int32 shard)
 		hint->row_key = NULL;
 		hint->row_key_space = 0;
 		hint->row_version = 0;
-		hint->confirmed = 0;
 		hint->generation = 0;
 	}
 	return hint;
 }
 
 /*
- * The row this backend numbered last, in any stream, and how many rows of
- * that stream its transaction had inserted and deleted at that moment.
+ * Whether the row at the hint, which this transaction numbered, is in the
+ * heap: a live tuple of this transaction with the hint's shard and seq, on
+ * the page this backend last inserted into the stream (the relation's
+ * target block).
  *
- * Within the transaction that numbered it, the row at a shard's hint is the
- * shard's end if it was inserted: the transaction has held the shard lock
- * since.  It may not have been: INSERT ... ON CONFLICT DO NOTHING skips a
- * row after the trigger numbered it (when a conflicting row is already
- * there, or by a speculative insertion that it then kills).  PostgreSQL
- * counts, per table and transaction, every row inserted (speculative ones
- * included) and every one killed (pgstat's transactional counters).  Every
- * row inserted into a stream goes through its append trigger, which numbers
- * it or refuses it, so when the next row of the same stream is numbered,
- * one more insert and no more deletes since the last numbering mean that the
- * last numbered row is in the table: its shard's hint is then confirmed, and
- * the shard's next append in this transaction needs no index probe
- * (el_last_seq()).  Anything else, or counters we cannot read
- * (track_counts off), leaves the hint to the probe, as before.
- */
-typedef struct ElLastNumbered
-{
-	Oid			relid;			/* InvalidOid: nothing to confirm */
-	int32		shard;
-	uint64		xact;			/* el_xact_count then */
-	PgStat_Counter inserted;
-	PgStat_Counter deleted;
-} ElLastNumbered;
-
-static ElLastNumbered el_last_numbered = {InvalidOid};
-
-/*
- * Rows of rel this transaction has inserted, and deleted or updated, so
- * far, committed subtransactions included; false if PostgreSQL does not
- * count them for rel now, or a truncation reset the counts.
+ * Within the transaction that numbered the hinted row, the row is the
+ * shard's end if it went in: the transaction has held the shard lock since,
+ * and every seq it assigned in the shard after it would have moved the
+ * hint.  It may not have gone in: INSERT ... ON CONFLICT DO NOTHING skips a
+ * row after the trigger numbered it (its speculative tuple, if one was
+ * written, is killed: its xmin is cleared).  In a batch the row was just
+ * inserted, so looking at that one page, which is in shared buffers, is
+ * cheaper than the index probe it spares.  Not found (a skipped row, a row
+ * that user code running between the trigger and the insert, such as a
+ * CHECK constraint, pushed off the target page with an insert of its own,
+ * an invalidation that reset the target block): the caller probes.
+ * Within our transaction only one live row can have that shard and seq: a
+ * second would have failed the primary key, and every abort of a
+ * subtransaction forgets the hints.
  */
 static bool
-el_xact_counts(Relation rel, PgStat_Counter *inserted, PgStat_Counter *deleted)
+el_hinted_row_in_heap(Relation rel, int32 shard, int64 seq)
 {
-	PgStat_TableStatus *status = rel->pgstat_info;
+	BlockNumber blk = RelationGetTargetBlock(rel);
+	TupleDesc	desc = RelationGetDescr(rel);
+	Buffer		buf;
+	Page		page;
+	bool		found = false;
 
-	*inserted = 0;
-	*deleted = 0;
-	if (status == NULL)
+	/*
+	 * The target block survives from earlier transactions; a truncation
+	 * since would have reset it through the smgr invalidation, but check
+	 * anyway rather than read past the end.
+	 */
+	if (blk == InvalidBlockNumber || blk >= RelationGetNumberOfBlocks(rel))
 		return false;
-	for (PgStat_TableXactStatus *t = status->trans; t != NULL; t = t->upper)
+	buf = ReadBufferExtended(rel, MAIN_FORKNUM, blk, RBM_NORMAL, NULL);
+	LockBuffer(buf, BUFFER_LOCK_SHARE);
+	page = BufferGetPage(buf);
+	for (OffsetNumber off = PageGetMaxOffsetNumber(page);
+		 off >= FirstOffsetNumber && !found; off--)
 	{
-		if (t->truncdropped)
-			return false;
-		*inserted += t->tuples_inserted;
-		*deleted += t->tuples_deleted + t->tuples_updated;
+		ItemId		lp = PageGetItemId(page, off);
+		HeapTupleData tuple;
+		bool		isnull;
+
+		if (!ItemIdIsNormal(lp))
+			continue;
+		tuple.t_data = (HeapTupleHeader) PageGetItem(page, lp);
+		tuple.t_len = ItemIdGetLength(lp);
+		tuple.t_tableOid = RelationGetRelid(rel);
+		ItemPointerSet(&tuple.t_self, blk, off);
+		/* ours (not a killed speculative tuple, whose xmin is invalid) */
+		if (!TransactionIdIsCurrentTransactionId(HeapTupleHeaderGetRawXmin(tuple.t_data)))
+			continue;
+		if (!(tuple.t_data->t_infomask & HEAP_XMAX_INVALID) &&
+			TransactionIdIsValid(HeapTupleHeaderGetRawXmax(tuple.t_data)))
+			continue;
+		if (DatumGetInt64(heap_getattr(&tuple, Anum_el_seq, desc, &isnull)) != seq ||
+			isnull ||
+			DatumGetInt32(heap_getattr(&tuple, Anum_el_shard, desc, &isnull)) != shard)
+			continue;
+
+		/*
+		 * Still being inserted by an INSERT ... ON CONFLICT, which may kill
+		 * it (we run inside its index insertion): the probe decides.
+		 */
+		if (HeapTupleHeaderIsSpeculative(tuple.t_data))
+			break;
+		found = true;
 	}
-	return true;
-}
-
-/*
- * Before numbering a row of rel: confirm the row numbered last, if it was
- * rel's and the counts show it inserted (see ElLastNumbered).
- */
-static void
-el_confirm_last_numbered(Relation rel)
-{
-	ElLastNumbered *last = &el_last_numbered;
-	PgStat_Counter inserted;
-	PgStat_Counter deleted;
-
-	if (!OidIsValid(last->relid) || last->xact != el_xact_count ||
-		last->relid != RelationGetRelid(rel))
-		return;
-	if (el_xact_counts(rel, &inserted, &deleted) &&
-		inserted == last->inserted + 1 && deleted == last->deleted)
-	{
-		ElSeqHint  *hint = el_seq_hint(last->relid, last->shard);
-
-		if (hint->lxid == MyProc->lxid)
-			hint->confirmed = el_xact_count;
-	}
-	last->relid = InvalidOid;
-}
-
-/* After numbering a row of rel in shard: what el_confirm_last_numbered() needs. */
-static void
-el_note_numbered(Relation rel, int32 shard)
-{
-	ElLastNumbered *last = &el_last_numbered;
-
-	last->relid = InvalidOid;
-	if (el_xact_counts(rel, &last->inserted, &last->deleted))
-	{
-		last->relid = RelationGetRelid(rel);
-		last->shard = shard;
-		last->xact = el_xact_count;
-	}
+	UnlockReleaseBuffer(buf);
+	return found;
 }
 
 /*
@@ -561,11 +543,11 @@ el_last_seq(Relation rel, Oid pk, int32 shard, ElSeqHint *hint)
 	ElEndRow	end = {&hint->event_id, hint->row_key, hint->row_version};
 
 	/*
-	 * Our transaction numbered the hinted row, holds the shard lock since,
-	 * and the row is known to be in the table: it is the shard's end.
+	 * Our transaction numbered the hinted row and holds the shard lock
+	 * since: if the row is in the heap, it is the shard's end.
 	 */
-	if (hint->confirmed == el_xact_count && hint->lxid == MyProc->lxid &&
-		hint->last_seq > 0)
+	if (hint->lxid == MyProc->lxid && hint->last_seq > 0 &&
+		el_hinted_row_in_heap(rel, shard, hint->last_seq))
 		return hint->last_seq;
 
 	ScanKeyInit(&skeys[0], 1, BTEqualStrategyNumber, F_INT4EQ,
@@ -626,10 +608,8 @@ el_forget_positions(void)
 		{
 			hint->lxid = InvalidLocalTransactionId;
 			hint->last_seq = 0;
-			hint->confirmed = 0;
 		}
 	}
-	el_last_numbered.relid = InvalidOid;
 }
 
 /* Remember the seq just assigned, for the next append of this transaction. */
@@ -652,7 +632,6 @@ el_remember_seq(ElSeqHint *hint, int64 seq, const pg_uuid_t *event_id,
 	hint->row_version = version;
 	hint->lxid = MyProc->lxid;
 	hint->last_seq = seq;
-	hint->confirmed = 0;		/* until the next numbering sees it inserted */
 	memcpy(&hint->event_id, event_id, UUID_LEN);
 }
 
@@ -1059,7 +1038,6 @@ el_assign_position(PG_FUNCTION_ARGS)
 	}
 	else
 	{
-		el_confirm_last_numbered(rel);
 		hint = el_seq_hint(RelationGetRelid(rel), shard);
 		seq = el_last_seq(rel, idx->pk, shard, hint) + 1;
 		/* after el_last_seq(), which may empty the version cache */
@@ -1078,7 +1056,6 @@ el_assign_position(PG_FUNCTION_ARGS)
 		el_remember_seq(hint, seq, event_id, key, version);
 		ventry->version = version;
 		ventry->generation = hint->generation;
-		el_note_numbered(rel, shard);
 	}
 
 	if (own_append)
