@@ -463,11 +463,13 @@ el_hinted_row_in_heap(Relation rel, int32 shard, int64 seq)
 	bool		found = false;
 
 	/*
-	 * The target block survives from earlier transactions; a truncation
-	 * since would have reset it through the smgr invalidation, but check
-	 * anyway rather than read past the end.
+	 * A block this backend inserted into.  The relation can only shrink by a
+	 * truncation, under an ACCESS EXCLUSIVE lock, whose invalidation resets
+	 * every backend's target block before it can lock the stream again (we
+	 * hold a lock on it): PostgreSQL's own heap insertion reads the target
+	 * block on the same grounds, without asking the size of the relation.
 	 */
-	if (blk == InvalidBlockNumber || blk >= RelationGetNumberOfBlocks(rel))
+	if (blk == InvalidBlockNumber)
 		return false;
 	buf = ReadBufferExtended(rel, MAIN_FORKNUM, blk, RBM_NORMAL, NULL);
 	LockBuffer(buf, BUFFER_LOCK_SHARE);
