@@ -295,6 +295,21 @@ SELECT key, shard, seq, version, type FROM nested WHERE type <> 'Seed' ORDER BY 
 SELECT shard, count(*) = max(seq) AS dense FROM nested GROUP BY shard ORDER BY shard;
 SELECT count(*) AS keys_not_dense FROM (SELECT key FROM nested GROUP BY key
   HAVING count(*) <> max(version) OR min(version) <> 1) k;
+-- In one shard, the nested row takes the outer row's seq (the outer row is
+-- not written yet) and is skipped; the outer row then holds the seq the hint
+-- names, and must not pass for the nested row (k1's next version is 2).
+SELECT event_log.drop_stream('nested');
+SELECT event_log.create_stream('nested', 1);
+CREATE UNIQUE INDEX nested_ref ON nested ((payload ->> 'ref'));
+INSERT INTO nested (key, type, payload)
+SELECT 'k' || i, 'Seed', jsonb_build_object('ref', 'seed' || i) FROM generate_series(1, 3) i;
+ALTER TABLE nested ADD CONSTRAINT nested_check CHECK (nested_append(payload));
+INSERT INTO nested (key, type, payload) VALUES
+  ('k2', 'Outer', '{"ref": "o1", "nest": "k1", "nestref": "seed1"}'),
+  ('k1', 'After', '{"ref": "a1"}');
+SELECT key, shard, seq, version, type FROM nested WHERE type <> 'Seed' ORDER BY shard, seq;
+SELECT count(*) AS keys_not_dense FROM (SELECT key FROM nested GROUP BY key
+  HAVING count(*) <> max(version) OR min(version) <> 1) k;
 SELECT event_log.drop_stream('nested');
 DROP FUNCTION nested_append(jsonb);
 

@@ -449,12 +449,14 @@ el_seq_hint(Oid relid, int32 shard)
  * that user code running between the trigger and the insert, such as a
  * CHECK constraint, pushed off the target page with an insert of its own,
  * an invalidation that reset the target block): the caller probes.
- * Within our transaction only one live row can have that shard and seq: a
+ * Within our transaction only one live row can have that shard and seq (a
  * second would have failed the primary key, and every abort of a
- * subtransaction forgets the hints.
+ * subtransaction forgets the hints), but it need not be the hinted one:
+ * its event_id, key and version must match too, as el_last_seq()'s probe
+ * requires of the row it finds (ElEndRow).
  */
 static bool
-el_hinted_row_in_heap(Relation rel, int32 shard, int64 seq)
+el_hinted_row_in_heap(Relation rel, int32 shard, const ElSeqHint *hint)
 {
 	BlockNumber blk = RelationGetTargetBlock(rel);
 	TupleDesc	desc = RelationGetDescr(rel);
@@ -493,18 +495,33 @@ el_hinted_row_in_heap(Relation rel, int32 shard, int64 seq)
 		if (!(tuple.t_data->t_infomask & HEAP_XMAX_INVALID) &&
 			TransactionIdIsValid(HeapTupleHeaderGetRawXmax(tuple.t_data)))
 			continue;
-		if (DatumGetInt64(heap_getattr(&tuple, Anum_el_seq, desc, &isnull)) != seq ||
+		if (DatumGetInt64(heap_getattr(&tuple, Anum_el_seq, desc, &isnull)) != hint->last_seq ||
 			isnull ||
 			DatumGetInt32(heap_getattr(&tuple, Anum_el_shard, desc, &isnull)) != shard)
 			continue;
 
 		/*
+		 * The one live row of ours with that seq, but is it the hinted row?
+		 * User code running between the trigger and an outer row's insert
+		 * (a CHECK constraint) can append to the shard before the outer
+		 * row is written, and take the outer row's seq; if that nested row
+		 * is then skipped, the outer row holds the seq the hint names.
 		 * Still being inserted by an INSERT ... ON CONFLICT, which may kill
-		 * it (we run inside its index insertion): the probe decides.
+		 * it (we run inside its index insertion): not counted either.  The
+		 * probe decides in both cases.
 		 */
-		if (HeapTupleHeaderIsSpeculative(tuple.t_data))
-			break;
-		found = true;
+		if (!HeapTupleHeaderIsSpeculative(tuple.t_data))
+		{
+			text	   *key = DatumGetTextPP(heap_getattr(&tuple, Anum_el_key, desc, &isnull));
+
+			found = memcmp(DatumGetUUIDP(heap_getattr(&tuple, Anum_el_event_id, desc, &isnull)),
+						   &hint->event_id, UUID_LEN) == 0 &&
+				DatumGetInt64(heap_getattr(&tuple, Anum_el_version, desc, &isnull)) == hint->row_version &&
+				VARSIZE_ANY_EXHDR(key) == VARSIZE_ANY_EXHDR(hint->row_key) &&
+				memcmp(VARDATA_ANY(key), VARDATA_ANY(hint->row_key),
+					   VARSIZE_ANY_EXHDR(key)) == 0;
+		}
+		break;
 	}
 	UnlockReleaseBuffer(buf);
 	return found;
@@ -549,7 +566,7 @@ el_last_seq(Relation rel, Oid pk, int32 shard, ElSeqHint *hint)
 	 * since: if the row is in the heap, it is the shard's end.
 	 */
 	if (hint->lxid == MyProc->lxid && hint->last_seq > 0 &&
-		el_hinted_row_in_heap(rel, shard, hint->last_seq))
+		el_hinted_row_in_heap(rel, shard, hint))
 		return hint->last_seq;
 
 	ScanKeyInit(&skeys[0], 1, BTEqualStrategyNumber, F_INT4EQ,
