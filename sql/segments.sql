@@ -272,6 +272,41 @@ SELECT count(*) FROM event_log.segmented_streams;
 SELECT count(*) FROM event_log.segment_summaries;
 SELECT count(*) FROM pg_class WHERE relname ~ '^segment_[0-9]+_[0-9]+$' AND relnamespace = 'event_log'::regnamespace;
 
+-- Batches in one transaction take a shard's end from the row they numbered
+-- last when they find it in the segment's heap (docs/design/offsets.md):
+-- across a savepoint rolled back, a roll to a new segment in the middle of
+-- the transaction, a repeated event_id and append(), shards and keys stay
+-- dense and versions follow seq.
+SELECT event_log.create_stream('seg.batch', shards => 2, segment_events => 1000);
+BEGIN;
+INSERT INTO seg.batch (key, type, payload)
+SELECT 'k' || (i % 7), 'T', jsonb_build_object('n', i) FROM generate_series(1, 30) i;
+SAVEPOINT s;
+INSERT INTO seg.batch (key, type, payload)
+SELECT 'k' || (i % 7), 'Lost', '{}' FROM generate_series(1, 5) i;
+ROLLBACK TO SAVEPOINT s;
+INSERT INTO seg.batch (key, type, payload, event_id)
+VALUES ('k1', 'U', '{}', '00000000-0000-0000-0000-0000000000b1'),
+       ('k1', 'U', '{}', '00000000-0000-0000-0000-0000000000b1'),
+       ('k3', 'U', '{}', '00000000-0000-0000-0000-0000000000b3');
+SELECT event_log.roll_segment('seg.batch');
+INSERT INTO seg.batch (key, type, payload)
+SELECT 'k' || (i % 5), 'V', jsonb_build_object('n', i) FROM generate_series(1, 12) i;
+SELECT count(*) AS appended FROM generate_series(1, 4) i,
+       event_log.append('seg.batch', 'k' || i, 'W', '{}');
+INSERT INTO seg.batch (key, type, payload)
+SELECT 'k' || (i % 3), 'X', '{}' FROM generate_series(1, 6) i;
+COMMIT;
+SELECT type, count(*) FROM seg.batch GROUP BY type ORDER BY type;
+SELECT segment, count(*) FROM seg.batch GROUP BY segment ORDER BY segment;
+SELECT shard, count(*) = max(seq) AS dense FROM seg.batch GROUP BY shard ORDER BY shard;
+SELECT count(*) AS keys_not_dense FROM (SELECT key FROM seg.batch GROUP BY key
+  HAVING count(*) <> max(version) OR min(version) <> 1) k;
+SELECT count(*) AS versions_out_of_seq_order FROM (
+  SELECT version < lag(version) OVER (PARTITION BY key ORDER BY seq) AS back FROM seg.batch) v
+WHERE back;
+SELECT event_log.drop_stream('seg.batch');
+
 DROP SCHEMA seg CASCADE;
 DROP FUNCTION public.masked(text);
 DROP ROLE seg_owner, seg_appender, seg_reader;

@@ -394,6 +394,7 @@ typedef struct ElSeqHint
 	text	   *row_key;		/* key (in TopMemoryContext) */
 	Size		row_key_space;	/* bytes allocated for row_key's data */
 	int64		row_version;	/* and version */
+	Oid			segment;		/* the segment it went to (segmented streams) */
 	uint64		generation;		/* see ElVersion */
 } ElSeqHint;
 
@@ -427,6 +428,7 @@ el_seq_hint(Oid relid, int32 shard)
 		hint->row_key = NULL;
 		hint->row_key_space = 0;
 		hint->row_version = 0;
+		hint->segment = InvalidOid;
 		hint->generation = 0;
 	}
 	return hint;
@@ -1052,8 +1054,28 @@ el_assign_position(PG_FUNCTION_ARGS)
 	/* Under the shard lock, the last seq and version cannot move. */
 	if (seg != NULL)
 	{
-		seq = el_segment_last(rel, segs, shard, NULL) + 1;
-		version = el_segment_last(rel, segs, shard, key) + 1;
+		/*
+		 * The segments are probed without bounds, so only the shortcut
+		 * within a transaction applies: the hinted row, found where this
+		 * backend last inserted into the same segment, is the shard's end.
+		 * Anything else is probed, and the shard's cached versions, which
+		 * only this transaction's rows since then make valid, go stale.
+		 */
+		hint = el_seq_hint(RelationGetRelid(rel), shard);
+		if (hint->lxid == MyProc->lxid && hint->last_seq > 0 &&
+			hint->segment == RelationGetRelid(seg) &&
+			el_hinted_row_in_heap(seg, shard, hint))
+			seq = hint->last_seq + 1;
+		else
+		{
+			seq = el_segment_last(rel, segs, shard, NULL) + 1;
+			hint->generation++;
+		}
+		ventry = el_version_entry(RelationGetRelid(rel), key, true);
+		if (ventry->version >= 0 && ventry->generation == hint->generation)
+			version = ventry->version + 1;
+		else
+			version = el_segment_last(rel, segs, shard, key) + 1;
 	}
 	else
 	{
@@ -1070,12 +1092,10 @@ el_assign_position(PG_FUNCTION_ARGS)
 	newvals[3] = UUIDPGetDatum(event_id);
 	newvals[4] = TimestampTzGetDatum(GetCurrentTransactionStartTimestamp());
 
-	if (seg == NULL)
-	{
-		el_remember_seq(hint, seq, event_id, key, version);
-		ventry->version = version;
-		ventry->generation = hint->generation;
-	}
+	el_remember_seq(hint, seq, event_id, key, version);
+	hint->segment = seg != NULL ? RelationGetRelid(seg) : InvalidOid;
+	ventry->version = version;
+	ventry->generation = hint->generation;
 
 	if (own_append)
 	{
