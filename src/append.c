@@ -436,9 +436,9 @@ el_seq_hint(Oid relid, int32 shard)
 
 /*
  * Whether the row at the hint, which this transaction numbered, is in the
- * heap: a live tuple of this transaction with the hint's shard and seq, on
- * the page this backend last inserted into the stream (the relation's
- * target block).
+ * heap: a live tuple of this transaction with the hint's shard, seq,
+ * event_id, key and version, on the page this backend last inserted into
+ * the stream, or the segment (the relation's target block).
  *
  * Within the transaction that numbered the hinted row, the row is the
  * shard's end if it went in: the transaction has held the shard lock since,
