@@ -1062,6 +1062,7 @@ el_assign_position(PG_FUNCTION_ARGS)
 		 * only this transaction's rows since then make valid, go stale.
 		 */
 		hint = el_seq_hint(RelationGetRelid(rel), shard);
+		/* (a segment has the stream's columns at the same numbers) */
 		if (hint->lxid == MyProc->lxid && hint->last_seq > 0 &&
 			hint->segment == RelationGetRelid(seg) &&
 			el_hinted_row_in_heap(seg, shard, hint))
