@@ -86,6 +86,18 @@ typedef struct ElEndRow
 	int64		version;
 } ElEndRow;
 
+/* Whether a row with these event_id, version and key is the row `end` names. */
+static bool
+el_is_end_row(const ElEndRow *end, Datum event_id, Datum version, Datum key)
+{
+	text	   *k = DatumGetTextPP(key);
+
+	return memcmp(DatumGetUUIDP(event_id), end->event_id, UUID_LEN) == 0 &&
+		DatumGetInt64(version) == end->version &&
+		VARSIZE_ANY_EXHDR(k) == VARSIZE_ANY_EXHDR(end->key) &&
+		memcmp(VARDATA_ANY(k), VARDATA_ANY(end->key), VARSIZE_ANY_EXHDR(k)) == 0;
+}
+
 /*
  * Value of column `attnum` in the last row that a backward index scan with
  * `keys` returns, read with a dirty snapshot: it sees every committed row
@@ -187,17 +199,10 @@ el_index_last(Relation rel, Oid indexoid, ScanKey keys, int nkeys,
 							 errhint("Append from an AFTER trigger or after the statement instead.")));
 				/* Whether the last row is the one the caller expects. */
 				if (end != NULL)
-				{
-					text	   *key = DatumGetTextPP(slot_getattr(slot, Anum_el_key, &isnull));
-
 					*end_matches =
-						memcmp(DatumGetUUIDP(slot_getattr(slot, Anum_el_event_id, &isnull)),
-							   end->event_id, UUID_LEN) == 0 &&
-						DatumGetInt64(slot_getattr(slot, Anum_el_version, &isnull)) == end->version &&
-						VARSIZE_ANY_EXHDR(key) == VARSIZE_ANY_EXHDR(end->key) &&
-						memcmp(VARDATA_ANY(key), VARDATA_ANY(end->key),
-							   VARSIZE_ANY_EXHDR(key)) == 0;
-				}
+						el_is_end_row(end, slot_getattr(slot, Anum_el_event_id, &isnull),
+									  slot_getattr(slot, Anum_el_version, &isnull),
+									  slot_getattr(slot, Anum_el_key, &isnull));
 				result = DatumGetInt64(slot_getattr(slot, attnum, &isnull));
 			}
 			break;
@@ -462,9 +467,14 @@ el_hinted_row_in_heap(Relation rel, int32 shard, const ElSeqHint *hint)
 {
 	BlockNumber blk = RelationGetTargetBlock(rel);
 	TupleDesc	desc = RelationGetDescr(rel);
+	ElEndRow	end = {&hint->event_id, hint->row_key, hint->row_version};
 	Buffer		buf;
 	Page		page;
 	bool		found = false;
+
+	/* Only a row this transaction numbered, under the lock it still holds. */
+	if (hint->lxid != MyProc->lxid || hint->last_seq <= 0)
+		return false;
 
 	/*
 	 * A block this backend inserted into.  The relation can only shrink by a
@@ -513,16 +523,10 @@ el_hinted_row_in_heap(Relation rel, int32 shard, const ElSeqHint *hint)
 		 * probe decides in both cases.
 		 */
 		if (!HeapTupleHeaderIsSpeculative(tuple.t_data))
-		{
-			text	   *key = DatumGetTextPP(heap_getattr(&tuple, Anum_el_key, desc, &isnull));
-
-			found = memcmp(DatumGetUUIDP(heap_getattr(&tuple, Anum_el_event_id, desc, &isnull)),
-						   &hint->event_id, UUID_LEN) == 0 &&
-				DatumGetInt64(heap_getattr(&tuple, Anum_el_version, desc, &isnull)) == hint->row_version &&
-				VARSIZE_ANY_EXHDR(key) == VARSIZE_ANY_EXHDR(hint->row_key) &&
-				memcmp(VARDATA_ANY(key), VARDATA_ANY(hint->row_key),
-					   VARSIZE_ANY_EXHDR(key)) == 0;
-		}
+			found = el_is_end_row(&end,
+								  heap_getattr(&tuple, Anum_el_event_id, desc, &isnull),
+								  heap_getattr(&tuple, Anum_el_version, desc, &isnull),
+								  heap_getattr(&tuple, Anum_el_key, desc, &isnull));
 		break;
 	}
 	UnlockReleaseBuffer(buf);
@@ -533,11 +537,18 @@ el_hinted_row_in_heap(Relation rel, int32 shard, const ElSeqHint *hint)
  * The key's current version (0 if it has no events); under the shard lock,
  * after el_last_seq() has looked at the end of the key's shard.
  */
+/* Whether a cached version may be used (see ElVersion): assigned, same generation. */
+static bool
+el_version_current(const ElVersion *entry, const ElSeqHint *hint)
+{
+	return entry->version >= 0 && entry->generation == hint->generation;
+}
+
 static int64
 el_last_version(Relation rel, Oid indexoid, text *key, const ElSeqHint *hint,
 				const ElVersion *entry)
 {
-	if (entry->version >= 0 && entry->generation == hint->generation)
+	if (el_version_current(entry, hint))
 		return entry->version;
 
 	/*
@@ -567,8 +578,7 @@ el_last_seq(Relation rel, Oid pk, int32 shard, ElSeqHint *hint)
 	 * Our transaction numbered the hinted row and holds the shard lock
 	 * since: if the row is in the heap, it is the shard's end.
 	 */
-	if (hint->lxid == MyProc->lxid && hint->last_seq > 0 &&
-		el_hinted_row_in_heap(rel, shard, hint))
+	if (el_hinted_row_in_heap(rel, shard, hint))
 		return hint->last_seq;
 
 	ScanKeyInit(&skeys[0], 1, BTEqualStrategyNumber, F_INT4EQ,
@@ -1063,8 +1073,7 @@ el_assign_position(PG_FUNCTION_ARGS)
 		 */
 		hint = el_seq_hint(RelationGetRelid(rel), shard);
 		/* (a segment has the stream's columns at the same numbers) */
-		if (hint->lxid == MyProc->lxid && hint->last_seq > 0 &&
-			hint->segment == RelationGetRelid(seg) &&
+		if (hint->segment == RelationGetRelid(seg) &&
 			el_hinted_row_in_heap(seg, shard, hint))
 			seq = hint->last_seq + 1;
 		else
@@ -1073,7 +1082,7 @@ el_assign_position(PG_FUNCTION_ARGS)
 			hint->generation++;
 		}
 		ventry = el_version_entry(RelationGetRelid(rel), key, true);
-		if (ventry->version >= 0 && ventry->generation == hint->generation)
+		if (el_version_current(ventry, hint))
 			version = ventry->version + 1;
 		else
 			version = el_segment_last(rel, segs, shard, key) + 1;
