@@ -6,7 +6,7 @@ MODULE_big = event_log
 OBJS       = src/catalog.o src/key.o src/wake.o \
              src/registry.o \
              src/immutable.o src/schema_compile.o src/schema_validate.o src/schema_compat.o src/schema.o src/schema_registry.o src/schema_upcast.o src/personal.o src/personal_read.o src/personal_shred.o src/erasure.o \
-             src/event.o src/commit.o src/append.o src/append_batch.o src/read.o src/decoder.o \
+             src/event.o src/commit.o src/shard_end.o src/append.o src/append_batch.o src/read.o src/decoder.o \
              src/stream.o src/segment.o src/archive.o src/retention.o src/retention_segment.o src/conversation.o \
              src/projection_setplan.o src/projection_handler.o src/projection_inline.o \
              src/projection_build.o src/projection_async.o src/projection_deadletter.o src/projection_progress.o \

@@ -14,6 +14,7 @@
 #include "postgres.h"
 
 #include "access/genam.h"
+#include "access/heapam.h"
 #include "access/relation.h"
 #include "access/table.h"
 #include "access/visibilitymap.h"
@@ -47,6 +48,7 @@
 #include "registry.h"
 #include "schema.h"
 #include "segment.h"
+#include "shard_end.h"
 #include "wake.h"
 
 PG_FUNCTION_INFO_V1(el_assign_position);
@@ -288,13 +290,37 @@ static MemoryContext el_version_cxt = NULL;
 static HTAB *el_versions = NULL;
 
 static void el_forget_positions(void);
+static void el_publish_shard_ends(void);
+
+/*
+ * The seq hints (below) of the shards this transaction numbered rows in, for
+ * el_publish_shard_ends().  Beyond the array's size the rest are not
+ * published: their next appenders probe.
+ */
+#define EL_MAX_TOUCHED	64
+static struct ElSeqHint *el_touched[EL_MAX_TOUCHED];
+static int	el_ntouched = 0;
 
 static void
 el_xact_callback(XactEvent event, void *arg)
 {
-	if (event == XACT_EVENT_ABORT || event == XACT_EVENT_PARALLEL_ABORT ||
-		event == XACT_EVENT_PREPARE)
-		el_forget_positions();
+	switch (event)
+	{
+		case XACT_EVENT_PRE_COMMIT:
+			el_publish_shard_ends();
+			break;
+		case XACT_EVENT_COMMIT:
+		case XACT_EVENT_PARALLEL_COMMIT:
+			el_ntouched = 0;
+			break;
+		case XACT_EVENT_ABORT:
+		case XACT_EVENT_PARALLEL_ABORT:
+		case XACT_EVENT_PREPARE:
+			el_forget_positions();
+			break;
+		default:
+			break;
+	}
 }
 
 static void
@@ -463,7 +489,8 @@ el_seq_hint(Oid relid, int32 shard)
  * requires of the row it finds (ElEndRow).
  */
 static bool
-el_hinted_row_in_heap(Relation rel, int32 shard, const ElSeqHint *hint)
+el_hinted_row_in_heap(Relation rel, int32 shard, const ElSeqHint *hint,
+					  ItemPointer tid)
 {
 	BlockNumber blk = RelationGetTargetBlock(rel);
 	TupleDesc	desc = RelationGetDescr(rel);
@@ -527,9 +554,56 @@ el_hinted_row_in_heap(Relation rel, int32 shard, const ElSeqHint *hint)
 								  heap_getattr(&tuple, Anum_el_event_id, desc, &isnull),
 								  heap_getattr(&tuple, Anum_el_version, desc, &isnull),
 								  heap_getattr(&tuple, Anum_el_key, desc, &isnull));
+		if (found && tid != NULL)
+			*tid = tuple.t_self;
 		break;
 	}
 	UnlockReleaseBuffer(buf);
+	return found;
+}
+
+/*
+ * Whether the row that the shard's last appender left in shared memory is
+ * in the heap: live to a dirty snapshot (committed, not removed), with the
+ * entry's shard, seq and event_id (see shard_end.c for why that makes it
+ * the shard's end).  *ours: it is also the row the hint names, so nobody
+ * else appended to the shard since our last append to it.
+ */
+static bool
+el_shared_end_row(Relation rel, int32 shard, const ElShardEnd *shared,
+				  const ElSeqHint *hint, bool *ours)
+{
+	TupleDesc	desc = RelationGetDescr(rel);
+	ElEndRow	mine = {&hint->event_id, hint->row_key, hint->row_version};
+	SnapshotData dirty;
+	HeapTupleData tuple;
+	Buffer		buf;
+	bool		isnull;
+	bool		found;
+
+	/* Retention and VACUUM may have removed the row and its page. */
+	if (ItemPointerGetBlockNumber(&shared->tid) >= RelationGetNumberOfBlocks(rel))
+		return false;
+	InitDirtySnapshot(dirty);
+	tuple.t_self = shared->tid;
+	if (!heap_fetch(rel, &dirty, &tuple, &buf, false))
+		return false;
+
+	/*
+	 * A row whose inserter is still running was not numbered under the
+	 * shard lock; the probe waits for it.
+	 */
+	found = !TransactionIdIsValid(dirty.xmin) &&
+		DatumGetInt32(heap_getattr(&tuple, Anum_el_shard, desc, &isnull)) == shard &&
+		DatumGetInt64(heap_getattr(&tuple, Anum_el_seq, desc, &isnull)) == shared->seq &&
+		memcmp(DatumGetUUIDP(heap_getattr(&tuple, Anum_el_event_id, desc, &isnull)),
+			   &shared->event_id, UUID_LEN) == 0;
+	*ours = found && hint->last_seq == shared->seq &&
+		el_is_end_row(&mine,
+					  heap_getattr(&tuple, Anum_el_event_id, desc, &isnull),
+					  heap_getattr(&tuple, Anum_el_version, desc, &isnull),
+					  heap_getattr(&tuple, Anum_el_key, desc, &isnull));
+	ReleaseBuffer(buf);
 	return found;
 }
 
@@ -578,8 +652,27 @@ el_last_seq(Relation rel, Oid pk, int32 shard, ElSeqHint *hint)
 	 * Our transaction numbered the hinted row and holds the shard lock
 	 * since: if the row is in the heap, it is the shard's end.
 	 */
-	if (el_hinted_row_in_heap(rel, shard, hint))
+	if (el_hinted_row_in_heap(rel, shard, hint, NULL))
 		return hint->last_seq;
+
+	/*
+	 * Our first row of this transaction in the shard: the shard's last
+	 * appender may have left its end in shared memory (shard_end.c), which
+	 * is taken, and cleared, either way.
+	 */
+	if (hint->lxid != MyProc->lxid)
+	{
+		ElShardEnd	shared;
+		bool		ours;
+
+		if (el_shard_end_take(rel, shard, &shared) &&
+			el_shared_end_row(rel, shard, &shared, hint, &ours))
+		{
+			if (!ours)
+				hint->generation++;
+			return shared.seq;
+		}
+	}
 
 	ScanKeyInit(&skeys[0], 1, BTEqualStrategyNumber, F_INT4EQ,
 				Int32GetDatum(shard));
@@ -641,6 +734,7 @@ el_forget_positions(void)
 			hint->last_seq = 0;
 		}
 	}
+	el_ntouched = 0;
 }
 
 /* Remember the seq just assigned, for the next append of this transaction. */
@@ -661,9 +755,45 @@ el_remember_seq(ElSeqHint *hint, int64 seq, const pg_uuid_t *event_id,
 	SET_VARSIZE(hint->row_key, len + VARHDRSZ);
 	memcpy(VARDATA(hint->row_key), VARDATA_ANY(key), len);
 	hint->row_version = version;
+	if (hint->lxid != MyProc->lxid && el_ntouched < EL_MAX_TOUCHED)
+		el_touched[el_ntouched++] = hint;
 	hint->lxid = MyProc->lxid;
 	hint->last_seq = seq;
 	memcpy(&hint->event_id, event_id, UUID_LEN);
+}
+
+/*
+ * At pre-commit, under the shard locks: leave in shared memory where this
+ * transaction's last row of each shard of a plain stream is, for the next
+ * appender (shard_end.c).  Only a row found in the heap, as the next append
+ * of this transaction would have to find it to skip its probe; the entry of
+ * a shard whose row is not found (skipped, or pushed off the page this
+ * backend inserted into last by later rows) stays clear.
+ */
+static void
+el_publish_shard_ends(void)
+{
+	for (int i = 0; i < el_ntouched; i++)
+	{
+		ElSeqHint  *hint = el_touched[i];
+		Relation	rel;
+		ElShardEnd	end;
+
+		if (hint->lxid != MyProc->lxid || hint->last_seq <= 0 ||
+			OidIsValid(hint->segment))
+			continue;
+		rel = try_relation_open(hint->key.relid, NoLock);
+		if (rel == NULL)
+			continue;			/* dropped by this transaction */
+		if (el_hinted_row_in_heap(rel, hint->key.shard, hint, &end.tid))
+		{
+			end.seq = hint->last_seq;
+			memcpy(&end.event_id, &hint->event_id, UUID_LEN);
+			el_shard_end_publish(rel, hint->key.shard, &end);
+		}
+		relation_close(rel, NoLock);
+	}
+	el_ntouched = 0;
 }
 
 /*
@@ -962,6 +1092,8 @@ el_assign_position(PG_FUNCTION_ARGS)
 		el_lock_shard(RelationGetRelid(rel), DatumGetInt32(values[Anum_el_shard - 1]),
 					  el_stream_grouped(RelationGetRelid(rel)));
 		el_forget_positions();
+		if (seg == NULL)
+			el_shard_end_forget(rel, DatumGetInt32(values[Anum_el_shard - 1]));
 		el_note_append(RelationGetRelid(rel));
 		if (seg != NULL)
 			relation_close(rel, NoLock);
@@ -1074,7 +1206,7 @@ el_assign_position(PG_FUNCTION_ARGS)
 		hint = el_seq_hint(RelationGetRelid(rel), shard);
 		/* (a segment has the stream's columns at the same numbers) */
 		if (hint->segment == RelationGetRelid(seg) &&
-			el_hinted_row_in_heap(seg, shard, hint))
+			el_hinted_row_in_heap(seg, shard, hint, NULL))
 			seq = hint->last_seq + 1;
 		else
 		{

@@ -18,6 +18,7 @@
 #include "retention.h"
 #include "segment.h"
 #include "schema.h"
+#include "shard_end.h"
 #include "wake.h"
 #include "worker.h"
 
@@ -181,6 +182,7 @@ _PG_init(void)
 	el_retention_init();
 	el_projection_init();
 	el_consumer_init();
+	el_shard_end_init();
 
 	/* The launcher of the background workers needs preloading. */
 	if (process_shared_preload_libraries_in_progress)

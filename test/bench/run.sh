@@ -5,6 +5,9 @@
 # PATH (PostgreSQL bin first, for pgbench), EVENT_LOG_TMP, EVENT_LOG_DATA,
 # EVENT_LOG_HAS_OPL and EVENT_LOG_ROOT (the repo) exported; it may source
 # "$EVENT_LOG_ROOT/test/cluster.sh" to call cluster_restart.
+# BENCH_PRELOAD=1 starts the cluster with event_log in
+# shared_preload_libraries (the shard's end in shared memory, the background
+# worker), as a production server with the worker runs.
 # Exits 1 if any benchmark failed.
 set -euo pipefail
 
@@ -28,7 +31,12 @@ fi
 source "$EVENT_LOG_ROOT/test/cluster.sh"
 trap cluster_stop EXIT
 trap 'exit 130' INT TERM
-cluster_start
+if [[ ${BENCH_PRELOAD:-0} == 1 ]]; then
+    cluster_start "shared_preload_libraries = 'event_log'"
+    echo "bench: event_log in shared_preload_libraries"
+else
+    cluster_start
+fi
 
 failed=()
 for f in "${benches[@]}"; do

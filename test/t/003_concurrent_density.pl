@@ -12,6 +12,9 @@
 # Afterwards every shard and every key must be dense, shards must match
 # shard_for(), and seq order must agree with commit timestamps.
 #
+# The server preloads event_log, so appenders also take the shard's end
+# from shared memory (src/shard_end.c).
+#
 # EVENT_LOG_STRESS_SECONDS sets pgbench's duration (default 15).
 # Script (j) runs append() from a cursor whose later FETCH fails inside an
 # exception block: a shard lock taken under the cursor's resource owner used
@@ -29,6 +32,7 @@ my $duration = $ENV{EVENT_LOG_STRESS_SECONDS} || 15;
 my $shards = 4;
 
 my $node = new_node('stress', logical => 1, conf => qq{
+shared_preload_libraries = 'event_log'
 max_prepared_transactions = 10
 track_commit_timestamp = on
 deadlock_timeout = '50ms'
