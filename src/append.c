@@ -282,6 +282,8 @@ typedef struct ElVersion
 	char	   *key;			/* the key's bytes, to rule out collisions */
 	int64		version;
 	uint64		generation;		/* of the shard's seq hint when assigned */
+	LocalTransactionId cleared; /* last transaction that cleared the key's
+								 * shared entry (shard_end.c) */
 } ElVersion;
 
 #define EL_VERSION_CACHE_MAX	65536
@@ -396,6 +398,7 @@ el_version_entry(Oid relid, text *key, bool create)
 	entry->key = MemoryContextAlloc(el_version_cxt, Max(len, 1));
 	memcpy(entry->key, VARDATA_ANY(key), len);
 	entry->version = -1;
+	entry->cleared = InvalidLocalTransactionId;
 	return entry;
 }
 
@@ -563,11 +566,38 @@ el_hinted_row_in_heap(Relation rel, int32 shard, const ElSeqHint *hint,
 }
 
 /*
+ * The row at `tid`, fetched with a dirty snapshot into *tuple, its buffer
+ * pinned in *buf: false if no committed, live row is there (its inserter
+ * aborted, retention removed it) or the relation no longer has the block.
+ * A row whose inserter is still running was not numbered under the shard
+ * lock; the caller's probe waits for it.
+ */
+static bool
+el_fetch_live_row(Relation rel, ItemPointer tid, HeapTuple tuple, Buffer *buf)
+{
+	SnapshotData dirty;
+
+	/* Retention and VACUUM may have removed the row and its page. */
+	if (ItemPointerGetBlockNumber(tid) >= RelationGetNumberOfBlocks(rel))
+		return false;
+	InitDirtySnapshot(dirty);
+	tuple->t_self = *tid;
+	if (!heap_fetch(rel, &dirty, tuple, buf, false))
+		return false;
+	if (TransactionIdIsValid(dirty.xmin))
+	{
+		ReleaseBuffer(*buf);
+		return false;
+	}
+	return true;
+}
+
+/*
  * Whether the row that the shard's last appender left in shared memory is
- * in the heap: live to a dirty snapshot (committed, not removed), with the
- * entry's shard, seq and event_id (see shard_end.c for why that makes it
- * the shard's end).  *ours: it is also the row the hint names, so nobody
- * else appended to the shard since our last append to it.
+ * in the heap, live, with the entry's shard, seq and event_id (see
+ * shard_end.c for why that makes it the shard's end).  *ours: it is also
+ * the row the hint names, so nobody else appended to the shard since our
+ * last append to it.
  */
 static bool
 el_shared_end_row(Relation rel, int32 shard, const ElShardEnd *shared,
@@ -575,26 +605,14 @@ el_shared_end_row(Relation rel, int32 shard, const ElShardEnd *shared,
 {
 	TupleDesc	desc = RelationGetDescr(rel);
 	ElEndRow	mine = {&hint->event_id, hint->row_key, hint->row_version};
-	SnapshotData dirty;
 	HeapTupleData tuple;
 	Buffer		buf;
 	bool		isnull;
 	bool		found;
 
-	/* Retention and VACUUM may have removed the row and its page. */
-	if (ItemPointerGetBlockNumber(&shared->tid) >= RelationGetNumberOfBlocks(rel))
+	if (!el_fetch_live_row(rel, (ItemPointer) &shared->tid, &tuple, &buf))
 		return false;
-	InitDirtySnapshot(dirty);
-	tuple.t_self = shared->tid;
-	if (!heap_fetch(rel, &dirty, &tuple, &buf, false))
-		return false;
-
-	/*
-	 * A row whose inserter is still running was not numbered under the
-	 * shard lock; the probe waits for it.
-	 */
-	found = !TransactionIdIsValid(dirty.xmin) &&
-		DatumGetInt32(heap_getattr(&tuple, Anum_el_shard, desc, &isnull)) == shard &&
+	found = DatumGetInt32(heap_getattr(&tuple, Anum_el_shard, desc, &isnull)) == shard &&
 		DatumGetInt64(heap_getattr(&tuple, Anum_el_seq, desc, &isnull)) == shared->seq &&
 		memcmp(DatumGetUUIDP(heap_getattr(&tuple, Anum_el_event_id, desc, &isnull)),
 			   &shared->event_id, UUID_LEN) == 0;
@@ -603,6 +621,31 @@ el_shared_end_row(Relation rel, int32 shard, const ElShardEnd *shared,
 					  heap_getattr(&tuple, Anum_el_event_id, desc, &isnull),
 					  heap_getattr(&tuple, Anum_el_version, desc, &isnull),
 					  heap_getattr(&tuple, Anum_el_key, desc, &isnull));
+	ReleaseBuffer(buf);
+	return found;
+}
+
+/*
+ * Whether the row that the key's last appender left in shared memory is in
+ * the heap, live, with this key and the entry's version and event_id: then
+ * that version is the key's last (shard_end.c).
+ */
+static bool
+el_shared_key_row(Relation rel, text *key, const ElShardEnd *shared)
+{
+	TupleDesc	desc = RelationGetDescr(rel);
+	ElEndRow	row = {&shared->event_id, key, shared->seq};
+	HeapTupleData tuple;
+	Buffer		buf;
+	bool		isnull;
+	bool		found;
+
+	if (!el_fetch_live_row(rel, (ItemPointer) &shared->tid, &tuple, &buf))
+		return false;
+	found = el_is_end_row(&row,
+						  heap_getattr(&tuple, Anum_el_event_id, desc, &isnull),
+						  heap_getattr(&tuple, Anum_el_version, desc, &isnull),
+						  heap_getattr(&tuple, Anum_el_key, desc, &isnull));
 	ReleaseBuffer(buf);
 	return found;
 }
@@ -620,10 +663,25 @@ el_version_current(const ElVersion *entry, const ElSeqHint *hint)
 
 static int64
 el_last_version(Relation rel, Oid indexoid, text *key, const ElSeqHint *hint,
-				const ElVersion *entry)
+				ElVersion *entry)
 {
+	ElShardEnd	shared;
+	bool		have_shared = false;
+
+	/*
+	 * Our first row of the key in this transaction: its last appender may
+	 * have left the key's last row in shared memory, which is taken, and
+	 * cleared, either way (shard_end.c).
+	 */
+	if (entry->cleared != MyProc->lxid)
+	{
+		have_shared = el_key_end_take(rel, key, &shared);
+		entry->cleared = MyProc->lxid;
+	}
 	if (el_version_current(entry, hint))
 		return entry->version;
+	if (have_shared && el_shared_key_row(rel, key, &shared))
+		return shared.seq;
 
 	/*
 	 * Others appended to the shard since, but a version we assigned stays
@@ -787,9 +845,12 @@ el_publish_shard_ends(void)
 			continue;			/* dropped by this transaction */
 		if (el_hinted_row_in_heap(rel, hint->key.shard, hint, &end.tid))
 		{
-			end.seq = hint->last_seq;
 			memcpy(&end.event_id, &hint->event_id, UUID_LEN);
+			end.seq = hint->last_seq;
 			el_shard_end_publish(rel, hint->key.shard, &end);
+			/* the same row is its key's last too */
+			end.seq = hint->row_version;
+			el_key_end_publish(rel, hint->row_key, &end);
 		}
 		relation_close(rel, NoLock);
 	}
@@ -1093,7 +1154,10 @@ el_assign_position(PG_FUNCTION_ARGS)
 					  el_stream_grouped(RelationGetRelid(rel)));
 		el_forget_positions();
 		if (seg == NULL)
+		{
 			el_shard_end_forget(rel, DatumGetInt32(values[Anum_el_shard - 1]));
+			el_key_end_forget(rel, key);
+		}
 		el_note_append(RelationGetRelid(rel));
 		if (seg != NULL)
 			relation_close(rel, NoLock);

@@ -1,7 +1,8 @@
 /*-------------------------------------------------------------------------
  *
  * shard_end.c
- *	  The end of each shard in shared memory, for the next appender.
+ *	  The end of each shard, and each key's last row, in shared memory, for
+ *	  the next appender.
  *
  *	  Every append looks for the end of its shard under the shard lock: the
  *	  last seq, from a backward probe of the (shard, seq) index with a dirty
@@ -37,9 +38,20 @@
  *	  since.  Rows inserted with their positions already set (a logical
  *	  replication subscriber's apply) clear the entry too.
  *
- *	  The table is direct-mapped: a shard's entry has one slot, chosen by a
+ *	  A second table does the same for keys: the row a transaction publishes
+ *	  as its shard's end is also its key's last row, so its version is the
+ *	  key's last.  A transaction clears a key's entry the first time it
+ *	  numbers a row of the key, and the next appender of the key trusts it
+ *	  after fetching the row and finding it live, with the key, version
+ *	  and event_id.  A key's entry is read and written only under its
+ *	  shard's lock, like the shard's.  On a shard that several backends
+ *	  append to, a backend's own cache of versions (append.c) is stale after
+ *	  every foreign append; this spares the (key, version) probe there.
+ *
+ *	  The tables are direct-mapped: a shard's entry has one slot, chosen by a
  *	  hash of (database, relation, relfilenode, shard), and another shard
- *	  hashing to the same slot replaces it.  A replaced or missing entry
+ *	  hashing to the same slot replaces it; a key's, by a hash of the
+ *	  relation and the key, whose bytes the fetched row confirms.  A replaced or missing entry
  *	  costs a probe, nothing else.  Each slot has its own spinlock.  The
  *	  table starts empty at server start and after a crash; a standby never
  *	  fills it (nobody appends there), so a promoted standby starts empty
@@ -61,35 +73,49 @@
 
 #include "shard_end.h"
 
-/* Slots of the table: a few per stream shard of a busy database. */
+/*
+ * Slots of the tables: a few per stream shard of a busy database, and one
+ * per recently appended key.
+ */
 #define EL_SHARD_END_SLOTS	4096
+#define EL_KEY_END_SLOTS	32768
 
-typedef struct ElShardEndKey
+/* Whose entry a slot holds: a shard's, or a key's (shard -1). */
+typedef struct ElEndKey
 {
 	Oid			dbid;
 	Oid			relid;
 	Oid			relnode;
 	int32		shard;
-} ElShardEndKey;
+	uint32		keylen;
+	uint64		keyhash;
+} ElEndKey;
 
-typedef struct ElShardEndSlot
+typedef struct ElEndSlot
 {
 	slock_t		mutex;
 	bool		valid;
-	ElShardEndKey key;
+	ElEndKey	key;
 	ElShardEnd	end;
-} ElShardEndSlot;
+} ElEndSlot;
 
-static ElShardEndSlot *el_shard_ends = NULL;
+typedef struct ElEndTable
+{
+	ElEndSlot  *slots;
+	int			nslots;
+} ElEndTable;
+
+static ElEndTable el_shard_ends = {NULL, EL_SHARD_END_SLOTS};
+static ElEndTable el_key_ends = {NULL, EL_KEY_END_SLOTS};
 static bool el_shard_end_cache = true;
 
 static shmem_request_hook_type prev_shmem_request_hook = NULL;
 static shmem_startup_hook_type prev_shmem_startup_hook = NULL;
 
 static Size
-el_shard_end_size(void)
+el_end_table_size(const ElEndTable *table)
 {
-	return mul_size(EL_SHARD_END_SLOTS, sizeof(ElShardEndSlot));
+	return mul_size(table->nslots, sizeof(ElEndSlot));
 }
 
 static void
@@ -97,26 +123,33 @@ el_shard_end_shmem_request(void)
 {
 	if (prev_shmem_request_hook)
 		prev_shmem_request_hook();
-	RequestAddinShmemSpace(el_shard_end_size());
+	RequestAddinShmemSpace(add_size(el_end_table_size(&el_shard_ends),
+									el_end_table_size(&el_key_ends)));
+}
+
+static void
+el_end_table_attach(ElEndTable *table, const char *name)
+{
+	bool		found;
+
+	table->slots = ShmemInitStruct(name, el_end_table_size(table), &found);
+	if (!found)
+		for (int i = 0; i < table->nslots; i++)
+		{
+			SpinLockInit(&table->slots[i].mutex);
+			table->slots[i].valid = false;
+		}
 }
 
 static void
 el_shard_end_shmem_startup(void)
 {
-	bool		found;
-
 	if (prev_shmem_startup_hook)
 		prev_shmem_startup_hook();
 
 	LWLockAcquire(AddinShmemInitLock, LW_EXCLUSIVE);
-	el_shard_ends = ShmemInitStruct("event_log shard ends",
-									el_shard_end_size(), &found);
-	if (!found)
-		for (int i = 0; i < EL_SHARD_END_SLOTS; i++)
-		{
-			SpinLockInit(&el_shard_ends[i].mutex);
-			el_shard_ends[i].valid = false;
-		}
+	el_end_table_attach(&el_shard_ends, "event_log shard ends");
+	el_end_table_attach(&el_key_ends, "event_log key ends");
 	LWLockRelease(AddinShmemInitLock);
 }
 
@@ -124,8 +157,8 @@ void
 el_shard_end_init(void)
 {
 	DefineCustomBoolVariable("event_log.shard_end_cache",
-							 "Takes a shard's end from shared memory instead of probing its index, where the last appender left it.",
-							 "Needs event_log in shared_preload_libraries.  Off, appends probe the index; they keep the shared entries up to date either way.",
+							 "Takes the end of a shard, and a key's last version, from shared memory instead of probing the indexes, where the last appender left them.",
+							 "Needs event_log in shared_preload_libraries.  Off, appends probe the indexes; they keep the shared entries up to date either way.",
 							 &el_shard_end_cache,
 							 true,
 							 PGC_SUSET,
@@ -140,31 +173,42 @@ el_shard_end_init(void)
 	shmem_startup_hook = el_shard_end_shmem_startup;
 }
 
-/* The slot of a shard's entry, and the key it has there. */
-static ElShardEndSlot *
-el_shard_end_slot(Relation rel, int32 shard, ElShardEndKey *key)
+/* A shard's key, or a key's (shard -1). */
+static void
+el_end_key(ElEndKey *k, Relation rel, int32 shard, const text *key)
 {
-	memset(key, 0, sizeof(*key));
-	key->dbid = MyDatabaseId;
-	key->relid = RelationGetRelid(rel);
-	key->relnode = rel->rd_node.relNode;
-	key->shard = shard;
-	return &el_shard_ends[hash_bytes((const unsigned char *) key, sizeof(*key)) %
-						  EL_SHARD_END_SLOTS];
+	memset(k, 0, sizeof(*k));
+	k->dbid = MyDatabaseId;
+	k->relid = RelationGetRelid(rel);
+	k->relnode = rel->rd_node.relNode;
+	k->shard = shard;
+	if (key != NULL)
+	{
+		k->keylen = VARSIZE_ANY_EXHDR(key);
+		k->keyhash = hash_bytes_extended((const unsigned char *) VARDATA_ANY(key),
+										 k->keylen, 0);
+	}
 }
 
-static bool
-el_shard_end_clear(Relation rel, int32 shard, ElShardEnd *end)
+static ElEndSlot *
+el_end_slot(const ElEndTable *table, const ElEndKey *k)
 {
-	ElShardEndKey key;
-	ElShardEndSlot *slot;
+	return &table->slots[hash_bytes((const unsigned char *) k, sizeof(*k)) %
+						 table->nslots];
+}
+
+/* Read and clear k's entry; whether it had one. */
+static bool
+el_end_clear(const ElEndTable *table, const ElEndKey *k, ElShardEnd *end)
+{
+	ElEndSlot  *slot;
 	bool		found;
 
-	if (el_shard_ends == NULL)
+	if (table->slots == NULL)
 		return false;
-	slot = el_shard_end_slot(rel, shard, &key);
+	slot = el_end_slot(table, k);
 	SpinLockAcquire(&slot->mutex);
-	found = slot->valid && memcmp(&slot->key, &key, sizeof(key)) == 0;
+	found = slot->valid && memcmp(&slot->key, k, sizeof(*k)) == 0;
 	if (found)
 	{
 		if (end != NULL)
@@ -175,31 +219,72 @@ el_shard_end_clear(Relation rel, int32 shard, ElShardEnd *end)
 	return found;
 }
 
+static void
+el_end_publish(const ElEndTable *table, const ElEndKey *k, const ElShardEnd *end)
+{
+	ElEndSlot  *slot;
+
+	if (table->slots == NULL || !el_shard_end_cache)
+		return;
+	slot = el_end_slot(table, k);
+	SpinLockAcquire(&slot->mutex);
+	slot->key = *k;
+	slot->end = *end;
+	slot->valid = true;
+	SpinLockRelease(&slot->mutex);
+}
+
 bool
 el_shard_end_take(Relation rel, int32 shard, ElShardEnd *end)
 {
+	ElEndKey	k;
+
+	el_end_key(&k, rel, shard, NULL);
 	/* cleared even when not used: the entry must never outlive a numbering */
-	return el_shard_end_clear(rel, shard, end) && el_shard_end_cache;
+	return el_end_clear(&el_shard_ends, &k, end) && el_shard_end_cache;
 }
 
 void
 el_shard_end_forget(Relation rel, int32 shard)
 {
-	el_shard_end_clear(rel, shard, NULL);
+	ElEndKey	k;
+
+	el_end_key(&k, rel, shard, NULL);
+	el_end_clear(&el_shard_ends, &k, NULL);
 }
 
 void
 el_shard_end_publish(Relation rel, int32 shard, const ElShardEnd *end)
 {
-	ElShardEndKey key;
-	ElShardEndSlot *slot;
+	ElEndKey	k;
 
-	if (el_shard_ends == NULL || !el_shard_end_cache)
-		return;
-	slot = el_shard_end_slot(rel, shard, &key);
-	SpinLockAcquire(&slot->mutex);
-	slot->key = key;
-	slot->end = *end;
-	slot->valid = true;
-	SpinLockRelease(&slot->mutex);
+	el_end_key(&k, rel, shard, NULL);
+	el_end_publish(&el_shard_ends, &k, end);
+}
+
+bool
+el_key_end_take(Relation rel, const text *key, ElShardEnd *end)
+{
+	ElEndKey	k;
+
+	el_end_key(&k, rel, -1, key);
+	return el_end_clear(&el_key_ends, &k, end) && el_shard_end_cache;
+}
+
+void
+el_key_end_forget(Relation rel, const text *key)
+{
+	ElEndKey	k;
+
+	el_end_key(&k, rel, -1, key);
+	el_end_clear(&el_key_ends, &k, NULL);
+}
+
+void
+el_key_end_publish(Relation rel, const text *key, const ElShardEnd *end)
+{
+	ElEndKey	k;
+
+	el_end_key(&k, rel, -1, key);
+	el_end_publish(&el_key_ends, &k, end);
 }

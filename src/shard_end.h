@@ -15,10 +15,13 @@
 #include "utils/rel.h"
 #include "utils/uuid.h"
 
-/* Where a shard's last row is, as its last appender left it. */
+/*
+ * Where a shard's (or a key's) last row is, as its last appender left it:
+ * its seq (or version), TID and event_id.
+ */
 typedef struct ElShardEnd
 {
-	int64		seq;
+	int64		seq;			/* the version, for a key */
 	ItemPointerData tid;
 	pg_uuid_t	event_id;
 } ElShardEnd;
@@ -39,5 +42,13 @@ extern void el_shard_end_forget(Relation rel, int32 shard);
 
 /* At pre-commit, under the shard lock: our last row of the shard is there. */
 extern void el_shard_end_publish(Relation rel, int32 shard, const ElShardEnd *end);
+
+/*
+ * The same for a key's last row (its version instead of a seq), under the
+ * lock of the key's shard.
+ */
+extern bool el_key_end_take(Relation rel, const text *key, ElShardEnd *end);
+extern void el_key_end_forget(Relation rel, const text *key);
+extern void el_key_end_publish(Relation rel, const text *key, const ElShardEnd *end);
 
 #endif							/* EL_SHARD_END_H */

@@ -3,7 +3,8 @@
 # shared_preload_libraries:
 #  - single-event transactions take the shard's end from it, without probing
 #    the (shard, seq) index, and probe again with event_log.shard_end_cache
-#    off;
+#    off; sessions taking turns on a shard take their keys' last versions
+#    from it, without probing the (key, version) index;
 #  - every way a transaction's last numbered row can fail to be the shard's
 #    end leaves the next appender, in another session, numbering without a
 #    gap: a row skipped by ON CONFLICT DO NOTHING, a savepoint rolled back,
@@ -39,6 +40,9 @@ $node->safe_psql('postgres', q{
 });
 my $k0 = $node->safe_psql('postgres', 'SELECT key FROM keys WHERE shard = 0');
 my $k1 = $node->safe_psql('postgres', 'SELECT key FROM keys WHERE shard = 1');
+my $k0b = $node->safe_psql('postgres', qq{
+	SELECT 'k' || i FROM generate_series(1, 50) i
+	WHERE event_log.shard_for('k' || i, 2) = 0 AND 'k' || i <> '$k0' LIMIT 1});
 
 # Index scans of the (shard, seq) index so far (a session's counts reach
 # the shared statistics when it ends; each safe_psql is a session).
@@ -74,8 +78,51 @@ cmp_ok($without, '>=', 100,
 	"with event_log.shard_end_cache off each one probes ($without)");
 check_dense($node, 'ev', 'single-event transactions');
 
-# Two sessions taking turns on one shard: each finds the other's row, and
-# the versions of the key they share stay exact.
+# Two sessions taking turns on a 1-shard stream, each with keys of its own: each
+# finds the other's row at the shard's end, so its own cache of versions is
+# stale every time, and takes its key's last version from the key's entry
+# instead of probing the (key, version) index.  With the setting off, every
+# append probes.  Each round's sessions end before the statistics are read.
+sub version_scans
+{
+	return $node->safe_psql('postgres',
+		q{SELECT idx_scan FROM pg_stat_user_indexes WHERE indexrelname = 'one_key_version_key'});
+}
+
+sub take_turns
+{
+	my ($rounds, $setting) = @_;
+	my @s = map { $node->background_psql('postgres') } 1 .. 2;
+	for my $session (@s)
+	{
+		$session->query_safe("SET event_log.shard_end_cache = $setting");
+	}
+	for my $i (1 .. $rounds)
+	{
+		for my $j (0 .. 1)
+		{
+			my $key = "t${j}_" . ($i % 3);
+			$s[$j]->query_safe(
+				"INSERT INTO one (key, type, payload) VALUES ('$key', 'T', '{}')");
+		}
+	}
+	$_->quit for @s;
+	return;
+}
+$node->safe_psql('postgres', q{SELECT event_log.create_stream('public.one', 1)});
+take_turns(3, 'on');    # every key has an entry
+$before = version_scans();
+take_turns(30, 'on');
+my $key_probes = version_scans() - $before;
+cmp_ok($key_probes, '<=', 6,
+	"keys whose last row another session left take their version from it ($key_probes probes for 60 appends)");
+$before = version_scans();
+take_turns(30, 'off');
+$key_probes = version_scans() - $before;
+cmp_ok($key_probes, '>=', 30,
+	"with event_log.shard_end_cache off they probe ($key_probes probes for 60 appends)");
+check_dense($node, 'one', 'two sessions taking turns on a shard');
+
 my $a = $node->background_psql('postgres');
 my $b = $node->background_psql('postgres');
 for (1 .. 20)
@@ -84,7 +131,7 @@ for (1 .. 20)
 	$b->query_safe("INSERT INTO ev (key, type, payload) VALUES ('$k0', 'B', '{}')");
 	$b->query_safe("INSERT INTO ev (key, type, payload) VALUES ('$k0', 'B', '{}')");
 }
-check_dense($node, 'ev', 'two sessions taking turns on a shard');
+check_dense($node, 'ev', 'two sessions taking turns on one key');
 
 # Each case: SQL in session a whose last numbered row of shard 0 is not
 # the shard's end (or is, in an unusual way), then an append in session b.
@@ -110,6 +157,22 @@ my @cases = (
 		   SAVEPOINT s;
 		   INSERT INTO ev (key, type, payload) VALUES ('$k0', 'T', '{}');
 		   ROLLBACK TO s;
+		   COMMIT;}
+	],
+	[
+		'the key, then another key of its shard',
+		qq{BEGIN;
+		   INSERT INTO ev (key, type, payload) VALUES ('$k0', 'T', '{}');
+		   INSERT INTO ev (key, type, payload) VALUES ('$k0b', 'T', '{}');
+		   COMMIT;
+		   INSERT INTO ev (key, type, payload) VALUES ('$k0b', 'T', '{}');}
+	],
+	[
+		'the key again from the session that left its entry, then another key',
+		qq{INSERT INTO ev (key, type, payload) VALUES ('$k0', 'T', '{}');
+		   BEGIN;
+		   INSERT INTO ev (key, type, payload) VALUES ('$k0', 'T', '{}');
+		   INSERT INTO ev (key, type, payload) VALUES ('$k0b', 'T', '{}');
 		   COMMIT;}
 	],
 	[
