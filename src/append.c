@@ -593,59 +593,47 @@ el_fetch_live_row(Relation rel, ItemPointer tid, HeapTuple tuple, Buffer *buf)
 }
 
 /*
- * Whether the row that the shard's last appender left in shared memory is
- * in the heap, live, with the entry's shard, seq and event_id (see
- * shard_end.c for why that makes it the shard's end).  *ours: it is also
- * the row the hint names, so nobody else appended to the shard since our
- * last append to it.
+ * Whether the row that the last appender of a shard (key NULL) or of a key
+ * left in shared memory is in the heap, live, and the one named: with the
+ * entry's event_id, and the shard and seq, or the key and version (see
+ * shard_end.c for why that makes it the shard's end, or the key's last
+ * row).  For a shard, *ours: it is also the row the hint names, so nobody
+ * else appended to the shard since our last append to it.
  */
 static bool
-el_shared_end_row(Relation rel, int32 shard, const ElShardEnd *shared,
-				  const ElSeqHint *hint, bool *ours)
+el_shared_row(Relation rel, const ElShardEnd *shared, int32 shard, text *key,
+			  const ElSeqHint *hint, bool *ours)
 {
 	TupleDesc	desc = RelationGetDescr(rel);
-	ElEndRow	mine = {&hint->event_id, hint->row_key, hint->row_version};
 	HeapTupleData tuple;
 	Buffer		buf;
 	bool		isnull;
 	bool		found;
+	Datum		event_id,
+				version,
+				row_key;
 
 	if (!el_fetch_live_row(rel, (ItemPointer) &shared->tid, &tuple, &buf))
 		return false;
-	found = DatumGetInt32(heap_getattr(&tuple, Anum_el_shard, desc, &isnull)) == shard &&
-		DatumGetInt64(heap_getattr(&tuple, Anum_el_seq, desc, &isnull)) == shared->seq &&
-		memcmp(DatumGetUUIDP(heap_getattr(&tuple, Anum_el_event_id, desc, &isnull)),
-			   &shared->event_id, UUID_LEN) == 0;
-	*ours = found && hint->last_seq == shared->seq &&
-		el_is_end_row(&mine,
-					  heap_getattr(&tuple, Anum_el_event_id, desc, &isnull),
-					  heap_getattr(&tuple, Anum_el_version, desc, &isnull),
-					  heap_getattr(&tuple, Anum_el_key, desc, &isnull));
-	ReleaseBuffer(buf);
-	return found;
-}
+	event_id = heap_getattr(&tuple, Anum_el_event_id, desc, &isnull);
+	version = heap_getattr(&tuple, Anum_el_version, desc, &isnull);
+	row_key = heap_getattr(&tuple, Anum_el_key, desc, &isnull);
+	if (key != NULL)
+	{
+		ElEndRow	row = {&shared->event_id, key, shared->seq};
 
-/*
- * Whether the row that the key's last appender left in shared memory is in
- * the heap, live, with this key and the entry's version and event_id: then
- * that version is the key's last (shard_end.c).
- */
-static bool
-el_shared_key_row(Relation rel, text *key, const ElShardEnd *shared)
-{
-	TupleDesc	desc = RelationGetDescr(rel);
-	ElEndRow	row = {&shared->event_id, key, shared->seq};
-	HeapTupleData tuple;
-	Buffer		buf;
-	bool		isnull;
-	bool		found;
+		found = el_is_end_row(&row, event_id, version, row_key);
+	}
+	else
+	{
+		ElEndRow	mine = {&hint->event_id, hint->row_key, hint->row_version};
 
-	if (!el_fetch_live_row(rel, (ItemPointer) &shared->tid, &tuple, &buf))
-		return false;
-	found = el_is_end_row(&row,
-						  heap_getattr(&tuple, Anum_el_event_id, desc, &isnull),
-						  heap_getattr(&tuple, Anum_el_version, desc, &isnull),
-						  heap_getattr(&tuple, Anum_el_key, desc, &isnull));
+		found = DatumGetInt32(heap_getattr(&tuple, Anum_el_shard, desc, &isnull)) == shard &&
+			DatumGetInt64(heap_getattr(&tuple, Anum_el_seq, desc, &isnull)) == shared->seq &&
+			memcmp(DatumGetUUIDP(event_id), &shared->event_id, UUID_LEN) == 0;
+		*ours = found && hint->last_seq == shared->seq &&
+			el_is_end_row(&mine, event_id, version, row_key);
+	}
 	ReleaseBuffer(buf);
 	return found;
 }
@@ -680,7 +668,7 @@ el_last_version(Relation rel, Oid indexoid, text *key, const ElSeqHint *hint,
 	}
 	if (el_version_current(entry, hint))
 		return entry->version;
-	if (have_shared && el_shared_key_row(rel, key, &shared))
+	if (have_shared && el_shared_row(rel, &shared, -1, key, NULL, NULL))
 		return shared.seq;
 
 	/*
@@ -724,7 +712,7 @@ el_last_seq(Relation rel, Oid pk, int32 shard, ElSeqHint *hint)
 		bool		ours;
 
 		if (el_shard_end_take(rel, shard, &shared) &&
-			el_shared_end_row(rel, shard, &shared, hint, &ours))
+			el_shared_row(rel, &shared, shard, NULL, hint, &ours))
 		{
 			if (!ours)
 				hint->generation++;
