@@ -267,6 +267,30 @@ SELECT count(*) AS versions_out_of_seq_order FROM (
 WHERE back;
 SELECT event_log.drop_stream('skips');
 
+-- Keys stored out of line (1024 incompressible bytes, in rows over the TOAST
+-- threshold): a batch compares them with the hint within the transaction,
+-- and the commit, whose callbacks have no snapshot to read TOAST with, must
+-- not try to (it failed with "cannot fetch toast data without an active
+-- snapshot").
+SELECT event_log.create_stream('toasted', 1);
+BEGIN;
+INSERT INTO toasted (key, type, payload)
+SELECT (SELECT string_agg(md5(i::text || '/' || j::text), '') FROM generate_series(1, 32) j), 'T',
+       jsonb_build_object('p', (SELECT string_agg(md5(j::text || '\' || i::text), '')
+                                FROM generate_series(1, 31) j))
+FROM generate_series(1, 3) i;
+INSERT INTO toasted (key, type, payload)
+SELECT key, 'U', payload FROM toasted;
+COMMIT;
+INSERT INTO toasted (key, type, payload)
+SELECT key, 'V', payload FROM toasted WHERE type = 'T' AND seq = 1;
+SELECT (SELECT pg_relation_size(reltoastrelid) > 0 FROM pg_class WHERE oid = 'toasted'::regclass)
+         AS keys_out_of_line,
+       count(*), max(seq) AS last_seq, count(DISTINCT key) AS keys,
+       sum(version) AS version_sum
+  FROM toasted;
+SELECT event_log.drop_stream('toasted');
+
 -- User code that runs between the trigger and the row's insert (a CHECK
 -- constraint here; a policy's WITH CHECK alike) appends to the same stream,
 -- and ON CONFLICT skips that nested row: the outer row's insert comes after

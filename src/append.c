@@ -88,11 +88,20 @@ typedef struct ElEndRow
 	int64		version;
 } ElEndRow;
 
-/* Whether a row with these event_id, version and key is the row `end` names. */
+/*
+ * Whether a row with these event_id, version and key is the row `end` names.
+ * A key stored out of line is read from TOAST, which takes a snapshot; at
+ * pre-commit, where a shard's end is published, there may be none, and such
+ * a row is not taken for the one named (its shard's next appender probes).
+ */
 static bool
 el_is_end_row(const ElEndRow *end, Datum event_id, Datum version, Datum key)
 {
-	text	   *k = DatumGetTextPP(key);
+	text	   *k;
+
+	if (VARATT_IS_EXTERNAL_ONDISK(DatumGetPointer(key)) && !ActiveSnapshotSet())
+		return false;
+	k = DatumGetTextPP(key);
 
 	return memcmp(DatumGetUUIDP(event_id), end->event_id, UUID_LEN) == 0 &&
 		DatumGetInt64(version) == end->version &&
@@ -500,7 +509,10 @@ el_hinted_row_in_heap(Relation rel, int32 shard, const ElSeqHint *hint,
 	ElEndRow	end = {&hint->event_id, hint->row_key, hint->row_version};
 	Buffer		buf;
 	Page		page;
+	HeapTupleData tuple;
+	bool		candidate = false;
 	bool		found = false;
+	bool		isnull;
 
 	/* Only a row this transaction numbered, under the lock it still holds. */
 	if (hint->lxid != MyProc->lxid || hint->last_seq <= 0)
@@ -519,11 +531,9 @@ el_hinted_row_in_heap(Relation rel, int32 shard, const ElSeqHint *hint,
 	LockBuffer(buf, BUFFER_LOCK_SHARE);
 	page = BufferGetPage(buf);
 	for (OffsetNumber off = PageGetMaxOffsetNumber(page);
-		 off >= FirstOffsetNumber && !found; off--)
+		 off >= FirstOffsetNumber; off--)
 	{
 		ItemId		lp = PageGetItemId(page, off);
-		HeapTupleData tuple;
-		bool		isnull;
 
 		if (!ItemIdIsNormal(lp))
 			continue;
@@ -552,16 +562,23 @@ el_hinted_row_in_heap(Relation rel, int32 shard, const ElSeqHint *hint,
 		 * it (we run inside its index insertion): not counted either.  The
 		 * probe decides in both cases.
 		 */
-		if (!HeapTupleHeaderIsSpeculative(tuple.t_data))
-			found = el_is_end_row(&end,
-								  heap_getattr(&tuple, Anum_el_event_id, desc, &isnull),
-								  heap_getattr(&tuple, Anum_el_version, desc, &isnull),
-								  heap_getattr(&tuple, Anum_el_key, desc, &isnull));
-		if (found && tid != NULL)
-			*tid = tuple.t_self;
+		candidate = !HeapTupleHeaderIsSpeculative(tuple.t_data);
 		break;
 	}
-	UnlockReleaseBuffer(buf);
+
+	/*
+	 * Compared with the page unlocked (a key stored out of line is read from
+	 * its TOAST table), the pin keeping the tuple where it is.
+	 */
+	LockBuffer(buf, BUFFER_LOCK_UNLOCK);
+	if (candidate)
+		found = el_is_end_row(&end,
+							  heap_getattr(&tuple, Anum_el_event_id, desc, &isnull),
+							  heap_getattr(&tuple, Anum_el_version, desc, &isnull),
+							  heap_getattr(&tuple, Anum_el_key, desc, &isnull));
+	if (found && tid != NULL)
+		*tid = tuple.t_self;
+	ReleaseBuffer(buf);
 	return found;
 }
 
@@ -819,6 +836,8 @@ el_remember_seq(ElSeqHint *hint, int64 seq, const pg_uuid_t *event_id,
 static void
 el_publish_shard_ends(void)
 {
+	if (!el_shard_end_active())
+		el_ntouched = 0;
 	for (int i = 0; i < el_ntouched; i++)
 	{
 		ElSeqHint  *hint = el_touched[i];

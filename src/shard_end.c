@@ -173,6 +173,12 @@ el_shard_end_init(void)
 	shmem_startup_hook = el_shard_end_shmem_startup;
 }
 
+bool
+el_shard_end_active(void)
+{
+	return el_shard_ends.slots != NULL && el_shard_end_cache;
+}
+
 /* A shard's key, or a key's (shard -1). */
 static void
 el_end_key(ElEndKey *k, Relation rel, int32 shard, const text *key)

@@ -29,6 +29,9 @@ typedef struct ElShardEnd
 /* GUC and shared memory set-up, from _PG_init(). */
 extern void el_shard_end_init(void);
 
+/* Whether entries are published: preloaded, and the setting on. */
+extern bool el_shard_end_active(void);
+
 /*
  * The caller holds the shard lock and is about to number its first row of
  * this transaction in the shard: the shard's end as the last appender left

@@ -225,6 +225,28 @@ for my $case (@cases)
 	check_dense($node, 'ev', $what);
 }
 
+# A transaction whose last row has a key stored out of line (1024
+# incompressible bytes in a row over the TOAST threshold): its commit, whose
+# callbacks have no snapshot to read TOAST with, publishes nothing for it
+# and commits; the next appenders probe.
+$node->safe_psql('postgres', q{
+	SELECT event_log.create_stream('public.big', 1);
+	BEGIN;
+	INSERT INTO big (key, type, payload)
+	SELECT (SELECT string_agg(md5(i::text || '/' || j::text), '') FROM generate_series(1, 32) j), 'T',
+	       jsonb_build_object('p', (SELECT string_agg(md5(j::text || '-' || i::text), '')
+	                                FROM generate_series(1, 31) j))
+	FROM generate_series(1, 3) i;
+	COMMIT;
+	INSERT INTO big (key, type, payload) SELECT key, 'U', payload FROM big;
+	INSERT INTO big (key, type, payload) VALUES ('small', 'S', '{}');
+});
+is($node->safe_psql('postgres', q{
+	SELECT (SELECT pg_relation_size(reltoastrelid) > 0 FROM pg_class WHERE oid = 'big'::regclass)
+	       || ' ' || count(*) FROM big}),
+	'true 7', 'a transaction ending in a key stored out of line commits');
+check_dense($node, 'big', 'keys stored out of line');
+
 # Prepared transactions: the next appender waits for the shard, then
 # numbers after a committed prepared row, or in its place after a rollback.
 for my $end ('COMMIT PREPARED', 'ROLLBACK PREPARED')
