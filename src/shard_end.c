@@ -51,11 +51,12 @@
  *	  The tables are direct-mapped: a shard's entry has one slot, chosen by a
  *	  hash of (database, relation, relfilenode, shard), and another shard
  *	  hashing to the same slot replaces it; a key's, by a hash of the
- *	  relation and the key, whose bytes the fetched row confirms.  A replaced or missing entry
- *	  costs a probe, nothing else.  Each slot has its own spinlock.  The
- *	  table starts empty at server start and after a crash; a standby never
- *	  fills it (nobody appends there), so a promoted standby starts empty
- *	  too.
+ *	  relation and the key, whose bytes the fetched row confirms.  A
+ *	  replaced or missing entry costs a probe, nothing else.  Each slot has
+ *	  its own spinlock.  The tables start empty at server start and after a
+ *	  crash; a standby never fills them (nobody appends there), so a
+ *	  promoted standby starts empty too.  Without preloading there are no
+ *	  tables, and every function here returns at once.
  *
  * Copyright (c) 2026, event_log authors
  *
@@ -245,6 +246,8 @@ el_shard_end_take(Relation rel, int32 shard, ElShardEnd *end)
 {
 	ElEndKey	k;
 
+	if (el_shard_ends.slots == NULL)
+		return false;
 	el_end_key(&k, rel, shard, NULL);
 	/* cleared even when not used: the entry must never outlive a numbering */
 	return el_end_clear(&el_shard_ends, &k, end) && el_shard_end_cache;
@@ -255,6 +258,8 @@ el_shard_end_forget(Relation rel, int32 shard)
 {
 	ElEndKey	k;
 
+	if (el_shard_ends.slots == NULL)
+		return;
 	el_end_key(&k, rel, shard, NULL);
 	el_end_clear(&el_shard_ends, &k, NULL);
 }
@@ -273,6 +278,8 @@ el_key_end_take(Relation rel, const text *key, ElShardEnd *end)
 {
 	ElEndKey	k;
 
+	if (el_key_ends.slots == NULL)
+		return false;
 	el_end_key(&k, rel, -1, key);
 	return el_end_clear(&el_key_ends, &k, end) && el_shard_end_cache;
 }
@@ -282,6 +289,8 @@ el_key_end_forget(Relation rel, const text *key)
 {
 	ElEndKey	k;
 
+	if (el_key_ends.slots == NULL)
+		return;
 	el_end_key(&k, rel, -1, key);
 	el_end_clear(&el_key_ends, &k, NULL);
 }
