@@ -15,7 +15,7 @@ use PostgreSQL::Test::Cluster;
 use PostgreSQL::Test::Utils;
 
 our @EXPORT = qw(new_node write_script start_pgbench poll_shards start_query start_blocked_query
-  check_dense stream_positions check_cdc_order crash_during);
+  check_dense stream_positions check_cdc_order crash_during wait_until_ready);
 
 # Sanitizer mode (`make test-sanitize`, EVENT_LOG_SANITIZE=1): the installed
 # event_log.so is a SANITIZE=1 build, which loads only into a server started
@@ -226,9 +226,33 @@ sub crash_during
 		"$what is under way");
 	kill 'KILL', $pid;
 	$session->{run}->kill_kill;
-	Test::More::ok($node->poll_query_until('postgres', 'SELECT true'),
+	Test::More::ok(wait_until_ready($node),
 		"the server restarts after kill -9 during $what");
 	return;
+}
+
+# Wait until NODE's postgres database answers a query again (after a crash
+# restart), for up to the TAP timeout.  psql gets its query with -c and no
+# pipe on stdin: poll_query_until() writes the query to psql's stdin, and a
+# psql that could not connect yet may have exited before it reads it, which
+# makes IPC::Run die ("ack Broken pipe") instead of trying again.
+sub wait_until_ready
+{
+	my ($node) = @_;
+	my $deadline = time() + $PostgreSQL::Test::Utils::timeout_default;
+	while (time() < $deadline)
+	{
+		my ($out, $err) = ('', '');
+		IPC::Run::run(
+			[
+				$node->installed_command('psql'), '-XAt', '-c', 'SELECT true',
+				'-d', $node->connstr('postgres')
+			],
+			'<', '/dev/null', '>', \$out, '2>', \$err);
+		return 1 if $out =~ /^t$/m;
+		select(undef, undef, undef, 0.1);
+	}
+	return 0;
 }
 
 1;

@@ -176,6 +176,7 @@ start_query($s3, q{INSERT INTO ev (key, type, payload) VALUES ('e', 'Opened', '{
 wait_syncrep($pid3, 'kill -9');
 kill 'KILL', $pid3;
 $s3->{run}->finish;
+ok(wait_until_ready($node), 'kill -9: the server restarts');
 ok($node->poll_query_until('postgres', "SELECT count(*) = 1 FROM ev WHERE key = 'e'"),
 	'kill -9: after the crash restart, the event is there');
 like(slurp_file($node->logfile), qr/all server processes terminated; reinitializing/,
