@@ -836,9 +836,9 @@ el_remember_seq(ElSeqHint *hint, int64 seq, const pg_uuid_t *event_id,
 static void
 el_publish_shard_ends(void)
 {
-	if (!el_shard_end_active())
-		el_ntouched = 0;
-	for (int i = 0; i < el_ntouched; i++)
+	int			n = el_shard_end_active() ? el_ntouched : 0;
+
+	for (int i = 0; i < n; i++)
 	{
 		ElSeqHint  *hint = el_touched[i];
 		Relation	rel;

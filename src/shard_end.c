@@ -180,9 +180,10 @@ el_shard_end_active(void)
 	return el_shard_ends.slots != NULL && el_shard_end_cache;
 }
 
-/* A shard's key, or a key's (shard -1). */
-static void
-el_end_key(ElEndKey *k, Relation rel, int32 shard, const text *key)
+/* The slot of a shard's entry (key NULL) or a key's, and whose it is. */
+static ElEndSlot *
+el_end_slot(const ElEndTable *table, Relation rel, int32 shard,
+			const text *key, ElEndKey *k)
 {
 	memset(k, 0, sizeof(*k));
 	k->dbid = MyDatabaseId;
@@ -195,27 +196,24 @@ el_end_key(ElEndKey *k, Relation rel, int32 shard, const text *key)
 		k->keyhash = hash_bytes_extended((const unsigned char *) VARDATA_ANY(key),
 										 k->keylen, 0);
 	}
-}
-
-static ElEndSlot *
-el_end_slot(const ElEndTable *table, const ElEndKey *k)
-{
 	return &table->slots[hash_bytes((const unsigned char *) k, sizeof(*k)) %
 						 table->nslots];
 }
 
-/* Read and clear k's entry; whether it had one. */
+/* Read (into *end, unless NULL) and clear an entry; whether there was one. */
 static bool
-el_end_clear(const ElEndTable *table, const ElEndKey *k, ElShardEnd *end)
+el_end_clear(const ElEndTable *table, Relation rel, int32 shard,
+			 const text *key, ElShardEnd *end)
 {
+	ElEndKey	k;
 	ElEndSlot  *slot;
 	bool		found;
 
 	if (table->slots == NULL)
 		return false;
-	slot = el_end_slot(table, k);
+	slot = el_end_slot(table, rel, shard, key, &k);
 	SpinLockAcquire(&slot->mutex);
-	found = slot->valid && memcmp(&slot->key, k, sizeof(*k)) == 0;
+	found = slot->valid && memcmp(&slot->key, &k, sizeof(k)) == 0;
 	if (found)
 	{
 		if (end != NULL)
@@ -226,80 +224,54 @@ el_end_clear(const ElEndTable *table, const ElEndKey *k, ElShardEnd *end)
 	return found;
 }
 
+/* Only called when el_shard_end_active(). */
 static void
-el_end_publish(const ElEndTable *table, const ElEndKey *k, const ElShardEnd *end)
+el_end_publish(const ElEndTable *table, Relation rel, int32 shard,
+			   const text *key, const ElShardEnd *end)
 {
-	ElEndSlot  *slot;
+	ElEndKey	k;
+	ElEndSlot  *slot = el_end_slot(table, rel, shard, key, &k);
 
-	if (table->slots == NULL || !el_shard_end_cache)
-		return;
-	slot = el_end_slot(table, k);
 	SpinLockAcquire(&slot->mutex);
-	slot->key = *k;
+	slot->key = k;
 	slot->end = *end;
 	slot->valid = true;
 	SpinLockRelease(&slot->mutex);
 }
 
+/* Cleared even when not used: an entry must never outlive a numbering. */
 bool
 el_shard_end_take(Relation rel, int32 shard, ElShardEnd *end)
 {
-	ElEndKey	k;
-
-	if (el_shard_ends.slots == NULL)
-		return false;
-	el_end_key(&k, rel, shard, NULL);
-	/* cleared even when not used: the entry must never outlive a numbering */
-	return el_end_clear(&el_shard_ends, &k, end) && el_shard_end_cache;
+	return el_end_clear(&el_shard_ends, rel, shard, NULL, end) && el_shard_end_cache;
 }
 
 void
 el_shard_end_forget(Relation rel, int32 shard)
 {
-	ElEndKey	k;
-
-	if (el_shard_ends.slots == NULL)
-		return;
-	el_end_key(&k, rel, shard, NULL);
-	el_end_clear(&el_shard_ends, &k, NULL);
+	el_end_clear(&el_shard_ends, rel, shard, NULL, NULL);
 }
 
 void
 el_shard_end_publish(Relation rel, int32 shard, const ElShardEnd *end)
 {
-	ElEndKey	k;
-
-	el_end_key(&k, rel, shard, NULL);
-	el_end_publish(&el_shard_ends, &k, end);
+	el_end_publish(&el_shard_ends, rel, shard, NULL, end);
 }
 
 bool
 el_key_end_take(Relation rel, const text *key, ElShardEnd *end)
 {
-	ElEndKey	k;
-
-	if (el_key_ends.slots == NULL)
-		return false;
-	el_end_key(&k, rel, -1, key);
-	return el_end_clear(&el_key_ends, &k, end) && el_shard_end_cache;
+	return el_end_clear(&el_key_ends, rel, -1, key, end) && el_shard_end_cache;
 }
 
 void
 el_key_end_forget(Relation rel, const text *key)
 {
-	ElEndKey	k;
-
-	if (el_key_ends.slots == NULL)
-		return;
-	el_end_key(&k, rel, -1, key);
-	el_end_clear(&el_key_ends, &k, NULL);
+	el_end_clear(&el_key_ends, rel, -1, key, NULL);
 }
 
 void
 el_key_end_publish(Relation rel, const text *key, const ElShardEnd *end)
 {
-	ElEndKey	k;
-
-	el_end_key(&k, rel, -1, key);
-	el_end_publish(&el_key_ends, &k, end);
+	el_end_publish(&el_key_ends, rel, -1, key, end);
 }

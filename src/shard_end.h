@@ -1,8 +1,9 @@
 /*
  * shard_end.h
- *	  The end of each shard, shared between backends when event_log is in
- *	  shared_preload_libraries: the last appender of a shard leaves where
- *	  its last row is, so that the next one need not probe the index for it.
+ *	  The end of each shard, and each key's last row, shared between backends
+ *	  when event_log is in shared_preload_libraries: the last appender of a
+ *	  shard leaves where its last row is, so that the next one need not
+ *	  probe the indexes for them.
  *	  The design is in docs/design/offsets.md, "The shard's end in shared
  *	  memory".
  */
@@ -43,7 +44,10 @@ extern bool el_shard_end_take(Relation rel, int32 shard, ElShardEnd *end);
 /* Clear the entry (rows were inserted without being numbered here). */
 extern void el_shard_end_forget(Relation rel, int32 shard);
 
-/* At pre-commit, under the shard lock: our last row of the shard is there. */
+/*
+ * At pre-commit, under the shard lock, when el_shard_end_active(): our last
+ * row of the shard is there.
+ */
 extern void el_shard_end_publish(Relation rel, int32 shard, const ElShardEnd *end);
 
 /*
