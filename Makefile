@@ -31,6 +31,15 @@ ISOLATION  = commit_order shard_lock_spin append_personal_lock grouped_commit gr
              projection_async projection_rebuild projection_inline_rr projection_drop_race \
              consumer_members consumer_commit consumer_poll_race consumer_group_drop \
              stream_drop_race schema_register dead_letter_retry nack_retry upcast_reads_cache erase_inflight retention_race archive_race segment_roll
+# The regress and isolation tests run a second time against the same cluster
+# restarted with event_log in shared_preload_libraries, where appends take a
+# shard's end from shared memory (docs/design/offsets.md); except these, which
+# make async projections, retention policies or segmented streams and drive
+# them by hand: the background worker that preloading starts would race them
+# (docs/testing.md)
+PRELOADED_SKIP = streams projections hostile_projections dead_letters dead_letter_builds upcast_reads \
+             retention retention_readers archive archive_builds segments segments_attack \
+             projection_async projection_drop_race dead_letter_retry retention_race archive_race segment_roll
 # TAP tests (test/t/NNN_name.pl), which share test/perl/EventLogTest.pm;
 # PROVE_FLAGS gets that directory below, after PGXS has set its default
 TAP_TESTS  = 1

@@ -21,7 +21,9 @@
 #                  TAP nodes through test/perl/EventLogTest.pm) and fail if
 #                  any sanitizer report was written, even when every test
 #                  passed (`make test-sanitize` sets this)
-# All three suites always run; exits 1 if any of them failed.
+# All suites always run: regress, isolation, TAP, then regress and isolation
+# again with event_log in shared_preload_libraries ("preloaded"; not the tests
+# in PRELOADED_SKIP, from the Makefile unless set); exits 1 if any failed.
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -42,8 +44,18 @@ from_makefile() {
 [[ -n ${REGRESS+set} ]] || REGRESS=$(from_makefile REGRESS)
 [[ -n ${ISOLATION+set} ]] || ISOLATION=$(from_makefile ISOLATION)
 [[ -n ${PROVE_TESTS+set} ]] || PROVE_TESTS=$(from_makefile PROVE_TESTS)
+[[ -n ${PRELOADED_SKIP+set} ]] || PRELOADED_SKIP=$(from_makefile PRELOADED_SKIP)
 read -ra regress_tests <<<"$REGRESS"
 read -ra isolation_tests <<<"$ISOLATION"
+# The same regress and isolation tests, but for PRELOADED_SKIP, run again
+# with the server preloading event_log (suite "preloaded", last).
+preloaded_regress=() preloaded_isolation=()
+for t in "${regress_tests[@]}"; do
+    [[ " $PRELOADED_SKIP " == *" $t "* ]] || preloaded_regress+=("$t")
+done
+for t in "${isolation_tests[@]}"; do
+    [[ " $PRELOADED_SKIP " == *" $t "* ]] || preloaded_isolation+=("$t")
+done
 # The TAP scripts, as prove will get them (globs expanded here, to count).
 tap_tests=()
 read -ra tap_patterns <<<"$PROVE_TESTS"
@@ -112,6 +124,26 @@ run_regress() {
 run_isolation() {
     suite_make installcheck-isolation ISOLATION="${isolation_tests[*]}"
 }
+run_preloaded() {
+    echo "shared_preload_libraries = 'event_log'" >>"$EVENT_LOG_DATA/postgresql.conf"
+    cluster_restart || return 1
+    local ok=0 preload
+    preload=$(psql -X -At -d postgres -c 'SHOW shared_preload_libraries') || return 1
+    if [[ $preload != event_log ]]; then
+        echo "run_tests: the restarted server preloads '$preload', not event_log" >&2
+        return 1
+    fi
+    # Results go apart from the first pass's, which a failure report shows.
+    if ((${#preloaded_regress[@]})); then
+        suite_make installcheck-regress REGRESS="${preloaded_regress[*]}" \
+            EXTRA_REGRESS_OPTS="${EXTRA_REGRESS_OPTS:-} --outputdir=preloaded_regress" || ok=1
+    fi
+    if ((${#preloaded_isolation[@]})); then
+        suite_make installcheck-isolation ISOLATION="${preloaded_isolation[*]}" \
+            EXTRA_REGRESS_OPTS="${EXTRA_REGRESS_OPTS:-} --outputdir=preloaded_iso" || ok=1
+    fi
+    return $ok
+}
 run_tap() {
     suite_make installcheck-tap PROVE_TESTS="${tap_tests[*]}" PROVE_FLAGS="${PROVE_FLAGS:-}"
 }
@@ -146,6 +178,7 @@ run_suite() {  # NAME COUNT: run run_NAME unless it has no tests
 run_suite regress ${#regress_tests[@]}
 run_suite isolation ${#isolation_tests[@]}
 run_suite tap ${#tap_tests[@]}
+run_suite preloaded $((${#preloaded_regress[@]} + ${#preloaded_isolation[@]}))
 
 # Sanitizer mode: a report fails the run even if every test passed. Stop
 # the server first: its processes may still write one while exiting.
@@ -188,13 +221,19 @@ for name in "${failed[@]}"; do
             done
             ;;
         *)
-            diffs=$SRC/regression.diffs
-            [[ $name == isolation ]] && diffs=$SRC/output_iso/regression.diffs
-            if [[ -f $diffs ]]; then
-                cat "$diffs"
-            else
-                echo "(no regression.diffs; see output above)"
-            fi
+            case $name in
+                isolation) diffs=("$SRC/output_iso/regression.diffs") ;;
+                preloaded) diffs=("$SRC"/preloaded_{regress,iso}/regression.diffs) ;;
+                *) diffs=("$SRC/regression.diffs") ;;
+            esac
+            shown=0
+            for d in "${diffs[@]}"; do
+                [[ -f $d ]] || continue
+                echo "---- $d"
+                cat "$d"
+                shown=1
+            done
+            ((shown)) || echo "(no regression.diffs; see output above)"
             ;;
     esac
 done
