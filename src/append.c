@@ -626,20 +626,18 @@ el_shared_row(Relation rel, const ElShardEnd *shared, int32 shard, text *key,
 	Buffer		buf;
 	bool		isnull;
 	bool		found;
-	Datum		event_id,
-				version,
-				row_key;
+	Datum		event_id;
 
 	if (!el_fetch_live_row(rel, (ItemPointer) &shared->tid, &tuple, &buf))
 		return false;
 	event_id = heap_getattr(&tuple, Anum_el_event_id, desc, &isnull);
-	version = heap_getattr(&tuple, Anum_el_version, desc, &isnull);
-	row_key = heap_getattr(&tuple, Anum_el_key, desc, &isnull);
 	if (key != NULL)
 	{
 		ElEndRow	row = {&shared->event_id, key, shared->seq};
 
-		found = el_is_end_row(&row, event_id, version, row_key);
+		found = el_is_end_row(&row, event_id,
+							  heap_getattr(&tuple, Anum_el_version, desc, &isnull),
+							  heap_getattr(&tuple, Anum_el_key, desc, &isnull));
 	}
 	else
 	{
@@ -648,8 +646,11 @@ el_shared_row(Relation rel, const ElShardEnd *shared, int32 shard, text *key,
 		found = DatumGetInt32(heap_getattr(&tuple, Anum_el_shard, desc, &isnull)) == shard &&
 			DatumGetInt64(heap_getattr(&tuple, Anum_el_seq, desc, &isnull)) == shared->seq &&
 			memcmp(DatumGetUUIDP(event_id), &shared->event_id, UUID_LEN) == 0;
+		/* the version and key are read only when the seq is our own last */
 		*ours = found && hint->last_seq == shared->seq &&
-			el_is_end_row(&mine, event_id, version, row_key);
+			el_is_end_row(&mine, event_id,
+						  heap_getattr(&tuple, Anum_el_version, desc, &isnull),
+						  heap_getattr(&tuple, Anum_el_key, desc, &isnull));
 	}
 	ReleaseBuffer(buf);
 	return found;
