@@ -583,6 +583,30 @@ el_hinted_row_in_heap(Relation rel, int32 shard, const ElSeqHint *hint,
 }
 
 /*
+ * How many blocks the stream's heap has at least, without asking the file
+ * system: the size smgr remembers from its last look and this backend's own
+ * extensions, or 0 when it does not know.  The entries in shared memory name
+ * rows by TID, and a TID past the end must not be read, but the lseek() that
+ * RelationGetNumberOfBlocks() makes every time cost each append about half
+ * a microsecond under the shard lock.  PostgreSQL trusts this remembered size
+ * only in recovery, because other backends extend the relation without
+ * telling us: here that only makes it too small, and a TID past it is
+ * checked the slow way.  It can never be too large: the heap shrinks only
+ * by truncation, which takes an AccessExclusiveLock that our RowExclusiveLock
+ * excludes until our transaction ends, and which sends an invalidation that
+ * makes every other backend close its smgr handle (and forget the size) when
+ * it next takes a lock on the stream, as we did before the trigger ran.  A
+ * new relfilenode (TRUNCATE, VACUUM FULL) is another handle altogether.
+ */
+static BlockNumber
+el_known_blocks(Relation rel)
+{
+	BlockNumber known = RelationGetSmgr(rel)->smgr_cached_nblocks[MAIN_FORKNUM];
+
+	return known == InvalidBlockNumber ? 0 : known;
+}
+
+/*
  * The row at `tid`, fetched with a dirty snapshot into *tuple, its buffer
  * pinned in *buf: false if no committed, live row is there (its inserter
  * aborted, retention removed it) or the relation no longer has the block.
@@ -595,7 +619,8 @@ el_fetch_live_row(Relation rel, ItemPointer tid, HeapTuple tuple, Buffer *buf)
 	SnapshotData dirty;
 
 	/* Retention and VACUUM may have removed the row and its page. */
-	if (ItemPointerGetBlockNumber(tid) >= RelationGetNumberOfBlocks(rel))
+	if (ItemPointerGetBlockNumber(tid) >= el_known_blocks(rel) &&
+		ItemPointerGetBlockNumber(tid) >= RelationGetNumberOfBlocks(rel))
 		return false;
 	InitDirtySnapshot(dirty);
 	tuple->t_self = *tid;

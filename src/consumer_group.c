@@ -29,14 +29,20 @@
 
 /* The statements of ElQuery (consumer.h), by number. */
 
-/* The columns of Q_SHARDS, Q_SHARDS_LOCK and Q_OFFSET_LOCK start alike. */
-#define EL_LEASE_COLUMNS \
+/*
+ * The columns of Q_SETTLE, Q_SHARDS_LOCK and Q_OFFSET_LOCK start alike
+ * (el_result_lease()): shard, holder, its lock_id, whether its lease runs,
+ * committed offset.
+ */
+#define EL_LEASE_SELECT \
 	"o.shard, o.member, m.lock_id," \
-	" m.expires_at OPERATOR(pg_catalog.>) pg_catalog.clock_timestamp(), o.committed_seq" \
+	" m.expires_at OPERATOR(pg_catalog.>) pg_catalog.clock_timestamp(), o.committed_seq"
+#define EL_LEASE_FROM \
 	" FROM event_log.consumer_offsets o" \
 	" LEFT JOIN event_log.consumer_members m" \
 	" ON m.group_id OPERATOR(pg_catalog.=) o.group_id" \
 	" AND m.member OPERATOR(pg_catalog.=) o.member"
+#define EL_LEASE_COLUMNS EL_LEASE_SELECT EL_LEASE_FROM
 
 /* A new lease's end: now plus $3 (the lease timeout) milliseconds. */
 #define EL_LEASE_END_3 \
@@ -108,14 +114,24 @@ static const struct
 		" DELETE FROM event_log.consumer_groups WHERE stream OPERATOR(pg_catalog.=) $1",
 		1, {REGCLASSOID}
 	},
-	/* member, lock_id, pid, unexpired, less than half the lease left */
-	[Q_MEMBERS] = {
-		"SELECT member, lock_id, pid,"
+	/*
+	 * What poll() settles its shards from, in one statement: first the
+	 * group's members (shard NULL; member, lock_id, unexpired, NULL, then
+	 * pid and whether less than half the lease is left), then the group's
+	 * shards in order, as EL_LEASE_COLUMNS, with two NULLs.
+	 */
+	[Q_SETTLE] = {
+		"SELECT NULL::pg_catalog.int4, member, lock_id,"
 		" expires_at OPERATOR(pg_catalog.>) pg_catalog.clock_timestamp(),"
+		" NULL::pg_catalog.int8, pid,"
 		" expires_at OPERATOR(pg_catalog.<) (pg_catalog.clock_timestamp()"
 		" OPERATOR(pg_catalog.+) ($2 OPERATOR(pg_catalog.*) interval '0.5 ms'))"
 		" FROM event_log.consumer_members WHERE group_id OPERATOR(pg_catalog.=) $1"
-		" ORDER BY member COLLATE pg_catalog.\"C\"",
+		" UNION ALL"
+		" SELECT " EL_LEASE_SELECT ", NULL::pg_catalog.int4, NULL::pg_catalog.bool"
+		EL_LEASE_FROM
+		" WHERE o.group_id OPERATOR(pg_catalog.=) $1"
+		" ORDER BY 1 NULLS FIRST",
 		2, {INT4OID, INT4OID}
 	},
 
@@ -167,11 +183,6 @@ static const struct
 		"  WHERE group_id OPERATOR(pg_catalog.=) $1"
 		"  AND expires_at OPERATOR(pg_catalog.<) pg_catalog.clock_timestamp()"
 		"  FOR UPDATE SKIP LOCKED)",
-		1, {INT4OID}
-	},
-	[Q_SHARDS] = {
-		"SELECT " EL_LEASE_COLUMNS
-		" WHERE o.group_id OPERATOR(pg_catalog.=) $1 ORDER BY o.shard",
 		1, {INT4OID}
 	},
 	/* SKIP LOCKED: a row another transaction holds is not ours to take. */

@@ -140,8 +140,19 @@ el_member_lock_holder(int32 lock_id)
 	return 0;
 }
 
+/* A row of consumer_members, as Q_SETTLE returns it. */
+typedef struct ElMember
+{
+	char	   *name;
+	int32		lock_id;
+	int32		pid;
+	bool		unexpired;
+	bool		stale;			/* less than half its lease left */
+} ElMember;
+
 /*
- * Join the group as `me`, or renew my membership.  Sets the number of live
+ * Join the group as `me`, or renew my membership, given the group's
+ * members[] as read at the start of this poll.  Sets the number of live
  * members and my rank among them in name order (C collation), which decide
  * my share of the shards.  Returns false if the group is gone (dropped
  * since this backend looked it up).
@@ -153,10 +164,10 @@ el_member_lock_holder(int32 lock_id)
  * The old session, should it poll again, finds the name in use (EL005).
  */
 static bool
-el_member_heartbeat(ElGroup *g, const char *me, int *live, int *rank)
+el_member_heartbeat(ElGroup *g, const char *me, const ElMember *members,
+					int nmembers, int *live, int *rank)
 {
 	Datum		values[3];
-	uint64		n;
 	bool		found = false;
 	bool		renew = true;
 	bool		take_over = false;
@@ -164,56 +175,49 @@ el_member_heartbeat(ElGroup *g, const char *me, int *live, int *rank)
 	int32		my_lock = 0;
 	bool		isnull;
 
-	values[0] = Int32GetDatum(g->id);
-	values[1] = Int32GetDatum(el_lease_timeout);
-	n = el_query(Q_MEMBERS, values, NULL, 0);
 	*live = 1;
 	*rank = 0;
-	for (uint64 i = 0; i < n; i++)
+	for (int i = 0; i < nmembers; i++)
 	{
-		char	   *name = TextDatumGetCString(el_spi_value(i, 1, &isnull));
-		int32		lock_id = DatumGetInt32(el_spi_value(i, 2, &isnull));
-		int32		pid = DatumGetInt32(el_spi_value(i, 3, &isnull));
-		bool		unexpired = DatumGetBool(el_spi_value(i, 4, &isnull));
-		bool		stale = DatumGetBool(el_spi_value(i, 5, &isnull));
+		const ElMember *m = &members[i];
 
-		if (strcmp(name, me) == 0)
+		if (strcmp(m->name, me) == 0)
 		{
 			found = true;
-			if (el_member_lock_take(lock_id))
-				renew = stale || pid != MyProcPid;
-			else if (unexpired)
+			if (el_member_lock_take(m->lock_id))
+				renew = m->stale || m->pid != MyProcPid;
+			else if (m->unexpired)
 			{
 				/*
 				 * Another session that is still alive and within its lease
 				 * is this member already; two sessions as one member would
 				 * both process its shards.
 				 */
-				int			holder = el_member_lock_holder(lock_id);
+				int			holder = el_member_lock_holder(m->lock_id);
 
 				ereport(ERROR,
 						(errcode(ERRCODE_EL_MEMBER_IN_USE),
 						 errmsg("member \"%s\" of consumer group \"%s\" is in use by another session",
 								me, text_to_cstring(g->name)),
 						 errdetail("Backend %d holds the member's lock.",
-								   holder != 0 ? holder : pid),
+								   holder != 0 ? holder : m->pid),
 						 errhint("Give each consumer session its own member name, or end the other session.")));
 			}
 			else
 				take_over = true;
 			continue;
 		}
-		if (!unexpired)
+		if (!m->unexpired)
 			any_expired = true;
-		else if (el_member_lock_held(lock_id))
+		else if (el_member_lock_held(m->lock_id))
 		{
 			(*live)++;
-			if (strcmp(name, me) < 0)
+			if (strcmp(m->name, me) < 0)
 				(*rank)++;
 		}
 	}
-	SPI_freetuptable(SPI_tuptable);
 
+	values[0] = Int32GetDatum(g->id);
 	if (renew)
 	{
 		values[1] = CStringGetTextDatum(me);
@@ -283,23 +287,64 @@ el_settle_shards(ElGroup *g, const char *me, int32 *shards, int64 *after)
 	Datum		values[3];
 	uint64		n;
 	ElLease		lease;
+	ElLease    *leases;
+	int			nleases = 0;
+	ElMember   *members;
+	int			nmembers = 0;
+	bool		isnull;
 
-	if (!el_member_heartbeat(g, me, &live, &rank))
+	/*
+	 * One statement reads the members and the shards (it was two, and
+	 * every poll makes it; docs/design/append_cost.md).  The heartbeat
+	 * below may then renew, join or expire members: the shards' rows were
+	 * read before that, which changes nothing that is decided from them.
+	 * My own leases are mine whatever my row says, and a holder that the
+	 * heartbeat expires was out of lease when it was read, so not live
+	 * either way.
+	 */
+	values[0] = Int32GetDatum(g->id);
+	values[1] = Int32GetDatum(el_lease_timeout);
+	n = el_query(Q_SETTLE, values, NULL, 0);
+	leases = palloc(sizeof(ElLease) * (n + 1));
+	members = palloc(sizeof(ElMember) * (n + 1));
+	for (uint64 i = 0; i < n; i++)
+	{
+		(void) el_spi_value(i, 1, &isnull);
+		if (!isnull)
+		{
+			el_result_lease(i, &leases[nleases]);
+			if (leases[nleases].shard < 0 || leases[nleases].shard >= g->shards)
+				elog(ERROR, "consumer group %d has a shard %d out of range",
+					 g->id, leases[nleases].shard);
+			nleases++;
+		}
+		else
+		{
+			ElMember   *m = &members[nmembers++];
+
+			m->name = TextDatumGetCString(el_spi_value(i, 2, &isnull));
+			m->lock_id = DatumGetInt32(el_spi_value(i, 3, &isnull));
+			m->unexpired = DatumGetBool(el_spi_value(i, 4, &isnull));
+			m->pid = DatumGetInt32(el_spi_value(i, 6, &isnull));
+			m->stale = DatumGetBool(el_spi_value(i, 7, &isnull));
+		}
+	}
+	SPI_freetuptable(SPI_tuptable);
+
+	if (!el_member_heartbeat(g, me, members, nmembers, &live, &rank))
 		return -1;				/* the group is gone: the caller retries */
 	target = g->shards / live + (rank < g->shards % live ? 1 : 0);
 
-	values[0] = Int32GetDatum(g->id);
-	n = el_query(Q_SHARDS, values, NULL, 0);
-	for (uint64 i = 0; i < n; i++)
+	for (int i = 0; i < nleases; i++)
 	{
-		el_result_lease(i, &lease);
+		lease = leases[i];
 		if (lease.member != NULL && strcmp(lease.member, me) == 0)
 			plan[lease.shard] = (++mine <= target) ? SP_KEEP : SP_RELEASE;
 	}
 	kept = Min(mine, target);
-	for (uint64 i = 0; i < n && kept < target; i++)
+	for (int i = 0; i < nleases && kept < target; i++)
 	{
-		el_result_lease(i, &lease);
+		lease = leases[i];
 		if (plan[lease.shard] == SP_NONE && !el_lease_live(&lease))
 		{
 			plan[lease.shard] = SP_CLAIM;
@@ -307,7 +352,7 @@ el_settle_shards(ElGroup *g, const char *me, int32 *shards, int64 *after)
 		}
 	}
 
-	if (n == 0)
+	if (nleases == 0)
 	{
 		/* The group is gone (a stale cache entry): the caller retries. */
 		el_group_forget();
@@ -319,17 +364,15 @@ el_settle_shards(ElGroup *g, const char *me, int32 *shards, int64 *after)
 	 * shard only when my lease is not live, and if that happens while I
 	 * read, its events are delivered twice and my commit is refused.
 	 */
-	for (uint64 i = 0; i < n; i++)
+	for (int i = 0; i < nleases; i++)
 	{
-		el_result_lease(i, &lease);
-		if (plan[lease.shard] == SP_KEEP)
+		if (plan[leases[i].shard] == SP_KEEP)
 		{
-			shards[nheld] = lease.shard;
-			after[nheld] = lease.committed_seq;
+			shards[nheld] = leases[i].shard;
+			after[nheld] = leases[i].committed_seq;
 			nheld++;
 		}
 	}
-	SPI_freetuptable(SPI_tuptable);
 	for (int s = 0; s < g->shards; s++)
 		if (plan[s] == SP_RELEASE || plan[s] == SP_CLAIM)
 			lock[nlock++] = s;
