@@ -154,8 +154,9 @@ typedef struct ElMember
  * Join the group as `me`, or renew my membership, given the group's
  * members[] as read at the start of this poll.  Sets the number of live
  * members and my rank among them in name order (C collation), which decide
- * my share of the shards.  Returns false if the group is gone (dropped
- * since this backend looked it up).
+ * my share of the shards, and *wrote when it changed consumer_members (a
+ * write that may have waited for another member's transaction).  Returns
+ * false if the group is gone (dropped since this backend looked it up).
  *
  * A member name that a new session reuses is taken over when its previous
  * session is gone, or still there but out of lease (hung): the row then
@@ -165,7 +166,7 @@ typedef struct ElMember
  */
 static bool
 el_member_heartbeat(ElGroup *g, const char *me, const ElMember *members,
-					int nmembers, int *live, int *rank)
+					int nmembers, int *live, int *rank, bool *wrote)
 {
 	Datum		values[3];
 	bool		found = false;
@@ -177,6 +178,7 @@ el_member_heartbeat(ElGroup *g, const char *me, const ElMember *members,
 
 	*live = 1;
 	*rank = 0;
+	*wrote = false;
 	for (int i = 0; i < nmembers; i++)
 	{
 		const ElMember *m = &members[i];
@@ -218,6 +220,7 @@ el_member_heartbeat(ElGroup *g, const char *me, const ElMember *members,
 	}
 
 	values[0] = Int32GetDatum(g->id);
+	*wrote = renew || any_expired;
 	if (renew)
 	{
 		values[1] = CStringGetTextDatum(me);
@@ -257,6 +260,30 @@ typedef enum ElShardPlan
 } ElShardPlan;
 
 /*
+ * The shards' rows of a Q_SETTLE result (n rows, members first) into
+ * leases[], in shard order; returns how many.
+ */
+static int
+el_settle_leases(ElGroup *g, uint64 n, ElLease *leases)
+{
+	int			nleases = 0;
+	bool		isnull;
+
+	for (uint64 i = 0; i < n; i++)
+	{
+		(void) el_spi_value(i, 1, &isnull);
+		if (isnull)
+			continue;
+		el_result_lease(i, &leases[nleases]);
+		if (leases[nleases].shard < 0 || leases[nleases].shard >= g->shards)
+			elog(ERROR, "consumer group %d has a shard %d out of range",
+				 g->id, leases[nleases].shard);
+		nleases++;
+	}
+	return nleases;
+}
+
+/*
  * Settle my shards: keep up to my share, release the excess, claim free
  * shards up to my share.  Fills shards[] and after[] with the shards I hold,
  * and their committed offsets, and returns how many.
@@ -292,15 +319,19 @@ el_settle_shards(ElGroup *g, const char *me, int32 *shards, int64 *after)
 	ElMember   *members;
 	int			nmembers = 0;
 	bool		isnull;
+	bool		wrote;
 
 	/*
 	 * One statement reads the members and the shards (it was two, and
-	 * every poll makes it; docs/design/append_cost.md).  The heartbeat
-	 * below may then renew, join or expire members: the shards' rows were
-	 * read before that, which changes nothing that is decided from them.
-	 * My own leases are mine whatever my row says, and a holder that the
-	 * heartbeat expires was out of lease when it was read, so not live
-	 * either way.
+	 * every poll makes it; docs/design/append_cost.md).  The shards' rows
+	 * are good only as long as nobody can have changed them since: so when
+	 * the heartbeat writes (renews my lease, joins, takes a name over,
+	 * removes expired members), which happens when my lease is half gone
+	 * and may wait for another member's transaction, they are read again
+	 * after it.  Meanwhile my lease may have run out and another member
+	 * may have taken my shards; read before, they would still look mine.
+	 * Without a write nothing waited, and my lease, more than half left
+	 * when read, is still running.
 	 */
 	values[0] = Int32GetDatum(g->id);
 	values[1] = Int32GetDatum(el_lease_timeout);
@@ -310,15 +341,7 @@ el_settle_shards(ElGroup *g, const char *me, int32 *shards, int64 *after)
 	for (uint64 i = 0; i < n; i++)
 	{
 		(void) el_spi_value(i, 1, &isnull);
-		if (!isnull)
-		{
-			el_result_lease(i, &leases[nleases]);
-			if (leases[nleases].shard < 0 || leases[nleases].shard >= g->shards)
-				elog(ERROR, "consumer group %d has a shard %d out of range",
-					 g->id, leases[nleases].shard);
-			nleases++;
-		}
-		else
+		if (isnull)
 		{
 			ElMember   *m = &members[nmembers++];
 
@@ -329,10 +352,20 @@ el_settle_shards(ElGroup *g, const char *me, int32 *shards, int64 *after)
 			m->stale = DatumGetBool(el_spi_value(i, 7, &isnull));
 		}
 	}
+	nleases = el_settle_leases(g, n, leases);
 	SPI_freetuptable(SPI_tuptable);
 
-	if (!el_member_heartbeat(g, me, members, nmembers, &live, &rank))
+	if (!el_member_heartbeat(g, me, members, nmembers, &live, &rank, &wrote))
 		return -1;				/* the group is gone: the caller retries */
+	if (wrote)
+	{
+		values[0] = Int32GetDatum(g->id);
+		values[1] = Int32GetDatum(el_lease_timeout);
+		n = el_query(Q_SETTLE, values, NULL, 0);
+		leases = repalloc(leases, sizeof(ElLease) * (n + 1));
+		nleases = el_settle_leases(g, n, leases);
+		SPI_freetuptable(SPI_tuptable);
+	}
 	target = g->shards / live + (rank < g->shards % live ? 1 : 0);
 
 	for (int i = 0; i < nleases; i++)
