@@ -1098,7 +1098,6 @@ el_assign_position(PG_FUNCTION_ARGS)
 	int64		version;
 	pg_uuid_t  *event_id;
 	bool		own_append = false;
-	bool		personal;
 	const ElStreamIndexes *idx;
 	int			cols[7] = {Anum_el_shard, Anum_el_seq, Anum_el_version,
 	Anum_el_event_id, Anum_el_recorded_at, Anum_el_metadata, Anum_el_payload};
@@ -1237,6 +1236,10 @@ el_assign_position(PG_FUNCTION_ARGS)
 	}
 	if (!newnulls[5])
 		el_check_document(newvals[5], "metadata");
+	/* personal fields, encrypted as the schema check has seen them plain */
+	newvals[6] = values[Anum_el_payload - 1];
+	if (el_personal_protect(rel, values[Anum_el_type - 1], &newvals[6]))
+		ncols = 7;
 
 	idx = seg ? NULL : el_stream_indexes(rel);
 
@@ -1249,24 +1252,9 @@ el_assign_position(PG_FUNCTION_ARGS)
 	else
 		event_id = DatumGetUUIDP(values[Anum_el_event_id - 1]);
 	shard = el_shard_for_key(VARDATA_ANY(key), VARSIZE_ANY_EXHDR(key), shards);
-
-	/*
-	 * Personal fields are encrypted as the schema check has seen them plain,
-	 * and under the shard lock: encrypting may create a data subject's key,
-	 * a row of event_log.subject_keys that others appending for the same
-	 * subject wait for until we commit.  Created before the lock, it would
-	 * make us wait for the shard's holder while the holder, appending for
-	 * that subject too, waits for us: a deadlock between two single-event
-	 * INSERTs (append() took the lock first for that reason already).
-	 * Under the lock, whoever creates the key holds the shard.
-	 */
-	personal = el_personal_declared(RelationGetRelid(rel));
 	el_lock_shard(RelationGetRelid(rel), shard,
 				  el_stream_grouped(RelationGetRelid(rel)));
 	el_note_append(RelationGetRelid(rel));
-	newvals[6] = values[Anum_el_payload - 1];
-	if (personal && el_personal_protect(rel, values[Anum_el_type - 1], &newvals[6]))
-		ncols = 7;
 
 	if (seg != NULL)
 	{
@@ -1623,11 +1611,12 @@ el_append(PG_FUNCTION_ARGS)
 	 * takes the lock when it numbers the row, as for a plain INSERT, so the
 	 * lock is not held across the set-up of the INSERT that SPI runs: other
 	 * appenders to the shard wait that much less (docs/design/offsets.md).
-	 * (The trigger takes it before it creates a data subject's key on a
-	 * stream with personal fields, which append() used to take it early
-	 * for.)
+	 * Except on a stream with personal fields: the trigger creates a data
+	 * subject's key before it takes the lock, and an appender that holds
+	 * the lock and appends for the same subject would wait for that key
+	 * while we wait for the lock.  Taken first, we wait before creating it.
 	 */
-	if (event_id != NULL || !PG_ARGISNULL(5))
+	if (event_id != NULL || !PG_ARGISNULL(5) || el_personal_declared(relid))
 		(void) el_append_lock_key(rel, shards, key);
 
 	if (event_id == NULL || !el_append_existing(rel, key, event_id, &done))
