@@ -1098,7 +1098,6 @@ el_assign_position(PG_FUNCTION_ARGS)
 	int64		version;
 	pg_uuid_t  *event_id;
 	bool		own_append = false;
-	ElPersonalKey pkey;
 	const ElStreamIndexes *idx;
 	int			cols[7] = {Anum_el_shard, Anum_el_seq, Anum_el_version,
 	Anum_el_event_id, Anum_el_recorded_at, Anum_el_metadata, Anum_el_payload};
@@ -1237,13 +1236,9 @@ el_assign_position(PG_FUNCTION_ARGS)
 	}
 	if (!newnulls[5])
 		el_check_document(newvals[5], "metadata");
-	/*
-	 * Personal fields, encrypted as the schema check has seen them plain,
-	 * before the shard lock with the subject's key if it has one (below
-	 * for a new subject's first event).
-	 */
+	/* personal fields, encrypted as the schema check has seen them plain */
 	newvals[6] = values[Anum_el_payload - 1];
-	if (el_personal_protect(rel, values[Anum_el_type - 1], &newvals[6], &pkey))
+	if (el_personal_protect(rel, values[Anum_el_type - 1], &newvals[6]))
 		ncols = 7;
 
 	idx = seg ? NULL : el_stream_indexes(rel);
@@ -1257,41 +1252,9 @@ el_assign_position(PG_FUNCTION_ARGS)
 	else
 		event_id = DatumGetUUIDP(values[Anum_el_event_id - 1]);
 	shard = el_shard_for_key(VARDATA_ANY(key), VARSIZE_ANY_EXHDR(key), shards);
-
-	/*
-	 * A new subject's key is made under the shard lock: made before it, we
-	 * would hold the new key row, which other appenders of the subject wait
-	 * for, while we wait for the shard's holder, which may be one of them.
-	 * Made after a wait for the lock, the key may meanwhile have been begun
-	 * by another transaction (another first event of the subject, or an
-	 * erasure): waiting for it with the shard held could close a cycle, so
-	 * a lock just taken is given back first, and we start again.  A lock
-	 * this transaction held already stays (docs/design/erasure.md).
-	 */
-	for (;;)
-	{
-		bool		held = pkey.missing &&
-			el_shard_lock_held(RelationGetRelid(rel), shard);
-		TransactionId writer;
-
-		el_lock_shard(RelationGetRelid(rel), shard,
-					  el_stream_grouped(RelationGetRelid(rel)));
-		if (!pkey.missing || held)
-			break;
-		writer = el_personal_key_writer(RelationGetRelid(rel), &pkey);
-		if (!TransactionIdIsValid(writer))
-			break;
-		el_unlock_shard(RelationGetRelid(rel), shard);
-		XactLockTableWait(writer, NULL, NULL, XLTW_None);
-		if (el_personal_protect(rel, values[Anum_el_type - 1], &newvals[6], &pkey))
-			ncols = 7;
-	}
+	el_lock_shard(RelationGetRelid(rel), shard,
+				  el_stream_grouped(RelationGetRelid(rel)));
 	el_note_append(RelationGetRelid(rel));
-	if (pkey.missing)
-	{
-		el_personal_protect_new(rel, values[Anum_el_type - 1], &newvals[6]);
-		ncols = 7;
-	}
 
 	if (seg != NULL)
 	{
@@ -1648,11 +1611,12 @@ el_append(PG_FUNCTION_ARGS)
 	 * takes the lock when it numbers the row, as for a plain INSERT, so the
 	 * lock is not held across the set-up of the INSERT that SPI runs: other
 	 * appenders to the shard wait that much less (docs/design/offsets.md).
-	 * On a stream with personal fields too: the trigger waits for others
-	 * writing a data subject's key before it takes the lock, and makes a
-	 * new key under it (docs/design/erasure.md).
+	 * Except on a stream with personal fields: the trigger creates a data
+	 * subject's key before it takes the lock, and an appender that holds
+	 * the lock and appends for the same subject would wait for that key
+	 * while we wait for the lock.  Taken first, we wait before creating it.
 	 */
-	if (event_id != NULL || !PG_ARGISNULL(5))
+	if (event_id != NULL || !PG_ARGISNULL(5) || el_personal_declared(relid))
 		(void) el_append_lock_key(rel, shards, key);
 
 	if (event_id == NULL || !el_append_existing(rel, key, event_id, &done))

@@ -216,41 +216,6 @@ el_lock_shard(Oid relid, int32 shard, bool grouped)
 	}
 }
 
-/* Whether this transaction holds the shard's lock already. */
-bool
-el_shard_lock_held(Oid relid, int32 shard)
-{
-	LOCKTAG		tag;
-
-	el_shard_locktag(&tag, relid, shard);
-	return LockHeldByMe(&tag, ExclusiveLock);
-}
-
-/*
- * Give back a shard lock that the caller has just taken, before numbering
- * anything in the shard (and not held before): the trigger does when it
- * must wait for another transaction first (append.c).  A grouped lock stays
- * in el_grouped[]; the commit callback releases only what is still held.
- */
-void
-el_unlock_shard(Oid relid, int32 shard)
-{
-	LOCKTAG		tag;
-	ResourceOwner save = CurrentResourceOwner;
-
-	el_shard_locktag(&tag, relid, shard);
-	CurrentResourceOwner = CurTransactionResourceOwner;
-	PG_TRY();
-	{
-		(void) LockRelease(&tag, ExclusiveLock, false);
-	}
-	PG_FINALLY();
-	{
-		CurrentResourceOwner = save;
-	}
-	PG_END_TRY();
-}
-
 /* Whether we still hold any grouped shard lock (a savepoint may have freed them). */
 static bool
 el_holding_grouped(void)

@@ -43,9 +43,6 @@
  */
 #include "postgres.h"
 
-#include "access/genam.h"
-#include "access/stratnum.h"
-#include "access/table.h"
 #include "access/xact.h"
 #include "catalog/pg_type.h"
 #include "common/base64.h"
@@ -54,17 +51,14 @@
 #include "executor/spi.h"
 #include "fmgr.h"
 #include "miscadmin.h"
-#include "storage/lmgr.h"
 #include "utils/acl.h"
 #include "utils/builtins.h"
-#include "utils/fmgroids.h"
 #include "utils/fmgrprotos.h"
 #include "utils/hsearch.h"
 #include "utils/inval.h"
 #include "utils/lsyscache.h"
 #include "utils/memutils.h"
 #include "utils/rel.h"
-#include "utils/snapmgr.h"
 
 #include "catalog.h"
 #include "event_log.h"
@@ -525,74 +519,6 @@ el_subject_key_lookup(Oid relid, const uint8 *id, bool create, uint8 *key, uint8
 	return found;
 }
 
-/*
- * A transaction other than ours that is writing the subject's key row right
- * now, or InvalidTransactionId: one that made the key and has not committed
- * (another appender's first event of the subject), or that is deleting it
- * or holds a placeholder for it (erase_subject()).  Neither shows in the
- * lookup above, whose snapshot sees neither, so the index is probed with a
- * dirty snapshot.  Lockers that only share the row (other appenders using
- * the key) do not count.  The caller decides whether to wait for it.
- */
-static TransactionId
-el_subject_key_writer(Oid relid, const uint8 *id)
-{
-	Oid			keys = get_relname_relid("subject_keys", el_schema_oid());
-	Oid			pkey = get_relname_relid("subject_keys_pkey", el_schema_oid());
-	bytea	   *idb;
-	Relation	rel;
-	SnapshotData dirty;
-	ScanKeyData skey[2];
-	SysScanDesc scan;
-	TransactionId writer = InvalidTransactionId;
-
-	if (!OidIsValid(keys) || !OidIsValid(pkey))
-		elog(ERROR, "event_log.subject_keys or its primary key is missing");
-	idb = el_personal_bytea(id, EL_SUBJECT_ID_LEN);
-	rel = table_open(keys, AccessShareLock);
-	ScanKeyInit(&skey[0], get_attnum(keys, "stream"), BTEqualStrategyNumber,
-				F_OIDEQ, ObjectIdGetDatum(relid));
-	ScanKeyInit(&skey[1], get_attnum(keys, "subject"), BTEqualStrategyNumber,
-				F_BYTEAEQ, PointerGetDatum(idb));
-	InitDirtySnapshot(dirty);
-	scan = systable_beginscan(rel, pkey, true, &dirty, 2, skey);
-	while (systable_getnext(scan) != NULL)
-	{
-		if (TransactionIdIsValid(dirty.xmin))
-			writer = dirty.xmin;
-		else if (TransactionIdIsValid(dirty.xmax))
-			writer = dirty.xmax;
-		if (TransactionIdIsValid(writer))
-			break;
-	}
-	systable_endscan(scan);
-	table_close(rel, AccessShareLock);
-	pfree(idb);
-	return writer;
-}
-
-/*
- * Before the shard lock, wait for every transaction writing the subject's
- * key (see above), holding nothing of the stream's; then take the key if
- * it exists.  False when the subject has no key (and nobody is making one):
- * the caller makes it under the shard lock.
- */
-static bool
-el_subject_key_settle(Oid relid, const uint8 *id, uint8 *key, uint8 *key_id)
-{
-	for (;;)
-	{
-		TransactionId writer;
-
-		if (el_subject_key(relid, id, false, key, key_id))
-			return true;
-		writer = el_subject_key_writer(relid, id);
-		if (!TransactionIdIsValid(writer))
-			return false;
-		XactLockTableWait(writer, NULL, NULL, XLTW_None);
-	}
-}
-
 /* A key by its key_id: false once it is erased. */
 bool
 el_personal_key_by_id(Oid relid, const uint8 *key_id, uint8 *key)
@@ -970,17 +896,14 @@ el_protect_object(ElProtect *pr, JsonbParseState **st, JsonbContainer *c,
 	return res;
 }
 
-/*
- * The append trigger's encryption, in two steps around the shard lock (see
- * personal.h and docs/design/erasure.md).  With pk (before the lock) a
- * missing key is not made: pk->missing is set, with the subject's id, and
- * false returned.  Without pk (under the lock), it is made.
- */
-StaticAssertDecl(sizeof(((ElPersonalKey *) NULL)->id) == EL_SUBJECT_ID_LEN,
-				 "ElPersonalKey holds a subject id");
+bool
+el_personal_declared(Oid relid)
+{
+	return el_personal_entry(relid)->has_personal;
+}
 
-static bool
-el_protect(Relation rel, Datum type, Datum *payload, ElPersonalKey *pk)
+bool
+el_personal_protect(Relation rel, Datum type, Datum *payload)
 {
 	Oid			relid = RelationGetRelid(rel);
 	ElPersonalEntry *entry = el_personal_entry(relid);
@@ -997,8 +920,6 @@ el_protect(Relation rel, Datum type, Datum *payload, ElPersonalKey *pk)
 	uint8		key_id[EL_KEY_ID_LEN];
 	uint8		secret[EL_PERSONAL_SECRET_LEN];
 
-	if (pk != NULL)
-		pk->missing = false;
 	if (!entry->has_personal)
 		return false;
 	typetext = DatumGetTextPP(type);
@@ -1020,20 +941,12 @@ el_protect(Relation rel, Datum type, Datum *payload, ElPersonalKey *pk)
 	subject = el_event_subject(rel, doc, d, typetext);
 	el_personal_subject_id(secret, subject, strlen(subject), id);
 	explicit_bzero(subject, strlen(subject));
-	if (pk != NULL ? !el_subject_key_settle(relid, id, key, key_id) :
-		!el_subject_key(relid, id, true, key, key_id))
-	{
-		if (pk == NULL)
-			elog(ERROR, "could not make a key for a data subject");
-		pk->missing = true;
-		memcpy(pk->id, id, EL_SUBJECT_ID_LEN);
-		explicit_bzero(secret, sizeof(secret));
-		return false;
-	}
 	{
 		ElProtect	pr;
 
 		el_load_pgcrypto();
+		if (!el_subject_key(relid, id, true, key, key_id))
+			elog(ERROR, "could not make a key for a data subject");
 		pr.key = key;
 		pr.secret = secret;
 		pr.key_id = key_id;
@@ -1045,25 +958,6 @@ el_protect(Relation rel, Datum type, Datum *payload, ElPersonalKey *pk)
 	explicit_bzero(secret, sizeof(secret));
 	*payload = JsonbPGetDatum(JsonbValueToJsonb(res));
 	return true;
-}
-
-bool
-el_personal_protect(Relation rel, Datum type, Datum *payload, ElPersonalKey *pk)
-{
-	return el_protect(rel, type, payload, pk);
-}
-
-TransactionId
-el_personal_key_writer(Oid relid, const ElPersonalKey *pk)
-{
-	return el_subject_key_writer(relid, pk->id);
-}
-
-void
-el_personal_protect_new(Relation rel, Datum type, Datum *payload)
-{
-	if (!el_protect(rel, type, payload, NULL))
-		elog(ERROR, "the event's personal fields were not encrypted");
 }
 
 /* A marker's message (base64: IV, ciphertext) decrypted with key. */

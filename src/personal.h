@@ -24,29 +24,17 @@
 extern void el_personal_init(void);
 
 /*
- * The append trigger's encryption of an event's personal fields, after the
- * schema check, in two steps around the shard lock (docs/design/erasure.md).
- *
- * Before the lock, el_personal_protect() waits (holding nothing of the
- * stream's) for any transaction writing the subject's key, takes the key if
- * it exists and encrypts: true, *payload replaced.  False when there is
- * nothing to encrypt, or when the subject has no key yet (pk->missing).
- *
- * A missing key is made under the shard lock: el_personal_key_writer() says
- * whether another transaction has begun writing it since (then the caller
- * gives the lock back if it can, waits for that transaction and starts
- * again), el_personal_protect_new() makes it and encrypts.
+ * The append trigger's one call, after the schema check and before the
+ * shard lock: the payload with the event's personal fields encrypted.
+ * Returns false (and leaves *payload alone) when there is nothing to do.
  */
-typedef struct ElPersonalKey
-{
-	bool		missing;
-	uint8		id[32];			/* the subject's id (EL_SUBJECT_ID_LEN) */
-} ElPersonalKey;
+extern bool el_personal_protect(Relation rel, Datum type, Datum *payload);
 
-extern bool el_personal_protect(Relation rel, Datum type, Datum *payload,
-								ElPersonalKey *pk);
-extern TransactionId el_personal_key_writer(Oid relid, const ElPersonalKey *pk);
-extern void el_personal_protect_new(Relation rel, Datum type, Datum *payload);
+/*
+ * Whether the stream declares personal fields: its appends may then create
+ * a data subject's key, which other appenders of the subject wait for.
+ */
+extern bool el_personal_declared(Oid relid);
 
 /*
  * Readers: a receiver that passes the rows of a stream's read plan on to
