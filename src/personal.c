@@ -493,12 +493,23 @@ el_subject_key_lookup(Oid relid, const uint8 *id, bool create, uint8 *key, uint8
 					 errmsg("could not generate a random key")));
 		values[2] = PointerGetDatum(newkey);
 		values[3] = PointerGetDatum(newid);
-		/* a concurrent append for the same subject may have made one first */
-		found = el_catalog_sql("INSERT INTO event_log.subject_keys (stream, subject, key, key_id)"
-							   " VALUES ($1, $2, $3, $4) ON CONFLICT (stream, subject) DO NOTHING"
-							   " RETURNING key, key_id",
-							   4, types, values, NULL, 0, 0) == 1 ||
-			el_catalog_sql(select_key, 2, types, values, NULL, EL_CAT_LATEST, 1) == 1;
+
+		/*
+		 * A concurrent append for the same subject may have made one first;
+		 * and an erasure may delete that one before we read it (then we
+		 * try again: the row it leaves is gone, and ours can go in).
+		 */
+		for (;;)
+		{
+			CHECK_FOR_INTERRUPTS();
+			found = el_catalog_sql("INSERT INTO event_log.subject_keys (stream, subject, key, key_id)"
+								   " VALUES ($1, $2, $3, $4) ON CONFLICT (stream, subject) DO NOTHING"
+								   " RETURNING key, key_id",
+								   4, types, values, NULL, 0, 0) == 1 ||
+				el_catalog_sql(select_key, 2, types, values, NULL, EL_CAT_LATEST, 1) == 1;
+			if (found)
+				break;
+		}
 		explicit_bzero(VARDATA(newkey), EL_SUBJECT_KEY_LEN);
 	}
 	if (found)
