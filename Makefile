@@ -29,7 +29,7 @@ REGRESS    = streams append append_calls append_events read_by_time read_all con
 ISOLATION_OPTS = --inputdir=test
 ISOLATION  = commit_order shard_lock_spin append_personal_lock grouped_commit grouped_mode_switch grouped_serializable grouped_deadlock append_events read_all_resume rollback repeatable_read prepared shards_independent version_cache \
              projection_async projection_rebuild projection_inline_rr projection_drop_race \
-             consumer_members consumer_settle_stale consumer_commit consumer_poll_race consumer_group_drop \
+             consumer_members consumer_settle_stale consumer_member_race consumer_commit consumer_poll_race consumer_group_drop \
              stream_drop_race schema_register dead_letter_retry nack_retry upcast_reads_cache erase_inflight retention_race archive_race segment_roll
 # The regress and isolation tests run a second time against the same cluster
 # restarted with event_log in shared_preload_libraries, where appends take a

@@ -150,6 +150,22 @@ typedef struct ElMember
 	bool		stale;			/* less than half its lease left */
 } ElMember;
 
+/* EL005: a live session other than ours is the member `me` (lock lock_id). */
+pg_attribute_noreturn()
+static void
+el_member_in_use(ElGroup *g, const char *me, int32 lock_id, int pid)
+{
+	int			holder = el_member_lock_holder(lock_id);
+
+	ereport(ERROR,
+			(errcode(ERRCODE_EL_MEMBER_IN_USE),
+			 errmsg("member \"%s\" of consumer group \"%s\" is in use by another session",
+					me, text_to_cstring(g->name)),
+			 holder != 0 || pid != 0 ?
+			 errdetail("Backend %d holds the member's lock.", holder != 0 ? holder : pid) : 0,
+			 errhint("Give each consumer session its own member name, or end the other session.")));
+}
+
 /*
  * Join the group as `me`, or renew my membership, given the group's
  * members[] as read at the start of this poll.  Sets the number of live
@@ -195,15 +211,7 @@ el_member_heartbeat(ElGroup *g, const char *me, const ElMember *members,
 				 * is this member already; two sessions as one member would
 				 * both process its shards.
 				 */
-				int			holder = el_member_lock_holder(m->lock_id);
-
-				ereport(ERROR,
-						(errcode(ERRCODE_EL_MEMBER_IN_USE),
-						 errmsg("member \"%s\" of consumer group \"%s\" is in use by another session",
-								me, text_to_cstring(g->name)),
-						 errdetail("Backend %d holds the member's lock.",
-								   holder != 0 ? holder : m->pid),
-						 errhint("Give each consumer session its own member name, or end the other session.")));
+				el_member_in_use(g, me, m->lock_id, m->pid);
 			}
 			else
 				take_over = true;
@@ -238,7 +246,16 @@ el_member_heartbeat(ElGroup *g, const char *me, const ElMember *members,
 		}
 		my_lock = DatumGetInt32(el_spi_value(0, 1, &isnull));
 		SPI_freetuptable(SPI_tuptable);
-		(void) el_member_lock_take(my_lock);
+
+		/*
+		 * The statements above name the row by member name only.  If it
+		 * changed hands while they waited (another session joined under
+		 * the name, or took it over, and committed), we have just written
+		 * our pid into that session's row and got its lock back: the name
+		 * is in use, and the error takes our write back.
+		 */
+		if (!el_member_lock_take(my_lock))
+			el_member_in_use(g, me, my_lock, 0);
 	}
 	if (any_expired)
 		el_query(Q_MEMBERS_EXPIRE, values, NULL, 0);
