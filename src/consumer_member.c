@@ -277,26 +277,51 @@ typedef enum ElShardPlan
 } ElShardPlan;
 
 /*
- * The shards' rows of a Q_SETTLE result (n rows, members first) into
- * leases[], in shard order; returns how many.
+ * Run Q_SETTLE: the group's shards, in shard order, into a new *leases,
+ * and unless members is NULL its members into a new *members (*nmembers
+ * of them).  Returns the number of shards.
  */
 static int
-el_settle_leases(ElGroup *g, uint64 n, ElLease *leases)
+el_settle_read(ElGroup *g, ElLease **leases, ElMember **members, int *nmembers)
 {
+	Datum		values[2];
+	uint64		n;
 	int			nleases = 0;
 	bool		isnull;
 
+	values[0] = Int32GetDatum(g->id);
+	values[1] = Int32GetDatum(el_lease_timeout);
+	n = el_query(Q_SETTLE, values, NULL, 0);
+	*leases = palloc(sizeof(ElLease) * (n + 1));
+	if (members != NULL)
+	{
+		*members = palloc(sizeof(ElMember) * (n + 1));
+		*nmembers = 0;
+	}
 	for (uint64 i = 0; i < n; i++)
 	{
 		(void) el_spi_value(i, 1, &isnull);
-		if (isnull)
-			continue;
-		el_result_lease(i, &leases[nleases]);
-		if (leases[nleases].shard < 0 || leases[nleases].shard >= g->shards)
-			elog(ERROR, "consumer group %d has a shard %d out of range",
-				 g->id, leases[nleases].shard);
-		nleases++;
+		if (!isnull)
+		{
+			ElLease    *lease = &(*leases)[nleases++];
+
+			el_result_lease(i, lease);
+			if (lease->shard < 0 || lease->shard >= g->shards)
+				elog(ERROR, "consumer group %d has a shard %d out of range",
+					 g->id, lease->shard);
+		}
+		else if (members != NULL)
+		{
+			ElMember   *m = &(*members)[(*nmembers)++];
+
+			m->name = TextDatumGetCString(el_spi_value(i, 2, &isnull));
+			m->lock_id = DatumGetInt32(el_spi_value(i, 3, &isnull));
+			m->unexpired = DatumGetBool(el_spi_value(i, 4, &isnull));
+			m->pid = DatumGetInt32(el_spi_value(i, 6, &isnull));
+			m->stale = DatumGetBool(el_spi_value(i, 7, &isnull));
+		}
 	}
+	SPI_freetuptable(SPI_tuptable);
 	return nleases;
 }
 
@@ -332,10 +357,9 @@ el_settle_shards(ElGroup *g, const char *me, int32 *shards, int64 *after)
 	uint64		n;
 	ElLease		lease;
 	ElLease    *leases;
-	int			nleases = 0;
+	int			nleases;
 	ElMember   *members;
-	int			nmembers = 0;
-	bool		isnull;
+	int			nmembers;
 	bool		wrote;
 
 	/*
@@ -350,39 +374,11 @@ el_settle_shards(ElGroup *g, const char *me, int32 *shards, int64 *after)
 	 * Without a write nothing waited, and my lease, more than half left
 	 * when read, is still running.
 	 */
-	values[0] = Int32GetDatum(g->id);
-	values[1] = Int32GetDatum(el_lease_timeout);
-	n = el_query(Q_SETTLE, values, NULL, 0);
-	leases = palloc(sizeof(ElLease) * (n + 1));
-	members = palloc(sizeof(ElMember) * (n + 1));
-	for (uint64 i = 0; i < n; i++)
-	{
-		(void) el_spi_value(i, 1, &isnull);
-		if (isnull)
-		{
-			ElMember   *m = &members[nmembers++];
-
-			m->name = TextDatumGetCString(el_spi_value(i, 2, &isnull));
-			m->lock_id = DatumGetInt32(el_spi_value(i, 3, &isnull));
-			m->unexpired = DatumGetBool(el_spi_value(i, 4, &isnull));
-			m->pid = DatumGetInt32(el_spi_value(i, 6, &isnull));
-			m->stale = DatumGetBool(el_spi_value(i, 7, &isnull));
-		}
-	}
-	nleases = el_settle_leases(g, n, leases);
-	SPI_freetuptable(SPI_tuptable);
-
+	nleases = el_settle_read(g, &leases, &members, &nmembers);
 	if (!el_member_heartbeat(g, me, members, nmembers, &live, &rank, &wrote))
 		return -1;				/* the group is gone: the caller retries */
 	if (wrote)
-	{
-		values[0] = Int32GetDatum(g->id);
-		values[1] = Int32GetDatum(el_lease_timeout);
-		n = el_query(Q_SETTLE, values, NULL, 0);
-		leases = repalloc(leases, sizeof(ElLease) * (n + 1));
-		nleases = el_settle_leases(g, n, leases);
-		SPI_freetuptable(SPI_tuptable);
-	}
+		nleases = el_settle_read(g, &leases, NULL, NULL);
 	target = g->shards / live + (rank < g->shards % live ? 1 : 0);
 
 	for (int i = 0; i < nleases; i++)

@@ -499,7 +499,7 @@ el_subject_key_lookup(Oid relid, const uint8 *id, bool create, uint8 *key, uint8
 		 * and an erasure may delete that one before we read it (then we
 		 * try again: the row it leaves is gone, and ours can go in).
 		 */
-		for (;;)
+		do
 		{
 			CHECK_FOR_INTERRUPTS();
 			found = el_catalog_sql("INSERT INTO event_log.subject_keys (stream, subject, key, key_id)"
@@ -507,9 +507,7 @@ el_subject_key_lookup(Oid relid, const uint8 *id, bool create, uint8 *key, uint8
 								   " RETURNING key, key_id",
 								   4, types, values, NULL, 0, 0) == 1 ||
 				el_catalog_sql(select_key, 2, types, values, NULL, EL_CAT_LATEST, 1) == 1;
-			if (found)
-				break;
-		}
+		} while (!found);
 		explicit_bzero(VARDATA(newkey), EL_SUBJECT_KEY_LEN);
 	}
 	if (found)
