@@ -425,6 +425,7 @@ el_settle_shards(ElGroup *g, const char *me, int32 *shards, int64 *after)
 	if (nlock == 0)
 		return nheld;
 
+	values[0] = Int32GetDatum(g->id);
 	values[1] = el_int4_array(lock, nlock);
 	n = el_query(Q_SHARDS_LOCK, values, NULL, 0);
 	for (uint64 i = 0; i < n; i++)
