@@ -16,15 +16,20 @@
 #   3. one INSERT ... SELECT of BENCH_BATCH events, median of 3 runs
 #                                                                target >= 0.70
 #
-# Every path of 1 and 2 runs twice for half of BENCH_SECONDS, in the order
-# stream INSERT, append(), plain, then plain, append(), stream INSERT; the
-# figure is the mean of the two rounds.  Each run starts after a CHECKPOINT
+# Every path of 1 and 2 runs BENCH_ROUNDS times (default 4) for BENCH_SECONDS
+# divided among them, in the order stream INSERT, append(), plain, then
+# plain, append(), stream INSERT, and so on; the figure is the median of the
+# rounds, and the ratio the median of the per-round ratios against the plain
+# round of the same turn (this VM's rate drifts by tens of percent within a
+# minute; rounds run next to each other drift together).  Each run starts
+# after a CHECKPOINT
 # with its target table empty (the stream dropped and created again, the plain
 # table truncated), so drift and table growth weigh the same on both sides.
 # The batch runs alternate the same way (stream first, then plain first, ...).
 #
 # Environment:
 #   BENCH_SECONDS      seconds per measured path (default 15)
+#   BENCH_ROUNDS       rounds per path (default 4)
 #   BENCH_BATCH        events in the batch INSERT (default 200000)
 #   BENCH_SYNC_COMMIT  the synchronous_commit values to run the pgbench
 #                      measurements with, both sides alike (default "off on":
@@ -39,14 +44,15 @@ set -euo pipefail
 shopt -s inherit_errexit
 
 secs=${BENCH_SECONDS:-15}
+rounds=${BENCH_ROUNDS:-4}
 batch=${BENCH_BATCH:-200000}
 sync_commits=${BENCH_SYNC_COMMIT:-off on}
 sync_commit=${sync_commits%% *}
-if ! [[ $secs =~ ^[1-9][0-9]*$ && $batch =~ ^[1-9][0-9]*$ ]]; then
-    echo "10_append: BENCH_SECONDS and BENCH_BATCH must be positive integers" >&2
+if ! [[ $secs =~ ^[1-9][0-9]*$ && $rounds =~ ^[1-9][0-9]*$ && $batch =~ ^[1-9][0-9]*$ ]]; then
+    echo "10_append: BENCH_SECONDS, BENCH_ROUNDS and BENCH_BATCH must be positive integers" >&2
     exit 2
 fi
-round_secs=$(((secs + 1) / 2))
+round_secs=$(((secs + rounds - 1) / rounds))
 shards=4
 keys_per_shard=2500
 single_keys=10000
@@ -205,31 +211,39 @@ measure() {
 }
 
 # pgbench_section LABEL CLIENTS PREFIX TARGET [APPEND_TARGET]: the three
-# paths, two rounds; append() is held to APPEND_TARGET (default TARGET).
-# With a script PREFIX_plain_ret.sql, a fourth path, the plain INSERT that
-# returns a row like append()'s, against which append() is also reported.
+# paths, BENCH_ROUNDS rounds; append() is held to APPEND_TARGET (default
+# TARGET).  With a script PREFIX_plain_ret.sql, a fourth path, the plain
+# INSERT that returns a row like append()'s, against which append() is also
+# reported.
 pgbench_section() {
-    local label=$1 clients=$2 prefix=$3 target=$4 app_target=${5:-$4} ins app pla ret=""
+    local label=$1 clients=$2 prefix=$3 target=$4 app_target=${5:-$4} order r path i pla
+    local -A table=([insert]=bench_stream [append]=bench_stream [plain]=bench_plain
+                    [plain_ret]=bench_plain)
+    order=(insert append plain)
+    [[ -f $work/${prefix}_plain_ret.sql ]] && order+=(plain_ret)
     ROUNDS=()
-    [[ -f $work/${prefix}_plain_ret.sql ]] && ret=$work/${prefix}_plain_ret.sql
-    measure insert "$work/${prefix}_insert.sql" bench_stream "$clients"
-    measure append "$work/${prefix}_append.sql" bench_stream "$clients"
-    measure plain "$work/${prefix}_plain.sql" bench_plain "$clients"
-    [[ -z $ret ]] || measure plain_ret "$ret" bench_plain "$clients"
-    [[ -z $ret ]] || measure plain_ret "$ret" bench_plain "$clients"
-    measure plain "$work/${prefix}_plain.sql" bench_plain "$clients"
-    measure append "$work/${prefix}_append.sql" bench_stream "$clients"
-    measure insert "$work/${prefix}_insert.sql" bench_stream "$clients"
-    ins=$(mean "${ROUNDS[insert]}")
-    app=$(mean "${ROUNDS[append]}")
-    pla=$(mean "${ROUNDS[plain]}")
-    report "$label INSERT" "$ins" "$pla" tps "$target" \
-        "rounds (tps): stream $(ints "${ROUNDS[insert]}"), plain $(ints "${ROUNDS[plain]}")"
-    report "$label append()" "$app" "$pla" tps "$app_target" \
-        "rounds (tps): append $(ints "${ROUNDS[append]}"), plain $(ints "${ROUNDS[plain]}")"
-    [[ -z $ret ]] ||
-        report "$label append() vs RETURNING" "$app" "$(mean "${ROUNDS[plain_ret]}")" tps \
-            "$app_target" "rounds (tps): plain INSERT ... RETURNING $(ints "${ROUNDS[plain_ret]}")"
+    for ((r = 1; r <= rounds; r++)); do
+        for path in "${order[@]}"; do
+            measure "$path" "$work/${prefix}_$path.sql" "${table[$path]}" "$clients"
+        done
+        for ((i = 0; i < ${#order[@]} / 2; i++)); do
+            path=${order[i]}
+            order[i]=${order[${#order[@]} - 1 - i]}
+            order[${#order[@]} - 1 - i]=$path
+        done
+    done
+    pla=$(median "${ROUNDS[plain]}")
+    report "$label INSERT" "$(median "${ROUNDS[insert]}")" "$pla" tps "$target" \
+        "rounds (tps): stream $(ints "${ROUNDS[insert]}"), plain $(ints "${ROUNDS[plain]}")" \
+        "$(ratio_median "${ROUNDS[insert]}" "${ROUNDS[plain]}")"
+    report "$label append()" "$(median "${ROUNDS[append]}")" "$pla" tps "$app_target" \
+        "rounds (tps): append $(ints "${ROUNDS[append]}"), plain $(ints "${ROUNDS[plain]}")" \
+        "$(ratio_median "${ROUNDS[append]}" "${ROUNDS[plain]}")"
+    [[ -z ${ROUNDS[plain_ret]:-} ]] ||
+        report "$label append() vs RETURNING" "$(median "${ROUNDS[append]}")" \
+            "$(median "${ROUNDS[plain_ret]}")" tps "$app_target" \
+            "rounds (tps): plain INSERT ... RETURNING $(ints "${ROUNDS[plain_ret]}")" \
+            "$(ratio_median "${ROUNDS[append]}" "${ROUNDS[plain_ret]}")"
 }
 
 # batch_once TABLE: seconds for one INSERT ... SELECT of $batch events into an
@@ -255,7 +269,8 @@ SQL
 }
 
 server=$(sql -c 'SHOW server_version')
-echo "PostgreSQL $server, $(nproc) CPUs, ${secs}s per path (2 rounds of ${round_secs}s)," \
+echo "PostgreSQL $server, $(nproc) CPUs, ${secs}s per path ($rounds rounds of ${round_secs}s;" \
+    "medians of rounds, ratios medians of per-round ratios)," \
     "batch $batch, synchronous_commit=$sync_commits"
 
 for sc in $sync_commits; do
@@ -282,6 +297,6 @@ report "batch of $batch INSERT...SELECT" \
     "$(awk -v b="$batch" -v t="$plain_med" 'BEGIN { printf "%.1f", b / t }')" \
     ev/s 0.70 "seconds: stream ${stream_times% }, plain ${plain_times% }"
 
-print_summary "PostgreSQL $server, $(nproc) CPUs, BENCH_SECONDS=$secs, BENCH_BATCH=$batch, synchronous_commit=$sync_commits (batch: $sync_commit)"
+print_summary "PostgreSQL $server, $(nproc) CPUs, BENCH_SECONDS=$secs, BENCH_ROUNDS=$rounds, BENCH_BATCH=$batch, synchronous_commit=$sync_commits (batch: $sync_commit)"
 
 sql -d "$admin_db" -c "DROP DATABASE $db"

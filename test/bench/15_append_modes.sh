@@ -6,22 +6,28 @@
 # sequences), with synchronous_commit on and off:
 #   - 8 clients appending single events to a 1-shard stream     target >= 0.80
 #   - 4 clients, 4 shards, random keys (shared shards)          target >= 0.90
-# Every path runs twice for half of BENCH_SECONDS, in the order serial,
-# grouped, plain, then plain, grouped, serial; each run starts after a
-# CHECKPOINT with its table empty.  Run by test/bench/run.sh (`make bench`).
+# Every path runs BENCH_ROUNDS times (default 4) for BENCH_SECONDS divided
+# among them, in the order serial, grouped, plain, then plain, grouped,
+# serial, and so on; each run starts after a CHECKPOINT with its table empty.
+# A path's figure is the median of its rounds, and its ratio the median of
+# its per-round ratios against the plain round of the same turn (this VM's
+# rate drifts by tens of percent within a minute; two rounds next to each
+# other drift together).  Run by test/bench/run.sh (`make bench`).
 #
-# Environment: BENCH_SECONDS (seconds per path, default 10),
-# BENCH_SYNC (which synchronous_commit values, default "on off").
+# Environment: BENCH_SECONDS (seconds per path, default 10), BENCH_ROUNDS
+# (rounds per path, default 4), BENCH_SYNC (which synchronous_commit values,
+# default "on off").
 set -euo pipefail
 shopt -s inherit_errexit
 
 secs=${BENCH_SECONDS:-10}
+rounds=${BENCH_ROUNDS:-4}
 syncs=${BENCH_SYNC:-on off}
-if ! [[ $secs =~ ^[1-9][0-9]*$ ]]; then
-    echo "15_append_modes: BENCH_SECONDS must be a positive integer" >&2
+if ! [[ $secs =~ ^[1-9][0-9]*$ && $rounds =~ ^[1-9][0-9]*$ ]]; then
+    echo "15_append_modes: BENCH_SECONDS and BENCH_ROUNDS must be positive integers" >&2
     exit 2
 fi
-round_secs=$(((secs + 1) / 2))
+round_secs=$(((secs + rounds - 1) / rounds))
 admin_db=${PGDATABASE:-postgres}
 db=event_log_bench_modes
 work=$(mktemp -d /tmp/event_log_bench.XXXXXX)
@@ -87,27 +93,32 @@ run() {
 # section LABEL SHARDS CLIENTS SYNC TARGET
 section() {
     local label=$1 shards=$2 clients=$3 sync=$4 target=$5 ser gro pla
+    local order=(serial grouped plain) r path
     ROUNDS=()
-    run serial "$work/stream_$shards.sql" bench_stream "$shards" serial "$clients" "$sync"
-    run grouped "$work/stream_$shards.sql" bench_stream "$shards" grouped "$clients" "$sync"
-    run plain "$work/plain_$shards.sql" bench_twin "$shards" - "$clients" "$sync"
-    run plain "$work/plain_$shards.sql" bench_twin "$shards" - "$clients" "$sync"
-    run grouped "$work/stream_$shards.sql" bench_stream "$shards" grouped "$clients" "$sync"
-    run serial "$work/stream_$shards.sql" bench_stream "$shards" serial "$clients" "$sync"
-    ser=$(mean "${ROUNDS[serial]}")
-    gro=$(mean "${ROUNDS[grouped]}")
-    pla=$(mean "${ROUNDS[plain]}")
-    report "$label, sync $sync, serial" "$ser" "$pla" tps "$target" \
-        "rounds (tps): serial $(ints "${ROUNDS[serial]}"), plain $(ints "${ROUNDS[plain]}")"
-    report "$label, sync $sync, grouped" "$gro" "$pla" tps "$target" \
-        "rounds (tps): grouped $(ints "${ROUNDS[grouped]}"), plain $(ints "${ROUNDS[plain]}")"
+    for ((r = 1; r <= rounds; r++)); do
+        for path in "${order[@]}"; do
+            if [[ $path == plain ]]; then
+                run plain "$work/plain_$shards.sql" bench_twin "$shards" - "$clients" "$sync"
+            else
+                run "$path" "$work/stream_$shards.sql" bench_stream "$shards" "$path" "$clients" "$sync"
+            fi
+        done
+        order=("${order[2]}" "${order[1]}" "${order[0]}")
+    done
+    for path in serial grouped; do
+        report "$label, sync $sync, $path" "$(median "${ROUNDS[$path]}")" \
+            "$(median "${ROUNDS[plain]}")" tps "$target" \
+            "rounds (tps): $path $(ints "${ROUNDS[$path]}"), plain $(ints "${ROUNDS[plain]}")" \
+            "$(ratio_median "${ROUNDS[$path]}" "${ROUNDS[plain]}")"
+    done
 }
 
 server=$(sql -c 'SHOW server_version')
-echo "PostgreSQL $server, $(nproc) CPUs, ${secs}s per path (2 rounds of ${round_secs}s)"
+echo "PostgreSQL $server, $(nproc) CPUs, ${secs}s per path ($rounds rounds of ${round_secs}s;" \
+    "figures are medians of rounds, ratios medians of per-round ratios)"
 for sync in $syncs; do
     section "8 clients, 1 shard" 1 8 "$sync" 0.80
     section "4 clients, 4 shards, random keys" 4 4 "$sync" 0.90
 done
-print_summary "PostgreSQL $server, $(nproc) CPUs, BENCH_SECONDS=$secs"
+print_summary "PostgreSQL $server, $(nproc) CPUs, BENCH_SECONDS=$secs, BENCH_ROUNDS=$rounds"
 sql -d "$admin_db" -c "DROP DATABASE $db"

@@ -20,13 +20,37 @@ mean() { awk -v l="$1" 'BEGIN { n = split(l, a, " "); s = 0; for (i = 1; i <= n;
 # median of the three numbers in $1
 median3() { tr ' ' '\n' <<<"$1" | grep . | sort -g | sed -n 2p; }
 
+# median of the numbers in $1, any count (an even count: the mean of the
+# middle two)
+median() {
+    tr ' ' '\n' <<<"$1" | grep . | sort -g |
+        awk '{ v[NR] = $1 } END { printf "%.3f", NR % 2 ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2 }'
+}
+
+# ratio_median STREAM PLAIN: the median of the per-round ratios
+# STREAM[i] / PLAIN[i] of two lists of rounds run side by side (round i of
+# each close in time).  This machine's rate drifts by tens of percent within
+# a minute, and a ratio of rounds run next to each other drifts much less
+# than either rate; the median then drops a round that one side lost to a
+# burst of other load.
+ratio_median() {
+    awk -v s="$1" -v p="$2" 'BEGIN {
+        n = split(s, a, " "); m = split(p, b, " ");
+        if (n != m || n == 0) { print "ratio_median: unequal rounds" > "/dev/stderr"; exit 1 }
+        for (i = 1; i <= n; i++) printf "%.4f ", a[i] / b[i]; print "" }' | {
+        read -r r && median "$r"; }
+}
+
 SUMMARY=()
 missed=0
-# report LABEL MEASURED LIMIT UNIT TARGET [DETAIL]: one result line, and a
-# row of the markdown summary.  A ratio below its target is marked MISSED.
+# report LABEL MEASURED LIMIT UNIT TARGET [DETAIL [RATIO]]: one result line,
+# and a row of the markdown summary.  The ratio is MEASURED / LIMIT unless
+# RATIO is given (the median of per-round ratios, ratio_median).  A ratio
+# below its target is marked MISSED.
 report() {
-    local label=$1 stream=$2 plain=$3 unit=$4 target=$5 detail=${6:-} ratio mark=""
-    ratio=$(awk -v s="$stream" -v p="$plain" 'BEGIN { printf "%.2f", s / p }')
+    local label=$1 stream=$2 plain=$3 unit=$4 target=$5 detail=${6:-} ratio=${7:-} mark=""
+    [[ -n $ratio ]] || ratio=$(awk -v s="$stream" -v p="$plain" 'BEGIN { printf "%.2f", s / p }')
+    ratio=$(awk -v r="$ratio" 'BEGIN { printf "%.2f", r }')
     if awk -v r="$ratio" -v t="$target" 'BEGIN { exit !(r < t) }'; then
         mark="  MISSED"
         missed=$((missed + 1))
