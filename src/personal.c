@@ -51,6 +51,7 @@
 #include "executor/spi.h"
 #include "fmgr.h"
 #include "miscadmin.h"
+#include "storage/lmgr.h"
 #include "utils/acl.h"
 #include "utils/builtins.h"
 #include "utils/fmgrprotos.h"
@@ -59,10 +60,13 @@
 #include "utils/lsyscache.h"
 #include "utils/memutils.h"
 #include "utils/rel.h"
+#include "utils/resowner.h"
 
 #include "catalog.h"
+#include "commit.h"
 #include "event_log.h"
 #include "personal.h"
+#include "registry.h"
 
 /* pgcrypto's raw cipher: AES (256-bit keys), CBC with a random IV, PKCS#7 padding. */
 #define EL_CIPHER			"aes-cbc/pad:pkcs"
@@ -419,6 +423,26 @@ el_wipe_bytea(bytea *b)
 static bool el_subject_key_lookup(Oid relid, const uint8 *id, bool create,
 								  uint8 *key, uint8 *key_id);
 
+/* A key this transaction has already taken for the subject, if any. */
+static bool
+el_subject_key_kept(Oid relid, const uint8 *id, uint8 *key, uint8 *key_id)
+{
+	ElTxnKey	probe;
+	ElTxnKey   *k;
+
+	if (el_txn_keys == NULL)
+		return false;
+	memset(&probe, 0, sizeof(probe));
+	probe.relid = relid;
+	memcpy(probe.id, id, EL_SUBJECT_ID_LEN);
+	k = hash_search(el_txn_keys, &probe, HASH_FIND, NULL);
+	if (k == NULL)
+		return false;
+	memcpy(key, k->key, EL_SUBJECT_KEY_LEN);
+	memcpy(key_id, k->key_id, EL_KEY_ID_LEN);
+	return true;
+}
+
 static bool
 el_subject_key(Oid relid, const uint8 *id, bool create, uint8 *key, uint8 *key_id)
 {
@@ -426,18 +450,13 @@ el_subject_key(Oid relid, const uint8 *id, bool create, uint8 *key, uint8 *key_i
 	ElTxnKey   *k;
 	bool		found;
 
+	if (el_subject_key_kept(relid, id, key, key_id))
+		return true;
+	if (!el_subject_key_lookup(relid, id, create, key, key_id))
+		return false;
 	memset(&probe, 0, sizeof(probe));
 	probe.relid = relid;
 	memcpy(probe.id, id, EL_SUBJECT_ID_LEN);
-	if (el_txn_keys != NULL &&
-		(k = hash_search(el_txn_keys, &probe, HASH_FIND, NULL)) != NULL)
-	{
-		memcpy(key, k->key, EL_SUBJECT_KEY_LEN);
-		memcpy(key_id, k->key_id, EL_KEY_ID_LEN);
-		return true;
-	}
-	if (!el_subject_key_lookup(relid, id, create, key, key_id))
-		return false;
 	if (el_txn_keys == NULL)
 	{
 		HASHCTL		ctl;
@@ -526,6 +545,135 @@ el_subject_key_lookup(Oid relid, const uint8 *id, bool create, uint8 *key, uint8
 	SPI_finish();
 	pfree(idb);
 	return found;
+}
+
+/* ----------------------------------------------------------------
+ * A subject's key and the shard lock
+ *
+ * A key row is a lock of its own: whoever writes it (an append making the
+ * subject's first key, an erase_subject() deleting it) holds it until
+ * commit, and an appender that wants the key waits for that writer.  Two
+ * cycles with the shard lock were possible when the key was made before
+ * the shard lock was taken (an INSERT made the key and waited for the
+ * shard, whose holder then appended for the same subject and waited for
+ * the key) or under it (an erasure followed by an append in one
+ * transaction holds the key row and wants a shard whose holder wants the
+ * key).  docs/design/erasure.md tells the tries.
+ *
+ * So every writer of a subject's key row also takes the subject's lock
+ * (EL_SUBJECT_LOCKTAG_SPACE), to the end of its transaction, and:
+ *
+ * - an existing key is looked up (and locked FOR KEY SHARE) before the
+ *   shard lock, as before: waiting for an erasure then holds no shard;
+ * - a missing key is made under the shard lock and the subject's lock,
+ *   which is asked for without waiting when the shard lock was just taken.
+ *   If someone else holds it, the shard lock is given back (nothing was
+ *   numbered under it), the subject's lock is waited for and let go, and
+ *   the append starts over.  With the subject's lock held, no writer of
+ *   the key row is in progress, so making the key waits for nobody.
+ *
+ * No one then waits for a subject's key row, or lock, while holding a
+ * shard lock, except a transaction that held the shard before (a
+ * multi-statement appender, or append_events()): that is the deadlock of
+ * two transactions appending to shared shards in opposite orders
+ * (docs/streams.md, "Transactions and shard locks").
+ * ----------------------------------------------------------------
+ */
+
+static void
+el_subject_locktag(LOCKTAG *tag, Oid relid, const uint8 *id)
+{
+	uint32		part;
+
+	/* the id is an HMAC: any four of its bytes are as good as a hash */
+	memcpy(&part, id, sizeof(part));
+	SET_LOCKTAG_ADVISORY(*tag, MyDatabaseId, relid, part, EL_SUBJECT_LOCKTAG_SPACE);
+}
+
+/*
+ * Take the subject's lock to the end of the (sub)transaction, owned by it
+ * as the rows it covers are; with dont_wait, only if it is free.
+ */
+static bool
+el_subject_lock(Oid relid, const uint8 *id, bool dont_wait)
+{
+	LOCKTAG		tag;
+	volatile LockAcquireResult res = LOCKACQUIRE_NOT_AVAIL;
+	ResourceOwner save = CurrentResourceOwner;
+
+	el_subject_locktag(&tag, relid, id);
+	CurrentResourceOwner = CurTransactionResourceOwner;
+	PG_TRY();
+	{
+		res = LockAcquire(&tag, ExclusiveLock, false, dont_wait);
+	}
+	PG_FINALLY();
+	{
+		CurrentResourceOwner = save;
+	}
+	PG_END_TRY();
+	return res != LOCKACQUIRE_NOT_AVAIL;
+}
+
+void
+el_personal_lock_subject(Oid relid, const uint8 *id)
+{
+	(void) el_subject_lock(relid, id, false);
+}
+
+/* Wait until nobody holds the subject's lock, and let it go. */
+static void
+el_subject_lock_wait(Oid relid, const uint8 *id)
+{
+	LOCKTAG		tag;
+	ResourceOwner save = CurrentResourceOwner;
+
+	(void) el_subject_lock(relid, id, false);
+	el_subject_locktag(&tag, relid, id);
+	CurrentResourceOwner = CurTransactionResourceOwner;
+	(void) LockRelease(&tag, ExclusiveLock, false);
+	CurrentResourceOwner = save;
+}
+
+/*
+ * The key of subject `id` for an event to be appended to `shard`, as the
+ * comment above says.  taken: the caller has just taken the shard lock and
+ * done nothing under it (append()); then the key is not looked up outside
+ * the subject's lock, and false is returned when the shard lock had to be
+ * given back.  Otherwise returns true, and if the key was made, with the
+ * shard lock held.
+ */
+static bool
+el_subject_key_settle(Oid relid, const uint8 *id, int32 shard, bool taken,
+					  uint8 *key, uint8 *key_id)
+{
+	for (;;)
+	{
+		bool		fresh = taken;
+
+		if (el_subject_key_kept(relid, id, key, key_id))
+			return true;
+		if (!taken)
+		{
+			if (el_subject_key(relid, id, false, key, key_id))
+				return true;
+			if (!el_shard_lock_held(relid, shard))
+			{
+				el_lock_shard(relid, shard, el_stream_grouped(relid));
+				fresh = true;
+			}
+		}
+		if (el_subject_lock(relid, id, fresh))
+		{
+			if (!el_subject_key(relid, id, true, key, key_id))
+				elog(ERROR, "could not make a key for a data subject");
+			return true;
+		}
+		el_unlock_shard(relid, shard);
+		el_subject_lock_wait(relid, id);
+		if (taken)
+			return false;
+	}
 }
 
 /* A key by its key_id: false once it is erased. */
@@ -911,23 +1059,20 @@ el_personal_declared(Oid relid)
 	return el_personal_entry(relid)->has_personal;
 }
 
-bool
-el_personal_protect(Relation rel, Datum type, Datum *payload)
+/*
+ * Whether the event of this type and payload has personal fields to
+ * encrypt: then its declaration, their paths, the payload, the stream's
+ * secret and the subject's id.
+ */
+static bool
+el_personal_subject_of(Relation rel, Datum type, Datum payload, ElPersonalDecl **decl,
+					   ElPath **paths, Jsonb **doc, uint8 *secret, uint8 *id)
 {
-	Oid			relid = RelationGetRelid(rel);
-	ElPersonalEntry *entry = el_personal_entry(relid);
+	ElPersonalEntry *entry = el_personal_entry(RelationGetRelid(rel));
 	ElPersonalDecl *d;
 	text	   *typetext;
-	Jsonb	   *doc;
-	ElPath	   *paths;
-	JsonbParseState *st = NULL;
-	JsonbValue *res = NULL;
 	bool		any = false;
 	char	   *subject;
-	uint8		id[EL_SUBJECT_ID_LEN];
-	uint8		key[EL_SUBJECT_KEY_LEN];
-	uint8		key_id[EL_KEY_ID_LEN];
-	uint8		secret[EL_PERSONAL_SECRET_LEN];
 
 	if (!entry->has_personal)
 		return false;
@@ -935,38 +1080,76 @@ el_personal_protect(Relation rel, Datum type, Datum *payload)
 	d = el_personal_decl(entry, VARDATA_ANY(typetext), VARSIZE_ANY_EXHDR(typetext));
 	if (d == NULL)
 		return false;
-	doc = DatumGetJsonbP(*payload);
-	if (!JB_ROOT_IS_OBJECT(doc))
+	*doc = DatumGetJsonbP(payload);
+	if (!JB_ROOT_IS_OBJECT(*doc))
 		return false;
-	paths = el_personal_paths(d);
+	*paths = el_personal_paths(d);
 	for (int i = 0; i < d->nfields; i++)
-		if (!el_path_covered(paths, d->nfields, i))
-			any |= el_path_present(rel, &doc->root, &paths[i]);
+		if (!el_path_covered(*paths, d->nfields, i))
+			any |= el_path_present(rel, &(*doc)->root, &(*paths)[i]);
 	if (!any)
 		return false;
 
-	/* copies: the lookups below may reset the cache under `entry` */
-	memcpy(secret, entry->secret, sizeof(secret));
-	subject = el_event_subject(rel, doc, d, typetext);
+	/* copies: the lookups that follow may reset the cache under `entry` */
+	memcpy(secret, entry->secret, EL_PERSONAL_SECRET_LEN);
+	subject = el_event_subject(rel, *doc, d, typetext);
 	el_personal_subject_id(secret, subject, strlen(subject), id);
 	explicit_bzero(subject, strlen(subject));
-	{
-		ElProtect	pr;
+	*decl = d;
+	return true;
+}
 
-		el_load_pgcrypto();
-		if (!el_subject_key(relid, id, true, key, key_id))
-			elog(ERROR, "could not make a key for a data subject");
-		pr.key = key;
-		pr.secret = secret;
-		pr.key_id = key_id;
-		pr.paths = paths;
-		pr.npaths = d->nfields;
-		res = el_protect_object(&pr, &st, &doc->root, NULL, 0, 0);
-	}
+bool
+el_personal_protect(Relation rel, Datum type, Datum *payload, int32 shard)
+{
+	ElPersonalDecl *d;
+	Jsonb	   *doc;
+	ElPath	   *paths;
+	JsonbParseState *st = NULL;
+	JsonbValue *res;
+	uint8		id[EL_SUBJECT_ID_LEN];
+	uint8		key[EL_SUBJECT_KEY_LEN];
+	uint8		key_id[EL_KEY_ID_LEN];
+	uint8		secret[EL_PERSONAL_SECRET_LEN];
+	ElProtect	pr;
+
+	if (!el_personal_subject_of(rel, type, *payload, &d, &paths, &doc, secret, id))
+		return false;
+	el_load_pgcrypto();
+	(void) el_subject_key_settle(RelationGetRelid(rel), id, shard, false, key, key_id);
+	pr.key = key;
+	pr.secret = secret;
+	pr.key_id = key_id;
+	pr.paths = paths;
+	pr.npaths = d->nfields;
+	res = el_protect_object(&pr, &st, &doc->root, NULL, 0, 0);
 	explicit_bzero(key, sizeof(key));
 	explicit_bzero(secret, sizeof(secret));
 	*payload = JsonbPGetDatum(JsonbValueToJsonb(res));
 	return true;
+}
+
+bool
+el_personal_settle(Relation rel, Datum type, Datum payload, int32 shard, ElSettle how)
+{
+	ElPersonalDecl *d;
+	Jsonb	   *doc;
+	ElPath	   *paths;
+	uint8		id[EL_SUBJECT_ID_LEN];
+	uint8		key[EL_SUBJECT_KEY_LEN];
+	uint8		key_id[EL_KEY_ID_LEN];
+	uint8		secret[EL_PERSONAL_SECRET_LEN];
+	bool		settled;
+
+	if (!el_personal_subject_of(rel, type, payload, &d, &paths, &doc, secret, id))
+		return true;
+	explicit_bzero(secret, sizeof(secret));
+	if (how == EL_SETTLE_LOOKUP)
+		settled = el_subject_key(RelationGetRelid(rel), id, false, key, key_id);
+	else
+		settled = el_subject_key_settle(RelationGetRelid(rel), id, shard, true, key, key_id);
+	explicit_bzero(key, sizeof(key));
+	return how == EL_SETTLE_LOOKUP || settled;
 }
 
 /* A marker's message (base64: IV, ciphertext) decrypted with key. */
