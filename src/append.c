@@ -1605,11 +1605,11 @@ el_append(PG_FUNCTION_ARGS)
 	 * lock is not held across the set-up of the INSERT that SPI runs: other
 	 * appenders to the shard wait that much less (docs/design/offsets.md).
 	 *
-	 * With personal fields, the subject's key is settled as the trigger
-	 * would (personal.c): an existing one before the shard lock; a new one
-	 * under it, unless another writer of the key holds the subject, when
-	 * the lock is given back and we start over.  A transaction that held
-	 * the shard before leaves it to the trigger.
+	 * With personal fields, the subject's key is then settled as the
+	 * trigger would (personal.c), after the event_id look-up (a duplicate
+	 * needs no key): if another writer of the key holds the subject, the
+	 * shard lock is given back, and we start over once it is done.  A
+	 * transaction that held the shard before leaves it to the trigger.
 	 */
 	if (event_id != NULL || !PG_ARGISNULL(5))
 	{
@@ -1620,15 +1620,11 @@ el_append(PG_FUNCTION_ARGS)
 
 		do
 		{
-			if (personal)
-				(void) el_personal_settle(rel, PG_GETARG_DATUM(2), PG_GETARG_DATUM(3),
-										  shard, EL_SETTLE_LOOKUP);
 			held = el_shard_lock_held(relid, shard);
 			el_append_lock_shard(rel, shard);
 			duplicate = event_id != NULL && el_append_existing(rel, key, event_id, &done);
 		} while (!duplicate && personal && !held &&
-				 !el_personal_settle(rel, PG_GETARG_DATUM(2), PG_GETARG_DATUM(3),
-									 shard, EL_SETTLE_TAKEN));
+				 !el_personal_settle(rel, PG_GETARG_DATUM(2), PG_GETARG_DATUM(3), shard));
 	}
 
 	if (!duplicate)

@@ -550,35 +550,65 @@ el_subject_key_lookup(Oid relid, const uint8 *id, bool create, uint8 *key, uint8
 /* ----------------------------------------------------------------
  * A subject's key and the shard lock
  *
- * A key row is a lock of its own: whoever writes it (an append making the
- * subject's first key, an erase_subject() deleting it) holds it until
- * commit, and an appender that wants the key waits for that writer.  Two
- * cycles with the shard lock were possible when the key was made before
- * the shard lock was taken (an INSERT made the key and waited for the
- * shard, whose holder then appended for the same subject and waited for
- * the key) or under it (an erasure followed by an append in one
- * transaction holds the key row and wants a shard whose holder wants the
- * key).  docs/design/erasure.md tells the tries.
+ * Whoever writes a subject's key row (an append making the subject's first
+ * key, an erase_subject() deleting it) holds the row until commit, and an
+ * erasure must wait for every transaction appending with the key.  Any of
+ * those waits taken while holding a shard lock closes a cycle with some
+ * natural transaction: an erasure followed by an append, an append
+ * followed by an erasure, the shard's holder appending for a subject whose
+ * key another appender is making.  docs/design/erasure.md tells the tries.
  *
- * So every writer of a subject's key row also takes the subject's lock
- * (EL_SUBJECT_LOCKTAG_SPACE), to the end of its transaction, and:
+ * So the subject has a lock (EL_SUBJECT_LOCKTAG_SPACE), held to the end of
+ * the transaction: exclusively by the writers of its key row, shared by
+ * the appenders that use its key.  An append of the subject's first event
+ * in a transaction:
  *
- * - an existing key is looked up (and locked FOR KEY SHARE) before the
- *   shard lock, as before: waiting for an erasure then holds no shard;
- * - a missing key is made under the shard lock and the subject's lock,
- *   which is asked for without waiting when the shard lock was just taken.
- *   If someone else holds it, the shard lock is given back (nothing was
- *   numbered under it), the subject's lock is waited for and let go, and
- *   the append starts over.  With the subject's lock held, no writer of
- *   the key row is in progress, so making the key waits for nobody.
+ * - peeks at whether the key exists, without locking anything (a plain
+ *   read never waits), then takes the shard lock;
+ * - asks for the subject's lock (shared to use the key, exclusive to make
+ *   it) without waiting, when the shard lock was just taken.  Granted: no
+ *   writer of the key row is in progress, so reading (FOR KEY SHARE) or
+ *   making the key waits for nobody.  Refused: the shard lock is given
+ *   back (nothing was numbered under it), the holders' transactions are
+ *   waited for (WaitForLockers(), which does not queue for the lock), and
+ *   the append starts over.
  *
- * No one then waits for a subject's key row, or lock, while holding a
+ * An erasure takes the subject's lock exclusively before anything else, so
+ * it waits for the appenders using the key; and they hold the subject's
+ * lock only once they hold their shard, so none of them waits for a shard
+ * meanwhile.  No one waits for a subject's lock or key row while holding a
  * shard lock, except a transaction that held the shard before (a
- * multi-statement appender, or append_events()): that is the deadlock of
- * two transactions appending to shared shards in opposite orders
- * (docs/streams.md, "Transactions and shard locks").
+ * multi-statement appender, an earlier row of a multi-row INSERT or COPY,
+ * or append_events()), or one that holds the subject's lock from an
+ * earlier statement and waits for a shard: that is the deadlock of two
+ * transactions taking shared locks in opposite orders (docs/streams.md,
+ * "Transactions and shard locks").
  * ----------------------------------------------------------------
  */
+
+/*
+ * Whether the subject has a key now (latest snapshot).  A plain read: it
+ * never waits, so it may run under a shard lock.
+ */
+static bool
+el_subject_key_peek(Oid relid, const uint8 *id)
+{
+	Oid			types[2] = {REGCLASSOID, BYTEAOID};
+	Datum		values[2];
+	bytea	   *idb = el_personal_bytea(id, EL_SUBJECT_ID_LEN);
+	bool		found;
+
+	values[0] = ObjectIdGetDatum(relid);
+	values[1] = PointerGetDatum(idb);
+	SPI_connect();
+	found = el_catalog_sql("SELECT 1 FROM event_log.subject_keys k"
+						   " WHERE k.stream OPERATOR(pg_catalog.=) $1"
+						   " AND k.subject OPERATOR(pg_catalog.=) $2",
+						   2, types, values, NULL, EL_CAT_READ | EL_CAT_LATEST, 1) == 1;
+	SPI_finish();
+	pfree(idb);
+	return found;
+}
 
 static void
 el_subject_locktag(LOCKTAG *tag, Oid relid, const uint8 *id)
@@ -591,21 +621,23 @@ el_subject_locktag(LOCKTAG *tag, Oid relid, const uint8 *id)
 }
 
 /*
- * Take the subject's lock to the end of the (sub)transaction, owned by it
- * as the rows it covers are; with dont_wait, only if it is free.
+ * Take the subject's lock in `mode` to the end of the (sub)transaction,
+ * owned by it as the rows it covers are; with dont_wait, only if it is
+ * free.  *had: whether we held it in that mode already.
  */
 static bool
-el_subject_lock(Oid relid, const uint8 *id, bool dont_wait)
+el_subject_lock(Oid relid, const uint8 *id, LOCKMODE mode, bool dont_wait, bool *had)
 {
 	LOCKTAG		tag;
 	volatile LockAcquireResult res = LOCKACQUIRE_NOT_AVAIL;
 	ResourceOwner save = CurrentResourceOwner;
 
 	el_subject_locktag(&tag, relid, id);
+	*had = LockHeldByMe(&tag, mode);
 	CurrentResourceOwner = CurTransactionResourceOwner;
 	PG_TRY();
 	{
-		res = LockAcquire(&tag, ExclusiveLock, false, dont_wait);
+		res = LockAcquire(&tag, mode, false, dont_wait);
 	}
 	PG_FINALLY();
 	{
@@ -615,33 +647,49 @@ el_subject_lock(Oid relid, const uint8 *id, bool dont_wait)
 	return res != LOCKACQUIRE_NOT_AVAIL;
 }
 
-void
-el_personal_lock_subject(Oid relid, const uint8 *id)
-{
-	(void) el_subject_lock(relid, id, false);
-}
-
-/* Wait until nobody holds the subject's lock, and let it go. */
+/* Let go of the subject's lock in `mode`, taken by this call only. */
 static void
-el_subject_lock_wait(Oid relid, const uint8 *id)
+el_subject_unlock(Oid relid, const uint8 *id, LOCKMODE mode)
 {
 	LOCKTAG		tag;
 	ResourceOwner save = CurrentResourceOwner;
 
-	(void) el_subject_lock(relid, id, false);
 	el_subject_locktag(&tag, relid, id);
 	CurrentResourceOwner = CurTransactionResourceOwner;
-	(void) LockRelease(&tag, ExclusiveLock, false);
+	(void) LockRelease(&tag, mode, false);
 	CurrentResourceOwner = save;
+}
+
+void
+el_personal_lock_subject(Oid relid, const uint8 *id)
+{
+	bool		had;
+
+	(void) el_subject_lock(relid, id, ExclusiveLock, false, &had);
+}
+
+/*
+ * Wait until whoever holds the subject's lock now has ended its
+ * transaction, without asking for the lock: a waiter queued for it, or
+ * holding it for a moment, would make other appenders' requests without
+ * waiting fail, and with several appenders of one subject taking turns at
+ * that, none might get it for a long time.
+ */
+static void
+el_subject_lock_wait(Oid relid, const uint8 *id, LOCKMODE mode)
+{
+	LOCKTAG		tag;
+
+	el_subject_locktag(&tag, relid, id);
+	WaitForLockers(tag, mode, false);
 }
 
 /*
  * The key of subject `id` for an event to be appended to `shard`, as the
  * comment above says.  taken: the caller has just taken the shard lock and
- * done nothing under it (append()); then the key is not looked up outside
- * the subject's lock, and false is returned when the shard lock had to be
- * given back.  Otherwise returns true, and if the key was made, with the
- * shard lock held.
+ * done nothing under it (append()); then false is returned when the shard
+ * lock had to be given back.  Otherwise returns true, with the shard lock
+ * held unless the key was one this transaction had taken already.
  */
 static bool
 el_subject_key_settle(Oid relid, const uint8 *id, int32 shard, bool taken,
@@ -650,29 +698,46 @@ el_subject_key_settle(Oid relid, const uint8 *id, int32 shard, bool taken,
 	for (;;)
 	{
 		bool		fresh = taken;
+		bool		create;
+		bool		had;
+		LOCKMODE	mode;
 
 		if (el_subject_key_kept(relid, id, key, key_id))
 			return true;
-		if (!taken)
+
+		/* which lock to ask for: a key to use, or one to make */
+		create = !el_subject_key_peek(relid, id);
+		mode = create ? ExclusiveLock : ShareLock;
+		if (!taken && !el_shard_lock_held(relid, shard))
 		{
-			if (el_subject_key(relid, id, false, key, key_id))
+			el_lock_shard(relid, shard, el_stream_grouped(relid));
+			fresh = true;
+		}
+		if (el_subject_lock(relid, id, mode, fresh, &had))
+		{
+			/*
+			 * No writer of the key row is in progress now (they hold the
+			 * lock exclusively), so this waits for nobody.  Not found with
+			 * the lock shared: an erasure committed since the peek; the
+			 * exclusive lock is asked for next time round.
+			 */
+			if (el_subject_key(relid, id, create, key, key_id))
 				return true;
-			if (!el_shard_lock_held(relid, shard))
-			{
-				el_lock_shard(relid, shard, el_stream_grouped(relid));
-				fresh = true;
-			}
-		}
-		if (el_subject_lock(relid, id, fresh))
-		{
-			if (!el_subject_key(relid, id, true, key, key_id))
+			if (create)
 				elog(ERROR, "could not make a key for a data subject");
-			return true;
+			if (!had)
+				el_subject_unlock(relid, id, mode);
+			if (fresh)
+				el_unlock_shard(relid, shard);
 		}
-		el_unlock_shard(relid, shard);
-		el_subject_lock_wait(relid, id);
+		else
+		{
+			el_unlock_shard(relid, shard);
+			el_subject_lock_wait(relid, id, mode);
+		}
 		if (taken)
 			return false;
+		CHECK_FOR_INTERRUPTS();
 	}
 }
 
@@ -1130,7 +1195,7 @@ el_personal_protect(Relation rel, Datum type, Datum *payload, int32 shard)
 }
 
 bool
-el_personal_settle(Relation rel, Datum type, Datum payload, int32 shard, ElSettle how)
+el_personal_settle(Relation rel, Datum type, Datum payload, int32 shard)
 {
 	ElPersonalDecl *d;
 	Jsonb	   *doc;
@@ -1144,12 +1209,9 @@ el_personal_settle(Relation rel, Datum type, Datum payload, int32 shard, ElSettl
 	if (!el_personal_subject_of(rel, type, payload, &d, &paths, &doc, secret, id))
 		return true;
 	explicit_bzero(secret, sizeof(secret));
-	if (how == EL_SETTLE_LOOKUP)
-		settled = el_subject_key(RelationGetRelid(rel), id, false, key, key_id);
-	else
-		settled = el_subject_key_settle(RelationGetRelid(rel), id, shard, true, key, key_id);
+	settled = el_subject_key_settle(RelationGetRelid(rel), id, shard, true, key, key_id);
 	explicit_bzero(key, sizeof(key));
-	return how == EL_SETTLE_LOOKUP || settled;
+	return settled;
 }
 
 /* A marker's message (base64: IV, ciphertext) decrypted with key. */

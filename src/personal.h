@@ -35,19 +35,13 @@ extern bool el_personal_protect(Relation rel, Datum type, Datum *payload,
 
 /*
  * append() with event_id or expected_version, which takes the shard lock
- * before its INSERT: EL_SETTLE_LOOKUP before it takes the lock (an existing
- * key, kept for the transaction), EL_SETTLE_TAKEN right after (a key is
- * made if there is none).  Under EL_SETTLE_TAKEN, false means the shard
- * lock was given back while waiting for another writer of the subject's
- * key: the caller takes it again and starts over.
+ * before its INSERT, right after it took it: the subject's key settled as
+ * the trigger would (kept for the transaction).  False means the shard lock
+ * was given back while waiting for another writer of the subject's key:
+ * the caller takes it again and starts over.
  */
-typedef enum ElSettle
-{
-	EL_SETTLE_LOOKUP,
-	EL_SETTLE_TAKEN
-} ElSettle;
 extern bool el_personal_settle(Relation rel, Datum type, Datum payload,
-							   int32 shard, ElSettle how);
+							   int32 shard);
 
 /* erase_subject(): the subject's lock, to the end of the transaction. */
 extern void el_personal_lock_subject(Oid relid, const uint8 *id);
