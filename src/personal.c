@@ -587,26 +587,41 @@ el_subject_key_lookup(Oid relid, const uint8 *id, bool create, uint8 *key, uint8
  */
 
 /*
+ * Connect to SPI and run a read of event_log.subject_keys whose parameters
+ * are the stream ($1) and `len` bytes ($2: a subject id or a key id), with
+ * the latest snapshot, at most one row; returns how many.  The caller reads
+ * SPI_tuptable and calls SPI_finish().
+ */
+static uint64
+el_subject_keys_read(const char *sql, Oid relid, const uint8 *bytes, int len)
+{
+	Oid			types[2] = {REGCLASSOID, BYTEAOID};
+	Datum		values[2];
+	uint64		n;
+
+	values[0] = ObjectIdGetDatum(relid);
+	values[1] = PointerGetDatum(el_personal_bytea(bytes, len));
+
+	SPI_connect();
+	n = el_catalog_sql(sql, 2, types, values, NULL, EL_CAT_READ | EL_CAT_LATEST, 1);
+	pfree(DatumGetPointer(values[1]));
+	return n;
+}
+
+/*
  * Whether the subject has a key now (latest snapshot).  A plain read: it
  * never waits, so it may run under a shard lock.
  */
 static bool
 el_subject_key_peek(Oid relid, const uint8 *id)
 {
-	Oid			types[2] = {REGCLASSOID, BYTEAOID};
-	Datum		values[2];
-	bytea	   *idb = el_personal_bytea(id, EL_SUBJECT_ID_LEN);
 	bool		found;
 
-	values[0] = ObjectIdGetDatum(relid);
-	values[1] = PointerGetDatum(idb);
-	SPI_connect();
-	found = el_catalog_sql("SELECT 1 FROM event_log.subject_keys k"
-						   " WHERE k.stream OPERATOR(pg_catalog.=) $1"
-						   " AND k.subject OPERATOR(pg_catalog.=) $2",
-						   2, types, values, NULL, EL_CAT_READ | EL_CAT_LATEST, 1) == 1;
+	found = el_subject_keys_read("SELECT 1 FROM event_log.subject_keys k"
+								 " WHERE k.stream OPERATOR(pg_catalog.=) $1"
+								 " AND k.subject OPERATOR(pg_catalog.=) $2",
+								 relid, id, EL_SUBJECT_ID_LEN) == 1;
 	SPI_finish();
-	pfree(idb);
 	return found;
 }
 
@@ -745,18 +760,12 @@ el_subject_key_settle(Oid relid, const uint8 *id, int32 shard, bool taken,
 bool
 el_personal_key_by_id(Oid relid, const uint8 *key_id, uint8 *key)
 {
-	Oid			types[2] = {REGCLASSOID, BYTEAOID};
-	Datum		values[2];
-	bytea	   *kid = el_personal_bytea(key_id, EL_KEY_ID_LEN);
 	bool		found;
 
-	values[0] = ObjectIdGetDatum(relid);
-	values[1] = PointerGetDatum(kid);
-	SPI_connect();
-	found = el_catalog_sql("SELECT k.key FROM event_log.subject_keys k"
-						   " WHERE k.key_id OPERATOR(pg_catalog.=) $2"
-						   " AND k.stream OPERATOR(pg_catalog.=) $1",
-						   2, types, values, NULL, EL_CAT_READ | EL_CAT_LATEST, 1) == 1;
+	found = el_subject_keys_read("SELECT k.key FROM event_log.subject_keys k"
+								 " WHERE k.key_id OPERATOR(pg_catalog.=) $2"
+								 " AND k.stream OPERATOR(pg_catalog.=) $1",
+								 relid, key_id, EL_KEY_ID_LEN) == 1;
 	if (found)
 	{
 		bool		isnull;
@@ -775,7 +784,6 @@ el_personal_key_by_id(Oid relid, const uint8 *key_id, uint8 *key)
 			found = key[i] != 0;
 	}
 	SPI_finish();
-	pfree(kid);
 	return found;
 }
 
