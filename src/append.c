@@ -1236,14 +1236,9 @@ el_assign_position(PG_FUNCTION_ARGS)
 	}
 	if (!newnulls[5])
 		el_check_document(newvals[5], "metadata");
-	shard = el_shard_for_key(VARDATA_ANY(key), VARSIZE_ANY_EXHDR(key), shards);
-
-	/*
-	 * Personal fields, encrypted as the schema check has seen them plain.  A
-	 * subject's new key is made under the shard lock, which is then held.
-	 */
+	/* personal fields, encrypted as the schema check has seen them plain */
 	newvals[6] = values[Anum_el_payload - 1];
-	if (el_personal_protect(rel, values[Anum_el_type - 1], &newvals[6], shard))
+	if (el_personal_protect(rel, values[Anum_el_type - 1], &newvals[6]))
 		ncols = 7;
 
 	idx = seg ? NULL : el_stream_indexes(rel);
@@ -1256,6 +1251,7 @@ el_assign_position(PG_FUNCTION_ARGS)
 		event_id = el_new_uuid();
 	else
 		event_id = DatumGetUUIDP(values[Anum_el_event_id - 1]);
+	shard = el_shard_for_key(VARDATA_ANY(key), VARSIZE_ANY_EXHDR(key), shards);
 	el_lock_shard(RelationGetRelid(rel), shard,
 				  el_stream_grouped(RelationGetRelid(rel)));
 	el_note_append(RelationGetRelid(rel));
@@ -1396,6 +1392,18 @@ el_append_open(Oid relid, int *shards)
 	*shards = el_lock_stream(relid, RowExclusiveLock);
 	el_require_stream_guards(relid);
 	return table_open(relid, NoLock);
+}
+
+/* Take the key's shard lock for the rest of the transaction. */
+int32
+el_append_lock_key(Relation rel, int shards, text *key)
+{
+	int32		shard = el_shard_for_key(VARDATA_ANY(key), VARSIZE_ANY_EXHDR(key),
+										 shards);
+
+	el_lock_shard(RelationGetRelid(rel), shard,
+				  el_stream_grouped(RelationGetRelid(rel)));
+	return shard;
 }
 
 /* Take a shard's lock for the rest of the transaction. */
@@ -1574,7 +1582,6 @@ el_append(PG_FUNCTION_ARGS)
 	Relation	rel;
 	TupleDesc	tupdesc;
 	ElAppended	done;
-	bool		duplicate = false;
 	Datum		result[3];
 	bool		result_null[3] = {0};
 
@@ -1604,30 +1611,15 @@ el_append(PG_FUNCTION_ARGS)
 	 * takes the lock when it numbers the row, as for a plain INSERT, so the
 	 * lock is not held across the set-up of the INSERT that SPI runs: other
 	 * appenders to the shard wait that much less (docs/design/offsets.md).
-	 *
-	 * With personal fields, the subject's key is then settled as the
-	 * trigger would (personal.c), after the event_id look-up (a duplicate
-	 * needs no key): if another writer of the key holds the subject, the
-	 * shard lock is given back, and we start over once it is done.  A
-	 * transaction that held the shard before leaves it to the trigger.
+	 * Except on a stream with personal fields: the trigger creates a data
+	 * subject's key before it takes the lock, and an appender that holds
+	 * the lock and appends for the same subject would wait for that key
+	 * while we wait for the lock.  Taken first, we wait before creating it.
 	 */
-	if (event_id != NULL || !PG_ARGISNULL(5))
-	{
-		bool		personal = el_personal_declared(relid);
-		int32		shard = el_shard_for_key(VARDATA_ANY(key), VARSIZE_ANY_EXHDR(key),
-											 shards);
-		bool		held;
+	if (event_id != NULL || !PG_ARGISNULL(5) || el_personal_declared(relid))
+		(void) el_append_lock_key(rel, shards, key);
 
-		do
-		{
-			held = el_shard_lock_held(relid, shard);
-			el_append_lock_shard(rel, shard);
-			duplicate = event_id != NULL && el_append_existing(rel, key, event_id, &done);
-		} while (!duplicate && personal && !held &&
-				 !el_personal_settle(rel, PG_GETARG_DATUM(2), PG_GETARG_DATUM(3), shard));
-	}
-
-	if (!duplicate)
+	if (event_id == NULL || !el_append_existing(rel, key, event_id, &done))
 	{
 		if (event_id == NULL)
 			event_id = el_new_uuid();

@@ -41,6 +41,7 @@ extern void el_require_stream_guards(Oid relid);
  * el_append_insert(), the shard's.
  */
 extern Relation el_append_open(Oid relid, int *shards);
+extern int32 el_append_lock_key(Relation rel, int shards, text *key);
 extern void el_append_lock_shard(Relation rel, int32 shard);
 extern bool el_append_existing(Relation rel, text *key, pg_uuid_t *event_id,
 							   ElAppended *out);

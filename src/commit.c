@@ -216,36 +216,6 @@ el_lock_shard(Oid relid, int32 shard, bool grouped)
 	}
 }
 
-bool
-el_shard_lock_held(Oid relid, int32 shard)
-{
-	LOCKTAG		tag;
-
-	el_shard_locktag(&tag, relid, shard);
-	return LockHeldByMe(&tag, ExclusiveLock);
-}
-
-/*
- * Give back a shard lock that el_lock_shard() has just taken for the caller,
- * who has appended nothing under it, so that it can wait for something
- * else without holding the shard (a data subject's lock, personal.c).
- * Nothing was numbered under the lock, so the next holder numbers as if it
- * had never been taken.  A grouped lock stays in el_grouped[]: the commit
- * callback releases only what is still held.
- */
-void
-el_unlock_shard(Oid relid, int32 shard)
-{
-	LOCKTAG		tag;
-	ResourceOwner save = CurrentResourceOwner;
-
-	el_shard_locktag(&tag, relid, shard);
-	CurrentResourceOwner = CurTransactionResourceOwner;
-	if (!LockRelease(&tag, ExclusiveLock, false))
-		elog(ERROR, "shard %d of stream %u was not locked", shard, relid);
-	CurrentResourceOwner = save;
-}
-
 /* Whether we still hold any grouped shard lock (a savepoint may have freed them). */
 static bool
 el_holding_grouped(void)

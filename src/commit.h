@@ -12,12 +12,6 @@
 /* Take a shard's lock; grouped: released as soon as our commit is visible. */
 extern void el_lock_shard(Oid relid, int32 shard, bool grouped);
 
-/* Whether this transaction holds a shard's lock. */
-extern bool el_shard_lock_held(Oid relid, int32 shard);
-
-/* Give back a shard lock just taken, before anything was appended under it. */
-extern void el_unlock_shard(Oid relid, int32 shard);
-
 /* Make every commit visible to us durable (readers of grouped streams). */
 extern XLogRecPtr el_wait_durable(void);
 

@@ -461,13 +461,6 @@ el_erase_subject(PG_FUNCTION_ARGS)
 	values[1] = PointerGetDatum(idb);
 	values[2] = CStringGetTextDatum(id);
 	values[3] = PointerGetDatum(reason);
-
-	/*
-	 * The subject's lock, as every writer of its key row takes (personal.c):
-	 * an append that wants to make the subject's key waits for us without
-	 * holding its shard.
-	 */
-	el_personal_lock_subject(relid, (const uint8 *) VARDATA(idb));
 	SPI_connect();
 
 	/*

@@ -49,14 +49,6 @@
 #define EL_MEMBER_LOCKTAG_SPACE	0x454D
 #define EL_WAIT_LOCKTAG_SPACE	0x4557
 
-/*
- * A data subject's lock (personal.c): (database, stream oid, the first four
- * bytes of the subject's id, 0x4553).  Whoever writes the subject's row of
- * event_log.subject_keys (an append making its key, erase_subject()) holds
- * it to the end of the transaction.
- */
-#define EL_SUBJECT_LOCKTAG_SPACE	0x4553
-
 /* The background worker of a database: (database, 0, 0, 0x5752). */
 #define EL_WORKER_LOCKTAG_SPACE	0x5752
 

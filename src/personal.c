@@ -51,7 +51,6 @@
 #include "executor/spi.h"
 #include "fmgr.h"
 #include "miscadmin.h"
-#include "storage/lmgr.h"
 #include "utils/acl.h"
 #include "utils/builtins.h"
 #include "utils/fmgrprotos.h"
@@ -60,13 +59,10 @@
 #include "utils/lsyscache.h"
 #include "utils/memutils.h"
 #include "utils/rel.h"
-#include "utils/resowner.h"
 
 #include "catalog.h"
-#include "commit.h"
 #include "event_log.h"
 #include "personal.h"
-#include "registry.h"
 
 /* pgcrypto's raw cipher: AES (256-bit keys), CBC with a random IV, PKCS#7 padding. */
 #define EL_CIPHER			"aes-cbc/pad:pkcs"
@@ -423,26 +419,6 @@ el_wipe_bytea(bytea *b)
 static bool el_subject_key_lookup(Oid relid, const uint8 *id, bool create,
 								  uint8 *key, uint8 *key_id);
 
-/* A key this transaction has already taken for the subject, if any. */
-static bool
-el_subject_key_kept(Oid relid, const uint8 *id, uint8 *key, uint8 *key_id)
-{
-	ElTxnKey	probe;
-	ElTxnKey   *k;
-
-	if (el_txn_keys == NULL)
-		return false;
-	memset(&probe, 0, sizeof(probe));
-	probe.relid = relid;
-	memcpy(probe.id, id, EL_SUBJECT_ID_LEN);
-	k = hash_search(el_txn_keys, &probe, HASH_FIND, NULL);
-	if (k == NULL)
-		return false;
-	memcpy(key, k->key, EL_SUBJECT_KEY_LEN);
-	memcpy(key_id, k->key_id, EL_KEY_ID_LEN);
-	return true;
-}
-
 static bool
 el_subject_key(Oid relid, const uint8 *id, bool create, uint8 *key, uint8 *key_id)
 {
@@ -450,13 +426,18 @@ el_subject_key(Oid relid, const uint8 *id, bool create, uint8 *key, uint8 *key_i
 	ElTxnKey   *k;
 	bool		found;
 
-	if (el_subject_key_kept(relid, id, key, key_id))
-		return true;
-	if (!el_subject_key_lookup(relid, id, create, key, key_id))
-		return false;
 	memset(&probe, 0, sizeof(probe));
 	probe.relid = relid;
 	memcpy(probe.id, id, EL_SUBJECT_ID_LEN);
+	if (el_txn_keys != NULL &&
+		(k = hash_search(el_txn_keys, &probe, HASH_FIND, NULL)) != NULL)
+	{
+		memcpy(key, k->key, EL_SUBJECT_KEY_LEN);
+		memcpy(key_id, k->key_id, EL_KEY_ID_LEN);
+		return true;
+	}
+	if (!el_subject_key_lookup(relid, id, create, key, key_id))
+		return false;
 	if (el_txn_keys == NULL)
 	{
 		HASHCTL		ctl;
@@ -547,225 +528,22 @@ el_subject_key_lookup(Oid relid, const uint8 *id, bool create, uint8 *key, uint8
 	return found;
 }
 
-/* ----------------------------------------------------------------
- * A subject's key and the shard lock
- *
- * Whoever writes a subject's key row (an append making the subject's first
- * key, an erase_subject() deleting it) holds the row until commit, and an
- * erasure must wait for every transaction appending with the key.  Any of
- * those waits taken while holding a shard lock closes a cycle with some
- * natural transaction: an erasure followed by an append, an append
- * followed by an erasure, the shard's holder appending for a subject whose
- * key another appender is making.  docs/design/erasure.md tells the tries.
- *
- * So the subject has a lock (EL_SUBJECT_LOCKTAG_SPACE), held to the end of
- * the transaction: exclusively by the writers of its key row, shared by
- * the appenders that use its key.  An append of the subject's first event
- * in a transaction:
- *
- * - peeks at whether the key exists, without locking anything (a plain
- *   read never waits), then takes the shard lock;
- * - asks for the subject's lock (shared to use the key, exclusive to make
- *   it) without waiting, when the shard lock was just taken.  Granted: no
- *   writer of the key row is in progress, so reading (FOR KEY SHARE) or
- *   making the key waits for nobody.  Refused: the shard lock is given
- *   back (nothing was numbered under it), the holders' transactions are
- *   waited for (WaitForLockers(), which does not queue for the lock), and
- *   the append starts over.
- *
- * An erasure takes the subject's lock exclusively before anything else, so
- * it waits for the appenders using the key; and they hold the subject's
- * lock only once they hold their shard, so none of them waits for a shard
- * meanwhile.  No one waits for a subject's lock or key row while holding a
- * shard lock, except a transaction that held the shard before (a
- * multi-statement appender, an earlier row of a multi-row INSERT or COPY,
- * or append_events()), or one that holds the subject's lock from an
- * earlier statement and waits for a shard: that is the deadlock of two
- * transactions taking shared locks in opposite orders (docs/streams.md,
- * "Transactions and shard locks").
- * ----------------------------------------------------------------
- */
-
-/*
- * Connect to SPI and run a read of event_log.subject_keys whose parameters
- * are the stream ($1) and `len` bytes ($2: a subject id or a key id), with
- * the latest snapshot, at most one row; returns how many.  The caller reads
- * SPI_tuptable and calls SPI_finish().
- */
-static uint64
-el_subject_keys_read(const char *sql, Oid relid, const uint8 *bytes, int len)
-{
-	Oid			types[2] = {REGCLASSOID, BYTEAOID};
-	Datum		values[2];
-	uint64		n;
-
-	values[0] = ObjectIdGetDatum(relid);
-	values[1] = PointerGetDatum(el_personal_bytea(bytes, len));
-
-	SPI_connect();
-	n = el_catalog_sql(sql, 2, types, values, NULL, EL_CAT_READ | EL_CAT_LATEST, 1);
-	pfree(DatumGetPointer(values[1]));
-	return n;
-}
-
-/*
- * Whether the subject has a key now (latest snapshot).  A plain read: it
- * never waits, so it may run under a shard lock.
- */
-static bool
-el_subject_key_peek(Oid relid, const uint8 *id)
-{
-	bool		found;
-
-	found = el_subject_keys_read("SELECT 1 FROM event_log.subject_keys k"
-								 " WHERE k.stream OPERATOR(pg_catalog.=) $1"
-								 " AND k.subject OPERATOR(pg_catalog.=) $2",
-								 relid, id, EL_SUBJECT_ID_LEN) == 1;
-	SPI_finish();
-	return found;
-}
-
-static void
-el_subject_locktag(LOCKTAG *tag, Oid relid, const uint8 *id)
-{
-	uint32		part;
-
-	/* the id is an HMAC: any four of its bytes are as good as a hash */
-	memcpy(&part, id, sizeof(part));
-	SET_LOCKTAG_ADVISORY(*tag, MyDatabaseId, relid, part, EL_SUBJECT_LOCKTAG_SPACE);
-}
-
-/*
- * Take the subject's lock in `mode` to the end of the (sub)transaction,
- * owned by it as the rows it covers are; with dont_wait, only if it is
- * free.  *had: whether we held it in that mode already.
- */
-static bool
-el_subject_lock(Oid relid, const uint8 *id, LOCKMODE mode, bool dont_wait, bool *had)
-{
-	LOCKTAG		tag;
-	volatile LockAcquireResult res = LOCKACQUIRE_NOT_AVAIL;
-	ResourceOwner save = CurrentResourceOwner;
-
-	el_subject_locktag(&tag, relid, id);
-	*had = LockHeldByMe(&tag, mode);
-	CurrentResourceOwner = CurTransactionResourceOwner;
-	PG_TRY();
-	{
-		res = LockAcquire(&tag, mode, false, dont_wait);
-	}
-	PG_FINALLY();
-	{
-		CurrentResourceOwner = save;
-	}
-	PG_END_TRY();
-	return res != LOCKACQUIRE_NOT_AVAIL;
-}
-
-/* Let go of the subject's lock in `mode`, taken by this call only. */
-static void
-el_subject_unlock(Oid relid, const uint8 *id, LOCKMODE mode)
-{
-	LOCKTAG		tag;
-	ResourceOwner save = CurrentResourceOwner;
-
-	el_subject_locktag(&tag, relid, id);
-	CurrentResourceOwner = CurTransactionResourceOwner;
-	(void) LockRelease(&tag, mode, false);
-	CurrentResourceOwner = save;
-}
-
-void
-el_personal_lock_subject(Oid relid, const uint8 *id)
-{
-	bool		had;
-
-	(void) el_subject_lock(relid, id, ExclusiveLock, false, &had);
-}
-
-/*
- * Wait until whoever holds the subject's lock now has ended its
- * transaction, without asking for the lock: a waiter queued for it, or
- * holding it for a moment, would make other appenders' requests without
- * waiting fail, and with several appenders of one subject taking turns at
- * that, none might get it for a long time.
- */
-static void
-el_subject_lock_wait(Oid relid, const uint8 *id, LOCKMODE mode)
-{
-	LOCKTAG		tag;
-
-	el_subject_locktag(&tag, relid, id);
-	WaitForLockers(tag, mode, false);
-}
-
-/*
- * The key of subject `id` for an event to be appended to `shard`, as the
- * comment above says.  taken: the caller has just taken the shard lock and
- * done nothing under it (append()); then false is returned when the shard
- * lock had to be given back.  Otherwise returns true, with the shard lock
- * held unless the key was one this transaction had taken already.
- */
-static bool
-el_subject_key_settle(Oid relid, const uint8 *id, int32 shard, bool taken,
-					  uint8 *key, uint8 *key_id)
-{
-	for (;;)
-	{
-		bool		fresh = taken;
-		bool		create;
-		bool		had;
-		LOCKMODE	mode;
-
-		if (el_subject_key_kept(relid, id, key, key_id))
-			return true;
-
-		/* which lock to ask for: a key to use, or one to make */
-		create = !el_subject_key_peek(relid, id);
-		mode = create ? ExclusiveLock : ShareLock;
-		if (!taken && !el_shard_lock_held(relid, shard))
-		{
-			el_lock_shard(relid, shard, el_stream_grouped(relid));
-			fresh = true;
-		}
-		if (el_subject_lock(relid, id, mode, fresh, &had))
-		{
-			/*
-			 * No writer of the key row is in progress now (they hold the
-			 * lock exclusively), so this waits for nobody.  Not found with
-			 * the lock shared: an erasure committed since the peek; the
-			 * exclusive lock is asked for next time round.
-			 */
-			if (el_subject_key(relid, id, create, key, key_id))
-				return true;
-			if (create)
-				elog(ERROR, "could not make a key for a data subject");
-			if (!had)
-				el_subject_unlock(relid, id, mode);
-			if (fresh)
-				el_unlock_shard(relid, shard);
-		}
-		else
-		{
-			el_unlock_shard(relid, shard);
-			el_subject_lock_wait(relid, id, mode);
-		}
-		if (taken)
-			return false;
-		CHECK_FOR_INTERRUPTS();
-	}
-}
-
 /* A key by its key_id: false once it is erased. */
 bool
 el_personal_key_by_id(Oid relid, const uint8 *key_id, uint8 *key)
 {
+	Oid			types[2] = {REGCLASSOID, BYTEAOID};
+	Datum		values[2];
+	bytea	   *kid = el_personal_bytea(key_id, EL_KEY_ID_LEN);
 	bool		found;
 
-	found = el_subject_keys_read("SELECT k.key FROM event_log.subject_keys k"
-								 " WHERE k.key_id OPERATOR(pg_catalog.=) $2"
-								 " AND k.stream OPERATOR(pg_catalog.=) $1",
-								 relid, key_id, EL_KEY_ID_LEN) == 1;
+	values[0] = ObjectIdGetDatum(relid);
+	values[1] = PointerGetDatum(kid);
+	SPI_connect();
+	found = el_catalog_sql("SELECT k.key FROM event_log.subject_keys k"
+						   " WHERE k.key_id OPERATOR(pg_catalog.=) $2"
+						   " AND k.stream OPERATOR(pg_catalog.=) $1",
+						   2, types, values, NULL, EL_CAT_READ | EL_CAT_LATEST, 1) == 1;
 	if (found)
 	{
 		bool		isnull;
@@ -784,6 +562,7 @@ el_personal_key_by_id(Oid relid, const uint8 *key_id, uint8 *key)
 			found = key[i] != 0;
 	}
 	SPI_finish();
+	pfree(kid);
 	return found;
 }
 
@@ -1132,20 +911,23 @@ el_personal_declared(Oid relid)
 	return el_personal_entry(relid)->has_personal;
 }
 
-/*
- * Whether the event of this type and payload has personal fields to
- * encrypt: then its declaration, their paths, the payload, the stream's
- * secret and the subject's id.
- */
-static bool
-el_personal_subject_of(Relation rel, Datum type, Datum payload, ElPersonalDecl **decl,
-					   ElPath **paths, Jsonb **doc, uint8 *secret, uint8 *id)
+bool
+el_personal_protect(Relation rel, Datum type, Datum *payload)
 {
-	ElPersonalEntry *entry = el_personal_entry(RelationGetRelid(rel));
+	Oid			relid = RelationGetRelid(rel);
+	ElPersonalEntry *entry = el_personal_entry(relid);
 	ElPersonalDecl *d;
 	text	   *typetext;
+	Jsonb	   *doc;
+	ElPath	   *paths;
+	JsonbParseState *st = NULL;
+	JsonbValue *res = NULL;
 	bool		any = false;
 	char	   *subject;
+	uint8		id[EL_SUBJECT_ID_LEN];
+	uint8		key[EL_SUBJECT_KEY_LEN];
+	uint8		key_id[EL_KEY_ID_LEN];
+	uint8		secret[EL_PERSONAL_SECRET_LEN];
 
 	if (!entry->has_personal)
 		return false;
@@ -1153,73 +935,38 @@ el_personal_subject_of(Relation rel, Datum type, Datum payload, ElPersonalDecl *
 	d = el_personal_decl(entry, VARDATA_ANY(typetext), VARSIZE_ANY_EXHDR(typetext));
 	if (d == NULL)
 		return false;
-	*doc = DatumGetJsonbP(payload);
-	if (!JB_ROOT_IS_OBJECT(*doc))
+	doc = DatumGetJsonbP(*payload);
+	if (!JB_ROOT_IS_OBJECT(doc))
 		return false;
-	*paths = el_personal_paths(d);
+	paths = el_personal_paths(d);
 	for (int i = 0; i < d->nfields; i++)
-		if (!el_path_covered(*paths, d->nfields, i))
-			any |= el_path_present(rel, &(*doc)->root, &(*paths)[i]);
+		if (!el_path_covered(paths, d->nfields, i))
+			any |= el_path_present(rel, &doc->root, &paths[i]);
 	if (!any)
 		return false;
 
-	/* copies: the lookups that follow may reset the cache under `entry` */
-	memcpy(secret, entry->secret, EL_PERSONAL_SECRET_LEN);
-	subject = el_event_subject(rel, *doc, d, typetext);
+	/* copies: the lookups below may reset the cache under `entry` */
+	memcpy(secret, entry->secret, sizeof(secret));
+	subject = el_event_subject(rel, doc, d, typetext);
 	el_personal_subject_id(secret, subject, strlen(subject), id);
 	explicit_bzero(subject, strlen(subject));
-	*decl = d;
-	return true;
-}
+	{
+		ElProtect	pr;
 
-bool
-el_personal_protect(Relation rel, Datum type, Datum *payload, int32 shard)
-{
-	ElPersonalDecl *d;
-	Jsonb	   *doc;
-	ElPath	   *paths;
-	JsonbParseState *st = NULL;
-	JsonbValue *res;
-	uint8		id[EL_SUBJECT_ID_LEN];
-	uint8		key[EL_SUBJECT_KEY_LEN];
-	uint8		key_id[EL_KEY_ID_LEN];
-	uint8		secret[EL_PERSONAL_SECRET_LEN];
-	ElProtect	pr;
-
-	if (!el_personal_subject_of(rel, type, *payload, &d, &paths, &doc, secret, id))
-		return false;
-	el_load_pgcrypto();
-	(void) el_subject_key_settle(RelationGetRelid(rel), id, shard, false, key, key_id);
-	pr.key = key;
-	pr.secret = secret;
-	pr.key_id = key_id;
-	pr.paths = paths;
-	pr.npaths = d->nfields;
-	res = el_protect_object(&pr, &st, &doc->root, NULL, 0, 0);
+		el_load_pgcrypto();
+		if (!el_subject_key(relid, id, true, key, key_id))
+			elog(ERROR, "could not make a key for a data subject");
+		pr.key = key;
+		pr.secret = secret;
+		pr.key_id = key_id;
+		pr.paths = paths;
+		pr.npaths = d->nfields;
+		res = el_protect_object(&pr, &st, &doc->root, NULL, 0, 0);
+	}
 	explicit_bzero(key, sizeof(key));
 	explicit_bzero(secret, sizeof(secret));
 	*payload = JsonbPGetDatum(JsonbValueToJsonb(res));
 	return true;
-}
-
-bool
-el_personal_settle(Relation rel, Datum type, Datum payload, int32 shard)
-{
-	ElPersonalDecl *d;
-	Jsonb	   *doc;
-	ElPath	   *paths;
-	uint8		id[EL_SUBJECT_ID_LEN];
-	uint8		key[EL_SUBJECT_KEY_LEN];
-	uint8		key_id[EL_KEY_ID_LEN];
-	uint8		secret[EL_PERSONAL_SECRET_LEN];
-	bool		settled;
-
-	if (!el_personal_subject_of(rel, type, payload, &d, &paths, &doc, secret, id))
-		return true;
-	explicit_bzero(secret, sizeof(secret));
-	settled = el_subject_key_settle(RelationGetRelid(rel), id, shard, true, key, key_id);
-	explicit_bzero(key, sizeof(key));
-	return settled;
 }
 
 /* A marker's message (base64: IV, ciphertext) decrypted with key. */

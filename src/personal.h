@@ -24,29 +24,16 @@
 extern void el_personal_init(void);
 
 /*
- * The append trigger's one call, after the schema check: the payload with
- * the event's personal fields encrypted.  Returns false (and leaves
- * *payload alone) when there is nothing to do.  The subject's key is found
- * before the lock of `shard`, the event's shard; a new one is made under
- * it, and then the shard lock is held on return.
+ * The append trigger's one call, after the schema check and before the
+ * shard lock: the payload with the event's personal fields encrypted.
+ * Returns false (and leaves *payload alone) when there is nothing to do.
  */
-extern bool el_personal_protect(Relation rel, Datum type, Datum *payload,
-								int32 shard);
+extern bool el_personal_protect(Relation rel, Datum type, Datum *payload);
 
 /*
- * append() with event_id or expected_version, which takes the shard lock
- * before its INSERT, right after it took it: the subject's key settled as
- * the trigger would (kept for the transaction).  False means the shard lock
- * was given back while waiting for another writer of the subject's key:
- * the caller takes it again and starts over.
+ * Whether the stream declares personal fields: its appends may then create
+ * a data subject's key, which other appenders of the subject wait for.
  */
-extern bool el_personal_settle(Relation rel, Datum type, Datum payload,
-							   int32 shard);
-
-/* erase_subject(): the subject's lock, to the end of the transaction. */
-extern void el_personal_lock_subject(Oid relid, const uint8 *id);
-
-/* Whether the stream declares personal fields. */
 extern bool el_personal_declared(Oid relid);
 
 /*
