@@ -22,9 +22,9 @@
 # rounds, and the ratio the median of the per-round ratios against the plain
 # round of the same turn (this VM's rate drifts by tens of percent within a
 # minute; rounds run next to each other drift together).  Each run starts
-# after a CHECKPOINT
-# with its target table empty (the stream dropped and created again, the plain
-# table truncated), so drift and table growth weigh the same on both sides.
+# after a CHECKPOINT with its target table empty (the stream dropped and
+# created again, the plain table truncated), so drift and table growth weigh
+# the same on both sides.
 # The batch runs alternate the same way (stream first, then plain first, ...).
 #
 # Environment:
