@@ -216,7 +216,7 @@ measure() {
 # INSERT that returns a row like append()'s, against which append() is also
 # reported.
 pgbench_section() {
-    local label=$1 clients=$2 prefix=$3 target=$4 app_target=${5:-$4} order r path i pla
+    local label=$1 clients=$2 prefix=$3 target=$4 app_target=${5:-$4} order r path pla
     local -A table=([insert]=bench_stream [append]=bench_stream [plain]=bench_plain
                     [plain_ret]=bench_plain)
     order=(insert append plain)
@@ -226,11 +226,7 @@ pgbench_section() {
         for path in "${order[@]}"; do
             measure "$path" "$work/${prefix}_$path.sql" "${table[$path]}" "$clients"
         done
-        for ((i = 0; i < ${#order[@]} / 2; i++)); do
-            path=${order[i]}
-            order[i]=${order[${#order[@]} - 1 - i]}
-            order[${#order[@]} - 1 - i]=$path
-        done
+        reverse order
     done
     pla=$(median "${ROUNDS[plain]}")
     report "$label INSERT" "$(median "${ROUNDS[insert]}")" "$pla" tps "$target" \

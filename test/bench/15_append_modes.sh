@@ -92,7 +92,7 @@ run() {
 
 # section LABEL SHARDS CLIENTS SYNC TARGET
 section() {
-    local label=$1 shards=$2 clients=$3 sync=$4 target=$5 ser gro pla
+    local label=$1 shards=$2 clients=$3 sync=$4 target=$5
     local order=(serial grouped plain) r path
     ROUNDS=()
     for ((r = 1; r <= rounds; r++)); do
@@ -103,7 +103,7 @@ section() {
                 run "$path" "$work/stream_$shards.sql" bench_stream "$shards" "$path" "$clients" "$sync"
             fi
         done
-        order=("${order[2]}" "${order[1]}" "${order[0]}")
+        reverse order
     done
     for path in serial grouped; do
         report "$label, sync $sync, $path" "$(median "${ROUNDS[$path]}")" \

@@ -107,11 +107,6 @@ for round in 1 2; do
     done
 done
 
-# The median of an even count: the mean of the middle two.
-median() {
-    tr ' ' '\n' <<<"$1" | grep . | sort -g |
-        awk '{ a[NR] = $1 } END { m = NR / 2; printf "%.3f", NR % 2 ? a[m + 0.5] : (a[m] + a[m + 1]) / 2 }'
-}
 rate() { awk -v e="$events" -v t="$(median "${times[$1]}")" 'BEGIN { printf "%.0f", e / t }'; }
 plain_rate=$(rate plain)
 

@@ -41,6 +41,18 @@ ratio_median() {
         read -r r && median "$r"; }
 }
 
+# reverse NAME: the array named NAME in reverse order, in place (the next
+# turn of a benchmark's alternating rounds)
+reverse() {
+    local -n arr=$1
+    local i n=${#arr[@]} t
+    for ((i = 0; i < n / 2; i++)); do
+        t=${arr[i]}
+        arr[i]=${arr[n - 1 - i]}
+        arr[n - 1 - i]=$t
+    done
+}
+
 SUMMARY=()
 missed=0
 # report LABEL MEASURED LIMIT UNIT TARGET [DETAIL [RATIO]]: one result line,
