@@ -7,6 +7,10 @@ packages=(postgresql-15 postgresql-server-dev-15 postgresql-15-wal2json
           libipc-run-perl make gcc
           python3-psycopg python3-psycopg2   # test/t/015_client_examples.pl
           libpq-dev librdkafka-dev)          # the Kafka bridge (docs/kafka.md)
+# `make bench` only: instruction counts (test/bench/11_append_instructions.sh)
+if [[ ${EVENT_LOG_BENCH_DEPS:-0} == 1 ]]; then
+    packages+=(valgrind)
+fi
 
 # node-postgres for the same test: Debian's nodejs and node-pg where there is
 # no Node.js yet. Debian's node-pg cannot go with a Node.js from elsewhere
