@@ -14,7 +14,7 @@ OBJS       = src/catalog.o src/key.o src/wake.o \
              src/consumer_group.o src/consumer_member.o src/consumer_deadletter.o src/consumer_retention.o src/consumer.o \
              src/worker.o \
              src/event_log.o
-DATA       = sql/event_log--0.1.sql sql/event_log--0.1--0.2.sql sql/event_log--0.2--0.3.sql sql/event_log--0.3--0.4.sql sql/event_log--0.4--0.5.sql sql/event_log--0.5--0.6.sql sql/event_log--0.6--0.7.sql
+DATA       = sql/event_log--0.1.sql sql/event_log--0.1--0.2.sql sql/event_log--0.2--0.3.sql sql/event_log--0.3--0.4.sql sql/event_log--0.4--0.5.sql sql/event_log--0.5--0.6.sql sql/event_log--0.6--0.7.sql sql/event_log--0.7--0.8.sql
 PGFILEDESC = "event_log - event streams with commit-order offsets"
 
 # pg_regress suites (sql/NAME.sql, expected/NAME.out)
@@ -29,8 +29,8 @@ REGRESS    = streams append append_calls append_events read_by_time read_all con
 ISOLATION_OPTS = --inputdir=test
 ISOLATION  = commit_order shard_lock_spin append_personal_lock grouped_commit grouped_mode_switch grouped_serializable grouped_deadlock append_events read_all_resume rollback repeatable_read prepared shards_independent version_cache \
              projection_async projection_rebuild projection_inline_rr projection_drop_race \
-             consumer_members consumer_settle_stale consumer_member_race consumer_commit consumer_poll_race consumer_group_drop \
-             stream_drop_race schema_register dead_letter_retry nack_retry upcast_reads_cache erase_inflight retention_race archive_race segment_roll
+             consumer_members consumer_settle_stale consumer_member_race consumer_commit consumer_poll_race consumer_group_drop consumer_member_commit \
+             stream_drop_race schema_register dead_letter_retry nack_retry upcast_reads_cache erase_inflight retention_race archive_race segment_roll segment_fk_race
 # The regress and isolation tests run a second time against the same cluster
 # restarted with event_log in shared_preload_libraries, where appends take a
 # shard's end from shared memory (docs/design/offsets.md); except these, which
@@ -39,7 +39,7 @@ ISOLATION  = commit_order shard_lock_spin append_personal_lock grouped_commit gr
 # (docs/testing.md)
 PRELOADED_SKIP = streams projections hostile_projections dead_letters dead_letter_builds upcast_reads \
              retention retention_readers archive archive_builds segments segments_attack \
-             projection_async projection_drop_race dead_letter_retry retention_race archive_race segment_roll
+             projection_async projection_drop_race dead_letter_retry retention_race archive_race segment_roll segment_fk_race
 # TAP tests (test/t/NNN_name.pl), which share test/perl/EventLogTest.pm;
 # PROVE_FLAGS gets that directory below, after PGXS has set its default
 TAP_TESTS  = 1

@@ -83,6 +83,13 @@ FROM pg_logical_slot_peek_changes('cdc', NULL, NULL, 'streams', 'shop.carts');
 SELECT data::jsonb ->> 'stream' AS stream, data::jsonb ->> 'type' AS type
 FROM pg_logical_slot_peek_changes('cdc', NULL, NULL, 'streams', 'shop.orders, shop.carts', 'types', 'Paid,ItemAdded');
 
+-- The stream's name is quoted only where SQL needs it, whatever the
+-- session's quote_all_identifiers: consumers match on it.
+SET quote_all_identifiers = on;
+SELECT data::jsonb ->> 'stream' AS stream, data::jsonb ->> 'type' AS type
+FROM pg_logical_slot_peek_changes('cdc', NULL, NULL, 'streams', 'shop.carts');
+RESET quote_all_identifiers;
+
 -- Bad options are refused with a clear error.
 SELECT data FROM pg_logical_slot_peek_changes('cdc', NULL, NULL, 'streams', 'shop.nope');
 SELECT data FROM pg_logical_slot_peek_changes('cdc', NULL, NULL, 'streams', 'carts');

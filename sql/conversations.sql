@@ -136,6 +136,25 @@ REVOKE SELECT ON cv.orders FROM regress_cv_reader;
 SET ROLE regress_cv_reader;
 SELECT count(*) FROM event_log.conversation('c-1');
 RESET ROLE;
+ALTER TABLE cv.orders DISABLE ROW LEVEL SECURITY;
+GRANT SELECT ON cv.orders TO regress_cv_reader;
+
+-- A tracked stream the reader has SELECT on, in a schema it has no USAGE
+-- on, is one it may not read: left out, not an error for every
+-- conversation() the reader makes without `streams`.
+CREATE SCHEMA cv_private;
+SELECT event_log.create_stream('cv_private.hidden');
+SELECT event_log.track_conversations('cv_private.hidden');
+INSERT INTO cv_private.hidden (key, type, payload, metadata)
+  VALUES ('h1', 'Secret', '{}', '{"correlation_id": "c-1"}');
+GRANT SELECT ON cv_private.hidden TO PUBLIC;
+SET ROLE regress_cv_reader;
+SELECT stream, key, type FROM event_log.conversation('c-1');
+SELECT stream, key FROM event_log.conversation('c-1', ARRAY['cv_private.hidden']::regclass[]);
+RESET ROLE;
+SELECT stream, key, type FROM event_log.conversation('c-1') WHERE stream = 'cv_private.hidden'::regclass;
+SELECT event_log.drop_stream('cv_private.hidden');
+DROP SCHEMA cv_private;
 
 SELECT event_log.drop_stream('cv.orders');
 SELECT event_log.drop_stream('cv.payments');

@@ -264,6 +264,38 @@ SELECT event_log.drop_group('mailer', 'bank.mail');
 SELECT count(*) AS parked FROM event_log.consumer_dead_letters;
 SELECT event_log.drop_stream('bank.mail');
 
+-- SELECT on a stream in a schema without USAGE is not reading it: every
+-- read fails, so the views that quote events leave the stream out, and the
+-- lag views show its rows without what needs reading, instead of failing.
+CREATE SCHEMA vault;
+SELECT event_log.create_stream('vault.pay', 1);
+INSERT INTO vault.pay (key, type, payload) VALUES ('alice@example.com', 'Paid', '{}');
+SELECT count(*) FROM event_log.poll('billing', 'vault.pay');
+SELECT event_log.nack('billing', 'vault.pay', 0, 1, 'card 4111 declined');
+SELECT event_log.create_projection('vault.totals', 'vault.pay',
+    columns => 'k text PRIMARY KEY', handlers => '{"Paid": "INSERT INTO totals VALUES (e.key)"}',
+    mode => 'async');
+GRANT SELECT ON vault.pay TO dl_stranger;
+SET ROLE dl_stranger;
+SELECT count(*) FROM vault.pay;
+SELECT count(*) FROM event_log.dead_letters WHERE stream::text LIKE 'vault.%';
+SELECT group_name, shard, committed_seq, log_end, lag_events FROM event_log.consumer_lag
+ WHERE group_name = 'billing';
+SELECT projection, shard, applied_seq, last_seq, lag_events FROM event_log.projection_lag
+ WHERE projection::text = 'vault.totals';
+RESET ROLE;
+GRANT USAGE ON SCHEMA vault TO dl_stranger;
+SET ROLE dl_stranger;
+SELECT key, error FROM event_log.dead_letters WHERE stream::text LIKE 'vault.%';
+SELECT group_name, shard, committed_seq, log_end, lag_events FROM event_log.consumer_lag
+ WHERE group_name = 'billing';
+SELECT projection, shard, applied_seq, last_seq, lag_events FROM event_log.projection_lag
+ WHERE projection::text = 'vault.totals';
+RESET ROLE;
+SELECT event_log.drop_stream('vault.pay', cascade => true);
+REVOKE ALL ON SCHEMA vault FROM dl_stranger;
+DROP SCHEMA vault CASCADE;
+
 REVOKE USAGE ON SCHEMA bank FROM dl_stranger;
 DROP ROLE dl_stranger;
 SELECT event_log.drop_stream('bank.accounts');

@@ -248,6 +248,14 @@ INSERT INTO nest (key, type, payload) VALUES ('n5', 'T', '{"id": "u5", "address"
 INSERT INTO nest (key, type, payload) VALUES ('n6', 'T', '{"id": "u6", "address": [{"street": "3 Pine"}]}');
 INSERT INTO nest (key, type, payload) VALUES ('n7', 'T', '{"id": "u7", "address": {"geo": "somewhere"}}');
 INSERT INTO nest (key, type, payload) VALUES ('n8', 'T', '{"address": {"street": "4 Ash"}}');
+-- A payload that is not an object at all is refused the same way: an array
+-- of objects would hold the fields in clear, and so would a scalar.
+\set VERBOSITY default
+INSERT INTO nest (key, type, payload) VALUES ('n10', 'T', '[{"id": "u10", "name": "Nina"}]');
+\set VERBOSITY terse
+INSERT INTO nest (key, type, payload) VALUES ('n11', 'T', '"Nina"');
+INSERT INTO nest (key, type, payload) VALUES ('n12', 'T', '5');
+SELECT * FROM event_log.append('nest', 'n13', 'T', '[{"name": "Nina"}]');
 -- (Whole quoted values: a bare "Elm" or "Ash" turns up in base64 ciphertext
 -- about once in a hundred runs.)
 SELECT count(*) AS events,

@@ -251,6 +251,11 @@ SELECT event_log.create_projection('shop.p', 'shop.carts', 'a int', '{"X": "INSE
 SELECT event_log.create_projection('shop.p', 'shop.carts', 'key text', '{"X": "SELECT e.key FROM p e"}');
 SELECT event_log.create_projection('shop.p', 'shop.carts', 'a int', '{"X": "SELECT 1"}', reducer => 'state');
 SELECT event_log.create_projection('shop.p', 'shop.carts', reducer => 'state); DROP TABLE shop.carts; SELECT (1');
+SELECT event_log.create_projection('shop.p', 'shop.carts', reducer => ' ');
+SELECT event_log.create_projection('shop.p', 'shop.carts', reducer => '/* nothing */');
+SELECT event_log.create_projection('shop.p', 'shop.carts', reducer => '-- nothing');
+SELECT event_log.create_projection('shop.p', 'shop.carts', '', '{"X": "SELECT 1"}');
+SELECT event_log.create_projection('shop.p', 'shop.carts', '  ', '{"X": "SELECT 1"}');
 SELECT event_log.create_projection('shop.cart_items', 'shop.carts', 'a int', '{"X": "SELECT 1"}');
 SELECT event_log.create_projection('event_log.p', 'shop.carts', 'a int', '{"X": "SELECT 1"}');
 SELECT event_log.create_projection('shop.' || repeat('p', 62), 'shop.carts', 'a int', '{"X": "SELECT 1"}');

@@ -20,6 +20,15 @@ SELECT pg_temp.errs('{"items": {"type": "integer", "minimum": 0}}', '[1, -2, "x"
        pg_temp.errs('{"minItems": 2, "maxItems": 3}', '[1]'),
        pg_temp.errs('{"maxItems": 1, "uniqueItems": true}', '[{"a": 1}, {"a": 1.0}]'),
        pg_temp.errs('{"minProperties": 1, "maxProperties": 1}', '{}');
+-- uniqueItems names the first item that has an equal one after it, and the
+-- nearest such; equality is JSON's (1 = 1.0, "1" is not 1, key order is
+-- not part of an object); a long array is checked as readily as a short one.
+SELECT pg_temp.errs('{"uniqueItems": true}', '[3, 1, 2, 1, 3]') AS first_pair,
+       pg_temp.errs('{"uniqueItems": true}', '[1, 2, "1", 2.0]') AS numbers,
+       pg_temp.errs('{"uniqueItems": true}', '[{"a": 1, "b": [2]}, {"b": [2.0], "a": 1}]') AS objects,
+       pg_temp.errs('{"uniqueItems": true}', '[[1], 1, "a", null, {}, [], true]') AS all_distinct;
+SELECT pg_temp.errs('{"uniqueItems": true}', (SELECT jsonb_agg(i) FROM generate_series(1, 50000) i)) AS long_unique,
+       pg_temp.errs('{"uniqueItems": true}', (SELECT jsonb_agg(i % 49999) FROM generate_series(1, 50000) i)) AS long_repeat;
 SELECT pg_temp.errs('{"enum": ["a", 1, null]}', '"b"'),
        pg_temp.errs('{"enum": []}', 'null') AS empty_enum,
        pg_temp.errs('{"const": {"x": [1, 2]}}', '{"x": [1, 2.0]}') AS const_equal,
@@ -361,6 +370,19 @@ SELECT key, type, payload, metadata, event_id = '6f1c1e4e-3c2a-4b8e-9f0a-2b1c3d4
 FROM ingest_bad ORDER BY seq;
 SELECT * FROM event_log.append('ingest', 'z', 'Reading', '{"v": 500}');
 SELECT count(*) AS z_anywhere FROM (SELECT key FROM ingest UNION ALL SELECT key FROM ingest_bad) e WHERE key = 'z';
+-- A retry of an event already in the stream is skipped whatever it holds,
+-- by every path, even if the schema refuses it now: not refused, not
+-- quarantined.  Its event_id under another key is an error, as always.
+INSERT INTO ingest (key, type, payload, event_id)
+  VALUES ('r', 'Reading', '{"v": 5}', '0b0e1f3c-8a4d-4c1e-9f2a-7d6b3c9e1a01');
+INSERT INTO ingest (key, type, payload, event_id)
+  VALUES ('r', 'Reading', '{"v": 500}', '0b0e1f3c-8a4d-4c1e-9f2a-7d6b3c9e1a01');
+SELECT version FROM event_log.append('ingest', 'r', 'Reading', '{"v": 500}',
+  event_id => '0b0e1f3c-8a4d-4c1e-9f2a-7d6b3c9e1a01');
+INSERT INTO ingest (key, type, payload, event_id)
+  VALUES ('r2', 'Reading', '{"v": 500}', '0b0e1f3c-8a4d-4c1e-9f2a-7d6b3c9e1a01');
+SELECT (SELECT count(*) FROM ingest WHERE event_id = '0b0e1f3c-8a4d-4c1e-9f2a-7d6b3c9e1a01') AS in_stream,
+       (SELECT count(*) FROM ingest_bad WHERE event_id = '0b0e1f3c-8a4d-4c1e-9f2a-7d6b3c9e1a01') AS quarantined;
 -- an appender needs INSERT on the quarantine too
 CREATE ROLE regress_el_ingest;
 GRANT INSERT ON ingest TO regress_el_ingest;

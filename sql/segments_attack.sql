@@ -120,6 +120,79 @@ SELECT count(*) FROM sat.mine;
 DROP TABLE sat.mine;
 RESET ROLE;
 
+-- Anybody may make an object that depends on a segment (a view, or a
+-- SQL-standard function, naming it needs no privilege on it).  Retention
+-- drops such objects with the detached segment instead of failing at every
+-- enforcement, which would let any role stop it for good.
+CREATE SCHEMA sat_evil AUTHORIZATION sat_other;
+SET ROLE sat_owner;
+SELECT event_log.create_stream('sat.dep', shards => 1, segment_events => 1000);
+INSERT INTO sat.dep (key, type, payload) SELECT 'k' || i, 'T', '{}' FROM generate_series(1, 5) i;
+SELECT event_log.roll_segment('sat.dep');
+INSERT INTO sat.dep (key, type, payload) SELECT 'k' || i, 'T', '{}' FROM generate_series(6, 10) i;
+SELECT event_log.roll_segment('sat.dep');
+INSERT INTO sat.dep (key, type, payload) SELECT 'k' || i, 'T', '{}' FROM generate_series(11, 15) i;
+SELECT event_log.set_retention('sat.dep', max_events => 5, keep_unconsumed => false);
+RESET ROLE;
+SELECT segment_table::regclass AS dseg1 FROM event_log.segments
+ WHERE stream = 'sat.dep'::regclass ORDER BY segment LIMIT 1 \gset
+SELECT segment_table::regclass AS dseg2 FROM event_log.segments
+ WHERE stream = 'sat.dep'::regclass ORDER BY segment LIMIT 1 OFFSET 1 \gset
+SET ROLE sat_other;
+SELECT sat_masked(format('CREATE VIEW sat_evil.v1 AS SELECT 1 AS one FROM %s', :'dseg1'));
+SELECT sat_masked(format('CREATE TEMP VIEW v2 AS SELECT 1 AS one FROM %s', :'dseg2'));
+SELECT sat_masked(format('CREATE FUNCTION sat_evil.f() RETURNS bigint LANGUAGE sql BEGIN ATOMIC SELECT count(*) FROM %s; END', :'dseg2'));
+SELECT sat_masked(format('SELECT count(*) FROM %s', :'dseg1'));
+RESET ROLE;
+SET ROLE sat_owner;
+-- the first enforcement detaches segments 1 and 2, the second drops them
+SELECT stream, shard, removed, low_watermark FROM event_log.enforce_retention('sat.dep');
+SELECT stream, shard, removed, low_watermark FROM event_log.enforce_retention('sat.dep');
+RESET ROLE;
+SELECT count(*) AS dependents_left FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+ WHERE c.relname = 'v1' AND n.nspname = 'sat_evil' OR c.relname = 'v2' AND n.nspname LIKE 'pg_temp%';
+SELECT count(*) AS functions_left FROM pg_proc WHERE proname = 'f' AND pronamespace = 'sat_evil'::regnamespace;
+SELECT segment FROM event_log.segments WHERE stream = 'sat.dep'::regclass ORDER BY segment;
+SELECT count(*), min(seq), max(seq) FROM sat.dep;
+DROP SCHEMA sat_evil CASCADE;
+
+-- A foreign key may name a segment rather than the stream (the segment's
+-- owner is the stream's owner).  Retention refuses the stream as it does
+-- for a foreign key on the stream itself; one added after the check, to a
+-- segment retention has detached, stops the drop with an error instead of
+-- being dropped with it.
+SET ROLE sat_owner;
+SELECT event_log.create_stream('sat.fk', shards => 1, segment_events => 1000);
+INSERT INTO sat.fk (key, type, payload) SELECT 'k' || i, 'T', '{}' FROM generate_series(1, 5) i;
+SELECT event_log.roll_segment('sat.fk');
+INSERT INTO sat.fk (key, type, payload) SELECT 'k' || i, 'T', '{}' FROM generate_series(6, 10) i;
+RESET ROLE;
+SELECT segment_table::regclass AS fseg1 FROM event_log.segments
+ WHERE stream = 'sat.fk'::regclass ORDER BY segment LIMIT 1 \gset
+SET ROLE sat_owner;
+SELECT sat_masked(format('CREATE TABLE sat.ref (e uuid REFERENCES %s (event_id))', :'fseg1'));
+INSERT INTO sat.ref SELECT event_id FROM sat.fk WHERE seq = 1;
+SELECT sat_masked($$SELECT event_log.set_retention('sat.fk', max_events => 3, keep_unconsumed => false)$$);
+DROP TABLE sat.ref;
+SELECT event_log.set_retention('sat.fk', max_events => 3, keep_unconsumed => false);
+SELECT sat_masked(format('CREATE TABLE sat.ref (e uuid REFERENCES %s (event_id))', :'fseg1'));
+SELECT sat_masked($$SELECT * FROM event_log.enforce_retention('sat.fk')$$);
+DROP TABLE sat.ref;
+SELECT stream, shard, removed, low_watermark FROM event_log.enforce_retention('sat.fk');
+SELECT sat_masked(format('CREATE TABLE sat.ref (e uuid REFERENCES %s (event_id))', :'fseg1'));
+SELECT sat_masked($$SELECT * FROM event_log.enforce_retention('sat.fk')$$);
+SELECT count(*) FROM event_log.segments WHERE stream = 'sat.fk'::regclass AND detached_at IS NOT NULL;
+DROP TABLE sat.ref;
+SELECT stream, shard, removed, low_watermark FROM event_log.enforce_retention('sat.fk');
+SELECT count(*) FROM event_log.segments WHERE stream = 'sat.fk'::regclass AND detached_at IS NOT NULL;
+SELECT count(*), min(seq), max(seq) FROM sat.fk;
+RESET ROLE;
+
+SET ROLE sat_owner;
+SELECT event_log.drop_stream('sat.dep');
+SELECT event_log.drop_stream('sat.fk');
+RESET ROLE;
+
 SET ROLE sat_other;
 SELECT event_log.drop_stream('sat.log');
 RESET ROLE;

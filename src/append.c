@@ -1080,6 +1080,44 @@ el_restoring_segment(TriggerData *trigdata)
 	return true;
 }
 
+
+/*
+ * For el_schema_check_event(): whether a row the schema refuses carries
+ * the event_id of an event already in the stream, looked up as the append
+ * would (waiting for an insert in progress).  Such a row is a retry, and is
+ * skipped as one would be that passed; under another key it is the error
+ * (23505) a passing one gets.  Without the shard lock: a concurrent
+ * appender of the same event_id that starts after the look-up finds ours
+ * refused or diverted, as if it had come second.
+ */
+typedef struct ElKnownArg
+{
+	Relation	rel;			/* the stream */
+	text	   *key;
+	pg_uuid_t  *event_id;
+} ElKnownArg;
+
+static bool
+el_known_event(void *arg)
+{
+	ElKnownArg *k = (ElKnownArg *) arg;
+	int32		shard;
+	int64		seq,
+				version;
+	text	   *old_key;
+	bool		found;
+
+	if (el_is_segmented(k->rel))
+		found = el_segment_find_event(el_segments(k->rel), k->event_id, &shard, &seq,
+									  &version, &old_key);
+	else
+		found = el_find_event(k->rel, el_stream_indexes(k->rel)->event_id, k->event_id,
+							  &shard, &seq, &version, &old_key);
+	if (found)
+		el_check_same_key(k->event_id, old_key, k->key);
+	return found;
+}
+
 /*
  * event_log.assign_position(): BEFORE INSERT FOR EACH ROW on every stream.
  */
@@ -1108,6 +1146,7 @@ el_assign_position(PG_FUNCTION_ARGS)
 	ElSegments *segs = NULL;
 	ElSeqHint  *hint = NULL;
 	ElVersion  *ventry = NULL;
+	ElKnownArg	known;
 
 	if (!CALLED_AS_TRIGGER(fcinfo) ||
 		!TRIGGER_FIRED_BEFORE(trigdata->tg_event) ||
@@ -1221,9 +1260,16 @@ el_assign_position(PG_FUNCTION_ARGS)
 	newnulls[5] = isnull[Anum_el_metadata - 1];
 	if (el_add_session_ids(&newvals[5], &newnulls[5]))
 		ncols = 6;
+	known.rel = rel;
+	known.key = key;
+	known.event_id = isnull[Anum_el_event_id - 1] ? NULL :
+		DatumGetUUIDP(values[Anum_el_event_id - 1]);
 	switch (el_schema_check_event(rel, values, isnull, &newvals[5], &newnulls[5],
-								  !el_pending.active))
+								  !el_pending.active,
+								  known.event_id != NULL && !el_pending.active ? el_known_event : NULL,
+								  &known))
 	{
+		case EL_SCHEMA_KNOWN:
 		case EL_SCHEMA_DIVERTED:
 			if (seg != NULL)
 				relation_close(rel, NoLock);

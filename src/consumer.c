@@ -24,6 +24,7 @@
 #include "utils/acl.h"
 #include "utils/builtins.h"
 #include "utils/inval.h"
+#include "utils/lsyscache.h"
 #include "utils/snapmgr.h"
 #include "utils/wait_event.h"
 
@@ -671,6 +672,7 @@ el_commit_offset(PG_FUNCTION_ARGS)
 	int64		seq;
 	char	   *me;
 	uint64		redelivered;
+	int32		lock_id;
 
 	el_require_arg(fcinfo, 0, "group_name");
 	el_require_arg(fcinfo, 1, "stream");
@@ -691,21 +693,25 @@ el_commit_offset(PG_FUNCTION_ARGS)
 	redelivered = el_commit_redelivered(&g, me, shard, seq);
 
 	/*
-	 * The common case in one statement: the shard is leased to me, the
-	 * offset moves forwards and stays within what this backend has seen of
-	 * the shard.  The UPDATE waits for the row's lock and rechecks its
+	 * The common case in one statement: the shard is leased to me, and
+	 * this session is still member `me` (the member's row names the lock
+	 * this session holds: no other session took the name over), the
+	 * offset moves forwards and stays within what this backend has seen
+	 * of the shard.  The UPDATE waits for the row's lock and rechecks its
 	 * conditions on the newest version, as the FOR UPDATE below would;
-	 * anything else (another holder, no holder, the same or a lower offset,
-	 * an offset not seen yet, a stale group id) takes the full path.
+	 * anything else (another holder, no holder, another session as `me`,
+	 * the same or a lower offset, an offset not seen yet, a stale group id)
+	 * takes the full path, where el_check_lease() refuses what it must.
 	 */
-	if (seq <= el_shard_seen_end(g.relid, shard))
+	if (seq <= el_shard_seen_end(g.relid, shard) && el_member_held_here(g.id, me, &lock_id))
 	{
-		Datum		values[4];
+		Datum		values[5];
 
 		values[0] = Int32GetDatum(g.id);
 		values[1] = Int32GetDatum(shard);
 		values[2] = Int64GetDatum(seq);
 		values[3] = CStringGetTextDatum(me);
+		values[4] = Int32GetDatum(lock_id);
 		if (el_query(Q_OFFSET_ADVANCE, values, NULL, 0) == 1)
 		{
 			SPI_finish();
@@ -774,6 +780,7 @@ el_commit_polled(PG_FUNCTION_ARGS)
 						el_qualified_name(PG_GETARG_OID(1))),
 				 errhint("A group is created by its first poll().")));
 	el_group_check_owner(&g);
+	el_check_member_here(&g, me);
 	moved = el_auto_commit(&g, me);
 	SPI_finish();
 	PG_RETURN_INT32((int32) moved);
@@ -1016,8 +1023,10 @@ el_channel(PG_FUNCTION_ARGS)
  *
  * The form with types (0.3, consumer_lag) counts in lag_events, and looks
  * for next_recorded_at among, only the events of those types (every type
- * when NULL).  NULLs when the caller may not read the stream, so that
- * consumer_lag lists every group to everybody without failing on one.
+ * when NULL).  NULLs when the caller may not read the stream (no SELECT
+ * on it, or no USAGE on its schema, without which the reads below would
+ * fail), so that consumer_lag lists every group to everybody without
+ * failing on one.
  */
 Datum
 el_shard_status(PG_FUNCTION_ARGS)
@@ -1033,7 +1042,8 @@ el_shard_status(PG_FUNCTION_ARGS)
 		elog(ERROR, "return type must be a row type");
 	if (!PG_ARGISNULL(0) && !PG_ARGISNULL(1) && !PG_ARGISNULL(2) &&
 		el_stream_shards(relid) > shard && shard >= 0 && after_seq >= 0 &&
-		pg_class_aclcheck(relid, GetUserId(), ACL_SELECT) == ACLCHECK_OK)
+		pg_class_aclcheck(relid, GetUserId(), ACL_SELECT) == ACLCHECK_OK &&
+		pg_namespace_aclcheck(get_rel_namespace(relid), GetUserId(), ACL_USAGE) == ACLCHECK_OK)
 	{
 		Datum		types = el_types_arg(fcinfo, 3);
 		int64		end;

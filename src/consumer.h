@@ -65,6 +65,7 @@ typedef enum ElQuery
 	Q_GROUP_OFFSET_RESET,
 	Q_GROUP_SET_OFFSET_RESET,
 	Q_OFFSET_JUMP,
+	Q_MEMBER_GET,
 	EL_NUM_QUERIES
 } ElQuery;
 
@@ -121,6 +122,8 @@ extern void el_forget_nacks(int32 group_id, Oid relid);
 
 /* consumer_member.c */
 extern void el_check_lease(ElGroup *g, const ElLease *lease, const char *me);
+extern bool el_member_held_here(int32 group_id, const char *me, int32 *lock_id);
+extern void el_check_member_here(ElGroup *g, const char *me);
 extern int el_settle_shards(ElGroup *g, const char *me, int32 *shards, int64 *after);
 
 /* consumer_retention.c */

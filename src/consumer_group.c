@@ -210,13 +210,20 @@ static const struct
 		" WHERE group_id OPERATOR(pg_catalog.=) $1 AND shard OPERATOR(pg_catalog.=) $2",
 		3, {INT4OID, INT4OID, INT8OID}
 	},
-	/* commit_offset()'s common case: my shard, forwards, within the shard. */
+	/*
+	 * commit_offset()'s common case: my shard, forwards, within the shard;
+	 * "my": leased to member $4, which is still the member whose lock ($5)
+	 * this session holds (not taken over by another session since).
+	 */
 	[Q_OFFSET_ADVANCE] = {
 		"UPDATE event_log.consumer_offsets"
 		" SET committed_seq = $3, committed_at = pg_catalog.clock_timestamp()"
 		" WHERE group_id OPERATOR(pg_catalog.=) $1 AND shard OPERATOR(pg_catalog.=) $2"
-		" AND member OPERATOR(pg_catalog.=) $4 AND committed_seq OPERATOR(pg_catalog.<) $3",
-		4, {INT4OID, INT4OID, INT8OID, TEXTOID}
+		" AND member OPERATOR(pg_catalog.=) $4 AND committed_seq OPERATOR(pg_catalog.<) $3"
+		" AND EXISTS (SELECT FROM event_log.consumer_members m"
+		" WHERE m.group_id OPERATOR(pg_catalog.=) $1 AND m.member OPERATOR(pg_catalog.=) $4"
+		" AND m.lock_id OPERATOR(pg_catalog.=) $5)",
+		5, {INT4OID, INT4OID, INT8OID, TEXTOID, INT4OID}
 	},
 
 	/*
@@ -258,6 +265,13 @@ static const struct
 		" WHERE group_id OPERATOR(pg_catalog.=) $1 AND shard OPERATOR(pg_catalog.=) $2"
 		" AND committed_seq OPERATOR(pg_catalog.=) $3",
 		4, {INT4OID, INT4OID, INT8OID, INT8OID}
+	},
+	/* one member: its lock and whether its lease runs */
+	[Q_MEMBER_GET] = {
+		"SELECT lock_id, expires_at OPERATOR(pg_catalog.>) pg_catalog.clock_timestamp()"
+		" FROM event_log.consumer_members"
+		" WHERE group_id OPERATOR(pg_catalog.=) $1 AND member OPERATOR(pg_catalog.=) $2",
+		2, {INT4OID, TEXTOID}
 	},
 };
 

@@ -90,17 +90,116 @@ el_lease_live(const ElLease *lease)
 		el_member_lock_held(lease->lock_id);
 }
 
+pg_attribute_noreturn()
+static void el_member_in_use(ElGroup *g, const char *me, int32 lock_id, int pid);
+
 /*
- * Refuse when a live member other than `me` (and not held by this session)
- * holds the lease: its commits would overwrite ours.
+ * The members this session has been, by group id and name, with their
+ * locks.  A member name is only a name: another live session may be that
+ * member now (it took the name over after our lease ran out, with a new
+ * lock).  So commit_offset()'s one-statement path names the lock it
+ * expects to find in the member's row (Q_OFFSET_ADVANCE), and that lock
+ * comes from here; pg_advisory_unlock_all() or DISCARD ALL drop it, and
+ * the entry then says nothing.  A few entries: a session is usually one
+ * member of one group; the oldest is forgotten first, and a forgotten one
+ * costs the full path, not a wrong answer.
+ */
+#define EL_HELD_MEMBERS	8
+
+typedef struct ElHeldMember
+{
+	int32		group_id;
+	int32		lock_id;
+	char	   *name;			/* in TopMemoryContext */
+} ElHeldMember;
+
+static ElHeldMember el_held[EL_HELD_MEMBERS];
+static int	el_held_next = 0;
+
+static void
+el_member_remember(int32 group_id, const char *me, int32 lock_id)
+{
+	ElHeldMember *h = NULL;
+
+	for (int i = 0; i < EL_HELD_MEMBERS; i++)
+		if (el_held[i].name != NULL && el_held[i].group_id == group_id &&
+			strcmp(el_held[i].name, me) == 0)
+			h = &el_held[i];
+	if (h == NULL)
+	{
+		h = &el_held[el_held_next];
+		el_held_next = (el_held_next + 1) % EL_HELD_MEMBERS;
+		if (h->name != NULL)
+			pfree(h->name);
+		h->name = MemoryContextStrdup(TopMemoryContext, me);
+	}
+	h->group_id = group_id;
+	h->lock_id = lock_id;
+}
+
+/*
+ * Whether this session was member `me` of the group and still holds the
+ * lock it had as that member (*lock_id).  Not whether it still is the
+ * member: another session may have taken the name over with a new lock
+ * since, which only consumer_members says (Q_OFFSET_ADVANCE checks it).
+ */
+bool
+el_member_held_here(int32 group_id, const char *me, int32 *lock_id)
+{
+	for (int i = 0; i < EL_HELD_MEMBERS; i++)
+		if (el_held[i].name != NULL && el_held[i].group_id == group_id &&
+			strcmp(el_held[i].name, me) == 0)
+		{
+			*lock_id = el_held[i].lock_id;
+			return el_member_lock_mine(el_held[i].lock_id);
+		}
+	return false;
+}
+
+/*
+ * Refuse (EL005) to act as member `me` when another live session is that
+ * member, as poll() would.  A member nobody holds, or whose lease ran out,
+ * may be acted for, as el_check_lease() lets anyone commit a shard whose
+ * holder is gone.  The caller is connected to SPI.
+ */
+void
+el_check_member_here(ElGroup *g, const char *me)
+{
+	Datum		values[2];
+	bool		isnull;
+	int32		lock_id;
+	bool		unexpired;
+
+	values[0] = Int32GetDatum(g->id);
+	values[1] = CStringGetTextDatum(me);
+	if (el_query(Q_MEMBER_GET, values, NULL, 1) != 1)
+		return;
+	lock_id = DatumGetInt32(el_spi_value(0, 1, &isnull));
+	unexpired = DatumGetBool(el_spi_value(0, 2, &isnull));
+	SPI_freetuptable(SPI_tuptable);
+	if (unexpired && !el_member_lock_mine(lock_id) && el_member_lock_held(lock_id))
+		el_member_in_use(g, me, lock_id, 0);
+}
+
+/*
+ * Refuse when a live member holds the lease and this session is not that
+ * member: its commits would overwrite ours, or ours its.  That includes a
+ * holder with our member name: another session may have taken the name
+ * over (EL005, as poll() would say).
  */
 void
 el_check_lease(ElGroup *g, const ElLease *lease, const char *me)
 {
-	if (lease->member == NULL || strcmp(lease->member, me) == 0)
+	if (lease->member == NULL)
 		return;
 	if (lease->has_member_row && el_member_lock_mine(lease->lock_id))
 		return;
+	if (strcmp(lease->member, me) == 0)
+	{
+		if (el_lease_live(lease))
+			el_member_in_use(g, me, lease->lock_id, 0);
+		return;
+	}
 	if (el_lease_live(lease))
 		ereport(ERROR,
 				(errcode(ERRCODE_EL_LEASE_HELD),
@@ -203,7 +302,10 @@ el_member_heartbeat(ElGroup *g, const char *me, const ElMember *members,
 		{
 			found = true;
 			if (el_member_lock_take(m->lock_id))
+			{
 				renew = m->stale || m->pid != MyProcPid;
+				el_member_remember(g->id, me, m->lock_id);
+			}
 			else if (m->unexpired)
 			{
 				/*
@@ -256,6 +358,7 @@ el_member_heartbeat(ElGroup *g, const char *me, const ElMember *members,
 		 */
 		if (!el_member_lock_take(my_lock))
 			el_member_in_use(g, me, my_lock, 0);
+		el_member_remember(g->id, me, my_lock);
 	}
 	if (any_expired)
 		el_query(Q_MEMBERS_EXPIRE, values, NULL, 0);

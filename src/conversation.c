@@ -230,10 +230,17 @@ el_conv_collect(ReturnSetInfo *rsinfo, ElConvRow **rows, int *nrows,
 	SPI_freetuptable(SPI_tuptable);
 }
 
-/* Whether the user may read the stream (table SELECT, or on every column). */
+/*
+ * Whether the user may read the stream: USAGE on its schema, and SELECT on
+ * the table or on every column.  Without the USAGE the search's own query
+ * would fail (42501), and one such stream would fail every conversation()
+ * without `streams` for that user.
+ */
 static bool
 el_may_select(Oid relid)
 {
+	if (pg_namespace_aclcheck(get_rel_namespace(relid), GetUserId(), ACL_USAGE) != ACLCHECK_OK)
+		return false;
 	if (pg_class_aclcheck(relid, GetUserId(), ACL_SELECT) == ACLCHECK_OK)
 		return true;
 	for (AttrNumber attnum = 1; attnum <= EL_NATTS; attnum++)

@@ -299,6 +299,28 @@ el_resolve_streams(ElDecoderData *data, DefElem *elem)
 	data->nstream_oids = n;
 }
 
+
+/*
+ * A stream's name as the output carries it: schema-qualified, each part
+ * quoted as SQL needs it.  The same whatever the session's
+ * quote_all_identifiers (a role may set it, in a walsender too): a consumer
+ * matches on this name.
+ */
+static char *
+el_output_name(Oid nspid, const char *relname, Oid relid)
+{
+	bool		saved = quote_all_identifiers;
+	char	   *nspname = get_namespace_name(nspid);
+	char	   *name;
+
+	if (relname == NULL || nspname == NULL)
+		return psprintf("%u", relid);
+	quote_all_identifiers = false;
+	name = quote_qualified_identifier(nspname, relname);
+	quote_all_identifiers = saved;
+	return name;
+}
+
 static bool
 el_stream_wanted(ElDecoderData *data, Oid relid)
 {
@@ -543,7 +565,7 @@ el_decoder_erasure(LogicalDecodingContext *ctx, Relation relation,
 	{
 		OutputPluginPrepareWrite(ctx, true);
 		appendStringInfoString(ctx->out, "{\"erasure\":{\"stream\":");
-		escape_json(ctx->out, el_qualified_name(stream));
+		escape_json(ctx->out, el_output_name(get_rel_namespace(stream), get_rel_name(stream), stream));
 		appendStringInfoString(ctx->out, ",\"subject\":");
 		el_append_json_text(ctx->out, values[1]);
 		appendStringInfoString(ctx->out, ",\"erased_at\":");
@@ -627,11 +649,10 @@ el_decoder_change(LogicalDecodingContext *ctx, ReorderBufferTXN *txn,
 	out = ctx->out;
 	appendStringInfoString(out, "{\"stream\":");
 	if (relid == RelationGetRelid(relation))
-		escape_json(out, quote_qualified_identifier(get_namespace_name(RelationGetNamespace(relation)),
-													RelationGetRelationName(relation)));
+		escape_json(out, el_output_name(RelationGetNamespace(relation),
+										RelationGetRelationName(relation), relid));
 	else
-		escape_json(out, quote_qualified_identifier(get_namespace_name(get_rel_namespace(relid)),
-													get_rel_name(relid)));
+		escape_json(out, el_output_name(get_rel_namespace(relid), get_rel_name(relid), relid));
 	appendStringInfo(out, ",\"shard\":%d,\"seq\":" INT64_FORMAT ",\"key\":",
 					 DatumGetInt32(values[Anum_el_shard - 1]),
 					 DatumGetInt64(values[Anum_el_seq - 1]));

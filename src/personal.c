@@ -936,8 +936,21 @@ el_personal_protect(Relation rel, Datum type, Datum *payload)
 	if (d == NULL)
 		return false;
 	doc = DatumGetJsonbP(*payload);
+
+	/*
+	 * A payload that is not an object may hold the declared fields in
+	 * another shape (an array of objects, say), which would be stored in
+	 * clear: refused, as an array or a scalar on the way to a nested field
+	 * is (el_path_refused()).
+	 */
 	if (!JB_ROOT_IS_OBJECT(doc))
-		return false;
+		ereport(ERROR,
+				(errcode(ERRCODE_EL_PERSONAL_PATH),
+				 errmsg("personal fields of an event in \"%s\" cannot be reached",
+						RelationGetRelationName(rel)),
+				 errdetail("The event's payload is %s, not an object.",
+						   JB_ROOT_IS_SCALAR(doc) ? "a scalar" : "an array"),
+				 errhint("Events of a type with personal fields need an object as their payload.")));
 	paths = el_personal_paths(d);
 	for (int i = 0; i < d->nfields; i++)
 		if (!el_path_covered(paths, d->nfields, i))

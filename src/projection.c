@@ -23,10 +23,13 @@
  */
 #include "postgres.h"
 
+#include "common/keywords.h"
+
 #include "funcapi.h"
 #include "miscadmin.h"
 #include "nodes/nodeFuncs.h"
 #include "parser/parse_func.h"
+#include "parser/scanner.h"
 #include "storage/lmgr.h"
 #include "utils/acl.h"
 #include "utils/builtins.h"
@@ -322,6 +325,22 @@ el_reducer_result(PG_FUNCTION_ARGS)
 	PG_RETURN_DATUM(PG_GETARG_DATUM(0));
 }
 
+/* Whether SQL text holds no token at all: only blanks and comments. */
+static bool
+el_sql_is_blank(const char *sql)
+{
+	core_yy_extra_type extra;
+	core_yyscan_t scanner;
+	core_YYSTYPE yylval;
+	YYLTYPE		yylloc;
+	int			token;
+
+	scanner = scanner_init(sql, &extra, &ScanKeywords, ScanKeywordTokens);
+	token = core_yylex(&yylval, &yylloc, scanner);
+	scanner_finish(scanner);
+	return token == 0;
+}
+
 /* The handler a state projection's reducer becomes. */
 static char *
 el_reducer_handler(const char *relname, const char *reducer, Jsonb *initial)
@@ -333,8 +352,14 @@ el_reducer_handler(const char *relname, const char *reducer, Jsonb *initial)
 	char	   *sql;
 	List	   *parsed;
 
-	/* An expression, not a way to end the statement and start others. */
-	if (list_length(raw_parser(psprintf("SELECT (%s)", reducer), RAW_PARSE_DEFAULT)) != 1)
+	/*
+	 * An expression, not a way to end the statement and start others; and
+	 * not nothing (blanks, comments), which the parser would report as a
+	 * syntax error in SQL the caller never wrote.  The newline ends a
+	 * trailing "--" comment before our own text goes on.
+	 */
+	if (el_sql_is_blank(reducer) ||
+		list_length(raw_parser(psprintf("SELECT (%s\n)", reducer), RAW_PARSE_DEFAULT)) != 1)
 		ereport(ERROR,
 				(errcode(ERRCODE_SYNTAX_ERROR),
 				 errmsg("reducer must be a single SQL expression")));
@@ -346,7 +371,9 @@ el_reducer_handler(const char *relname, const char *reducer, Jsonb *initial)
 	if (OidIsValid(LookupFuncName(list_make2(makeString("event_log"),
 											 makeString("reducer_result")),
 								  1, &argtype, true)))
-		reducer = psprintf("event_log.reducer_result((%s))", reducer);
+		reducer = psprintf("event_log.reducer_result((%s\n))", reducer);
+	else
+		reducer = psprintf("%s\n", reducer);
 	sql = psprintf("INSERT INTO %s AS el_s (key, version, state)"
 				   " SELECT e.key, e.version, (%s)"
 				   " FROM (SELECT COALESCE("
@@ -373,7 +400,8 @@ el_create_table_sql(const char *qbuild, const char *columns)
 	List	   *parsed = raw_parser(sql, RAW_PARSE_DEFAULT);
 
 	if (list_length(parsed) != 1 ||
-		!IsA(((RawStmt *) linitial(parsed))->stmt, CreateStmt))
+		!IsA(((RawStmt *) linitial(parsed))->stmt, CreateStmt) ||
+		((CreateStmt *) ((RawStmt *) linitial(parsed))->stmt)->tableElts == NIL)
 		ereport(ERROR,
 				(errcode(ERRCODE_SYNTAX_ERROR),
 				 errmsg("columns must be a list of column definitions"),

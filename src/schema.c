@@ -573,7 +573,8 @@ el_divert(Oid relid, Oid quarantine, ElRefusal *r, Datum *values, bool *isnull,
 
 ElSchemaCheck
 el_schema_check_event(Relation rel, Datum *values, bool *isnull,
-					  Datum *metadata, bool *metadata_null, bool may_divert)
+					  Datum *metadata, bool *metadata_null, bool may_divert,
+					  ElKnownEvent known, void *known_arg)
 {
 	Oid			relid = RelationGetRelid(rel);
 	ElSchemaEntry stream_copy;
@@ -598,6 +599,8 @@ el_schema_check_event(Relation rel, Datum *values, bool *isnull,
 						  values[Anum_el_payload - 1], meta, &version, &supplied);
 	if (r != NULL)
 	{
+		if (known != NULL && known(known_arg))
+			return EL_SCHEMA_KNOWN;
 		if (OidIsValid(stream->quarantine) && may_divert && !el_diverting)
 		{
 			el_divert(relid, stream->quarantine, r, values, isnull, meta);

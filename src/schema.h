@@ -36,7 +36,8 @@ typedef enum ElSchemaCheck
 {
 	EL_SCHEMA_PASSED,			/* append it as it is */
 	EL_SCHEMA_RECORDED,			/* append it with *metadata, which records the version */
-	EL_SCHEMA_DIVERTED			/* skip it: it went to the stream's quarantine */
+	EL_SCHEMA_DIVERTED,			/* skip it: it went to the stream's quarantine */
+	EL_SCHEMA_KNOWN				/* skip it: refused, but its event_id is in the stream */
 } ElSchemaCheck;
 
 /*
@@ -44,11 +45,16 @@ typedef enum ElSchemaCheck
  * columns) against its type's schema, or apply the stream's policy for
  * types without one.  A refused event raises its error, or, when the stream
  * has a quarantine and may_divert (a plain INSERT or COPY, not append(),
- * which returns the event's position in the stream), is appended there.
+ * which returns the event's position in the stream), is appended there;
+ * but first, when known is given, it is asked whether the stream already
+ * has the event (its event_id): a retry of an appended event is skipped,
+ * whatever it holds, as when it passes (EL_SCHEMA_KNOWN).
  */
+typedef bool (*ElKnownEvent) (void *arg);
 extern ElSchemaCheck el_schema_check_event(Relation rel, Datum *values, bool *isnull,
 										   Datum *metadata, bool *metadata_null,
-										   bool may_divert);
+										   bool may_divert, ElKnownEvent known,
+										   void *known_arg);
 
 /*
  * schema_upcast.c, for the readers: upcast an event (its EL_NATTS columns,

@@ -547,6 +547,26 @@ el_check_string(ElSchemaNode *node, JsonbValue *v, const ElPathSeg *path, ElVali
 	return ok;
 }
 
+
+/* An array item for uniqueItems: the item, and where it was. */
+typedef struct ElItem
+{
+	Jsonb	   *doc;
+	int			pos;
+} ElItem;
+
+static int
+el_item_cmp(const void *a, const void *b)
+{
+	const ElItem *x = (const ElItem *) a;
+	const ElItem *y = (const ElItem *) b;
+	int			c = compareJsonbContainers(&x->doc->root, &y->doc->root);
+
+	if (c != 0)
+		return c;
+	return (x->pos > y->pos) - (x->pos < y->pos);
+}
+
 /* minProperties/maxProperties, minItems/maxItems: -1 is no bound. */
 static bool
 el_check_count(ElValidate *cx, const ElPathSeg *path, const char *what,
@@ -702,18 +722,36 @@ el_check_array(ElSchemaNode *node, JsonbContainer *arr, const ElPathSeg *path,
 	}
 	if (node->unique_items && size > 1)
 	{
-		Jsonb	  **elems = palloc(sizeof(Jsonb *) * size);
+		ElItem	   *items = palloc(sizeof(ElItem) * size);
+		int			first = -1;
+		int			second = -1;
 
-		for (int i = 0; i < size; i++)
-			elems[i] = JsonbValueToJsonb(getIthJsonbValueFromContainer(arr, i));
+		/*
+		 * Sorted (jsonb's own total order, whose "equal" is the equality
+		 * compared before), equal items are neighbours: n log n, where
+		 * comparing every pair took minutes for an array of 100,000 items.
+		 * Ties sort by position, so the pair reported is the one a
+		 * pairwise scan finds first: the lowest item that has an equal one
+		 * after it, and the nearest such.
+		 */
 		for (int i = 0; i < size; i++)
 		{
 			CHECK_FOR_INTERRUPTS();
-			for (int j = i + 1; j < size; j++)
-				if (compareJsonbContainers(&elems[i]->root, &elems[j]->root) == 0)
-					return el_fail(cx, path, "uniqueItems",
-								   "items %d and %d are equal", i, j);
+			items[i].doc = JsonbValueToJsonb(getIthJsonbValueFromContainer(arr, i));
+			items[i].pos = i;
 		}
+		qsort(items, size, sizeof(ElItem), el_item_cmp);
+		for (int i = 0; i + 1 < size; i++)
+			if (compareJsonbContainers(&items[i].doc->root, &items[i + 1].doc->root) == 0 &&
+				(first < 0 || items[i].pos < first))
+			{
+				first = items[i].pos;
+				second = items[i + 1].pos;
+			}
+		pfree(items);
+		if (first >= 0)
+			return el_fail(cx, path, "uniqueItems",
+						   "items %d and %d are equal", first, second);
 	}
 	return ok;
 }

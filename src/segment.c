@@ -566,6 +566,52 @@ el_segment_drop_detached(Oid stream)
 		relids[i] = DatumGetObjectId(el_spi_value(i, 1, &isnull));
 		appendStringInfo(&sql, "%s%s", i > 0 ? ", " : "", el_qualified_name(relids[i]));
 	}
+
+	/*
+	 * A segment is ours, but PostgreSQL lets any role make objects that
+	 * depend on it (a view or a SQL-standard function naming it needs no
+	 * privilege on it), and with such a dependent a plain DROP would fail
+	 * at every enforcement: whoever made one would stop retention for
+	 * good.  So what depends on a detached segment goes with it (CASCADE
+	 * reports each).  Except a foreign key: retention refuses a stream one
+	 * references (el_refuse_referenced()), and one added to a segment since
+	 * is refused here rather than dropped.  The segments are locked as the
+	 * DROP would lock them before they are checked: a foreign key being
+	 * added (its transaction locks the segment) has committed by then, and
+	 * none can be added until we commit.
+	 */
+	for (uint64 i = 0; i < n; i++)
+		LockRelationOid(relids[i], AccessExclusiveLock);
+	for (uint64 i = 0; i < n; i++)
+	{
+		bool		isnull;
+
+		values[0] = ObjectIdGetDatum(relids[i]);
+		if (el_catalog_sql("SELECT conname::pg_catalog.text, conrelid FROM pg_catalog.pg_constraint"
+						   " WHERE confrelid OPERATOR(pg_catalog.=) $1"
+						   " AND contype OPERATOR(pg_catalog.=) 'f' ORDER BY oid LIMIT 1",
+						   1, (Oid[]) {OIDOID}, values, NULL,
+						   EL_CAT_READ | EL_CAT_LATEST, 1) != 1)
+			continue;
+		/* drop_stream() calls this after dropping the stream itself */
+		if (get_rel_name(stream) == NULL)
+			ereport(ERROR,
+					(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+					 errmsg("cannot drop segment \"%s\" of the event stream being dropped: foreign key \"%s\" of table \"%s\" references it",
+							el_qualified_name(relids[i]), el_spi_text(0, 1),
+							el_qualified_name(DatumGetObjectId(el_spi_value(0, 2, &isnull)))),
+					 errdetail("Retention had detached the segment: its events were no longer in the stream."),
+					 errhint("Drop the foreign key, then drop the stream again.")));
+		ereport(ERROR,
+				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+				 errmsg("cannot drop segment \"%s\" of event stream \"%s\": foreign key \"%s\" of table \"%s\" references it",
+						el_qualified_name(relids[i]), el_qualified_name(stream),
+						el_spi_text(0, 1),
+						el_qualified_name(DatumGetObjectId(el_spi_value(0, 2, &isnull)))),
+				 errdetail("Retention has detached the segment: its events are no longer in the stream."),
+				 errhint("Drop the foreign key; the next enforcement drops the segment.")));
+	}
+	appendStringInfoString(&sql, " CASCADE");
 	el_segment_ddl(stream, sql.data);
 	for (uint64 i = 0; i < n; i++)
 	{

@@ -5,7 +5,8 @@
 #    once delivery);
 #  - a member that stops polling (hung) keeps its shards until its lease
 #    expires, then loses them;
-#  - a commit for a shard leased to another live member is refused;
+#  - a commit for a shard leased to another live member is refused, and so
+#    is a commit naming a live member from another session;
 #  - poll(wait => ...) returns as soon as an append commits, and a LISTEN on
 #    the stream's channel gets one notification per appending transaction;
 #  - committed offsets survive a restart.
@@ -23,6 +24,8 @@ $node->safe_psql('postgres', q{
 	SELECT event_log.create_stream('public.orders', 4);
 	INSERT INTO orders (key, type, payload)
 	SELECT 'order-' || i, 'Placed', jsonb_build_object('n', i) FROM generate_series(1, 40) i;
+	CREATE FUNCTION event_log_test_try(sql text) RETURNS text LANGUAGE plpgsql AS
+	$$BEGIN EXECUTE sql; RETURN 'ok'; EXCEPTION WHEN OTHERS THEN RETURN SQLERRM; END$$;
 });
 
 my $a = $node->background_psql('postgres');
@@ -60,9 +63,19 @@ my $redelivered = $b->query_safe(q{
 is($redelivered, $uncommitted,
 	'a dead member\'s shards go to another member at once, uncommitted events again');
 is(poll_shards($b, 'orders', 'b'), '0,1,2,3', 'the surviving member holds every shard');
+# (b's session is member b; its background psql stops at an error, so the
+# error comes back as a value.)
+like($b->query_safe(q{SELECT event_log_test_try(
+		$$SELECT event_log.commit_offset('g', 'orders', 0, 1, member => 'b')$$)}),
+	qr/backwards/, 'the dead member\'s committed offset stays');
+
+# Only b's session is member b: another session naming b is refused.
 ($ret, $out, $err) = $node->psql('postgres',
-	"SELECT event_log.commit_offset('g', 'orders', 0, 1, member => 'b')");
-like($err, qr/backwards/, 'the dead member\'s committed offset stays');
+	"SELECT event_log.commit_offset('g', 'orders', 0, 5, member => 'b')");
+like($err, qr/member "b" of consumer group "g" is in use by another session/,
+	'another session cannot commit as a live member');
+is($node->safe_psql('postgres', q{SELECT event_log.committed_offset('g', 'orders', 0)}),
+	'2', 'and the offset stays');
 
 # A hung member: c joins with a short lease and then stops polling.  Its
 # session lives (it holds its lock), so only the lease frees its shards.

@@ -47,7 +47,7 @@ is($node->safe_psql('old_db', q{SELECT count(*) FROM pg_attrdef WHERE adrelid = 
 $node->safe_psql('old_db', 'ALTER EXTENSION event_log UPDATE');
 is($node->safe_psql('old_db',
 		q{SELECT extversion FROM pg_extension WHERE extname = 'event_log'}),
-	'0.7', 'updated to the current version, 0.7');
+	'0.8', 'updated to the current version, 0.8');
 
 # Data and behaviour survive.
 is($node->safe_psql('old_db', 'SELECT count(*) FROM carts'), '20', 'events kept');
