@@ -254,6 +254,16 @@ SELECT event_log.create_projection('shop.p', 'shop.carts', reducer => 'state); D
 SELECT event_log.create_projection('shop.p', 'shop.carts', reducer => ' ');
 SELECT event_log.create_projection('shop.p', 'shop.carts', reducer => '/* nothing */');
 SELECT event_log.create_projection('shop.p', 'shop.carts', reducer => '-- nothing');
+-- A reducer is checked as its handler runs it: with standard_conforming_strings
+-- on, whatever the session says ('\' is one backslash, and the comment after
+-- the string is a comment).
+SET standard_conforming_strings = off;
+SET escape_string_warning = off;
+SELECT event_log.create_projection('shop.bs', 'shop.carts', reducer => $r$to_jsonb('\'::text) -- note$r$);
+RESET standard_conforming_strings;
+RESET escape_string_warning;
+SELECT key, state FROM shop.bs ORDER BY key LIMIT 1;
+SELECT event_log.drop_projection('shop.bs');
 SELECT event_log.create_projection('shop.p', 'shop.carts', '', '{"X": "SELECT 1"}');
 SELECT event_log.create_projection('shop.p', 'shop.carts', '  ', '{"X": "SELECT 1"}');
 SELECT event_log.create_projection('shop.cart_items', 'shop.carts', 'a int', '{"X": "SELECT 1"}');

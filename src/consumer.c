@@ -25,6 +25,7 @@
 #include "utils/builtins.h"
 #include "utils/inval.h"
 #include "utils/lsyscache.h"
+#include "utils/rls.h"
 #include "utils/snapmgr.h"
 #include "utils/wait_event.h"
 
@@ -1023,9 +1024,11 @@ el_channel(PG_FUNCTION_ARGS)
  *
  * The form with types (0.3, consumer_lag) counts in lag_events, and looks
  * for next_recorded_at among, only the events of those types (every type
- * when NULL).  NULLs when the caller may not read the stream (no SELECT
- * on it, or no USAGE on its schema, without which the reads below would
- * fail), so that consumer_lag lists every group to everybody without
+ * when NULL).  NULLs when the caller may not read the whole stream (no
+ * SELECT on it, no USAGE on its schema, without which the reads below
+ * would fail, or row-level security that hides rows from it: the counts
+ * would be of events it cannot see, and would give away the offsets the
+ * views hide), so that consumer_lag lists every group to everybody without
  * failing on one.
  */
 Datum
@@ -1043,7 +1046,8 @@ el_shard_status(PG_FUNCTION_ARGS)
 	if (!PG_ARGISNULL(0) && !PG_ARGISNULL(1) && !PG_ARGISNULL(2) &&
 		el_stream_shards(relid) > shard && shard >= 0 && after_seq >= 0 &&
 		pg_class_aclcheck(relid, GetUserId(), ACL_SELECT) == ACLCHECK_OK &&
-		pg_namespace_aclcheck(get_rel_namespace(relid), GetUserId(), ACL_USAGE) == ACLCHECK_OK)
+		pg_namespace_aclcheck(get_rel_namespace(relid), GetUserId(), ACL_USAGE) == ACLCHECK_OK &&
+		check_enable_rls(relid, InvalidOid, true) != RLS_ENABLED)
 	{
 		Datum		types = el_types_arg(fcinfo, 3);
 		int64		end;

@@ -33,6 +33,7 @@
 #include "storage/lmgr.h"
 #include "utils/acl.h"
 #include "utils/builtins.h"
+#include "utils/guc.h"
 #include "utils/inval.h"
 #include "utils/lsyscache.h"
 #include "utils/rls.h"
@@ -351,6 +352,20 @@ el_reducer_handler(const char *relname, const char *reducer, Jsonb *initial)
 	Oid			argtype = JSONBOID;
 	char	   *sql;
 	List	   *parsed;
+	int			nest;
+
+	/*
+	 * Checked under the settings the handler is compiled under
+	 * (projection_handler.c), whatever the session's: with
+	 * standard_conforming_strings off, '\' would end a string the handler
+	 * reads on past, and the text checked would not be the text run.  An
+	 * error undoes the settings with the transaction.
+	 */
+	nest = NewGUCNestLevel();
+	(void) set_config_option("standard_conforming_strings", "on", PGC_USERSET,
+							 PGC_S_SESSION, GUC_ACTION_SAVE, true, 0, false);
+	(void) set_config_option("backslash_quote", "safe_encoding", PGC_USERSET,
+							 PGC_S_SESSION, GUC_ACTION_SAVE, true, 0, false);
 
 	/*
 	 * An expression, not a way to end the statement and start others; and
@@ -387,6 +402,7 @@ el_reducer_handler(const char *relname, const char *reducer, Jsonb *initial)
 		ereport(ERROR,
 				(errcode(ERRCODE_SYNTAX_ERROR),
 				 errmsg("reducer must be a single SQL expression")));
+	AtEOXact_GUC(true, nest);
 	return sql;
 }
 
