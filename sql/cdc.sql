@@ -184,6 +184,16 @@ SELECT 'bulk-' || (i % 100), 'Bulk', jsonb_build_object('i', i) FROM generate_se
 SELECT count(*) AS messages, max(length(data)) < 400 AS all_small
 FROM pg_logical_slot_get_changes('cdc', NULL, NULL);
 
+-- types is a list as SQL writes one: blanks around a type are ignored, and
+-- a type that holds a comma, a double quote or outer blanks is quoted.
+INSERT INTO shop.carts (key, type, payload) VALUES
+  ('cart-t', 'Order, placed', '{}'), ('cart-t', ' Padded ', '{}'),
+  ('cart-t', 'Padded', '{}'), ('cart-t', 'say "hi"', '{}');
+SELECT data::jsonb ->> 'type' AS type
+FROM pg_logical_slot_peek_changes('cdc', NULL, NULL, 'types', '"Order, placed", " Padded "');
+SELECT data::jsonb ->> 'type' AS type
+FROM pg_logical_slot_get_changes('cdc', NULL, NULL, 'types', 'Padded , "say ""hi"""');
+
 SELECT pg_drop_replication_slot('cdc');
 SELECT event_log.drop_stream('shop.carts');
 DROP SCHEMA shop CASCADE;

@@ -1080,7 +1080,6 @@ el_restoring_segment(TriggerData *trigdata)
 	return true;
 }
 
-
 /*
  * For el_schema_check_event(): whether a row the schema refuses carries
  * the event_id of an event already in the stream, looked up as the append
