@@ -1100,21 +1100,9 @@ static bool
 el_known_event(void *arg)
 {
 	ElKnownArg *k = (ElKnownArg *) arg;
-	int32		shard;
-	int64		seq,
-				version;
-	text	   *old_key;
-	bool		found;
+	ElAppended	existing;
 
-	if (el_is_segmented(k->rel))
-		found = el_segment_find_event(el_segments(k->rel), k->event_id, &shard, &seq,
-									  &version, &old_key);
-	else
-		found = el_find_event(k->rel, el_stream_indexes(k->rel)->event_id, k->event_id,
-							  &shard, &seq, &version, &old_key);
-	if (found)
-		el_check_same_key(k->event_id, old_key, k->key);
-	return found;
+	return el_append_existing(k->rel, k->key, k->event_id, &existing);
 }
 
 /*

@@ -435,6 +435,34 @@ el_spi_value(uint64 row, int col, bool *isnull)
 						 isnull);
 }
 
+bool
+el_referencing_key(Oid relid, bool partitions, char **conname, Oid *conrelid,
+				   Oid *confrelid)
+{
+	Datum		values[1] = {ObjectIdGetDatum(relid)};
+	bool		isnull;
+
+	/* pg_partition_tree() lists nothing for a table that is not partitioned */
+	if (el_catalog_sql(partitions ?
+					   "SELECT conname::pg_catalog.text, conrelid, confrelid"
+					   " FROM pg_catalog.pg_constraint"
+					   " WHERE (confrelid OPERATOR(pg_catalog.=) $1"
+					   " OR confrelid OPERATOR(pg_catalog.=) ANY (ARRAY("
+					   "SELECT relid FROM pg_catalog.pg_partition_tree($1::pg_catalog.regclass))))"
+					   " AND contype OPERATOR(pg_catalog.=) 'f' ORDER BY oid LIMIT 1" :
+					   "SELECT conname::pg_catalog.text, conrelid, confrelid"
+					   " FROM pg_catalog.pg_constraint"
+					   " WHERE confrelid OPERATOR(pg_catalog.=) $1"
+					   " AND contype OPERATOR(pg_catalog.=) 'f' ORDER BY oid LIMIT 1",
+					   1, (Oid[]) {OIDOID}, values, NULL,
+					   EL_CAT_READ | EL_CAT_LATEST, 1) != 1)
+		return false;
+	*conname = el_spi_text(0, 1);
+	*conrelid = DatumGetObjectId(el_spi_value(0, 2, &isnull));
+	*confrelid = DatumGetObjectId(el_spi_value(0, 3, &isnull));
+	return true;
+}
+
 char *
 el_spi_text(uint64 row, int col)
 {

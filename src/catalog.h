@@ -47,6 +47,14 @@ extern uint64 el_exec_as_caller(const char *sql, int nargs, Oid *types,
  */
 extern ErrorData *el_try_subxact(void (*fn) (void *arg), void *arg);
 
+/*
+ * The first foreign key (by OID) that references relid, or with partitions
+ * any table of relid's partition tree: its name, its table, the table it
+ * references.  The caller is connected to SPI.
+ */
+extern bool el_referencing_key(Oid relid, bool partitions, char **conname,
+							   Oid *conrelid, Oid *confrelid);
+
 /* A column of SPI_tuptable's row (NULL, or -1 for int8, when null). */
 extern Datum el_spi_value(uint64 row, int col, bool *isnull);
 extern char *el_spi_text(uint64 row, int col);

@@ -116,15 +116,21 @@ typedef struct ElHeldMember
 static ElHeldMember el_held[EL_HELD_MEMBERS];
 static int	el_held_next = 0;
 
-static void
-el_member_remember(int32 group_id, const char *me, int32 lock_id)
+static ElHeldMember *
+el_held_find(int32 group_id, const char *me)
 {
-	ElHeldMember *h = NULL;
-
 	for (int i = 0; i < EL_HELD_MEMBERS; i++)
 		if (el_held[i].name != NULL && el_held[i].group_id == group_id &&
 			strcmp(el_held[i].name, me) == 0)
-			h = &el_held[i];
+			return &el_held[i];
+	return NULL;
+}
+
+static void
+el_member_remember(int32 group_id, const char *me, int32 lock_id)
+{
+	ElHeldMember *h = el_held_find(group_id, me);
+
 	if (h == NULL)
 	{
 		h = &el_held[el_held_next];
@@ -132,8 +138,8 @@ el_member_remember(int32 group_id, const char *me, int32 lock_id)
 		if (h->name != NULL)
 			pfree(h->name);
 		h->name = MemoryContextStrdup(TopMemoryContext, me);
+		h->group_id = group_id;
 	}
-	h->group_id = group_id;
 	h->lock_id = lock_id;
 }
 
@@ -146,14 +152,12 @@ el_member_remember(int32 group_id, const char *me, int32 lock_id)
 bool
 el_member_held_here(int32 group_id, const char *me, int32 *lock_id)
 {
-	for (int i = 0; i < EL_HELD_MEMBERS; i++)
-		if (el_held[i].name != NULL && el_held[i].group_id == group_id &&
-			strcmp(el_held[i].name, me) == 0)
-		{
-			*lock_id = el_held[i].lock_id;
-			return el_member_lock_mine(el_held[i].lock_id);
-		}
-	return false;
+	ElHeldMember *h = el_held_find(group_id, me);
+
+	if (h == NULL)
+		return false;
+	*lock_id = h->lock_id;
+	return el_member_lock_mine(h->lock_id);
 }
 
 /*

@@ -239,14 +239,8 @@ el_conv_collect(ReturnSetInfo *rsinfo, ElConvRow **rows, int *nrows,
 static bool
 el_may_select(Oid relid)
 {
-	if (pg_namespace_aclcheck(get_rel_namespace(relid), GetUserId(), ACL_USAGE) != ACLCHECK_OK)
-		return false;
-	if (pg_class_aclcheck(relid, GetUserId(), ACL_SELECT) == ACLCHECK_OK)
-		return true;
-	for (AttrNumber attnum = 1; attnum <= EL_NATTS; attnum++)
-		if (pg_attribute_aclcheck(relid, attnum, GetUserId(), ACL_SELECT) != ACLCHECK_OK)
-			return false;
-	return true;
+	return pg_namespace_aclcheck(get_rel_namespace(relid), GetUserId(), ACL_USAGE) == ACLCHECK_OK &&
+		el_can_select(relid);
 }
 
 static int

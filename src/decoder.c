@@ -299,7 +299,6 @@ el_resolve_streams(ElDecoderData *data, DefElem *elem)
 	data->nstream_oids = n;
 }
 
-
 /*
  * A stream's name as the output carries it: schema-qualified, each part
  * quoted as SQL needs it.  The same whatever the session's

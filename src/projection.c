@@ -24,7 +24,6 @@
 #include "postgres.h"
 
 #include "common/keywords.h"
-
 #include "funcapi.h"
 #include "miscadmin.h"
 #include "nodes/nodeFuncs.h"

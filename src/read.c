@@ -102,23 +102,33 @@ el_exec_plan(Oid relid, ElPlanKind kind, const Datum *values,
 }
 
 /*
+ * Whether the user may SELECT the stream's events: SELECT on the table, or
+ * on each of the nine columns read, which is enough for the query too.
+ */
+bool
+el_can_select(Oid relid)
+{
+	Oid			user = GetUserId();
+
+	if (pg_class_aclcheck(relid, user, ACL_SELECT) == ACLCHECK_OK)
+		return true;
+	for (AttrNumber attnum = 1; attnum <= EL_NATTS; attnum++)
+		if (pg_attribute_aclcheck(relid, attnum, user, ACL_SELECT) != ACLCHECK_OK)
+			return false;
+	return true;
+}
+
+/*
  * Refuse to read a stream the user may not SELECT from, now: callers check
  * on every call, never once for a session.  The query that then reads runs
  * as the user, so the executor checks again and applies row-level security.
- * Checked here too so the error does not cite our internal query.  SELECT
- * granted on each of the nine columns read is enough, as for the query.
+ * Checked here too so the error does not cite our internal query.
  */
 void
 el_check_select(Oid relid)
 {
-	Oid			user = GetUserId();
-	AclResult	aclresult = pg_class_aclcheck(relid, user, ACL_SELECT);
-
-	if (aclresult == ACLCHECK_OK)
-		return;
-	for (AttrNumber attnum = 1; attnum <= EL_NATTS; attnum++)
-		if (pg_attribute_aclcheck(relid, attnum, user, ACL_SELECT) != ACLCHECK_OK)
-			aclcheck_error(aclresult, OBJECT_TABLE, get_rel_name(relid));
+	if (!el_can_select(relid))
+		aclcheck_error(ACLCHECK_NO_PRIV, OBJECT_TABLE, get_rel_name(relid));
 }
 
 /*

@@ -38,6 +38,7 @@ extern void el_check_watermark(Oid relid, int32 shard, int64 after,
 							   Snapshot snap);
 extern void el_below_watermark(Oid relid, int32 shard, int64 after,
 							   int64 low) pg_attribute_noreturn();
+extern bool el_can_select(Oid relid);
 extern void el_check_select(Oid relid);
 extern Tuplestorestate *el_result_store(FunctionCallInfo fcinfo,
 										bool expected_desc);

@@ -109,43 +109,30 @@ el_require_stream_owner(Oid relid, const char *action)
  * stream (ALTER TABLE ... ADD FOREIGN KEY takes ShareRowExclusiveLock on
  * the referenced table), so a check under that lock holds until commit.
  * On a segmented stream a foreign key may also name one segment (its
- * owner is the stream's owner; pg_partition_tree() lists the segments,
- * and nothing at all for a table that is not partitioned, hence the test
- * of $1 itself): that locks the segment, not the stream, so one added
- * after this check is caught where the segment is dropped
+ * owner is the stream's owner): that locks the segment, not the stream,
+ * so one added after this check is caught where the segment is dropped
  * (el_segment_drop_detached()).  The caller is connected to SPI.
  */
 static void
 el_refuse_referenced(Oid relid)
 {
-	Datum		values[1];
-	bool		isnull;
+	char	   *conname;
+	Oid			conrelid;
 	Oid			referenced;
 
-	values[0] = ObjectIdGetDatum(relid);
-	if (el_catalog_sql("SELECT conname::pg_catalog.text, conrelid, confrelid"
-					   " FROM pg_catalog.pg_constraint"
-					   " WHERE (confrelid OPERATOR(pg_catalog.=) $1"
-					   " OR confrelid OPERATOR(pg_catalog.=) ANY (ARRAY("
-					   "SELECT relid FROM pg_catalog.pg_partition_tree($1::pg_catalog.regclass))))"
-					   " AND contype OPERATOR(pg_catalog.=) 'f' ORDER BY oid LIMIT 1",
-					   1, (Oid[]) {OIDOID}, values, NULL,
-					   EL_CAT_READ | EL_CAT_LATEST, 1) != 1)
+	if (!el_referencing_key(relid, true, &conname, &conrelid, &referenced))
 		return;
-	referenced = DatumGetObjectId(el_spi_value(0, 3, &isnull));
 	if (referenced == relid)
 		ereport(ERROR,
 				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
 				 errmsg("cannot remove events of event stream \"%s\": foreign key \"%s\" of table \"%s\" references it",
-						el_qualified_name(relid), el_spi_text(0, 1),
-						el_qualified_name(DatumGetObjectId(el_spi_value(0, 2, &isnull)))),
+						el_qualified_name(relid), conname, el_qualified_name(conrelid)),
 				 errdetail("Retention removes events past foreign keys, which would leave the referencing rows dangling."),
 				 errhint("Drop the foreign key, or keep what it needs in a table of its own.")));
 	ereport(ERROR,
 			(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
 			 errmsg("cannot remove events of event stream \"%s\": foreign key \"%s\" of table \"%s\" references its segment \"%s\"",
-					el_qualified_name(relid), el_spi_text(0, 1),
-					el_qualified_name(DatumGetObjectId(el_spi_value(0, 2, &isnull))),
+					el_qualified_name(relid), conname, el_qualified_name(conrelid),
 					el_qualified_name(referenced)),
 			 errdetail("Retention removes whole segments, which would leave the referencing rows dangling."),
 			 errhint("Drop the foreign key, or keep what it needs in a table of its own.")));

@@ -547,7 +547,6 @@ el_check_string(ElSchemaNode *node, JsonbValue *v, const ElPathSeg *path, ElVali
 	return ok;
 }
 
-
 /* An array item for uniqueItems: the item, and where it was. */
 typedef struct ElItem
 {

@@ -584,30 +584,25 @@ el_segment_drop_detached(Oid stream)
 		LockRelationOid(relids[i], AccessExclusiveLock);
 	for (uint64 i = 0; i < n; i++)
 	{
-		bool		isnull;
+		char	   *conname;
+		Oid			conrelid;
+		Oid			referenced;
 
-		values[0] = ObjectIdGetDatum(relids[i]);
-		if (el_catalog_sql("SELECT conname::pg_catalog.text, conrelid FROM pg_catalog.pg_constraint"
-						   " WHERE confrelid OPERATOR(pg_catalog.=) $1"
-						   " AND contype OPERATOR(pg_catalog.=) 'f' ORDER BY oid LIMIT 1",
-						   1, (Oid[]) {OIDOID}, values, NULL,
-						   EL_CAT_READ | EL_CAT_LATEST, 1) != 1)
+		if (!el_referencing_key(relids[i], false, &conname, &conrelid, &referenced))
 			continue;
 		/* drop_stream() calls this after dropping the stream itself */
 		if (get_rel_name(stream) == NULL)
 			ereport(ERROR,
 					(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
 					 errmsg("cannot drop segment \"%s\" of the event stream being dropped: foreign key \"%s\" of table \"%s\" references it",
-							el_qualified_name(relids[i]), el_spi_text(0, 1),
-							el_qualified_name(DatumGetObjectId(el_spi_value(0, 2, &isnull)))),
+							el_qualified_name(relids[i]), conname, el_qualified_name(conrelid)),
 					 errdetail("Retention had detached the segment: its events were no longer in the stream."),
 					 errhint("Drop the foreign key, then drop the stream again.")));
 		ereport(ERROR,
 				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
 				 errmsg("cannot drop segment \"%s\" of event stream \"%s\": foreign key \"%s\" of table \"%s\" references it",
 						el_qualified_name(relids[i]), el_qualified_name(stream),
-						el_spi_text(0, 1),
-						el_qualified_name(DatumGetObjectId(el_spi_value(0, 2, &isnull)))),
+						conname, el_qualified_name(conrelid)),
 				 errdetail("Retention has detached the segment: its events are no longer in the stream."),
 				 errhint("Drop the foreign key; the next enforcement drops the segment.")));
 	}
